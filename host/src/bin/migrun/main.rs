@@ -1,0 +1,158 @@
+//! The `migrun` command: argument parsing, terminal output and exit codes over the library.
+//!
+//! Exit codes: 0 success; 1 the run failed (a unit or `verify` failed, was
+//! rolled back, or hit a limit); 2 nothing ran (bad arguments, config, plugin
+//! or connection); 3 the run finished but a check failed.
+
+mod console;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use migrun::config::RunConfig;
+use migrun::run::{self, RunOptions};
+use migrun::runtime::{LoadedPlugin, Runtime};
+
+/// Run database migrations written as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "migrun", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a plugin declares (connections, units, config keys) and the contract version it targets.
+    Inspect {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// Print JSON (schema migrun.inspect/1).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The plugin component (.wasm) to run.
+    #[arg(required = true)]
+    plugin: Option<PathBuf>,
+    /// Run everything in transactions that are always rolled back: show what would happen, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The config file (default: ./migrun.toml when it exists; otherwise embedded SQLite files).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Override a connection URL: --db name=url (repeatable).
+    #[arg(long = "db", value_name = "NAME=URL")]
+    db: Vec<String>,
+    /// Run only these units (comma-separated), in the plugin's order.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Set a plugin config value: --set key=value (repeatable; overrides the config file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the report as JSON (schema migrun.run-report/1) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Fuel per plugin call (overrides [limits] fuel).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in MiB (overrides [limits] memory_mib).
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Wall-clock limit per plugin call in seconds (overrides [limits] timeout_secs).
+    #[arg(long)]
+    timeout_secs: Option<u64>,
+    /// More log output (repeat for more); MIGRUN_LOG takes a tracing filter.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    console::init_tracing(cli.run.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
+            None => run_plugin(cli.run).await,
+        }
+    });
+    match code {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    let plugin = LoadedPlugin::load_file(Runtime::shared(), path).with_context(|| format!("loading {}", path.display()))?;
+    let inspection = run::inspect(&plugin).await.with_context(|| format!("inspecting {}", path.display()))?;
+    if json {
+        println!("{}", migrun::render::inspection_json(&inspection));
+    } else {
+        print!("{}", migrun::render::inspection_text(&inspection));
+    }
+    Ok(0)
+}
+
+async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
+    let path = args.plugin.expect("clap requires the plugin");
+    let mut config = match &args.config {
+        Some(file) => RunConfig::load(file)?,
+        None if std::path::Path::new("migrun.toml").exists() => RunConfig::load("migrun.toml".as_ref())?,
+        None => RunConfig::default_embedded(),
+    };
+    for spec in &args.db {
+        config.apply_override(spec)?;
+    }
+    for spec in &args.set {
+        let (key, value) = spec
+            .split_once('=')
+            .with_context(|| format!("--set {spec:?}: expected key=value"))?;
+        config.values.insert(key.to_owned(), value.to_owned());
+    }
+    if let Some(fuel) = args.fuel {
+        config.limits.fuel = fuel;
+    }
+    if let Some(mib) = args.memory_mib {
+        config.limits.memory_mib = mib;
+    }
+    if let Some(secs) = args.timeout_secs {
+        config.limits.timeout_secs = secs;
+    }
+
+    let plugin = LoadedPlugin::load_file(Runtime::shared(), &path).with_context(|| format!("loading {}", path.display()))?;
+    let observer = Arc::new(console::Console::new(args.json));
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        only: args.only,
+        seeds: None,
+        observer: observer.clone(),
+    };
+    let report = run::run(&plugin, &config, options)
+        .await
+        .with_context(|| format!("{} did not start; nothing was changed", path.display()))?;
+    observer.finish();
+    if args.json {
+        println!("{}", migrun::render::run_report_json(&report));
+    } else {
+        print!("{}", migrun::render::run_report_text(&report));
+    }
+    Ok(report.exit_code() as u8)
+}

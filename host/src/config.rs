@@ -1,0 +1,398 @@
+//! `migrun.toml`: what the operator grants a plugin, checked in one place.
+//!
+//! The operator names connections (URL + access), gives plugin configuration
+//! values and sets the sandbox limits. Unknown keys are rejected with the key
+//! named, so a typo never silently loosens a limit. URLs may reference
+//! environment variables (`${DB_ACCOUNTS}`) so that secrets stay out of the
+//! file; `--db name=url` overrides a URL from the command line.
+//!
+//! With no file at all, every connection a plugin declares defaults to an
+//! embedded SQLite file `<data_dir>/<name>.sqlite`, so the demo runs with
+//! nothing installed.
+//!
+//! ```toml
+//! [connections.source]
+//! url = "${DB_ACCOUNTS}"
+//! access = "read-only"
+//!
+//! [connections.target]
+//! url = "postgres://migrate@db.internal/auth"
+//! access = "read-write"
+//!
+//! [config]
+//! batch_size = 500
+//!
+//! [limits]
+//! fuel = 50_000_000_000
+//! memory_mib = 512
+//! timeout_secs = 3600
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::db::Access;
+
+/// Why a configuration could not be used. Nothing has run when this is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, including the key and line.
+        message: String,
+    },
+    /// A URL references an environment variable that is not set.
+    #[error("connection `{connection}`: environment variable `{variable}` is not set (referenced by its url)")]
+    MissingVariable {
+        /// The connection whose URL references it.
+        connection: String,
+        /// The variable.
+        variable: String,
+    },
+    /// A `${` without a closing `}` or with an invalid name.
+    #[error("connection `{connection}`: malformed variable reference in url: {detail}")]
+    BadVariable {
+        /// The connection.
+        connection: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A `--db` override is not of the form `name=url`.
+    #[error("--db {0:?}: expected name=url")]
+    BadOverride(String),
+    /// A plugin configuration value is neither a string, number nor boolean.
+    #[error("config key `{0}`: values must be strings, numbers or booleans")]
+    BadValue(String),
+}
+
+/// The parsed, not yet resolved, contents of `migrun.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Named connections.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Values for the plugin's configuration keys.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Sandbox limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Where embedded SQLite databases live when a connection is not configured (default `migrun-data`).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One named connection as the operator wrote it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The database URL (`sqlite://…`, `postgres://…`, `mysql://…`), possibly with `${VAR}` references.
+    pub url: String,
+    /// The most the plugin may do through it; when absent, the plugin gets the access it declares.
+    pub access: Option<Access>,
+}
+
+/// Sandbox limits. Each one, when hit, ends the run with a typed error and rolls back the open unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel (roughly, WebAssembly instructions) for each plugin call: `describe`, `configure`,
+    /// `list-units`, each `run-unit` and `verify` gets a fresh budget. Deterministic, unlike time.
+    pub fuel: u64,
+    /// The plugin's linear memory cap, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock limit for each plugin call, in seconds, database time included.
+    pub timeout_secs: u64,
+}
+
+impl Default for Limits {
+    /// Generous defaults for real migrations: fuel for minutes of dense compute per call, 1 GiB of memory,
+    /// one hour per call.
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000_000_000,
+            memory_mib: 1024,
+            timeout_secs: 3600,
+        }
+    }
+}
+
+/// The configuration a run uses: connections with URLs resolved, plugin values as strings, limits.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Connections the operator configured, URLs resolved.
+    pub connections: BTreeMap<String, ResolvedConnection>,
+    /// Plugin configuration values, stringified.
+    pub values: BTreeMap<String, String>,
+    /// Sandbox limits.
+    pub limits: Limits,
+    /// Directory of the embedded SQLite default.
+    pub data_dir: PathBuf,
+}
+
+/// A connection with its URL resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedConnection {
+    /// The URL, environment variables substituted.
+    pub url: String,
+    /// The granted access, if the operator set one.
+    pub access: Option<Access>,
+    /// Whether this is the embedded SQLite default rather than something the operator configured.
+    pub embedded_default: bool,
+}
+
+impl Default for RunConfig {
+    /// No configured connection: every connection is the embedded SQLite default under `migrun-data/`.
+    fn default() -> Self {
+        RunConfig {
+            connections: BTreeMap::new(),
+            values: BTreeMap::new(),
+            limits: Limits::default(),
+            data_dir: PathBuf::from("migrun-data"),
+        }
+    }
+}
+
+impl RunConfig {
+    /// The configuration used when there is no config file: embedded SQLite files under `migrun-data/`.
+    pub fn default_embedded() -> RunConfig {
+        RunConfig::default()
+    }
+
+    /// Reads `path` and resolves it against the process environment.
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file = ConfigFile::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        RunConfig::resolve(file, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Resolves a parsed file: substitutes `${VAR}` through `env`, stringifies plugin values and
+    /// makes a relative `data_dir` relative to `base` (the config file's folder).
+    pub fn resolve(
+        file: ConfigFile,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RunConfig, ConfigError> {
+        let mut connections = BTreeMap::new();
+        for (name, conn) in file.connections {
+            let url = substitute_env(&name, &conn.url, env)?;
+            connections.insert(
+                name,
+                ResolvedConnection {
+                    url,
+                    access: conn.access,
+                    embedded_default: false,
+                },
+            );
+        }
+        let mut values = BTreeMap::new();
+        for (key, value) in file.config {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return Err(ConfigError::BadValue(key)),
+            };
+            values.insert(key, text);
+        }
+        let data_dir = match file.data_dir {
+            Some(dir) if dir.is_relative() => base.join(dir),
+            Some(dir) => dir,
+            None => PathBuf::from("migrun-data"),
+        };
+        Ok(RunConfig {
+            connections,
+            values,
+            limits: file.limits,
+            data_dir,
+        })
+    }
+
+    /// Applies a `--db name=url` override (the access configured for `name`, if any, is kept).
+    pub fn apply_override(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (name, url) = spec
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| ConfigError::BadOverride(spec.to_owned()))?;
+        let url = substitute_env(name, url, &|v| std::env::var(v).ok())?;
+        let access = self.connections.get(name).and_then(|c| c.access);
+        self.connections.insert(
+            name.to_owned(),
+            ResolvedConnection {
+                url,
+                access,
+                embedded_default: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// The connection for `name`: the configured one, or the embedded SQLite default.
+    pub fn connection(&self, name: &str) -> ResolvedConnection {
+        self.connections.get(name).cloned().unwrap_or_else(|| {
+            let path = self.data_dir.join(format!("{name}.sqlite"));
+            ResolvedConnection {
+                url: format!("sqlite://{}", path.display()),
+                access: None,
+                embedded_default: true,
+            }
+        })
+    }
+}
+
+impl ConfigFile {
+    /// Parses TOML text, rejecting unknown keys with the key named.
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+}
+
+/// Replaces every `${NAME}` in `url` by the variable's value.
+fn substitute_env(
+    connection: &str,
+    url: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| ConfigError::BadVariable {
+            connection: connection.to_owned(),
+            detail: format!("`${{` without `}}` in {url:?}"),
+        })?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::BadVariable {
+                connection: connection.to_owned(),
+                detail: format!("`${{{name}}}` is not a variable name"),
+            });
+        }
+        let value = env(name).ok_or_else(|| ConfigError::MissingVariable {
+            connection: connection.to_owned(),
+            variable: name.to_owned(),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Replaces the password of a URL by `***`, for reports and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
+    let authority = &url[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..authority_start],
+                &authority[..colon],
+                &url[authority_start + at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "DB_ACCOUNTS").then(|| "postgres://u:pw@h/accounts".to_owned())
+    }
+
+    #[test]
+    fn resolves_variables_values_and_limits() {
+        let file = ConfigFile::parse(
+            r#"
+            [connections.source]
+            url = "${DB_ACCOUNTS}?sslmode=disable"
+            access = "read-only"
+            [config]
+            batch_size = 500
+            dry = true
+            [limits]
+            memory_mib = 64
+            "#,
+        )
+        .unwrap();
+        let config = RunConfig::resolve(file, Path::new("/etc/migrun"), &env).unwrap();
+        let source = &config.connections["source"];
+        assert_eq!(source.url, "postgres://u:pw@h/accounts?sslmode=disable");
+        assert_eq!(source.access, Some(Access::ReadOnly));
+        assert_eq!(config.values["batch_size"], "500");
+        assert_eq!(config.values["dry"], "true");
+        assert_eq!(config.limits.memory_mib, 64);
+        assert_eq!(config.limits.fuel, Limits::default().fuel);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = ConfigFile::parse("[limits]\nmemory_mb = 5\n").unwrap_err();
+        assert!(err.contains("unknown field `memory_mb`"), "{err}");
+        let err = ConfigFile::parse("[connections.x]\nurl = \"sqlite://a\"\nacess = \"read-only\"\n")
+            .unwrap_err();
+        assert!(err.contains("unknown field `acess`"), "{err}");
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let file = ConfigFile::parse("[connections.t]\nurl = \"${NOPE}\"\n").unwrap();
+        let err = RunConfig::resolve(file, Path::new("."), &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "connection `t`: environment variable `NOPE` is not set (referenced by its url)"
+        );
+    }
+
+    #[test]
+    fn embedded_default_and_overrides() {
+        let mut config = RunConfig::resolve(ConfigFile::default(), Path::new("."), &env).unwrap();
+        let source = config.connection("source");
+        assert!(source.embedded_default);
+        assert_eq!(source.url, "sqlite://migrun-data/source.sqlite");
+        config.apply_override("source=sqlite://elsewhere.db").unwrap();
+        assert_eq!(config.connection("source").url, "sqlite://elsewhere.db");
+        assert!(config.apply_override("nourl").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,178 @@
+//! The plugin contract: which WIT versions this host speaks, how a component's
+//! version is detected before instantiation, and the version-independent
+//! types the rest of the host uses.
+//!
+//! # Layout
+//!
+//! - `mod.rs` (this file): [`ContractVersion`], [`detect_version`], and the
+//!   plain Rust mirror of what a plugin declares ([`PluginInfo`] and friends).
+//! - [`v0_1_0`]: the `bindgen!` output for `wit/v0.1.0` (kept private) and the
+//!   `From`/`TryFrom` conversions between its generated types and ours.
+//!
+//! A new contract version gets a sibling module; the capability modules and
+//! the runner keep working with the types defined here, so older plugins stay
+//! loadable (the Zed extension host's `since_vX` pattern).
+
+pub mod v0_1_0;
+
+use std::fmt;
+
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::db::{Access, DbError};
+
+/// The WIT package every plugin targets.
+pub const PACKAGE: &str = "migrun:plugin";
+
+/// The contract versions this host can run, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+
+/// The version of the `migrun:plugin` package a component was built against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContractVersion(pub String);
+
+impl fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PACKAGE}@{}", self.0)
+    }
+}
+
+/// Why a component cannot be run by this host. Nothing was instantiated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContractError {
+    /// The component does not export the `migrun:plugin/plugin` interface at all.
+    #[error(
+        "not a migrun plugin: the component does not export `{PACKAGE}/plugin` (it exports: {exports})"
+    )]
+    NotAPlugin {
+        /// What it exports instead.
+        exports: String,
+    },
+    /// The component targets a contract version this host does not speak.
+    #[error(
+        "unsupported contract version: the plugin targets {PACKAGE}@{found}, this migrun supports {supported}; rebuild the plugin against a supported wit/ folder or upgrade migrun"
+    )]
+    Unsupported {
+        /// The version the plugin targets.
+        found: String,
+        /// The versions this host supports.
+        supported: String,
+    },
+    /// The component mixes several versions of the contract.
+    #[error("the plugin mixes contract versions {0}; build it against one wit/ folder")]
+    Mixed(String),
+}
+
+/// Reads the contract version from the component's import and export names
+/// (`migrun:plugin/database@0.1.0`, …) and checks that this host supports it.
+pub fn detect_version(
+    engine: &Engine,
+    component: &Component,
+) -> Result<ContractVersion, ContractError> {
+    let ty = component.component_type();
+    let export_names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    let import_names = ty.imports(engine).map(|(n, _)| n.to_owned());
+    let mut versions: Vec<String> = export_names
+        .iter()
+        .cloned()
+        .chain(import_names)
+        .filter_map(|name| {
+            let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+            Some(rest.split_once('@').map_or("", |(_, v)| v).to_owned())
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    let exports_plugin = export_names
+        .iter()
+        .any(|n| n.starts_with(&format!("{PACKAGE}/plugin")));
+    if !exports_plugin {
+        return Err(ContractError::NotAPlugin {
+            exports: if export_names.is_empty() {
+                "nothing".to_owned()
+            } else {
+                export_names.join(", ")
+            },
+        });
+    }
+    match versions.as_slice() {
+        [one] if SUPPORTED_VERSIONS.contains(&one.as_str()) => Ok(ContractVersion(one.clone())),
+        [one] => Err(ContractError::Unsupported {
+            found: if one.is_empty() { "(unversioned)".into() } else { one.clone() },
+            supported: SUPPORTED_VERSIONS
+                .iter()
+                .map(|v| format!("{PACKAGE}@{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        many => Err(ContractError::Mixed(many.join(", "))),
+    }
+}
+
+/// What a plugin declares about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// One line on what it migrates.
+    pub description: String,
+    /// The connections it needs.
+    pub connections: Vec<ConnectionNeed>,
+    /// Its statically known units.
+    pub units: Vec<UnitInfo>,
+    /// Its configuration keys.
+    pub config: Vec<ConfigKey>,
+}
+
+/// A connection a plugin needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionNeed {
+    /// The name it opens.
+    pub name: String,
+    /// The least access it needs.
+    pub access: Access,
+    /// What it is for.
+    pub description: String,
+    /// Tables it writes through it.
+    pub writes: Vec<String>,
+}
+
+/// A unit of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitInfo {
+    /// Its stable name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+}
+
+/// A configuration key a plugin reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigKey {
+    /// The key.
+    pub name: String,
+    /// What it controls.
+    pub description: String,
+    /// Whether a value must be given.
+    pub required: bool,
+    /// The value used when none is given.
+    pub default_value: Option<String>,
+    /// Whether reports must redact it.
+    pub secret: bool,
+}
+
+/// A plugin's own error value (not a trap).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// A database call failed and the plugin gave up on it.
+    #[error("database error: {0}")]
+    Database(DbError),
+    /// The plugin's own failure.
+    #[error("{0}")]
+    Failed(String),
+}

@@ -1,0 +1,1037 @@
+//! The host's database layer: named connections to SQLite, PostgreSQL and
+//! MySQL/MariaDB over sqlx, speaking only [`Value`]s.
+//!
+//! This module owns everything between a plugin's `database` calls and the
+//! wire: one physical connection per [`Connection`], the unit transaction,
+//! read-only enforcement, value encoding and decoding, streaming cursors and
+//! bulk inserts, and the classification of every failure into a [`DbError`].
+//! It knows nothing about wasmtime; the runtime maps WIT calls onto this API.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the public types and [`Connection`], written once for all dialects.
+//! - `error.rs`: [`DbError`], [`DbErrorKind`] and code classification.
+//! - `backend.rs`: one sqlx connection of any dialect behind a small set of operations.
+//! - `cursor.rs`: the task that streams a cursor's rows in batches.
+//! - `postgres.rs`, `mysql.rs`, `sqlite.rs`: session setup, encoding, decoding.
+//! - `sql.rs`: leading-keyword lexing, the SQLite single-statement check, identifier quoting.
+//!
+//! # Read-only access
+//!
+//! Read-only is enforced by the database session, never by parsing SQL:
+//!
+//! | dialect | session | [`Connection::begin`] | a write fails with |
+//! |---|---|---|---|
+//! | PostgreSQL | startup option `default_transaction_read_only=on` | `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, snapshot taken at once | SQLSTATE `25006` |
+//! | MySQL/MariaDB | `SET SESSION TRANSACTION READ ONLY` | `START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT` | error `1792` |
+//! | SQLite | `mode=ro` and `PRAGMA query_only=ON` | `BEGIN` | `8` (`SQLITE_READONLY`) |
+//!
+//! Read-write transactions begin with `BEGIN`, `START TRANSACTION` and
+//! `BEGIN IMMEDIATE` respectively. Because a session setting can be changed by
+//! SQL, a few guards keep a plugin from undoing it: transaction control
+//! (`BEGIN`, `COMMIT`, `ROLLBACK` other than `ROLLBACK TO`, …) is refused on
+//! every connection because the host owns the transaction; on PostgreSQL a
+//! read-only statement outside a host transaction runs in its own
+//! `BEGIN READ ONLY … COMMIT` (so `SET default_transaction_read_only=off`
+//! changes nothing), and a read-only host transaction takes its snapshot
+//! immediately (so `SET TRANSACTION READ WRITE` is too late); on MySQL a
+//! read-only connection refuses `SET` statements that name `read_only`,
+//! `READ WRITE` or `autocommit`.
+//!
+//! # Value mapping
+//!
+//! Reading, by the column's type as the database reports it:
+//!
+//! | [`Value`] | PostgreSQL | MySQL/MariaDB | SQLite (storage class) |
+//! |---|---|---|---|
+//! | `Null` | NULL | NULL | NULL |
+//! | `Bool` | `bool` | `TINYINT(1)`/`BOOLEAN` holding 0 or 1 | INTEGER 0/1 in a column declared `BOOLEAN` |
+//! | `Int` | `int2`, `int4`, `int8`, `oid` | integer types, `YEAR`, `BIT`; unsigned values above `i64::MAX` read as `Decimal` | INTEGER |
+//! | `Float` | `float8`; `float4` as the double with the same shortest text | `DOUBLE`; `FLOAT` likewise | REAL |
+//! | `Text` | `text`, `varchar`, `bpchar`, `name`, `"char"`, `xml`, `citext`, enums, domains over these | `CHAR`, `VARCHAR`, `TEXT`s, `ENUM`, `SET` | TEXT |
+//! | `Bytes` | `bytea` | `BINARY`, `VARBINARY`, `BLOB`s, and any BINARY-flagged string (see below) | BLOB |
+//! | `Json` | `json` (text as stored), `jsonb` (PostgreSQL's normalised text) | `JSON` as MySQL reports it | — (TEXT) |
+//! | `Uuid` | `uuid` | — (text) | — (TEXT) |
+//! | `Date` | `date` | `DATE` | — (TEXT) |
+//! | `Time` | `time` | `TIME` within a day (else a `Value` error) | — (TEXT) |
+//! | `Timestamp` | `timestamp` | `DATETIME` | — (TEXT) |
+//! | `Timestamptz` | `timestamptz` | `TIMESTAMP` (the session is UTC) | — (TEXT) |
+//! | `Decimal` | `numeric`, scale kept (`1.50`) | `DECIMAL`, at the column's scale | — (TEXT) |
+//! | `Float32Array` | `float4[]` | — (JSON text) | — (TEXT) |
+//! | `TextArray` | `text[]`, `varchar[]`, `bpchar[]`, `name[]`, arrays of citext/enums | — (JSON text) | — (TEXT) |
+//!
+//! Any other type (PostgreSQL `interval`, `tstzrange`, `ltree`, `halfvec`, …;
+//! MySQL `GEOMETRY`) fails with a [`DbErrorKind::Value`] error that names the
+//! column and its type and suggests a cast in SQL (`tree::text`). So do
+//! PostgreSQL `infinity` dates, `NaN` numerics, multi-dimensional arrays and
+//! arrays holding NULL. MySQL sets the BINARY flag for text with a binary
+//! collation too (`utf8mb4_bin`, and MariaDB's `JSON`), and sqlx 0.8 does not
+//! expose the collation that would tell them apart: such columns read as
+//! `Bytes`; select them as `CAST(col AS CHAR)` to read text.
+//!
+//! Binding, per value kind:
+//!
+//! | [`Value`] | PostgreSQL (binary, declared type) | MySQL/MariaDB | SQLite |
+//! |---|---|---|---|
+//! | `Null` | type "unknown": the server infers it from context | NULL | NULL |
+//! | `Bool` | `bool` | `TINYINT` 0/1 | INTEGER 0/1 |
+//! | `Int` | `int8` | `BIGINT` | INTEGER |
+//! | `Float` | `float8` (NaN, ±Infinity allowed) | `DOUBLE`; NaN/±Infinity refused | REAL; NaN refused (SQLite would store NULL) |
+//! | `Text` | `text` | string | TEXT |
+//! | `Bytes` | `bytea` | bytes | BLOB |
+//! | `Json` | `jsonb` | string | TEXT |
+//! | `Uuid` | `uuid` | hyphenated string | TEXT (canonical) |
+//! | `Date`, `Time`, `Timestamp` | `date`, `time`, `timestamp` | `DATE`, `TIME`, `DATETIME` | TEXT (canonical) |
+//! | `Timestamptz` | `timestamptz` | UTC `DATETIME` | TEXT (canonical, `…Z`) |
+//! | `Decimal` | `numeric`, scale kept | string (exact) | TEXT (canonical) |
+//! | `Float32Array` | `real[]` | JSON text | TEXT (JSON) |
+//! | `TextArray` | `text[]` | JSON text | TEXT (JSON) |
+//!
+//! On PostgreSQL a parameter keeps its declared type, so the server applies
+//! its usual casts (an `int8` into an `int4` column is fine; a `text` into a
+//! `uuid`, `jsonb` or enum column is not: bind the matching kind or cast in
+//! SQL, `$1::mood`). A NULL where the server cannot infer a type
+//! (`jsonb_build_object('k', $1)`, `$1 IS NULL`) needs a cast (`$1::text`).
+//! Sub-microsecond digits of temporal values are dropped.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), migrun::db::DbError> {
+//! use migrun::db::{Access, Connection};
+//! use migrun::value::Value;
+//!
+//! let mut target = Connection::connect("target", "sqlite:demo.sqlite", Access::ReadWrite).await?;
+//! target.begin().await?;
+//! target.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)", &[]).await?;
+//! target.bulk_insert("t", &["id".into(), "name".into()], &[vec![Value::Int(1), Value::Text("a".into())]]).await?;
+//! let cursor = target.open_cursor("SELECT id, name FROM t ORDER BY id", &[], 500).await?;
+//! while let Some(batch) = target.next_batch(&cursor).await? {
+//!     println!("{} rows", batch.len());
+//! }
+//! target.commit().await?;
+//! target.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod backend;
+mod cursor;
+mod error;
+mod mysql;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use error::{DbError, DbErrorKind};
+
+use crate::value::Value;
+use backend::{Backend, Bound, Step};
+use cursor::{ActiveCursor, CursorShared, CursorStatus};
+
+/// How long [`Connection::connect`] waits for a server before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Rows per batch never exceed this, whatever a plugin asks for, so that a
+/// cursor's memory stays bounded (the WIT promises *at most* `batch-size`).
+pub const MAX_BATCH_ROWS: u32 = 100_000;
+
+/// Placeholders per multi-row `INSERT`: SQLite's limit is 32766, MySQL's 65535.
+const SQLITE_MAX_PARAMS: usize = 32_766;
+const MYSQL_MAX_PARAMS: usize = 65_535;
+/// Rows per multi-row `INSERT`, and a budget for the values' bytes, so a
+/// statement stays well under MySQL's `max_allowed_packet` (16 MiB by default).
+const INSERT_MAX_ROWS: usize = 1_000;
+const INSERT_MAX_BYTES: usize = 4 << 20;
+
+/// The SQL dialect behind a connection; mirrors `dialect` in the WIT.
+/// Serialises as its lowercase name (`"sqlite"`, `"postgres"`, `"mysql"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+impl Dialect {
+    /// The lowercase name used in configuration and messages (`sqlite`, `postgres`, `mysql`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a connection may do; mirrors `access` in the WIT and reads from
+/// configuration as `"read-only"` / `"read-write"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Reads only, enforced by the database session.
+    ReadOnly,
+    /// Reads and writes.
+    ReadWrite,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::ReadOnly => "read-only",
+            Access::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// One result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column name as the database reports it.
+    pub name: String,
+    /// The database's own type name (`INT8`, `VARCHAR`, `TEXT`, …), for diagnostics only.
+    pub type_name: String,
+}
+
+/// The complete result of [`Connection::query`].
+///
+/// Invariant: every row has exactly `columns.len()` values, in column order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rows {
+    /// The columns, in order (present even when there are no rows).
+    pub columns: Vec<Column>,
+    /// The rows.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A streaming result opened by [`Connection::open_cursor`].
+///
+/// The handle is only an identity: the rows are read through the connection
+/// that opened it ([`Connection::next_batch`]), which runs nothing else until
+/// the cursor is exhausted or closed. Clones refer to the same cursor.
+#[derive(Debug, Clone)]
+pub struct CursorHandle {
+    id: u64,
+    columns: Vec<Column>,
+    shared: Arc<CursorShared>,
+}
+
+impl CursorHandle {
+    /// The result's columns, known as soon as the cursor is open.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Whether the cursor has been read to the end (its connection is free again).
+    pub fn is_exhausted(&self) -> bool {
+        self.shared.status() == CursorStatus::Exhausted
+    }
+}
+
+/// Where the physical connection is.
+enum State {
+    /// Here, ready for a statement.
+    Idle(Backend),
+    /// Inside the task of an open cursor.
+    Cursor(ActiveCursor),
+    /// Lost: a cursor task died or was abandoned mid-hand-back.
+    Broken(String),
+}
+
+/// One named, physical database connection.
+///
+/// Invariants: at most one cursor is open at a time, and while it is, every
+/// other call except [`Connection::next_batch`], [`Connection::close_cursor`],
+/// [`Connection::rollback`], [`Connection::commit`] and [`Connection::close`]
+/// fails with [`DbErrorKind::Usage`]. Transactions are opened and ended only by
+/// the host ([`Connection::begin`] and friends); a plugin's SQL cannot.
+/// `Send + 'static`, so the runtime can keep it in a resource table.
+pub struct Connection {
+    name: String,
+    dialect: Dialect,
+    access: Access,
+    state: State,
+    in_transaction: bool,
+    refuse_ddl: Option<String>,
+}
+
+static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Connection {
+    /// The dialect a URL selects, from its scheme: `sqlite:`, `postgres:`/`postgresql:`, `mysql:`/`mariadb:`.
+    pub fn dialect_of_url(url: &str) -> Result<Dialect, DbError> {
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "sqlite" => Ok(Dialect::Sqlite),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            "mysql" | "mariadb" => Ok(Dialect::MySql),
+            // Never echo the URL itself: it may hold a password.
+            _ => Err(DbError::usage(format!(
+                "unsupported database URL scheme {scheme:?}: expected sqlite:, postgres:, postgresql:, mysql: or mariadb:"
+            ))),
+        }
+    }
+
+    /// Opens the connection `name` to `url` with `access`, applying the session
+    /// settings described in the module docs. Any failure is a
+    /// [`DbErrorKind::Connection`] error that names the connection (and keeps
+    /// the server's code, e.g. `28P01` for a wrong password).
+    pub async fn connect(name: &str, url: &str, access: Access) -> Result<Connection, DbError> {
+        let dialect = Self::dialect_of_url(url)?;
+        let opened =
+            tokio::time::timeout(CONNECT_TIMEOUT, Backend::connect(dialect, url, access)).await;
+        let backend = match opened {
+            Ok(Ok(backend)) => backend,
+            Ok(Err(e)) => {
+                return Err(DbError {
+                    kind: DbErrorKind::Connection,
+                    code: e.code,
+                    message: format!("cannot open connection `{name}` ({dialect}): {}", e.message),
+                });
+            }
+            Err(_) => {
+                return Err(DbError::new(
+                    DbErrorKind::Connection,
+                    format!(
+                        "cannot open connection `{name}` ({dialect}): no answer within {CONNECT_TIMEOUT:?}"
+                    ),
+                ));
+            }
+        };
+        Ok(Connection {
+            name: name.to_owned(),
+            dialect,
+            access,
+            state: State::Idle(backend),
+            in_transaction: false,
+            refuse_ddl: None,
+        })
+    }
+
+    /// The name the plugin and the configuration use for this connection.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The connection's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The access the operator granted.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Whether a host transaction ([`Connection::begin`]) is open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// When `Some(reason)`, statements whose first keyword is `CREATE`, `ALTER`,
+    /// `DROP`, `TRUNCATE` or `RENAME` (on MySQL also the other statements that
+    /// commit implicitly: `GRANT`, `REVOKE`, `LOCK`, `UNLOCK`, `ANALYZE`,
+    /// `OPTIMIZE`, `REPAIR`, `FLUSH`, `INSTALL`, `UNINSTALL`, `CACHE`, `RESET`)
+    /// fail with [`DbErrorKind::Refused`] and `reason` in the message. Used for
+    /// dry-runs on MySQL, where DDL would commit the transaction meant to be rolled back.
+    pub fn refuse_ddl(&mut self, reason: Option<String>) {
+        self.refuse_ddl = reason;
+    }
+
+    /// Opens the unit transaction (see the module docs for the statement per dialect).
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        if self.in_transaction {
+            return Err(DbError::usage(format!(
+                "connection `{}` already has an open transaction",
+                self.name
+            )));
+        }
+        let sql = self.begin_sql();
+        self.idle()?
+            .simple(sql)
+            .await
+            .map_err(|e| e.on_connection(&self.name))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the unit transaction. An open cursor is closed first (its rows
+    /// were only read). If the commit fails the transaction is over anyway
+    /// (rolled back), and the error says why.
+    pub async fn commit(&mut self) -> Result<(), DbError> {
+        self.finish_cursor(CursorStatus::Closed).await;
+        if !self.in_transaction {
+            return Err(DbError::usage(format!(
+                "connection `{}` has no open transaction to commit",
+                self.name
+            )));
+        }
+        self.in_transaction = false;
+        let backend = self.idle()?;
+        if let Err(e) = backend.simple("COMMIT").await {
+            // SQLite keeps the transaction open after a failed COMMIT (e.g. SQLITE_BUSY).
+            let _ = backend.simple("ROLLBACK").await;
+            return Err(e.on_connection(&self.name));
+        }
+        Ok(())
+    }
+
+    /// Rolls the unit transaction back, closing any open cursor first. Does
+    /// nothing when no transaction is open.
+    pub async fn rollback(&mut self) -> Result<(), DbError> {
+        self.finish_cursor(CursorStatus::Closed).await;
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.idle()?
+            .simple("ROLLBACK")
+            .await
+            .map_err(|e| e.on_connection(&self.name))
+    }
+
+    /// Runs one statement with bound parameters and returns all of its rows.
+    pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.idle()?;
+        self.guard(sql)?;
+        let wrapped = self.wrap_begin().await?;
+        let result = async {
+            let backend = self.idle()?;
+            let bound = backend.bind(sql, params)?;
+            let columns = backend.columns(&bound).await?;
+            let (rows, _, _) = run_to_end(backend, bound, true).await?;
+            Ok(Rows { columns, rows })
+        }
+        .await;
+        self.wrap_end(wrapped, result.is_ok()).await;
+        result.map_err(|e: DbError| e.on_connection(&self.name))
+    }
+
+    /// Runs one statement with bound parameters and returns the number of rows
+    /// it affected; for a statement that returns rows (`SELECT`, `… RETURNING`),
+    /// the number of rows returned.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.idle()?;
+        self.guard(sql)?;
+        let dialect = self.dialect;
+        let wrapped = self.wrap_begin().await?;
+        let result = async {
+            let backend = self.idle()?;
+            let bound = backend.bind(sql, params)?;
+            // SQLite reports the changes of the last *modifying* statement even
+            // for a SELECT or DDL, so whether the statement returns rows decides.
+            let returns_rows = match dialect {
+                Dialect::Sqlite => Some(!backend.columns(&bound).await?.is_empty()),
+                _ => None,
+            };
+            let (_, returned, affected) = run_to_end(backend, bound, false).await?;
+            Ok(match returns_rows {
+                Some(true) => returned,
+                Some(false) => {
+                    let first = sql::leading_keywords(sql, dialect, 1);
+                    let modifies = matches!(
+                        first.first().map(String::as_str),
+                        Some("INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH")
+                    );
+                    if modifies { affected } else { 0 }
+                }
+                None if returned > 0 => returned,
+                None => affected,
+            })
+        }
+        .await;
+        self.wrap_end(wrapped, result.is_ok()).await;
+        result.map_err(|e: DbError| e.on_connection(&self.name))
+    }
+
+    /// Starts a query whose rows are fetched in batches of at most `batch_size`
+    /// (capped at [`MAX_BATCH_ROWS`]). The connection runs nothing else until
+    /// the cursor is read to the end, closed, or the transaction rolls back.
+    /// Errors of the statement's planning surface here; errors met while
+    /// running it surface from [`Connection::next_batch`].
+    pub async fn open_cursor(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        batch_size: u32,
+    ) -> Result<CursorHandle, DbError> {
+        self.idle()?;
+        if batch_size == 0 {
+            return Err(DbError::usage("a cursor's batch size must be at least 1"));
+        }
+        self.guard(sql)?;
+        let wrapped = self.wrap_begin().await?;
+        let prepared = async {
+            let backend = self.idle()?;
+            let bound = backend.bind(sql, params)?;
+            let columns = backend.columns(&bound).await?;
+            Ok::<_, DbError>((bound, columns))
+        }
+        .await;
+        let (bound, columns) = match prepared {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.wrap_end(wrapped, false).await;
+                return Err(e.on_connection(&self.name));
+            }
+        };
+        let State::Idle(backend) = std::mem::replace(&mut self.state, State::Broken(String::new()))
+        else {
+            unreachable!("checked idle above");
+        };
+        let id = NEXT_CURSOR_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = CursorShared::new();
+        let batch = batch_size.min(MAX_BATCH_ROWS) as usize;
+        let end_sql = wrapped.then_some("COMMIT");
+        self.state = State::Cursor(cursor::spawn(
+            id,
+            shared.clone(),
+            backend,
+            bound,
+            batch,
+            end_sql,
+        ));
+        Ok(CursorHandle {
+            id,
+            columns,
+            shared,
+        })
+    }
+
+    /// The next batch of `cursor`'s rows; `None` once the result is exhausted.
+    /// The batch holding the last row already frees the connection. A cursor
+    /// that failed or was closed gives a [`DbErrorKind::Usage`] error.
+    pub async fn next_batch(
+        &mut self,
+        cursor: &CursorHandle,
+    ) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        match cursor.shared.status() {
+            CursorStatus::Exhausted => return Ok(None),
+            CursorStatus::Closed => return Err(DbError::usage("the cursor is closed")),
+            CursorStatus::Open => {}
+        }
+        let State::Cursor(active) = &self.state else {
+            return Err(DbError::usage(format!(
+                "the cursor was not opened on connection `{}`",
+                self.name
+            )));
+        };
+        if active.id != cursor.id {
+            return Err(DbError::usage(format!(
+                "the cursor was not opened on connection `{}`",
+                self.name
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = active.requests.send(reply).await.is_ok();
+        let batch = match (sent, answer.await) {
+            (true, Ok(batch)) => batch,
+            _ => {
+                self.finish_cursor(CursorStatus::Closed).await;
+                return Err(DbError::new(
+                    DbErrorKind::Connection,
+                    format!(
+                        "connection `{}` failed: the cursor task stopped unexpectedly",
+                        self.name
+                    ),
+                ));
+            }
+        };
+        if batch.finished {
+            let status = if batch.rows.is_ok() {
+                CursorStatus::Exhausted
+            } else {
+                CursorStatus::Closed
+            };
+            self.finish_cursor(status).await;
+        }
+        match batch.rows {
+            Ok(rows) if rows.is_empty() && batch.finished => Ok(None),
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) => Err(e.on_connection(&self.name)),
+        }
+    }
+
+    /// Closes `cursor` and frees the connection; idempotent, and a no-op for a
+    /// cursor of another connection or one already exhausted.
+    pub async fn close_cursor(&mut self, cursor: &CursorHandle) {
+        if matches!(&self.state, State::Cursor(active) if active.id == cursor.id) {
+            self.finish_cursor(CursorStatus::Closed).await;
+        }
+    }
+
+    /// Inserts `rows` into `table` (`table` or `schema.table`) on the dialect's
+    /// fastest path and returns the number of rows inserted: `COPY … FROM STDIN`
+    /// on PostgreSQL, multi-row `INSERT`s elsewhere (chunked under the
+    /// placeholder limits, inside a transaction or savepoint when there is
+    /// more than one, so the call inserts all rows or none).
+    pub async fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        self.idle()?;
+        let table_sql = self.dialect.quote_table(table)?;
+        if columns.is_empty() {
+            return Err(DbError::usage("bulk_insert needs at least one column"));
+        }
+        let column_sql = columns
+            .iter()
+            .map(|c| self.dialect.quote_identifier(c))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", ");
+        if let Some((i, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != columns.len())
+        {
+            return Err(DbError::usage(format!(
+                "row {i} has {} values but {} columns were given",
+                row.len(),
+                columns.len()
+            )));
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let result = if self.dialect == Dialect::Postgres {
+            let wrapped = self.wrap_begin().await?;
+            let statement = format!("COPY {table_sql} ({column_sql}) FROM STDIN");
+            let result = self.idle()?.copy_in(&statement, rows).await;
+            self.wrap_end(wrapped, result.is_ok()).await;
+            result
+        } else {
+            self.insert_chunks(&table_sql, &column_sql, columns.len(), rows)
+                .await
+        };
+        result.map_err(|e| e.on_connection(&self.name))
+    }
+
+    /// Closes the connection: closes a cursor, rolls back an open transaction
+    /// (the server would anyway) and says goodbye to the server.
+    pub async fn close(mut self) {
+        let _ = self.rollback().await;
+        if let State::Idle(backend) =
+            std::mem::replace(&mut self.state, State::Broken(String::new()))
+        {
+            backend.close().await;
+        }
+    }
+
+    // -- internals ----------------------------------------------------------
+
+    /// The physical connection, if it is free.
+    fn idle(&mut self) -> Result<&mut Backend, DbError> {
+        match &mut self.state {
+            State::Idle(backend) => Ok(backend),
+            State::Cursor(_) => Err(DbError::usage(format!(
+                "connection `{}` is busy: a cursor is open; read it to the end or drop it",
+                self.name
+            ))),
+            State::Broken(why) => Err(DbError::new(
+                DbErrorKind::Connection,
+                format!("connection `{}` failed: {why}", self.name),
+            )),
+        }
+    }
+
+    /// Ends the open cursor (if any), marks it `status`, and takes the
+    /// physical connection back from its task.
+    async fn finish_cursor(&mut self, status: CursorStatus) {
+        if !matches!(self.state, State::Cursor(_)) {
+            return;
+        }
+        let State::Cursor(active) = std::mem::replace(
+            &mut self.state,
+            State::Broken("a cursor was abandoned while it handed the connection back".into()),
+        ) else {
+            return;
+        };
+        active.shared.set(status);
+        drop(active.requests);
+        self.state = match active.task.await {
+            Ok(backend) => State::Idle(backend),
+            Err(e) => State::Broken(format!("the cursor task failed: {e}")),
+        };
+    }
+
+    fn begin_sql(&self) -> &'static str {
+        match (self.dialect, self.access) {
+            (Dialect::Postgres, Access::ReadWrite) => "BEGIN",
+            // Taking the snapshot at once also makes `SET TRANSACTION READ WRITE` impossible.
+            (Dialect::Postgres, Access::ReadOnly) => {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
+            }
+            (Dialect::MySql, Access::ReadWrite) => "START TRANSACTION",
+            (Dialect::MySql, Access::ReadOnly) => {
+                "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+            }
+            (Dialect::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
+            (Dialect::Sqlite, Access::ReadOnly) => "BEGIN",
+        }
+    }
+
+    /// On a read-only PostgreSQL connection outside a host transaction, opens
+    /// a `READ ONLY` transaction around one call (see the module docs).
+    async fn wrap_begin(&mut self) -> Result<bool, DbError> {
+        if self.dialect != Dialect::Postgres
+            || self.access != Access::ReadOnly
+            || self.in_transaction
+        {
+            return Ok(false);
+        }
+        self.idle()?
+            .simple("BEGIN READ ONLY")
+            .await
+            .map_err(|e| e.on_connection(&self.name))?;
+        Ok(true)
+    }
+
+    async fn wrap_end(&mut self, wrapped: bool, ok: bool) {
+        if wrapped && let Ok(backend) = self.idle() {
+            let _ = backend.simple(if ok { "COMMIT" } else { "ROLLBACK" }).await;
+        }
+    }
+
+    /// Refuses what the host does not let a plugin's SQL do (see the module docs).
+    fn guard(&self, text: &str) -> Result<(), DbError> {
+        let name = &self.name;
+        if self.dialect == Dialect::Sqlite && !sql::is_single_sqlite_statement(text) {
+            return Err(DbError::usage(format!(
+                "connection `{name}` runs one statement per call; split the SQL into separate calls"
+            )));
+        }
+        let words = sql::leading_keywords(text, self.dialect, 3);
+        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        let transaction_control = match word(0) {
+            "BEGIN" | "COMMIT" | "END" | "ABORT" | "XA" => true,
+            "START" | "PREPARE" => word(1) == "TRANSACTION",
+            "ROLLBACK" => {
+                !(word(1) == "TO" || (matches!(word(1), "WORK" | "TRANSACTION") && word(2) == "TO"))
+            }
+            _ => false,
+        };
+        if transaction_control {
+            return Err(DbError::usage(format!(
+                "`{}` is not allowed on connection `{name}`: the host opens and ends transactions \
+                 (use SAVEPOINT / ROLLBACK TO for a partial rollback)",
+                word(0)
+            )));
+        }
+        if self.dialect == Dialect::MySql && word(0) == "SET" {
+            let tokens: Vec<String> = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.' | '$')))
+                .map(str::to_ascii_lowercase)
+                .collect();
+            if tokens.iter().any(|t| t.contains("autocommit")) {
+                return Err(DbError::usage(format!(
+                    "changing autocommit is not allowed on connection `{name}`: the host opens and ends transactions"
+                )));
+            }
+            if self.access == Access::ReadOnly
+                && tokens
+                    .iter()
+                    .any(|t| t.contains("read_only") || t == "write")
+            {
+                return Err(DbError::new(
+                    DbErrorKind::ReadOnly,
+                    format!(
+                        "connection `{name}` is read-only: its read-only mode cannot be changed"
+                    ),
+                ));
+            }
+        }
+        if self.dialect == Dialect::Sqlite && matches!(word(0), "ATTACH" | "DETACH" | "VACUUM") {
+            return Err(DbError::new(
+                DbErrorKind::Refused,
+                format!(
+                    "`{}` is not allowed on connection `{name}`: it would open or write other files",
+                    word(0)
+                ),
+            ));
+        }
+        if let Some(reason) = &self.refuse_ddl {
+            let ddl = matches!(word(0), "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME")
+                || (self.dialect == Dialect::MySql
+                    && matches!(
+                        word(0),
+                        "GRANT"
+                            | "REVOKE"
+                            | "LOCK"
+                            | "UNLOCK"
+                            | "ANALYZE"
+                            | "OPTIMIZE"
+                            | "REPAIR"
+                            | "FLUSH"
+                            | "INSTALL"
+                            | "UNINSTALL"
+                            | "CACHE"
+                            | "RESET"
+                    ));
+            if ddl {
+                return Err(DbError::new(
+                    DbErrorKind::Refused,
+                    format!(
+                        "{reason}: `{}` statements are refused on connection `{name}`",
+                        word(0)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Multi-row `INSERT`s for MySQL and SQLite, all-or-nothing across chunks.
+    async fn insert_chunks(
+        &mut self,
+        table_sql: &str,
+        column_sql: &str,
+        width: usize,
+        rows: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        let max_params = if self.dialect == Dialect::Sqlite {
+            SQLITE_MAX_PARAMS
+        } else {
+            MYSQL_MAX_PARAMS
+        };
+        let max_rows = (max_params / width).clamp(1, INSERT_MAX_ROWS);
+        let chunks = chunk_rows(rows, max_rows, INSERT_MAX_BYTES);
+        // One statement is atomic by itself; several need a transaction (or a
+        // savepoint inside the host's transaction).
+        let (open, commit, undo) = match (chunks.len() > 1, self.in_transaction) {
+            (false, _) => (None, None, None),
+            (true, true) => (
+                Some("SAVEPOINT migrun_bulk_insert"),
+                Some("RELEASE SAVEPOINT migrun_bulk_insert"),
+                Some("ROLLBACK TO SAVEPOINT migrun_bulk_insert"),
+            ),
+            (true, false) => (Some(self.begin_sql()), Some("COMMIT"), Some("ROLLBACK")),
+        };
+        let dialect = self.dialect;
+        let in_transaction = self.in_transaction;
+        let backend = self.idle()?;
+        if let Some(sql) = open {
+            backend.simple(sql).await?;
+        }
+        let mut inserted = 0u64;
+        let mut failure = None;
+        for chunk in &chunks {
+            let sql = insert_sql(table_sql, column_sql, width, chunk.len());
+            let outcome = async {
+                let args = match dialect {
+                    Dialect::MySql => {
+                        let mut args = sqlx::mysql::MySqlArguments::default();
+                        for value in chunk.iter().flatten() {
+                            mysql::add(&mut args, value)
+                                .map_err(|e| DbError::value(e.to_string()))?;
+                        }
+                        backend::Args::MySql(args)
+                    }
+                    _ => {
+                        let mut args = sqlx::sqlite::SqliteArguments::default();
+                        for value in chunk.iter().flatten() {
+                            sqlite::add(&mut args, value)
+                                .map_err(|e| DbError::value(e.to_string()))?;
+                        }
+                        backend::Args::Sqlite(args)
+                    }
+                };
+                let (_, _, affected) = run_to_end(backend, Bound { sql, args }, false).await?;
+                Ok::<u64, DbError>(affected)
+            }
+            .await;
+            match outcome {
+                Ok(n) => inserted += n,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => {
+                if let Some(sql) = commit {
+                    backend.simple(sql).await?;
+                }
+                Ok(inserted)
+            }
+            Some(e) => {
+                if let Some(sql) = undo {
+                    let _ = backend.simple(sql).await;
+                    if in_transaction {
+                        let _ = backend.simple("RELEASE SAVEPOINT migrun_bulk_insert").await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs `bound` to its end: the rows (kept only when `keep`), how many rows
+/// were returned, and how many rows the statement affected.
+async fn run_to_end(
+    backend: &mut Backend,
+    bound: Bound,
+    keep: bool,
+) -> Result<(Vec<Vec<Value>>, u64, u64), DbError> {
+    let Bound { sql, args } = bound;
+    let mut stream = backend.run(&sql, args);
+    let mut rows = Vec::new();
+    let (mut returned, mut affected) = (0u64, 0u64);
+    while let Some(step) = stream.next().await {
+        match step? {
+            Step::Row(row) => {
+                returned += 1;
+                if keep {
+                    rows.push(row);
+                }
+            }
+            Step::Done(n) => affected += n,
+        }
+    }
+    Ok((rows, returned, affected))
+}
+
+/// Splits `rows` into chunks of at most `max_rows` rows and about `max_bytes`
+/// of value data (a single larger row still gets a chunk of its own).
+fn chunk_rows(rows: &[Vec<Value>], max_rows: usize, max_bytes: usize) -> Vec<&[Vec<Value>]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let size: usize = row.iter().map(value_size).sum();
+        if i > start && (i - start >= max_rows || bytes + size > max_bytes) {
+            chunks.push(&rows[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
+/// Rough encoded size of a value, for chunking.
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len() + 9,
+        Value::Bytes(b) => b.len() + 9,
+        Value::Float32Array(a) => a.len() * 12 + 2,
+        Value::TextArray(a) => a.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
+        _ => 16,
+    }
+}
+
+/// `INSERT INTO t (a, b) VALUES (?, ?), (?, ?)` for `rows` rows of `width` values.
+fn insert_sql(table_sql: &str, column_sql: &str, width: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    let mut sql =
+        String::with_capacity(32 + table_sql.len() + column_sql.len() + rows * (row.len() + 2));
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table_sql);
+    sql.push_str(" (");
+    sql.push_str(column_sql);
+    sql.push_str(") VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql
+}
+
+/// An `f32` as the `f64` whose shortest text is the same (`0.1f32` reads as
+/// `0.1`, not `0.10000000149011612`): a `real` reads as the number the database shows.
+pub(crate) fn widen_f32(f: f32) -> f64 {
+    if f.is_finite() {
+        format!("{f}").parse().unwrap_or(f64::from(f))
+    } else {
+        f64::from(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_from_urls() {
+        assert_eq!(
+            Connection::dialect_of_url("sqlite:x.db").unwrap(),
+            Dialect::Sqlite
+        );
+        assert_eq!(
+            Connection::dialect_of_url("sqlite::memory:").unwrap(),
+            Dialect::Sqlite
+        );
+        assert_eq!(
+            Connection::dialect_of_url("postgresql://u@h/db").unwrap(),
+            Dialect::Postgres
+        );
+        assert_eq!(
+            Connection::dialect_of_url("Postgres://u@h/db").unwrap(),
+            Dialect::Postgres
+        );
+        assert_eq!(
+            Connection::dialect_of_url("mariadb://root@h/db").unwrap(),
+            Dialect::MySql
+        );
+        let err = Connection::dialect_of_url("oracle://scott:tiger@h").unwrap_err();
+        assert_eq!(err.kind, DbErrorKind::Usage);
+        assert!(!err.message.contains("tiger"));
+    }
+
+    #[test]
+    fn access_reads_kebab_case() {
+        let a: Access = serde_json::from_str("\"read-only\"").unwrap();
+        assert_eq!(a, Access::ReadOnly);
+        let a: Access = serde_json::from_str("\"read-write\"").unwrap();
+        assert_eq!(a.to_string(), "read-write");
+        assert_eq!(Dialect::MySql.to_string(), "mysql");
+    }
+
+    #[test]
+    fn chunks_respect_rows_and_bytes() {
+        let rows: Vec<Vec<Value>> = (0..10).map(|i| vec![Value::Int(i)]).collect();
+        let sizes: Vec<usize> = chunk_rows(&rows, 3, usize::MAX)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        let big: Vec<Vec<Value>> = (0..4).map(|_| vec![Value::Bytes(vec![0; 100])]).collect();
+        let sizes: Vec<usize> = chunk_rows(&big, 100, 150).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 1]);
+        assert!(chunk_rows(&[], 3, 10).is_empty());
+        assert_eq!(
+            insert_sql("`t`", "`a`, `b`", 2, 2),
+            "INSERT INTO `t` (`a`, `b`) VALUES (?, ?), (?, ?)"
+        );
+    }
+}

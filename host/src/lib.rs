@@ -1,0 +1,46 @@
+//! migrun runs database migrations written as sandboxed WebAssembly components.
+//!
+//! A plugin (any language that targets the component model) declares the
+//! connections it needs, its units and its configuration keys; the host
+//! grants it named database connections, logging and checks, and nothing
+//! else, and runs each unit in a transaction per connection.
+//!
+//! # Layout
+//!
+//! - [`config`]: `migrun.toml`, the operator's grants and limits.
+//! - [`contract`]: the WIT versions spoken, version detection, generated bindings at the edge.
+//! - [`runtime`]: the wasmtime engine, the sandbox (WASI locked down, deterministic clocks and
+//!   randomness, limits), one store per run.
+//! - [`capability`]: one module per imported WIT interface (`database`, `log`, `checks`).
+//! - [`db`]: the database drivers over sqlx (SQLite, PostgreSQL, MySQL/MariaDB) and value mapping.
+//! - [`value`]: the host's SQL value and its canonical text forms.
+//! - [`run`]: the flow of one run (and its dry-run mode), producing a [`run::RunReport`].
+//! - [`observer`]: how a run reports progress while it happens.
+//! - [`render`]: the human-readable report.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use migrun::{config::RunConfig, run, runtime::{LoadedPlugin, Runtime}};
+//! let plugin = LoadedPlugin::load_file(Runtime::shared(), "plugin.wasm".as_ref())?;
+//! let config = RunConfig::load("migrun.toml".as_ref())?;
+//! let report = run::run(&plugin, &config, run::RunOptions { dry_run: true, ..Default::default() }).await?;
+//! assert!(report.succeeded());
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod capability;
+pub mod config;
+pub mod contract;
+pub mod db;
+pub mod observer;
+pub mod render;
+pub mod run;
+pub mod runtime;
+pub mod value;
+
+/// This migrun's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,82 @@
+//! What a run tells the outside world while it happens.
+//!
+//! The library never prints. The CLI implements [`RunObserver`] to draw
+//! progress bars and lines; tests use the default, silent one. Everything an
+//! observer sees also ends up in the [`RunReport`](crate::run::RunReport).
+
+use serde::Serialize;
+
+/// A log level, as the plugin chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Fine detail.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something the operator should read.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// One structured message from the plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEvent {
+    /// The unit running when it was written, if any.
+    pub unit: Option<String>,
+    /// Its level.
+    pub level: Level,
+    /// The message.
+    pub message: String,
+    /// Structured fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Progress of a named task inside a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// The unit running.
+    pub unit: Option<String>,
+    /// The task.
+    pub task: String,
+    /// Items done.
+    pub done: u64,
+    /// Items in all, when known.
+    pub total: Option<u64>,
+}
+
+/// One verification result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// The unit that reported it, or `None` for `verify`.
+    pub unit: Option<String>,
+    /// The check's name.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Receives a run's events as they happen. Every method defaults to doing nothing.
+pub trait RunObserver: Send + Sync {
+    /// A phase (`describe`, a unit, `verify`) is starting.
+    fn phase_started(&self, _phase: &str) {}
+    /// A phase ended; `ok` says whether it succeeded.
+    fn phase_finished(&self, _phase: &str, _ok: bool) {}
+    /// The plugin logged a message.
+    fn log(&self, _event: &LogEvent) {}
+    /// The plugin reported progress.
+    fn progress(&self, _progress: &Progress) {}
+    /// The plugin reported a check.
+    fn check(&self, _check: &CheckResult) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl RunObserver for Silent {}

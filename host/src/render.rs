@@ -1,0 +1,203 @@
+//! Human-readable and machine-readable renderings of reports.
+//!
+//! The JSON forms carry a `schema` field (`migrun.run-report/1`,
+//! `migrun.inspect/1`); a field is only ever added within a schema version.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::run::{Inspection, RunReport, UnitStatus};
+
+/// Schema identifier of the JSON run report.
+pub const RUN_REPORT_SCHEMA: &str = "migrun.run-report/1";
+/// Schema identifier of the JSON inspection.
+pub const INSPECT_SCHEMA: &str = "migrun.inspect/1";
+
+#[derive(Serialize)]
+struct Versioned<'a, T> {
+    schema: &'static str,
+    migrun_version: &'static str,
+    succeeded: Option<bool>,
+    exit_code: Option<i32>,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The run report as pretty JSON.
+pub fn run_report_json(report: &RunReport) -> String {
+    serde_json::to_string_pretty(&Versioned {
+        schema: RUN_REPORT_SCHEMA,
+        migrun_version: crate::VERSION,
+        succeeded: Some(report.succeeded()),
+        exit_code: Some(report.exit_code()),
+        body: report,
+    })
+    .expect("reports serialize")
+}
+
+/// The inspection as pretty JSON.
+pub fn inspection_json(inspection: &Inspection) -> String {
+    serde_json::to_string_pretty(&Versioned {
+        schema: INSPECT_SCHEMA,
+        migrun_version: crate::VERSION,
+        succeeded: None,
+        exit_code: None,
+        body: inspection,
+    })
+    .expect("inspections serialize")
+}
+
+/// The run report for a terminal.
+pub fn run_report_text(report: &RunReport) -> String {
+    let mut out = String::new();
+    let p = &report.plugin;
+    let _ = writeln!(
+        out,
+        "plugin    {} {} ({}, sha256 {})",
+        p.name,
+        p.version,
+        report.contract,
+        &report.plugin_sha256[..12]
+    );
+    for c in &report.connections {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<8} {:<10} {}{}",
+            c.name,
+            c.dialect.to_string(),
+            c.access.to_string(),
+            c.url,
+            if c.embedded_default { "  (embedded default)" } else { "" }
+        );
+    }
+    if report.dry_run {
+        let _ = writeln!(out, "mode      dry-run: every transaction is rolled back, nothing is changed");
+    }
+    let _ = writeln!(out, "\nunits");
+    for unit in &report.units {
+        let (mark, status) = match unit.status {
+            UnitStatus::Committed => ("✓", "committed"),
+            UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
+            UnitStatus::Failed => ("✗", "failed, rolled back"),
+            UnitStatus::NotRun => ("·", "not run"),
+        };
+        let writes: Vec<String> = unit
+            .writes
+            .iter()
+            .filter(|(_, w)| w.rows > 0 || w.statements > 0)
+            .map(|(conn, w)| format!("{conn}: {} rows, {} statements", w.rows, w.statements))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {mark} {:<24} {:<28} {:>7}  {}",
+            unit.name,
+            status,
+            format!("{}ms", unit.duration_ms),
+            writes.join("; ")
+        );
+    }
+    let warnings: Vec<_> = report
+        .messages
+        .iter()
+        .filter(|m| m.level >= crate::observer::Level::Warn)
+        .collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings");
+        for w in warnings {
+            let _ = writeln!(
+                out,
+                "  ! {}{}",
+                w.unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default(),
+                w.message
+            );
+        }
+    }
+    if !report.checks.is_empty() {
+        let _ = writeln!(out, "\nchecks");
+        for c in &report.checks {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                if c.ok { "✓" } else { "✗" },
+                c.name,
+                if c.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", c.detail)
+                }
+            );
+        }
+    }
+    let _ = writeln!(out);
+    match &report.failure {
+        Some(f) => {
+            let _ = writeln!(out, "FAILED in {}: {}", f.phase, f.message);
+            let _ = writeln!(out, "        {}", f.consequence);
+        }
+        None if !report.checks_passed() => {
+            let failed = report.checks.iter().filter(|c| !c.ok).count();
+            let _ = writeln!(
+                out,
+                "FAILED: {failed} check(s) failed{}",
+                if report.dry_run {
+                    " (dry-run: nothing was changed)"
+                } else {
+                    " (the units stay committed; restore or fix forward)"
+                }
+            );
+        }
+        None if report.dry_run => {
+            let _ = writeln!(out, "dry-run ok in {}ms: nothing was changed", report.duration_ms);
+        }
+        None => {
+            let _ = writeln!(out, "ok in {}ms", report.duration_ms);
+        }
+    }
+    out
+}
+
+/// The inspection for a terminal.
+pub fn inspection_text(i: &Inspection) -> String {
+    let mut out = String::new();
+    let p = &i.plugin;
+    let _ = writeln!(out, "plugin     {} {}", p.name, p.version);
+    if !p.description.is_empty() {
+        let _ = writeln!(out, "           {}", p.description);
+    }
+    let _ = writeln!(out, "contract   {}", i.contract);
+    let _ = writeln!(out, "sha256     {}", i.sha256);
+    let _ = writeln!(out, "size       {} bytes", i.size);
+    let _ = writeln!(out, "\nconnections");
+    for c in &p.connections {
+        let _ = writeln!(out, "  {:<12} {:<10} {}", c.name, c.access.to_string(), c.description);
+        if !c.writes.is_empty() {
+            let _ = writeln!(out, "  {:<12} writes {}", "", c.writes.join(", "));
+        }
+    }
+    let _ = writeln!(out, "\nunits");
+    for u in &p.units {
+        let _ = writeln!(out, "  {:<24} {}", u.name, u.description);
+    }
+    if !p.config.is_empty() {
+        let _ = writeln!(out, "\nconfig keys");
+        for k in &p.config {
+            let mut notes = Vec::new();
+            if k.required {
+                notes.push("required".to_owned());
+            }
+            if let Some(d) = &k.default_value {
+                notes.push(format!("default {d}"));
+            }
+            if k.secret {
+                notes.push("secret".to_owned());
+            }
+            let _ = writeln!(out, "  {:<20} {} {}", k.name, k.description, if notes.is_empty() { String::new() } else { format!("({})", notes.join(", ")) });
+        }
+    }
+    let _ = writeln!(out, "\nimports");
+    for name in &i.imports {
+        let _ = writeln!(out, "  {name}");
+    }
+    out
+}

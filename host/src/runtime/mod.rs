@@ -1,0 +1,423 @@
+//! The WebAssembly runtime: one [`Runtime`] (engine + linker) per process,
+//! one [`PluginInstance`] (store + instance) per run.
+//!
+//! The engine is configured for determinism (NaN canonicalisation,
+//! deterministic relaxed SIMD, no threads) and for control: fuel for
+//! deterministic CPU limits, epoch interruption for the wall-clock limit, a
+//! memory limiter. Every export call gets a fresh fuel budget and a fresh
+//! deadline; what stops it is classified into a typed [`CallError`] so the
+//! runner can say precisely why a unit was rolled back.
+//!
+//! A component's contract version is read from its import/export names and
+//! checked *before* instantiation ([`LoadedPlugin::load`]).
+
+pub mod sandbox;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::capability::checks::ChecksCtx;
+use crate::capability::database::DatabaseCtx;
+use crate::capability::log::LogCtx;
+use crate::capability::{checks, database, log};
+use crate::config::Limits;
+use crate::contract::{self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0};
+use crate::observer::{Level, RunObserver};
+use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
+
+/// How often the epoch advances; the wall-clock limit is checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Extra time a call gets beyond its limit before the host abandons a stuck host call (a
+/// database that stopped answering); plain WebAssembly is stopped by the epoch at the limit.
+const HOST_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a plugin could not be loaded. Nothing ran.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Malformed(String),
+    /// The component targets a contract this host does not speak.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    /// The component imports something the sandbox does not provide.
+    #[error("the plugin cannot be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// A plugin call that did not return normally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The plugin returned an error value.
+    #[error("{0}")]
+    Plugin(PluginError),
+    /// A sandbox limit stopped it.
+    #[error("{0}")]
+    Limit(LimitExceeded),
+    /// It trapped (a panic, an `unreachable`, a stack overflow, …).
+    #[error("the plugin crashed: {message}{}", stderr_suffix(.stderr))]
+    Crashed {
+        /// The trap.
+        message: String,
+        /// The tail of what the plugin wrote to stderr (a Rust panic message lands there).
+        stderr: String,
+    },
+    /// An earlier trap left the instance unusable.
+    #[error("the plugin cannot be called again after it trapped")]
+    Dead,
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let tail = stderr.trim();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; plugin stderr: {tail}")
+    }
+}
+
+/// The engine and linker shared by every run of the process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+}
+
+impl Runtime {
+    /// The process-wide runtime (one `Engine` per process, with its epoch ticker).
+    pub fn shared() -> &'static Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| Runtime::new().expect("the wasmtime engine configuration is valid"))
+    }
+
+    fn new() -> wasmtime::Result<Runtime> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            .max_wasm_stack(1 << 20);
+        // No threads: wasmtime is built without its `threads` feature, so shared
+        // memories and atomics-based parallelism cannot be enabled at all.
+        let engine = Engine::new(&config)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("migrun-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(wasmtime::Error::new)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        database::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
+        log::add_to_linker(&mut linker, |s: &mut RunState| &mut s.log)?;
+        checks::add_to_linker(&mut linker, |s: &mut RunState| &mut s.checks)?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// A compiled plugin whose contract version has been checked.
+pub struct LoadedPlugin {
+    component: Component,
+    /// Lowercase hex sha256 of the component's bytes.
+    pub sha256: String,
+    /// The contract version it targets.
+    pub contract: ContractVersion,
+    /// Size of the component in bytes.
+    pub size: usize,
+}
+
+impl LoadedPlugin {
+    /// Reads and loads a plugin file.
+    pub fn load_file(runtime: &Runtime, path: &std::path::Path) -> Result<LoadedPlugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        LoadedPlugin::load(runtime, &bytes)
+    }
+
+    /// Compiles `bytes` and checks the contract version before anything is instantiated.
+    pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::Malformed(
+                "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`".into(),
+            ));
+        }
+        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        let contract = contract::detect_version(&runtime.engine, &component)?;
+        Ok(LoadedPlugin {
+            component,
+            sha256,
+            contract,
+            size: bytes.len(),
+        })
+    }
+
+    /// The names the component imports (for `migrun inspect`).
+    pub fn imports(&self, runtime: &Runtime) -> Vec<String> {
+        self.component
+            .component_type()
+            .imports(&runtime.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect()
+    }
+}
+
+/// Everything one run's store holds: WASI's locked-down context and one context per capability.
+pub struct RunState {
+    wasi: WasiCtx,
+    wasi_table: ResourceTable,
+    /// The `database` capability.
+    pub database: DatabaseCtx,
+    /// The `log` capability.
+    pub log: LogCtx,
+    /// The `checks` capability.
+    pub checks: ChecksCtx,
+    limiter: MemoryLimiter,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.wasi_table,
+        }
+    }
+}
+
+impl RunState {
+    /// The state of a new run.
+    pub fn new(database: DatabaseCtx, observer: Arc<dyn RunObserver>, seeds: SandboxSeeds, limits: &Limits) -> Self {
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        RunState {
+            wasi: sandbox::wasi_ctx(seeds, stdout.clone(), stderr.clone()),
+            wasi_table: ResourceTable::new(),
+            database,
+            log: LogCtx::new(observer.clone()),
+            checks: ChecksCtx::new(observer),
+            limiter: MemoryLimiter::new(limits.memory_mib),
+            deadline: None,
+            timeout: Duration::from_secs(limits.timeout_secs),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Moves what the plugin printed into the log (stdout as info, stderr as warnings).
+    fn drain_output(&mut self) -> String {
+        for line in self.stdout.take().lines().filter(|l| !l.trim().is_empty()) {
+            self.log.record(Level::Info, line.to_owned(), vec![("stream".into(), "stdout".into())]);
+        }
+        let stderr = self.stderr.take();
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            self.log.record(Level::Warn, line.to_owned(), vec![("stream".into(), "stderr".into())]);
+        }
+        stderr
+    }
+}
+
+/// One instantiated plugin with its store: the unit of isolation of a run.
+pub struct PluginInstance {
+    store: Store<RunState>,
+    bindings: v0_1_0::Migration,
+    limits: Limits,
+    dead: bool,
+}
+
+impl PluginInstance {
+    /// Instantiates `plugin` in a fresh store holding `state`.
+    pub async fn instantiate(
+        runtime: &Runtime,
+        plugin: &LoadedPlugin,
+        state: RunState,
+        limits: Limits,
+    ) -> Result<PluginInstance, LoadError> {
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(LimitExceeded::Timeout {
+                limit_secs: ctx.data().timeout.as_secs(),
+            })),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let bindings = v0_1_0::Migration::instantiate_async(&mut store, &plugin.component, &runtime.linker)
+            .await
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        Ok(PluginInstance {
+            store,
+            bindings,
+            limits,
+            dead: false,
+        })
+    }
+
+    /// The store's data: the capability contexts.
+    pub fn state(&mut self) -> &mut RunState {
+        self.store.data_mut()
+    }
+
+    /// Consumes the instance, returning its state (to close connections).
+    pub fn into_state(self) -> RunState {
+        self.store.into_data()
+    }
+
+    /// Calls `describe`.
+    pub async fn describe(&mut self) -> Result<PluginInfo, CallError> {
+        self.arm()?;
+        let limit = self.host_deadline();
+        let result = {
+            let fut = self.bindings.migrun_plugin_plugin().call_describe(&mut self.store);
+            tokio::time::timeout(limit, fut).await
+        };
+        self.settle(result).map(PluginInfo::from)
+    }
+
+    /// Calls `configure`.
+    pub async fn configure(&mut self, values: Vec<(String, String)>) -> Result<(), CallError> {
+        self.arm()?;
+        let limit = self.host_deadline();
+        let result = {
+            let fut = self.bindings.migrun_plugin_plugin().call_configure(&mut self.store, &values);
+            tokio::time::timeout(limit, fut).await
+        };
+        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+    }
+
+    /// Calls `list-units`.
+    pub async fn list_units(&mut self) -> Result<Vec<UnitInfo>, CallError> {
+        self.arm()?;
+        let limit = self.host_deadline();
+        let result = {
+            let fut = self.bindings.migrun_plugin_plugin().call_list_units(&mut self.store);
+            tokio::time::timeout(limit, fut).await
+        };
+        self.settle(result)?
+            .map(|units| units.into_iter().map(UnitInfo::from).collect())
+            .map_err(|e| CallError::Plugin(e.into()))
+    }
+
+    /// Calls `run-unit`.
+    pub async fn run_unit(&mut self, unit: &str) -> Result<(), CallError> {
+        self.arm()?;
+        let limit = self.host_deadline();
+        let result = {
+            let fut = self.bindings.migrun_plugin_plugin().call_run_unit(&mut self.store, unit);
+            tokio::time::timeout(limit, fut).await
+        };
+        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+    }
+
+    /// Calls `verify`.
+    pub async fn verify(&mut self) -> Result<(), CallError> {
+        self.arm()?;
+        let limit = self.host_deadline();
+        let result = {
+            let fut = self.bindings.migrun_plugin_plugin().call_verify(&mut self.store);
+            tokio::time::timeout(limit, fut).await
+        };
+        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+    }
+
+    /// Gives the next call a fresh fuel budget and deadline.
+    fn arm(&mut self) -> Result<(), CallError> {
+        if self.dead {
+            return Err(CallError::Dead);
+        }
+        self.store.set_fuel(self.limits.fuel).map_err(|e| CallError::Crashed {
+            message: format!("{e:#}"),
+            stderr: String::new(),
+        })?;
+        let timeout = Duration::from_secs(self.limits.timeout_secs);
+        self.store.data_mut().deadline = Some(Instant::now() + timeout);
+        self.store.set_epoch_deadline(1);
+        Ok(())
+    }
+
+    fn host_deadline(&self) -> Duration {
+        Duration::from_secs(self.limits.timeout_secs) + HOST_GRACE
+    }
+
+    /// Classifies how a call ended; any trap or limit makes the instance unusable.
+    fn settle<T>(&mut self, result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>) -> Result<T, CallError> {
+        self.store.data_mut().deadline = None;
+        let stderr = self.store.data_mut().drain_output();
+        let error = match result {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => error,
+            Err(_elapsed) => {
+                self.dead = true;
+                return Err(CallError::Limit(LimitExceeded::Timeout {
+                    limit_secs: self.limits.timeout_secs,
+                }));
+            }
+        };
+        self.dead = true;
+        if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+            return Err(CallError::Limit(limit.clone()));
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Err(CallError::Limit(LimitExceeded::Fuel {
+                limit: self.limits.fuel,
+            })),
+            Some(Trap::StackOverflow) => Err(CallError::Crashed {
+                message: "stack overflow (unbounded recursion?)".into(),
+                stderr,
+            }),
+            // Rust and C keep their stack in linear memory, below the data: running off
+            // its end is an out-of-bounds access long before wasm's own stack overflows.
+            Some(Trap::MemoryOutOfBounds) => Err(CallError::Crashed {
+                message: format!(
+                    "{} (in Rust and C guests usually a stack overflow from unbounded recursion)",
+                    Trap::MemoryOutOfBounds
+                ),
+                stderr,
+            }),
+            Some(trap) => Err(CallError::Crashed {
+                message: trap.to_string(),
+                stderr,
+            }),
+            None => Err(CallError::Crashed {
+                message: format!("{error:#}"),
+                stderr,
+            }),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The host's own, version-independent SQL value and its canonical text forms.
+//!
+//! Generated WIT types stay at the edge (`plugin::v0_1_0`); everything else in
+//! the host — the database drivers, reports, later the journal — works with
+//! [`Value`]. The canonical text forms defined here are the ones the WIT
+//! contract documents: the host produces exactly these when it reads and
+//! accepts exactly these when a plugin binds, so a value read on one dialect
+//! and written on another survives byte for byte.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use uuid::Uuid;
+
+/// One SQL value, typed.
+///
+/// Invariant: `Decimal` holds a plain (non-exponent) decimal string as
+/// produced by [`canonical_decimal`]; `Json` holds text that parses as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A double precision float.
+    Float(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// A JSON document, as text.
+    Json(String),
+    /// A UUID.
+    Uuid(Uuid),
+    /// A calendar date.
+    Date(NaiveDate),
+    /// A time of day without zone.
+    Time(NaiveTime),
+    /// A date and time without zone.
+    Timestamp(NaiveDateTime),
+    /// An instant, in UTC.
+    Timestamptz(DateTime<Utc>),
+    /// An exact decimal in plain notation.
+    Decimal(String),
+    /// A list of 32-bit floats (embeddings).
+    Float32Array(Vec<f32>),
+    /// A list of texts.
+    TextArray(Vec<String>),
+}
+
+/// A value given in a canonical text form that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} value {text:?}: expected {expected}")]
+pub struct ValueParseError {
+    /// The value kind (`date`, `uuid`, …).
+    pub kind: &'static str,
+    /// The text that was given.
+    pub text: String,
+    /// The form that was expected.
+    pub expected: &'static str,
+}
+
+impl Value {
+    /// The kind name used in messages and in the WIT (`int`, `timestamptz`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Json(_) => "json",
+            Value::Uuid(_) => "uuid",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+            Value::Timestamptz(_) => "timestamptz",
+            Value::Decimal(_) => "decimal",
+            Value::Float32Array(_) => "float32-array",
+            Value::TextArray(_) => "text-array",
+        }
+    }
+
+    /// Parses a uuid from its text form (any case, hyphenated or not).
+    pub fn parse_uuid(text: &str) -> Result<Value, ValueParseError> {
+        Uuid::from_str(text).map(Value::Uuid).map_err(|_| ValueParseError {
+            kind: "uuid",
+            text: text.to_owned(),
+            expected: "a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8",
+        })
+    }
+
+    /// Parses a date from `YYYY-MM-DD`.
+    pub fn parse_date(text: &str) -> Result<Value, ValueParseError> {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").map(Value::Date).map_err(|_| ValueParseError {
+            kind: "date",
+            text: text.to_owned(),
+            expected: "YYYY-MM-DD",
+        })
+    }
+
+    /// Parses a time from `HH:MM:SS[.fraction]`.
+    pub fn parse_time(text: &str) -> Result<Value, ValueParseError> {
+        NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map(Value::Time).map_err(|_| ValueParseError {
+            kind: "time",
+            text: text.to_owned(),
+            expected: "HH:MM:SS or HH:MM:SS.ffffff",
+        })
+    }
+
+    /// Parses a zone-less timestamp from `YYYY-MM-DDTHH:MM:SS[.fraction]` (a space instead of `T` is accepted).
+    pub fn parse_timestamp(text: &str) -> Result<Value, ValueParseError> {
+        let normalized = text.replacen(' ', "T", 1);
+        NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f")
+            .map(Value::Timestamp)
+            .map_err(|_| ValueParseError {
+                kind: "timestamp",
+                text: text.to_owned(),
+                expected: "YYYY-MM-DDTHH:MM:SS[.ffffff]",
+            })
+    }
+
+    /// Parses an instant from RFC 3339 (`…Z` or `…+02:00`); it is normalised to UTC.
+    pub fn parse_timestamptz(text: &str) -> Result<Value, ValueParseError> {
+        let normalized = text.replacen(' ', "T", 1);
+        DateTime::parse_from_rfc3339(&normalized)
+            .map(|t| Value::Timestamptz(t.with_timezone(&Utc)))
+            .map_err(|_| ValueParseError {
+                kind: "timestamptz",
+                text: text.to_owned(),
+                expected: "YYYY-MM-DDTHH:MM:SS[.ffffff]Z or with an offset such as +02:00",
+            })
+    }
+
+    /// Parses an exact decimal; the result is kept in canonical plain notation.
+    pub fn parse_decimal(text: &str) -> Result<Value, ValueParseError> {
+        BigDecimal::from_str(text.trim())
+            .map(|d| Value::Decimal(canonical_decimal(&d)))
+            .map_err(|_| ValueParseError {
+                kind: "decimal",
+                text: text.to_owned(),
+                expected: "a decimal number such as -12.3400",
+            })
+    }
+
+    /// Checks that a JSON text parses.
+    pub fn parse_json(text: String) -> Result<Value, ValueParseError> {
+        match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => Ok(Value::Json(text)),
+            Err(_) => Err(ValueParseError {
+                kind: "json",
+                text,
+                expected: "a JSON document",
+            }),
+        }
+    }
+
+    /// The canonical text of the value, as the WIT contract documents it; `None` for NULL.
+    ///
+    /// Bytes render as lowercase hex, arrays as JSON. This is also the form
+    /// the drivers use where a dialect has no native type (SQLite dates).
+    pub fn canonical_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => format_float(*f),
+            Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.clone(),
+            Value::Bytes(b) => hex::encode(b),
+            Value::Uuid(u) => u.hyphenated().to_string(),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Time(t) => format_time(t),
+            Value::Timestamp(t) => format_timestamp(t),
+            Value::Timestamptz(t) => format!("{}Z", format_timestamp(&t.naive_utc())),
+            Value::Float32Array(v) => float32_array_json(v),
+            Value::TextArray(v) => serde_json::to_string(v).expect("strings serialize"),
+        })
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.canonical_text() {
+            None => f.write_str("NULL"),
+            Some(text) => f.write_str(&text),
+        }
+    }
+}
+
+/// Plain-notation text of a decimal, keeping its scale (`1.50` stays `1.50`).
+pub fn canonical_decimal(d: &BigDecimal) -> String {
+    d.to_plain_string()
+}
+
+/// Shortest text that parses back to the same f64 (`NaN`, `Infinity`, `-Infinity` for the specials).
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else {
+        // Rust's Display for floats is the shortest round-trip representation.
+        format!("{f}")
+    }
+}
+
+/// `HH:MM:SS`, with `.ffffff` when there is a sub-second part (nine digits if it is finer than microseconds).
+pub fn format_time(t: &NaiveTime) -> String {
+    let base = t.format("%H:%M:%S").to_string();
+    with_fraction(base, t.nanosecond())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, with a fraction as in [`format_time`].
+pub fn format_timestamp(t: &NaiveDateTime) -> String {
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    with_fraction(base, t.nanosecond())
+}
+
+fn with_fraction(mut base: String, nanos: u32) -> String {
+    // chrono represents a leap second as nanos >= 1e9; keep it visible rather than lose it.
+    if nanos == 0 {
+        return base;
+    }
+    if nanos % 1000 == 0 {
+        base.push_str(&format!(".{:06}", nanos / 1000));
+    } else {
+        base.push_str(&format!(".{nanos:09}"));
+    }
+    base
+}
+
+/// A float32 list as a JSON array of shortest round-trip numbers.
+pub fn float32_array_json(v: &[f32]) -> String {
+    let mut out = String::with_capacity(v.len() * 10 + 2);
+    out.push('[');
+    for (i, f) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("{f}"));
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms_round_trip() {
+        let cases = [
+            Value::parse_date("2024-02-29").unwrap(),
+            Value::parse_time("23:59:59.123456").unwrap(),
+            Value::parse_timestamp("1999-12-31T23:59:59").unwrap(),
+            Value::parse_timestamptz("2024-01-01T00:00:00.5+02:00").unwrap(),
+            Value::parse_decimal("-12.3400").unwrap(),
+            Value::parse_uuid("67E55044-10B1-426F-9247-BB680E5FE0C8").unwrap(),
+        ];
+        let texts: Vec<String> = cases.iter().map(|v| v.canonical_text().unwrap()).collect();
+        assert_eq!(
+            texts,
+            [
+                "2024-02-29",
+                "23:59:59.123456",
+                "1999-12-31T23:59:59",
+                "2023-12-31T22:00:00.500000Z",
+                "-12.3400",
+                "67e55044-10b1-426f-9247-bb680e5fe0c8",
+            ]
+        );
+    }
+
+    #[test]
+    fn floats_are_shortest_round_trip() {
+        for f in [0.1, -0.0, 1e300, f64::MIN_POSITIVE, 123456789.125] {
+            assert_eq!(format_float(f).parse::<f64>().unwrap().to_bits(), f.to_bits());
+        }
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn bad_text_names_kind_and_form() {
+        let err = Value::parse_date("2024-13-01").unwrap_err();
+        assert_eq!(err.to_string(), "invalid date value \"2024-13-01\": expected YYYY-MM-DD");
+        assert!(Value::parse_json("{not json".into()).is_err());
+        assert_eq!(Value::parse_decimal("1e3").unwrap(), Value::Decimal("1000".into()));
+    }
+}

@@ -1,0 +1,80 @@
+//! Running the real `migrun` binary as a user would, in a folder of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The outcome of one `migrun` invocation.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output (the report).
+    pub stdout: String,
+    /// Standard error (progress and errors).
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panics with both streams unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "expected exit code {code}, got {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+
+    /// stdout and stderr together, for message assertions.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Panics unless the combined output contains `needle`.
+    #[track_caller]
+    pub fn expect_output(&self, needle: &str) -> &Self {
+        assert!(self.all().contains(needle), "expected output to contain {needle:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The `--json` report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// A working folder for a scenario, with its own `migrun.toml`.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// An empty working folder.
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `migrun.toml`.
+    pub fn config(&self, toml: &str) -> PathBuf {
+        let path = self.dir.path().join("migrun.toml");
+        std::fs::write(&path, toml).expect("write config");
+        path
+    }
+
+    /// Runs `migrun` with `args` in this folder.
+    pub fn migrun(&self, args: &[&str]) -> Outcome {
+        let output = Command::new(env!("CARGO_BIN_EXE_migrun"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("MIGRUN_LOG")
+            .output()
+            .expect("run migrun");
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! A database of its own per test, on each dialect.
+//!
+//! [`TestDatabase::create`] makes a uniquely named database on the PostgreSQL
+//! or MariaDB server (a SQLite file in a fresh temporary directory) and drops
+//! it again when the value is dropped. An unreachable server makes the test
+//! skip its dialect, unless `MIGRUN_REQUIRE_DBS=1` (CI), where it fails loudly.
+//!
+//! Server base URLs (no database path): `MIGRUN_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`) and `MIGRUN_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306`).
+
+#![allow(
+    dead_code,
+    reason = "each test topic uses a different part of the fixture"
+)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use migrun::db::{Access, Connection, Dialect};
+use migrun::value::Value;
+
+/// Every dialect, in the order tests run them.
+pub const DIALECTS: [Dialect; 3] = [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql];
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database that exists for one test.
+pub struct TestDatabase {
+    /// Its dialect.
+    pub dialect: Dialect,
+    /// The URL that reaches it (for configuration files and [`Connection::connect`]).
+    pub url: String,
+    /// The database's name on the server (the file name on SQLite).
+    pub name: String,
+    /// The server URL used to create and drop it (None on SQLite).
+    admin_url: Option<String>,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The server base URL for `dialect`, from the environment or the default.
+pub fn server_url(dialect: Dialect) -> Option<String> {
+    let (var, default) = match dialect {
+        Dialect::Postgres => ("MIGRUN_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432"),
+        Dialect::MySql => ("MIGRUN_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+        Dialect::Sqlite => return None,
+    };
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    Some(url.trim_end_matches('/').to_owned())
+}
+
+fn require_dbs() -> bool {
+    std::env::var("MIGRUN_REQUIRE_DBS").is_ok_and(|v| v == "1")
+}
+
+fn unique_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "migrun_t_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+impl TestDatabase {
+    /// Creates a fresh database; `None` when the server cannot be reached
+    /// (a panic instead when `MIGRUN_REQUIRE_DBS=1`).
+    pub async fn create(dialect: Dialect) -> Option<TestDatabase> {
+        let name = unique_name();
+        if dialect == Dialect::Sqlite {
+            let dir = tempfile::tempdir().expect("create a temporary directory");
+            let path = dir.path().join(format!("{name}.sqlite"));
+            let url = format!("sqlite://{}", path.display());
+            // Create the file, so that read-only connections can open it at once.
+            Connection::connect("test-admin", &url, Access::ReadWrite)
+                .await
+                .expect("create SQLite file")
+                .close()
+                .await;
+            return Some(TestDatabase {
+                dialect,
+                url,
+                name,
+                admin_url: None,
+                _dir: Some(dir),
+            });
+        }
+        let server = server_url(dialect).expect("server dialect");
+        let admin_url = match dialect {
+            Dialect::Postgres => format!("{server}/postgres"),
+            _ => server.clone(),
+        };
+        let mut admin = match Connection::connect("test-admin", &admin_url, Access::ReadWrite).await
+        {
+            Ok(admin) => admin,
+            Err(e) if require_dbs() => {
+                panic!("MIGRUN_REQUIRE_DBS=1 but the {dialect} test server is unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!("note: {dialect} test server unreachable ({e})");
+                return None;
+            }
+        };
+        let create = match dialect {
+            Dialect::MySql => {
+                format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            }
+            _ => format!("CREATE DATABASE \"{name}\""),
+        };
+        admin
+            .execute(&create, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{create}: {e}"));
+        admin.close().await;
+        Some(TestDatabase {
+            dialect,
+            url: format!("{server}/{name}"),
+            name,
+            admin_url: Some(admin_url),
+            _dir: None,
+        })
+    }
+
+    /// The URL that reaches this database.
+    pub fn url_for(&self) -> &str {
+        &self.url
+    }
+
+    /// A connection to this database named `test` with `access`.
+    pub async fn connect(&self, access: Access) -> Connection {
+        Connection::connect("test", &self.url, access)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the {} test database: {e}", self.dialect))
+    }
+
+    /// Runs one seeding statement through a fresh read-write connection; panics on failure.
+    pub async fn exec(&self, sql: &str) {
+        self.exec_with(sql, &[]).await;
+    }
+
+    /// Runs one seeding statement with parameters; panics on failure.
+    pub async fn exec_with(&self, sql: &str, params: &[Value]) -> u64 {
+        let mut conn = self.connect(Access::ReadWrite).await;
+        let n = conn
+            .execute(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{} seeding failed: {sql}: {e}", self.dialect));
+        conn.close().await;
+        n
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.take() else {
+            return; // SQLite: the temporary directory goes with `_dir`.
+        };
+        let (dialect, name) = (self.dialect, self.name.clone());
+        // Drop cannot be async and may run inside the test's runtime: use a
+        // thread with a runtime of its own, and wait for it so the database is
+        // gone before the test process exits.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let sql = match dialect {
+                    Dialect::MySql => format!("DROP DATABASE IF EXISTS `{name}`"),
+                    _ => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                };
+                match Connection::connect("test-admin", &admin_url, Access::ReadWrite).await {
+                    Ok(mut admin) => {
+                        if let Err(e) = admin.execute(&sql, &[]).await {
+                            eprintln!("warning: {sql}: {e}");
+                        }
+                        admin.close().await;
+                    }
+                    Err(e) => eprintln!("warning: cannot drop test database {name}: {e}"),
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// Runs `test` once per dialect, each time on a fresh database; prints which
+/// dialects were skipped because their server is unreachable.
+pub async fn for_each_dialect<F, Fut>(test: F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for dialect in DIALECTS {
+        match TestDatabase::create(dialect).await {
+            Some(db) => {
+                eprintln!("--- on {dialect}");
+                test(db).await;
+            }
+            None => eprintln!("--- skipped {dialect}: server unreachable"),
+        }
+    }
+}
