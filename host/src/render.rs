@@ -70,6 +70,9 @@ pub fn run_report_text(report: &RunReport) -> String {
             c.url,
             if c.embedded_default { "  (embedded default)" } else { "" }
         );
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  {:<12} {note}", "");
+        }
     }
     if report.dry_run {
         let _ = writeln!(out, "mode      dry-run: every transaction is rolled back, nothing is changed");

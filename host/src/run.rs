@@ -178,6 +178,8 @@ pub struct ConnectionReport {
     pub url: String,
     /// Whether it is the embedded SQLite default.
     pub embedded_default: bool,
+    /// Anything the operator should know about how it was opened.
+    pub note: Option<String>,
 }
 
 /// Why a run that had started did not finish.
@@ -314,7 +316,7 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         .map_err(|error| RunError::Plugin { phase: "describe", error })?;
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
-    let (connections, connection_reports) = connect_all(&info, config).await?;
+    let (connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
     let mut dry_run_ddl_refused = false;
     let mut connections = connections;
     if options.dry_run {
@@ -409,6 +411,7 @@ fn plugin_values(info: &PluginInfo, config: &RunConfig) -> Result<Vec<(String, S
 async fn connect_all(
     info: &PluginInfo,
     config: &RunConfig,
+    dry_run: bool,
 ) -> Result<(BTreeMap<String, db::Connection>, Vec<ConnectionReport>), RunError> {
     // Check every grant before opening anything.
     for need in &info.connections {
@@ -428,11 +431,22 @@ async fn connect_all(
     let mut reports = Vec::new();
     for need in &info.connections {
         let resolved = config.connection(&need.name);
-        if resolved.embedded_default && need.access == Access::ReadWrite {
-            // The embedded default creates its database files; a read-only one must exist already.
-            let _ = std::fs::create_dir_all(&config.data_dir);
+        let mut url = resolved.url.clone();
+        let mut note = None;
+        let missing_sqlite_file = sqlite_file(&resolved.url).filter(|path| !path.exists());
+        if need.access == Access::ReadWrite
+            && let Some(path) = missing_sqlite_file
+        {
+            if dry_run {
+                // A dry-run must not even create a file: an empty in-memory database is
+                // exactly what the plugin would find in a new file.
+                url = "sqlite::memory:".to_owned();
+                note = Some("does not exist yet: the dry-run uses an empty in-memory database".to_owned());
+            } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
         }
-        match db::Connection::connect(&need.name, &resolved.url, need.access).await {
+        match db::Connection::connect(&need.name, &url, need.access).await {
             Ok(conn) => {
                 reports.push(ConnectionReport {
                     name: need.name.clone(),
@@ -440,6 +454,7 @@ async fn connect_all(
                     access: need.access,
                     url: redact_url(&resolved.url),
                     embedded_default: resolved.embedded_default,
+                    note,
                 });
                 connections.insert(need.name.clone(), conn);
             }
@@ -664,6 +679,13 @@ impl Runner {
         let state = self.instance.into_state();
         state.database.close().await;
     }
+}
+
+/// The file a SQLite URL names, if any (not for in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
 fn consequence(unit: &str, dry_run: bool, committed: &[String], not_run: &[&str]) -> String {

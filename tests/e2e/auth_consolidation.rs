@@ -122,8 +122,14 @@ async fn embedded_sqlite_default_needs_no_config() {
     std::fs::create_dir_all(ws.path().join("migrun-data")).unwrap();
     let source_url = format!("sqlite://{}", ws.path().join("migrun-data/source.sqlite").display());
     migrun_fixtures::seed_auth_users(&source_url, 50, 1).await.expect("seed");
-    ws.migrun(&[plugin, "--dry-run"]).expect_code(0).expect_output("(embedded default)");
+    let target_file = ws.path().join("migrun-data/target.sqlite");
+    ws.migrun(&[plugin, "--dry-run"])
+        .expect_code(0)
+        .expect_output("(embedded default)")
+        .expect_output("does not exist yet: the dry-run uses an empty in-memory database")
+        .expect_output("✓ row counts match");
+    assert!(!target_file.exists(), "a dry-run must not create the target file");
     ws.migrun(&[plugin]).expect_code(0).expect_output("ok in");
-    let target_url = format!("sqlite://{}", ws.path().join("migrun-data/target.sqlite").display());
+    let target_url = format!("sqlite://{}", target_file.display());
     assert_eq!(row_count(&target_url, "auth_users").await, 50);
 }

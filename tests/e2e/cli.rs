@@ -28,6 +28,17 @@ fn inspect_shows_declaration_and_contract_version() {
 }
 
 #[test]
+fn unsupported_contract_version_is_refused_naming_both_versions() {
+    let ws = Workspace::new();
+    let plugin = plugins::plugin("future-contract");
+    for args in [vec![plugin.to_str().unwrap(), "--dry-run"], vec!["inspect", plugin.to_str().unwrap()]] {
+        ws.migrun(&args)
+            .expect_code(2)
+            .expect_output("unsupported contract version: the plugin targets migrun:plugin@9.0.0, this migrun supports migrun:plugin@0.1.0");
+    }
+}
+
+#[test]
 fn malformed_plugin_is_refused() {
     let ws = Workspace::new();
     let bogus = ws.path().join("bogus.wasm");

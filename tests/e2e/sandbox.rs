@@ -121,3 +121,21 @@ async fn well_behaved_unit_commits() {
     h.migrun(&["--only", "misbehave"]).expect_code(0);
     assert_ne!(h.checksums().await.1, before.1, "the ok unit should have written its row");
 }
+
+/// A failing unit rolls back alone: the unit before it in the same run stays committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn earlier_units_stay_committed_when_a_later_one_fails() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        let Some(h) = Hostile::new(dialect, "trap").await else { continue };
+        h.target.exec("DROP TABLE victim").await;
+        let out = h.migrun(&["--json"]);
+        out.expect_code(1);
+        let report = out.json();
+        assert_eq!(report["units"][0]["status"], "committed", "{dialect:?}");
+        assert_eq!(report["units"][1]["status"], "failed", "{dialect:?}");
+        let consequence = report["failure"]["consequence"].as_str().unwrap();
+        assert!(consequence.contains("earlier units stay committed: `setup`"), "{consequence}");
+        // `setup` re-created the table and committed; `misbehave`'s row was rolled back.
+        assert_eq!(crate::support::checksum::row_count(&h.target.url, "victim").await, 0, "{dialect:?}");
+    }
+}

@@ -1090,6 +1090,58 @@ async fn unit_transactions_commit_and_roll_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn schema_changes_inside_a_unit() {
+    for_each_dialect(|db| async move {
+        let dialect = db.dialect;
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
+        let mut conn = db.connect(Access::ReadWrite).await;
+        let insert = format!("INSERT INTO t (id) VALUES ({})", ph(dialect, 1));
+        assert_eq!(
+            conn.query("SELECT * FROM t", &[])
+                .await
+                .unwrap()
+                .columns
+                .len(),
+            1
+        );
+        conn.begin().await.unwrap();
+        conn.execute(&insert, &[Value::Int(1)]).await.unwrap();
+        conn.execute("ALTER TABLE t ADD COLUMN extra INTEGER", &[])
+            .await
+            .unwrap();
+        // The cached `SELECT *` would now return another row type.
+        assert_eq!(
+            conn.query("SELECT * FROM t", &[])
+                .await
+                .unwrap()
+                .columns
+                .len(),
+            2
+        );
+        conn.execute(&insert, &[Value::Int(2)]).await.unwrap();
+        conn.rollback().await.unwrap();
+        let (count, columns) = match dialect {
+            // MySQL committed the first insert and the ALTER; the second insert ran
+            // in the transaction opened after the DDL and was rolled back.
+            Dialect::MySql => (1, 2),
+            _ => (0, 1),
+        };
+        assert_eq!(row_count(&db.url, "t").await, count, "{dialect}");
+        assert_eq!(
+            conn.query("SELECT * FROM t", &[])
+                .await
+                .unwrap()
+                .columns
+                .len(),
+            columns,
+            "{dialect}"
+        );
+        conn.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn errors_are_classified_with_the_database_code() {
     for_each_dialect(|db| async move {
         let dialect = db.dialect;
@@ -1343,6 +1395,39 @@ async fn cursors_stream_every_row_once_in_bounded_batches() {
             conn.open_cursor("SELECT 1", &[], 0).await.unwrap_err().kind,
             DbErrorKind::Usage
         );
+        if dialect == Dialect::Postgres {
+            // An error met while streaming ends the cursor and frees the connection.
+            let failing = conn
+                .open_cursor(
+                    "SELECT 1 / (500 - n) FROM generate_series(1, 1000) AS g (n)",
+                    &[],
+                    100,
+                )
+                .await
+                .unwrap();
+            let mut seen = 0;
+            let err = loop {
+                match conn.next_batch(&failing).await {
+                    Ok(Some(batch)) => seen += batch.len(),
+                    Ok(None) => panic!("the division by zero was not reported"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(seen < 500);
+            assert_eq!(
+                (err.kind, err.code.as_deref()),
+                (DbErrorKind::Value, Some("22012")),
+                "{err}"
+            );
+            assert_eq!(
+                conn.next_batch(&failing).await.unwrap_err().kind,
+                DbErrorKind::Usage
+            );
+            assert_eq!(
+                conn.query("SELECT 4 AS four", &[]).await.unwrap().rows,
+                [vec![Value::Int(4)]]
+            );
+        }
 
         // A plain connection (no unit) streams too, and commit closes a leftover cursor.
         let mut rw = db.connect(Access::ReadWrite).await;

@@ -159,6 +159,16 @@ impl Backend {
         Ok(())
     }
 
+    /// Forgets (and closes on the server) every cached prepared statement.
+    pub(crate) async fn clear_statement_cache(&mut self) -> Result<(), DbError> {
+        match self {
+            Backend::Postgres(conn) => conn.clear_cached_statements().await?,
+            Backend::MySql(conn) => conn.clear_cached_statements().await?,
+            Backend::Sqlite(conn) => conn.clear_cached_statements().await?,
+        }
+        Ok(())
+    }
+
     /// Runs `COPY … FROM STDIN` (text format) with `rows`, encoded and sent in
     /// pieces of about 1 MiB; PostgreSQL only.
     pub(crate) async fn copy_in(

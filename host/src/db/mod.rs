@@ -38,6 +38,18 @@
 //! read-only connection refuses `SET` statements that name `read_only`,
 //! `READ WRITE` or `autocommit`.
 //!
+//! # Transactions and schema changes
+//!
+//! A [`Connection`] runs in autocommit mode until the host calls
+//! [`Connection::begin`]; the unit's statements then share one transaction
+//! until [`Connection::commit`] or [`Connection::rollback`]. PostgreSQL and
+//! SQLite roll DDL back with everything else. MySQL commits implicitly before
+//! a DDL statement: after a successful one inside a unit the host opens a new
+//! transaction, so the rest of the unit stays atomic (the DDL and what came
+//! before it are committed). Dry-runs on MySQL therefore refuse DDL
+//! ([`Connection::refuse_ddl`]). On PostgreSQL a successful DDL statement also
+//! clears the prepared-statement cache, whose plans may no longer match.
+//!
 //! # Value mapping
 //!
 //! Reading, by the column's type as the database reports it:
@@ -426,6 +438,9 @@ impl Connection {
         }
         .await;
         self.wrap_end(wrapped, result.is_ok()).await;
+        if result.is_ok() {
+            self.after_ddl(sql).await?;
+        }
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -463,6 +478,9 @@ impl Connection {
         }
         .await;
         self.wrap_end(wrapped, result.is_ok()).await;
+        if result.is_ok() {
+            self.after_ddl(sql).await?;
+        }
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -676,6 +694,36 @@ impl Connection {
             Ok(backend) => State::Idle(backend),
             Err(e) => State::Broken(format!("the cursor task failed: {e}")),
         };
+    }
+
+    /// Keeps the connection's invariants after a successful schema change.
+    ///
+    /// PostgreSQL: sqlx keeps prepared statements, and one whose result columns
+    /// changed (`SELECT *` after `ALTER TABLE … ADD COLUMN`) would fail with
+    /// "cached plan must not change result type"; the cache is cleared.
+    /// MySQL: DDL commits the open transaction implicitly; a new one is opened
+    /// so that the rest of the unit still runs in a transaction (the DDL and
+    /// what came before it stay committed; `TEMPORARY` tables commit nothing).
+    async fn after_ddl(&mut self, text: &str) -> Result<(), DbError> {
+        let words = sql::leading_keywords(text, self.dialect, 4);
+        if !matches!(
+            words.first().map(String::as_str),
+            Some("CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE")
+        ) {
+            return Ok(());
+        }
+        let (dialect, in_transaction, begin) =
+            (self.dialect, self.in_transaction, self.begin_sql());
+        let name = self.name.clone();
+        let backend = self.idle()?;
+        match dialect {
+            Dialect::Postgres => backend.clear_statement_cache().await,
+            Dialect::MySql if in_transaction && !words.iter().any(|w| w == "TEMPORARY") => {
+                backend.simple(begin).await
+            }
+            _ => Ok(()),
+        }
+        .map_err(|e| e.on_connection(&name))
     }
 
     fn begin_sql(&self) -> &'static str {

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The crates built for the tests, by package name.
-const GUESTS: &[&str] = &["auth-consolidation", "hostile"];
+const GUESTS: &[&str] = &["auth-consolidation", "hostile", "future-contract"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
