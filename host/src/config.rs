@@ -94,6 +94,8 @@ pub struct ConfigFile {
     pub limits: Limits,
     /// Where embedded SQLite databases live when a connection is not configured (default `migrun-data`).
     pub data_dir: Option<PathBuf>,
+    /// Where journals are written (default `migrun-journal`).
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// One named connection as the operator wrote it.
@@ -107,7 +109,7 @@ pub struct ConnectionConfig {
 }
 
 /// Sandbox limits. Each one, when hit, ends the run with a typed error and rolls back the open unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel (roughly, WebAssembly instructions) for each plugin call: `describe`, `configure`,
@@ -142,6 +144,8 @@ pub struct RunConfig {
     pub limits: Limits,
     /// Directory of the embedded SQLite default.
     pub data_dir: PathBuf,
+    /// Directory journals are written to.
+    pub journal_dir: PathBuf,
 }
 
 /// A connection with its URL resolved.
@@ -163,6 +167,7 @@ impl Default for RunConfig {
             values: BTreeMap::new(),
             limits: Limits::default(),
             data_dir: PathBuf::from("migrun-data"),
+            journal_dir: PathBuf::from("migrun-journal"),
         }
     }
 }
@@ -217,16 +222,17 @@ impl RunConfig {
             };
             values.insert(key, text);
         }
-        let data_dir = match file.data_dir {
+        let relative = |dir: Option<PathBuf>, default: &str| match dir {
             Some(dir) if dir.is_relative() => base.join(dir),
             Some(dir) => dir,
-            None => PathBuf::from("migrun-data"),
+            None => PathBuf::from(default),
         };
         Ok(RunConfig {
             connections,
             values,
             limits: file.limits,
-            data_dir,
+            data_dir: relative(file.data_dir, "migrun-data"),
+            journal_dir: relative(file.journal_dir, "migrun-journal"),
         })
     }
 

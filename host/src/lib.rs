@@ -14,7 +14,10 @@
 //! - [`capability`]: one module per imported WIT interface (`database`, `log`, `checks`).
 //! - [`db`]: the database drivers over sqlx (SQLite, PostgreSQL, MySQL/MariaDB) and value mapping.
 //! - [`value`]: the host's SQL value and its canonical text forms.
-//! - [`run`]: the flow of one run (and its dry-run mode), producing a [`run::RunReport`].
+//! - [`run`]: the flow of one run (and its dry-run and replay modes), producing a [`run::RunReport`].
+//! - [`journal`]: the hash-chained record of every input a run read.
+//! - [`tape`]: the one boundary where host calls are recorded or answered from a journal.
+//! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
 //! - [`observer`]: how a run reports progress while it happens.
 //! - [`render`]: the human-readable report.
 //!
@@ -36,10 +39,13 @@ pub mod capability;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod journal;
 pub mod observer;
 pub mod render;
+pub mod replay;
 pub mod run;
 pub mod runtime;
+pub mod tape;
 pub mod value;
 
 /// This migrun's version.

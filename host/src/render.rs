@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::run::{Inspection, RunReport, UnitStatus};
+use crate::run::{Inspection, ReplayOutcome, ReplayReport, RunReport, UnitStatus};
 
 /// Schema identifier of the JSON run report.
 pub const RUN_REPORT_SCHEMA: &str = "migrun.run-report/1";
+/// Schema identifier of the JSON replay report.
+pub const REPLAY_REPORT_SCHEMA: &str = "migrun.replay-report/1";
 /// Schema identifier of the JSON inspection.
 pub const INSPECT_SCHEMA: &str = "migrun.inspect/1";
 
@@ -34,6 +36,110 @@ pub fn run_report_json(report: &RunReport) -> String {
         body: report,
     })
     .expect("reports serialize")
+}
+
+/// The replay report as pretty JSON.
+pub fn replay_report_json(report: &ReplayReport) -> String {
+    serde_json::to_string_pretty(&Versioned {
+        schema: REPLAY_REPORT_SCHEMA,
+        migrun_version: crate::VERSION,
+        succeeded: Some(report.exit_code() == 0),
+        exit_code: Some(report.exit_code()),
+        body: report,
+    })
+    .expect("reports serialize")
+}
+
+/// The replay report for a terminal.
+pub fn replay_report_text(report: &ReplayReport) -> String {
+    let mut out = String::new();
+    let h = &report.header;
+    let _ = writeln!(out, "journal   {}", report.journal.display());
+    let _ = writeln!(
+        out,
+        "recorded  {} {} (sha256 {}), run {}{}",
+        h.plugin_name,
+        h.plugin_version,
+        &h.plugin_sha256[..12],
+        h.run_id,
+        if h.dry_run { ", dry-run" } else { "" }
+    );
+    if report.mode == "compare" {
+        let _ = writeln!(
+            out,
+            "compared  {} {} (sha256 {}) on the recorded inputs",
+            report.run.plugin.name,
+            report.run.plugin.version,
+            &report.plugin_sha256[..12]
+        );
+    }
+    let _ = writeln!(out);
+    match &report.outcome {
+        ReplayOutcome::Verified { calls, writes } => {
+            let _ = writeln!(out, "verified: {calls} calls, writes identical ({writes} write calls), no database contacted");
+        }
+        ReplayOutcome::Diverged { divergence } => {
+            let _ = writeln!(out, "DIVERGED: {divergence}");
+        }
+        ReplayOutcome::Failed { message } => {
+            let _ = writeln!(out, "FAILED: the replayed run failed where the recording did not: {message}");
+        }
+        ReplayOutcome::Compared { identical, diff, stopped } => {
+            if let Some(stopped) = stopped {
+                let _ = writeln!(out, "STOPPED: {stopped}");
+            }
+            let _ = writeln!(
+                out,
+                "{}",
+                if *identical {
+                    "writes identical: the compared plugin would write exactly the recorded rows"
+                } else {
+                    "writes differ:"
+                }
+            );
+            for (table, t) in &diff.tables {
+                let _ = writeln!(
+                    out,
+                    "  {table:<32} {} identical, {} only recorded, {} only compared, {} changed",
+                    t.identical,
+                    t.only_recorded.len(),
+                    t.only_compared.len(),
+                    t.changed.len()
+                );
+                let show = |row: &Vec<crate::value::Value>| {
+                    row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                };
+                for row in t.only_recorded.iter().take(5) {
+                    let _ = writeln!(out, "    - ({})", show(row));
+                }
+                for row in t.only_compared.iter().take(5) {
+                    let _ = writeln!(out, "    + ({})", show(row));
+                }
+                for c in t.changed.iter().take(5) {
+                    let changes: Vec<String> = c
+                        .changes
+                        .iter()
+                        .map(|(col, a, b)| format!("{col}: {a} → {b}"))
+                        .collect();
+                    let _ = writeln!(out, "    ~ {} {}", c.key, changes.join(", "));
+                }
+                let more = t.only_recorded.len().saturating_sub(5)
+                    + t.only_compared.len().saturating_sub(5)
+                    + t.changed.len().saturating_sub(5);
+                if more > 0 {
+                    let _ = writeln!(out, "    … {more} more (see --json)");
+                }
+            }
+            if diff.unanswered_writes > 0 {
+                let _ = writeln!(
+                    out,
+                    "  note: {} write(s) had no recorded result; their affected-row count was taken as 0",
+                    diff.unanswered_writes
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The inspection as pretty JSON.
@@ -131,6 +237,10 @@ pub fn run_report_text(report: &RunReport) -> String {
                 }
             );
         }
+    }
+    if let Some(j) = &report.journal {
+        let _ = writeln!(out, "\njournal   {}", j.path.display());
+        let _ = writeln!(out, "          {} calls, final hash {}", j.calls, j.final_hash);
     }
     let _ = writeln!(out);
     match &report.failure {

@@ -22,17 +22,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capability::database::{DatabaseCtx, WriteCounts};
+use crate::capability::database::{ConnectionInfo, DatabaseCtx, WriteCounts};
 use crate::config::{RunConfig, redact_url};
 use crate::contract::{ContractVersion, PluginInfo, UnitInfo};
 use crate::db::{self, Access, DbError, Dialect};
+use crate::journal::{self, Entry, Footer, Header, JournalConnection, JournalError, JournalReader, JournalWriter};
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
+use crate::replay::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::runtime::{CallError, LoadError, LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::tape::{Recorder, Tape, TapeError, lock};
 
 /// How long the host waits for a rollback before giving up on a connection
 /// (the server rolls back on disconnect anyway).
@@ -121,6 +125,20 @@ pub enum RunError {
         /// The units there are.
         available: String,
     },
+    /// The journal could not be created or written, or a replay diverged before the first unit.
+    #[error(transparent)]
+    Tape(#[from] TapeError),
+    /// A journal to replay could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The plugin a journal names is not next to it and none was given.
+    #[error("the journal's plugin (sha256 {sha256}) is not at {expected}; pass it with --plugin")]
+    PluginNotFound {
+        /// The sha256 the journal records.
+        sha256: String,
+        /// Where it was looked for.
+        expected: String,
+    },
     /// A transaction could not be opened before the first unit.
     #[error("connection `{connection}`: cannot begin a transaction: {error}")]
     Begin {
@@ -204,6 +222,8 @@ pub enum FailureCause {
     Call(CallError),
     /// A commit failed.
     Commit(DbError),
+    /// The journal could not be written, or a replay diverged.
+    Tape(TapeError),
 }
 
 /// Everything a run did, success or not.
@@ -231,6 +251,21 @@ pub struct RunReport {
     pub failure: Option<RunFailure>,
     /// Wall time of the whole run, in milliseconds.
     pub duration_ms: u64,
+    /// The journal written for this run (none for replays).
+    pub journal: Option<JournalSummary>,
+}
+
+/// Where a run's journal is and what seals it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalSummary {
+    /// The journal file.
+    pub path: PathBuf,
+    /// The hash of its last entry: changing any entry changes it.
+    pub final_hash: String,
+    /// Entries written.
+    pub entries: u64,
+    /// Host calls recorded.
+    pub calls: u64,
 }
 
 impl RunReport {
@@ -276,8 +311,9 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
     let runtime = Runtime::shared();
     let limits = crate::config::Limits::default();
     let state = RunState::new(
-        DatabaseCtx::new(BTreeMap::new()),
+        DatabaseCtx::empty(Tape::Off),
         Arc::new(Silent),
+        Tape::Off,
         SandboxSeeds::fresh(),
         &limits,
     );
@@ -297,13 +333,17 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
 
 /// Runs `plugin` with `config`. `Err` means it could not start and nothing was
 /// written; `Ok` carries the report, which says whether it finished.
+///
+/// Every run, dry-runs included, writes a journal to `config.journal_dir`
+/// (with a copy of the plugin under `plugins/<sha256>.wasm`, where replay finds it).
 pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let runtime = Runtime::shared();
     let seeds = options.seeds.unwrap_or_else(SandboxSeeds::fresh);
     let state = RunState::new(
-        DatabaseCtx::new(BTreeMap::new()),
+        DatabaseCtx::empty(Tape::Off),
         options.observer.clone(),
+        Tape::Off,
         seeds,
         &config.limits,
     );
@@ -316,9 +356,43 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         .map_err(|error| RunError::Plugin { phase: "describe", error })?;
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
-    let (connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
-    let mut dry_run_ddl_refused = false;
-    let mut connections = connections;
+    let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
+
+    // The journal exists before anything can be written; failing to create it means nothing ran.
+    let header = Header {
+        format: journal::FORMAT.to_owned(),
+        migrun_version: crate::VERSION.to_owned(),
+        contract_version: plugin.contract.0.clone(),
+        plugin_sha256: plugin.sha256.clone(),
+        plugin_name: info.name.clone(),
+        plugin_version: info.version.clone(),
+        run_id: run_id(&info.name),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        dry_run: options.dry_run,
+        only: options.only.clone(),
+        seeds,
+        connections: connection_reports
+            .iter()
+            .map(|c| JournalConnection {
+                name: c.name.clone(),
+                dialect: c.dialect,
+                access: c.access,
+                url: c.url.clone(),
+            })
+            .collect(),
+        limits: config.limits,
+    };
+    let recorder = match start_journal(&config.journal_dir, &header, plugin) {
+        Ok(recorder) => recorder,
+        Err(e) => {
+            for (_, conn) in connections {
+                conn.close().await;
+            }
+            return Err(e);
+        }
+    };
+    let tape = Tape::Recording(recorder.clone());
+
     if options.dry_run {
         for conn in connections.values_mut() {
             if conn.dialect() == Dialect::MySql {
@@ -326,20 +400,27 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
                     "DDL is refused during a dry-run on MySQL/MariaDB: it commits implicitly and could not be rolled back"
                         .into(),
                 ));
-                dry_run_ddl_refused = true;
             }
         }
     }
-    tracing::debug!(dry_run_ddl_refused, "connections open");
-    instance.state().database = DatabaseCtx::new(connections);
+    let state = instance.state();
+    state.database = DatabaseCtx::live(connections, tape.clone());
+    state.set_tape(tape.clone());
 
+    let redacted: Vec<(String, String)> = values
+        .iter()
+        .map(|(k, v)| {
+            let secret = info.config.iter().any(|c| &c.name == k && c.secret);
+            (k.clone(), if secret { "***redacted***".to_owned() } else { v.clone() })
+        })
+        .collect();
     let mut runner = Runner {
         instance,
         dry_run: options.dry_run,
         observer: options.observer.clone(),
+        tape,
     };
-    let prepared = runner.prepare(values, options.only.as_deref()).await;
-    let selected = match prepared {
+    let selected = match runner.prepare(values, redacted, options.only.as_deref()).await {
         Ok(units) => units,
         Err(e) => {
             runner.close().await;
@@ -359,6 +440,7 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         messages: Vec::new(),
         failure: None,
         duration_ms: 0,
+        journal: None,
     };
     runner.run_units(&selected, &mut report).await;
     if report.failure.is_none() {
@@ -367,13 +449,317 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
     if runner.dry_run {
         runner.rollback_all().await;
     }
-    let state = runner.instance.state();
-    report.checks.extend(state.checks.take_results());
-    let (messages, _dropped) = state.log.take_messages();
-    report.messages = messages;
+    runner.collect(&mut report);
     runner.close().await;
+
+    let mut recorder = lock(&recorder);
+    let footer = footer(&report, recorder.calls());
+    let sealed = recorder
+        .append(&Entry::Footer(footer))
+        .and_then(|()| recorder.writer_mut().finish());
+    match sealed {
+        Ok(final_hash) => {
+            report.journal = Some(JournalSummary {
+                path: recorder.writer_mut().path().to_owned(),
+                final_hash,
+                entries: recorder.writer_mut().entries(),
+                calls: recorder.calls(),
+            })
+        }
+        Err(e) if report.failure.is_none() => {
+            report.failure = Some(RunFailure {
+                phase: "journal".into(),
+                message: e.to_string(),
+                consequence: "the units stay committed but their journal is incomplete".into(),
+                cause: FailureCause::Tape(TapeError::Journal(e)),
+            })
+        }
+        Err(e) => tracing::error!("the journal could not be completed: {e}"),
+    }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// `<UTC time>-<plugin>-<random>`: sortable, readable, unique.
+fn run_id(plugin: &str) -> String {
+    let name: String = plugin
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!(
+        "{}-{name}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>()
+    )
+}
+
+/// Creates the journal with its header and stores a copy of the plugin next to it.
+fn start_journal(dir: &Path, header: &Header, plugin: &LoadedPlugin) -> Result<Arc<std::sync::Mutex<Recorder>>, RunError> {
+    let plugin_copy = dir.join("plugins").join(format!("{}.wasm", plugin.sha256));
+    if !plugin_copy.exists() {
+        let write = std::fs::create_dir_all(dir.join("plugins")).and_then(|()| {
+            let partial = plugin_copy.with_extension("wasm.partial");
+            std::fs::write(&partial, &plugin.bytes)?;
+            std::fs::rename(&partial, &plugin_copy)
+        });
+        write.map_err(|source| {
+            RunError::Tape(TapeError::Journal(JournalError::Io {
+                path: plugin_copy.display().to_string(),
+                source,
+            }))
+        })?;
+    }
+    let path = dir.join(format!("{}.journal", header.run_id));
+    let mut writer = JournalWriter::create(&path).map_err(TapeError::Journal)?;
+    writer.append(&Entry::Header(header.clone())).map_err(TapeError::Journal)?;
+    Ok(Arc::new(std::sync::Mutex::new(Recorder::new(writer))))
+}
+
+fn footer(report: &RunReport, calls: u64) -> Footer {
+    let mut rows_written: BTreeMap<String, u64> = BTreeMap::new();
+    for unit in &report.units {
+        for (conn, w) in &unit.writes {
+            *rows_written.entry(conn.clone()).or_default() += w.rows;
+        }
+    }
+    Footer {
+        outcome: match report.exit_code() {
+            0 => "succeeded",
+            3 => "checks-failed",
+            _ => "failed",
+        }
+        .to_owned(),
+        failure: report.failure.as_ref().map(|f| format!("{}: {}", f.phase, f.message)),
+        calls,
+        rows_written,
+        checks: report.checks.len() as u64,
+        checks_failed: report.checks.iter().filter(|c| !c.ok).count() as u64,
+    }
+}
+
+/// How a replay ended.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ReplayOutcome {
+    /// Same plugin: every call matched the journal.
+    Verified {
+        /// Host calls matched.
+        calls: u64,
+        /// Of which writes.
+        writes: u64,
+    },
+    /// A call differed from the journal.
+    Diverged {
+        /// Where and how.
+        divergence: ReplayDivergence,
+    },
+    /// Another plugin version ran on the recorded inputs.
+    Compared {
+        /// Whether it would write exactly the same rows.
+        identical: bool,
+        /// Per-table differences.
+        diff: WriteDiff,
+        /// Why it stopped early, if it asked for something never recorded.
+        stopped: Option<ReplayDivergence>,
+    },
+    /// The replayed run failed for another reason (a trap or limit the recording did not have).
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What `migrun replay` found.
+#[derive(Debug, Serialize)]
+pub struct ReplayReport {
+    /// The journal replayed.
+    pub journal: PathBuf,
+    /// Its header.
+    pub header: Header,
+    /// sha256 of the plugin that was replayed.
+    pub plugin_sha256: String,
+    /// `verify` (the recorded plugin) or `compare` (another version).
+    pub mode: &'static str,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: ReplayOutcome,
+    /// The replayed run (units, checks, messages).
+    pub run: RunReport,
+}
+
+impl ReplayReport {
+    /// 0 when verified (or, comparing, when the writes are identical); 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match &self.outcome {
+            ReplayOutcome::Verified { .. } => 0,
+            ReplayOutcome::Compared { identical: true, stopped: None, .. } => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Replays a journal with no database: with its own plugin (verify) or with `plugin_override` (compare
+/// if its sha256 differs from the recorded one).
+pub async fn replay(
+    journal_path: &Path,
+    plugin_override: Option<&Path>,
+    observer: Arc<dyn RunObserver>,
+) -> Result<ReplayReport, RunError> {
+    let started = Instant::now();
+    let runtime = Runtime::shared();
+    let (reader, header) = JournalReader::open(journal_path)?;
+    let plugin_path = match plugin_override {
+        Some(p) => p.to_owned(),
+        None => {
+            let expected = replay::recorded_plugin_path(journal_path, &header);
+            if !expected.exists() {
+                return Err(RunError::PluginNotFound {
+                    sha256: header.plugin_sha256.clone(),
+                    expected: expected.display().to_string(),
+                });
+            }
+            expected
+        }
+    };
+    let plugin = LoadedPlugin::load_file(runtime, &plugin_path)?;
+    let comparing = plugin.sha256 != header.plugin_sha256;
+    let (tape, recorded_config) = if comparing {
+        let comparison = Comparison::load(reader)?;
+        let config = comparison.config.clone();
+        (Tape::Comparing(replay::shared(comparison)), config)
+    } else {
+        (Tape::Replaying(replay::shared(Player::new(reader))), None)
+    };
+
+    let state = RunState::new(DatabaseCtx::empty(Tape::Off), observer.clone(), Tape::Off, header.seeds, &header.limits);
+    let mut instance = PluginInstance::instantiate(runtime, &plugin, state, header.limits).await?;
+    let info = instance
+        .describe()
+        .await
+        .map_err(|error| RunError::Plugin { phase: "describe", error })?;
+    let infos: BTreeMap<String, ConnectionInfo> = header
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                ConnectionInfo {
+                    dialect: c.dialect,
+                    access: c.access,
+                },
+            )
+        })
+        .collect();
+    let state = instance.state();
+    state.database = DatabaseCtx::recorded(infos, tape.clone());
+    state.set_tape(tape.clone());
+
+    let mut runner = Runner {
+        instance,
+        dry_run: header.dry_run,
+        observer,
+        tape: tape.clone(),
+    };
+    let mut report = RunReport {
+        plugin: info,
+        plugin_sha256: plugin.sha256.clone(),
+        contract: plugin.contract.clone(),
+        dry_run: header.dry_run,
+        seeds: header.seeds,
+        connections: header
+            .connections
+            .iter()
+            .map(|c| ConnectionReport {
+                name: c.name.clone(),
+                dialect: c.dialect,
+                access: c.access,
+                url: c.url.clone(),
+                embedded_default: false,
+                note: Some("recorded: no database is contacted".into()),
+            })
+            .collect(),
+        units: Vec::new(),
+        checks: Vec::new(),
+        messages: Vec::new(),
+        failure: None,
+        duration_ms: 0,
+        journal: None,
+    };
+    let values = recorded_config.unwrap_or_default();
+    match runner.prepare(values.clone(), values, header.only.as_deref()).await {
+        Ok(units) => {
+            runner.run_units(&units, &mut report).await;
+            if report.failure.is_none() {
+                runner.verify(&mut report).await;
+            }
+        }
+        Err(RunError::Tape(e)) => {
+            report.failure = Some(RunFailure {
+                phase: "configure".into(),
+                message: e.to_string(),
+                consequence: "nothing was changed (replay)".into(),
+                cause: FailureCause::Tape(e),
+            })
+        }
+        Err(RunError::Plugin { phase, error }) => {
+            report.failure = Some(RunFailure {
+                phase: phase.into(),
+                message: error.to_string(),
+                consequence: "nothing was changed (replay)".into(),
+                cause: FailureCause::Call(error),
+            })
+        }
+        Err(other) => return Err(other),
+    }
+    runner.collect(&mut report);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+
+    let divergence = |report: &RunReport| match &report.failure {
+        Some(RunFailure {
+            cause: FailureCause::Tape(TapeError::Divergence(d)) | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
+            ..
+        }) => Some(d.clone()),
+        _ => None,
+    };
+    let outcome = match &tape {
+        Tape::Comparing(comparison) => {
+            let diff = lock(comparison).diff();
+            ReplayOutcome::Compared {
+                identical: diff.is_identical(),
+                diff,
+                stopped: divergence(&report),
+            }
+        }
+        Tape::Replaying(player) => match divergence(&report) {
+            Some(divergence) => ReplayOutcome::Diverged { divergence },
+            None => {
+                let finished = lock(player).finish();
+                match finished {
+                    Ok((calls, writes, _footer)) => ReplayOutcome::Verified { calls, writes },
+                    Err(TapeError::Divergence(divergence)) => ReplayOutcome::Diverged { divergence },
+                    Err(TapeError::Journal(e)) => return Err(RunError::Journal(e)),
+                }
+            }
+        },
+        _ => unreachable!("replay runs on a journal tape"),
+    };
+    // A failure that was also in the recording (same export failing at the same point) is part of
+    // what was verified; anything else is reported as it is.
+    let outcome = match (outcome, &report.failure) {
+        (ReplayOutcome::Verified { .. }, Some(f)) if !matches!(f.cause, FailureCause::Call(_)) => {
+            ReplayOutcome::Failed { message: f.message.clone() }
+        }
+        (outcome, _) => outcome,
+    };
+    runner.close().await;
+    Ok(ReplayReport {
+        journal: journal_path.to_owned(),
+        header,
+        plugin_sha256: plugin.sha256.clone(),
+        mode: if comparing { "compare" } else { "verify" },
+        outcome,
+        run: report,
+    })
 }
 
 /// The plugin's configuration values: every given key known, every required key present, defaults applied.
@@ -483,29 +869,22 @@ struct Runner {
     instance: PluginInstance,
     dry_run: bool,
     observer: Arc<dyn RunObserver>,
+    tape: Tape,
 }
 
 impl Runner {
     /// `configure` and `list-units`, then the unit selection. In a dry-run the
     /// run-long transactions begin here; otherwise these calls get transactions
-    /// of their own that are rolled back.
+    /// of their own that are rolled back. `recorded` is what the journal keeps of
+    /// the configuration (secrets redacted).
     async fn prepare(
         &mut self,
         values: Vec<(String, String)>,
+        recorded: Vec<(String, String)>,
         only: Option<&[String]>,
     ) -> Result<Vec<UnitInfo>, RunError> {
         self.begin_all().await?;
-        let configured = self.instance.configure(values).await;
-        let units = match configured {
-            Ok(()) => self.instance.list_units().await.map_err(|error| RunError::Plugin {
-                phase: "list-units",
-                error,
-            }),
-            Err(error) => Err(RunError::Plugin {
-                phase: "configure",
-                error,
-            }),
-        };
+        let units = self.configure_and_list(values, recorded).await;
         if !self.dry_run || units.is_err() {
             self.rollback_all().await;
         }
@@ -526,6 +905,38 @@ impl Runner {
         Ok(units.into_iter().filter(|u| only.contains(&u.name)).collect())
     }
 
+    async fn configure_and_list(
+        &mut self,
+        values: Vec<(String, String)>,
+        recorded: Vec<(String, String)>,
+    ) -> Result<Vec<UnitInfo>, RunError> {
+        let from_tape = self.tape.export("configure", None, Some(recorded))?;
+        let values = if self.tape.is_live() {
+            values
+        } else {
+            from_tape.unwrap_or_default()
+        };
+        let configured = self.instance.configure(values).await;
+        if !matches!(configured, Err(CallError::Tape(_))) {
+            self.tape
+                .export_end("configure", configured.as_ref().err().map(ToString::to_string))?;
+        }
+        configured.map_err(|error| RunError::Plugin {
+            phase: "configure",
+            error,
+        })?;
+        self.tape.export("list-units", None, None)?;
+        let units = self.instance.list_units().await;
+        if !matches!(units, Err(CallError::Tape(_))) {
+            self.tape
+                .export_end("list-units", units.as_ref().err().map(ToString::to_string))?;
+        }
+        units.map_err(|error| RunError::Plugin {
+            phase: "list-units",
+            error,
+        })
+    }
+
     async fn run_units(&mut self, units: &[UnitInfo], report: &mut RunReport) {
         let mut committed: Vec<String> = Vec::new();
         for (index, unit) in units.iter().enumerate() {
@@ -537,31 +948,7 @@ impl Runner {
             state.checks.set_unit(Some(unit.name.clone()));
             state.database.take_writes();
 
-            let mut outcome = Ok(());
-            if !self.dry_run
-                && let Err(e) = self.begin_all().await
-            {
-                outcome = Err((
-                    format!("cannot begin the unit's transaction: {e}"),
-                    FailureCause::Commit(match e {
-                        RunError::Begin { error, .. } => error,
-                        _ => unreachable!("begin_all only fails with Begin"),
-                    }),
-                ));
-            }
-            if outcome.is_ok()
-                && let Err(error) = self.instance.run_unit(&unit.name).await
-            {
-                outcome = Err((error.to_string(), FailureCause::Call(error)));
-            }
-            if outcome.is_ok() && !self.dry_run {
-                outcome = self.commit_all().await.map_err(|(conn, error)| {
-                    (
-                        format!("commit on connection `{conn}` failed: {error}"),
-                        FailureCause::Commit(error),
-                    )
-                });
-            }
+            let outcome = self.run_unit(unit).await;
             let writes = self.instance.state().database.take_writes();
             let status = match (&outcome, self.dry_run) {
                 (Ok(()), false) => UnitStatus::Committed,
@@ -591,7 +978,7 @@ impl Runner {
                     report.failure = Some(RunFailure {
                         phase: format!("unit `{}`", unit.name),
                         message,
-                        consequence: consequence(&unit.name, self.dry_run, &committed, &not_run),
+                        consequence: consequence(&unit.name, self.dry_run, self.tape.is_live(), &committed, &not_run),
                         cause,
                     });
                     return;
@@ -603,45 +990,94 @@ impl Runner {
         state.checks.set_unit(None);
     }
 
+    /// One unit: its transactions, the export call, the commit.
+    async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
+        if !self.dry_run {
+            self.begin_all().await.map_err(begin_failure)?;
+        }
+        let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
+        self.tape.export("run-unit", Some(&unit.name), None).map_err(tape_err)?;
+        let result = self.instance.run_unit(&unit.name).await;
+        // A divergence inside the call is the news; the export's end would only echo it.
+        if !matches!(result, Err(CallError::Tape(_))) {
+            self.tape
+                .export_end("run-unit", result.as_ref().err().map(ToString::to_string))
+                .map_err(tape_err)?;
+        }
+        if let Err(error) = result {
+            return Err((error.to_string(), FailureCause::Call(error)));
+        }
+        if !self.dry_run {
+            self.commit_all().await.map_err(|(conn, error)| {
+                (
+                    format!("commit on connection `{conn}` failed: {error}"),
+                    FailureCause::Commit(error),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     async fn verify(&mut self, report: &mut RunReport) {
         self.observer.phase_started("verify");
-        if !self.dry_run
-            && let Err(e) = self.begin_all().await
-        {
-            self.observer.phase_finished("verify", false);
-            report.failure = Some(RunFailure {
-                phase: "verify".into(),
-                message: e.to_string(),
-                consequence: "every unit stayed committed; verification did not run".into(),
-                cause: FailureCause::Commit(match e {
-                    RunError::Begin { error, .. } => error,
-                    _ => unreachable!("begin_all only fails with Begin"),
-                }),
-            });
-            return;
-        }
-        let result = self.instance.verify().await;
-        if !self.dry_run {
-            self.rollback_all().await;
-        }
+        let result = self.verify_inner().await;
         self.observer.phase_finished("verify", result.is_ok());
-        if let Err(error) = result {
+        if let Err((message, cause)) = result {
             report.failure = Some(RunFailure {
                 phase: "verify".into(),
-                message: error.to_string(),
-                consequence: if self.dry_run {
-                    "nothing was changed (dry-run)".into()
+                message,
+                consequence: if self.dry_run || !self.tape.is_live() {
+                    "nothing was changed".into()
                 } else {
                     "every unit stayed committed; verification did not finish".into()
                 },
-                cause: FailureCause::Call(error),
+                cause,
             });
         }
     }
 
+    async fn verify_inner(&mut self) -> Result<(), (String, FailureCause)> {
+        if !self.dry_run {
+            self.begin_all().await.map_err(begin_failure)?;
+        }
+        let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
+        let marked = self.tape.export("verify", None, None).map_err(tape_err);
+        let result = match marked {
+            Ok(_) => {
+                let result = self.instance.verify().await;
+                let ended = if matches!(result, Err(CallError::Tape(_))) {
+                    Ok(())
+                } else {
+                    self.tape
+                        .export_end("verify", result.as_ref().err().map(ToString::to_string))
+                };
+                match ended {
+                    Ok(()) => result.map_err(|error| (error.to_string(), FailureCause::Call(error))),
+                    Err(e) => Err(tape_err(e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if !self.dry_run {
+            self.rollback_all().await;
+        }
+        result
+    }
+
+    /// Moves the checks and messages gathered by the capabilities into the report.
+    fn collect(&mut self, report: &mut RunReport) {
+        let state = self.instance.state();
+        report.checks.extend(state.checks.take_results());
+        let (messages, _dropped) = state.log.take_messages();
+        report.messages = messages;
+    }
+
     async fn begin_all(&mut self) -> Result<(), RunError> {
         for conn in self.instance.state().database.connections_mut() {
-            conn.begin().await.map_err(|error| RunError::Begin {
+            let result = conn.begin().await;
+            self.tape
+                .transaction(conn.name(), "begin", result.as_ref().err().map(ToString::to_string))?;
+            result.map_err(|error| RunError::Begin {
                 connection: conn.name().to_owned(),
                 error,
             })?;
@@ -652,11 +1088,15 @@ impl Runner {
     /// Commits the writable connections (read-only ones are rolled back: they have nothing to commit).
     async fn commit_all(&mut self) -> Result<(), (String, DbError)> {
         for conn in self.instance.state().database.connections_mut() {
-            let result = if conn.access() == Access::ReadWrite {
-                conn.commit().await
+            let (op, result) = if conn.access() == Access::ReadWrite {
+                ("commit", conn.commit().await)
             } else {
-                conn.rollback().await
+                ("rollback", conn.rollback().await)
             };
+            // A journal that cannot record the commit is reported by the footer step.
+            let _ = self
+                .tape
+                .transaction(conn.name(), op, result.as_ref().err().map(ToString::to_string));
             result.map_err(|e| (conn.name().to_owned(), e))?;
         }
         Ok(())
@@ -667,17 +1107,33 @@ impl Runner {
             if !conn.in_transaction() {
                 continue;
             }
-            match tokio::time::timeout(ROLLBACK_TIMEOUT, conn.rollback()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(connection = conn.name(), "rollback failed (the server discards the transaction when the connection closes): {e}"),
-                Err(_) => tracing::warn!(connection = conn.name(), "rollback timed out; the connection will be closed"),
-            }
+            let error = match tokio::time::timeout(ROLLBACK_TIMEOUT, conn.rollback()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(connection = conn.name(), "rollback failed (the server discards the transaction when the connection closes): {e}");
+                    Some(e.to_string())
+                }
+                Err(_) => {
+                    tracing::warn!(connection = conn.name(), "rollback timed out; the connection will be closed");
+                    Some("timed out".to_owned())
+                }
+            };
+            let _ = self.tape.transaction(conn.name(), "rollback", error);
         }
     }
 
     async fn close(self) {
         let state = self.instance.into_state();
         state.database.close().await;
+    }
+}
+
+fn begin_failure(e: RunError) -> (String, FailureCause) {
+    let message = format!("cannot begin the unit's transaction: {e}");
+    match e {
+        RunError::Begin { error, .. } => (message, FailureCause::Commit(error)),
+        RunError::Tape(error) => (message, FailureCause::Tape(error)),
+        _ => unreachable!("begin_all fails only with Begin or Tape"),
     }
 }
 
@@ -688,7 +1144,10 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
-fn consequence(unit: &str, dry_run: bool, committed: &[String], not_run: &[&str]) -> String {
+fn consequence(unit: &str, dry_run: bool, live: bool, committed: &[String], not_run: &[&str]) -> String {
+    if !live {
+        return "nothing was changed (replay: no database was contacted)".into();
+    }
     if dry_run {
         return "nothing was changed (dry-run): every transaction was rolled back".into();
     }

@@ -192,6 +192,75 @@ impl fmt::Display for Value {
     }
 }
 
+/// Journal form: `["kind", "canonical text"]` (`["null"]` for NULL). Text, not
+/// JSON numbers, so that NaN, infinities, 64-bit integers and f32 lists
+/// survive exactly; the hash chain covers these bytes.
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let text = self.canonical_text();
+        let mut seq = serializer.serialize_seq(Some(if text.is_some() { 2 } else { 1 }))?;
+        seq.serialize_element(self.kind())?;
+        if let Some(text) = text {
+            seq.serialize_element(&text)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let parts: Vec<String> = Vec::deserialize(deserializer)?;
+        let (kind, text) = match parts.as_slice() {
+            [kind] if kind == "null" => return Ok(Value::Null),
+            [kind, text] => (kind.as_str(), text.as_str()),
+            _ => return Err(D::Error::custom("a value is [kind] or [kind, text]")),
+        };
+        Value::from_kind_and_text(kind, text).map_err(D::Error::custom)
+    }
+}
+
+impl Value {
+    /// Rebuilds a value from its kind name and canonical text (the inverse of
+    /// [`Value::kind`] + [`Value::canonical_text`]).
+    pub fn from_kind_and_text(kind: &str, text: &str) -> Result<Value, String> {
+        let bad = |e: &dyn fmt::Display| format!("invalid {kind} {text:?}: {e}");
+        Ok(match kind {
+            "boolean" => Value::Bool(text.parse().map_err(|e| bad(&e))?),
+            "int" => Value::Int(text.parse().map_err(|e| bad(&e))?),
+            "float" => Value::Float(match text {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                t => t.parse().map_err(|e| bad(&e))?,
+            }),
+            "text" => Value::Text(text.to_owned()),
+            "bytes" => Value::Bytes(hex::decode(text).map_err(|e| bad(&e))?),
+            "json" => Value::Json(text.to_owned()),
+            "uuid" => Value::parse_uuid(text).map_err(|e| e.to_string())?,
+            "date" => Value::parse_date(text).map_err(|e| e.to_string())?,
+            "time" => Value::parse_time(text).map_err(|e| e.to_string())?,
+            "timestamp" => Value::parse_timestamp(text).map_err(|e| e.to_string())?,
+            "timestamptz" => Value::parse_timestamptz(text).map_err(|e| e.to_string())?,
+            "decimal" => Value::Decimal(text.to_owned()),
+            "float32-array" => {
+                let inner = text
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .ok_or_else(|| bad(&"expected [..]"))?;
+                let mut out = Vec::new();
+                for item in inner.split(',').filter(|i| !i.is_empty()) {
+                    out.push(item.parse::<f32>().map_err(|e| bad(&e))?);
+                }
+                Value::Float32Array(out)
+            }
+            "text-array" => Value::TextArray(serde_json::from_str(text).map_err(|e| bad(&e))?),
+            other => return Err(format!("unknown value kind {other:?}")),
+        })
+    }
+}
+
 /// Plain-notation text of a decimal, keeping its scale (`1.50` stays `1.50`).
 pub fn canonical_decimal(d: &BigDecimal) -> String {
     d.to_plain_string()
@@ -282,6 +351,38 @@ mod tests {
             assert_eq!(format_float(f).parse::<f64>().unwrap().to_bits(), f.to_bits());
         }
         assert_eq!(format_float(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn journal_form_round_trips_every_kind_exactly() {
+        let values = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(f64::NAN),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Float(0.1),
+            Value::Text("tab\t \"quoted\" ünïcode".into()),
+            Value::Bytes(vec![0, 255, 16]),
+            Value::Json(r#"{"a":[1,2]}"#.into()),
+            Value::parse_uuid("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
+            Value::parse_date("0001-01-01").unwrap(),
+            Value::parse_time("00:00:00.000001").unwrap(),
+            Value::parse_timestamp("9999-12-31T23:59:59.999999").unwrap(),
+            Value::parse_timestamptz("2024-06-01T12:00:00+00:00").unwrap(),
+            Value::Decimal("-123456789012345678901234567890.0100".into()),
+            Value::Float32Array(vec![0.1, -3.5e-38, f32::INFINITY, 16777217.0]),
+            Value::TextArray(vec!["read".into(), "write,admin".into(), String::new()]),
+        ];
+        let json = serde_json::to_string(&values).unwrap();
+        let back: Vec<Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.len(), values.len());
+        for (a, b) in values.iter().zip(&back) {
+            match (a, b) {
+                (Value::Float(x), Value::Float(y)) => assert_eq!(x.to_bits(), y.to_bits()),
+                _ => assert_eq!(a, b),
+            }
+        }
     }
 
     #[test]

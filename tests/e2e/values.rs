@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use migrun::db::{Access, Connection, DbErrorKind, Dialect};
 use migrun::value::{Value, float32_array_json};
 
-use crate::support::checksum::{row_count, table_checksum};
+use crate::support::checksum::{database_checksums, row_count, table_checksum};
 use crate::support::database::{TestDatabase, for_each_dialect};
 
 // ---------------------------------------------------------------------------
@@ -722,7 +722,7 @@ async fn postgres_specific_types() {
             .iter()
             .map(|c| c.type_name.as_str())
             .collect::<Vec<_>>()[..3],
-        ["INT2", "INT4", "FLOAT4"]
+        ["int2", "int4", "float4"]
     );
 
     // Server-side values: oid, name, "char", xml-free text-likes, arrays.
@@ -763,15 +763,15 @@ async fn postgres_unsupported_types_name_the_column_and_a_cast() {
     };
     let mut conn = db.connect(Access::ReadWrite).await;
     for (sql, column, type_name) in [
-        ("SELECT '1 day'::interval AS span", "span", "INTERVAL"),
+        ("SELECT '1 day'::interval AS span", "span", "interval"),
         (
             "SELECT tstzrange(now(), now() + interval '1 hour') AS temporal",
             "temporal",
-            "TSTZRANGE",
+            "tstzrange",
         ),
-        ("SELECT 'infinity'::date AS forever", "forever", "DATE"),
-        ("SELECT 'NaN'::numeric AS nan", "nan", "NUMERIC"),
-        ("SELECT ARRAY['a', NULL] AS holes", "holes", "TEXT[]"),
+        ("SELECT 'infinity'::date AS forever", "forever", "date"),
+        ("SELECT 'NaN'::numeric AS nan", "nan", "numeric"),
+        ("SELECT ARRAY['a', NULL] AS holes", "holes", "text[]"),
     ] {
         let err = conn.query(sql, &[]).await.unwrap_err();
         assert_eq!(err.kind, DbErrorKind::Value, "{sql}: {err}");
@@ -1075,6 +1075,15 @@ async fn unit_transactions_commit_and_roll_back() {
         assert_eq!(conn.commit().await.unwrap_err().kind, DbErrorKind::Usage);
         conn.rollback().await.unwrap();
         assert_eq!(row_count(&db.url, "t").await, 1);
+        // A trailing semicolon and comment are part of one statement.
+        let one = conn
+            .query(
+                &format!("SELECT {} AS x; -- done", ph(dialect, 1)),
+                &[Value::Int(5)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(one.rows, [vec![Value::Int(5)]], "{dialect}");
         // execute() counts affected rows, or returned rows for a SELECT.
         assert_eq!(conn.execute("UPDATE t SET id = id", &[]).await.unwrap(), 1);
         assert_eq!(conn.execute("SELECT id FROM t", &[]).await.unwrap(), 1);
@@ -1137,6 +1146,41 @@ async fn schema_changes_inside_a_unit() {
             "{dialect}"
         );
         conn.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_changes_by_another_connection() {
+    for_each_dialect(|db| async move {
+        let dialect = db.dialect;
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
+        db.exec("INSERT INTO t (id) VALUES (1)").await;
+        let mut reader = db.connect(Access::ReadOnly).await;
+        assert_eq!(
+            reader.query("SELECT * FROM t", &[]).await.unwrap().rows[0].len(),
+            1
+        );
+        db.exec("ALTER TABLE t ADD COLUMN extra INTEGER").await;
+        let again = match reader.query("SELECT * FROM t", &[]).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // PostgreSQL refuses the stale plan once; the next attempt prepares afresh.
+                assert_eq!(
+                    (dialect, e.code.as_deref()),
+                    (Dialect::Postgres, Some("0A000")),
+                    "{e}"
+                );
+                assert!(
+                    e.message.contains("the next attempt prepares it afresh"),
+                    "{e}"
+                );
+                reader.query("SELECT * FROM t", &[]).await.unwrap()
+            }
+        };
+        assert_eq!(again.columns.len(), 2, "{dialect}");
+        assert_eq!(again.rows, [vec![Value::Int(1), Value::Null]], "{dialect}");
+        reader.close().await;
     })
     .await;
 }
@@ -1214,6 +1258,10 @@ async fn ddl_can_be_refused_with_a_reason() {
             assert_eq!(err.kind, DbErrorKind::Refused);
         }
         assert_eq!(conn.query("SELECT 1", &[]).await.unwrap().rows.len(), 1);
+        // Temporary tables commit nothing, even on MySQL.
+        conn.execute("CREATE TEMPORARY TABLE scratch (id INTEGER)", &[])
+            .await
+            .unwrap();
         conn.refuse_ddl(None);
         conn.execute("CREATE TABLE x (id INTEGER)", &[])
             .await
@@ -1538,6 +1586,46 @@ async fn bulk_insert_is_all_or_nothing_and_reports_the_constraint() {
             conn.rollback().await.unwrap();
         }
         conn.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksums_see_every_change() {
+    for_each_dialect(|db| async move {
+        let dialect = db.dialect;
+        db.exec("CREATE TABLE a (id INTEGER PRIMARY KEY, v VARCHAR(10))")
+            .await;
+        db.exec("CREATE TABLE b (id INTEGER PRIMARY KEY, v VARCHAR(10))")
+            .await;
+        db.exec("INSERT INTO a (id, v) VALUES (1, ''), (2, 'x')")
+            .await;
+        db.exec("INSERT INTO b (id, v) VALUES (2, 'x'), (1, NULL)")
+            .await;
+        let sums = database_checksums(&db.url).await;
+        let names: Vec<&str> = sums.keys().map(String::as_str).collect();
+        let expected = if dialect == Dialect::Postgres {
+            ["public.a", "public.b"]
+        } else {
+            ["a", "b"]
+        };
+        assert_eq!(names, expected, "{dialect}");
+        // NULL and empty text differ.
+        assert_ne!(
+            table_checksum(&db.url, "a").await,
+            table_checksum(&db.url, "b").await
+        );
+        db.exec("UPDATE b SET v = '' WHERE id = 1").await;
+        // Equal rows give equal checksums, whatever the table and insertion order.
+        assert_eq!(
+            table_checksum(&db.url, "a").await,
+            table_checksum(&db.url, "b").await
+        );
+        db.exec("UPDATE b SET v = 'y' WHERE id = 2").await;
+        let after = database_checksums(&db.url).await;
+        assert_eq!(after.values().next(), sums.values().next());
+        assert_ne!(after.values().nth(1), sums.values().nth(1));
+        assert_eq!(row_count(&db.url, "b").await, 2);
     })
     .await;
 }

@@ -8,24 +8,34 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::capability::log::pass_tape;
 use crate::contract::v0_1_0::checks;
+use crate::journal::HostCall;
 use crate::observer::{CheckResult, RunObserver};
+use crate::tape::Tape;
 
 /// The checks of one run.
 pub struct ChecksCtx {
     observer: Arc<dyn RunObserver>,
+    tape: Tape,
     unit: Option<String>,
     results: Vec<CheckResult>,
 }
 
 impl ChecksCtx {
     /// A checks context reporting to `observer`.
-    pub fn new(observer: Arc<dyn RunObserver>) -> Self {
+    pub fn new(observer: Arc<dyn RunObserver>, tape: Tape) -> Self {
         ChecksCtx {
             observer,
+            tape,
             unit: None,
             results: Vec::new(),
         }
+    }
+
+    /// Sets the tape calls go through.
+    pub fn set_tape(&mut self, tape: Tape) {
+        self.tape = tape;
     }
 
     /// Sets the unit that checks are attributed to (`None` during `verify`).
@@ -55,6 +65,11 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl checks::Host for ChecksCtx {
     async fn report(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
+        let call = HostCall::Check { name, ok, detail };
+        pass_tape(&self.tape, &call)?;
+        let HostCall::Check { name, ok, detail } = call else {
+            unreachable!()
+        };
         let result = CheckResult {
             unit: self.unit.clone(),
             name,

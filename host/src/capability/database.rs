@@ -4,26 +4,33 @@
 //! by the name it declared; the runner has already connected every declared
 //! name (so a bad URL fails before any unit starts) and opens and closes the
 //! unit transactions around the plugin's calls. The plugin therefore never
-//! sees a URL and never begins or commits. Every database failure reaches the
-//! plugin as a `db-error` value; only host bugs (a stale resource handle)
-//! trap.
+//! sees a URL and never begins or commits.
+//!
+//! Every call is turned into a [`HostCall`] and handed to the run's
+//! [`Tape`]: live runs execute it and record it with its result; replays
+//! answer it from the journal without touching a database. Database failures
+//! reach the plugin as `db-error` values; only host-side failures (a replay
+//! divergence, an unwritable journal, a stale handle) trap.
 
 use std::collections::BTreeMap;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::contract::v0_1_0::{self as wit, database, types};
-use crate::db::{self, Access, DbError, DbErrorKind};
+use crate::db::{self, Access, DbError, DbErrorKind, Dialect};
+use crate::journal::{CallResult, HostCall};
+use crate::tape::{Answer, Tape};
+use crate::value::Value;
 
-/// A connection handle as the guest holds it: just the name it was opened by.
+/// A connection handle as the guest holds it: the name it was opened by.
 pub struct ConnectionResource {
     name: String,
 }
 
-/// An open cursor: the connection it streams from and the driver's handle.
+/// A cursor handle as the guest holds it: the run's number for it.
 pub struct CursorResource {
-    connection: String,
-    handle: db::CursorHandle,
+    id: u64,
+    columns: Vec<(String, String)>,
     exhausted: bool,
 }
 
@@ -36,26 +43,66 @@ pub struct WriteCounts {
     pub rows: u64,
 }
 
+/// What a plugin may know about a connection without a database: its dialect and access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The access granted.
+    pub access: Access,
+}
+
 /// The connections of one run and the guest's handles to them.
 pub struct DatabaseCtx {
-    connections: BTreeMap<String, db::Connection>,
+    infos: BTreeMap<String, ConnectionInfo>,
+    live: BTreeMap<String, db::Connection>,
+    live_cursors: BTreeMap<u64, (String, db::CursorHandle)>,
+    next_cursor: u64,
     table: ResourceTable,
     writes: BTreeMap<String, WriteCounts>,
+    tape: Tape,
 }
 
 impl DatabaseCtx {
-    /// Wraps already opened connections, keyed by the name the plugin declared.
-    pub fn new(connections: BTreeMap<String, db::Connection>) -> Self {
+    /// No connections yet (before `describe`).
+    pub fn empty(tape: Tape) -> Self {
         DatabaseCtx {
-            connections,
+            infos: BTreeMap::new(),
+            live: BTreeMap::new(),
+            live_cursors: BTreeMap::new(),
+            next_cursor: 0,
             table: ResourceTable::new(),
             writes: BTreeMap::new(),
+            tape,
         }
     }
 
-    /// The connections, for the runner's transaction control.
+    /// Live connections, keyed by the name the plugin declared.
+    pub fn live(connections: BTreeMap<String, db::Connection>, tape: Tape) -> Self {
+        let mut ctx = DatabaseCtx::empty(tape);
+        for (name, conn) in &connections {
+            ctx.infos.insert(
+                name.clone(),
+                ConnectionInfo {
+                    dialect: conn.dialect(),
+                    access: conn.access(),
+                },
+            );
+        }
+        ctx.live = connections;
+        ctx
+    }
+
+    /// Connections known only by name, dialect and access: every answer comes from the tape.
+    pub fn recorded(infos: BTreeMap<String, ConnectionInfo>, tape: Tape) -> Self {
+        let mut ctx = DatabaseCtx::empty(tape);
+        ctx.infos = infos;
+        ctx
+    }
+
+    /// The live connections, for the runner's transaction control (none in a replay).
     pub fn connections_mut(&mut self) -> impl Iterator<Item = &mut db::Connection> {
-        self.connections.values_mut()
+        self.live.values_mut()
     }
 
     /// Takes the write counts since the last call (one unit's worth).
@@ -65,27 +112,179 @@ impl DatabaseCtx {
 
     /// Closes every connection (rolling back whatever is still open).
     pub async fn close(self) {
-        for (_, conn) in self.connections {
+        for (_, conn) in self.live {
             conn.close().await;
         }
     }
 
-    fn conn(&mut self, handle: &Resource<ConnectionResource>) -> wasmtime::Result<&mut db::Connection> {
-        let name = &self.table.get(handle)?.name;
-        // Names in the table were checked against `connections` when opened.
-        Ok(self
-            .connections
-            .get_mut(name)
-            .expect("opened connection names exist"))
+    fn name_of(&self, handle: &Resource<ConnectionResource>) -> wasmtime::Result<String> {
+        Ok(self.table.get(handle)?.name.clone())
     }
 
-    fn count_write(&mut self, handle: &Resource<ConnectionResource>, statements: u64, rows: u64) {
-        if let Ok(res) = self.table.get(handle) {
-            let counts = self.writes.entry(res.name.clone()).or_default();
+    fn info(&self, handle: &Resource<ConnectionResource>) -> wasmtime::Result<ConnectionInfo> {
+        let name = &self.table.get(handle)?.name;
+        Ok(*self.infos.get(name).expect("opened connection names exist"))
+    }
+
+    /// Answers one call from the tape or runs it live (and records it), then counts writes.
+    async fn perform(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
+        let result = match self.tape.answer(&call).map_err(wasmtime::Error::new)? {
+            Answer::Recorded(result) => result,
+            Answer::Live => {
+                let result = self.run_live(&call).await;
+                self.tape.record(&call, &result).map_err(wasmtime::Error::new)?;
+                result
+            }
+        };
+        let (conn, statements) = match &call {
+            HostCall::Execute { conn, .. } => (conn, 1),
+            HostCall::BulkInsert { conn, .. } => (conn, 0),
+            _ => return Ok(result),
+        };
+        if let CallResult::Count { n } = result
+            && self.infos.get(conn).is_some_and(|i| i.access == Access::ReadWrite)
+        {
+            let counts = self.writes.entry(conn.clone()).or_default();
             counts.statements += statements;
-            counts.rows += rows;
+            counts.rows += n;
+        }
+        Ok(result)
+    }
+
+    async fn run_live(&mut self, call: &HostCall) -> CallResult {
+        match call {
+            HostCall::Open { name } => {
+                if self.infos.contains_key(name) {
+                    CallResult::Opened
+                } else {
+                    let known: Vec<&str> = self.infos.keys().map(String::as_str).collect();
+                    error_result(DbError {
+                        kind: DbErrorKind::UnknownConnection,
+                        code: None,
+                        message: format!(
+                            "no connection named `{name}`: the plugin declared {}",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    })
+                }
+            }
+            HostCall::Query { conn, sql, params } => match self.live_conn(conn).query(sql, params).await {
+                Ok(rows) => CallResult::Rows {
+                    columns: columns(&rows.columns),
+                    rows: rows.rows,
+                },
+                Err(e) => error_result(e),
+            },
+            HostCall::Execute { conn, sql, params } => match self.live_conn(conn).execute(sql, params).await {
+                Ok(n) => CallResult::Count { n },
+                Err(e) => error_result(e),
+            },
+            HostCall::OpenCursor {
+                conn,
+                sql,
+                params,
+                batch_size,
+            } => match self.live_conn(conn).open_cursor(sql, params, *batch_size).await {
+                Ok(handle) => {
+                    let id = self.next_cursor;
+                    self.next_cursor += 1;
+                    let result = CallResult::Cursor {
+                        cursor: id,
+                        columns: columns(handle.columns()),
+                    };
+                    self.live_cursors.insert(id, (conn.clone(), handle));
+                    result
+                }
+                Err(e) => error_result(e),
+            },
+            HostCall::NextBatch { cursor } => {
+                let Some((conn, handle)) = self.live_cursors.get(cursor) else {
+                    return CallResult::Batch { rows: None };
+                };
+                let conn = self.live.get_mut(conn).expect("cursor connections exist");
+                let result = conn.next_batch(handle).await;
+                if !matches!(result, Ok(Some(_))) {
+                    conn.close_cursor(handle).await;
+                    self.live_cursors.remove(cursor);
+                }
+                match result {
+                    Ok(rows) => CallResult::Batch { rows },
+                    Err(e) => error_result(e),
+                }
+            }
+            HostCall::CloseCursor { cursor } => {
+                if let Some((conn, handle)) = self.live_cursors.remove(cursor)
+                    && let Some(conn) = self.live.get_mut(&conn)
+                {
+                    conn.close_cursor(&handle).await;
+                }
+                CallResult::Unit
+            }
+            HostCall::BulkInsert {
+                conn,
+                table,
+                columns,
+                rows,
+            } => match self.live_conn(conn).bulk_insert(table, columns, rows).await {
+                Ok(n) => CallResult::Count { n },
+                Err(e) => error_result(e),
+            },
+            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => {
+                unreachable!("log and checks calls belong to their own capabilities")
+            }
         }
     }
+
+    fn live_conn(&mut self, name: &str) -> &mut db::Connection {
+        self.live
+            .get_mut(name)
+            .expect("live runs connect every declared connection before the plugin runs")
+    }
+}
+
+fn columns(columns: &[db::Column]) -> Vec<(String, String)> {
+    columns.iter().map(|c| (c.name.clone(), c.type_name.clone())).collect()
+}
+
+fn error_result(e: DbError) -> CallResult {
+    CallResult::Error {
+        error_kind: e.kind.as_str().to_owned(),
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Converts a recorded error back into the contract's `db-error`.
+fn wit_error(error_kind: &str, code: Option<String>, message: String) -> types::DbError {
+    use types::DbErrorKind as K;
+    let kind = match error_kind {
+        "unknown-connection" => K::UnknownConnection,
+        "read-only" => K::ReadOnly,
+        "constraint" => K::Constraint,
+        "conflict" => K::Conflict,
+        "connection" => K::Connection,
+        "value" => K::Value,
+        "usage" => K::Usage,
+        "refused" => K::Refused,
+        _ => K::Other,
+    };
+    types::DbError { kind, code, message }
+}
+
+fn wit_columns(columns: Vec<(String, String)>) -> Vec<types::Column> {
+    columns
+        .into_iter()
+        .map(|(name, type_name)| types::Column { name, type_name })
+        .collect()
+}
+
+/// A recorded result of the wrong shape for its call: the journal does not belong to this call.
+fn unexpected(result: CallResult) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("host error: a recorded result of the wrong kind: {result:?}"))
 }
 
 /// Marker tying the generated `add_to_linker` to [`DatabaseCtx`].
@@ -108,35 +307,33 @@ impl types::Host for DatabaseCtx {}
 
 type DbResult<T> = wasmtime::Result<Result<T, types::DbError>>;
 
+fn params_from_wit(params: Vec<types::Value>) -> Result<Vec<Value>, types::DbError> {
+    wit::values_from_wit(params).map_err(Into::into)
+}
+
 impl database::Host for DatabaseCtx {
     async fn open(&mut self, name: String) -> DbResult<Resource<ConnectionResource>> {
-        if !self.connections.contains_key(&name) {
-            let known: Vec<&str> = self.connections.keys().map(String::as_str).collect();
-            return Ok(Err(DbError {
-                kind: DbErrorKind::UnknownConnection,
-                code: None,
-                message: format!(
-                    "no connection named `{name}`: the plugin declared {}",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
+        match self.perform(HostCall::Open { name: name.clone() }).await? {
+            CallResult::Opened if self.infos.contains_key(&name) => {
+                Ok(Ok(self.table.push(ConnectionResource { name })?))
             }
-            .into()));
+            CallResult::Error {
+                error_kind,
+                code,
+                message,
+            } => Ok(Err(wit_error(&error_kind, code, message))),
+            other => Err(unexpected(other)),
         }
-        Ok(Ok(self.table.push(ConnectionResource { name })?))
     }
 }
 
 impl database::HostConnection for DatabaseCtx {
     async fn dialect(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<database::Dialect> {
-        Ok(self.conn(&conn)?.dialect().into())
+        Ok(self.info(&conn)?.dialect.into())
     }
 
     async fn access(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<database::Access> {
-        Ok(self.conn(&conn)?.access().into())
+        Ok(self.info(&conn)?.access.into())
     }
 
     async fn query(
@@ -145,17 +342,23 @@ impl database::HostConnection for DatabaseCtx {
         sql: String,
         params: Vec<types::Value>,
     ) -> DbResult<types::Rows> {
-        let params = match wit::values_from_wit(params) {
+        let params = match params_from_wit(params) {
             Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => return Ok(Err(e)),
         };
-        let result = self.conn(&conn)?.query(&sql, &params).await;
-        Ok(result
-            .map(|rows| types::Rows {
-                columns: wit::columns_to_wit(&rows.columns),
-                rows: wit::rows_to_wit(rows.rows),
-            })
-            .map_err(Into::into))
+        let conn = self.name_of(&conn)?;
+        match self.perform(HostCall::Query { conn, sql, params }).await? {
+            CallResult::Rows { columns, rows } => Ok(Ok(types::Rows {
+                columns: wit_columns(columns),
+                rows: wit::rows_to_wit(rows),
+            })),
+            CallResult::Error {
+                error_kind,
+                code,
+                message,
+            } => Ok(Err(wit_error(&error_kind, code, message))),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn execute(
@@ -164,17 +367,12 @@ impl database::HostConnection for DatabaseCtx {
         sql: String,
         params: Vec<types::Value>,
     ) -> DbResult<u64> {
-        let params = match wit::values_from_wit(params) {
+        let params = match params_from_wit(params) {
             Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => return Ok(Err(e)),
         };
-        let c = self.conn(&conn)?;
-        let writable = c.access() == Access::ReadWrite;
-        let result = c.execute(&sql, &params).await;
-        if let (Ok(rows), true) = (&result, writable) {
-            self.count_write(&conn, 1, *rows);
-        }
-        Ok(result.map_err(Into::into))
+        let conn = self.name_of(&conn)?;
+        count_result(self.perform(HostCall::Execute { conn, sql, params }).await?)
     }
 
     async fn open_cursor(
@@ -184,19 +382,29 @@ impl database::HostConnection for DatabaseCtx {
         params: Vec<types::Value>,
         batch_size: u32,
     ) -> DbResult<Resource<CursorResource>> {
-        let params = match wit::values_from_wit(params) {
+        let params = match params_from_wit(params) {
             Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => return Ok(Err(e)),
         };
-        let name = self.table.get(&conn)?.name.clone();
-        let result = self.conn(&conn)?.open_cursor(&sql, &params, batch_size).await;
-        match result {
-            Ok(handle) => Ok(Ok(self.table.push(CursorResource {
-                connection: name,
-                handle,
+        let conn = self.name_of(&conn)?;
+        let call = HostCall::OpenCursor {
+            conn,
+            sql,
+            params,
+            batch_size,
+        };
+        match self.perform(call).await? {
+            CallResult::Cursor { cursor, columns } => Ok(Ok(self.table.push(CursorResource {
+                id: cursor,
+                columns,
                 exhausted: false,
             })?)),
-            Err(e) => Ok(Err(e.into())),
+            CallResult::Error {
+                error_kind,
+                code,
+                message,
+            } => Ok(Err(wit_error(&error_kind, code, message))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -209,16 +417,19 @@ impl database::HostConnection for DatabaseCtx {
     ) -> DbResult<u64> {
         let mut converted = Vec::with_capacity(rows.len());
         for row in rows {
-            match wit::values_from_wit(row) {
+            match params_from_wit(row) {
                 Ok(r) => converted.push(r),
-                Err(e) => return Ok(Err(e.into())),
+                Err(e) => return Ok(Err(e)),
             }
         }
-        let result = self.conn(&conn)?.bulk_insert(&table, &columns, &converted).await;
-        if let Ok(rows) = &result {
-            self.count_write(&conn, 0, *rows);
-        }
-        Ok(result.map_err(Into::into))
+        let conn = self.name_of(&conn)?;
+        let call = HostCall::BulkInsert {
+            conn,
+            table,
+            columns,
+            rows: converted,
+        };
+        count_result(self.perform(call).await?)
     }
 
     async fn drop(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
@@ -228,39 +439,54 @@ impl database::HostConnection for DatabaseCtx {
     }
 }
 
+fn count_result(result: CallResult) -> DbResult<u64> {
+    match result {
+        CallResult::Count { n } => Ok(Ok(n)),
+        CallResult::Error {
+            error_kind,
+            code,
+            message,
+        } => Ok(Err(wit_error(&error_kind, code, message))),
+        other => Err(unexpected(other)),
+    }
+}
+
 impl database::HostCursor for DatabaseCtx {
     async fn columns(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<Vec<types::Column>> {
-        Ok(wit::columns_to_wit(self.table.get(&cursor)?.handle.columns()))
+        // The columns came with the (live or recorded) open-cursor answer.
+        Ok(wit_columns(self.table.get(&cursor)?.columns.clone()))
     }
 
-    async fn next_batch(
-        &mut self,
-        cursor: Resource<CursorResource>,
-    ) -> DbResult<Option<Vec<Vec<types::Value>>>> {
+    async fn next_batch(&mut self, cursor: Resource<CursorResource>) -> DbResult<Option<Vec<Vec<types::Value>>>> {
         let res = self.table.get(&cursor)?;
         if res.exhausted {
             return Ok(Ok(None));
         }
-        let name = res.connection.clone();
-        let conn = self
-            .connections
-            .get_mut(&name)
-            .expect("cursor connections exist");
+        let id = res.id;
+        let result = self.perform(HostCall::NextBatch { cursor: id }).await?;
         let res = self.table.get_mut(&cursor)?;
-        let result = conn.next_batch(&res.handle).await;
-        if matches!(result, Ok(None) | Err(_)) {
-            res.exhausted = true;
-            conn.close_cursor(&res.handle).await;
+        match result {
+            CallResult::Batch { rows: Some(rows) } => Ok(Ok(Some(wit::rows_to_wit(rows)))),
+            CallResult::Batch { rows: None } => {
+                res.exhausted = true;
+                Ok(Ok(None))
+            }
+            CallResult::Error {
+                error_kind,
+                code,
+                message,
+            } => {
+                res.exhausted = true;
+                Ok(Err(wit_error(&error_kind, code, message)))
+            }
+            other => Err(unexpected(other)),
         }
-        Ok(result.map(|b| b.map(wit::rows_to_wit)).map_err(Into::into))
     }
 
     async fn drop(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<()> {
         let res = self.table.delete(cursor)?;
-        if !res.exhausted
-            && let Some(conn) = self.connections.get_mut(&res.connection)
-        {
-            conn.close_cursor(&res.handle).await;
+        if !res.exhausted {
+            self.perform(HostCall::CloseCursor { cursor: res.id }).await?;
         }
         Ok(())
     }

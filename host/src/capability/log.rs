@@ -10,7 +10,9 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use crate::contract::v0_1_0::log;
+use crate::journal::{CallResult, HostCall};
 use crate::observer::{Level, LogEvent, Progress, RunObserver};
+use crate::tape::{Answer, Tape};
 
 /// Bound on messages kept for the report; later ones are still shown and traced, only not kept.
 const MAX_KEPT_MESSAGES: usize = 10_000;
@@ -18,6 +20,7 @@ const MAX_KEPT_MESSAGES: usize = 10_000;
 /// The log state of one run.
 pub struct LogCtx {
     observer: Arc<dyn RunObserver>,
+    tape: Tape,
     unit: Option<String>,
     kept: Vec<LogEvent>,
     dropped: u64,
@@ -25,13 +28,19 @@ pub struct LogCtx {
 
 impl LogCtx {
     /// A log context reporting to `observer`.
-    pub fn new(observer: Arc<dyn RunObserver>) -> Self {
+    pub fn new(observer: Arc<dyn RunObserver>, tape: Tape) -> Self {
         LogCtx {
             observer,
+            tape,
             unit: None,
             kept: Vec::new(),
             dropped: 0,
         }
+    }
+
+    /// Sets the tape calls go through.
+    pub fn set_tape(&mut self, tape: Tape) {
+        self.tape = tape;
     }
 
     /// Sets the unit that messages are attributed to.
@@ -96,11 +105,21 @@ impl log::Host for LogCtx {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
+        let call = HostCall::Log { level, message, fields };
+        pass_tape(&self.tape, &call)?;
+        let HostCall::Log { level, message, fields } = call else {
+            unreachable!()
+        };
         self.record(level, message, fields);
         Ok(())
     }
 
     async fn progress(&mut self, task: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        let call = HostCall::Progress { task, done, total };
+        pass_tape(&self.tape, &call)?;
+        let HostCall::Progress { task, done, total } = call else {
+            unreachable!()
+        };
         tracing::debug!(target: "plugin", unit = ?self.unit, task, done, total, "progress");
         self.observer.progress(&Progress {
             unit: self.unit.clone(),
@@ -109,5 +128,13 @@ impl log::Host for LogCtx {
             total,
         });
         Ok(())
+    }
+}
+
+/// Records a call that has no answer (live) or checks it against the journal (replay).
+pub(crate) fn pass_tape(tape: &Tape, call: &HostCall) -> wasmtime::Result<()> {
+    match tape.answer(call).map_err(wasmtime::Error::new)? {
+        Answer::Live => tape.record(call, &CallResult::Unit).map_err(wasmtime::Error::new),
+        Answer::Recorded(_) => Ok(()),
     }
 }

@@ -18,7 +18,8 @@ use crate::value::Value;
 pub(crate) enum Backend {
     Postgres(PgConnection),
     MySql(MySqlConnection),
-    Sqlite(SqliteConnection),
+    /// With the schema version its cached statements were prepared under.
+    Sqlite(SqliteConnection, Option<i64>),
 }
 
 /// A statement ready to run: the SQL as sent and its encoded arguments.
@@ -39,6 +40,9 @@ pub(crate) enum Args {
 
 /// One item of a statement's output.
 pub(crate) enum Step {
+    /// The columns of the rows that follow, sent once before the first row
+    /// (fresher than a cached statement's when the schema just changed).
+    Columns(Vec<Column>),
     /// A result row, decoded.
     Row(Vec<Value>),
     /// The statement finished, affecting this many rows.
@@ -64,7 +68,7 @@ impl Backend {
                 Backend::MySql(conn)
             }
             Dialect::Sqlite => {
-                Backend::Sqlite(sqlite::connect_options(url, access)?.connect().await?)
+                Backend::Sqlite(sqlite::connect_options(url, access)?.connect().await?, None)
             }
         })
     }
@@ -83,7 +87,7 @@ impl Backend {
                 sql: sql.to_owned(),
                 args: Args::MySql(mysql::bind(params)?),
             },
-            Backend::Sqlite(_) => Bound {
+            Backend::Sqlite(..) => Bound {
                 sql: sql.to_owned(),
                 args: Args::Sqlite(sqlite::bind(params)?),
             },
@@ -93,23 +97,14 @@ impl Backend {
     /// The result columns of `bound`, from the prepared statement (which sqlx
     /// caches, so running it afterwards does not prepare it again).
     pub(crate) async fn columns(&mut self, bound: &Bound) -> Result<Vec<Column>, DbError> {
-        fn to_columns<C: sqlx::Column>(columns: &[C]) -> Vec<Column> {
-            columns
-                .iter()
-                .map(|c| Column {
-                    name: c.name().to_owned(),
-                    type_name: c.type_info().name().to_owned(),
-                })
-                .collect()
-        }
         Ok(match (self, &bound.args) {
-            (Backend::Postgres(conn), Args::Postgres(_, types)) => {
-                to_columns(conn.prepare_with(&bound.sql, types).await?.columns())
-            }
+            (Backend::Postgres(conn), Args::Postgres(_, types)) => postgres::lowercase_types(
+                to_columns(conn.prepare_with(&bound.sql, types).await?.columns()),
+            ),
             (Backend::MySql(conn), Args::MySql(_)) => {
                 to_columns(conn.prepare_with(&bound.sql, &[]).await?.columns())
             }
-            (Backend::Sqlite(conn), Args::Sqlite(_)) => {
+            (Backend::Sqlite(conn, _), Args::Sqlite(_)) => {
                 to_columns(conn.prepare_with(&bound.sql, &[]).await?.columns())
             }
             _ => return Err(mismatch()),
@@ -124,27 +119,23 @@ impl Backend {
         args: Args,
     ) -> BoxStream<'a, Result<Step, DbError>> {
         match (self, args) {
-            (Backend::Postgres(conn), Args::Postgres(args, _)) => conn
-                .fetch_many(sqlx::query_with(sql, args))
-                .map(|step| match step? {
-                    Either::Left(done) => Ok(Step::Done(done.rows_affected())),
-                    Either::Right(row) => postgres::decode_row(&row).map(Step::Row),
-                })
-                .boxed(),
-            (Backend::MySql(conn), Args::MySql(args)) => conn
-                .fetch_many(sqlx::query_with(sql, args))
-                .map(|step| match step? {
-                    Either::Left(done) => Ok(Step::Done(done.rows_affected())),
-                    Either::Right(row) => mysql::decode_row(&row).map(Step::Row),
-                })
-                .boxed(),
-            (Backend::Sqlite(conn), Args::Sqlite(args)) => conn
-                .fetch_many(sqlx::query_with(sql, args))
-                .map(|step| match step? {
-                    Either::Left(done) => Ok(Step::Done(done.rows_affected())),
-                    Either::Right(row) => sqlite::decode_row(&row).map(Step::Row),
-                })
-                .boxed(),
+            (Backend::Postgres(conn), Args::Postgres(args, _)) => steps(
+                conn.fetch_many(sqlx::query_with(sql, args)),
+                postgres::decode_row,
+            )
+            .map(|step| match step {
+                Ok(Step::Columns(columns)) => Ok(Step::Columns(postgres::lowercase_types(columns))),
+                other => other,
+            })
+            .boxed(),
+            (Backend::MySql(conn), Args::MySql(args)) => steps(
+                conn.fetch_many(sqlx::query_with(sql, args)),
+                mysql::decode_row,
+            ),
+            (Backend::Sqlite(conn, _), Args::Sqlite(args)) => steps(
+                conn.fetch_many(sqlx::query_with(sql, args)),
+                sqlite::decode_row,
+            ),
             _ => futures::stream::once(async { Err(mismatch()) }).boxed(),
         }
     }
@@ -154,8 +145,34 @@ impl Backend {
         match self {
             Backend::Postgres(conn) => conn.execute(sql).await.map(|_| ())?,
             Backend::MySql(conn) => conn.execute(sql).await.map(|_| ())?,
-            Backend::Sqlite(conn) => conn.execute(sql).await.map(|_| ())?,
+            Backend::Sqlite(conn, _) => conn.execute(sql).await.map(|_| ())?,
         }
+        Ok(())
+    }
+
+    /// Before a statement on SQLite: drops cached statements if the schema
+    /// changed since they were prepared (by this or another connection).
+    ///
+    /// sqlx 0.8 keeps the column list a statement had when it was prepared,
+    /// while SQLite silently re-prepares it after a schema change; a `SELECT *`
+    /// whose column count changed then panics sqlx's worker thread. This
+    /// happens to a cached statement, and also to a fresh one when another
+    /// connection changed the schema (SQLite reloads its copy of the schema
+    /// only when a statement runs). Reading `PRAGMA schema_version` costs
+    /// microseconds; on a change the cache is dropped and the schema reloaded.
+    pub(crate) async fn check_schema(&mut self) -> Result<(), DbError> {
+        let Backend::Sqlite(conn, known) = self else {
+            return Ok(());
+        };
+        let row = conn.fetch_one("PRAGMA schema_version").await?;
+        let version: i64 = sqlx::Row::try_get(&row, 0)?;
+        if known.is_some_and(|k| k != version) {
+            conn.clear_cached_statements().await?;
+            // Reading a table makes SQLite notice the new schema cookie and
+            // reload its schema now, so the next statement prepares against it.
+            conn.execute("SELECT count(*) FROM sqlite_master").await?;
+        }
+        *known = Some(version);
         Ok(())
     }
 
@@ -164,7 +181,7 @@ impl Backend {
         match self {
             Backend::Postgres(conn) => conn.clear_cached_statements().await?,
             Backend::MySql(conn) => conn.clear_cached_statements().await?,
-            Backend::Sqlite(conn) => conn.clear_cached_statements().await?,
+            Backend::Sqlite(conn, _) => conn.clear_cached_statements().await?,
         }
         Ok(())
     }
@@ -200,9 +217,72 @@ impl Backend {
         let _ = match self {
             Backend::Postgres(conn) => conn.close().await,
             Backend::MySql(conn) => conn.close().await,
-            Backend::Sqlite(conn) => conn.close().await,
+            Backend::Sqlite(conn, _) => conn.close().await,
         };
     }
+}
+
+/// sqlx's `fetch_many` stream as [`Step`]s: rows decoded by `decode`, the
+/// columns announced before the first row.
+fn steps<'a, R, Q>(
+    rows: BoxStream<'a, Result<Either<Q, R>, sqlx::Error>>,
+    decode: fn(&R) -> Result<Vec<Value>, DbError>,
+) -> BoxStream<'a, Result<Step, DbError>>
+where
+    R: sqlx::Row + 'a,
+    Q: RowsAffected + 'a,
+{
+    let mut announced = false;
+    rows.flat_map(move |step| {
+        let out: Vec<Result<Step, DbError>> = match step {
+            Err(e) => vec![Err(e.into())],
+            Ok(Either::Left(done)) => vec![Ok(Step::Done(done.rows_affected()))],
+            Ok(Either::Right(row)) => {
+                let mut out = Vec::with_capacity(2);
+                if !announced {
+                    announced = true;
+                    out.push(Ok(Step::Columns(to_columns(row.columns()))));
+                }
+                out.push(decode(&row).map(Step::Row));
+                out
+            }
+        };
+        futures::stream::iter(out)
+    })
+    .boxed()
+}
+
+/// The query results of every dialect, by what [`steps`] needs of them.
+trait RowsAffected: Send {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+fn to_columns<C: sqlx::Column>(columns: &[C]) -> Vec<Column> {
+    columns
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+        })
+        .collect()
 }
 
 fn mismatch() -> DbError {

@@ -107,7 +107,7 @@ pub(crate) fn spawn(
                             lookahead = Some(row);
                             break Ok(false);
                         }
-                        Some(Ok(Step::Done(_))) => {}
+                        Some(Ok(Step::Done(_) | Step::Columns(_))) => {}
                         Some(Err(e)) => break Err(e),
                         None => break Ok(true),
                     }

@@ -148,6 +148,13 @@ fn classify_database_error(db: &dyn sqlx::error::DatabaseError) -> DbError {
         if let Some(detail) = pg.detail() {
             message = format!("{message} (detail: {detail})");
         }
+        if let Some(hint) = pg.hint() {
+            message = format!("{message} (hint: {hint})");
+        }
+        // Where it happened: the COPY line and column, or the function.
+        if let Some(context) = pg.r#where() {
+            message = format!("{message} (context: {context})");
+        }
         return DbError {
             kind: postgres_kind(&code),
             code: Some(code),

@@ -27,16 +27,28 @@
 //! | SQLite | `mode=ro` and `PRAGMA query_only=ON` | `BEGIN` | `8` (`SQLITE_READONLY`) |
 //!
 //! Read-write transactions begin with `BEGIN`, `START TRANSACTION` and
-//! `BEGIN IMMEDIATE` respectively. Because a session setting can be changed by
-//! SQL, a few guards keep a plugin from undoing it: transaction control
-//! (`BEGIN`, `COMMIT`, `ROLLBACK` other than `ROLLBACK TO`, …) is refused on
-//! every connection because the host owns the transaction; on PostgreSQL a
-//! read-only statement outside a host transaction runs in its own
-//! `BEGIN READ ONLY … COMMIT` (so `SET default_transaction_read_only=off`
-//! changes nothing), and a read-only host transaction takes its snapshot
-//! immediately (so `SET TRANSACTION READ WRITE` is too late); on MySQL a
-//! read-only connection refuses `SET` statements that name `read_only`,
-//! `READ WRITE` or `autocommit`.
+//! `BEGIN IMMEDIATE` respectively. A session setting can be changed by SQL,
+//! so on PostgreSQL a read-only statement outside a host transaction runs in
+//! its own `BEGIN READ ONLY … COMMIT` (`SET default_transaction_read_only=off`
+//! then changes nothing), and a read-only host transaction takes its snapshot
+//! at once (`SET TRANSACTION READ WRITE` is then too late). On MySQL, where
+//! no such wrapper helps (DDL commits implicitly), see the guards below.
+//!
+//! # Guards
+//!
+//! Besides the session, the host refuses a few statements by their leading
+//! keywords (comments skipped; MySQL's executable `/*! … */` comments count):
+//!
+//! - transaction control (`BEGIN`, `START TRANSACTION`, `COMMIT`, `END`,
+//!   `ABORT`, `ROLLBACK` other than `ROLLBACK TO`, `PREPARE TRANSACTION`, `XA`,
+//!   and on MySQL `SET … autocommit`): [`DbErrorKind::Usage`], because the host
+//!   owns the unit's transaction (savepoints stay the plugin's);
+//! - on a read-only MySQL connection, `SET` statements naming `read_only` or
+//!   `READ WRITE`: [`DbErrorKind::ReadOnly`];
+//! - on SQLite, more than one statement per call ([`DbErrorKind::Usage`]; the
+//!   servers refuse that themselves) and `ATTACH`, `DETACH`, `VACUUM`, which
+//!   open or write other files ([`DbErrorKind::Refused`]);
+//! - DDL while [`Connection::refuse_ddl`] holds a reason ([`DbErrorKind::Refused`]).
 //!
 //! # Transactions and schema changes
 //!
@@ -47,8 +59,15 @@
 //! a DDL statement: after a successful one inside a unit the host opens a new
 //! transaction, so the rest of the unit stays atomic (the DDL and what came
 //! before it are committed). Dry-runs on MySQL therefore refuse DDL
-//! ([`Connection::refuse_ddl`]). On PostgreSQL a successful DDL statement also
-//! clears the prepared-statement cache, whose plans may no longer match.
+//! ([`Connection::refuse_ddl`]).
+//!
+//! sqlx caches prepared statements, which a schema change can make stale: a
+//! successful DDL statement clears the cache on PostgreSQL and MySQL, and so
+//! does the rollback of a PostgreSQL transaction that ran DDL. SQLite
+//! connections compare `PRAGMA schema_version` before each statement, which
+//! also catches changes made by other connections. On PostgreSQL another
+//! connection's DDL makes the next use of a cached statement fail once with
+//! `0A000`, after which it works.
 //!
 //! # Value mapping
 //!
@@ -62,7 +81,7 @@
 //! | `Float` | `float8`; `float4` as the double with the same shortest text | `DOUBLE`; `FLOAT` likewise | REAL |
 //! | `Text` | `text`, `varchar`, `bpchar`, `name`, `"char"`, `xml`, `citext`, enums, domains over these | `CHAR`, `VARCHAR`, `TEXT`s, `ENUM`, `SET` | TEXT |
 //! | `Bytes` | `bytea` | `BINARY`, `VARBINARY`, `BLOB`s, and any BINARY-flagged string (see below) | BLOB |
-//! | `Json` | `json` (text as stored), `jsonb` (PostgreSQL's normalised text) | `JSON` as MySQL reports it | — (TEXT) |
+//! | `Json` | `json` (its text), `jsonb` (PostgreSQL's normalised text) | `JSON` as MySQL reports it | — (TEXT) |
 //! | `Uuid` | `uuid` | — (text) | — (TEXT) |
 //! | `Date` | `date` | `DATE` | — (TEXT) |
 //! | `Time` | `time` | `TIME` within a day (else a `Value` error) | — (TEXT) |
@@ -102,7 +121,10 @@
 //! On PostgreSQL a parameter keeps its declared type, so the server applies
 //! its usual casts (an `int8` into an `int4` column is fine; a `text` into a
 //! `uuid`, `jsonb` or enum column is not: bind the matching kind or cast in
-//! SQL, `$1::mood`). A NULL where the server cannot infer a type
+//! SQL, `$1::mood`). `Json` is declared `jsonb` so that jsonb operators work
+//! (`doc @> $1`); a `json` column written through a parameter therefore holds
+//! PostgreSQL's normalised text, while [`Connection::bulk_insert`] (`COPY`)
+//! keeps the text as given. A NULL where the server cannot infer a type
 //! (`jsonb_build_object('k', $1)`, `$1 IS NULL`) needs a cast (`$1::text`).
 //! Sub-microsecond digits of temporal values are dropped.
 //!
@@ -220,7 +242,8 @@ impl fmt::Display for Access {
 pub struct Column {
     /// The column name as the database reports it.
     pub name: String,
-    /// The database's own type name (`INT8`, `VARCHAR`, `TEXT`, …), for diagnostics only.
+    /// The database's own type name (`int8` on PostgreSQL, `VARCHAR` on
+    /// MySQL, the declared type on SQLite), for diagnostics only.
     pub type_name: String,
 }
 
@@ -283,6 +306,8 @@ pub struct Connection {
     access: Access,
     state: State,
     in_transaction: bool,
+    /// Whether DDL ran in the open transaction (its rollback then invalidates cached plans).
+    ddl_in_transaction: bool,
     refuse_ddl: Option<String>,
 }
 
@@ -338,6 +363,7 @@ impl Connection {
             access,
             state: State::Idle(backend),
             in_transaction: false,
+            ddl_in_transaction: false,
             refuse_ddl: None,
         })
     }
@@ -366,7 +392,8 @@ impl Connection {
     /// `DROP`, `TRUNCATE` or `RENAME` (on MySQL also the other statements that
     /// commit implicitly: `GRANT`, `REVOKE`, `LOCK`, `UNLOCK`, `ANALYZE`,
     /// `OPTIMIZE`, `REPAIR`, `FLUSH`, `INSTALL`, `UNINSTALL`, `CACHE`, `RESET`)
-    /// fail with [`DbErrorKind::Refused`] and `reason` in the message. Used for
+    /// fail with [`DbErrorKind::Refused`] and `reason` in the message;
+    /// `CREATE`/`DROP` of `TEMP`/`TEMPORARY` objects stay allowed. Used for
     /// dry-runs on MySQL, where DDL would commit the transaction meant to be rolled back.
     pub fn refuse_ddl(&mut self, reason: Option<String>) {
         self.refuse_ddl = reason;
@@ -401,6 +428,7 @@ impl Connection {
             )));
         }
         self.in_transaction = false;
+        self.ddl_in_transaction = false;
         let backend = self.idle()?;
         if let Err(e) = backend.simple("COMMIT").await {
             // SQLite keeps the transaction open after a failed COMMIT (e.g. SQLITE_BUSY).
@@ -418,10 +446,17 @@ impl Connection {
             return Ok(());
         }
         self.in_transaction = false;
-        self.idle()?
-            .simple("ROLLBACK")
-            .await
-            .map_err(|e| e.on_connection(&self.name))
+        let ddl = std::mem::take(&mut self.ddl_in_transaction);
+        let backend = self.idle()?;
+        let result = backend.simple("ROLLBACK").await;
+        if ddl && result.is_ok() {
+            // Rolled-back DDL leaves cached plans for a schema that no longer exists.
+            backend
+                .clear_statement_cache()
+                .await
+                .map_err(|e| e.on_connection(&self.name))?;
+        }
+        result.map_err(|e| e.on_connection(&self.name))
     }
 
     /// Runs one statement with bound parameters and returns all of its rows.
@@ -431,16 +466,18 @@ impl Connection {
         let wrapped = self.wrap_begin().await?;
         let result = async {
             let backend = self.idle()?;
+            backend.check_schema().await?;
             let bound = backend.bind(sql, params)?;
             let columns = backend.columns(&bound).await?;
-            let (rows, _, _) = run_to_end(backend, bound, true).await?;
-            Ok(Rows { columns, rows })
+            let outcome = run_to_end(backend, bound, true).await?;
+            Ok(Rows {
+                columns: outcome.columns.unwrap_or(columns),
+                rows: outcome.rows,
+            })
         }
         .await;
         self.wrap_end(wrapped, result.is_ok()).await;
-        if result.is_ok() {
-            self.after_ddl(sql).await?;
-        }
+        let result = self.after_statement(sql, result).await;
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -454,6 +491,7 @@ impl Connection {
         let wrapped = self.wrap_begin().await?;
         let result = async {
             let backend = self.idle()?;
+            backend.check_schema().await?;
             let bound = backend.bind(sql, params)?;
             // SQLite reports the changes of the last *modifying* statement even
             // for a SELECT or DDL, so whether the statement returns rows decides.
@@ -461,7 +499,9 @@ impl Connection {
                 Dialect::Sqlite => Some(!backend.columns(&bound).await?.is_empty()),
                 _ => None,
             };
-            let (_, returned, affected) = run_to_end(backend, bound, false).await?;
+            let Outcome {
+                returned, affected, ..
+            } = run_to_end(backend, bound, false).await?;
             Ok(match returns_rows {
                 Some(true) => returned,
                 Some(false) => {
@@ -478,9 +518,7 @@ impl Connection {
         }
         .await;
         self.wrap_end(wrapped, result.is_ok()).await;
-        if result.is_ok() {
-            self.after_ddl(sql).await?;
-        }
+        let result = self.after_statement(sql, result).await;
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -489,6 +527,11 @@ impl Connection {
     /// the cursor is read to the end, closed, or the transaction rolls back.
     /// Errors of the statement's planning surface here; errors met while
     /// running it surface from [`Connection::next_batch`].
+    ///
+    /// Closing a cursor early is cheap on SQLite; on PostgreSQL and MySQL the
+    /// server keeps sending the rest of the result, which the connection reads
+    /// and discards before its next statement (sqlx 0.8 cannot cancel a
+    /// query). Use `LIMIT` when only the first rows matter.
     pub async fn open_cursor(
         &mut self,
         sql: &str,
@@ -503,6 +546,7 @@ impl Connection {
         let wrapped = self.wrap_begin().await?;
         let prepared = async {
             let backend = self.idle()?;
+            backend.check_schema().await?;
             let bound = backend.bind(sql, params)?;
             let columns = backend.columns(&bound).await?;
             Ok::<_, DbError>((bound, columns))
@@ -515,9 +559,16 @@ impl Connection {
                 return Err(e.on_connection(&self.name));
             }
         };
-        let State::Idle(backend) = std::mem::replace(&mut self.state, State::Broken(String::new()))
-        else {
-            unreachable!("checked idle above");
+        let backend = match std::mem::replace(&mut self.state, State::Broken(String::new())) {
+            State::Idle(backend) => backend,
+            other => {
+                // Not reachable: the connection was idle above and nothing since took it.
+                self.state = other;
+                return Err(DbError::usage(format!(
+                    "connection `{}` is busy",
+                    self.name
+                )));
+            }
         };
         let id = NEXT_CURSOR_ID.fetch_add(1, Ordering::Relaxed);
         let shared = CursorShared::new();
@@ -642,7 +693,7 @@ impl Connection {
             self.wrap_end(wrapped, result.is_ok()).await;
             result
         } else {
-            self.insert_chunks(&table_sql, &column_sql, columns.len(), rows)
+            self.insert_chunks(&table_sql, &column_sql, columns, rows)
                 .await
         };
         result.map_err(|e| e.on_connection(&self.name))
@@ -679,14 +730,16 @@ impl Connection {
     /// Ends the open cursor (if any), marks it `status`, and takes the
     /// physical connection back from its task.
     async fn finish_cursor(&mut self, status: CursorStatus) {
-        if !matches!(self.state, State::Cursor(_)) {
-            return;
-        }
-        let State::Cursor(active) = std::mem::replace(
-            &mut self.state,
-            State::Broken("a cursor was abandoned while it handed the connection back".into()),
-        ) else {
-            return;
+        // Broken until the task hands the connection back; stays so if this
+        // future is dropped meanwhile (the task then drops the connection).
+        let placeholder =
+            State::Broken("a cursor was abandoned while it handed the connection back".into());
+        let active = match std::mem::replace(&mut self.state, placeholder) {
+            State::Cursor(active) => active,
+            other => {
+                self.state = other;
+                return;
+            }
         };
         active.shared.set(status);
         drop(active.requests);
@@ -696,11 +749,39 @@ impl Connection {
         };
     }
 
+    /// After a statement: keeps the connection's invariants after a schema
+    /// change ([`Connection::after_ddl`]), and on PostgreSQL recovers from a
+    /// cached plan that another connection's DDL made stale: the cache is
+    /// cleared so the next attempt prepares afresh, and the error says so.
+    async fn after_statement<T>(
+        &mut self,
+        text: &str,
+        result: Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        match result {
+            Ok(value) => {
+                self.after_ddl(text).await?;
+                Ok(value)
+            }
+            Err(mut e)
+                if e.code.as_deref() == Some("0A000") && e.message.contains("cached plan") =>
+            {
+                if let Ok(backend) = self.idle() {
+                    let _ = backend.clear_statement_cache().await;
+                }
+                e.message.push_str(" (the tables changed since this statement was prepared; the next attempt prepares it afresh)");
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Keeps the connection's invariants after a successful schema change.
     ///
     /// PostgreSQL: sqlx keeps prepared statements, and one whose result columns
     /// changed (`SELECT *` after `ALTER TABLE … ADD COLUMN`) would fail with
-    /// "cached plan must not change result type"; the cache is cleared.
+    /// "cached plan must not change result type"; the cache is cleared (also
+    /// on MySQL, whose cached statements would report the old columns).
     /// MySQL: DDL commits the open transaction implicitly; a new one is opened
     /// so that the rest of the unit still runs in a transaction (the DDL and
     /// what came before it stay committed; `TEMPORARY` tables commit nothing).
@@ -714,12 +795,20 @@ impl Connection {
         }
         let (dialect, in_transaction, begin) =
             (self.dialect, self.in_transaction, self.begin_sql());
+        if dialect == Dialect::Postgres && in_transaction {
+            self.ddl_in_transaction = true;
+        }
         let name = self.name.clone();
         let backend = self.idle()?;
         match dialect {
+            // SQLite notices schema changes by itself (`Backend::check_schema`).
             Dialect::Postgres => backend.clear_statement_cache().await,
-            Dialect::MySql if in_transaction && !words.iter().any(|w| w == "TEMPORARY") => {
-                backend.simple(begin).await
+            Dialect::MySql => {
+                backend.clear_statement_cache().await?;
+                if in_transaction && !words.iter().any(|w| w == "TEMPORARY") {
+                    backend.simple(begin).await?;
+                }
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -772,7 +861,7 @@ impl Connection {
                 "connection `{name}` runs one statement per call; split the SQL into separate calls"
             )));
         }
-        let words = sql::leading_keywords(text, self.dialect, 3);
+        let words = sql::leading_keywords(text, self.dialect, 4);
         let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
         let transaction_control = match word(0) {
             "BEGIN" | "COMMIT" | "END" | "ABORT" | "XA" => true,
@@ -822,7 +911,12 @@ impl Connection {
             ));
         }
         if let Some(reason) = &self.refuse_ddl {
-            let ddl = matches!(word(0), "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME")
+            // Temporary tables are private to the session and commit nothing.
+            let temporary = words
+                .iter()
+                .any(|w| matches!(w.as_str(), "TEMP" | "TEMPORARY"));
+            let ddl = (matches!(word(0), "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME")
+                && !temporary)
                 || (self.dialect == Dialect::MySql
                     && matches!(
                         word(0),
@@ -857,9 +951,10 @@ impl Connection {
         &mut self,
         table_sql: &str,
         column_sql: &str,
-        width: usize,
+        columns: &[String],
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
+        let width = columns.len();
         let max_params = if self.dialect == Dialect::Sqlite {
             SQLITE_MAX_PARAMS
         } else {
@@ -881,36 +976,49 @@ impl Connection {
         let dialect = self.dialect;
         let in_transaction = self.in_transaction;
         let backend = self.idle()?;
+        backend.check_schema().await?;
         if let Some(sql) = open {
             backend.simple(sql).await?;
         }
         let mut inserted = 0u64;
         let mut failure = None;
+        let mut first_row = 0;
         for chunk in &chunks {
             let sql = insert_sql(table_sql, column_sql, width, chunk.len());
+            // Names the row and column of a value the dialect cannot take.
+            let at = |i: usize, j: usize, e: sqlx::error::BoxDynError| {
+                DbError::value(format!(
+                    "row {}, column `{}`: {e}",
+                    first_row + i,
+                    columns[j]
+                ))
+            };
             let outcome = async {
                 let args = match dialect {
                     Dialect::MySql => {
                         let mut args = sqlx::mysql::MySqlArguments::default();
-                        for value in chunk.iter().flatten() {
-                            mysql::add(&mut args, value)
-                                .map_err(|e| DbError::value(e.to_string()))?;
+                        for (i, row) in chunk.iter().enumerate() {
+                            for (j, value) in row.iter().enumerate() {
+                                mysql::add(&mut args, value).map_err(|e| at(i, j, e))?;
+                            }
                         }
                         backend::Args::MySql(args)
                     }
                     _ => {
                         let mut args = sqlx::sqlite::SqliteArguments::default();
-                        for value in chunk.iter().flatten() {
-                            sqlite::add(&mut args, value)
-                                .map_err(|e| DbError::value(e.to_string()))?;
+                        for (i, row) in chunk.iter().enumerate() {
+                            for (j, value) in row.iter().enumerate() {
+                                sqlite::add(&mut args, value).map_err(|e| at(i, j, e))?;
+                            }
                         }
                         backend::Args::Sqlite(args)
                     }
                 };
-                let (_, _, affected) = run_to_end(backend, Bound { sql, args }, false).await?;
-                Ok::<u64, DbError>(affected)
+                let outcome = run_to_end(backend, Bound { sql, args }, false).await?;
+                Ok::<u64, DbError>(outcome.affected)
             }
             .await;
+            first_row += chunk.len();
             match outcome {
                 Ok(n) => inserted += n,
                 Err(e) => {
@@ -939,29 +1047,37 @@ impl Connection {
     }
 }
 
-/// Runs `bound` to its end: the rows (kept only when `keep`), how many rows
-/// were returned, and how many rows the statement affected.
-async fn run_to_end(
-    backend: &mut Backend,
-    bound: Bound,
-    keep: bool,
-) -> Result<(Vec<Vec<Value>>, u64, u64), DbError> {
+/// What [`run_to_end`] saw of a statement.
+#[derive(Default)]
+struct Outcome {
+    /// The rows' columns, as reported with the first row.
+    columns: Option<Vec<Column>>,
+    /// The rows, when kept.
+    rows: Vec<Vec<Value>>,
+    /// How many rows the statement returned.
+    returned: u64,
+    /// How many rows it affected.
+    affected: u64,
+}
+
+/// Runs `bound` to its end, keeping the rows only when `keep`.
+async fn run_to_end(backend: &mut Backend, bound: Bound, keep: bool) -> Result<Outcome, DbError> {
     let Bound { sql, args } = bound;
     let mut stream = backend.run(&sql, args);
-    let mut rows = Vec::new();
-    let (mut returned, mut affected) = (0u64, 0u64);
+    let mut outcome = Outcome::default();
     while let Some(step) = stream.next().await {
         match step? {
+            Step::Columns(columns) => outcome.columns = Some(columns),
             Step::Row(row) => {
-                returned += 1;
+                outcome.returned += 1;
                 if keep {
-                    rows.push(row);
+                    outcome.rows.push(row);
                 }
             }
-            Step::Done(n) => affected += n,
+            Step::Done(n) => outcome.affected += n,
         }
     }
-    Ok((rows, returned, affected))
+    Ok(outcome)
 }
 
 /// Splits `rows` into chunks of at most `max_rows` rows and about `max_bytes`
@@ -1063,6 +1179,30 @@ mod tests {
         let a: Access = serde_json::from_str("\"read-write\"").unwrap();
         assert_eq!(a.to_string(), "read-write");
         assert_eq!(Dialect::MySql.to_string(), "mysql");
+    }
+
+    /// The runtime keeps connections in a resource table and awaits these
+    /// futures from wasmtime's async host calls, which require `Send`.
+    #[test]
+    fn connections_and_their_futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_static_send<T: Send + 'static>() {}
+        is_static_send::<Connection>();
+        is_static_send::<CursorHandle>();
+        is_static_send::<DbError>();
+        #[allow(dead_code, reason = "only type-checked")]
+        fn futures(conn: &mut Connection, cursor: &CursorHandle) {
+            is_send(&conn.begin());
+            is_send(&conn.commit());
+            is_send(&conn.rollback());
+            is_send(&conn.query("", &[]));
+            is_send(&conn.execute("", &[]));
+            is_send(&conn.open_cursor("", &[], 1));
+            is_send(&conn.next_batch(cursor));
+            is_send(&conn.close_cursor(cursor));
+            is_send(&conn.bulk_insert("", &[], &[]));
+            is_send(&Connection::connect("", "", Access::ReadOnly));
+        }
     }
 
     #[test]

@@ -62,13 +62,15 @@ mod oid {
     pub const JSONB: u32 = 3802;
 }
 
-/// Connect options for `url`: application name, and for read-only access the
-/// startup option `default_transaction_read_only=on` so that every transaction
-/// of the session, implicit or not, starts read-only.
+/// Connect options for `url`: application name `migrun` unless the URL sets
+/// one, and for read-only access the startup option
+/// `default_transaction_read_only=on` so that every transaction of the
+/// session, implicit or not, starts read-only.
 pub(crate) fn connect_options(url: &str, access: Access) -> Result<PgConnectOptions, DbError> {
-    let mut options = PgConnectOptions::from_str(url)
-        .map_err(DbError::from)?
-        .application_name("migrun");
+    let mut options = PgConnectOptions::from_str(url).map_err(DbError::from)?;
+    if options.get_application_name().is_none() {
+        options = options.application_name("migrun");
+    }
     if access == Access::ReadOnly {
         options = options.options([("default_transaction_read_only", "on")]);
     }
@@ -193,9 +195,12 @@ fn encode_param(value: &Value) -> Result<PgParam, DbError> {
     Ok(PgParam { oid, bytes })
 }
 
+/// Microseconds since PostgreSQL's epoch (2000-01-01), sub-microseconds dropped (floored).
 fn timestamp_micros(t: &NaiveDateTime) -> Result<i64, DbError> {
-    (*t - pg_epoch())
-        .num_microseconds()
+    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+    t.and_utc()
+        .timestamp_micros()
+        .checked_sub(PG_EPOCH_UNIX_MICROS)
         .ok_or_else(|| DbError::value(format!("timestamp {t} is out of range")))
 }
 
@@ -352,6 +357,15 @@ fn read_kind(ti: &PgTypeInfo) -> Read {
     }
 }
 
+/// PostgreSQL spells its type names in lowercase (`int8`, `timestamptz`,
+/// `float4[]`); sqlx displays builtin ones in uppercase.
+pub(crate) fn lowercase_types(mut columns: Vec<super::Column>) -> Vec<super::Column> {
+    for column in &mut columns {
+        column.type_name.make_ascii_lowercase();
+    }
+    columns
+}
+
 /// Decodes one row into values, by each column's type.
 pub(crate) fn decode_row(row: &PgRow) -> Result<Vec<Value>, DbError> {
     let mut values = Vec::with_capacity(row.len());
@@ -362,15 +376,15 @@ pub(crate) fn decode_row(row: &PgRow) -> Result<Vec<Value>, DbError> {
             continue;
         }
         let ti = raw.type_info().into_owned();
+        let type_name = ti.name().to_ascii_lowercase();
         let kind = read_kind(&ti);
         if kind == Read::Unsupported {
-            return Err(unsupported(column.name(), ti.name()));
+            return Err(unsupported(column.name(), &type_name));
         }
         let value = decode_value(kind, raw).map_err(|msg| {
             DbError::value(format!(
-                "cannot read column `{}` of type {}: {msg}",
+                "cannot read column `{}` of type {type_name}: {msg}",
                 column.name(),
-                ti.name()
             ))
         })?;
         values.push(value);
@@ -387,10 +401,14 @@ fn unsupported(column: &str, type_name: &str) -> DbError {
 
 fn decode_value(kind: Read, raw: PgValueRef<'_>) -> Result<Value, String> {
     if raw.format() == PgValueFormat::Text {
-        // Only results of the simple query protocol are text; the host never
-        // reads those, but a text result is still better than a wrong one.
+        // Only the simple query protocol returns text, and the host reads no
+        // results through it; decoding text forms is deliberately not supported.
         let s = raw.as_str().map_err(|e| e.to_string())?;
-        return Ok(Value::Text(s.to_owned()));
+        return match kind {
+            Read::Text => Ok(Value::Text(s.to_owned())),
+            Read::Json => Ok(Value::Json(s.to_owned())),
+            _ => Err("unexpected text-format result".into()),
+        };
     }
     let b = raw.as_bytes().map_err(|e| e.to_string())?;
     Ok(match kind {
@@ -684,6 +702,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "a\\tb\\nc\\\\d\\re\t\\N\t\\\\x00ff\tf\t{\"x\\\\\"y\",\"b\\\\\\\\s\",\"\"}\t{0.1,NaN,-Infinity}\tInfinity\n"
         );
+    }
+
+    #[test]
+    fn timestamps_floor_to_microseconds() {
+        let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").unwrap();
+        assert_eq!(timestamp_micros(&t("2000-01-01T00:00:00")).unwrap(), 0);
+        assert_eq!(
+            timestamp_micros(&t("1999-12-31T23:59:59.9999995")).unwrap(),
+            -1
+        );
+        assert_eq!(
+            timestamp_micros(&t("2000-01-01T00:00:01.0000019")).unwrap(),
+            1_000_001
+        );
+        let back = decode_timestamp(&(-1i64).to_be_bytes()).unwrap();
+        assert_eq!(back, t("1999-12-31T23:59:59.999999"));
+        assert!(decode_timestamp(&i64::MAX.to_be_bytes()).is_err());
     }
 
     #[test]

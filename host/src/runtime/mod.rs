@@ -28,6 +28,7 @@ use crate::capability::{checks, database, log};
 use crate::config::Limits;
 use crate::contract::{self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0};
 use crate::observer::{Level, RunObserver};
+use crate::tape::{Tape, TapeError};
 use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
 
 /// How often the epoch advances; the wall-clock limit is checked at this granularity.
@@ -81,6 +82,9 @@ pub enum CallError {
     /// An earlier trap left the instance unusable.
     #[error("the plugin cannot be called again after it trapped")]
     Dead,
+    /// The journal could not be written, or a replay diverged from it.
+    #[error(transparent)]
+    Tape(TapeError),
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -152,6 +156,8 @@ pub struct LoadedPlugin {
     pub contract: ContractVersion,
     /// Size of the component in bytes.
     pub size: usize,
+    /// The component's bytes (kept to store a copy next to each journal).
+    pub bytes: Arc<[u8]>,
 }
 
 impl LoadedPlugin {
@@ -179,6 +185,7 @@ impl LoadedPlugin {
             sha256,
             contract,
             size: bytes.len(),
+            bytes: Arc::from(bytes),
         })
     }
 
@@ -220,21 +227,33 @@ impl WasiView for RunState {
 
 impl RunState {
     /// The state of a new run.
-    pub fn new(database: DatabaseCtx, observer: Arc<dyn RunObserver>, seeds: SandboxSeeds, limits: &Limits) -> Self {
+    pub fn new(
+        database: DatabaseCtx,
+        observer: Arc<dyn RunObserver>,
+        tape: Tape,
+        seeds: SandboxSeeds,
+        limits: &Limits,
+    ) -> Self {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
         RunState {
             wasi: sandbox::wasi_ctx(seeds, stdout.clone(), stderr.clone()),
             wasi_table: ResourceTable::new(),
             database,
-            log: LogCtx::new(observer.clone()),
-            checks: ChecksCtx::new(observer),
+            log: LogCtx::new(observer.clone(), tape.clone()),
+            checks: ChecksCtx::new(observer, tape),
             limiter: MemoryLimiter::new(limits.memory_mib),
             deadline: None,
             timeout: Duration::from_secs(limits.timeout_secs),
             stdout,
             stderr,
         }
+    }
+
+    /// Points every capability at `tape` (once the journal exists, after `describe`).
+    pub fn set_tape(&mut self, tape: Tape) {
+        self.log.set_tape(tape.clone());
+        self.checks.set_tape(tape);
     }
 
     /// Moves what the plugin printed into the log (stdout as info, stderr as warnings).
@@ -390,6 +409,10 @@ impl PluginInstance {
             }
         };
         self.dead = true;
+        let error = match error.downcast::<TapeError>() {
+            Ok(tape) => return Err(CallError::Tape(tape)),
+            Err(error) => error,
+        };
         if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
             return Err(CallError::Limit(limit.clone()));
         }

@@ -58,7 +58,7 @@ pub enum LimitExceeded {
 }
 
 /// The seeds of the deterministic clock and randomness of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SandboxSeeds {
     /// Wall-clock time the plugin sees at its first reading, in nanoseconds since the Unix epoch.
     pub clock_start_unix_nanos: u64,

@@ -53,12 +53,15 @@ pub fn run(plugin: &AuthConsolidation) -> Result<()> {
                 skipped += 1;
                 continue;
             }
-            let values = row
+            let mut values: Vec<_> = row
                 .into_values()
                 .into_iter()
                 .zip(COLUMNS)
                 .map(|(value, (_, kind))| coerce(dialect, kind, value))
                 .collect();
+            if cfg!(auth_consolidation_v2) && !next_version_policy(&mut values) {
+                continue;
+            }
             writer.push(values)?;
         }
         writer
@@ -74,6 +77,22 @@ pub fn run(plugin: &AuthConsolidation) -> Result<()> {
     info!(copied = copied, skipped = skipped, total = total;
         "copied {copied} users into {TARGET_TABLE}; {skipped} were already present");
     Ok(())
+}
+
+/// The behaviour change of the `auth_consolidation_v2` build, a policy a team
+/// might adopt in a later release: locked accounts are not carried over, and
+/// failed-login counters start from zero. Returns whether to copy the row.
+fn next_version_policy(values: &mut [migrun_sdk::Value]) -> bool {
+    let position = |name: &str| COLUMNS.iter().position(|(n, _)| *n == name);
+    if let Some(locked) = position("locked_at")
+        && !matches!(values[locked], migrun_sdk::Value::Null)
+    {
+        return false;
+    }
+    if let Some(failed) = position("failed_attempts") {
+        values[failed] = migrun_sdk::Value::from(0i64);
+    }
+    true
 }
 
 fn id_of(row: &Row) -> Result<i64> {

@@ -46,6 +46,14 @@ pub const UNIT_CREATE: &str = "create-auth-users";
 /// Unit copying the rows.
 pub const UNIT_COPY: &str = "copy-users";
 
+/// The plugin's version; the `auth_consolidation_v2` build (a behaviour change used by the
+/// replay-comparison tests) reports the next one.
+const VERSION: &str = if cfg!(auth_consolidation_v2) {
+    "0.2.0"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// The plugin's state between calls.
 #[derive(Debug)]
 pub struct AuthConsolidation {
@@ -55,7 +63,7 @@ pub struct AuthConsolidation {
 
 impl Plugin for AuthConsolidation {
     fn describe() -> PluginInfo {
-        PluginInfo::new("auth-consolidation", env!("CARGO_PKG_VERSION"))
+        PluginInfo::new("auth-consolidation", VERSION)
             .description("Copies openneo_id's Devise users into openneo_impress.auth_users, ids preserved")
             .connection(Need::read_only(
                 "source",

@@ -51,7 +51,8 @@ pub fn server_url(dialect: Dialect) -> Option<String> {
     Some(url.trim_end_matches('/').to_owned())
 }
 
-fn require_dbs() -> bool {
+/// Whether a missing server or toolchain fails the test instead of skipping it (CI).
+pub fn require_dbs() -> bool {
     std::env::var("MIGRUN_REQUIRE_DBS").is_ok_and(|v| v == "1")
 }
 

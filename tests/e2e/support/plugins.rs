@@ -1,54 +1,206 @@
 //! Building the guest plugins from source, once per test binary.
 //!
-//! Every plugin a test runs is compiled here for `wasm32-wasip2` from the
-//! crates in the workspace (`plugins/*`, `tests/guests/*`), with the same
-//! cargo and target directory as the tests, so a test never runs a stale or
-//! checked-in binary.
+//! Every plugin a test runs is compiled here, so a test never runs a stale or
+//! checked-in binary:
+//!
+//! - Rust guests ([`plugin`]): the crates in the workspace (`plugins/*`,
+//!   `tests/guests/*`), for `wasm32-wasip2`, with the same cargo and target
+//!   directory as the tests.
+//! - Python guests ([`python_plugin`]): componentize-py (PyPI, pinned in
+//!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`.
+//! - JavaScript guests ([`js_plugin`]): componentize-js (StarlingMonkey) from
+//!   the folder's own `node_modules` (`npm ci`, pinned by its `package-lock.json`).
+//!
+//! Python and JavaScript components land in `target/guests/`. `scripts/test`
+//! and `.ci/run` install both toolchains; when one is missing a test skips
+//! that language with a note, unless `MIGRUN_REQUIRE_DBS=1` (CI), where it fails.
 
+#![allow(
+    dead_code,
+    reason = "each test topic uses a different part of the fixture"
+)]
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use super::database::require_dbs;
 
 /// The crates built for the tests, by package name.
-const GUESTS: &[&str] = &["auth-consolidation", "hostile", "future-contract"];
+const GUESTS: &[&str] = &["auth-consolidation", "accounts-merge", "hostile", "future-contract"];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+/// The pinned componentize-py, as `scripts/test` installs it.
+pub const COMPONENTIZE_PY: &str = "componentize-py";
+
+/// The workspace root (this checkout).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+/// The cargo target directory the tests build into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Builds every guest (once) and returns the path of `package`'s component.
+/// The contract's WIT folder.
+pub fn wit_dir() -> PathBuf {
+    workspace_root().join("wit/v0.1.0")
+}
+
+/// A `cargo` command that does not inherit the variables cargo set for the
+/// test build (the guest build has its own target and flags).
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUSTFLAGS");
+    cmd
+}
+
+/// Builds every Rust guest (once) and returns the path of `package`'s component.
 pub fn plugin(package: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args(["build", "--release", "--target", "wasm32-wasip2"]);
+        let mut cmd = cargo_command();
+        cmd.current_dir(workspace_root())
+            .args(["build", "--release", "--target", "wasm32-wasip2"]);
         for p in GUESTS {
             cmd.args(["-p", p]);
         }
-        // The test process inherits cargo's variables for the host build; the guest build must not.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env_remove("RUSTFLAGS");
         let output = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
         if output.status.success() {
             Ok(())
         } else {
-            Err(format!("building the guest plugins failed:\n{}", String::from_utf8_lossy(&output.stderr)))
+            Err(format!(
+                "building the guest plugins failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
         }
     });
     if let Err(e) = built {
         panic!("{e}");
     }
     assert!(GUESTS.contains(&package), "{package} is not in GUESTS");
-    let path = target_dir().join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
+    let path = target_dir()
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// A toolchain is missing: `None` (the caller skips) with a note, or a panic under `MIGRUN_REQUIRE_DBS=1`.
+pub fn toolchain_missing<T>(what: &str) -> Option<T> {
+    if require_dbs() {
+        panic!("MIGRUN_REQUIRE_DBS=1 but {what}");
+    }
+    eprintln!("note: skipped: {what} (scripts/test installs it)");
+    None
+}
+
+/// Whether `program --version` runs.
+pub fn has_program(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a build command; panics with its output unless it succeeds.
+pub fn run_build(what: &str, cmd: &mut Command) {
+    let started = std::time::Instant::now();
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", cmd.get_program()));
+    assert!(
+        output.status.success(),
+        "{what} failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
+        cmd,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("built {what} in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Builds a component at most once per test process: `key` names it, `build`
+/// writes it to the path it is given. `None` when its toolchain is missing.
+fn build_once(
+    key: &str,
+    build: impl FnOnce(&Path) -> Option<()>,
+) -> Option<PathBuf> {
+    static BUILT: OnceLock<Mutex<HashMap<String, Option<PathBuf>>>> = OnceLock::new();
+    // Held while building: one guest toolchain at a time (two cores).
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = built.get(key) {
+        return found.clone();
+    }
+    let out = target_dir().join("guests").join(format!("{}.wasm", key.replace('-', "_")));
+    std::fs::create_dir_all(out.parent().expect("a parent")).expect("create target/guests");
+    let _ = std::fs::remove_file(&out);
+    let result = build(&out).map(|()| {
+        assert!(out.exists(), "{} was not written", out.display());
+        out
+    });
+    built.insert(key.to_owned(), result.clone());
+    result
+}
+
+/// Builds the Python plugin in `folder` (relative to the workspace root; its
+/// module is `app`) with componentize-py, once. `None` when componentize-py is missing.
+pub fn python_plugin(folder: &str) -> Option<PathBuf> {
+    let dir = workspace_root().join(folder);
+    let key = dir.file_name().expect("a folder name").to_string_lossy().into_owned();
+    build_once(&key, |out| {
+        if !has_program(COMPONENTIZE_PY) {
+            return toolchain_missing("componentize-py is not installed (pip install -r plugins/accounts-merge-py/requirements.txt)");
+        }
+        let mut cmd = Command::new(COMPONENTIZE_PY);
+        cmd.current_dir(&dir)
+            .arg("-d")
+            .arg(wit_dir())
+            .args(["-w", "migration", "componentize", "app", "-o"])
+            .arg(out);
+        run_build(&format!("{folder} (componentize-py)"), &mut cmd);
+        Some(())
+    })
+}
+
+/// The componentize-js of a JavaScript plugin folder, installed by `npm ci`.
+pub fn componentize_js(dir: &Path) -> PathBuf {
+    dir.join("node_modules/.bin/componentize-js")
+}
+
+/// Builds the JavaScript plugin in `folder` (relative to the workspace root;
+/// its module is `plugin.js`) with componentize-js, once. `None` when Node or
+/// the folder's `node_modules` is missing.
+pub fn js_plugin(folder: &str) -> Option<PathBuf> {
+    let dir = workspace_root().join(folder);
+    let key = dir.file_name().expect("a folder name").to_string_lossy().into_owned();
+    build_once(&key, |out| {
+        if !has_program("node") {
+            return toolchain_missing("Node.js is not installed");
+        }
+        let tool = componentize_js(&dir);
+        if !tool.exists() {
+            return toolchain_missing(&format!("{} is missing (run `npm ci` in {folder})", tool.display()));
+        }
+        let mut cmd = Command::new(tool);
+        cmd.current_dir(&dir)
+            .arg("plugin.js")
+            .arg("--wit")
+            .arg(wit_dir())
+            .args(["--world-name", "migration", "-d", "http", "fetch-event", "-o"])
+            .arg(out);
+        run_build(&format!("{folder} (componentize-js)"), &mut cmd);
+        Some(())
+    })
 }

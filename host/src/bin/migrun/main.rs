@@ -28,6 +28,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Re-execute a journal's plugin on its recorded inputs, with no database: verify it
+    /// (same plugin) or compare another version's writes (--plugin v2.wasm).
+    Replay {
+        /// The journal (a `.journal` file from a run's journal directory).
+        journal: PathBuf,
+        /// Run this plugin instead of the recorded one (found by sha256 next to the journal).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Print JSON (schema migrun.replay-report/1).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a plugin declares (connections, units, config keys) and the contract version it targets.
     Inspect {
         /// The plugin component (.wasm).
@@ -67,6 +79,9 @@ struct RunArgs {
     /// Memory cap in MiB (overrides [limits] memory_mib).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Where the run's journal is written (overrides journal_dir; default migrun-journal).
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
     /// Wall-clock limit per plugin call in seconds (overrides [limits] timeout_secs).
     #[arg(long)]
     timeout_secs: Option<u64>,
@@ -88,6 +103,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
+            Some(Command::Replay { journal, plugin, json }) => replay(&journal, plugin.as_deref(), json).await,
             None => run_plugin(cli.run).await,
         }
     });
@@ -109,6 +125,20 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         print!("{}", migrun::render::inspection_text(&inspection));
     }
     Ok(0)
+}
+
+async fn replay(journal: &std::path::Path, plugin: Option<&std::path::Path>, json: bool) -> anyhow::Result<u8> {
+    let observer = Arc::new(console::Console::new(json));
+    let report = run::replay(journal, plugin, observer.clone())
+        .await
+        .with_context(|| format!("replaying {}", journal.display()))?;
+    observer.finish();
+    if json {
+        println!("{}", migrun::render::replay_report_json(&report));
+    } else {
+        print!("{}", migrun::render::replay_report_text(&report));
+    }
+    Ok(report.exit_code() as u8)
 }
 
 async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
@@ -135,6 +165,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     }
     if let Some(secs) = args.timeout_secs {
         config.limits.timeout_secs = secs;
+    }
+    if let Some(dir) = args.journal_dir {
+        config.journal_dir = dir;
     }
 
     let plugin = LoadedPlugin::load_file(Runtime::shared(), &path).with_context(|| format!("loading {}", path.display()))?;

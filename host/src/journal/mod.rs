@@ -1,0 +1,365 @@
+//! The journal: a hash-chained, compressed record of every input a run read.
+//!
+//! Every run and every dry-run writes one. It holds, in order: a header (what
+//! ran, with which seeds and configuration), every export call the host made
+//! and every host call the plugin made with its arguments and result, the
+//! host's own transaction control, and a footer (outcome and counts). Because
+//! the plugin is deterministic given the seeds and the answers it got, the
+//! journal is enough to re-execute it with no database at all
+//! ([`replay`](crate::replay)).
+//!
+//! # Format (`migrun.journal/1`)
+//!
+//! A zstd stream of lines. Each line is `<hash>\t<json>\n` where `<json>` is
+//! one [`Entry`] and `<hash>` is the lowercase hex sha256 of the previous
+//! line's hash (32 zero bytes for the first line) followed by the exact bytes
+//! of `<json>`. Editing, inserting, removing or reordering any line breaks
+//! the chain from there on; the final hash, printed at the end of the run,
+//! seals the whole journal. See `docs/JOURNAL.md`.
+//!
+//! # Layout
+//!
+//! - this file: the entry types.
+//! - [`writer`]: [`JournalWriter`], streaming, bounded memory.
+//! - [`reader`]: [`JournalReader`], streaming, verifies the chain as it reads.
+
+pub mod reader;
+pub mod writer;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Access, Dialect};
+use crate::observer::Level;
+use crate::runtime::sandbox::SandboxSeeds;
+use crate::value::Value;
+
+pub use reader::JournalReader;
+pub use writer::JournalWriter;
+
+/// The format identifier written in every header.
+pub const FORMAT: &str = "migrun.journal/1";
+
+/// Why a journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// An I/O error on the journal file.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line is not `<hash>\t<json>` or its JSON is not an entry.
+    #[error("journal {path}, entry {index}: malformed: {detail}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// The entry index (0 is the header).
+        index: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The hash chain does not hold: the journal was edited or truncated.
+    #[error("journal {path}, entry {index}: hash chain broken (expected {expected}, found {found}): the journal was modified")]
+    ChainBroken {
+        /// The file.
+        path: String,
+        /// The first entry whose hash does not match.
+        index: u64,
+        /// The hash computed from the previous hash and the entry.
+        expected: String,
+        /// The hash written.
+        found: String,
+    },
+    /// The journal is of a format this migrun does not read.
+    #[error("journal {path}: format {found} is not supported (this migrun reads {FORMAT})")]
+    UnsupportedFormat {
+        /// The file.
+        path: String,
+        /// The format found.
+        found: String,
+    },
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Entry {
+    /// Always first.
+    Header(Header),
+    /// The host calls an export of the plugin.
+    Export {
+        /// `describe`, `configure`, `list-units`, `run-unit` or `verify`.
+        export: String,
+        /// The unit, for `run-unit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
+        /// The configuration values, for `configure` (secret values redacted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<Vec<(String, String)>>,
+    },
+    /// The export call returned (or trapped).
+    ExportEnd {
+        /// The export.
+        export: String,
+        /// `None` when it returned ok; otherwise why it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A host call made by the plugin, with its result.
+    Call {
+        /// What the plugin asked.
+        call: HostCall,
+        /// What the host answered.
+        result: CallResult,
+    },
+    /// Transaction control by the host (for audit; not re-executed by replay).
+    Tx {
+        /// The connection.
+        connection: String,
+        /// `begin`, `commit` or `rollback`.
+        op: String,
+        /// The error, if it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Always last in a complete journal.
+    Footer(Footer),
+}
+
+/// What ran, with which seeds and grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The migrun version that wrote it.
+    pub migrun_version: String,
+    /// The contract version the plugin targets.
+    pub contract_version: String,
+    /// sha256 of the plugin component.
+    pub plugin_sha256: String,
+    /// The plugin's name, from `describe`.
+    pub plugin_name: String,
+    /// The plugin's version, from `describe`.
+    pub plugin_version: String,
+    /// A unique id of the run.
+    pub run_id: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Whether it was a dry-run.
+    pub dry_run: bool,
+    /// The `--only` selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
+    /// Seeds of the deterministic clock and randomness.
+    pub seeds: SandboxSeeds,
+    /// The connections, URLs with passwords redacted.
+    pub connections: Vec<JournalConnection>,
+    /// The limits in force.
+    pub limits: crate::config::Limits,
+}
+
+/// A connection as the header records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalConnection {
+    /// Its name.
+    pub name: String,
+    /// Its dialect.
+    pub dialect: Dialect,
+    /// The access the plugin got.
+    pub access: Access,
+    /// Its URL, password redacted.
+    pub url: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Footer {
+    /// `succeeded`, `failed` or `checks-failed`.
+    pub outcome: String,
+    /// The failure message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Host calls recorded.
+    pub calls: u64,
+    /// Rows written per connection (execute-affected plus bulk-inserted).
+    pub rows_written: BTreeMap<String, u64>,
+    /// Checks reported / failed.
+    pub checks: u64,
+    /// Checks that failed.
+    pub checks_failed: u64,
+}
+
+/// A host call made by the plugin. Connections are named; cursors are numbered
+/// in the order the run opened them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fn", rename_all = "kebab-case")]
+pub enum HostCall {
+    /// `database.open`.
+    Open {
+        /// The name asked for.
+        name: String,
+    },
+    /// `connection.query`.
+    Query {
+        /// The connection.
+        conn: String,
+        /// The statement.
+        sql: String,
+        /// Its parameters.
+        params: Vec<Value>,
+    },
+    /// `connection.execute`.
+    Execute {
+        /// The connection.
+        conn: String,
+        /// The statement.
+        sql: String,
+        /// Its parameters.
+        params: Vec<Value>,
+    },
+    /// `connection.open-cursor`.
+    OpenCursor {
+        /// The connection.
+        conn: String,
+        /// The statement.
+        sql: String,
+        /// Its parameters.
+        params: Vec<Value>,
+        /// The batch size asked for.
+        batch_size: u32,
+    },
+    /// `cursor.next-batch`.
+    NextBatch {
+        /// The cursor.
+        cursor: u64,
+    },
+    /// The plugin dropped a cursor.
+    CloseCursor {
+        /// The cursor.
+        cursor: u64,
+    },
+    /// `connection.bulk-insert`.
+    BulkInsert {
+        /// The connection.
+        conn: String,
+        /// The table.
+        table: String,
+        /// The columns.
+        columns: Vec<String>,
+        /// The rows.
+        rows: Vec<Vec<Value>>,
+    },
+    /// `log.write`.
+    Log {
+        /// The level.
+        level: Level,
+        /// The message.
+        message: String,
+        /// Structured fields.
+        fields: Vec<(String, String)>,
+    },
+    /// `log.progress`.
+    Progress {
+        /// The task.
+        task: String,
+        /// Done.
+        done: u64,
+        /// Total.
+        total: Option<u64>,
+    },
+    /// `checks.report`.
+    Check {
+        /// The check.
+        name: String,
+        /// Whether it passed.
+        ok: bool,
+        /// Detail.
+        detail: String,
+    },
+}
+
+impl HostCall {
+    /// Whether this call writes (or may write) data: executes and bulk inserts.
+    pub fn is_write(&self) -> bool {
+        matches!(self, HostCall::Execute { .. } | HostCall::BulkInsert { .. })
+    }
+
+    /// A one-line description for divergence reports.
+    pub fn summary(&self) -> String {
+        fn clip(s: &str) -> String {
+            let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            if one_line.chars().count() > 160 {
+                format!("{}…", one_line.chars().take(160).collect::<String>())
+            } else {
+                one_line
+            }
+        }
+        fn params(p: &[Value]) -> String {
+            clip(&p.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+        }
+        match self {
+            HostCall::Open { name } => format!("open({name:?})"),
+            HostCall::Query { conn, sql, params: p } => format!("{conn}.query({:?}; [{}])", clip(sql), params(p)),
+            HostCall::Execute { conn, sql, params: p } => format!("{conn}.execute({:?}; [{}])", clip(sql), params(p)),
+            HostCall::OpenCursor { conn, sql, params: p, batch_size } => {
+                format!("{conn}.open-cursor({:?}; [{}]; batch {batch_size})", clip(sql), params(p))
+            }
+            HostCall::NextBatch { cursor } => format!("cursor#{cursor}.next-batch()"),
+            HostCall::CloseCursor { cursor } => format!("cursor#{cursor}.drop()"),
+            HostCall::BulkInsert { conn, table, columns, rows } => {
+                format!("{conn}.bulk-insert({table}; {} columns; {} rows)", columns.len(), rows.len())
+            }
+            HostCall::Log { level, message, .. } => format!("log.write({level:?}, {:?})", clip(message)),
+            HostCall::Progress { task, done, total } => format!("log.progress({task:?}, {done}, {total:?})"),
+            HostCall::Check { name, ok, .. } => format!("checks.report({name:?}, {ok})"),
+        }
+    }
+}
+
+/// What the host answered to a [`HostCall`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CallResult {
+    /// Nothing to return (log, progress, check, close).
+    Unit,
+    /// A connection was opened.
+    Opened,
+    /// Rows of a query.
+    Rows {
+        /// Column names and types.
+        columns: Vec<(String, String)>,
+        /// The rows.
+        rows: Vec<Vec<Value>>,
+    },
+    /// A count (affected or inserted rows).
+    Count {
+        /// The count.
+        n: u64,
+    },
+    /// A cursor was opened.
+    Cursor {
+        /// Its number.
+        cursor: u64,
+        /// Column names and types.
+        columns: Vec<(String, String)>,
+    },
+    /// A batch of a cursor; `None` at the end.
+    Batch {
+        /// The rows, or `None` when exhausted.
+        rows: Option<Vec<Vec<Value>>>,
+    },
+    /// A database error.
+    Error {
+        /// Its kind, as the WIT spells it.
+        error_kind: String,
+        /// The database's code.
+        code: Option<String>,
+        /// The message.
+        message: String,
+    },
+}

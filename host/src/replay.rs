@@ -1,0 +1,523 @@
+//! Replay: re-executing a plugin on a journal's recorded inputs, with no database.
+//!
+//! Two modes, chosen by the plugin given:
+//!
+//! - **verify** (the journal's own plugin, found by sha256 next to the
+//!   journal): every host call must be the recorded one, in order, and is
+//!   answered with the recorded result ([`Player`]). The first call that
+//!   differs stops the replay with a [`ReplayDivergence`] naming the entry,
+//!   the expected call and the actual one — like Temporal's non-determinism
+//!   error. Same plugin, same answers ⇒ same writes.
+//! - **compare** (`--plugin v2.wasm`): another version runs on the recorded
+//!   inputs. Its reads are answered by matching the recorded reads (same
+//!   connection, SQL and parameters; cursors re-batched to the new batch
+//!   size); its writes are collected and compared per table with what the
+//!   recorded run wrote ([`Comparison`], [`WriteDiff`]). A read that was never
+//!   recorded stops it, naming the call.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::journal::{CallResult, Entry, Footer, Header, HostCall, JournalError, JournalReader};
+use crate::tape::TapeError;
+use crate::value::Value;
+
+/// A replayed plugin did something the journal did not record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum ReplayDivergence {
+    /// The next call differs from the recorded one.
+    #[error("replay diverged at journal entry {index}: the journal has {expected}, the plugin made {actual}")]
+    Mismatch {
+        /// The journal entry index.
+        index: u64,
+        /// What the journal recorded there.
+        expected: String,
+        /// What the plugin did instead.
+        actual: String,
+    },
+    /// A plugin version being compared read something the recorded run never read.
+    #[error("the plugin asked for something the journal never recorded: {call}; the comparison stops here")]
+    NotRecorded {
+        /// The call.
+        call: String,
+    },
+}
+
+fn same_call(a: &HostCall, b: &HostCall) -> bool {
+    // Values hold floats (NaN != NaN), so fall back to the exact journal form.
+    a == b || serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}
+
+fn entry_summary(entry: &Entry) -> String {
+    match entry {
+        Entry::Header(_) => "the header".into(),
+        Entry::Export { export, unit, .. } => match unit {
+            Some(u) => format!("the host calling {export}({u:?})"),
+            None => format!("the host calling {export}()"),
+        },
+        Entry::ExportEnd { export, error } => match error {
+            Some(e) => format!("{export} failing: {e}"),
+            None => format!("{export} returning"),
+        },
+        Entry::Call { call, .. } => call.summary(),
+        Entry::Tx { connection, op, .. } => format!("{op} on {connection}"),
+        Entry::Footer(_) => "the end of the run".into(),
+    }
+}
+
+/// Answers a replay strictly from the journal, in order.
+pub struct Player {
+    reader: JournalReader,
+    calls: u64,
+    writes: u64,
+    footer: Option<Footer>,
+    end_index: u64,
+}
+
+impl Player {
+    /// Plays back `reader`, positioned after the header.
+    pub fn new(reader: JournalReader) -> Player {
+        Player {
+            reader,
+            calls: 0,
+            writes: 0,
+            footer: None,
+            end_index: 1,
+        }
+    }
+
+    /// The next entry replay compares (transaction control is the host's own, not the plugin's).
+    fn next_compared(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
+        loop {
+            match self.reader.next_entry()? {
+                Some((_, Entry::Tx { .. })) => continue,
+                Some((index, Entry::Footer(footer))) => {
+                    self.end_index = index;
+                    self.footer = Some(footer);
+                    return Ok(None);
+                }
+                Some((index, entry)) => {
+                    self.end_index = index + 1;
+                    return Ok(Some((index, entry)));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn diverged(&self, found: Option<(u64, Entry)>, actual: String) -> TapeError {
+        let (index, expected) = match found {
+            Some((index, entry)) => (index, entry_summary(&entry)),
+            None => (self.end_index, "the end of the run".to_owned()),
+        };
+        TapeError::Divergence(ReplayDivergence::Mismatch {
+            index,
+            expected,
+            actual,
+        })
+    }
+
+    /// The recorded answer to `call`, which must be the next recorded call.
+    pub fn answer(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
+        match self.next_compared()? {
+            Some((_, Entry::Call { call: recorded, result })) if same_call(&recorded, call) => {
+                self.calls += 1;
+                if call.is_write() {
+                    self.writes += 1;
+                }
+                Ok(result)
+            }
+            found => Err(self.diverged(found, call.summary())),
+        }
+    }
+
+    /// Checks the host is calling the recorded export; returns the recorded configuration.
+    pub fn export(&mut self, export: &str, unit: Option<&str>) -> Result<Option<Vec<(String, String)>>, TapeError> {
+        match self.next_compared()? {
+            Some((_, Entry::Export {
+                export: e,
+                unit: u,
+                config,
+            })) if e == export && u.as_deref() == unit => Ok(config),
+            found => {
+                let actual = match unit {
+                    Some(u) => format!("the host calling {export}({u:?})"),
+                    None => format!("the host calling {export}()"),
+                };
+                Err(self.diverged(found, actual))
+            }
+        }
+    }
+
+    /// Checks the export ended as recorded (both ok, or both failed).
+    pub fn export_end(&mut self, export: &str, error: Option<&str>) -> Result<(), TapeError> {
+        match self.next_compared()? {
+            Some((_, Entry::ExportEnd { export: e, error: recorded })) if e == export && recorded.is_some() == error.is_some() => Ok(()),
+            found => {
+                let actual = match error {
+                    Some(err) => format!("{export} failing: {err}"),
+                    None => format!("{export} returning"),
+                };
+                Err(self.diverged(found, actual))
+            }
+        }
+    }
+
+    /// After the run: every recorded call must have been made. Returns calls and writes matched.
+    pub fn finish(&mut self) -> Result<(u64, u64, Option<Footer>), TapeError> {
+        match self.next_compared()? {
+            None => Ok((self.calls, self.writes, self.footer.clone())),
+            found => Err(self.diverged(found, "nothing more (the replayed run ended)".into())),
+        }
+    }
+
+    /// The journal's final hash, once read to the end.
+    pub fn head(&self) -> String {
+        self.reader.head()
+    }
+}
+
+/// Rows written to one table, for the comparison.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TableDiff {
+    /// Column names, when the writes named them (bulk inserts).
+    pub columns: Vec<String>,
+    /// Rows the recorded run wrote that the compared plugin would not.
+    pub only_recorded: Vec<Vec<Value>>,
+    /// Rows the compared plugin would write that the recorded run did not.
+    pub only_compared: Vec<Vec<Value>>,
+    /// Rows with the same key (first value) but other values changed.
+    pub changed: Vec<ChangedRow>,
+    /// Rows both wrote.
+    pub identical: u64,
+}
+
+/// A row both versions wrote under the same key, with different values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedRow {
+    /// The key (the row's first value).
+    pub key: Value,
+    /// Each differing column: (column name or position, recorded value, compared value).
+    pub changes: Vec<(String, Value, Value)>,
+}
+
+/// The per-table difference in writes between the recorded run and another plugin version.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WriteDiff {
+    /// Keyed by `connection.table` (`connection.(statements)` for writes that name no table).
+    pub tables: BTreeMap<String, TableDiff>,
+    /// Writes of the compared plugin answered without a recorded result (their count was assumed 0).
+    pub unanswered_writes: u64,
+}
+
+impl WriteDiff {
+    /// Whether both versions wrote exactly the same rows.
+    pub fn is_identical(&self) -> bool {
+        self.tables
+            .values()
+            .all(|t| t.only_recorded.is_empty() && t.only_compared.is_empty() && t.changed.is_empty())
+    }
+}
+
+/// Answers another plugin version from a journal's recorded reads, collecting its writes.
+pub struct Comparison {
+    reads: HashMap<String, VecDeque<CallResult>>,
+    cursors: HashMap<String, VecDeque<u64>>,
+    cursor_rows: HashMap<u64, VecDeque<Vec<Value>>>,
+    open_cursors: HashMap<u64, (u64, u32)>,
+    next_cursor: u64,
+    write_results: HashMap<String, VecDeque<CallResult>>,
+    recorded_writes: BTreeMap<String, Vec<Vec<Value>>>,
+    compared_writes: BTreeMap<String, Vec<Vec<Value>>>,
+    columns: BTreeMap<String, Vec<String>>,
+    unanswered_writes: u64,
+    /// The recorded configuration values.
+    pub config: Option<Vec<(String, String)>>,
+}
+
+fn key<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("calls serialise")
+}
+
+fn cursor_key(conn: &str, sql: &str, params: &[Value]) -> String {
+    key(&(conn, sql, params))
+}
+
+/// The table a write statement targets, from its first keywords (`INSERT INTO t`, `UPDATE t`, `DELETE FROM t`).
+fn written_table(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let name = match upper.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["INSERT", "INTO", ..] | ["REPLACE", "INTO", ..] | ["DELETE", "FROM", ..] => words.get(2),
+        ["UPDATE", ..] => words.get(1),
+        _ => None,
+    }?;
+    let name = name.split('(').next().unwrap_or(name);
+    Some(name.trim_matches(|c| c == '"' || c == '`').to_owned())
+}
+
+fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) {
+    match call {
+        HostCall::BulkInsert { conn, table, rows, .. } => {
+            into.entry(format!("{conn}.{table}")).or_default().extend(rows.iter().cloned());
+        }
+        HostCall::Execute { conn, sql, params } => match written_table(sql) {
+            Some(table) if sql.trim_start().to_ascii_uppercase().starts_with("INSERT") => {
+                into.entry(format!("{conn}.{table}")).or_default().push(params.clone());
+            }
+            Some(table) => {
+                let mut row = vec![Value::Text(sql.split_whitespace().collect::<Vec<_>>().join(" "))];
+                row.extend(params.iter().cloned());
+                into.entry(format!("{conn}.{table}")).or_default().push(row);
+            }
+            None => {
+                let mut row = vec![Value::Text(sql.split_whitespace().collect::<Vec<_>>().join(" "))];
+                row.extend(params.iter().cloned());
+                into.entry(format!("{conn}.(statements)")).or_default().push(row);
+            }
+        },
+        _ => {}
+    }
+}
+
+impl Comparison {
+    /// Reads the whole journal into an index of its reads and writes.
+    ///
+    /// Memory grows with the journal's reads (a comparison holds them to answer
+    /// reads in any order); verify mode streams instead.
+    pub fn load(mut reader: JournalReader) -> Result<Comparison, JournalError> {
+        let mut cmp = Comparison {
+            reads: HashMap::new(),
+            cursors: HashMap::new(),
+            cursor_rows: HashMap::new(),
+            open_cursors: HashMap::new(),
+            next_cursor: 0,
+            write_results: HashMap::new(),
+            recorded_writes: BTreeMap::new(),
+            compared_writes: BTreeMap::new(),
+            columns: BTreeMap::new(),
+            unanswered_writes: 0,
+            config: None,
+        };
+        while let Some((_, entry)) = reader.next_entry()? {
+            match entry {
+                Entry::Export {
+                    export,
+                    config: Some(config),
+                    ..
+                } if export == "configure" => cmp.config = Some(config),
+                Entry::Call { call, result } => match &call {
+                    HostCall::Open { .. } | HostCall::Query { .. } => {
+                        cmp.reads.entry(key(&call)).or_default().push_back(result);
+                    }
+                    HostCall::OpenCursor { conn, sql, params, .. } => {
+                        if let CallResult::Cursor { cursor, .. } = &result {
+                            cmp.cursors
+                                .entry(cursor_key(conn, sql, params))
+                                .or_default()
+                                .push_back(*cursor);
+                            cmp.cursor_rows.entry(*cursor).or_default();
+                        }
+                        cmp.reads
+                            .entry(format!("cursor-open:{}", cursor_key(conn, sql, params)))
+                            .or_default()
+                            .push_back(result);
+                    }
+                    HostCall::NextBatch { cursor } => {
+                        if let CallResult::Batch { rows: Some(rows) } = result {
+                            cmp.cursor_rows.entry(*cursor).or_default().extend(rows);
+                        }
+                    }
+                    HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
+                        if let HostCall::BulkInsert { conn, table, columns, .. } = &call {
+                            cmp.columns.insert(format!("{conn}.{table}"), columns.clone());
+                        }
+                        collect_write(&mut cmp.recorded_writes, &call);
+                        cmp.write_results.entry(key(&call)).or_default().push_back(result);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        Ok(cmp)
+    }
+
+    /// Answers one call of the compared plugin.
+    pub fn answer(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
+        let not_recorded = || TapeError::Divergence(ReplayDivergence::NotRecorded { call: call.summary() });
+        match call {
+            HostCall::Open { .. } | HostCall::Query { .. } => {
+                let queue = self.reads.get_mut(&key(call)).ok_or_else(not_recorded)?;
+                // The same read made more often than recorded gets the last recorded answer again.
+                if queue.len() > 1 {
+                    Ok(queue.pop_front().expect("non-empty"))
+                } else {
+                    queue.front().cloned().ok_or_else(not_recorded)
+                }
+            }
+            HostCall::OpenCursor {
+                conn,
+                sql,
+                params,
+                batch_size,
+            } => {
+                let k = cursor_key(conn, sql, params);
+                let recorded = self
+                    .reads
+                    .get(&format!("cursor-open:{k}"))
+                    .and_then(|q| q.front().cloned())
+                    .ok_or_else(not_recorded)?;
+                let CallResult::Cursor { cursor, columns } = recorded else {
+                    return Ok(recorded);
+                };
+                let v1 = self
+                    .cursors
+                    .get_mut(&k)
+                    .and_then(|q| if q.len() > 1 { q.pop_front() } else { q.front().copied() })
+                    .unwrap_or(cursor);
+                let id = self.next_cursor;
+                self.next_cursor += 1;
+                self.open_cursors.insert(id, (v1, (*batch_size).max(1)));
+                Ok(CallResult::Cursor { cursor: id, columns })
+            }
+            HostCall::NextBatch { cursor } => {
+                let Some((v1, batch)) = self.open_cursors.get(cursor).copied() else {
+                    return Ok(CallResult::Batch { rows: None });
+                };
+                let rows = self.cursor_rows.entry(v1).or_default();
+                if rows.is_empty() {
+                    self.open_cursors.remove(cursor);
+                    return Ok(CallResult::Batch { rows: None });
+                }
+                let take = rows.len().min(batch as usize);
+                Ok(CallResult::Batch {
+                    rows: Some(rows.drain(..take).collect()),
+                })
+            }
+            HostCall::CloseCursor { cursor } => {
+                self.open_cursors.remove(cursor);
+                Ok(CallResult::Unit)
+            }
+            HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
+                if let HostCall::BulkInsert { conn, table, columns, .. } = call {
+                    self.columns.insert(format!("{conn}.{table}"), columns.clone());
+                }
+                collect_write(&mut self.compared_writes, call);
+                if let Some(result) = self.write_results.get_mut(&key(call)).and_then(VecDeque::pop_front) {
+                    return Ok(result);
+                }
+                match call {
+                    HostCall::BulkInsert { rows, .. } => Ok(CallResult::Count { n: rows.len() as u64 }),
+                    _ => {
+                        self.unanswered_writes += 1;
+                        Ok(CallResult::Count { n: 0 })
+                    }
+                }
+            }
+            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => Ok(CallResult::Unit),
+        }
+    }
+
+    /// The per-table difference between the recorded writes and the compared plugin's.
+    pub fn diff(&self) -> WriteDiff {
+        let mut diff = WriteDiff {
+            unanswered_writes: self.unanswered_writes,
+            ..WriteDiff::default()
+        };
+        let tables: std::collections::BTreeSet<&String> =
+            self.recorded_writes.keys().chain(self.compared_writes.keys()).collect();
+        for table in tables {
+            let recorded = self.recorded_writes.get(table).map(Vec::as_slice).unwrap_or_default();
+            let compared = self.compared_writes.get(table).map(Vec::as_slice).unwrap_or_default();
+            let mut remaining: HashMap<String, Vec<&Vec<Value>>> = HashMap::new();
+            for row in compared {
+                remaining.entry(key(row)).or_default().push(row);
+            }
+            let mut t = TableDiff {
+                columns: self.columns.get(table).cloned().unwrap_or_default(),
+                ..TableDiff::default()
+            };
+            for row in recorded {
+                match remaining.get_mut(&key(row)).and_then(Vec::pop) {
+                    Some(_) => t.identical += 1,
+                    None => t.only_recorded.push(row.clone()),
+                }
+            }
+            // Preserve the compared plugin's order for what it alone wrote.
+            let mut leftover: HashMap<String, usize> = remaining.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+            for row in compared {
+                if let Some(n) = leftover.get_mut(&key(row))
+                    && *n > 0
+                {
+                    *n -= 1;
+                    t.only_compared.push(row.clone());
+                }
+            }
+            // Same first value on both sides: a changed row rather than a removal and an addition.
+            let mut still_recorded = Vec::new();
+            for row in std::mem::take(&mut t.only_recorded) {
+                let first = row.first().map(key);
+                match t
+                    .only_compared
+                    .iter()
+                    .position(|c| first.is_some() && c.first().map(key) == first)
+                {
+                    Some(pos) => {
+                        let other = t.only_compared.remove(pos);
+                        let changes = row
+                            .iter()
+                            .zip(&other)
+                            .enumerate()
+                            .filter(|(_, (a, b))| key(a) != key(b))
+                            .map(|(i, (a, b))| {
+                                let name = t.columns.get(i).cloned().unwrap_or_else(|| format!("#{}", i + 1));
+                                (name, a.clone(), b.clone())
+                            })
+                            .collect();
+                        t.changed.push(ChangedRow {
+                            key: row[0].clone(),
+                            changes,
+                        });
+                    }
+                    None => still_recorded.push(row),
+                }
+            }
+            t.only_recorded = still_recorded;
+            diff.tables.insert(table.clone(), t);
+        }
+        diff
+    }
+}
+
+/// Finds the plugin a journal names: `plugins/<sha256>.wasm` next to the journal.
+pub fn recorded_plugin_path(journal: &Path, header: &Header) -> PathBuf {
+    journal
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("plugins")
+        .join(format!("{}.wasm", header.plugin_sha256))
+}
+
+/// A shared [`Player`] or [`Comparison`], as the tape holds it.
+pub(crate) fn shared<T>(value: T) -> Arc<Mutex<T>> {
+    Arc::new(Mutex::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_table_reads_the_statement_head() {
+        assert_eq!(written_table("INSERT INTO auth_users (id) VALUES ($1)").as_deref(), Some("auth_users"));
+        assert_eq!(written_table("insert into \"s\".t(id) values (?)").as_deref(), Some("\"s\".t"));
+        assert_eq!(written_table("UPDATE `users` SET a = 1").as_deref(), Some("users"));
+        assert_eq!(written_table("DELETE FROM x WHERE id = 1").as_deref(), Some("x"));
+        assert_eq!(written_table("CREATE TABLE x (id int)"), None);
+    }
+}
