@@ -2,10 +2,14 @@
 //! database of its own per test), the real `migrun` binary.
 //!
 //! Topics: `values` (every value kind on every dialect), `auth_consolidation`
-//! (seed 000), `sandbox` (hostile plugins), `cli` (inspect and refusals).
+//! (seed 000), `conformance` (one plugin in Rust, Python and JavaScript, held
+//! to identical behaviour), `sandbox` (hostile plugins), `cli` (inspect,
+//! refusals, `migrun new`).
 
 mod auth_consolidation;
 mod cli;
+mod conformance;
+mod replay;
 mod sandbox;
 mod support;
 mod values;

@@ -28,7 +28,12 @@ use std::sync::{Mutex, OnceLock};
 use super::database::require_dbs;
 
 /// The crates built for the tests, by package name.
-const GUESTS: &[&str] = &["auth-consolidation", "accounts-merge", "hostile", "future-contract"];
+const GUESTS: &[&str] = &[
+    "auth-consolidation",
+    "accounts-merge",
+    "hostile",
+    "future-contract",
+];
 
 /// The pinned componentize-py, as `scripts/test` installs it.
 pub const COMPONENTIZE_PY: &str = "componentize-py";
@@ -133,17 +138,19 @@ pub fn run_build(what: &str, cmd: &mut Command) {
 
 /// Builds a component at most once per test process: `key` names it, `build`
 /// writes it to the path it is given. `None` when its toolchain is missing.
-fn build_once(
-    key: &str,
-    build: impl FnOnce(&Path) -> Option<()>,
-) -> Option<PathBuf> {
+fn build_once(key: &str, build: impl FnOnce(&Path) -> Option<()>) -> Option<PathBuf> {
     static BUILT: OnceLock<Mutex<HashMap<String, Option<PathBuf>>>> = OnceLock::new();
     // Held while building: one guest toolchain at a time (two cores).
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(found) = built.get(key) {
         return found.clone();
     }
-    let out = target_dir().join("guests").join(format!("{}.wasm", key.replace('-', "_")));
+    let out = target_dir()
+        .join("guests")
+        .join(format!("{}.wasm", key.replace('-', "_")));
     std::fs::create_dir_all(out.parent().expect("a parent")).expect("create target/guests");
     let _ = std::fs::remove_file(&out);
     let result = build(&out).map(|()| {
@@ -158,10 +165,16 @@ fn build_once(
 /// module is `app`) with componentize-py, once. `None` when componentize-py is missing.
 pub fn python_plugin(folder: &str) -> Option<PathBuf> {
     let dir = workspace_root().join(folder);
-    let key = dir.file_name().expect("a folder name").to_string_lossy().into_owned();
+    let key = dir
+        .file_name()
+        .expect("a folder name")
+        .to_string_lossy()
+        .into_owned();
     build_once(&key, |out| {
         if !has_program(COMPONENTIZE_PY) {
-            return toolchain_missing("componentize-py is not installed (pip install -r plugins/accounts-merge-py/requirements.txt)");
+            return toolchain_missing(
+                "componentize-py is not installed (pip install -r plugins/accounts-merge-py/requirements.txt)",
+            );
         }
         let mut cmd = Command::new(COMPONENTIZE_PY);
         cmd.current_dir(&dir)
@@ -184,21 +197,35 @@ pub fn componentize_js(dir: &Path) -> PathBuf {
 /// the folder's `node_modules` is missing.
 pub fn js_plugin(folder: &str) -> Option<PathBuf> {
     let dir = workspace_root().join(folder);
-    let key = dir.file_name().expect("a folder name").to_string_lossy().into_owned();
+    let key = dir
+        .file_name()
+        .expect("a folder name")
+        .to_string_lossy()
+        .into_owned();
     build_once(&key, |out| {
         if !has_program("node") {
             return toolchain_missing("Node.js is not installed");
         }
         let tool = componentize_js(&dir);
         if !tool.exists() {
-            return toolchain_missing(&format!("{} is missing (run `npm ci` in {folder})", tool.display()));
+            return toolchain_missing(&format!(
+                "{} is missing (run `npm ci` in {folder})",
+                tool.display()
+            ));
         }
         let mut cmd = Command::new(tool);
         cmd.current_dir(&dir)
             .arg("plugin.js")
             .arg("--wit")
             .arg(wit_dir())
-            .args(["--world-name", "migration", "-d", "http", "fetch-event", "-o"])
+            .args([
+                "--world-name",
+                "migration",
+                "-d",
+                "http",
+                "fetch-event",
+                "-o",
+            ])
             .arg(out);
         run_build(&format!("{folder} (componentize-js)"), &mut cmd);
         Some(())

@@ -1,0 +1,509 @@
+//! Conformance: one scenario, three languages, one behaviour.
+//!
+//! The accounts-merge plugin exists in Rust (`plugins/accounts-merge`, the
+//! reference), Python (`plugins/accounts-merge-py`, componentize-py) and
+//! JavaScript (`plugins/accounts-merge-js`, componentize-js), each built from
+//! source. On SQLite and on PostgreSQL, the twins read one seeded
+//! `users` table and each writes into a target of its own: dry-run, run,
+//! rerun. Everything a user or auditor can observe must be the same as the
+//! Rust twin's, compared in one place ([`Observation::assert_same_as`]):
+//!
+//! - the run reports: units and their writes, checks, log messages, failure;
+//! - the journals: the sequence of writes (every `execute` and `bulk-insert`,
+//!   with SQL, parameters, rows and results), and the whole sequence of host
+//!   calls and transactions after the header (which names the plugin's sha256);
+//! - the final checksums of `accounts` and `identities`.
+//!
+//! Each twin's journal then replays to "verified" with its own plugin, and a
+//! second scenario makes all three fail on the same constraint violation,
+//! with the same report and the same journal.
+//!
+//! The components are compiled once per test process and run in-process
+//! (Python and JavaScript components take 10–15 s each for wasmtime to compile).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use migrun::config::RunConfig;
+use migrun::db::Dialect;
+use migrun::journal::{Entry, JournalReader};
+use migrun::observer::Silent;
+use migrun::run::{self, ReplayOutcome, RunOptions, RunReport};
+use migrun::runtime::sandbox::SandboxSeeds;
+use migrun::runtime::{LoadedPlugin, Runtime};
+use serde_json::Value as Json;
+
+use crate::support::checksum::{row_count, table_checksum, user_tables};
+use crate::support::database::TestDatabase;
+use crate::support::plugins;
+
+/// Users in the fixture: 13 cursor batches of [`BATCH`], the last one partial.
+const USERS: u32 = 1234;
+const FIXTURE_SEED: u64 = 7;
+const BATCH: &str = "100";
+/// The same seeds for every run, so that runs are reproducible to the byte.
+const SEEDS: SandboxSeeds = SandboxSeeds {
+    clock_start_unix_nanos: 1_700_000_000_000_000_000,
+    random_seed: 42,
+};
+/// The tables the plugin writes.
+const TABLES: [&str; 2] = ["accounts", "identities"];
+
+/// One implementation of the scenario.
+struct Twin {
+    language: &'static str,
+    plugin: LoadedPlugin,
+}
+
+/// The twins whose toolchain is present, Rust first; built and compiled once per process.
+fn twins() -> &'static [Twin] {
+    static TWINS: OnceLock<Vec<Twin>> = OnceLock::new();
+    TWINS.get_or_init(|| {
+        let built = [
+            ("rust", Some(plugins::plugin("accounts-merge"))),
+            (
+                "python",
+                plugins::python_plugin("plugins/accounts-merge-py"),
+            ),
+            (
+                "javascript",
+                plugins::js_plugin("plugins/accounts-merge-js"),
+            ),
+        ];
+        built
+            .into_iter()
+            .filter_map(|(language, path)| {
+                let path = path?;
+                let started = std::time::Instant::now();
+                let plugin =
+                    LoadedPlugin::load_file(Runtime::shared(), &path).unwrap_or_else(|e| {
+                        panic!("loading the {language} twin {}: {e}", path.display())
+                    });
+                eprintln!(
+                    "compiled the {language} twin ({} bytes) in {:.1}s",
+                    plugin.size,
+                    started.elapsed().as_secs_f64()
+                );
+                Some(Twin { language, plugin })
+            })
+            .collect()
+    })
+}
+
+/// What one run of a twin let us observe.
+struct Observation {
+    language: &'static str,
+    what: String,
+    /// The report as JSON, without what legitimately differs (durations, sha256, URLs, journal path).
+    report: Json,
+    /// Every journal entry after the header.
+    entries: Vec<Entry>,
+    journal: PathBuf,
+}
+
+impl Observation {
+    /// The writes the plugin made, with their results, in order.
+    fn writes(&self) -> Vec<&Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Call { call, .. } if call.is_write()))
+            .collect()
+    }
+
+    /// Panics, naming the first difference, unless `self` behaved as `reference` did.
+    #[track_caller]
+    fn assert_same_as(&self, reference: &Observation) {
+        let who = format!(
+            "{} ({}) vs {} ({})",
+            self.language, self.what, reference.language, reference.what
+        );
+        assert_eq!(self.report, reference.report, "{who}: the reports differ");
+        assert!(
+            !reference.writes().is_empty() || reference.what.contains("rerun"),
+            "{who}: nothing was written"
+        );
+        first_difference(
+            &self.writes(),
+            &reference.writes(),
+            &format!("{who}: the journals' write sequences differ"),
+        );
+        let (all, all_reference): (Vec<&Entry>, Vec<&Entry>) = (
+            self.entries.iter().collect(),
+            reference.entries.iter().collect(),
+        );
+        first_difference(
+            &all,
+            &all_reference,
+            &format!("{who}: the journals' call sequences differ"),
+        );
+    }
+}
+
+/// Panics with the first differing entry of two journal excerpts.
+#[track_caller]
+fn first_difference(actual: &[&Entry], expected: &[&Entry], what: &str) {
+    let show = |e: Option<&&Entry>| {
+        e.map_or_else(
+            || "(nothing)".to_owned(),
+            |e| serde_json::to_string(e).expect("entries serialize"),
+        )
+    };
+    if let Some(i) = (0..actual.len().max(expected.len())).find(|&i| {
+        actual.get(i).map(|e| serde_json::to_string(e).ok())
+            != expected.get(i).map(|e| serde_json::to_string(e).ok())
+    }) {
+        panic!(
+            "{what} at write/call {i} (of {} vs {}):\n  expected {}\n  actual   {}",
+            expected.len(),
+            actual.len(),
+            show(expected.get(i)),
+            show(actual.get(i))
+        );
+    }
+}
+
+/// Removes what may differ between twins from a report: timings, the plugin's sha256, URLs, the journal's identity.
+fn normalise(mut report: Json) -> Json {
+    fn strip(v: &mut Json) {
+        match v {
+            Json::Object(map) => {
+                for key in ["duration_ms", "plugin_sha256", "journal", "url"] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip);
+            }
+            Json::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut report);
+    report
+}
+
+fn read_journal(path: &Path) -> Vec<Entry> {
+    let (mut reader, _header) =
+        JournalReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut entries = Vec::new();
+    while let Some((_, entry)) = reader
+        .next_entry()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    {
+        entries.push(entry);
+    }
+    entries
+}
+
+/// A twin's working folder: its `migrun.toml` and its journals.
+struct Folder {
+    dir: tempfile::TempDir,
+}
+
+impl Folder {
+    fn new(source: &str, target: &str) -> Folder {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = format!(
+            r#"journal_dir = "{}"
+
+[connections.source]
+url = "{source}"
+access = "read-only"
+
+[connections.target]
+url = "{target}"
+access = "read-write"
+
+[config]
+batch_size = {BATCH}
+"#,
+            dir.path().join("journals").display()
+        );
+        std::fs::write(dir.path().join("migrun.toml"), config).expect("write migrun.toml");
+        Folder { dir }
+    }
+
+    async fn run(&self, twin: &Twin, what: &str, dry_run: bool) -> (RunReport, Observation) {
+        let config = RunConfig::load(&self.dir.path().join("migrun.toml")).expect("config");
+        let options = RunOptions {
+            dry_run,
+            seeds: Some(SEEDS),
+            observer: Arc::new(Silent),
+            ..Default::default()
+        };
+        let report = run::run(&twin.plugin, &config, options)
+            .await
+            .unwrap_or_else(|e| panic!("the {} twin did not start ({what}): {e}", twin.language));
+        let journal = report
+            .journal
+            .as_ref()
+            .expect("every run writes a journal")
+            .path
+            .clone();
+        let observation = Observation {
+            language: twin.language,
+            what: what.to_owned(),
+            report: normalise(serde_json::to_value(&report).expect("reports serialize")),
+            entries: read_journal(&journal),
+            journal,
+        };
+        (report, observation)
+    }
+}
+
+async fn checksums(url: &str) -> Vec<String> {
+    let mut sums = Vec::new();
+    for table in TABLES {
+        sums.push(table_checksum(url, table).await);
+    }
+    sums
+}
+
+/// The observations of the reference (the first twin) that the others must match.
+#[derive(Default)]
+struct Reference {
+    observations: Vec<Observation>,
+    checksums: Vec<String>,
+}
+
+impl Reference {
+    /// Keeps the first twin's observations; holds every later twin to them.
+    #[track_caller]
+    fn hold(&mut self, observations: Vec<Observation>, checksums: Vec<String>) {
+        if self.observations.is_empty() {
+            self.observations = observations;
+            self.checksums = checksums;
+            return;
+        }
+        assert_eq!(observations.len(), self.observations.len());
+        for (actual, expected) in observations.iter().zip(&self.observations) {
+            actual.assert_same_as(expected);
+        }
+        let language = observations[0].language;
+        assert_eq!(
+            checksums, self.checksums,
+            "{language}: the final tables differ from the {} twin's ({TABLES:?})",
+            self.observations[0].language
+        );
+    }
+}
+
+/// Each twin on a target of its own: dry-run, run, rerun; returns each twin's run journal (in its folder).
+async fn twins_agree(source: &TestDatabase) -> Vec<(&'static Twin, Folder, PathBuf)> {
+    let dialect = source.dialect;
+    let mut reference = Reference::default();
+    let mut journals = Vec::new();
+    for twin in twins() {
+        let Some(target) = TestDatabase::create(dialect).await else {
+            return Vec::new();
+        };
+        let folder = Folder::new(&source.url, &target.url);
+        let language = twin.language;
+
+        let (dry, dry_seen) = folder.run(twin, "dry-run", true).await;
+        assert!(dry.succeeded(), "{language} dry-run: {:?}", dry.failure);
+        assert!(
+            user_tables(&target.url).await.is_empty(),
+            "the {language} dry-run left tables behind"
+        );
+
+        let (run, run_seen) = folder.run(twin, "run", false).await;
+        assert!(run.succeeded(), "{language} run: {:?}", run.failure);
+        assert_eq!(run.checks.len(), 4, "{:?}", run.checks);
+        assert_eq!(row_count(&target.url, "accounts").await, i64::from(USERS));
+        let sums = checksums(&target.url).await;
+        if reference.observations.is_empty() {
+            spot_check(&target).await;
+        }
+
+        let (rerun, rerun_seen) = folder.run(twin, "rerun", false).await;
+        assert!(rerun.succeeded(), "{language} rerun: {:?}", rerun.failure);
+        let rows: u64 = rerun
+            .units
+            .iter()
+            .flat_map(|u| u.writes.values())
+            .map(|w| w.rows)
+            .sum();
+        assert_eq!(rows, 0, "{language}: a rerun writes no rows");
+        assert_eq!(
+            checksums(&target.url).await,
+            sums,
+            "{language}: the rerun changed the tables"
+        );
+
+        let journal = run_seen.journal.clone();
+        reference.hold(vec![dry_seen, run_seen, rerun_seen], sums);
+        journals.push((twin, folder, journal));
+    }
+    journals
+}
+
+/// A target already holding an account with the email the second user
+/// normalises to: every twin fails in `copy-accounts` on the same constraint,
+/// with the same report and journal, and leaves the target as it was.
+async fn twins_fail_alike(source: &TestDatabase) {
+    let dialect = source.dialect;
+    let user = &migrun_fixtures::generate_users(USERS, FIXTURE_SEED)[1];
+    let email = user.email.clone().expect("the second user has an email");
+    let mut reference = Reference::default();
+    for twin in twins() {
+        let Some(target) = TestDatabase::create(dialect).await else {
+            return;
+        };
+        let folder = Folder::new(&source.url, &target.url);
+        let config = RunConfig::load(&folder.dir.path().join("migrun.toml")).expect("config");
+        let options = RunOptions {
+            only: Some(vec!["create-tables".into()]),
+            seeds: Some(SEEDS),
+            ..Default::default()
+        };
+        assert!(
+            run::run(&twin.plugin, &config, options)
+                .await
+                .expect("create-tables")
+                .succeeded()
+        );
+        let p = |n: usize| {
+            if dialect == Dialect::Postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        target
+            .exec_with(
+                &format!(
+                    "INSERT INTO accounts (id, name, email, password_kind, sign_in_count, locked) VALUES (100000, 'squatter', {}, 'none', 0, FALSE)",
+                    p(1)
+                ),
+                &[migrun::value::Value::Text(email.clone())],
+            )
+            .await;
+        let before = checksums(&target.url).await;
+
+        let (failed, seen) = folder.run(twin, "failing run", false).await;
+        let failure = failed
+            .failure
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: the run should fail", twin.language));
+        assert!(failure.phase.contains("copy-accounts"), "{failure:?}");
+        assert!(
+            failure.message.contains("inserting accounts"),
+            "{failure:?}"
+        );
+        assert_eq!(
+            checksums(&target.url).await,
+            before,
+            "{}: the failed unit was not rolled back",
+            twin.language
+        );
+        reference.hold(vec![seen], before);
+    }
+}
+
+async fn scenario(dialect: Dialect) {
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, USERS, FIXTURE_SEED)
+        .await
+        .expect("seed users");
+    let journals = twins_agree(&source).await;
+
+    // Each twin's real run replays, with no database, to "verified".
+    for (twin, _folder, journal) in &journals {
+        let replayed = run::replay(journal, None, Arc::new(Silent))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "replaying the {} journal {}: {e}",
+                    twin.language,
+                    journal.display()
+                )
+            });
+        assert!(
+            matches!(replayed.outcome, ReplayOutcome::Verified { writes, .. } if writes > 0),
+            "the {} journal did not replay as verified: {:?}",
+            twin.language,
+            replayed.outcome
+        );
+    }
+
+    twins_fail_alike(&source).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_twins_agree_on_sqlite() {
+    scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_twins_agree_on_postgres() {
+    scenario(Dialect::Postgres).await;
+}
+
+/// What the normalisation means, checked on the reference's tables.
+async fn spot_check(target: &TestDatabase) {
+    let users = migrun_fixtures::generate_users(USERS, FIXTURE_SEED);
+    let mut conn = target.connect(migrun::db::Access::ReadOnly).await;
+    let dialect = target.dialect;
+    let p = |n: usize| {
+        if dialect == Dialect::Postgres {
+            format!("${n}")
+        } else {
+            "?".to_owned()
+        }
+    };
+    for user in users
+        .iter()
+        .filter(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.contains("Example.COM"))
+        })
+        .take(3)
+    {
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT email, email_domain FROM accounts WHERE id = {}",
+                    p(1)
+                ),
+                &[migrun::value::Value::Int(user.id)],
+            )
+            .await
+            .expect("query accounts");
+        let expected = user.email.as_deref().unwrap().to_ascii_lowercase();
+        assert_eq!(
+            rows.rows[0],
+            [
+                migrun::value::Value::Text(expected),
+                migrun::value::Value::Text("example.com".into())
+            ],
+            "user {}",
+            user.id
+        );
+    }
+    let neopass_only = users
+        .iter()
+        .find(|u| u.email.is_none())
+        .expect("a NeoPass-only user");
+    let rows = conn
+        .query(
+            &format!("SELECT a.email, a.password_kind, i.provider, i.uid FROM accounts a JOIN identities i ON i.account_id = a.id WHERE a.id = {}", p(1)),
+            &[migrun::value::Value::Int(neopass_only.id)],
+        )
+        .await
+        .expect("query identities");
+    use migrun::value::Value::{Null, Text};
+    assert_eq!(
+        rows.rows[0],
+        [
+            Null,
+            Text("none".into()),
+            Text("neopass".into()),
+            Text(neopass_only.uid.clone().unwrap())
+        ],
+        "user {}",
+        neopass_only.id
+    );
+    conn.close().await;
+}
