@@ -96,6 +96,8 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// Where journals are written (default `migrun-journal`).
     pub journal_dir: Option<PathBuf>,
+    /// The ledger table on every writable connection (default `migrun_ledger`).
+    pub ledger_table: Option<String>,
 }
 
 /// One named connection as the operator wrote it.
@@ -146,6 +148,8 @@ pub struct RunConfig {
     pub data_dir: PathBuf,
     /// Directory journals are written to.
     pub journal_dir: PathBuf,
+    /// The ledger table on every writable connection.
+    pub ledger_table: String,
 }
 
 /// A connection with its URL resolved.
@@ -168,6 +172,7 @@ impl Default for RunConfig {
             limits: Limits::default(),
             data_dir: PathBuf::from("migrun-data"),
             journal_dir: PathBuf::from("migrun-journal"),
+            ledger_table: crate::ledger::DEFAULT_TABLE.to_owned(),
         }
     }
 }
@@ -233,6 +238,9 @@ impl RunConfig {
             limits: file.limits,
             data_dir: relative(file.data_dir, "migrun-data"),
             journal_dir: relative(file.journal_dir, "migrun-journal"),
+            ledger_table: file
+                .ledger_table
+                .unwrap_or_else(|| crate::ledger::DEFAULT_TABLE.to_owned()),
         })
     }
 
@@ -393,6 +401,19 @@ mod tests {
         config.apply_override("source=sqlite://elsewhere.db").unwrap();
         assert_eq!(config.connection("source").url, "sqlite://elsewhere.db");
         assert!(config.apply_override("nourl").is_err());
+    }
+
+    /// The README's example must stay a valid config.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").expect("README has a Configuration section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + section[start..].find("```").expect("closed block");
+        let file = ConfigFile::parse(&section[start..end]).unwrap();
+        assert_eq!(file.journal_dir.as_deref(), Some(Path::new("migrun-journal")));
+        assert_eq!(file.connections["source"].access, Some(Access::ReadOnly));
+        assert_eq!(file.limits.memory_mib, 1024);
     }
 
     #[test]

@@ -16,10 +16,13 @@
 //! - [`value`]: the host's SQL value and its canonical text forms.
 //! - [`run`]: the flow of one run (and its dry-run and replay modes), producing a [`run::RunReport`].
 //! - [`journal`]: the hash-chained record of every input a run read.
+//! - [`ledger`]: which units finished on each target, recorded in the units' own transactions.
+//! - [`lock`]: one run at a time per target.
 //! - [`tape`]: the one boundary where host calls are recorded or answered from a journal.
 //! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
 //! - [`observer`]: how a run reports progress while it happens.
 //! - [`render`]: the human-readable report.
+//! - [`scaffold`]: `migrun new`, plugin projects in Rust, Python and JavaScript from templates.
 //!
 //! # Example
 //!
@@ -40,11 +43,15 @@ pub mod config;
 pub mod contract;
 pub mod db;
 pub mod journal;
+pub mod ledger;
+pub mod lock;
 pub mod observer;
 pub mod render;
 pub mod replay;
 pub mod run;
 pub mod runtime;
+pub mod status;
+pub mod scaffold;
 pub mod tape;
 pub mod value;
 

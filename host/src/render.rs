@@ -142,6 +142,57 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
     out
 }
 
+/// `migrun status` as pretty JSON.
+pub fn status_json(status: &[crate::status::TargetStatus]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "migrun.status/1",
+        "migrun_version": crate::VERSION,
+        "targets": status,
+    }))
+    .expect("status serializes")
+}
+
+/// `migrun status` for a terminal.
+pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
+    let mut out = String::new();
+    for t in status {
+        let _ = writeln!(out, "{}  {}  (ledger {})", t.connection, t.url, t.table);
+        match (&t.rows, &t.error) {
+            (_, Some(e)) => {
+                let _ = writeln!(out, "  cannot read: {e}");
+            }
+            (None, None) => {
+                let _ = writeln!(out, "  no ledger: nothing has run here");
+            }
+            (Some(rows), None) if rows.is_empty() => {
+                let _ = writeln!(out, "  ledger is empty");
+            }
+            (Some(rows), None) => {
+                for r in rows {
+                    let _ = writeln!(
+                        out,
+                        "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
+                        if r.status == "finished" { "✓" } else { "·" },
+                        r.unit,
+                        r.plugin_name,
+                        r.plugin_version,
+                        &r.plugin_sha256[..r.plugin_sha256.len().min(12)],
+                        r.run_id,
+                        r.finished_at,
+                        r.rows_written,
+                        r.override_reason
+                            .as_ref()
+                            .map(|o| format!(" — override: {o}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
 /// The inspection as pretty JSON.
 pub fn inspection_json(inspection: &Inspection) -> String {
     serde_json::to_string_pretty(&Versioned {
@@ -190,6 +241,7 @@ pub fn run_report_text(report: &RunReport) -> String {
             UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
             UnitStatus::Failed => ("✗", "failed, rolled back"),
             UnitStatus::NotRun => ("·", "not run"),
+            UnitStatus::Skipped => ("=", "skipped: already finished"),
         };
         let writes: Vec<String> = unit
             .writes
@@ -203,7 +255,7 @@ pub fn run_report_text(report: &RunReport) -> String {
             unit.name,
             status,
             format!("{}ms", unit.duration_ms),
-            writes.join("; ")
+            unit.note.clone().unwrap_or_else(|| writes.join("; "))
         );
     }
     let warnings: Vec<_> = report

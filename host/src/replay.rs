@@ -65,6 +65,7 @@ fn entry_summary(entry: &Entry) -> String {
         },
         Entry::Call { call, .. } => call.summary(),
         Entry::Tx { connection, op, .. } => format!("{op} on {connection}"),
+        Entry::UnitSkipped { unit, .. } => format!("the host skipping unit {unit:?} (finished earlier)"),
         Entry::Footer(_) => "the end of the run".into(),
     }
 }
@@ -72,6 +73,7 @@ fn entry_summary(entry: &Entry) -> String {
 /// Answers a replay strictly from the journal, in order.
 pub struct Player {
     reader: JournalReader,
+    peeked: Option<(u64, Entry)>,
     calls: u64,
     writes: u64,
     footer: Option<Footer>,
@@ -83,6 +85,7 @@ impl Player {
     pub fn new(reader: JournalReader) -> Player {
         Player {
             reader,
+            peeked: None,
             calls: 0,
             writes: 0,
             footer: None,
@@ -92,6 +95,9 @@ impl Player {
 
     /// The next entry replay compares (transaction control is the host's own, not the plugin's).
     fn next_compared(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
+        if let Some(peeked) = self.peeked.take() {
+            return Ok(Some(peeked));
+        }
         loop {
             match self.reader.next_entry()? {
                 Some((_, Entry::Tx { .. })) => continue,
@@ -119,6 +125,17 @@ impl Player {
             expected,
             actual,
         })
+    }
+
+    /// Whether the recorded run skipped `unit` (finished in an earlier run) at this point.
+    pub fn skipped(&mut self, unit: &str) -> Result<bool, TapeError> {
+        match self.next_compared()? {
+            Some((_, Entry::UnitSkipped { unit: u, .. })) if u == unit => Ok(true),
+            other => {
+                self.peeked = other;
+                Ok(false)
+            }
+        }
     }
 
     /// The recorded answer to `call`, which must be the next recorded call.
@@ -237,6 +254,8 @@ pub struct Comparison {
     unanswered_writes: u64,
     /// The recorded configuration values.
     pub config: Option<Vec<(String, String)>>,
+    /// Units the recorded run skipped as already finished.
+    pub skipped: std::collections::BTreeSet<String>,
 }
 
 fn key<T: Serialize>(value: &T) -> String {
@@ -302,6 +321,7 @@ impl Comparison {
             columns: BTreeMap::new(),
             unanswered_writes: 0,
             config: None,
+            skipped: Default::default(),
         };
         while let Some((_, entry)) = reader.next_entry()? {
             match entry {
@@ -310,6 +330,9 @@ impl Comparison {
                     config: Some(config),
                     ..
                 } if export == "configure" => cmp.config = Some(config),
+                Entry::UnitSkipped { unit, .. } => {
+                    cmp.skipped.insert(unit);
+                }
                 Entry::Call { call, result } => match &call {
                     HostCall::Open { .. } | HostCall::Query { .. } => {
                         cmp.reads.entry(key(&call)).or_default().push_back(result);

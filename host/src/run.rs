@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,6 +33,8 @@ use crate::config::{RunConfig, redact_url};
 use crate::contract::{ContractVersion, PluginInfo, UnitInfo};
 use crate::db::{self, Access, DbError, Dialect};
 use crate::journal::{self, Entry, Footer, Header, JournalConnection, JournalError, JournalReader, JournalWriter};
+use crate::ledger::{self, Ledger, LedgerRow, UnitHistory};
+use crate::lock::{self, LockError, RunLock};
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
 use crate::replay::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::sandbox::SandboxSeeds;
@@ -53,6 +56,14 @@ pub struct RunOptions {
     pub seeds: Option<SandboxSeeds>,
     /// Who hears about progress.
     pub observer: Arc<dyn RunObserver>,
+    /// This worker's shard `(index, count)`: it runs only the units whose name hashes to `index`.
+    pub shard: Option<(u32, u32)>,
+    /// How long to wait for another run's lock on a target.
+    pub lock_timeout: Duration,
+    /// Rerun units the ledger says another build of the plugin finished, for this reason.
+    pub allow_plugin_change: Option<String>,
+    /// Set to stop the run: the current unit is rolled back at the plugin's next epoch tick.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 impl Default for RunOptions {
@@ -62,6 +73,10 @@ impl Default for RunOptions {
             only: None,
             seeds: None,
             observer: Arc::new(Silent),
+            shard: None,
+            lock_timeout: Duration::from_secs(30),
+            allow_plugin_change: None,
+            interrupt: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -139,6 +154,43 @@ pub enum RunError {
         /// Where it was looked for.
         expected: String,
     },
+    /// Another run holds a target's lock.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The ledger could not be read or created.
+    #[error("connection `{connection}`: ledger table `{table}`: {error}")]
+    Ledger {
+        /// The connection.
+        connection: String,
+        /// The table.
+        table: String,
+        /// Why.
+        error: DbError,
+    },
+    /// A finished unit was run by another build of the plugin.
+    #[error(
+        "unit `{unit}` was finished by another build of the plugin (ledger sha256 {recorded_sha256}, this plugin {current_sha256}); rerun it with --allow-plugin-change \"<reason>\" or leave it out with --only"
+    )]
+    PluginChanged {
+        /// The unit.
+        unit: String,
+        /// The sha256 in the ledger.
+        recorded_sha256: String,
+        /// This plugin's sha256.
+        current_sha256: String,
+    },
+    /// A unit finished on some targets and not others (a crash between two commits).
+    #[error(
+        "unit `{unit}` finished on {finished_on} but not on {missing_on}: the targets disagree; restore the missing target(s) or finish the unit by hand before rerunning"
+    )]
+    PartialUnit {
+        /// The unit.
+        unit: String,
+        /// Where it finished.
+        finished_on: String,
+        /// Where it did not.
+        missing_on: String,
+    },
     /// A transaction could not be opened before the first unit.
     #[error("connection `{connection}`: cannot begin a transaction: {error}")]
     Begin {
@@ -168,6 +220,8 @@ pub enum UnitStatus {
     Failed,
     /// It did not run because an earlier unit failed.
     NotRun,
+    /// It did not run because the ledger says this plugin build finished it already.
+    Skipped,
 }
 
 /// One unit's outcome.
@@ -181,6 +235,9 @@ pub struct UnitReport {
     pub duration_ms: u64,
     /// Writes per connection, as counted by the host.
     pub writes: BTreeMap<String, WriteCounts>,
+    /// Why it was skipped, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A connection as the run used it.
@@ -279,9 +336,16 @@ impl RunReport {
         self.failure.is_none() && self.checks_passed()
     }
 
-    /// The process exit code: 0 success, 1 the run failed, 3 it finished but a check failed.
+    /// The process exit code: 0 success, 1 the run failed, 3 it finished but a check failed,
+    /// 130 interrupted (SIGINT).
     pub fn exit_code(&self) -> i32 {
-        if self.failure.is_some() {
+        if let Some(RunFailure {
+            cause: FailureCause::Call(CallError::Interrupted),
+            ..
+        }) = &self.failure
+        {
+            130
+        } else if self.failure.is_some() {
             1
         } else if !self.checks_passed() {
             3
@@ -357,6 +421,17 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
     let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
+    let run_id = run_id(&info.name);
+    let ledger = Ledger::new(&config.ledger_table);
+    let (_locks, ledgers) = match guard_targets(&mut connections, &info, config, &options, &ledger, &run_id).await {
+        Ok(guarded) => guarded,
+        Err(e) => {
+            for (_, conn) in connections {
+                conn.close().await;
+            }
+            return Err(e);
+        }
+    };
 
     // The journal exists before anything can be written; failing to create it means nothing ran.
     let header = Header {
@@ -366,10 +441,11 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         plugin_sha256: plugin.sha256.clone(),
         plugin_name: info.name.clone(),
         plugin_version: info.version.clone(),
-        run_id: run_id(&info.name),
+        run_id: run_id.clone(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         dry_run: options.dry_run,
         only: options.only.clone(),
+        shard: options.shard,
         seeds,
         connections: connection_reports
             .iter()
@@ -406,6 +482,7 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
     let state = instance.state();
     state.database = DatabaseCtx::live(connections, tape.clone());
     state.set_tape(tape.clone());
+    state.set_interrupt(options.interrupt.clone());
 
     let redacted: Vec<(String, String)> = values
         .iter()
@@ -414,19 +491,41 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
             (k.clone(), if secret { "***redacted***".to_owned() } else { v.clone() })
         })
         .collect();
+    let journal_id = lock(&recorder).writer_mut().path().display().to_string();
     let mut runner = Runner {
         instance,
         dry_run: options.dry_run,
         observer: options.observer.clone(),
         tape,
+        interrupt: options.interrupt.clone(),
+        ledger: Some(LedgerContext {
+            ledger,
+            plugin_name: info.name.clone(),
+            plugin_version: info.version.clone(),
+            plugin_sha256: plugin.sha256.clone(),
+            run_id,
+            journal_id,
+        }),
     };
-    let selected = match runner.prepare(values, redacted, options.only.as_deref()).await {
+    let planned = match runner.prepare(values, redacted, options.only.as_deref(), options.shard).await {
+        Ok(units) => plan_units(units, &ledgers, &plugin.sha256, options.allow_plugin_change.as_deref()),
+        Err(e) => Err(e),
+    };
+    let selected = match planned {
         Ok(units) => units,
         Err(e) => {
             runner.close().await;
             return Err(e);
         }
     };
+    // Every refusal is behind us: now the ledger may be created (outside any unit, since DDL
+    // commits implicitly on MySQL; never in a dry-run, which changes nothing).
+    if !options.dry_run
+        && let Err(e) = runner.ensure_ledgers().await
+    {
+        runner.close().await;
+        return Err(e);
+    }
 
     let mut report = RunReport {
         plugin: info,
@@ -478,6 +577,100 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Takes the run lock on every writable connection and reads which units of this plugin
+/// finished there. The ledger table itself is created only once the run is certain to start.
+async fn guard_targets(
+    connections: &mut BTreeMap<String, db::Connection>,
+    info: &PluginInfo,
+    config: &RunConfig,
+    options: &RunOptions,
+    ledger: &Ledger,
+    run_id: &str,
+) -> Result<(Vec<RunLock>, BTreeMap<String, Vec<LedgerRow>>), RunError> {
+    let mut locks = Vec::new();
+    let mut ledgers = BTreeMap::new();
+    let lock_name = match options.shard {
+        Some((i, n)) => format!("migrun:{}:shard-{i}-of-{n}", ledger.table()),
+        None => format!("migrun:{}", ledger.table()),
+    };
+    for (name, conn) in connections.iter_mut() {
+        if conn.access() != Access::ReadWrite {
+            continue;
+        }
+        let file = sqlite_file(&config.connection(name).url).filter(|p| p.exists());
+        locks.push(lock::acquire(conn, &lock_name, run_id, file.as_deref(), options.lock_timeout).await?);
+        let rows = ledger.finished(conn, &info.name).await.map_err(|error| RunError::Ledger {
+            connection: name.clone(),
+            table: ledger.table().to_owned(),
+            error,
+        })?;
+        ledgers.insert(name.clone(), rows);
+    }
+    Ok((locks, ledgers))
+}
+
+/// What the runner does with a selected unit.
+#[derive(Debug, Clone)]
+enum UnitPlan {
+    /// Run it (with the override reason when it reruns another build's finished unit).
+    Run { override_reason: Option<String> },
+    /// Skip it: this plugin build finished it already.
+    Skip { reason: String },
+}
+
+/// Decides each selected unit from the ledgers; refuses (nothing ran) on a changed plugin
+/// without an override, or on targets that disagree.
+fn plan_units(
+    units: Vec<UnitInfo>,
+    ledgers: &BTreeMap<String, Vec<LedgerRow>>,
+    sha256: &str,
+    allow_change: Option<&str>,
+) -> Result<Vec<(UnitInfo, UnitPlan)>, RunError> {
+    let mut planned = Vec::with_capacity(units.len());
+    for unit in units {
+        let plan = match ledger::history(&unit.name, sha256, ledgers) {
+            UnitHistory::Pending => UnitPlan::Run { override_reason: None },
+            UnitHistory::Finished { run_id } => UnitPlan::Skip {
+                reason: format!("finished in run {run_id}"),
+            },
+            UnitHistory::ChangedPlugin { recorded_sha256 } => match allow_change {
+                Some(reason) => UnitPlan::Run {
+                    override_reason: Some(format!("rerun over sha256 {recorded_sha256}: {reason}")),
+                },
+                None => {
+                    return Err(RunError::PluginChanged {
+                        unit: unit.name,
+                        recorded_sha256,
+                        current_sha256: sha256.to_owned(),
+                    });
+                }
+            },
+            UnitHistory::Partial {
+                finished_on,
+                missing_on,
+            } => {
+                return Err(RunError::PartialUnit {
+                    unit: unit.name,
+                    finished_on: finished_on.join(", "),
+                    missing_on: missing_on.join(", "),
+                });
+            }
+        };
+        planned.push((unit, plan));
+    }
+    Ok(planned)
+}
+
+/// What the runner needs to write ledger rows.
+struct LedgerContext {
+    ledger: Ledger,
+    plugin_name: String,
+    plugin_version: String,
+    plugin_sha256: String,
+    run_id: String,
+    journal_id: String,
 }
 
 /// `<UTC time>-<plugin>-<random>`: sortable, readable, unique.
@@ -659,6 +852,8 @@ pub async fn replay(
         dry_run: header.dry_run,
         observer,
         tape: tape.clone(),
+        interrupt: Arc::new(AtomicBool::new(false)),
+        ledger: None,
     };
     let mut report = RunReport {
         plugin: info,
@@ -686,8 +881,13 @@ pub async fn replay(
         journal: None,
     };
     let values = recorded_config.unwrap_or_default();
-    match runner.prepare(values.clone(), values, header.only.as_deref()).await {
+    match runner.prepare(values.clone(), values, header.only.as_deref(), header.shard).await {
         Ok(units) => {
+            // Which units the recorded run skipped comes from the journal, not from a ledger.
+            let units: Vec<(UnitInfo, UnitPlan)> = units
+                .into_iter()
+                .map(|u| (u, UnitPlan::Run { override_reason: None }))
+                .collect();
             runner.run_units(&units, &mut report).await;
             if report.failure.is_none() {
                 runner.verify(&mut report).await;
@@ -870,6 +1070,9 @@ struct Runner {
     dry_run: bool,
     observer: Arc<dyn RunObserver>,
     tape: Tape,
+    interrupt: Arc<AtomicBool>,
+    /// `None` in replays: there is no target to record in.
+    ledger: Option<LedgerContext>,
 }
 
 impl Runner {
@@ -882,13 +1085,17 @@ impl Runner {
         values: Vec<(String, String)>,
         recorded: Vec<(String, String)>,
         only: Option<&[String]>,
+        shard: Option<(u32, u32)>,
     ) -> Result<Vec<UnitInfo>, RunError> {
         self.begin_all().await?;
         let units = self.configure_and_list(values, recorded).await;
         if !self.dry_run || units.is_err() {
             self.rollback_all().await;
         }
-        let units = units?;
+        let mut units = units?;
+        if let Some((index, count)) = shard {
+            units.retain(|u| ledger::in_shard(&u.name, index, count));
+        }
         let Some(only) = only else {
             return Ok(units);
         };
@@ -937,18 +1144,56 @@ impl Runner {
         })
     }
 
-    async fn run_units(&mut self, units: &[UnitInfo], report: &mut RunReport) {
+    async fn run_units(&mut self, units: &[(UnitInfo, UnitPlan)], report: &mut RunReport) {
         let mut committed: Vec<String> = Vec::new();
-        for (index, unit) in units.iter().enumerate() {
+        for (index, (unit, plan)) in units.iter().enumerate() {
+            let skip_reason = match plan {
+                UnitPlan::Skip { reason } => Some(reason.as_str()),
+                UnitPlan::Run { .. } => None,
+            };
+            let skipped = match self.tape.skip_unit(&unit.name, skip_reason) {
+                Ok(skipped) => skipped,
+                Err(e) => {
+                    report.failure = Some(RunFailure {
+                        phase: format!("unit `{}`", unit.name),
+                        message: e.to_string(),
+                        consequence: consequence(&unit.name, self.dry_run, self.tape.is_live(), &committed, &[]),
+                        cause: FailureCause::Tape(e),
+                    });
+                    return;
+                }
+            };
+            if skipped {
+                report.units.push(UnitReport {
+                    name: unit.name.clone(),
+                    status: UnitStatus::Skipped,
+                    duration_ms: 0,
+                    writes: BTreeMap::new(),
+                    note: Some(skip_reason.unwrap_or("finished in an earlier run").to_owned()),
+                });
+                continue;
+            }
+            let override_reason = match plan {
+                UnitPlan::Run { override_reason } => override_reason.clone(),
+                UnitPlan::Skip { .. } => None,
+            };
             let phase = format!("unit {}", unit.name);
             self.observer.phase_started(&phase);
             let started = Instant::now();
+            let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let state = self.instance.state();
             state.log.set_unit(Some(unit.name.clone()));
             state.checks.set_unit(Some(unit.name.clone()));
             state.database.take_writes();
 
-            let outcome = self.run_unit(unit).await;
+            let outcome = if self.interrupt.load(Ordering::Relaxed) {
+                Err((
+                    "interrupted by the operator (SIGINT) before the unit started".to_owned(),
+                    FailureCause::Call(CallError::Interrupted),
+                ))
+            } else {
+                self.run_unit(unit, &started_at, override_reason).await
+            };
             let writes = self.instance.state().database.take_writes();
             let status = match (&outcome, self.dry_run) {
                 (Ok(()), false) => UnitStatus::Committed,
@@ -961,18 +1206,20 @@ impl Runner {
                 status,
                 duration_ms: started.elapsed().as_millis() as u64,
                 writes,
+                note: None,
             });
             match outcome {
                 Ok(()) => committed.push(unit.name.clone()),
                 Err((message, cause)) => {
                     self.rollback_all().await;
-                    let not_run: Vec<&str> = units[index + 1..].iter().map(|u| u.name.as_str()).collect();
+                    let not_run: Vec<&str> = units[index + 1..].iter().map(|(u, _)| u.name.as_str()).collect();
                     for name in &not_run {
                         report.units.push(UnitReport {
                             name: (*name).to_owned(),
                             status: UnitStatus::NotRun,
                             duration_ms: 0,
                             writes: BTreeMap::new(),
+                            note: None,
                         });
                     }
                     report.failure = Some(RunFailure {
@@ -990,8 +1237,13 @@ impl Runner {
         state.checks.set_unit(None);
     }
 
-    /// One unit: its transactions, the export call, the commit.
-    async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
+    /// One unit: its transactions, the export call, its ledger row, the commit.
+    async fn run_unit(
+        &mut self,
+        unit: &UnitInfo,
+        started_at: &str,
+        override_reason: Option<String>,
+    ) -> Result<(), (String, FailureCause)> {
         if !self.dry_run {
             self.begin_all().await.map_err(begin_failure)?;
         }
@@ -1008,9 +1260,77 @@ impl Runner {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
         if !self.dry_run {
+            self.record_in_ledger(&unit.name, started_at, override_reason).await?;
             self.commit_all().await.map_err(|(conn, error)| {
                 (
                     format!("commit on connection `{conn}` failed: {error}"),
+                    FailureCause::Commit(error),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Creates the ledger table on every writable connection where it is missing.
+    async fn ensure_ledgers(&mut self) -> Result<(), RunError> {
+        let Some(ctx) = &self.ledger else {
+            return Ok(());
+        };
+        for conn in self.instance.state().database.connections_mut() {
+            if conn.access() == Access::ReadWrite {
+                ctx.ledger.ensure(conn).await.map_err(|error| RunError::Ledger {
+                    connection: conn.name().to_owned(),
+                    table: ctx.ledger.table().to_owned(),
+                    error,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the unit's ledger row on every writable connection, inside the unit's transaction.
+    async fn record_in_ledger(
+        &mut self,
+        unit: &str,
+        started_at: &str,
+        override_reason: Option<String>,
+    ) -> Result<(), (String, FailureCause)> {
+        let Some(ctx) = &self.ledger else {
+            return Ok(());
+        };
+        let journal_hash = self.tape.head().unwrap_or_default();
+        let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let state = self.instance.state();
+        let writes = state.database.writes().clone();
+        for conn in state.database.connections_mut() {
+            if conn.access() != Access::ReadWrite {
+                continue;
+            }
+            let row = LedgerRow {
+                plugin_name: ctx.plugin_name.clone(),
+                unit: unit.to_owned(),
+                plugin_sha256: ctx.plugin_sha256.clone(),
+                plugin_version: ctx.plugin_version.clone(),
+                run_id: ctx.run_id.clone(),
+                status: "finished".to_owned(),
+                started_at: started_at.to_owned(),
+                finished_at: finished_at.clone(),
+                rows_written: writes.get(conn.name()).map_or(0, |w| w.rows as i64),
+                journal_id: ctx.journal_id.clone(),
+                journal_hash: journal_hash.clone(),
+                override_reason: override_reason.clone(),
+            };
+            let recorded = ctx.ledger.record(conn, &row).await;
+            let _ = self
+                .tape
+                .transaction(conn.name(), "record-ledger", recorded.as_ref().err().map(ToString::to_string));
+            recorded.map_err(|error| {
+                (
+                    format!(
+                        "recording the unit in the ledger `{}` on `{}` failed: {error}",
+                        ctx.ledger.table(),
+                        conn.name()
+                    ),
                     FailureCause::Commit(error),
                 )
             })?;

@@ -150,6 +150,34 @@ impl Tape {
         }
     }
 
+    /// Whether `unit` is to be skipped as already finished: live runs decide from the
+    /// ledger (and record the decision with `reason`); replays follow the recording.
+    pub fn skip_unit(&self, unit: &str, live_decision: Option<&str>) -> Result<bool, TapeError> {
+        match self {
+            Tape::Off => Ok(live_decision.is_some()),
+            Tape::Recording(recorder) => match live_decision {
+                Some(reason) => {
+                    lock(recorder).append(&Entry::UnitSkipped {
+                        unit: unit.to_owned(),
+                        reason: reason.to_owned(),
+                    })?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Tape::Replaying(player) => lock(player).skipped(unit),
+            Tape::Comparing(comparison) => Ok(lock(comparison).skipped.contains(unit)),
+        }
+    }
+
+    /// The journal's chain head so far (what a ledger row seals), when recording.
+    pub fn head(&self) -> Option<String> {
+        match self {
+            Tape::Recording(recorder) => Some(lock(recorder).writer_mut().head()),
+            _ => None,
+        }
+    }
+
     /// Records the host's transaction control (audit only; replay skips it).
     pub fn transaction(&self, connection: &str, op: &str, error: Option<String>) -> Result<(), TapeError> {
         if let Tape::Recording(recorder) = self {

@@ -76,6 +76,8 @@ async fn bad_configuration_is_refused_before_anything_runs() {
         ),
         (good.clone(), vec!["--only", "copy-users,nope"], "unknown unit(s) `nope`"),
         (good.clone(), vec!["--db", "target=postgres://nobody@127.0.0.1:1/none"], "connection `target`"),
+        // The journal directory is a file: the journal cannot be created, so nothing may run.
+        (good.clone(), vec!["--journal-dir", "migrun.toml/journals"], "journal migrun.toml/journals/plugins"),
     ];
     for (config, args, message) in cases {
         ws.config(&config);

@@ -10,6 +10,7 @@ mod auth_consolidation;
 mod cli;
 mod conformance;
 mod replay;
+mod resume;
 mod sandbox;
 mod support;
 mod values;

@@ -17,7 +17,7 @@ use crate::support::plugins::{self, cargo_command, target_dir, workspace_root};
 
 /// auth-consolidation built with `--cfg auth_consolidation_v2`: skips locked
 /// accounts and resets failed-login counters (see `plugins/auth-consolidation/src/copy.rs`).
-fn auth_consolidation_v2() -> PathBuf {
+pub fn auth_consolidation_v2() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {

@@ -20,6 +20,13 @@ struct Hostile {
 impl Hostile {
     /// A source with one table, a target with the `victim` table created by the plugin's `setup` unit.
     async fn new(dialect: Dialect, behaviour: &str) -> Option<Hostile> {
+        let hostile = Hostile::without_setup(dialect, behaviour).await?;
+        hostile.migrun(&["--only", "setup"]).expect_code(0);
+        Some(hostile)
+    }
+
+    /// The same, before `setup` has run.
+    async fn without_setup(dialect: Dialect, behaviour: &str) -> Option<Hostile> {
         let source = TestDatabase::create(dialect).await?;
         let target = TestDatabase::create(dialect).await?;
         source.exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY, v VARCHAR(20))").await;
@@ -29,9 +36,7 @@ impl Hostile {
             "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbehaviour = \"{behaviour}\"\n",
             source.url, target.url
         ));
-        let hostile = Hostile { ws, source, target };
-        hostile.migrun(&["--only", "setup"]).expect_code(0);
-        Some(hostile)
+        Some(Hostile { ws, source, target })
     }
 
     fn migrun(&self, args: &[&str]) -> Outcome {
@@ -126,8 +131,7 @@ async fn well_behaved_unit_commits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn earlier_units_stay_committed_when_a_later_one_fails() {
     for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-        let Some(h) = Hostile::new(dialect, "trap").await else { continue };
-        h.target.exec("DROP TABLE victim").await;
+        let Some(h) = Hostile::without_setup(dialect, "trap").await else { continue };
         let out = h.migrun(&["--json"]);
         out.expect_code(1);
         let report = out.json();
@@ -135,7 +139,7 @@ async fn earlier_units_stay_committed_when_a_later_one_fails() {
         assert_eq!(report["units"][1]["status"], "failed", "{dialect:?}");
         let consequence = report["failure"]["consequence"].as_str().unwrap();
         assert!(consequence.contains("earlier units stay committed: `setup`"), "{consequence}");
-        // `setup` re-created the table and committed; `misbehave`'s row was rolled back.
+        // `setup` created the table and committed; `misbehave`'s row was rolled back.
         assert_eq!(crate::support::checksum::row_count(&h.target.url, "victim").await, 0, "{dialect:?}");
     }
 }

@@ -105,6 +105,11 @@ impl DatabaseCtx {
         self.live.values_mut()
     }
 
+    /// The write counts since the last [`take_writes`](Self::take_writes).
+    pub fn writes(&self) -> &BTreeMap<String, WriteCounts> {
+        &self.writes
+    }
+
     /// Takes the write counts since the last call (one unit's worth).
     pub fn take_writes(&mut self) -> BTreeMap<String, WriteCounts> {
         std::mem::take(&mut self.writes)

@@ -150,6 +150,16 @@ impl Backend {
         Ok(())
     }
 
+    /// Runs host-written SQL through the text protocol and returns its rows,
+    /// decoded; MySQL and SQLite only (PostgreSQL's text results are not decoded).
+    pub(crate) async fn simple_rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
+        match self {
+            Backend::MySql(conn) => conn.fetch_all(sql).await?.iter().map(mysql::decode_row).collect(),
+            Backend::Sqlite(conn, _) => conn.fetch_all(sql).await?.iter().map(sqlite::decode_row).collect(),
+            Backend::Postgres(_) => Err(mismatch()),
+        }
+    }
+
     /// Before a statement on SQLite: drops cached statements if the schema
     /// changed since they were prepared (by this or another connection).
     ///

@@ -150,11 +150,13 @@
 //! ```
 
 mod backend;
+mod catalog;
 mod cursor;
+mod dry_run;
 mod error;
 mod mysql;
 mod postgres;
-mod sql;
+pub(crate) mod sql;
 mod sqlite;
 
 use std::fmt;
@@ -166,6 +168,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use catalog::RowCount;
+pub use dry_run::{DryRunGuard, DryRunMode, DryRunRestore, SCRATCH_PREFIX};
 pub use error::{DbError, DbErrorKind};
 
 use crate::value::Value;
@@ -309,6 +313,8 @@ pub struct Connection {
     /// Whether DDL ran in the open transaction (its rollback then invalidates cached plans).
     ddl_in_transaction: bool,
     refuse_ddl: Option<String>,
+    /// What a dry-run must undo or confine beyond the rollback ([`Connection::enter_dry_run`]).
+    dry_run: Option<dry_run::Active>,
 }
 
 static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -365,6 +371,7 @@ impl Connection {
             in_transaction: false,
             ddl_in_transaction: false,
             refuse_ddl: None,
+            dry_run: None,
         })
     }
 
@@ -700,9 +707,16 @@ impl Connection {
     }
 
     /// Closes the connection: closes a cursor, rolls back an open transaction
-    /// (the server would anyway) and says goodbye to the server.
+    /// (the server would anyway), ends a dry-run that was not left (as
+    /// [`Connection::leave_dry_run`] would) and says goodbye to the server.
     pub async fn close(mut self) {
         let _ = self.rollback().await;
+        if self.dry_run.is_some() {
+            let restore = self.finish_dry_run().await;
+            if !restore.is_clean() {
+                tracing::warn!(connection = %self.name, "dry-run ended by close: {}", restore.notes().join("; "));
+            }
+        }
         if let State::Idle(backend) =
             std::mem::replace(&mut self.state, State::Broken(String::new()))
         {
@@ -711,6 +725,55 @@ impl Connection {
     }
 
     // -- internals ----------------------------------------------------------
+
+    /// Runs host-written SQL (catalog reads, dry-run set-up) with `params` and
+    /// returns its rows. No guard applies. Inside a PostgreSQL transaction it
+    /// runs in a savepoint, so that its failure cannot abort the plugin's
+    /// transaction (MySQL and SQLite keep a transaction usable after an error).
+    pub(crate) async fn host_query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        let savepoint = self.dialect == Dialect::Postgres && self.in_transaction;
+        let backend = self.idle()?;
+        backend.check_schema().await?;
+        if savepoint {
+            backend.simple("SAVEPOINT migrun_host").await?;
+        }
+        let result = async {
+            let bound = backend.bind(sql, params)?;
+            Ok::<_, DbError>(run_to_end(backend, bound, true).await?.rows)
+        }
+        .await;
+        if savepoint {
+            if result.is_err() {
+                let _ = backend.simple("ROLLBACK TO SAVEPOINT migrun_host").await;
+            }
+            backend.simple("RELEASE SAVEPOINT migrun_host").await?;
+        }
+        result.map_err(|e| e.on_connection(&self.name))
+    }
+
+    /// Runs host-written SQL through the simple (text) protocol, discarding
+    /// any result: DDL and session statements that cannot be prepared.
+    pub(crate) async fn host_simple(&mut self, sql: &str) -> Result<(), DbError> {
+        let name = self.name.clone();
+        self.idle()?
+            .simple(sql)
+            .await
+            .map_err(|e| e.on_connection(&name))
+    }
+
+    /// Runs host-written SQL through the text protocol and returns its rows
+    /// (MySQL's `SHOW CREATE …`, which not every server version prepares).
+    pub(crate) async fn host_text_query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
+        let name = self.name.clone();
+        self.idle()?
+            .simple_rows(sql)
+            .await
+            .map_err(|e| e.on_connection(&name))
+    }
 
     /// The physical connection, if it is free.
     fn idle(&mut self) -> Result<&mut Backend, DbError> {
@@ -942,6 +1005,9 @@ impl Connection {
                     ),
                 ));
             }
+        }
+        if let Some(active) = &self.dry_run {
+            active.guard(name, self.dialect, text, &words)?;
         }
         Ok(())
     }

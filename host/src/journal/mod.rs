@@ -117,6 +117,13 @@ pub enum Entry {
         /// What the host answered.
         result: CallResult,
     },
+    /// A selected unit the host did not run because the ledger says it finished already.
+    UnitSkipped {
+        /// The unit.
+        unit: String,
+        /// Why (the run that finished it).
+        reason: String,
+    },
     /// Transaction control by the host (for audit; not re-executed by replay).
     Tx {
         /// The connection.
@@ -155,6 +162,9 @@ pub struct Header {
     /// The `--only` selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<Vec<String>>,
+    /// The `--shard` of this worker, as (index, count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<(u32, u32)>,
     /// Seeds of the deterministic clock and randomness.
     pub seeds: SandboxSeeds,
     /// The connections, URLs with passwords redacted.

@@ -13,6 +13,7 @@
 
 pub mod sandbox;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,15 @@ pub enum CallError {
     /// The journal could not be written, or a replay diverged from it.
     #[error(transparent)]
     Tape(TapeError),
+    /// The operator interrupted the run (SIGINT).
+    #[error("interrupted by the operator (SIGINT)")]
+    Interrupted,
 }
+
+/// The trap raised at the plugin's next epoch tick after the interrupt flag is set.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
 
 fn stderr_suffix(stderr: &str) -> String {
     let tail = stderr.trim();
@@ -212,6 +221,7 @@ pub struct RunState {
     limiter: MemoryLimiter,
     deadline: Option<Instant>,
     timeout: Duration,
+    interrupt: Arc<AtomicBool>,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
@@ -245,9 +255,15 @@ impl RunState {
             limiter: MemoryLimiter::new(limits.memory_mib),
             deadline: None,
             timeout: Duration::from_secs(limits.timeout_secs),
+            interrupt: Arc::new(AtomicBool::new(false)),
             stdout,
             stderr,
         }
+    }
+
+    /// Shares the flag that, once set, stops the plugin at its next epoch tick (SIGINT).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = flag;
     }
 
     /// Points every capability at `tape` (once the journal exists, after `describe`).
@@ -288,11 +304,16 @@ impl PluginInstance {
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(LimitExceeded::Timeout {
-                limit_secs: ctx.data().timeout.as_secs(),
-            })),
-            _ => Ok(UpdateDeadline::Yield(1)),
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().interrupt.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Interrupted));
+            }
+            match ctx.data().deadline {
+                Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(LimitExceeded::Timeout {
+                    limit_secs: ctx.data().timeout.as_secs(),
+                })),
+                _ => Ok(UpdateDeadline::Yield(1)),
+            }
         });
         store
             .set_fuel(limits.fuel)
@@ -413,6 +434,9 @@ impl PluginInstance {
             Ok(tape) => return Err(CallError::Tape(tape)),
             Err(error) => error,
         };
+        if error.downcast_ref::<Interrupted>().is_some() {
+            return Err(CallError::Interrupted);
+        }
         if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
             return Err(CallError::Limit(limit.clone()));
         }

@@ -33,6 +33,7 @@ const GUESTS: &[&str] = &[
     "accounts-merge",
     "hostile",
     "future-contract",
+    "work-units",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -9,6 +9,7 @@ mod console;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show the ledger of every configured connection: which units of which plugins finished, when, by which build.
+    Status {
+        /// The config file (default ./migrun.toml).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Override a connection URL: --db name=url (repeatable).
+        #[arg(long = "db", value_name = "NAME=URL")]
+        db: Vec<String>,
+        /// Print JSON (schema migrun.status/1).
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-execute a journal's plugin on its recorded inputs, with no database: verify it
     /// (same plugin) or compare another version's writes (--plugin v2.wasm).
     Replay {
@@ -47,6 +60,20 @@ enum Command {
         /// Print JSON (schema migrun.inspect/1).
         #[arg(long)]
         json: bool,
+    },
+    /// Create a plugin project (Rust, Python or JavaScript) that builds and dry-runs out of the box.
+    New {
+        /// The plugin's name (lowercase letters, digits and hyphens); also its folder unless --dir.
+        name: String,
+        /// Its language: rust, python or js.
+        #[arg(long, value_name = "LANG")]
+        lang: migrun::scaffold::Language,
+        /// The project folder (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: depend on the migrun-sdk in this folder (default: the checkout migrun was built from, else crates.io).
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
     },
 }
 
@@ -79,6 +106,15 @@ struct RunArgs {
     /// Memory cap in MiB (overrides [limits] memory_mib).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Run only this worker's share of the units: --shard i/n (0 <= i < n), by a stable hash of each unit's name.
+    #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+    shard: Option<(u32, u32)>,
+    /// Seconds to wait for another run's lock on a target before failing.
+    #[arg(long, default_value_t = 30)]
+    lock_timeout: u64,
+    /// Rerun units the ledger says another build of this plugin finished; the reason is recorded in the ledger.
+    #[arg(long, value_name = "REASON")]
+    allow_plugin_change: Option<String>,
     /// Where the run's journal is written (overrides journal_dir; default migrun-journal).
     #[arg(long)]
     journal_dir: Option<PathBuf>,
@@ -103,7 +139,9 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
+            Some(Command::Status { config, db, json }) => status(config.as_deref(), &db, json).await,
             Some(Command::Replay { journal, plugin, json }) => replay(&journal, plugin.as_deref(), json).await,
+            Some(Command::New { name, lang, dir, sdk_path }) => new_plugin(name, lang, dir, sdk_path),
             None => run_plugin(cli.run).await,
         }
     });
@@ -116,6 +154,22 @@ fn main() -> ExitCode {
     }
 }
 
+fn new_plugin(name: String, language: migrun::scaffold::Language, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<u8> {
+    use migrun::scaffold::{NewPlugin, SdkSource};
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+    let sdk = sdk_path.map(SdkSource::Path).unwrap_or_default();
+    let project = migrun::scaffold::scaffold(&NewPlugin { name, language, dir, sdk })?;
+    println!("created a {} plugin in {}:", project.language, project.dir.display());
+    for file in &project.files {
+        println!("  {}", file.display());
+    }
+    if let Some(note) = &project.note {
+        println!("\n{note}");
+    }
+    print!("\nbuild it and dry-run it:\n{}", project.next_steps());
+    Ok(0)
+}
+
 async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
     let plugin = LoadedPlugin::load_file(Runtime::shared(), path).with_context(|| format!("loading {}", path.display()))?;
     let inspection = run::inspect(&plugin).await.with_context(|| format!("inspecting {}", path.display()))?;
@@ -123,6 +177,33 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         println!("{}", migrun::render::inspection_json(&inspection));
     } else {
         print!("{}", migrun::render::inspection_text(&inspection));
+    }
+    Ok(0)
+}
+
+fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
+    let (i, n) = spec.split_once('/').ok_or("expected I/N, e.g. 0/3")?;
+    let (i, n): (u32, u32) = (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+async fn status(config: Option<&std::path::Path>, overrides: &[String], json: bool) -> anyhow::Result<u8> {
+    let mut config = match config {
+        Some(file) => RunConfig::load(file)?,
+        None if std::path::Path::new("migrun.toml").exists() => RunConfig::load("migrun.toml".as_ref())?,
+        None => anyhow::bail!("migrun status needs a config (migrun.toml or --config) naming the connections"),
+    };
+    for spec in overrides {
+        config.apply_override(spec)?;
+    }
+    let status = migrun::status::collect(&config).await;
+    if json {
+        println!("{}", migrun::render::status_json(&status));
+    } else {
+        print!("{}", migrun::render::status_text(&status));
     }
     Ok(0)
 }
@@ -172,11 +253,27 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
 
     let plugin = LoadedPlugin::load_file(Runtime::shared(), &path).with_context(|| format!("loading {}", path.display()))?;
     let observer = Arc::new(console::Console::new(args.json));
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: rolling back the current unit (press Ctrl-C again to abort at once)");
+            flag.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                // The databases roll back the open transactions when the connections drop.
+                std::process::exit(130);
+            }
+        }
+    });
     let options = RunOptions {
         dry_run: args.dry_run,
         only: args.only,
         seeds: None,
         observer: observer.clone(),
+        shard: args.shard,
+        lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
+        allow_plugin_change: args.allow_plugin_change,
+        interrupt,
     };
     let report = run::run(&plugin, &config, options)
         .await

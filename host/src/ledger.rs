@@ -1,0 +1,361 @@
+//! The ledger: which units of which plugin have finished on a target.
+//!
+//! Every writable connection gets a ledger table (`migrun_ledger` unless the
+//! config names another). A unit's ledger row is inserted **inside the unit's
+//! own transaction**, just before it commits, so the unit's writes and its
+//! record commit together or not at all: a run killed at any point leaves
+//! either both or neither. A rerun skips the units whose rows are there with
+//! the same plugin sha256 and refuses, naming both hashes, when a finished
+//! unit was run by a different build of the plugin, unless the operator
+//! overrides with a reason (which is recorded).
+//!
+//! The primary key `(plugin_name, unit, plugin_sha256)` makes "exactly once"
+//! a database guarantee: two workers that somehow ran the same unit cannot
+//! both commit it — the second commit fails on the key and rolls back.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::db::{Connection, DbError, Dialect};
+use crate::value::Value;
+
+/// The default ledger table name.
+pub const DEFAULT_TABLE: &str = "migrun_ledger";
+
+/// One finished unit as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// The plugin's name.
+    pub plugin_name: String,
+    /// The unit.
+    pub unit: String,
+    /// sha256 of the plugin build that ran it.
+    pub plugin_sha256: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// The run that committed it.
+    pub run_id: String,
+    /// `finished`.
+    pub status: String,
+    /// When the unit started (RFC 3339).
+    pub started_at: String,
+    /// When it committed (RFC 3339).
+    pub finished_at: String,
+    /// Rows it wrote on this connection.
+    pub rows_written: i64,
+    /// The journal file of the run.
+    pub journal_id: String,
+    /// The journal's chain head when the unit committed: it seals every call up to this unit.
+    pub journal_hash: String,
+    /// Why a finished unit was rerun with another plugin build, if it was.
+    pub override_reason: Option<String>,
+}
+
+const COLUMNS: &[&str] = &[
+    "plugin_name",
+    "unit",
+    "plugin_sha256",
+    "plugin_version",
+    "run_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "rows_written",
+    "journal_id",
+    "journal_hash",
+    "override_reason",
+];
+
+/// The ledger table on one connection.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    table: String,
+}
+
+fn placeholders(dialect: Dialect, n: usize) -> String {
+    (1..=n)
+        .map(|i| match dialect {
+            Dialect::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Ledger {
+    /// A ledger kept in `table` (a plain or `schema.table` name).
+    pub fn new(table: &str) -> Ledger {
+        Ledger { table: table.to_owned() }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Whether the ledger table exists on `conn` (asked of the catalog, so no error aborts a transaction).
+    pub async fn exists(&self, conn: &mut Connection) -> Result<bool, DbError> {
+        let (sql, name) = match conn.dialect() {
+            Dialect::Postgres => ("SELECT to_regclass($1) IS NOT NULL", self.table.clone()),
+            Dialect::MySql => (
+                "SELECT COUNT(*) > 0 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                self.table.clone(),
+            ),
+            Dialect::Sqlite => (
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                self.table.clone(),
+            ),
+        };
+        let rows = conn.query(sql, &[Value::Text(name)]).await?;
+        Ok(matches!(
+            rows.rows.first().and_then(|r| r.first()),
+            Some(Value::Bool(true)) | Some(Value::Int(1..))
+        ))
+    }
+
+    /// Creates the table when it is absent (outside any unit: on MySQL DDL commits implicitly).
+    pub async fn ensure(&self, conn: &mut Connection) -> Result<(), DbError> {
+        let text = match conn.dialect() {
+            Dialect::MySql => "VARCHAR(255)",
+            _ => "TEXT",
+        };
+        let key = match conn.dialect() {
+            Dialect::MySql => "VARCHAR(190)",
+            _ => "TEXT",
+        };
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             plugin_name {key} NOT NULL, unit {key} NOT NULL, plugin_sha256 CHAR(64) NOT NULL, \
+             plugin_version {text} NOT NULL, run_id {text} NOT NULL, status {text} NOT NULL, \
+             started_at {text} NOT NULL, finished_at {text} NOT NULL, rows_written BIGINT NOT NULL, \
+             journal_id {text} NOT NULL, journal_hash CHAR(64) NOT NULL, override_reason {text}, \
+             PRIMARY KEY (plugin_name, unit, plugin_sha256))",
+            self.table
+        );
+        match conn.execute(&ddl, &[]).await {
+            Ok(_) => Ok(()),
+            // Two workers creating it at once: PostgreSQL reports the loser as a duplicate type.
+            Err(e) if e.kind == crate::db::DbErrorKind::Constraint => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every finished unit of `plugin` on `conn` (none when the table does not exist).
+    pub async fn finished(&self, conn: &mut Connection, plugin: &str) -> Result<Vec<LedgerRow>, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE plugin_name = {} AND status = 'finished' ORDER BY finished_at, unit",
+            COLUMNS.join(", "),
+            self.table,
+            placeholders(conn.dialect(), 1)
+        );
+        let rows = conn.query(&sql, &[Value::Text(plugin.to_owned())]).await?;
+        Ok(rows.rows.into_iter().map(row_from_values).collect())
+    }
+
+    /// Every row, all plugins (for `migrun status`).
+    pub async fn all(&self, conn: &mut Connection) -> Result<Option<Vec<LedgerRow>>, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {} FROM {} ORDER BY finished_at, unit", COLUMNS.join(", "), self.table);
+        let rows = conn.query(&sql, &[]).await?;
+        Ok(Some(rows.rows.into_iter().map(row_from_values).collect()))
+    }
+
+    /// Inserts `row`; call it inside the unit's transaction, before the commit.
+    pub async fn record(&self, conn: &mut Connection, row: &LedgerRow) -> Result<(), DbError> {
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.table,
+            COLUMNS.join(", "),
+            placeholders(conn.dialect(), COLUMNS.len())
+        );
+        let text = |s: &str| Value::Text(s.to_owned());
+        let params = vec![
+            text(&row.plugin_name),
+            text(&row.unit),
+            text(&row.plugin_sha256),
+            text(&row.plugin_version),
+            text(&row.run_id),
+            text(&row.status),
+            text(&row.started_at),
+            text(&row.finished_at),
+            Value::Int(row.rows_written),
+            text(&row.journal_id),
+            text(&row.journal_hash),
+            row.override_reason.as_deref().map_or(Value::Null, text),
+        ];
+        conn.execute(&sql, &params).await.map(|_| ())
+    }
+}
+
+fn row_from_values(values: Vec<Value>) -> LedgerRow {
+    let mut it = values.into_iter();
+    let mut text = || match it.next() {
+        Some(Value::Text(s)) => s,
+        Some(Value::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let plugin_name = text();
+    let unit = text();
+    let plugin_sha256 = text();
+    let plugin_version = text();
+    let run_id = text();
+    let status = text();
+    let started_at = text();
+    let finished_at = text();
+    let rows_written = text().parse().unwrap_or(0);
+    let journal_id = text();
+    let journal_hash = text();
+    let reason = text();
+    LedgerRow {
+        plugin_name,
+        unit,
+        plugin_sha256,
+        plugin_version,
+        run_id,
+        status,
+        started_at,
+        finished_at,
+        rows_written,
+        journal_id,
+        journal_hash,
+        override_reason: (!reason.is_empty()).then_some(reason),
+    }
+}
+
+/// What the ledgers of every writable target say about one unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitHistory {
+    /// Not finished anywhere: run it.
+    Pending,
+    /// Finished on every writable target by this plugin build: skip it.
+    Finished {
+        /// The run that finished it (on the first target).
+        run_id: String,
+    },
+    /// Finished by another build of the plugin.
+    ChangedPlugin {
+        /// The sha256 the ledger records.
+        recorded_sha256: String,
+    },
+    /// Finished on some writable targets and not on others (a crash between two commits).
+    Partial {
+        /// Targets where it finished.
+        finished_on: Vec<String>,
+        /// Targets where it did not.
+        missing_on: Vec<String>,
+    },
+}
+
+/// Decides a unit's history from each target's finished rows (`target name → rows of this plugin`).
+pub fn history(unit: &str, sha256: &str, ledgers: &BTreeMap<String, Vec<LedgerRow>>) -> UnitHistory {
+    if ledgers.is_empty() {
+        return UnitHistory::Pending;
+    }
+    let mut finished_on = Vec::new();
+    let mut missing_on = Vec::new();
+    let mut same: Option<String> = None;
+    let mut other: Option<String> = None;
+    for (target, rows) in ledgers {
+        let for_unit: Vec<&LedgerRow> = rows.iter().filter(|r| r.unit == unit).collect();
+        if for_unit.is_empty() {
+            missing_on.push(target.clone());
+            continue;
+        }
+        finished_on.push(target.clone());
+        match for_unit.iter().find(|r| r.plugin_sha256 == sha256) {
+            Some(row) => {
+                same.get_or_insert_with(|| row.run_id.clone());
+            }
+            None => {
+                other.get_or_insert_with(|| for_unit[for_unit.len() - 1].plugin_sha256.clone());
+            }
+        }
+    }
+    if finished_on.is_empty() {
+        UnitHistory::Pending
+    } else if !missing_on.is_empty() {
+        UnitHistory::Partial {
+            finished_on,
+            missing_on,
+        }
+    } else if let Some(recorded_sha256) = other.filter(|_| same.is_none()) {
+        UnitHistory::ChangedPlugin { recorded_sha256 }
+    } else {
+        UnitHistory::Finished {
+            run_id: same.unwrap_or_default(),
+        }
+    }
+}
+
+/// Whether `unit` belongs to shard `index` of `count`: a stable hash of its name, so a
+/// unit keeps its shard when other units appear or disappear (engines added between runs).
+pub fn in_shard(unit: &str, index: u32, count: u32) -> bool {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(unit.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    n % u64::from(count) == u64::from(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(unit: &str, sha: &str) -> LedgerRow {
+        LedgerRow {
+            plugin_name: "p".into(),
+            unit: unit.into(),
+            plugin_sha256: sha.into(),
+            plugin_version: "1".into(),
+            run_id: "r1".into(),
+            status: "finished".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            rows_written: 0,
+            journal_id: String::new(),
+            journal_hash: String::new(),
+            override_reason: None,
+        }
+    }
+
+    #[test]
+    fn history_decides_skip_refuse_and_partial() {
+        let mut ledgers = BTreeMap::new();
+        ledgers.insert("a".to_owned(), vec![row("u1", "s1"), row("u2", "s0")]);
+        ledgers.insert("b".to_owned(), vec![row("u1", "s1")]);
+        assert_eq!(history("u1", "s1", &ledgers), UnitHistory::Finished { run_id: "r1".into() });
+        assert_eq!(history("u3", "s1", &ledgers), UnitHistory::Pending);
+        assert_eq!(
+            history("u2", "s1", &ledgers),
+            UnitHistory::Partial {
+                finished_on: vec!["a".into()],
+                missing_on: vec!["b".into()]
+            }
+        );
+        ledgers.get_mut("b").unwrap().push(row("u2", "s0"));
+        assert_eq!(
+            history("u2", "s1", &ledgers),
+            UnitHistory::ChangedPlugin {
+                recorded_sha256: "s0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn shards_partition_units() {
+        let units: Vec<String> = (0..300).map(|i| format!("engine-{i}")).collect();
+        let mut seen = 0;
+        for index in 0..3 {
+            let mine = units.iter().filter(|u| in_shard(u, index, 3)).count();
+            assert!(mine > 60, "shards are roughly balanced: {mine}");
+            seen += mine;
+        }
+        assert_eq!(seen, 300, "every unit is in exactly one shard");
+    }
+}

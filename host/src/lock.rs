@@ -1,0 +1,234 @@
+//! One run at a time per target: a lock every writer takes before its first write.
+//!
+//! - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) on the
+//!   run's own connection, keyed by a hash of the lock name. It is released
+//!   when the connection closes, so a killed migrun never leaves it behind.
+//! - MySQL/MariaDB: `GET_LOCK(name, 0)`, also tied to the session.
+//! - SQLite: an exclusive OS file lock on `<database>.migrun-lock` (released
+//!   by the OS when the process dies), with the holder's pid and run id
+//!   written into the file for the message a second process shows.
+//!
+//! A second run polls until `--lock-timeout` and then fails naming the holder
+//! when the database can tell (PostgreSQL backend pid and application name,
+//! MariaDB connection id, user and host; SQLite pid and run id).
+//!
+//! Sharded workers (`--shard i/n`) lock `name/shard-i-of-n`: the workers of
+//! one job run side by side, two copies of the same worker do not. Units
+//! never run twice across workers because of the ledger's primary key.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::db::{Connection, DbError, Dialect};
+use crate::value::Value;
+
+/// How often a waiting run retries.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Why a lock was not taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another run holds it.
+    #[error("connection `{connection}`: another migrun run holds the lock `{name}` ({holder}); waited {waited_secs} s (--lock-timeout)")]
+    Held {
+        /// The connection.
+        connection: String,
+        /// The lock name.
+        name: String,
+        /// Who holds it, as far as the database tells.
+        holder: String,
+        /// How long this run waited.
+        waited_secs: u64,
+    },
+    /// Taking it failed.
+    #[error("connection `{connection}`: cannot take the run lock: {error}")]
+    Database {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
+    /// The SQLite lock file could not be opened.
+    #[error("connection `{connection}`: cannot open the lock file {path}: {error}")]
+    File {
+        /// The connection.
+        connection: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// A held lock. Database locks live as long as their connection; the file lock as long as this value.
+#[derive(Debug)]
+pub struct RunLock {
+    /// The lock's name.
+    pub name: String,
+    _file: Option<std::fs::File>,
+}
+
+/// The 64-bit advisory key of a lock name.
+fn advisory_key(name: &str) -> i64 {
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// Takes the run lock `name` on `conn`, waiting up to `timeout`.
+///
+/// `sqlite_file` is the database file of a SQLite connection (`None` for in-memory ones,
+/// which no other process can see).
+pub async fn acquire(
+    conn: &mut Connection,
+    name: &str,
+    run_id: &str,
+    sqlite_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<RunLock, LockError> {
+    let started = Instant::now();
+    let connection = conn_name(conn);
+    let db_err = |error| LockError::Database {
+        connection: connection.clone(),
+        error,
+    };
+    loop {
+        let (taken, file) = match conn.dialect() {
+            Dialect::Postgres => {
+                let rows = conn
+                    .query("SELECT pg_try_advisory_lock($1)", &[Value::Int(advisory_key(name))])
+                    .await
+                    .map_err(db_err)?;
+                (first_is_true(&rows.rows), None)
+            }
+            Dialect::MySql => {
+                let rows = conn
+                    .query("SELECT GET_LOCK(?, 0)", &[Value::Text(mysql_name(name))])
+                    .await
+                    .map_err(db_err)?;
+                (first_is_true(&rows.rows), None)
+            }
+            Dialect::Sqlite => match sqlite_file {
+                None => (true, None),
+                Some(db) => try_file_lock(&conn_name(conn), db, run_id)?,
+            },
+        };
+        if taken {
+            return Ok(RunLock {
+                name: name.to_owned(),
+                _file: file,
+            });
+        }
+        if started.elapsed() >= timeout {
+            return Err(LockError::Held {
+                connection: conn_name(conn),
+                name: name.to_owned(),
+                holder: holder(conn, name, sqlite_file).await,
+                waited_secs: started.elapsed().as_secs(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn conn_name(conn: &Connection) -> String {
+    conn.name().to_owned()
+}
+
+/// MySQL lock names are limited to 64 characters.
+fn mysql_name(name: &str) -> String {
+    if name.len() <= 64 {
+        name.to_owned()
+    } else {
+        format!("migrun:{}", &hex::encode(sha2::Sha256::digest(name.as_bytes()))[..40])
+    }
+}
+
+fn first_is_true(rows: &[Vec<Value>]) -> bool {
+    matches!(
+        rows.first().and_then(|r| r.first()),
+        Some(Value::Bool(true)) | Some(Value::Int(1))
+    )
+}
+
+fn lock_file_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_owned();
+    name.push(".migrun-lock");
+    db.with_file_name(name)
+}
+
+fn try_file_lock(connection: &str, db: &Path, run_id: &str) -> Result<(bool, Option<std::fs::File>), LockError> {
+    let path = lock_file_path(db);
+    let file_err = |error| LockError::File {
+        connection: connection.to_owned(),
+        path: path.clone(),
+        error,
+    };
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(file_err)?;
+    match file.try_lock() {
+        Ok(()) => {
+            let note = format!("pid {} run {run_id}\n", std::process::id());
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| file.write_all(note.as_bytes()))
+                .map_err(file_err)?;
+            Ok((true, Some(file)))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok((false, None)),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_err(e)),
+    }
+}
+
+/// Who holds the lock, as far as the database tells.
+async fn holder(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -> String {
+    let unknown = || "holder unknown".to_owned();
+    match conn.dialect() {
+        Dialect::Postgres => {
+            let sql = "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local'), \
+                       a.backend_start::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                       WHERE l.locktype = 'advisory' AND l.granted \
+                       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1";
+            match conn.query(sql, &[Value::Int(advisory_key(name))]).await {
+                Ok(rows) if !rows.rows.is_empty() => {
+                    let r = &rows.rows[0];
+                    format!("held by PostgreSQL backend pid {} ({}, from {}, since {})", r[0], r[1], r[2], r[3])
+                }
+                _ => unknown(),
+            }
+        }
+        Dialect::MySql => {
+            let sql = "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK(?)";
+            match conn.query(sql, &[Value::Text(mysql_name(name))]).await {
+                Ok(rows) if !rows.rows.is_empty() => {
+                    let r = &rows.rows[0];
+                    format!("held by MariaDB connection {} ({}@{})", r[0], text(&r[1]), text(&r[2]))
+                }
+                _ => unknown(),
+            }
+        }
+        Dialect::Sqlite => {
+            let Some(db) = sqlite_file else { return unknown() };
+            let mut note = String::new();
+            match std::fs::File::open(lock_file_path(db)).and_then(|mut f| f.read_to_string(&mut note)) {
+                Ok(_) if !note.trim().is_empty() => format!("held by {}", note.trim()),
+                _ => unknown(),
+            }
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,442 @@
+//! `migrun new`: a plugin project that builds and dry-runs out of the box.
+//!
+//! One template per language under `host/templates/`, compiled into the
+//! binary with `include_str!`; placeholders are `{{name}}`, `{{crate_name}}`,
+//! `{{type_name}}`, `{{sdk_dependency}}` and `{{migrun_version}}`. Python and
+//! JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
+//! which their toolchains generate bindings from; a Rust project depends on
+//! `migrun-sdk`, which carries the bindings.
+//!
+//! Every template writes to one read-write connection only, so that a dry-run
+//! needs no data at all: with no `migrun.toml` it runs against an embedded
+//! SQLite file that it never creates.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use migrun::scaffold::{Language, NewPlugin, SdkSource, scaffold};
+//!
+//! let project = scaffold(&NewPlugin {
+//!     name: "hello".into(),
+//!     language: Language::Python,
+//!     dir: "hello".into(),
+//!     sdk: SdkSource::default(),
+//! })?;
+//! println!("{}", project.next_steps());
+//! # Ok::<(), migrun::scaffold::ScaffoldError>(())
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The contract the templates target.
+const WIT: &str = include_str!("../../wit/v0.1.0/migrun.wit");
+
+/// A language `migrun new` can scaffold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Language {
+    /// Rust, with `migrun-sdk`, built with cargo for `wasm32-wasip2`.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js (StarlingMonkey).
+    JavaScript,
+}
+
+impl Language {
+    /// Every language, in the order `--help` lists them.
+    pub const ALL: [Language; 3] = [Language::Rust, Language::Python, Language::JavaScript];
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::JavaScript => "js",
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Language {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Language, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "rust" | "rs" => Ok(Language::Rust),
+            "python" | "py" => Ok(Language::Python),
+            "js" | "javascript" => Ok(Language::JavaScript),
+            _ => Err(format!(
+                "unknown language {s:?}: expected rust, python or js"
+            )),
+        }
+    }
+}
+
+/// Where a Rust project gets `migrun-sdk` from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkSource {
+    /// A checkout's `guest-sdk` folder.
+    Path(PathBuf),
+    /// The crates.io release matching this migrun.
+    CratesIo,
+}
+
+impl Default for SdkSource {
+    /// The `guest-sdk` of the checkout this migrun was built from, when it is
+    /// still there; otherwise crates.io.
+    fn default() -> SdkSource {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        match checkout.join("Cargo.toml").is_file() {
+            true => SdkSource::Path(checkout.canonicalize().unwrap_or(checkout)),
+            false => SdkSource::CratesIo,
+        }
+    }
+}
+
+/// What to scaffold.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    /// The plugin's name: lowercase ASCII letters, digits and single hyphens, starting with a letter.
+    pub name: String,
+    /// Its language.
+    pub language: Language,
+    /// The project folder to create (it may exist if it is empty).
+    pub dir: PathBuf,
+    /// For Rust: where `migrun-sdk` comes from.
+    pub sdk: SdkSource,
+}
+
+/// Why a project could not be scaffolded. Nothing was written, unless the error is `Io`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScaffoldError {
+    /// The name cannot be a package name in every language.
+    #[error(
+        "invalid plugin name {0:?}: use lowercase ASCII letters, digits and single hyphens, starting with a letter (e.g. accounts-merge)"
+    )]
+    InvalidName(String),
+    /// The folder exists and holds files.
+    #[error("{0} already exists and is not empty; choose another name or --dir")]
+    NotEmpty(PathBuf),
+    /// The SDK path given has no `Cargo.toml`.
+    #[error(
+        "--sdk-path {0}: no Cargo.toml there (expected the guest-sdk folder of a migrun checkout)"
+    )]
+    NoSdk(PathBuf),
+    /// Writing a file failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A project written by [`scaffold`].
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its language.
+    pub language: Language,
+    /// The files written, relative to `dir`.
+    pub files: Vec<PathBuf>,
+    /// The commands that build it, run in `dir`.
+    pub build: Vec<String>,
+    /// The component the build writes, relative to `dir`.
+    pub component: PathBuf,
+    /// A note for the author (for instance where the SDK comes from), if any.
+    pub note: Option<String>,
+}
+
+impl Project {
+    /// What to type next: build, then dry-run.
+    pub fn next_steps(&self) -> String {
+        let mut out = format!("cd {}\n", self.dir.display());
+        for command in &self.build {
+            out.push_str(command);
+            out.push('\n');
+        }
+        out.push_str(&format!("migrun {} --dry-run\n", self.component.display()));
+        out
+    }
+}
+
+/// Whether `name` is usable as a crate, a Python component and an npm package name.
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// `accounts-merge` → `AccountsMerge`.
+fn type_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// One file of a template: where it goes and its text.
+type Template = (&'static str, &'static str);
+
+fn templates(language: Language) -> &'static [Template] {
+    match language {
+        Language::Rust => &[
+            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+            ("src/lib.rs", include_str!("../templates/rust/lib.rs")),
+            ("README.md", include_str!("../templates/rust/README.md")),
+            (".gitignore", include_str!("../templates/rust/gitignore")),
+        ],
+        Language::Python => &[
+            ("app.py", include_str!("../templates/python/app.py")),
+            ("wit/migrun.wit", WIT),
+            ("README.md", include_str!("../templates/python/README.md")),
+            (".gitignore", include_str!("../templates/python/gitignore")),
+        ],
+        Language::JavaScript => &[
+            ("plugin.js", include_str!("../templates/js/plugin.js")),
+            ("package.json", include_str!("../templates/js/package.json")),
+            ("wit/migrun.wit", WIT),
+            ("README.md", include_str!("../templates/js/README.md")),
+            (".gitignore", include_str!("../templates/js/gitignore")),
+        ],
+    }
+}
+
+fn sdk_dependency(sdk: &SdkSource) -> String {
+    match sdk {
+        // TOML basic strings: escape what could break out of the quotes.
+        SdkSource::Path(path) => {
+            let path = path
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            format!("migrun-sdk = {{ path = \"{path}\" }}")
+        }
+        SdkSource::CratesIo => format!("migrun-sdk = \"{}\"", crate::VERSION),
+    }
+}
+
+/// Fills a template's placeholders.
+fn render(text: &str, spec: &NewPlugin) -> String {
+    text.replace("{{name}}", &spec.name)
+        .replace("{{crate_name}}", &spec.name.replace('-', "_"))
+        .replace("{{type_name}}", &type_name(&spec.name))
+        .replace("{{sdk_dependency}}", &sdk_dependency(&spec.sdk))
+        .replace("{{migrun_version}}", crate::VERSION)
+}
+
+/// Writes a new plugin project for `spec` and says how to build and dry-run it.
+pub fn scaffold(spec: &NewPlugin) -> Result<Project, ScaffoldError> {
+    if !valid_name(&spec.name) {
+        return Err(ScaffoldError::InvalidName(spec.name.clone()));
+    }
+    if spec.dir.exists() {
+        let mut entries = std::fs::read_dir(&spec.dir).map_err(|source| ScaffoldError::Io {
+            path: spec.dir.clone(),
+            source,
+        })?;
+        if entries.next().is_some() {
+            return Err(ScaffoldError::NotEmpty(spec.dir.clone()));
+        }
+    }
+    let mut spec = spec.clone();
+    if let (Language::Rust, SdkSource::Path(path)) = (spec.language, &spec.sdk) {
+        // Cargo reads a path dependency relative to the project: make it absolute.
+        match path.join("Cargo.toml").is_file() {
+            true => {
+                spec.sdk =
+                    SdkSource::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            }
+            false => return Err(ScaffoldError::NoSdk(path.clone())),
+        }
+    }
+    let spec = &spec;
+
+    let mut files = Vec::new();
+    for (relative, text) in templates(spec.language) {
+        let path = spec.dir.join(relative);
+        let io = |source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, render(text, spec)).map_err(io)?;
+        files.push(PathBuf::from(relative));
+    }
+
+    let wasm = format!("{}.wasm", spec.name.replace('-', "_"));
+    let (build, component, note) = match spec.language {
+        Language::Rust => (
+            vec!["cargo build --release --target wasm32-wasip2".to_owned()],
+            Path::new("target/wasm32-wasip2/release").join(&wasm),
+            Some(match &spec.sdk {
+                SdkSource::Path(path) => format!("migrun-sdk comes from {}", path.display()),
+                SdkSource::CratesIo => format!(
+                    "migrun-sdk {} is taken from crates.io, where it is not published yet: \
+                     scaffold with --sdk-path <migrun checkout>/guest-sdk to build against a checkout",
+                    crate::VERSION
+                ),
+            }),
+        ),
+        Language::Python => (
+            vec![format!(
+                "componentize-py -d wit -w migration componentize app -o {wasm}"
+            )],
+            PathBuf::from(&wasm),
+            Some("needs componentize-py 0.25.1 (pip install componentize-py==0.25.1)".to_owned()),
+        ),
+        Language::JavaScript => (
+            vec!["npm install".to_owned(), "npm run build".to_owned()],
+            PathBuf::from(&wasm),
+            Some("needs Node.js 20 or newer".to_owned()),
+        ),
+    };
+    Ok(Project {
+        dir: spec.dir.clone(),
+        language: spec.language,
+        files,
+        build,
+        component,
+        note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, language: Language, dir: &Path) -> NewPlugin {
+        NewPlugin {
+            name: name.into(),
+            language,
+            dir: dir.to_owned(),
+            sdk: SdkSource::CratesIo,
+        }
+    }
+
+    #[test]
+    fn names_must_suit_every_package_manager() {
+        for good in ["a", "accounts-merge", "seed000", "x-1-y"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Accounts",
+            "1st",
+            "-a",
+            "a-",
+            "a--b",
+            "a_b",
+            "a b",
+            "ü",
+            &"a".repeat(65),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert_eq!(type_name("accounts-merge-2"), "AccountsMerge2");
+    }
+
+    #[test]
+    fn languages_parse_from_their_usual_names() {
+        assert_eq!("py".parse::<Language>(), Ok(Language::Python));
+        assert_eq!("JavaScript".parse::<Language>(), Ok(Language::JavaScript));
+        assert_eq!("rust".parse::<Language>(), Ok(Language::Rust));
+        assert!(
+            "go".parse::<Language>()
+                .unwrap_err()
+                .contains("rust, python or js")
+        );
+        for language in Language::ALL {
+            assert_eq!(language.as_str().parse::<Language>(), Ok(language));
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        for language in Language::ALL {
+            let target = dir.path().join(language.as_str());
+            let project = scaffold(&spec("hello-world", language, &target)).unwrap();
+            for file in &project.files {
+                let text = std::fs::read_to_string(target.join(file)).unwrap();
+                assert!(
+                    !text.contains("{{"),
+                    "{language}: {} keeps a placeholder",
+                    file.display()
+                );
+            }
+            assert!(
+                project.next_steps().contains("hello_world.wasm --dry-run"),
+                "{}",
+                project.next_steps()
+            );
+        }
+        let cargo = std::fs::read_to_string(dir.path().join("rust/Cargo.toml")).unwrap();
+        assert!(cargo.contains("name = \"hello-world\""), "{cargo}");
+        assert!(
+            cargo.contains(&format!("migrun-sdk = \"{}\"", crate::VERSION)),
+            "{cargo}"
+        );
+        assert!(cargo.contains("\n[workspace]\n"), "a workspace of its own");
+        let lib = std::fs::read_to_string(dir.path().join("rust/src/lib.rs")).unwrap();
+        assert!(lib.contains("export_plugin!(HelloWorld)"));
+        let wit = std::fs::read_to_string(dir.path().join("python/wit/migrun.wit")).unwrap();
+        assert!(wit.starts_with("package migrun:plugin@0.1.0;"));
+    }
+
+    #[test]
+    fn sdk_paths_are_quoted_for_toml() {
+        let dependency = sdk_dependency(&SdkSource::Path(PathBuf::from(r#"C:\a "b"\guest-sdk"#)));
+        let parsed: toml::Table = toml::from_str(&dependency).unwrap();
+        assert_eq!(
+            parsed["migrun-sdk"]["path"].as_str(),
+            Some(r#"C:\a "b"\guest-sdk"#)
+        );
+    }
+
+    #[test]
+    fn refuses_a_bad_name_a_full_folder_and_a_missing_sdk() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            scaffold(&spec("Bad_Name", Language::Python, &dir.path().join("x"))),
+            Err(ScaffoldError::InvalidName(_))
+        ));
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let err = scaffold(&spec("ok", Language::Python, dir.path())).unwrap_err();
+        assert!(matches!(err, ScaffoldError::NotEmpty(_)), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
+        let mut rust = spec("ok", Language::Rust, &dir.path().join("empty"));
+        rust.sdk = SdkSource::Path(dir.path().join("nowhere"));
+        assert!(matches!(scaffold(&rust), Err(ScaffoldError::NoSdk(_))));
+        // An existing empty folder is fine.
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(scaffold(&spec("ok", Language::JavaScript, &dir.path().join("empty"))).is_ok());
+    }
+}
