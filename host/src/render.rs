@@ -242,6 +242,7 @@ pub fn run_report_text(report: &RunReport) -> String {
             UnitStatus::Failed => ("✗", "failed, rolled back"),
             UnitStatus::NotRun => ("·", "not run"),
             UnitStatus::Skipped => ("=", "skipped: already finished"),
+            UnitStatus::NotFound => ("?", "skipped: no such unit"),
         };
         let writes: Vec<String> = unit
             .writes

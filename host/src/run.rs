@@ -132,8 +132,8 @@ pub enum RunError {
         /// Why.
         error: DbError,
     },
-    /// `--only` names units the plugin does not have.
-    #[error("unknown unit(s) {names}: the plugin's units are {available}")]
+    /// None of the units `--only` names exists.
+    #[error("none of the units given to --only exist ({names}); the plugin's units are {available}")]
     UnknownUnits {
         /// The unknown names.
         names: String,
@@ -222,6 +222,8 @@ pub enum UnitStatus {
     NotRun,
     /// It did not run because the ledger says this plugin build finished it already.
     Skipped,
+    /// `--only` named it, but the plugin has no such unit.
+    NotFound,
 }
 
 /// One unit's outcome.
@@ -508,10 +510,11 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         }),
     };
     let planned = match runner.prepare(values, redacted, options.only.as_deref(), options.shard).await {
-        Ok(units) => plan_units(units, &ledgers, &plugin.sha256, options.allow_plugin_change.as_deref()),
+        Ok((units, not_found)) => plan_units(units, &ledgers, &plugin.sha256, options.allow_plugin_change.as_deref())
+            .map(|units| (units, not_found)),
         Err(e) => Err(e),
     };
-    let selected = match planned {
+    let (selected, not_found) = match planned {
         Ok(units) => units,
         Err(e) => {
             runner.close().await;
@@ -541,6 +544,7 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         duration_ms: 0,
         journal: None,
     };
+    report_not_found(&mut runner, &mut report, &not_found);
     runner.run_units(&selected, &mut report).await;
     if report.failure.is_none() {
         runner.verify(&mut report).await;
@@ -609,6 +613,25 @@ async fn guard_targets(
         ledgers.insert(name.clone(), rows);
     }
     Ok((locks, ledgers))
+}
+
+/// Names given to `--only` that are not units of the plugin (an engine deleted since the
+/// list was made, say): reported as such, with a warning, and the run goes on.
+fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_found: &[String]) {
+    for name in not_found {
+        runner.instance.state().log.record(
+            crate::observer::Level::Warn,
+            format!("--only names `{name}`, which is not a unit of this plugin: skipped"),
+            Vec::new(),
+        );
+        report.units.push(UnitReport {
+            name: name.clone(),
+            status: UnitStatus::NotFound,
+            duration_ms: 0,
+            writes: BTreeMap::new(),
+            note: Some("not a unit of this plugin".into()),
+        });
+    }
 }
 
 /// What the runner does with a selected unit.
@@ -882,7 +905,8 @@ pub async fn replay(
     };
     let values = recorded_config.unwrap_or_default();
     match runner.prepare(values.clone(), values, header.only.as_deref(), header.shard).await {
-        Ok(units) => {
+        Ok((units, not_found)) => {
+            report_not_found(&mut runner, &mut report, &not_found);
             // Which units the recorded run skipped comes from the journal, not from a ledger.
             let units: Vec<(UnitInfo, UnitPlan)> = units
                 .into_iter()
@@ -1086,7 +1110,7 @@ impl Runner {
         recorded: Vec<(String, String)>,
         only: Option<&[String]>,
         shard: Option<(u32, u32)>,
-    ) -> Result<Vec<UnitInfo>, RunError> {
+    ) -> Result<(Vec<UnitInfo>, Vec<String>), RunError> {
         self.begin_all().await?;
         let units = self.configure_and_list(values, recorded).await;
         if !self.dry_run || units.is_err() {
@@ -1097,19 +1121,23 @@ impl Runner {
             units.retain(|u| ledger::in_shard(&u.name, index, count));
         }
         let Some(only) = only else {
-            return Ok(units);
+            return Ok((units, Vec::new()));
         };
-        let unknown: Vec<&String> = only.iter().filter(|n| !units.iter().any(|u| &u.name == *n)).collect();
-        if !unknown.is_empty() {
+        let not_found: Vec<String> = only
+            .iter()
+            .filter(|n| !units.iter().any(|u| &u.name == *n))
+            .cloned()
+            .collect();
+        if !only.is_empty() && not_found.len() == only.len() {
             if self.dry_run {
                 self.rollback_all().await;
             }
             return Err(RunError::UnknownUnits {
-                names: unknown.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                names: not_found.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
                 available: units.iter().map(|u| format!("`{}`", u.name)).collect::<Vec<_>>().join(", "),
             });
         }
-        Ok(units.into_iter().filter(|u| only.contains(&u.name)).collect())
+        Ok((units.into_iter().filter(|u| only.contains(&u.name)).collect(), not_found))
     }
 
     async fn configure_and_list(

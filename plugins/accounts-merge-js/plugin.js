@@ -143,7 +143,8 @@ function dispose(resource) {
 }
 
 class Connection {
-  constructor(name, resource) {
+  constructor(session, name, resource) {
+    this.session = session;
     this.name = name;
     this.resource = resource;
     this.dialect = resource.dialect();
@@ -161,7 +162,9 @@ class Connection {
   }
 
   cursor(sql, params, batchSize) {
-    return new Cursor(this.resource.openCursor(sql, params, batchSize));
+    const cursor = new Cursor(this.resource.openCursor(sql, params, batchSize));
+    this.session.cursors.push(cursor);
+    return cursor;
   }
 
   bulkInsert(table, columns, rows) {
@@ -201,22 +204,29 @@ class Cursor {
   }
 }
 
-/** The connections one export call opened, released when it returns. */
+/**
+ * The connections and cursors one export call opened, released when it
+ * returns: unfinished cursors first (latest first), as Rust drops them when a
+ * unit fails mid-stream, then the connections.
+ */
 class Session {
   constructor() {
     this.open = [];
+    this.cursors = [];
   }
 
   connection(name) {
     const found = this.open.find((c) => c.name === name);
-    if (found) return new Connection(name, found.resource);
-    const conn = new Connection(name, open(name));
+    if (found) return new Connection(this, name, found.resource);
+    const conn = new Connection(this, name, open(name));
     this.open.push(conn);
     return conn;
   }
 
   close() {
+    for (const cursor of this.cursors.reverse()) cursor.close();
     for (const conn of this.open) dispose(conn.resource);
+    this.cursors = [];
     this.open = [];
   }
 }

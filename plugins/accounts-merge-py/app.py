@@ -169,7 +169,8 @@ def with_context(error: Exception, context: str) -> Exception:
 class Connection:
     """A named connection, opened once per export call (see `Session`)."""
 
-    def __init__(self, name: str, resource: database.Connection):
+    def __init__(self, session: "Session", name: str, resource: database.Connection):
+        self.session = session
         self.name = name
         self.resource = resource
         self.dialect = resource.dialect()
@@ -185,7 +186,9 @@ class Connection:
         return int_of(rows[0][0])
 
     def cursor(self, sql: str, params: List[Value], batch_size: int) -> "Cursor":
-        return Cursor(self.resource.open_cursor(sql, params, batch_size))
+        cursor = Cursor(self.resource.open_cursor(sql, params, batch_size))
+        self.session.cursors.append(cursor)
+        return cursor
 
     def bulk_insert(self, table: str, columns: List[str], rows: List[List[Value]]) -> int:
         if not rows:
@@ -221,22 +224,28 @@ class Cursor:
 
 
 class Session:
-    """The connections one export call opened, released when it returns."""
+    """The connections and cursors one export call opened, released when it
+    returns: unfinished cursors first (latest first), as Rust drops them when
+    a unit fails mid-stream, then the connections."""
 
     def __init__(self):
         self.open: List[Connection] = []
+        self.cursors: List[Cursor] = []
 
     def connection(self, name: str) -> Connection:
         for conn in self.open:
             if conn.name == name:
-                return Connection(name, conn.resource)
-        conn = Connection(name, database.open(name))
+                return Connection(self, name, conn.resource)
+        conn = Connection(self, name, database.open(name))
         self.open.append(conn)
         return conn
 
     def close(self):
+        for cursor in reversed(self.cursors):
+            cursor.close()
         for conn in self.open:
             conn.resource.__exit__(None, None, None)
+        self.cursors = []
         self.open = []
 
 

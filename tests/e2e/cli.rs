@@ -74,7 +74,11 @@ async fn bad_configuration_is_refused_before_anything_runs() {
             vec![],
             "the plugin needs read-write access but the config grants only read-only",
         ),
-        (good.clone(), vec!["--only", "copy-users,nope"], "unknown unit(s) `nope`"),
+        (
+            good.clone(),
+            vec!["--only", "nope,nada"],
+            "none of the units given to --only exist (`nope`, `nada`); the plugin's units are `create-auth-users`, `copy-users`",
+        ),
         (good.clone(), vec!["--db", "target=postgres://nobody@127.0.0.1:1/none"], "connection `target`"),
         // The journal directory is a file: the journal cannot be created, so nothing may run.
         (good.clone(), vec!["--journal-dir", "migrun.toml/journals"], "journal migrun.toml/journals/plugins"),
@@ -97,4 +101,37 @@ async fn missing_required_config_key_is_named() {
     // An empty source file: the run must stop at the missing key, before any connection matters.
     migrun::db::Connection::connect("source", &source, migrun::db::Access::ReadWrite).await.unwrap().close().await;
     ws.migrun(&[plugin.to_str().unwrap()]).expect_code(2).expect_output("missing config key `behaviour`");
+}
+
+/// `--only` with a name that is not a unit (an engine deleted since the list was made): the
+/// other units run, and the unknown one is reported as skipped with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_reports_names_that_are_not_units_as_skipped() {
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else { return };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else { return };
+    migrun_fixtures::seed_auth_users(&source.url, 10, 3).await.unwrap();
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.source]\nurl = \"{}\"\n[connections.target]\nurl = \"{}\"\n",
+        source.url, target.url
+    ));
+    let plugin = plugins::plugin("auth-consolidation");
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--only", "create-auth-users,deleted-engine,copy-users", "--json"]);
+    let report = out.expect_code(0).json();
+    let status: Vec<(&str, &str)> = report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("deleted-engine", "not-found"),
+            ("create-auth-users", "committed"),
+            ("copy-users", "committed")
+        ]
+    );
+    assert!(report["messages"].as_array().unwrap().iter().any(|m| m["level"] == "warn"
+        && m["message"].as_str().unwrap().contains("`deleted-engine`, which is not a unit of this plugin")));
 }
