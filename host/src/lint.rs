@@ -116,7 +116,12 @@ pub fn lint(
                 table: table.clone(),
                 rows,
                 statement: source.to_owned(),
-                problem: format!("{} on {table} ({} rows): {}", f.what, thousands(rows), f.consequence),
+                problem: format!(
+                    "{} on {table} ({} rows): {}",
+                    f.what,
+                    thousands(rows),
+                    f.consequence
+                ),
                 safer: f.safer,
             });
         }
@@ -142,7 +147,10 @@ pub fn tables_to_count(dialect: Dialect, text: &str) -> Vec<String> {
 /// the plugin's calls (the connection must be idle). An error only means no
 /// count could be read: the statement is not affected, on PostgreSQL not even
 /// inside a transaction.
-pub async fn lint_statement(conn: &mut Connection, text: &str) -> Result<Vec<LockWarning>, DbError> {
+pub async fn lint_statement(
+    conn: &mut Connection,
+    text: &str,
+) -> Result<Vec<LockWarning>, DbError> {
     let tables = tables_to_count(conn.dialect(), text);
     if tables.is_empty() {
         return Ok(Vec::new());
@@ -207,7 +215,13 @@ fn create_index(d: Dialect, t: &[Token]) -> Option<(String, &[Token], usize)> {
     if !is(t, 0, "CREATE") {
         return None;
     }
-    let at = skip(t, 1, &["UNIQUE", "FULLTEXT", "SPATIAL", "OR", "REPLACE", "ONLINE", "OFFLINE"]);
+    let at = skip(
+        t,
+        1,
+        &[
+            "UNIQUE", "FULLTEXT", "SPATIAL", "OR", "REPLACE", "ONLINE", "OFFLINE",
+        ],
+    );
     if !is(t, at, "INDEX") {
         return None;
     }
@@ -264,13 +278,21 @@ const PG_VOLATILE: &[&str] = &[
     "nextval",
 ];
 
-const PG_SERIAL: &[&str] = &["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL2", "SERIAL4", "SERIAL8"];
+const PG_SERIAL: &[&str] = &[
+    "SERIAL",
+    "BIGSERIAL",
+    "SMALLSERIAL",
+    "SERIAL2",
+    "SERIAL4",
+    "SERIAL8",
+];
 
 const OUTSIDE_TRANSACTION: &str = "it cannot run inside a transaction block, so it needs a step of its own outside the unit's transaction";
 
 fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
     if let Some((table, modifiers, at)) = create_index(Dialect::Postgres, t) {
-        let concurrently = is(t, at + 1, "CONCURRENTLY") || modifiers.iter().any(|m| m.is("CONCURRENTLY"));
+        let concurrently =
+            is(t, at + 1, "CONCURRENTLY") || modifiers.iter().any(|m| m.is("CONCURRENTLY"));
         let mut findings = Vec::new();
         if !concurrently {
             findings.push(Finding {
@@ -301,9 +323,15 @@ fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
             if !column_keyword && matches!(kind.as_str(), "CHECK" | "FOREIGN") {
                 if !has(a, &["NOT", "VALID"]) {
                     let (what, consequence) = if kind == "CHECK" {
-                        ("ADD CHECK constraint without NOT VALID", "validating it scans every row under an ACCESS EXCLUSIVE lock: reads and writes wait for the scan")
+                        (
+                            "ADD CHECK constraint without NOT VALID",
+                            "validating it scans every row under an ACCESS EXCLUSIVE lock: reads and writes wait for the scan",
+                        )
                     } else {
-                        ("ADD FOREIGN KEY without NOT VALID", "validating it scans every row while SHARE ROW EXCLUSIVE locks on this table and the referenced one make writes to both wait")
+                        (
+                            "ADD FOREIGN KEY without NOT VALID",
+                            "validating it scans every row while SHARE ROW EXCLUSIVE locks on this table and the referenced one make writes to both wait",
+                        )
                     };
                     findings.push(Finding {
                         rule: "pg-add-constraint-validates",
@@ -352,9 +380,12 @@ fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
             }
         } else if a[0].is("ALTER") {
             let j = skip(a, 1, &["COLUMN"]);
-            let column = sql::name_at(a, j, Dialect::Postgres).map(|(n, _)| n).unwrap_or_default();
+            let column = sql::name_at(a, j, Dialect::Postgres)
+                .map(|(n, _)| n)
+                .unwrap_or_default();
             let k = j + 1;
-            if is(a, k, "TYPE") || (is(a, k, "SET") && is(a, k + 1, "DATA") && is(a, k + 2, "TYPE")) {
+            if is(a, k, "TYPE") || (is(a, k, "SET") && is(a, k + 1, "DATA") && is(a, k + 2, "TYPE"))
+            {
                 findings.push(Finding {
                     rule: "pg-alter-column-type",
                     what: format!("ALTER COLUMN {column} TYPE"),
@@ -386,7 +417,10 @@ const MYSQL_INSTANT_HINT: &str = "state ALGORITHM=INSTANT (or NOCOPY) on the ALT
 fn mysql(t: &[Token]) -> Option<(String, Vec<Finding>)> {
     if let Some((table, modifiers, _)) = create_index(Dialect::MySql, t) {
         let mut findings = Vec::new();
-        if modifiers.iter().any(|m| m.is("FULLTEXT") || m.is("SPATIAL")) {
+        if modifiers
+            .iter()
+            .any(|m| m.is("FULLTEXT") || m.is("SPATIAL"))
+        {
             findings.push(fulltext_finding());
         }
         return Some((table, findings));
@@ -419,23 +453,30 @@ fn mysql(t: &[Token]) -> Option<(String, Vec<Finding>)> {
                 if is(a, j, "CONSTRAINT") {
                     j += 1;
                     if !a.get(j).is_some_and(|x| {
-                        ["CHECK", "FOREIGN", "PRIMARY", "UNIQUE"].iter().any(|w| x.is(w))
+                        ["CHECK", "FOREIGN", "PRIMARY", "UNIQUE"]
+                            .iter()
+                            .any(|w| x.is(w))
                     }) {
                         j += 1;
                     }
                 }
                 match a.get(j).map(Token::upper).unwrap_or_default().as_str() {
                     "CHECK" => copies.push("ADD CHECK".into()),
-                    "FOREIGN" => copies.push("ADD FOREIGN KEY (unless foreign_key_checks=0)".into()),
+                    "FOREIGN" => {
+                        copies.push("ADD FOREIGN KEY (unless foreign_key_checks=0)".into())
+                    }
                     "PRIMARY" => rebuilds.push("ADD PRIMARY KEY".into()),
                     "FULLTEXT" | "SPATIAL" => fulltext = true,
                     "INDEX" | "KEY" | "UNIQUE" => {}
                     _ => {
                         // One column, or `ADD (a …, b …)`.
-                        if let Some(f) = calls(a, MYSQL_PER_ROW_DEFAULTS)
-                            .or_else(|| has(a, &["NEXT", "VALUE", "FOR"]).then(|| "next value for".into()))
-                        {
-                            copies.push(format!("ADD COLUMN with the per-row default {}", f.to_uppercase()));
+                        if let Some(f) = calls(a, MYSQL_PER_ROW_DEFAULTS).or_else(|| {
+                            has(a, &["NEXT", "VALUE", "FOR"]).then(|| "next value for".into())
+                        }) {
+                            copies.push(format!(
+                                "ADD COLUMN with the per-row default {}",
+                                f.to_uppercase()
+                            ));
                         } else if a.iter().any(|x| x.is("AUTO_INCREMENT")) {
                             copies.push("ADD COLUMN … AUTO_INCREMENT".into());
                         } else if a.iter().any(|x| x.is("STORED") || x.is("PERSISTENT")) {
@@ -446,7 +487,9 @@ fn mysql(t: &[Token]) -> Option<(String, Vec<Finding>)> {
             }
             "MODIFY" | "CHANGE" => {
                 let j = skip(a, 1, &["COLUMN", "IF", "EXISTS"]);
-                let column = sql::name_at(a, j, Dialect::MySql).map(|(n, _)| n).unwrap_or_default();
+                let column = sql::name_at(a, j, Dialect::MySql)
+                    .map(|(n, _)| n)
+                    .unwrap_or_default();
                 modified.push(format!("{first} {column}"));
             }
             "CONVERT" => copies.push("CONVERT TO CHARACTER SET".into()),
@@ -509,7 +552,10 @@ mod tests {
     const ROWS: u64 = 1_204;
 
     fn fired(d: Dialect, sql: &str) -> Vec<String> {
-        lint(d, sql, &|_| Some(ROWS)).into_iter().map(|w| w.rule).collect()
+        lint(d, sql, &|_| Some(ROWS))
+            .into_iter()
+            .map(|w| w.rule)
+            .collect()
     }
 
     fn pg(sql: &str) -> Vec<String> {
@@ -523,22 +569,70 @@ mod tests {
     #[test]
     fn postgres_anti_patterns_fire() {
         let cases = [
-            ("CREATE INDEX users_email ON users (email)", "pg-create-index-blocking"),
-            ("create unique index on public.users using btree (lower(email))", "pg-create-index-blocking"),
-            ("ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT clock_timestamp()", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD r float8 DEFAULT random() * 10", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD COLUMN n bigint DEFAULT nextval('s')", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD COLUMN id2 bigserial", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD COLUMN id2 int GENERATED ALWAYS AS IDENTITY", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ADD COLUMN x int GENERATED ALWAYS AS (a + 1) STORED", "pg-add-column-rewrite"),
-            ("ALTER TABLE users ALTER COLUMN id TYPE bigint", "pg-alter-column-type"),
-            ("ALTER TABLE users ALTER id SET DATA TYPE bigint USING id::bigint", "pg-alter-column-type"),
-            ("ALTER TABLE users ALTER COLUMN email SET NOT NULL", "pg-set-not-null"),
-            ("ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)", "pg-add-constraint-validates"),
-            ("ALTER TABLE users ADD FOREIGN KEY (org) REFERENCES orgs (id)", "pg-add-constraint-validates"),
-            ("ALTER TABLE users ADD PRIMARY KEY (id)", "pg-add-key-builds-index"),
-            ("ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)", "pg-add-key-builds-index"),
+            (
+                "CREATE INDEX users_email ON users (email)",
+                "pg-create-index-blocking",
+            ),
+            (
+                "create unique index on public.users using btree (lower(email))",
+                "pg-create-index-blocking",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT clock_timestamp()",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD r float8 DEFAULT random() * 10",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN n bigint DEFAULT nextval('s')",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN id2 bigserial",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN id2 int GENERATED ALWAYS AS IDENTITY",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN x int GENERATED ALWAYS AS (a + 1) STORED",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN id TYPE bigint",
+                "pg-alter-column-type",
+            ),
+            (
+                "ALTER TABLE users ALTER id SET DATA TYPE bigint USING id::bigint",
+                "pg-alter-column-type",
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                "pg-set-not-null",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)",
+                "pg-add-constraint-validates",
+            ),
+            (
+                "ALTER TABLE users ADD FOREIGN KEY (org) REFERENCES orgs (id)",
+                "pg-add-constraint-validates",
+            ),
+            (
+                "ALTER TABLE users ADD PRIMARY KEY (id)",
+                "pg-add-key-builds-index",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)",
+                "pg-add-key-builds-index",
+            ),
         ];
         for (sql, rule) in cases {
             assert_eq!(pg(sql), [rule], "{sql}");
@@ -572,19 +666,55 @@ mod tests {
     #[test]
     fn mariadb_anti_patterns_fire() {
         let cases = [
-            ("ALTER TABLE users ADD COLUMN token CHAR(36) DEFAULT (UUID())", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD COLUMN at DATETIME DEFAULT (SYSDATE())", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD COLUMN n BIGINT AUTO_INCREMENT UNIQUE", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD COLUMN x INT AS (a + 1) STORED", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES orgs (id)", "mysql-alter-copies"),
-            ("ALTER TABLE users CONVERT TO CHARACTER SET latin1", "mysql-alter-copies"),
-            ("ALTER TABLE users ADD COLUMN c INT, ALGORITHM=COPY", "mysql-alter-copies"),
+            (
+                "ALTER TABLE users ADD COLUMN token CHAR(36) DEFAULT (UUID())",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN at DATETIME DEFAULT (SYSDATE())",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN n BIGINT AUTO_INCREMENT UNIQUE",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN x INT AS (a + 1) STORED",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES orgs (id)",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users CONVERT TO CHARACTER SET latin1",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c INT, ALGORITHM=COPY",
+                "mysql-alter-copies",
+            ),
             ("ALTER TABLE users MODIFY id BIGINT", "mysql-modify-column"),
-            ("ALTER TABLE `users` CHANGE COLUMN email email VARCHAR(300) NOT NULL", "mysql-modify-column"),
-            ("ALTER TABLE users ADD FULLTEXT INDEX ft (bio)", "mysql-fulltext-index"),
-            ("CREATE FULLTEXT INDEX ft ON users (bio)", "mysql-fulltext-index"),
-            ("ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)", "mysql-alter-rebuilds"),
+            (
+                "ALTER TABLE `users` CHANGE COLUMN email email VARCHAR(300) NOT NULL",
+                "mysql-modify-column",
+            ),
+            (
+                "ALTER TABLE users ADD FULLTEXT INDEX ft (bio)",
+                "mysql-fulltext-index",
+            ),
+            (
+                "CREATE FULLTEXT INDEX ft ON users (bio)",
+                "mysql-fulltext-index",
+            ),
+            (
+                "ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)",
+                "mysql-alter-rebuilds",
+            ),
             ("ALTER TABLE users ENGINE=InnoDB", "mysql-alter-rebuilds"),
             ("ALTER TABLE users FORCE", "mysql-alter-rebuilds"),
         ];
@@ -598,7 +728,13 @@ mod tests {
             &|_| Some(5),
         );
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].problem.contains("ADD CHECK, ADD COLUMN with the per-row default UUID"), "{}", warnings[0].problem);
+        assert!(
+            warnings[0]
+                .problem
+                .contains("ADD CHECK, ADD COLUMN with the per-row default UUID"),
+            "{}",
+            warnings[0].problem
+        );
     }
 
     #[test]
@@ -626,29 +762,59 @@ mod tests {
 
     #[test]
     fn warnings_name_table_rows_and_safer_pattern_and_need_rows() {
-        let w = lint(Dialect::Postgres, "CREATE INDEX ix ON \"Users\" (email)", &|t| {
-            (t == "Users").then_some(1_234_567)
-        });
+        let w = lint(
+            Dialect::Postgres,
+            "CREATE INDEX ix ON \"Users\" (email)",
+            &|t| (t == "Users").then_some(1_234_567),
+        );
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].table, "Users");
         assert_eq!(w[0].rows, 1_234_567);
-        assert!(w[0].problem.starts_with("CREATE INDEX without CONCURRENTLY on Users (1,234,567 rows)"), "{}", w[0].problem);
-        assert!(w[0].safer.contains("CONCURRENTLY") && w[0].safer.contains("transaction"), "{}", w[0].safer);
+        assert!(
+            w[0].problem
+                .starts_with("CREATE INDEX without CONCURRENTLY on Users (1,234,567 rows)"),
+            "{}",
+            w[0].problem
+        );
+        assert!(
+            w[0].safer.contains("CONCURRENTLY") && w[0].safer.contains("transaction"),
+            "{}",
+            w[0].safer
+        );
         assert_eq!(w[0].statement, "CREATE INDEX ix ON \"Users\" (email)");
         // Empty, unknown and missing tables do not warn.
-        assert!(lint(Dialect::Postgres, "CREATE INDEX ix ON users (a)", &|_| Some(0)).is_empty());
+        assert!(
+            lint(
+                Dialect::Postgres,
+                "CREATE INDEX ix ON users (a)",
+                &|_| Some(0)
+            )
+            .is_empty()
+        );
         assert!(lint(Dialect::Postgres, "CREATE INDEX ix ON users (a)", &|_| None).is_empty());
-        assert!(lint(Dialect::Sqlite, "CREATE INDEX ix ON users (a)", &|_| Some(ROWS)).is_empty());
+        assert!(
+            lint(Dialect::Sqlite, "CREATE INDEX ix ON users (a)", &|_| Some(
+                ROWS
+            ))
+            .is_empty()
+        );
     }
 
     #[test]
     fn counts_are_asked_only_for_tables_a_rule_fires_for() {
         assert_eq!(
-            tables_to_count(Dialect::Postgres, "CREATE INDEX ON a (x); CREATE INDEX CONCURRENTLY ON b (x); ALTER TABLE S.C ALTER x SET NOT NULL"),
+            tables_to_count(
+                Dialect::Postgres,
+                "CREATE INDEX ON a (x); CREATE INDEX CONCURRENTLY ON b (x); ALTER TABLE S.C ALTER x SET NOT NULL"
+            ),
             ["a", "s.c"]
         );
         assert!(tables_to_count(Dialect::MySql, "ALTER TABLE t ADD COLUMN c INT").is_empty());
-        let w = lint(Dialect::Postgres, "select 1; CREATE INDEX ON a (x)", &|_| Some(3));
+        let w = lint(
+            Dialect::Postgres,
+            "select 1; CREATE INDEX ON a (x)",
+            &|_| Some(3),
+        );
         assert_eq!(w[0].statement, "CREATE INDEX ON a (x)");
     }
 }

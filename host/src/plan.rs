@@ -356,7 +356,12 @@ impl Plan {
                 let _ = writeln!(out, "  schema changes ({})", c.ddl.len());
                 let width = c.ddl.len().to_string().len();
                 for (i, d) in c.ddl.iter().enumerate() {
-                    let _ = writeln!(out, "    {:>width$}. {}", i + 1, one_line(&d.statement, 110));
+                    let _ = writeln!(
+                        out,
+                        "    {:>width$}. {}",
+                        i + 1,
+                        one_line(&d.statement, 110)
+                    );
                 }
             }
             if !c.tables.is_empty() {
@@ -382,10 +387,19 @@ impl Plan {
                 "\nchecks ({} passed, {} failed)",
                 s.checks_passed, s.checks_failed
             );
-            let width = self.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0);
+            let width = self
+                .checks
+                .iter()
+                .map(|c| c.name.chars().count())
+                .max()
+                .unwrap_or(0);
             for check in &self.checks {
                 let mark = if check.ok { '✓' } else { '✗' };
-                let unit = check.unit.as_deref().map(|u| format!("[{u}] ")).unwrap_or_default();
+                let unit = check
+                    .unit
+                    .as_deref()
+                    .map(|u| format!("[{u}] "))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "  {mark} {:<width$}  {unit}{}",
@@ -444,7 +458,11 @@ impl Plan {
                 let entry = self.table_mut(conn, &table)?;
                 entry.statements += 1;
                 // A query's rows are the written ones only with RETURNING.
-                let rows = if returns_rows && !classified.returning { None } else { count };
+                let rows = if returns_rows && !classified.returning {
+                    None
+                } else {
+                    count
+                };
                 match rows {
                     Some(n) => entry.add(op, n),
                     None if returns_rows && classified.returning => {
@@ -586,7 +604,11 @@ fn render_rows(out: &mut String, tables: &[TableRows]) {
         }
         s.trim_end().to_owned()
     };
-    let _ = writeln!(out, "{}", line(header.iter().map(|h| (*h).to_owned()).collect()));
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| (*h).to_owned()).collect())
+    );
     for row in rows {
         let _ = writeln!(out, "{}", line(row));
     }
@@ -776,7 +798,11 @@ fn effect(d: Dialect, t: &[Token]) -> Effect {
     };
     match first.upper().as_str() {
         "INSERT" => {
-            let mut i = skip_words(t, 1, &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"]);
+            let mut i = skip_words(
+                t,
+                1,
+                &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"],
+            );
             let mut op = WriteOp::Insert;
             if t.get(i).is_some_and(|x| x.is("OR")) {
                 if t.get(i + 1).is_some_and(|x| x.is("REPLACE")) {
@@ -792,7 +818,10 @@ fn effect(d: Dialect, t: &[Token]) -> Effect {
             }
             write(op, i)
         }
-        "REPLACE" => write(WriteOp::Upsert, skip_words(t, 1, &["LOW_PRIORITY", "DELAYED", "INTO"])),
+        "REPLACE" => write(
+            WriteOp::Upsert,
+            skip_words(t, 1, &["LOW_PRIORITY", "DELAYED", "INTO"]),
+        ),
         "UPDATE" => {
             let mut i = skip_words(t, 1, &["LOW_PRIORITY", "IGNORE", "ONLY"]);
             if t.get(i).is_some_and(|x| x.is("OR")) {
@@ -833,9 +862,23 @@ fn select_into(d: Dialect, t: &[Token]) -> Option<Ddl> {
 
 /// Words between a DDL verb and the kind of object.
 const CREATE_MODIFIERS: &[&str] = &[
-    "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE", "FULLTEXT", "SPATIAL",
-    "RECURSIVE", "ONLINE", "OFFLINE", "IGNORE", "CONSTRAINT", "AGGREGATE", "TRUSTED",
-    "PROCEDURAL", "DEFAULT",
+    "TEMP",
+    "TEMPORARY",
+    "UNLOGGED",
+    "GLOBAL",
+    "LOCAL",
+    "UNIQUE",
+    "FULLTEXT",
+    "SPATIAL",
+    "RECURSIVE",
+    "ONLINE",
+    "OFFLINE",
+    "IGNORE",
+    "CONSTRAINT",
+    "AGGREGATE",
+    "TRUSTED",
+    "PROCEDURAL",
+    "DEFAULT",
 ];
 
 fn ddl(d: Dialect, t: &[Token]) -> Ddl {
@@ -848,7 +891,8 @@ fn ddl(d: Dialect, t: &[Token]) -> Ddl {
     loop {
         let before = i;
         i = skip_words(t, i, CREATE_MODIFIERS);
-        if t.get(i).is_some_and(|x| x.is("ALGORITHM") || x.is("DEFINER"))
+        if t.get(i)
+            .is_some_and(|x| x.is("ALGORITHM") || x.is("DEFINER"))
             && t.get(i + 1).is_some_and(|x| x.is_punct('='))
         {
             i += 2;
@@ -871,7 +915,9 @@ fn ddl(d: Dialect, t: &[Token]) -> Ddl {
             return (String::new(), i);
         };
         match word.as_str() {
-            "MATERIALIZED" | "FOREIGN" | "EVENT" if t.get(i + 1).is_some_and(|x| !x.upper().is_empty()) => {
+            "MATERIALIZED" | "FOREIGN" | "EVENT"
+                if t.get(i + 1).is_some_and(|x| !x.upper().is_empty()) =>
+            {
                 (format!("{word} {}", t[i + 1].upper()), i + 2)
             }
             _ => (word, i + 1),
@@ -900,7 +946,12 @@ fn ddl(d: Dialect, t: &[Token]) -> Ddl {
                     let table = on
                         .and_then(|j| sql::name_at(t, skip_words(t, j + 1, &["ONLY"]), d))
                         .map(|(n, _)| n);
-                    Ddl { action, object, table, fills: false }
+                    Ddl {
+                        action,
+                        object,
+                        table,
+                        fills: false,
+                    }
                 }
                 "TRIGGER" => {
                     let object = named(i).map(|(n, _)| n);
@@ -908,16 +959,34 @@ fn ddl(d: Dialect, t: &[Token]) -> Ddl {
                         .find(|&j| j > i && t[j].is("ON"))
                         .and_then(|j| sql::name_at(t, j + 1, d))
                         .map(|(n, _)| n);
-                    Ddl { action, object, table, fills: false }
+                    Ddl {
+                        action,
+                        object,
+                        table,
+                        fills: false,
+                    }
                 }
                 "TABLE" => {
                     let found = named(i);
                     let table = found.as_ref().map(|(n, _)| n.clone());
                     let after = found.map_or(i, |(_, j)| j);
-                    let fills = sql::top_level(t)
-                        .filter(|&j| j >= after)
-                        .any(|j| t[j].is("SELECT") || (t[j].is("AS") && t.get(j + 1).is_some_and(|x| x.is("SELECT") || x.is("WITH") || x.is("VALUES") || x.is("TABLE") || x.is_punct('('))));
-                    Ddl { action, object: table.clone(), table, fills }
+                    let fills = sql::top_level(t).filter(|&j| j >= after).any(|j| {
+                        t[j].is("SELECT")
+                            || (t[j].is("AS")
+                                && t.get(j + 1).is_some_and(|x| {
+                                    x.is("SELECT")
+                                        || x.is("WITH")
+                                        || x.is("VALUES")
+                                        || x.is("TABLE")
+                                        || x.is_punct('(')
+                                }))
+                    });
+                    Ddl {
+                        action,
+                        object: table.clone(),
+                        table,
+                        fills,
+                    }
                 }
                 _ => Ddl {
                     action,
@@ -951,7 +1020,11 @@ fn ddl(d: Dialect, t: &[Token]) -> Ddl {
             let i = skip_words(t, i, &["TABLE", "ONLY"]);
             let table = sql::name_at(t, i, d).map(|(n, _)| n);
             Ddl {
-                action: if verb == "RENAME" { "RENAME TABLE".into() } else { verb },
+                action: if verb == "RENAME" {
+                    "RENAME TABLE".into()
+                } else {
+                    verb
+                },
                 object: table.clone(),
                 table,
                 fills: false,
@@ -991,27 +1064,102 @@ mod tests {
     #[test]
     fn dml_statements_name_their_table_and_count() {
         let cases: &[(Dialect, &str, WriteOp, &str)] = &[
-            (Postgres, "INSERT INTO users (id) VALUES ($1)", Insert, "users"),
-            (Postgres, "insert into Public.Users select * from x", Insert, "public.users"),
-            (Postgres, r#"INSERT INTO "Auth"."Users" VALUES (1)"#, Insert, "Auth.Users"),
-            (Postgres, "INSERT INTO t VALUES (1) ON CONFLICT (id) DO NOTHING", Insert, "t"),
-            (Postgres, "INSERT INTO t AS x VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2", Upsert, "t"),
-            (Postgres, "UPDATE ONLY accounts SET a = 1 WHERE id IN (SELECT id FROM b)", Update, "accounts"),
+            (
+                Postgres,
+                "INSERT INTO users (id) VALUES ($1)",
+                Insert,
+                "users",
+            ),
+            (
+                Postgres,
+                "insert into Public.Users select * from x",
+                Insert,
+                "public.users",
+            ),
+            (
+                Postgres,
+                r#"INSERT INTO "Auth"."Users" VALUES (1)"#,
+                Insert,
+                "Auth.Users",
+            ),
+            (
+                Postgres,
+                "INSERT INTO t VALUES (1) ON CONFLICT (id) DO NOTHING",
+                Insert,
+                "t",
+            ),
+            (
+                Postgres,
+                "INSERT INTO t AS x VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2",
+                Upsert,
+                "t",
+            ),
+            (
+                Postgres,
+                "UPDATE ONLY accounts SET a = 1 WHERE id IN (SELECT id FROM b)",
+                Update,
+                "accounts",
+            ),
             (Postgres, "DELETE FROM ONLY s.t WHERE x", Delete, "s.t"),
-            (Postgres, "MERGE INTO target t USING src s ON t.id = s.id WHEN MATCHED THEN DELETE", Upsert, "target"),
-            (Postgres, "-- note\n/* c */ UPDATE t SET a = 'x;y' WHERE b = $1", Update, "t"),
-            (MySql, "INSERT IGNORE INTO `order items` (a) VALUES (?)", Insert, "order items"),
-            (MySql, "INSERT INTO t (a) VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)", Upsert, "t"),
+            (
+                Postgres,
+                "MERGE INTO target t USING src s ON t.id = s.id WHEN MATCHED THEN DELETE",
+                Upsert,
+                "target",
+            ),
+            (
+                Postgres,
+                "-- note\n/* c */ UPDATE t SET a = 'x;y' WHERE b = $1",
+                Update,
+                "t",
+            ),
+            (
+                MySql,
+                "INSERT IGNORE INTO `order items` (a) VALUES (?)",
+                Insert,
+                "order items",
+            ),
+            (
+                MySql,
+                "INSERT INTO t (a) VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)",
+                Upsert,
+                "t",
+            ),
             (MySql, "REPLACE INTO db.t VALUES (1)", Upsert, "db.t"),
             (MySql, "REPLACE t SET a = 1", Upsert, "t"),
             (MySql, "INSERT t SET a = 1", Insert, "t"),
-            (MySql, "UPDATE LOW_PRIORITY a JOIN b ON a.id = b.id SET a.x = b.x", Update, "a"),
+            (
+                MySql,
+                "UPDATE LOW_PRIORITY a JOIN b ON a.id = b.id SET a.x = b.x",
+                Update,
+                "a",
+            ),
             (MySql, "DELETE QUICK FROM Logs WHERE ts < ?", Delete, "Logs"),
-            (MySql, "DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id", Delete, "t1"),
-            (Sqlite, "INSERT OR REPLACE INTO kv VALUES (?1, ?2)", Upsert, "kv"),
-            (Sqlite, "INSERT OR IGNORE INTO [my table] VALUES (1)", Insert, "my table"),
+            (
+                MySql,
+                "DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id",
+                Delete,
+                "t1",
+            ),
+            (
+                Sqlite,
+                "INSERT OR REPLACE INTO kv VALUES (?1, ?2)",
+                Upsert,
+                "kv",
+            ),
+            (
+                Sqlite,
+                "INSERT OR IGNORE INTO [my table] VALUES (1)",
+                Insert,
+                "my table",
+            ),
             (Sqlite, "UPDATE OR ROLLBACK t SET a = 1", Update, "t"),
-            (Sqlite, "INSERT INTO t VALUES (1) ON CONFLICT(id) DO UPDATE SET v = excluded.v", Upsert, "t"),
+            (
+                Sqlite,
+                "INSERT INTO t VALUES (1) ON CONFLICT(id) DO UPDATE SET v = excluded.v",
+                Upsert,
+                "t",
+            ),
             (Sqlite, "REPLACE INTO t VALUES (1)", Upsert, "t"),
         ];
         for (d, s, op, table) in cases {
@@ -1021,18 +1169,36 @@ mod tests {
 
     #[test]
     fn ctes_classify_the_main_statement_and_keep_side_writes() {
-        let c = classify(Postgres, "WITH src AS (SELECT * FROM users WHERE active) INSERT INTO auth_users SELECT * FROM src");
-        assert_eq!(c.effect, Effect::Write { op: Insert, table: "auth_users".into() });
+        let c = classify(
+            Postgres,
+            "WITH src AS (SELECT * FROM users WHERE active) INSERT INTO auth_users SELECT * FROM src",
+        );
+        assert_eq!(
+            c.effect,
+            Effect::Write {
+                op: Insert,
+                table: "auth_users".into()
+            }
+        );
         assert!(c.side_writes.is_empty());
         let c = classify(
             Postgres,
             "WITH RECURSIVE moved(id) AS (DELETE FROM a WHERE x RETURNING id), b AS NOT MATERIALIZED (SELECT 1) \
              INSERT INTO archive SELECT id FROM moved RETURNING id",
         );
-        assert_eq!(c.effect, Effect::Write { op: Insert, table: "archive".into() });
+        assert_eq!(
+            c.effect,
+            Effect::Write {
+                op: Insert,
+                table: "archive".into()
+            }
+        );
         assert_eq!(c.side_writes, vec![(Delete, "a".to_owned())]);
         assert!(c.returning);
-        let c = classify(Postgres, "WITH d AS (UPDATE t SET a = 1 RETURNING *) SELECT count(*) FROM d");
+        let c = classify(
+            Postgres,
+            "WITH d AS (UPDATE t SET a = 1 RETURNING *) SELECT count(*) FROM d",
+        );
         assert_eq!(c.effect, Effect::Read);
         assert_eq!(c.side_writes, vec![(Update, "t".to_owned())]);
         assert!(!classify(Postgres, "SELECT 'RETURNING' FROM t").returning);
@@ -1040,47 +1206,217 @@ mod tests {
 
     #[test]
     fn reads_and_others() {
-        for s in ["SELECT * FROM t", "(SELECT 1) UNION (SELECT 2)", "VALUES (1)", "SHOW TABLES", "EXPLAIN SELECT 1"] {
+        for s in [
+            "SELECT * FROM t",
+            "(SELECT 1) UNION (SELECT 2)",
+            "VALUES (1)",
+            "SHOW TABLES",
+            "EXPLAIN SELECT 1",
+        ] {
             assert_eq!(classify(MySql, s).effect, Effect::Read, "{s}");
         }
-        for s in ["SET search_path = x", "SAVEPOINT a", "CALL p()", "", "  ;  "] {
+        for s in [
+            "SET search_path = x",
+            "SAVEPOINT a",
+            "CALL p()",
+            "",
+            "  ;  ",
+        ] {
             assert_eq!(classify(Postgres, s).effect, Effect::Other, "{s}");
         }
         // MySQL's SELECT … INTO assigns variables; PostgreSQL's creates a table.
-        assert_eq!(classify(MySql, "SELECT a INTO @x FROM t").effect, Effect::Read);
+        assert_eq!(
+            classify(MySql, "SELECT a INTO @x FROM t").effect,
+            Effect::Read
+        );
         let d = ddl_of(Postgres, "SELECT * INTO TEMP copy FROM t");
-        assert_eq!((d.action.as_str(), d.table.as_deref(), d.fills), ("CREATE TABLE", Some("copy"), true));
+        assert_eq!(
+            (d.action.as_str(), d.table.as_deref(), d.fills),
+            ("CREATE TABLE", Some("copy"), true)
+        );
     }
 
     #[test]
     fn ddl_kinds_objects_and_tables() {
-        type Case<'a> = (Dialect, &'a str, &'a str, Option<&'a str>, Option<&'a str>, bool);
+        type Case<'a> = (
+            Dialect,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            bool,
+        );
         let cases: &[Case] = &[
-            (Postgres, "CREATE TABLE IF NOT EXISTS auth_users (id int)", "CREATE TABLE", Some("auth_users"), Some("auth_users"), false),
-            (Postgres, "CREATE UNLOGGED TABLE s.t AS SELECT * FROM u", "CREATE TABLE", Some("s.t"), Some("s.t"), true),
-            (MySql, "CREATE TABLE t2 SELECT * FROM t", "CREATE TABLE", Some("t2"), Some("t2"), true),
-            (MySql, "CREATE TABLE t2 (LIKE t)", "CREATE TABLE", Some("t2"), Some("t2"), false),
-            (Postgres, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix ON ONLY public.Users (email)", "CREATE INDEX", Some("ix"), Some("public.users"), false),
-            (Postgres, "CREATE INDEX ON t (a)", "CREATE INDEX", None, Some("t"), false),
-            (MySql, "CREATE FULLTEXT INDEX ft ON `docs` (body)", "CREATE INDEX", Some("ft"), Some("docs"), false),
-            (Postgres, "CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE VIEW", Some("v"), None, false),
-            (Postgres, "CREATE MATERIALIZED VIEW mv AS SELECT 1", "CREATE MATERIALIZED VIEW", Some("mv"), None, false),
-            (MySql, "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1", "CREATE VIEW", Some("v"), None, false),
-            (MySql, "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1", "CREATE TRIGGER", Some("tr"), Some("t"), false),
-            (Postgres, "ALTER TABLE IF EXISTS ONLY \"Big\" ADD COLUMN c int", "ALTER TABLE", Some("Big"), Some("Big"), false),
-            (MySql, "ALTER ONLINE TABLE t ADD INDEX (a)", "ALTER TABLE", Some("t"), Some("t"), false),
-            (Postgres, "ALTER SEQUENCE s RESTART", "ALTER SEQUENCE", Some("s"), None, false),
-            (Postgres, "DROP TABLE IF EXISTS a, b CASCADE", "DROP TABLE", Some("a"), Some("a"), false),
-            (Postgres, "DROP INDEX CONCURRENTLY ix", "DROP INDEX", Some("ix"), None, false),
-            (MySql, "DROP INDEX ix ON t", "DROP INDEX", Some("ix"), Some("t"), false),
-            (Postgres, "TRUNCATE TABLE ONLY t RESTART IDENTITY", "TRUNCATE", Some("t"), Some("t"), false),
-            (MySql, "RENAME TABLE a TO b", "RENAME TABLE", Some("a"), Some("a"), false),
-            (Postgres, "COMMENT ON TABLE t IS 'x'", "COMMENT", None, None, false),
+            (
+                Postgres,
+                "CREATE TABLE IF NOT EXISTS auth_users (id int)",
+                "CREATE TABLE",
+                Some("auth_users"),
+                Some("auth_users"),
+                false,
+            ),
+            (
+                Postgres,
+                "CREATE UNLOGGED TABLE s.t AS SELECT * FROM u",
+                "CREATE TABLE",
+                Some("s.t"),
+                Some("s.t"),
+                true,
+            ),
+            (
+                MySql,
+                "CREATE TABLE t2 SELECT * FROM t",
+                "CREATE TABLE",
+                Some("t2"),
+                Some("t2"),
+                true,
+            ),
+            (
+                MySql,
+                "CREATE TABLE t2 (LIKE t)",
+                "CREATE TABLE",
+                Some("t2"),
+                Some("t2"),
+                false,
+            ),
+            (
+                Postgres,
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix ON ONLY public.Users (email)",
+                "CREATE INDEX",
+                Some("ix"),
+                Some("public.users"),
+                false,
+            ),
+            (
+                Postgres,
+                "CREATE INDEX ON t (a)",
+                "CREATE INDEX",
+                None,
+                Some("t"),
+                false,
+            ),
+            (
+                MySql,
+                "CREATE FULLTEXT INDEX ft ON `docs` (body)",
+                "CREATE INDEX",
+                Some("ft"),
+                Some("docs"),
+                false,
+            ),
+            (
+                Postgres,
+                "CREATE OR REPLACE VIEW v AS SELECT 1",
+                "CREATE VIEW",
+                Some("v"),
+                None,
+                false,
+            ),
+            (
+                Postgres,
+                "CREATE MATERIALIZED VIEW mv AS SELECT 1",
+                "CREATE MATERIALIZED VIEW",
+                Some("mv"),
+                None,
+                false,
+            ),
+            (
+                MySql,
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1",
+                "CREATE VIEW",
+                Some("v"),
+                None,
+                false,
+            ),
+            (
+                MySql,
+                "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+                "CREATE TRIGGER",
+                Some("tr"),
+                Some("t"),
+                false,
+            ),
+            (
+                Postgres,
+                "ALTER TABLE IF EXISTS ONLY \"Big\" ADD COLUMN c int",
+                "ALTER TABLE",
+                Some("Big"),
+                Some("Big"),
+                false,
+            ),
+            (
+                MySql,
+                "ALTER ONLINE TABLE t ADD INDEX (a)",
+                "ALTER TABLE",
+                Some("t"),
+                Some("t"),
+                false,
+            ),
+            (
+                Postgres,
+                "ALTER SEQUENCE s RESTART",
+                "ALTER SEQUENCE",
+                Some("s"),
+                None,
+                false,
+            ),
+            (
+                Postgres,
+                "DROP TABLE IF EXISTS a, b CASCADE",
+                "DROP TABLE",
+                Some("a"),
+                Some("a"),
+                false,
+            ),
+            (
+                Postgres,
+                "DROP INDEX CONCURRENTLY ix",
+                "DROP INDEX",
+                Some("ix"),
+                None,
+                false,
+            ),
+            (
+                MySql,
+                "DROP INDEX ix ON t",
+                "DROP INDEX",
+                Some("ix"),
+                Some("t"),
+                false,
+            ),
+            (
+                Postgres,
+                "TRUNCATE TABLE ONLY t RESTART IDENTITY",
+                "TRUNCATE",
+                Some("t"),
+                Some("t"),
+                false,
+            ),
+            (
+                MySql,
+                "RENAME TABLE a TO b",
+                "RENAME TABLE",
+                Some("a"),
+                Some("a"),
+                false,
+            ),
+            (
+                Postgres,
+                "COMMENT ON TABLE t IS 'x'",
+                "COMMENT",
+                None,
+                None,
+                false,
+            ),
         ];
         for (d, s, action, object, table, fills) in cases {
             let got = ddl_of(*d, s);
             assert_eq!(
-                (got.action.as_str(), got.object.as_deref(), got.table.as_deref(), got.fills),
+                (
+                    got.action.as_str(),
+                    got.object.as_deref(),
+                    got.table.as_deref(),
+                    got.fills
+                ),
                 (*action, *object, *table, *fills),
                 "{s}"
             );
@@ -1095,13 +1431,20 @@ mod tests {
     }
 
     fn exec(sql: &str) -> HostCall {
-        HostCall::Execute { conn: "target".into(), sql: sql.into(), params: vec![] }
+        HostCall::Execute {
+            conn: "target".into(),
+            sql: sql.into(),
+            params: vec![],
+        }
     }
 
     #[test]
     fn observed_calls_become_rows_per_table() {
         let mut p = plan();
-        p.observe(&exec("CREATE TABLE auth_users (id int, email text)"), &CallResult::Count { n: 0 });
+        p.observe(
+            &exec("CREATE TABLE auth_users (id int, email text)"),
+            &CallResult::Count { n: 0 },
+        );
         p.observe(
             &HostCall::BulkInsert {
                 conn: "target".into(),
@@ -1111,46 +1454,118 @@ mod tests {
             },
             &CallResult::Count { n: 3 },
         );
-        p.observe(&exec("UPDATE users SET migrated = true"), &CallResult::Count { n: 7 });
-        p.observe(&exec("DELETE FROM users WHERE bad"), &CallResult::Count { n: 2 });
-        p.observe(&exec("INSERT INTO users VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1"), &CallResult::Count { n: 4 });
+        p.observe(
+            &exec("UPDATE users SET migrated = true"),
+            &CallResult::Count { n: 7 },
+        );
+        p.observe(
+            &exec("DELETE FROM users WHERE bad"),
+            &CallResult::Count { n: 2 },
+        );
+        p.observe(
+            &exec("INSERT INTO users VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1"),
+            &CallResult::Count { n: 4 },
+        );
         // Failed calls and read-only connections change nothing.
         p.observe(
             &exec("DELETE FROM users"),
-            &CallResult::Error { error_kind: "other".into(), code: None, message: "no".into() },
+            &CallResult::Error {
+                error_kind: "other".into(),
+                code: None,
+                message: "no".into(),
+            },
         );
         p.observe(
-            &HostCall::Execute { conn: "source".into(), sql: "DELETE FROM x".into(), params: vec![] },
+            &HostCall::Execute {
+                conn: "source".into(),
+                sql: "DELETE FROM x".into(),
+                params: vec![],
+            },
             &CallResult::Count { n: 9 },
         );
         // A query with RETURNING counts its rows; without, it is uncounted.
         p.observe(
-            &HostCall::Query { conn: "target".into(), sql: "INSERT INTO log VALUES (1), (2) RETURNING id".into(), params: vec![] },
-            &CallResult::Rows { columns: vec![], rows: vec![vec![Value::Int(1)], vec![Value::Int(2)]] },
+            &HostCall::Query {
+                conn: "target".into(),
+                sql: "INSERT INTO log VALUES (1), (2) RETURNING id".into(),
+                params: vec![],
+            },
+            &CallResult::Rows {
+                columns: vec![],
+                rows: vec![vec![Value::Int(1)], vec![Value::Int(2)]],
+            },
         );
         p.observe(
-            &HostCall::Query { conn: "target".into(), sql: "UPDATE log SET a = 1".into(), params: vec![] },
-            &CallResult::Rows { columns: vec![], rows: vec![] },
+            &HostCall::Query {
+                conn: "target".into(),
+                sql: "UPDATE log SET a = 1".into(),
+                params: vec![],
+            },
+            &CallResult::Rows {
+                columns: vec![],
+                rows: vec![],
+            },
         );
         // A cursor over a write with RETURNING counts its batches.
         p.observe(
-            &HostCall::OpenCursor { conn: "target".into(), sql: "DELETE FROM log RETURNING *".into(), params: vec![], batch_size: 10 },
-            &CallResult::Cursor { cursor: 1, columns: vec![] },
+            &HostCall::OpenCursor {
+                conn: "target".into(),
+                sql: "DELETE FROM log RETURNING *".into(),
+                params: vec![],
+                batch_size: 10,
+            },
+            &CallResult::Cursor {
+                cursor: 1,
+                columns: vec![],
+            },
         );
-        p.observe(&HostCall::NextBatch { cursor: 1 }, &CallResult::Batch { rows: Some(vec![vec![]; 5]) });
-        p.observe(&HostCall::NextBatch { cursor: 1 }, &CallResult::Batch { rows: None });
-        p.observe(&HostCall::NextBatch { cursor: 1 }, &CallResult::Batch { rows: Some(vec![vec![]; 5]) });
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch {
+                rows: Some(vec![vec![]; 5]),
+            },
+        );
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch { rows: None },
+        );
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch {
+                rows: Some(vec![vec![]; 5]),
+            },
+        );
 
         let c = &p.connections[0];
-        assert_eq!(p.connections.len(), 1, "read-only connections are not in the plan");
+        assert_eq!(
+            p.connections.len(),
+            1,
+            "read-only connections are not in the plan"
+        );
         assert_eq!(c.ddl.len(), 1);
         assert_eq!(c.ddl[0].action, "CREATE TABLE");
         let rows = |t: &str| c.tables.iter().find(|r| r.table == t).cloned().unwrap();
         assert_eq!(rows("auth_users").inserted, 3);
         let users = rows("users");
-        assert_eq!((users.updated, users.deleted, users.upserted, users.statements), (7, 2, 4, 3));
+        assert_eq!(
+            (
+                users.updated,
+                users.deleted,
+                users.upserted,
+                users.statements
+            ),
+            (7, 2, 4, 3)
+        );
         let log = rows("log");
-        assert_eq!((log.inserted, log.deleted, log.uncounted_statements, log.statements), (2, 5, 1, 3));
+        assert_eq!(
+            (
+                log.inserted,
+                log.deleted,
+                log.uncounted_statements,
+                log.statements
+            ),
+            (2, 5, 1, 3)
+        );
         assert_eq!(p.summary.rows_inserted, 5);
         assert_eq!(p.summary.ddl_statements, 1);
     }
@@ -1162,7 +1577,9 @@ mod tests {
             table: table.into(),
             rows: 1204,
             statement: format!("CREATE INDEX ON {table} (a)"),
-            problem: format!("CREATE INDEX without CONCURRENTLY on {table} (1,204 rows): blocks writes"),
+            problem: format!(
+                "CREATE INDEX without CONCURRENTLY on {table} (1,204 rows): blocks writes"
+            ),
             safer: "CREATE INDEX CONCURRENTLY".into(),
         }
     }
@@ -1170,7 +1587,10 @@ mod tests {
     #[test]
     fn warnings_on_tables_the_run_creates_are_dropped() {
         let mut p = plan();
-        p.observe(&exec("CREATE TABLE fresh (a int)"), &CallResult::Count { n: 0 });
+        p.observe(
+            &exec("CREATE TABLE fresh (a int)"),
+            &CallResult::Count { n: 0 },
+        );
         p.add_warning(warning("fresh"));
         p.add_warning(warning("users"));
         p.add_warning(warning("users"));
@@ -1186,25 +1606,67 @@ mod tests {
     fn text_and_json_forms() {
         let mut p = plan();
         p.set_plugin("auth-consolidation", "0.1.0", "0123456789abcdef0123");
-        p.observe(&exec("CREATE UNIQUE INDEX users_email ON users (email)"), &CallResult::Count { n: 0 });
-        p.observe(&exec("INSERT INTO auth_users SELECT * FROM users"), &CallResult::Count { n: 1_234_567 });
-        p.observe(&exec("UPDATE users SET a = 1"), &CallResult::Count { n: 12 });
+        p.observe(
+            &exec("CREATE UNIQUE INDEX users_email ON users (email)"),
+            &CallResult::Count { n: 0 },
+        );
+        p.observe(
+            &exec("INSERT INTO auth_users SELECT * FROM users"),
+            &CallResult::Count { n: 1_234_567 },
+        );
+        p.observe(
+            &exec("UPDATE users SET a = 1"),
+            &CallResult::Count { n: 12 },
+        );
         p.add_warning(warning("users"));
         p.add_note("target", "sequences restored after the rollback");
         p.add_checks(&[
-            CheckResult { unit: None, name: "row counts match".into(), ok: true, detail: "1234567 = 1234567".into() },
-            CheckResult { unit: Some("copy".into()), name: "sample".into(), ok: false, detail: "3 rows differ".into() },
+            CheckResult {
+                unit: None,
+                name: "row counts match".into(),
+                ok: true,
+                detail: "1234567 = 1234567".into(),
+            },
+            CheckResult {
+                unit: Some("copy".into()),
+                name: "sample".into(),
+                ok: false,
+                detail: "3 rows differ".into(),
+            },
         ]);
         let text = p.render_text();
-        assert!(text.contains("Plan for auth-consolidation 0.1.0 (sha256 0123456789ab)"), "{text}");
-        assert!(text.contains("    1. CREATE UNIQUE INDEX users_email ON users (email)"), "{text}");
-        assert!(text.contains("    table          insert  update  delete"), "{text}");
-        assert!(text.contains("    auth_users  1,234,567       0       0"), "{text}");
-        assert!(text.contains("    users               0      12       0"), "{text}");
-        assert!(text.contains("    ⚠ CREATE INDEX without CONCURRENTLY on users (1,204 rows): blocks writes"), "{text}");
+        assert!(
+            text.contains("Plan for auth-consolidation 0.1.0 (sha256 0123456789ab)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    1. CREATE UNIQUE INDEX users_email ON users (email)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    table          insert  update  delete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    auth_users  1,234,567       0       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    users               0      12       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "    ⚠ CREATE INDEX without CONCURRENTLY on users (1,204 rows): blocks writes"
+            ),
+            "{text}"
+        );
         assert!(text.contains("safer: CREATE INDEX CONCURRENTLY"), "{text}");
         assert!(text.contains("✓ row counts match"), "{text}");
-        assert!(text.contains("✗ sample            [copy] 3 rows differ"), "{text}");
+        assert!(
+            text.contains("✗ sample            [copy] 3 rows differ"),
+            "{text}"
+        );
         assert!(text.contains("1 of 2 check(s) FAILED"), "{text}");
         assert!(text.contains("read-only, not written: source"), "{text}");
 
@@ -1217,7 +1679,10 @@ mod tests {
         assert_eq!(back.summary, p.summary);
 
         p.set_failure(Some("unit `copy` failed".into()));
-        assert!(p.render_text().contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)"));
+        assert!(
+            p.render_text()
+                .contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)")
+        );
         assert!(!p.complete);
     }
 

@@ -142,6 +142,56 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
     out
 }
 
+/// `migrun journal stats` as pretty JSON.
+pub fn journal_stats_json(stats: &crate::journal::stats::JournalStats) -> String {
+    serde_json::to_string_pretty(&Versioned {
+        schema: "migrun.journal-stats/1",
+        migrun_version: crate::VERSION,
+        succeeded: None,
+        exit_code: None,
+        body: stats,
+    })
+    .expect("stats serialize")
+}
+
+/// `migrun journal stats` for a terminal.
+pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
+    let mut out = String::new();
+    let h = &s.header;
+    let _ = writeln!(out, "run        {}{}", h.run_id, if h.dry_run { " (dry-run)" } else { "" });
+    let _ = writeln!(out, "plugin     {} {} (sha256 {})", h.plugin_name, h.plugin_version, h.plugin_sha256);
+    let _ = writeln!(out, "migrun     {} · contract {} · format {}", h.migrun_version, h.contract_version, h.format);
+    let _ = writeln!(out, "started    {}", h.started_at);
+    let _ = writeln!(out, "entries    {} ({} bytes compressed), chain intact", s.entries, s.file_bytes);
+    let _ = writeln!(out, "final hash {}", s.final_hash);
+    let _ = writeln!(out, "units      {}", if s.units.is_empty() { "none".to_owned() } else { s.units.join(", ") });
+    if !s.skipped_units.is_empty() {
+        let _ = writeln!(out, "skipped    {}", s.skipped_units.join(", "));
+    }
+    let calls: Vec<String> = s.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(out, "calls      {} ({} database errors)", calls.join(", "), s.errors);
+    for (conn, n) in &s.rows_read {
+        let _ = writeln!(out, "read       {conn}: {n} rows");
+    }
+    for (conn, n) in &s.rows_written {
+        let _ = writeln!(out, "written    {conn}: {n} rows");
+    }
+    match &s.footer {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "outcome    {}{}",
+                f.outcome,
+                f.failure.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "outcome    unknown: the journal has no footer (the run was killed or is still going)");
+        }
+    }
+    out
+}
+
 /// `migrun status` as pretty JSON.
 pub fn status_json(status: &[crate::status::TargetStatus]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({

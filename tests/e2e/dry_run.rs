@@ -88,7 +88,11 @@ async fn fingerprint(db: &TestDatabase) -> Fingerprint {
                 "SELECT indexdef FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1",
             )
             .await;
-            let schema = columns.iter().chain(&indexes).map(|r| text(&r[0])).collect();
+            let schema = columns
+                .iter()
+                .chain(&indexes)
+                .map(|r| text(&r[0]))
+                .collect();
             (schema, pg_sequences(&mut conn).await)
         }
         Dialect::MySql => {
@@ -114,7 +118,11 @@ async fn fingerprint(db: &TestDatabase) -> Fingerprint {
             (schema, Vec::new())
         }
         Dialect::Sqlite => {
-            let rows = query(&mut conn, "SELECT coalesce(sql, name) FROM sqlite_master ORDER BY 1").await;
+            let rows = query(
+                &mut conn,
+                "SELECT coalesce(sql, name) FROM sqlite_master ORDER BY 1",
+            )
+            .await;
             (rows.iter().map(|r| text(&r[0])).collect(), Vec::new())
         }
     };
@@ -180,12 +188,32 @@ async fn seed(db: &TestDatabase) {
 /// reads that must see them.
 async fn plugin_work(conn: &mut Connection) {
     let dialect = conn.dialect();
-    exec(conn, "INSERT INTO accounts (email, plan) VALUES ('d@x', 'pro'), ('e@x', 'free')").await;
+    exec(
+        conn,
+        "INSERT INTO accounts (email, plan) VALUES ('d@x', 'pro'), ('e@x', 'free')",
+    )
+    .await;
     exec(conn, "UPDATE accounts SET plan = 'team' WHERE plan = 'pro'").await;
-    exec(conn, "INSERT INTO events (account_id, kind) VALUES (4, 'upgrade')").await;
-    exec(conn, "DELETE FROM events WHERE kind = 'signup' AND account_id = 1").await;
-    exec(conn, "CREATE TABLE migrated (id INT PRIMARY KEY, email VARCHAR(100))").await;
-    exec(conn, "INSERT INTO migrated (id, email) SELECT id, email FROM accounts").await;
+    exec(
+        conn,
+        "INSERT INTO events (account_id, kind) VALUES (4, 'upgrade')",
+    )
+    .await;
+    exec(
+        conn,
+        "DELETE FROM events WHERE kind = 'signup' AND account_id = 1",
+    )
+    .await;
+    exec(
+        conn,
+        "CREATE TABLE migrated (id INT PRIMARY KEY, email VARCHAR(100))",
+    )
+    .await;
+    exec(
+        conn,
+        "INSERT INTO migrated (id, email) SELECT id, email FROM accounts",
+    )
+    .await;
     exec(conn, "CREATE INDEX accounts_plan ON accounts (plan)").await;
     exec(conn, "ALTER TABLE accounts ADD COLUMN score INT").await;
     exec(conn, "UPDATE accounts SET score = 1").await;
@@ -222,11 +250,29 @@ async fn dry_run_changes_nothing_on_every_dialect() {
             .expect("enter the dry-run");
         match (db.dialect, guard.mode()) {
             (Dialect::Sqlite, DryRunMode::Transaction) => {}
-            (Dialect::Postgres, DryRunMode::Sequences { sequences, unrestorable }) => {
-                assert_eq!(*sequences, 5, "serial, identity, bigserial and two plain sequences");
+            (
+                Dialect::Postgres,
+                DryRunMode::Sequences {
+                    sequences,
+                    unrestorable,
+                },
+            ) => {
+                assert_eq!(
+                    *sequences, 5,
+                    "serial, identity, bigserial and two plain sequences"
+                );
                 assert!(unrestorable.is_empty());
             }
-            (Dialect::MySql, DryRunMode::Scratch { database, source, copied, read_through, not_cloned }) => {
+            (
+                Dialect::MySql,
+                DryRunMode::Scratch {
+                    database,
+                    source,
+                    copied,
+                    read_through,
+                    not_cloned,
+                },
+            ) => {
                 assert!(database.starts_with(SCRATCH_PREFIX), "{database}");
                 assert_eq!(source, &db.name);
                 assert_eq!(copied, &["accounts", "audit", "events"]);
@@ -252,11 +298,21 @@ async fn dry_run_changes_nothing_on_every_dialect() {
             Dialect::Sqlite => assert!(restore.restored.is_empty() && restore.dropped.is_none()),
         }
         if db.dialect == Dialect::MySql {
-            assert!(scratch_databases(&mut conn).await.iter().all(|d| Some(d) != restore.dropped.as_ref()));
+            assert!(
+                scratch_databases(&mut conn)
+                    .await
+                    .iter()
+                    .all(|d| Some(d) != restore.dropped.as_ref())
+            );
         }
         conn.close().await;
 
-        assert_eq!(fingerprint(&db).await, before, "the dry-run changed {}", db.dialect);
+        assert_eq!(
+            fingerprint(&db).await,
+            before,
+            "the dry-run changed {}",
+            db.dialect
+        );
     })
     .await;
 }
@@ -266,8 +322,10 @@ async fn postgres_sequences_another_session_used_are_not_moved_back() {
     let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
         return;
     };
-    db.exec("CREATE TABLE orders (id serial PRIMARY KEY, note text)").await;
-    db.exec("CREATE TABLE tickets (id serial PRIMARY KEY, note text)").await;
+    db.exec("CREATE TABLE orders (id serial PRIMARY KEY, note text)")
+        .await;
+    db.exec("CREATE TABLE tickets (id serial PRIMARY KEY, note text)")
+        .await;
     db.exec("CREATE SEQUENCE counter").await;
     let mut dry = db.connect(Access::ReadWrite).await;
     let mut live = db.connect(Access::ReadWrite).await;
@@ -288,12 +346,35 @@ async fn postgres_sequences_another_session_used_are_not_moved_back() {
     let restore = dry.leave_dry_run(guard).await;
     assert!(restore.restored.is_empty(), "{restore:?}");
     assert_eq!(restore.left.len(), 3, "{restore:?}");
-    assert!(restore.left.iter().any(|l| l.contains("public.orders_id_seq") && l.contains("committed rows")), "{restore:?}");
-    assert!(restore.left.iter().any(|l| l.contains("public.tickets_id_seq") && l.contains("after the dry-run's last one")), "{restore:?}");
-    assert!(restore.left.iter().any(|l| l.contains("public.counter") && l.contains("took no value")), "{restore:?}");
+    assert!(
+        restore
+            .left
+            .iter()
+            .any(|l| l.contains("public.orders_id_seq") && l.contains("committed rows")),
+        "{restore:?}"
+    );
+    assert!(
+        restore
+            .left
+            .iter()
+            .any(|l| l.contains("public.tickets_id_seq")
+                && l.contains("after the dry-run's last one")),
+        "{restore:?}"
+    );
+    assert!(
+        restore
+            .left
+            .iter()
+            .any(|l| l.contains("public.counter") && l.contains("took no value")),
+        "{restore:?}"
+    );
 
     // The next values never repeat one the live session has.
-    let next = query(&mut live, "SELECT nextval('orders_id_seq'), nextval('tickets_id_seq'), nextval('counter')").await;
+    let next = query(
+        &mut live,
+        "SELECT nextval('orders_id_seq'), nextval('tickets_id_seq'), nextval('counter')",
+    )
+    .await;
     assert_eq!(next[0], vec![Value::Int(4), Value::Int(3), Value::Int(2)]);
     dry.close().await;
     live.close().await;
@@ -304,23 +385,40 @@ async fn mariadb_declared_writes_copy_their_tables_and_read_the_rest_through_vie
     let Some(db) = TestDatabase::create(Dialect::MySql).await else {
         return;
     };
-    db.exec("CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(100))").await;
+    db.exec("CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(100))")
+        .await;
     db.exec("CREATE TABLE orgs (id INT PRIMARY KEY)").await;
-    db.exec("CREATE TABLE members (org_id INT, user_id INT, FOREIGN KEY (org_id) REFERENCES orgs (id))").await;
+    db.exec(
+        "CREATE TABLE members (org_id INT, user_id INT, FOREIGN KEY (org_id) REFERENCES orgs (id))",
+    )
+    .await;
     db.exec("CREATE TABLE unrelated (id INT PRIMARY KEY)").await;
-    db.exec("INSERT INTO users (email) VALUES ('a@x'), ('b@x'), ('c@x')").await;
+    db.exec("INSERT INTO users (email) VALUES ('a@x'), ('b@x'), ('c@x')")
+        .await;
     db.exec("INSERT INTO orgs VALUES (1)").await;
     let before = fingerprint(&db).await;
 
     let mut conn = db.connect(Access::ReadWrite).await;
     let guard = conn
-        .enter_dry_run("run-declared", &["members".to_owned(), "auth_users".to_owned()])
+        .enter_dry_run(
+            "run-declared",
+            &["members".to_owned(), "auth_users".to_owned()],
+        )
         .await
         .unwrap();
-    let DryRunMode::Scratch { copied, read_through, .. } = guard.mode() else {
+    let DryRunMode::Scratch {
+        copied,
+        read_through,
+        ..
+    } = guard.mode()
+    else {
         panic!("{:?}", guard.mode());
     };
-    assert_eq!(copied, &["members", "orgs"], "the declared table and its foreign-key parent");
+    assert_eq!(
+        copied,
+        &["members", "orgs"],
+        "the declared table and its foreign-key parent"
+    );
     assert_eq!(read_through, &["unrelated", "users"]);
     conn.begin().await.unwrap();
     // Reads of undeclared tables see the real rows; writes to them are refused by the server.
@@ -334,9 +432,26 @@ async fn mariadb_declared_writes_copy_their_tables_and_read_the_rest_through_vie
         .await
         .unwrap_err();
     assert_eq!(err.kind, DbErrorKind::Refused, "{err}");
+    let err = conn
+        .bulk_insert(
+            &format!("{}.users", db.name),
+            &["email".to_owned()],
+            &[vec![Value::Text("z@x".into())]],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, DbErrorKind::Refused, "{err}");
     // The declared work runs, DDL included.
-    exec(&mut conn, "CREATE TABLE auth_users (id INT PRIMARY KEY, email VARCHAR(100))").await;
-    exec(&mut conn, "INSERT INTO auth_users SELECT id, email FROM users").await;
+    exec(
+        &mut conn,
+        "CREATE TABLE auth_users (id INT PRIMARY KEY, email VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &mut conn,
+        "INSERT INTO auth_users SELECT id, email FROM users",
+    )
+    .await;
     exec(&mut conn, "INSERT INTO members VALUES (1, 1), (1, 2)").await;
     // Row counts come from the real table for tables read through views.
     assert_eq!(conn.table_row_count("users").await.unwrap(), Some(3));
@@ -344,7 +459,10 @@ async fn mariadb_declared_writes_copy_their_tables_and_read_the_rest_through_vie
     assert_eq!(conn.table_row_count("nope").await.unwrap(), None);
     conn.rollback().await.unwrap();
     let restore = conn.leave_dry_run(guard).await;
-    assert!(restore.is_clean() && restore.dropped.is_some(), "{restore:?}");
+    assert!(
+        restore.is_clean() && restore.dropped.is_some(),
+        "{restore:?}"
+    );
     conn.close().await;
     assert_eq!(fingerprint(&db).await, before);
 }
@@ -360,13 +478,20 @@ async fn mariadb_crash_mid_dry_run_leaves_a_scratch_the_next_run_drops() {
     // A live dry-run elsewhere must survive the clean-up.
     let mut live = db.connect(Access::ReadWrite).await;
     let live_guard = live.enter_dry_run("run-live", &[]).await.unwrap();
-    let DryRunMode::Scratch { database: live_scratch, .. } = live_guard.mode().clone() else {
+    let DryRunMode::Scratch {
+        database: live_scratch,
+        ..
+    } = live_guard.mode().clone()
+    else {
         panic!("{:?}", live_guard.mode());
     };
 
     let mut crashed = db.connect(Access::ReadWrite).await;
     let guard = crashed.enter_dry_run("run-crash", &[]).await.unwrap();
-    let DryRunMode::Scratch { database: scratch, .. } = guard.mode().clone() else {
+    let DryRunMode::Scratch {
+        database: scratch, ..
+    } = guard.mode().clone()
+    else {
         panic!("{:?}", guard.mode());
     };
     crashed.begin().await.unwrap();
@@ -377,7 +502,10 @@ async fn mariadb_crash_mid_dry_run_leaves_a_scratch_the_next_run_drops() {
     drop(crashed);
 
     let mut next = db.connect(Access::ReadWrite).await;
-    assert!(scratch_databases(&mut next).await.contains(&scratch), "the crash left the scratch behind");
+    assert!(
+        scratch_databases(&mut next).await.contains(&scratch),
+        "the crash left the scratch behind"
+    );
     // The server notices the closed socket within moments and frees the lock.
     let mut dropped = Vec::new();
     for _ in 0..50 {
@@ -387,16 +515,29 @@ async fn mariadb_crash_mid_dry_run_leaves_a_scratch_the_next_run_drops() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(dropped.contains(&scratch), "stale scratch {scratch} dropped: {dropped:?}");
-    assert!(!dropped.contains(&live_scratch), "a live dry-run's scratch is never dropped");
+    assert!(
+        dropped.contains(&scratch),
+        "stale scratch {scratch} dropped: {dropped:?}"
+    );
+    assert!(
+        !dropped.contains(&live_scratch),
+        "a live dry-run's scratch is never dropped"
+    );
     let remaining = scratch_databases(&mut next).await;
-    assert!(!remaining.contains(&scratch) && remaining.contains(&live_scratch), "{remaining:?}");
+    assert!(
+        !remaining.contains(&scratch) && remaining.contains(&live_scratch),
+        "{remaining:?}"
+    );
     next.close().await;
 
     let restore = live.leave_dry_run(live_guard).await;
     assert!(restore.is_clean(), "{restore:?}");
     live.close().await;
-    assert_eq!(fingerprint(&db).await, before, "nothing of the real database changed");
+    assert_eq!(
+        fingerprint(&db).await,
+        before,
+        "nothing of the real database changed"
+    );
 }
 
 #[tokio::test]
@@ -407,33 +548,56 @@ async fn mariadb_without_create_privilege_refuses_ddl_and_restores_counters() {
     seed(&db).await;
     let before = fingerprint(&db).await;
     let user = format!("{}_u", &db.name[..db.name.len().min(20)]);
-    db.exec(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")).await;
+    db.exec(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await;
     db.exec(&format!(
         "GRANT SELECT, INSERT, UPDATE, DELETE, ALTER ON `{}`.* TO '{user}'@'%'",
         db.name
     ))
     .await;
     let server = server_url(Dialect::MySql).unwrap();
-    let host = server.rsplit('@').next().unwrap().trim_start_matches("mysql://");
+    let host = server
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_start_matches("mysql://");
     let url = format!("mysql://{user}:pw@{host}/{}", db.name);
 
-    let mut conn = Connection::connect("target", &url, Access::ReadWrite).await.unwrap();
+    let mut conn = Connection::connect("target", &url, Access::ReadWrite)
+        .await
+        .unwrap();
     let guard = conn.enter_dry_run("run-noprivs", &[]).await.unwrap();
     let DryRunMode::DdlRefused { reason } = guard.mode() else {
         panic!("{:?}", guard.mode());
     };
-    assert!(reason.contains("no scratch database could be made"), "{reason}");
+    assert!(
+        reason.contains("no scratch database could be made"),
+        "{reason}"
+    );
     assert!(guard.note().is_some());
     conn.begin().await.unwrap();
-    exec(&mut conn, "INSERT INTO accounts (email) VALUES ('x@x'), ('y@x')").await;
-    let err = conn.execute("CREATE TABLE t (id INT)", &[]).await.unwrap_err();
+    exec(
+        &mut conn,
+        "INSERT INTO accounts (email) VALUES ('x@x'), ('y@x')",
+    )
+    .await;
+    let err = conn
+        .execute("CREATE TABLE t (id INT)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, DbErrorKind::Refused);
-    assert!(err.message.contains("no scratch database could be made"), "{err}");
+    assert!(
+        err.message.contains("no scratch database could be made"),
+        "{err}"
+    );
     conn.rollback().await.unwrap();
     let restore = conn.leave_dry_run(guard).await;
     assert!(restore.is_clean(), "{restore:?}");
     assert!(
-        restore.restored.iter().any(|r| r.starts_with("AUTO_INCREMENT of accounts")),
+        restore
+            .restored
+            .iter()
+            .any(|r| r.starts_with("AUTO_INCREMENT of accounts")),
         "InnoDB does not roll AUTO_INCREMENT back: {restore:?}"
     );
     // DDL is allowed again after the dry-run.
@@ -446,16 +610,28 @@ async fn mariadb_without_create_privilege_refuses_ddl_and_restores_counters() {
 #[tokio::test]
 async fn lint_warns_with_the_real_row_count() {
     for_each_dialect(|db| async move {
-        db.exec("CREATE TABLE big (id INT PRIMARY KEY, a INT)").await;
-        db.exec("CREATE TABLE empty_one (id INT PRIMARY KEY, a INT)").await;
-        db.exec("INSERT INTO big VALUES (1, 1), (2, 2), (3, 3)").await;
+        db.exec("CREATE TABLE big (id INT PRIMARY KEY, a INT)")
+            .await;
+        db.exec("CREATE TABLE empty_one (id INT PRIMARY KEY, a INT)")
+            .await;
+        db.exec("INSERT INTO big VALUES (1, 1), (2, 2), (3, 3)")
+            .await;
         let mut conn = db.connect(Access::ReadWrite).await;
         let rows = conn.table_rows("big").await.unwrap().unwrap();
         assert!(rows.exact && rows.rows == 3, "{rows:?}");
         let (risky, safe) = match db.dialect {
-            Dialect::Postgres => ("CREATE INDEX big_a ON big (a)", "CREATE INDEX CONCURRENTLY big_a ON big (a)"),
-            Dialect::MySql => ("ALTER TABLE big MODIFY a BIGINT", "ALTER TABLE big ADD COLUMN b INT"),
-            Dialect::Sqlite => ("CREATE INDEX big_a ON big (a)", "CREATE INDEX big_a ON big (a)"),
+            Dialect::Postgres => (
+                "CREATE INDEX big_a ON big (a)",
+                "CREATE INDEX CONCURRENTLY big_a ON big (a)",
+            ),
+            Dialect::MySql => (
+                "ALTER TABLE big MODIFY a BIGINT",
+                "ALTER TABLE big ADD COLUMN b INT",
+            ),
+            Dialect::Sqlite => (
+                "CREATE INDEX big_a ON big (a)",
+                "CREATE INDEX big_a ON big (a)",
+            ),
         };
         let warnings = lint::lint_statement(&mut conn, risky).await.unwrap();
         if db.dialect == Dialect::Sqlite {
@@ -466,10 +642,25 @@ async fn lint_warns_with_the_real_row_count() {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!((warnings[0].table.as_str(), warnings[0].rows), ("big", 3));
         assert_eq!(warnings[0].connection.as_deref(), Some("test"));
-        assert!(warnings[0].problem.contains("big (3 rows)"), "{}", warnings[0].problem);
-        assert!(lint::lint_statement(&mut conn, safe).await.unwrap().is_empty());
+        assert!(
+            warnings[0].problem.contains("big (3 rows)"),
+            "{}",
+            warnings[0].problem
+        );
+        assert!(
+            lint::lint_statement(&mut conn, safe)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let empty = risky.replace("big", "empty_one");
-        assert!(lint::lint_statement(&mut conn, &empty).await.unwrap().is_empty(), "an empty table does not warn");
+        assert!(
+            lint::lint_statement(&mut conn, &empty)
+                .await
+                .unwrap()
+                .is_empty(),
+            "an empty table does not warn"
+        );
 
         // Mid-transaction (as in a dry-run) the count includes the run's own rows,
         // and looking up a missing table leaves the transaction usable.

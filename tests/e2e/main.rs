@@ -3,14 +3,16 @@
 //!
 //! Topics: `values` (every value kind on every dialect), `auth_consolidation`
 //! (seed 000), `conformance` (one plugin in Rust, Python and JavaScript, held
-//! to identical behaviour), `sandbox` (hostile plugins), `cli` (inspect,
-//! refusals, `migrun new`).
+//! to identical behaviour), `dry_run` (a dry-run changes nothing; plans and
+//! lint), `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`).
 
 mod auth_consolidation;
 mod cli;
 mod conformance;
+mod dry_run;
 mod replay;
 mod resume;
 mod sandbox;
+mod scaffold;
 mod support;
 mod values;

@@ -154,8 +154,18 @@ impl Backend {
     /// decoded; MySQL and SQLite only (PostgreSQL's text results are not decoded).
     pub(crate) async fn simple_rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
         match self {
-            Backend::MySql(conn) => conn.fetch_all(sql).await?.iter().map(mysql::decode_row).collect(),
-            Backend::Sqlite(conn, _) => conn.fetch_all(sql).await?.iter().map(sqlite::decode_row).collect(),
+            Backend::MySql(conn) => conn
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(mysql::decode_row)
+                .collect(),
+            Backend::Sqlite(conn, _) => conn
+                .fetch_all(sql)
+                .await?
+                .iter()
+                .map(sqlite::decode_row)
+                .collect(),
             Backend::Postgres(_) => Err(mismatch()),
         }
     }

@@ -72,13 +72,18 @@ impl Connection {
             return self.exact_count(&quoted).await.map(Some);
         }
         let plan = self
-            .host_query(&format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {quoted}"), &[])
+            .host_query(
+                &format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {quoted}"),
+                &[],
+            )
             .await?;
         let estimate = plan
             .first()
             .and_then(|r| r.first())
             .and_then(|v| match v {
-                Value::Json(s) | Value::Text(s) => serde_json::from_str::<serde_json::Value>(s).ok(),
+                Value::Json(s) | Value::Text(s) => {
+                    serde_json::from_str::<serde_json::Value>(s).ok()
+                }
                 _ => None,
             })
             .and_then(|json| json.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64())
@@ -110,7 +115,8 @@ impl Connection {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let (Some(schema), Some(kind)) = (row.first().and_then(text), row.get(1).and_then(text)) else {
+        let (Some(schema), Some(kind)) = (row.first().and_then(text), row.get(1).and_then(text))
+        else {
             return Ok(None);
         };
         if kind == "VIEW" {
@@ -144,7 +150,9 @@ impl Connection {
         };
         let found = self
             .host_query(
-                &format!("SELECT name FROM {master} WHERE type = 'table' AND name = ?1 COLLATE NOCASE"),
+                &format!(
+                    "SELECT name FROM {master} WHERE type = 'table' AND name = ?1 COLLATE NOCASE"
+                ),
                 &[Value::Text(name.to_owned())],
             )
             .await?;

@@ -193,7 +193,7 @@ pub enum DryRunMode {
     Sequences {
         /// Sequences snapshotted.
         sequences: usize,
-        /// Sequences that cannot be snapshotted or reset for lack of privileges.
+        /// Sequences the connection can advance but not read or reset, for lack of privileges.
         unrestorable: Vec<String>,
     },
     /// MySQL/MariaDB: the session works in a scratch copy of its database.
@@ -222,7 +222,8 @@ pub enum DryRunMode {
 pub struct DryRunRestore {
     /// The connection.
     pub connection: String,
-    /// What was put back (`sequence public.users_id_seq: 44 → 41`).
+    /// What was put back, from the value the dry-run left to the one before it
+    /// (`sequence public.users_id_seq: 44 → 41`).
     pub restored: Vec<String>,
     /// What was deliberately left as it is, with why (a sequence another session used).
     pub left: Vec<String>,
@@ -240,7 +241,11 @@ impl DryRunRestore {
 
     /// One line per fact, for a report.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> = self.restored.iter().map(|r| format!("restored {r}")).collect();
+        let mut notes: Vec<String> = self
+            .restored
+            .iter()
+            .map(|r| format!("restored {r}"))
+            .collect();
         notes.extend(self.left.iter().map(|l| format!("left {l}")));
         if let Some(db) = &self.dropped {
             notes.push(format!("scratch database `{db}` dropped"));
@@ -305,6 +310,26 @@ impl Active {
         }
     }
 
+    /// Refuses a bulk insert into `db.table` of another database while a scratch is in use.
+    pub(crate) fn guard_table(&self, name: &str, table: &str) -> Result<(), DbError> {
+        let Active::Scratch(scratch) = self else {
+            return Ok(());
+        };
+        match table.split_once('.') {
+            Some((db, _)) if scratch.other_databases.contains(&db.to_lowercase()) => {
+                Err(DbError::new(
+                    DbErrorKind::Refused,
+                    format!(
+                        "`{table}` names the database `{db}`, while this dry-run works in `{}`, a scratch copy of `{}`: \
+                         name the table unqualified: refused on connection `{name}` during a dry-run",
+                        scratch.database, scratch.source
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses, on MySQL, what could change something outside the dry-run's reach
     /// (see the module docs). `words` are the statement's leading keywords.
     pub(crate) fn guard(
@@ -327,7 +352,10 @@ impl Active {
         match word(0) {
             "GRANT" | "REVOKE" | "INSTALL" | "UNINSTALL" | "FLUSH" | "RESET" | "PURGE" | "KILL"
             | "SHUTDOWN" | "BINLOG" | "CHANGE" | "BACKUP" => {
-                return refuse(format!("`{}` changes the server, not the database", word(0)));
+                return refuse(format!(
+                    "`{}` changes the server, not the database",
+                    word(0)
+                ));
             }
             "USE" | "PREPARE" | "EXECUTE" | "CALL" | "LOCK" | "UNLOCK" => {
                 return refuse(format!(
@@ -344,7 +372,10 @@ impl Active {
                     object,
                     "USER" | "ROLE" | "DATABASE" | "SCHEMA" | "SERVER" | "TABLESPACE" | "LOGFILE"
                 ) {
-                    return refuse(format!("`{} {object}` changes the server, not the database", word(0)));
+                    return refuse(format!(
+                        "`{} {object}` changes the server, not the database",
+                        word(0)
+                    ));
                 }
             }
             _ => {}
@@ -359,7 +390,9 @@ impl Active {
                             "GLOBAL" | "PERSIST" | "PERSIST_ONLY" | "PASSWORD"
                         ) =>
                 {
-                    return refuse("`SET` of a global setting or a password changes the server".into());
+                    return refuse(
+                        "`SET` of a global setting or a password changes the server".into(),
+                    );
                 }
                 sql::Tok::Param => {
                     let p = text[t.start..t.end].to_ascii_lowercase();
@@ -367,7 +400,9 @@ impl Active {
                         return refuse("`@@global` settings change the server".into());
                     }
                 }
-                sql::Tok::Word(w) if w.eq_ignore_ascii_case("OUTFILE") || w.eq_ignore_ascii_case("DUMPFILE") => {
+                sql::Tok::Word(w)
+                    if w.eq_ignore_ascii_case("OUTFILE") || w.eq_ignore_ascii_case("DUMPFILE") =>
+                {
                     return refuse("`INTO OUTFILE`/`DUMPFILE` writes a file on the server".into());
                 }
                 _ => {}
@@ -549,7 +584,9 @@ impl Connection {
         };
         match self.dry_run.take() {
             None => {}
-            Some(Active::Sequences(sequences)) => self.restore_sequences(sequences, &mut restore).await,
+            Some(Active::Sequences(sequences)) => {
+                self.restore_sequences(sequences, &mut restore).await
+            }
             Some(Active::Scratch(scratch)) => self.drop_scratch(scratch, &mut restore).await,
             Some(Active::AutoIncrements(counters)) => {
                 self.refuse_ddl = None;
@@ -581,6 +618,7 @@ impl Connection {
                   AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 \
                 LIMIT 1) owner ON true \
             WHERE c.relkind = 'S' \
+              AND (has_sequence_privilege(c.oid, 'USAGE') OR has_sequence_privilege(c.oid, 'UPDATE')) \
               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
             ORDER BY 2";
@@ -588,7 +626,9 @@ impl Connection {
         let mut sequences = Vec::with_capacity(rows.len());
         for row in rows {
             let get = |i: usize| row.get(i).cloned().unwrap_or(Value::Null);
-            let (Some(oid), Some(display), Some(quoted)) = (int(&get(0)), text(&get(1)), text(&get(2))) else {
+            let (Some(oid), Some(display), Some(quoted)) =
+                (int(&get(0)), text(&get(1)), text(&get(2)))
+            else {
                 continue;
             };
             let readable = boolean(&get(5)).unwrap_or(false);
@@ -622,7 +662,12 @@ impl Connection {
         for chunk in readable.chunks(SEQUENCES_PER_QUERY) {
             let sql = chunk
                 .iter()
-                .map(|&i| format!("SELECT {i}::int8, last_value, is_called FROM {}", sequences[i].quoted))
+                .map(|&i| {
+                    format!(
+                        "SELECT {i}::int8, last_value, is_called FROM {}",
+                        sequences[i].quoted
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
             for row in self.host_query(&sql, &[]).await? {
@@ -639,7 +684,11 @@ impl Connection {
         Ok(states)
     }
 
-    async fn restore_sequences(&mut self, mut sequences: Vec<Sequence>, restore: &mut DryRunRestore) {
+    async fn restore_sequences(
+        &mut self,
+        mut sequences: Vec<Sequence>,
+        restore: &mut DryRunRestore,
+    ) {
         let now = match self.sequence_states(&sequences).await {
             Ok(now) => now,
             Err(e) => {
@@ -666,7 +715,9 @@ impl Connection {
             }
             match self.used_elsewhere(sequence, before, now).await {
                 Ok(Some(why)) => {
-                    restore.left.push(format!("sequence {name} at {} ({why})", show_state(now)));
+                    restore
+                        .left
+                        .push(format!("sequence {name} at {} ({why})", show_state(now)));
                     continue;
                 }
                 Ok(None) => {}
@@ -681,12 +732,22 @@ impl Connection {
             let set = self
                 .host_query(
                     "SELECT setval($1::oid::regclass, $2, $3)",
-                    &[Value::Int(sequence.oid), Value::Int(before.0), Value::Bool(before.1)],
+                    &[
+                        Value::Int(sequence.oid),
+                        Value::Int(before.0),
+                        Value::Bool(before.1),
+                    ],
                 )
                 .await;
             match set {
-                Ok(_) => restore.restored.push(format!("sequence {name}: {moved} → {}", show_state(before))),
-                Err(e) => restore.problems.push(format!("sequence {name} moved ({moved}) and cannot be reset: {e}")),
+                Ok(_) => restore.restored.push(format!(
+                    "sequence {name}: {} → {}",
+                    show_state(now),
+                    show_state(before)
+                )),
+                Err(e) => restore.problems.push(format!(
+                    "sequence {name} moved ({moved}) and cannot be reset: {e}"
+                )),
             }
         }
     }
@@ -702,7 +763,10 @@ impl Connection {
     ) -> Result<Option<String>, DbError> {
         // 1. The last value this session took, and what it may have cached beyond it.
         let mine = match self
-            .host_query("SELECT currval($1::oid::regclass)", &[Value::Int(sequence.oid)])
+            .host_query(
+                "SELECT currval($1::oid::regclass)",
+                &[Value::Int(sequence.oid)],
+            )
             .await
         {
             Ok(rows) => rows.first().and_then(|r| r.first()).and_then(int),
@@ -710,7 +774,9 @@ impl Connection {
             Err(e) => return Err(e),
         };
         let Some(mine) = mine else {
-            return Ok(Some("another session advanced it; the dry-run took no value from it".into()));
+            return Ok(Some(
+                "another session advanced it; the dry-run took no value from it".into(),
+            ));
         };
         let cached = sequence.increment.saturating_mul(sequence.cache - 1);
         let (low, high) = if sequence.increment > 0 {
@@ -767,7 +833,10 @@ impl Connection {
         let connection_id = row.get(1).and_then(int).unwrap_or(0);
         let database = scratch_name(run_id, connection_id);
         let other_databases: BTreeSet<String> = self
-            .host_query("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA", &[])
+            .host_query(
+                "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA",
+                &[],
+            )
             .await
             .map_err(|e| e.to_string())?
             .iter()
@@ -783,13 +852,19 @@ impl Connection {
         if locked.first().and_then(|r| r.first()).and_then(int) != Some(1) {
             return Err(format!("the lock `{database}` is taken"));
         }
-        let saved = self
-            .host_query("SELECT @@SESSION.sql_mode, @@SESSION.foreign_key_checks", &[])
+        let saved = match self
+            .host_query(
+                "SELECT @@SESSION.sql_mode, @@SESSION.foreign_key_checks",
+                &[],
+            )
             .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        {
+            Ok(rows) => rows.into_iter().next().unwrap_or_default(),
+            Err(e) => {
+                self.abandon_scratch(&source, &database).await;
+                return Err(e.to_string());
+            }
+        };
         let cloned = self.clone_database(&source, &database, writes).await;
         // Session settings back as they were, whatever happened.
         let mut restored = Ok(());
@@ -837,10 +912,15 @@ impl Connection {
             let _ = self.host_simple(&format!("USE {q}")).await;
         }
         if let Ok(q) = Dialect::MySql.quote_identifier(database) {
-            let _ = self.host_simple(&format!("DROP DATABASE IF EXISTS {q}")).await;
+            let _ = self
+                .host_simple(&format!("DROP DATABASE IF EXISTS {q}"))
+                .await;
         }
         let _ = self
-            .host_query("SELECT RELEASE_LOCK(?)", &[Value::Text(database.to_owned())])
+            .host_query(
+                "SELECT RELEASE_LOCK(?)",
+                &[Value::Text(database.to_owned())],
+            )
             .await;
         if let Ok(backend) = self.idle() {
             let _ = backend.clear_statement_cache().await;
@@ -867,8 +947,12 @@ impl Connection {
             .next()
             .unwrap_or_default();
         let mut create = format!("CREATE DATABASE {qd}");
-        if let (Some(cs), Some(coll)) = (charset.first().and_then(text), charset.get(1).and_then(text))
-            && [&cs, &coll].iter().all(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        if let (Some(cs), Some(coll)) = (
+            charset.first().and_then(text),
+            charset.get(1).and_then(text),
+        ) && [&cs, &coll]
+            .iter()
+            .all(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         {
             create.push_str(&format!(" CHARACTER SET {cs} COLLATE {coll}"));
         }
@@ -883,7 +967,8 @@ impl Connection {
             .await?;
         let (mut tables, mut views, mut sequences) = (Vec::new(), Vec::new(), Vec::new());
         for row in &objects {
-            let (Some(name), Some(kind)) = (row.first().and_then(text), row.get(1).and_then(text)) else {
+            let (Some(name), Some(kind)) = (row.first().and_then(text), row.get(1).and_then(text))
+            else {
                 continue;
             };
             match kind.as_str() {
@@ -893,9 +978,14 @@ impl Connection {
             }
         }
         let copied = self.tables_to_copy(source, &tables, writes).await?;
-        let read_through: Vec<String> = tables.iter().filter(|t| !copied.contains(*t)).cloned().collect();
+        let read_through: Vec<String> = tables
+            .iter()
+            .filter(|t| !copied.contains(*t))
+            .cloned()
+            .collect();
 
-        self.host_simple("SET SESSION foreign_key_checks = 0").await?;
+        self.host_simple("SET SESSION foreign_key_checks = 0")
+            .await?;
         self.host_simple("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'")
             .await?;
         self.host_simple(&format!("USE {qd}")).await?;
@@ -904,9 +994,16 @@ impl Connection {
             let shown = self
                 .host_text_query(&format!("SHOW CREATE TABLE {qs}.{}", q(table)?))
                 .await?;
-            let ddl = shown.first().and_then(|r| r.get(1)).and_then(text).ok_or_else(|| {
-                DbError::new(DbErrorKind::Other, format!("SHOW CREATE TABLE {table} returned nothing"))
-            })?;
+            let ddl = shown
+                .first()
+                .and_then(|r| r.get(1))
+                .and_then(text)
+                .ok_or_else(|| {
+                    DbError::new(
+                        DbErrorKind::Other,
+                        format!("SHOW CREATE TABLE {table} returned nothing"),
+                    )
+                })?;
             self.host_simple(&ddl).await?;
         }
         for sequence in &sequences {
@@ -916,7 +1013,10 @@ impl Connection {
             if let Some(ddl) = shown.first().and_then(|r| r.get(1)).and_then(text) {
                 self.host_simple(&ddl).await?;
                 let next = self
-                    .host_text_query(&format!("SELECT next_not_cached_value FROM {qs}.{}", q(sequence)?))
+                    .host_text_query(&format!(
+                        "SELECT next_not_cached_value FROM {qs}.{}",
+                        q(sequence)?
+                    ))
                     .await?;
                 if let Some(next) = next.first().and_then(|r| r.first()).and_then(int) {
                     self.host_simple(&format!("SELECT SETVAL({}, {next}, 0)", q(sequence)?))
@@ -944,7 +1044,9 @@ impl Connection {
             )
             .await?;
         for row in triggers {
-            let (Some(trigger), Some(table)) = (row.first().and_then(text), row.get(1).and_then(text)) else {
+            let (Some(trigger), Some(table)) =
+                (row.first().and_then(text), row.get(1).and_then(text))
+            else {
                 continue;
             };
             if !copied.contains(&table) {
@@ -954,7 +1056,9 @@ impl Connection {
                 .host_text_query(&format!("SHOW CREATE TRIGGER {qs}.{}", q(&trigger)?))
                 .await?;
             let Some(ddl) = shown.first().and_then(|r| r.get(2)).and_then(text) else {
-                not_cloned.push(format!("trigger `{trigger}`: SHOW CREATE TRIGGER returned nothing"));
+                not_cloned.push(format!(
+                    "trigger `{trigger}`: SHOW CREATE TRIGGER returned nothing"
+                ));
                 continue;
             };
             if let Err(e) = self.host_simple(&without_definer(&ddl)).await {
@@ -981,7 +1085,11 @@ impl Connection {
                 }
             }
             if failed.len() == attempted {
-                not_cloned.extend(failed.into_iter().map(|(v, _, e)| format!("view `{v}`: {e}")));
+                not_cloned.extend(
+                    failed
+                        .into_iter()
+                        .map(|(v, _, e)| format!("view `{v}`: {e}")),
+                );
                 break;
             }
             pending = failed.into_iter().map(|(v, d, _)| (v, d)).collect();
@@ -1006,7 +1114,8 @@ impl Connection {
         if writes.is_empty() {
             return Ok(tables.to_vec());
         }
-        let by_lower: BTreeMap<String, &String> = tables.iter().map(|t| (t.to_lowercase(), t)).collect();
+        let by_lower: BTreeMap<String, &String> =
+            tables.iter().map(|t| (t.to_lowercase(), t)).collect();
         let mut set: BTreeSet<String> = writes
             .iter()
             .filter_map(|w| {
@@ -1015,7 +1124,9 @@ impl Connection {
                     Some(_) => return None,
                     None => w.as_str(),
                 };
-                by_lower.get(&unqualified.to_lowercase()).map(|t| (*t).clone())
+                by_lower
+                    .get(&unqualified.to_lowercase())
+                    .map(|t| (*t).clone())
             })
             .collect();
         let edges: Vec<(String, String)> = self
@@ -1041,18 +1152,31 @@ impl Connection {
                 break;
             }
         }
-        Ok(tables.iter().filter(|t| set.contains(*t)).cloned().collect())
+        Ok(tables
+            .iter()
+            .filter(|t| set.contains(*t))
+            .cloned()
+            .collect())
     }
 
     /// Copies the rows of `source.table` into the scratch, reading a
     /// `READ COMMITTED` snapshot so that no source row is locked.
-    async fn copy_rows(&mut self, qs: &str, qd: &str, source: &str, table: &str) -> Result<(), DbError> {
+    async fn copy_rows(
+        &mut self,
+        qs: &str,
+        qd: &str,
+        source: &str,
+        table: &str,
+    ) -> Result<(), DbError> {
         let columns: Vec<String> = self
             .host_query(
                 "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA NOT LIKE '%GENERATED%' \
                  ORDER BY ORDINAL_POSITION",
-                &[Value::Text(source.to_owned()), Value::Text(table.to_owned())],
+                &[
+                    Value::Text(source.to_owned()),
+                    Value::Text(table.to_owned()),
+                ],
             )
             .await?
             .iter()
@@ -1065,7 +1189,8 @@ impl Connection {
         let qt = Dialect::MySql.quote_identifier(table)?;
         let list = columns.join(", ");
         let insert = format!("INSERT INTO {qd}.{qt} ({list}) SELECT {list} FROM {qs}.{qt}");
-        self.host_simple("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+        self.host_simple("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await?;
         self.host_simple("START TRANSACTION").await?;
         match self.host_simple(&insert).await {
             Ok(()) => self.host_simple("COMMIT").await,
@@ -1084,25 +1209,37 @@ impl Connection {
 
     async fn drop_scratch(&mut self, scratch: Scratch, restore: &mut DryRunRestore) {
         let database = scratch.database.clone();
-        let result = async {
-            let qs = Dialect::MySql.quote_identifier(&scratch.source)?;
-            let qd = Dialect::MySql.quote_identifier(&database)?;
-            self.host_simple(&format!("USE {qs}")).await?;
-            self.host_simple(&format!("DROP DATABASE IF EXISTS {qd}")).await?;
-            self.host_query("SELECT RELEASE_LOCK(?)", &[Value::Text(database.clone())])
-                .await?;
-            if let Ok(backend) = self.idle() {
-                backend.clear_statement_cache().await?;
+        // Dropped first, so that nothing else failing can keep it; the lock
+        // goes last, so that no clean-up can race the drop.
+        let dropped = match Dialect::MySql.quote_identifier(&database) {
+            Ok(qd) => {
+                self.host_simple(&format!("DROP DATABASE IF EXISTS {qd}"))
+                    .await
             }
-            Ok::<(), DbError>(())
+            Err(e) => Err(e),
+        };
+        let switched = match Dialect::MySql.quote_identifier(&scratch.source) {
+            Ok(qs) => self.host_simple(&format!("USE {qs}")).await,
+            Err(e) => Err(e),
+        };
+        let _ = self
+            .host_query("SELECT RELEASE_LOCK(?)", &[Value::Text(database.clone())])
+            .await;
+        if let Ok(backend) = self.idle() {
+            let _ = backend.clear_statement_cache().await;
         }
-        .await;
-        match result {
+        match dropped {
             Ok(()) => restore.dropped = Some(database),
             Err(e) => restore.problems.push(format!(
                 "scratch database `{database}` could not be dropped ({e}); the next run against this server drops it \
                  once this session has ended"
             )),
+        }
+        if let Err(e) = switched {
+            restore.problems.push(format!(
+                "connection `{}` could not switch back to `{}`: {e}",
+                self.name, scratch.source
+            ));
         }
     }
 
@@ -1124,7 +1261,11 @@ impl Connection {
             .collect())
     }
 
-    async fn restore_auto_increments(&mut self, before: BTreeMap<String, i64>, restore: &mut DryRunRestore) {
+    async fn restore_auto_increments(
+        &mut self,
+        before: BTreeMap<String, i64>,
+        restore: &mut DryRunRestore,
+    ) {
         let now = match self.auto_increments().await {
             Ok(now) => now,
             Err(e) => {
@@ -1147,11 +1288,16 @@ impl Connection {
             .ok()
             .and_then(|r| r.first().and_then(|r| r.first()).and_then(int));
         let _ = self
-            .host_simple(&format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
+            .host_simple(&format!(
+                "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"
+            ))
             .await;
         for (table, before, now) in changed {
             let result = match Dialect::MySql.quote_identifier(table) {
-                Ok(qt) => self.host_simple(&format!("ALTER TABLE {qt} AUTO_INCREMENT = {before}")).await,
+                Ok(qt) => {
+                    self.host_simple(&format!("ALTER TABLE {qt} AUTO_INCREMENT = {before}"))
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -1268,11 +1414,15 @@ mod tests {
     #[test]
     fn definers_are_dropped() {
         assert_eq!(
-            without_definer("CREATE DEFINER=`root`@`localhost` TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET NEW.a = 1"),
+            without_definer(
+                "CREATE DEFINER=`root`@`localhost` TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET NEW.a = 1"
+            ),
             "CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET NEW.a = 1"
         );
         assert_eq!(
-            without_definer("CREATE ALGORITHM=UNDEFINED DEFINER=`a b`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1"),
+            without_definer(
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`a b`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1"
+            ),
             "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
         );
         assert_eq!(without_definer("CREATE TRIGGER t"), "CREATE TRIGGER t");
@@ -1328,8 +1478,19 @@ mod tests {
             let err = check(&g, refused).expect_err(refused);
             assert_eq!(err.kind, DbErrorKind::Refused, "{refused}");
         }
+        assert_eq!(
+            g.guard_table("target", "Billing.invoices")
+                .unwrap_err()
+                .kind,
+            DbErrorKind::Refused
+        );
+        assert!(g.guard_table("target", "invoices").is_ok());
         let err = check(&g, "INSERT INTO app.t VALUES (1)").unwrap_err();
-        assert!(err.message.contains("scratch copy of `app`"), "{}", err.message);
+        assert!(
+            err.message.contains("scratch copy of `app`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -1343,9 +1504,15 @@ mod tests {
 
     #[test]
     fn values_read_as_numbers_and_text() {
-        assert_eq!(int(&Value::Decimal("18446744073709".into())), Some(18_446_744_073_709));
+        assert_eq!(
+            int(&Value::Decimal("18446744073709".into())),
+            Some(18_446_744_073_709)
+        );
         assert_eq!(int(&Value::Bytes(b"12".to_vec())), Some(12));
-        assert_eq!(text(&Value::Bytes(b"users".to_vec())).as_deref(), Some("users"));
+        assert_eq!(
+            text(&Value::Bytes(b"users".to_vec())).as_deref(),
+            Some("users")
+        );
         assert_eq!(show_state((5, false)), "5 (not yet called)");
     }
 }

@@ -14,7 +14,11 @@
 //! - `backend.rs`: one sqlx connection of any dialect behind a small set of operations.
 //! - `cursor.rs`: the task that streams a cursor's rows in batches.
 //! - `postgres.rs`, `mysql.rs`, `sqlite.rs`: session setup, encoding, decoding.
-//! - `sql.rs`: leading-keyword lexing, the SQLite single-statement check, identifier quoting.
+//! - `sql.rs`: leading-keyword lexing, a token stream (for plans, lints and guards), the
+//!   SQLite single-statement check, identifier quoting.
+//! - `dry_run.rs`: what a dry-run's rollback does not undo — PostgreSQL sequences restored,
+//!   a MySQL/MariaDB scratch database ([`Connection::enter_dry_run`], [`Connection::leave_dry_run`]).
+//! - `catalog.rs`: row counts, exact or estimated ([`Connection::table_rows`]).
 //!
 //! # Read-only access
 //!
@@ -48,7 +52,11 @@
 //! - on SQLite, more than one statement per call ([`DbErrorKind::Usage`]; the
 //!   servers refuse that themselves) and `ATTACH`, `DETACH`, `VACUUM`, which
 //!   open or write other files ([`DbErrorKind::Refused`]);
-//! - DDL while [`Connection::refuse_ddl`] holds a reason ([`DbErrorKind::Refused`]).
+//! - DDL while [`Connection::refuse_ddl`] holds a reason ([`DbErrorKind::Refused`]);
+//! - on MySQL during a dry-run, statements that could reach past what it can
+//!   undo: dynamic SQL, procedures, `USE`, `LOCK`, server-level changes, and
+//!   with a scratch database names qualified with another database
+//!   ([`DbErrorKind::Refused`]; see `dry_run.rs`).
 //!
 //! # Transactions and schema changes
 //!
@@ -58,8 +66,9 @@
 //! SQLite roll DDL back with everything else. MySQL commits implicitly before
 //! a DDL statement: after a successful one inside a unit the host opens a new
 //! transaction, so the rest of the unit stays atomic (the DDL and what came
-//! before it are committed). Dry-runs on MySQL therefore refuse DDL
-//! ([`Connection::refuse_ddl`]).
+//! before it are committed). A dry-run on MySQL therefore runs in a scratch
+//! copy of the database ([`Connection::enter_dry_run`]), or refuses DDL
+//! ([`Connection::refuse_ddl`]) when no copy can be made.
 //!
 //! sqlx caches prepared statements, which a schema change can make stale: a
 //! successful DDL statement clears the cache on PostgreSQL and MySQL, and so
@@ -670,6 +679,9 @@ impl Connection {
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
         self.idle()?;
+        if let Some(active) = &self.dry_run {
+            active.guard_table(&self.name, table)?;
+        }
         let table_sql = self.dialect.quote_table(table)?;
         if columns.is_empty() {
             return Err(DbError::usage("bulk_insert needs at least one column"));

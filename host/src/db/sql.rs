@@ -262,9 +262,9 @@ pub(crate) fn tokens(sql: &str, dialect: Dialect) -> Vec<Token> {
             b'\'' => {
                 let backslash = dialect == Dialect::MySql
                     || (dialect == Dialect::Postgres
-                        && out.last().is_some_and(|t: &Token| {
-                            t.end == start && (t.is("E"))
-                        }));
+                        && out
+                            .last()
+                            .is_some_and(|t: &Token| t.end == start && t.is("E")));
                 if backslash && dialect == Dialect::Postgres {
                     // The `E` prefix was lexed as a word: it belongs to this string.
                     out.pop();
@@ -289,7 +289,10 @@ pub(crate) fn tokens(sql: &str, dialect: Dialect) -> Vec<Token> {
                 Tok::Quoted(content)
             }
             b'[' if dialect == Dialect::Sqlite => {
-                let end = b[i..].iter().position(|&x| x == b']').map_or(b.len(), |p| i + p + 1);
+                let end = b[i..]
+                    .iter()
+                    .position(|&x| x == b']')
+                    .map_or(b.len(), |p| i + p + 1);
                 let content = text(i + 1, end.saturating_sub(1).max(i + 1));
                 i = end;
                 Tok::Quoted(content)
@@ -328,9 +331,9 @@ pub(crate) fn tokens(sql: &str, dialect: Dialect) -> Vec<Token> {
                 Tok::Param
             }
             b'@' | b':' | b'$'
-                if (c == b'@' && dialect != Dialect::Postgres
-                    || dialect == Dialect::Sqlite)
-                    && b.get(i + 1).is_some_and(|&n| n.is_ascii_alphabetic() || n == b'_' || n == b'@') =>
+                if ((c == b'@' && dialect != Dialect::Postgres) || dialect == Dialect::Sqlite)
+                    && b.get(i + 1)
+                        .is_some_and(|&n| n.is_ascii_alphabetic() || n == b'_' || n == b'@') =>
             {
                 i += 1;
                 while i < b.len()
@@ -367,11 +370,7 @@ pub(crate) fn tokens(sql: &str, dialect: Dialect) -> Vec<Token> {
                 Tok::Punct(ch)
             }
         };
-        out.push(Token {
-            tok,
-            start,
-            end: i,
-        });
+        out.push(Token { tok, start, end: i });
     }
     out
 }

@@ -24,6 +24,7 @@
 //! - [`reader`]: [`JournalReader`], streaming, verifies the chain as it reads.
 
 pub mod reader;
+pub mod stats;
 pub mod writer;
 
 use std::collections::BTreeMap;

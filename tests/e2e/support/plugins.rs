@@ -153,9 +153,12 @@ fn build_once(key: &str, build: impl FnOnce(&Path) -> Option<()>) -> Option<Path
         .join("guests")
         .join(format!("{}.wasm", key.replace('-', "_")));
     std::fs::create_dir_all(out.parent().expect("a parent")).expect("create target/guests");
-    let _ = std::fs::remove_file(&out);
-    let result = build(&out).map(|()| {
-        assert!(out.exists(), "{} was not written", out.display());
+    // Written under a name of this process's own, then renamed into place: test
+    // processes sharing the target directory never read a half-written file.
+    let partial = out.with_extension(format!("{}.partial.wasm", std::process::id()));
+    let result = build(&partial).map(|()| {
+        std::fs::rename(&partial, &out)
+            .unwrap_or_else(|e| panic!("{} was not written: {e}", partial.display()));
         out
     });
     built.insert(key.to_owned(), result.clone());

@@ -28,7 +28,30 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum JournalCommand {
+    /// Print every entry, one line each (the hash chain is verified while reading).
+    Show {
+        /// The journal.
+        journal: PathBuf,
+        /// Print the entries as JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count what a journal holds: calls by kind, rows read and written, units, outcome, final hash.
+    Stats {
+        /// The journal.
+        journal: PathBuf,
+        /// Print JSON (schema migrun.journal-stats/1).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Inspect a journal without replaying it.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Show the ledger of every configured connection: which units of which plugins finished, when, by which build.
     Status {
         /// The config file (default ./migrun.toml).
@@ -139,6 +162,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
+            Some(Command::Journal(cmd)) => journal(cmd),
             Some(Command::Status { config, db, json }) => status(config.as_deref(), &db, json).await,
             Some(Command::Replay { journal, plugin, json }) => replay(&journal, plugin.as_deref(), json).await,
             Some(Command::New { name, lang, dir, sdk_path }) => new_plugin(name, lang, dir, sdk_path),
@@ -177,6 +201,40 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         println!("{}", migrun::render::inspection_json(&inspection));
     } else {
         print!("{}", migrun::render::inspection_text(&inspection));
+    }
+    Ok(0)
+}
+
+fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
+    use migrun::journal::stats;
+    match cmd {
+        JournalCommand::Show { journal, json } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut result = Ok(());
+            stats::show(&journal, |index, hash, entry| {
+                use std::io::Write as _;
+                if result.is_err() {
+                    return;
+                }
+                result = if json {
+                    serde_json::to_string(entry)
+                        .map_err(std::io::Error::other)
+                        .and_then(|line| writeln!(out, "{line}"))
+                } else {
+                    writeln!(out, "{index:>6} {}  {}", &hash[..12], stats::describe(entry))
+                };
+            })
+            .with_context(|| format!("reading {}", journal.display()))?;
+            result.context("writing to stdout")?;
+        }
+        JournalCommand::Stats { journal, json } => {
+            let s = stats::stats(&journal).with_context(|| format!("reading {}", journal.display()))?;
+            if json {
+                println!("{}", migrun::render::journal_stats_json(&s));
+            } else {
+                print!("{}", migrun::render::journal_stats_text(&s));
+            }
+        }
     }
     Ok(0)
 }

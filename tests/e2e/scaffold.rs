@@ -1,0 +1,142 @@
+//! `migrun new`: in each language, the scaffold builds with that language's
+//! toolchain, exactly as `migrun new` tells its user, and dry-runs out of the
+//! box against the embedded SQLite default — without creating its file.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::cli::{Outcome, Workspace};
+use crate::support::plugins::{
+    self, COMPONENTIZE_PY, has_program, run_build, target_dir, toolchain_missing, workspace_root,
+};
+
+/// Scaffolds `name` in `language` into the (empty) workspace folder itself and
+/// checks that `migrun new` printed `build`, the commands the test then runs.
+fn scaffold(ws: &Workspace, name: &str, language: &str, extra: &[&str], build: &[&str]) {
+    let mut args = vec!["new", name, "--lang", language, "--dir", "."];
+    args.extend_from_slice(extra);
+    let out = ws.migrun(&args);
+    out.expect_code(0)
+        .expect_output(&format!("created a {language} plugin in ."));
+    for command in build {
+        out.expect_output(command);
+    }
+}
+
+/// The dry-run every scaffold must pass, whatever its language.
+fn dry_run(ws: &Workspace, component: &str) -> Outcome {
+    let component = ws.path().join(component);
+    assert!(component.exists(), "{} was not built", component.display());
+    let out = ws.migrun(&[component.to_str().unwrap(), "--dry-run"]);
+    out.expect_code(0)
+        .expect_output("(embedded default)")
+        .expect_output("create-table")
+        .expect_output("target: 3 rows")
+        .expect_output("✓ every greeting is there — 3 greetings, at least 3 expected")
+        .expect_output("dry-run ok");
+    assert!(
+        !ws.path().join("migrun-data/target.sqlite").exists(),
+        "a dry-run must not create the embedded database"
+    );
+    out
+}
+
+fn in_dir(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir);
+    cmd
+}
+
+#[test]
+fn rust_scaffold_builds_and_dry_runs() {
+    let ws = Workspace::new();
+    let sdk = workspace_root().join("guest-sdk");
+    let build = "cargo build --release --target wasm32-wasip2";
+    scaffold(
+        &ws,
+        "hello-rust",
+        "rust",
+        &["--sdk-path", sdk.to_str().unwrap()],
+        &[build],
+    );
+    let manifest = std::fs::read_to_string(ws.path().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("path = \"{}\"", sdk.display())),
+        "{manifest}"
+    );
+
+    // Our lock file pins the same dependency versions as the workspace's, and
+    // our target directory and release profile let cargo reuse what the
+    // workspace already compiled: the scaffold's build takes seconds.
+    std::fs::copy(
+        workspace_root().join("Cargo.lock"),
+        ws.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    let mut cargo = plugins::cargo_command();
+    cargo
+        .current_dir(ws.path())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    run_build("the Rust scaffold", &mut cargo);
+    let component = target_dir().join("wasm32-wasip2/release/hello_rust.wasm");
+    let local = ws.path().join("hello_rust.wasm");
+    std::fs::copy(&component, &local).unwrap();
+    dry_run(&ws, "hello_rust.wasm");
+
+    // And for real, into the embedded SQLite file.
+    ws.migrun(&["hello_rust.wasm"])
+        .expect_code(0)
+        .expect_output("✓ every greeting is there");
+    assert!(ws.path().join("migrun-data/target.sqlite").exists());
+}
+
+#[test]
+fn python_scaffold_builds_and_dry_runs() {
+    if !has_program(COMPONENTIZE_PY) {
+        toolchain_missing::<()>("componentize-py is not installed");
+        return;
+    }
+    let ws = Workspace::new();
+    let build = "componentize-py -d wit -w migration componentize app -o hello_py.wasm";
+    scaffold(&ws, "hello-py", "python", &[], &[build]);
+    run_build(
+        "the Python scaffold",
+        in_dir(ws.path(), COMPONENTIZE_PY).args(build.split(' ').skip(1)),
+    );
+    dry_run(&ws, "hello_py.wasm");
+}
+
+#[test]
+fn js_scaffold_builds_and_dry_runs() {
+    if !has_program("npm") || !has_program("node") {
+        toolchain_missing::<()>("Node.js and npm are not installed");
+        return;
+    }
+    let ws = Workspace::new();
+    scaffold(
+        &ws,
+        "hello-js",
+        "js",
+        &[],
+        &["npm install", "npm run build"],
+    );
+    // `--prefer-offline`: the packages are those `scripts/guest-toolchains`
+    // installed for plugins/accounts-merge-js, so npm's cache has them.
+    run_build(
+        "npm install (the JavaScript scaffold)",
+        in_dir(ws.path(), "npm").args([
+            "install",
+            "--prefer-offline",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]),
+    );
+    run_build(
+        "the JavaScript scaffold",
+        in_dir(ws.path(), "npm").args(["run", "build"]),
+    );
+    dry_run(&ws, "hello_js.wasm");
+}
