@@ -56,7 +56,9 @@ pub enum ConfigError {
         message: String,
     },
     /// A URL references an environment variable that is not set.
-    #[error("connection `{connection}`: environment variable `{variable}` is not set (referenced by its url)")]
+    #[error(
+        "connection `{connection}`: environment variable `{variable}` is not set (referenced by its url)"
+    )]
     MissingVariable {
         /// The connection whose URL references it.
         connection: String,
@@ -377,8 +379,9 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = ConfigFile::parse("[limits]\nmemory_mb = 5\n").unwrap_err();
         assert!(err.contains("unknown field `memory_mb`"), "{err}");
-        let err = ConfigFile::parse("[connections.x]\nurl = \"sqlite://a\"\nacess = \"read-only\"\n")
-            .unwrap_err();
+        let err =
+            ConfigFile::parse("[connections.x]\nurl = \"sqlite://a\"\nacess = \"read-only\"\n")
+                .unwrap_err();
         assert!(err.contains("unknown field `acess`"), "{err}");
     }
 
@@ -398,7 +401,9 @@ mod tests {
         let source = config.connection("source");
         assert!(source.embedded_default);
         assert_eq!(source.url, "sqlite://migrun-data/source.sqlite");
-        config.apply_override("source=sqlite://elsewhere.db").unwrap();
+        config
+            .apply_override("source=sqlite://elsewhere.db")
+            .unwrap();
         assert_eq!(config.connection("source").url, "sqlite://elsewhere.db");
         assert!(config.apply_override("nourl").is_err());
     }
@@ -407,18 +412,26 @@ mod tests {
     #[test]
     fn readme_example_parses() {
         let readme = include_str!("../../README.md");
-        let section = &readme[readme.find("## Configuration").expect("README has a Configuration section")..];
+        let section = &readme[readme
+            .find("## Configuration")
+            .expect("README has a Configuration section")..];
         let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
         let end = start + section[start..].find("```").expect("closed block");
         let file = ConfigFile::parse(&section[start..end]).unwrap();
-        assert_eq!(file.journal_dir.as_deref(), Some(Path::new("migrun-journal")));
+        assert_eq!(
+            file.journal_dir.as_deref(),
+            Some(Path::new("migrun-journal"))
+        );
         assert_eq!(file.connections["source"].access, Some(Access::ReadOnly));
         assert_eq!(file.limits.memory_mib, 1024);
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("mysql://root@h/db"), "mysql://root@h/db");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
     }

@@ -86,7 +86,9 @@ fn placeholders(dialect: Dialect, n: usize) -> String {
 impl Ledger {
     /// A ledger kept in `table` (a plain or `schema.table` name).
     pub fn new(table: &str) -> Ledger {
-        Ledger { table: table.to_owned() }
+        Ledger {
+            table: table.to_owned(),
+        }
     }
 
     /// The table's name.
@@ -142,7 +144,11 @@ impl Ledger {
     }
 
     /// Every finished unit of `plugin` on `conn` (none when the table does not exist).
-    pub async fn finished(&self, conn: &mut Connection, plugin: &str) -> Result<Vec<LedgerRow>, DbError> {
+    pub async fn finished(
+        &self,
+        conn: &mut Connection,
+        plugin: &str,
+    ) -> Result<Vec<LedgerRow>, DbError> {
         if !self.exists(conn).await? {
             return Ok(Vec::new());
         }
@@ -161,7 +167,11 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(None);
         }
-        let sql = format!("SELECT {} FROM {} ORDER BY finished_at, unit", COLUMNS.join(", "), self.table);
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY finished_at, unit",
+            COLUMNS.join(", "),
+            self.table
+        );
         let rows = conn.query(&sql, &[]).await?;
         Ok(Some(rows.rows.into_iter().map(row_from_values).collect()))
     }
@@ -254,7 +264,11 @@ pub enum UnitHistory {
 }
 
 /// Decides a unit's history from each target's finished rows (`target name → rows of this plugin`).
-pub fn history(unit: &str, sha256: &str, ledgers: &BTreeMap<String, Vec<LedgerRow>>) -> UnitHistory {
+pub fn history(
+    unit: &str,
+    sha256: &str,
+    ledgers: &BTreeMap<String, Vec<LedgerRow>>,
+) -> UnitHistory {
     if ledgers.is_empty() {
         return UnitHistory::Pending;
     }
@@ -329,7 +343,12 @@ mod tests {
         let mut ledgers = BTreeMap::new();
         ledgers.insert("a".to_owned(), vec![row("u1", "s1"), row("u2", "s0")]);
         ledgers.insert("b".to_owned(), vec![row("u1", "s1")]);
-        assert_eq!(history("u1", "s1", &ledgers), UnitHistory::Finished { run_id: "r1".into() });
+        assert_eq!(
+            history("u1", "s1", &ledgers),
+            UnitHistory::Finished {
+                run_id: "r1".into()
+            }
+        );
         assert_eq!(history("u3", "s1", &ledgers), UnitHistory::Pending);
         assert_eq!(
             history("u2", "s1", &ledgers),

@@ -33,7 +33,9 @@ const POLL: Duration = Duration::from_millis(200);
 #[non_exhaustive]
 pub enum LockError {
     /// Another run holds it.
-    #[error("connection `{connection}`: another migrun run holds the lock `{name}` ({holder}); waited {waited_secs} s (--lock-timeout)")]
+    #[error(
+        "connection `{connection}`: another migrun run holds the lock `{name}` ({holder}); waited {waited_secs} s (--lock-timeout)"
+    )]
     Held {
         /// The connection.
         connection: String,
@@ -99,7 +101,10 @@ pub async fn acquire(
         let (taken, file) = match conn.dialect() {
             Dialect::Postgres => {
                 let rows = conn
-                    .query("SELECT pg_try_advisory_lock($1)", &[Value::Int(advisory_key(name))])
+                    .query(
+                        "SELECT pg_try_advisory_lock($1)",
+                        &[Value::Int(advisory_key(name))],
+                    )
                     .await
                     .map_err(db_err)?;
                 (first_is_true(&rows.rows), None)
@@ -143,7 +148,10 @@ fn mysql_name(name: &str) -> String {
     if name.len() <= 64 {
         name.to_owned()
     } else {
-        format!("migrun:{}", &hex::encode(sha2::Sha256::digest(name.as_bytes()))[..40])
+        format!(
+            "migrun:{}",
+            &hex::encode(sha2::Sha256::digest(name.as_bytes()))[..40]
+        )
     }
 }
 
@@ -160,7 +168,11 @@ fn lock_file_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-fn try_file_lock(connection: &str, db: &Path, run_id: &str) -> Result<(bool, Option<std::fs::File>), LockError> {
+fn try_file_lock(
+    connection: &str,
+    db: &Path,
+    run_id: &str,
+) -> Result<(bool, Option<std::fs::File>), LockError> {
     let path = lock_file_path(db);
     let file_err = |error| LockError::File {
         connection: connection.to_owned(),
@@ -200,7 +212,10 @@ async fn holder(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -
             match conn.query(sql, &[Value::Int(advisory_key(name))]).await {
                 Ok(rows) if !rows.rows.is_empty() => {
                     let r = &rows.rows[0];
-                    format!("held by PostgreSQL backend pid {} ({}, from {}, since {})", r[0], r[1], r[2], r[3])
+                    format!(
+                        "held by PostgreSQL backend pid {} ({}, from {}, since {})",
+                        r[0], r[1], r[2], r[3]
+                    )
                 }
                 _ => unknown(),
             }
@@ -210,15 +225,24 @@ async fn holder(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -
             match conn.query(sql, &[Value::Text(mysql_name(name))]).await {
                 Ok(rows) if !rows.rows.is_empty() => {
                     let r = &rows.rows[0];
-                    format!("held by MariaDB connection {} ({}@{})", r[0], text(&r[1]), text(&r[2]))
+                    format!(
+                        "held by MariaDB connection {} ({}@{})",
+                        r[0],
+                        text(&r[1]),
+                        text(&r[2])
+                    )
                 }
                 _ => unknown(),
             }
         }
         Dialect::Sqlite => {
-            let Some(db) = sqlite_file else { return unknown() };
+            let Some(db) = sqlite_file else {
+                return unknown();
+            };
             let mut note = String::new();
-            match std::fs::File::open(lock_file_path(db)).and_then(|mut f| f.read_to_string(&mut note)) {
+            match std::fs::File::open(lock_file_path(db))
+                .and_then(|mut f| f.read_to_string(&mut note))
+            {
                 Ok(_) if !note.trim().is_empty() => format!("held by {}", note.trim()),
                 _ => unknown(),
             }

@@ -682,7 +682,7 @@ pub enum Effect {
     Write {
         /// How the count reads.
         op: WriteOp,
-        /// The table, as [named](crate::db::Dialect) in the statement (PostgreSQL: unquoted words folded to lowercase).
+        /// The table, as the statement names it (PostgreSQL: unquoted words folded to lowercase).
         table: String,
     },
     /// Changes the schema.

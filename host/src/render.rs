@@ -76,15 +76,25 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
     let _ = writeln!(out);
     match &report.outcome {
         ReplayOutcome::Verified { calls, writes } => {
-            let _ = writeln!(out, "verified: {calls} calls, writes identical ({writes} write calls), no database contacted");
+            let _ = writeln!(
+                out,
+                "verified: {calls} calls, writes identical ({writes} write calls), no database contacted"
+            );
         }
         ReplayOutcome::Diverged { divergence } => {
             let _ = writeln!(out, "DIVERGED: {divergence}");
         }
         ReplayOutcome::Failed { message } => {
-            let _ = writeln!(out, "FAILED: the replayed run failed where the recording did not: {message}");
+            let _ = writeln!(
+                out,
+                "FAILED: the replayed run failed where the recording did not: {message}"
+            );
         }
-        ReplayOutcome::Compared { identical, diff, stopped } => {
+        ReplayOutcome::Compared {
+            identical,
+            diff,
+            stopped,
+        } => {
             if let Some(stopped) = stopped {
                 let _ = writeln!(out, "STOPPED: {stopped}");
             }
@@ -107,7 +117,10 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                     t.changed.len()
                 );
                 let show = |row: &Vec<crate::value::Value>| {
-                    row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                    row.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 for row in t.only_recorded.iter().take(5) {
                     let _ = writeln!(out, "    - ({})", show(row));
@@ -158,18 +171,48 @@ pub fn journal_stats_json(stats: &crate::journal::stats::JournalStats) -> String
 pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
     let mut out = String::new();
     let h = &s.header;
-    let _ = writeln!(out, "run        {}{}", h.run_id, if h.dry_run { " (dry-run)" } else { "" });
-    let _ = writeln!(out, "plugin     {} {} (sha256 {})", h.plugin_name, h.plugin_version, h.plugin_sha256);
-    let _ = writeln!(out, "migrun     {} · contract {} · format {}", h.migrun_version, h.contract_version, h.format);
+    let _ = writeln!(
+        out,
+        "run        {}{}",
+        h.run_id,
+        if h.dry_run { " (dry-run)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "plugin     {} {} (sha256 {})",
+        h.plugin_name, h.plugin_version, h.plugin_sha256
+    );
+    let _ = writeln!(
+        out,
+        "migrun     {} · contract {} · format {}",
+        h.migrun_version, h.contract_version, h.format
+    );
     let _ = writeln!(out, "started    {}", h.started_at);
-    let _ = writeln!(out, "entries    {} ({} bytes compressed), chain intact", s.entries, s.file_bytes);
+    let _ = writeln!(
+        out,
+        "entries    {} ({} bytes compressed), chain intact",
+        s.entries, s.file_bytes
+    );
     let _ = writeln!(out, "final hash {}", s.final_hash);
-    let _ = writeln!(out, "units      {}", if s.units.is_empty() { "none".to_owned() } else { s.units.join(", ") });
+    let _ = writeln!(
+        out,
+        "units      {}",
+        if s.units.is_empty() {
+            "none".to_owned()
+        } else {
+            s.units.join(", ")
+        }
+    );
     if !s.skipped_units.is_empty() {
         let _ = writeln!(out, "skipped    {}", s.skipped_units.join(", "));
     }
     let calls: Vec<String> = s.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(out, "calls      {} ({} database errors)", calls.join(", "), s.errors);
+    let _ = writeln!(
+        out,
+        "calls      {} ({} database errors)",
+        calls.join(", "),
+        s.errors
+    );
     for (conn, n) in &s.rows_read {
         let _ = writeln!(out, "read       {conn}: {n} rows");
     }
@@ -182,11 +225,17 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
                 out,
                 "outcome    {}{}",
                 f.outcome,
-                f.failure.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                f.failure
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             );
         }
         None => {
-            let _ = writeln!(out, "outcome    unknown: the journal has no footer (the run was killed or is still going)");
+            let _ = writeln!(
+                out,
+                "outcome    unknown: the journal has no footer (the run was killed or is still going)"
+            );
         }
     }
     out
@@ -275,14 +324,21 @@ pub fn run_report_text(report: &RunReport) -> String {
             c.dialect.to_string(),
             c.access.to_string(),
             c.url,
-            if c.embedded_default { "  (embedded default)" } else { "" }
+            if c.embedded_default {
+                "  (embedded default)"
+            } else {
+                ""
+            }
         );
         if let Some(note) = &c.note {
             let _ = writeln!(out, "  {:<12} {note}", "");
         }
     }
     if report.dry_run {
-        let _ = writeln!(out, "mode      dry-run: every transaction is rolled back, nothing is changed");
+        let _ = writeln!(
+            out,
+            "mode      dry-run: every transaction is rolled back, nothing is changed"
+        );
     }
     let _ = writeln!(out, "\nunits");
     for unit in &report.units {
@@ -320,7 +376,10 @@ pub fn run_report_text(report: &RunReport) -> String {
             let _ = writeln!(
                 out,
                 "  ! {}{}",
-                w.unit.as_ref().map(|u| format!("[{u}] ")).unwrap_or_default(),
+                w.unit
+                    .as_ref()
+                    .map(|u| format!("[{u}] "))
+                    .unwrap_or_default(),
                 w.message
             );
         }
@@ -343,7 +402,11 @@ pub fn run_report_text(report: &RunReport) -> String {
     }
     if let Some(j) = &report.journal {
         let _ = writeln!(out, "\njournal   {}", j.path.display());
-        let _ = writeln!(out, "          {} calls, final hash {}", j.calls, j.final_hash);
+        let _ = writeln!(
+            out,
+            "          {} calls, final hash {}",
+            j.calls, j.final_hash
+        );
     }
     let _ = writeln!(out);
     match &report.failure {
@@ -364,7 +427,11 @@ pub fn run_report_text(report: &RunReport) -> String {
             );
         }
         None if report.dry_run => {
-            let _ = writeln!(out, "dry-run ok in {}ms: nothing was changed", report.duration_ms);
+            let _ = writeln!(
+                out,
+                "dry-run ok in {}ms: nothing was changed",
+                report.duration_ms
+            );
         }
         None => {
             let _ = writeln!(out, "ok in {}ms", report.duration_ms);
@@ -386,7 +453,13 @@ pub fn inspection_text(i: &Inspection) -> String {
     let _ = writeln!(out, "size       {} bytes", i.size);
     let _ = writeln!(out, "\nconnections");
     for c in &p.connections {
-        let _ = writeln!(out, "  {:<12} {:<10} {}", c.name, c.access.to_string(), c.description);
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<10} {}",
+            c.name,
+            c.access.to_string(),
+            c.description
+        );
         if !c.writes.is_empty() {
             let _ = writeln!(out, "  {:<12} writes {}", "", c.writes.join(", "));
         }
@@ -408,7 +481,17 @@ pub fn inspection_text(i: &Inspection) -> String {
             if k.secret {
                 notes.push("secret".to_owned());
             }
-            let _ = writeln!(out, "  {:<20} {} {}", k.name, k.description, if notes.is_empty() { String::new() } else { format!("({})", notes.join(", ")) });
+            let _ = writeln!(
+                out,
+                "  {:<20} {} {}",
+                k.name,
+                k.description,
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("({})", notes.join(", "))
+                }
+            );
         }
     }
     let _ = writeln!(out, "\nimports");

@@ -30,7 +30,9 @@ use crate::value::Value;
 #[non_exhaustive]
 pub enum ReplayDivergence {
     /// The next call differs from the recorded one.
-    #[error("replay diverged at journal entry {index}: the journal has {expected}, the plugin made {actual}")]
+    #[error(
+        "replay diverged at journal entry {index}: the journal has {expected}, the plugin made {actual}"
+    )]
     Mismatch {
         /// The journal entry index.
         index: u64,
@@ -40,7 +42,9 @@ pub enum ReplayDivergence {
         actual: String,
     },
     /// A plugin version being compared read something the recorded run never read.
-    #[error("the plugin asked for something the journal never recorded: {call}; the comparison stops here")]
+    #[error(
+        "the plugin asked for something the journal never recorded: {call}; the comparison stops here"
+    )]
     NotRecorded {
         /// The call.
         call: String,
@@ -65,7 +69,9 @@ fn entry_summary(entry: &Entry) -> String {
         },
         Entry::Call { call, .. } => call.summary(),
         Entry::Tx { connection, op, .. } => format!("{op} on {connection}"),
-        Entry::UnitSkipped { unit, .. } => format!("the host skipping unit {unit:?} (finished earlier)"),
+        Entry::UnitSkipped { unit, .. } => {
+            format!("the host skipping unit {unit:?} (finished earlier)")
+        }
         Entry::Footer(_) => "the end of the run".into(),
     }
 }
@@ -141,7 +147,13 @@ impl Player {
     /// The recorded answer to `call`, which must be the next recorded call.
     pub fn answer(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
         match self.next_compared()? {
-            Some((_, Entry::Call { call: recorded, result })) if same_call(&recorded, call) => {
+            Some((
+                _,
+                Entry::Call {
+                    call: recorded,
+                    result,
+                },
+            )) if same_call(&recorded, call) => {
                 self.calls += 1;
                 if call.is_write() {
                     self.writes += 1;
@@ -153,13 +165,20 @@ impl Player {
     }
 
     /// Checks the host is calling the recorded export; returns the recorded configuration.
-    pub fn export(&mut self, export: &str, unit: Option<&str>) -> Result<Option<Vec<(String, String)>>, TapeError> {
+    pub fn export(
+        &mut self,
+        export: &str,
+        unit: Option<&str>,
+    ) -> Result<Option<Vec<(String, String)>>, TapeError> {
         match self.next_compared()? {
-            Some((_, Entry::Export {
-                export: e,
-                unit: u,
-                config,
-            })) if e == export && u.as_deref() == unit => Ok(config),
+            Some((
+                _,
+                Entry::Export {
+                    export: e,
+                    unit: u,
+                    config,
+                },
+            )) if e == export && u.as_deref() == unit => Ok(config),
             found => {
                 let actual = match unit {
                     Some(u) => format!("the host calling {export}({u:?})"),
@@ -173,7 +192,13 @@ impl Player {
     /// Checks the export ended as recorded (both ok, or both failed).
     pub fn export_end(&mut self, export: &str, error: Option<&str>) -> Result<(), TapeError> {
         match self.next_compared()? {
-            Some((_, Entry::ExportEnd { export: e, error: recorded })) if e == export && recorded.is_some() == error.is_some() => Ok(()),
+            Some((
+                _,
+                Entry::ExportEnd {
+                    export: e,
+                    error: recorded,
+                },
+            )) if e == export && recorded.is_some() == error.is_some() => Ok(()),
             found => {
                 let actual = match error {
                     Some(err) => format!("{export} failing: {err}"),
@@ -234,9 +259,9 @@ pub struct WriteDiff {
 impl WriteDiff {
     /// Whether both versions wrote exactly the same rows.
     pub fn is_identical(&self) -> bool {
-        self.tables
-            .values()
-            .all(|t| t.only_recorded.is_empty() && t.only_compared.is_empty() && t.changed.is_empty())
+        self.tables.values().all(|t| {
+            t.only_recorded.is_empty() && t.only_compared.is_empty() && t.changed.is_empty()
+        })
     }
 }
 
@@ -270,7 +295,12 @@ fn cursor_key(conn: &str, sql: &str, params: &[Value]) -> String {
 fn written_table(sql: &str) -> Option<String> {
     let words: Vec<&str> = sql.split_whitespace().take(4).collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let name = match upper.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let name = match upper
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["INSERT", "INTO", ..] | ["REPLACE", "INTO", ..] | ["DELETE", "FROM", ..] => words.get(2),
         ["UPDATE", ..] => words.get(1),
         _ => None,
@@ -281,22 +311,34 @@ fn written_table(sql: &str) -> Option<String> {
 
 fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) {
     match call {
-        HostCall::BulkInsert { conn, table, rows, .. } => {
-            into.entry(format!("{conn}.{table}")).or_default().extend(rows.iter().cloned());
+        HostCall::BulkInsert {
+            conn, table, rows, ..
+        } => {
+            into.entry(format!("{conn}.{table}"))
+                .or_default()
+                .extend(rows.iter().cloned());
         }
         HostCall::Execute { conn, sql, params } => match written_table(sql) {
             Some(table) if sql.trim_start().to_ascii_uppercase().starts_with("INSERT") => {
-                into.entry(format!("{conn}.{table}")).or_default().push(params.clone());
+                into.entry(format!("{conn}.{table}"))
+                    .or_default()
+                    .push(params.clone());
             }
             Some(table) => {
-                let mut row = vec![Value::Text(sql.split_whitespace().collect::<Vec<_>>().join(" "))];
+                let mut row = vec![Value::Text(
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                )];
                 row.extend(params.iter().cloned());
                 into.entry(format!("{conn}.{table}")).or_default().push(row);
             }
             None => {
-                let mut row = vec![Value::Text(sql.split_whitespace().collect::<Vec<_>>().join(" "))];
+                let mut row = vec![Value::Text(
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                )];
                 row.extend(params.iter().cloned());
-                into.entry(format!("{conn}.(statements)")).or_default().push(row);
+                into.entry(format!("{conn}.(statements)"))
+                    .or_default()
+                    .push(row);
             }
         },
         _ => {}
@@ -337,7 +379,9 @@ impl Comparison {
                     HostCall::Open { .. } | HostCall::Query { .. } => {
                         cmp.reads.entry(key(&call)).or_default().push_back(result);
                     }
-                    HostCall::OpenCursor { conn, sql, params, .. } => {
+                    HostCall::OpenCursor {
+                        conn, sql, params, ..
+                    } => {
                         if let CallResult::Cursor { cursor, .. } = &result {
                             cmp.cursors
                                 .entry(cursor_key(conn, sql, params))
@@ -356,11 +400,21 @@ impl Comparison {
                         }
                     }
                     HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
-                        if let HostCall::BulkInsert { conn, table, columns, .. } = &call {
-                            cmp.columns.insert(format!("{conn}.{table}"), columns.clone());
+                        if let HostCall::BulkInsert {
+                            conn,
+                            table,
+                            columns,
+                            ..
+                        } = &call
+                        {
+                            cmp.columns
+                                .insert(format!("{conn}.{table}"), columns.clone());
                         }
                         collect_write(&mut cmp.recorded_writes, &call);
-                        cmp.write_results.entry(key(&call)).or_default().push_back(result);
+                        cmp.write_results
+                            .entry(key(&call))
+                            .or_default()
+                            .push_back(result);
                     }
                     _ => {}
                 },
@@ -372,7 +426,11 @@ impl Comparison {
 
     /// Answers one call of the compared plugin.
     pub fn answer(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
-        let not_recorded = || TapeError::Divergence(ReplayDivergence::NotRecorded { call: call.summary() });
+        let not_recorded = || {
+            TapeError::Divergence(ReplayDivergence::NotRecorded {
+                call: call.summary(),
+            })
+        };
         match call {
             HostCall::Open { .. } | HostCall::Query { .. } => {
                 let queue = self.reads.get_mut(&key(call)).ok_or_else(not_recorded)?;
@@ -401,12 +459,21 @@ impl Comparison {
                 let v1 = self
                     .cursors
                     .get_mut(&k)
-                    .and_then(|q| if q.len() > 1 { q.pop_front() } else { q.front().copied() })
+                    .and_then(|q| {
+                        if q.len() > 1 {
+                            q.pop_front()
+                        } else {
+                            q.front().copied()
+                        }
+                    })
                     .unwrap_or(cursor);
                 let id = self.next_cursor;
                 self.next_cursor += 1;
                 self.open_cursors.insert(id, (v1, (*batch_size).max(1)));
-                Ok(CallResult::Cursor { cursor: id, columns })
+                Ok(CallResult::Cursor {
+                    cursor: id,
+                    columns,
+                })
             }
             HostCall::NextBatch { cursor } => {
                 let Some((v1, batch)) = self.open_cursors.get(cursor).copied() else {
@@ -427,22 +494,37 @@ impl Comparison {
                 Ok(CallResult::Unit)
             }
             HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
-                if let HostCall::BulkInsert { conn, table, columns, .. } = call {
-                    self.columns.insert(format!("{conn}.{table}"), columns.clone());
+                if let HostCall::BulkInsert {
+                    conn,
+                    table,
+                    columns,
+                    ..
+                } = call
+                {
+                    self.columns
+                        .insert(format!("{conn}.{table}"), columns.clone());
                 }
                 collect_write(&mut self.compared_writes, call);
-                if let Some(result) = self.write_results.get_mut(&key(call)).and_then(VecDeque::pop_front) {
+                if let Some(result) = self
+                    .write_results
+                    .get_mut(&key(call))
+                    .and_then(VecDeque::pop_front)
+                {
                     return Ok(result);
                 }
                 match call {
-                    HostCall::BulkInsert { rows, .. } => Ok(CallResult::Count { n: rows.len() as u64 }),
+                    HostCall::BulkInsert { rows, .. } => Ok(CallResult::Count {
+                        n: rows.len() as u64,
+                    }),
                     _ => {
                         self.unanswered_writes += 1;
                         Ok(CallResult::Count { n: 0 })
                     }
                 }
             }
-            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => Ok(CallResult::Unit),
+            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => {
+                Ok(CallResult::Unit)
+            }
         }
     }
 
@@ -452,11 +534,22 @@ impl Comparison {
             unanswered_writes: self.unanswered_writes,
             ..WriteDiff::default()
         };
-        let tables: std::collections::BTreeSet<&String> =
-            self.recorded_writes.keys().chain(self.compared_writes.keys()).collect();
+        let tables: std::collections::BTreeSet<&String> = self
+            .recorded_writes
+            .keys()
+            .chain(self.compared_writes.keys())
+            .collect();
         for table in tables {
-            let recorded = self.recorded_writes.get(table).map(Vec::as_slice).unwrap_or_default();
-            let compared = self.compared_writes.get(table).map(Vec::as_slice).unwrap_or_default();
+            let recorded = self
+                .recorded_writes
+                .get(table)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let compared = self
+                .compared_writes
+                .get(table)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let mut remaining: HashMap<String, Vec<&Vec<Value>>> = HashMap::new();
             for row in compared {
                 remaining.entry(key(row)).or_default().push(row);
@@ -472,7 +565,10 @@ impl Comparison {
                 }
             }
             // Preserve the compared plugin's order for what it alone wrote.
-            let mut leftover: HashMap<String, usize> = remaining.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+            let mut leftover: HashMap<String, usize> = remaining
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect();
             for row in compared {
                 if let Some(n) = leftover.get_mut(&key(row))
                     && *n > 0
@@ -498,7 +594,11 @@ impl Comparison {
                             .enumerate()
                             .filter(|(_, (a, b))| key(a) != key(b))
                             .map(|(i, (a, b))| {
-                                let name = t.columns.get(i).cloned().unwrap_or_else(|| format!("#{}", i + 1));
+                                let name = t
+                                    .columns
+                                    .get(i)
+                                    .cloned()
+                                    .unwrap_or_else(|| format!("#{}", i + 1));
                                 (name, a.clone(), b.clone())
                             })
                             .collect();
@@ -537,10 +637,22 @@ mod tests {
 
     #[test]
     fn written_table_reads_the_statement_head() {
-        assert_eq!(written_table("INSERT INTO auth_users (id) VALUES ($1)").as_deref(), Some("auth_users"));
-        assert_eq!(written_table("insert into \"s\".t(id) values (?)").as_deref(), Some("\"s\".t"));
-        assert_eq!(written_table("UPDATE `users` SET a = 1").as_deref(), Some("users"));
-        assert_eq!(written_table("DELETE FROM x WHERE id = 1").as_deref(), Some("x"));
+        assert_eq!(
+            written_table("INSERT INTO auth_users (id) VALUES ($1)").as_deref(),
+            Some("auth_users")
+        );
+        assert_eq!(
+            written_table("insert into \"s\".t(id) values (?)").as_deref(),
+            Some("\"s\".t")
+        );
+        assert_eq!(
+            written_table("UPDATE `users` SET a = 1").as_deref(),
+            Some("users")
+        );
+        assert_eq!(
+            written_table("DELETE FROM x WHERE id = 1").as_deref(),
+            Some("x")
+        );
         assert_eq!(written_table("CREATE TABLE x (id int)"), None);
     }
 }

@@ -21,8 +21,8 @@
 //! during a dry-run.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,9 @@ use crate::capability::database::{ConnectionInfo, DatabaseCtx, WriteCounts};
 use crate::config::{RunConfig, redact_url};
 use crate::contract::{ContractVersion, PluginInfo, UnitInfo};
 use crate::db::{self, Access, DbError, Dialect};
-use crate::journal::{self, Entry, Footer, Header, JournalConnection, JournalError, JournalReader, JournalWriter};
+use crate::journal::{
+    self, Entry, Footer, Header, JournalConnection, JournalError, JournalReader, JournalWriter,
+};
 use crate::ledger::{self, Ledger, LedgerRow, UnitHistory};
 use crate::lock::{self, LockError, RunLock};
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
@@ -113,7 +115,9 @@ pub enum RunError {
         description: String,
     },
     /// The operator granted less than the plugin needs.
-    #[error("connection `{connection}`: the plugin needs {needed} access but the config grants only {granted}")]
+    #[error(
+        "connection `{connection}`: the plugin needs {needed} access but the config grants only {granted}"
+    )]
     AccessDenied {
         /// The connection.
         connection: String,
@@ -133,7 +137,9 @@ pub enum RunError {
         error: DbError,
     },
     /// None of the units `--only` names exists.
-    #[error("none of the units given to --only exist ({names}); the plugin's units are {available}")]
+    #[error(
+        "none of the units given to --only exist ({names}); the plugin's units are {available}"
+    )]
     UnknownUnits {
         /// The unknown names.
         names: String,
@@ -387,7 +393,10 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
     let info = instance
         .describe()
         .await
-        .map_err(|error| RunError::Plugin { phase: "describe", error })?;
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
     Ok(Inspection {
         sha256: plugin.sha256.clone(),
         size: plugin.size,
@@ -402,7 +411,11 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
 ///
 /// Every run, dry-runs included, writes a journal to `config.journal_dir`
 /// (with a copy of the plugin under `plugins/<sha256>.wasm`, where replay finds it).
-pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
+pub async fn run(
+    plugin: &LoadedPlugin,
+    config: &RunConfig,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let runtime = Runtime::shared();
     let seeds = options.seeds.unwrap_or_else(SandboxSeeds::fresh);
@@ -419,21 +432,25 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
     let info = instance
         .describe()
         .await
-        .map_err(|error| RunError::Plugin { phase: "describe", error })?;
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
     let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
     let run_id = run_id(&info.name);
     let ledger = Ledger::new(&config.ledger_table);
-    let (_locks, ledgers) = match guard_targets(&mut connections, &info, config, &options, &ledger, &run_id).await {
-        Ok(guarded) => guarded,
-        Err(e) => {
-            for (_, conn) in connections {
-                conn.close().await;
+    let (_locks, ledgers) =
+        match guard_targets(&mut connections, &info, config, &options, &ledger, &run_id).await {
+            Ok(guarded) => guarded,
+            Err(e) => {
+                for (_, conn) in connections {
+                    conn.close().await;
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
 
     // The journal exists before anything can be written; failing to create it means nothing ran.
     let header = Header {
@@ -490,7 +507,14 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
         .iter()
         .map(|(k, v)| {
             let secret = info.config.iter().any(|c| &c.name == k && c.secret);
-            (k.clone(), if secret { "***redacted***".to_owned() } else { v.clone() })
+            (
+                k.clone(),
+                if secret {
+                    "***redacted***".to_owned()
+                } else {
+                    v.clone()
+                },
+            )
         })
         .collect();
     let journal_id = lock(&recorder).writer_mut().path().display().to_string();
@@ -509,9 +533,17 @@ pub async fn run(plugin: &LoadedPlugin, config: &RunConfig, options: RunOptions)
             journal_id,
         }),
     };
-    let planned = match runner.prepare(values, redacted, options.only.as_deref(), options.shard).await {
-        Ok((units, not_found)) => plan_units(units, &ledgers, &plugin.sha256, options.allow_plugin_change.as_deref())
-            .map(|units| (units, not_found)),
+    let planned = match runner
+        .prepare(values, redacted, options.only.as_deref(), options.shard)
+        .await
+    {
+        Ok((units, not_found)) => plan_units(
+            units,
+            &ledgers,
+            &plugin.sha256,
+            options.allow_plugin_change.as_deref(),
+        )
+        .map(|units| (units, not_found)),
         Err(e) => Err(e),
     };
     let (selected, not_found) = match planned {
@@ -604,12 +636,24 @@ async fn guard_targets(
             continue;
         }
         let file = sqlite_file(&config.connection(name).url).filter(|p| p.exists());
-        locks.push(lock::acquire(conn, &lock_name, run_id, file.as_deref(), options.lock_timeout).await?);
-        let rows = ledger.finished(conn, &info.name).await.map_err(|error| RunError::Ledger {
-            connection: name.clone(),
-            table: ledger.table().to_owned(),
-            error,
-        })?;
+        locks.push(
+            lock::acquire(
+                conn,
+                &lock_name,
+                run_id,
+                file.as_deref(),
+                options.lock_timeout,
+            )
+            .await?,
+        );
+        let rows = ledger
+            .finished(conn, &info.name)
+            .await
+            .map_err(|error| RunError::Ledger {
+                connection: name.clone(),
+                table: ledger.table().to_owned(),
+                error,
+            })?;
         ledgers.insert(name.clone(), rows);
     }
     Ok((locks, ledgers))
@@ -654,7 +698,9 @@ fn plan_units(
     let mut planned = Vec::with_capacity(units.len());
     for unit in units {
         let plan = match ledger::history(&unit.name, sha256, ledgers) {
-            UnitHistory::Pending => UnitPlan::Run { override_reason: None },
+            UnitHistory::Pending => UnitPlan::Run {
+                override_reason: None,
+            },
             UnitHistory::Finished { run_id } => UnitPlan::Skip {
                 reason: format!("finished in run {run_id}"),
             },
@@ -700,7 +746,13 @@ struct LedgerContext {
 fn run_id(plugin: &str) -> String {
     let name: String = plugin
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!(
         "{}-{name}-{:08x}",
@@ -710,7 +762,11 @@ fn run_id(plugin: &str) -> String {
 }
 
 /// Creates the journal with its header and stores a copy of the plugin next to it.
-fn start_journal(dir: &Path, header: &Header, plugin: &LoadedPlugin) -> Result<Arc<std::sync::Mutex<Recorder>>, RunError> {
+fn start_journal(
+    dir: &Path,
+    header: &Header,
+    plugin: &LoadedPlugin,
+) -> Result<Arc<std::sync::Mutex<Recorder>>, RunError> {
     let plugin_copy = dir.join("plugins").join(format!("{}.wasm", plugin.sha256));
     if !plugin_copy.exists() {
         let write = std::fs::create_dir_all(dir.join("plugins")).and_then(|()| {
@@ -727,7 +783,9 @@ fn start_journal(dir: &Path, header: &Header, plugin: &LoadedPlugin) -> Result<A
     }
     let path = dir.join(format!("{}.journal", header.run_id));
     let mut writer = JournalWriter::create(&path).map_err(TapeError::Journal)?;
-    writer.append(&Entry::Header(header.clone())).map_err(TapeError::Journal)?;
+    writer
+        .append(&Entry::Header(header.clone()))
+        .map_err(TapeError::Journal)?;
     Ok(Arc::new(std::sync::Mutex::new(Recorder::new(writer))))
 }
 
@@ -745,7 +803,10 @@ fn footer(report: &RunReport, calls: u64) -> Footer {
             _ => "failed",
         }
         .to_owned(),
-        failure: report.failure.as_ref().map(|f| format!("{}: {}", f.phase, f.message)),
+        failure: report
+            .failure
+            .as_ref()
+            .map(|f| format!("{}: {}", f.phase, f.message)),
         calls,
         rows_written,
         checks: report.checks.len() as u64,
@@ -808,7 +869,11 @@ impl ReplayReport {
     pub fn exit_code(&self) -> i32 {
         match &self.outcome {
             ReplayOutcome::Verified { .. } => 0,
-            ReplayOutcome::Compared { identical: true, stopped: None, .. } => 0,
+            ReplayOutcome::Compared {
+                identical: true,
+                stopped: None,
+                ..
+            } => 0,
             _ => 1,
         }
     }
@@ -847,12 +912,21 @@ pub async fn replay(
         (Tape::Replaying(replay::shared(Player::new(reader))), None)
     };
 
-    let state = RunState::new(DatabaseCtx::empty(Tape::Off), observer.clone(), Tape::Off, header.seeds, &header.limits);
+    let state = RunState::new(
+        DatabaseCtx::empty(Tape::Off),
+        observer.clone(),
+        Tape::Off,
+        header.seeds,
+        &header.limits,
+    );
     let mut instance = PluginInstance::instantiate(runtime, &plugin, state, header.limits).await?;
     let info = instance
         .describe()
         .await
-        .map_err(|error| RunError::Plugin { phase: "describe", error })?;
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
     let infos: BTreeMap<String, ConnectionInfo> = header
         .connections
         .iter()
@@ -904,13 +978,23 @@ pub async fn replay(
         journal: None,
     };
     let values = recorded_config.unwrap_or_default();
-    match runner.prepare(values.clone(), values, header.only.as_deref(), header.shard).await {
+    match runner
+        .prepare(values.clone(), values, header.only.as_deref(), header.shard)
+        .await
+    {
         Ok((units, not_found)) => {
             report_not_found(&mut runner, &mut report, &not_found);
             // Which units the recorded run skipped comes from the journal, not from a ledger.
             let units: Vec<(UnitInfo, UnitPlan)> = units
                 .into_iter()
-                .map(|u| (u, UnitPlan::Run { override_reason: None }))
+                .map(|u| {
+                    (
+                        u,
+                        UnitPlan::Run {
+                            override_reason: None,
+                        },
+                    )
+                })
                 .collect();
             runner.run_units(&units, &mut report).await;
             if report.failure.is_none() {
@@ -940,7 +1024,9 @@ pub async fn replay(
 
     let divergence = |report: &RunReport| match &report.failure {
         Some(RunFailure {
-            cause: FailureCause::Tape(TapeError::Divergence(d)) | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
+            cause:
+                FailureCause::Tape(TapeError::Divergence(d))
+                | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
             ..
         }) => Some(d.clone()),
         _ => None,
@@ -960,7 +1046,9 @@ pub async fn replay(
                 let finished = lock(player).finish();
                 match finished {
                     Ok((calls, writes, _footer)) => ReplayOutcome::Verified { calls, writes },
-                    Err(TapeError::Divergence(divergence)) => ReplayOutcome::Diverged { divergence },
+                    Err(TapeError::Divergence(divergence)) => {
+                        ReplayOutcome::Diverged { divergence }
+                    }
                     Err(TapeError::Journal(e)) => return Err(RunError::Journal(e)),
                 }
             }
@@ -971,7 +1059,9 @@ pub async fn replay(
     // what was verified; anything else is reported as it is.
     let outcome = match (outcome, &report.failure) {
         (ReplayOutcome::Verified { .. }, Some(f)) if !matches!(f.cause, FailureCause::Call(_)) => {
-            ReplayOutcome::Failed { message: f.message.clone() }
+            ReplayOutcome::Failed {
+                message: f.message.clone(),
+            }
         }
         (outcome, _) => outcome,
     };
@@ -990,7 +1080,11 @@ pub async fn replay(
 fn plugin_values(info: &PluginInfo, config: &RunConfig) -> Result<Vec<(String, String)>, RunError> {
     for key in config.values.keys() {
         if !info.config.iter().any(|k| &k.name == key) {
-            let known: Vec<String> = info.config.iter().map(|k| format!("`{}`", k.name)).collect();
+            let known: Vec<String> = info
+                .config
+                .iter()
+                .map(|k| format!("`{}`", k.name))
+                .collect();
             return Err(RunError::UnknownConfigKey {
                 key: key.clone(),
                 known: if known.is_empty() {
@@ -1051,7 +1145,9 @@ async fn connect_all(
                 // A dry-run must not even create a file: an empty in-memory database is
                 // exactly what the plugin would find in a new file.
                 url = "sqlite::memory:".to_owned();
-                note = Some("does not exist yet: the dry-run uses an empty in-memory database".to_owned());
+                note = Some(
+                    "does not exist yet: the dry-run uses an empty in-memory database".to_owned(),
+                );
             } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 let _ = std::fs::create_dir_all(dir);
             }
@@ -1133,11 +1229,25 @@ impl Runner {
                 self.rollback_all().await;
             }
             return Err(RunError::UnknownUnits {
-                names: not_found.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
-                available: units.iter().map(|u| format!("`{}`", u.name)).collect::<Vec<_>>().join(", "),
+                names: not_found
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                available: units
+                    .iter()
+                    .map(|u| format!("`{}`", u.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
-        Ok((units.into_iter().filter(|u| only.contains(&u.name)).collect(), not_found))
+        Ok((
+            units
+                .into_iter()
+                .filter(|u| only.contains(&u.name))
+                .collect(),
+            not_found,
+        ))
     }
 
     async fn configure_and_list(
@@ -1153,8 +1263,10 @@ impl Runner {
         };
         let configured = self.instance.configure(values).await;
         if !matches!(configured, Err(CallError::Tape(_))) {
-            self.tape
-                .export_end("configure", configured.as_ref().err().map(ToString::to_string))?;
+            self.tape.export_end(
+                "configure",
+                configured.as_ref().err().map(ToString::to_string),
+            )?;
         }
         configured.map_err(|error| RunError::Plugin {
             phase: "configure",
@@ -1185,7 +1297,13 @@ impl Runner {
                     report.failure = Some(RunFailure {
                         phase: format!("unit `{}`", unit.name),
                         message: e.to_string(),
-                        consequence: consequence(&unit.name, self.dry_run, self.tape.is_live(), &committed, &[]),
+                        consequence: consequence(
+                            &unit.name,
+                            self.dry_run,
+                            self.tape.is_live(),
+                            &committed,
+                            &[],
+                        ),
                         cause: FailureCause::Tape(e),
                     });
                     return;
@@ -1197,7 +1315,11 @@ impl Runner {
                     status: UnitStatus::Skipped,
                     duration_ms: 0,
                     writes: BTreeMap::new(),
-                    note: Some(skip_reason.unwrap_or("finished in an earlier run").to_owned()),
+                    note: Some(
+                        skip_reason
+                            .unwrap_or("finished in an earlier run")
+                            .to_owned(),
+                    ),
                 });
                 continue;
             }
@@ -1208,7 +1330,8 @@ impl Runner {
             let phase = format!("unit {}", unit.name);
             self.observer.phase_started(&phase);
             let started = Instant::now();
-            let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let started_at =
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let state = self.instance.state();
             state.log.set_unit(Some(unit.name.clone()));
             state.checks.set_unit(Some(unit.name.clone()));
@@ -1240,7 +1363,10 @@ impl Runner {
                 Ok(()) => committed.push(unit.name.clone()),
                 Err((message, cause)) => {
                     self.rollback_all().await;
-                    let not_run: Vec<&str> = units[index + 1..].iter().map(|(u, _)| u.name.as_str()).collect();
+                    let not_run: Vec<&str> = units[index + 1..]
+                        .iter()
+                        .map(|(u, _)| u.name.as_str())
+                        .collect();
                     for name in &not_run {
                         report.units.push(UnitReport {
                             name: (*name).to_owned(),
@@ -1253,7 +1379,13 @@ impl Runner {
                     report.failure = Some(RunFailure {
                         phase: format!("unit `{}`", unit.name),
                         message,
-                        consequence: consequence(&unit.name, self.dry_run, self.tape.is_live(), &committed, &not_run),
+                        consequence: consequence(
+                            &unit.name,
+                            self.dry_run,
+                            self.tape.is_live(),
+                            &committed,
+                            &not_run,
+                        ),
                         cause,
                     });
                     return;
@@ -1276,7 +1408,9 @@ impl Runner {
             self.begin_all().await.map_err(begin_failure)?;
         }
         let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
-        self.tape.export("run-unit", Some(&unit.name), None).map_err(tape_err)?;
+        self.tape
+            .export("run-unit", Some(&unit.name), None)
+            .map_err(tape_err)?;
         let result = self.instance.run_unit(&unit.name).await;
         // A divergence inside the call is the news; the export's end would only echo it.
         if !matches!(result, Err(CallError::Tape(_))) {
@@ -1288,7 +1422,8 @@ impl Runner {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
         if !self.dry_run {
-            self.record_in_ledger(&unit.name, started_at, override_reason).await?;
+            self.record_in_ledger(&unit.name, started_at, override_reason)
+                .await?;
             self.commit_all().await.map_err(|(conn, error)| {
                 (
                     format!("commit on connection `{conn}` failed: {error}"),
@@ -1306,11 +1441,14 @@ impl Runner {
         };
         for conn in self.instance.state().database.connections_mut() {
             if conn.access() == Access::ReadWrite {
-                ctx.ledger.ensure(conn).await.map_err(|error| RunError::Ledger {
-                    connection: conn.name().to_owned(),
-                    table: ctx.ledger.table().to_owned(),
-                    error,
-                })?;
+                ctx.ledger
+                    .ensure(conn)
+                    .await
+                    .map_err(|error| RunError::Ledger {
+                        connection: conn.name().to_owned(),
+                        table: ctx.ledger.table().to_owned(),
+                        error,
+                    })?;
             }
         }
         Ok(())
@@ -1349,9 +1487,11 @@ impl Runner {
                 override_reason: override_reason.clone(),
             };
             let recorded = ctx.ledger.record(conn, &row).await;
-            let _ = self
-                .tape
-                .transaction(conn.name(), "record-ledger", recorded.as_ref().err().map(ToString::to_string));
+            let _ = self.tape.transaction(
+                conn.name(),
+                "record-ledger",
+                recorded.as_ref().err().map(ToString::to_string),
+            );
             recorded.map_err(|error| {
                 (
                     format!(
@@ -1400,7 +1540,9 @@ impl Runner {
                         .export_end("verify", result.as_ref().err().map(ToString::to_string))
                 };
                 match ended {
-                    Ok(()) => result.map_err(|error| (error.to_string(), FailureCause::Call(error))),
+                    Ok(()) => {
+                        result.map_err(|error| (error.to_string(), FailureCause::Call(error)))
+                    }
                     Err(e) => Err(tape_err(e)),
                 }
             }
@@ -1423,8 +1565,11 @@ impl Runner {
     async fn begin_all(&mut self) -> Result<(), RunError> {
         for conn in self.instance.state().database.connections_mut() {
             let result = conn.begin().await;
-            self.tape
-                .transaction(conn.name(), "begin", result.as_ref().err().map(ToString::to_string))?;
+            self.tape.transaction(
+                conn.name(),
+                "begin",
+                result.as_ref().err().map(ToString::to_string),
+            )?;
             result.map_err(|error| RunError::Begin {
                 connection: conn.name().to_owned(),
                 error,
@@ -1442,9 +1587,11 @@ impl Runner {
                 ("rollback", conn.rollback().await)
             };
             // A journal that cannot record the commit is reported by the footer step.
-            let _ = self
-                .tape
-                .transaction(conn.name(), op, result.as_ref().err().map(ToString::to_string));
+            let _ = self.tape.transaction(
+                conn.name(),
+                op,
+                result.as_ref().err().map(ToString::to_string),
+            );
             result.map_err(|e| (conn.name().to_owned(), e))?;
         }
         Ok(())
@@ -1458,11 +1605,17 @@ impl Runner {
             let error = match tokio::time::timeout(ROLLBACK_TIMEOUT, conn.rollback()).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => {
-                    tracing::warn!(connection = conn.name(), "rollback failed (the server discards the transaction when the connection closes): {e}");
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "rollback failed (the server discards the transaction when the connection closes): {e}"
+                    );
                     Some(e.to_string())
                 }
                 Err(_) => {
-                    tracing::warn!(connection = conn.name(), "rollback timed out; the connection will be closed");
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "rollback timed out; the connection will be closed"
+                    );
                     Some("timed out".to_owned())
                 }
             };
@@ -1487,12 +1640,20 @@ fn begin_failure(e: RunError) -> (String, FailureCause) {
 
 /// The file a SQLite URL names, if any (not for in-memory databases).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
-fn consequence(unit: &str, dry_run: bool, live: bool, committed: &[String], not_run: &[&str]) -> String {
+fn consequence(
+    unit: &str,
+    dry_run: bool,
+    live: bool,
+    committed: &[String],
+    not_run: &[&str],
+) -> String {
     if !live {
         return "nothing was changed (replay: no database was contacted)".into();
     }
@@ -1505,13 +1666,21 @@ fn consequence(unit: &str, dry_run: bool, live: bool, committed: &[String], not_
     } else {
         parts.push(format!(
             "earlier units stay committed: {}",
-            committed.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
+            committed
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if !not_run.is_empty() {
         parts.push(format!(
             "not run: {}",
-            not_run.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
+            not_run
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     parts.join("; ")

@@ -58,7 +58,9 @@ impl Recorder {
                 source: std::io::Error::other(message.clone()),
             });
         }
-        self.writer.append(entry).inspect_err(|e| self.failed = Some(e.to_string()))
+        self.writer
+            .append(entry)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
     /// Host calls recorded so far.
@@ -179,7 +181,12 @@ impl Tape {
     }
 
     /// Records the host's transaction control (audit only; replay skips it).
-    pub fn transaction(&self, connection: &str, op: &str, error: Option<String>) -> Result<(), TapeError> {
+    pub fn transaction(
+        &self,
+        connection: &str,
+        op: &str,
+        error: Option<String>,
+    ) -> Result<(), TapeError> {
         if let Tape::Recording(recorder) = self {
             lock(recorder).append(&Entry::Tx {
                 connection: connection.to_owned(),

@@ -88,29 +88,35 @@ impl Value {
 
     /// Parses a uuid from its text form (any case, hyphenated or not).
     pub fn parse_uuid(text: &str) -> Result<Value, ValueParseError> {
-        Uuid::from_str(text).map(Value::Uuid).map_err(|_| ValueParseError {
-            kind: "uuid",
-            text: text.to_owned(),
-            expected: "a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8",
-        })
+        Uuid::from_str(text)
+            .map(Value::Uuid)
+            .map_err(|_| ValueParseError {
+                kind: "uuid",
+                text: text.to_owned(),
+                expected: "a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8",
+            })
     }
 
     /// Parses a date from `YYYY-MM-DD`.
     pub fn parse_date(text: &str) -> Result<Value, ValueParseError> {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d").map(Value::Date).map_err(|_| ValueParseError {
-            kind: "date",
-            text: text.to_owned(),
-            expected: "YYYY-MM-DD",
-        })
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Value::Date)
+            .map_err(|_| ValueParseError {
+                kind: "date",
+                text: text.to_owned(),
+                expected: "YYYY-MM-DD",
+            })
     }
 
     /// Parses a time from `HH:MM:SS[.fraction]`.
     pub fn parse_time(text: &str) -> Result<Value, ValueParseError> {
-        NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map(Value::Time).map_err(|_| ValueParseError {
-            kind: "time",
-            text: text.to_owned(),
-            expected: "HH:MM:SS or HH:MM:SS.ffffff",
-        })
+        NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
+            .map(Value::Time)
+            .map_err(|_| ValueParseError {
+                kind: "time",
+                text: text.to_owned(),
+                expected: "HH:MM:SS or HH:MM:SS.ffffff",
+            })
     }
 
     /// Parses a zone-less timestamp from `YYYY-MM-DDTHH:MM:SS[.fraction]` (a space instead of `T` is accepted).
@@ -295,7 +301,7 @@ fn with_fraction(mut base: String, nanos: u32) -> String {
     if nanos == 0 {
         return base;
     }
-    if nanos % 1000 == 0 {
+    if nanos.is_multiple_of(1000) {
         base.push_str(&format!(".{:06}", nanos / 1000));
     } else {
         base.push_str(&format!(".{nanos:09}"));
@@ -348,7 +354,10 @@ mod tests {
     #[test]
     fn floats_are_shortest_round_trip() {
         for f in [0.1, -0.0, 1e300, f64::MIN_POSITIVE, 123456789.125] {
-            assert_eq!(format_float(f).parse::<f64>().unwrap().to_bits(), f.to_bits());
+            assert_eq!(
+                format_float(f).parse::<f64>().unwrap().to_bits(),
+                f.to_bits()
+            );
         }
         assert_eq!(format_float(f64::NEG_INFINITY), "-Infinity");
     }
@@ -388,8 +397,14 @@ mod tests {
     #[test]
     fn bad_text_names_kind_and_form() {
         let err = Value::parse_date("2024-13-01").unwrap_err();
-        assert_eq!(err.to_string(), "invalid date value \"2024-13-01\": expected YYYY-MM-DD");
+        assert_eq!(
+            err.to_string(),
+            "invalid date value \"2024-13-01\": expected YYYY-MM-DD"
+        );
         assert!(Value::parse_json("{not json".into()).is_err());
-        assert_eq!(Value::parse_decimal("1e3").unwrap(), Value::Decimal("1000".into()));
+        assert_eq!(
+            Value::parse_decimal("1e3").unwrap(),
+            Value::Decimal("1000".into())
+        );
     }
 }

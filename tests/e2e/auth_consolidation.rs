@@ -29,9 +29,15 @@ batch_size = 100
 }
 
 async fn scenario(dialect: Dialect) {
-    let Some(source) = TestDatabase::create(dialect).await else { return };
-    let Some(target) = TestDatabase::create(dialect).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, USERS, 7).await.expect("seed users");
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, USERS, 7)
+        .await
+        .expect("seed users");
     let ws = Workspace::new();
     ws.config(&config(&source.url, &target.url));
     let plugin = plugins::plugin("auth-consolidation");
@@ -44,14 +50,29 @@ async fn scenario(dialect: Dialect) {
     // a transaction that is rolled back; MariaDB refuses the DDL.
     let dry = ws.migrun(&[plugin, "--dry-run"]);
     if dialect == Dialect::MySql {
-        dry.expect_code(1).expect_output("DDL is refused during a dry-run");
+        dry.expect_code(1)
+            .expect_output("DDL is refused during a dry-run");
         dry.expect_output("nothing was changed");
     } else {
-        dry.expect_code(0).expect_output("dry-run ok").expect_output("✓ row counts match");
-        assert!(dry.stdout.contains(&format!("target: {USERS} rows")), "plan shows the rows: {}", dry.stdout);
+        dry.expect_code(0)
+            .expect_output("dry-run ok")
+            .expect_output("✓ row counts match");
+        assert!(
+            dry.stdout.contains(&format!("target: {USERS} rows")),
+            "plan shows the rows: {}",
+            dry.stdout
+        );
     }
-    assert_eq!(database_checksums(&source.url).await, source_before, "dry-run changed the source");
-    assert_eq!(database_checksums(&target.url).await, target_before, "dry-run changed the target");
+    assert_eq!(
+        database_checksums(&source.url).await,
+        source_before,
+        "dry-run changed the source"
+    );
+    assert_eq!(
+        database_checksums(&target.url).await,
+        target_before,
+        "dry-run changed the target"
+    );
 
     // The real run copies every user, field for field.
     let run = ws.migrun(&[plugin, "--json"]);
@@ -63,15 +84,26 @@ async fn scenario(dialect: Dialect) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| (u["name"].as_str().unwrap().to_owned(), u["status"].as_str().unwrap().to_owned()))
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         units,
-        [("create-auth-users".to_owned(), "committed".to_owned()), ("copy-users".to_owned(), "committed".to_owned())]
+        [
+            ("create-auth-users".to_owned(), "committed".to_owned()),
+            ("copy-users".to_owned(), "committed".to_owned())
+        ]
     );
     assert_eq!(report["units"][1]["writes"]["target"]["rows"], USERS as u64);
     let checks = report["checks"].as_array().unwrap();
-    assert!(checks.len() >= 6, "row count, sample and four index checks: {checks:?}");
+    assert!(
+        checks.len() >= 6,
+        "row count, sample and four index checks: {checks:?}"
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
     assert_eq!(row_count(&target.url, "auth_users").await, i64::from(USERS));
     assert_eq!(
@@ -79,11 +111,17 @@ async fn scenario(dialect: Dialect) {
         table_checksum(&target.url, "auth_users").await,
         "auth_users must equal users value for value"
     );
-    assert_eq!(database_checksums(&source.url).await, source_before, "the run wrote to the read-only source");
+    assert_eq!(
+        database_checksums(&source.url).await,
+        source_before,
+        "the run wrote to the read-only source"
+    );
 
     // Now that the table exists, a dry-run works on every dialect and changes nothing.
     let target_after = database_checksums(&target.url).await;
-    ws.migrun(&[plugin, "--dry-run"]).expect_code(0).expect_output("dry-run ok");
+    ws.migrun(&[plugin, "--dry-run"])
+        .expect_code(0)
+        .expect_output("dry-run ok");
     assert_eq!(database_checksums(&target.url).await, target_after);
 
     // A rerun copies nothing more.
@@ -120,15 +158,23 @@ async fn embedded_sqlite_default_needs_no_config() {
         .expect_output("embedded default");
 
     std::fs::create_dir_all(ws.path().join("migrun-data")).unwrap();
-    let source_url = format!("sqlite://{}", ws.path().join("migrun-data/source.sqlite").display());
-    migrun_fixtures::seed_auth_users(&source_url, 50, 1).await.expect("seed");
+    let source_url = format!(
+        "sqlite://{}",
+        ws.path().join("migrun-data/source.sqlite").display()
+    );
+    migrun_fixtures::seed_auth_users(&source_url, 50, 1)
+        .await
+        .expect("seed");
     let target_file = ws.path().join("migrun-data/target.sqlite");
     ws.migrun(&[plugin, "--dry-run"])
         .expect_code(0)
         .expect_output("(embedded default)")
         .expect_output("does not exist yet: the dry-run uses an empty in-memory database")
         .expect_output("✓ row counts match");
-    assert!(!target_file.exists(), "a dry-run must not create the target file");
+    assert!(
+        !target_file.exists(),
+        "a dry-run must not create the target file"
+    );
     ws.migrun(&[plugin]).expect_code(0).expect_output("ok in");
     let target_url = format!("sqlite://{}", target_file.display());
     assert_eq!(row_count(&target_url, "auth_users").await, 50);

@@ -24,7 +24,14 @@ pub fn auth_consolidation_v2() -> PathBuf {
             let dir = target_dir().join("variants");
             let mut cmd = cargo_command();
             cmd.current_dir(workspace_root())
-                .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "auth-consolidation"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "-p",
+                    "auth-consolidation",
+                ])
                 .arg("--target-dir")
                 .arg(&dir)
                 .env("RUSTFLAGS", "--cfg auth_consolidation_v2");
@@ -48,7 +55,9 @@ struct Recorded {
 async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
     let source = TestDatabase::create(dialect).await?;
     let target = TestDatabase::create(dialect).await?;
-    migrun_fixtures::seed_auth_users(&source.url, users, 11).await.expect("seed");
+    migrun_fixtures::seed_auth_users(&source.url, users, 11)
+        .await
+        .expect("seed");
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{}\"\n[config]\nbatch_size = 128\n",
@@ -58,10 +67,20 @@ async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
     let out = ws.migrun(&[plugin.to_str().unwrap(), "--json"]);
     out.expect_code(0);
     let report = out.json();
-    let journal = ws.path().join(report["journal"]["path"].as_str().expect("journal path"));
+    let journal = ws
+        .path()
+        .join(report["journal"]["path"].as_str().expect("journal path"));
     assert!(journal.exists(), "{}", journal.display());
     assert!(
-        journal.parent().unwrap().join("plugins").join(format!("{}.wasm", report["plugin_sha256"].as_str().unwrap())).exists(),
+        journal
+            .parent()
+            .unwrap()
+            .join("plugins")
+            .join(format!(
+                "{}.wasm",
+                report["plugin_sha256"].as_str().unwrap()
+            ))
+            .exists(),
         "the plugin is stored next to the journal by sha256"
     );
     assert_eq!(row_count(&target.url, "auth_users").await, i64::from(users));
@@ -69,7 +88,10 @@ async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
     let count = |sql: &'static str| {
         let url = source.url.clone();
         async move {
-            let mut conn = migrun::db::Connection::connect("count", &url, migrun::db::Access::ReadOnly).await.unwrap();
+            let mut conn =
+                migrun::db::Connection::connect("count", &url, migrun::db::Access::ReadOnly)
+                    .await
+                    .unwrap();
             let rows = conn.query(sql, &[]).await.unwrap();
             match rows.rows[0][0] {
                 migrun::value::Value::Int(n) => n,
@@ -78,7 +100,8 @@ async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
         }
     };
     let locked = count("SELECT COUNT(*) FROM users WHERE locked_at IS NOT NULL").await;
-    let reset = count("SELECT COUNT(*) FROM users WHERE locked_at IS NULL AND failed_attempts <> 0").await;
+    let reset =
+        count("SELECT COUNT(*) FROM users WHERE locked_at IS NULL AND failed_attempts <> 0").await;
     Some(Recorded {
         journal,
         final_hash: report["journal"]["final_hash"].as_str().unwrap().to_owned(),
@@ -91,27 +114,45 @@ async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
 }
 
 async fn replay_verifies_without_databases(dialect: Dialect) {
-    let Some(rec) = record(dialect, 700).await else { return };
+    let Some(rec) = record(dialect, 700).await else {
+        return;
+    };
     let out = rec.ws.migrun(&["replay", rec.journal.to_str().unwrap()]);
-    out.expect_code(0).expect_output(&format!("verified: {} calls, writes identical", rec.calls));
+    out.expect_code(0)
+        .expect_output(&format!("verified: {} calls, writes identical", rec.calls));
 
-    let json = rec.ws.migrun(&["replay", rec.journal.to_str().unwrap(), "--json"]);
+    let json = rec
+        .ws
+        .migrun(&["replay", rec.journal.to_str().unwrap(), "--json"]);
     let json = json.expect_code(0).json();
     assert_eq!(json["schema"], "migrun.replay-report/1");
     assert_eq!(json["mode"], "verify");
     assert_eq!(json["outcome"], "verified");
     assert_eq!(json["calls"], rec.calls);
-    assert!(json["run"]["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+    assert!(
+        json["run"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true)
+    );
 
     // `journal stats` reads the same journal without replaying it and agrees on its seal.
-    let stats = rec.ws.migrun(&["journal", "stats", rec.journal.to_str().unwrap(), "--json"]);
+    let stats = rec
+        .ws
+        .migrun(&["journal", "stats", rec.journal.to_str().unwrap(), "--json"]);
     let stats = stats.expect_code(0).json();
     assert_eq!(stats["schema"], "migrun.journal-stats/1");
     assert_eq!(stats["final_hash"], rec.final_hash.as_str());
-    assert_eq!(stats["units"], serde_json::json!(["create-auth-users", "copy-users"]));
+    assert_eq!(
+        stats["units"],
+        serde_json::json!(["create-auth-users", "copy-users"])
+    );
     assert_eq!(stats["rows_written"]["target"], 700);
     assert_eq!(stats["footer"]["outcome"], "succeeded");
-    let show = rec.ws.migrun(&["journal", "show", rec.journal.to_str().unwrap()]);
+    let show = rec
+        .ws
+        .migrun(&["journal", "show", rec.journal.to_str().unwrap()]);
     show.expect_code(0)
         .expect_output("→ run-unit(\"copy-users\")")
         .expect_output("target.bulk-insert(auth_users; 21 columns; 128 rows) → 128")
@@ -167,7 +208,9 @@ fn write_lines(path: &Path, lines: &[(String, String)], rechain: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_journal_breaks_the_hash_chain() {
-    let Some(rec) = record(Dialect::Sqlite, 100).await else { return };
+    let Some(rec) = record(Dialect::Sqlite, 100).await else {
+        return;
+    };
     let mut lines = read_lines(&rec.journal);
     let (index, line) = lines
         .iter_mut()
@@ -185,14 +228,18 @@ async fn an_edited_journal_breaks_the_hash_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_that_differs_is_a_divergence_naming_the_entry() {
-    let Some(rec) = record(Dialect::Sqlite, 100).await else { return };
+    let Some(rec) = record(Dialect::Sqlite, 100).await else {
+        return;
+    };
     let mut lines = read_lines(&rec.journal);
     let (index, line) = lines
         .iter_mut()
         .enumerate()
         .find(|(_, (_, json))| json.contains("SELECT COUNT(*) FROM users"))
         .expect("the recorded count query");
-    line.1 = line.1.replace("SELECT COUNT(*) FROM users", "SELECT COUNT(*) FROM people");
+    line.1 = line
+        .1
+        .replace("SELECT COUNT(*) FROM users", "SELECT COUNT(*) FROM people");
     write_lines(&rec.journal, &lines, true);
     let out = rec.ws.migrun(&["replay", rec.journal.to_str().unwrap()]);
     out.expect_code(1)
@@ -203,23 +250,52 @@ async fn a_call_that_differs_is_a_divergence_naming_the_entry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_plugin_version_is_compared_per_table() {
-    let Some(rec) = record(Dialect::Postgres, 600).await else { return };
+    let Some(rec) = record(Dialect::Postgres, 600).await else {
+        return;
+    };
     let v2 = auth_consolidation_v2();
-    let out = rec.ws.migrun(&["replay", rec.journal.to_str().unwrap(), "--plugin", v2.to_str().unwrap(), "--json"]);
+    let out = rec.ws.migrun(&[
+        "replay",
+        rec.journal.to_str().unwrap(),
+        "--plugin",
+        v2.to_str().unwrap(),
+        "--json",
+    ]);
     out.expect_code(1);
     let json = out.json();
     assert_eq!(json["mode"], "compare");
     assert_eq!(json["outcome"], "compared");
     assert_eq!(json["identical"], false);
     let table = &json["diff"]["tables"]["target.auth_users"];
-    assert_eq!(table["only_recorded"].as_array().unwrap().len() as i64, rec.locked, "locked users v2 does not copy");
+    assert_eq!(
+        table["only_recorded"].as_array().unwrap().len() as i64,
+        rec.locked,
+        "locked users v2 does not copy"
+    );
     assert_eq!(table["only_compared"].as_array().unwrap().len(), 0);
     let changed = table["changed"].as_array().unwrap();
-    assert_eq!(changed.len() as i64, rec.reset, "users whose failed_attempts v2 resets");
-    assert!(changed.iter().all(|c| c["changes"].as_array().unwrap().len() == 1 && c["changes"][0][0] == "failed_attempts"));
-    assert_eq!(table["identical"].as_i64().unwrap(), 600 - rec.locked - rec.reset);
+    assert_eq!(
+        changed.len() as i64,
+        rec.reset,
+        "users whose failed_attempts v2 resets"
+    );
+    assert!(
+        changed
+            .iter()
+            .all(|c| c["changes"].as_array().unwrap().len() == 1
+                && c["changes"][0][0] == "failed_attempts")
+    );
+    assert_eq!(
+        table["identical"].as_i64().unwrap(),
+        600 - rec.locked - rec.reset
+    );
 
-    let text = rec.ws.migrun(&["replay", rec.journal.to_str().unwrap(), "--plugin", v2.to_str().unwrap()]);
+    let text = rec.ws.migrun(&[
+        "replay",
+        rec.journal.to_str().unwrap(),
+        "--plugin",
+        v2.to_str().unwrap(),
+    ]);
     text.expect_code(1)
         .expect_output("compared  auth-consolidation 0.2.0")
         .expect_output("writes differ:")
@@ -230,7 +306,9 @@ async fn a_new_plugin_version_is_compared_per_table() {
 /// A plugin version that reads something the recorded run never read stops the comparison, naming the call.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_never_recorded_stops_the_comparison() {
-    let Some(rec) = record(Dialect::Sqlite, 50).await else { return };
+    let Some(rec) = record(Dialect::Sqlite, 50).await else {
+        return;
+    };
     // Take the count query out of the record (re-chained, so the journal itself is valid).
     let lines: Vec<(String, String)> = read_lines(&rec.journal)
         .into_iter()
@@ -248,9 +326,15 @@ async fn a_read_never_recorded_stops_the_comparison() {
 /// Dry-runs and failed runs are journaled too, and replay verifies them (a failure at the same point).
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_runs_and_failed_runs_are_journaled_and_replayable() {
-    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    source.exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY)").await;
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    source
+        .exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY)")
+        .await;
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\n[connections.target]\nurl = \"{}\"\n[config]\nbehaviour = \"trap\"\n",
@@ -262,7 +346,11 @@ async fn dry_runs_and_failed_runs_are_journaled_and_replayable() {
         all.extend(args);
         let out = ws.migrun(&all);
         out.expect_code(1);
-        let journal = ws.path().join(out.json()["journal"]["path"].as_str().expect("a failed run has a journal"));
+        let journal = ws.path().join(
+            out.json()["journal"]["path"]
+                .as_str()
+                .expect("a failed run has a journal"),
+        );
         ws.migrun(&["replay", journal.to_str().unwrap()])
             .expect_code(0)
             .expect_output("verified:");

@@ -45,17 +45,28 @@ fn wait_for_line(child: &mut Child, needle: &str) {
                 }
                 seen.push(line);
             }
-            _ => panic!("migrun ended before printing {needle:?}; stderr:\n{}", seen.join("\n")),
+            _ => panic!(
+                "migrun ended before printing {needle:?}; stderr:\n{}",
+                seen.join("\n")
+            ),
         }
     }
 }
 
 async fn kill_and_resume(dialect: Dialect) {
     const USERS: u32 = 6000;
-    let Some(source) = TestDatabase::create(dialect).await else { return };
-    let Some(target) = TestDatabase::create(dialect).await else { return };
-    let Some(clean) = TestDatabase::create(dialect).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, USERS, 5).await.expect("seed");
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(clean) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, USERS, 5)
+        .await
+        .expect("seed");
     let plugin = plugins::plugin("auth-consolidation");
     let plugin = plugin.to_str().unwrap();
 
@@ -72,10 +83,21 @@ async fn kill_and_resume(dialect: Dialect) {
     std::thread::sleep(Duration::from_millis(50));
     child.kill().expect("SIGKILL");
     let status = child.wait().unwrap();
-    assert!(status.code().is_none(), "migrun should have died by the signal, not exited: {status:?}");
+    assert!(
+        status.code().is_none(),
+        "migrun should have died by the signal, not exited: {status:?}"
+    );
     // The unit was one transaction: nothing of it is there, the earlier unit is.
-    assert_eq!(row_count(&target.url, "auth_users").await, 0, "{dialect:?}: a killed unit left rows");
-    assert_eq!(row_count(&target.url, "migrun_ledger").await, 1, "{dialect:?}: only create-auth-users finished");
+    assert_eq!(
+        row_count(&target.url, "auth_users").await,
+        0,
+        "{dialect:?}: a killed unit left rows"
+    );
+    assert_eq!(
+        row_count(&target.url, "migrun_ledger").await,
+        1,
+        "{dialect:?}: only create-auth-users finished"
+    );
 
     // The rerun skips the finished unit and redoes the killed one.
     let out = ws.migrun(&[plugin, "--json"]);
@@ -109,30 +131,54 @@ async fn kill_9_mid_unit_then_rerun_equals_a_clean_run_mysql() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_rolls_back_the_current_unit_and_exits_cleanly() {
-    let Some(source) = TestDatabase::create(Dialect::Postgres).await else { return };
-    let Some(target) = TestDatabase::create(Dialect::Postgres).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, 6000, 5).await.expect("seed");
+    let Some(source) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 6000, 5)
+        .await
+        .expect("seed");
     let ws = Workspace::new();
     ws.config(&auth_config(&source.url, &target.url, 40));
     let plugin = plugins::plugin("auth-consolidation");
     let mut child = spawn(&ws, &[plugin.to_str().unwrap()]);
     wait_for_line(&mut child, "copy-users: ");
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(130), "stdout:\n{stdout}");
-    assert!(stdout.contains("interrupted by the operator (SIGINT)"), "{stdout}");
-    assert!(stdout.contains("unit `copy-users` was rolled back"), "{stdout}");
+    assert!(
+        stdout.contains("interrupted by the operator (SIGINT)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unit `copy-users` was rolled back"),
+        "{stdout}"
+    );
     assert_eq!(row_count(&target.url, "auth_users").await, 0);
     assert_eq!(row_count(&target.url, "migrun_ledger").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rerun_skips_finished_units_and_refuses_another_build_without_a_reason() {
-    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, 200, 2).await.expect("seed");
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 200, 2)
+        .await
+        .expect("seed");
     let ws = Workspace::new();
     ws.config(&auth_config(&source.url, &target.url, 50));
     let v1 = plugins::plugin("auth-consolidation");
@@ -155,7 +201,12 @@ async fn rerun_skips_finished_units_and_refuses_another_build_without_a_reason()
         .expect_output(&format!("ledger sha256 {}", sha(v1)))
         .expect_output(&format!("this plugin {}", sha(v2)))
         .expect_output("--allow-plugin-change");
-    ws.migrun(&[v2, "--allow-plugin-change", "locked accounts policy, ticket 42"]).expect_code(0);
+    ws.migrun(&[
+        v2,
+        "--allow-plugin-change",
+        "locked accounts policy, ticket 42",
+    ])
+    .expect_code(0);
     let status = ws.migrun(&["status", "--json"]);
     let status = status.expect_code(0).json();
     let target_rows = status["targets"]
@@ -167,38 +218,65 @@ async fn rerun_skips_finished_units_and_refuses_another_build_without_a_reason()
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(target_rows.len(), 4, "two units by two builds: {target_rows:?}");
+    assert_eq!(
+        target_rows.len(),
+        4,
+        "two units by two builds: {target_rows:?}"
+    );
     assert!(
         target_rows
             .iter()
             .filter(|r| r["plugin_sha256"] == sha(v2))
             .all(|r| r["override_reason"].as_str().unwrap().contains("ticket 42"))
     );
-    ws.migrun(&["status"]).expect_code(0).expect_output("override: rerun over sha256");
+    ws.migrun(&["status"])
+        .expect_code(0)
+        .expect_output("override: rerun over sha256");
 }
 
 async fn second_run_is_locked_out(dialect: Dialect) {
-    let Some(target) = TestDatabase::create(dialect).await else { return };
-    target.exec("CREATE TABLE work_log (unit VARCHAR(40) PRIMARY KEY)").await;
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    target
+        .exec("CREATE TABLE work_log (unit VARCHAR(40) PRIMARY KEY)")
+        .await;
     let ws = Workspace::new();
     ws.config(&format!("[connections.target]\nurl = \"{}\"\n", target.url));
     let plugin = plugins::plugin("work-units");
     // Another run holds the lock (taken here through the library, as a run takes it).
     let mut holder = target.connect(Access::ReadWrite).await;
-    let file = target.url.strip_prefix("sqlite://").map(std::path::PathBuf::from);
-    let _lock = migrun::lock::acquire(&mut holder, "migrun:migrun_ledger", "the-holder", file.as_deref(), Duration::ZERO)
-        .await
-        .expect("take the lock");
+    let file = target
+        .url
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from);
+    let _lock = migrun::lock::acquire(
+        &mut holder,
+        "migrun:migrun_ledger",
+        "the-holder",
+        file.as_deref(),
+        Duration::ZERO,
+    )
+    .await
+    .expect("take the lock");
     let started = Instant::now();
     let out = ws.migrun(&[plugin.to_str().unwrap(), "--lock-timeout", "1"]);
-    out.expect_code(2).expect_output("another migrun run holds the lock `migrun:migrun_ledger`");
+    out.expect_code(2)
+        .expect_output("another migrun run holds the lock `migrun:migrun_ledger`");
     match dialect {
         Dialect::Postgres => out.expect_output("held by PostgreSQL backend pid"),
         Dialect::MySql => out.expect_output("held by MariaDB connection"),
         Dialect::Sqlite => out.expect_output("run the-holder"),
     };
-    assert!(started.elapsed() >= Duration::from_secs(1), "it waited for the lock");
-    assert_eq!(row_count(&target.url, "work_log").await, 0, "the locked-out run wrote nothing");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the lock"
+    );
+    assert_eq!(
+        row_count(&target.url, "work_log").await,
+        0,
+        "the locked-out run wrote nothing"
+    );
     drop(_lock);
     holder.close().await;
     ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
@@ -221,8 +299,12 @@ async fn a_second_run_waits_then_fails_naming_the_holder_mysql() {
 }
 
 async fn three_workers_run_every_unit_once(dialect: Dialect) {
-    let Some(target) = TestDatabase::create(dialect).await else { return };
-    target.exec("CREATE TABLE work_log (unit VARCHAR(40) PRIMARY KEY)").await;
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    target
+        .exec("CREATE TABLE work_log (unit VARCHAR(40) PRIMARY KEY)")
+        .await;
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.target]\nurl = \"{}\"\n[config]\nunits = 30\nspin = 2000000\n",
@@ -237,7 +319,12 @@ async fn three_workers_run_every_unit_once(dialect: Dialect) {
     for worker in workers {
         let output = worker.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         for unit in report["units"].as_array().unwrap() {
             assert_eq!(unit["status"], "committed");
@@ -246,7 +333,10 @@ async fn three_workers_run_every_unit_once(dialect: Dialect) {
     }
     ran.sort();
     let expected: Vec<String> = (0..30).map(|i| format!("unit-{i:02}")).collect();
-    assert_eq!(ran, expected, "{dialect:?}: every unit ran in exactly one worker");
+    assert_eq!(
+        ran, expected,
+        "{dialect:?}: every unit ran in exactly one worker"
+    );
     assert_eq!(row_count(&target.url, "work_log").await, 30);
     assert_eq!(row_count(&target.url, "migrun_ledger").await, 30);
 
@@ -254,7 +344,13 @@ async fn three_workers_run_every_unit_once(dialect: Dialect) {
     for i in 0..3 {
         let out = ws.migrun(&[plugin, "--shard", &format!("{i}/3"), "--json"]);
         let report = out.expect_code(0).json();
-        assert!(report["units"].as_array().unwrap().iter().all(|u| u["status"] == "skipped"));
+        assert!(
+            report["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| u["status"] == "skipped")
+        );
     }
     assert_eq!(row_count(&target.url, "work_log").await, 30);
 }

@@ -29,8 +29,12 @@ impl Hostile {
     async fn without_setup(dialect: Dialect, behaviour: &str) -> Option<Hostile> {
         let source = TestDatabase::create(dialect).await?;
         let target = TestDatabase::create(dialect).await?;
-        source.exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY, v VARCHAR(20))").await;
-        source.exec("INSERT INTO secrets (id, v) VALUES (1, 'keep me')").await;
+        source
+            .exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY, v VARCHAR(20))")
+            .await;
+        source
+            .exec("INSERT INTO secrets (id, v) VALUES (1, 'keep me')")
+            .await;
         let ws = Workspace::new();
         ws.config(&format!(
             "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbehaviour = \"{behaviour}\"\n",
@@ -47,7 +51,10 @@ impl Hostile {
     }
 
     async fn checksums(&self) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-        (database_checksums(&self.source.url).await, database_checksums(&self.target.url).await)
+        (
+            database_checksums(&self.source.url).await,
+            database_checksums(&self.target.url).await,
+        )
     }
 
     /// Runs `misbehave` and asserts it failed with `message`, rolled back, and changed nothing.
@@ -60,46 +67,72 @@ impl Hostile {
             .expect_output("FAILED in unit `misbehave`")
             .expect_output(message)
             .expect_output("unit `misbehave` was rolled back on every connection");
-        assert_eq!(self.checksums().await, before, "a stopped unit changed data");
+        assert_eq!(
+            self.checksums().await,
+            before,
+            "a stopped unit changed data"
+        );
         out
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endless_loop_runs_out_of_fuel() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else { return };
-    h.expect_stopped(&["--fuel", "200000000"], "fuel limit exhausted").await;
+    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else {
+        return;
+    };
+    h.expect_stopped(&["--fuel", "200000000"], "fuel limit exhausted")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endless_loop_hits_the_wall_clock_timeout() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else { return };
+    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else {
+        return;
+    };
     let started = std::time::Instant::now();
-    h.expect_stopped(&["--fuel", "1000000000000000", "--timeout-secs", "2"], "timeout: the call ran longer than 2 s")
-        .await;
-    assert!(started.elapsed().as_secs() < 60, "the timeout did not stop the loop promptly");
+    h.expect_stopped(
+        &["--fuel", "1000000000000000", "--timeout-secs", "2"],
+        "timeout: the call ran longer than 2 s",
+    )
+    .await;
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "the timeout did not stop the loop promptly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_bomb_hits_the_memory_limit() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "alloc").await else { return };
-    h.expect_stopped(&["--memory-mib", "64"], "memory limit exceeded").await;
+    let Some(h) = Hostile::new(Dialect::Sqlite, "alloc").await else {
+        return;
+    };
+    h.expect_stopped(&["--memory-mib", "64"], "memory limit exceeded")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn panic_is_reported_with_its_message() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "trap").await else { return };
-    h.expect_stopped(&[], "the plugin crashed").await.expect_output("panicked");
+    let Some(h) = Hostile::new(Dialect::Sqlite, "trap").await else {
+        return;
+    };
+    h.expect_stopped(&[], "the plugin crashed")
+        .await
+        .expect_output("panicked");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unbounded_recursion_is_a_stack_overflow() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "recurse").await else { return };
+    let Some(h) = Hostile::new(Dialect::Sqlite, "recurse").await else {
+        return;
+    };
     h.expect_stopped(&[], "stack overflow").await;
 }
 
 async fn read_only_is_enforced(dialect: Dialect) {
-    let Some(h) = Hostile::new(dialect, "write-readonly").await else { return };
+    let Some(h) = Hostile::new(dialect, "write-readonly").await else {
+        return;
+    };
     h.expect_stopped(&[], "read-only").await;
 }
 
@@ -121,25 +154,40 @@ async fn read_only_connection_refuses_writes_mysql() {
 /// The control case: the same plugin, behaving, commits its row.
 #[tokio::test(flavor = "multi_thread")]
 async fn well_behaved_unit_commits() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "ok").await else { return };
+    let Some(h) = Hostile::new(Dialect::Sqlite, "ok").await else {
+        return;
+    };
     let before = h.checksums().await;
     h.migrun(&["--only", "misbehave"]).expect_code(0);
-    assert_ne!(h.checksums().await.1, before.1, "the ok unit should have written its row");
+    assert_ne!(
+        h.checksums().await.1,
+        before.1,
+        "the ok unit should have written its row"
+    );
 }
 
 /// A failing unit rolls back alone: the unit before it in the same run stays committed.
 #[tokio::test(flavor = "multi_thread")]
 async fn earlier_units_stay_committed_when_a_later_one_fails() {
     for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-        let Some(h) = Hostile::without_setup(dialect, "trap").await else { continue };
+        let Some(h) = Hostile::without_setup(dialect, "trap").await else {
+            continue;
+        };
         let out = h.migrun(&["--json"]);
         out.expect_code(1);
         let report = out.json();
         assert_eq!(report["units"][0]["status"], "committed", "{dialect:?}");
         assert_eq!(report["units"][1]["status"], "failed", "{dialect:?}");
         let consequence = report["failure"]["consequence"].as_str().unwrap();
-        assert!(consequence.contains("earlier units stay committed: `setup`"), "{consequence}");
+        assert!(
+            consequence.contains("earlier units stay committed: `setup`"),
+            "{consequence}"
+        );
         // `setup` created the table and committed; `misbehave`'s row was rolled back.
-        assert_eq!(crate::support::checksum::row_count(&h.target.url, "victim").await, 0, "{dialect:?}");
+        assert_eq!(
+            crate::support::checksum::row_count(&h.target.url, "victim").await,
+            0,
+            "{dialect:?}"
+        );
     }
 }

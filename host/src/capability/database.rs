@@ -137,7 +137,9 @@ impl DatabaseCtx {
             Answer::Recorded(result) => result,
             Answer::Live => {
                 let result = self.run_live(&call).await;
-                self.tape.record(&call, &result).map_err(wasmtime::Error::new)?;
+                self.tape
+                    .record(&call, &result)
+                    .map_err(wasmtime::Error::new)?;
                 result
             }
         };
@@ -147,7 +149,10 @@ impl DatabaseCtx {
             _ => return Ok(result),
         };
         if let CallResult::Count { n } = result
-            && self.infos.get(conn).is_some_and(|i| i.access == Access::ReadWrite)
+            && self
+                .infos
+                .get(conn)
+                .is_some_and(|i| i.access == Access::ReadWrite)
         {
             let counts = self.writes.entry(conn.clone()).or_default();
             counts.statements += statements;
@@ -177,23 +182,31 @@ impl DatabaseCtx {
                     })
                 }
             }
-            HostCall::Query { conn, sql, params } => match self.live_conn(conn).query(sql, params).await {
-                Ok(rows) => CallResult::Rows {
-                    columns: columns(&rows.columns),
-                    rows: rows.rows,
-                },
-                Err(e) => error_result(e),
-            },
-            HostCall::Execute { conn, sql, params } => match self.live_conn(conn).execute(sql, params).await {
-                Ok(n) => CallResult::Count { n },
-                Err(e) => error_result(e),
-            },
+            HostCall::Query { conn, sql, params } => {
+                match self.live_conn(conn).query(sql, params).await {
+                    Ok(rows) => CallResult::Rows {
+                        columns: columns(&rows.columns),
+                        rows: rows.rows,
+                    },
+                    Err(e) => error_result(e),
+                }
+            }
+            HostCall::Execute { conn, sql, params } => {
+                match self.live_conn(conn).execute(sql, params).await {
+                    Ok(n) => CallResult::Count { n },
+                    Err(e) => error_result(e),
+                }
+            }
             HostCall::OpenCursor {
                 conn,
                 sql,
                 params,
                 batch_size,
-            } => match self.live_conn(conn).open_cursor(sql, params, *batch_size).await {
+            } => match self
+                .live_conn(conn)
+                .open_cursor(sql, params, *batch_size)
+                .await
+            {
                 Ok(handle) => {
                     let id = self.next_cursor;
                     self.next_cursor += 1;
@@ -252,7 +265,10 @@ impl DatabaseCtx {
 }
 
 fn columns(columns: &[db::Column]) -> Vec<(String, String)> {
-    columns.iter().map(|c| (c.name.clone(), c.type_name.clone())).collect()
+    columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_name.clone()))
+        .collect()
 }
 
 fn error_result(e: DbError) -> CallResult {
@@ -277,7 +293,11 @@ fn wit_error(error_kind: &str, code: Option<String>, message: String) -> types::
         "refused" => K::Refused,
         _ => K::Other,
     };
-    types::DbError { kind, code, message }
+    types::DbError {
+        kind,
+        code,
+        message,
+    }
 }
 
 fn wit_columns(columns: Vec<(String, String)>) -> Vec<types::Column> {
@@ -289,7 +309,9 @@ fn wit_columns(columns: Vec<(String, String)>) -> Vec<types::Column> {
 
 /// A recorded result of the wrong shape for its call: the journal does not belong to this call.
 fn unexpected(result: CallResult) -> wasmtime::Error {
-    wasmtime::Error::msg(format!("host error: a recorded result of the wrong kind: {result:?}"))
+    wasmtime::Error::msg(format!(
+        "host error: a recorded result of the wrong kind: {result:?}"
+    ))
 }
 
 /// Marker tying the generated `add_to_linker` to [`DatabaseCtx`].
@@ -333,11 +355,17 @@ impl database::Host for DatabaseCtx {
 }
 
 impl database::HostConnection for DatabaseCtx {
-    async fn dialect(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<database::Dialect> {
+    async fn dialect(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+    ) -> wasmtime::Result<database::Dialect> {
         Ok(self.info(&conn)?.dialect.into())
     }
 
-    async fn access(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<database::Access> {
+    async fn access(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+    ) -> wasmtime::Result<database::Access> {
         Ok(self.info(&conn)?.access.into())
     }
 
@@ -377,7 +405,10 @@ impl database::HostConnection for DatabaseCtx {
             Err(e) => return Ok(Err(e)),
         };
         let conn = self.name_of(&conn)?;
-        count_result(self.perform(HostCall::Execute { conn, sql, params }).await?)
+        count_result(
+            self.perform(HostCall::Execute { conn, sql, params })
+                .await?,
+        )
     }
 
     async fn open_cursor(
@@ -457,12 +488,18 @@ fn count_result(result: CallResult) -> DbResult<u64> {
 }
 
 impl database::HostCursor for DatabaseCtx {
-    async fn columns(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<Vec<types::Column>> {
+    async fn columns(
+        &mut self,
+        cursor: Resource<CursorResource>,
+    ) -> wasmtime::Result<Vec<types::Column>> {
         // The columns came with the (live or recorded) open-cursor answer.
         Ok(wit_columns(self.table.get(&cursor)?.columns.clone()))
     }
 
-    async fn next_batch(&mut self, cursor: Resource<CursorResource>) -> DbResult<Option<Vec<Vec<types::Value>>>> {
+    async fn next_batch(
+        &mut self,
+        cursor: Resource<CursorResource>,
+    ) -> DbResult<Option<Vec<Vec<types::Value>>>> {
         let res = self.table.get(&cursor)?;
         if res.exhausted {
             return Ok(Ok(None));
@@ -491,7 +528,8 @@ impl database::HostCursor for DatabaseCtx {
     async fn drop(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<()> {
         let res = self.table.delete(cursor)?;
         if !res.exhausted {
-            self.perform(HostCall::CloseCursor { cursor: res.id }).await?;
+            self.perform(HostCall::CloseCursor { cursor: res.id })
+                .await?;
         }
         Ok(())
     }

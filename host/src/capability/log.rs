@@ -57,11 +57,21 @@ impl LogCtx {
             fields,
         };
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message),
-            Level::Debug => tracing::debug!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message),
-            Level::Info => tracing::info!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message),
-            Level::Warn => tracing::warn!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message),
-            Level::Error => tracing::error!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message),
+            Level::Trace => {
+                tracing::trace!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message)
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message)
+            }
+            Level::Info => {
+                tracing::info!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message)
+            }
+            Level::Warn => {
+                tracing::warn!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message)
+            }
+            Level::Error => {
+                tracing::error!(target: "plugin", unit = ?event.unit, fields = ?event.fields, "{}", event.message)
+            }
         }
         self.observer.log(&event);
         if self.kept.len() < MAX_KEPT_MESSAGES || level >= Level::Warn {
@@ -73,7 +83,10 @@ impl LogCtx {
 
     /// The messages kept so far, and how many info-or-lower ones were not kept.
     pub fn take_messages(&mut self) -> (Vec<LogEvent>, u64) {
-        (std::mem::take(&mut self.kept), std::mem::take(&mut self.dropped))
+        (
+            std::mem::take(&mut self.kept),
+            std::mem::take(&mut self.dropped),
+        )
     }
 }
 
@@ -105,16 +118,30 @@ impl log::Host for LogCtx {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        let call = HostCall::Log { level, message, fields };
+        let call = HostCall::Log {
+            level,
+            message,
+            fields,
+        };
         pass_tape(&self.tape, &call)?;
-        let HostCall::Log { level, message, fields } = call else {
+        let HostCall::Log {
+            level,
+            message,
+            fields,
+        } = call
+        else {
             unreachable!()
         };
         self.record(level, message, fields);
         Ok(())
     }
 
-    async fn progress(&mut self, task: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+    async fn progress(
+        &mut self,
+        task: String,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
         let call = HostCall::Progress { task, done, total };
         pass_tape(&self.tape, &call)?;
         let HostCall::Progress { task, done, total } = call else {
@@ -134,7 +161,9 @@ impl log::Host for LogCtx {
 /// Records a call that has no answer (live) or checks it against the journal (replay).
 pub(crate) fn pass_tape(tape: &Tape, call: &HostCall) -> wasmtime::Result<()> {
     match tape.answer(call).map_err(wasmtime::Error::new)? {
-        Answer::Live => tape.record(call, &CallResult::Unit).map_err(wasmtime::Error::new),
+        Answer::Live => tape
+            .record(call, &CallResult::Unit)
+            .map_err(wasmtime::Error::new),
         Answer::Recorded(_) => Ok(()),
     }
 }

@@ -101,7 +101,11 @@ pub fn detect_version(
     match versions.as_slice() {
         [one] if SUPPORTED_VERSIONS.contains(&one.as_str()) => Ok(ContractVersion(one.clone())),
         [one] => Err(ContractError::Unsupported {
-            found: if one.is_empty() { "(unversioned)".into() } else { one.clone() },
+            found: if one.is_empty() {
+                "(unversioned)".into()
+            } else {
+                one.clone()
+            },
             supported: SUPPORTED_VERSIONS
                 .iter()
                 .map(|v| format!("{PACKAGE}@{v}"))

@@ -65,7 +65,9 @@ pub enum JournalError {
         detail: String,
     },
     /// The hash chain does not hold: the journal was edited or truncated.
-    #[error("journal {path}, entry {index}: hash chain broken (expected {expected}, found {found}): the journal was modified")]
+    #[error(
+        "journal {path}, entry {index}: hash chain broken (expected {expected}, found {found}): the journal was modified"
+    )]
     ChainBroken {
         /// The file.
         path: String,
@@ -311,22 +313,57 @@ impl HostCall {
             }
         }
         fn params(p: &[Value]) -> String {
-            clip(&p.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            clip(
+                &p.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         }
         match self {
             HostCall::Open { name } => format!("open({name:?})"),
-            HostCall::Query { conn, sql, params: p } => format!("{conn}.query({:?}; [{}])", clip(sql), params(p)),
-            HostCall::Execute { conn, sql, params: p } => format!("{conn}.execute({:?}; [{}])", clip(sql), params(p)),
-            HostCall::OpenCursor { conn, sql, params: p, batch_size } => {
-                format!("{conn}.open-cursor({:?}; [{}]; batch {batch_size})", clip(sql), params(p))
+            HostCall::Query {
+                conn,
+                sql,
+                params: p,
+            } => format!("{conn}.query({:?}; [{}])", clip(sql), params(p)),
+            HostCall::Execute {
+                conn,
+                sql,
+                params: p,
+            } => format!("{conn}.execute({:?}; [{}])", clip(sql), params(p)),
+            HostCall::OpenCursor {
+                conn,
+                sql,
+                params: p,
+                batch_size,
+            } => {
+                format!(
+                    "{conn}.open-cursor({:?}; [{}]; batch {batch_size})",
+                    clip(sql),
+                    params(p)
+                )
             }
             HostCall::NextBatch { cursor } => format!("cursor#{cursor}.next-batch()"),
             HostCall::CloseCursor { cursor } => format!("cursor#{cursor}.drop()"),
-            HostCall::BulkInsert { conn, table, columns, rows } => {
-                format!("{conn}.bulk-insert({table}; {} columns; {} rows)", columns.len(), rows.len())
+            HostCall::BulkInsert {
+                conn,
+                table,
+                columns,
+                rows,
+            } => {
+                format!(
+                    "{conn}.bulk-insert({table}; {} columns; {} rows)",
+                    columns.len(),
+                    rows.len()
+                )
             }
-            HostCall::Log { level, message, .. } => format!("log.write({level:?}, {:?})", clip(message)),
-            HostCall::Progress { task, done, total } => format!("log.progress({task:?}, {done}, {total:?})"),
+            HostCall::Log { level, message, .. } => {
+                format!("log.write({level:?}, {:?})", clip(message))
+            }
+            HostCall::Progress { task, done, total } => {
+                format!("log.progress({task:?}, {done}, {total:?})")
+            }
             HostCall::Check { name, ok, .. } => format!("checks.report({name:?}, {ok})"),
         }
     }

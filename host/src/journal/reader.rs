@@ -58,15 +58,21 @@ impl JournalReader {
     /// The next entry and its index, or `None` at the end of the journal.
     pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
         self.line.clear();
-        let read = self.input.read_line(&mut self.line).map_err(|source| JournalError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })?;
+        let read = self
+            .input
+            .read_line(&mut self.line)
+            .map_err(|source| JournalError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })?;
         if read == 0 {
             return Ok(None);
         }
         let index = self.index;
-        let line = self.line.strip_suffix('\n').ok_or_else(|| self.malformed(index, "truncated line".into()))?;
+        let line = self
+            .line
+            .strip_suffix('\n')
+            .ok_or_else(|| self.malformed(index, "truncated line".into()))?;
         let (hash, json) = line
             .split_once('\t')
             .ok_or_else(|| self.malformed(index, "expected <hash>\\t<json>".into()))?;
@@ -79,7 +85,8 @@ impl JournalReader {
                 found: hash.to_owned(),
             });
         }
-        let entry: Entry = serde_json::from_str(json).map_err(|e| self.malformed(index, e.to_string()))?;
+        let entry: Entry =
+            serde_json::from_str(json).map_err(|e| self.malformed(index, e.to_string()))?;
         self.prev = hex::decode(hash)
             .ok()
             .and_then(|b| b.try_into().ok())

@@ -86,7 +86,10 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
                         let conn = cursor_conn.get(cursor).cloned().unwrap_or_default();
                         *stats.rows_read.entry(conn).or_default() += rows.len() as u64;
                     }
-                    (HostCall::Execute { conn, .. } | HostCall::BulkInsert { conn, .. }, CallResult::Count { n }) => {
+                    (
+                        HostCall::Execute { conn, .. } | HostCall::BulkInsert { conn, .. },
+                        CallResult::Count { n },
+                    ) => {
                         *stats.rows_written.entry(conn.clone()).or_default() += n;
                     }
                     _ => {}
@@ -144,12 +147,20 @@ pub fn describe(entry: &Entry) -> String {
                 CallResult::Cursor { cursor, .. } => format!(" → cursor#{cursor}"),
                 CallResult::Batch { rows: Some(rows) } => format!(" → {} rows", rows.len()),
                 CallResult::Batch { rows: None } => " → end".to_owned(),
-                CallResult::Error { error_kind, message, .. } => format!(" → {error_kind} error: {message}"),
+                CallResult::Error {
+                    error_kind,
+                    message,
+                    ..
+                } => format!(" → {error_kind} error: {message}"),
             };
             format!("  {}{answer}", call.summary())
         }
         Entry::UnitSkipped { unit, reason } => format!("= unit {unit:?} skipped: {reason}"),
-        Entry::Tx { connection, op, error } => match error {
+        Entry::Tx {
+            connection,
+            op,
+            error,
+        } => match error {
             Some(e) => format!("  [{op} {connection} failed: {e}]"),
             None => format!("  [{op} {connection}]"),
         },
@@ -159,7 +170,10 @@ pub fn describe(entry: &Entry) -> String {
             f.calls,
             f.checks,
             f.checks_failed,
-            f.failure.as_ref().map(|m| format!(", {m}")).unwrap_or_default()
+            f.failure
+                .as_ref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
         ),
     }
 }

@@ -36,8 +36,13 @@ impl JournalWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = File::options().write(true).create_new(true).open(path).map_err(io)?;
-        let out = zstd::Encoder::new(BufWriter::with_capacity(1 << 16, file), ZSTD_LEVEL).map_err(io)?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        let out =
+            zstd::Encoder::new(BufWriter::with_capacity(1 << 16, file), ZSTD_LEVEL).map_err(io)?;
         Ok(JournalWriter {
             path: path.to_owned(),
             out: Some(out),

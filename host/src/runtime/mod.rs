@@ -27,7 +27,9 @@ use crate::capability::database::DatabaseCtx;
 use crate::capability::log::LogCtx;
 use crate::capability::{checks, database, log};
 use crate::config::Limits;
-use crate::contract::{self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0};
+use crate::contract::{
+    self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0,
+};
 use crate::observer::{Level, RunObserver};
 use crate::tape::{Tape, TapeError};
 use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
@@ -187,7 +189,8 @@ impl LoadedPlugin {
                 "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`".into(),
             ));
         }
-        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        let component = Component::new(&runtime.engine, bytes)
+            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
         let contract = contract::detect_version(&runtime.engine, &component)?;
         Ok(LoadedPlugin {
             component,
@@ -275,11 +278,19 @@ impl RunState {
     /// Moves what the plugin printed into the log (stdout as info, stderr as warnings).
     fn drain_output(&mut self) -> String {
         for line in self.stdout.take().lines().filter(|l| !l.trim().is_empty()) {
-            self.log.record(Level::Info, line.to_owned(), vec![("stream".into(), "stdout".into())]);
+            self.log.record(
+                Level::Info,
+                line.to_owned(),
+                vec![("stream".into(), "stdout".into())],
+            );
         }
         let stderr = self.stderr.take();
         for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-            self.log.record(Level::Warn, line.to_owned(), vec![("stream".into(), "stderr".into())]);
+            self.log.record(
+                Level::Warn,
+                line.to_owned(),
+                vec![("stream".into(), "stderr".into())],
+            );
         }
         stderr
     }
@@ -309,18 +320,21 @@ impl PluginInstance {
                 return Err(wasmtime::Error::new(Interrupted));
             }
             match ctx.data().deadline {
-                Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::new(LimitExceeded::Timeout {
-                    limit_secs: ctx.data().timeout.as_secs(),
-                })),
+                Some(deadline) if Instant::now() >= deadline => {
+                    Err(wasmtime::Error::new(LimitExceeded::Timeout {
+                        limit_secs: ctx.data().timeout.as_secs(),
+                    }))
+                }
                 _ => Ok(UpdateDeadline::Yield(1)),
             }
         });
         store
             .set_fuel(limits.fuel)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let bindings = v0_1_0::Migration::instantiate_async(&mut store, &plugin.component, &runtime.linker)
-            .await
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let bindings =
+            v0_1_0::Migration::instantiate_async(&mut store, &plugin.component, &runtime.linker)
+                .await
+                .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         Ok(PluginInstance {
             store,
             bindings,
@@ -344,7 +358,10 @@ impl PluginInstance {
         self.arm()?;
         let limit = self.host_deadline();
         let result = {
-            let fut = self.bindings.migrun_plugin_plugin().call_describe(&mut self.store);
+            let fut = self
+                .bindings
+                .migrun_plugin_plugin()
+                .call_describe(&mut self.store);
             tokio::time::timeout(limit, fut).await
         };
         self.settle(result).map(PluginInfo::from)
@@ -355,10 +372,14 @@ impl PluginInstance {
         self.arm()?;
         let limit = self.host_deadline();
         let result = {
-            let fut = self.bindings.migrun_plugin_plugin().call_configure(&mut self.store, &values);
+            let fut = self
+                .bindings
+                .migrun_plugin_plugin()
+                .call_configure(&mut self.store, &values);
             tokio::time::timeout(limit, fut).await
         };
-        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+        self.settle(result)?
+            .map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Calls `list-units`.
@@ -366,7 +387,10 @@ impl PluginInstance {
         self.arm()?;
         let limit = self.host_deadline();
         let result = {
-            let fut = self.bindings.migrun_plugin_plugin().call_list_units(&mut self.store);
+            let fut = self
+                .bindings
+                .migrun_plugin_plugin()
+                .call_list_units(&mut self.store);
             tokio::time::timeout(limit, fut).await
         };
         self.settle(result)?
@@ -379,10 +403,14 @@ impl PluginInstance {
         self.arm()?;
         let limit = self.host_deadline();
         let result = {
-            let fut = self.bindings.migrun_plugin_plugin().call_run_unit(&mut self.store, unit);
+            let fut = self
+                .bindings
+                .migrun_plugin_plugin()
+                .call_run_unit(&mut self.store, unit);
             tokio::time::timeout(limit, fut).await
         };
-        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+        self.settle(result)?
+            .map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Calls `verify`.
@@ -390,10 +418,14 @@ impl PluginInstance {
         self.arm()?;
         let limit = self.host_deadline();
         let result = {
-            let fut = self.bindings.migrun_plugin_plugin().call_verify(&mut self.store);
+            let fut = self
+                .bindings
+                .migrun_plugin_plugin()
+                .call_verify(&mut self.store);
             tokio::time::timeout(limit, fut).await
         };
-        self.settle(result)?.map_err(|e| CallError::Plugin(e.into()))
+        self.settle(result)?
+            .map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Gives the next call a fresh fuel budget and deadline.
@@ -401,10 +433,12 @@ impl PluginInstance {
         if self.dead {
             return Err(CallError::Dead);
         }
-        self.store.set_fuel(self.limits.fuel).map_err(|e| CallError::Crashed {
-            message: format!("{e:#}"),
-            stderr: String::new(),
-        })?;
+        self.store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| CallError::Crashed {
+                message: format!("{e:#}"),
+                stderr: String::new(),
+            })?;
         let timeout = Duration::from_secs(self.limits.timeout_secs);
         self.store.data_mut().deadline = Some(Instant::now() + timeout);
         self.store.set_epoch_deadline(1);
@@ -416,7 +450,10 @@ impl PluginInstance {
     }
 
     /// Classifies how a call ended; any trap or limit makes the instance unusable.
-    fn settle<T>(&mut self, result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>) -> Result<T, CallError> {
+    fn settle<T>(
+        &mut self,
+        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, CallError> {
         self.store.data_mut().deadline = None;
         let stderr = self.store.data_mut().drain_output();
         let error = match result {

@@ -135,7 +135,9 @@ pub fn wasi_ctx(seeds: SandboxSeeds, stdout: CapturedOutput, stderr: CapturedOut
             readings: AtomicU64::new(0),
         })
         .secure_random(rand::rngs::StdRng::seed_from_u64(seeds.random_seed))
-        .insecure_random(rand::rngs::StdRng::seed_from_u64(seeds.random_seed ^ 0x9e37_79b9_7f4a_7c15))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(
+            seeds.random_seed ^ 0x9e37_79b9_7f4a_7c15,
+        ))
         .insecure_random_seed(u128::from(seeds.random_seed));
     builder.build()
 }
@@ -171,7 +173,11 @@ impl StdoutStream for CapturedOutput {
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let mut buffer = self.buffer.lock().expect("capture lock");
         buffer.extend(buf);
         let excess = buffer.len().saturating_sub(CAPTURE_LIMIT);
@@ -198,13 +204,19 @@ impl MemoryLimiter {
     /// A limiter capping each linear memory at `limit_mib` MiB.
     pub fn new(limit_mib: u64) -> Self {
         MemoryLimiter {
-            limit_bytes: usize::try_from(limit_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            limit_bytes: usize::try_from(limit_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
         }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit_bytes {
             return Err(wasmtime::Error::new(LimitExceeded::Memory {
                 limit_mib: (self.limit_bytes / (1024 * 1024)) as u64,
@@ -214,7 +226,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -239,7 +256,9 @@ mod tests {
     fn memory_limit_is_typed() {
         let mut limiter = MemoryLimiter::new(1);
         assert!(limiter.memory_growing(0, 1024 * 1024, None).unwrap());
-        let err = limiter.memory_growing(0, 2 * 1024 * 1024, None).unwrap_err();
+        let err = limiter
+            .memory_growing(0, 2 * 1024 * 1024, None)
+            .unwrap_err();
         assert_eq!(
             err.downcast_ref::<LimitExceeded>(),
             Some(&LimitExceeded::Memory {

@@ -2,6 +2,7 @@
 //! ASCII-only so that the Rust, Python and JavaScript twins agree byte for byte.
 
 use migrun_sdk::{Dialect, Result, Row, Value};
+use serde::Deserialize;
 
 /// ASCII whitespace, as Rust's `char::is_ascii_whitespace` (no vertical tab).
 fn trim_ascii(s: &str) -> &str {
@@ -60,44 +61,44 @@ fn value_at(row: &Row, index: usize) -> Value {
     row.values().get(index).cloned().unwrap_or(Value::Null)
 }
 
+/// The columns of [`SELECT_USERS`](crate::schema::SELECT_USERS) read as Rust
+/// values; the timestamps stay [`Value`]s, bound again as they were read.
+#[derive(Deserialize)]
+struct User {
+    id: i64,
+    name: String,
+    email: Option<String>,
+    encrypted_password: Option<String>,
+    password_salt: Option<String>,
+    sign_in_count: Option<i64>,
+    unlock_token: Option<String>,
+}
+
 /// The `accounts` row for a row of [`SELECT_USERS`](crate::schema::SELECT_USERS).
-pub fn account(target: Dialect, user: &Row) -> Result<Account> {
-    let (id, name, email, encrypted, salt, sign_ins, unlock_token): (
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-    ) = (
-        user.get_at(0)?,
-        user.get_at(1)?,
-        user.get_at(2)?,
-        user.get_at(3)?,
-        user.get_at(4)?,
-        user.get_at(5)?,
-        user.get_at(6)?,
-    );
-    let locked = unlock_token.is_some() || !value_at(user, 7).is_null();
-    let normalised = normalise_email(email.as_deref());
+pub fn account(target: Dialect, row: &Row) -> Result<Account> {
+    let user: User = row.deserialize()?;
+    let locked = user.unlock_token.is_some() || !value_at(row, 7).is_null();
+    let normalised = normalise_email(user.email.as_deref());
     let domain = normalised
         .as_deref()
         .and_then(email_domain)
         .map(str::to_owned);
     Ok(Account {
-        email_changed: email.is_some() && normalised != email,
+        email_changed: user.email.is_some() && normalised != user.email,
         without_email: normalised.is_none(),
         values: vec![
-            Value::Int(id),
-            Value::Text(name),
+            Value::Int(user.id),
+            Value::Text(user.name),
             Value::from(normalised),
             Value::from(domain),
-            Value::from(password_kind(encrypted.as_deref(), salt.as_deref())),
-            Value::Int(sign_ins.unwrap_or(0)),
+            Value::from(password_kind(
+                user.encrypted_password.as_deref(),
+                user.password_salt.as_deref(),
+            )),
+            Value::Int(user.sign_in_count.unwrap_or(0)),
             Value::Bool(locked),
-            timestamp(target, value_at(user, 8)),
-            timestamp(target, value_at(user, 9)),
+            timestamp(target, value_at(row, 8)),
+            timestamp(target, value_at(row, 9)),
         ],
     })
 }

@@ -18,8 +18,13 @@ pub fn init_tracing(verbose: u8) {
         2 => "debug,sqlx=warn,wasmtime=info,cranelift=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MIGRUN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIGRUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// The CLI's observer.
@@ -35,7 +40,11 @@ impl Console {
     /// A console; progress bars only when stderr is a terminal.
     pub fn new(_json: bool) -> Console {
         let terminal = std::io::stderr().is_terminal();
-        let bars = MultiProgress::with_draw_target(if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+        let bars = MultiProgress::with_draw_target(if terminal {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
         Console {
             terminal,
             bars,
@@ -87,8 +96,20 @@ impl RunObserver for Console {
             Level::Error => "error: ",
             _ => "",
         };
-        let fields: Vec<String> = event.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        self.line(format!("  {mark}{}{}", event.message, if fields.is_empty() { String::new() } else { format!("  {}", fields.join(" ")) }));
+        let fields: Vec<String> = event
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        self.line(format!(
+            "  {mark}{}{}",
+            event.message,
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", fields.join(" "))
+            }
+        ));
     }
 
     fn progress(&self, p: &Progress) {
@@ -100,9 +121,14 @@ impl RunObserver for Console {
                     None => ProgressBar::new_spinner(),
                 });
                 let style = if p.total.is_some() {
-                    ProgressStyle::with_template("  {msg:<20} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})").expect("valid template").progress_chars("=> ")
+                    ProgressStyle::with_template(
+                        "  {msg:<20} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> ")
                 } else {
-                    ProgressStyle::with_template("  {msg:<20} {spinner} {pos} ({per_sec})").expect("valid template")
+                    ProgressStyle::with_template("  {msg:<20} {spinner} {pos} ({per_sec})")
+                        .expect("valid template")
                 };
                 bar.set_style(style);
                 bar.set_message(p.task.clone());
@@ -126,7 +152,13 @@ impl RunObserver for Console {
                 printed.insert(p.task.clone(), percent.unwrap_or(0));
                 drop(printed);
                 match p.total {
-                    Some(total) => self.line(format!("  {}: {}/{} ({}%)", p.task, p.done, total, percent.unwrap_or(0))),
+                    Some(total) => self.line(format!(
+                        "  {}: {}/{} ({}%)",
+                        p.task,
+                        p.done,
+                        total,
+                        percent.unwrap_or(0)
+                    )),
                     None => self.line(format!("  {}: {}", p.task, p.done)),
                 }
             }
@@ -134,6 +166,15 @@ impl RunObserver for Console {
     }
 
     fn check(&self, c: &CheckResult) {
-        self.line(format!("  {} {}{}", if c.ok { "✓" } else { "✗" }, c.name, if c.detail.is_empty() { String::new() } else { format!(" — {}", c.detail) }));
+        self.line(format!(
+            "  {} {}{}",
+            if c.ok { "✓" } else { "✗" },
+            c.name,
+            if c.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", c.detail)
+            }
+        ));
     }
 }

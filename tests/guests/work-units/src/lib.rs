@@ -46,7 +46,10 @@ impl Plugin for WorkUnits {
         }
         black_box(acc);
         let target = Connection::open("target")?;
-        let sql = format!("INSERT INTO work_log (unit) VALUES ({})", target.placeholder(1));
+        let sql = format!(
+            "INSERT INTO work_log (unit) VALUES ({})",
+            target.placeholder(1)
+        );
         target.execute(&sql, params![unit])?;
         Ok(())
     }
