@@ -18,6 +18,7 @@
 //! - [`journal`]: the hash-chained record of every input a run read.
 //! - [`ledger`]: which units finished on each target, recorded in the units' own transactions.
 //! - [`lock`]: one run at a time per target.
+//! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards.
 //! - [`tape`]: the one boundary where host calls are recorded or answered from a journal.
 //! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
 //! - [`observer`]: how a run reports progress while it happens.

@@ -384,7 +384,10 @@ pub fn run_report_text(report: &RunReport) -> String {
             );
         }
     }
-    if !report.checks.is_empty() {
+    if let Some(plan) = &report.plan {
+        let _ = writeln!(out);
+        out.push_str(&plan.render_text());
+    } else if !report.checks.is_empty() {
         let _ = writeln!(out, "\nchecks");
         for c in &report.checks {
             let _ = writeln!(

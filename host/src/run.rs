@@ -37,6 +37,7 @@ use crate::journal::{
 };
 use crate::ledger::{self, Ledger, LedgerRow, UnitHistory};
 use crate::lock::{self, LockError, RunLock};
+use crate::plan::Plan;
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
 use crate::replay::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::sandbox::SandboxSeeds;
@@ -197,6 +198,14 @@ pub enum RunError {
         /// Where it did not.
         missing_on: String,
     },
+    /// A dry-run could not be set up on a connection (nothing ran).
+    #[error("connection `{connection}`: cannot prepare the dry-run: {error}")]
+    DryRun {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
     /// A transaction could not be opened before the first unit.
     #[error("connection `{connection}`: cannot begin a transaction: {error}")]
     Begin {
@@ -318,6 +327,9 @@ pub struct RunReport {
     pub duration_ms: u64,
     /// The journal written for this run (none for replays).
     pub journal: Option<JournalSummary>,
+    /// What a dry-run would do, per writable connection (schema `migrun.plan/1`; see docs/PLAN.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// Where a run's journal is and what seals it.
@@ -477,6 +489,16 @@ pub async fn run(
             .collect(),
         limits: config.limits,
     };
+    let mut connection_reports = connection_reports;
+    let dry_guards = match prepare_targets(&mut connections, &mut connection_reports, &info, &options, &run_id).await {
+        Ok(guards) => guards,
+        Err(e) => {
+            for (_, conn) in connections {
+                conn.close().await;
+            }
+            return Err(e);
+        }
+    };
     let recorder = match start_journal(&config.journal_dir, &header, plugin) {
         Ok(recorder) => recorder,
         Err(e) => {
@@ -488,18 +510,18 @@ pub async fn run(
     };
     let tape = Tape::Recording(recorder.clone());
 
-    if options.dry_run {
-        for conn in connections.values_mut() {
-            if conn.dialect() == Dialect::MySql {
-                conn.refuse_ddl(Some(
-                    "DDL is refused during a dry-run on MySQL/MariaDB: it commits implicitly and could not be rolled back"
-                        .into(),
-                ));
-            }
-        }
-    }
+    let plan = options.dry_run.then(|| {
+        let conns: Vec<(String, Dialect, Access)> = connection_reports
+            .iter()
+            .map(|c| (c.name.clone(), c.dialect, c.access))
+            .collect();
+        Arc::new(std::sync::Mutex::new(Plan::new(&conns)))
+    });
     let state = instance.state();
     state.database = DatabaseCtx::live(connections, tape.clone());
+    if let Some(plan) = &plan {
+        state.database.set_plan(plan.clone());
+    }
     state.set_tape(tape.clone());
     state.set_interrupt(options.interrupt.clone());
 
@@ -575,6 +597,7 @@ pub async fn run(
         failure: None,
         duration_ms: 0,
         journal: None,
+        plan: None,
     };
     report_not_found(&mut runner, &mut report, &not_found);
     runner.run_units(&selected, &mut report).await;
@@ -583,8 +606,23 @@ pub async fn run(
     }
     if runner.dry_run {
         runner.rollback_all().await;
+        let restored = runner.leave_dry_run(dry_guards).await;
+        runner.collect(&mut report);
+        if let Some(plan) = plan {
+            let mut plan = lock(&plan).clone();
+            plan.set_plugin(&report.plugin.name, &report.plugin.version, &report.plugin_sha256);
+            plan.add_checks(&report.checks);
+            plan.set_failure(report.failure.as_ref().map(|f| f.message.clone()));
+            for (connection, notes) in restored {
+                for note in notes {
+                    plan.add_note(&connection, note);
+                }
+            }
+            report.plan = Some(plan);
+        }
+    } else {
+        runner.collect(&mut report);
     }
-    runner.collect(&mut report);
     runner.close().await;
 
     let mut recorder = lock(&recorder);
@@ -657,6 +695,52 @@ async fn guard_targets(
         ledgers.insert(name.clone(), rows);
     }
     Ok((locks, ledgers))
+}
+
+/// Drops MySQL scratch databases left by crashed dry-runs and, in a dry-run, puts every
+/// connection in dry-run mode: PostgreSQL sequences are snapshotted, MySQL/MariaDB works
+/// in a scratch copy (so DDL can run and be thrown away). See `db::dry_run`.
+async fn prepare_targets(
+    connections: &mut BTreeMap<String, db::Connection>,
+    reports: &mut [ConnectionReport],
+    info: &PluginInfo,
+    options: &RunOptions,
+    run_id: &str,
+) -> Result<BTreeMap<String, db::DryRunGuard>, RunError> {
+    for conn in connections.values_mut() {
+        match conn.cleanup_stale_dry_runs().await {
+            Ok(dropped) => {
+                for scratch in dropped {
+                    tracing::info!(connection = conn.name(), scratch, "dropped a stale dry-run scratch database");
+                }
+            }
+            Err(e) => tracing::warn!(connection = conn.name(), "cannot look for stale dry-run scratch databases: {e}"),
+        }
+    }
+    let mut guards = BTreeMap::new();
+    if !options.dry_run {
+        return Ok(guards);
+    }
+    for need in &info.connections {
+        let Some(conn) = connections.get_mut(&need.name) else { continue };
+        let guard = conn
+            .enter_dry_run(run_id, &need.writes)
+            .await
+            .map_err(|error| RunError::DryRun {
+                connection: need.name.clone(),
+                error,
+            })?;
+        if let Some(note) = guard.note()
+            && let Some(report) = reports.iter_mut().find(|r| r.name == need.name)
+        {
+            report.note = Some(match report.note.take() {
+                Some(existing) => format!("{existing}; {note}"),
+                None => note,
+            });
+        }
+        guards.insert(need.name.clone(), guard);
+    }
+    Ok(guards)
 }
 
 /// Names given to `--only` that are not units of the plugin (an engine deleted since the
@@ -976,6 +1060,7 @@ pub async fn replay(
         failure: None,
         duration_ms: 0,
         journal: None,
+        plan: None,
     };
     let values = recorded_config.unwrap_or_default();
     match runner
@@ -1432,6 +1517,22 @@ impl Runner {
             })?;
         }
         Ok(())
+    }
+
+    /// Ends the dry-run on every connection (sequences restored, scratch dropped); returns the
+    /// notes of what was restored or left, per connection.
+    async fn leave_dry_run(&mut self, mut guards: BTreeMap<String, db::DryRunGuard>) -> Vec<(String, Vec<String>)> {
+        let mut notes = Vec::new();
+        for conn in self.instance.state().database.connections_mut() {
+            if let Some(guard) = guards.remove(conn.name()) {
+                let restore = conn.leave_dry_run(guard).await;
+                if !restore.is_clean() {
+                    tracing::warn!(connection = conn.name(), "the dry-run could not restore everything: {:?}", restore.notes());
+                }
+                notes.push((conn.name().to_owned(), restore.notes()));
+            }
+        }
+        notes
     }
 
     /// Creates the ledger table on every writable connection where it is missing.

@@ -128,7 +128,13 @@ impl Observation {
 /// Panics with the first differing entry of two journal excerpts.
 #[track_caller]
 fn first_difference(actual: &[Json], expected: &[Json], what: &str) {
-    let show = |e: Option<&Json>| e.map_or_else(|| "(nothing)".to_owned(), Json::to_string);
+    let show = |e: Option<&Json>| {
+        let text = e.map_or_else(|| "(nothing)".to_owned(), Json::to_string);
+        match text.char_indices().nth(2000) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    };
     if let Some(i) =
         (0..actual.len().max(expected.len())).find(|&i| actual.get(i) != expected.get(i))
     {

@@ -10,6 +10,7 @@ mod auth_consolidation;
 mod cli;
 mod conformance;
 mod dry_run;
+mod plan;
 mod replay;
 mod resume;
 mod sandbox;

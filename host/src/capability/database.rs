@@ -13,12 +13,15 @@
 //! divergence, an unwritable journal, a stale handle) trap.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::contract::v0_1_0::{self as wit, database, types};
 use crate::db::{self, Access, DbError, DbErrorKind, Dialect};
 use crate::journal::{CallResult, HostCall};
+use crate::lint::LockWarning;
+use crate::plan::Plan;
 use crate::tape::{Answer, Tape};
 use crate::value::Value;
 
@@ -61,9 +64,15 @@ pub struct DatabaseCtx {
     table: ResourceTable,
     writes: BTreeMap<String, WriteCounts>,
     tape: Tape,
+    plan: Option<Arc<Mutex<Plan>>>,
 }
 
 impl DatabaseCtx {
+    /// Collects every call into `plan` (a dry-run), linting writes for locking operations.
+    pub fn set_plan(&mut self, plan: Arc<Mutex<Plan>>) {
+        self.plan = Some(plan);
+    }
+
     /// No connections yet (before `describe`).
     pub fn empty(tape: Tape) -> Self {
         DatabaseCtx {
@@ -74,6 +83,7 @@ impl DatabaseCtx {
             table: ResourceTable::new(),
             writes: BTreeMap::new(),
             tape,
+            plan: None,
         }
     }
 
@@ -136,10 +146,20 @@ impl DatabaseCtx {
         let result = match self.tape.answer(&call).map_err(wasmtime::Error::new)? {
             Answer::Recorded(result) => result,
             Answer::Live => {
+                let warnings = self.lint(&call).await;
                 let result = self.run_live(&call).await;
                 self.tape
                     .record(&call, &result)
                     .map_err(wasmtime::Error::new)?;
+                if let Some(plan) = &self.plan {
+                    let mut plan = crate::tape::lock(plan);
+                    plan.observe(&call, &result);
+                    if matches!(result, CallResult::Count { .. }) {
+                        for warning in warnings {
+                            plan.add_warning(warning);
+                        }
+                    }
+                }
                 result
             }
         };
@@ -159,6 +179,23 @@ impl DatabaseCtx {
             counts.rows += n;
         }
         Ok(result)
+    }
+
+    /// In a dry-run, the locking and rewriting hazards of a statement about to run on a
+    /// writable connection, with the row counts of the tables it touches.
+    async fn lint(&mut self, call: &HostCall) -> Vec<LockWarning> {
+        let (Some(_), HostCall::Execute { conn, sql, .. }) = (&self.plan, call) else {
+            return Vec::new();
+        };
+        if self.infos.get(conn).is_none_or(|i| i.access != Access::ReadWrite) {
+            return Vec::new();
+        }
+        let live = self.live_conn(conn);
+        let mut warnings = crate::lint::lint_statement(live, sql).await.unwrap_or_default();
+        for w in &mut warnings {
+            w.connection.get_or_insert_with(|| conn.clone());
+        }
+        warnings
     }
 
     async fn run_live(&mut self, call: &HostCall) -> CallResult {

@@ -34,6 +34,7 @@ const GUESTS: &[&str] = &[
     "hostile",
     "future-contract",
     "work-units",
+    "sql-script",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -120,6 +120,9 @@ struct RunArgs {
     /// Set a plugin config value: --set key=value (repeatable; overrides the config file).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// With --dry-run: also write the plan as JSON (schema migrun.plan/1) to this file.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    plan_out: Option<PathBuf>,
     /// Print the report as JSON (schema migrun.run-report/1) instead of text.
     #[arg(long)]
     json: bool,
@@ -337,6 +340,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("{} did not start; nothing was changed", path.display()))?;
     observer.finish();
+    if let (Some(file), Some(plan)) = (&args.plan_out, &report.plan) {
+        std::fs::write(file, plan.to_json()).with_context(|| format!("writing the plan to {}", file.display()))?;
+    }
     if args.json {
         println!("{}", migrun::render::run_report_json(&report));
     } else {

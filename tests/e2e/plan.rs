@@ -1,0 +1,140 @@
+//! `migrun plugin.wasm --dry-run` as a reviewer meets it: the plan names every
+//! schema change, the rows per table and the locking hazards of seed 003, and
+//! the databases — tables, PostgreSQL sequences, the ledger — are exactly as
+//! before. On MariaDB, DDL runs in a scratch copy that is dropped after.
+
+use migrun::db::Dialect;
+
+use crate::support::checksum::database_checksums;
+use crate::support::cli::Workspace;
+use crate::support::database::TestDatabase;
+use crate::support::plugins;
+
+fn script(ws: &Workspace, url: &str, statements: &[&str]) {
+    let sql = statements.join("\n;;\n");
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{url}\"\n\n[config]\nsql = '''\n{sql}\n'''\n"
+    ));
+}
+
+async fn pg_sequence(db: &TestDatabase) -> String {
+    let mut conn = db.connect(migrun::db::Access::ReadOnly).await;
+    let rows = conn
+        .query("SELECT last_value::text || '/' || is_called::text FROM events_id_seq", &[])
+        .await
+        .unwrap();
+    format!("{:?}", rows.rows)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_plan_warns_on_locking_statements_and_changes_nothing() {
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else { return };
+    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text, payload text)").await;
+    db.exec("INSERT INTO events (kind, payload) SELECT 'k' || (i % 7), 'p' FROM generate_series(1, 1500) i").await;
+    let ws = Workspace::new();
+    script(
+        &ws,
+        &db.url,
+        &[
+            "CREATE INDEX events_kind ON events (kind)",
+            "ALTER TABLE events ALTER COLUMN kind SET NOT NULL",
+            "ALTER TABLE events ALTER COLUMN payload TYPE varchar(200)",
+            "INSERT INTO events (kind, payload) VALUES ('new', 'x'), ('new', 'y')",
+            "UPDATE events SET payload = 'q' WHERE kind = 'k1'",
+            "DELETE FROM events WHERE kind = 'k2'",
+        ],
+    );
+    let before = database_checksums(&db.url).await;
+    let sequence_before = pg_sequence(&db).await;
+    let plugin = plugins::plugin("sql-script");
+    let plan_file = ws.path().join("plan.json");
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--plan-out", plan_file.to_str().unwrap()]);
+    out.expect_code(0)
+        .expect_output("schema changes (3)")
+        .expect_output("CREATE INDEX events_kind ON events (kind)")
+        .expect_output("CONCURRENTLY")
+        .expect_output("1,500");
+    assert_eq!(database_checksums(&db.url).await, before, "the dry-run changed a table");
+    assert_eq!(pg_sequence(&db).await, sequence_before, "the dry-run advanced events_id_seq");
+
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert_eq!(plan["schema"], "migrun.plan/1");
+    let target = &plan["connections"][0];
+    assert_eq!(target["name"], "target");
+    assert_eq!(target["ddl"].as_array().unwrap().len(), 3);
+    let events = target["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "events")
+        .expect("events in the plan");
+    assert_eq!(events["inserted"], 2);
+    assert!(events["updated"].as_u64().unwrap() > 100);
+    assert!(events["deleted"].as_u64().unwrap() > 100);
+    let warnings = target["warnings"].as_array().unwrap();
+    let problems: Vec<&str> = warnings.iter().map(|w| w["statement"].as_str().unwrap()).collect();
+    assert!(problems.iter().any(|s| s.starts_with("CREATE INDEX")), "{warnings:?}");
+    assert!(problems.iter().any(|s| s.contains("SET NOT NULL")), "{warnings:?}");
+    assert!(problems.iter().any(|s| s.contains("TYPE varchar")), "{warnings:?}");
+    assert!(warnings.iter().all(|w| w["table"] == "events" && w["rows"] == 1500), "{warnings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_safe_patterns_draw_no_warning() {
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else { return };
+    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text)").await;
+    db.exec("INSERT INTO events (kind) SELECT 'k' FROM generate_series(1, 100)").await;
+    let ws = Workspace::new();
+    script(
+        &ws,
+        &db.url,
+        &[
+            "ALTER TABLE events ADD COLUMN note text",
+            "ALTER TABLE events ADD CONSTRAINT kind_present CHECK (kind IS NOT NULL) NOT VALID",
+            "CREATE TABLE fresh (id int PRIMARY KEY)",
+            "CREATE INDEX fresh_id ON fresh (id)",
+        ],
+    );
+    let plugin = plugins::plugin("sql-script");
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
+    let report = out.expect_code(0).json();
+    let warnings = report["plan"]["connections"][0]["warnings"].as_array().unwrap();
+    assert!(warnings.is_empty(), "safe patterns warned: {warnings:?}");
+}
+
+/// MariaDB commits DDL implicitly; the dry-run runs it in a scratch copy and the real
+/// database stays byte-identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_dry_run_with_ddl_changes_nothing() {
+    let Some(db) = TestDatabase::create(Dialect::MySql).await else { return };
+    db.exec("CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(20), payload TEXT)").await;
+    for i in 0..50 {
+        db.exec(&format!("INSERT INTO events (kind, payload) VALUES ('k{}', 'p')", i % 5)).await;
+    }
+    let ws = Workspace::new();
+    script(
+        &ws,
+        &db.url,
+        &[
+            "CREATE TABLE audit (id INT PRIMARY KEY, note TEXT)",
+            "ALTER TABLE events MODIFY kind VARCHAR(50) NOT NULL",
+            "INSERT INTO events (kind, payload) VALUES ('new', 'x')",
+            "INSERT INTO audit (id, note) VALUES (1, 'created')",
+        ],
+    );
+    let before = database_checksums(&db.url).await;
+    let plugin = plugins::plugin("sql-script");
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
+    let report = out.expect_code(0).json();
+    assert_eq!(database_checksums(&db.url).await, before, "the MariaDB dry-run changed the database");
+    let target = &report["plan"]["connections"][0];
+    assert_eq!(target["ddl"].as_array().unwrap().len(), 2);
+    let warnings = target["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w["table"] == "events" && w["statement"].as_str().unwrap().contains("MODIFY")),
+        "{warnings:?}"
+    );
+    // The real run then does it for real.
+    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
+    assert_ne!(database_checksums(&db.url).await, before);
+}

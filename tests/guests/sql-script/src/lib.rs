@@ -1,0 +1,42 @@
+//! Runs the SQL statements it is configured with on `target`, in one unit:
+//! the dry-run and plan tests use it to put exactly the statements of seed
+//! 003's safe patterns and anti-patterns through a real run.
+//!
+//! Config `sql`: statements separated by lines holding only `;;`.
+
+use migrun_sdk::{Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, params};
+
+struct SqlScript {
+    statements: Vec<String>,
+}
+
+impl Plugin for SqlScript {
+    fn describe() -> PluginInfo {
+        PluginInfo::new("sql-script", env!("CARGO_PKG_VERSION"))
+            .description("runs configured SQL statements in one unit")
+            .connection(Need::read_write("target", "where the statements run"))
+            .unit("apply", "runs every statement, in order")
+            .config_key(ConfigKey::new("sql", "statements separated by lines of `;;`").required())
+    }
+
+    fn configure(config: &Config) -> Result<Self> {
+        let sql = config.require("sql")?;
+        let statements = sql
+            .split("\n;;\n")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(SqlScript { statements })
+    }
+
+    fn run_unit(&mut self, _unit: &str) -> Result<()> {
+        let target = Connection::open("target")?;
+        for statement in &self.statements {
+            target.execute(statement, params![])?;
+        }
+        Ok(())
+    }
+}
+
+migrun_sdk::export_plugin!(SqlScript);
