@@ -53,8 +53,8 @@ pub mod render;
 pub mod replay;
 pub mod run;
 pub mod runtime;
-pub mod status;
 pub mod scaffold;
+pub mod status;
 pub mod tape;
 pub mod value;
 

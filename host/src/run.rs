@@ -37,8 +37,8 @@ use crate::journal::{
 };
 use crate::ledger::{self, Ledger, LedgerRow, UnitHistory};
 use crate::lock::{self, LockError, RunLock};
-use crate::plan::Plan;
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
+use crate::plan::Plan;
 use crate::replay::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::runtime::{CallError, LoadError, LoadedPlugin, PluginInstance, RunState, Runtime};
@@ -490,7 +490,15 @@ pub async fn run(
         limits: config.limits,
     };
     let mut connection_reports = connection_reports;
-    let dry_guards = match prepare_targets(&mut connections, &mut connection_reports, &info, &options, &run_id).await {
+    let dry_guards = match prepare_targets(
+        &mut connections,
+        &mut connection_reports,
+        &info,
+        &options,
+        &run_id,
+    )
+    .await
+    {
         Ok(guards) => guards,
         Err(e) => {
             for (_, conn) in connections {
@@ -610,7 +618,11 @@ pub async fn run(
         runner.collect(&mut report);
         if let Some(plan) = plan {
             let mut plan = lock(&plan).clone();
-            plan.set_plugin(&report.plugin.name, &report.plugin.version, &report.plugin_sha256);
+            plan.set_plugin(
+                &report.plugin.name,
+                &report.plugin.version,
+                &report.plugin_sha256,
+            );
             plan.add_checks(&report.checks);
             plan.set_failure(report.failure.as_ref().map(|f| f.message.clone()));
             for (connection, notes) in restored {
@@ -711,10 +723,17 @@ async fn prepare_targets(
         match conn.cleanup_stale_dry_runs().await {
             Ok(dropped) => {
                 for scratch in dropped {
-                    tracing::info!(connection = conn.name(), scratch, "dropped a stale dry-run scratch database");
+                    tracing::info!(
+                        connection = conn.name(),
+                        scratch,
+                        "dropped a stale dry-run scratch database"
+                    );
                 }
             }
-            Err(e) => tracing::warn!(connection = conn.name(), "cannot look for stale dry-run scratch databases: {e}"),
+            Err(e) => tracing::warn!(
+                connection = conn.name(),
+                "cannot look for stale dry-run scratch databases: {e}"
+            ),
         }
     }
     let mut guards = BTreeMap::new();
@@ -722,7 +741,9 @@ async fn prepare_targets(
         return Ok(guards);
     }
     for need in &info.connections {
-        let Some(conn) = connections.get_mut(&need.name) else { continue };
+        let Some(conn) = connections.get_mut(&need.name) else {
+            continue;
+        };
         let guard = conn
             .enter_dry_run(run_id, &need.writes)
             .await
@@ -1521,13 +1542,20 @@ impl Runner {
 
     /// Ends the dry-run on every connection (sequences restored, scratch dropped); returns the
     /// notes of what was restored or left, per connection.
-    async fn leave_dry_run(&mut self, mut guards: BTreeMap<String, db::DryRunGuard>) -> Vec<(String, Vec<String>)> {
+    async fn leave_dry_run(
+        &mut self,
+        mut guards: BTreeMap<String, db::DryRunGuard>,
+    ) -> Vec<(String, Vec<String>)> {
         let mut notes = Vec::new();
         for conn in self.instance.state().database.connections_mut() {
             if let Some(guard) = guards.remove(conn.name()) {
                 let restore = conn.leave_dry_run(guard).await;
                 if !restore.is_clean() {
-                    tracing::warn!(connection = conn.name(), "the dry-run could not restore everything: {:?}", restore.notes());
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "the dry-run could not restore everything: {:?}",
+                        restore.notes()
+                    );
                 }
                 notes.push((conn.name().to_owned(), restore.notes()));
             }

@@ -7,9 +7,13 @@
 // host call are those of the Rust plugin, whose `src/lib.rs` specifies them;
 // the conformance suite (tests/e2e/conformance.rs) holds the three twins to it.
 //
-// Build (from this folder): `npm ci && npm run build`, i.e.
+// Build (from this folder): `npm install --no-save && npm run build`, i.e.
 //   componentize-js plugin.js --wit ../../wit/v0.1.0 --world-name migration \
 //     -d http fetch-event -o accounts_merge_js.wasm
+// (`-d http fetch-event`: no `wasi:http` import, which migrun does not grant).
+// package.json pins componentize-js 0.23.0 and, explicitly,
+// @bytecodealliance/preview2-shim, which componentize-js imports at build
+// time without declaring it; package-lock.json pins the rest.
 //
 // The engine is StarlingMonkey (SpiderMonkey), through componentize-js.
 // Conventions of its bindings: WIT `s64`/`u64` are BigInt (exact: ids beyond

@@ -31,7 +31,10 @@ fn inspect_shows_declaration_and_contract_version() {
 fn unsupported_contract_version_is_refused_naming_both_versions() {
     let ws = Workspace::new();
     let plugin = plugins::plugin("future-contract");
-    for args in [vec![plugin.to_str().unwrap(), "--dry-run"], vec!["inspect", plugin.to_str().unwrap()]] {
+    for args in [
+        vec![plugin.to_str().unwrap(), "--dry-run"],
+        vec!["inspect", plugin.to_str().unwrap()],
+    ] {
         ws.migrun(&args)
             .expect_code(2)
             .expect_output("unsupported contract version: the plugin targets migrun:plugin@9.0.0, this migrun supports migrun:plugin@0.1.0");
@@ -43,19 +46,31 @@ fn malformed_plugin_is_refused() {
     let ws = Workspace::new();
     let bogus = ws.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm\x0d\0\x01\0garbage").unwrap();
-    ws.migrun(&[bogus.to_str().unwrap()]).expect_code(2).expect_output("not a valid WebAssembly component");
+    ws.migrun(&[bogus.to_str().unwrap()])
+        .expect_code(2)
+        .expect_output("not a valid WebAssembly component");
     let core = ws.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    ws.migrun(&[core.to_str().unwrap()]).expect_code(2).expect_output("core WebAssembly module, not a component");
-    ws.migrun(&["missing.wasm"]).expect_code(2).expect_output("cannot read plugin missing.wasm");
+    ws.migrun(&[core.to_str().unwrap()])
+        .expect_code(2)
+        .expect_output("core WebAssembly module, not a component");
+    ws.migrun(&["missing.wasm"])
+        .expect_code(2)
+        .expect_output("cannot read plugin missing.wasm");
 }
 
 /// Each bad configuration names what is wrong, exits 2 and leaves the databases untouched.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_configuration_is_refused_before_anything_runs() {
-    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, 10, 3).await.unwrap();
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 10, 3)
+        .await
+        .unwrap();
     let plugin = plugins::plugin("auth-consolidation");
     let plugin = plugin.to_str().unwrap();
     let ws = Workspace::new();
@@ -63,14 +78,32 @@ async fn bad_configuration_is_refused_before_anything_runs() {
         "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{}\"\n",
         source.url, target.url
     );
-    let before = (database_checksums(&source.url).await, database_checksums(&target.url).await);
+    let before = (
+        database_checksums(&source.url).await,
+        database_checksums(&target.url).await,
+    );
 
     let cases: Vec<(String, Vec<&str>, &str)> = vec![
-        (format!("{good}[config]\nbogus = 1\n"), vec![], "unknown config key `bogus`"),
-        (format!("{good}[limits]\ntimeout = 5\n"), vec![], "unknown field `timeout`"),
-        (good.replace(&target.url, "${MIGRUN_TEST_UNSET_VARIABLE}"), vec![], "environment variable `MIGRUN_TEST_UNSET_VARIABLE` is not set"),
         (
-            good.replace(&format!("url = \"{}\"\n", target.url), &format!("url = \"{}\"\naccess = \"read-only\"\n", target.url)),
+            format!("{good}[config]\nbogus = 1\n"),
+            vec![],
+            "unknown config key `bogus`",
+        ),
+        (
+            format!("{good}[limits]\ntimeout = 5\n"),
+            vec![],
+            "unknown field `timeout`",
+        ),
+        (
+            good.replace(&target.url, "${MIGRUN_TEST_UNSET_VARIABLE}"),
+            vec![],
+            "environment variable `MIGRUN_TEST_UNSET_VARIABLE` is not set",
+        ),
+        (
+            good.replace(
+                &format!("url = \"{}\"\n", target.url),
+                &format!("url = \"{}\"\naccess = \"read-only\"\n", target.url),
+            ),
             vec![],
             "the plugin needs read-write access but the config grants only read-only",
         ),
@@ -79,9 +112,17 @@ async fn bad_configuration_is_refused_before_anything_runs() {
             vec!["--only", "nope,nada"],
             "none of the units given to --only exist (`nope`, `nada`); the plugin's units are `create-auth-users`, `copy-users`",
         ),
-        (good.clone(), vec!["--db", "target=postgres://nobody@127.0.0.1:1/none"], "connection `target`"),
+        (
+            good.clone(),
+            vec!["--db", "target=postgres://nobody@127.0.0.1:1/none"],
+            "connection `target`",
+        ),
         // The journal directory is a file: the journal cannot be created, so nothing may run.
-        (good.clone(), vec!["--journal-dir", "migrun.toml/journals"], "journal migrun.toml/journals/plugins"),
+        (
+            good.clone(),
+            vec!["--journal-dir", "migrun.toml/journals"],
+            "journal migrun.toml/journals/plugins",
+        ),
     ];
     for (config, args, message) in cases {
         ws.config(&config);
@@ -89,7 +130,13 @@ async fn bad_configuration_is_refused_before_anything_runs() {
         all.extend(args);
         ws.migrun(&all).expect_code(2).expect_output(message);
     }
-    assert_eq!((database_checksums(&source.url).await, database_checksums(&target.url).await), before);
+    assert_eq!(
+        (
+            database_checksums(&source.url).await,
+            database_checksums(&target.url).await
+        ),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,26 +144,46 @@ async fn missing_required_config_key_is_named() {
     let ws = Workspace::new();
     let plugin = plugins::plugin("hostile");
     std::fs::create_dir_all(ws.path().join("migrun-data")).unwrap();
-    let source = format!("sqlite://{}", ws.path().join("migrun-data/source.sqlite").display());
+    let source = format!(
+        "sqlite://{}",
+        ws.path().join("migrun-data/source.sqlite").display()
+    );
     // An empty source file: the run must stop at the missing key, before any connection matters.
-    migrun::db::Connection::connect("source", &source, migrun::db::Access::ReadWrite).await.unwrap().close().await;
-    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(2).expect_output("missing config key `behaviour`");
+    migrun::db::Connection::connect("source", &source, migrun::db::Access::ReadWrite)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    ws.migrun(&[plugin.to_str().unwrap()])
+        .expect_code(2)
+        .expect_output("missing config key `behaviour`");
 }
 
 /// `--only` with a name that is not a unit (an engine deleted since the list was made): the
 /// other units run, and the unknown one is reported as skipped with a warning.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_reports_names_that_are_not_units_as_skipped() {
-    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else { return };
-    migrun_fixtures::seed_auth_users(&source.url, 10, 3).await.unwrap();
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 10, 3)
+        .await
+        .unwrap();
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\n[connections.target]\nurl = \"{}\"\n",
         source.url, target.url
     ));
     let plugin = plugins::plugin("auth-consolidation");
-    let out = ws.migrun(&[plugin.to_str().unwrap(), "--only", "create-auth-users,deleted-engine,copy-users", "--json"]);
+    let out = ws.migrun(&[
+        plugin.to_str().unwrap(),
+        "--only",
+        "create-auth-users,deleted-engine,copy-users",
+        "--json",
+    ]);
     let report = out.expect_code(0).json();
     let status: Vec<(&str, &str)> = report["units"]
         .as_array()
@@ -132,6 +199,11 @@ async fn only_reports_names_that_are_not_units_as_skipped() {
             ("copy-users", "committed")
         ]
     );
-    assert!(report["messages"].as_array().unwrap().iter().any(|m| m["level"] == "warn"
-        && m["message"].as_str().unwrap().contains("`deleted-engine`, which is not a unit of this plugin")));
+    assert!(report["messages"].as_array().unwrap().iter().any(|m| {
+        m["level"] == "warn"
+            && m["message"]
+                .as_str()
+                .unwrap()
+                .contains("`deleted-engine`, which is not a unit of this plugin")
+    }));
 }

@@ -20,7 +20,10 @@ fn script(ws: &Workspace, url: &str, statements: &[&str]) {
 async fn pg_sequence(db: &TestDatabase) -> String {
     let mut conn = db.connect(migrun::db::Access::ReadOnly).await;
     let rows = conn
-        .query("SELECT last_value::text || '/' || is_called::text FROM events_id_seq", &[])
+        .query(
+            "SELECT last_value::text || '/' || is_called::text FROM events_id_seq",
+            &[],
+        )
         .await
         .unwrap();
     format!("{:?}", rows.rows)
@@ -28,8 +31,11 @@ async fn pg_sequence(db: &TestDatabase) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_plan_warns_on_locking_statements_and_changes_nothing() {
-    let Some(db) = TestDatabase::create(Dialect::Postgres).await else { return };
-    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text, payload text)").await;
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text, payload text)")
+        .await;
     db.exec("INSERT INTO events (kind, payload) SELECT 'k' || (i % 7), 'p' FROM generate_series(1, 1500) i").await;
     let ws = Workspace::new();
     script(
@@ -48,16 +54,30 @@ async fn postgres_plan_warns_on_locking_statements_and_changes_nothing() {
     let sequence_before = pg_sequence(&db).await;
     let plugin = plugins::plugin("sql-script");
     let plan_file = ws.path().join("plan.json");
-    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--plan-out", plan_file.to_str().unwrap()]);
+    let out = ws.migrun(&[
+        plugin.to_str().unwrap(),
+        "--dry-run",
+        "--plan-out",
+        plan_file.to_str().unwrap(),
+    ]);
     out.expect_code(0)
         .expect_output("schema changes (3)")
         .expect_output("CREATE INDEX events_kind ON events (kind)")
         .expect_output("CONCURRENTLY")
         .expect_output("1,500");
-    assert_eq!(database_checksums(&db.url).await, before, "the dry-run changed a table");
-    assert_eq!(pg_sequence(&db).await, sequence_before, "the dry-run advanced events_id_seq");
+    assert_eq!(
+        database_checksums(&db.url).await,
+        before,
+        "the dry-run changed a table"
+    );
+    assert_eq!(
+        pg_sequence(&db).await,
+        sequence_before,
+        "the dry-run advanced events_id_seq"
+    );
 
-    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     assert_eq!(plan["schema"], "migrun.plan/1");
     let target = &plan["connections"][0];
     assert_eq!(target["name"], "target");
@@ -72,18 +92,39 @@ async fn postgres_plan_warns_on_locking_statements_and_changes_nothing() {
     assert!(events["updated"].as_u64().unwrap() > 100);
     assert!(events["deleted"].as_u64().unwrap() > 100);
     let warnings = target["warnings"].as_array().unwrap();
-    let problems: Vec<&str> = warnings.iter().map(|w| w["statement"].as_str().unwrap()).collect();
-    assert!(problems.iter().any(|s| s.starts_with("CREATE INDEX")), "{warnings:?}");
-    assert!(problems.iter().any(|s| s.contains("SET NOT NULL")), "{warnings:?}");
-    assert!(problems.iter().any(|s| s.contains("TYPE varchar")), "{warnings:?}");
-    assert!(warnings.iter().all(|w| w["table"] == "events" && w["rows"] == 1500), "{warnings:?}");
+    let problems: Vec<&str> = warnings
+        .iter()
+        .map(|w| w["statement"].as_str().unwrap())
+        .collect();
+    assert!(
+        problems.iter().any(|s| s.starts_with("CREATE INDEX")),
+        "{warnings:?}"
+    );
+    assert!(
+        problems.iter().any(|s| s.contains("SET NOT NULL")),
+        "{warnings:?}"
+    );
+    assert!(
+        problems.iter().any(|s| s.contains("TYPE varchar")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w["table"] == "events" && w["rows"] == 1500),
+        "{warnings:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_safe_patterns_draw_no_warning() {
-    let Some(db) = TestDatabase::create(Dialect::Postgres).await else { return };
-    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text)").await;
-    db.exec("INSERT INTO events (kind) SELECT 'k' FROM generate_series(1, 100)").await;
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    db.exec("CREATE TABLE events (id serial PRIMARY KEY, kind text)")
+        .await;
+    db.exec("INSERT INTO events (kind) SELECT 'k' FROM generate_series(1, 100)")
+        .await;
     let ws = Workspace::new();
     script(
         &ws,
@@ -98,7 +139,9 @@ async fn postgres_safe_patterns_draw_no_warning() {
     let plugin = plugins::plugin("sql-script");
     let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
     let report = out.expect_code(0).json();
-    let warnings = report["plan"]["connections"][0]["warnings"].as_array().unwrap();
+    let warnings = report["plan"]["connections"][0]["warnings"]
+        .as_array()
+        .unwrap();
     assert!(warnings.is_empty(), "safe patterns warned: {warnings:?}");
 }
 
@@ -106,10 +149,19 @@ async fn postgres_safe_patterns_draw_no_warning() {
 /// database stays byte-identical.
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_dry_run_with_ddl_changes_nothing() {
-    let Some(db) = TestDatabase::create(Dialect::MySql).await else { return };
-    db.exec("CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(20), payload TEXT)").await;
+    let Some(db) = TestDatabase::create(Dialect::MySql).await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(20), payload TEXT)",
+    )
+    .await;
     for i in 0..50 {
-        db.exec(&format!("INSERT INTO events (kind, payload) VALUES ('k{}', 'p')", i % 5)).await;
+        db.exec(&format!(
+            "INSERT INTO events (kind, payload) VALUES ('k{}', 'p')",
+            i % 5
+        ))
+        .await;
     }
     let ws = Workspace::new();
     script(
@@ -126,12 +178,18 @@ async fn mariadb_dry_run_with_ddl_changes_nothing() {
     let plugin = plugins::plugin("sql-script");
     let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
     let report = out.expect_code(0).json();
-    assert_eq!(database_checksums(&db.url).await, before, "the MariaDB dry-run changed the database");
+    assert_eq!(
+        database_checksums(&db.url).await,
+        before,
+        "the MariaDB dry-run changed the database"
+    );
     let target = &report["plan"]["connections"][0];
     assert_eq!(target["ddl"].as_array().unwrap().len(), 2);
     let warnings = target["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|w| w["table"] == "events" && w["statement"].as_str().unwrap().contains("MODIFY")),
+        warnings
+            .iter()
+            .any(|w| w["table"] == "events" && w["statement"].as_str().unwrap().contains("MODIFY")),
         "{warnings:?}"
     );
     // The real run then does it for real.

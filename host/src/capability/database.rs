@@ -187,11 +187,17 @@ impl DatabaseCtx {
         let (Some(_), HostCall::Execute { conn, sql, .. }) = (&self.plan, call) else {
             return Vec::new();
         };
-        if self.infos.get(conn).is_none_or(|i| i.access != Access::ReadWrite) {
+        if self
+            .infos
+            .get(conn)
+            .is_none_or(|i| i.access != Access::ReadWrite)
+        {
             return Vec::new();
         }
         let live = self.live_conn(conn);
-        let mut warnings = crate::lint::lint_statement(live, sql).await.unwrap_or_default();
+        let mut warnings = crate::lint::lint_statement(live, sql)
+            .await
+            .unwrap_or_default();
         for w in &mut warnings {
             w.connection.get_or_insert_with(|| conn.clone());
         }

@@ -296,6 +296,21 @@ impl RunState {
     }
 }
 
+/// Calls one export of the `plugin` interface under the sandbox's limits: a fresh fuel
+/// budget and deadline ([`PluginInstance::arm`]), a host-side timeout for stuck host calls,
+/// and the classification of how it ended ([`PluginInstance::settle`]).
+macro_rules! call_export {
+    ($self:ident, $method:ident($($arg:expr),*)) => {{
+        $self.arm()?;
+        let limit = $self.host_deadline();
+        let result = {
+            let fut = $self.bindings.migrun_plugin_plugin().$method(&mut $self.store $(, $arg)*);
+            tokio::time::timeout(limit, fut).await
+        };
+        $self.settle(result)
+    }};
+}
+
 /// One instantiated plugin with its store: the unit of isolation of a run.
 pub struct PluginInstance {
     store: Store<RunState>,
@@ -355,77 +370,29 @@ impl PluginInstance {
 
     /// Calls `describe`.
     pub async fn describe(&mut self) -> Result<PluginInfo, CallError> {
-        self.arm()?;
-        let limit = self.host_deadline();
-        let result = {
-            let fut = self
-                .bindings
-                .migrun_plugin_plugin()
-                .call_describe(&mut self.store);
-            tokio::time::timeout(limit, fut).await
-        };
-        self.settle(result).map(PluginInfo::from)
+        call_export!(self, call_describe()).map(PluginInfo::from)
     }
 
     /// Calls `configure`.
     pub async fn configure(&mut self, values: Vec<(String, String)>) -> Result<(), CallError> {
-        self.arm()?;
-        let limit = self.host_deadline();
-        let result = {
-            let fut = self
-                .bindings
-                .migrun_plugin_plugin()
-                .call_configure(&mut self.store, &values);
-            tokio::time::timeout(limit, fut).await
-        };
-        self.settle(result)?
-            .map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_configure(&values))?.map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Calls `list-units`.
     pub async fn list_units(&mut self) -> Result<Vec<UnitInfo>, CallError> {
-        self.arm()?;
-        let limit = self.host_deadline();
-        let result = {
-            let fut = self
-                .bindings
-                .migrun_plugin_plugin()
-                .call_list_units(&mut self.store);
-            tokio::time::timeout(limit, fut).await
-        };
-        self.settle(result)?
+        call_export!(self, call_list_units())?
             .map(|units| units.into_iter().map(UnitInfo::from).collect())
             .map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Calls `run-unit`.
     pub async fn run_unit(&mut self, unit: &str) -> Result<(), CallError> {
-        self.arm()?;
-        let limit = self.host_deadline();
-        let result = {
-            let fut = self
-                .bindings
-                .migrun_plugin_plugin()
-                .call_run_unit(&mut self.store, unit);
-            tokio::time::timeout(limit, fut).await
-        };
-        self.settle(result)?
-            .map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_run_unit(unit))?.map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Calls `verify`.
     pub async fn verify(&mut self) -> Result<(), CallError> {
-        self.arm()?;
-        let limit = self.host_deadline();
-        let result = {
-            let fut = self
-                .bindings
-                .migrun_plugin_plugin()
-                .call_verify(&mut self.store);
-            tokio::time::timeout(limit, fut).await
-        };
-        self.settle(result)?
-            .map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_verify())?.map_err(|e| CallError::Plugin(e.into()))
     }
 
     /// Gives the next call a fresh fuel budget and deadline.

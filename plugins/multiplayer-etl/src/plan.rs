@@ -382,6 +382,13 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
     }
 
     // 5. Role memberships → group members; groups do not nest.
+    let name_of = |id: &str| {
+        input
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or_else(|| id.to_owned(), |u| format!("{} ({id})", u.name))
+    };
     let mut group_members = Vec::new();
     for rm in &input.memberships {
         let group = match mapped.get(rm.role_id.as_str()) {
@@ -389,20 +396,22 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
             _ => {
                 warnings.push(format!(
                     "role_membership role {} did not map to a group; edge dropped",
-                    rm.role_id
+                    name_of(&rm.role_id)
                 ));
                 continue;
             }
         };
         match mapped.get(rm.member_id.as_str()) {
             None => warnings.push(format!(
-                "role_membership member {} of group {group} did not map; edge dropped",
-                rm.member_id
+                "role_membership member {} of role {} did not map; edge dropped",
+                name_of(&rm.member_id),
+                name_of(&rm.role_id)
             )),
             Some((Kind::Group, _)) => warnings.push(format!(
-                "nested role membership ({} ⊃ {}) cannot be expressed by the new groups; \
-                 edge dropped — flatten it by hand",
-                rm.role_id, rm.member_id
+                "nested role membership: role {} is a member of role {}, which the new groups \
+                 cannot express; edge dropped — flatten it by hand",
+                name_of(&rm.member_id),
+                name_of(&rm.role_id)
             )),
             Some((_, member)) => group_members.push(GroupMember {
                 group_id: group,
@@ -707,14 +716,14 @@ mod tests {
                 user_id: "u-member".into(),
             }],
             grants: vec![
-                grant(&mut grants, "docs", "u-member", &["read"], false),
-                grant(&mut grants, "archive", "u-member", &["delete"], false),
-                grant(&mut grants, "team.beta", "u-reviewers", &["create", "update"], false),
-                grant(&mut grants, "team.gamma", "u-reviewers", &["read"], true),
-                grant(&mut grants, "team.leads", "u-leads", &["read", "update"], false),
-                grant(&mut grants, "pb", "u-codex", &["read"], false),
-                grant(&mut grants, "team.shared", "u-codex", &["read", "create"], false),
-                grant(&mut grants, "secret", "u-orphan", &["read", "create", "update", "delete"], false),
+                grant("docs", "u-member", &["read"], false),
+                grant("archive", "u-member", &["delete"], false),
+                grant("team.beta", "u-reviewers", &["create", "update"], false),
+                grant("team.gamma", "u-reviewers", &["read"], true),
+                grant("team.leads", "u-leads", &["read", "update"], false),
+                grant("pb", "u-codex", &["read"], false),
+                grant("team.shared", "u-codex", &["read", "create"], false),
+                grant("secret", "u-orphan", &["read", "create", "update", "delete"], false),
             ],
             memberships: vec![
                 membership("u-reviewers", "u-member", true),
@@ -775,7 +784,7 @@ mod tests {
                 GroupMember { group_id: "u-reviewers".into(), member_id: "u-codex".into(), admin: false },
             ]
         );
-        assert!(plan.warnings.iter().any(|w| w.contains("nested role membership (u-reviewers ⊃ u-leads)")));
+        assert!(plan.warnings.iter().any(|w| w.contains("nested role membership: role leads (u-leads) is a member of role reviewers (u-reviewers)")));
         // The member inherits the group's grants.
         let access = Access::new(&plan).user(MEMBER);
         assert!(access.reaches("team.beta.x", Level::Write));

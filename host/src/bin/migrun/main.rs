@@ -19,7 +19,12 @@ use migrun::runtime::{LoadedPlugin, Runtime};
 
 /// Run database migrations written as sandboxed WebAssembly components.
 #[derive(Parser)]
-#[command(name = "migrun", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "migrun",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -155,7 +160,10 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     console::init_tracing(cli.run.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -166,9 +174,20 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
             Some(Command::Journal(cmd)) => journal(cmd),
-            Some(Command::Status { config, db, json }) => status(config.as_deref(), &db, json).await,
-            Some(Command::Replay { journal, plugin, json }) => replay(&journal, plugin.as_deref(), json).await,
-            Some(Command::New { name, lang, dir, sdk_path }) => new_plugin(name, lang, dir, sdk_path),
+            Some(Command::Status { config, db, json }) => {
+                status(config.as_deref(), &db, json).await
+            }
+            Some(Command::Replay {
+                journal,
+                plugin,
+                json,
+            }) => replay(&journal, plugin.as_deref(), json).await,
+            Some(Command::New {
+                name,
+                lang,
+                dir,
+                sdk_path,
+            }) => new_plugin(name, lang, dir, sdk_path),
             None => run_plugin(cli.run).await,
         }
     });
@@ -181,12 +200,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn new_plugin(name: String, language: migrun::scaffold::Language, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<u8> {
+fn new_plugin(
+    name: String,
+    language: migrun::scaffold::Language,
+    dir: Option<PathBuf>,
+    sdk_path: Option<PathBuf>,
+) -> anyhow::Result<u8> {
     use migrun::scaffold::{NewPlugin, SdkSource};
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
     let sdk = sdk_path.map(SdkSource::Path).unwrap_or_default();
-    let project = migrun::scaffold::scaffold(&NewPlugin { name, language, dir, sdk })?;
-    println!("created a {} plugin in {}:", project.language, project.dir.display());
+    let project = migrun::scaffold::scaffold(&NewPlugin {
+        name,
+        language,
+        dir,
+        sdk,
+    })?;
+    println!(
+        "created a {} plugin in {}:",
+        project.language,
+        project.dir.display()
+    );
     for file in &project.files {
         println!("  {}", file.display());
     }
@@ -198,8 +231,11 @@ fn new_plugin(name: String, language: migrun::scaffold::Language, dir: Option<Pa
 }
 
 async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
-    let plugin = LoadedPlugin::load_file(Runtime::shared(), path).with_context(|| format!("loading {}", path.display()))?;
-    let inspection = run::inspect(&plugin).await.with_context(|| format!("inspecting {}", path.display()))?;
+    let plugin = LoadedPlugin::load_file(Runtime::shared(), path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let inspection = run::inspect(&plugin)
+        .await
+        .with_context(|| format!("inspecting {}", path.display()))?;
     if json {
         println!("{}", migrun::render::inspection_json(&inspection));
     } else {
@@ -224,14 +260,20 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
                         .map_err(std::io::Error::other)
                         .and_then(|line| writeln!(out, "{line}"))
                 } else {
-                    writeln!(out, "{index:>6} {}  {}", &hash[..12], stats::describe(entry))
+                    writeln!(
+                        out,
+                        "{index:>6} {}  {}",
+                        &hash[..12],
+                        stats::describe(entry)
+                    )
                 };
             })
             .with_context(|| format!("reading {}", journal.display()))?;
             result.context("writing to stdout")?;
         }
         JournalCommand::Stats { journal, json } => {
-            let s = stats::stats(&journal).with_context(|| format!("reading {}", journal.display()))?;
+            let s =
+                stats::stats(&journal).with_context(|| format!("reading {}", journal.display()))?;
             if json {
                 println!("{}", migrun::render::journal_stats_json(&s));
             } else {
@@ -244,18 +286,29 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
 
 fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
     let (i, n) = spec.split_once('/').ok_or("expected I/N, e.g. 0/3")?;
-    let (i, n): (u32, u32) = (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
+    let (i, n): (u32, u32) = (
+        i.parse().map_err(|_| "I is not a number")?,
+        n.parse().map_err(|_| "N is not a number")?,
+    );
     if n == 0 || i >= n {
         return Err(format!("shard {i}/{n}: need 0 <= I < N"));
     }
     Ok((i, n))
 }
 
-async fn status(config: Option<&std::path::Path>, overrides: &[String], json: bool) -> anyhow::Result<u8> {
+async fn status(
+    config: Option<&std::path::Path>,
+    overrides: &[String],
+    json: bool,
+) -> anyhow::Result<u8> {
     let mut config = match config {
         Some(file) => RunConfig::load(file)?,
-        None if std::path::Path::new("migrun.toml").exists() => RunConfig::load("migrun.toml".as_ref())?,
-        None => anyhow::bail!("migrun status needs a config (migrun.toml or --config) naming the connections"),
+        None if std::path::Path::new("migrun.toml").exists() => {
+            RunConfig::load("migrun.toml".as_ref())?
+        }
+        None => anyhow::bail!(
+            "migrun status needs a config (migrun.toml or --config) naming the connections"
+        ),
     };
     for spec in overrides {
         config.apply_override(spec)?;
@@ -269,7 +322,11 @@ async fn status(config: Option<&std::path::Path>, overrides: &[String], json: bo
     Ok(0)
 }
 
-async fn replay(journal: &std::path::Path, plugin: Option<&std::path::Path>, json: bool) -> anyhow::Result<u8> {
+async fn replay(
+    journal: &std::path::Path,
+    plugin: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let observer = Arc::new(console::Console::new(json));
     let report = run::replay(journal, plugin, observer.clone())
         .await
@@ -287,7 +344,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     let path = args.plugin.expect("clap requires the plugin");
     let mut config = match &args.config {
         Some(file) => RunConfig::load(file)?,
-        None if std::path::Path::new("migrun.toml").exists() => RunConfig::load("migrun.toml".as_ref())?,
+        None if std::path::Path::new("migrun.toml").exists() => {
+            RunConfig::load("migrun.toml".as_ref())?
+        }
         None => RunConfig::default_embedded(),
     };
     for spec in &args.db {
@@ -312,13 +371,16 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         config.journal_dir = dir;
     }
 
-    let plugin = LoadedPlugin::load_file(Runtime::shared(), &path).with_context(|| format!("loading {}", path.display()))?;
+    let plugin = LoadedPlugin::load_file(Runtime::shared(), &path)
+        .with_context(|| format!("loading {}", path.display()))?;
     let observer = Arc::new(console::Console::new(args.json));
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: rolling back the current unit (press Ctrl-C again to abort at once)");
+            eprintln!(
+                "interrupted: rolling back the current unit (press Ctrl-C again to abort at once)"
+            );
             flag.store(true, Ordering::Relaxed);
             if tokio::signal::ctrl_c().await.is_ok() {
                 // The databases roll back the open transactions when the connections drop.
@@ -341,7 +403,8 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("{} did not start; nothing was changed", path.display()))?;
     observer.finish();
     if let (Some(file), Some(plan)) = (&args.plan_out, &report.plan) {
-        std::fs::write(file, plan.to_json()).with_context(|| format!("writing the plan to {}", file.display()))?;
+        std::fs::write(file, plan.to_json())
+            .with_context(|| format!("writing the plan to {}", file.display()))?;
     }
     if args.json {
         println!("{}", migrun::render::run_report_json(&report));
