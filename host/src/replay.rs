@@ -306,7 +306,8 @@ fn written_table(sql: &str) -> Option<String> {
         _ => None,
     }?;
     let name = name.split('(').next().unwrap_or(name);
-    Some(name.trim_matches(|c| c == '"' || c == '`').to_owned())
+    let parts: Vec<&str> = name.split('.').map(|p| p.trim_matches(|c| c == '"' || c == '`')).collect();
+    Some(parts.join("."))
 }
 
 fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) {
@@ -643,7 +644,7 @@ mod tests {
         );
         assert_eq!(
             written_table("insert into \"s\".t(id) values (?)").as_deref(),
-            Some("\"s\".t")
+            Some("s.t")
         );
         assert_eq!(
             written_table("UPDATE `users` SET a = 1").as_deref(),
