@@ -306,7 +306,10 @@ fn written_table(sql: &str) -> Option<String> {
         _ => None,
     }?;
     let name = name.split('(').next().unwrap_or(name);
-    let parts: Vec<&str> = name.split('.').map(|p| p.trim_matches(|c| c == '"' || c == '`')).collect();
+    let parts: Vec<&str> = name
+        .split('.')
+        .map(|p| p.trim_matches(|c| c == '"' || c == '`'))
+        .collect();
     Some(parts.join("."))
 }
 
