@@ -4,12 +4,16 @@
 //! Topics: `values` (every value kind on every dialect), `auth_consolidation`
 //! (seed 000), `conformance` (one plugin in Rust, Python and JavaScript, held
 //! to identical behaviour), `dry_run` (a dry-run changes nothing; plans and
-//! lint), `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`).
+//! lint), `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`),
+//! `multiplayer` (seed 001: the prod → multiplayer ETL across three
+//! PostgreSQL databases).
 
 mod auth_consolidation;
 mod cli;
 mod conformance;
 mod dry_run;
+mod multiplayer;
+mod faults;
 mod plan;
 mod replay;
 mod resume;

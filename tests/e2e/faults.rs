@@ -1,0 +1,110 @@
+//! Databases that fail under a run: the connection is killed by the server
+//! mid-run. The unit in flight fails with a connection error and is rolled
+//! back (by the server), the report says what failed and what stayed
+//! committed, and a rerun finishes the job exactly once.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use migrun::db::{Access, Dialect};
+use migrun::value::Value;
+
+use crate::support::checksum::row_count;
+use crate::support::cli::Workspace;
+use crate::support::database::TestDatabase;
+use crate::support::plugins;
+
+async fn killed_connection(dialect: Dialect) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    target
+        .exec("CREATE TABLE work_log (unit VARCHAR(40) PRIMARY KEY)")
+        .await;
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\n[config]\nunits = 40\nspin = 200000000\n",
+        target.url
+    ));
+    let plugin = plugins::plugin("work-units");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_migrun"))
+        .args([plugin.to_str().unwrap()])
+        .current_dir(ws.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few units committed, then kill migrun's session from the server side.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("▸ unit unit-03") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let mut admin = target.connect(Access::ReadWrite).await;
+    let killed = match dialect {
+        Dialect::Postgres => {
+            let rows = admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows.rows.len()
+        }
+        Dialect::MySql => {
+            let rows = admin
+                .query(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            for row in &rows.rows {
+                let Value::Int(id) = row[0] else {
+                    panic!("{row:?}")
+                };
+                let _ = admin.execute(&format!("KILL {id}"), &[]).await;
+            }
+            rows.rows.len()
+        }
+        Dialect::Sqlite => unreachable!(),
+    };
+    admin.close().await;
+    assert!(killed >= 1, "found migrun's session to kill");
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED in unit `unit-"), "{stdout}");
+    assert!(stdout.contains("earlier units stay committed"), "{stdout}");
+
+    // What is in the table is exactly what the ledger says finished.
+    let logged = row_count(&target.url, "work_log").await;
+    let finished = row_count(&target.url, "migrun_ledger").await;
+    assert_eq!(
+        logged, finished,
+        "{dialect:?}: a unit's rows and its ledger row commit together"
+    );
+    assert!(
+        (3..40).contains(&logged),
+        "{dialect:?}: {logged} units before the kill"
+    );
+
+    // The rerun finishes the job, each unit exactly once.
+    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
+    assert_eq!(row_count(&target.url, "work_log").await, 40);
+    assert_eq!(row_count(&target.url, "migrun_ledger").await, 40);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_terminated_by_postgres_mid_run() {
+    killed_connection(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_killed_by_mariadb_mid_run() {
+    killed_connection(Dialect::MySql).await;
+}
