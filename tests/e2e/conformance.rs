@@ -31,6 +31,7 @@ use migrun::observer::Silent;
 use migrun::run::{self, ReplayOutcome, RunOptions, RunReport};
 use migrun::runtime::sandbox::SandboxSeeds;
 use migrun::runtime::{LoadedPlugin, Runtime};
+use migrun::value::Value;
 use serde_json::Value as Json;
 
 use crate::support::checksum::{row_count, table_checksum, user_tables};
@@ -398,20 +399,13 @@ async fn twins_fail_alike(source: &TestDatabase) {
             .run_only(twin, "create-tables", false, Some(&["create-tables"]))
             .await;
         assert!(created.failure.is_none(), "{:?}", created.failure);
-        let p = |n: usize| {
-            if dialect == Dialect::Postgres {
-                format!("${n}")
-            } else {
-                "?".to_owned()
-            }
-        };
         target
             .exec_with(
                 &format!(
                     "INSERT INTO accounts (id, name, email, password_kind, sign_in_count, locked) VALUES (100000, 'squatter', {}, 'none', 0, FALSE)",
-                    p(1)
+                    placeholder(dialect)
                 ),
-                &[migrun::value::Value::Text(email.clone())],
+                &[Value::Text(email.clone())],
             )
             .await;
         let before = checksums(&target.url).await;
@@ -477,44 +471,36 @@ async fn accounts_merge_twins_agree_on_postgres() {
     scenario(Dialect::Postgres).await;
 }
 
-/// What the normalisation means, checked on the reference's tables.
+/// The dialect's first bind placeholder.
+fn placeholder(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "$1",
+        _ => "?",
+    }
+}
+
+/// What the normalisation means, checked on the reference's tables: emails
+/// lower-cased with their domain split out; a NeoPass-only user has no email,
+/// no password, and its identity.
 async fn spot_check(target: &TestDatabase) {
     let users = migrun_fixtures::generate_users(USERS, FIXTURE_SEED);
     let mut conn = target.connect(migrun::db::Access::ReadOnly).await;
-    let dialect = target.dialect;
-    let p = |n: usize| {
-        if dialect == Dialect::Postgres {
-            format!("${n}")
-        } else {
-            "?".to_owned()
-        }
-    };
-    for user in users
-        .iter()
-        .filter(|u| {
-            u.email
-                .as_deref()
-                .is_some_and(|e| e.contains("Example.COM"))
-        })
-        .take(3)
-    {
+    let p = placeholder(target.dialect);
+    let mixed_case = users.iter().filter(|u| {
+        u.email
+            .as_deref()
+            .is_some_and(|e| e.contains("Example.COM"))
+    });
+    for user in mixed_case.take(3) {
+        let sql = format!("SELECT email, email_domain FROM accounts WHERE id = {p}");
         let rows = conn
-            .query(
-                &format!(
-                    "SELECT email, email_domain FROM accounts WHERE id = {}",
-                    p(1)
-                ),
-                &[migrun::value::Value::Int(user.id)],
-            )
+            .query(&sql, &[Value::Int(user.id)])
             .await
             .expect("query accounts");
-        let expected = user.email.as_deref().unwrap().to_ascii_lowercase();
+        let email = user.email.as_deref().unwrap().to_ascii_lowercase();
         assert_eq!(
             rows.rows[0],
-            [
-                migrun::value::Value::Text(expected),
-                migrun::value::Value::Text("example.com".into())
-            ],
+            [Value::Text(email), Value::Text("example.com".into())],
             "user {}",
             user.id
         );
@@ -523,21 +509,22 @@ async fn spot_check(target: &TestDatabase) {
         .iter()
         .find(|u| u.email.is_none())
         .expect("a NeoPass-only user");
+    let sql = format!(
+        "SELECT a.email, a.password_kind, i.provider, i.uid FROM accounts a \
+         JOIN identities i ON i.account_id = a.id WHERE a.id = {p}"
+    );
     let rows = conn
-        .query(
-            &format!("SELECT a.email, a.password_kind, i.provider, i.uid FROM accounts a JOIN identities i ON i.account_id = a.id WHERE a.id = {}", p(1)),
-            &[migrun::value::Value::Int(neopass_only.id)],
-        )
+        .query(&sql, &[Value::Int(neopass_only.id)])
         .await
         .expect("query identities");
-    use migrun::value::Value::{Null, Text};
+    let uid = neopass_only.uid.clone().expect("a NeoPass uid");
     assert_eq!(
         rows.rows[0],
         [
-            Null,
-            Text("none".into()),
-            Text("neopass".into()),
-            Text(neopass_only.uid.clone().unwrap())
+            Value::Null,
+            Value::Text("none".into()),
+            Value::Text("neopass".into()),
+            Value::Text(uid)
         ],
         "user {}",
         neopass_only.id

@@ -191,3 +191,60 @@ async fn earlier_units_stay_committed_when_a_later_one_fails() {
         );
     }
 }
+
+/// Every WASI door besides the host's capabilities is shut, and the clock and randomness
+/// the plugin sees are the run's seeded stand-ins (recorded, so replay reproduces them).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_shuts_every_door_and_hands_over_only_seeded_clock_and_randomness() {
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        // A fresh target each time: the ledger would skip a unit that finished.
+        let Some(h) = Hostile::new(Dialect::Sqlite, "escape").await else {
+            return;
+        };
+        let out = h.migrun(&["--only", "misbehave", "--json"]);
+        let report = out.expect_code(0).json();
+        let checks = report["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 8, "{}", out.stdout);
+        for check in checks {
+            assert_eq!(check["ok"], true, "a door opened: {check}");
+        }
+        let fields = report["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message"] == "the sandbox's clock and randomness")
+            .expect("the probe logged what it saw")["fields"]
+            .clone();
+        let field = |name: &str| -> u128 {
+            fields
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f[0] == name)
+                .unwrap()[1]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let start = u128::from(report["seeds"]["clock_start_unix_nanos"].as_u64().unwrap());
+        let clock = field("wall_clock_nanos");
+        assert!(
+            clock >= start && clock < start + 1_000_000,
+            "the clock is the seeded one: {clock} vs {start}"
+        );
+        seen.push(field("random"));
+        let journal =
+            h.ws.path()
+                .join(report["journal"]["path"].as_str().unwrap());
+        h.ws.migrun(&["replay", journal.to_str().unwrap()])
+            .expect_code(0)
+            .expect_output("verified:");
+        assert!(
+            !h.ws.path().join("escaped.txt").exists(),
+            "nothing was written outside the sandbox"
+        );
+    }
+    assert_ne!(seen[0], seen[1], "each run gets fresh seeds");
+}

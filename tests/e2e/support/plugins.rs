@@ -31,6 +31,7 @@ use super::database::require_dbs;
 const GUESTS: &[&str] = &[
     "auth-consolidation",
     "accounts-merge",
+    "multiplayer-etl",
     "hostile",
     "future-contract",
     "work-units",

@@ -23,6 +23,7 @@
 //! | `recurse` | recurses without end, each frame holding a buffer | trap on stack exhaustion and roll back |
 //! | `trap` | panics, which traps the instance | report the trap and roll back |
 //! | `write-readonly` | tries `CREATE TABLE x(i int)` and `INSERT INTO victim …` through `source`; returns the session's refusal (preferring kind `read-only`) as the unit's `database` error, or a `failed` error naming any write that was accepted | refuse both in the session (kind `read-only`) and roll back |
+//! | `escape` | tries to read and write files, list the working directory, read the environment, arguments and stdin, open a TCP connection and resolve a name; reports each door as a check and logs the clock and randomness it sees | every door shut; clock and randomness are the seeded stand-ins |
 //! | `ok` | returns `Ok` after the insert | commit: row 1000 exists afterwards (the control case) |
 //!
 //! For `write-readonly` the source need not hold `victim`: the `CREATE
@@ -46,15 +47,17 @@ enum Behaviour {
     Recurse,
     Trap,
     WriteReadonly,
+    Escape,
     Ok,
 }
 
-const BEHAVIOURS: [(&str, Behaviour); 6] = [
+const BEHAVIOURS: [(&str, Behaviour); 7] = [
     ("loop", Behaviour::Loop),
     ("alloc", Behaviour::Alloc),
     ("recurse", Behaviour::Recurse),
     ("trap", Behaviour::Trap),
     ("write-readonly", Behaviour::WriteReadonly),
+    ("escape", Behaviour::Escape),
     ("ok", Behaviour::Ok),
 ];
 
@@ -136,8 +139,88 @@ fn misbehave(behaviour: Behaviour) -> Result<()> {
         }
         Behaviour::Trap => panic!("hostile plugin: deliberate panic in unit misbehave"),
         Behaviour::WriteReadonly => write_through_source(),
+        Behaviour::Escape => probe_the_sandbox(),
         Behaviour::Ok => Ok(()),
     }
+}
+
+/// Tries every door WASI has besides the host's capabilities and reports each
+/// as a check (`ok` = the door was shut); logs what the clocks and randomness
+/// gave, so the test can compare them with the run's seeds. The unit fails if
+/// any door opened.
+fn probe_the_sandbox() -> Result<()> {
+    use std::io::Read;
+    let mut opened = Vec::new();
+    let mut door = |name: &str, shut: bool, detail: String| {
+        migrun_sdk::check(name, shut, &detail);
+        if !shut {
+            opened.push(name.to_owned());
+        }
+    };
+    let read = std::fs::read_to_string("/etc/passwd");
+    door(
+        "files cannot be read",
+        read.is_err(),
+        format!("{:?}", read.map(|s| s.len())),
+    );
+    let cwd = std::fs::read_dir(".");
+    door(
+        "no directory is visible",
+        cwd.is_err(),
+        format!("{:?}", cwd.map(|_| "listed")),
+    );
+    let written = std::fs::write("escaped.txt", b"out");
+    door(
+        "files cannot be written",
+        written.is_err(),
+        format!("{written:?}"),
+    );
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    door(
+        "environment is empty",
+        env.is_empty(),
+        format!("{} variables", env.len()),
+    );
+    let args: Vec<String> = std::env::args().collect();
+    door("arguments are empty", args.is_empty(), format!("{args:?}"));
+    let tcp = std::net::TcpStream::connect("127.0.0.1:5432");
+    door(
+        "network is unreachable",
+        tcp.is_err(),
+        format!("{:?}", tcp.map(|_| "connected")),
+    );
+    let dns = std::net::ToSocketAddrs::to_socket_addrs("localhost:80");
+    door(
+        "names cannot be resolved",
+        dns.is_err(),
+        format!("{:?}", dns.map(|a| a.count())),
+    );
+    let mut stdin = String::new();
+    let read_stdin = std::io::stdin().read_to_string(&mut stdin);
+    door(
+        "stdin is empty",
+        stdin.is_empty(),
+        format!("{read_stdin:?}"),
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut bytes = [0u8; 8];
+    let random = getrandom_like(&mut bytes);
+    migrun_sdk::info!(wall_clock_nanos = now, random = random; "the sandbox's clock and randomness");
+    if opened.is_empty() {
+        Ok(())
+    } else {
+        bail!("the sandbox let through: {}", opened.join(", "))
+    }
+}
+
+/// Eight bytes from WASI's random source, through std's hasher seeding (no extra crate).
+fn getrandom_like(_buf: &mut [u8; 8]) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
 }
 
 /// Spins forever. `black_box` makes every iteration observable, so the
