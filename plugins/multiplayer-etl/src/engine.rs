@@ -84,7 +84,8 @@ fn copy_memories(
     batch: u32,
 ) -> Result<u64> {
     let schema = space_schema(slug);
-    let total: i64 = shard.query_scalar(&format!("SELECT count(*) FROM {schema}.memory"), params![])?;
+    let total: i64 =
+        shard.query_scalar(&format!("SELECT count(*) FROM {schema}.memory"), params![])?;
     let task = format!("memories {slug}");
     progress(&task, 0, total as u64);
     let sql = format!(

@@ -78,7 +78,14 @@ pub fn run() -> Result<Copied> {
     }
     let copied_users = target.bulk_insert(
         "auth.users",
-        &["id", "name", "email", "email_verified", "created_at", "updated_at"],
+        &[
+            "id",
+            "name",
+            "email",
+            "email_verified",
+            "created_at",
+            "updated_at",
+        ],
         users,
     )?;
     target.bulk_insert(

@@ -64,10 +64,7 @@ const WRITE_ACTIONS: [&str; 3] = ["create", "update", "delete"];
 pub fn map_actions<S: AsRef<str>>(actions: &[S], with_grant_option: bool) -> Level {
     if with_grant_option {
         Level::Owner
-    } else if actions
-        .iter()
-        .any(|a| WRITE_ACTIONS.contains(&a.as_ref()))
-    {
+    } else if actions.iter().any(|a| WRITE_ACTIONS.contains(&a.as_ref())) {
         Level::Write
     } else {
         Level::Read
@@ -249,10 +246,7 @@ pub struct Member {
 /// Who owns the agents minted from an engine's service users: the org's first
 /// owner whose identity migrated, else its first migrated member (members in
 /// the order given: by membership date).
-pub fn choose_owner<'a>(
-    members: &'a [Member],
-    migrated: impl Fn(&str) -> bool,
-) -> Option<&'a str> {
+pub fn choose_owner(members: &[Member], migrated: impl Fn(&str) -> bool) -> Option<&str> {
     members
         .iter()
         .find(|m| m.role == "owner" && migrated(&m.identity_id))
@@ -271,13 +265,28 @@ mod tests {
     #[test]
     fn actions_map_to_levels_over_permissively() {
         assert_eq!(map_actions(&["read"], false), Level::Read);
-        assert_eq!(map_actions::<&str>(&[], false), Level::Read, "defensive: no action reads");
+        assert_eq!(
+            map_actions::<&str>(&[], false),
+            Level::Read,
+            "defensive: no action reads"
+        );
         assert_eq!(map_actions(&["create"], false), Level::Write);
         assert_eq!(map_actions(&["update"], false), Level::Write);
-        assert_eq!(map_actions(&["delete"], false), Level::Write, "delete-only widens to write");
+        assert_eq!(
+            map_actions(&["delete"], false),
+            Level::Write,
+            "delete-only widens to write"
+        );
         assert_eq!(map_actions(&["read", "create"], false), Level::Write);
-        assert_eq!(map_actions(&["read", "create", "update", "delete"], false), Level::Write);
-        assert_eq!(map_actions(&["read"], true), Level::Owner, "grant option is delegation");
+        assert_eq!(
+            map_actions(&["read", "create", "update", "delete"], false),
+            Level::Write
+        );
+        assert_eq!(
+            map_actions(&["read"], true),
+            Level::Owner,
+            "grant option is delegation"
+        );
         assert_eq!(map_actions::<&str>(&[], true), Level::Owner);
         assert_eq!(map_actions(&["delete".to_owned()], true), Level::Owner);
     }
@@ -344,9 +353,9 @@ mod tests {
     fn clamp_lowers_to_the_owner_and_drops_what_the_owner_lacks() {
         let owner = set(&[("foo", Level::Read), ("home.o", Level::Owner)]);
         let agent = set(&[
-            ("foo.bar", Level::Write), // owner read@foo above: clamped down to read
+            ("foo.bar", Level::Write),   // owner read@foo above: clamped down to read
             ("elsewhere", Level::Owner), // owner holds nothing there: dropped
-            ("home.o.a", Level::Owner), // under the owner's home: kept
+            ("home.o.a", Level::Owner),  // under the owner's home: kept
         ]);
         assert_eq!(
             clamp(&agent, &owner),
@@ -362,7 +371,10 @@ mod tests {
             clamp(&agent, &owner),
             set(&[("projects.alpha", Level::Write), ("docs", Level::Read)])
         );
-        assert!(clamp(&agent, &GrantSet::new()).is_empty(), "an owner with nothing clamps to nothing");
+        assert!(
+            clamp(&agent, &GrantSet::new()).is_empty(),
+            "an owner with nothing clamps to nothing"
+        );
     }
 
     #[test]
@@ -375,9 +387,16 @@ mod tests {
 
     #[test]
     fn agent_names_suffix_every_clash() {
-        assert_eq!(agent_names(&["claude", "codex"], &["Claude"], "abc"), ["claude-abc", "codex"]);
+        assert_eq!(
+            agent_names(&["claude", "codex"], &["Claude"], "abc"),
+            ["claude-abc", "codex"]
+        );
         assert_eq!(agent_names::<&str>(&["claude"], &[], "abc"), ["claude"]);
-        assert_eq!(agent_names(&["a/b"], &["x"], "s"), ["a-b"], "no slash in names");
+        assert_eq!(
+            agent_names(&["a/b"], &["x"], "s"),
+            ["a-b"],
+            "no slash in names"
+        );
     }
 
     #[test]

@@ -326,7 +326,12 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
         }
         let admin = org_role_is_admin(&m.role);
         roster.push((m.identity_id.clone(), admin));
-        grant(&mut grants, &m.identity_id, &home_path(&m.identity_id), Level::Owner);
+        grant(
+            &mut grants,
+            &m.identity_id,
+            &home_path(&m.identity_id),
+            Level::Owner,
+        );
         if admin {
             grant(&mut grants, &m.identity_id, ROOT, Level::Owner);
         }
@@ -354,7 +359,12 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
     }
     for g in &input.grants {
         if let Some((_, id)) = mapped.get(g.user_id.as_str()) {
-            grant(&mut grants, id, &g.tree_path, map_actions(&g.actions, g.with_grant_option));
+            grant(
+                &mut grants,
+                id,
+                &g.tree_path,
+                map_actions(&g.actions, g.with_grant_option),
+            );
         }
     }
     for u in &input.users {
@@ -374,7 +384,12 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
     for p in principals.iter().filter(|p| p.kind == Kind::Agent) {
         let owner = p.owner_id.as_deref().expect("agents have an owner");
         roster.push((p.id.clone(), false));
-        grant(&mut grants, &p.id, &agent_home_path(owner, &p.id), Level::Owner);
+        grant(
+            &mut grants,
+            &p.id,
+            &agent_home_path(owner, &p.id),
+            Level::Owner,
+        );
     }
     // Groups are rostered into their space too (never as admins).
     for p in principals.iter().filter(|p| p.kind == Kind::Group) {
@@ -498,7 +513,12 @@ impl<'a> Access<'a> {
             return out;
         }
         out.extend(&self.direct(id));
-        for gm in self.plan.group_members.iter().filter(|gm| gm.member_id == id) {
+        for gm in self
+            .plan
+            .group_members
+            .iter()
+            .filter(|gm| gm.member_id == id)
+        {
             out.extend(&self.direct(&gm.group_id));
         }
         out
@@ -626,7 +646,13 @@ mod tests {
     const MEMBER2: &str = "00000000-0000-7000-8000-000000000004";
     const DANGLING: &str = "00000000-0000-7000-8000-000000000000";
 
-    fn user(id: &str, name: &str, identity: Option<&str>, can_login: bool, superuser: bool) -> EngineUserRow {
+    fn user(
+        id: &str,
+        name: &str,
+        identity: Option<&str>,
+        can_login: bool,
+        superuser: bool,
+    ) -> EngineUserRow {
         EngineUserRow {
             id: id.into(),
             name: name.into(),
@@ -705,7 +731,13 @@ mod tests {
                 user("u-owner", "teamowner@example.com", Some(OWNER), true, true),
                 user("u-admin", "teamadmin@example.com", Some(ADMIN), true, true),
                 user("u-member", "member@example.com", Some(MEMBER), true, false),
-                user("u-member2", "member2@example.com", Some(MEMBER2), true, false),
+                user(
+                    "u-member2",
+                    "member2@example.com",
+                    Some(MEMBER2),
+                    true,
+                    false,
+                ),
                 user("u-reviewers", "reviewers", None, false, false),
                 user("u-leads", "leads", None, false, false),
                 user("u-orphan", "orphan-svc", Some(DANGLING), true, false),
@@ -723,14 +755,22 @@ mod tests {
                 grant("team.leads", "u-leads", &["read", "update"], false),
                 grant("pb", "u-codex", &["read"], false),
                 grant("team.shared", "u-codex", &["read", "create"], false),
-                grant("secret", "u-orphan", &["read", "create", "update", "delete"], false),
+                grant(
+                    "secret",
+                    "u-orphan",
+                    &["read", "create", "update", "delete"],
+                    false,
+                ),
             ],
             memberships: vec![
                 membership("u-reviewers", "u-member", true),
                 membership("u-reviewers", "u-codex", false),
                 membership("u-reviewers", "u-leads", false),
             ],
-            identities: [OWNER, ADMIN, MEMBER, MEMBER2].iter().map(|s| (*s).to_owned()).collect(),
+            identities: [OWNER, ADMIN, MEMBER, MEMBER2]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             owner_agents_elsewhere: Vec::new(),
         }
     }
@@ -742,14 +782,33 @@ mod tests {
     #[test]
     fn multi_member_org_roster_and_admins() {
         let plan = plan_space(&team()).unwrap();
-        let admins: Vec<&str> = plan.roster.iter().filter(|(_, a)| *a).map(|(p, _)| p.as_str()).collect();
+        let admins: Vec<&str> = plan
+            .roster
+            .iter()
+            .filter(|(_, a)| *a)
+            .map(|(p, _)| p.as_str())
+            .collect();
         assert_eq!(admins, [OWNER, ADMIN]);
         let members: Vec<&str> = plan.roster.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(members, [OWNER, ADMIN, MEMBER, MEMBER2, "u-codex", "u-reviewers", "u-leads"]);
+        assert_eq!(
+            members,
+            [
+                OWNER,
+                ADMIN,
+                MEMBER,
+                MEMBER2,
+                "u-codex",
+                "u-reviewers",
+                "u-leads"
+            ]
+        );
         assert_eq!(plan.grants[OWNER].get(ROOT), Some(Level::Owner));
         assert_eq!(plan.grants[ADMIN].get(ROOT), Some(Level::Owner));
         assert_eq!(plan.grants[MEMBER].get(ROOT), None);
-        assert_eq!(plan.grants[MEMBER2], set(&[(&home_path(MEMBER2), Level::Owner)]));
+        assert_eq!(
+            plan.grants[MEMBER2],
+            set(&[(&home_path(MEMBER2), Level::Owner)])
+        );
         assert_eq!(plan.agent_owner.as_deref(), Some(OWNER));
     }
 
@@ -759,7 +818,11 @@ mod tests {
         let m = &plan.grants[MEMBER];
         assert_eq!(m.get("team.alpha"), Some(Level::Owner), "tree_owner");
         assert_eq!(m.get("docs"), Some(Level::Read));
-        assert_eq!(m.get("archive"), Some(Level::Write), "{{delete}} widens to write");
+        assert_eq!(
+            m.get("archive"),
+            Some(Level::Write),
+            "{{delete}} widens to write"
+        );
         assert_eq!(m.get(&home_path(MEMBER)), Some(Level::Owner));
     }
 
@@ -780,8 +843,16 @@ mod tests {
         assert_eq!(
             plan.group_members,
             [
-                GroupMember { group_id: "u-reviewers".into(), member_id: MEMBER.into(), admin: true },
-                GroupMember { group_id: "u-reviewers".into(), member_id: "u-codex".into(), admin: false },
+                GroupMember {
+                    group_id: "u-reviewers".into(),
+                    member_id: MEMBER.into(),
+                    admin: true
+                },
+                GroupMember {
+                    group_id: "u-reviewers".into(),
+                    member_id: "u-codex".into(),
+                    admin: false
+                },
             ]
         );
         assert!(plan.warnings.iter().any(|w| w.contains("nested role membership: role leads (u-leads) is a member of role reviewers (u-reviewers)")));
@@ -789,16 +860,29 @@ mod tests {
         let access = Access::new(&plan).user(MEMBER);
         assert!(access.reaches("team.beta.x", Level::Write));
         assert!(access.reaches("team.gamma", Level::Owner));
-        assert!(!access.reaches("team.leads", Level::Read), "leads did not nest");
+        assert!(
+            !access.reaches("team.leads", Level::Read),
+            "leads did not nest"
+        );
     }
 
     #[test]
     fn service_user_becomes_an_agent_with_clamped_grants() {
         let plan = plan_space(&team()).unwrap();
-        let agent = plan.principals.iter().find(|p| p.kind == Kind::Agent).unwrap();
-        assert_eq!((agent.id.as_str(), agent.name.as_str()), ("u-codex", "codex"));
+        let agent = plan
+            .principals
+            .iter()
+            .find(|p| p.kind == Kind::Agent)
+            .unwrap();
+        assert_eq!(
+            (agent.id.as_str(), agent.name.as_str()),
+            ("u-codex", "codex")
+        );
         assert_eq!(agent.owner_id.as_deref(), Some(OWNER));
-        assert!(plan.roster.contains(&("u-codex".to_owned(), false)), "joined, never admin");
+        assert!(
+            plan.roster.contains(&("u-codex".to_owned(), false)),
+            "joined, never admin"
+        );
         assert_eq!(
             plan.grants["u-codex"],
             set(&[
@@ -809,7 +893,10 @@ mod tests {
             "under the owner's owner@root every grant survives"
         );
         let access = Access::new(&plan).agent("u-codex");
-        assert!(access.reaches("team.beta", Level::Write), "group grants reach the agent");
+        assert!(
+            access.reaches("team.beta", Level::Write),
+            "group grants reach the agent"
+        );
         assert!(access.reaches("pb", Level::Read));
         assert!(!access.reaches("docs", Level::Read));
         assert!(!plan.warnings.iter().any(|w| w.contains("clamped")));
@@ -823,13 +910,21 @@ mod tests {
         input.org_members = vec![member(MEMBER2, "member"), member(ADMIN, "admin")];
         input.users.retain(|u| u.id != "u-admin");
         let plan = plan_space(&input).unwrap();
-        assert_eq!(plan.agent_owner.as_deref(), Some(MEMBER2), "no owner role: the first member");
+        assert_eq!(
+            plan.agent_owner.as_deref(),
+            Some(MEMBER2),
+            "no owner role: the first member"
+        );
         assert_eq!(
             plan.grants["u-codex"],
             set(&[(&agent_home_path(MEMBER2, "u-codex"), Level::Owner)]),
             "grants outside the owner's access are clamped away"
         );
-        assert!(plan.warnings.iter().any(|w| w.contains("clamped under its owner's access")));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("clamped under its owner's access"))
+        );
     }
 
     #[test]
@@ -837,16 +932,37 @@ mod tests {
         let plan = plan_space(&team()).unwrap();
         assert!(!plan.grants.contains_key("u-orphan") && !plan.grants.contains_key(DANGLING));
         assert!(plan.principals.iter().all(|p| p.id != "u-orphan"));
-        let warning = plan.warnings.iter().find(|w| w.contains("dangling")).unwrap();
-        assert!(warning.contains(DANGLING) && warning.contains("orphan-svc"), "{warning}");
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|w| w.contains("dangling"))
+            .unwrap();
+        assert!(
+            warning.contains(DANGLING) && warning.contains("orphan-svc"),
+            "{warning}"
+        );
     }
 
     #[test]
     fn invitations_need_a_migrated_inviter() {
         let plan = plan_space(&team()).unwrap();
-        let invites: Vec<(&str, bool)> = plan.invitations.iter().map(|i| (i.email.as_str(), i.admin)).collect();
-        assert_eq!(invites, [("invitee@example.com", false), ("newadmin@example.com", true)]);
-        assert!(plan.warnings.iter().any(|w| w.contains("ghost@example.com")));
+        let invites: Vec<(&str, bool)> = plan
+            .invitations
+            .iter()
+            .map(|i| (i.email.as_str(), i.admin))
+            .collect();
+        assert_eq!(
+            invites,
+            [
+                ("invitee@example.com", false),
+                ("newadmin@example.com", true)
+            ]
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("ghost@example.com"))
+        );
     }
 
     #[test]
@@ -880,9 +996,17 @@ mod tests {
         let mut input = team();
         input.owner_agents_elsewhere = vec!["Codex".into()];
         let plan = plan_space(&input).unwrap();
-        let agent = plan.principals.iter().find(|p| p.kind == Kind::Agent).unwrap();
+        let agent = plan
+            .principals
+            .iter()
+            .find(|p| p.kind == Kind::Agent)
+            .unwrap();
         assert_eq!(agent.name, "codex-teamengine02");
-        assert!(plan.warnings.iter().any(|w| w.contains("becomes agent `codex-teamengine02`")));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("becomes agent `codex-teamengine02`"))
+        );
     }
 
     #[test]
@@ -892,12 +1016,27 @@ mod tests {
         let rights = old_rights(&input, &plan);
         let access = Access::new(&plan);
         for r in &rights {
-            assert!(access.of(&r.principal).reaches(&r.path, r.level), "{r:?} lost");
+            assert!(
+                access.of(&r.principal).reaches(&r.path, r.level),
+                "{r:?} lost"
+            );
         }
         let codex: Vec<&OldRight> = rights.iter().filter(|r| r.principal == "u-codex").collect();
-        assert_eq!(codex.len(), 4, "pb, team.shared and the reviewers' two grants: {codex:?}");
-        assert!(rights.iter().all(|r| r.principal != DANGLING && r.principal != "u-orphan"));
-        assert!(rights.contains(&OldRight { principal: MEMBER.into(), path: "archive".into(), level: Level::Write }));
+        assert_eq!(
+            codex.len(),
+            4,
+            "pb, team.shared and the reviewers' two grants: {codex:?}"
+        );
+        assert!(
+            rights
+                .iter()
+                .all(|r| r.principal != DANGLING && r.principal != "u-orphan")
+        );
+        assert!(rights.contains(&OldRight {
+            principal: MEMBER.into(),
+            path: "archive".into(),
+            level: Level::Write
+        }));
     }
 
     #[test]
@@ -906,7 +1045,14 @@ mod tests {
         input.org_members.retain(|m| m.identity_id != MEMBER);
         let plan = plan_space(&input).unwrap();
         assert!(plan.grants.contains_key(MEMBER));
-        assert!(Access::new(&plan).user(MEMBER).is_empty(), "not in the space: no access");
-        assert!(plan.warnings.iter().any(|w| w.contains("not a member of the org")));
+        assert!(
+            Access::new(&plan).user(MEMBER).is_empty(),
+            "not in the space: no access"
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("not a member of the org"))
+        );
     }
 }

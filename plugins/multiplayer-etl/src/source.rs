@@ -17,20 +17,46 @@ pub const ACCOUNTS_SCHEMA: &str = "accounts";
 
 /// Columns the ETL reads in `accounts`, per table.
 pub const ACCOUNTS_COLUMNS: &[(&str, &[&str])] = &[
-    ("identity", &["id", "email", "name", "created_at", "updated_at"]),
+    (
+        "identity",
+        &["id", "email", "name", "created_at", "updated_at"],
+    ),
     (
         "oauth_account",
-        &["id", "identity_id", "provider", "provider_account_id", "created_at"],
+        &[
+            "id",
+            "identity_id",
+            "provider",
+            "provider_account_id",
+            "created_at",
+        ],
     ),
     (
         "session",
-        &["id", "identity_id", "token_hash", "expires_at", "created_at"],
+        &[
+            "id",
+            "identity_id",
+            "token_hash",
+            "expires_at",
+            "created_at",
+        ],
     ),
     ("org", &["id", "slug", "name"]),
-    ("org_member", &["org_id", "identity_id", "role", "created_at"]),
+    (
+        "org_member",
+        &["org_id", "identity_id", "role", "created_at"],
+    ),
     (
         "engine",
-        &["id", "org_id", "slug", "name", "language", "status", "created_at"],
+        &[
+            "id",
+            "org_id",
+            "slug",
+            "name",
+            "language",
+            "status",
+            "created_at",
+        ],
     ),
     (
         "invitation",
@@ -64,14 +90,24 @@ pub const SHARD_COLUMNS: &[(&str, &[&str])] = &[
     ),
     (
         "user",
-        &["id", "name", "identity_id", "can_login", "superuser", "created_at"],
+        &[
+            "id",
+            "name",
+            "identity_id",
+            "can_login",
+            "superuser",
+            "created_at",
+        ],
     ),
     ("tree_owner", &["tree_path", "user_id"]),
     (
         "tree_grant",
         &["tree_path", "user_id", "actions", "with_grant_option"],
     ),
-    ("role_membership", &["role_id", "member_id", "with_admin_option"]),
+    (
+        "role_membership",
+        &["role_id", "member_id", "with_admin_option"],
+    ),
 ];
 
 /// Whether `slug` is an engine slug (`^[a-z0-9]{12}$`); only such slugs are
@@ -450,7 +486,11 @@ fn owner_agents_elsewhere(
 }
 
 /// Everything [`plan_space`](crate::plan::plan_space) needs about `engine`.
-pub fn engine_input(accounts: &Connection, shard: &Connection, engine: &EngineRow) -> Result<EngineInput> {
+pub fn engine_input(
+    accounts: &Connection,
+    shard: &Connection,
+    engine: &EngineRow,
+) -> Result<EngineInput> {
     let schema = space_schema(&engine.slug);
     let identities = identity_ids(accounts)?;
     let org_members = org_members(accounts, &engine.org_id)?;
@@ -540,29 +580,45 @@ mod tests {
         let mut present: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         present.insert(
             "identity".into(),
-            ["id", "email", "name", "created_at"].iter().map(|s| (*s).to_owned()).collect(),
+            ["id", "email", "name", "created_at"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         );
         let missing = missing_columns("accounts", &ACCOUNTS_COLUMNS[..2], &present);
-        assert_eq!(missing, ["accounts.identity.updated_at", "accounts.oauth_account (table absent)"]);
+        assert_eq!(
+            missing,
+            [
+                "accounts.identity.updated_at",
+                "accounts.oauth_account (table absent)"
+            ]
+        );
     }
 
     #[test]
     fn embedding_types() {
         assert_eq!(EmbeddingType::parse("real[]"), Some(EmbeddingType::Real));
-        assert_eq!(EmbeddingType::parse("halfvec(1536)"), Some(EmbeddingType::Halfvec(1536)));
-        assert_eq!(EmbeddingType::parse("vector(3)"), Some(EmbeddingType::Vector(3)));
+        assert_eq!(
+            EmbeddingType::parse("halfvec(1536)"),
+            Some(EmbeddingType::Halfvec(1536))
+        );
+        assert_eq!(
+            EmbeddingType::parse("vector(3)"),
+            Some(EmbeddingType::Vector(3))
+        );
         assert_eq!(EmbeddingType::parse("double precision[]"), None);
         assert_eq!(EmbeddingType::parse("halfvec(x)"), None);
         assert_eq!(EmbeddingType::Halfvec(8).sql_type(), "halfvec(8)");
         assert_eq!(EmbeddingType::Real.select(), "embedding");
         assert_eq!(EmbeddingType::Halfvec(8).select(), "embedding::real[]");
-        let v = vec![0.5, -0.0, 1e-45, 3.1415927];
+        let v = vec![0.5, -0.0, 1e-45, 1.2345678];
         assert_eq!(
             EmbeddingType::Real.write(Value::Float32Array(v.clone())),
             Value::Float32Array(v.clone())
         );
         assert_eq!(EmbeddingType::Vector(4).write(Value::Null), Value::Null);
-        let Value::Text(literal) = EmbeddingType::Halfvec(4).write(Value::Float32Array(v.clone())) else {
+        let Value::Text(literal) = EmbeddingType::Halfvec(4).write(Value::Float32Array(v.clone()))
+        else {
             panic!("a text literal");
         };
         // Every element reads back to the same float, bit for bit.

@@ -358,7 +358,14 @@ pub fn write_space(target: &Connection, plan: &SpacePlan) -> Result<u64> {
         .collect();
     written += target.bulk_insert(
         "core.space_invitation",
-        &["space_id", "email", "admin", "invited_by", "expires_at", "created_at"],
+        &[
+            "space_id",
+            "email",
+            "admin",
+            "invited_by",
+            "expires_at",
+            "created_at",
+        ],
         invitations,
     )?;
     Ok(written)

@@ -39,7 +39,8 @@ pub fn run() -> Result<()> {
         id: String,
         slug: String,
     }
-    let spaces: Vec<Space> = target.query_as("SELECT id, slug FROM core.space ORDER BY slug", params![])?;
+    let spaces: Vec<Space> =
+        target.query_as("SELECT id, slug FROM core.space ORDER BY slug", params![])?;
     let schemas = source::shard_schemas(&shard)?;
     let engines = source::active_engines(&accounts)?;
     for s in spaces {
@@ -82,7 +83,10 @@ pub fn run() -> Result<()> {
 fn identities(accounts: &Connection, target: &Connection) -> Result<()> {
     let identities = count(accounts, "SELECT count(*) FROM accounts.identity")?;
     let users = count(target, "SELECT count(*) FROM auth.users")?;
-    let principals = count(target, "SELECT count(*) FROM core.principal WHERE kind = 'u'")?;
+    let principals = count(
+        target,
+        "SELECT count(*) FROM core.principal WHERE kind = 'u'",
+    )?;
     let joined = count(
         target,
         "SELECT count(*) FROM auth.users u JOIN core.principal p ON p.id = u.id AND p.kind = 'u'",
@@ -90,7 +94,9 @@ fn identities(accounts: &Connection, target: &Connection) -> Result<()> {
     check(
         "identities → auth.users → core.principal(u) all equal",
         identities == users && users == principals && principals == joined,
-        &format!("identity={identities} users={users} principals={principals} invariant-join={joined}"),
+        &format!(
+            "identity={identities} users={users} principals={principals} invariant-join={joined}"
+        ),
     );
     Ok(())
 }
@@ -118,7 +124,9 @@ fn first_difference(a: &[String], b: &[String]) -> String {
 fn copies(accounts: &Connection, target: &Connection) -> Result<()> {
     let src = keys(
         accounts,
-        "SELECT concat_ws(' ', id, identity_id, provider, provider_account_id, created_at) FROM accounts.oauth_account",
+        "SELECT concat_ws(' ', id, identity_id, provider, provider_account_id, created_at) \
+         FROM accounts.oauth_account o \
+         WHERE EXISTS (SELECT 1 FROM accounts.identity i WHERE i.id = o.identity_id)",
     )?;
     let tgt = keys(
         target,
@@ -127,13 +135,20 @@ fn copies(accounts: &Connection, target: &Connection) -> Result<()> {
     check(
         "oauth accounts copied",
         src == tgt,
-        &format!("source={} target={}{}", src.len(), tgt.len(), first_difference(&src, &tgt)),
+        &format!(
+            "source={} target={}{}",
+            src.len(),
+            tgt.len(),
+            first_difference(&src, &tgt)
+        ),
     );
-    // Sessions expire while time passes: compare the ones still live now.
+    // Sessions expire while time passes: compare the ones still live now. Rows of
+    // identities that do not exist were left out by phase A, with a warning.
     let src = keys(
         accounts,
         "SELECT concat_ws(' ', id, identity_id, encode(token_hash, 'hex'), expires_at, created_at) \
-         FROM accounts.session WHERE expires_at > now()",
+         FROM accounts.session s WHERE expires_at > now() \
+         AND EXISTS (SELECT 1 FROM accounts.identity i WHERE i.id = s.identity_id)",
     )?;
     let tgt = keys(
         target,
@@ -143,7 +158,12 @@ fn copies(accounts: &Connection, target: &Connection) -> Result<()> {
     check(
         "live sessions copied verbatim (token hashes identical)",
         src == tgt,
-        &format!("source={} target={}{}", src.len(), tgt.len(), first_difference(&src, &tgt)),
+        &format!(
+            "source={} target={}{}",
+            src.len(),
+            tgt.len(),
+            first_difference(&src, &tgt)
+        ),
     );
     Ok(())
 }
@@ -185,7 +205,10 @@ fn memories(shard: &Connection, target: &Connection, slug: &str) -> Result<()> {
     );
     let queued = count(
         target,
-        &format!("SELECT count(*) FROM {}.embedding_queue", space_schema(slug)),
+        &format!(
+            "SELECT count(*) FROM {}.embedding_queue",
+            space_schema(slug)
+        ),
     )?;
     let unembedded = count(
         target,
@@ -227,7 +250,10 @@ fn effective(target: &Connection, member: &str, space_id: &str) -> Result<GrantS
     let rows: Vec<G> = target.query_as(
         "SELECT x.tree_path, x.access FROM jsonb_to_recordset(core.build_tree_access($1, $2)) \
          AS x(tree_path text, access int)",
-        params![Value::Uuid(member.to_owned()), Value::Uuid(space_id.to_owned())],
+        params![
+            Value::Uuid(member.to_owned()),
+            Value::Uuid(space_id.to_owned())
+        ],
     )?;
     Ok(rows
         .into_iter()
@@ -270,7 +296,11 @@ fn parity(
     let mut problems = Vec::new();
     let mut principals = 0;
     for (id, _) in &plan.roster {
-        if plan.principals.iter().any(|p| &p.id == id && p.kind == Kind::Group) {
+        if plan
+            .principals
+            .iter()
+            .any(|p| &p.id == id && p.kind == Kind::Group)
+        {
             continue;
         }
         principals += 1;
