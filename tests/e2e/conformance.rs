@@ -112,7 +112,9 @@ impl Observation {
             "{} ({}) vs {} ({})",
             self.language, self.what, reference.language, reference.what
         );
-        assert_eq!(self.report, reference.report, "{who}: the reports differ");
+        if let Some(difference) = json_difference(&self.report, &reference.report, "report") {
+            panic!("{who}: the reports differ at {difference}");
+        }
         first_difference(
             &self.writes,
             &reference.writes,
@@ -126,16 +128,46 @@ impl Observation {
     }
 }
 
+/// The first place where `actual` and `expected` differ: its path and both values.
+fn json_difference(actual: &Json, expected: &Json, path: &str) -> Option<String> {
+    match (actual, expected) {
+        (Json::Object(a), Json::Object(e)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(e.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let (a, e) = (
+                    a.get(k).unwrap_or(&Json::Null),
+                    e.get(k).unwrap_or(&Json::Null),
+                );
+                json_difference(a, e, &format!("{path}.{k}"))
+            })
+        }
+        (Json::Array(a), Json::Array(e)) if a.len() == e.len() => a
+            .iter()
+            .zip(e)
+            .enumerate()
+            .find_map(|(i, (a, e))| json_difference(a, e, &format!("{path}[{i}]"))),
+        _ if actual == expected => None,
+        _ => Some(format!(
+            "{path}:\n  expected {}\n  actual   {}",
+            clip(expected),
+            clip(actual)
+        )),
+    }
+}
+
+/// A value's JSON, cut to a readable length.
+fn clip(value: &Json) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(2000) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 /// Panics with the first differing entry of two journal excerpts.
 #[track_caller]
 fn first_difference(actual: &[Json], expected: &[Json], what: &str) {
-    let show = |e: Option<&Json>| {
-        let text = e.map_or_else(|| "(nothing)".to_owned(), Json::to_string);
-        match text.char_indices().nth(2000) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
-        }
-    };
+    let show = |e: Option<&Json>| e.map_or_else(|| "(nothing)".to_owned(), clip);
     if let Some(i) =
         (0..actual.len().max(expected.len())).find(|&i| actual.get(i) != expected.get(i))
     {
@@ -165,14 +197,16 @@ fn replace_run_ids(value: &mut Json, run_ids: &[String]) {
 }
 
 /// Removes what may differ between twins from a report: timings, the
-/// plugin's sha256, URLs, the journal's identity and run ids.
+/// plugin's sha256 (wherever the report names it), URLs, the journal's
+/// identity and run ids.
 fn normalise(mut report: Json, run_ids: &[String]) -> Json {
     fn strip(v: &mut Json) {
         match v {
             Json::Object(map) => {
-                for key in ["duration_ms", "plugin_sha256", "journal", "url"] {
-                    map.remove(key);
-                }
+                map.retain(|key, _| {
+                    !(["duration_ms", "journal", "url"].contains(&key.as_str())
+                        || key.ends_with("sha256"))
+                });
                 map.values_mut().for_each(strip);
             }
             Json::Array(items) => items.iter_mut().for_each(strip),
