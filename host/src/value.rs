@@ -198,13 +198,17 @@ impl fmt::Display for Value {
     }
 }
 
-/// Journal form: `["kind", "canonical text"]` (`["null"]` for NULL). Text, not
-/// JSON numbers, so that NaN, infinities, 64-bit integers and f32 lists
-/// survive exactly; the hash chain covers these bytes.
+/// Journal form: `["kind", "text"]` (`["null"]` for NULL). The text is the
+/// canonical text, except for the two bulky kinds: bytes and float32 arrays
+/// are base64 (a float32 array of its little-endian IEEE bits), which is
+/// exact to the bit and a fraction of the size and encoding time of decimal
+/// text — embeddings dominate big journals. Text, not JSON numbers, so that
+/// NaN, infinities and 64-bit integers survive exactly; the hash chain covers
+/// these bytes.
 impl serde::Serialize for Value {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let text = self.canonical_text();
+        let text = self.journal_text();
         let mut seq = serializer.serialize_seq(Some(if text.is_some() { 2 } else { 1 }))?;
         seq.serialize_element(self.kind())?;
         if let Some(text) = text {
@@ -223,11 +227,56 @@ impl<'de> serde::Deserialize<'de> for Value {
             [kind, text] => (kind.as_str(), text.as_str()),
             _ => return Err(D::Error::custom("a value is [kind] or [kind, text]")),
         };
-        Value::from_kind_and_text(kind, text).map_err(D::Error::custom)
+        Value::from_journal(kind, text).map_err(D::Error::custom)
     }
 }
 
 impl Value {
+    /// The text of the value's journal form (see the `Serialize` impl).
+    fn journal_text(&self) -> Option<String> {
+        use base64::Engine as _;
+        match self {
+            Value::Bytes(b) => Some(base64::engine::general_purpose::STANDARD.encode(b)),
+            Value::Float32Array(v) => {
+                let mut bytes = Vec::with_capacity(v.len() * 4);
+                for f in v {
+                    bytes.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            other => other.canonical_text(),
+        }
+    }
+
+    /// Rebuilds a value from its kind name and journal text (the inverse of the `Serialize` impl).
+    fn from_journal(kind: &str, text: &str) -> Result<Value, String> {
+        use base64::Engine as _;
+        let decode = |t: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map_err(|e| format!("invalid {kind} {t:?}: {e}"))
+        };
+        match kind {
+            "bytes" => Ok(Value::Bytes(decode(text)?)),
+            "float32-array" => {
+                let bytes = decode(text)?;
+                if bytes.len() % 4 != 0 {
+                    return Err(format!(
+                        "invalid float32-array: {} bytes is not a multiple of 4",
+                        bytes.len()
+                    ));
+                }
+                Ok(Value::Float32Array(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                        .collect(),
+                ))
+            }
+            _ => Value::from_kind_and_text(kind, text),
+        }
+    }
+
     /// Rebuilds a value from its kind name and canonical text (the inverse of
     /// [`Value::kind`] + [`Value::canonical_text`]).
     pub fn from_kind_and_text(kind: &str, text: &str) -> Result<Value, String> {
@@ -380,7 +429,15 @@ mod tests {
             Value::parse_timestamp("9999-12-31T23:59:59.999999").unwrap(),
             Value::parse_timestamptz("2024-06-01T12:00:00+00:00").unwrap(),
             Value::Decimal("-123456789012345678901234567890.0100".into()),
-            Value::Float32Array(vec![0.1, -3.5e-38, f32::INFINITY, 16777217.0]),
+            Value::Float32Array(vec![
+                0.1,
+                -3.5e-38,
+                f32::INFINITY,
+                16777217.0,
+                -0.0,
+                f32::from_bits(1),
+            ]),
+            Value::Bytes(Vec::new()),
             Value::TextArray(vec!["read".into(), "write,admin".into(), String::new()]),
         ];
         let json = serde_json::to_string(&values).unwrap();
