@@ -108,3 +108,66 @@ async fn connection_terminated_by_postgres_mid_run() {
 async fn connection_killed_by_mariadb_mid_run() {
     killed_connection(Dialect::MySql).await;
 }
+
+/// A unique violation in the middle of a multi-row write: the statement fails with the
+/// database's code, the unit rolls back, and the table is exactly as before.
+async fn unique_violation_mid_batch(dialect: Dialect, insert: &str, code: &str) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    target
+        .exec("CREATE TABLE items (id INTEGER PRIMARY KEY, note VARCHAR(20))")
+        .await;
+    target
+        .exec("INSERT INTO items (id, note) VALUES (5, 'already here')")
+        .await;
+    let before = crate::support::checksum::table_checksum(&target.url, "items").await;
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\n[config]\nsql = '''\nINSERT INTO items (id, note) VALUES (100, 'first statement')\n;;\n{insert}\n'''\n",
+        target.url
+    ));
+    let plugin = plugins::plugin("sql-script");
+    let out = ws.migrun(&[plugin.to_str().unwrap()]);
+    out.expect_code(1)
+        .expect_output("FAILED in unit `apply`")
+        .expect_output(&format!("(code {code})"))
+        .expect_output("unit `apply` was rolled back on every connection");
+    assert_eq!(
+        crate::support::checksum::table_checksum(&target.url, "items").await,
+        before,
+        "{dialect:?}: half a batch (or the statement before it) survived"
+    );
+    // The run started, so its (empty) ledger exists; the failed unit left no row in it.
+    assert_eq!(row_count(&target.url, "migrun_ledger").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_violation_mid_batch_postgres() {
+    unique_violation_mid_batch(
+        Dialect::Postgres,
+        "INSERT INTO items (id, note) SELECT i, 'new' FROM generate_series(1, 10) AS i",
+        "23505",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_violation_mid_batch_mysql() {
+    unique_violation_mid_batch(
+        Dialect::MySql,
+        "INSERT INTO items (id, note) VALUES (1, 'a'), (2, 'b'), (5, 'dup'), (6, 'c')",
+        "1062",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_violation_mid_batch_sqlite() {
+    unique_violation_mid_batch(
+        Dialect::Sqlite,
+        "INSERT INTO items (id, note) VALUES (1, 'a'), (2, 'b'), (5, 'dup'), (6, 'c')",
+        "1555",
+    )
+    .await;
+}
