@@ -1,0 +1,270 @@
+//! The copy benchmark of issue 10: seed 001's `memory` shape (uuid, text,
+//! jsonb, ltree, tstzrange, a 1536-dimension `real[]` embedding, timestamps)
+//! copied from one PostgreSQL database to another three ways, in one run:
+//!
+//! - **migrun**: the `memory-copy` plugin (cursor in batches, a per-row
+//!   mapping, bulk insert), through the real `migrun` binary, journal and all;
+//! - **native**: sqlx, binary `COPY … TO STDOUT` streamed into `COPY … FROM STDIN`;
+//! - **psql**: `psql -c "COPY … TO STDOUT (FORMAT binary)" | psql -c "COPY … FROM STDIN (FORMAT binary)"`;
+//!
+//! then `migrun replay` of migrun's journal. Every path's target is checked
+//! against the source (row count and a hash over every column). It prints one
+//! table — seconds, rows/s, MB/s, peak RSS, ratio to native — measured in the
+//! same run, so the ratios hold on a noisy machine. `scripts/bench` builds
+//! everything and runs it; docs/PERFORMANCE.md records results.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::StreamExt;
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+#[derive(Parser)]
+struct Args {
+    /// Multiplies the row count (the issue's ×10 is `--scale 10`).
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Rows at scale 1 (seed 001 copied 62,111 memories).
+    #[arg(long, default_value_t = 62_111)]
+    rows: u32,
+    /// Embedding dimensions.
+    #[arg(long, default_value_t = 1536)]
+    dim: u32,
+    /// The PostgreSQL server.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    /// The migrun binary.
+    #[arg(long, default_value = "target/release/migrun")]
+    migrun: PathBuf,
+    /// The memory-copy plugin.
+    #[arg(long, default_value = "target/wasm32-wasip2/release/memory_copy.wasm")]
+    plugin: PathBuf,
+    /// Internal: run only the native copy between two URLs (measured in its own process).
+    #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+    native_copy: Option<Vec<String>>,
+}
+
+const DDL: &str = "CREATE EXTENSION IF NOT EXISTS ltree; CREATE TABLE memory (\
+    id uuid PRIMARY KEY, content text NOT NULL, meta jsonb NOT NULL, tree ltree NOT NULL, \
+    temporal tstzrange, embedding real[], created_at timestamptz NOT NULL)";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(urls) = &args.native_copy {
+        return native_copy(&urls[0], &urls[1]).await;
+    }
+    let rows = u64::from(args.rows) * u64::from(args.scale);
+    let tag = std::process::id();
+    let url = |name: &str| format!("{}/{name}", args.server);
+    let mut admin = PgConnection::connect(&url("postgres"))
+        .await
+        .context("connecting to PostgreSQL")?;
+    let dbs = ["src", "native", "psql", "migrun"].map(|n| format!("migrun_bench_{n}_{tag}"));
+    for db in &dbs {
+        admin
+            .execute(format!("CREATE DATABASE {db}").as_str())
+            .await?;
+    }
+    let result = bench(&args, rows, &dbs.clone().map(|d| url(&d))).await;
+    for db in &dbs {
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+            .await?;
+    }
+    result
+}
+
+struct Measure {
+    path: &'static str,
+    seconds: f64,
+    peak_rss_mb: f64,
+}
+
+async fn bench(args: &Args, rows: u64, urls: &[String; 4]) -> anyhow::Result<()> {
+    let [src, native, psql, migrun] = urls;
+    eprintln!("generating {rows} rows of {} dimensions …", args.dim);
+    let mut conn = PgConnection::connect(src).await?;
+    conn.execute(DDL).await?;
+    conn.execute(
+        format!(
+            "INSERT INTO memory SELECT md5(i::text)::uuid, '  memory ' || i || ' ', \
+             jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i % 7)), \
+             ('root.e' || (i % 34) || '.n' || (i % 97))::ltree, \
+             CASE WHEN i % 5 = 0 THEN NULL ELSE tstzrange(timestamptz '2024-01-01' + i * interval '1 minute', NULL) END, \
+             CASE WHEN i % 1000 = 7 THEN NULL ELSE (SELECT array_agg(((i * 31 + d) % 1000) / 997.0::real) FROM generate_series(1, {}) d) END, \
+             timestamptz '2024-01-01' + i * interval '1 second' FROM generate_series(1, {rows}) i",
+            args.dim
+        )
+        .as_str(),
+    )
+    .await?;
+    let bytes: i64 = sqlx::query("SELECT pg_total_relation_size('memory')")
+        .fetch_one(&mut conn)
+        .await?
+        .get(0);
+    let expected = fingerprint(src).await?;
+    for target in [native, psql, migrun] {
+        let mut t = PgConnection::connect(target).await?;
+        t.execute(DDL).await?;
+    }
+
+    let mut measures = Vec::new();
+    let exe = std::env::current_exe()?;
+    measures.push(timed(
+        "native (sqlx binary COPY)",
+        Command::new(&exe).arg("--native-copy").args([src, native]),
+    )?);
+    measures.push(timed(
+        "psql COPY pipe",
+        Command::new("bash").arg("-c").arg(format!(
+            "psql -q '{src}' -c 'COPY memory TO STDOUT (FORMAT binary)' | psql -q '{psql}' -c 'COPY memory FROM STDIN (FORMAT binary)'"
+        )),
+    )?);
+    let work = std::env::temp_dir().join(format!("migrun-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    std::fs::write(
+        work.join("migrun.toml"),
+        format!(
+            "[connections.source]\nurl = \"{src}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{migrun}\"\n"
+        ),
+    )?;
+    let plugin = std::fs::canonicalize(&args.plugin)
+        .context("the memory-copy plugin (scripts/bench builds it)")?;
+    let binary = std::fs::canonicalize(&args.migrun)
+        .context("the migrun binary (scripts/bench builds it)")?;
+    measures.push(timed(
+        "migrun + Rust plugin",
+        Command::new(&binary).arg(&plugin).current_dir(&work),
+    )?);
+    let journal = newest_journal(&work.join("migrun-journal"))?;
+    measures.push(timed(
+        "migrun replay (no database)",
+        Command::new(&binary)
+            .arg("replay")
+            .arg(&journal)
+            .current_dir(&work),
+    )?);
+    let journal_mb = std::fs::metadata(&journal)?.len() as f64 / 1e6;
+
+    for (name, url) in [("native", native), ("psql", psql), ("migrun", migrun)] {
+        let got = fingerprint(url).await?;
+        if got != expected {
+            bail!("the {name} copy differs from the source: {got:?} vs {expected:?}");
+        }
+    }
+    std::fs::remove_dir_all(&work).ok();
+
+    let mb = bytes as f64 / 1e6;
+    let native_s = measures[0].seconds;
+    let psql_s = measures[1].seconds;
+    let migrun_s = measures[2].seconds;
+    println!(
+        "\ncopy of {rows} memory rows ({:.0} MB on disk, {} dims), all targets verified against the source\n",
+        mb, args.dim
+    );
+    println!("| path | seconds | rows/s | MB/s | peak RSS MB | speed vs native |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for m in &measures {
+        println!(
+            "| {} | {:.2} | {:.0} | {:.1} | {:.0} | {:.2}× |",
+            m.path,
+            m.seconds,
+            rows as f64 / m.seconds,
+            mb / m.seconds,
+            m.peak_rss_mb,
+            native_s / m.seconds
+        );
+    }
+    println!(
+        "\ntargets: migrun ≥ 0.8× native: {:.2}× · migrun ≥ 0.5× psql: {:.2}× · replay ≥ 10× live: {:.1}× · journal {:.1} MB",
+        native_s / migrun_s,
+        psql_s / migrun_s,
+        migrun_s / measures[3].seconds,
+        journal_mb
+    );
+    Ok(())
+}
+
+/// Runs `cmd` under `/usr/bin/time -f %M` (peak RSS in KiB, children included) and times it.
+fn timed(path: &'static str, cmd: &mut Command) -> anyhow::Result<Measure> {
+    let rss_file = std::env::temp_dir().join(format!("migrun-bench-rss-{}", std::process::id()));
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    eprintln!("running {path} …");
+    let started = Instant::now();
+    let output = wrapped
+        .output()
+        .with_context(|| format!("running {path}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "{path} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let kib: f64 = std::fs::read_to_string(&rss_file)?
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0.0);
+    Ok(Measure {
+        path,
+        seconds,
+        peak_rss_mb: kib / 1024.0,
+    })
+}
+
+fn newest_journal(dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut journals: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    journals.sort();
+    journals.pop().context("migrun wrote no journal")
+}
+
+/// Row count and an order-independent hash over every column of every row (content trimmed:
+/// trimming is the plugin's per-row mapping).
+async fn fingerprint(url: &str) -> anyhow::Result<(i64, i64)> {
+    let mut conn = PgConnection::connect(url).await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(hashtext(id::text || btrim(content) || meta::text || tree::text || \
+         COALESCE(temporal::text, '-') || COALESCE(embedding::text, '-') || created_at::text)::bigint), 0)::bigint FROM memory",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The best native path: the server's binary COPY format streamed from one connection into the other.
+async fn native_copy(from: &str, to: &str) -> anyhow::Result<()> {
+    let mut src = PgConnection::connect(from).await?;
+    let mut dst = PgConnection::connect(to).await?;
+    let mut input = dst
+        .copy_in_raw("COPY memory FROM STDIN (FORMAT binary)")
+        .await?;
+    let mut output = src
+        .copy_out_raw("COPY memory TO STDOUT (FORMAT binary)")
+        .await?;
+    while let Some(chunk) = output.next().await {
+        input.send(chunk?).await?;
+    }
+    input.finish().await?;
+    Ok(())
+}
