@@ -3,14 +3,11 @@
 //! back (by the server), the report says what failed and what stayed
 //! committed, and a rerun finishes the job exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use migrun::db::{Access, Dialect};
 use migrun::value::Value;
 
 use crate::support::checksum::row_count;
-use crate::support::cli::Workspace;
+use crate::support::cli::{Workspace, wait_for_line};
 use crate::support::database::TestDatabase;
 use crate::support::plugins;
 
@@ -27,22 +24,9 @@ async fn killed_connection(dialect: Dialect) {
         target.url
     ));
     let plugin = plugins::plugin("work-units");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_migrun"))
-        .args([plugin.to_str().unwrap()])
-        .current_dir(ws.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(&[plugin.to_str().unwrap()]);
     // Wait until a few units committed, then kill migrun's session from the server side.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("▸ unit unit-03") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    wait_for_line(&mut child, "▸ unit unit-03");
     let mut admin = target.connect(Access::ReadWrite).await;
     let killed = match dialect {
         Dialect::Postgres => {

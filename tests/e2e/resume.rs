@@ -2,14 +2,13 @@
 //! rerun, and the result equals a clean run; two concurrent runs never both
 //! write; three sharded workers finish the job exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use migrun::db::{Access, Dialect};
 
 use crate::support::checksum::{row_count, table_checksum};
-use crate::support::cli::Workspace;
+use crate::support::cli::{Workspace, wait_for_line};
 use crate::support::database::TestDatabase;
 use crate::support::plugins;
 
@@ -17,40 +16,6 @@ fn auth_config(source: &str, target: &str, batch: u32) -> String {
     format!(
         "[connections.source]\nurl = \"{source}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{target}\"\n[config]\nbatch_size = {batch}\n"
     )
-}
-
-/// Starts `migrun` in `ws` with stderr piped, to be stopped mid-run.
-fn spawn(ws: &Workspace, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_migrun"))
-        .args(args)
-        .current_dir(ws.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn migrun")
-}
-
-/// Reads the child's stderr until a line contains `needle`; panics if it exits first.
-fn wait_for_line(child: &mut Child, needle: &str) {
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if line.contains(needle) {
-                    // Keep draining in the background so the child never blocks on a full pipe.
-                    std::thread::spawn(move || for _ in lines.by_ref() {});
-                    return;
-                }
-                seen.push(line);
-            }
-            _ => panic!(
-                "migrun ended before printing {needle:?}; stderr:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
 }
 
 async fn kill_and_resume(dialect: Dialect) {
@@ -78,7 +43,7 @@ async fn kill_and_resume(dialect: Dialect) {
     // kill -9 in the middle of `copy-users`, after some batches went in.
     let ws = Workspace::new();
     ws.config(&auth_config(&source.url, &target.url, 40));
-    let mut child = spawn(&ws, &[plugin]);
+    let mut child = ws.spawn(&[plugin]);
     wait_for_line(&mut child, "copy-users: ");
     std::thread::sleep(Duration::from_millis(50));
     child.kill().expect("SIGKILL");
@@ -143,7 +108,7 @@ async fn sigint_rolls_back_the_current_unit_and_exits_cleanly() {
     let ws = Workspace::new();
     ws.config(&auth_config(&source.url, &target.url, 40));
     let plugin = plugins::plugin("auth-consolidation");
-    let mut child = spawn(&ws, &[plugin.to_str().unwrap()]);
+    let mut child = ws.spawn(&[plugin.to_str().unwrap()]);
     wait_for_line(&mut child, "copy-users: ");
     let pid = child.id().to_string();
     assert!(
@@ -313,7 +278,7 @@ async fn three_workers_run_every_unit_once(dialect: Dialect) {
     let plugin = plugins::plugin("work-units");
     let plugin = plugin.to_str().unwrap();
     let workers: Vec<Child> = (0..3)
-        .map(|i| spawn(&ws, &[plugin, "--shard", &format!("{i}/3"), "--json"]))
+        .map(|i| ws.spawn(&[plugin, "--shard", &format!("{i}/3"), "--json"]))
         .collect();
     let mut ran = Vec::new();
     for worker in workers {

@@ -357,6 +357,19 @@ fn unexpected(result: CallResult) -> wasmtime::Error {
     ))
 }
 
+/// The answer to a call whose result is not its success shape: the recorded `db-error`,
+/// or a host error when the result does not belong to the call at all.
+fn failure<T>(result: CallResult) -> DbResult<T> {
+    match result {
+        CallResult::Error {
+            error_kind,
+            code,
+            message,
+        } => Ok(Err(wit_error(&error_kind, code, message))),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Marker tying the generated `add_to_linker` to [`DatabaseCtx`].
 struct Database;
 
@@ -387,12 +400,7 @@ impl database::Host for DatabaseCtx {
             CallResult::Opened if self.infos.contains_key(&name) => {
                 Ok(Ok(self.table.push(ConnectionResource { name })?))
             }
-            CallResult::Error {
-                error_kind,
-                code,
-                message,
-            } => Ok(Err(wit_error(&error_kind, code, message))),
-            other => Err(unexpected(other)),
+            other => failure(other),
         }
     }
 }
@@ -428,12 +436,7 @@ impl database::HostConnection for DatabaseCtx {
                 columns: wit_columns(columns),
                 rows: wit::rows_to_wit(rows),
             })),
-            CallResult::Error {
-                error_kind,
-                code,
-                message,
-            } => Ok(Err(wit_error(&error_kind, code, message))),
-            other => Err(unexpected(other)),
+            other => failure(other),
         }
     }
 
@@ -478,12 +481,7 @@ impl database::HostConnection for DatabaseCtx {
                 columns,
                 exhausted: false,
             })?)),
-            CallResult::Error {
-                error_kind,
-                code,
-                message,
-            } => Ok(Err(wit_error(&error_kind, code, message))),
-            other => Err(unexpected(other)),
+            other => failure(other),
         }
     }
 
@@ -521,12 +519,7 @@ impl database::HostConnection for DatabaseCtx {
 fn count_result(result: CallResult) -> DbResult<u64> {
     match result {
         CallResult::Count { n } => Ok(Ok(n)),
-        CallResult::Error {
-            error_kind,
-            code,
-            message,
-        } => Ok(Err(wit_error(&error_kind, code, message))),
-        other => Err(unexpected(other)),
+        other => failure(other),
     }
 }
 

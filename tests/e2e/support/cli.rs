@@ -79,6 +79,18 @@ impl Workspace {
         path
     }
 
+    /// Starts `migrun` with `args` in this folder, stdout and stderr piped, to be stopped mid-run.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_migrun"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("MIGRUN_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn migrun")
+    }
+
     /// Runs `migrun` with `args` in this folder.
     pub fn migrun(&self, args: &[&str]) -> Outcome {
         let output = Command::new(env!("CARGO_BIN_EXE_migrun"))
@@ -91,6 +103,30 @@ impl Workspace {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Reads a spawned child's stderr until a line contains `needle` (then keeps draining it in
+/// the background so the child never blocks on a full pipe); panics if the child ends first.
+pub fn wait_for_line(child: &mut std::process::Child, needle: &str) {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if line.contains(needle) {
+                    std::thread::spawn(move || for _ in lines.by_ref() {});
+                    return;
+                }
+                seen.push(line);
+            }
+            _ => panic!(
+                "migrun ended before printing {needle:?}; stderr:\n{}",
+                seen.join("\n")
+            ),
         }
     }
 }
