@@ -12,7 +12,7 @@
 //! when the database can tell (PostgreSQL backend pid and application name,
 //! MariaDB connection id, user and host; SQLite pid and run id).
 //!
-//! Sharded workers (`--shard i/n`) lock `name/shard-i-of-n`: the workers of
+//! Sharded workers (`--shard i/n`) lock `name:shard-i-of-n`: the workers of
 //! one job run side by side, two copies of the same worker do not. Units
 //! never run twice across workers because of the ledger's primary key.
 

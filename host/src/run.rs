@@ -390,6 +390,14 @@ pub struct Inspection {
     pub plugin: PluginInfo,
 }
 
+/// Calls `describe`; a failure there means nothing ran.
+async fn describe(instance: &mut PluginInstance) -> Result<PluginInfo, RunError> {
+    instance.describe().await.map_err(|error| RunError::Plugin {
+        phase: "describe",
+        error,
+    })
+}
+
 /// Instantiates a plugin and calls `describe`, opening no connection.
 pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
     let runtime = Runtime::shared();
@@ -402,13 +410,7 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
         &limits,
     );
     let mut instance = PluginInstance::instantiate(runtime, plugin, state, limits).await?;
-    let info = instance
-        .describe()
-        .await
-        .map_err(|error| RunError::Plugin {
-            phase: "describe",
-            error,
-        })?;
+    let info = describe(&mut instance).await?;
     Ok(Inspection {
         sha256: plugin.sha256.clone(),
         size: plugin.size,
@@ -441,13 +443,7 @@ pub async fn run(
     let mut instance = PluginInstance::instantiate(runtime, plugin, state, config.limits).await?;
 
     options.observer.phase_started("describe");
-    let info = instance
-        .describe()
-        .await
-        .map_err(|error| RunError::Plugin {
-            phase: "describe",
-            error,
-        })?;
+    let info = describe(&mut instance).await?;
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
     let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
@@ -1025,13 +1021,7 @@ pub async fn replay(
         &header.limits,
     );
     let mut instance = PluginInstance::instantiate(runtime, &plugin, state, header.limits).await?;
-    let info = instance
-        .describe()
-        .await
-        .map_err(|error| RunError::Plugin {
-            phase: "describe",
-            error,
-        })?;
+    let info = describe(&mut instance).await?;
     let infos: BTreeMap<String, ConnectionInfo> = header
         .connections
         .iter()

@@ -6,7 +6,7 @@
 //! `date("2024-13-01")` gets a `value` database error, never a trap.
 
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
-use crate::db::{self, Access, DbError, DbErrorKind, Dialect};
+use crate::db::{Access, DbError, DbErrorKind, Dialect};
 use crate::value::Value;
 
 #[allow(missing_docs)]
@@ -95,17 +95,6 @@ pub fn value_to_wit(value: Value) -> types::Value {
 pub fn rows_to_wit(rows: Vec<Vec<Value>>) -> Vec<Vec<types::Value>> {
     rows.into_iter()
         .map(|row| row.into_iter().map(value_to_wit).collect())
-        .collect()
-}
-
-/// Converts column descriptions.
-pub fn columns_to_wit(columns: &[db::Column]) -> Vec<types::Column> {
-    columns
-        .iter()
-        .map(|c| types::Column {
-            name: c.name.clone(),
-            type_name: c.type_name.clone(),
-        })
         .collect()
 }
 
