@@ -1,7 +1,7 @@
 //! Write [migrun](https://example.invalid/migrun) migration plugins in Rust.
 //!
 //! A migrun plugin is a WebAssembly component targeting the world
-//! `migrun:plugin/migration@0.1.0` (`wit/v0.1.0/migrun.wit`). This crate holds
+//! `migrun:plugin/migration@0.1.1` (`wit/v0.1.1/migrun.wit`). This crate holds
 //! the generated bindings of that world and, on top of them, the layer a
 //! plugin author uses: a [`Plugin`] trait with defaults, one export macro,
 //! named [`Connection`]s with queries decoded through serde, batched
@@ -23,6 +23,9 @@
 //!   deserializer (`de.rs`); [`to_values`] serializes the other way (`ser.rs`).
 //! - [`log`]: [`info!`], [`warn!`], [`debug!`], [`error!`], [`trace!`],
 //!   [`progress`] and [`check`].
+//! - [`Backfill`], [`Batch`] and [`checkpoint`] (`backfill.rs`): batched,
+//!   throttled backfills in key order that commit a checkpoint per batch and
+//!   resume after the last one when an interrupted unit runs again.
 //! - [`Error`], [`DbError`], [`Result`], [`Context`], [`bail!`], [`ensure!`] (`error.rs`).
 //! - `bindings` (hidden): the raw wit-bindgen output. Generated types stay at
 //!   the edge (`wit.rs`), so a new WIT version changes the SDK, not plugins.
@@ -107,7 +110,7 @@
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.1.1",
         world: "migrun:plugin/migration",
         pub_export_macro: true,
         default_bindings_module: "migrun_sdk::bindings",
@@ -115,6 +118,8 @@ pub mod bindings {
     });
 }
 
+mod backfill;
+pub mod backup;
 mod config;
 mod db;
 mod de;
@@ -127,6 +132,7 @@ mod ser;
 mod value;
 mod wit;
 
+pub use backfill::{Backfill, BackfillReport, Batch, checkpoint, key_of};
 pub use config::Config;
 pub use db::{Access, BulkWriter, Connection, Cursor, Dialect, TypedCursor};
 pub use error::{Context, DbError, DbErrorKind, Error, Result};

@@ -26,6 +26,12 @@
 //! fuel = 50_000_000_000
 //! memory_mib = 512
 //! timeout_secs = 3600
+//! conflict_retries = 3
+//!
+//! [backup]
+//! dir = "backups"        # default `migrun-backups`, next to this file
+//! before_run = true      # snapshot the tables the plugin writes before the first write
+//! method = "auto"        # or "native": never call pg_dump / mariadb-dump
 //! ```
 
 use std::collections::BTreeMap;
@@ -100,6 +106,9 @@ pub struct ConfigFile {
     pub journal_dir: Option<PathBuf>,
     /// The ledger table on every writable connection (default `migrun_ledger`).
     pub ledger_table: Option<String>,
+    /// Backups before writes (`[backup]`: `dir`, `before_run`, `method`).
+    #[serde(default)]
+    pub backup: Option<crate::backup::BackupSettings>,
 }
 
 /// One named connection as the operator wrote it.
@@ -123,6 +132,15 @@ pub struct Limits {
     pub memory_mib: u64,
     /// Wall-clock limit for each plugin call, in seconds, database time included.
     pub timeout_secs: u64,
+    /// How many times a unit that failed on a conflict (deadlock victim, serialisation
+    /// failure, lock timeout: a database error of kind `conflict`, returned by the plugin or
+    /// met by the commit) is rolled back and run again from its start. 0 (the default): the
+    /// first conflict fails the run. A conflicting commit is retried only when the unit has one
+    /// read-write connection: with several, another may already have committed.
+    ///
+    /// Opt-in because a retry calls `run-unit` again on the same plugin instance: a plugin
+    /// whose unit changes its own state before failing must be written to start over.
+    pub conflict_retries: u32,
 }
 
 impl Default for Limits {
@@ -133,6 +151,7 @@ impl Default for Limits {
             fuel: 10_000_000_000_000,
             memory_mib: 1024,
             timeout_secs: 3600,
+            conflict_retries: 0,
         }
     }
 }
@@ -152,6 +171,8 @@ pub struct RunConfig {
     pub journal_dir: PathBuf,
     /// The ledger table on every writable connection.
     pub ledger_table: String,
+    /// Backups: where, whether before the run, by which method.
+    pub backup: crate::backup::BackupSettings,
 }
 
 /// A connection with its URL resolved.
@@ -175,6 +196,7 @@ impl Default for RunConfig {
             data_dir: PathBuf::from("migrun-data"),
             journal_dir: PathBuf::from("migrun-journal"),
             ledger_table: crate::ledger::DEFAULT_TABLE.to_owned(),
+            backup: crate::backup::BackupSettings::default(),
         }
     }
 }
@@ -243,6 +265,11 @@ impl RunConfig {
             ledger_table: file
                 .ledger_table
                 .unwrap_or_else(|| crate::ledger::DEFAULT_TABLE.to_owned()),
+            backup: {
+                let mut backup = file.backup.unwrap_or_default();
+                backup.dir = relative(Some(backup.dir), "migrun-backups");
+                backup
+            },
         })
     }
 
@@ -362,6 +389,7 @@ mod tests {
             dry = true
             [limits]
             memory_mib = 64
+            conflict_retries = 2
             "#,
         )
         .unwrap();
@@ -373,6 +401,8 @@ mod tests {
         assert_eq!(config.values["dry"], "true");
         assert_eq!(config.limits.memory_mib, 64);
         assert_eq!(config.limits.fuel, Limits::default().fuel);
+        assert_eq!(config.limits.conflict_retries, 2);
+        assert_eq!(Limits::default().conflict_retries, 0);
     }
 
     #[test]

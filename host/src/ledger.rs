@@ -12,6 +12,14 @@
 //! The primary key `(plugin_name, unit, plugin_sha256)` makes "exactly once"
 //! a database guarantee: two workers that somehow ran the same unit cannot
 //! both commit it — the second commit fails on the key and rolls back.
+//!
+//! A unit that calls `checkpoint.save` (contract 0.1.1) commits part of its
+//! work early. Each save replaces the unit's one row of status `checkpoint`
+//! (whatever plugin build wrote it) with a new one carrying the plugin's
+//! state in `checkpoint_state`, in the same transaction as the work it
+//! seals; the final `finished` row replaces the checkpoint row the same way.
+//! A unit with only a `checkpoint` row is therefore unfinished: it runs again
+//! and `checkpoint.last` hands the plugin the saved state to resume from.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +30,30 @@ use crate::value::Value;
 
 /// The default ledger table name.
 pub const DEFAULT_TABLE: &str = "migrun_ledger";
+
+/// The status of a unit that committed all of its work.
+pub const STATUS_FINISHED: &str = "finished";
+
+/// The status of a unit that saved a checkpoint and has not finished yet.
+pub const STATUS_CHECKPOINT: &str = "checkpoint";
+
+/// The column holding a checkpoint's state (added to ledgers made before contract 0.1.1).
+const STATE_COLUMN: &str = "checkpoint_state";
+
+/// The last checkpoint of an unfinished unit, as one target's ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointRow {
+    /// The unit.
+    pub unit: String,
+    /// The plugin build that saved it.
+    pub plugin_sha256: String,
+    /// The plugin's state at its last `checkpoint.save`.
+    pub state: String,
+    /// The run that saved it.
+    pub run_id: String,
+    /// When it was saved (RFC 3339).
+    pub saved_at: String,
+}
 
 /// One finished unit as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,7 +68,7 @@ pub struct LedgerRow {
     pub plugin_version: String,
     /// The run that committed it.
     pub run_id: String,
-    /// `finished`.
+    /// [`STATUS_FINISHED`] or [`STATUS_CHECKPOINT`].
     pub status: String,
     /// When the unit started (RFC 3339).
     pub started_at: String,
@@ -116,6 +148,23 @@ impl Ledger {
         ))
     }
 
+    /// Forgets the units `run_id` finished, so that they run again: what `migrun restore`
+    /// does after putting back the tables that run changed. Returns the rows removed.
+    pub async fn forget_run(&self, conn: &mut Connection, run_id: &str) -> Result<u64, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(0);
+        }
+        let placeholder = match conn.dialect() {
+            Dialect::Postgres => "$1",
+            _ => "?",
+        };
+        conn.execute(
+            &format!("DELETE FROM {} WHERE run_id = {placeholder}", self.table),
+            &[Value::Text(run_id.to_owned())],
+        )
+        .await
+    }
+
     /// Creates the table when it is absent (outside any unit: on MySQL DDL commits implicitly).
     pub async fn ensure(&self, conn: &mut Connection) -> Result<(), DbError> {
         let text = match conn.dialect() {
@@ -132,15 +181,99 @@ impl Ledger {
              plugin_version {text} NOT NULL, run_id {text} NOT NULL, status {text} NOT NULL, \
              started_at {text} NOT NULL, finished_at {text} NOT NULL, rows_written BIGINT NOT NULL, \
              journal_id {text} NOT NULL, journal_hash CHAR(64) NOT NULL, override_reason {text}, \
+             {STATE_COLUMN} {state}, \
              PRIMARY KEY (plugin_name, unit, plugin_sha256))",
-            self.table
+            self.table,
+            state = state_type(conn.dialect()),
         );
         match conn.execute(&ddl, &[]).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Two workers creating it at once: PostgreSQL reports the loser as a duplicate type.
-            Err(e) if e.kind == crate::db::DbErrorKind::Constraint => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.kind == crate::db::DbErrorKind::Constraint => {}
+            Err(e) => return Err(e),
         }
+        if !self.has_state_column(conn).await? {
+            let ddl = format!(
+                "ALTER TABLE {} ADD COLUMN {STATE_COLUMN} {}",
+                self.table,
+                state_type(conn.dialect())
+            );
+            conn.execute(&ddl, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the table has the checkpoint column (ledgers made before contract 0.1.1 do not).
+    async fn has_state_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
+        let sql = match conn.dialect() {
+            Dialect::Postgres => {
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                 AND attname = 'checkpoint_state' AND NOT attisdropped)"
+            }
+            Dialect::MySql => {
+                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+                 AND TABLE_NAME = ? AND COLUMN_NAME = 'checkpoint_state'"
+            }
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'checkpoint_state'"
+            }
+        };
+        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
+        Ok(matches!(
+            rows.rows.first().and_then(|r| r.first()),
+            Some(Value::Bool(true)) | Some(Value::Int(1..))
+        ))
+    }
+
+    /// The saved checkpoints of `plugin`'s unfinished units on `conn` (none when the table or
+    /// its checkpoint column does not exist yet).
+    pub async fn checkpoints(
+        &self,
+        conn: &mut Connection,
+        plugin: &str,
+    ) -> Result<Vec<CheckpointRow>, DbError> {
+        if !self.exists(conn).await? || !self.has_state_column(conn).await? {
+            return Ok(Vec::new());
+        }
+        let p = |i| match conn.dialect() {
+            Dialect::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        };
+        let sql = format!(
+            "SELECT unit, plugin_sha256, {STATE_COLUMN}, run_id, finished_at FROM {} \
+             WHERE plugin_name = {} AND status = {} ORDER BY unit",
+            self.table,
+            p(1),
+            p(2)
+        );
+        let rows = conn
+            .query(
+                &sql,
+                &[
+                    Value::Text(plugin.to_owned()),
+                    Value::Text(STATUS_CHECKPOINT.to_owned()),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .map(|row| {
+                let mut it = row.into_iter().map(|v| match v {
+                    Value::Text(s) => s,
+                    Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                });
+                CheckpointRow {
+                    unit: it.next().unwrap_or_default(),
+                    plugin_sha256: it.next().unwrap_or_default(),
+                    state: it.next().unwrap_or_default(),
+                    run_id: it.next().unwrap_or_default(),
+                    saved_at: it.next().unwrap_or_default(),
+                }
+            })
+            .collect())
     }
 
     /// Every finished unit of `plugin` on `conn` (none when the table does not exist).
@@ -153,7 +286,7 @@ impl Ledger {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {} FROM {} WHERE plugin_name = {} AND status = 'finished' ORDER BY finished_at, unit",
+            "SELECT {} FROM {} WHERE plugin_name = {} AND status = '{STATUS_FINISHED}' ORDER BY finished_at, unit",
             COLUMNS.join(", "),
             self.table,
             placeholders(conn.dialect(), 1)
@@ -176,13 +309,49 @@ impl Ledger {
         Ok(Some(rows.rows.into_iter().map(row_from_values).collect()))
     }
 
-    /// Inserts `row`; call it inside the unit's transaction, before the commit.
-    pub async fn record(&self, conn: &mut Connection, row: &LedgerRow) -> Result<(), DbError> {
+    /// Records `row` (with the checkpoint `state` when it is a checkpoint row), first deleting
+    /// the unit's checkpoint rows saved by the builds in `replaces` (rows known to exist: a
+    /// delete by the full primary key locks only that row on InnoDB, where a delete that
+    /// finds nothing locks a gap and deadlocks concurrent workers' inserts). Call it inside
+    /// the unit's transaction, before the commit, so the row and the work it seals commit
+    /// together.
+    pub async fn record(
+        &self,
+        conn: &mut Connection,
+        row: &LedgerRow,
+        state: Option<&str>,
+        replaces: &[String],
+    ) -> Result<(), DbError> {
+        let dialect = conn.dialect();
+        let p = |i: usize| match dialect {
+            Dialect::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        };
+        for sha256 in replaces {
+            let delete = format!(
+                "DELETE FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {} AND status = {}",
+                self.table,
+                p(1),
+                p(2),
+                p(3),
+                p(4)
+            );
+            conn.execute(
+                &delete,
+                &[
+                    Value::Text(row.plugin_name.clone()),
+                    Value::Text(row.unit.clone()),
+                    Value::Text(sha256.clone()),
+                    Value::Text(STATUS_CHECKPOINT.to_owned()),
+                ],
+            )
+            .await?;
+        }
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO {} ({}, {STATE_COLUMN}) VALUES ({})",
             self.table,
             COLUMNS.join(", "),
-            placeholders(conn.dialect(), COLUMNS.len())
+            placeholders(dialect, COLUMNS.len() + 1)
         );
         let text = |s: &str| Value::Text(s.to_owned());
         let params = vec![
@@ -198,8 +367,17 @@ impl Ledger {
             text(&row.journal_id),
             text(&row.journal_hash),
             row.override_reason.as_deref().map_or(Value::Null, text),
+            state.map_or(Value::Null, text),
         ];
         conn.execute(&sql, &params).await.map(|_| ())
+    }
+}
+
+/// The checkpoint column's type: states are small JSON documents, but unbounded.
+fn state_type(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::MySql => "MEDIUMTEXT",
+        _ => "TEXT",
     }
 }
 

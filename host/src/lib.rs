@@ -11,7 +11,9 @@
 //! - [`contract`]: the WIT versions spoken, version detection, generated bindings at the edge.
 //! - [`runtime`]: the wasmtime engine, the sandbox (WASI locked down, deterministic clocks and
 //!   randomness, limits), one store per run.
-//! - [`capability`]: one module per imported WIT interface (`database`, `log`, `checks`).
+//! - [`capability`]: one module per imported WIT interface (`database`, `log`, `checks`,
+//!   `backup`, `checkpoint`).
+//! - [`backup`]: snapshots before writes, manifests, `migrun backup verify` and `migrun restore`.
 //! - [`db`]: the database drivers over sqlx (SQLite, PostgreSQL, MySQL/MariaDB) and value mapping.
 //! - [`value`]: the host's SQL value and its canonical text forms.
 //! - [`run`]: the flow of one run (and its dry-run and replay modes), producing a [`run::RunReport`].
@@ -39,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod capability;
 pub mod config;
 pub mod contract;

@@ -111,7 +111,14 @@ pub async fn acquire(
             }
             Dialect::MySql => {
                 let rows = conn
-                    .query("SELECT GET_LOCK(?, 0)", &[Value::Text(mysql_name(name))])
+                    .query(
+                        &format!("SELECT GET_LOCK({MYSQL_SCOPED_NAME}, 0)"),
+                        &[
+                            Value::Text(mysql_name(name)),
+                            Value::Text(mysql_name(name)),
+                            Value::Text(mysql_name(name)),
+                        ],
+                    )
                     .await
                     .map_err(db_err)?;
                 (first_is_true(&rows.rows), None)
@@ -142,6 +149,11 @@ pub async fn acquire(
 fn conn_name(conn: &Connection) -> String {
     conn.name().to_owned()
 }
+
+/// `GET_LOCK` names are global to the server, not to a database: the name is scoped by
+/// the current database (`<database>:<name>`), hashed when that exceeds MySQL's 64 characters.
+const MYSQL_SCOPED_NAME: &str = "IF(CHAR_LENGTH(CONCAT(DATABASE(), ':', ?)) <= 64, \
+     CONCAT(DATABASE(), ':', ?), CONCAT('migrun:', LEFT(SHA2(CONCAT(DATABASE(), ':', ?), 256), 40)))";
 
 /// MySQL lock names are limited to 64 characters.
 fn mysql_name(name: &str) -> String {
@@ -221,8 +233,14 @@ async fn holder(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -
             }
         }
         Dialect::MySql => {
-            let sql = "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK(?)";
-            match conn.query(sql, &[Value::Text(mysql_name(name))]).await {
+            let sql = format!(
+                "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK({MYSQL_SCOPED_NAME})"
+            );
+            let scoped = Value::Text(mysql_name(name));
+            match conn
+                .query(&sql, &[scoped.clone(), scoped.clone(), scoped])
+                .await
+            {
                 Ok(rows) if !rows.rows.is_empty() => {
                     let r = &rows.rows[0];
                     format!(

@@ -65,6 +65,10 @@ pub struct Plan {
     pub checks: Vec<PlanCheck>,
     /// Warnings not tied to one connection.
     pub warnings: Vec<LockWarning>,
+    /// `checkpoint.save` calls per unit: where a live run would commit part of the unit
+    /// (nothing was committed in the dry-run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, u64>,
     /// Totals.
     pub summary: Summary,
     /// Cursors over writes with `RETURNING`: their batches' rows are counted.
@@ -101,6 +105,19 @@ pub struct ConnectionPlan {
     pub warnings: Vec<LockWarning>,
     /// How the dry-run kept this database unchanged, and anything else worth knowing.
     pub notes: Vec<String>,
+    /// What a real run would snapshot before its first write (the tables declared in `writes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PlannedBackup>,
+}
+
+/// The snapshot a real run would take of one connection before writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBackup {
+    /// The backup directory.
+    pub dir: String,
+    /// The tables with their current row counts (`None`: the table does not exist yet, so a
+    /// restore would drop it).
+    pub tables: Vec<(String, Option<u64>)>,
 }
 
 /// One schema change.
@@ -191,10 +208,12 @@ impl Plan {
                     tables: Vec::new(),
                     warnings: Vec::new(),
                     notes: Vec::new(),
+                    backup: None,
                 })
                 .collect(),
             checks: Vec::new(),
             warnings: Vec::new(),
+            checkpoints: BTreeMap::new(),
             summary: Summary::default(),
             cursors: BTreeMap::new(),
             read_only: connections
@@ -202,6 +221,13 @@ impl Plan {
                 .filter(|(_, _, access)| *access == Access::ReadOnly)
                 .map(|(name, _, _)| name.clone())
                 .collect(),
+        }
+    }
+
+    /// Records what a real run would back up through `connection`.
+    pub fn set_backup(&mut self, connection: &str, backup: PlannedBackup) {
+        if let Some(c) = self.connections.iter_mut().find(|c| c.name == connection) {
+            c.backup = Some(backup);
         }
     }
 
@@ -269,6 +295,11 @@ impl Plan {
             detail: c.detail.clone(),
         }));
         self.refresh_summary();
+    }
+
+    /// Counts one `checkpoint.save` of `unit`.
+    pub fn add_checkpoint(&mut self, unit: &str) {
+        *self.checkpoints.entry(unit.to_owned()).or_default() += 1;
     }
 
     /// Adds a lint warning to its connection (to the plan when it names none
@@ -372,8 +403,32 @@ impl Plan {
                 let _ = writeln!(out, "  ⚠ warnings ({})", c.warnings.len());
                 render_warnings(&mut out, &c.warnings);
             }
+            if let Some(b) = &c.backup {
+                let tables: Vec<String> = b
+                    .tables
+                    .iter()
+                    .map(|(t, rows)| match rows {
+                        Some(n) => format!("{t} ({} rows)", thousands(*n)),
+                        None => format!("{t} (does not exist yet)"),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  backup before the first write: {} → {}",
+                    tables.join(", "),
+                    b.dir
+                );
+            }
             for note in &c.notes {
                 let _ = writeln!(out, "  note: {note}");
+            }
+        }
+        if !self.checkpoints.is_empty() {
+            out.push_str(
+                "\ncheckpoints (a live run commits at each; a rerun resumes after the last)\n",
+            );
+            for (unit, n) in &self.checkpoints {
+                let _ = writeln!(out, "  {unit}: {n}");
             }
         }
         if !self.warnings.is_empty() {

@@ -403,6 +403,18 @@ pub fn run_report_text(report: &RunReport) -> String {
             );
         }
     }
+    for b in &report.backups {
+        let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
+        let _ = writeln!(
+            out,
+            "\nbackup    {} ({}, {} table(s), {} row(s)) — undo with: migrun restore {} --yes",
+            b.id,
+            b.method,
+            b.tables.len(),
+            rows,
+            b.id
+        );
+    }
     if let Some(j) = &report.journal {
         let _ = writeln!(out, "\njournal   {}", j.path.display());
         let _ = writeln!(
@@ -500,6 +512,132 @@ pub fn inspection_text(i: &Inspection) -> String {
     let _ = writeln!(out, "\nimports");
     for name in &i.imports {
         let _ = writeln!(out, "  {name}");
+    }
+    out
+}
+
+/// `migrun backup list` as pretty JSON.
+pub fn backup_list_json(manifests: &[crate::backup::Manifest]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "migrun.backup-list/1",
+        "backups": manifests,
+    }))
+    .expect("manifests serialize")
+}
+
+/// `migrun backup list` for a terminal.
+pub fn backup_list_text(dir: &std::path::Path, manifests: &[crate::backup::Manifest]) -> String {
+    let mut out = String::new();
+    if manifests.is_empty() {
+        let _ = writeln!(out, "no backups in {}", dir.display());
+        return out;
+    }
+    let _ = writeln!(out, "backups in {}", dir.display());
+    for m in manifests {
+        let tables: Vec<String> = m
+            .tables
+            .iter()
+            .map(|t| {
+                if t.present {
+                    format!("{} ({} rows)", t.name, t.rows)
+                } else {
+                    format!("{} (absent)", t.name)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {}\n    {} · {} · {} `{}` · plugin {} · {}",
+            m.id,
+            m.created_at,
+            m.method.as_str(),
+            m.dialect,
+            m.connection,
+            m.plugin_name,
+            tables.join(", ")
+        );
+    }
+    out
+}
+
+/// `migrun backup verify` as pretty JSON.
+pub fn backup_verify_json(report: &crate::backup::VerifyReport) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "migrun.backup-verify/1",
+        "ok": report.ok(),
+        "report": report,
+    }))
+    .expect("reports serialize")
+}
+
+/// `migrun backup verify` for a terminal.
+pub fn backup_verify_text(report: &crate::backup::VerifyReport) -> String {
+    let mut out = String::new();
+    for line in &report.checked {
+        let _ = writeln!(out, "  ✓ {line}");
+    }
+    for line in report.bad_files.iter().chain(&report.bad_tables) {
+        let _ = writeln!(out, "  ✗ {line}");
+    }
+    if report.ok() {
+        let _ = writeln!(out, "backup {} verified", report.id);
+    } else {
+        let _ = writeln!(
+            out,
+            "backup {} is CORRUPT: do not restore it (nothing was changed)",
+            report.id
+        );
+    }
+    out
+}
+
+/// `migrun restore` as pretty JSON.
+pub fn restore_json(report: &crate::backup::RestoreReport) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "migrun.restore/1",
+        "verified": report.verified(),
+        "report": report,
+    }))
+    .expect("reports serialize")
+}
+
+/// `migrun restore` for a terminal.
+pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
+    let mut out = String::new();
+    for t in &report.tables {
+        let mark = if t.verified { '✓' } else { '✗' };
+        let _ = writeln!(
+            out,
+            "  {mark} {} {}: {} rows{}",
+            t.name,
+            t.action,
+            t.rows,
+            if t.verified {
+                ", checksum matches the backup"
+            } else {
+                ", DIFFERS from the backup"
+            }
+        );
+    }
+    match report.ledger_rows_forgotten {
+        Some(n) => {
+            let _ = writeln!(
+                out,
+                "  ledger: forgot {n} unit row(s) of the run that took the backup; its units will run again"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  ledger: unchanged (a partial restore)");
+        }
+    }
+    if report.verified() {
+        let _ = writeln!(out, "restored backup {}: every table matches it", report.id);
+    } else {
+        let _ = writeln!(
+            out,
+            "restored backup {}, but some tables do not match it (see ✗ above)",
+            report.id
+        );
     }
     out
 }

@@ -380,7 +380,12 @@ impl Comparison {
                     cmp.skipped.insert(unit);
                 }
                 Entry::Call { call, result } => match &call {
-                    HostCall::Open { .. } | HostCall::Query { .. } => {
+                    HostCall::Open { .. }
+                    | HostCall::Query { .. }
+                    | HostCall::BackupSnapshot { .. }
+                    | HostCall::BackupList
+                    | HostCall::BackupVerify { .. }
+                    | HostCall::CheckpointLast => {
                         cmp.reads.entry(key(&call)).or_default().push_back(result);
                     }
                     HostCall::OpenCursor {
@@ -526,8 +531,30 @@ impl Comparison {
                     }
                 }
             }
-            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => {
-                Ok(CallResult::Unit)
+            HostCall::Log { .. }
+            | HostCall::Progress { .. }
+            | HostCall::Check { .. }
+            | HostCall::CheckpointSave { .. } => Ok(CallResult::Unit),
+            // What the recorded run was answered, when it asked the same; a comparison
+            // itself takes no backups and starts no unit from a checkpoint.
+            HostCall::BackupSnapshot { .. }
+            | HostCall::BackupList
+            | HostCall::BackupVerify { .. }
+            | HostCall::CheckpointLast => {
+                let recorded = self.reads.get_mut(&key(call)).and_then(|q| {
+                    if q.len() > 1 {
+                        q.pop_front()
+                    } else {
+                        q.front().cloned()
+                    }
+                });
+                Ok(recorded.unwrap_or_else(|| match call {
+                    HostCall::CheckpointLast => CallResult::Checkpoint { state: None },
+                    _ => CallResult::BackupError {
+                        error_kind: "disabled".into(),
+                        message: "a replay comparison takes no backups".into(),
+                    },
+                }))
             }
         }
     }

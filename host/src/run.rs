@@ -28,14 +28,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capability::database::{ConnectionInfo, DatabaseCtx, WriteCounts};
+use crate::backup::BackupStore;
+use crate::capability::backup::BackupGrant;
+use crate::capability::database::{ConnectionInfo, DatabaseCtx, RunLedger, WriteCounts};
 use crate::config::{RunConfig, redact_url};
 use crate::contract::{ContractVersion, PluginInfo, UnitInfo};
 use crate::db::{self, Access, DbError, Dialect};
 use crate::journal::{
     self, Entry, Footer, Header, JournalConnection, JournalError, JournalReader, JournalWriter,
 };
-use crate::ledger::{self, Ledger, LedgerRow, UnitHistory};
+use crate::ledger::{self, CheckpointRow, Ledger, LedgerRow, UnitHistory};
 use crate::lock::{self, LockError, RunLock};
 use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
 use crate::plan::Plan;
@@ -67,6 +69,8 @@ pub struct RunOptions {
     pub allow_plugin_change: Option<String>,
     /// Set to stop the run: the current unit is rolled back at the plugin's next epoch tick.
     pub interrupt: Arc<AtomicBool>,
+    /// The operator's explicit choice to take no backup before the run (`--no-backup`).
+    pub no_backup: bool,
 }
 
 impl Default for RunOptions {
@@ -80,6 +84,7 @@ impl Default for RunOptions {
             lock_timeout: Duration::from_secs(30),
             allow_plugin_change: None,
             interrupt: Arc::new(AtomicBool::new(false)),
+            no_backup: false,
         }
     }
 }
@@ -198,6 +203,16 @@ pub enum RunError {
         /// Where it did not.
         missing_on: String,
     },
+    /// The backup before the run could not be taken (nothing was written to any database).
+    #[error(
+        "backup before the run failed on connection `{connection}`: {error}; no unit ran and no database was changed (fix the backup directory, or run with --no-backup to go without)"
+    )]
+    Backup {
+        /// The connection being backed up (empty when the directory itself failed).
+        connection: String,
+        /// Why.
+        error: crate::backup::BackupError,
+    },
     /// A dry-run could not be set up on a connection (nothing ran).
     #[error("connection `{connection}`: cannot prepare the dry-run: {error}")]
     DryRun {
@@ -252,7 +267,7 @@ pub struct UnitReport {
     pub duration_ms: u64,
     /// Writes per connection, as counted by the host.
     pub writes: BTreeMap<String, WriteCounts>,
-    /// Why it was skipped, if it was.
+    /// Why it was skipped, or that it resumed from a checkpoint, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -300,6 +315,17 @@ pub enum FailureCause {
     Tape(TapeError),
 }
 
+/// Whether a unit's failure is a conflict that `[limits] conflict_retries` may retry: a
+/// database error of kind `conflict` the plugin gave up on, or a commit that failed with one
+/// (SQLSTATE 40001/40P01/55P03, MariaDB 1213/1205, SQLite busy/locked).
+fn is_conflict(cause: &FailureCause) -> bool {
+    match cause {
+        FailureCause::Call(CallError::Plugin(crate::contract::PluginError::Database(e)))
+        | FailureCause::Commit(e) => e.kind == db::DbErrorKind::Conflict,
+        _ => false,
+    }
+}
+
 /// Everything a run did, success or not.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
@@ -330,6 +356,9 @@ pub struct RunReport {
     /// What a dry-run would do, per writable connection (schema `migrun.plan/1`; see docs/PLAN.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// The snapshots the host took before the first write (see `migrun backup`, `migrun restore`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<crate::backup::SnapshotInfo>,
 }
 
 /// Where a run's journal is and what seals it.
@@ -521,6 +550,16 @@ pub async fn run(
             .collect();
         Arc::new(std::sync::Mutex::new(Plan::new(&conns)))
     });
+    // A `query` result is capped at the plugin's memory limit (`db::Connection::limit_results`).
+    let max_result_bytes =
+        usize::try_from(config.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let connections = connections
+        .into_iter()
+        .map(|(name, mut conn)| {
+            conn.limit_results(max_result_bytes);
+            (name, conn)
+        })
+        .collect();
     let state = instance.state();
     state.database = DatabaseCtx::live(connections, tape.clone());
     if let Some(plan) = &plan {
@@ -528,6 +567,26 @@ pub async fn run(
     }
     state.set_tape(tape.clone());
     state.set_interrupt(options.interrupt.clone());
+    let journal_id = lock(&recorder).writer_mut().path().display().to_string();
+    let run_identity = crate::backup::RunIdentity {
+        run_id: run_id.clone(),
+        journal: journal_id.clone(),
+        plugin_name: info.name.clone(),
+        plugin_sha256: plugin.sha256.clone(),
+    };
+    if !options.dry_run {
+        state.database.set_ledger(
+            RunLedger {
+                ledger,
+                plugin_name: info.name.clone(),
+                plugin_version: info.version.clone(),
+                plugin_sha256: plugin.sha256.clone(),
+                run_id,
+                journal_id,
+            },
+            ledgers.checkpoints,
+        );
+    }
 
     let redacted: Vec<(String, String)> = values
         .iter()
@@ -543,21 +602,44 @@ pub async fn run(
             )
         })
         .collect();
-    let journal_id = lock(&recorder).writer_mut().path().display().to_string();
+    let targets = backup_targets(&info, config);
+    let take_backup =
+        !options.dry_run && config.backup.before_run && !options.no_backup && !targets.is_empty();
+    let store = if options.dry_run {
+        Err("a dry-run takes no backups (the plan lists what a run would back up)".to_owned())
+    } else {
+        match BackupStore::open(&config.backup.dir, true) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(error) if take_backup => {
+                let state = instance.into_state();
+                state.database.close().await;
+                return Err(RunError::Backup {
+                    connection: String::new(),
+                    error,
+                });
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    };
+    instance.state().backup.grant(store.clone().map(|store| {
+        BackupGrant {
+            store,
+            connections: info
+                .connections
+                .iter()
+                .map(|c| (c.name.clone(), config.connection(&c.name).url))
+                .collect(),
+            run: run_identity.clone(),
+            method: config.backup.method,
+        }
+    }));
     let mut runner = Runner {
         instance,
         dry_run: options.dry_run,
         observer: options.observer.clone(),
         tape,
         interrupt: options.interrupt.clone(),
-        ledger: Some(LedgerContext {
-            ledger,
-            plugin_name: info.name.clone(),
-            plugin_version: info.version.clone(),
-            plugin_sha256: plugin.sha256.clone(),
-            run_id,
-            journal_id,
-        }),
+        conflict_retries: config.limits.conflict_retries,
     };
     let planned = match runner
         .prepare(values, redacted, options.only.as_deref(), options.shard)
@@ -565,7 +647,7 @@ pub async fn run(
     {
         Ok((units, not_found)) => plan_units(
             units,
-            &ledgers,
+            &ledgers.finished,
             &plugin.sha256,
             options.allow_plugin_change.as_deref(),
         )
@@ -579,8 +661,48 @@ pub async fn run(
             return Err(e);
         }
     };
-    // Every refusal is behind us: now the ledger may be created (outside any unit, since DDL
-    // commits implicitly on MySQL; never in a dry-run, which changes nothing).
+    // Every refusal is behind us. Before anything is written (the ledger included), the
+    // tables the plugin declares it writes are backed up, or, in a dry-run, planned.
+    let mut backups = Vec::new();
+    if let Some(plan) = &plan {
+        plan_backups(&mut runner, plan, &targets, config).await;
+    } else if take_backup && let Ok(store) = &store {
+        for (connection, url, tables) in &targets {
+            let request = crate::backup::SnapshotRequest {
+                connection: connection.clone(),
+                url: url.clone(),
+                tables: tables.clone(),
+                label: "before-run".to_owned(),
+                method: config.backup.method,
+            };
+            let id = format!("{}.{connection}.before-run", run_identity.run_id);
+            options
+                .observer
+                .phase_started(&format!("backup {connection}"));
+            let taken = store.snapshot(&request, &run_identity, &id).await;
+            options
+                .observer
+                .phase_finished(&format!("backup {connection}"), taken.is_ok());
+            match taken {
+                Ok(manifest) => {
+                    let _ = runner
+                        .tape
+                        .transaction(connection, &format!("backup {id}"), None);
+                    runner.instance.state().backup.note_taken(manifest.info());
+                    backups.push(manifest.info());
+                }
+                Err(error) => {
+                    runner.close().await;
+                    return Err(RunError::Backup {
+                        connection: connection.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+    // Now the ledger may be created (outside any unit, since DDL commits implicitly on
+    // MySQL; never in a dry-run, which changes nothing).
     if !options.dry_run
         && let Err(e) = runner.ensure_ledgers().await
     {
@@ -602,6 +724,7 @@ pub async fn run(
         duration_ms: 0,
         journal: None,
         plan: None,
+        backups,
     };
     report_not_found(&mut runner, &mut report, &not_found);
     runner.run_units(&selected, &mut report).await;
@@ -661,6 +784,79 @@ pub async fn run(
     Ok(report)
 }
 
+/// The connections a run backs up before its first write, with their URLs and the tables the
+/// plugin declares it writes through them (read-only and undeclared ones are not backed up).
+///
+/// A declared name that is not a table name but a pattern (seed 001's `me_<slug>.memory`,
+/// one schema per engine) cannot be snapshotted before the plugin says which tables it
+/// means: it is skipped with a warning (the plugin can snapshot them through `backup`).
+fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String, Vec<String>)> {
+    info.connections
+        .iter()
+        .filter(|c| c.access == Access::ReadWrite && !c.writes.is_empty())
+        .map(|c| {
+            let tables = c
+                .writes
+                .iter()
+                .filter(|t| {
+                    let table = crate::backup::check_table_name(t).is_ok();
+                    if !table {
+                        tracing::warn!(
+                            connection = %c.name,
+                            "`{t}` is a pattern, not a table: not backed up before the run"
+                        );
+                    }
+                    table
+                })
+                .cloned()
+                .collect();
+            (c.name.clone(), config.connection(&c.name).url, tables)
+        })
+        .filter(|(_, _, tables): &(String, String, Vec<String>)| !tables.is_empty())
+        .collect()
+}
+
+/// Puts into a dry-run's plan what a real run would back up, with current row counts.
+async fn plan_backups(
+    runner: &mut Runner,
+    plan: &Arc<std::sync::Mutex<Plan>>,
+    targets: &[(String, String, Vec<String>)],
+    config: &RunConfig,
+) {
+    for (connection, _, tables) in targets {
+        let mut counted = Vec::new();
+        if let Some(conn) = runner
+            .instance
+            .state()
+            .database
+            .connections_mut()
+            .find(|c| c.name() == connection)
+        {
+            for table in tables {
+                counted.push((
+                    table.clone(),
+                    conn.table_row_count(table).await.ok().flatten(),
+                ));
+            }
+        }
+        let mut plan = lock(plan);
+        if config.backup.before_run {
+            plan.set_backup(
+                connection,
+                crate::plan::PlannedBackup {
+                    dir: config.backup.dir.display().to_string(),
+                    tables: counted,
+                },
+            );
+        } else {
+            plan.add_note(
+                connection,
+                "no backup before the run: `[backup] before_run = false`",
+            );
+        }
+    }
+}
+
 /// Takes the run lock on every writable connection and reads which units of this plugin
 /// finished there. The ledger table itself is created only once the run is certain to start.
 async fn guard_targets(
@@ -670,9 +866,9 @@ async fn guard_targets(
     options: &RunOptions,
     ledger: &Ledger,
     run_id: &str,
-) -> Result<(Vec<RunLock>, BTreeMap<String, Vec<LedgerRow>>), RunError> {
+) -> Result<(Vec<RunLock>, Ledgers), RunError> {
     let mut locks = Vec::new();
-    let mut ledgers = BTreeMap::new();
+    let mut ledgers = Ledgers::default();
     let lock_name = match options.shard {
         Some((i, n)) => format!("migrun:{}:shard-{i}-of-{n}", ledger.table()),
         None => format!("migrun:{}", ledger.table()),
@@ -692,17 +888,46 @@ async fn guard_targets(
             )
             .await?,
         );
+        let ledger_error = |error| RunError::Ledger {
+            connection: name.clone(),
+            table: ledger.table().to_owned(),
+            error,
+        };
         let rows = ledger
             .finished(conn, &info.name)
             .await
-            .map_err(|error| RunError::Ledger {
-                connection: name.clone(),
-                table: ledger.table().to_owned(),
-                error,
-            })?;
-        ledgers.insert(name.clone(), rows);
+            .map_err(ledger_error)?;
+        ledgers.finished.insert(name.clone(), rows);
+        let saved = ledger
+            .checkpoints(conn, &info.name)
+            .await
+            .map_err(ledger_error)?;
+        for row in saved {
+            // Targets disagree only after a crash between two commits of one checkpoint:
+            // the first target (by name) wins, and the operator hears about it.
+            match ledgers.checkpoints.get(&row.unit) {
+                Some(first) if first.state != row.state => tracing::warn!(
+                    unit = row.unit,
+                    connection = name.as_str(),
+                    "the targets' ledgers hold different checkpoints for this unit; resuming from the first target's"
+                ),
+                Some(_) => {}
+                None => {
+                    ledgers.checkpoints.insert(row.unit.clone(), row);
+                }
+            }
+        }
     }
     Ok((locks, ledgers))
+}
+
+/// What the writable targets' ledgers say about this plugin before the run.
+#[derive(Debug, Default)]
+struct Ledgers {
+    /// Finished units, per target.
+    finished: BTreeMap<String, Vec<LedgerRow>>,
+    /// The last checkpoint of each unfinished unit that saved one.
+    checkpoints: BTreeMap<String, CheckpointRow>,
 }
 
 /// Drops MySQL scratch databases left by crashed dry-runs and, in a dry-run, puts every
@@ -833,16 +1058,6 @@ fn plan_units(
     Ok(planned)
 }
 
-/// What the runner needs to write ledger rows.
-struct LedgerContext {
-    ledger: Ledger,
-    plugin_name: String,
-    plugin_version: String,
-    plugin_sha256: String,
-    run_id: String,
-    journal_id: String,
-}
-
 /// `<UTC time>-<plugin>-<random>`: sortable, readable, unique.
 fn run_id(plugin: &str) -> String {
     let name: String = plugin
@@ -868,26 +1083,50 @@ fn start_journal(
     header: &Header,
     plugin: &LoadedPlugin,
 ) -> Result<Arc<std::sync::Mutex<Recorder>>, RunError> {
-    let plugin_copy = dir.join("plugins").join(format!("{}.wasm", plugin.sha256));
-    if !plugin_copy.exists() {
-        let write = std::fs::create_dir_all(dir.join("plugins")).and_then(|()| {
-            let partial = plugin_copy.with_extension("wasm.partial");
-            std::fs::write(&partial, &plugin.bytes)?;
-            std::fs::rename(&partial, &plugin_copy)
-        });
-        write.map_err(|source| {
+    store_plugin_copy(dir, &plugin.sha256, &plugin.bytes, &header.run_id).map_err(
+        |(path, source)| {
             RunError::Tape(TapeError::Journal(JournalError::Io {
-                path: plugin_copy.display().to_string(),
+                path: path.display().to_string(),
                 source,
             }))
-        })?;
-    }
+        },
+    )?;
     let path = dir.join(format!("{}.journal", header.run_id));
     let mut writer = JournalWriter::create(&path).map_err(TapeError::Journal)?;
     writer
         .append(&Entry::Header(header.clone()))
         .map_err(TapeError::Journal)?;
     Ok(Arc::new(std::sync::Mutex::new(Recorder::new(writer))))
+}
+
+/// Stores the plugin as `plugins/<sha256>.wasm` in the journal directory,
+/// where replay looks for it.
+///
+/// Workers sharing one journal directory may store the same plugin at the
+/// same moment: each writes its own partial file (named by its run id) and
+/// renames it into place, so no worker renames another's file away; the
+/// name is the content's sha256, so whichever rename lands last leaves the
+/// same bytes.
+fn store_plugin_copy(
+    dir: &Path,
+    sha256: &str,
+    bytes: &[u8],
+    run_id: &str,
+) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    let plugins = dir.join("plugins");
+    let copy = plugins.join(format!("{sha256}.wasm"));
+    if copy.exists() {
+        return Ok(copy);
+    }
+    let partial = plugins.join(format!("{sha256}.wasm.{run_id}.partial"));
+    std::fs::create_dir_all(&plugins)
+        .and_then(|()| std::fs::write(&partial, bytes))
+        .and_then(|()| std::fs::rename(&partial, &copy))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            (copy.clone(), e)
+        })?;
+    Ok(copy)
 }
 
 fn footer(report: &RunReport, calls: u64) -> Footer {
@@ -1045,7 +1284,7 @@ pub async fn replay(
         observer,
         tape: tape.clone(),
         interrupt: Arc::new(AtomicBool::new(false)),
-        ledger: None,
+        conflict_retries: header.limits.conflict_retries,
     };
     let mut report = RunReport {
         plugin: info,
@@ -1072,6 +1311,7 @@ pub async fn replay(
         duration_ms: 0,
         journal: None,
         plan: None,
+        backups: Vec::new(),
     };
     let values = recorded_config.unwrap_or_default();
     match runner
@@ -1287,8 +1527,8 @@ struct Runner {
     observer: Arc<dyn RunObserver>,
     tape: Tape,
     interrupt: Arc<AtomicBool>,
-    /// `None` in replays: there is no target to record in.
-    ledger: Option<LedgerContext>,
+    /// `[limits] conflict_retries`: how often a unit that failed on a conflict runs again.
+    conflict_retries: u32,
 }
 
 impl Runner {
@@ -1432,16 +1672,65 @@ impl Runner {
             state.log.set_unit(Some(unit.name.clone()));
             state.checks.set_unit(Some(unit.name.clone()));
             state.database.take_writes();
+            let resumed = state.database.resume_point(&unit.name).map(|c| {
+                format!(
+                    "resumed from the checkpoint saved by run {} at {}",
+                    c.run_id, c.saved_at
+                )
+            });
+            state
+                .database
+                .start_unit(&unit.name, &started_at, override_reason.clone());
 
-            let outcome = if self.interrupt.load(Ordering::Relaxed) {
-                Err((
-                    "interrupted by the operator (SIGINT) before the unit started".to_owned(),
-                    FailureCause::Call(CallError::Interrupted),
-                ))
-            } else {
-                self.run_unit(unit, &started_at, override_reason).await
+            let mut retries = 0;
+            let outcome = loop {
+                let outcome = if self.interrupt.load(Ordering::Relaxed) {
+                    Err((
+                        "interrupted by the operator (SIGINT) before the unit started".to_owned(),
+                        FailureCause::Call(CallError::Interrupted),
+                    ))
+                } else {
+                    self.run_unit(unit).await
+                };
+                // A commit that failed after another connection committed cannot be rerun:
+                // that connection's writes would be applied twice.
+                let retryable = |cause: &FailureCause, state: &mut RunState| {
+                    is_conflict(cause)
+                        && (!matches!(cause, FailureCause::Commit(_))
+                            || state.database.writable_count() <= 1)
+                };
+                match &outcome {
+                    Err((message, cause))
+                        if retries < self.conflict_retries
+                            && retryable(cause, self.instance.state()) =>
+                    {
+                        retries += 1;
+                        tracing::warn!(
+                            unit = %unit.name,
+                            retry = retries,
+                            of = self.conflict_retries,
+                            "conflict: {message}; the unit was rolled back and runs again"
+                        );
+                        self.rollback_all().await;
+                        self.instance.state().database.take_writes();
+                    }
+                    Err((message, cause)) if is_conflict(cause) => {
+                        let hint = if self.conflict_retries == 0 {
+                            "a conflict: `[limits] conflict_retries` would run the unit again"
+                                .to_owned()
+                        } else {
+                            format!(
+                                "still a conflict after {retries} retries (`[limits] conflict_retries`)"
+                            )
+                        };
+                        break Err((format!("{message} ({hint})"), outcome.unwrap_err().1));
+                    }
+                    _ => break outcome,
+                }
             };
-            let writes = self.instance.state().database.take_writes();
+            let database = &mut self.instance.state().database;
+            let writes = database.take_writes();
+            let checkpoints = database.end_unit();
             let status = match (&outcome, self.dry_run) {
                 (Ok(()), false) => UnitStatus::Committed,
                 (Ok(()), true) => UnitStatus::DryRun,
@@ -1453,7 +1742,18 @@ impl Runner {
                 status,
                 duration_ms: started.elapsed().as_millis() as u64,
                 writes,
-                note: None,
+                note: {
+                    let retried = (retries > 0).then(|| {
+                        format!(
+                            "run {} times: conflicts ({retries}) were retried",
+                            retries + 1
+                        )
+                    });
+                    match (resumed, retried) {
+                        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                        (a, b) => a.or(b),
+                    }
+                },
             });
             match outcome {
                 Ok(()) => committed.push(unit.name.clone()),
@@ -1472,16 +1772,23 @@ impl Runner {
                             note: None,
                         });
                     }
+                    let mut consequence = consequence(
+                        &unit.name,
+                        self.dry_run,
+                        self.tape.is_live(),
+                        &committed,
+                        &not_run,
+                    );
+                    if checkpoints > 0 && !self.dry_run && self.tape.is_live() {
+                        consequence.push_str(&format!(
+                            "; `{}` keeps the work of its {checkpoints} saved checkpoint(s) and resumes from the last one when run again",
+                            unit.name
+                        ));
+                    }
                     report.failure = Some(RunFailure {
                         phase: format!("unit `{}`", unit.name),
                         message,
-                        consequence: consequence(
-                            &unit.name,
-                            self.dry_run,
-                            self.tape.is_live(),
-                            &committed,
-                            &not_run,
-                        ),
+                        consequence,
                         cause,
                     });
                     return;
@@ -1493,13 +1800,9 @@ impl Runner {
         state.checks.set_unit(None);
     }
 
-    /// One unit: its transactions, the export call, its ledger row, the commit.
-    async fn run_unit(
-        &mut self,
-        unit: &UnitInfo,
-        started_at: &str,
-        override_reason: Option<String>,
-    ) -> Result<(), (String, FailureCause)> {
+    /// One unit: its transactions, the export call, its ledger row, the commit. The
+    /// plugin's checkpoints commit in between (see `DatabaseCtx::save_checkpoint`).
+    async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
         if !self.dry_run {
             self.begin_all().await.map_err(begin_failure)?;
         }
@@ -1514,18 +1817,20 @@ impl Runner {
                 .export_end("run-unit", result.as_ref().err().map(ToString::to_string))
                 .map_err(tape_err)?;
         }
+        // A checkpoint that failed to commit fails the unit, whatever the plugin made of it.
+        if let Some(failure) = self.instance.state().database.take_checkpoint_failure() {
+            return Err((failure.message, FailureCause::Commit(failure.error)));
+        }
         if let Err(error) = result {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
         if !self.dry_run {
-            self.record_in_ledger(&unit.name, started_at, override_reason)
-                .await?;
-            self.commit_all().await.map_err(|(conn, error)| {
-                (
-                    format!("commit on connection `{conn}` failed: {error}"),
-                    FailureCause::Commit(error),
-                )
-            })?;
+            let database = &mut self.instance.state().database;
+            let committed = match database.record_unit(ledger::STATUS_FINISHED, None).await {
+                Ok(()) => database.commit_all().await,
+                Err(e) => Err(e),
+            };
+            committed.map_err(|f| (f.message, FailureCause::Commit(f.error)))?;
         }
         Ok(())
     }
@@ -1555,72 +1860,21 @@ impl Runner {
 
     /// Creates the ledger table on every writable connection where it is missing.
     async fn ensure_ledgers(&mut self) -> Result<(), RunError> {
-        let Some(ctx) = &self.ledger else {
+        let database = &mut self.instance.state().database;
+        let Some(ledger) = database.ledger().map(|l| l.ledger.clone()) else {
             return Ok(());
         };
-        for conn in self.instance.state().database.connections_mut() {
+        for conn in database.connections_mut() {
             if conn.access() == Access::ReadWrite {
-                ctx.ledger
+                ledger
                     .ensure(conn)
                     .await
                     .map_err(|error| RunError::Ledger {
                         connection: conn.name().to_owned(),
-                        table: ctx.ledger.table().to_owned(),
+                        table: ledger.table().to_owned(),
                         error,
                     })?;
             }
-        }
-        Ok(())
-    }
-
-    /// Inserts the unit's ledger row on every writable connection, inside the unit's transaction.
-    async fn record_in_ledger(
-        &mut self,
-        unit: &str,
-        started_at: &str,
-        override_reason: Option<String>,
-    ) -> Result<(), (String, FailureCause)> {
-        let Some(ctx) = &self.ledger else {
-            return Ok(());
-        };
-        let journal_hash = self.tape.head().unwrap_or_default();
-        let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let state = self.instance.state();
-        let writes = state.database.writes().clone();
-        for conn in state.database.connections_mut() {
-            if conn.access() != Access::ReadWrite {
-                continue;
-            }
-            let row = LedgerRow {
-                plugin_name: ctx.plugin_name.clone(),
-                unit: unit.to_owned(),
-                plugin_sha256: ctx.plugin_sha256.clone(),
-                plugin_version: ctx.plugin_version.clone(),
-                run_id: ctx.run_id.clone(),
-                status: "finished".to_owned(),
-                started_at: started_at.to_owned(),
-                finished_at: finished_at.clone(),
-                rows_written: writes.get(conn.name()).map_or(0, |w| w.rows as i64),
-                journal_id: ctx.journal_id.clone(),
-                journal_hash: journal_hash.clone(),
-                override_reason: override_reason.clone(),
-            };
-            let recorded = ctx.ledger.record(conn, &row).await;
-            let _ = self.tape.transaction(
-                conn.name(),
-                "record-ledger",
-                recorded.as_ref().err().map(ToString::to_string),
-            );
-            recorded.map_err(|error| {
-                (
-                    format!(
-                        "recording the unit in the ledger `{}` on `{}` failed: {error}",
-                        ctx.ledger.table(),
-                        conn.name()
-                    ),
-                    FailureCause::Commit(error),
-                )
-            })?;
         }
         Ok(())
     }
@@ -1682,64 +1936,15 @@ impl Runner {
     }
 
     async fn begin_all(&mut self) -> Result<(), RunError> {
-        for conn in self.instance.state().database.connections_mut() {
-            let result = conn.begin().await;
-            self.tape.transaction(
-                conn.name(),
-                "begin",
-                result.as_ref().err().map(ToString::to_string),
-            )?;
-            result.map_err(|error| RunError::Begin {
-                connection: conn.name().to_owned(),
-                error,
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Commits the writable connections (read-only ones are rolled back: they have nothing to commit).
-    async fn commit_all(&mut self) -> Result<(), (String, DbError)> {
-        for conn in self.instance.state().database.connections_mut() {
-            let (op, result) = if conn.access() == Access::ReadWrite {
-                ("commit", conn.commit().await)
-            } else {
-                ("rollback", conn.rollback().await)
-            };
-            // A journal that cannot record the commit is reported by the footer step.
-            let _ = self.tape.transaction(
-                conn.name(),
-                op,
-                result.as_ref().err().map(ToString::to_string),
-            );
-            result.map_err(|e| (conn.name().to_owned(), e))?;
-        }
-        Ok(())
+        self.instance.state().database.begin_all().await
     }
 
     async fn rollback_all(&mut self) {
-        for conn in self.instance.state().database.connections_mut() {
-            if !conn.in_transaction() {
-                continue;
-            }
-            let error = match tokio::time::timeout(ROLLBACK_TIMEOUT, conn.rollback()).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    tracing::warn!(
-                        connection = conn.name(),
-                        "rollback failed (the server discards the transaction when the connection closes): {e}"
-                    );
-                    Some(e.to_string())
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        connection = conn.name(),
-                        "rollback timed out; the connection will be closed"
-                    );
-                    Some("timed out".to_owned())
-                }
-            };
-            let _ = self.tape.transaction(conn.name(), "rollback", error);
-        }
+        self.instance
+            .state()
+            .database
+            .rollback_all(ROLLBACK_TIMEOUT)
+            .await;
     }
 
     async fn close(self) {
@@ -1803,4 +2008,36 @@ fn consequence(
         ));
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_plugin_copy;
+
+    /// Regression: three sharded workers started at once on a fresh journal
+    /// directory; one renamed the shared partial file away under another,
+    /// which then failed to start ("plugins/<sha>.wasm: No such file").
+    #[test]
+    fn workers_storing_the_same_plugin_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for worker in 0..8 {
+                let (dir, bytes, start) = (dir.path(), &bytes, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    store_plugin_copy(dir, "abc", bytes, &format!("run-{worker}"))
+                        .unwrap_or_else(|(path, e)| panic!("worker {worker}: {path:?}: {e}"));
+                });
+            }
+        });
+        let copy = dir.path().join("plugins").join("abc.wasm");
+        assert_eq!(std::fs::read(copy).unwrap(), bytes);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["abc.wasm"], "no partial file is left behind");
+    }
 }

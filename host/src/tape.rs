@@ -63,6 +63,19 @@ impl Recorder {
             .inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
+    /// Appends an owned entry, serialised on the journal's writer thread; fails like [`Recorder::append`].
+    pub fn append_owned(&mut self, entry: Entry) -> Result<(), JournalError> {
+        if let Some(message) = &self.failed {
+            return Err(JournalError::Io {
+                path: self.writer.path().display().to_string(),
+                source: std::io::Error::other(message.clone()),
+            });
+        }
+        self.writer
+            .append_owned(entry)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
     /// Host calls recorded so far.
     pub fn calls(&self) -> u64 {
         self.calls
@@ -107,12 +120,14 @@ impl Tape {
     /// Records a call that ran live with its result.
     pub fn record(&self, call: &HostCall, result: &CallResult) -> Result<(), TapeError> {
         if let Tape::Recording(recorder) = self {
+            // Cloned (a memory copy) so that serialising, hashing and
+            // compressing happen on the journal's writer thread.
+            let entry = Entry::Call {
+                call: call.clone(),
+                result: result.clone(),
+            };
             let mut recorder = lock(recorder);
-            recorder.append(&CallEntry {
-                kind: "call",
-                call,
-                result,
-            })?;
+            recorder.append_owned(entry)?;
             recorder.calls += 1;
         }
         Ok(())
@@ -201,15 +216,6 @@ impl Tape {
     pub fn is_live(&self) -> bool {
         matches!(self, Tape::Off | Tape::Recording(_))
     }
-}
-
-/// `Entry::Call` by reference: serialises to the same JSON without cloning the call.
-#[derive(serde::Serialize)]
-struct CallEntry<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    call: &'a HostCall,
-    result: &'a CallResult,
 }
 
 /// Locks a tape part; a poisoned lock means a panic elsewhere already failed the run.

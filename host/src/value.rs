@@ -1,6 +1,6 @@
 //! The host's own, version-independent SQL value and its canonical text forms.
 //!
-//! Generated WIT types stay at the edge (`plugin::v0_1_0`); everything else in
+//! Generated WIT types stay at the edge (`contract::v0_1_1`); everything else in
 //! the host — the database drivers, reports, later the journal — works with
 //! [`Value`]. The canonical text forms defined here are the ones the WIT
 //! contract documents: the host produces exactly these when it reads and
@@ -144,13 +144,20 @@ impl Value {
     }
 
     /// Parses an exact decimal; the result is kept in canonical plain notation.
+    ///
+    /// The plain notation must stay within PostgreSQL's `numeric` range (see
+    /// [`decimal_fits`]): `1e9223372036854775807` is valid exponent notation
+    /// whose plain text would not fit in memory.
     pub fn parse_decimal(text: &str) -> Result<Value, ValueParseError> {
         BigDecimal::from_str(text.trim())
+            .ok()
+            .filter(decimal_fits)
             .map(|d| Value::Decimal(canonical_decimal(&d)))
-            .map_err(|_| ValueParseError {
+            .ok_or_else(|| ValueParseError {
                 kind: "decimal",
                 text: text.to_owned(),
-                expected: "a decimal number such as -12.3400",
+                expected: "a decimal number such as -12.3400, with at most 131072 digits \
+                           before the point and 16383 after",
             })
     }
 
@@ -316,7 +323,25 @@ impl Value {
     }
 }
 
+/// Digits a decimal may have before the point and after it: PostgreSQL's
+/// `numeric` limits, the widest of the three dialects (MariaDB stops at 65).
+pub const DECIMAL_MAX_INTEGER_DIGITS: i64 = 131_072;
+/// See [`DECIMAL_MAX_INTEGER_DIGITS`].
+pub const DECIMAL_MAX_FRACTION_DIGITS: i64 = 16_383;
+
+/// Whether `d`'s plain notation stays within [`DECIMAL_MAX_INTEGER_DIGITS`]
+/// and [`DECIMAL_MAX_FRACTION_DIGITS`]. Exponent notation parses into a
+/// decimal of any scale; writing its plain text (which [`canonical_decimal`]
+/// does) must be bounded, or `1e999999999999` would exhaust the host's memory.
+pub fn decimal_fits(d: &BigDecimal) -> bool {
+    let (_, exponent) = d.as_bigint_and_exponent();
+    let digits = i64::try_from(d.digits()).unwrap_or(i64::MAX);
+    exponent <= DECIMAL_MAX_FRACTION_DIGITS
+        && digits.saturating_sub(exponent) <= DECIMAL_MAX_INTEGER_DIGITS
+}
+
 /// Plain-notation text of a decimal, keeping its scale (`1.50` stays `1.50`).
+/// Callers with untrusted input check [`decimal_fits`] first.
 pub fn canonical_decimal(d: &BigDecimal) -> String {
     d.to_plain_string()
 }
@@ -346,7 +371,11 @@ pub fn format_timestamp(t: &NaiveDateTime) -> String {
 }
 
 fn with_fraction(mut base: String, nanos: u32) -> String {
-    // chrono represents a leap second as nanos >= 1e9; keep it visible rather than lose it.
+    // chrono represents a leap second as nanos >= 1e9, and `%S` already prints
+    // it as `60`: the fraction is what lies beyond the second. (Printing the
+    // raw nanos gave `60.1000000` for `60.0`, which parsed back as 60.1 s —
+    // found by the `value_decoding` fuzz target.)
+    let nanos = nanos % 1_000_000_000;
     if nanos == 0 {
         return base;
     }
@@ -375,6 +404,48 @@ pub fn float32_array_json(v: &[f32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `value_decoding` fuzz target: a leap second's fraction was
+    /// printed from chrono's raw nanoseconds (≥ 1e9), so `60.0` became `60.1000000`.
+    #[test]
+    fn leap_seconds_keep_their_canonical_text() {
+        for (text, canonical) in [
+            ("3:9:60.0", "03:09:60"),
+            ("23:59:60.5", "23:59:60.500000"),
+            ("23:59:60.000000001", "23:59:60.000000001"),
+        ] {
+            let value = Value::parse_time(text).unwrap();
+            assert_eq!(value.canonical_text().unwrap(), canonical, "{text}");
+            let again = Value::parse_time(canonical).unwrap();
+            assert_eq!(again.canonical_text().unwrap(), canonical, "{text}");
+        }
+        let ts = Value::parse_timestamp("2016-12-31T23:59:60.25").unwrap();
+        assert_eq!(ts.canonical_text().unwrap(), "2016-12-31T23:59:60.250000");
+    }
+
+    /// Found by the `value_decoding` fuzz target: exponent notation made the
+    /// plain text of a decimal unbounded (an allocation abort in the host).
+    #[test]
+    fn decimals_beyond_numeric_range_are_refused_not_expanded() {
+        for text in [
+            "1e9223372036854775807",
+            "1e-9223372036854775807",
+            "1e131072",
+            "1e-16384",
+        ] {
+            let err = Value::parse_decimal(text).unwrap_err();
+            assert!(
+                err.to_string().contains("at most 131072 digits"),
+                "{text}: {err}"
+            );
+        }
+        assert_eq!(
+            Value::parse_decimal("1e3").unwrap(),
+            Value::Decimal("1000".into())
+        );
+        assert!(Value::parse_decimal("1e131071").is_ok());
+        assert!(Value::parse_decimal("1e-16383").is_ok());
+    }
 
     #[test]
     fn canonical_forms_round_trip() {

@@ -197,14 +197,17 @@ fn replace_run_ids(value: &mut Json, run_ids: &[String]) {
 }
 
 /// Removes what may differ between twins from a report: timings, the
-/// plugin's sha256 (wherever the report names it), URLs, the journal's
-/// identity and run ids.
+/// plugin's sha256 (wherever the report names it), URLs, backup directories,
+/// the journal's identity, run ids and the contract version (checked per twin).
 fn normalise(mut report: Json, run_ids: &[String]) -> Json {
+    if let Json::Object(map) = &mut report {
+        map.remove("contract");
+    }
     fn strip(v: &mut Json) {
         match v {
             Json::Object(map) => {
                 map.retain(|key, _| {
-                    !(["duration_ms", "journal", "url"].contains(&key.as_str())
+                    !(["duration_ms", "journal", "url", "dir"].contains(&key.as_str())
                         || key.ends_with("sha256"))
                 });
                 map.values_mut().for_each(strip);
@@ -308,6 +311,18 @@ batch_size = {BATCH}
             }
             all.push(json);
         }
+        // The Python and JavaScript twins still target the first contract, 0.1.0, on purpose:
+        // they prove a plugin built against it keeps running unchanged on this host.
+        let expected_contract = if twin.language == "rust" {
+            migrun::contract::CURRENT_VERSION
+        } else {
+            "0.1.0"
+        };
+        assert_eq!(
+            report.contract.0, expected_contract,
+            "{} twin's contract version",
+            twin.language
+        );
         let observation = Observation {
             language: twin.language,
             what: what.to_owned(),

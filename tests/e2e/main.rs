@@ -4,11 +4,17 @@
 //! Topics: `values` (every value kind on every dialect), `auth_consolidation`
 //! (seed 000), `conformance` (one plugin in Rust, Python and JavaScript, held
 //! to identical behaviour), `dry_run` (a dry-run changes nothing; plans and
-//! lint), `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`),
+//! lint), `backup` (snapshots before writes, verify, restore on every dialect),
+//! `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`),
 //! `multiplayer` (seed 001: the prod → multiplayer ETL across three
-//! PostgreSQL databases).
+//! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
+//! rename with checkpointed batches under concurrent writes, the fresh
+//! baseline), `cache` (the compiled-component cache).
 
 mod auth_consolidation;
+mod backfill;
+mod backup;
+mod cache;
 mod cli;
 mod conformance;
 mod dry_run;

@@ -94,12 +94,12 @@ async fn kill_9_mid_unit_then_rerun_equals_a_clean_run_mysql() {
     kill_and_resume(Dialect::MySql).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigint_rolls_back_the_current_unit_and_exits_cleanly() {
-    let Some(source) = TestDatabase::create(Dialect::Postgres).await else {
+/// SIGINT mid-unit: the unit in flight is rolled back, the earlier one stays, exit code 130.
+async fn sigint_rolls_back(dialect: Dialect) {
+    let Some(source) = TestDatabase::create(dialect).await else {
         return;
     };
-    let Some(target) = TestDatabase::create(Dialect::Postgres).await else {
+    let Some(target) = TestDatabase::create(dialect).await else {
         return;
     };
     migrun_fixtures::seed_auth_users(&source.url, 6000, 5)
@@ -129,8 +129,27 @@ async fn sigint_rolls_back_the_current_unit_and_exits_cleanly() {
         stdout.contains("unit `copy-users` was rolled back"),
         "{stdout}"
     );
-    assert_eq!(row_count(&target.url, "auth_users").await, 0);
-    assert_eq!(row_count(&target.url, "migrun_ledger").await, 1);
+    assert_eq!(row_count(&target.url, "auth_users").await, 0, "{dialect:?}");
+    assert_eq!(
+        row_count(&target.url, "migrun_ledger").await,
+        1,
+        "{dialect:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_rolls_back_the_current_unit_and_exits_cleanly() {
+    sigint_rolls_back(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_rolls_back_the_current_unit_and_exits_cleanly_mysql() {
+    sigint_rolls_back(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_rolls_back_the_current_unit_and_exits_cleanly_sqlite() {
+    sigint_rolls_back(Dialect::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

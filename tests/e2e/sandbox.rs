@@ -1,6 +1,9 @@
-//! The sandbox holds: a plugin that loops, allocates, recurses, crashes or
-//! writes through a read-only connection is stopped with a clear error, its
-//! unit is rolled back, and no table changes.
+//! The sandbox holds: a plugin that loops, allocates, recurses, crashes,
+//! writes through a read-only connection by any route, tries to end the unit
+//! transaction, reaches for server files, injects SQL through parameters or
+//! sends and asks for oversized values is stopped with a clear error (or, for
+//! the harmless cases, changes only what it may), its unit is rolled back, and
+//! no table changes. See `docs/SECURITY.md` for the list and what each proves.
 
 use std::collections::BTreeMap;
 
@@ -247,4 +250,288 @@ async fn the_sandbox_shuts_every_door_and_hands_over_only_seeded_clock_and_rando
         );
     }
     assert_ne!(seen[0], seen[1], "each run gets fresh seeds");
+}
+
+/// Objects on `source` the routes of `readonly-routes` aim at: a sequence and
+/// functions/procedures that write (see the hostile plugin's `routes`).
+async fn prepare_routes(h: &Hostile, dialect: Dialect) {
+    match dialect {
+        Dialect::Postgres => {
+            h.source.exec("CREATE SEQUENCE secrets_seq").await;
+            h.source
+                .exec(
+                    "CREATE FUNCTION bump_secrets() RETURNS integer VOLATILE LANGUAGE plpgsql AS $$ \
+                     BEGIN INSERT INTO secrets (id, v) VALUES (667, 'function'); RETURN 1; END $$",
+                )
+                .await;
+        }
+        Dialect::MySql => {
+            h.source
+                .exec(
+                    "CREATE FUNCTION bump_secrets() RETURNS INT MODIFIES SQL DATA \
+                     BEGIN INSERT INTO secrets (id, v) VALUES (667, 'function'); RETURN 1; END",
+                )
+                .await;
+            h.source
+                .exec(
+                    "CREATE PROCEDURE bump_proc() MODIFIES SQL DATA \
+                     BEGIN INSERT INTO secrets (id, v) VALUES (668, 'procedure'); END",
+                )
+                .await;
+        }
+        Dialect::Sqlite => {}
+    }
+}
+
+/// Every route around read-only access and the unit transaction the hostile
+/// plugin knows is refused (one check per route), the unit is rolled back as a
+/// whole (so no route ended it early: row 1000 is gone), no table changed and
+/// no file appeared where the file-writing routes aimed.
+async fn every_route_is_refused(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "readonly-routes").await else {
+        return;
+    };
+    prepare_routes(&h, dialect).await;
+    let escape = std::path::PathBuf::from(format!(
+        "/tmp/migrun-hostile-escape-{}",
+        match dialect {
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    ));
+    let _ = std::fs::remove_file(&escape);
+    let before = h.checksums().await;
+    let out = h.migrun(&["--only", "misbehave", "--json"]);
+    out.expect_code(1);
+    let report = out.json();
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.len() >= 15, "{dialect:?}: {} routes", checks.len());
+    let through: Vec<String> = checks
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .map(|c| format!("{} → {}", c["name"], c["detail"]))
+        .collect();
+    assert!(
+        through.is_empty(),
+        "{dialect:?}: routes got through: {through:#?}"
+    );
+    let message = report["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("none got through"), "{message}");
+    assert_eq!(
+        h.checksums().await,
+        before,
+        "{dialect:?}: a route changed data"
+    );
+    assert_eq!(
+        crate::support::checksum::row_count(&h.target.url, "victim").await,
+        0,
+        "{dialect:?}: row 1000 survived: a route ended the unit's transaction early"
+    );
+    assert!(!escape.exists(), "{dialect:?}: a route wrote {escape:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_around_read_only_is_refused_postgres() {
+    every_route_is_refused(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_around_read_only_is_refused_mysql() {
+    every_route_is_refused(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_around_read_only_is_refused_sqlite() {
+    every_route_is_refused(Dialect::Sqlite).await;
+}
+
+/// The payloads the hostile plugin binds (its `INJECTIONS`), in order.
+const INJECTIONS: [&str; 12] = [
+    "'; DROP TABLE victim; --",
+    "' OR '1'='1",
+    "Robert'); DROP TABLE secrets;--",
+    "\\'; DROP TABLE victim; #",
+    "$$; DROP TABLE victim; $$",
+    "1; DELETE FROM victim",
+    "\" OR \"\"=\"",
+    "%' AND 1=0 UNION SELECT v FROM secrets --",
+    "\u{2019}; DROP TABLE victim; --",
+    "?",
+    "$1",
+    "/*! DROP TABLE victim */",
+];
+
+/// SQL injection through parameters: every payload is stored verbatim, found
+/// again by parameter, and both tables are intact.
+async fn injection_is_inert(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "inject").await else {
+        return;
+    };
+    let source_before = h.checksums().await.0;
+    let out = h.migrun(&["--only", "misbehave", "--json"]);
+    out.expect_code(0);
+    for check in out.json()["checks"].as_array().unwrap() {
+        assert_eq!(check["ok"], true, "{dialect:?}: {check}");
+    }
+    assert_eq!(h.checksums().await.0, source_before, "{dialect:?}");
+    let mut conn = h.target.connect(migrun::db::Access::ReadOnly).await;
+    let rows = conn
+        .query(
+            "SELECT id, note FROM victim WHERE id >= 2000 ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    conn.close().await;
+    let stored: Vec<String> = rows
+        .rows
+        .iter()
+        .map(|r| match &r[1] {
+            migrun::value::Value::Text(s) => s.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(stored, INJECTIONS, "{dialect:?}: stored verbatim, in order");
+    // `victim` kept its committed row 1000 too; `secrets` still holds its row.
+    assert_eq!(
+        crate::support::checksum::row_count(&h.target.url, "victim").await,
+        1 + INJECTIONS.len() as i64
+    );
+    assert_eq!(
+        crate::support::checksum::row_count(&h.source.url, "secrets").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_injection_through_parameters_is_inert_postgres() {
+    injection_is_inert(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_injection_through_parameters_is_inert_mysql() {
+    injection_is_inert(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_injection_through_parameters_is_inert_sqlite() {
+    injection_is_inert(Dialect::Sqlite).await;
+}
+
+/// A 64 MiB text parameter: PostgreSQL and SQLite store it whole (and the
+/// plugin reads its length back); MariaDB refuses it (its packets stop at
+/// `max_allowed_packet`, 16 MiB here) with a clear error, the unit is rolled
+/// back and no table changed. The host survives either way.
+async fn oversized_parameter(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "oversized-param").await else {
+        return;
+    };
+    match dialect {
+        Dialect::MySql => {
+            h.expect_stopped(
+                &["--memory-mib", "512"],
+                "more than the server accepts in one packet (max_allowed_packet = 16 MiB); nothing was sent",
+            )
+            .await;
+        }
+        _ => {
+            h.migrun(&["--only", "misbehave", "--memory-mib", "512"])
+                .expect_code(0)
+                .expect_output("committed");
+            let mut conn = h.target.connect(migrun::db::Access::ReadOnly).await;
+            let rows = conn
+                .query("SELECT LENGTH(note) FROM victim WHERE id = 1001", &[])
+                .await
+                .unwrap();
+            conn.close().await;
+            assert_eq!(rows.rows, vec![vec![migrun::value::Value::Int(64 << 20)]]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_parameter_postgres() {
+    oversized_parameter(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_parameter_mysql() {
+    oversized_parameter(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_parameter_sqlite() {
+    oversized_parameter(Dialect::Sqlite).await;
+}
+
+/// A `query` result bigger than the plugin's memory limit (80 MiB against
+/// 64 MiB) is refused by the host before it is handed over, with an error
+/// that names the cap and the way out (a cursor); the unit is rolled back.
+async fn oversized_result(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "oversized-row").await else {
+        return;
+    };
+    h.expect_stopped(
+        &["--memory-mib", "64"],
+        "the query's result passed 64 MiB after",
+    )
+    .await
+    .expect_output("read it through a cursor");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_bigger_than_the_memory_limit_is_refused_postgres() {
+    oversized_result(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_bigger_than_the_memory_limit_is_refused_mysql() {
+    oversized_result(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_bigger_than_the_memory_limit_is_refused_sqlite() {
+    oversized_result(Dialect::Sqlite).await;
+}
+
+/// A million rows (≈ 100 MiB of values, generated by the server) read through
+/// a cursor under a 16 MiB memory limit: the run succeeds and the plugin saw
+/// every row once. The same rows through a plain `query` are refused by the
+/// host's result cap with a clear error instead of exhausting memory.
+async fn million_rows(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "cursor-million").await else {
+        return;
+    };
+    let out = h.migrun(&["--only", "misbehave", "--memory-mib", "16", "--json"]);
+    out.expect_code(0);
+    let report = out.json();
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{}", out.stdout);
+    assert_eq!(checks[0]["ok"], true, "{}", checks[0]);
+
+    let Some(h) = Hostile::new(dialect, "query-million").await else {
+        return;
+    };
+    h.expect_stopped(
+        &["--memory-mib", "16"],
+        "the query's result passed 16 MiB after",
+    )
+    .await
+    .expect_output("read it through a cursor");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn million_row_cursor_in_bounded_memory_postgres() {
+    million_rows(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn million_row_cursor_in_bounded_memory_mysql() {
+    million_rows(Dialect::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn million_row_cursor_in_bounded_memory_sqlite() {
+    million_rows(Dialect::Sqlite).await;
 }

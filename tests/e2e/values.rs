@@ -479,6 +479,122 @@ async fn check_value_table(conn: &mut Connection, table: &str, samples: &[Sample
     }
 }
 
+/// Text values bulk-inserted into `ltree`, `tstzrange`, `jsonb`, `varchar(n)`
+/// and `char(n)` columns store exactly what the same text gives through an
+/// `INSERT` (binary COPY for the forms the host encodes, text for the rest), and
+/// bad input is refused with the server's message, leaving the table unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_bulk_insert_stores_what_text_input_stores() {
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let mut conn = db.connect(Access::ReadWrite).await;
+    conn.execute("CREATE EXTENSION IF NOT EXISTS ltree", &[])
+        .await
+        .unwrap();
+    for table in ["by_insert", "by_copy"] {
+        conn.execute(
+            &format!(
+                "CREATE TABLE {table} (id int4, tree ltree, span tstzrange, doc jsonb, v varchar(4), c char(3), e real[])"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    let spans = [
+        "[\"2024-01-01 00:01:00+00\",)",
+        "(\"2024-01-01 05:30:00.123456+05:30\",\"2024-02-01 00:00:00+00\"]",
+        "(,\"2024-02-01 00:00:00-03\")",
+        "empty",
+        "[\"2024-01-01 00:00:00+00\",\"2024-01-01 00:00:00+00\")",
+        "[\"2024-03-01 00:00:00\",)",
+        "[-infinity,infinity)",
+        "[2024-01-01,2024-01-02]",
+    ];
+    let rows: Vec<Vec<Value>> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            vec![
+                Value::Int(i as i64),
+                text(&format!("root.e{i}.n")),
+                text(span),
+                text(&format!("{{\"i\": {i}, \"a\": [1, 2]}}")),
+                text("ab"),
+                text("x"),
+                Value::Float32Array(vec![0.1, -0.0, f32::NAN, f32::INFINITY, 1e-45]),
+            ]
+        })
+        .collect();
+    let columns: Vec<String> = ["id", "tree", "span", "doc", "v", "c", "e"]
+        .map(str::to_owned)
+        .to_vec();
+    for row in &rows {
+        conn.execute(
+            "INSERT INTO by_insert VALUES ($1, $2::text::ltree, $3::text::tstzrange, $4::text::jsonb, $5, $6, $7)",
+            row,
+        )
+        .await
+        .unwrap();
+        // One row per call: each takes the binary format when its values allow.
+        assert_eq!(
+            conn.bulk_insert("by_copy", &columns, std::slice::from_ref(row))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    let read = "SELECT id, tree::text, span::text, doc, v, c::text, e::text FROM {} ORDER BY id";
+    let by_insert = conn
+        .query(&read.replace("{}", "by_insert"), &[])
+        .await
+        .unwrap();
+    let by_copy = conn
+        .query(&read.replace("{}", "by_copy"), &[])
+        .await
+        .unwrap();
+    assert_eq!(by_insert.rows.len(), spans.len());
+    assert_eq!(by_copy.rows, by_insert.rows);
+    assert_eq!(
+        by_copy.rows[1][2],
+        text("(\"2024-01-01 00:00:00.123456+00\",\"2024-02-01 00:00:00+00\"]")
+    );
+    assert_eq!(by_copy.rows[4][2], text("empty"));
+
+    for (bad, message) in [
+        (vec![text("root..x"), text("empty")], "ltree"),
+        (
+            vec![
+                text("root"),
+                text("[\"2024-02-01 00:00:00+00\",\"2024-01-01 00:00:00+00\")"),
+            ],
+            "range lower bound",
+        ),
+        (vec![text("too long"), text("empty")], "too long"),
+    ] {
+        let mut row = vec![Value::Int(99)];
+        row.extend(bad);
+        let columns = if message == "too long" {
+            ["id", "v", "span"]
+        } else {
+            ["id", "tree", "span"]
+        };
+        let columns = columns.map(str::to_owned).to_vec();
+        let err = conn
+            .bulk_insert("by_copy", &columns, &[row])
+            .await
+            .unwrap_err();
+        assert!(err.message.contains(message), "{message}: {err}");
+    }
+    let count = conn
+        .query("SELECT count(*) FROM by_copy", &[])
+        .await
+        .unwrap();
+    assert_eq!(count.rows[0][0], Value::Int(spans.len() as i64));
+    conn.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_kind_round_trips_on_every_dialect() {
     for_each_dialect(|db| async move {
@@ -486,6 +602,7 @@ async fn every_value_kind_round_trips_on_every_dialect() {
         let samples = samples(dialect);
         db.exec(&create_value_table(dialect, "v_execute")).await;
         db.exec(&create_value_table(dialect, "v_bulk")).await;
+        db.exec(&create_value_table(dialect, "v_bulk_rows")).await;
         let mut conn = db.connect(Access::ReadWrite).await;
 
         // Through `execute`, one typed parameter at a time, then an all-NULL row
@@ -549,11 +666,26 @@ async fn every_value_kind_round_trips_on_every_dialect() {
             .unwrap_or_else(|e| panic!("{dialect}: bulk: {e}"));
         assert_eq!(n, rows.len() as u64);
 
+        // One bulk insert per row: on PostgreSQL every value whose kind has a
+        // binary COPY form then takes it (a call falls back to text as a whole).
+        for row in &rows {
+            let n = conn
+                .bulk_insert("v_bulk_rows", &columns, std::slice::from_ref(row))
+                .await
+                .unwrap_or_else(|e| panic!("{dialect}: bulk, one row: {e}"));
+            assert_eq!(n, 1);
+        }
+
         check_value_table(&mut conn, "v_execute", &samples, "execute").await;
         check_value_table(&mut conn, "v_bulk", &samples, "bulk_insert").await;
+        check_value_table(&mut conn, "v_bulk_rows", &samples, "bulk_insert by row").await;
         assert_eq!(
             table_checksum(&db.url, "v_execute").await,
             table_checksum(&db.url, "v_bulk").await
+        );
+        assert_eq!(
+            table_checksum(&db.url, "v_execute").await,
+            table_checksum(&db.url, "v_bulk_rows").await
         );
         conn.close().await;
     })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use crate::capability::log::pass_tape;
-use crate::contract::v0_1_0::checks;
+use crate::contract::v0_1_1::checks;
 use crate::journal::HostCall;
 use crate::observer::{CheckResult, RunObserver};
 use crate::tape::Tape;

@@ -11,17 +11,27 @@
 //! answer it from the journal without touching a database. Database failures
 //! reach the plugin as `db-error` values; only host-side failures (a replay
 //! divergence, an unwritable journal, a stale handle) trap.
+//!
+//! Because it owns the connections, this module also owns the transaction
+//! control of a run — begin, commit, rollback and the unit's ledger rows —
+//! for both of its callers: the runner around each export call, and
+//! `checkpoint.save` (contract 0.1.1) inside a unit, which commits the work
+//! so far with a `checkpoint` ledger row and begins again. One
+//! implementation serves both, so a checkpoint commits exactly as a unit's
+//! end does and journals the same `tx` entries.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::contract::v0_1_0::{self as wit, database, types};
+use crate::contract::v0_1_1::{self as wit, database, types};
 use crate::db::{self, Access, DbError, DbErrorKind, Dialect};
 use crate::journal::{CallResult, HostCall};
+use crate::ledger::{self, CheckpointRow, Ledger, LedgerRow};
 use crate::lint::LockWarning;
 use crate::plan::Plan;
+use crate::run::RunError;
 use crate::tape::{Answer, Tape};
 use crate::value::Value;
 
@@ -55,6 +65,44 @@ pub struct ConnectionInfo {
     pub access: Access,
 }
 
+/// What a live run needs to write ledger rows on its targets.
+#[derive(Debug, Clone)]
+pub struct RunLedger {
+    /// The ledger table.
+    pub ledger: Ledger,
+    /// The plugin's name.
+    pub plugin_name: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// sha256 of the plugin build.
+    pub plugin_sha256: String,
+    /// This run.
+    pub run_id: String,
+    /// This run's journal file.
+    pub journal_id: String,
+}
+
+/// The unit being run: what its ledger rows say and how many checkpoints it saved.
+#[derive(Debug, Clone)]
+struct CurrentUnit {
+    name: String,
+    started_at: String,
+    override_reason: Option<String>,
+    checkpoints: u64,
+    /// The builds whose checkpoint row of this unit exists in the ledger (the earlier run's,
+    /// then this run's once it saved one): the next ledger row replaces them.
+    checkpoint_rows: Vec<String>,
+}
+
+/// Why transaction control at a checkpoint or at a unit's end failed.
+#[derive(Debug)]
+pub struct CommitFailure {
+    /// What failed, naming the connection.
+    pub message: String,
+    /// The database's error.
+    pub error: DbError,
+}
+
 /// The connections of one run and the guest's handles to them.
 pub struct DatabaseCtx {
     infos: BTreeMap<String, ConnectionInfo>,
@@ -65,6 +113,13 @@ pub struct DatabaseCtx {
     writes: BTreeMap<String, WriteCounts>,
     tape: Tape,
     plan: Option<Arc<Mutex<Plan>>>,
+    /// Where ledger rows go; `None` in replays and dry-runs (nothing is recorded).
+    ledger: Option<RunLedger>,
+    /// Checkpoints of unfinished units saved by earlier runs, by unit.
+    resume: BTreeMap<String, CheckpointRow>,
+    unit: Option<CurrentUnit>,
+    /// A checkpoint whose commit failed: the unit must fail even if the plugin ignores the error.
+    checkpoint_failure: Option<CommitFailure>,
 }
 
 impl DatabaseCtx {
@@ -84,6 +139,241 @@ impl DatabaseCtx {
             writes: BTreeMap::new(),
             tape,
             plan: None,
+            ledger: None,
+            resume: BTreeMap::new(),
+            unit: None,
+            checkpoint_failure: None,
+        }
+    }
+
+    /// Lets unit ends and checkpoints write ledger rows (live runs only), and hands over the
+    /// checkpoints earlier unfinished runs saved, for `checkpoint.last`.
+    pub fn set_ledger(&mut self, ledger: RunLedger, resume: BTreeMap<String, CheckpointRow>) {
+        self.ledger = Some(ledger);
+        self.resume = resume;
+    }
+
+    /// The ledger a live run records in.
+    pub fn ledger(&self) -> Option<&RunLedger> {
+        self.ledger.as_ref()
+    }
+
+    /// The checkpoint an earlier run saved for `unit`, if it did not finish.
+    pub fn resume_point(&self, unit: &str) -> Option<&CheckpointRow> {
+        self.resume.get(unit)
+    }
+
+    /// Marks the start of a unit (its ledger rows need its name, start and override reason).
+    pub fn start_unit(&mut self, name: &str, started_at: &str, override_reason: Option<String>) {
+        let checkpoint_rows = match (&self.ledger, self.resume.get(name)) {
+            (Some(_), Some(saved)) => vec![saved.plugin_sha256.clone()],
+            _ => Vec::new(),
+        };
+        self.unit = Some(CurrentUnit {
+            name: name.to_owned(),
+            started_at: started_at.to_owned(),
+            override_reason,
+            checkpoints: 0,
+            checkpoint_rows,
+        });
+        self.checkpoint_failure = None;
+    }
+
+    /// Marks the end of the current unit; returns how many checkpoints it saved.
+    pub fn end_unit(&mut self) -> u64 {
+        self.unit.take().map_or(0, |u| u.checkpoints)
+    }
+
+    /// The failure of a checkpoint's commit in the current unit, if one failed.
+    pub fn take_checkpoint_failure(&mut self) -> Option<CommitFailure> {
+        self.checkpoint_failure.take()
+    }
+
+    /// Begins a transaction on every connection, journaling each `begin`.
+    pub async fn begin_all(&mut self) -> Result<(), RunError> {
+        for conn in self.live.values_mut() {
+            let result = conn.begin().await;
+            self.tape.transaction(
+                conn.name(),
+                "begin",
+                result.as_ref().err().map(ToString::to_string),
+            )?;
+            result.map_err(|error| RunError::Begin {
+                connection: conn.name().to_owned(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Commits the writable connections (read-only ones are rolled back: they have nothing
+    /// to commit), journaling each; stops at the first failure.
+    pub async fn commit_all(&mut self) -> Result<(), CommitFailure> {
+        for conn in self.live.values_mut() {
+            let (op, result) = if conn.access() == Access::ReadWrite {
+                ("commit", conn.commit().await)
+            } else {
+                ("rollback", conn.rollback().await)
+            };
+            // A journal that cannot record the commit is reported by the footer step.
+            let _ = self.tape.transaction(
+                conn.name(),
+                op,
+                result.as_ref().err().map(ToString::to_string),
+            );
+            result.map_err(|error| CommitFailure {
+                message: format!("commit on connection `{}` failed: {error}", conn.name()),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Rolls back every open transaction (bounded by `timeout`), journaling each.
+    pub async fn rollback_all(&mut self, timeout: std::time::Duration) {
+        for conn in self.live.values_mut() {
+            if !conn.in_transaction() {
+                continue;
+            }
+            let error = match tokio::time::timeout(timeout, conn.rollback()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "rollback failed (the server discards the transaction when the connection closes): {e}"
+                    );
+                    Some(e.to_string())
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "rollback timed out; the connection will be closed"
+                    );
+                    Some("timed out".to_owned())
+                }
+            };
+            let _ = self.tape.transaction(conn.name(), "rollback", error);
+        }
+    }
+
+    /// Writes the current unit's ledger row with `status` (and a checkpoint's `state`) on
+    /// every writable connection, inside the open transactions, replacing its checkpoint row.
+    /// Does nothing without a ledger (replays, dry-runs) or outside a unit.
+    pub async fn record_unit(
+        &mut self,
+        status: &str,
+        state: Option<&str>,
+    ) -> Result<(), CommitFailure> {
+        let (Some(ctx), Some(unit)) = (&self.ledger, &self.unit) else {
+            return Ok(());
+        };
+        let journal_hash = self.tape.head().unwrap_or_default();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let op = if status == ledger::STATUS_CHECKPOINT {
+            "record-checkpoint"
+        } else {
+            "record-ledger"
+        };
+        for conn in self.live.values_mut() {
+            if conn.access() != Access::ReadWrite {
+                continue;
+            }
+            let row = LedgerRow {
+                plugin_name: ctx.plugin_name.clone(),
+                unit: unit.name.clone(),
+                plugin_sha256: ctx.plugin_sha256.clone(),
+                plugin_version: ctx.plugin_version.clone(),
+                run_id: ctx.run_id.clone(),
+                status: status.to_owned(),
+                started_at: unit.started_at.clone(),
+                finished_at: now.clone(),
+                rows_written: self.writes.get(conn.name()).map_or(0, |w| w.rows as i64),
+                journal_id: ctx.journal_id.clone(),
+                journal_hash: journal_hash.clone(),
+                override_reason: unit.override_reason.clone(),
+            };
+            let recorded = ctx
+                .ledger
+                .record(conn, &row, state, &unit.checkpoint_rows)
+                .await;
+            let _ = self.tape.transaction(
+                conn.name(),
+                op,
+                recorded.as_ref().err().map(ToString::to_string),
+            );
+            recorded.map_err(|error| CommitFailure {
+                message: format!(
+                    "recording the unit in the ledger `{}` on `{}` failed: {error}",
+                    ctx.ledger.table(),
+                    conn.name()
+                ),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `checkpoint.save` on live connections: the ledger's checkpoint row, commit, begin.
+    /// In a dry-run (no ledger) nothing is committed and the plan counts the checkpoint.
+    async fn save_checkpoint(&mut self, state: &str) -> CallResult {
+        let Some(unit) = &self.unit else {
+            return error_result(DbError::usage(
+                "checkpoint.save is only allowed inside run-unit: configure, list-units and verify run in transactions that are rolled back",
+            ));
+        };
+        if !self.live_cursors.is_empty() {
+            return error_result(DbError::usage(
+                "checkpoint.save with a cursor open: read the cursor to its end (or drop it) before saving, since the commit would end it",
+            ));
+        }
+        let unit = unit.name.clone();
+        if let Some(plan) = &self.plan {
+            crate::tape::lock(plan).add_checkpoint(&unit);
+            return CallResult::Unit;
+        }
+        if self.ledger.is_none() {
+            return CallResult::Unit;
+        }
+        let committed = match self
+            .record_unit(ledger::STATUS_CHECKPOINT, Some(state))
+            .await
+        {
+            Ok(()) => self.commit_all().await,
+            Err(e) => Err(e),
+        };
+        let outcome = match committed {
+            Ok(()) => self.begin_all().await.map_err(|e| CommitFailure {
+                message: format!("cannot begin the transactions after the checkpoint: {e}"),
+                error: match e {
+                    RunError::Begin { error, .. } => error,
+                    other => DbError::usage(other.to_string()),
+                },
+            }),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                let sha256 = self.ledger.as_ref().map(|l| l.plugin_sha256.clone());
+                if let (Some(unit), Some(sha256)) = (&mut self.unit, sha256) {
+                    unit.checkpoints += 1;
+                    // This run's checkpoint row replaced the earlier ones.
+                    unit.checkpoint_rows = vec![sha256];
+                }
+                CallResult::Unit
+            }
+            Err(failure) => {
+                let message = format!("checkpoint.save failed: {}", failure.message);
+                let result = error_result(DbError {
+                    kind: failure.error.kind,
+                    code: failure.error.code.clone(),
+                    message: message.clone(),
+                });
+                self.checkpoint_failure = Some(CommitFailure {
+                    message,
+                    error: failure.error,
+                });
+                result
+            }
         }
     }
 
@@ -108,6 +398,14 @@ impl DatabaseCtx {
         let mut ctx = DatabaseCtx::empty(tape);
         ctx.infos = infos;
         ctx
+    }
+
+    /// How many connections are read-write (live or recorded alike).
+    pub fn writable_count(&self) -> usize {
+        self.infos
+            .values()
+            .filter(|i| i.access == Access::ReadWrite)
+            .count()
     }
 
     /// The live connections, for the runner's transaction control (none in a replay).
@@ -147,7 +445,15 @@ impl DatabaseCtx {
             Answer::Recorded(result) => result,
             Answer::Live => {
                 let warnings = self.lint(&call).await;
-                let result = self.run_live(&call).await;
+                // After a failed checkpoint the unit's transactions are gone on some
+                // connections: a statement now would commit on its own, outside the unit.
+                let result = match &self.checkpoint_failure {
+                    Some(failure) => error_result(DbError::usage(format!(
+                        "no statement runs after a failed checkpoint in this unit ({})",
+                        failure.message
+                    ))),
+                    None => self.run_live(&call).await,
+                };
                 self.tape
                     .record(&call, &result)
                     .map_err(wasmtime::Error::new)?;
@@ -178,6 +484,33 @@ impl DatabaseCtx {
             counts.statements += statements;
             counts.rows += n;
         }
+        Ok(result)
+    }
+
+    /// Answers a `checkpoint` call from the tape or runs it live (and records it).
+    pub(crate) async fn checkpoint(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
+        let result = match self.tape.answer(&call).map_err(wasmtime::Error::new)? {
+            Answer::Recorded(result) => result,
+            Answer::Live => {
+                let result = match &call {
+                    HostCall::CheckpointLast => CallResult::Checkpoint {
+                        // No ledger: a dry-run, which always starts afresh.
+                        state: match (&self.ledger, &self.unit) {
+                            (Some(_), Some(unit)) => {
+                                self.resume.get(&unit.name).map(|c| c.state.clone())
+                            }
+                            _ => None,
+                        },
+                    },
+                    HostCall::CheckpointSave { state } => self.save_checkpoint(state).await,
+                    _ => unreachable!("only checkpoint calls come here"),
+                };
+                self.tape
+                    .record(&call, &result)
+                    .map_err(wasmtime::Error::new)?;
+                result
+            }
+        };
         Ok(result)
     }
 
@@ -294,8 +627,17 @@ impl DatabaseCtx {
                 Ok(n) => CallResult::Count { n },
                 Err(e) => error_result(e),
             },
-            HostCall::Log { .. } | HostCall::Progress { .. } | HostCall::Check { .. } => {
-                unreachable!("log and checks calls belong to their own capabilities")
+            HostCall::Log { .. }
+            | HostCall::Progress { .. }
+            | HostCall::Check { .. }
+            | HostCall::BackupSnapshot { .. }
+            | HostCall::BackupList
+            | HostCall::BackupVerify { .. }
+            | HostCall::CheckpointSave { .. }
+            | HostCall::CheckpointLast => {
+                unreachable!(
+                    "log, checks, backup and checkpoint calls belong to their own capabilities"
+                )
             }
         }
     }
@@ -351,7 +693,7 @@ fn wit_columns(columns: Vec<(String, String)>) -> Vec<types::Column> {
 }
 
 /// A recorded result of the wrong shape for its call: the journal does not belong to this call.
-fn unexpected(result: CallResult) -> wasmtime::Error {
+pub(crate) fn unexpected(result: CallResult) -> wasmtime::Error {
     wasmtime::Error::msg(format!(
         "host error: a recorded result of the wrong kind: {result:?}"
     ))
@@ -367,6 +709,14 @@ fn failure<T>(result: CallResult) -> DbResult<T> {
             message,
         } => Ok(Err(wit_error(&error_kind, code, message))),
         other => Err(unexpected(other)),
+    }
+}
+
+/// The recorded `db-error` of a failed call (for interfaces that share `db-error`).
+pub(crate) fn error_from_result(result: CallResult) -> wasmtime::Result<types::DbError> {
+    match failure::<()>(result)? {
+        Err(e) => Ok(e),
+        Ok(()) => unreachable!("failure never succeeds"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker};
 
-use crate::contract::v0_1_0::log;
+use crate::contract::v0_1_1::log;
 use crate::journal::{CallResult, HostCall};
 use crate::observer::{Level, LogEvent, Progress, RunObserver};
 use crate::tape::{Answer, Tape};

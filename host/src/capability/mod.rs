@@ -6,6 +6,8 @@
 //! the context. Nothing else is linked besides WASI, which
 //! [`sandbox`](crate::runtime::sandbox) locks down.
 
+pub mod backup;
+pub mod checkpoint;
 pub mod checks;
 pub mod database;
 pub mod log;

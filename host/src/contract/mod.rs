@@ -6,14 +6,19 @@
 //!
 //! - `mod.rs` (this file): [`ContractVersion`], [`detect_version`], and the
 //!   plain Rust mirror of what a plugin declares ([`PluginInfo`] and friends).
-//! - [`v0_1_0`]: the `bindgen!` output for `wit/v0.1.0` (kept private) and the
-//!   `From`/`TryFrom` conversions between its generated types and ours.
+//! - [`v0_1_1`]: the current contract, `wit/v0.1.1`: its `bindgen!` output,
+//!   whose `Host` traits the capability modules implement, and the
+//!   conversions between its generated types and ours.
+//! - [`v0_1_0`]: the first contract, `wit/v0.1.0`: only its exports are used
+//!   (its imports are served by the 0.1.1 implementations, which wasmtime
+//!   links semver-compatibly), converted to the same host types.
 //!
 //! A new contract version gets a sibling module; the capability modules and
 //! the runner keep working with the types defined here, so older plugins stay
 //! loadable (the Zed extension host's `since_vX` pattern).
 
 pub mod v0_1_0;
+pub mod v0_1_1;
 
 use std::fmt;
 
@@ -27,7 +32,10 @@ use crate::db::{Access, DbError};
 pub const PACKAGE: &str = "migrun:plugin";
 
 /// The contract versions this host can run, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.1", "0.1.0"];
+
+/// The version new plugins (the SDK, `migrun new`) target.
+pub const CURRENT_VERSION: &str = "0.1.1";
 
 /// The version of the `migrun:plugin` package a component was built against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -180,3 +188,97 @@ pub enum PluginError {
     #[error("{0}")]
     Failed(String),
 }
+
+/// Converts one contract version's exported `plugin` types into the host's.
+///
+/// Every version module invokes it on its generated `exports` module; the
+/// exported interface has not changed shape since 0.1.0, so one body serves all.
+macro_rules! export_conversions {
+    ($exports:ident, $kinds:path) => {
+        fn access_from_export(a: $exports::Access) -> $crate::db::Access {
+            match a {
+                $exports::Access::ReadOnly => $crate::db::Access::ReadOnly,
+                $exports::Access::ReadWrite => $crate::db::Access::ReadWrite,
+            }
+        }
+
+        fn db_error_from_export(e: $exports::DbError) -> $crate::db::DbError {
+            use $crate::db::DbErrorKind as H;
+            use $kinds as K;
+            $crate::db::DbError {
+                kind: match e.kind {
+                    K::UnknownConnection => H::UnknownConnection,
+                    K::ReadOnly => H::ReadOnly,
+                    K::Constraint => H::Constraint,
+                    K::Conflict => H::Conflict,
+                    K::Connection => H::Connection,
+                    K::Value => H::Value,
+                    K::Usage => H::Usage,
+                    K::Refused => H::Refused,
+                    K::Other => H::Other,
+                },
+                code: e.code,
+                message: e.message,
+            }
+        }
+
+        impl From<$exports::PluginInfo> for $crate::contract::PluginInfo {
+            fn from(info: $exports::PluginInfo) -> Self {
+                $crate::contract::PluginInfo {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    connections: info
+                        .connections
+                        .into_iter()
+                        .map(|c| $crate::contract::ConnectionNeed {
+                            name: c.name,
+                            access: access_from_export(c.access),
+                            description: c.description,
+                            writes: c.writes,
+                        })
+                        .collect(),
+                    units: info
+                        .units
+                        .into_iter()
+                        .map($crate::contract::UnitInfo::from)
+                        .collect(),
+                    config: info
+                        .config
+                        .into_iter()
+                        .map(|k| $crate::contract::ConfigKey {
+                            name: k.name,
+                            description: k.description,
+                            required: k.required,
+                            default_value: k.default_value,
+                            secret: k.secret,
+                        })
+                        .collect(),
+                }
+            }
+        }
+
+        impl From<$exports::UnitInfo> for $crate::contract::UnitInfo {
+            fn from(u: $exports::UnitInfo) -> Self {
+                $crate::contract::UnitInfo {
+                    name: u.name,
+                    description: u.description,
+                }
+            }
+        }
+
+        impl From<$exports::PluginError> for $crate::contract::PluginError {
+            fn from(e: $exports::PluginError) -> Self {
+                match e {
+                    $exports::PluginError::Database(db) => {
+                        $crate::contract::PluginError::Database(db_error_from_export(db))
+                    }
+                    $exports::PluginError::Failed(message) => {
+                        $crate::contract::PluginError::Failed(message)
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use export_conversions;

@@ -17,7 +17,8 @@ use crate::value::Value;
 /// One physical connection.
 pub(crate) enum Backend {
     Postgres(PgConnection),
-    MySql(MySqlConnection),
+    /// With the server's `max_allowed_packet`, in bytes.
+    MySql(MySqlConnection, usize),
     /// With the schema version its cached statements were prepared under.
     Sqlite(SqliteConnection, Option<i64>),
 }
@@ -65,7 +66,10 @@ impl Backend {
                 if access == Access::ReadOnly {
                     conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
                 }
-                Backend::MySql(conn)
+                let max_packet: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+                    .fetch_one(&mut conn)
+                    .await?;
+                Backend::MySql(conn, usize::try_from(max_packet).unwrap_or(usize::MAX))
             }
             Dialect::Sqlite => {
                 Backend::Sqlite(sqlite::connect_options(url, access)?.connect().await?, None)
@@ -83,10 +87,23 @@ impl Backend {
                     args: Args::Postgres(args, types),
                 }
             }
-            Backend::MySql(_) => Bound {
-                sql: sql.to_owned(),
-                args: Args::MySql(mysql::bind(params)?),
-            },
+            Backend::MySql(_, max_packet) => {
+                // The server drops the connection on a packet over its limit
+                // ("connection reset"); refusing here says why and sends nothing.
+                let size = sql.len() + params.iter().map(super::value_size).sum::<usize>();
+                if size > *max_packet {
+                    return Err(DbError::value(format!(
+                        "the statement and its parameters take {} MiB, more than the server accepts \
+                         in one packet (max_allowed_packet = {} MiB); nothing was sent",
+                        size >> 20,
+                        max_packet >> 20
+                    )));
+                }
+                Bound {
+                    sql: sql.to_owned(),
+                    args: Args::MySql(mysql::bind(params)?),
+                }
+            }
             Backend::Sqlite(..) => Bound {
                 sql: sql.to_owned(),
                 args: Args::Sqlite(sqlite::bind(params)?),
@@ -101,7 +118,7 @@ impl Backend {
             (Backend::Postgres(conn), Args::Postgres(_, types)) => postgres::lowercase_types(
                 to_columns(conn.prepare_with(&bound.sql, types).await?.columns()),
             ),
-            (Backend::MySql(conn), Args::MySql(_)) => {
+            (Backend::MySql(conn, _), Args::MySql(_)) => {
                 to_columns(conn.prepare_with(&bound.sql, &[]).await?.columns())
             }
             (Backend::Sqlite(conn, _), Args::Sqlite(_)) => {
@@ -128,7 +145,7 @@ impl Backend {
                 other => other,
             })
             .boxed(),
-            (Backend::MySql(conn), Args::MySql(args)) => steps(
+            (Backend::MySql(conn, _), Args::MySql(args)) => steps(
                 conn.fetch_many(sqlx::query_with(sql, args)),
                 mysql::decode_row,
             ),
@@ -144,7 +161,7 @@ impl Backend {
     pub(crate) async fn simple(&mut self, sql: &str) -> Result<(), DbError> {
         match self {
             Backend::Postgres(conn) => conn.execute(sql).await.map(|_| ())?,
-            Backend::MySql(conn) => conn.execute(sql).await.map(|_| ())?,
+            Backend::MySql(conn, _) => conn.execute(sql).await.map(|_| ())?,
             Backend::Sqlite(conn, _) => conn.execute(sql).await.map(|_| ())?,
         }
         Ok(())
@@ -154,7 +171,7 @@ impl Backend {
     /// decoded; MySQL and SQLite only (PostgreSQL's text results are not decoded).
     pub(crate) async fn simple_rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
         match self {
-            Backend::MySql(conn) => conn
+            Backend::MySql(conn, _) => conn
                 .fetch_all(sql)
                 .await?
                 .iter()
@@ -200,29 +217,57 @@ impl Backend {
     pub(crate) async fn clear_statement_cache(&mut self) -> Result<(), DbError> {
         match self {
             Backend::Postgres(conn) => conn.clear_cached_statements().await?,
-            Backend::MySql(conn) => conn.clear_cached_statements().await?,
+            Backend::MySql(conn, _) => conn.clear_cached_statements().await?,
             Backend::Sqlite(conn, _) => conn.clear_cached_statements().await?,
         }
         Ok(())
     }
 
-    /// Runs `COPY … FROM STDIN` (text format) with `rows`, encoded and sent in
+    /// Runs `COPY table (columns) FROM STDIN` with `rows`, encoded and sent in
     /// pieces of about 1 MiB; PostgreSQL only.
+    ///
+    /// The binary format is used when every value has a binary form that
+    /// stores exactly what its text would ([`postgres::copy_binary_supported`],
+    /// by the target columns' types read from the catalog): the server then
+    /// parses nothing (a 1536-float embedding is 6 KiB copied, not 1536 floats
+    /// printed and parsed back). Otherwise the text format, as before.
     pub(crate) async fn copy_in(
         &mut self,
-        statement: &str,
+        table_sql: &str,
+        column_sql: &str,
+        columns: &[String],
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
         const PIECE: usize = 1 << 20;
         let Backend::Postgres(conn) = self else {
             return Err(mismatch());
         };
-        let mut copy = conn.copy_in_raw(statement).await?;
-        let mut buf = Vec::with_capacity(PIECE + 4096);
+        let binary = binary_copy_columns(conn, table_sql, columns, rows).await?;
+        let statement = match binary {
+            Some(_) => format!("COPY {table_sql} ({column_sql}) FROM STDIN (FORMAT binary)"),
+            None => format!("COPY {table_sql} ({column_sql}) FROM STDIN"),
+        };
+        let mut copy = conn.copy_in_raw(&statement).await?;
+        let mut buf = Vec::with_capacity(PIECE + (PIECE >> 2));
+        if binary.is_some() {
+            buf.extend_from_slice(postgres::COPY_BINARY_HEADER);
+        }
         for (i, row) in rows.iter().enumerate() {
-            postgres::copy_text_row(row, &mut buf);
-            if (buf.len() >= PIECE || i + 1 == rows.len())
-                && let Err(e) = copy.send(std::mem::take(&mut buf)).await
+            match &binary {
+                Some(kinds) => postgres::copy_binary_row(kinds, row, &mut buf),
+                None => postgres::copy_text_row(row, &mut buf),
+            }
+            let last = i + 1 == rows.len();
+            if last && binary.is_some() {
+                buf.extend_from_slice(postgres::COPY_BINARY_TRAILER);
+            }
+            if (buf.len() >= PIECE || last)
+                && let Err(e) = copy
+                    .send(std::mem::replace(
+                        &mut buf,
+                        Vec::with_capacity(PIECE + (PIECE >> 2)),
+                    ))
+                    .await
             {
                 // Abort so the server ends the COPY and the connection stays usable.
                 let _ = copy.abort("migrun: sending COPY data failed").await;
@@ -236,10 +281,48 @@ impl Backend {
     pub(crate) async fn close(self) {
         let _ = match self {
             Backend::Postgres(conn) => conn.close().await,
-            Backend::MySql(conn) => conn.close().await,
+            Backend::MySql(conn, _) => conn.close().await,
             Backend::Sqlite(conn, _) => conn.close().await,
         };
     }
+}
+
+/// The binary `COPY` encoding of each of `columns` of `table_sql`, or `None`
+/// when the text format must be used: a column not found (the `COPY` then
+/// reports it), a type without a binary encoder here, or a value whose binary
+/// form would not store what its text does.
+async fn binary_copy_columns(
+    conn: &mut PgConnection,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[Vec<Value>],
+) -> Result<Option<Vec<postgres::CopyColumn>>, DbError> {
+    // `to_regclass` gives NULL (no rows) for a missing table instead of an
+    // error that would abort the transaction; the COPY then says what is wrong.
+    let catalog: Vec<(String, i64, String, String)> = sqlx::query_as(postgres::COPY_COLUMNS_SQL)
+        .bind(table_sql)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut kinds = Vec::with_capacity(columns.len());
+    for column in columns {
+        let Some((_, type_oid, typtype, receive)) =
+            catalog.iter().find(|(name, ..)| name == column)
+        else {
+            return Ok(None);
+        };
+        let kind = match (u32::try_from(*type_oid), typtype.as_str()) {
+            (Ok(type_oid), "b" | "r") => postgres::copy_column(type_oid, receive),
+            _ => postgres::CopyColumn::Other,
+        };
+        kinds.push(kind);
+    }
+    let supported = rows.iter().all(|row| {
+        kinds
+            .iter()
+            .zip(row)
+            .all(|(kind, value)| postgres::copy_binary_supported(*kind, value))
+    });
+    Ok(supported.then_some(kinds))
 }
 
 /// sqlx's `fetch_many` stream as [`Step`]s: rows decoded by `decode`, the

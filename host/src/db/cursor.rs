@@ -3,12 +3,13 @@
 //! sqlx's row stream borrows its connection, so a cursor that outlives the
 //! call that opened it cannot keep the stream in the [`super::Connection`].
 //! Instead the physical connection moves into a tokio task that owns both the
-//! connection and the stream. The task pulls rows from the server only when a
-//! batch is requested (plus one row of look-ahead, so that the batch holding
-//! the last row already says the result is exhausted), answers over a
-//! channel, and hands the connection back when its request channel closes.
-//! Rows not yet requested stay in the server and the socket buffers: TCP flow
-//! control (or SQLite's bounded row channel) keeps memory bounded.
+//! connection and the stream. The task reads rows in batches (plus one row of
+//! look-ahead, so that the batch holding the last row already says the result
+//! is exhausted), answers requests over a channel, and hands the connection
+//! back when its request channel closes. It reads one batch ahead of the requests (so reading overlaps the
+//! plugin's work and its writes); rows beyond that stay in the server and the
+//! socket buffers: TCP flow control (or SQLite's bounded row channel) keeps
+//! memory bounded to two batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -71,6 +72,39 @@ pub(crate) struct ActiveCursor {
     pub(crate) task: JoinHandle<Backend>,
 }
 
+/// Reads the next batch of at most `batch_size` rows from `stream`, with one
+/// row of look-ahead so that the batch holding the last row says so.
+async fn fetch(
+    stream: &mut futures::stream::BoxStream<'_, Result<Step, DbError>>,
+    lookahead: &mut Option<Vec<Value>>,
+    batch_size: usize,
+) -> Batch {
+    let mut rows = Vec::with_capacity(batch_size.min(4096));
+    rows.extend(lookahead.take());
+    let outcome = loop {
+        match stream.next().await {
+            Some(Ok(Step::Row(row))) if rows.len() < batch_size => rows.push(row),
+            Some(Ok(Step::Row(row))) => {
+                *lookahead = Some(row);
+                break Ok(false);
+            }
+            Some(Ok(Step::Done(_) | Step::Columns(_))) => {}
+            Some(Err(e)) => break Err(e),
+            None => break Ok(true),
+        }
+    };
+    match outcome {
+        Ok(exhausted) => Batch {
+            rows: Ok(rows),
+            finished: exhausted,
+        },
+        Err(e) => Batch {
+            rows: Err(e),
+            finished: true,
+        },
+    }
+}
+
 /// Moves `backend` into a task that runs `bound` and serves batches of at most
 /// `batch_size` rows. When the requests stop, the task drops the stream, runs
 /// `end_sql` if given (the commit of a host-opened read-only wrapper) and
@@ -89,41 +123,19 @@ pub(crate) fn spawn(
             let Bound { sql, args } = bound;
             let mut stream = backend.run(&sql, args);
             let mut lookahead: Option<Vec<Value>> = None;
-            let mut finished = false;
+            // One batch read ahead: while the plugin works on a batch (and
+            // writes it elsewhere), the next one is already on its way.
+            let mut next = Some(fetch(&mut stream, &mut lookahead, batch_size).await);
             while let Some(reply) = incoming.recv().await {
-                if finished {
-                    let _ = reply.send(Batch {
-                        rows: Ok(Vec::new()),
-                        finished: true,
-                    });
-                    continue;
-                }
-                let mut rows = Vec::with_capacity(batch_size.min(4096));
-                rows.extend(lookahead.take());
-                let outcome = loop {
-                    match stream.next().await {
-                        Some(Ok(Step::Row(row))) if rows.len() < batch_size => rows.push(row),
-                        Some(Ok(Step::Row(row))) => {
-                            lookahead = Some(row);
-                            break Ok(false);
-                        }
-                        Some(Ok(Step::Done(_) | Step::Columns(_))) => {}
-                        Some(Err(e)) => break Err(e),
-                        None => break Ok(true),
-                    }
-                };
-                let batch = match outcome {
-                    Ok(exhausted) => Batch {
-                        rows: Ok(rows),
-                        finished: exhausted,
-                    },
-                    Err(e) => Batch {
-                        rows: Err(e),
-                        finished: true,
-                    },
-                };
-                finished = batch.finished;
+                let batch = next.take().unwrap_or(Batch {
+                    rows: Ok(Vec::new()),
+                    finished: true,
+                });
+                let finished = batch.finished;
                 let _ = reply.send(batch);
+                if !finished {
+                    next = Some(fetch(&mut stream, &mut lookahead, batch_size).await);
+                }
             }
         }
         if let Some(sql) = end_sql {

@@ -52,6 +52,10 @@
 //! - on SQLite, more than one statement per call ([`DbErrorKind::Usage`]; the
 //!   servers refuse that themselves) and `ATTACH`, `DETACH`, `VACUUM`, which
 //!   open or write other files ([`DbErrorKind::Refused`]);
+//! - statements that reach files or programs on the database server
+//!   (PostgreSQL `COPY` and the server-file functions, MySQL `INTO OUTFILE`,
+//!   `LOAD DATA`, `LOAD_FILE`; [`sql::server_file_access`]): a read-only
+//!   transaction does not stop them ([`DbErrorKind::Refused`]);
 //! - DDL while [`Connection::refuse_ddl`] holds a reason ([`DbErrorKind::Refused`]);
 //! - on MySQL during a dry-run, statements that could reach past what it can
 //!   undo: dynamic SQL, procedures, `USE`, `LOCK`, server-level changes, and
@@ -163,10 +167,10 @@ mod catalog;
 mod cursor;
 mod dry_run;
 mod error;
-mod mysql;
-mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
 pub(crate) mod sql;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -199,6 +203,10 @@ const MYSQL_MAX_PARAMS: usize = 65_535;
 /// statement stays well under MySQL's `max_allowed_packet` (16 MiB by default).
 const INSERT_MAX_ROWS: usize = 1_000;
 const INSERT_MAX_BYTES: usize = 4 << 20;
+/// The default cap on one `query` result (the default memory limit, 1 GiB).
+const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 30;
+/// What a row costs beyond its values, for the `query` result cap.
+const ROW_OVERHEAD: usize = 24;
 
 /// The SQL dialect behind a connection; mirrors `dialect` in the WIT.
 /// Serialises as its lowercase name (`"sqlite"`, `"postgres"`, `"mysql"`).
@@ -324,6 +332,8 @@ pub struct Connection {
     refuse_ddl: Option<String>,
     /// What a dry-run must undo or confine beyond the rollback ([`Connection::enter_dry_run`]).
     dry_run: Option<dry_run::Active>,
+    /// The most value data one [`Connection::query`] may return ([`Connection::limit_results`]).
+    max_result_bytes: usize,
 }
 
 static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -381,7 +391,23 @@ impl Connection {
             ddl_in_transaction: false,
             refuse_ddl: None,
             dry_run: None,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         })
+    }
+
+    /// Caps the value data one [`query`](Self::query) may return, in bytes
+    /// (estimated as the bulk insert's chunking does: text and bytes by their
+    /// length, scalars at 16 bytes each).
+    ///
+    /// Why: `query` materialises the whole result on the host before handing
+    /// it to the plugin, so without a cap a plugin could make the host hold a
+    /// result of any size. The runner sets it to the plugin's memory limit: a
+    /// result bigger than that could not be lowered into the plugin anyway.
+    /// The statement is stopped as soon as the rows read so far pass the cap,
+    /// and the plugin gets a `refused` error pointing it to a cursor, whose
+    /// memory is bounded by its batch size.
+    pub fn limit_results(&mut self, max_bytes: usize) {
+        self.max_result_bytes = max_bytes;
     }
 
     /// The name the plugin and the configuration use for this connection.
@@ -477,6 +503,7 @@ impl Connection {
 
     /// Runs one statement with bound parameters and returns all of its rows.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let max_result_bytes = self.max_result_bytes;
         self.idle()?;
         self.guard(sql)?;
         let wrapped = self.wrap_begin().await?;
@@ -485,7 +512,7 @@ impl Connection {
             backend.check_schema().await?;
             let bound = backend.bind(sql, params)?;
             let columns = backend.columns(&bound).await?;
-            let outcome = run_to_end(backend, bound, true).await?;
+            let outcome = run_to_end(backend, bound, Some(max_result_bytes)).await?;
             Ok(Rows {
                 columns: outcome.columns.unwrap_or(columns),
                 rows: outcome.rows,
@@ -517,7 +544,7 @@ impl Connection {
             };
             let Outcome {
                 returned, affected, ..
-            } = run_to_end(backend, bound, false).await?;
+            } = run_to_end(backend, bound, None).await?;
             Ok(match returns_rows {
                 Some(true) => returned,
                 Some(false) => {
@@ -707,8 +734,10 @@ impl Connection {
         }
         let result = if self.dialect == Dialect::Postgres {
             let wrapped = self.wrap_begin().await?;
-            let statement = format!("COPY {table_sql} ({column_sql}) FROM STDIN");
-            let result = self.idle()?.copy_in(&statement, rows).await;
+            let result = self
+                .idle()?
+                .copy_in(&table_sql, &column_sql, columns, rows)
+                .await;
             self.wrap_end(wrapped, result.is_ok()).await;
             result
         } else {
@@ -755,7 +784,7 @@ impl Connection {
         }
         let result = async {
             let bound = backend.bind(sql, params)?;
-            Ok::<_, DbError>(run_to_end(backend, bound, true).await?.rows)
+            Ok::<_, DbError>(run_to_end(backend, bound, Some(usize::MAX)).await?.rows)
         }
         .await;
         if savepoint {
@@ -976,6 +1005,12 @@ impl Connection {
                 ));
             }
         }
+        if let Some(why) = sql::server_file_access(text, self.dialect) {
+            return Err(DbError::new(
+                DbErrorKind::Refused,
+                format!("refused on connection `{name}`: {why}"),
+            ));
+        }
         if self.dialect == Dialect::Sqlite && matches!(word(0), "ATTACH" | "DETACH" | "VACUUM") {
             return Err(DbError::new(
                 DbErrorKind::Refused,
@@ -1092,7 +1127,7 @@ impl Connection {
                         backend::Args::Sqlite(args)
                     }
                 };
-                let outcome = run_to_end(backend, Bound { sql, args }, false).await?;
+                let outcome = run_to_end(backend, Bound { sql, args }, None).await?;
                 Ok::<u64, DbError>(outcome.affected)
             }
             .await;
@@ -1138,17 +1173,39 @@ struct Outcome {
     affected: u64,
 }
 
-/// Runs `bound` to its end, keeping the rows only when `keep`.
-async fn run_to_end(backend: &mut Backend, bound: Bound, keep: bool) -> Result<Outcome, DbError> {
+/// Runs `bound` to its end.
+///
+/// `keep` is `None` to count rows only, or `Some(max_bytes)` to keep them up to
+/// `max_bytes` of value data (see [`Connection::limit_results`]); past that the
+/// statement is abandoned with a `refused` error.
+async fn run_to_end(
+    backend: &mut Backend,
+    bound: Bound,
+    keep: Option<usize>,
+) -> Result<Outcome, DbError> {
     let Bound { sql, args } = bound;
     let mut stream = backend.run(&sql, args);
     let mut outcome = Outcome::default();
+    let mut kept_bytes = 0usize;
     while let Some(step) = stream.next().await {
         match step? {
             Step::Columns(columns) => outcome.columns = Some(columns),
             Step::Row(row) => {
                 outcome.returned += 1;
-                if keep {
+                if let Some(max_bytes) = keep {
+                    kept_bytes = kept_bytes
+                        .saturating_add(row.iter().map(value_size).sum::<usize>() + ROW_OVERHEAD);
+                    if kept_bytes > max_bytes {
+                        return Err(DbError::new(
+                            DbErrorKind::Refused,
+                            format!(
+                                "the query's result passed {} MiB after {} rows, more than the plugin's memory limit allows; \
+                                 read it through a cursor (open-cursor), whose memory is bounded by its batch size",
+                                max_bytes >> 20,
+                                outcome.returned
+                            ),
+                        ));
+                    }
                     outcome.rows.push(row);
                 }
             }

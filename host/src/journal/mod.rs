@@ -294,6 +294,29 @@ pub enum HostCall {
         /// Detail.
         detail: String,
     },
+    /// `backup.snapshot` (contract 0.1.1).
+    BackupSnapshot {
+        /// The connection.
+        conn: String,
+        /// The tables asked for (empty: the whole database).
+        tables: Vec<String>,
+        /// The label.
+        label: String,
+    },
+    /// `backup.snapshots` (contract 0.1.1).
+    BackupList,
+    /// `backup.verify` (contract 0.1.1).
+    BackupVerify {
+        /// The snapshot id.
+        id: String,
+    },
+    /// `checkpoint.save` (contract 0.1.1): commits the unit's work so far.
+    CheckpointSave {
+        /// The plugin's resume state.
+        state: String,
+    },
+    /// `checkpoint.last` (contract 0.1.1).
+    CheckpointLast,
 }
 
 impl HostCall {
@@ -365,6 +388,15 @@ impl HostCall {
                 format!("log.progress({task:?}, {done}, {total:?})")
             }
             HostCall::Check { name, ok, .. } => format!("checks.report({name:?}, {ok})"),
+            HostCall::BackupSnapshot {
+                conn,
+                tables,
+                label,
+            } => format!("backup.snapshot({conn:?}, {tables:?}, {label:?})"),
+            HostCall::BackupList => "backup.snapshots()".to_owned(),
+            HostCall::BackupVerify { id } => format!("backup.verify({id:?})"),
+            HostCall::CheckpointSave { state } => format!("checkpoint.save({:?})", clip(state)),
+            HostCall::CheckpointLast => "checkpoint.last()".to_owned(),
         }
     }
 }
@@ -400,6 +432,23 @@ pub enum CallResult {
     Batch {
         /// The rows, or `None` when exhausted.
         rows: Option<Vec<Vec<Value>>>,
+    },
+    /// Snapshots taken or verified (`backup.snapshot`, `backup.verify`, `backup.list`).
+    Snapshots {
+        /// The snapshots.
+        snapshots: Vec<crate::backup::SnapshotInfo>,
+    },
+    /// A backup call failed.
+    BackupError {
+        /// The `backup-error` case, as the WIT spells it.
+        error_kind: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The state of the last checkpoint (`checkpoint.last`).
+    Checkpoint {
+        /// The state, or `None` when the unit starts afresh.
+        state: Option<String>,
     },
     /// A database error.
     Error {

@@ -24,7 +24,22 @@ impl JournalReader {
             source,
         };
         let file = File::open(path).map_err(io)?;
-        let decoder = zstd::Decoder::new(file).map_err(io)?;
+        JournalReader::from_reader(path, file)
+    }
+
+    /// Reads a journal from any byte stream (zstd-compressed, as written);
+    /// `path` only names it in errors. Whatever the bytes, the result is an
+    /// entry or a [`JournalError`], never a panic (the `journal_reader` fuzz
+    /// target holds it to that).
+    pub fn from_reader(
+        path: &Path,
+        input: impl std::io::Read + Send + 'static,
+    ) -> Result<(JournalReader, Header), JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let decoder = zstd::Decoder::new(input).map_err(io)?;
         let mut reader = JournalReader {
             path: path.to_owned(),
             input: Box::new(BufReader::with_capacity(1 << 16, decoder)),

@@ -49,6 +49,11 @@ fn fn_name(call: &HostCall) -> &'static str {
         HostCall::Log { .. } => "log",
         HostCall::Progress { .. } => "progress",
         HostCall::Check { .. } => "check",
+        HostCall::BackupSnapshot { .. } => "backup-snapshot",
+        HostCall::BackupList => "backup-list",
+        HostCall::BackupVerify { .. } => "backup-verify",
+        HostCall::CheckpointSave { .. } => "checkpoint-save",
+        HostCall::CheckpointLast => "checkpoint-last",
     }
 }
 
@@ -152,6 +157,20 @@ pub fn describe(entry: &Entry) -> String {
                     message,
                     ..
                 } => format!(" → {error_kind} error: {message}"),
+                CallResult::Snapshots { snapshots } => format!(
+                    " → {}",
+                    snapshots
+                        .iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                CallResult::BackupError {
+                    error_kind,
+                    message,
+                } => format!(" → backup {error_kind}: {message}"),
+                CallResult::Checkpoint { state: Some(state) } => format!(" → {state:?}"),
+                CallResult::Checkpoint { state: None } => " → none".to_owned(),
             };
             format!("  {}{answer}", call.summary())
         }

@@ -11,6 +11,7 @@
 //! A component's contract version is read from its import/export names and
 //! checked *before* instantiation ([`LoadedPlugin::load`]).
 
+pub mod cache;
 pub mod sandbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,16 +23,18 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capability::backup::BackupCtx;
 use crate::capability::checks::ChecksCtx;
 use crate::capability::database::DatabaseCtx;
 use crate::capability::log::LogCtx;
-use crate::capability::{checks, database, log};
+use crate::capability::{backup, checkpoint, checks, database, log};
 use crate::config::Limits;
 use crate::contract::{
-    self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0,
+    self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0, v0_1_1,
 };
 use crate::observer::{Level, RunObserver};
 use crate::tape::{Tape, TapeError};
+use cache::{CompileSource, ComponentCache};
 use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
 
 /// How often the epoch advances; the wall-clock limit is checked at this granularity.
@@ -111,6 +114,8 @@ fn stderr_suffix(stderr: &str) -> String {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
+    /// Compiled components on disk ([`cache`]); `None` when disabled or no folder is known.
+    cache: Option<ComponentCache>,
 }
 
 impl Runtime {
@@ -149,12 +154,24 @@ impl Runtime {
         database::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
         log::add_to_linker(&mut linker, |s: &mut RunState| &mut s.log)?;
         checks::add_to_linker(&mut linker, |s: &mut RunState| &mut s.checks)?;
-        Ok(Runtime { engine, linker })
+        backup::add_to_linker(&mut linker, |s: &mut RunState| &mut s.backup)?;
+        checkpoint::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
+        let cache = ComponentCache::from_env(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+        })
     }
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The compiled-component cache in use, if any.
+    pub fn cache(&self) -> Option<&ComponentCache> {
+        self.cache.as_ref()
     }
 }
 
@@ -169,6 +186,8 @@ pub struct LoadedPlugin {
     pub size: usize,
     /// The component's bytes (kept to store a copy next to each journal).
     pub bytes: Arc<[u8]>,
+    /// Whether its machine code came from the compiled-component cache.
+    pub compiled: CompileSource,
 }
 
 impl LoadedPlugin {
@@ -181,16 +200,34 @@ impl LoadedPlugin {
         LoadedPlugin::load(runtime, &bytes)
     }
 
-    /// Compiles `bytes` and checks the contract version before anything is instantiated.
+    /// Compiles `bytes` (or reads their compiled form from the runtime's
+    /// cache) and checks the contract version before anything is instantiated.
     pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        LoadedPlugin::load_with_cache(runtime, bytes, runtime.cache.as_ref())
+    }
+
+    /// [`LoadedPlugin::load`] with an explicit cache (`None`: always compile).
+    pub fn load_with_cache(
+        runtime: &Runtime,
+        bytes: &[u8],
+        cache: Option<&ComponentCache>,
+    ) -> Result<LoadedPlugin, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
             return Err(LoadError::Malformed(
                 "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`".into(),
             ));
         }
-        let component = Component::new(&runtime.engine, bytes)
-            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        let malformed = |e: wasmtime::Error| LoadError::Malformed(format!("{e:#}"));
+        let (component, compiled) = match cache {
+            Some(cache) => cache
+                .load_or_compile(&runtime.engine, bytes, &sha256)
+                .map_err(malformed)?,
+            None => (
+                Component::new(&runtime.engine, bytes).map_err(malformed)?,
+                CompileSource::Uncached,
+            ),
+        };
         let contract = contract::detect_version(&runtime.engine, &component)?;
         Ok(LoadedPlugin {
             component,
@@ -198,6 +235,7 @@ impl LoadedPlugin {
             contract,
             size: bytes.len(),
             bytes: Arc::from(bytes),
+            compiled,
         })
     }
 
@@ -221,6 +259,8 @@ pub struct RunState {
     pub log: LogCtx,
     /// The `checks` capability.
     pub checks: ChecksCtx,
+    /// The `backup` capability.
+    pub backup: BackupCtx,
     limiter: MemoryLimiter,
     deadline: Option<Instant>,
     timeout: Duration,
@@ -254,7 +294,8 @@ impl RunState {
             wasi_table: ResourceTable::new(),
             database,
             log: LogCtx::new(observer.clone(), tape.clone()),
-            checks: ChecksCtx::new(observer, tape),
+            checks: ChecksCtx::new(observer, tape.clone()),
+            backup: BackupCtx::new(tape),
             limiter: MemoryLimiter::new(limits.memory_mib),
             deadline: None,
             timeout: Duration::from_secs(limits.timeout_secs),
@@ -272,7 +313,8 @@ impl RunState {
     /// Points every capability at `tape` (once the journal exists, after `describe`).
     pub fn set_tape(&mut self, tape: Tape) {
         self.log.set_tape(tape.clone());
-        self.checks.set_tape(tape);
+        self.checks.set_tape(tape.clone());
+        self.backup.set_tape(tape);
     }
 
     /// Moves what the plugin printed into the log (stdout as info, stderr as warnings).
@@ -300,21 +342,42 @@ impl RunState {
 /// budget and deadline ([`PluginInstance::arm`]), a host-side timeout for stuck host calls,
 /// and the classification of how it ended ([`PluginInstance::settle`]).
 macro_rules! call_export {
-    ($self:ident, $method:ident($($arg:expr),*)) => {{
+    ($self:ident, $method:ident($($arg:expr),*), $convert:expr) => {{
         $self.arm()?;
         let limit = $self.host_deadline();
         let result = {
-            let fut = $self.bindings.migrun_plugin_plugin().$method(&mut $self.store $(, $arg)*);
+            let store = &mut $self.store;
+            let fut = async {
+                // Each arm converts its version's generated types to the host's.
+                match &$self.bindings {
+                    Bindings::V0_1_0(b) => b
+                        .migrun_plugin_plugin()
+                        .$method(store $(, $arg)*)
+                        .await
+                        .map($convert),
+                    Bindings::V0_1_1(b) => b
+                        .migrun_plugin_plugin()
+                        .$method(store $(, $arg)*)
+                        .await
+                        .map($convert),
+                }
+            };
             tokio::time::timeout(limit, fut).await
         };
         $self.settle(result)
     }};
 }
 
+/// The instantiated component's exports, in the contract version it targets.
+enum Bindings {
+    V0_1_0(v0_1_0::Migration),
+    V0_1_1(v0_1_1::Migration),
+}
+
 /// One instantiated plugin with its store: the unit of isolation of a run.
 pub struct PluginInstance {
     store: Store<RunState>,
-    bindings: v0_1_0::Migration,
+    bindings: Bindings,
     limits: Limits,
     dead: bool,
 }
@@ -346,10 +409,17 @@ impl PluginInstance {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let bindings =
-            v0_1_0::Migration::instantiate_async(&mut store, &plugin.component, &runtime.linker)
+        let linker = &runtime.linker;
+        let component = &plugin.component;
+        let bindings = match plugin.contract.0.as_str() {
+            "0.1.0" => v0_1_0::Migration::instantiate_async(&mut store, component, linker)
                 .await
-                .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+                .map(Bindings::V0_1_0),
+            _ => v0_1_1::Migration::instantiate_async(&mut store, component, linker)
+                .await
+                .map(Bindings::V0_1_1),
+        }
+        .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         Ok(PluginInstance {
             store,
             bindings,
@@ -370,29 +440,34 @@ impl PluginInstance {
 
     /// Calls `describe`.
     pub async fn describe(&mut self) -> Result<PluginInfo, CallError> {
-        call_export!(self, call_describe()).map(PluginInfo::from)
+        call_export!(self, call_describe(), PluginInfo::from)
     }
 
     /// Calls `configure`.
     pub async fn configure(&mut self, values: Vec<(String, String)>) -> Result<(), CallError> {
-        call_export!(self, call_configure(&values))?.map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_configure(&values), |r| r
+            .map_err(PluginError::from))?
+        .map_err(CallError::Plugin)
     }
 
     /// Calls `list-units`.
     pub async fn list_units(&mut self) -> Result<Vec<UnitInfo>, CallError> {
-        call_export!(self, call_list_units())?
+        call_export!(self, call_list_units(), |r| r
             .map(|units| units.into_iter().map(UnitInfo::from).collect())
-            .map_err(|e| CallError::Plugin(e.into()))
+            .map_err(PluginError::from))?
+        .map_err(CallError::Plugin)
     }
 
     /// Calls `run-unit`.
     pub async fn run_unit(&mut self, unit: &str) -> Result<(), CallError> {
-        call_export!(self, call_run_unit(unit))?.map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_run_unit(unit), |r| r.map_err(PluginError::from))?
+            .map_err(CallError::Plugin)
     }
 
     /// Calls `verify`.
     pub async fn verify(&mut self) -> Result<(), CallError> {
-        call_export!(self, call_verify())?.map_err(|e| CallError::Plugin(e.into()))
+        call_export!(self, call_verify(), |r| r.map_err(PluginError::from))?
+            .map_err(CallError::Plugin)
     }
 
     /// Gives the next call a fresh fuel budget and deadline.

@@ -15,9 +15,9 @@
 // returning `result<T, E>` returns T or throws an error whose `payload` is E;
 // an export fails by throwing an error whose `payload` is the `plugin-error`.
 
-import { open } from 'migrun:plugin/database@0.1.0';
-import { write, progress } from 'migrun:plugin/log@0.1.0';
-import { report } from 'migrun:plugin/checks@0.1.0';
+import { open } from 'migrun:plugin/database@0.1.1';
+import { write, progress } from 'migrun:plugin/log@0.1.1';
+import { report } from 'migrun:plugin/checks@0.1.1';
 
 const TABLE = 'greetings';
 

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use migrun::runtime::cache::CACHE_DIR_ENV;
+
 /// The outcome of one `migrun` invocation.
 #[derive(Debug)]
 pub struct Outcome {
@@ -85,6 +87,7 @@ impl Workspace {
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("MIGRUN_LOG")
+            .env(CACHE_DIR_ENV, self.cache_dir())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -93,10 +96,22 @@ impl Workspace {
 
     /// Runs `migrun` with `args` in this folder.
     pub fn migrun(&self, args: &[&str]) -> Outcome {
+        self.migrun_with_cache(args, &self.cache_dir())
+    }
+
+    /// The compiled-component cache of this workspace's runs (its own, so
+    /// that no test reads what another test or an earlier build compiled).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join(".migrun-cache")
+    }
+
+    /// Runs `migrun` with `args` in this folder, with `MIGRUN_CACHE_DIR` set to `cache`.
+    pub fn migrun_with_cache(&self, args: &[&str], cache: &Path) -> Outcome {
         let output = Command::new(env!("CARGO_BIN_EXE_migrun"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("MIGRUN_LOG")
+            .env(CACHE_DIR_ENV, cache)
             .output()
             .expect("run migrun");
         Outcome {

@@ -32,6 +32,8 @@ const GUESTS: &[&str] = &[
     "auth-consolidation",
     "accounts-merge",
     "multiplayer-etl",
+    "expand-contract-rename",
+    "fresh-baseline",
     "hostile",
     "future-contract",
     "work-units",

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use migrun::observer::{CheckResult, Level, LogEvent, Progress, RunObserver};
@@ -34,6 +34,9 @@ pub struct Console {
     tasks: Mutex<HashMap<String, ProgressBar>>,
     /// Last percentage printed per task in line mode, so logs get a line per 10%, not per batch.
     printed: Mutex<HashMap<String, u64>>,
+    /// When each task was first heard of and how much was done then (line mode's ETA; a
+    /// resumed backfill starts far from zero and must not count that as speed).
+    first_seen: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl Console {
@@ -50,6 +53,7 @@ impl Console {
             bars,
             tasks: Mutex::new(HashMap::new()),
             printed: Mutex::new(HashMap::new()),
+            first_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -67,6 +71,20 @@ impl Console {
             eprintln!("{text}");
         }
     }
+}
+
+/// The time left at the speed seen so far (`done` items in `elapsed`), as `1m05s`; none
+/// before anything was done or once nothing is left.
+fn eta(elapsed: Duration, done: u64, left: u64) -> Option<String> {
+    if done == 0 || left == 0 {
+        return None;
+    }
+    let secs = (elapsed.as_secs_f64() * left as f64 / done as f64).round() as u64;
+    Some(if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    })
 }
 
 impl RunObserver for Console {
@@ -132,6 +150,9 @@ impl RunObserver for Console {
                 };
                 bar.set_style(style);
                 bar.set_message(p.task.clone());
+                // A resumed task starts where the earlier run stopped: the ETA counts from here.
+                bar.set_position(p.done);
+                bar.reset_eta();
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
             });
@@ -140,6 +161,12 @@ impl RunObserver for Console {
             }
             bar.set_position(p.done);
         } else {
+            let (since, done_then) = *self
+                .first_seen
+                .lock()
+                .expect("console lock")
+                .entry(p.task.clone())
+                .or_insert((Instant::now(), p.done));
             let percent = p.total.filter(|t| *t > 0).map(|t| p.done * 100 / t);
             let mut printed = self.printed.lock().expect("console lock");
             let last = printed.get(&p.task).copied();
@@ -153,11 +180,18 @@ impl RunObserver for Console {
                 drop(printed);
                 match p.total {
                     Some(total) => self.line(format!(
-                        "  {}: {}/{} ({}%)",
+                        "  {}: {}/{} ({}%{})",
                         p.task,
                         p.done,
                         total,
-                        percent.unwrap_or(0)
+                        percent.unwrap_or(0),
+                        eta(
+                            since.elapsed(),
+                            p.done.saturating_sub(done_then),
+                            total.saturating_sub(p.done)
+                        )
+                        .map(|eta| format!(", ETA {eta}"))
+                        .unwrap_or_default()
                     )),
                     None => self.line(format!("  {}: {}", p.task, p.done)),
                 }
@@ -176,5 +210,18 @@ impl RunObserver for Console {
                 format!(" — {}", c.detail)
             }
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_extrapolates_the_speed_seen() {
+        assert_eq!(eta(Duration::from_secs(10), 100, 50), Some("5s".into()));
+        assert_eq!(eta(Duration::from_secs(30), 100, 300), Some("1m30s".into()));
+        assert_eq!(eta(Duration::from_secs(3), 0, 10), None);
+        assert_eq!(eta(Duration::from_secs(3), 10, 0), None);
     }
 }

@@ -53,7 +53,62 @@ enum JournalCommand {
 }
 
 #[derive(Subcommand)]
+enum BackupCommand {
+    /// List the backups in the backup directory, oldest first.
+    List {
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Print JSON (schema migrun.backup-list/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read a backup's files against its manifest (sizes, sha256, row counts, checksums).
+    Verify {
+        /// The backup id (see `migrun backup list`).
+        id: String,
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Print JSON (schema migrun.backup-verify/1).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where backups are: the config's `[backup] dir`, or --backup-dir.
+#[derive(Args)]
+struct BackupPlace {
+    /// The config file (default ./migrun.toml if present).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// The backup directory (overrides [backup] dir; default migrun-backups).
+    #[arg(long)]
+    backup_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// List and verify the backups taken before runs (and by plugins).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore tables from a backup into the connection it was taken from, then re-verify them.
+    Restore {
+        /// The backup id (see `migrun backup list`).
+        id: String,
+        /// Restore only these tables (default: every table of the backup).
+        #[arg(long, value_delimiter = ',')]
+        tables: Option<Vec<String>>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Override a connection URL: --db name=url (repeatable).
+        #[arg(long = "db", value_name = "NAME=URL")]
+        db: Vec<String>,
+        /// Print JSON (schema migrun.restore/1).
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect a journal without replaying it.
     #[command(subcommand)]
     Journal(JournalCommand),
@@ -149,6 +204,12 @@ struct RunArgs {
     /// Where the run's journal is written (overrides journal_dir; default migrun-journal).
     #[arg(long)]
     journal_dir: Option<PathBuf>,
+    /// Where backups are written (overrides [backup] dir; default migrun-backups).
+    #[arg(long)]
+    backup_dir: Option<PathBuf>,
+    /// Take no backup before the run (the operator's explicit choice; plugins may still take theirs).
+    #[arg(long)]
+    no_backup: bool,
     /// Wall-clock limit per plugin call in seconds (overrides [limits] timeout_secs).
     #[arg(long)]
     timeout_secs: Option<u64>,
@@ -174,6 +235,15 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
             Some(Command::Journal(cmd)) => journal(cmd),
+            Some(Command::Backup(cmd)) => backup(cmd).await,
+            Some(Command::Restore {
+                id,
+                tables,
+                yes,
+                place,
+                db,
+                json,
+            }) => restore(&id, tables, yes, &place, &db, json).await,
             Some(Command::Status { config, db, json }) => {
                 status(config.as_deref(), &db, json).await
             }
@@ -194,10 +264,28 @@ fn main() -> ExitCode {
     match code {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// One line for an error and its causes, `outer: cause: root`. A library
+/// error that already prints its source (`journal x: No such file…`) is
+/// followed in the chain by that same source; it is shown once.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn new_plugin(
@@ -322,6 +410,114 @@ async fn status(
     Ok(0)
 }
 
+/// The configuration for the backup commands: the file if given or present, else the defaults.
+fn backup_config(place: &BackupPlace) -> anyhow::Result<RunConfig> {
+    let mut config = match &place.config {
+        Some(file) => RunConfig::load(file)?,
+        None if std::path::Path::new("migrun.toml").exists() => {
+            RunConfig::load("migrun.toml".as_ref())?
+        }
+        None => RunConfig::default_embedded(),
+    };
+    if let Some(dir) = &place.backup_dir {
+        config.backup.dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
+    use migrun::backup::BackupStore;
+    match cmd {
+        BackupCommand::List { place, json } => {
+            let config = backup_config(&place)?;
+            let store = BackupStore::open(&config.backup.dir, false)?;
+            let manifests = store.list()?;
+            if json {
+                println!("{}", migrun::render::backup_list_json(&manifests));
+            } else {
+                print!(
+                    "{}",
+                    migrun::render::backup_list_text(store.path(), &manifests)
+                );
+            }
+            Ok(0)
+        }
+        BackupCommand::Verify { id, place, json } => {
+            let config = backup_config(&place)?;
+            let store = BackupStore::open(&config.backup.dir, false)?;
+            let report = store
+                .verify(&id)
+                .await
+                .with_context(|| format!("verifying backup {id}"))?;
+            if json {
+                println!("{}", migrun::render::backup_verify_json(&report));
+            } else {
+                print!("{}", migrun::render::backup_verify_text(&report));
+            }
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+    }
+}
+
+async fn restore(
+    id: &str,
+    tables: Option<Vec<String>>,
+    yes: bool,
+    place: &BackupPlace,
+    overrides: &[String],
+    json: bool,
+) -> anyhow::Result<u8> {
+    use std::io::IsTerminal as _;
+    let mut config = backup_config(place)?;
+    for spec in overrides {
+        config.apply_override(spec)?;
+    }
+    let store = migrun::backup::BackupStore::open(&config.backup.dir, false)?;
+    let manifest = store.manifest(id)?;
+    let target = config.connection(&manifest.connection);
+    let names: Vec<&str> = match &tables {
+        Some(t) => t.iter().map(String::as_str).collect(),
+        None => manifest.tables.iter().map(|t| t.name.as_str()).collect(),
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "restoring replaces the current contents of {} on `{}` ({}); pass --yes to confirm (nothing was changed)",
+                names.join(", "),
+                manifest.connection,
+                migrun::config::redact_url(&target.url)
+            );
+        }
+        eprint!(
+            "Restore {} from backup {id} into `{}` ({})? Their current contents are replaced. [y/N] ",
+            names.join(", "),
+            manifest.connection,
+            migrun::config::redact_url(&target.url)
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("not restored; nothing was changed");
+            return Ok(1);
+        }
+    }
+    let report = store
+        .restore(
+            id,
+            &target.url,
+            tables.as_deref(),
+            &migrun::ledger::Ledger::new(&config.ledger_table),
+        )
+        .await
+        .with_context(|| format!("restoring backup {id}"))?;
+    if json {
+        println!("{}", migrun::render::restore_json(&report));
+    } else {
+        print!("{}", migrun::render::restore_text(&report));
+    }
+    Ok(if report.verified() { 0 } else { 1 })
+}
+
 async fn replay(
     journal: &std::path::Path,
     plugin: Option<&std::path::Path>,
@@ -370,6 +566,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(dir) = args.journal_dir {
         config.journal_dir = dir;
     }
+    if let Some(dir) = args.backup_dir {
+        config.backup.dir = dir;
+    }
 
     let plugin = LoadedPlugin::load_file(Runtime::shared(), &path)
         .with_context(|| format!("loading {}", path.display()))?;
@@ -397,6 +596,7 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
         allow_plugin_change: args.allow_plugin_change,
         interrupt,
+        no_backup: args.no_backup,
     };
     let report = run::run(&plugin, &config, options)
         .await

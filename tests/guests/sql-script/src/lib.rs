@@ -2,7 +2,9 @@
 //! the dry-run and plan tests use it to put exactly the statements of seed
 //! 003's safe patterns and anti-patterns through a real run.
 //!
-//! Config `sql`: statements separated by lines holding only `;;`.
+//! Config `sql`: statements separated by lines holding only `;;`. A
+//! statement `-- migrun:backup <label> [table …]` asks the host for a
+//! snapshot of `target` instead (the backup tests use it).
 
 use migrun_sdk::{Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, params};
 
@@ -33,6 +35,14 @@ impl Plugin for SqlScript {
     fn run_unit(&mut self, _unit: &str) -> Result<()> {
         let target = Connection::open("target")?;
         for statement in &self.statements {
+            if let Some(args) = statement.strip_prefix("-- migrun:backup ") {
+                let mut words = args.split_whitespace();
+                let label = words.next().unwrap_or_default();
+                let tables: Vec<&str> = words.collect();
+                let snapshot = migrun_sdk::backup::snapshot("target", &tables, label)?;
+                migrun_sdk::info!("snapshot {} taken by {}", snapshot.id, snapshot.method);
+                continue;
+            }
             target.execute(statement, params![])?;
         }
         Ok(())

@@ -1,0 +1,422 @@
+//! The backup directory: the only place backups are written, opened once
+//! with cap-std so that no name can reach outside it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use sha2::{Digest, Sha256};
+
+use super::{
+    BackupError, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, ManifestTable, Method,
+    RestoreReport, RunIdentity, SnapshotRequest, VerifyReport, check_plain_name,
+};
+use crate::db::{Connection, Dialect};
+
+/// An opened backup directory.
+pub struct BackupStore {
+    root: Dir,
+    path: PathBuf,
+}
+
+/// What a dialect module produced for a snapshot.
+pub(crate) struct Taken {
+    pub method: Method,
+    pub tables: Vec<ManifestTable>,
+    pub files: Vec<ManifestFile>,
+}
+
+/// A writer that counts and hashes what goes through it.
+pub(crate) struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Flushes and returns the manifest entry for a file called `name`.
+    pub fn finish(mut self, name: &str) -> std::io::Result<ManifestFile> {
+        self.inner.flush()?;
+        Ok(ManifestFile {
+            name: name.to_owned(),
+            bytes: self.bytes,
+            sha256: hex::encode(self.hash.finalize()),
+        })
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BackupStore {
+    /// Opens (and with `for_writing`, creates and probes) the backup directory at `path`.
+    ///
+    /// Probing writes and removes a small file, so an unwritable or full
+    /// directory is found before the run changes anything.
+    pub fn open(path: &Path, for_writing: bool) -> Result<BackupStore, BackupError> {
+        let storage = |message: String| BackupError::Storage {
+            dir: path.display().to_string(),
+            message,
+        };
+        if for_writing {
+            std::fs::create_dir_all(path).map_err(|e| storage(format!("cannot create it: {e}")))?;
+        }
+        let root = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|e| storage(format!("cannot open it: {e}")))?;
+        let path = std::fs::canonicalize(path).map_err(|e| storage(e.to_string()))?;
+        let store = BackupStore { root, path };
+        if for_writing {
+            store.probe()?;
+        }
+        Ok(store)
+    }
+
+    fn storage(&self, message: impl Into<String>) -> BackupError {
+        BackupError::Storage {
+            dir: self.path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn probe(&self) -> Result<(), BackupError> {
+        let name = ".migrun-write-probe";
+        let written = self.root.create(name).and_then(|mut f| {
+            f.write_all(&[0u8; 4096])?;
+            f.sync_all()
+        });
+        let _ = self.root.remove_file(name);
+        written.map_err(|e| self.storage(format!("not writable: {e}")))
+    }
+
+    /// The directory's canonical path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every complete snapshot (directories with a readable manifest), oldest first.
+    /// Unfinished ones (`*.partial`) and foreign entries are ignored.
+    pub fn list(&self) -> Result<Vec<Manifest>, BackupError> {
+        let mut manifests = Vec::new();
+        let entries = self
+            .root
+            .entries()
+            .map_err(|e| self.storage(format!("cannot list it: {e}")))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") || check_plain_name("id", &name).is_err() {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && let Ok(manifest) = self.manifest(&name)
+            {
+                manifests.push(manifest);
+            }
+        }
+        manifests.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(manifests)
+    }
+
+    /// The manifest of snapshot `id`.
+    pub fn manifest(&self, id: &str) -> Result<Manifest, BackupError> {
+        check_plain_name("backup id", id)?;
+        let not_found = || BackupError::NotFound {
+            id: id.to_owned(),
+            dir: self.path.display().to_string(),
+        };
+        let dir = self.root.open_dir(id).map_err(|_| not_found())?;
+        let text = dir
+            .read_to_string(MANIFEST_FILE)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => not_found(),
+                _ => BackupError::Corrupt {
+                    id: id.to_owned(),
+                    detail: format!("{MANIFEST_FILE}: {e}"),
+                },
+            })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Corrupt {
+            id: id.to_owned(),
+            detail: format!("{MANIFEST_FILE} is not a manifest: {e}"),
+        })?;
+        if manifest.format != MANIFEST_FORMAT || manifest.id != id {
+            return Err(BackupError::Corrupt {
+                id: id.to_owned(),
+                detail: format!(
+                    "{MANIFEST_FILE} has format {:?} and id {:?}",
+                    manifest.format, manifest.id
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Takes snapshot `id` of the request's tables. On any failure the
+    /// unfinished directory is removed and nothing else was written.
+    pub async fn snapshot(
+        &self,
+        request: &SnapshotRequest,
+        run: &RunIdentity,
+        id: &str,
+    ) -> Result<Manifest, BackupError> {
+        check_plain_name("backup id", id)?;
+        for table in &request.tables {
+            super::check_table_name(table)?;
+        }
+        if self.root.exists(id) {
+            return Err(BackupError::InvalidName(format!(
+                "a backup `{id}` already exists in {}",
+                self.path.display()
+            )));
+        }
+        let partial = format!("{id}.partial");
+        let _ = self.root.remove_dir_all(&partial);
+        self.root
+            .create_dir(&partial)
+            .map_err(|e| self.storage(format!("cannot create {partial}: {e}")))?;
+        let result = self.fill(request, run, id, &partial).await;
+        match result {
+            Ok(manifest) => {
+                self.root
+                    .rename(&partial, &self.root, id)
+                    .map_err(|e| self.storage(format!("cannot finish {id}: {e}")))?;
+                tracing::info!(
+                    backup = id,
+                    method = manifest.method.as_str(),
+                    "backup taken"
+                );
+                Ok(manifest)
+            }
+            Err(e) => {
+                let _ = self.root.remove_dir_all(&partial);
+                Err(match e {
+                    BackupError::Storage { dir, message } if dir.is_empty() => {
+                        self.storage(message)
+                    }
+                    other => other,
+                })
+            }
+        }
+    }
+
+    async fn fill(
+        &self,
+        request: &SnapshotRequest,
+        run: &RunIdentity,
+        id: &str,
+        partial: &str,
+    ) -> Result<Manifest, BackupError> {
+        let dir = self
+            .root
+            .open_dir(partial)
+            .map_err(|e| self.storage(format!("cannot open {partial}: {e}")))?;
+        let dialect = Connection::dialect_of_url(&request.url)
+            .map_err(|e| BackupError::Database(e.message))?;
+        let taken = match dialect {
+            Dialect::Sqlite => {
+                super::sqlite::snapshot(request, &dir, &self.path.join(partial)).await?
+            }
+            Dialect::Postgres => super::postgres::snapshot(request, &dir).await?,
+            Dialect::MySql => super::mysql::snapshot(request, &dir).await?,
+        };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.to_owned(),
+            id: id.to_owned(),
+            label: request.label.clone(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            migrun_version: crate::VERSION.to_owned(),
+            run_id: run.run_id.clone(),
+            journal: run.journal.clone(),
+            plugin_name: run.plugin_name.clone(),
+            plugin_sha256: run.plugin_sha256.clone(),
+            connection: request.connection.clone(),
+            dialect,
+            url: crate::config::redact_url(&request.url),
+            method: taken.method,
+            tables: taken.tables,
+            files: taken.files,
+        };
+        let text = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+        let written = dir.create(MANIFEST_FILE).and_then(|mut f| {
+            f.write_all(&text)?;
+            f.sync_all()
+        });
+        written.map_err(|e| self.storage(format!("cannot write {MANIFEST_FILE}: {e}")))?;
+        Ok(manifest)
+    }
+
+    /// Re-reads every file of snapshot `id` against its manifest (size and
+    /// sha256), then what the method can check more deeply (SQLite: every
+    /// table's rows and checksum read back from the copy; native: row counts).
+    pub async fn verify(&self, id: &str) -> Result<VerifyReport, BackupError> {
+        let manifest = self.manifest(id)?;
+        let dir = self
+            .root
+            .open_dir(id)
+            .map_err(|e| self.storage(format!("cannot open {id}: {e}")))?;
+        let mut report = VerifyReport {
+            id: id.to_owned(),
+            bad_files: Vec::new(),
+            bad_tables: Vec::new(),
+            checked: Vec::new(),
+        };
+        for file in &manifest.files {
+            match file_digest(&dir, &file.name) {
+                Ok((bytes, sha)) if bytes == file.bytes && sha == file.sha256 => {
+                    report
+                        .checked
+                        .push(format!("{}: {bytes} bytes, sha256 matches", file.name));
+                }
+                Ok((bytes, sha)) => report.bad_files.push(format!(
+                    "{}: {bytes} bytes with sha256 {sha}, the manifest says {} bytes with sha256 {}",
+                    file.name, file.bytes, file.sha256
+                )),
+                Err(e) => report.bad_files.push(format!("{}: {e}", file.name)),
+            }
+        }
+        if !report.bad_files.is_empty() {
+            return Ok(report);
+        }
+        match manifest.method {
+            Method::SqliteBackup => {
+                super::sqlite::verify_copy(&manifest, &self.path.join(id), &mut report).await?
+            }
+            Method::Native if manifest.dialect == Dialect::Postgres => {
+                super::postgres::verify_native(&manifest, &dir, &mut report)?
+            }
+            Method::Native => super::mysql::verify_native(&manifest, &dir, &mut report)?,
+            Method::PgDump => super::postgres::verify_dump(&manifest, &dir, &mut report).await?,
+            Method::MariadbDump => report.checked.push(
+                "dump files: sizes and sha256 match (their contents are re-checked by restore)"
+                    .to_owned(),
+            ),
+        }
+        Ok(report)
+    }
+
+    /// Restores `tables` (all of the snapshot's when `None`) of snapshot `id`
+    /// into the database at `url`, then re-reads each table's rows and checksum.
+    ///
+    /// The snapshot is verified first; a corrupt one restores nothing. A full restore
+    /// (`tables` is `None`) undoes the run that took the backup, so that run's rows in the
+    /// ledger table `ledger` are removed and its units run again.
+    pub async fn restore(
+        &self,
+        id: &str,
+        url: &str,
+        tables: Option<&[String]>,
+        ledger: &crate::ledger::Ledger,
+    ) -> Result<RestoreReport, BackupError> {
+        let manifest = self.manifest(id)?;
+        let verified = self.verify(id).await?;
+        if !verified.ok() {
+            return Err(BackupError::Corrupt {
+                id: id.to_owned(),
+                detail: verified
+                    .bad_files
+                    .iter()
+                    .chain(&verified.bad_tables)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        let dialect =
+            Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))?;
+        if dialect != manifest.dialect {
+            return Err(BackupError::Database(format!(
+                "backup `{id}` is of a {} database; the connection `{}` is {dialect}",
+                manifest.dialect, manifest.connection
+            )));
+        }
+        let selected: Vec<&ManifestTable> = match tables {
+            None => manifest.tables.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    manifest.table(n).ok_or_else(|| {
+                        BackupError::UnknownTable(format!(
+                            "table `{n}` is not in backup `{id}` (it holds: {})",
+                            manifest
+                                .tables
+                                .iter()
+                                .map(|t| t.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let dir = self
+            .root
+            .open_dir(id)
+            .map_err(|e| self.storage(format!("cannot open {id}: {e}")))?;
+        let tables = match dialect {
+            Dialect::Sqlite => super::sqlite::restore(&self.path.join(id), url, &selected).await?,
+            Dialect::Postgres => super::postgres::restore(&manifest, &dir, url, &selected).await?,
+            Dialect::MySql => super::mysql::restore(&manifest, &dir, url, &selected).await?,
+        };
+        let ledger_rows_forgotten = if selected.len() == manifest.tables.len() {
+            let mut conn =
+                Connection::connect(&manifest.connection, url, crate::db::Access::ReadWrite)
+                    .await
+                    .map_err(|e| BackupError::Database(e.message))?;
+            let forgotten = ledger.forget_run(&mut conn, &manifest.run_id).await;
+            conn.close().await;
+            Some(forgotten.map_err(|e| {
+                BackupError::Database(format!(
+                    "the tables are restored, but the ledger `{}` could not forget run {}: {e}",
+                    ledger.table(),
+                    manifest.run_id
+                ))
+            })?)
+        } else {
+            None
+        };
+        Ok(RestoreReport {
+            id: id.to_owned(),
+            tables,
+            ledger_rows_forgotten,
+        })
+    }
+}
+
+/// Size and sha256 of a file in `dir`.
+pub(crate) fn file_digest(dir: &Dir, name: &str) -> std::io::Result<(u64, String)> {
+    let mut file = dir.open(name)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex::encode(hash.finalize())))
+}
+
+/// A file name for table number `index` of a snapshot: `NN-<table>.<ext>`.
+pub(crate) fn table_file(index: usize, table: &str, ext: &str) -> String {
+    format!("{index:02}-{table}.{ext}")
+}

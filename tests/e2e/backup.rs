@@ -1,0 +1,521 @@
+//! Backups before writes and `migrun restore`, on every dialect: the host's
+//! own snapshot of the tables a plugin declares it writes, snapshots a plugin
+//! takes itself (through `sql-script`'s `-- migrun:backup` lines), `backup
+//! list|verify`, restores that bring back byte-identical tables, corrupted
+//! backups, and backup directories that cannot be written.
+
+use std::collections::BTreeMap;
+
+use migrun::db::Dialect;
+
+use crate::support::checksum::database_checksums;
+use crate::support::cli::Workspace;
+use crate::support::database::{TestDatabase, require_dbs};
+use crate::support::plugins;
+
+/// Every table's checksum except the ledger's, which a restore does not put back (it
+/// forgets the undone run's rows instead).
+async fn data_checksums(url: &str) -> BTreeMap<String, String> {
+    database_checksums(url)
+        .await
+        .into_iter()
+        .filter(|(table, _)| !table.ends_with("migrun_ledger"))
+        .collect()
+}
+
+fn auth_config(source: &str, target: &str, extra: &str) -> String {
+    format!(
+        r#"
+[connections.source]
+url = "{source}"
+access = "read-only"
+
+[connections.target]
+url = "{target}"
+access = "read-write"
+
+[config]
+batch_size = 100
+{extra}
+"#
+    )
+}
+
+/// The host snapshots `auth_users` (declared in `writes`) before the first write;
+/// the dry-run plans it without taking it; restoring undoes the run.
+async fn host_backup_scenario(dialect: Dialect) {
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 300, 3)
+        .await
+        .expect("seed users");
+    // Something already on the target that the run must not disturb, and the restore must keep.
+    target
+        .exec("CREATE TABLE keep_me (id INTEGER PRIMARY KEY, note VARCHAR(40))")
+        .await;
+    target
+        .exec("INSERT INTO keep_me VALUES (1, 'before'), (2, 'the run')")
+        .await;
+    let ws = Workspace::new();
+    ws.config(&auth_config(&source.url, &target.url, ""));
+    let plugin = plugins::plugin("auth-consolidation");
+    let plugin = plugin.to_str().unwrap();
+    let before = data_checksums(&target.url).await;
+
+    ws.migrun(&[plugin, "--dry-run"])
+        .expect_code(0)
+        .expect_output("backup before the first write: auth_users (does not exist yet)");
+    assert!(
+        !ws.path().join("migrun-backups").exists()
+            || std::fs::read_dir(ws.path().join("migrun-backups"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a dry-run takes no backup"
+    );
+
+    let run = ws.migrun(&[plugin, "--json"]);
+    run.expect_code(0);
+    let report = run.json();
+    let backup = &report["backups"][0];
+    let id = backup["id"].as_str().expect("the run names its backup");
+    assert!(id.ends_with(".target.before-run"), "{id}");
+    assert_eq!(backup["tables"][0]["name"], "auth_users");
+    assert_eq!(backup["tables"][0]["rows"], 0);
+    assert_ne!(data_checksums(&target.url).await, before, "the run wrote");
+
+    let list = ws.migrun(&["backup", "list", "--json"]);
+    list.expect_code(0);
+    let listed = list.json();
+    assert_eq!(listed["schema"], "migrun.backup-list/1");
+    assert_eq!(listed["backups"][0]["id"], id);
+    let journal = report["journal"]["path"].as_str().expect("journal path");
+    assert_eq!(
+        listed["backups"][0]["journal"], journal,
+        "the manifest names the run's journal"
+    );
+    assert!(
+        id.starts_with(listed["backups"][0]["run_id"].as_str().unwrap()),
+        "the id starts with the run id"
+    );
+    assert_eq!(listed["backups"][0]["tables"][0]["present"], false);
+    ws.migrun(&["backup", "verify", id])
+        .expect_code(0)
+        .expect_output("verified");
+
+    // Without a terminal and without --yes, nothing happens.
+    ws.migrun(&["restore", id])
+        .expect_code(2)
+        .expect_output("pass --yes");
+    ws.migrun(&["restore", id, "--yes"])
+        .expect_code(0)
+        .expect_output("auth_users dropped")
+        .expect_output("every table matches it");
+    assert_eq!(
+        data_checksums(&target.url).await,
+        before,
+        "restore brings the target back to before the run"
+    );
+    // The restore undid the run: its units run again, as on a fresh target.
+    let again = ws.migrun(&[plugin, "--json"]);
+    again.expect_code(0);
+    assert_eq!(again.json()["units"][1]["status"], "committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_backup_before_run_is_restored_sqlite() {
+    host_backup_scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_backup_before_run_is_restored_postgres() {
+    host_backup_scenario(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_backup_before_run_is_restored_mysql() {
+    host_backup_scenario(Dialect::MySql).await;
+}
+
+fn script_config(target: &str, sql: &str, extra: &str) -> String {
+    format!(
+        r#"
+[connections.target]
+url = "{target}"
+access = "read-write"
+
+[config]
+sql = """
+{sql}
+"""
+{extra}
+"#
+    )
+}
+
+async fn seed_items(db: &TestDatabase) {
+    db.exec(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL, price DECIMAL(10,2), tag VARCHAR(20))",
+    )
+    .await;
+    db.exec("CREATE INDEX items_tag ON items (tag)").await;
+    let values: Vec<String> = (1..=200)
+        .map(|i| {
+            let tag = if i % 7 == 0 {
+                "NULL".to_owned()
+            } else {
+                format!("'t{}'", i % 5)
+            };
+            format!("({i}, 'item {i}', {}.{:02}, {tag})", i * 3, i % 100)
+        })
+        .collect();
+    db.exec(&format!("INSERT INTO items VALUES {}", values.join(", ")))
+        .await;
+}
+
+/// A plugin snapshots `items` itself, then changes rows (and, with a dump or SQLite's
+/// copy, the schema); restoring its snapshot brings the table back byte for byte.
+async fn plugin_snapshot_scenario(dialect: Dialect, method: &str) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    seed_items(&target).await;
+    let schema_change = if method == "native" {
+        // A native PostgreSQL snapshot holds rows, not schema: keep the columns.
+        "DELETE FROM items WHERE tag IS NULL"
+    } else {
+        "ALTER TABLE items ADD COLUMN note VARCHAR(20)"
+    };
+    let sql = format!(
+        "-- migrun:backup pre items\n;;\nUPDATE items SET price = price * 2 WHERE id % 2 = 0\n;;\nDELETE FROM items WHERE id % 3 = 0\n;;\n{schema_change}\n;;\nINSERT INTO items (id, name, price) VALUES (1000, 'new', 1.00)"
+    );
+    let ws = Workspace::new();
+    ws.config(&script_config(
+        &target.url,
+        &sql,
+        &format!(
+            "[backup]\nmethod = \"{}\"",
+            if method == "native" { "native" } else { "auto" }
+        ),
+    ));
+    let plugin = plugins::plugin("sql-script");
+    let before = data_checksums(&target.url).await;
+    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
+    assert_ne!(data_checksums(&target.url).await, before);
+
+    let listed = ws.migrun(&["backup", "list", "--json"]);
+    listed.expect_code(0);
+    let backups = listed.json()["backups"].as_array().unwrap().clone();
+    let snapshot = backups
+        .iter()
+        .find(|b| b["label"] == "pre")
+        .expect("the plugin's snapshot is listed");
+    let expected_method = match (dialect, method) {
+        (Dialect::Sqlite, _) => "sqlite-backup",
+        (_, "native") => "native",
+        (Dialect::Postgres, _) => "pg-dump",
+        (Dialect::MySql, _) => "mariadb-dump",
+    };
+    assert_eq!(snapshot["method"], expected_method);
+    assert_eq!(snapshot["tables"][0]["rows"], 200);
+    let id = snapshot["id"].as_str().unwrap();
+    ws.migrun(&["backup", "verify", id]).expect_code(0);
+    let restored = ws.migrun(&["restore", id, "--tables", "items", "--yes", "--json"]);
+    restored.expect_code(0);
+    let restored = restored.json();
+    assert_eq!(restored["verified"], true);
+    assert_eq!(restored["report"]["tables"][0]["rows"], 200);
+    assert_eq!(
+        data_checksums(&target.url).await,
+        before,
+        "items is back to what it was, value for value"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_snapshot_is_restored_sqlite() {
+    plugin_snapshot_scenario(Dialect::Sqlite, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_snapshot_is_restored_postgres_pg_dump() {
+    plugin_snapshot_scenario(Dialect::Postgres, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_snapshot_is_restored_postgres_native() {
+    plugin_snapshot_scenario(Dialect::Postgres, "native").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_snapshot_is_restored_mysql_dump() {
+    plugin_snapshot_scenario(Dialect::MySql, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_snapshot_is_restored_mysql_native() {
+    plugin_snapshot_scenario(Dialect::MySql, "native").await;
+}
+
+/// Flipping one byte of a backup file fails `verify`, naming the file, and `restore`
+/// refuses it without touching the database.
+async fn corrupted_scenario(dialect: Dialect) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    seed_items(&target).await;
+    let ws = Workspace::new();
+    ws.config(&script_config(
+        &target.url,
+        "-- migrun:backup pre items\n;;\nDELETE FROM items WHERE id > 100",
+        "",
+    ));
+    ws.migrun(&[plugins::plugin("sql-script").to_str().unwrap()])
+        .expect_code(0);
+    let after_run = data_checksums(&target.url).await;
+    let listed = ws.migrun(&["backup", "list", "--json"]).json();
+    let id = listed["backups"][0]["id"].as_str().unwrap().to_owned();
+    let file = listed["backups"][0]["files"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = ws.path().join("migrun-backups").join(&id).join(&file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+
+    let verify = ws.migrun(&["backup", "verify", &id]);
+    verify.expect_code(1).expect_output("CORRUPT");
+    assert!(
+        verify.stdout.contains(&file),
+        "names the file: {}",
+        verify.stdout
+    );
+    ws.migrun(&["restore", &id, "--yes"])
+        .expect_code(2)
+        .expect_output("is corrupt")
+        .expect_output(&file);
+    assert_eq!(
+        data_checksums(&target.url).await,
+        after_run,
+        "a corrupt backup restores nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_backup_fails_verify_sqlite() {
+    corrupted_scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_backup_fails_verify_postgres() {
+    corrupted_scenario(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_backup_fails_verify_mysql() {
+    corrupted_scenario(Dialect::MySql).await;
+}
+
+/// A backup directory that cannot be created stops the run before any write.
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_backup_dir_stops_the_run_before_any_write() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        let Some(source) = TestDatabase::create(dialect).await else {
+            continue;
+        };
+        let Some(target) = TestDatabase::create(dialect).await else {
+            continue;
+        };
+        migrun_fixtures::seed_auth_users(&source.url, 50, 1)
+            .await
+            .expect("seed");
+        let ws = Workspace::new();
+        // A file where the directory should be: no one, root included, can create it.
+        std::fs::write(ws.path().join("not-a-dir"), b"x").unwrap();
+        ws.config(&auth_config(
+            &source.url,
+            &target.url,
+            "[backup]\ndir = \"not-a-dir/backups\"",
+        ));
+        let before = database_checksums(&target.url).await;
+        ws.migrun(&[plugins::plugin("auth-consolidation").to_str().unwrap()])
+            .expect_code(2)
+            .expect_output("backup before the run failed")
+            .expect_output("no database was changed");
+        assert_eq!(
+            database_checksums(&target.url).await,
+            before,
+            "{dialect}: nothing written, not even the ledger"
+        );
+    }
+}
+
+/// A full backup directory (a tiny tmpfs) stops the run before any write and leaves no
+/// half-written snapshot behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn full_backup_dir_stops_the_run_before_any_write() {
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 50, 1)
+        .await
+        .expect("seed");
+    // The target holds more than the tmpfs can take.
+    target
+        .exec("CREATE TABLE auth_users (id INTEGER PRIMARY KEY, blob TEXT)")
+        .await;
+    target
+        .exec(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO auth_users SELECT i, hex(randomblob(200)) FROM n",
+        )
+        .await;
+    let ws = Workspace::new();
+    let Some(mount) = SmallTmpfs::mount(&ws.path().join("small"), "192k") else {
+        return;
+    };
+    ws.config(&auth_config(
+        &source.url,
+        &target.url,
+        "[backup]\ndir = \"small\"",
+    ));
+    let before = database_checksums(&target.url).await;
+    let out = ws.migrun(&[plugins::plugin("auth-consolidation").to_str().unwrap()]);
+    out.expect_code(2)
+        .expect_output("backup before the run failed")
+        .expect_output("full");
+    assert_eq!(database_checksums(&target.url).await, before);
+    assert!(
+        mount.is_empty(),
+        "no half-written snapshot: {:?}",
+        mount.entries()
+    );
+}
+
+/// A small tmpfs mounted for one test (needs root; unmounted on drop).
+struct SmallTmpfs(std::path::PathBuf);
+
+impl SmallTmpfs {
+    /// Mounts a tmpfs of `size` at `path`; `None` (the test skips) when mounting is not
+    /// possible here, which fails the test under `MIGRUN_REQUIRE_DBS=1`.
+    fn mount(path: &std::path::Path, size: &str) -> Option<SmallTmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                !require_dbs(),
+                "cannot mount a small tmpfs to fill (needs root)"
+            );
+            eprintln!("skipped: cannot mount a small tmpfs");
+            return None;
+        }
+        Some(SmallTmpfs(path.to_owned()))
+    }
+
+    fn entries(&self) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The backup directory filling up in the middle of a run: the plugin's snapshot fails
+/// with a storage error it can read, its unit rolls back, nothing half-written is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_dir_full_mid_run_rolls_the_unit_back() {
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    seed_items(&target).await;
+    target
+        .exec("CREATE TABLE bulk (id INTEGER PRIMARY KEY, payload TEXT)")
+        .await;
+    target
+        .exec(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO bulk SELECT i, hex(randomblob(200)) FROM n",
+        )
+        .await;
+    let ws = Workspace::new();
+    let Some(mount) = SmallTmpfs::mount(&ws.path().join("small"), "192k") else {
+        return;
+    };
+    ws.config(&script_config(
+        &target.url,
+        "DELETE FROM items WHERE id > 100\n;;\n-- migrun:backup mid items bulk\n;;\nDELETE FROM bulk",
+        "[backup]\ndir = \"small\"",
+    ));
+    let before = data_checksums(&target.url).await;
+    ws.migrun(&[plugins::plugin("sql-script").to_str().unwrap()])
+        .expect_code(1)
+        .expect_output("backup storage")
+        .expect_output("full")
+        .expect_output("rolled back");
+    assert_eq!(
+        data_checksums(&target.url).await,
+        before,
+        "the unit's delete before the failed snapshot is rolled back"
+    );
+    assert!(
+        mount.is_empty(),
+        "no half-written snapshot: {:?}",
+        mount.entries()
+    );
+}
+
+/// A plugin cannot name a snapshot so that it lands outside the backup directory, and
+/// the operator commands refuse such ids too.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_names_cannot_escape_the_backup_dir() {
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    seed_items(&target).await;
+    let ws = Workspace::new();
+    ws.config(&script_config(
+        &target.url,
+        "DELETE FROM items\n;;\n-- migrun:backup ../../escaped items",
+        "",
+    ));
+    let before = data_checksums(&target.url).await;
+    ws.migrun(&[plugins::plugin("sql-script").to_str().unwrap()])
+        .expect_code(1)
+        .expect_output("invalid name")
+        .expect_output("not a plain name");
+    assert_eq!(
+        data_checksums(&target.url).await,
+        before,
+        "the unit rolled back"
+    );
+    assert!(!ws.path().join("escaped").exists());
+    assert!(!ws.path().parent().unwrap().join("escaped").exists());
+    for id in ["../x", "/etc", "a/b"] {
+        ws.migrun(&["backup", "verify", id])
+            .expect_code(2)
+            .expect_output("not a plain name");
+    }
+}
