@@ -191,8 +191,19 @@ impl DatabaseCtx {
 
     /// Begins a transaction on every connection, journaling each `begin`.
     pub async fn begin_all(&mut self) -> Result<(), RunError> {
+        self.begin_every(false).await
+    }
+
+    /// Begins a transaction on every connection, `deferred` as
+    /// [`db::Connection::begin_deferred`] does (after a checkpoint, so a
+    /// pause between batches holds no SQLite write lock).
+    async fn begin_every(&mut self, deferred: bool) -> Result<(), RunError> {
         for conn in self.live.values_mut() {
-            let result = conn.begin().await;
+            let result = if deferred {
+                conn.begin_deferred().await
+            } else {
+                conn.begin().await
+            };
             self.tape.transaction(
                 conn.name(),
                 "begin",
@@ -342,7 +353,7 @@ impl DatabaseCtx {
             Err(e) => Err(e),
         };
         let outcome = match committed {
-            Ok(()) => self.begin_all().await.map_err(|e| CommitFailure {
+            Ok(()) => self.begin_every(true).await.map_err(|e| CommitFailure {
                 message: format!("cannot begin the transactions after the checkpoint: {e}"),
                 error: match e {
                     RunError::Begin { error, .. } => error,

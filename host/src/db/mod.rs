@@ -327,6 +327,9 @@ pub struct Connection {
     access: Access,
     state: State,
     in_transaction: bool,
+    /// The open transaction's `BEGIN` has not been sent yet: it goes out with
+    /// the next statement ([`Connection::begin_deferred`]).
+    begin_pending: bool,
     /// Whether DDL ran in the open transaction (its rollback then invalidates cached plans).
     ddl_in_transaction: bool,
     refuse_ddl: Option<String>,
@@ -388,6 +391,7 @@ impl Connection {
             access,
             state: State::Idle(backend),
             in_transaction: false,
+            begin_pending: false,
             ddl_in_transaction: false,
             refuse_ddl: None,
             dry_run: None,
@@ -458,6 +462,49 @@ impl Connection {
         Ok(())
     }
 
+    /// Opens the unit transaction as [`Connection::begin`] does, but sends the
+    /// `BEGIN` with the next statement instead of now.
+    ///
+    /// Used after a checkpoint: the work so far is committed and the plugin
+    /// typically pauses before its next batch. On SQLite a read-write
+    /// transaction begins with `BEGIN IMMEDIATE`, which takes the database's
+    /// write lock, so beginning at once would hold the lock through the pause
+    /// and leave other writers (the application whose table is backfilled)
+    /// no room. Deferred, the lock is free until the next batch starts.
+    /// A read-only transaction still begins at once: it takes its snapshot
+    /// then (see the module docs). Commit and rollback of a transaction that
+    /// never sent its `BEGIN` have nothing to do.
+    pub async fn begin_deferred(&mut self) -> Result<(), DbError> {
+        if self.access == Access::ReadOnly {
+            return self.begin().await;
+        }
+        if self.in_transaction {
+            return Err(DbError::usage(format!(
+                "connection `{}` already has an open transaction",
+                self.name
+            )));
+        }
+        self.idle()?;
+        self.in_transaction = true;
+        self.begin_pending = true;
+        Ok(())
+    }
+
+    /// Sends the `BEGIN` of a deferred transaction, before the first
+    /// statement that runs in it.
+    async fn send_pending_begin(&mut self) -> Result<(), DbError> {
+        if !self.begin_pending {
+            return Ok(());
+        }
+        let sql = self.begin_sql();
+        self.idle()?
+            .simple(sql)
+            .await
+            .map_err(|e| e.on_connection(&self.name))?;
+        self.begin_pending = false;
+        Ok(())
+    }
+
     /// Commits the unit transaction. An open cursor is closed first (its rows
     /// were only read). If the commit fails the transaction is over anyway
     /// (rolled back), and the error says why.
@@ -471,6 +518,9 @@ impl Connection {
         }
         self.in_transaction = false;
         self.ddl_in_transaction = false;
+        if std::mem::take(&mut self.begin_pending) {
+            return Ok(());
+        }
         let backend = self.idle()?;
         if let Err(e) = backend.simple("COMMIT").await {
             // SQLite keeps the transaction open after a failed COMMIT (e.g. SQLITE_BUSY).
@@ -489,6 +539,9 @@ impl Connection {
         }
         self.in_transaction = false;
         let ddl = std::mem::take(&mut self.ddl_in_transaction);
+        if std::mem::take(&mut self.begin_pending) {
+            return Ok(());
+        }
         let backend = self.idle()?;
         let result = backend.simple("ROLLBACK").await;
         if ddl && result.is_ok() {
@@ -732,6 +785,7 @@ impl Connection {
         if rows.is_empty() {
             return Ok(0);
         }
+        self.send_pending_begin().await?;
         let result = if self.dialect == Dialect::Postgres {
             let wrapped = self.wrap_begin().await?;
             let result = self
@@ -776,6 +830,7 @@ impl Connection {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, DbError> {
+        self.send_pending_begin().await?;
         let savepoint = self.dialect == Dialect::Postgres && self.in_transaction;
         let backend = self.idle()?;
         backend.check_schema().await?;
@@ -799,6 +854,7 @@ impl Connection {
     /// Runs host-written SQL through the simple (text) protocol, discarding
     /// any result: DDL and session statements that cannot be prepared.
     pub(crate) async fn host_simple(&mut self, sql: &str) -> Result<(), DbError> {
+        self.send_pending_begin().await?;
         let name = self.name.clone();
         self.idle()?
             .simple(sql)
@@ -809,6 +865,7 @@ impl Connection {
     /// Runs host-written SQL through the text protocol and returns its rows
     /// (MySQL's `SHOW CREATE …`, which not every server version prepares).
     pub(crate) async fn host_text_query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
+        self.send_pending_begin().await?;
         let name = self.name.clone();
         self.idle()?
             .simple_rows(sql)
@@ -937,7 +994,11 @@ impl Connection {
 
     /// On a read-only PostgreSQL connection outside a host transaction, opens
     /// a `READ ONLY` transaction around one call (see the module docs).
+    ///
+    /// Every statement path passes here first, so it also sends a deferred
+    /// transaction's `BEGIN` ([`Connection::begin_deferred`]).
     async fn wrap_begin(&mut self) -> Result<bool, DbError> {
+        self.send_pending_begin().await?;
         if self.dialect != Dialect::Postgres
             || self.access != Access::ReadOnly
             || self.in_transaction

@@ -9,7 +9,7 @@
 //! - Python guests ([`python_plugin`]): componentize-py (PyPI, pinned in
 //!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`.
 //! - JavaScript guests ([`js_plugin`]): componentize-js (StarlingMonkey) from
-//!   the folder's own `node_modules` (`npm ci`, pinned by its `package-lock.json`).
+//!   the folder's own `node_modules` (`npm install --no-save` by `scripts/guest-toolchains`, pinned by its `package-lock.json`).
 //!
 //! Python and JavaScript components land in `target/guests/`. `scripts/test`
 //! and `.ci/run` install both toolchains; when one is missing a test skips
@@ -195,7 +195,7 @@ pub fn python_plugin(folder: &str) -> Option<PathBuf> {
     })
 }
 
-/// The componentize-js of a JavaScript plugin folder, installed by `npm ci`.
+/// The componentize-js of a JavaScript plugin folder, installed by `scripts/guest-toolchains`.
 pub fn componentize_js(dir: &Path) -> PathBuf {
     dir.join("node_modules/.bin/componentize-js")
 }
@@ -217,7 +217,7 @@ pub fn js_plugin(folder: &str) -> Option<PathBuf> {
         let tool = componentize_js(&dir);
         if !tool.exists() {
             return toolchain_missing(&format!(
-                "{} is missing (run `npm ci` in {folder})",
+                "{} is missing (`scripts/guest-toolchains` installs it into {folder})",
                 tool.display()
             ));
         }
