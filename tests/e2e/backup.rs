@@ -699,3 +699,76 @@ async fn pattern_tables_existing_before_the_run_are_restored_postgres() {
     );
     assert_eq!(after, expected, "everything else is back to before the run");
 }
+
+/// A plugin snapshots the pattern `log_<n>` (two tables match), then empties one and
+/// creates a third: `--tables log_<n>` restores the two it matched and leaves the new one;
+/// the full restore drops the new one too.
+async fn pattern_snapshot_scenario(dialect: Dialect) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    for sql in [
+        "CREATE TABLE log_1 (id INTEGER PRIMARY KEY, line VARCHAR(40))",
+        "INSERT INTO log_1 VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        "CREATE TABLE log_2 (id INTEGER PRIMARY KEY, line VARCHAR(40))",
+        "INSERT INTO log_2 VALUES (1, 'uno'), (2, 'dos')",
+        "CREATE TABLE logbook (id INTEGER PRIMARY KEY)",
+    ] {
+        target.exec(sql).await;
+    }
+    let sql = "-- migrun:backup pre log_<n>\n;;\nDELETE FROM log_1 WHERE id > 1\n;;\n\
+               CREATE TABLE log_3 (id INTEGER PRIMARY KEY)\n;;\nINSERT INTO log_3 VALUES (7)";
+    let ws = Workspace::new();
+    ws.config(&script_config(&target.url, sql, ""));
+    let plugin = plugins::plugin("sql-script");
+    let before = data_checksums(&target.url).await;
+    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
+    let during = data_checksums(&target.url).await;
+    assert!(during.keys().any(|t| t.ends_with("log_3")), "{during:?}");
+
+    let listed = ws.migrun(&["backup", "list", "--json"]);
+    listed.expect_code(0);
+    let backups = listed.json()["backups"].as_array().unwrap().clone();
+    let snapshot = backups
+        .iter()
+        .find(|b| b["label"] == "pre")
+        .expect("listed");
+    let id = snapshot["id"].as_str().unwrap().to_owned();
+    let names: Vec<&str> = snapshot["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["log_1", "log_2"],
+        "`logbook` does not match `log_<n>`"
+    );
+
+    ws.migrun(&["restore", &id, "--tables", "log_<n>", "--yes"])
+        .expect_code(0)
+        .expect_output("log_1 restored: 3 rows")
+        .expect_output("ledger: unchanged");
+    let partly = data_checksums(&target.url).await;
+    assert!(
+        partly.keys().any(|t| t.ends_with("log_3")),
+        "--tables drops nothing"
+    );
+
+    ws.migrun(&["restore", &id, "--yes"])
+        .expect_code(0)
+        .expect_output("log_3 dropped")
+        .expect_output("every table matches it");
+    assert_eq!(data_checksums(&target.url).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_snapshot_is_restored_sqlite() {
+    pattern_snapshot_scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_snapshot_is_restored_mysql() {
+    pattern_snapshot_scenario(Dialect::MySql).await;
+}

@@ -342,8 +342,15 @@ impl BackupStore {
     /// into the database at `url`, then re-reads each table's rows and checksum.
     ///
     /// The snapshot is verified first; a corrupt one restores nothing. A full restore
-    /// (`tables` is `None`) undoes the run that took the backup, so that run's rows in the
-    /// ledger table `ledger` are removed and its units run again.
+    /// (`tables` is `None`) undoes the run that took the backup: besides its tables, the
+    /// tables matching one of its patterns now but not then are dropped (and checked gone),
+    /// the schemas created since are dropped if empty (never with CASCADE: one still
+    /// holding a table is kept and reported), and that run's rows in the ledger table
+    /// `ledger` are removed so its units run again.
+    ///
+    /// `tables` may name a recorded pattern: it means the tables the pattern matched when
+    /// the snapshot was taken. A partial restore drops nothing created since and leaves the
+    /// ledger alone, even when it names every table.
     pub async fn restore(
         &self,
         id: &str,
@@ -441,11 +448,9 @@ impl BackupStore {
                 ))
             })?
         };
-        let covers_all = manifest
-            .tables
-            .iter()
-            .all(|t| selected.iter().any(|s| s.name == t.name));
-        let ledger_rows_forgotten = if full || covers_all {
+        // Only a full restore undoes the run; `--tables` (even naming every table) is a
+        // repair of those tables and leaves the ledger, and what the run created, alone.
+        let ledger_rows_forgotten = if full {
             let mut conn =
                 Connection::connect(&manifest.connection, url, crate::db::Access::ReadWrite)
                     .await
