@@ -389,8 +389,16 @@ impl BackupStore {
         } else {
             (Vec::new(), Vec::new())
         };
+        // The ledger is migrun's own record, never something a run created under a pattern:
+        // the restore keeps it and forgets the run's rows in it instead.
+        let is_ledger = |t: &str| {
+            t == ledger.table()
+                || t.rsplit_once('.')
+                    .is_some_and(|(_, bare)| bare == ledger.table())
+        };
         let created: Vec<ManifestTable> = created_tables
             .into_iter()
+            .filter(|t| !is_ledger(t))
             .map(ManifestTable::absent)
             .collect();
         let mut selected: Vec<&ManifestTable> = match tables {
