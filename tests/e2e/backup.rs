@@ -600,11 +600,14 @@ async fn pattern_writes_are_undone_by_restore_postgres() {
 /// snapshotted and restored with the same checksum, and kept, while everything the run
 /// created is dropped. A table the run did not declare, put into a schema the run created,
 /// keeps that schema: a restore never drops data it did not back up.
-#[tokio::test(flavor = "multi_thread")]
-async fn pattern_tables_existing_before_the_run_are_restored_postgres() {
+async fn pattern_tables_existing_before_the_run_scenario(method: &str) {
     let Some(s) = crate::multiplayer::Setup::new().await else {
         return;
     };
+    let config = s.ws.path().join("migrun.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str(&format!("\n[backup]\nmethod = \"{method}\"\n"));
+    s.ws.config(&toml);
     for sql in [
         "CREATE SCHEMA me_legacy",
         "CREATE TABLE me_legacy.memory (id integer PRIMARY KEY, content text NOT NULL)",
@@ -698,6 +701,16 @@ async fn pattern_tables_existing_before_the_run_are_restored_postgres() {
             .join(","),
     );
     assert_eq!(after, expected, "everything else is back to before the run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_tables_existing_before_the_run_are_restored_postgres_pg_dump() {
+    pattern_tables_existing_before_the_run_scenario("auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_tables_existing_before_the_run_are_restored_postgres_native() {
+    pattern_tables_existing_before_the_run_scenario("native").await;
 }
 
 /// A plugin snapshots the pattern `log_<n>` (two tables match), then empties one and
