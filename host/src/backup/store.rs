@@ -381,8 +381,9 @@ impl BackupStore {
             )));
         }
         let full = tables.is_none();
-        // A full restore also drops what the run created under a pattern; read before
-        // anything changes, so that a failure below leaves it as it was.
+        // A full restore also drops what the run created under a pattern, and the schemas
+        // created since: the catalog is read before anything changes, so a failure to
+        // read it stops the restore with nothing changed.
         let undoes_creations = !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty();
         let (created_tables, created_schemas) = if full && undoes_creations {
             created_since(&manifest, &catalog_of(url).await?)
