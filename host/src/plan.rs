@@ -116,8 +116,12 @@ pub struct PlannedBackup {
     /// The backup directory.
     pub dir: String,
     /// The tables with their current row counts (`None`: the table does not exist yet, so a
-    /// restore would drop it).
+    /// restore would drop it). The tables a pattern matches now are among them.
     pub tables: Vec<(String, Option<u64>)>,
+    /// Each declared pattern (`me_<slug>.memory`) with the tables it matches now (empty: it
+    /// matches no table yet; the tables the run creates under it would be dropped by a restore).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<(String, Vec<String>)>,
 }
 
 /// One schema change.
@@ -418,6 +422,14 @@ impl Plan {
                     tables.join(", "),
                     b.dir
                 );
+                for (pattern, matched) in &b.patterns {
+                    if matched.is_empty() {
+                        let _ = writeln!(out, "    pattern {pattern}: matches no table yet");
+                    } else {
+                        let _ =
+                            writeln!(out, "    pattern {pattern}: matches {}", matched.join(", "));
+                    }
+                }
             }
             for note in &c.notes {
                 let _ = writeln!(out, "  note: {note}");

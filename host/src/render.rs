@@ -619,6 +619,20 @@ pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
             }
         );
     }
+    for s in &report.schemas {
+        match &s.detail {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  ✓ schema {} {} (it did not exist when the backup was taken)",
+                    s.name, s.action
+                );
+            }
+            Some(detail) => {
+                let _ = writeln!(out, "  ⚠ schema {} {}: {detail}", s.name, s.action);
+            }
+        }
+    }
     match report.ledger_rows_forgotten {
         Some(n) => {
             let _ = writeln!(

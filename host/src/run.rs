@@ -784,12 +784,15 @@ pub async fn run(
     Ok(report)
 }
 
-/// The connections a run backs up before its first write, with their URLs and the tables the
-/// plugin declares it writes through them (read-only and undeclared ones are not backed up).
+/// The connections a run backs up before its first write, with their URLs and the names
+/// the plugin declares it writes through them (read-only and undeclared ones are not
+/// backed up).
 ///
-/// A declared name that is not a table name but a pattern (seed 001's `me_<slug>.memory`,
-/// one schema per engine) cannot be snapshotted before the plugin says which tables it
-/// means: it is skipped with a warning (the plugin can snapshot them through `backup`).
+/// A declared name may be a pattern (seed 001's `me_<slug>.memory`, one schema per
+/// engine): it is kept as declared, and the snapshot expands it to the tables that match
+/// it when the snapshot is taken, recording the pattern with them, so that a full restore
+/// can drop the tables (and empty schemas) the run created under it. A name that is
+/// neither a table nor a valid pattern is skipped with a warning.
 fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String, Vec<String>)> {
     info.connections
         .iter()
@@ -798,15 +801,12 @@ fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String,
             let tables = c
                 .writes
                 .iter()
-                .filter(|t| {
-                    let table = crate::backup::check_table_name(t).is_ok();
-                    if !table {
-                        tracing::warn!(
-                            connection = %c.name,
-                            "`{t}` is a pattern, not a table: not backed up before the run"
-                        );
+                .filter(|t| match crate::backup::check_table_or_pattern(t) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(connection = %c.name, "not backed up before the run: {e}");
+                        false
                     }
-                    table
                 })
                 .cloned()
                 .collect();
@@ -816,14 +816,44 @@ fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String,
         .collect()
 }
 
-/// Puts into a dry-run's plan what a real run would back up, with current row counts.
+/// Puts into a dry-run's plan what a real run would back up: each declared table with its
+/// current row count, and each pattern with the tables it matches now (they would be
+/// snapshotted too).
 async fn plan_backups(
     runner: &mut Runner,
     plan: &Arc<std::sync::Mutex<Plan>>,
     targets: &[(String, String, Vec<String>)],
     config: &RunConfig,
 ) {
-    for (connection, _, tables) in targets {
+    for (connection, url, names) in targets {
+        let (patterns, mut tables): (Vec<String>, Vec<String>) = names
+            .iter()
+            .cloned()
+            .partition(|n| crate::backup::is_pattern(n));
+        let matched = if patterns.is_empty() {
+            Vec::new()
+        } else {
+            match crate::backup::pattern_matches(url, &patterns).await {
+                Ok(matched) => matched,
+                Err(e) => {
+                    lock(plan).add_note(
+                        connection,
+                        format!(
+                            "the tables matching {} could not be listed: {e}",
+                            patterns.join(", ")
+                        ),
+                    );
+                    patterns.iter().map(|p| (p.clone(), Vec::new())).collect()
+                }
+            }
+        };
+        for (_, found) in &matched {
+            for t in found {
+                if !tables.contains(t) {
+                    tables.push(t.clone());
+                }
+            }
+        }
         let mut counted = Vec::new();
         if let Some(conn) = runner
             .instance
@@ -832,7 +862,7 @@ async fn plan_backups(
             .connections_mut()
             .find(|c| c.name() == connection)
         {
-            for table in tables {
+            for table in &tables {
                 counted.push((
                     table.clone(),
                     conn.table_row_count(table).await.ok().flatten(),
@@ -846,6 +876,7 @@ async fn plan_backups(
                 crate::plan::PlannedBackup {
                     dir: config.backup.dir.display().to_string(),
                     tables: counted,
+                    patterns: matched,
                 },
             );
         } else {

@@ -519,3 +519,269 @@ async fn backup_names_cannot_escape_the_backup_dir() {
             .expect_output("not a plain name");
     }
 }
+
+/// What a PostgreSQL target holds, as a user would compare it: its schemas, their
+/// functions, and per table the row count and a digest of its rows (the ledger, which a
+/// restore keeps, left out). Extensions the run installed are not backed up: left out too.
+async fn postgres_target_state(url: &str) -> BTreeMap<String, String> {
+    let mut state = crate::multiplayer::snapshot(url, &["migrun_ledger"]).await;
+    state.remove("extensions");
+    state
+}
+
+/// The manifest of backup `id` in the workspace's backup directory.
+fn manifest(ws: &Workspace, id: &str) -> serde_json::Value {
+    let path = ws
+        .path()
+        .join("migrun-backups")
+        .join(id)
+        .join("manifest.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("manifest.json")).expect("manifest JSON")
+}
+
+/// multiplayer-etl declares `me_<slug>.memory` and `me_<slug>.embedding_queue`: on a fresh
+/// target they match nothing; the run creates `auth`, `core` and one `me_<slug>` schema per
+/// engine; one `migrun restore` brings the target back to exactly what it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_writes_are_undone_by_restore_postgres() {
+    let Some(s) = crate::multiplayer::Setup::new().await else {
+        return;
+    };
+    let before = postgres_target_state(&s.target.url).await;
+    assert_eq!(before["schemas"], "public");
+
+    s.migrun(&["--dry-run"])
+        .expect_code(0)
+        .expect_output("pattern me_<slug>.memory: matches no table yet")
+        .expect_output("pattern me_<slug>.embedding_queue: matches no table yet");
+
+    let run = s.migrun(&["--json"]);
+    let report = run.expect_code(0).json();
+    let id = report["backups"][0]["id"]
+        .as_str()
+        .expect("backup id")
+        .to_owned();
+    let during = postgres_target_state(&s.target.url).await;
+    assert!(
+        during["schemas"].contains("me_") && during["schemas"].contains("core"),
+        "the run created its schemas: {}",
+        during["schemas"]
+    );
+    let m = manifest(&s.ws, &id);
+    assert_eq!(m["format"], "migrun.backup/1");
+    assert_eq!(m["patterns"][0]["pattern"], "me_<slug>.memory");
+    assert_eq!(m["patterns"][0]["tables"], serde_json::json!([]));
+    assert_eq!(m["absent_schemas"], serde_json::json!(["auth", "core"]));
+
+    let restore = s.ws.migrun(&["restore", &id, "--yes"]);
+    restore
+        .expect_code(0)
+        .expect_output("auth.users dropped")
+        .expect_output("schema auth dropped")
+        .expect_output("schema core dropped")
+        .expect_output("every table matches it");
+    let created_memory = during
+        .keys()
+        .find(|t| t.starts_with("me_") && t.ends_with(".memory"))
+        .expect("a space's memory table")
+        .clone();
+    restore.expect_output(&format!("{created_memory} dropped"));
+    assert_eq!(
+        postgres_target_state(&s.target.url).await,
+        before,
+        "restore brings back the same schemas, functions and tables"
+    );
+    // A second restore finds nothing more to undo and changes nothing.
+    s.ws.migrun(&["restore", &id, "--yes"]).expect_code(0);
+    assert_eq!(postgres_target_state(&s.target.url).await, before);
+}
+
+/// A `me_<slug>` schema that exists before the run, with rows, matches the pattern: it is
+/// snapshotted and restored with the same checksum, and kept, while everything the run
+/// created is dropped. A table the run did not declare, put into a schema the run created,
+/// keeps that schema: a restore never drops data it did not back up.
+async fn pattern_tables_existing_before_the_run_scenario(method: &str) {
+    let Some(s) = crate::multiplayer::Setup::new().await else {
+        return;
+    };
+    let config = s.ws.path().join("migrun.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str(&format!("\n[backup]\nmethod = \"{method}\"\n"));
+    s.ws.config(&toml);
+    for sql in [
+        "CREATE SCHEMA me_legacy",
+        "CREATE TABLE me_legacy.memory (id integer PRIMARY KEY, content text NOT NULL)",
+        "INSERT INTO me_legacy.memory SELECT i, 'legacy ' || i FROM generate_series(1, 25) i",
+        "CREATE TABLE me_legacy.embedding_queue (memory_id integer PRIMARY KEY)",
+    ] {
+        s.target.exec(sql).await;
+    }
+    let before = postgres_target_state(&s.target.url).await;
+    assert_eq!(
+        before["me_legacy.memory"].split(' ').next(),
+        Some("25"),
+        "{before:?}"
+    );
+
+    s.migrun(&["--dry-run"])
+        .expect_code(0)
+        .expect_output("pattern me_<slug>.memory: matches me_legacy.memory")
+        .expect_output("me_legacy.memory (25 rows)");
+
+    let run = s.migrun(&["--json"]);
+    let report = run.expect_code(0).json();
+    let id = report["backups"][0]["id"]
+        .as_str()
+        .expect("backup id")
+        .to_owned();
+    let m = manifest(&s.ws, &id);
+    assert_eq!(
+        m["patterns"][0]["tables"],
+        serde_json::json!(["me_legacy.memory"])
+    );
+    assert_eq!(
+        m["patterns"][0]["schemas"],
+        serde_json::json!(["me_legacy"])
+    );
+    let legacy = m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "me_legacy.memory")
+        .expect("the matching table is snapshotted");
+    assert_eq!(legacy["rows"], 25);
+    assert_eq!(legacy["present"], true);
+
+    // After the run, the legacy rows change and a user table lands in a schema the run made.
+    s.target
+        .exec("DELETE FROM me_legacy.memory WHERE id > 10")
+        .await;
+    let during = postgres_target_state(&s.target.url).await;
+    let created_schema = during["schemas"]
+        .split(',')
+        .find(|n| n.starts_with("me_") && *n != "me_legacy")
+        .expect("a schema the run created")
+        .to_owned();
+    s.target
+        .exec(&format!("CREATE TABLE {created_schema}.notes (id integer)"))
+        .await;
+
+    let restore = s.ws.migrun(&["restore", &id, "--yes"]);
+    restore
+        .expect_code(0)
+        .expect_output("me_legacy.memory restored: 25 rows, checksum matches the backup")
+        .expect_output(&format!("{created_schema}.memory dropped"))
+        .expect_output(&format!("schema {created_schema} kept"))
+        .expect_output("never drops data")
+        .expect_output("schema core dropped");
+    let mut after = postgres_target_state(&s.target.url).await;
+    assert_eq!(
+        after.remove(&format!("{created_schema}.notes")),
+        Some("0 d41d8cd98f00b204e9800998ecf8427e".to_owned()),
+        "the user's table is left alone"
+    );
+    // The kept schema keeps the trigger function the run created in it (it is dropped only
+    // with its schema).
+    let functions = after.remove("functions").unwrap_or_default();
+    assert!(
+        functions
+            .split(',')
+            .all(|f| f.starts_with(&format!("{created_schema}."))),
+        "{functions}"
+    );
+    let mut expected = before.clone();
+    expected.remove("functions");
+    expected.insert(
+        "schemas".into(),
+        format!("{created_schema},me_legacy,public")
+            .split(',')
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    assert_eq!(after, expected, "everything else is back to before the run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_tables_existing_before_the_run_are_restored_postgres_pg_dump() {
+    pattern_tables_existing_before_the_run_scenario("auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_tables_existing_before_the_run_are_restored_postgres_native() {
+    pattern_tables_existing_before_the_run_scenario("native").await;
+}
+
+/// A plugin snapshots the pattern `log_<n>` (two tables match), then empties one and
+/// creates a third: `--tables log_<n>` restores the two it matched and leaves the new one;
+/// the full restore drops the new one too.
+async fn pattern_snapshot_scenario(dialect: Dialect) {
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    for sql in [
+        "CREATE TABLE log_1 (id INTEGER PRIMARY KEY, line VARCHAR(40))",
+        "INSERT INTO log_1 VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        "CREATE TABLE log_2 (id INTEGER PRIMARY KEY, line VARCHAR(40))",
+        "INSERT INTO log_2 VALUES (1, 'uno'), (2, 'dos')",
+        "CREATE TABLE logbook (id INTEGER PRIMARY KEY)",
+    ] {
+        target.exec(sql).await;
+    }
+    let sql = "-- migrun:backup pre log_<n>\n;;\nDELETE FROM log_1 WHERE id > 1\n;;\n\
+               CREATE TABLE log_3 (id INTEGER PRIMARY KEY)\n;;\nINSERT INTO log_3 VALUES (7)";
+    let ws = Workspace::new();
+    ws.config(&script_config(&target.url, sql, ""));
+    let plugin = plugins::plugin("sql-script");
+    let before = data_checksums(&target.url).await;
+    ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
+    let during = data_checksums(&target.url).await;
+    assert!(during.keys().any(|t| t.ends_with("log_3")), "{during:?}");
+
+    let listed = ws.migrun(&["backup", "list", "--json"]);
+    listed.expect_code(0);
+    let backups = listed.json()["backups"].as_array().unwrap().clone();
+    let snapshot = backups
+        .iter()
+        .find(|b| b["label"] == "pre")
+        .expect("listed");
+    let id = snapshot["id"].as_str().unwrap().to_owned();
+    let names: Vec<&str> = snapshot["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["log_1", "log_2"],
+        "`logbook` does not match `log_<n>`"
+    );
+
+    ws.migrun(&["restore", &id, "--tables", "log_<n>", "--yes"])
+        .expect_code(0)
+        .expect_output("log_1 restored: 3 rows")
+        .expect_output("ledger: unchanged");
+    let partly = data_checksums(&target.url).await;
+    assert!(
+        partly.keys().any(|t| t.ends_with("log_3")),
+        "--tables drops nothing"
+    );
+
+    ws.migrun(&["restore", &id, "--yes"])
+        .expect_code(0)
+        .expect_output("log_3 dropped")
+        .expect_output("every table matches it");
+    assert_eq!(data_checksums(&target.url).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_snapshot_is_restored_sqlite() {
+    pattern_snapshot_scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pattern_snapshot_is_restored_mysql() {
+    pattern_snapshot_scenario(Dialect::MySql).await;
+}

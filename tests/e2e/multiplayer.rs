@@ -31,17 +31,17 @@ const SEED: u64 = 1;
 const PLUGIN: &str = "multiplayer-etl";
 
 /// Three databases of their own, the sources seeded, a workspace whose config names them.
-struct Setup {
+pub(crate) struct Setup {
     accounts: TestDatabase,
     shard: TestDatabase,
-    target: TestDatabase,
+    pub(crate) target: TestDatabase,
     sources: Sources,
-    ws: Workspace,
+    pub(crate) ws: Workspace,
     plugin: String,
 }
 
 impl Setup {
-    async fn new() -> Option<Setup> {
+    pub(crate) async fn new() -> Option<Setup> {
         let accounts = TestDatabase::create(Dialect::Postgres).await?;
         let shard = TestDatabase::create(Dialect::Postgres).await?;
         let target = TestDatabase::create(Dialect::Postgres).await?;
@@ -79,7 +79,7 @@ batch_size = 64
         })
     }
 
-    fn migrun(&self, args: &[&str]) -> Outcome {
+    pub(crate) fn migrun(&self, args: &[&str]) -> Outcome {
         let mut all = vec![self.plugin.as_str()];
         all.extend_from_slice(args);
         self.ws.migrun(&all)
@@ -127,7 +127,7 @@ async fn scalar(url: &str, sql: &str) -> String {
 /// extensions and functions, and per table the row count and an
 /// order-independent digest of its rows' text (every type has one, ltree and
 /// tstzrange included). Tables named in `except` are left out.
-async fn snapshot(url: &str, except: &[&str]) -> BTreeMap<String, String> {
+pub(crate) async fn snapshot(url: &str, except: &[&str]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let schemas = "nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname NOT LIKE 'pg\\_%'";
     out.insert(

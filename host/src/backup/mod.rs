@@ -31,6 +31,7 @@
 mod digest;
 mod external;
 mod mysql;
+mod pattern;
 mod postgres;
 mod sqlite;
 mod store;
@@ -42,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use crate::db::Dialect;
 
 pub use digest::TableDigest;
-pub use store::BackupStore;
+pub use pattern::{TablePattern, check_table_or_pattern, is_pattern};
+pub use store::{BackupStore, pattern_matches};
 
 /// The manifest format this host writes and reads.
 pub const MANIFEST_FORMAT: &str = "migrun.backup/1";
@@ -112,6 +114,14 @@ pub enum MethodChoice {
 }
 
 /// What `manifest.json` records about a snapshot.
+///
+/// Fields added after the first release of `migrun.backup/1` are optional (`serde(default)`),
+/// so older manifests still load and older readers ignore them:
+/// - `patterns`: each declared pattern (`me_<slug>.memory`) with the tables it matched when
+///   the snapshot was taken (those tables are also ordinary entries of `tables`) and the
+///   schemas its schema part matched then;
+/// - `absent_schemas`: the schemas (MariaDB: databases) of declared `schema.table` names that
+///   did not exist when the snapshot was taken; a full restore drops them if they are empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// [`MANIFEST_FORMAT`].
@@ -144,6 +154,27 @@ pub struct Manifest {
     pub tables: Vec<ManifestTable>,
     /// Every file of the snapshot, with its size and sha256.
     pub files: Vec<ManifestFile>,
+    /// The declared patterns and what they matched (optional, see above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<ManifestPattern>,
+    /// Schemas of declared names that did not exist yet (optional, see above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent_schemas: Vec<String>,
+}
+
+/// A declared pattern in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPattern {
+    /// The pattern as declared (`me_<slug>.memory`).
+    pub pattern: String,
+    /// The tables it matched when the snapshot was taken (each also in [`Manifest::tables`]).
+    /// A full restore drops the tables that match it then but are not listed here.
+    pub tables: Vec<String>,
+    /// When its schema part has a placeholder: the schemas that part matched when the
+    /// snapshot was taken. Schemas matching it at restore time but not listed here were
+    /// created afterwards; a full restore drops them if they are empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
 }
 
 /// One table in a manifest.
@@ -218,6 +249,11 @@ impl Manifest {
     pub fn table(&self, name: &str) -> Option<&ManifestTable> {
         self.tables.iter().find(|t| t.name == name)
     }
+
+    /// The pattern entry declared as `pattern`.
+    pub fn pattern(&self, pattern: &str) -> Option<&ManifestPattern> {
+        self.patterns.iter().find(|p| p.pattern == pattern)
+    }
 }
 
 /// Who takes a snapshot: recorded in its manifest.
@@ -240,7 +276,8 @@ pub struct SnapshotRequest {
     pub connection: String,
     /// Its URL (resolved, with credentials).
     pub url: String,
-    /// The tables; empty means every table of the database.
+    /// The tables and table patterns (`me_<slug>.memory`: every table matching it now);
+    /// empty means every table of the database.
     pub tables: Vec<String>,
     /// A plain label (letters, digits, `-`, `_`).
     pub label: String,
@@ -278,6 +315,41 @@ pub struct RestoreReport {
     /// After a full restore: the ledger rows of the run that took the backup, removed so
     /// that its units run again (`None`: a partial restore leaves the ledger alone).
     pub ledger_rows_forgotten: Option<u64>,
+    /// After a full restore: the schemas created since the backup, dropped when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<RestoredSchema>,
+}
+
+/// A schema that did not exist when the backup was taken, after a full restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoredSchema {
+    /// The schema (MariaDB: database).
+    pub name: String,
+    /// `dropped`, `kept` (it still holds something; see `detail`) or `gone` (already absent).
+    pub action: String,
+    /// Why it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl RestoredSchema {
+    /// A schema left in place, with the reason.
+    pub(crate) fn kept(name: &str, detail: String) -> RestoredSchema {
+        RestoredSchema {
+            name: name.to_owned(),
+            action: "kept".to_owned(),
+            detail: Some(detail),
+        }
+    }
+
+    /// A schema dropped, or found already gone.
+    pub(crate) fn done(name: &str, action: &str) -> RestoredSchema {
+        RestoredSchema {
+            name: name.to_owned(),
+            action: action.to_owned(),
+            detail: None,
+        }
+    }
 }
 
 /// One restored table.

@@ -10,10 +10,11 @@ use futures::TryStreamExt;
 use sqlx::{Connection as _, Executor, MySqlConnection};
 
 use super::external::{Tool, UrlParts, available};
+use super::pattern::{Catalog, Expanded, expand};
 use super::store::{HashingWriter, Taken, table_file};
 use super::{
-    BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredTable, SnapshotRequest,
-    VerifyReport, db_error, digest, storage,
+    BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredSchema, RestoredTable,
+    SnapshotRequest, VerifyReport, db_error, digest, storage,
 };
 use crate::db::Access;
 use crate::value::Value;
@@ -63,6 +64,117 @@ async fn all_tables(conn: &mut MySqlConnection) -> Result<Vec<String>, BackupErr
     .map_err(db_error)
 }
 
+/// The server's own databases, never matched by a pattern nor dropped.
+const SYSTEM_DATABASES: &str = "('mysql', 'information_schema', 'performance_schema', 'sys')";
+
+/// Every table (`database.table`) and database outside the system ones. On MariaDB a
+/// `schema.table` name means a table of another database on the same server (as
+/// everywhere in migrun), so a qualified pattern is matched across databases.
+pub(crate) async fn catalog(conn: &mut MySqlConnection) -> Result<Catalog, BackupError> {
+    let tables = sqlx::query_scalar(&format!(
+        "SELECT CAST(CONCAT(table_schema, '.', table_name) AS CHAR) FROM information_schema.tables \
+         WHERE table_type = 'BASE TABLE' AND table_schema NOT IN {SYSTEM_DATABASES} ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let schemas = sqlx::query_scalar(&format!(
+        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata \
+         WHERE schema_name NOT IN {SYSTEM_DATABASES} ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let database: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Catalog {
+        tables,
+        default_schema: Some(database.unwrap_or_default()),
+        schemas: Some(schemas),
+    })
+}
+
+/// The catalog of the server at `url`, read on a connection of its own.
+pub(crate) async fn catalog_of(url: &str) -> Result<Catalog, BackupError> {
+    let mut conn = connect(url).await?;
+    let catalog = catalog(&mut conn).await;
+    let _ = conn.close().await;
+    catalog
+}
+
+/// Drops each database in `names` that holds nothing: no table or view, routine or
+/// event. `DROP DATABASE` has no RESTRICT, so emptiness is checked just before; a
+/// database holding anything is kept, unchanged, and the reason is reported. The
+/// connection's own database is never dropped.
+pub(crate) async fn drop_empty_schemas(
+    url: &str,
+    names: &[String],
+) -> Result<Vec<RestoredSchema>, BackupError> {
+    let mut conn = connect(url).await?;
+    let current: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_error)?;
+    let mut outcomes = Vec::new();
+    for name in names {
+        if current.as_deref() == Some(name.as_str()) {
+            outcomes.push(RestoredSchema::kept(
+                name,
+                "it is the connection's own database; left as it is".to_owned(),
+            ));
+            continue;
+        }
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
+        )
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_error)?;
+        if exists == 0 {
+            outcomes.push(RestoredSchema::done(name, "gone"));
+            continue;
+        }
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = ? \
+             UNION ALL SELECT CAST(routine_name AS CHAR) FROM information_schema.routines WHERE routine_schema = ? \
+             UNION ALL SELECT CAST(event_name AS CHAR) FROM information_schema.events WHERE event_schema = ?",
+        )
+        .bind(name)
+        .bind(name)
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(db_error)?;
+        if !held.is_empty() {
+            outcomes.push(RestoredSchema::kept(
+                name,
+                format!(
+                    "it did not exist before the run but still holds {}: {} (left as it is; \
+                     migrun never drops data it did not back up)",
+                    held.len(),
+                    held.join(", ")
+                ),
+            ));
+            continue;
+        }
+        match conn
+            .execute(format!("DROP DATABASE {}", quote(name)).as_str())
+            .await
+        {
+            Ok(_) => outcomes.push(RestoredSchema::done(name, "dropped")),
+            Err(e) => outcomes.push(RestoredSchema::kept(
+                name,
+                format!("it is empty but could not be dropped ({e}); left as it is"),
+            )),
+        }
+    }
+    let _ = conn.close().await;
+    Ok(outcomes)
+}
+
 /// The dump tool on `PATH`, if any.
 async fn dump_tool() -> Option<&'static str> {
     for program in ["mariadb-dump", "mysqldump"] {
@@ -94,15 +206,18 @@ pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Tak
     conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(db_error)?;
-    let tables = if request.tables.is_empty() {
-        all_tables(&mut conn).await?
+    let expanded = if request.tables.is_empty() {
+        Expanded {
+            tables: all_tables(&mut conn).await?,
+            ..Expanded::default()
+        }
     } else {
-        request.tables.clone()
+        expand(&request.tables, &catalog(&mut conn).await?)?
     };
     let parts = UrlParts::parse(&request.url)?;
     let mut entries = Vec::new();
     let mut files = Vec::new();
-    for (index, table) in tables.into_iter().enumerate() {
+    for (index, table) in expanded.tables.into_iter().enumerate() {
         let cols = columns(&mut conn, &table).await?;
         if cols.is_empty() {
             entries.push(ManifestTable::absent(table));
@@ -188,6 +303,8 @@ pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Tak
         },
         tables: entries,
         files,
+        patterns: expanded.patterns,
+        absent_schemas: expanded.absent_schemas,
     })
 }
 

@@ -11,10 +11,11 @@ use futures::TryStreamExt;
 use sqlx::{Connection as _, Executor, PgConnection};
 
 use super::external::{Tool, UrlParts, tool_major_version};
+use super::pattern::{Catalog, Expanded, expand};
 use super::store::{HashingWriter, Taken, table_file};
 use super::{
-    BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredTable, SnapshotRequest,
-    VerifyReport, db_error, digest, storage,
+    BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredSchema, RestoredTable,
+    SnapshotRequest, VerifyReport, db_error, digest, storage,
 };
 use crate::db::Access;
 
@@ -76,6 +77,117 @@ async fn all_tables(conn: &mut PgConnection) -> Result<Vec<String>, BackupError>
     .map_err(db_error)
 }
 
+/// Every table (`schema.table`) and schema outside the system ones (`pg_catalog`,
+/// `information_schema`, `pg_toast`, `pg_temp_*`): what patterns are matched against.
+pub(crate) async fn catalog(conn: &mut PgConnection) -> Result<Catalog, BackupError> {
+    let tables = sqlx::query_scalar(
+        "SELECT n.nspname::text || '.' || c.relname::text \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' \
+           AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let schemas = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace \
+         WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(Catalog {
+        tables,
+        default_schema: Some("public".to_owned()),
+        schemas: Some(schemas),
+    })
+}
+
+/// The catalog of the database at `url`, read on a connection of its own.
+pub(crate) async fn catalog_of(url: &str) -> Result<Catalog, BackupError> {
+    let mut conn = connect(url, Access::ReadOnly).await?;
+    let catalog = catalog(&mut conn).await;
+    let _ = conn.close().await;
+    catalog
+}
+
+/// Drops each schema in `names` that holds no relation (table, view, sequence, …) any
+/// more, never with CASCADE: the functions it still holds (a trigger function the run
+/// created with its tables) are dropped one by one first, each without CASCADE, and
+/// all of it in one transaction, so anything something else depends on (or a type, or
+/// an extension's object) keeps the schema, unchanged, and the reason is reported.
+pub(crate) async fn drop_empty_schemas(
+    url: &str,
+    names: &[String],
+) -> Result<Vec<RestoredSchema>, BackupError> {
+    let mut conn = connect(url, Access::ReadWrite).await?;
+    let mut outcomes = Vec::new();
+    for name in names {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(db_error)?;
+        if !exists {
+            outcomes.push(RestoredSchema::done(name, "gone"));
+            continue;
+        }
+        let relations: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind NOT IN ('i', 'I') ORDER BY 1",
+        )
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(db_error)?;
+        if !relations.is_empty() {
+            outcomes.push(RestoredSchema::kept(
+                name,
+                format!(
+                    "it did not exist before the run but still holds {}: {} (left as it is; \
+                     migrun never drops data it did not back up)",
+                    relations.len(),
+                    relations.join(", ")
+                ),
+            ));
+            continue;
+        }
+        match drop_schema_and_routines(&mut conn, name).await {
+            Ok(()) => outcomes.push(RestoredSchema::done(name, "dropped")),
+            Err(e) => {
+                let _ = conn.execute("ROLLBACK").await;
+                outcomes.push(RestoredSchema::kept(
+                    name,
+                    format!("it holds no table, but could not be dropped without CASCADE ({e}); left as it is"),
+                ));
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(outcomes)
+}
+
+async fn drop_schema_and_routines(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    conn.execute("BEGIN").await?;
+    let routines: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND NOT EXISTS \
+           (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    for routine in routines {
+        conn.execute(format!("DROP ROUTINE {routine}").as_str())
+            .await?;
+    }
+    conn.execute(format!("DROP SCHEMA {}", quote(name)).as_str())
+        .await?;
+    conn.execute("COMMIT").await?;
+    Ok(())
+}
+
 pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Taken, BackupError> {
     let mut conn = connect(&request.url, Access::ReadOnly).await?;
     let use_dump = request.method == MethodChoice::Auto && compatible_pg_dump(&mut conn).await?;
@@ -86,15 +198,18 @@ pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Tak
         .fetch_one(&mut conn)
         .await
         .map_err(db_error)?;
-    let tables = if request.tables.is_empty() {
-        all_tables(&mut conn).await?
+    let expanded = if request.tables.is_empty() {
+        Expanded {
+            tables: all_tables(&mut conn).await?,
+            ..Expanded::default()
+        }
     } else {
-        request.tables.clone()
+        expand(&request.tables, &catalog(&mut conn).await?)?
     };
     let parts = UrlParts::parse(&request.url)?;
     let mut entries = Vec::new();
     let mut files = Vec::new();
-    for (index, table) in tables.into_iter().enumerate() {
+    for (index, table) in expanded.tables.into_iter().enumerate() {
         let cols = columns(&mut conn, &table).await?;
         if cols.is_empty() {
             entries.push(ManifestTable::absent(table));
@@ -160,6 +275,8 @@ pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Tak
         },
         tables: entries,
         files,
+        patterns: expanded.patterns,
+        absent_schemas: expanded.absent_schemas,
     })
 }
 
@@ -235,12 +352,26 @@ pub(crate) async fn restore(
 ) -> Result<Vec<RestoredTable>, BackupError> {
     let mut conn = connect(url, Access::ReadWrite).await?;
     let parts = UrlParts::parse(url)?;
+    // Tables that did not exist are dropped in one statement: foreign keys between them
+    // (`auth.accounts` → `auth.users`) need no CASCADE when both go at once.
+    let absent: Vec<String> = tables
+        .iter()
+        .filter(|t| !t.present)
+        .map(|t| quote(&t.name))
+        .collect();
+    if !absent.is_empty() {
+        conn.execute(format!("DROP TABLE IF EXISTS {}", absent.join(", ")).as_str())
+            .await
+            .map_err(|e| {
+                db_error(format!(
+                    "dropping the tables created since the backup ({}): {e}; none of them was dropped",
+                    absent.join(", ")
+                ))
+            })?;
+    }
     let mut restored = Vec::new();
     for table in tables {
         let action = if !table.present {
-            conn.execute(format!("DROP TABLE IF EXISTS {}", quote(&table.name)).as_str())
-                .await
-                .map_err(|e| db_error(format!("dropping {}: {e}", table.name)))?;
             "dropped"
         } else if manifest.method == Method::PgDump {
             for name in &table.files {

@@ -8,6 +8,7 @@ use std::path::Path;
 use cap_std::fs::Dir;
 use sqlx::{Connection as _, Executor, Row, SqliteConnection};
 
+use super::pattern::{Catalog, Expanded, expand};
 use super::store::{Taken, file_digest};
 use super::{
     BackupError, Manifest, ManifestTable, Method, RestoredTable, SnapshotRequest, VerifyReport,
@@ -55,13 +56,16 @@ pub(crate) async fn snapshot(
         message: e.to_string(),
     })?;
     let mut copy = connect(&format!("sqlite://{}", dest.display()), Access::ReadOnly).await?;
-    let tables = if request.tables.is_empty() {
-        all_tables(&mut copy).await?
+    let expanded = if request.tables.is_empty() {
+        Expanded {
+            tables: all_tables(&mut copy).await?,
+            ..Expanded::default()
+        }
     } else {
-        request.tables.clone()
+        expand(&request.tables, &catalog(&mut copy).await?)?
     };
     let mut entries = Vec::new();
-    for table in tables {
+    for table in expanded.tables {
         let present = table_exists(&mut copy, &table).await?;
         let digest = if present {
             digest::sqlite(&mut copy, &quote(&table))
@@ -88,7 +92,30 @@ pub(crate) async fn snapshot(
             bytes,
             sha256,
         }],
+        patterns: expanded.patterns,
+        absent_schemas: expanded.absent_schemas,
     })
+}
+
+/// Every table, by bare name: SQLite has no schemas to create, so patterns are matched
+/// against the tables of `main` only and no schema is ever recorded or dropped.
+pub(crate) async fn catalog(conn: &mut SqliteConnection) -> Result<Catalog, BackupError> {
+    Ok(Catalog {
+        tables: all_tables(conn).await?,
+        default_schema: None,
+        schemas: None,
+    })
+}
+
+/// The catalog of the database file at `url`, opened read-only (a file that does not
+/// exist holds no table).
+pub(crate) async fn catalog_of(url: &str) -> Result<Catalog, BackupError> {
+    let Ok(mut conn) = connect(url, Access::ReadOnly).await else {
+        return Ok(Catalog::default());
+    };
+    let catalog = catalog(&mut conn).await;
+    let _ = conn.close().await;
+    catalog
 }
 
 /// Runs `sqlite3_backup_*` from the open connection `source` into a new file `dest`.

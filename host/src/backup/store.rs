@@ -8,9 +8,11 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
+use super::pattern::{Catalog, TablePattern, created_since};
 use super::{
-    BackupError, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, ManifestTable, Method,
-    RestoreReport, RunIdentity, SnapshotRequest, VerifyReport, check_plain_name,
+    BackupError, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, ManifestPattern,
+    ManifestTable, Method, RestoreReport, RestoredSchema, RunIdentity, SnapshotRequest,
+    VerifyReport, check_plain_name,
 };
 use crate::db::{Connection, Dialect};
 
@@ -25,6 +27,29 @@ pub(crate) struct Taken {
     pub method: Method,
     pub tables: Vec<ManifestTable>,
     pub files: Vec<ManifestFile>,
+    pub patterns: Vec<ManifestPattern>,
+    pub absent_schemas: Vec<String>,
+}
+
+/// The tables and schemas of the database at `url`, on a connection of its own.
+async fn catalog_of(url: &str) -> Result<Catalog, BackupError> {
+    match Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))? {
+        Dialect::Sqlite => super::sqlite::catalog_of(url).await,
+        Dialect::Postgres => super::postgres::catalog_of(url).await,
+        Dialect::MySql => super::mysql::catalog_of(url).await,
+    }
+}
+
+/// What each of `patterns` matches in the database at `url` now (for a dry-run's plan).
+pub async fn pattern_matches(
+    url: &str,
+    patterns: &[String],
+) -> Result<Vec<(String, Vec<String>)>, BackupError> {
+    let catalog = catalog_of(url).await?;
+    patterns
+        .iter()
+        .map(|p| Ok((p.clone(), catalog.matching(&TablePattern::parse(p)?))))
+        .collect()
 }
 
 /// A writer that counts and hashes what goes through it.
@@ -178,7 +203,7 @@ impl BackupStore {
     ) -> Result<Manifest, BackupError> {
         check_plain_name("backup id", id)?;
         for table in &request.tables {
-            super::check_table_name(table)?;
+            super::check_table_or_pattern(table)?;
         }
         if self.root.exists(id) {
             return Err(BackupError::InvalidName(format!(
@@ -252,6 +277,8 @@ impl BackupStore {
             method: taken.method,
             tables: taken.tables,
             files: taken.files,
+            patterns: taken.patterns,
+            absent_schemas: taken.absent_schemas,
         };
         let text = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
         let written = dir.create(MANIFEST_FILE).and_then(|mut f| {
@@ -315,8 +342,15 @@ impl BackupStore {
     /// into the database at `url`, then re-reads each table's rows and checksum.
     ///
     /// The snapshot is verified first; a corrupt one restores nothing. A full restore
-    /// (`tables` is `None`) undoes the run that took the backup, so that run's rows in the
-    /// ledger table `ledger` are removed and its units run again.
+    /// (`tables` is `None`) undoes the run that took the backup: besides its tables, the
+    /// tables matching one of its patterns now but not then are dropped (and checked gone),
+    /// the schemas created since are dropped if empty (never with CASCADE: one still
+    /// holding a table is kept and reported), and that run's rows in the ledger table
+    /// `ledger` are removed so its units run again.
+    ///
+    /// `tables` may name a recorded pattern: it means the tables the pattern matched when
+    /// the snapshot was taken. A partial restore drops nothing created since and leaves the
+    /// ledger alone, even when it names every table.
     pub async fn restore(
         &self,
         id: &str,
@@ -346,25 +380,56 @@ impl BackupStore {
                 manifest.dialect, manifest.connection
             )));
         }
-        let selected: Vec<&ManifestTable> = match tables {
-            None => manifest.tables.iter().collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    manifest.table(n).ok_or_else(|| {
-                        BackupError::UnknownTable(format!(
-                            "table `{n}` is not in backup `{id}` (it holds: {})",
+        let full = tables.is_none();
+        // A full restore also drops what the run created under a pattern, and the schemas
+        // created since: the catalog is read before anything changes, so a failure to
+        // read it stops the restore with nothing changed.
+        let undoes_creations = !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty();
+        let (created_tables, created_schemas) = if full && undoes_creations {
+            created_since(&manifest, &catalog_of(url).await?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        // The ledger is migrun's own record, never something a run created under a pattern:
+        // the restore keeps it and forgets the run's rows in it instead.
+        let is_ledger = |t: &str| {
+            t == ledger.table()
+                || t.rsplit_once('.')
+                    .is_some_and(|(_, bare)| bare == ledger.table())
+        };
+        let created: Vec<ManifestTable> = created_tables
+            .into_iter()
+            .filter(|t| !is_ledger(t))
+            .map(ManifestTable::absent)
+            .collect();
+        let mut selected: Vec<&ManifestTable> = match tables {
+            None => manifest.tables.iter().chain(&created).collect(),
+            Some(names) => {
+                let mut chosen: Vec<&ManifestTable> = Vec::new();
+                for n in names {
+                    let found: Vec<&ManifestTable> = match manifest.pattern(n) {
+                        Some(p) => p.tables.iter().filter_map(|t| manifest.table(t)).collect(),
+                        None => manifest.table(n).into_iter().collect(),
+                    };
+                    if found.is_empty() && manifest.pattern(n).is_none() {
+                        return Err(BackupError::UnknownTable(format!(
+                            "table `{n}` is not in backup `{id}` (it holds: {}); nothing was restored",
                             manifest
                                 .tables
                                 .iter()
                                 .map(|t| t.name.as_str())
+                                .chain(manifest.patterns.iter().map(|p| p.pattern.as_str()))
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+                        )));
+                    }
+                    chosen.extend(found);
+                }
+                chosen
+            }
         };
+        let mut seen = std::collections::BTreeSet::new();
+        selected.retain(|t| seen.insert(t.name.clone()));
         let dir = self
             .root
             .open_dir(id)
@@ -374,7 +439,27 @@ impl BackupStore {
             Dialect::Postgres => super::postgres::restore(&manifest, &dir, url, &selected).await?,
             Dialect::MySql => super::mysql::restore(&manifest, &dir, url, &selected).await?,
         };
-        let ledger_rows_forgotten = if selected.len() == manifest.tables.len() {
+        let schemas: Vec<RestoredSchema> = if created_schemas.is_empty() {
+            Vec::new()
+        } else {
+            let dropped = match dialect {
+                Dialect::Sqlite => Ok(Vec::new()),
+                Dialect::Postgres => {
+                    super::postgres::drop_empty_schemas(url, &created_schemas).await
+                }
+                Dialect::MySql => super::mysql::drop_empty_schemas(url, &created_schemas).await,
+            };
+            dropped.map_err(|e| {
+                BackupError::Database(format!(
+                    "the tables are restored, but the schemas created since the backup ({}) \
+                     could not be checked: {e}; they were left as they are",
+                    created_schemas.join(", ")
+                ))
+            })?
+        };
+        // Only a full restore undoes the run; `--tables` (even naming every table) is a
+        // repair of those tables and leaves the ledger, and what the run created, alone.
+        let ledger_rows_forgotten = if full {
             let mut conn =
                 Connection::connect(&manifest.connection, url, crate::db::Access::ReadWrite)
                     .await
@@ -395,6 +480,7 @@ impl BackupStore {
             id: id.to_owned(),
             tables,
             ledger_rows_forgotten,
+            schemas,
         })
     }
 }

@@ -475,10 +475,22 @@ async fn restore(
     let store = migrun::backup::BackupStore::open(&config.backup.dir, false)?;
     let manifest = store.manifest(id)?;
     let target = config.connection(&manifest.connection);
-    let names: Vec<&str> = match &tables {
-        Some(t) => t.iter().map(String::as_str).collect(),
-        None => manifest.tables.iter().map(|t| t.name.as_str()).collect(),
+    let mut names: Vec<String> = match &tables {
+        Some(t) => t.clone(),
+        None => manifest.tables.iter().map(|t| t.name.clone()).collect(),
     };
+    if tables.is_none() {
+        // A full restore also drops what the run created: say so before asking.
+        names.extend(
+            manifest
+                .patterns
+                .iter()
+                .map(|p| format!("any table created since matching {}", p.pattern)),
+        );
+        if !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty() {
+            names.push("schemas created since (only if empty)".to_owned());
+        }
+    }
     if !yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
