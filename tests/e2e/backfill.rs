@@ -483,6 +483,96 @@ async fn pause_between_batches_holds_no_write_lock_sqlite() {
     );
 }
 
+/// A conflict in the middle of a backfill (here SQLite's busy: another writer holds the
+/// database longer than the busy timeout) under `[limits] conflict_retries`: the unit runs
+/// again and resumes after the batches this run already committed — it does not redo them.
+#[tokio::test(flavor = "multi_thread")]
+async fn conflict_retry_resumes_after_this_runs_checkpoints_sqlite() {
+    use std::io::{BufRead, BufReader};
+
+    let Some(db) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    create_accounts(&db).await;
+    let plugin = plugins::plugin("expand-contract-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    // Four batches of 5,000 rows with a pause after each; one retry for conflicts.
+    ws.config(&format!(
+        "[connections.app]\nurl = \"{}\"\n[limits]\nconflict_retries = 1\n[config]\n\
+         table = \"accounts\"\nold_column = \"email\"\nnew_column = \"email_address\"\n\
+         batch_size = 5000\npause_ms = 1000\nfail_after_batches = 0\n",
+        db.url
+    ));
+    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
+
+    let mut run = ws.spawn(&[plugin, "--only", "backfill", "--json"]);
+    let lines = BufReader::new(run.stderr.take().expect("piped stderr")).lines();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = Vec::new();
+    let mut wait_for = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {needle:?} on stderr:\n{}", stderr.join("\n")));
+        let found = line.contains(needle);
+        stderr.push(line);
+        if found {
+            return;
+        }
+    };
+    // After batch 2 the backfill pauses; another writer takes the database and keeps it
+    // past the busy timeout, so batch 3 fails with a conflict.
+    wait_for("backfill accounts.email_address: 10000/20000");
+    let mut other = Connection::connect("other-writer", &db.url, Access::ReadWrite)
+        .await
+        .expect("connect");
+    other
+        .begin()
+        .await
+        .expect("the other writer takes the database during the pause");
+    wait_for("runs again");
+    other.commit().await.expect("the other writer lets go");
+    other.close().await;
+    let output = run.wait_with_output().expect("wait for migrun");
+    let stderr = stderr.join("\n");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json report");
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "committed", "{unit}");
+    assert!(
+        unit["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("conflicts (1) were retried"),
+        "{unit}"
+    );
+    // Batches 1 and 2 were saved once; the retry went on with batches 3 and 4.
+    let batches: Vec<i64> = journal_entries(&journal_path(&ws, &report))
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Call {
+                call: HostCall::CheckpointSave { state },
+                result: CallResult::Unit,
+            } => Some(batches_in(state)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, [1, 2, 3, 4], "{stderr}");
+    assert_eq!(
+        query_rows(
+            &db.url,
+            "SELECT count(*) FROM accounts WHERE email_address IS NULL OR email_address <> email"
+        )
+        .await,
+        vec![vec![Value::Int(0)]]
+    );
+}
+
 /// The contract unit refuses, changing nothing, while a row's new value differs from its old.
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_refuses_while_rows_differ() {

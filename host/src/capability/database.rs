@@ -364,11 +364,24 @@ impl DatabaseCtx {
         };
         match outcome {
             Ok(()) => {
-                let sha256 = self.ledger.as_ref().map(|l| l.plugin_sha256.clone());
-                if let (Some(unit), Some(sha256)) = (&mut self.unit, sha256) {
+                if let (Some(unit), Some(ledger)) = (&mut self.unit, &self.ledger) {
                     unit.checkpoints += 1;
                     // This run's checkpoint row replaced the earlier ones.
-                    unit.checkpoint_rows = vec![sha256];
+                    unit.checkpoint_rows = vec![ledger.plugin_sha256.clone()];
+                    // `last` now answers this state: a unit run again after a conflict
+                    // (`[limits] conflict_retries`) resumes after the batches committed in
+                    // this run, not from where the run started.
+                    self.resume.insert(
+                        unit.name.clone(),
+                        CheckpointRow {
+                            unit: unit.name.clone(),
+                            plugin_sha256: ledger.plugin_sha256.clone(),
+                            state: state.to_owned(),
+                            run_id: ledger.run_id.clone(),
+                            saved_at: chrono::Utc::now()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        },
+                    );
                 }
                 CallResult::Unit
             }
