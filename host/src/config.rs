@@ -140,7 +140,15 @@ pub struct Limits {
     ///
     /// Opt-in because a retry calls `run-unit` again on the same plugin instance: a plugin
     /// whose unit changes its own state before failing must be written to start over.
+    ///
+    /// Left out of a journal header when 0, so a journal of a run without retries stays
+    /// readable by a migrun that predates the setting (headers deny unknown fields).
+    #[serde(skip_serializing_if = "is_zero")]
     pub conflict_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for Limits {
@@ -375,6 +383,23 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         (name == "DB_ACCOUNTS").then(|| "postgres://u:pw@h/accounts".to_owned())
+    }
+
+    /// A journal header records the limits; one without retries reads as it did before
+    /// `conflict_retries` existed, and both forms read back equal.
+    #[test]
+    fn limits_without_retries_serialise_as_before_the_setting() {
+        let plain = Limits::default();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("conflict_retries"), "{text}");
+        assert_eq!(serde_json::from_str::<Limits>(&text).unwrap(), plain);
+        let retrying = Limits {
+            conflict_retries: 2,
+            ..plain
+        };
+        let text = serde_json::to_string(&retrying).unwrap();
+        assert!(text.contains("\"conflict_retries\":2"), "{text}");
+        assert_eq!(serde_json::from_str::<Limits>(&text).unwrap(), retrying);
     }
 
     #[test]
