@@ -57,10 +57,43 @@ async fn create_accounts(db: &TestDatabase) {
 }
 
 fn rename_config(db: &TestDatabase, fail_after: i64, pause_ms: u64) -> String {
+    rename_config_with(db, BATCH, fail_after, pause_ms, 0)
+}
+
+fn rename_config_with(
+    db: &TestDatabase,
+    batch_size: i64,
+    fail_after: i64,
+    pause_ms: u64,
+    conflict_retries: u32,
+) -> String {
     format!(
-        "[connections.app]\nurl = \"{}\"\n[config]\ntable = \"accounts\"\nold_column = \"email\"\nnew_column = \"email_address\"\nbatch_size = {BATCH}\npause_ms = {pause_ms}\nfail_after_batches = {fail_after}\n",
+        "[connections.app]\nurl = \"{}\"\n[limits]\nconflict_retries = {conflict_retries}\n[config]\ntable = \"accounts\"\nold_column = \"email\"\nnew_column = \"email_address\"\nbatch_size = {batch_size}\npause_ms = {pause_ms}\nfail_after_batches = {fail_after}\n",
         db.url
     )
+}
+
+/// A SQLite `accounts` table of `ROWS` rows, expanded (new column and triggers), with the
+/// rename configured as given: the start of the SQLite-only backfill tests.
+async fn expanded_sqlite_accounts(
+    batch_size: i64,
+    pause_ms: u64,
+    conflict_retries: u32,
+) -> Option<(TestDatabase, Workspace, String)> {
+    let db = TestDatabase::create(Dialect::Sqlite).await?;
+    create_accounts(&db).await;
+    let plugin = plugins::plugin("expand-contract-rename");
+    let plugin = plugin.to_str().unwrap().to_owned();
+    let ws = Workspace::new();
+    ws.config(&rename_config_with(
+        &db,
+        batch_size,
+        0,
+        pause_ms,
+        conflict_retries,
+    ));
+    ws.migrun(&[&plugin, "--only", "expand"]).expect_code(0);
+    Some((db, ws, plugin))
 }
 
 /// The old application: writes only the old column, through its own connection, until told to
@@ -422,22 +455,11 @@ async fn pause_between_batches_holds_no_write_lock_sqlite() {
     use sqlx::ConnectOptions;
     use std::str::FromStr;
 
-    let Some(db) = TestDatabase::create(Dialect::Sqlite).await else {
+    // Two batches of 10,000 rows, with a long pause after each.
+    let Some((db, ws, plugin)) = expanded_sqlite_accounts(10_000, 3000, 0).await else {
         return;
     };
-    create_accounts(&db).await;
-    let plugin = plugins::plugin("expand-contract-rename");
-    let plugin = plugin.to_str().unwrap();
-    let ws = Workspace::new();
-    // Two batches of 10,000 rows, with a long pause after each.
-    ws.config(&format!(
-        "[connections.app]\nurl = \"{}\"\n[config]\ntable = \"accounts\"\nold_column = \"email\"\n\
-         new_column = \"email_address\"\nbatch_size = 10000\npause_ms = 3000\nfail_after_batches = 0\n",
-        db.url
-    ));
-    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
-
-    let mut run = ws.spawn(&[plugin, "--only", "backfill"]);
+    let mut run = ws.spawn(&[&plugin, "--only", "backfill"]);
     crate::support::cli::wait_for_line(&mut run, "backfill accounts.email_address: 10000/20000");
     // The first batch is committed and the plugin is pausing.
     let mut impatient = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
@@ -490,23 +512,11 @@ async fn pause_between_batches_holds_no_write_lock_sqlite() {
 async fn conflict_retry_resumes_after_this_runs_checkpoints_sqlite() {
     use std::io::{BufRead, BufReader};
 
-    let Some(db) = TestDatabase::create(Dialect::Sqlite).await else {
+    // Four batches of 5,000 rows with a pause after each; one retry for conflicts.
+    let Some((db, ws, plugin)) = expanded_sqlite_accounts(5000, 1000, 1).await else {
         return;
     };
-    create_accounts(&db).await;
-    let plugin = plugins::plugin("expand-contract-rename");
-    let plugin = plugin.to_str().unwrap();
-    let ws = Workspace::new();
-    // Four batches of 5,000 rows with a pause after each; one retry for conflicts.
-    ws.config(&format!(
-        "[connections.app]\nurl = \"{}\"\n[limits]\nconflict_retries = 1\n[config]\n\
-         table = \"accounts\"\nold_column = \"email\"\nnew_column = \"email_address\"\n\
-         batch_size = 5000\npause_ms = 1000\nfail_after_batches = 0\n",
-        db.url
-    ));
-    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
-
-    let mut run = ws.spawn(&[plugin, "--only", "backfill", "--json"]);
+    let mut run = ws.spawn(&[&plugin, "--only", "backfill", "--json"]);
     let lines = BufReader::new(run.stderr.take().expect("piped stderr")).lines();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {

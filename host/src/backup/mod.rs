@@ -342,6 +342,20 @@ impl RestoredSchema {
         }
     }
 
+    /// A schema the run created that still holds `objects` after the restore: it is kept,
+    /// because dropping it would take objects no backup holds.
+    pub(crate) fn still_holding(name: &str, objects: &[String]) -> RestoredSchema {
+        RestoredSchema::kept(
+            name,
+            format!(
+                "it did not exist before the run but still holds {}: {} (left as it is; \
+                 migrun never drops data it did not back up)",
+                objects.len(),
+                objects.join(", ")
+            ),
+        )
+    }
+
     /// A schema dropped, or found already gone.
     pub(crate) fn done(name: &str, action: &str) -> RestoredSchema {
         RestoredSchema {

@@ -149,15 +149,7 @@ pub(crate) async fn drop_empty_schemas(
         .await
         .map_err(db_error)?;
         if !held.is_empty() {
-            outcomes.push(RestoredSchema::kept(
-                name,
-                format!(
-                    "it did not exist before the run but still holds {}: {} (left as it is; \
-                     migrun never drops data it did not back up)",
-                    held.len(),
-                    held.join(", ")
-                ),
-            ));
+            outcomes.push(RestoredSchema::still_holding(name, &held));
             continue;
         }
         match conn

@@ -142,15 +142,7 @@ pub(crate) async fn drop_empty_schemas(
         .await
         .map_err(db_error)?;
         if !relations.is_empty() {
-            outcomes.push(RestoredSchema::kept(
-                name,
-                format!(
-                    "it did not exist before the run but still holds {}: {} (left as it is; \
-                     migrun never drops data it did not back up)",
-                    relations.len(),
-                    relations.join(", ")
-                ),
-            ));
+            outcomes.push(RestoredSchema::still_holding(name, &relations));
             continue;
         }
         match drop_schema_and_routines(&mut conn, name).await {
