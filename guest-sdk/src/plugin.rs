@@ -152,6 +152,14 @@ impl Need {
     }
 
     /// The tables written through this connection (for backups and plans).
+    ///
+    /// The host snapshots them before a run's first write and a full `migrun restore`
+    /// puts them back. Besides plain names (`accounts`, `auth.users`) a name may be
+    /// - a pattern, `me_<slug>.memory`: every table matching it (each `<…>` stands for
+    ///   identifier characters), including those the run creates, which a restore drops;
+    /// - or hold a configuration value, `${table}`: replaced by the value of config key
+    ///   `table` (not a secret one), for plugins whose tables are configured. A value
+    ///   that cannot be part of a table name stops the run before anything is written.
     pub fn writes<I, S>(mut self, tables: I) -> Self
     where
         I: IntoIterator<Item = S>,

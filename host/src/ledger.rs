@@ -148,19 +148,41 @@ impl Ledger {
         ))
     }
 
-    /// Forgets the units `run_id` finished, so that they run again: what `migrun restore`
-    /// does after putting back the tables that run changed. Returns the rows removed.
-    pub async fn forget_run(&self, conn: &mut Connection, run_id: &str) -> Result<u64, DbError> {
+    /// Forgets the units whose work a full `migrun restore` undid, so that they run again:
+    /// those of run `run_id` (which took the backup), and those plugin `plugin_name` started
+    /// at or after `since` (the backup's time) in later runs. A later run of the same plugin
+    /// wrote the same declared tables, which the restore put back to before it; keeping its
+    /// rows would skip units whose work is gone (restoring the expand run's backup after the
+    /// backfill and contract runs must let all three run again). Checkpoints count too.
+    /// Returns the rows removed.
+    pub async fn forget_since(
+        &self,
+        conn: &mut Connection,
+        run_id: &str,
+        plugin_name: &str,
+        since: &str,
+    ) -> Result<u64, DbError> {
         if !self.exists(conn).await? {
             return Ok(0);
         }
-        let placeholder = match conn.dialect() {
-            Dialect::Postgres => "$1",
-            _ => "?",
+        let p = |n: usize| match conn.dialect() {
+            Dialect::Postgres => format!("${n}"),
+            _ => "?".to_owned(),
         };
+        let sql = format!(
+            "DELETE FROM {} WHERE run_id = {} OR (plugin_name = {} AND started_at >= {})",
+            self.table,
+            p(1),
+            p(2),
+            p(3)
+        );
         conn.execute(
-            &format!("DELETE FROM {} WHERE run_id = {placeholder}", self.table),
-            &[Value::Text(run_id.to_owned())],
+            &sql,
+            &[
+                Value::Text(run_id.to_owned()),
+                Value::Text(plugin_name.to_owned()),
+                Value::Text(since.to_owned()),
+            ],
         )
         .await
     }

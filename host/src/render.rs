@@ -637,7 +637,7 @@ pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
         Some(n) => {
             let _ = writeln!(
                 out,
-                "  ledger: forgot {n} unit row(s) of the run that took the backup; its units will run again"
+                "  ledger: forgot {n} unit row(s) of the run that took the backup and of the plugin's later runs; their units will run again"
             );
         }
         None => {

@@ -112,6 +112,16 @@ pub enum RunError {
         /// The keys it reads.
         known: String,
     },
+    /// A declared write names a configuration value (`${key}`) that cannot name a table.
+    #[error("connection `{connection}` declares it writes `{declared}`: {problem}")]
+    DeclaredWrite {
+        /// The connection.
+        connection: String,
+        /// The name as the plugin declared it.
+        declared: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A required configuration key has no value.
     #[error("missing config key `{key}` (required by the plugin: {description})")]
     MissingConfigKey {
@@ -472,9 +482,10 @@ pub async fn run(
     let mut instance = PluginInstance::instantiate(runtime, plugin, state, config.limits).await?;
 
     options.observer.phase_started("describe");
-    let info = describe(&mut instance).await?;
+    let mut info = describe(&mut instance).await?;
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
+    resolve_declared_writes(&mut info, &values)?;
     let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
     let run_id = run_id(&info.name);
     let ledger = Ledger::new(&config.ledger_table);
@@ -1478,6 +1489,71 @@ fn plugin_values(info: &PluginInfo, config: &RunConfig) -> Result<Vec<(String, S
     Ok(values)
 }
 
+/// Puts configuration values into the table names a plugin declares it writes.
+///
+/// `describe` is static, but a plugin whose tables are configured (the rename of seed
+/// 002 takes its table from `table`) can still declare them: a declared name may hold
+/// `${key}`, replaced here by the key's value. The resolved name must then name a table
+/// (or be a pattern, see [`crate::backup::check_table_or_pattern`]): it is what the host
+/// backs up before the first write and what a dry-run confines, so a value that cannot
+/// name one stops the run before anything is written. Secret keys are refused (a table
+/// name appears in plans, manifests and journals).
+fn resolve_declared_writes(
+    info: &mut PluginInfo,
+    values: &[(String, String)],
+) -> Result<(), RunError> {
+    for need in &mut info.connections {
+        for declared in &mut need.writes {
+            if !declared.contains("${") {
+                continue;
+            }
+            let problem = |problem: String| RunError::DeclaredWrite {
+                connection: need.name.clone(),
+                declared: declared.clone(),
+                problem,
+            };
+            let mut resolved = String::new();
+            let mut rest = declared.as_str();
+            while let Some(start) = rest.find("${") {
+                resolved.push_str(&rest[..start]);
+                let Some(len) = rest[start + 2..].find('}') else {
+                    return Err(problem("`${` without its closing `}`".into()));
+                };
+                let key = &rest[start + 2..start + 2 + len];
+                if info.config.iter().any(|k| k.name == key && k.secret) {
+                    return Err(problem(format!(
+                        "config key `{key}` is secret and cannot name a table"
+                    )));
+                }
+                let Some((_, value)) = values.iter().find(|(k, _)| k == key) else {
+                    return Err(problem(format!(
+                        "the plugin reads no config key `{key}` (or it has no value)"
+                    )));
+                };
+                if !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '.'))
+                {
+                    return Err(problem(format!(
+                        "config key `{key}` is `{value}`, which cannot be part of a table name \
+                         (letters, digits, `_`, `$`, and `.` between schema and table)"
+                    )));
+                }
+                resolved.push_str(value);
+                rest = &rest[start + 2 + len + 1..];
+            }
+            resolved.push_str(rest);
+            if let Err(e) = crate::backup::check_table_or_pattern(&resolved) {
+                return Err(problem(format!(
+                    "with the configured values it is `{resolved}`, which names no table ({e})"
+                )));
+            }
+            *declared = resolved;
+        }
+    }
+    Ok(())
+}
+
 /// Checks grants and opens every connection the plugin declared.
 async fn connect_all(
     info: &PluginInfo,
@@ -2043,7 +2119,91 @@ fn consequence(
 
 #[cfg(test)]
 mod tests {
-    use super::store_plugin_copy;
+    use super::{resolve_declared_writes, store_plugin_copy};
+    use crate::contract::{ConfigKey, ConnectionNeed, PluginInfo};
+    use crate::db::Access;
+
+    fn declaring(writes: &[&str]) -> PluginInfo {
+        let key = |name: &str, secret: bool| ConfigKey {
+            name: name.into(),
+            description: String::new(),
+            required: true,
+            default_value: None,
+            secret,
+        };
+        PluginInfo {
+            name: "p".into(),
+            version: "1".into(),
+            description: String::new(),
+            connections: vec![ConnectionNeed {
+                name: "app".into(),
+                access: Access::ReadWrite,
+                description: String::new(),
+                writes: writes.iter().map(|w| (*w).to_owned()).collect(),
+            }],
+            units: Vec::new(),
+            config: vec![
+                key("table", false),
+                key("schema", false),
+                key("password", true),
+            ],
+        }
+    }
+
+    fn resolve(writes: &[&str], values: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let mut info = declaring(writes);
+        let values: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        resolve_declared_writes(&mut info, &values).map_err(|e| e.to_string())?;
+        Ok(info.connections[0].writes.clone())
+    }
+
+    #[test]
+    fn declared_writes_take_configured_table_names() {
+        assert_eq!(
+            resolve(
+                &[
+                    "${table}",
+                    "${schema}.${table}_history",
+                    "audit",
+                    "me_<slug>.memory"
+                ],
+                &[("table", "accounts"), ("schema", "app")]
+            )
+            .unwrap(),
+            [
+                "accounts",
+                "app.accounts_history",
+                "audit",
+                "me_<slug>.memory"
+            ]
+        );
+        let refused = |writes: &[&str], values: &[(&str, &str)], needle: &str| {
+            let e = resolve(writes, values).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+            assert!(
+                e.starts_with("connection `app` declares it writes `"),
+                "{e}"
+            );
+        };
+        refused(&["${tabel}"], &[("table", "a")], "no config key `tabel`");
+        refused(&["${table"], &[("table", "a")], "without its closing `}`");
+        refused(&["${password}"], &[("password", "hunter2")], "is secret");
+        refused(
+            &["${table}"],
+            &[("table", "a; DROP")],
+            "cannot be part of a table name",
+        );
+        refused(
+            &["${table}"],
+            &[("table", "../etc")],
+            "cannot be part of a table name",
+        );
+        refused(&["${table}"], &[("table", "a.b.c")], "names no table");
+        refused(&["${table}"], &[("table", "")], "names no table");
+    }
 
     /// Regression: three sharded workers started at once on a fresh journal
     /// directory; one renamed the shared partial file away under another,

@@ -180,6 +180,19 @@ impl OldApplication {
     }
 }
 
+/// The column names of `accounts`, in order, as a query reports them.
+async fn account_columns(url: &str) -> Vec<String> {
+    let mut conn = Connection::connect("columns", url, Access::ReadOnly)
+        .await
+        .expect("connect");
+    let rows = conn
+        .query("SELECT * FROM accounts WHERE 1 = 0", &[])
+        .await
+        .expect("columns of accounts");
+    conn.close().await;
+    rows.columns.into_iter().map(|c| c.name).collect()
+}
+
 /// Every entry of a journal after its header.
 fn journal_entries(path: &Path) -> Vec<Entry> {
     let (mut reader, _) = JournalReader::open(path).expect("open journal");
@@ -581,6 +594,83 @@ async fn conflict_retry_resumes_after_this_runs_checkpoints_sqlite() {
         .await,
         vec![vec![Value::Int(0)]]
     );
+}
+
+/// The rename's table comes from the configuration and is declared as `${table}`: every run
+/// backs it up first. After expand, backfill and contract (three runs), restoring the expand
+/// run's backup with one command gives back the table as it was (old column, every row), and
+/// the ledger forgets all three runs, so the whole rename can run again.
+async fn rename_undone_by_one_restore(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    create_accounts(&db).await;
+    let before = crate::support::checksum::table_checksum(&db.url, "accounts").await;
+    let plugin = plugins::plugin("expand-contract-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    ws.config(&rename_config(&db, 0, 0));
+
+    ws.migrun(&[plugin, "--dry-run"])
+        .expect_code(0)
+        .expect_output("backup before the first write: accounts (20,000 rows)");
+    let expand = ws.migrun(&[plugin, "--only", "expand", "--json"]);
+    expand.expect_code(0);
+    let expand = expand.json();
+    let backup = &expand["backups"][0];
+    let id = backup["id"].as_str().expect("the expand run's backup");
+    assert_eq!(backup["tables"][0]["name"], "accounts", "{backup}");
+    assert_eq!(backup["tables"][0]["rows"], ROWS, "{backup}");
+    ws.migrun(&[plugin, "--only", "backfill"]).expect_code(0);
+    ws.migrun(&[plugin, "--only", "contract"]).expect_code(0);
+    assert_eq!(
+        account_columns(&db.url).await,
+        ["id", "email_address"],
+        "{dialect:?}: the rename is done"
+    );
+
+    ws.migrun(&["restore", id, "--yes"])
+        .expect_code(0)
+        .expect_output("every table matches it");
+    assert_eq!(
+        crate::support::checksum::table_checksum(&db.url, "accounts").await,
+        before,
+        "{dialect:?}: the restored table holds the rows it held before the rename"
+    );
+    assert_eq!(
+        account_columns(&db.url).await,
+        ["id", "email"],
+        "{dialect:?}: and its columns"
+    );
+    // All three runs were undone: the rename runs again from the start.
+    let again = ws.migrun(&[plugin, "--json"]);
+    again.expect_code(0);
+    let statuses: Vec<String> = again.json()["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| u["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["committed", "committed", "committed"],
+        "{dialect:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_undone_by_one_restore_sqlite() {
+    rename_undone_by_one_restore(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_undone_by_one_restore_postgres() {
+    rename_undone_by_one_restore(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_undone_by_one_restore_mysql() {
+    rename_undone_by_one_restore(Dialect::MySql).await;
 }
 
 /// The contract unit refuses, changing nothing, while a row's new value differs from its old.

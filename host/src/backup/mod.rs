@@ -312,8 +312,9 @@ pub struct RestoreReport {
     pub id: String,
     /// Per table: what was done and what the live table's rows/checksum are now.
     pub tables: Vec<RestoredTable>,
-    /// After a full restore: the ledger rows of the run that took the backup, removed so
-    /// that its units run again (`None`: a partial restore leaves the ledger alone).
+    /// After a full restore: the ledger rows of the run that took the backup and of the
+    /// plugin's later runs, removed so that their units run again (`None`: a partial
+    /// restore leaves the ledger alone).
     pub ledger_rows_forgotten: Option<u64>,
     /// After a full restore: the schemas created since the backup, dropped when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

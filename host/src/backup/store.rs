@@ -464,7 +464,14 @@ impl BackupStore {
                 Connection::connect(&manifest.connection, url, crate::db::Access::ReadWrite)
                     .await
                     .map_err(|e| BackupError::Database(e.message))?;
-            let forgotten = ledger.forget_run(&mut conn, &manifest.run_id).await;
+            let forgotten = ledger
+                .forget_since(
+                    &mut conn,
+                    &manifest.run_id,
+                    &manifest.plugin_name,
+                    &manifest.created_at,
+                )
+                .await;
             conn.close().await;
             Some(forgotten.map_err(|e| {
                 BackupError::Database(format!(

@@ -162,10 +162,12 @@ impl Plugin for ExpandContractRename {
             .description(
                 "renames a column without downtime: expand, batched backfill, contract (seed 002)",
             )
-            .connection(Need::read_write(
-                "app",
-                "the database both applications share",
-            ))
+            .connection(
+                // The table comes from the configuration: the host resolves `${table}` and
+                // backs that table up before the first write of every run.
+                Need::read_write("app", "the database both applications share")
+                    .writes(["${table}"]),
+            )
             .unit(
                 "expand",
                 "adds the new column and triggers that keep old and new equal",
