@@ -785,3 +785,78 @@ async fn pattern_snapshot_is_restored_sqlite() {
 async fn pattern_snapshot_is_restored_mysql() {
     pattern_snapshot_scenario(Dialect::MySql).await;
 }
+
+/// accounts-merge creates two tables, `identities` referencing `accounts`, and declares both.
+/// One full restore of its backup drops both again (the reference must not block the drop on
+/// any dialect), and the plugin then runs again on the restored target.
+async fn accounts_merge_restore_scenario(dialect: Dialect, method: &str) {
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 300, 5)
+        .await
+        .expect("seed users");
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
+         [backup]\nmethod = \"{method}\"\n",
+        source.url, target.url
+    ));
+    let plugin = plugins::plugin("accounts-merge");
+    let plugin = plugin.to_str().unwrap();
+    let tables_before = crate::support::checksum::user_tables(&target.url).await;
+    assert!(tables_before.is_empty(), "{tables_before:?}");
+
+    let run = ws.migrun(&[plugin, "--json"]);
+    run.expect_code(0);
+    let report = run.json();
+    let id = report["backups"][0]["id"]
+        .as_str()
+        .expect("the run's backup");
+    let written: BTreeMap<String, String> = data_checksums(&target.url).await;
+    assert_eq!(
+        written.keys().filter(|t| !t.is_empty()).count(),
+        2,
+        "{dialect:?}: the run created accounts and identities: {written:?}"
+    );
+
+    ws.migrun(&["restore", id, "--yes"])
+        .expect_code(0)
+        .expect_output("every table matches it");
+    let tables_after: Vec<String> = crate::support::checksum::user_tables(&target.url)
+        .await
+        .into_iter()
+        .filter(|t| !t.ends_with("migrun_ledger"))
+        .collect();
+    assert!(
+        tables_after.is_empty(),
+        "{dialect:?}: the restore drops what the run created: {tables_after:?}"
+    );
+    let again = ws.migrun(&[plugin, "--json"]);
+    again.expect_code(0);
+    assert_eq!(data_checksums(&target.url).await, written, "{dialect:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_is_undone_by_one_restore_sqlite() {
+    accounts_merge_restore_scenario(Dialect::Sqlite, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_is_undone_by_one_restore_postgres() {
+    accounts_merge_restore_scenario(Dialect::Postgres, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_is_undone_by_one_restore_mysql() {
+    accounts_merge_restore_scenario(Dialect::MySql, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_merge_is_undone_by_one_restore_mysql_native() {
+    accounts_merge_restore_scenario(Dialect::MySql, "native").await;
+}

@@ -19,6 +19,15 @@
 //! Run them one at a time with `--only` between deployments; run in one go
 //! (no `--only`) they rename with nobody else writing.
 //!
+//! The table is declared as written through `${table}`, so the host backs it
+//! up before each run's first write; restoring the `expand` run's backup
+//! (`migrun restore <id> --yes`) undoes the whole rename, and the ledger then
+//! lets all three units run again.
+//!
+//! Each unit is recorded once per plugin build, not per table: renaming a
+//! second column with the same build needs its own `ledger_table` in
+//! `migrun.toml`, or the units are skipped as finished.
+//!
 //! `fail_after_batches` (default 0: never) makes `backfill` fail after that
 //! many batches of one run, to rehearse an interruption: the batches before
 //! it stay committed and the next run resumes.
