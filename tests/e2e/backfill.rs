@@ -786,6 +786,34 @@ async fn fresh_baseline_constraints_hold() {
     let again = ws.migrun(&[plugin, "--json"]);
     again.expect_code(0);
     assert_eq!(again.json()["units"][0]["status"], "skipped");
+
+    // The first run backed up the empty file (its tables absent); one restore undoes the
+    // baseline, and the plugin then lays it down again.
+    let id = report["backups"][0]["id"]
+        .as_str()
+        .expect("the run's backup");
+    let backed_up: Vec<&str> = report["backups"][0]["tables"]
+        .as_array()
+        .expect("backed-up tables")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        backed_up,
+        ["channel_configs", "monitoring_targets", "seen_submissions"]
+    );
+    ws.migrun(&["restore", id, "--yes"])
+        .expect_code(0)
+        .expect_output("every table matches it");
+    let left: Vec<String> = crate::support::checksum::user_tables(&db.url)
+        .await
+        .into_iter()
+        .filter(|t| t != "migrun_ledger")
+        .collect();
+    assert!(left.is_empty(), "the restore undid the baseline: {left:?}");
+    let rebuilt = ws.migrun(&[plugin, "--json"]);
+    rebuilt.expect_code(0);
+    assert_eq!(rebuilt.json()["units"][0]["status"], "committed");
 }
 
 /// kill -9 in the middle of the backfill: the batches up to the last checkpoint stay, and the
