@@ -239,12 +239,37 @@ pub enum RunError {
         /// Why.
         error: DbError,
     },
+
+    /// A plugin statement before the units took a session out of the host's hands.
+    #[error(
+        "{phase}: the plugin's SQL escaped the host's transaction: {}",
+        describe_escapes(escapes)
+    )]
+    SessionEscaped {
+        /// `configure` / `list-units`.
+        phase: &'static str,
+        /// What was found, per connection.
+        escapes: Vec<db::SessionEscape>,
+    },
+}
+
+/// The consequences of `escapes`, in one sentence each.
+fn describe_escapes(escapes: &[db::SessionEscape]) -> String {
+    escapes
+        .iter()
+        .map(db::SessionEscape::consequence)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RunError {
-    /// The process exit code for this error: 2, nothing ran.
+    /// The process exit code for this error: 2, nothing ran; 1 when a plugin
+    /// statement escaped its session, since something may have been committed.
     pub fn exit_code(&self) -> i32 {
-        2
+        match self {
+            RunError::SessionEscaped { .. } => 1,
+            _ => 2,
+        }
     }
 }
 
@@ -1650,10 +1675,24 @@ impl Runner {
         only: Option<&[String]>,
         shard: Option<(u32, u32)>,
     ) -> Result<(Vec<UnitInfo>, Vec<String>), RunError> {
-        self.begin_all().await?;
+        // Before the backup, plugin code sees every connection read-only in the session:
+        // nothing it does here could be missing from the backup. A dry-run holds one
+        // transaction for the whole run (and changes nothing), so it begins as usual.
+        if self.dry_run {
+            self.begin_all().await?;
+        } else {
+            self.instance.state().database.begin_all_read_only().await?;
+        }
         let units = self.configure_and_list(values, recorded).await;
-        if !self.dry_run || units.is_err() {
+        let escapes = self.instance.state().database.escapes();
+        if !self.dry_run || units.is_err() || !escapes.is_empty() {
             self.rollback_all().await;
+        }
+        if !escapes.is_empty() {
+            return Err(RunError::SessionEscaped {
+                phase: "configure / list-units",
+                escapes,
+            });
         }
         let mut units = units?;
         if let Some((index, count)) = shard {
@@ -1886,6 +1925,10 @@ impl Runner {
                         &committed,
                         &not_run,
                     );
+                    let escapes = self.instance.state().database.escapes();
+                    if !escapes.is_empty() {
+                        consequence = escaped_consequence(&unit.name, &escapes, &consequence);
+                    }
                     if checkpoints > 0 && !self.dry_run && self.tape.is_live() {
                         consequence.push_str(&format!(
                             "; `{}` keeps the work of its {checkpoints} saved checkpoint(s) and resumes from the last one when run again",
@@ -1924,6 +1967,11 @@ impl Runner {
                 .export_end("run-unit", result.as_ref().err().map(ToString::to_string))
                 .map_err(tape_err)?;
         }
+        // A statement that escaped its session fails the unit, whatever the plugin made of it.
+        let escapes = self.instance.state().database.escapes();
+        if !escapes.is_empty() {
+            return Err(escape_failure(&escapes));
+        }
         // A checkpoint that failed to commit fails the unit, whatever the plugin made of it.
         if let Some(failure) = self.instance.state().database.take_checkpoint_failure() {
             return Err((failure.message, FailureCause::Commit(failure.error)));
@@ -1937,7 +1985,14 @@ impl Runner {
                 Ok(()) => database.commit_all().await,
                 Err(e) => Err(e),
             };
-            committed.map_err(|f| (f.message, FailureCause::Commit(f.error)))?;
+            if let Err(f) = committed {
+                // A cursor's escape is found when the commit checks the session.
+                let escapes = database.escapes();
+                if !escapes.is_empty() {
+                    return Err(escape_failure(&escapes));
+                }
+                return Err((f.message, FailureCause::Commit(f.error)));
+            }
         }
         Ok(())
     }
@@ -2031,6 +2086,10 @@ impl Runner {
         if !self.dry_run {
             self.rollback_all().await;
         }
+        let escapes = self.instance.state().database.escapes();
+        if !escapes.is_empty() {
+            return Err(escape_failure(&escapes));
+        }
         result
     }
 
@@ -2058,6 +2117,35 @@ impl Runner {
         let state = self.instance.into_state();
         state.database.close().await;
     }
+}
+
+/// A phase's failure when plugin statements escaped their sessions.
+fn escape_failure(escapes: &[db::SessionEscape]) -> (String, FailureCause) {
+    let found: Vec<String> = escapes
+        .iter()
+        .map(|e| format!("connection `{}`: {}", e.connection, e.found))
+        .collect();
+    let message = format!(
+        "the plugin's SQL took the session out of the host's hands ({}); the host closed the connection to the plugin",
+        found.join("; ")
+    );
+    (
+        message.clone(),
+        FailureCause::Commit(DbError::new(db::DbErrorKind::Refused, message)),
+    )
+}
+
+/// The consequence of a failed unit when statements escaped: what may have been committed
+/// where, never "rolled back on every connection".
+fn escaped_consequence(unit: &str, escapes: &[db::SessionEscape], usual: &str) -> String {
+    let mut parts = vec![format!(
+        "unit `{unit}` could not be rolled back everywhere: {}",
+        describe_escapes(escapes)
+    )];
+    parts.push("its other connections were rolled back".to_owned());
+    // Keep what the usual sentence says about other units.
+    parts.extend(usual.split("; ").skip(1).map(str::to_owned));
+    parts.join("; ")
 }
 
 fn begin_failure(e: RunError) -> (String, FailureCause) {

@@ -189,9 +189,41 @@ impl DatabaseCtx {
         self.checkpoint_failure.take()
     }
 
+    /// The plugin statements of this run that took a session out of the host's hands
+    /// with work that may have been committed (see `db::session_check`), one per
+    /// connection: whatever the plugin made of the error, the phase in which one
+    /// appears fails, and the report names them.
+    pub fn escapes(&self) -> Vec<db::SessionEscape> {
+        self.live
+            .values()
+            .filter_map(|c| c.escape())
+            .filter(|e| e.may_have_committed)
+            .cloned()
+            .collect()
+    }
+
     /// Begins a transaction on every connection, journaling each `begin`.
     pub async fn begin_all(&mut self) -> Result<(), RunError> {
         self.begin_every(false).await
+    }
+
+    /// Begins a transaction on every connection in which even read-write ones are
+    /// read-only in the session (`configure` and `list-units` run before the backup;
+    /// see [`db::Connection::begin_read_only_phase`]), journaling each `begin`.
+    pub async fn begin_all_read_only(&mut self) -> Result<(), RunError> {
+        for conn in self.live.values_mut() {
+            let result = conn.begin_read_only_phase().await;
+            self.tape.transaction(
+                conn.name(),
+                "begin",
+                result.as_ref().err().map(ToString::to_string),
+            )?;
+            result.map_err(|error| RunError::Begin {
+                connection: conn.name().to_owned(),
+                error,
+            })?;
+        }
+        Ok(())
     }
 
     /// Begins a transaction on every connection, `deferred` as

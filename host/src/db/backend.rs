@@ -11,6 +11,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgTypeInfo};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{ConnectOptions, Connection as _, Either, Executor, Statement as _, TypeInfo};
 
+use super::sqlite_authorizer::{self, Authorizer};
 use super::{Access, Column, DbError, Dialect, mysql, postgres, sqlite};
 use crate::value::Value;
 
@@ -19,8 +20,9 @@ pub(crate) enum Backend {
     Postgres(PgConnection),
     /// With the server's `max_allowed_packet`, in bytes.
     MySql(MySqlConnection, usize),
-    /// With the schema version its cached statements were prepared under.
-    Sqlite(SqliteConnection, Option<i64>),
+    /// With the schema version its cached statements were prepared under, and
+    /// the gate of its authorizer (`sqlite_authorizer`).
+    Sqlite(SqliteConnection, Option<i64>, Authorizer),
 }
 
 /// A statement ready to run: the SQL as sent and its encoded arguments.
@@ -72,7 +74,9 @@ impl Backend {
                 Backend::MySql(conn, usize::try_from(max_packet).unwrap_or(usize::MAX))
             }
             Dialect::Sqlite => {
-                Backend::Sqlite(sqlite::connect_options(url, access)?.connect().await?, None)
+                let mut conn = sqlite::connect_options(url, access)?.connect().await?;
+                let authorizer = sqlite_authorizer::install(&mut conn).await?;
+                Backend::Sqlite(conn, None, authorizer)
             }
         })
     }
@@ -121,7 +125,7 @@ impl Backend {
             (Backend::MySql(conn, _), Args::MySql(_)) => {
                 to_columns(conn.prepare_with(&bound.sql, &[]).await?.columns())
             }
-            (Backend::Sqlite(conn, _), Args::Sqlite(_)) => {
+            (Backend::Sqlite(conn, ..), Args::Sqlite(_)) => {
                 to_columns(conn.prepare_with(&bound.sql, &[]).await?.columns())
             }
             _ => return Err(mismatch()),
@@ -149,7 +153,7 @@ impl Backend {
                 conn.fetch_many(sqlx::query_with(sql, args)),
                 mysql::decode_row,
             ),
-            (Backend::Sqlite(conn, _), Args::Sqlite(args)) => steps(
+            (Backend::Sqlite(conn, ..), Args::Sqlite(args)) => steps(
                 conn.fetch_many(sqlx::query_with(sql, args)),
                 sqlite::decode_row,
             ),
@@ -158,13 +162,37 @@ impl Backend {
     }
 
     /// Runs host-written SQL (transaction control) through the simple/text protocol.
+    ///
+    /// On SQLite the statement is compiled afresh and never cached: the
+    /// authorizer judges a statement when it is compiled, so a cached host
+    /// `COMMIT` would let a plugin's identical text skip its judgement.
     pub(crate) async fn simple(&mut self, sql: &str) -> Result<(), DbError> {
         match self {
             Backend::Postgres(conn) => conn.execute(sql).await.map(|_| ())?,
             Backend::MySql(conn, _) => conn.execute(sql).await.map(|_| ())?,
-            Backend::Sqlite(conn, _) => conn.execute(sql).await.map(|_| ())?,
+            Backend::Sqlite(conn, ..) => conn.execute(sqlx::raw_sql(sql)).await.map(|_| ())?,
         }
         Ok(())
+    }
+
+    /// Marks the statements compiled from now on as the plugin's (SQLite's
+    /// authorizer judges them) or the host's; nothing on the servers, whose
+    /// sessions enforce what they enforce for everyone.
+    pub(crate) fn plugin_statement(&self, on: bool) {
+        if let Backend::Sqlite(.., authorizer) = self {
+            authorizer.plugin_statement(on);
+        }
+    }
+
+    /// MariaDB: the session's database (`DATABASE()`), which the session check
+    /// holds it to; `None` elsewhere.
+    pub(crate) async fn current_database(&mut self) -> Result<Option<String>, DbError> {
+        match self {
+            Backend::MySql(conn, _) => Ok(sqlx::query_scalar("SELECT DATABASE()")
+                .fetch_one(&mut *conn)
+                .await?),
+            _ => Ok(None),
+        }
     }
 
     /// Runs host-written SQL through the text protocol and returns its rows,
@@ -177,7 +205,7 @@ impl Backend {
                 .iter()
                 .map(mysql::decode_row)
                 .collect(),
-            Backend::Sqlite(conn, _) => conn
+            Backend::Sqlite(conn, ..) => conn
                 .fetch_all(sql)
                 .await?
                 .iter()
@@ -198,7 +226,7 @@ impl Backend {
     /// only when a statement runs). Reading `PRAGMA schema_version` costs
     /// microseconds; on a change the cache is dropped and the schema reloaded.
     pub(crate) async fn check_schema(&mut self) -> Result<(), DbError> {
-        let Backend::Sqlite(conn, known) = self else {
+        let Backend::Sqlite(conn, known, _) = self else {
             return Ok(());
         };
         let row = conn.fetch_one("PRAGMA schema_version").await?;
@@ -218,7 +246,7 @@ impl Backend {
         match self {
             Backend::Postgres(conn) => conn.clear_cached_statements().await?,
             Backend::MySql(conn, _) => conn.clear_cached_statements().await?,
-            Backend::Sqlite(conn, _) => conn.clear_cached_statements().await?,
+            Backend::Sqlite(conn, ..) => conn.clear_cached_statements().await?,
         }
         Ok(())
     }
@@ -282,7 +310,7 @@ impl Backend {
         let _ = match self {
             Backend::Postgres(conn) => conn.close().await,
             Backend::MySql(conn, _) => conn.close().await,
-            Backend::Sqlite(conn, _) => conn.close().await,
+            Backend::Sqlite(conn, ..) => conn.close().await,
         };
     }
 }

@@ -911,6 +911,7 @@ impl Connection {
         if let Ok(q) = Dialect::MySql.quote_identifier(source) {
             let _ = self.host_simple(&format!("USE {q}")).await;
         }
+        self.marks.mariadb_database = Some(source.to_owned());
         if let Ok(q) = Dialect::MySql.quote_identifier(database) {
             let _ = self
                 .host_simple(&format!("DROP DATABASE IF EXISTS {q}"))
@@ -989,6 +990,8 @@ impl Connection {
         self.host_simple("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'")
             .await?;
         self.host_simple(&format!("USE {qd}")).await?;
+        // The session check now holds the session to the scratch.
+        self.marks.mariadb_database = Some(database.to_owned());
 
         for table in &copied {
             let shown = self
@@ -1222,6 +1225,7 @@ impl Connection {
             Ok(qs) => self.host_simple(&format!("USE {qs}")).await,
             Err(e) => Err(e),
         };
+        self.marks.mariadb_database = Some(scratch.source.clone());
         let _ = self
             .host_query("SELECT RELEASE_LOCK(?)", &[Value::Text(database.clone())])
             .await;

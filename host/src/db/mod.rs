@@ -167,10 +167,13 @@ mod catalog;
 mod cursor;
 mod dry_run;
 mod error;
+mod guard;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
+mod session_check;
 pub(crate) mod sql;
 pub(crate) mod sqlite;
+mod sqlite_authorizer;
 
 use std::fmt;
 use std::sync::Arc;
@@ -184,6 +187,7 @@ use tokio::sync::oneshot;
 pub use catalog::RowCount;
 pub use dry_run::{DryRunGuard, DryRunMode, DryRunRestore, SCRATCH_PREFIX};
 pub use error::{DbError, DbErrorKind};
+pub use session_check::SessionEscape;
 
 use crate::value::Value;
 use backend::{Backend, Bound, Step};
@@ -337,6 +341,16 @@ pub struct Connection {
     dry_run: Option<dry_run::Active>,
     /// The most value data one [`Connection::query`] may return ([`Connection::limit_results`]).
     max_result_bytes: usize,
+    /// Set by [`Connection::begin_read_only_phase`]: a read-write connection runs
+    /// read-only (in the session) until the phase's rollback.
+    read_only_phase: bool,
+    /// What the session check expects ([`session_check`]).
+    marks: session_check::SessionMarks,
+    /// A plugin statement took the session out of the host's hands: the plugin's
+    /// statements are refused from then on ([`session_check`]).
+    escape: Option<SessionEscape>,
+    /// A cursor ended since the last session check: check before the next statement.
+    check_due: bool,
 }
 
 static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -367,7 +381,7 @@ impl Connection {
         let dialect = Self::dialect_of_url(url)?;
         let opened =
             tokio::time::timeout(CONNECT_TIMEOUT, Backend::connect(dialect, url, access)).await;
-        let backend = match opened {
+        let mut backend = match opened {
             Ok(Ok(backend)) => backend,
             Ok(Err(e)) => {
                 return Err(DbError {
@@ -385,6 +399,11 @@ impl Connection {
                 ));
             }
         };
+        let mariadb_database = backend.current_database().await.map_err(|e| DbError {
+            kind: DbErrorKind::Connection,
+            code: e.code.clone(),
+            message: format!("cannot open connection `{name}` ({dialect}): {}", e.message),
+        })?;
         Ok(Connection {
             name: name.to_owned(),
             dialect,
@@ -396,6 +415,13 @@ impl Connection {
             refuse_ddl: None,
             dry_run: None,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            read_only_phase: false,
+            marks: session_check::SessionMarks {
+                mariadb_database,
+                ..Default::default()
+            },
+            escape: None,
+            check_due: false,
         })
     }
 
@@ -429,6 +455,57 @@ impl Connection {
         self.access
     }
 
+    /// The access the session runs with now: read-only during a read-only phase
+    /// ([`Connection::begin_read_only_phase`]), else the access granted.
+    pub fn effective_access(&self) -> Access {
+        if self.read_only_phase {
+            Access::ReadOnly
+        } else {
+            self.access
+        }
+    }
+
+    /// Opens a transaction in which even a read-write connection is read-only in
+    /// the session, for the plugin code that runs before the before-run backup
+    /// (`configure`, `list-units`): PostgreSQL `BEGIN … READ ONLY` with its
+    /// snapshot taken, MariaDB `SET SESSION TRANSACTION READ ONLY` and `START
+    /// TRANSACTION READ ONLY`, SQLite `PRAGMA query_only = ON` and `BEGIN`.
+    /// The phase ends with [`Connection::rollback`], which restores the access.
+    pub async fn begin_read_only_phase(&mut self) -> Result<(), DbError> {
+        if self.access == Access::ReadOnly {
+            return self.begin().await;
+        }
+        self.read_only_phase = true;
+        let setup = match self.dialect {
+            Dialect::MySql => Some("SET SESSION TRANSACTION READ ONLY"),
+            Dialect::Sqlite => Some("PRAGMA query_only = ON"),
+            Dialect::Postgres => None,
+        };
+        if let Some(setup) = setup
+            && let Err(e) = self.host_simple(setup).await
+        {
+            self.read_only_phase = false;
+            return Err(e);
+        }
+        let begun = self.begin().await;
+        if begun.is_err() {
+            self.end_read_only_phase().await?;
+        }
+        begun
+    }
+
+    /// Gives a read-write connection its access back after a read-only phase.
+    async fn end_read_only_phase(&mut self) -> Result<(), DbError> {
+        if !std::mem::take(&mut self.read_only_phase) {
+            return Ok(());
+        }
+        match self.dialect {
+            Dialect::MySql => self.host_simple("SET SESSION TRANSACTION READ WRITE").await,
+            Dialect::Sqlite => self.host_simple("PRAGMA query_only = OFF").await,
+            Dialect::Postgres => Ok(()),
+        }
+    }
+
     /// Whether a host transaction ([`Connection::begin`]) is open.
     pub fn in_transaction(&self) -> bool {
         self.in_transaction
@@ -453,13 +530,24 @@ impl Connection {
                 self.name
             )));
         }
+        if let Some(escape) = self.escape.as_ref().filter(|e| e.may_have_committed) {
+            return Err(DbError::new(
+                DbErrorKind::Refused,
+                format!(
+                    "connection `{}` takes no new transaction in this run: {}",
+                    self.name, escape.found
+                ),
+            ));
+        }
         let sql = self.begin_sql();
         self.idle()?
             .simple(sql)
             .await
             .map_err(|e| e.on_connection(&self.name))?;
         self.in_transaction = true;
-        Ok(())
+        self.mark_session()
+            .await
+            .map_err(|e| e.on_connection(&self.name))
     }
 
     /// Opens the unit transaction as [`Connection::begin`] does, but sends the
@@ -502,7 +590,9 @@ impl Connection {
             .await
             .map_err(|e| e.on_connection(&self.name))?;
         self.begin_pending = false;
-        Ok(())
+        self.mark_session()
+            .await
+            .map_err(|e| e.on_connection(&self.name))
     }
 
     /// Commits the unit transaction. An open cursor is closed first (its rows
@@ -516,8 +606,23 @@ impl Connection {
                 self.name
             )));
         }
+        // A cursor's statement is checked like any other before its work is committed.
+        if std::mem::take(&mut self.check_due) {
+            let _ = self.check_session("", true).await;
+        }
+        if let Some(escape) = &self.escape {
+            return Err(DbError::new(
+                DbErrorKind::Refused,
+                format!(
+                    "connection `{}`: nothing was committed by the host: {}",
+                    self.name, escape.found
+                ),
+            ));
+        }
         self.in_transaction = false;
         self.ddl_in_transaction = false;
+        self.marks.pg_transaction_start = None;
+        self.marks.mariadb_counters = None;
         if std::mem::take(&mut self.begin_pending) {
             return Ok(());
         }
@@ -534,8 +639,15 @@ impl Connection {
     /// nothing when no transaction is open.
     pub async fn rollback(&mut self) -> Result<(), DbError> {
         self.finish_cursor(CursorStatus::Closed).await;
+        self.check_due = false;
+        // A transaction the database rolled back itself is over now for the host too.
+        if self.escape.as_ref().is_some_and(|e| !e.may_have_committed) {
+            self.escape = None;
+        }
+        self.marks.pg_transaction_start = None;
+        self.marks.mariadb_counters = None;
         if !self.in_transaction {
-            return Ok(());
+            return self.end_read_only_phase().await;
         }
         self.in_transaction = false;
         let ddl = std::mem::take(&mut self.ddl_in_transaction);
@@ -551,18 +663,23 @@ impl Connection {
                 .await
                 .map_err(|e| e.on_connection(&self.name))?;
         }
-        result.map_err(|e| e.on_connection(&self.name))
+        result.map_err(|e| e.on_connection(&self.name))?;
+        self.end_read_only_phase()
+            .await
+            .map_err(|e| e.on_connection(&self.name))
     }
 
     /// Runs one statement with bound parameters and returns all of its rows.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         let max_result_bytes = self.max_result_bytes;
         self.idle()?;
+        self.before_plugin_statement().await?;
         self.guard(sql)?;
         let wrapped = self.wrap_begin().await?;
         let result = async {
             let backend = self.idle()?;
             backend.check_schema().await?;
+            backend.plugin_statement(true);
             let bound = backend.bind(sql, params)?;
             let columns = backend.columns(&bound).await?;
             let outcome = run_to_end(backend, bound, Some(max_result_bytes)).await?;
@@ -572,8 +689,10 @@ impl Connection {
             })
         }
         .await;
+        self.plugin_statement_done();
         self.wrap_end(wrapped, result.is_ok()).await;
         let result = self.after_statement(sql, result).await;
+        let result = self.after_plugin_statement(sql, result).await;
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -582,12 +701,14 @@ impl Connection {
     /// the number of rows returned.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         self.idle()?;
+        self.before_plugin_statement().await?;
         self.guard(sql)?;
         let dialect = self.dialect;
         let wrapped = self.wrap_begin().await?;
         let result = async {
             let backend = self.idle()?;
             backend.check_schema().await?;
+            backend.plugin_statement(true);
             let bound = backend.bind(sql, params)?;
             // SQLite reports the changes of the last *modifying* statement even
             // for a SELECT or DDL, so whether the statement returns rows decides.
@@ -613,8 +734,10 @@ impl Connection {
             })
         }
         .await;
+        self.plugin_statement_done();
         self.wrap_end(wrapped, result.is_ok()).await;
         let result = self.after_statement(sql, result).await;
+        let result = self.after_plugin_statement(sql, result).await;
         result.map_err(|e: DbError| e.on_connection(&self.name))
     }
 
@@ -638,11 +761,13 @@ impl Connection {
         if batch_size == 0 {
             return Err(DbError::usage("a cursor's batch size must be at least 1"));
         }
+        self.before_plugin_statement().await?;
         self.guard(sql)?;
         let wrapped = self.wrap_begin().await?;
         let prepared = async {
             let backend = self.idle()?;
             backend.check_schema().await?;
+            backend.plugin_statement(true);
             let bound = backend.bind(sql, params)?;
             let columns = backend.columns(&bound).await?;
             Ok::<_, DbError>((bound, columns))
@@ -651,10 +776,15 @@ impl Connection {
         let (bound, columns) = match prepared {
             Ok(ok) => ok,
             Err(e) => {
+                self.plugin_statement_done();
                 self.wrap_end(wrapped, false).await;
-                return Err(e.on_connection(&self.name));
+                let result = self.after_plugin_statement(sql, Err(e)).await;
+                return result.map_err(|e: DbError| e.on_connection(&self.name));
             }
         };
+        // Checked when the cursor hands the connection back (`finish_cursor`),
+        // at the latest before the next statement or the commit.
+        self.check_due = true;
         let backend = match std::mem::replace(&mut self.state, State::Broken(String::new())) {
             State::Idle(backend) => backend,
             other => {
@@ -759,6 +889,7 @@ impl Connection {
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
         self.idle()?;
+        self.before_plugin_statement().await?;
         if let Some(active) = &self.dry_run {
             active.guard_table(&self.name, table)?;
         }
@@ -905,9 +1036,48 @@ impl Connection {
         active.shared.set(status);
         drop(active.requests);
         self.state = match active.task.await {
-            Ok(backend) => State::Idle(backend),
+            Ok(backend) => {
+                backend.plugin_statement(false);
+                State::Idle(backend)
+            }
             Err(e) => State::Broken(format!("the cursor task failed: {e}")),
         };
+    }
+
+    /// Before a plugin statement: refused after an escape; a cursor that ended
+    /// since the last statement is checked now.
+    async fn before_plugin_statement(&mut self) -> Result<(), DbError> {
+        self.refuse_after_escape()?;
+        if std::mem::take(&mut self.check_due) {
+            self.check_session("", true).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements the backend compiles from now on are the host's again.
+    fn plugin_statement_done(&mut self) {
+        if let State::Idle(backend) = &mut self.state {
+            backend.plugin_statement(false);
+        }
+    }
+
+    /// After a plugin statement: the session check ([`session_check`]). The
+    /// plugin gets the escape instead of the statement's result when work may
+    /// have been committed, and the statement's own error otherwise.
+    async fn after_plugin_statement<T>(
+        &mut self,
+        text: &str,
+        result: Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        match self.check_session(text, result.is_ok()).await {
+            Ok(()) => result,
+            Err(escape) => match result {
+                Err(original) if self.escape.as_ref().is_some_and(|e| !e.may_have_committed) => {
+                    Err(original)
+                }
+                _ => Err(escape),
+            },
+        }
     }
 
     /// After a statement: keeps the connection's invariants after a schema
@@ -968,6 +1138,11 @@ impl Connection {
                 backend.clear_statement_cache().await?;
                 if in_transaction && !words.iter().any(|w| w == "TEMPORARY") {
                     backend.simple(begin).await?;
+                    // The host's own `START TRANSACTION` moved the session's counters.
+                    return self
+                        .mark_session()
+                        .await
+                        .map_err(|e| e.on_connection(&name));
                 }
                 Ok(())
             }
@@ -977,7 +1152,7 @@ impl Connection {
     }
 
     fn begin_sql(&self) -> &'static str {
-        match (self.dialect, self.access) {
+        match (self.dialect, self.effective_access()) {
             (Dialect::Postgres, Access::ReadWrite) => "BEGIN",
             // Taking the snapshot at once also makes `SET TRANSACTION READ WRITE` impossible.
             (Dialect::Postgres, Access::ReadOnly) => {
@@ -1016,108 +1191,6 @@ impl Connection {
         if wrapped && let Ok(backend) = self.idle() {
             let _ = backend.simple(if ok { "COMMIT" } else { "ROLLBACK" }).await;
         }
-    }
-
-    /// Refuses what the host does not let a plugin's SQL do (see the module docs).
-    fn guard(&self, text: &str) -> Result<(), DbError> {
-        let name = &self.name;
-        if self.dialect == Dialect::Sqlite && !sql::is_single_sqlite_statement(text) {
-            return Err(DbError::usage(format!(
-                "connection `{name}` runs one statement per call; split the SQL into separate calls"
-            )));
-        }
-        let words = sql::leading_keywords(text, self.dialect, 4);
-        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-        let transaction_control = match word(0) {
-            "BEGIN" | "COMMIT" | "END" | "ABORT" | "XA" => true,
-            "START" | "PREPARE" => word(1) == "TRANSACTION",
-            "ROLLBACK" => {
-                !(word(1) == "TO" || (matches!(word(1), "WORK" | "TRANSACTION") && word(2) == "TO"))
-            }
-            _ => false,
-        };
-        if transaction_control {
-            return Err(DbError::usage(format!(
-                "`{}` is not allowed on connection `{name}`: the host opens and ends transactions \
-                 (use SAVEPOINT / ROLLBACK TO for a partial rollback)",
-                word(0)
-            )));
-        }
-        if self.dialect == Dialect::MySql && word(0) == "SET" {
-            let tokens: Vec<String> = text
-                .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.' | '$')))
-                .map(str::to_ascii_lowercase)
-                .collect();
-            if tokens.iter().any(|t| t.contains("autocommit")) {
-                return Err(DbError::usage(format!(
-                    "changing autocommit is not allowed on connection `{name}`: the host opens and ends transactions"
-                )));
-            }
-            if self.access == Access::ReadOnly
-                && tokens
-                    .iter()
-                    .any(|t| t.contains("read_only") || t == "write")
-            {
-                return Err(DbError::new(
-                    DbErrorKind::ReadOnly,
-                    format!(
-                        "connection `{name}` is read-only: its read-only mode cannot be changed"
-                    ),
-                ));
-            }
-        }
-        if let Some(why) = sql::server_file_access(text, self.dialect) {
-            return Err(DbError::new(
-                DbErrorKind::Refused,
-                format!("refused on connection `{name}`: {why}"),
-            ));
-        }
-        if self.dialect == Dialect::Sqlite && matches!(word(0), "ATTACH" | "DETACH" | "VACUUM") {
-            return Err(DbError::new(
-                DbErrorKind::Refused,
-                format!(
-                    "`{}` is not allowed on connection `{name}`: it would open or write other files",
-                    word(0)
-                ),
-            ));
-        }
-        if let Some(reason) = &self.refuse_ddl {
-            // Temporary tables are private to the session and commit nothing.
-            let temporary = words
-                .iter()
-                .any(|w| matches!(w.as_str(), "TEMP" | "TEMPORARY"));
-            let ddl = (matches!(word(0), "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "RENAME")
-                && !temporary)
-                || (self.dialect == Dialect::MySql
-                    && matches!(
-                        word(0),
-                        "GRANT"
-                            | "REVOKE"
-                            | "LOCK"
-                            | "UNLOCK"
-                            | "ANALYZE"
-                            | "OPTIMIZE"
-                            | "REPAIR"
-                            | "FLUSH"
-                            | "INSTALL"
-                            | "UNINSTALL"
-                            | "CACHE"
-                            | "RESET"
-                    ));
-            if ddl {
-                return Err(DbError::new(
-                    DbErrorKind::Refused,
-                    format!(
-                        "{reason}: `{}` statements are refused on connection `{name}`",
-                        word(0)
-                    ),
-                ));
-            }
-        }
-        if let Some(active) = &self.dry_run {
-            active.guard(name, self.dialect, text, &words)?;
-        }
-        Ok(())
     }
 
     /// Multi-row `INSERT`s for MySQL and SQLite, all-or-nothing across chunks.

@@ -41,7 +41,13 @@ fn skip_trivia(b: &[u8], mut i: usize, dialect: Dialect) -> usize {
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
         }
-        if b[i..].starts_with(b"--") || (dialect == Dialect::MySql && b.get(i) == Some(&b'#')) {
+        // MySQL/MariaDB: `--` starts a comment only before whitespace, a control
+        // character or the end (`5--1` is five minus minus one).
+        let dashes = b[i..].starts_with(b"--")
+            && (dialect != Dialect::MySql
+                || b.get(i + 2)
+                    .is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()));
+        if dashes || (dialect == Dialect::MySql && b.get(i) == Some(&b'#')) {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
@@ -553,7 +559,10 @@ pub(crate) fn server_file_access(sql: &str, dialect: Dialect) -> Option<String> 
     };
     for (i, t) in toks.iter().enumerate() {
         let next = toks.get(i + 1);
-        if let Some(f) = functions.iter().find(|f| t.is(f))
+        // A quoted name calls the same function (`"pg_read_file"(…)`).
+        let named =
+            |f: &&&str| t.is(f) || matches!(&t.tok, Tok::Quoted(q) if q.eq_ignore_ascii_case(f));
+        if let Some(f) = functions.iter().find(named)
             && next.is_some_and(|n| n.is_punct('('))
         {
             return Some(format!(
