@@ -11,6 +11,7 @@
 //! rename with checkpointed batches under concurrent writes, the fresh
 //! baseline), `cache` (the compiled-component cache).
 
+mod attacks;
 mod auth_consolidation;
 mod backfill;
 mod backup;

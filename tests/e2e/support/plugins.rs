@@ -38,6 +38,7 @@ const GUESTS: &[&str] = &[
     "future-contract",
     "work-units",
     "sql-script",
+    "sql-attack",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.
