@@ -71,6 +71,9 @@ pub struct RunOptions {
     pub interrupt: Arc<AtomicBool>,
     /// The operator's explicit choice to take no backup before the run (`--no-backup`).
     pub no_backup: bool,
+    /// A MariaDB dry-run without a scratch database (see `db::dry_run`) runs in the real
+    /// database with DDL refused, instead of being refused (`--dry-run-unsafe-mariadb`).
+    pub unsafe_mariadb_dry_run: bool,
 }
 
 impl Default for RunOptions {
@@ -85,6 +88,7 @@ impl Default for RunOptions {
             allow_plugin_change: None,
             interrupt: Arc::new(AtomicBool::new(false)),
             no_backup: false,
+            unsafe_mariadb_dry_run: false,
         }
     }
 }
@@ -1039,6 +1043,29 @@ async fn prepare_targets(
                 connection: need.name.clone(),
                 error,
             })?;
+        // Without a scratch, a MariaDB dry-run works in the real database, where the
+        // session check can only notice a commit after it happened: refused unless the
+        // operator accepts that risk.
+        if let db::DryRunMode::DdlRefused { reason } = guard.mode()
+            && !options.unsafe_mariadb_dry_run
+        {
+            let reason = reason.clone();
+            let _ = conn.leave_dry_run(guard).await;
+            return Err(RunError::DryRun {
+                connection: need.name.clone(),
+                error: DbError::new(
+                    db::DbErrorKind::Refused,
+                    format!(
+                        "{reason}. Without a scratch copy the dry-run would run in the real database, \
+                         where a statement that commits despite the host's guards (a procedure, \
+                         a server quirk) would change real data. Let the connection's role create \
+                         databases named `{}*` (see docs/OPERATIONS.md), or accept that risk with \
+                         --dry-run-unsafe-mariadb",
+                        db::SCRATCH_PREFIX
+                    ),
+                ),
+            });
+        }
         if let Some(note) = guard.note()
             && let Some(report) = reports.iter_mut().find(|r| r.name == need.name)
         {

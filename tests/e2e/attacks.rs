@@ -506,3 +506,62 @@ async fn dry_run_cannot_write_mysql() {
         "a dry-run changed real data"
     );
 }
+
+/// A MariaDB dry-run that cannot make its scratch copy (the role may not create
+/// databases) is refused unless the operator accepts the risk by name; with
+/// `--dry-run-unsafe-mariadb` it runs in the real database with DDL refused and still
+/// changes nothing.
+#[tokio::test]
+async fn mariadb_dry_run_without_a_scratch_needs_the_operators_consent() {
+    let Some(arena) = Arena::new(Dialect::MySql).await else {
+        return;
+    };
+    let user = format!(
+        "{}_nc",
+        &arena.target.name[..arena.target.name.len().min(20)]
+    );
+    arena
+        .target
+        .exec(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await;
+    arena
+        .target
+        .exec(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON `{}`.* TO '{user}'@'%'",
+            arena.target.name
+        ))
+        .await;
+    let server = crate::support::database::server_url(Dialect::MySql).unwrap();
+    let host = server
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_start_matches("mysql://");
+    let url = format!("mysql://{user}:pw@{host}/{}", arena.target.name);
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    arena.ws.config(&format!(
+        "[connections.source]\nurl = {}\naccess = \"read-only\"\n\n\
+         [connections.target]\nurl = {}\naccess = \"read-write\"\n\n\
+         [config]\nsql = {}\n",
+        quote(&arena.source.url),
+        quote(&url),
+        quote("INSERT INTO victim VALUES (80, 'dry')\n;;\nCREATE TABLE dry_ddl (i INTEGER)"),
+    ));
+    let before = arena.checksums().await;
+    let refused = arena.migrun(&["--dry-run"]);
+    refused
+        .expect_code(2)
+        .expect_output("no scratch database could be made")
+        .expect_output("--dry-run-unsafe-mariadb");
+    let consented = arena.migrun(&["--dry-run", "--dry-run-unsafe-mariadb"]);
+    consented
+        .expect_code(0)
+        .expect_output("ok (1): \"INSERT INTO victim VALUES (80, 'dry')\"")
+        .expect_output("refused: \"CREATE TABLE dry_ddl (i INTEGER)\"");
+    assert_eq!(
+        arena.checksums().await,
+        before,
+        "a dry-run changed real data"
+    );
+    arena.target.exec(&format!("DROP USER '{user}'@'%'")).await;
+}

@@ -180,6 +180,11 @@ struct RunArgs {
     /// Set a plugin config value: --set key=value (repeatable; overrides the config file).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// With --dry-run on MariaDB/MySQL when no scratch database can be made: dry-run in the
+    /// real database with DDL refused. Risky: a statement that commits despite the host's
+    /// guards would change real data; without this flag such a dry-run is refused.
+    #[arg(long, requires = "dry_run")]
+    dry_run_unsafe_mariadb: bool,
     /// With --dry-run: also write the plan as JSON (schema migrun.plan/1) to this file.
     #[arg(long, value_name = "FILE", requires = "dry_run")]
     plan_out: Option<PathBuf>,
@@ -609,6 +614,7 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         allow_plugin_change: args.allow_plugin_change,
         interrupt,
         no_backup: args.no_backup,
+        unsafe_mariadb_dry_run: args.dry_run_unsafe_mariadb,
     };
     let report = run::run(&plugin, &config, options)
         .await
