@@ -38,6 +38,8 @@ const GUESTS: &[&str] = &[
     "future-contract",
     "work-units",
     "sql-script",
+    "noisy",
+    "catch-all",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.
