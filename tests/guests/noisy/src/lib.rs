@@ -8,7 +8,7 @@
 //!
 //! | `behaviour` | what it does |
 //! |---|---|
-//! | `flood` | unit `flood` writes `megabytes` MB of warnings (64 KiB each, with a field), then 20,000 passing checks with 1 KiB details and progress for 10,000 distinct tasks with long names, then commits its row |
+//! | `flood` | unit `flood` writes `megabytes` MB of warnings (64 KiB each, with a field), then 20,000 passing checks with 1 KiB details (the last one failing when `last_check_fails`) and progress for 10,000 distinct tasks with long names, then commits its row |
 //! | `escapes` | one unit whose name holds [`TRAPS`]; it logs at every level, reports a passing check and progress, all with [`TRAPS`] in the text, names and fields, then commits its row |
 
 use migrun_sdk::log::{Level, write};
@@ -24,6 +24,7 @@ const TRAPS: &str = "\u{1b}[2J\u{1b}]52;c;bWlncnVuIHB3bmVk\u{7}\u{9b}31m\r\u{7f}
 struct Noisy {
     behaviour: String,
     megabytes: u64,
+    last_check_fails: bool,
 }
 
 impl Noisy {
@@ -42,6 +43,10 @@ impl Plugin for Noisy {
             .connection(Need::read_write("target", "holds noisy_log").writes(["noisy_log"]))
             .config_key(ConfigKey::new("behaviour", "flood or escapes").required())
             .config_key(ConfigKey::new("megabytes", "MB of warnings to flood").default("50"))
+            .config_key(
+                ConfigKey::new("last_check_fails", "whether the flood's last check fails")
+                    .default("false"),
+            )
     }
 
     fn configure(config: &Config) -> Result<Self> {
@@ -52,6 +57,7 @@ impl Plugin for Noisy {
         Ok(Noisy {
             behaviour,
             megabytes: config.parse("megabytes")?,
+            last_check_fails: config.parse("last_check_fails")?,
         })
     }
 
@@ -61,7 +67,7 @@ impl Plugin for Noisy {
 
     fn run_unit(&mut self, unit: &str) -> Result<()> {
         if self.behaviour == "flood" {
-            flood(self.megabytes);
+            flood(self.megabytes, self.last_check_fails);
         } else {
             escapes();
         }
@@ -75,7 +81,7 @@ impl Plugin for Noisy {
     }
 }
 
-fn flood(megabytes: u64) {
+fn flood(megabytes: u64, last_check_fails: bool) {
     let block = "w".repeat(64 << 10);
     let messages = megabytes * 1_000_000 / block.len() as u64 + 1;
     for i in 0..messages {
@@ -83,7 +89,8 @@ fn flood(megabytes: u64) {
     }
     let detail = "d".repeat(1 << 10);
     for i in 0..20_000 {
-        check(&format!("flood check {i}"), true, &detail);
+        let ok = !(last_check_fails && i == 19_999);
+        check(&format!("flood check {i}"), ok, &detail);
     }
     let long = "t".repeat(200);
     for i in 0..10_000u64 {
