@@ -146,7 +146,12 @@ mod tests {
         let json = serde_json::to_string_pretty(&serde_json::json!({ "m": value })).unwrap();
         let safe = printable_json(&json);
         assert!(!safe.chars().any(|c| is_unsafe(c) && c != '\n'), "{safe}");
-        assert!(!safe.as_bytes().iter().any(|b| matches!(b, 0x1b | 0x07 | 0x9b)));
+        assert!(
+            !safe
+                .as_bytes()
+                .iter()
+                .any(|b| matches!(b, 0x1b | 0x07 | 0x9b))
+        );
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["m"], value);
     }

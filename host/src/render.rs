@@ -135,9 +135,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                     let changes: Vec<String> = c
                         .changes
                         .iter()
-                        .map(|(col, a, b)| {
-                            printable(&format!("{col}: {a} → {b}")).into_owned()
-                        })
+                        .map(|(col, a, b)| printable(&format!("{col}: {a} → {b}")).into_owned())
                         .collect();
                     let _ = writeln!(
                         out,

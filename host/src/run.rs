@@ -439,10 +439,13 @@ pub struct Inspection {
 /// Calls `describe` and refuses a catch-all declared write ([`crate::backup::catch_all`])
 /// there, before any connection is opened.
 async fn describe(instance: &mut PluginInstance) -> Result<PluginInfo, RunError> {
-    let info = instance.describe().await.map_err(|error| RunError::Plugin {
-        phase: "describe",
-        error,
-    })?;
+    let info = instance
+        .describe()
+        .await
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
     for need in &info.connections {
         for declared in &need.writes {
             if let Some(problem) = crate::backup::catch_all(declared) {

@@ -115,9 +115,16 @@ async fn flood_scenario(dialect: Dialect) {
     let report = json.expect_code(0).json();
     let not_kept = &report["messages_not_kept"];
     assert!(not_kept["warnings"].as_u64().unwrap() > 400, "{not_kept}");
-    assert!(not_kept["bytes"].as_u64().unwrap() > 25_000_000, "{not_kept}");
+    assert!(
+        not_kept["bytes"].as_u64().unwrap() > 25_000_000,
+        "{not_kept}"
+    );
     assert!(report["checks_not_kept"]["passed"].as_u64().unwrap() > 15_000);
-    assert!(json.stdout.len() < 8_000_000, "JSON report of {} bytes", json.stdout.len());
+    assert!(
+        json.stdout.len() < 8_000_000,
+        "JSON report of {} bytes",
+        json.stdout.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,7 +194,7 @@ async fn escapes_scenario(dialect: Dialect) {
         !run.all().lines().any(|l| l.starts_with("forged line")),
         "a plugin's newline cannot start a line of the report"
     );
-    assert_eq!(n.logged_units().await, [unit.clone()], "stored exactly");
+    assert_eq!(n.logged_units().await, vec![unit.clone()], "stored exactly");
 
     let status = n.ws.migrun(&["status"]);
     status
@@ -197,7 +204,9 @@ async fn escapes_scenario(dialect: Dialect) {
     let status_json = n.ws.migrun(&["status", "--json"]);
     assert_no_control_bytes("status --json", &status_json);
     let targets = status_json.expect_code(0).json();
-    let rows = targets["targets"][0]["rows"].as_array().expect("ledger rows");
+    let rows = targets["targets"][0]["rows"]
+        .as_array()
+        .expect("ledger rows");
     assert!(
         rows.iter().any(|r| r["unit"] == unit.as_str()),
         "the ledger holds the exact name: {rows:?}"

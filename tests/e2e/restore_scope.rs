@@ -47,7 +47,10 @@ async fn catch_all_scenario(dialect: Dialect) {
         before,
         "nothing changed, not even a ledger table"
     );
-    assert!(!ws.path().join("migrun-backups").exists(), "no backup taken");
+    assert!(
+        !ws.path().join("migrun-backups").exists(),
+        "no backup taken"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,7 +200,9 @@ async fn created_since_scenario(dialect: Dialect) {
         .expect_output("Nothing was changed");
     ws.migrun(&["restore", &id, "--yes", "--drop", "log_3"])
         .expect_code(2)
-        .expect_output("not in the backup (created since it was taken, by the run or by anyone else): log_9.")
+        .expect_output(
+            "not in the backup (created since it was taken, by the run or by anyone else): log_9.",
+        )
         .expect_output("--drop log_9");
     ws.migrun(&["restore", &id, "--yes", "--drop", "log_3,log_9,log_1"])
         .expect_code(2)

@@ -330,7 +330,13 @@ mod tests {
         ] {
             assert!(catch_all(name).is_some(), "{name} is a catch-all");
         }
-        for name in ["log_<day>", "me_<slug>.memory", "auth.users", "users", "a<x>"] {
+        for name in [
+            "log_<day>",
+            "me_<slug>.memory",
+            "auth.users",
+            "users",
+            "a<x>",
+        ] {
             assert_eq!(catch_all(name), None, "{name}");
         }
     }

@@ -393,7 +393,8 @@ impl BackupStore {
     ) -> Result<RestorePlan, BackupError> {
         let manifest = self.manifest(id)?;
         Self::check_dialect(&manifest, id, url)?;
-        let (drop_created, schemas) = Self::created(&manifest, url, tables.is_none(), ledger).await?;
+        let (drop_created, schemas) =
+            Self::created(&manifest, url, tables.is_none(), ledger).await?;
         let chosen: Vec<&ManifestTable> = match tables {
             None => manifest.tables.iter().collect(),
             Some(names) => {

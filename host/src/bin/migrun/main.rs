@@ -571,8 +571,16 @@ async fn restore(
                 "restoring backup {id} into {place_text} would drop table(s) that are not in the backup \
                  (created since it was taken, by the run or by anyone else): {}. With --yes, name each one \
                  to drop it: --drop {}; or restore only the backup's tables with --tables. Nothing was changed.\n{}",
-                unnamed.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
-                unnamed.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 restore_prompt(&plan)
             );
         }

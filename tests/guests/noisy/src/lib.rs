@@ -62,7 +62,10 @@ impl Plugin for Noisy {
     }
 
     fn units(&self) -> Result<Vec<Unit>> {
-        Ok(vec![Unit::new(self.unit_name(), "misbehaves on the output")])
+        Ok(vec![Unit::new(
+            self.unit_name(),
+            "misbehaves on the output",
+        )])
     }
 
     fn run_unit(&mut self, unit: &str) -> Result<()> {
