@@ -638,7 +638,7 @@ fn render_rows(out: &mut String, tables: &[TableRows]) {
         .iter()
         .map(|t| {
             let mut row = vec![
-                t.table.clone(),
+                printable(&t.table).into_owned(),
                 thousands(t.inserted),
                 thousands(t.updated),
                 thousands(t.deleted),
@@ -684,9 +684,13 @@ fn render_rows(out: &mut String, tables: &[TableRows]) {
 
 fn render_warnings(out: &mut String, warnings: &[LockWarning]) {
     for w in warnings {
-        let _ = writeln!(out, "    ⚠ {}", w.problem);
-        let _ = writeln!(out, "      statement: {}", one_line(&w.statement, 100));
-        let _ = writeln!(out, "      safer: {}", w.safer);
+        let _ = writeln!(out, "    ⚠ {}", printable(&w.problem));
+        let _ = writeln!(
+            out,
+            "      statement: {}",
+            printable(&one_line(&w.statement, 100))
+        );
+        let _ = writeln!(out, "      safer: {}", printable(&w.safer));
     }
 }
 

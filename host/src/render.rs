@@ -507,9 +507,14 @@ pub fn run_report_text(report: &RunReport) -> String {
 pub fn inspection_text(i: &Inspection) -> String {
     let mut out = String::new();
     let p = &i.plugin;
-    let _ = writeln!(out, "plugin     {} {}", p.name, p.version);
+    let _ = writeln!(
+        out,
+        "plugin     {} {}",
+        printable(&p.name),
+        printable(&p.version)
+    );
     if !p.description.is_empty() {
-        let _ = writeln!(out, "           {}", p.description);
+        let _ = writeln!(out, "           {}", printable(&p.description));
     }
     let _ = writeln!(out, "contract   {}", i.contract);
     let _ = writeln!(out, "sha256     {}", i.sha256);
@@ -519,17 +524,27 @@ pub fn inspection_text(i: &Inspection) -> String {
         let _ = writeln!(
             out,
             "  {:<12} {:<10} {}",
-            c.name,
+            printable(&c.name),
             c.access.to_string(),
-            c.description
+            printable(&c.description)
         );
         if !c.writes.is_empty() {
-            let _ = writeln!(out, "  {:<12} writes {}", "", c.writes.join(", "));
+            let _ = writeln!(
+                out,
+                "  {:<12} writes {}",
+                "",
+                printable(&c.writes.join(", "))
+            );
         }
     }
     let _ = writeln!(out, "\nunits");
     for u in &p.units {
-        let _ = writeln!(out, "  {:<24} {}", u.name, u.description);
+        let _ = writeln!(
+            out,
+            "  {:<24} {}",
+            printable(&u.name),
+            printable(&u.description)
+        );
     }
     if !p.config.is_empty() {
         let _ = writeln!(out, "\nconfig keys");
@@ -539,7 +554,7 @@ pub fn inspection_text(i: &Inspection) -> String {
                 notes.push("required".to_owned());
             }
             if let Some(d) = &k.default_value {
-                notes.push(format!("default {d}"));
+                notes.push(format!("default {}", printable(d)));
             }
             if k.secret {
                 notes.push("secret".to_owned());
@@ -547,8 +562,8 @@ pub fn inspection_text(i: &Inspection) -> String {
             let _ = writeln!(
                 out,
                 "  {:<20} {} {}",
-                k.name,
-                k.description,
+                printable(&k.name),
+                printable(&k.description),
                 if notes.is_empty() {
                     String::new()
                 } else {
