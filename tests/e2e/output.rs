@@ -256,3 +256,61 @@ async fn terminal_escapes_from_a_plugin_never_reach_the_terminal_postgres() {
 async fn terminal_escapes_from_a_plugin_never_reach_the_terminal_mysql() {
     escapes_scenario(Dialect::MySql).await;
 }
+
+/// The same plugin with a real terminal on stdout and stderr (`script` allocates a pty), so
+/// that progress bars are drawn: migrun's own cursor movement is there, but none of the
+/// plugin's sequences (clear screen, OSC 52, BEL, C1 CSI, bidi override); the bar's task
+/// name is shown escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_escapes_never_reach_a_real_terminal_through_progress_bars() {
+    if !std::process::Command::new("script")
+        .args(["-qec", "true", "/dev/null"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let _: Option<()> = plugins::toolchain_missing("`script` (util-linux) is not installed");
+        return;
+    }
+    let Some(n) = Noisy::new(Dialect::Sqlite, "behaviour = \"escapes\"").await else {
+        return;
+    };
+    let command = format!(
+        "{} {}",
+        env!("CARGO_BIN_EXE_migrun"),
+        plugins::plugin("noisy").display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(n.ws.path())
+        .env_remove("MIGRUN_LOG")
+        .env(migrun::runtime::cache::CACHE_DIR_ENV, n.ws.cache_dir())
+        .output()
+        .expect("run script");
+    let tty = output.stdout;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&tty)
+    );
+    let contains = |needle: &[u8]| tty.windows(needle.len()).any(|w| w == needle);
+    for (what, sequence) in [
+        ("clear screen", b"\x1b[2J".as_slice()),
+        ("OSC 52", b"\x1b]52".as_slice()),
+        ("BEL", b"\x07".as_slice()),
+        ("C1 CSI", "\u{9b}".as_bytes()),
+        ("bidi override", "\u{202e}".as_bytes()),
+    ] {
+        assert!(
+            !contains(sequence),
+            "the plugin's {what} reached the terminal:\n{}",
+            String::from_utf8_lossy(&tty)
+        );
+    }
+    assert!(
+        contains(format!("task{TRAPS_SHOWN} [").as_bytes()),
+        "a progress bar was drawn with the escaped name:\n{}",
+        String::from_utf8_lossy(&tty)
+    );
+    assert_eq!(n.logged_units().await, vec![format!("escapes{TRAPS}unit")]);
+}
