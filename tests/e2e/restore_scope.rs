@@ -13,6 +13,42 @@ use crate::support::cli::Workspace;
 use crate::support::database::TestDatabase;
 use crate::support::plugins;
 
+/// Runs `migrun restore <args>` with a terminal (`script` allocates a pty) and types
+/// `answer` at its prompt; the exit code and everything the terminal showed. `None`, with
+/// a note, when `script` (util-linux) is missing.
+fn answer_prompt(ws: &Workspace, args: &str, answer: &str) -> Option<(i32, String)> {
+    use std::io::Write as _;
+    if !std::process::Command::new("script")
+        .args(["-qec", "true", "/dev/null"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return plugins::toolchain_missing("`script` (util-linux) is not installed");
+    }
+    let command = format!("{} restore {args}", env!("CARGO_BIN_EXE_migrun"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(ws.path())
+        .env_remove("MIGRUN_LOG")
+        .env(migrun::runtime::cache::CACHE_DIR_ENV, ws.cache_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("type the answer");
+    let output = child.wait_with_output().expect("script ends");
+    Some((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
 /// `catch-all` declares it writes `<table>` (every table): refused at `describe`, exit 2,
 /// naming the pattern; the target's tables, its `victim` rows included, are unchanged, no
 /// ledger table, backup or journal entry appears.
@@ -209,6 +245,20 @@ async fn created_since_scenario(dialect: Dialect) {
         .expect_output("--drop log_1: not a table this restore would drop");
     assert_eq!(data_checksums(&target.url).await, now, "nothing changed");
 
+    // At a terminal the prompt lists every table by what happens to it; "n" changes nothing.
+    if let Some((code, shown)) = answer_prompt(&ws, &id, "n") {
+        assert_eq!(code, 1, "{shown}");
+        for line in [
+            "overwrite with the backup's rows: log_1, log_2",
+            "DROP, not in the backup (created since, by the run or by anyone else; matching log_<n>): log_3, log_9",
+            "Proceed? [y/N]",
+            "not restored; nothing was changed",
+        ] {
+            assert!(shown.contains(line), "the prompt shows {line:?}:\n{shown}");
+        }
+        assert_eq!(data_checksums(&target.url).await, now, "nothing changed");
+    }
+
     // Named: exactly those dropped, and the output says which.
     ws.migrun(&["restore", &id, "--yes", "--drop", "log_3,log_9"])
         .expect_code(0)
@@ -216,6 +266,45 @@ async fn created_since_scenario(dialect: Dialect) {
         .expect_output("log_3 dropped: it was not in the backup")
         .expect_output("log_1 restored: 3 rows, checksum matches the backup")
         .expect_output("every table matches it");
+    assert_eq!(data_checksums(&target.url).await, original);
+}
+
+/// Confirming the prompt names what it listed: those tables, and only those, are dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn confirming_the_restore_prompt_drops_what_it_listed_sqlite() {
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    target
+        .exec("CREATE TABLE log_1 (id INTEGER PRIMARY KEY, line VARCHAR(40))")
+        .await;
+    target.exec("INSERT INTO log_1 VALUES (1, 'one')").await;
+    let ws = Workspace::new();
+    ws.config(&script_config(
+        &target.url,
+        "-- migrun:backup pre log_<n>\n;;\nCREATE TABLE log_3 (id INTEGER PRIMARY KEY)",
+        "",
+    ));
+    let original = data_checksums(&target.url).await;
+    ws.migrun(&[plugins::plugin("sql-script").to_str().unwrap()])
+        .expect_code(0);
+    target
+        .exec("CREATE TABLE log_9 (id INTEGER PRIMARY KEY)")
+        .await;
+    let listed = ws.migrun(&["backup", "list", "--json"]);
+    let id = listed.expect_code(0).json()["backups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let Some((code, shown)) = answer_prompt(&ws, &id, "y") else {
+        return;
+    };
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("matching log_<n>): log_3, log_9"), "{shown}");
+    assert!(
+        shown.contains("log_9 dropped: it was not in the backup"),
+        "{shown}"
+    );
     assert_eq!(data_checksums(&target.url).await, original);
 }
 
