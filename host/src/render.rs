@@ -188,7 +188,9 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
     let _ = writeln!(
         out,
         "plugin     {} {} (sha256 {})",
-        h.plugin_name, h.plugin_version, h.plugin_sha256
+        printable(&h.plugin_name),
+        printable(&h.plugin_version),
+        h.plugin_sha256
     );
     let _ = writeln!(
         out,
@@ -208,11 +210,11 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
         if s.units.is_empty() {
             "none".to_owned()
         } else {
-            s.units.join(", ")
+            printable(&s.units.join(", ")).into_owned()
         }
     );
     if !s.skipped_units.is_empty() {
-        let _ = writeln!(out, "skipped    {}", s.skipped_units.join(", "));
+        let _ = writeln!(out, "skipped    {}", printable(&s.skipped_units.join(", ")));
     }
     let calls: Vec<String> = s.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
@@ -235,7 +237,7 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
                 f.outcome,
                 f.failure
                     .as_ref()
-                    .map(|m| format!(": {m}"))
+                    .map(|m| format!(": {}", printable(m)))
                     .unwrap_or_default()
             );
         }

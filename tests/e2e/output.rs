@@ -161,7 +161,7 @@ async fn a_failed_check_past_the_bound_still_fails_the_run() {
 }
 
 /// Every command that shows what the plugin named — the run (text and JSON), the dry-run
-/// plan, `status` (unit names from the ledger), `replay`, `journal show` — escapes it; the
+/// plan, `status` (unit names from the ledger), `replay`, `journal show|stats` — escapes it; the
 /// ledger and the journal keep it exactly.
 async fn escapes_scenario(dialect: Dialect) {
     let Some(n) = Noisy::new(dialect, "behaviour = \"escapes\"").await else {
@@ -226,6 +226,7 @@ async fn escapes_scenario(dialect: Dialect) {
         vec!["replay", journal, "--json"],
         vec!["journal", "show", journal],
         vec!["journal", "show", journal, "--json"],
+        vec!["journal", "stats", journal],
     ] {
         let out = n.ws.migrun(&args);
         out.expect_code(0);
