@@ -435,9 +435,8 @@ pub struct Inspection {
     pub plugin: PluginInfo,
 }
 
-/// Calls `describe`; a failure there means nothing ran.
-/// Calls `describe` and refuses a catch-all declared write ([`crate::backup::catch_all`])
-/// there, before any connection is opened.
+/// Calls `describe`; a failure there means nothing ran. A catch-all declared write
+/// ([`crate::backup::catch_all`]) is refused here, before any connection is opened.
 async fn describe(instance: &mut PluginInstance) -> Result<PluginInfo, RunError> {
     let info = instance
         .describe()
