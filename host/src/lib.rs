@@ -25,6 +25,7 @@
 //! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
 //! - [`observer`]: how a run reports progress while it happens.
 //! - [`render`]: the human-readable report.
+//! - [`printable`]: escaping of everything a plugin supplied before it is shown.
 //! - [`scaffold`]: `migrun new`, plugin projects in Rust, Python and JavaScript from templates.
 //!
 //! # Example
@@ -52,6 +53,7 @@ pub mod lint;
 pub mod lock;
 pub mod observer;
 pub mod plan;
+pub mod printable;
 pub mod render;
 pub mod replay;
 pub mod run;

@@ -35,6 +35,57 @@ pub struct LogEvent {
     pub fields: Vec<(String, String)>,
 }
 
+/// The plugin's messages the host did not keep, past its byte budget (see
+/// [`crate::capability::log`]); the journal still holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MessagesNotKept {
+    /// Messages not kept, every level.
+    pub messages: u64,
+    /// Of them, warnings.
+    pub warnings: u64,
+    /// Of them, errors.
+    pub errors: u64,
+    /// Bytes the plugin sent in them.
+    pub bytes: u64,
+}
+
+impl MessagesNotKept {
+    /// Counts one message of `level` and `bytes`.
+    pub fn count(&mut self, level: Level, bytes: u64) {
+        self.messages += 1;
+        self.bytes += bytes;
+        match level {
+            Level::Warn => self.warnings += 1,
+            Level::Error => self.errors += 1,
+            _ => {}
+        }
+    }
+
+    /// Whether nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// The plugin's checks the host did not keep, past its byte budget (see
+/// [`crate::capability::checks`]). A failed one still fails the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChecksNotKept {
+    /// Passed checks not kept.
+    pub passed: u64,
+    /// Failed checks not kept.
+    pub failed: u64,
+    /// Bytes of names and details the plugin sent in them.
+    pub bytes: u64,
+}
+
+impl ChecksNotKept {
+    /// Whether nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.passed == 0 && self.failed == 0
+    }
+}
+
 /// Progress of a named task inside a unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Progress {
@@ -73,6 +124,12 @@ pub trait RunObserver: Send + Sync {
     fn progress(&self, _progress: &Progress) {}
     /// The plugin reported a check.
     fn check(&self, _check: &CheckResult) {}
+    /// The plugin's messages passed the host's byte budget: later ones are not shown
+    /// (called once per run).
+    fn messages_not_kept(&self) {}
+    /// The plugin's checks passed the host's byte budget: later ones are not shown
+    /// (called once per run).
+    fn checks_not_kept(&self) {}
 }
 
 /// An observer that ignores everything.

@@ -40,6 +40,7 @@ use crate::db::{Access, Dialect};
 use crate::journal::{CallResult, HostCall};
 use crate::lint::LockWarning;
 use crate::observer::CheckResult;
+use crate::printable::printable;
 
 /// The schema identifier of the JSON plan.
 pub const PLAN_SCHEMA: &str = "migrun.plan/1";
@@ -395,7 +396,7 @@ impl Plan {
                         out,
                         "    {:>width$}. {}",
                         i + 1,
-                        one_line(&d.statement, 110)
+                        printable(&one_line(&d.statement, 110))
                     );
                 }
             }
@@ -432,7 +433,7 @@ impl Plan {
                 }
             }
             for note in &c.notes {
-                let _ = writeln!(out, "  note: {note}");
+                let _ = writeln!(out, "  note: {}", printable(note));
             }
         }
         if !self.checkpoints.is_empty() {
@@ -440,7 +441,7 @@ impl Plan {
                 "\ncheckpoints (a live run commits at each; a rerun resumes after the last)\n",
             );
             for (unit, n) in &self.checkpoints {
-                let _ = writeln!(out, "  {unit}: {n}");
+                let _ = writeln!(out, "  {}: {n}", printable(unit));
             }
         }
         if !self.warnings.is_empty() {
@@ -457,7 +458,7 @@ impl Plan {
             let width = self
                 .checks
                 .iter()
-                .map(|c| c.name.chars().count())
+                .map(|c| printable(&c.name).chars().count())
                 .max()
                 .unwrap_or(0);
             for check in &self.checks {
@@ -465,13 +466,13 @@ impl Plan {
                 let unit = check
                     .unit
                     .as_deref()
-                    .map(|u| format!("[{u}] "))
+                    .map(|u| format!("[{}] ", printable(u)))
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "  {mark} {:<width$}  {unit}{}",
-                    check.name,
-                    one_line(&check.detail, 100)
+                    printable(&check.name),
+                    printable(&one_line(&check.detail, 100))
                 );
             }
         }
@@ -637,7 +638,7 @@ fn render_rows(out: &mut String, tables: &[TableRows]) {
         .iter()
         .map(|t| {
             let mut row = vec![
-                t.table.clone(),
+                printable(&t.table).into_owned(),
                 thousands(t.inserted),
                 thousands(t.updated),
                 thousands(t.deleted),
@@ -683,9 +684,13 @@ fn render_rows(out: &mut String, tables: &[TableRows]) {
 
 fn render_warnings(out: &mut String, warnings: &[LockWarning]) {
     for w in warnings {
-        let _ = writeln!(out, "    ⚠ {}", w.problem);
-        let _ = writeln!(out, "      statement: {}", one_line(&w.statement, 100));
-        let _ = writeln!(out, "      safer: {}", w.safer);
+        let _ = writeln!(out, "    ⚠ {}", printable(&w.problem));
+        let _ = writeln!(
+            out,
+            "      statement: {}",
+            printable(&one_line(&w.statement, 100))
+        );
+        let _ = writeln!(out, "      safer: {}", printable(&w.safer));
     }
 }
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::printable::{human_bytes, printable};
 use crate::run::{Inspection, ReplayOutcome, ReplayReport, RunReport, UnitStatus};
 
 /// Schema identifier of the JSON run report.
@@ -58,18 +59,18 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
     let _ = writeln!(
         out,
         "recorded  {} {} (sha256 {}), run {}{}",
-        h.plugin_name,
-        h.plugin_version,
+        printable(&h.plugin_name),
+        printable(&h.plugin_version),
         &h.plugin_sha256[..12],
-        h.run_id,
+        printable(&h.run_id),
         if h.dry_run { ", dry-run" } else { "" }
     );
     if report.mode == "compare" {
         let _ = writeln!(
             out,
             "compared  {} {} (sha256 {}) on the recorded inputs",
-            report.run.plugin.name,
-            report.run.plugin.version,
+            printable(&report.run.plugin.name),
+            printable(&report.run.plugin.version),
             &report.plugin_sha256[..12]
         );
     }
@@ -82,12 +83,13 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
             );
         }
         ReplayOutcome::Diverged { divergence } => {
-            let _ = writeln!(out, "DIVERGED: {divergence}");
+            let _ = writeln!(out, "DIVERGED: {}", printable(&divergence.to_string()));
         }
         ReplayOutcome::Failed { message } => {
             let _ = writeln!(
                 out,
-                "FAILED: the replayed run failed where the recording did not: {message}"
+                "FAILED: the replayed run failed where the recording did not: {}",
+                printable(message)
             );
         }
         ReplayOutcome::Compared {
@@ -96,7 +98,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
             stopped,
         } => {
             if let Some(stopped) = stopped {
-                let _ = writeln!(out, "STOPPED: {stopped}");
+                let _ = writeln!(out, "STOPPED: {}", printable(&stopped.to_string()));
             }
             let _ = writeln!(
                 out,
@@ -110,7 +112,8 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
             for (table, t) in &diff.tables {
                 let _ = writeln!(
                     out,
-                    "  {table:<32} {} identical, {} only recorded, {} only compared, {} changed",
+                    "  {:<32} {} identical, {} only recorded, {} only compared, {} changed",
+                    printable(table),
                     t.identical,
                     t.only_recorded.len(),
                     t.only_compared.len(),
@@ -118,7 +121,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                 );
                 let show = |row: &Vec<crate::value::Value>| {
                     row.iter()
-                        .map(|v| v.to_string())
+                        .map(|v| printable(&v.to_string()).into_owned())
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
@@ -132,9 +135,14 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                     let changes: Vec<String> = c
                         .changes
                         .iter()
-                        .map(|(col, a, b)| format!("{col}: {a} → {b}"))
+                        .map(|(col, a, b)| printable(&format!("{col}: {a} → {b}")).into_owned())
                         .collect();
-                    let _ = writeln!(out, "    ~ {} {}", c.key, changes.join(", "));
+                    let _ = writeln!(
+                        out,
+                        "    ~ {} {}",
+                        printable(&c.key.to_string()),
+                        changes.join(", ")
+                    );
                 }
                 let more = t.only_recorded.len().saturating_sub(5)
                     + t.only_compared.len().saturating_sub(5)
@@ -180,7 +188,9 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
     let _ = writeln!(
         out,
         "plugin     {} {} (sha256 {})",
-        h.plugin_name, h.plugin_version, h.plugin_sha256
+        printable(&h.plugin_name),
+        printable(&h.plugin_version),
+        h.plugin_sha256
     );
     let _ = writeln!(
         out,
@@ -200,11 +210,11 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
         if s.units.is_empty() {
             "none".to_owned()
         } else {
-            s.units.join(", ")
+            printable(&s.units.join(", ")).into_owned()
         }
     );
     if !s.skipped_units.is_empty() {
-        let _ = writeln!(out, "skipped    {}", s.skipped_units.join(", "));
+        let _ = writeln!(out, "skipped    {}", printable(&s.skipped_units.join(", ")));
     }
     let calls: Vec<String> = s.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
@@ -227,7 +237,7 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
                 f.outcome,
                 f.failure
                     .as_ref()
-                    .map(|m| format!(": {m}"))
+                    .map(|m| format!(": {}", printable(m)))
                     .unwrap_or_default()
             );
         }
@@ -258,7 +268,7 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
         let _ = writeln!(out, "{}  {}  (ledger {})", t.connection, t.url, t.table);
         match (&t.rows, &t.error) {
             (_, Some(e)) => {
-                let _ = writeln!(out, "  cannot read: {e}");
+                let _ = writeln!(out, "  cannot read: {}", printable(&e.to_string()));
             }
             (None, None) => {
                 let _ = writeln!(out, "  no ledger: nothing has run here");
@@ -272,16 +282,16 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
                         out,
                         "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
                         if r.status == "finished" { "✓" } else { "·" },
-                        r.unit,
-                        r.plugin_name,
-                        r.plugin_version,
-                        &r.plugin_sha256[..r.plugin_sha256.len().min(12)],
-                        r.run_id,
-                        r.finished_at,
+                        printable(&r.unit),
+                        printable(&r.plugin_name),
+                        printable(&r.plugin_version),
+                        printable(r.plugin_sha256.get(..12).unwrap_or(&r.plugin_sha256)),
+                        printable(&r.run_id),
+                        printable(&r.finished_at.to_string()),
                         r.rows_written,
                         r.override_reason
                             .as_ref()
-                            .map(|o| format!(" — override: {o}"))
+                            .map(|o| format!(" — override: {}", printable(o)))
                             .unwrap_or_default()
                     );
                 }
@@ -311,8 +321,8 @@ pub fn run_report_text(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "plugin    {} {} ({}, sha256 {})",
-        p.name,
-        p.version,
+        printable(&p.name),
+        printable(&p.version),
         report.contract,
         &report.plugin_sha256[..12]
     );
@@ -320,7 +330,7 @@ pub fn run_report_text(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "  {:<12} {:<8} {:<10} {}{}",
-            c.name,
+            printable(&c.name),
             c.dialect.to_string(),
             c.access.to_string(),
             c.url,
@@ -331,7 +341,7 @@ pub fn run_report_text(report: &RunReport) -> String {
             }
         );
         if let Some(note) = &c.note {
-            let _ = writeln!(out, "  {:<12} {note}", "");
+            let _ = writeln!(out, "  {:<12} {}", "", printable(note));
         }
     }
     if report.dry_run {
@@ -354,15 +364,25 @@ pub fn run_report_text(report: &RunReport) -> String {
             .writes
             .iter()
             .filter(|(_, w)| w.rows > 0 || w.statements > 0)
-            .map(|(conn, w)| format!("{conn}: {} rows, {} statements", w.rows, w.statements))
+            .map(|(conn, w)| {
+                format!(
+                    "{}: {} rows, {} statements",
+                    printable(conn),
+                    w.rows,
+                    w.statements
+                )
+            })
             .collect();
         let _ = writeln!(
             out,
             "  {mark} {:<24} {:<28} {:>7}  {}",
-            unit.name,
+            printable(&unit.name),
             status,
             format!("{}ms", unit.duration_ms),
-            unit.note.clone().unwrap_or_else(|| writes.join("; "))
+            unit.note
+                .as_deref()
+                .map(|n| printable(n).into_owned())
+                .unwrap_or_else(|| writes.join("; "))
         );
     }
     let warnings: Vec<_> = report
@@ -370,7 +390,8 @@ pub fn run_report_text(report: &RunReport) -> String {
         .iter()
         .filter(|m| m.level >= crate::observer::Level::Warn)
         .collect();
-    if !warnings.is_empty() {
+    let not_kept = &report.messages_not_kept;
+    if !warnings.is_empty() || not_kept.warnings + not_kept.errors > 0 {
         let _ = writeln!(out, "\nwarnings");
         for w in warnings {
             let _ = writeln!(
@@ -378,11 +399,22 @@ pub fn run_report_text(report: &RunReport) -> String {
                 "  ! {}{}",
                 w.unit
                     .as_ref()
-                    .map(|u| format!("[{u}] "))
+                    .map(|u| format!("[{}] ", printable(u)))
                     .unwrap_or_default(),
-                w.message
+                printable(&w.message)
             );
         }
+    }
+    if !not_kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  … {} more message(s) ({} warning(s), {} error(s); {}) not kept: past migrun's \
+             bound on a plugin's messages (the journal has every one)",
+            crate::plan::thousands(not_kept.messages),
+            crate::plan::thousands(not_kept.warnings),
+            crate::plan::thousands(not_kept.errors),
+            human_bytes(not_kept.bytes)
+        );
     }
     if let Some(plan) = &report.plan {
         let _ = writeln!(out);
@@ -394,14 +426,26 @@ pub fn run_report_text(report: &RunReport) -> String {
                 out,
                 "  {} {}{}",
                 if c.ok { "✓" } else { "✗" },
-                c.name,
+                printable(&c.name),
                 if c.detail.is_empty() {
                     String::new()
                 } else {
-                    format!(" — {}", c.detail)
+                    format!(" — {}", printable(&c.detail))
                 }
             );
         }
+    }
+    let checks_not_kept = &report.checks_not_kept;
+    if !checks_not_kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  … {} more check(s) ({} passed, {} FAILED; {}) not kept: past migrun's bound on a \
+             plugin's checks (the journal has every one)",
+            crate::plan::thousands(checks_not_kept.passed + checks_not_kept.failed),
+            crate::plan::thousands(checks_not_kept.passed),
+            crate::plan::thousands(checks_not_kept.failed),
+            human_bytes(checks_not_kept.bytes)
+        );
     }
     for b in &report.backups {
         let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
@@ -426,11 +470,17 @@ pub fn run_report_text(report: &RunReport) -> String {
     let _ = writeln!(out);
     match &report.failure {
         Some(f) => {
-            let _ = writeln!(out, "FAILED in {}: {}", f.phase, f.message);
-            let _ = writeln!(out, "        {}", f.consequence);
+            let _ = writeln!(
+                out,
+                "FAILED in {}: {}",
+                printable(&f.phase),
+                printable(&f.message)
+            );
+            let _ = writeln!(out, "        {}", printable(&f.consequence));
         }
         None if !report.checks_passed() => {
-            let failed = report.checks.iter().filter(|c| !c.ok).count();
+            let failed =
+                report.checks.iter().filter(|c| !c.ok).count() as u64 + checks_not_kept.failed;
             let _ = writeln!(
                 out,
                 "FAILED: {failed} check(s) failed{}",
@@ -459,9 +509,14 @@ pub fn run_report_text(report: &RunReport) -> String {
 pub fn inspection_text(i: &Inspection) -> String {
     let mut out = String::new();
     let p = &i.plugin;
-    let _ = writeln!(out, "plugin     {} {}", p.name, p.version);
+    let _ = writeln!(
+        out,
+        "plugin     {} {}",
+        printable(&p.name),
+        printable(&p.version)
+    );
     if !p.description.is_empty() {
-        let _ = writeln!(out, "           {}", p.description);
+        let _ = writeln!(out, "           {}", printable(&p.description));
     }
     let _ = writeln!(out, "contract   {}", i.contract);
     let _ = writeln!(out, "sha256     {}", i.sha256);
@@ -471,17 +526,27 @@ pub fn inspection_text(i: &Inspection) -> String {
         let _ = writeln!(
             out,
             "  {:<12} {:<10} {}",
-            c.name,
+            printable(&c.name),
             c.access.to_string(),
-            c.description
+            printable(&c.description)
         );
         if !c.writes.is_empty() {
-            let _ = writeln!(out, "  {:<12} writes {}", "", c.writes.join(", "));
+            let _ = writeln!(
+                out,
+                "  {:<12} writes {}",
+                "",
+                printable(&c.writes.join(", "))
+            );
         }
     }
     let _ = writeln!(out, "\nunits");
     for u in &p.units {
-        let _ = writeln!(out, "  {:<24} {}", u.name, u.description);
+        let _ = writeln!(
+            out,
+            "  {:<24} {}",
+            printable(&u.name),
+            printable(&u.description)
+        );
     }
     if !p.config.is_empty() {
         let _ = writeln!(out, "\nconfig keys");
@@ -491,7 +556,7 @@ pub fn inspection_text(i: &Inspection) -> String {
                 notes.push("required".to_owned());
             }
             if let Some(d) = &k.default_value {
-                notes.push(format!("default {d}"));
+                notes.push(format!("default {}", printable(d)));
             }
             if k.secret {
                 notes.push("secret".to_owned());
@@ -499,8 +564,8 @@ pub fn inspection_text(i: &Inspection) -> String {
             let _ = writeln!(
                 out,
                 "  {:<20} {} {}",
-                k.name,
-                k.description,
+                printable(&k.name),
+                printable(&k.description),
                 if notes.is_empty() {
                     String::new()
                 } else {
@@ -604,12 +669,25 @@ pub fn restore_json(report: &crate::backup::RestoreReport) -> String {
 /// `migrun restore` for a terminal.
 pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
     let mut out = String::new();
-    for t in &report.tables {
+    for t in report.tables.iter().filter(|t| t.action == "dropped") {
+        let _ = writeln!(
+            out,
+            "  {} {} dropped: it was not in the backup (it did not exist when the backup was taken){}",
+            if t.verified { '✓' } else { '✗' },
+            printable(&t.name),
+            if t.verified {
+                ""
+            } else {
+                ", but it is STILL THERE"
+            }
+        );
+    }
+    for t in report.tables.iter().filter(|t| t.action != "dropped") {
         let mark = if t.verified { '✓' } else { '✗' };
         let _ = writeln!(
             out,
             "  {mark} {} {}: {} rows{}",
-            t.name,
+            printable(&t.name),
             t.action,
             t.rows,
             if t.verified {
@@ -625,11 +703,18 @@ pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
                 let _ = writeln!(
                     out,
                     "  ✓ schema {} {} (it did not exist when the backup was taken)",
-                    s.name, s.action
+                    printable(&s.name),
+                    s.action
                 );
             }
             Some(detail) => {
-                let _ = writeln!(out, "  ⚠ schema {} {}: {detail}", s.name, s.action);
+                let _ = writeln!(
+                    out,
+                    "  ⚠ schema {} {}: {}",
+                    printable(&s.name),
+                    s.action,
+                    printable(detail)
+                );
             }
         }
     }

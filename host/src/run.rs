@@ -384,8 +384,14 @@ pub struct RunReport {
     pub units: Vec<UnitReport>,
     /// Every check reported.
     pub checks: Vec<CheckResult>,
-    /// The plugin's messages (all of them up to a bound, warnings always).
+    /// The plugin's messages, up to a byte bound per run (see `capability::log`).
     pub messages: Vec<LogEvent>,
+    /// The messages past that bound: counted, not kept (the journal has them).
+    #[serde(skip_serializing_if = "crate::observer::MessagesNotKept::is_empty")]
+    pub messages_not_kept: crate::observer::MessagesNotKept,
+    /// The checks past their byte bound: counted, not kept (a failed one still fails the run).
+    #[serde(skip_serializing_if = "crate::observer::ChecksNotKept::is_empty")]
+    pub checks_not_kept: crate::observer::ChecksNotKept,
     /// The failure, if the run did not finish.
     pub failure: Option<RunFailure>,
     /// Wall time of the whole run, in milliseconds.
@@ -416,7 +422,7 @@ pub struct JournalSummary {
 impl RunReport {
     /// Whether every check passed.
     pub fn checks_passed(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
+        self.checks.iter().all(|c| c.ok) && self.checks_not_kept.failed == 0
     }
 
     /// Whether the run finished and every check passed.
@@ -458,12 +464,28 @@ pub struct Inspection {
     pub plugin: PluginInfo,
 }
 
-/// Calls `describe`; a failure there means nothing ran.
+/// Calls `describe`; a failure there means nothing ran. A catch-all declared write
+/// ([`crate::backup::catch_all`]) is refused here, before any connection is opened.
 async fn describe(instance: &mut PluginInstance) -> Result<PluginInfo, RunError> {
-    instance.describe().await.map_err(|error| RunError::Plugin {
-        phase: "describe",
-        error,
-    })
+    let info = instance
+        .describe()
+        .await
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
+    for need in &info.connections {
+        for declared in &need.writes {
+            if let Some(problem) = crate::backup::catch_all(declared) {
+                return Err(RunError::DeclaredWrite {
+                    connection: need.name.clone(),
+                    declared: declared.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+    Ok(info)
 }
 
 /// Instantiates a plugin and calls `describe`, opening no connection.
@@ -760,6 +782,8 @@ pub async fn run(
         units: Vec::new(),
         checks: Vec::new(),
         messages: Vec::new(),
+        messages_not_kept: Default::default(),
+        checks_not_kept: Default::default(),
         failure: None,
         duration_ms: 0,
         journal: None,
@@ -1401,6 +1425,8 @@ pub async fn replay(
         units: Vec::new(),
         checks: Vec::new(),
         messages: Vec::new(),
+        messages_not_kept: Default::default(),
+        checks_not_kept: Default::default(),
         failure: None,
         duration_ms: 0,
         journal: None,
@@ -2123,9 +2149,12 @@ impl Runner {
     /// Moves the checks and messages gathered by the capabilities into the report.
     fn collect(&mut self, report: &mut RunReport) {
         let state = self.instance.state();
-        report.checks.extend(state.checks.take_results());
-        let (messages, _dropped) = state.log.take_messages();
+        let (checks, checks_not_kept) = state.checks.take_results();
+        report.checks.extend(checks);
+        report.checks_not_kept = checks_not_kept;
+        let (messages, not_kept) = state.log.take_messages();
         report.messages = messages;
+        report.messages_not_kept = not_kept;
     }
 
     async fn begin_all(&mut self) -> Result<(), RunError> {

@@ -15,7 +15,7 @@ use crate::support::plugins;
 
 /// Every table's checksum except the ledger's, which a restore does not put back (it
 /// forgets the undone run's rows instead).
-async fn data_checksums(url: &str) -> BTreeMap<String, String> {
+pub(crate) async fn data_checksums(url: &str) -> BTreeMap<String, String> {
     database_checksums(url)
         .await
         .into_iter()
@@ -141,7 +141,7 @@ async fn host_backup_before_run_is_restored_mysql() {
     host_backup_scenario(Dialect::MySql).await;
 }
 
-fn script_config(target: &str, sql: &str, extra: &str) -> String {
+pub(crate) fn script_config(target: &str, sql: &str, extra: &str) -> String {
     format!(
         r#"
 [connections.target]
@@ -529,6 +529,22 @@ async fn postgres_target_state(url: &str) -> BTreeMap<String, String> {
     state
 }
 
+/// The tables in `during` but not in `before` that match multiplayer-etl's patterns
+/// (`me_<slug>.memory`, `me_<slug>.embedding_queue`), as `--drop` takes them: a full
+/// restore drops tables created since the backup only when they are named.
+fn created_pattern_tables(
+    before: &BTreeMap<String, String>,
+    during: &BTreeMap<String, String>,
+) -> String {
+    during
+        .keys()
+        .filter(|t| !before.contains_key(*t) && t.starts_with("me_"))
+        .filter(|t| t.ends_with(".memory") || t.ends_with(".embedding_queue"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The manifest of backup `id` in the workspace's backup directory.
 fn manifest(ws: &Workspace, id: &str) -> serde_json::Value {
     let path = ws
@@ -573,7 +589,8 @@ async fn pattern_writes_are_undone_by_restore_postgres() {
     assert_eq!(m["patterns"][0]["tables"], serde_json::json!([]));
     assert_eq!(m["absent_schemas"], serde_json::json!(["auth", "core"]));
 
-    let restore = s.ws.migrun(&["restore", &id, "--yes"]);
+    let created = created_pattern_tables(&before, &during);
+    let restore = s.ws.migrun(&["restore", &id, "--yes", "--drop", &created]);
     restore
         .expect_code(0)
         .expect_output("auth.users dropped")
@@ -666,7 +683,8 @@ async fn pattern_tables_existing_before_the_run_scenario(method: &str) {
         .exec(&format!("CREATE TABLE {created_schema}.notes (id integer)"))
         .await;
 
-    let restore = s.ws.migrun(&["restore", &id, "--yes"]);
+    let created = created_pattern_tables(&before, &during);
+    let restore = s.ws.migrun(&["restore", &id, "--yes", "--drop", &created]);
     restore
         .expect_code(0)
         .expect_output("me_legacy.memory restored: 25 rows, checksum matches the backup")
@@ -769,7 +787,7 @@ async fn pattern_snapshot_scenario(dialect: Dialect) {
         "--tables drops nothing"
     );
 
-    ws.migrun(&["restore", &id, "--yes"])
+    ws.migrun(&["restore", &id, "--yes", "--drop", "log_3"])
         .expect_code(0)
         .expect_output("log_3 dropped")
         .expect_output("every table matches it");

@@ -5,7 +5,9 @@
 //! (seed 000), `conformance` (one plugin in Rust, Python and JavaScript, held
 //! to identical behaviour), `dry_run` (a dry-run changes nothing; plans and
 //! lint), `backup` (snapshots before writes, verify, restore on every dialect),
-//! `sandbox` (hostile plugins), `cli` (inspect, refusals, `migrun new`),
+//! `sandbox` (hostile plugins), `output` (a plugin flooding or
+//! tricking the operator's terminal), `restore_scope` (catch-all patterns,
+//! what a restore may drop), `cli` (inspect, refusals, `migrun new`),
 //! `multiplayer` (seed 001: the prod → multiplayer ETL across three
 //! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
 //! rename with checkpointed batches under concurrent writes, the fresh
@@ -21,8 +23,10 @@ mod conformance;
 mod dry_run;
 mod faults;
 mod multiplayer;
+mod output;
 mod plan;
 mod replay;
+mod restore_scope;
 mod resume;
 mod sandbox;
 mod scaffold;

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::Dialect;
 
 pub use digest::TableDigest;
-pub use pattern::{TablePattern, check_table_or_pattern, is_pattern};
+pub use pattern::{TablePattern, catch_all, check_table_or_pattern, is_pattern};
 pub use store::{BackupStore, pattern_matches};
 
 /// The manifest format this host writes and reads.
@@ -305,6 +305,25 @@ impl VerifyReport {
     }
 }
 
+/// What a restore would change, by name, read before anything changes: what the
+/// `migrun restore` prompt lists (see [`BackupStore::restore_plan`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestorePlan {
+    /// Tables that existed when the backup was taken: their rows are replaced by the backup's.
+    pub overwrite: Vec<String>,
+    /// Tables the backup records as absent then: dropped if they exist.
+    pub drop_declared: Vec<String>,
+    /// Tables not in the backup that match one of its patterns now: created since, by the
+    /// run or by anyone else. Dropped only when the operator names them.
+    pub drop_created: Vec<String>,
+    /// The recorded patterns those tables match.
+    pub patterns: Vec<String>,
+    /// Schemas created since, dropped only when empty.
+    pub schemas: Vec<String>,
+    /// Whether the ledger forgets the run's rows (a full restore).
+    pub forgets_ledger_rows: bool,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
@@ -398,6 +417,9 @@ pub enum BackupError {
     /// A table to restore is not in the snapshot, or cannot be read.
     #[error("{0}")]
     UnknownTable(String),
+    /// A full restore would drop tables created since the backup that nobody named.
+    #[error("{0}")]
+    UnnamedDrop(String),
     /// A label, id or table name is not a plain name.
     #[error("{0}")]
     InvalidName(String),
@@ -443,7 +465,7 @@ impl BackupError {
     pub fn wit_kind(&self) -> &'static str {
         match self {
             BackupError::UnknownConnection(_) => "unknown-connection",
-            BackupError::UnknownTable(_) => "unknown-table",
+            BackupError::UnknownTable(_) | BackupError::UnnamedDrop(_) => "unknown-table",
             BackupError::InvalidName(_) => "invalid-name",
             BackupError::Storage { .. } => "storage",
             BackupError::Database(_) | BackupError::Tool { .. } => "database",

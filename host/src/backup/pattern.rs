@@ -123,6 +123,48 @@ fn matches_from(pieces: &[Piece], rest: &str) -> bool {
     }
 }
 
+/// Why a declared write would claim tables no plugin can know it owns, if it would.
+///
+/// A restore drops what matches a pattern now but did not when the backup was taken, and
+/// overwrites what matched then: a pattern must therefore name a family of tables, not
+/// every table. Refused: a bare wildcard of another syntax (`*`, `*.*`, `%`, `?`: never a
+/// migrun pattern, and what an author writing one means is "everything"), and a pattern
+/// with a part (schema or table) that has no fixed letter or digit (`<t>`, `<s>.<t>`,
+/// `<a>_<b>`, `public.<t>` is fine for its schema but not its table). `log_<day>` and
+/// `me_<slug>.memory` pass.
+pub fn catch_all(name: &str) -> Option<String> {
+    if let Some(c) = name.chars().find(|c| matches!(c, '*' | '%' | '?')) {
+        return Some(format!(
+            "`{c}` is a wildcard that would claim every table; migrun patterns use `<name>` \
+             placeholders next to fixed text (`log_<day>`, `me_<slug>.memory`)"
+        ));
+    }
+    if !is_pattern(name) {
+        return None;
+    }
+    for part in name.split('.') {
+        let mut fixed = String::new();
+        let mut inside = false;
+        for c in part.chars() {
+            match c {
+                '<' => inside = true,
+                '>' => inside = false,
+                c if !inside => fixed.push(c),
+                _ => {}
+            }
+        }
+        if !fixed.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Some(format!(
+                "it is a catch-all: its part `{part}` is only placeholders, so it matches \
+                 tables the plugin never created, which a restore would drop or overwrite; \
+                 declare the tables, or a pattern with fixed text in each part \
+                 (`log_<day>`, `me_<slug>.memory`)"
+            ));
+        }
+    }
+    None
+}
+
 /// Checks a declared write: a plain table name or a valid pattern.
 pub fn check_table_or_pattern(name: &str) -> Result<(), BackupError> {
     if is_pattern(name) {
@@ -268,6 +310,35 @@ mod tests {
 
     fn p(text: &str) -> TablePattern {
         TablePattern::parse(text).unwrap()
+    }
+
+    #[test]
+    fn catch_all_patterns_are_named() {
+        for name in [
+            "*",
+            "*.*",
+            "%",
+            "public.*",
+            "log_%",
+            "<t>",
+            "<s>.<t>",
+            "<a>_<b>",
+            "<a>$<b>",
+            "public.<t>",
+            "me_<slug>.<t>",
+            "<s>.memory",
+        ] {
+            assert!(catch_all(name).is_some(), "{name} is a catch-all");
+        }
+        for name in [
+            "log_<day>",
+            "me_<slug>.memory",
+            "auth.users",
+            "users",
+            "a<x>",
+        ] {
+            assert_eq!(catch_all(name), None, "{name}");
+        }
     }
 
     #[test]

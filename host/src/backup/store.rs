@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::pattern::{Catalog, TablePattern, created_since};
 use super::{
     BackupError, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, ManifestPattern,
-    ManifestTable, Method, RestoreReport, RestoredSchema, RunIdentity, SnapshotRequest,
-    VerifyReport, check_plain_name,
+    ManifestTable, Method, RestorePlan, RestoreReport, RestoredSchema, RunIdentity,
+    SnapshotRequest, VerifyReport, check_plain_name,
 };
 use crate::db::{Connection, Dialect};
 
@@ -203,6 +203,11 @@ impl BackupStore {
     ) -> Result<Manifest, BackupError> {
         check_plain_name("backup id", id)?;
         for table in &request.tables {
+            if let Some(problem) = super::catch_all(table) {
+                return Err(BackupError::InvalidName(format!(
+                    "table pattern `{table}`: {problem}"
+                )));
+            }
             super::check_table_or_pattern(table)?;
         }
         if self.root.exists(id) {
@@ -338,6 +343,98 @@ impl BackupStore {
         Ok(report)
     }
 
+    /// The dialect of `url`, refused unless it is the backup's.
+    fn check_dialect(manifest: &Manifest, id: &str, url: &str) -> Result<Dialect, BackupError> {
+        let dialect =
+            Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))?;
+        if dialect != manifest.dialect {
+            return Err(BackupError::Database(format!(
+                "backup `{id}` is of a {} database; the connection `{}` is {dialect}",
+                manifest.dialect, manifest.connection
+            )));
+        }
+        Ok(dialect)
+    }
+
+    /// The tables and schemas a full restore drops because they were created since the
+    /// backup, read from the catalog before anything changes (a failure to read it stops
+    /// the restore with nothing changed). The ledger is migrun's own record, never
+    /// something a run created under a pattern: it is kept (its rows are forgotten).
+    async fn created(
+        manifest: &Manifest,
+        url: &str,
+        full: bool,
+        ledger: &crate::ledger::Ledger,
+    ) -> Result<(Vec<String>, Vec<String>), BackupError> {
+        let undoes_creations = !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty();
+        if !(full && undoes_creations) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (tables, schemas) = created_since(manifest, &catalog_of(url).await?);
+        let is_ledger = |t: &str| {
+            t == ledger.table()
+                || t.rsplit_once('.')
+                    .is_some_and(|(_, bare)| bare == ledger.table())
+        };
+        Ok((
+            tables.into_iter().filter(|t| !is_ledger(t)).collect(),
+            schemas,
+        ))
+    }
+
+    /// What [`BackupStore::restore`] would change, read before anything changes, for the
+    /// operator to confirm: every table it overwrites or drops, by name. Nothing is written.
+    pub async fn restore_plan(
+        &self,
+        id: &str,
+        url: &str,
+        tables: Option<&[String]>,
+        ledger: &crate::ledger::Ledger,
+    ) -> Result<RestorePlan, BackupError> {
+        let manifest = self.manifest(id)?;
+        Self::check_dialect(&manifest, id, url)?;
+        let (drop_created, schemas) =
+            Self::created(&manifest, url, tables.is_none(), ledger).await?;
+        let chosen: Vec<&ManifestTable> = match tables {
+            None => manifest.tables.iter().collect(),
+            Some(names) => {
+                let mut chosen = Vec::new();
+                for n in names {
+                    match manifest.pattern(n) {
+                        Some(p) => chosen.extend(p.tables.iter().filter_map(|t| manifest.table(t))),
+                        None => chosen.extend(manifest.table(n)),
+                    }
+                }
+                chosen
+            }
+        };
+        let mut plan = RestorePlan {
+            drop_created,
+            schemas,
+            forgets_ledger_rows: tables.is_none(),
+            ..RestorePlan::default()
+        };
+        for t in chosen {
+            let list = if t.present {
+                &mut plan.overwrite
+            } else {
+                &mut plan.drop_declared
+            };
+            if !list.contains(&t.name) {
+                list.push(t.name.clone());
+            }
+        }
+        for recorded in &manifest.patterns {
+            let Ok(pattern) = TablePattern::parse(&recorded.pattern) else {
+                continue;
+            };
+            if plan.drop_created.iter().any(|t| pattern.matches(t)) {
+                plan.patterns.push(recorded.pattern.clone());
+            }
+        }
+        Ok(plan)
+    }
+
     /// Restores `tables` (all of the snapshot's when `None`) of snapshot `id`
     /// into the database at `url`, then re-reads each table's rows and checksum.
     ///
@@ -351,12 +448,19 @@ impl BackupStore {
     /// `tables` may name a recorded pattern: it means the tables the pattern matched when
     /// the snapshot was taken. A partial restore drops nothing created since and leaves the
     /// ledger alone, even when it names every table.
+    ///
+    /// A table created since the backup (matching a recorded pattern now, not then) is
+    /// never in the backup: it may be the run's, or the application's. It is dropped only
+    /// when `named_drops` names it — the operator confirmed the prompt that listed it, or
+    /// named it with `--drop`; otherwise the restore refuses before changing anything,
+    /// naming it (see [`BackupStore::restore_plan`]).
     pub async fn restore(
         &self,
         id: &str,
         url: &str,
         tables: Option<&[String]>,
         ledger: &crate::ledger::Ledger,
+        named_drops: &[String],
     ) -> Result<RestoreReport, BackupError> {
         let manifest = self.manifest(id)?;
         let verified = self.verify(id).await?;
@@ -372,34 +476,34 @@ impl BackupStore {
                     .join("; "),
             });
         }
-        let dialect =
-            Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))?;
-        if dialect != manifest.dialect {
-            return Err(BackupError::Database(format!(
-                "backup `{id}` is of a {} database; the connection `{}` is {dialect}",
-                manifest.dialect, manifest.connection
+        let dialect = Self::check_dialect(&manifest, id, url)?;
+        let full = tables.is_none();
+        let (created_tables, created_schemas) = Self::created(&manifest, url, full, ledger).await?;
+        let unnamed: Vec<&String> = created_tables
+            .iter()
+            .filter(|t| !named_drops.contains(t))
+            .collect();
+        if !unnamed.is_empty() {
+            return Err(BackupError::UnnamedDrop(format!(
+                "restoring backup `{id}` would drop {} table(s) that were not in it (created \
+                 since it was taken, by the run or by anyone else): {}; nothing was changed. \
+                 Name each table to drop it (`--drop {}`), or restore only the backup's tables \
+                 with `--tables`",
+                unnamed.len(),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )));
         }
-        let full = tables.is_none();
-        // A full restore also drops what the run created under a pattern, and the schemas
-        // created since: the catalog is read before anything changes, so a failure to
-        // read it stops the restore with nothing changed.
-        let undoes_creations = !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty();
-        let (created_tables, created_schemas) = if full && undoes_creations {
-            created_since(&manifest, &catalog_of(url).await?)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        // The ledger is migrun's own record, never something a run created under a pattern:
-        // the restore keeps it and forgets the run's rows in it instead.
-        let is_ledger = |t: &str| {
-            t == ledger.table()
-                || t.rsplit_once('.')
-                    .is_some_and(|(_, bare)| bare == ledger.table())
-        };
         let created: Vec<ManifestTable> = created_tables
             .into_iter()
-            .filter(|t| !is_ledger(t))
             .map(ManifestTable::absent)
             .collect();
         let mut selected: Vec<&ManifestTable> = match tables {

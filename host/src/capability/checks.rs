@@ -3,6 +3,11 @@
 //! A check that fails makes the whole run fail (non-zero exit), even when
 //! every unit committed: the plugin's own verifier is the acceptance test of
 //! the migration, as in seed 001's `verify.ts`.
+//!
+//! What the host keeps and shows is bounded per run: names are cut to
+//! [`MAX_CHECK_NAME_BYTES`], details to [`MAX_CHECK_DETAIL_BYTES`], and past
+//! [`KEPT_CHECK_BYTES`] a check is only counted ([`ChecksNotKept`]) — a
+//! failed one still fails the run.
 
 use std::sync::Arc;
 
@@ -11,8 +16,16 @@ use wasmtime::component::{HasData, Linker};
 use crate::capability::log::pass_tape;
 use crate::contract::v0_1_1::checks;
 use crate::journal::HostCall;
-use crate::observer::{CheckResult, RunObserver};
+use crate::observer::{CheckResult, ChecksNotKept, RunObserver};
+use crate::printable::{printable, truncated};
 use crate::tape::Tape;
+
+/// Bytes of one check's name kept or shown.
+pub const MAX_CHECK_NAME_BYTES: usize = 256;
+/// Bytes of one check's detail kept or shown.
+pub const MAX_CHECK_DETAIL_BYTES: usize = 2 << 10;
+/// Bytes of checks (names and details) kept per run.
+pub const KEPT_CHECK_BYTES: usize = 1 << 20;
 
 /// The checks of one run.
 pub struct ChecksCtx {
@@ -20,6 +33,8 @@ pub struct ChecksCtx {
     tape: Tape,
     unit: Option<String>,
     results: Vec<CheckResult>,
+    kept_bytes: usize,
+    not_kept: ChecksNotKept,
 }
 
 impl ChecksCtx {
@@ -30,6 +45,8 @@ impl ChecksCtx {
             tape,
             unit: None,
             results: Vec::new(),
+            kept_bytes: 0,
+            not_kept: ChecksNotKept::default(),
         }
     }
 
@@ -43,9 +60,12 @@ impl ChecksCtx {
         self.unit = unit;
     }
 
-    /// The checks reported so far.
-    pub fn take_results(&mut self) -> Vec<CheckResult> {
-        std::mem::take(&mut self.results)
+    /// The checks kept so far, and what was not kept.
+    pub fn take_results(&mut self) -> (Vec<CheckResult>, ChecksNotKept) {
+        (
+            std::mem::take(&mut self.results),
+            std::mem::take(&mut self.not_kept),
+        )
     }
 }
 
@@ -70,16 +90,32 @@ impl checks::Host for ChecksCtx {
         let HostCall::Check { name, ok, detail } = call else {
             unreachable!()
         };
+        let sent = name.len() + detail.len();
         let result = CheckResult {
             unit: self.unit.clone(),
-            name,
+            name: truncated(&name, MAX_CHECK_NAME_BYTES).into_owned(),
             ok,
-            detail,
+            detail: truncated(&detail, MAX_CHECK_DETAIL_BYTES).into_owned(),
         };
+        let size = result.name.len() + result.detail.len();
+        if self.kept_bytes + size > KEPT_CHECK_BYTES {
+            if self.not_kept.is_empty() {
+                self.observer.checks_not_kept();
+            }
+            if ok {
+                self.not_kept.passed += 1;
+            } else {
+                self.not_kept.failed += 1;
+            }
+            self.not_kept.bytes += sent as u64;
+            return Ok(());
+        }
+        self.kept_bytes += size;
+        let (shown_name, shown_detail) = (printable(&result.name), printable(&result.detail));
         if ok {
-            tracing::info!(check = %result.name, detail = %result.detail, "check passed");
+            tracing::info!(check = %shown_name, detail = %shown_detail, "check passed");
         } else {
-            tracing::warn!(check = %result.name, detail = %result.detail, "check FAILED");
+            tracing::warn!(check = %shown_name, detail = %shown_detail, "check FAILED");
         }
         self.observer.check(&result);
         self.results.push(result);

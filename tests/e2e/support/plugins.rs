@@ -39,6 +39,8 @@ const GUESTS: &[&str] = &[
     "work-units",
     "sql-script",
     "sql-attack",
+    "noisy",
+    "catch-all",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

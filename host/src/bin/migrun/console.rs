@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use migrun::observer::{CheckResult, Level, LogEvent, Progress, RunObserver};
+use migrun::printable::{printable, printable_text};
 
 /// Sets up `tracing` to stderr: warnings by default, more with `-v`, or `MIGRUN_LOG`.
 pub fn init_tracing(verbose: u8) {
@@ -64,7 +65,10 @@ impl Console {
         }
     }
 
+    /// Prints one line to stderr; whatever a plugin put in it was escaped by the caller,
+    /// and [`printable_text`] is the last boundary for anything missed.
     fn line(&self, text: String) {
+        let text = printable_text(&text);
         if self.terminal {
             self.bars.suspend(|| eprintln!("{text}"));
         } else {
@@ -90,7 +94,7 @@ fn eta(elapsed: Duration, done: u64, left: u64) -> Option<String> {
 impl RunObserver for Console {
     fn phase_started(&self, phase: &str) {
         if phase != "describe" {
-            self.line(format!("▸ {phase}"));
+            self.line(format!("▸ {}", printable(phase)));
         }
     }
 
@@ -101,7 +105,7 @@ impl RunObserver for Console {
         }
         drop(tasks);
         if !ok {
-            self.line(format!("✗ {phase} failed"));
+            self.line(format!("✗ {} failed", printable(phase)));
         }
     }
 
@@ -117,11 +121,11 @@ impl RunObserver for Console {
         let fields: Vec<String> = event
             .fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
             .collect();
         self.line(format!(
             "  {mark}{}{}",
-            event.message,
+            printable(&event.message),
             if fields.is_empty() {
                 String::new()
             } else {
@@ -149,7 +153,7 @@ impl RunObserver for Console {
                         .expect("valid template")
                 };
                 bar.set_style(style);
-                bar.set_message(p.task.clone());
+                bar.set_message(printable(&p.task).into_owned());
                 // A resumed task starts where the earlier run stopped: the ETA counts from here.
                 bar.set_position(p.done);
                 bar.reset_eta();
@@ -181,7 +185,7 @@ impl RunObserver for Console {
                 match p.total {
                     Some(total) => self.line(format!(
                         "  {}: {}/{} ({}%{})",
-                        p.task,
+                        printable(&p.task),
                         p.done,
                         total,
                         percent.unwrap_or(0),
@@ -193,7 +197,7 @@ impl RunObserver for Console {
                         .map(|eta| format!(", ETA {eta}"))
                         .unwrap_or_default()
                     )),
-                    None => self.line(format!("  {}: {}", p.task, p.done)),
+                    None => self.line(format!("  {}: {}", printable(&p.task), p.done)),
                 }
             }
         }
@@ -203,13 +207,29 @@ impl RunObserver for Console {
         self.line(format!(
             "  {} {}{}",
             if c.ok { "✓" } else { "✗" },
-            c.name,
+            printable(&c.name),
             if c.detail.is_empty() {
                 String::new()
             } else {
-                format!(" — {}", c.detail)
+                format!(" — {}", printable(&c.detail))
             }
         ));
+    }
+
+    fn messages_not_kept(&self) {
+        self.line(
+            "  … the plugin's further messages are not shown: past migrun's bound (the report \
+             counts them, the journal has them)"
+                .to_owned(),
+        );
+    }
+
+    fn checks_not_kept(&self) {
+        self.line(
+            "  … the plugin's further checks are not shown: past migrun's bound (the report \
+             counts them; a failed one still fails the run)"
+                .to_owned(),
+        );
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use migrun::config::RunConfig;
+use migrun::printable::{printable, printable_json, printable_text};
 use migrun::run::{self, RunOptions};
 use migrun::runtime::{LoadedPlugin, Runtime};
 
@@ -100,6 +101,10 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Tables created since the backup (matching one of its patterns, not in it) that
+        /// a full restore may drop; with --yes, each must be named here or nothing is restored.
+        #[arg(long, value_delimiter = ',', conflicts_with = "tables")]
+        drop: Vec<String>,
         #[command(flatten)]
         place: BackupPlace,
         /// Override a connection URL: --db name=url (repeatable).
@@ -245,10 +250,11 @@ fn main() -> ExitCode {
                 id,
                 tables,
                 yes,
+                drop,
                 place,
                 db,
                 json,
-            }) => restore(&id, tables, yes, &place, &db, json).await,
+            }) => restore(&id, tables, yes, &drop, &place, &db, json).await,
             Some(Command::Status { config, db, json }) => {
                 status(config.as_deref(), &db, json).await
             }
@@ -269,7 +275,7 @@ fn main() -> ExitCode {
     match code {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", printable_text(&error_chain(&e)));
             ExitCode::from(2)
         }
     }
@@ -278,6 +284,18 @@ fn main() -> ExitCode {
 /// One line for an error and its causes, `outer: cause: root`. A library
 /// error that already prints its source (`journal x: No such file…`) is
 /// followed in the chain by that same source; it is shown once.
+/// Prints a rendered text to stdout. Renderers escape what a plugin supplied field by field;
+/// this is the last boundary, so no control character from a plugin reaches the terminal.
+fn print_text(text: &str) {
+    print!("{}", printable_text(text));
+}
+
+/// Prints a JSON document to stdout, with the characters serde_json leaves raw
+/// (DEL, C1 controls, bidi controls) escaped as `\uXXXX`: same values, safe bytes.
+fn print_json(json: &str) {
+    println!("{}", printable_json(json));
+}
+
 fn error_chain(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
@@ -330,9 +348,9 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("inspecting {}", path.display()))?;
     if json {
-        println!("{}", migrun::render::inspection_json(&inspection));
+        print_json(&migrun::render::inspection_json(&inspection));
     } else {
-        print!("{}", migrun::render::inspection_text(&inspection));
+        print_text(&migrun::render::inspection_text(&inspection));
     }
     Ok(0)
 }
@@ -351,13 +369,13 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
                 result = if json {
                     serde_json::to_string(entry)
                         .map_err(std::io::Error::other)
-                        .and_then(|line| writeln!(out, "{line}"))
+                        .and_then(|line| writeln!(out, "{}", printable_json(&line)))
                 } else {
                     writeln!(
                         out,
                         "{index:>6} {}  {}",
                         &hash[..12],
-                        stats::describe(entry)
+                        printable(&stats::describe(entry))
                     )
                 };
             })
@@ -368,9 +386,9 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
             let s =
                 stats::stats(&journal).with_context(|| format!("reading {}", journal.display()))?;
             if json {
-                println!("{}", migrun::render::journal_stats_json(&s));
+                print_json(&migrun::render::journal_stats_json(&s));
             } else {
-                print!("{}", migrun::render::journal_stats_text(&s));
+                print_text(&migrun::render::journal_stats_text(&s));
             }
         }
     }
@@ -408,9 +426,9 @@ async fn status(
     }
     let status = migrun::status::collect(&config).await;
     if json {
-        println!("{}", migrun::render::status_json(&status));
+        print_json(&migrun::render::status_json(&status));
     } else {
-        print!("{}", migrun::render::status_text(&status));
+        print_text(&migrun::render::status_text(&status));
     }
     Ok(0)
 }
@@ -438,12 +456,9 @@ async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
             let store = BackupStore::open(&config.backup.dir, false)?;
             let manifests = store.list()?;
             if json {
-                println!("{}", migrun::render::backup_list_json(&manifests));
+                print_json(&migrun::render::backup_list_json(&manifests));
             } else {
-                print!(
-                    "{}",
-                    migrun::render::backup_list_text(store.path(), &manifests)
-                );
+                print_text(&migrun::render::backup_list_text(store.path(), &manifests));
             }
             Ok(0)
         }
@@ -455,19 +470,67 @@ async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
                 .await
                 .with_context(|| format!("verifying backup {id}"))?;
             if json {
-                println!("{}", migrun::render::backup_verify_json(&report));
+                print_json(&migrun::render::backup_verify_json(&report));
             } else {
-                print!("{}", migrun::render::backup_verify_text(&report));
+                print_text(&migrun::render::backup_verify_text(&report));
             }
             Ok(if report.ok() { 0 } else { 1 })
         }
     }
 }
 
+/// `plan` as the lines of the restore prompt: every table by name, with what happens to it.
+fn restore_prompt(plan: &migrun::backup::RestorePlan) -> String {
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| printable(n).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    if !plan.overwrite.is_empty() {
+        lines.push(format!(
+            "  overwrite with the backup's rows: {}",
+            list(&plan.overwrite)
+        ));
+    }
+    if !plan.drop_declared.is_empty() {
+        lines.push(format!(
+            "  drop if present (declared, absent when the backup was taken): {}",
+            list(&plan.drop_declared)
+        ));
+    }
+    if !plan.drop_created.is_empty() {
+        lines.push(format!(
+            "  DROP, not in the backup (created since, by the run or by anyone else; matching {}): {}",
+            list(&plan.patterns),
+            list(&plan.drop_created)
+        ));
+    }
+    if !plan.schemas.is_empty() {
+        lines.push(format!(
+            "  drop if empty (created since): schema {}",
+            list(&plan.schemas)
+        ));
+    }
+    if plan.forgets_ledger_rows {
+        lines.push(
+            "  ledger: forget the rows of the run that took the backup and of the plugin's later runs"
+                .to_owned(),
+        );
+    }
+    if lines.is_empty() {
+        lines.push("  nothing: the backup holds no table".to_owned());
+    }
+    lines.join("\n")
+}
+
 async fn restore(
     id: &str,
     tables: Option<Vec<String>>,
     yes: bool,
+    drop: &[String],
     place: &BackupPlace,
     overrides: &[String],
     json: bool,
@@ -480,36 +543,71 @@ async fn restore(
     let store = migrun::backup::BackupStore::open(&config.backup.dir, false)?;
     let manifest = store.manifest(id)?;
     let target = config.connection(&manifest.connection);
-    let mut names: Vec<String> = match &tables {
-        Some(t) => t.clone(),
-        None => manifest.tables.iter().map(|t| t.name.clone()).collect(),
-    };
-    if tables.is_none() {
-        // A full restore also drops what the run created: say so before asking.
-        names.extend(
-            manifest
-                .patterns
-                .iter()
-                .map(|p| format!("any table created since matching {}", p.pattern)),
+    let ledger = migrun::ledger::Ledger::new(&config.ledger_table);
+    let plan = store
+        .restore_plan(id, &target.url, tables.as_deref(), &ledger)
+        .await
+        .with_context(|| format!("reading what restoring backup {id} would change"))?;
+    let place_text = format!(
+        "`{}` ({})",
+        manifest.connection,
+        migrun::config::redact_url(&target.url)
+    );
+    if let Some(unknown) = drop.iter().find(|d| !plan.drop_created.contains(d)) {
+        anyhow::bail!(
+            "--drop {unknown}: not a table this restore would drop (created since the backup: {}); nothing was changed",
+            if plan.drop_created.is_empty() {
+                "none".to_owned()
+            } else {
+                plan.drop_created.join(", ")
+            }
         );
-        if !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty() {
-            names.push("schemas created since (only if empty)".to_owned());
-        }
     }
-    if !yes {
+    // Tables created since the backup are dropped only when named: listed in the prompt
+    // the operator confirms, or with --yes named one by one with --drop.
+    let named_drops: Vec<String> = if yes {
+        let unnamed: Vec<&String> = plan
+            .drop_created
+            .iter()
+            .filter(|t| !drop.contains(t))
+            .collect();
+        if !unnamed.is_empty() {
+            anyhow::bail!(
+                "restoring backup {id} into {place_text} would drop table(s) that are not in the backup \
+                 (created since it was taken, by the run or by anyone else): {}. With --yes, name each one \
+                 to drop it: --drop {}; or restore only the backup's tables with --tables. Nothing was changed.\n{}",
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                restore_prompt(&plan)
+            );
+        }
+        drop.to_vec()
+    } else {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
-                "restoring replaces the current contents of {} on `{}` ({}); pass --yes to confirm (nothing was changed)",
-                names.join(", "),
-                manifest.connection,
-                migrun::config::redact_url(&target.url)
+                "restoring backup {id} into {place_text} would:\n{}\npass --yes to confirm{} (nothing was changed)",
+                restore_prompt(&plan),
+                if plan.drop_created.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and --drop {} to drop the tables not in the backup",
+                        plan.drop_created.join(",")
+                    )
+                }
             );
         }
         eprint!(
-            "Restore {} from backup {id} into `{}` ({})? Their current contents are replaced. [y/N] ",
-            names.join(", "),
-            manifest.connection,
-            migrun::config::redact_url(&target.url)
+            "Restore backup {id} into {place_text}? This will:\n{}\nProceed? [y/N] ",
+            printable_text(&restore_prompt(&plan))
         );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
@@ -517,20 +615,16 @@ async fn restore(
             eprintln!("not restored; nothing was changed");
             return Ok(1);
         }
-    }
+        plan.drop_created.clone()
+    };
     let report = store
-        .restore(
-            id,
-            &target.url,
-            tables.as_deref(),
-            &migrun::ledger::Ledger::new(&config.ledger_table),
-        )
+        .restore(id, &target.url, tables.as_deref(), &ledger, &named_drops)
         .await
         .with_context(|| format!("restoring backup {id}"))?;
     if json {
-        println!("{}", migrun::render::restore_json(&report));
+        print_json(&migrun::render::restore_json(&report));
     } else {
-        print!("{}", migrun::render::restore_text(&report));
+        print_text(&migrun::render::restore_text(&report));
     }
     Ok(if report.verified() { 0 } else { 1 })
 }
@@ -546,9 +640,9 @@ async fn replay(
         .with_context(|| format!("replaying {}", journal.display()))?;
     observer.finish();
     if json {
-        println!("{}", migrun::render::replay_report_json(&report));
+        print_json(&migrun::render::replay_report_json(&report));
     } else {
-        print!("{}", migrun::render::replay_report_text(&report));
+        print_text(&migrun::render::replay_report_text(&report));
     }
     Ok(report.exit_code() as u8)
 }
@@ -625,9 +719,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("writing the plan to {}", file.display()))?;
     }
     if args.json {
-        println!("{}", migrun::render::run_report_json(&report));
+        print_json(&migrun::render::run_report_json(&report));
     } else {
-        print!("{}", migrun::render::run_report_text(&report));
+        print_text(&migrun::render::run_report_text(&report));
     }
     Ok(report.exit_code() as u8)
 }
