@@ -377,6 +377,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The file a SQLite URL names, if any (not for in-memory databases): where the run
+/// lock's file goes beside it.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

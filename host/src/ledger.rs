@@ -13,6 +13,16 @@
 //! a database guarantee: two workers that somehow ran the same unit cannot
 //! both commit it — the second commit fails on the key and rolls back.
 //!
+//! The ledger shares its connection (and so its role) with the plugin, which
+//! could try to change what the host writes or reads there. What the host
+//! holds it to: a ledger table with triggers or rules is refused before any
+//! plugin code runs ([`Ledger::tampering`]: a trigger could drop the rows
+//! that keep a unit from running twice, or forge finished ones); every row is
+//! written through names the plugin cannot redirect (PostgreSQL's
+//! `search_path` pinned to the session's opening one with `pg_temp` last; a
+//! temporary table shadowing the ledger on MariaDB or SQLite refused), must
+//! affect exactly one row, and is read back and compared before the commit.
+//!
 //! A unit that calls `checkpoint.save` (contract 0.1.1) commits part of its
 //! work early. Each save replaces the unit's one row of status `checkpoint`
 //! (whatever plugin build wrote it) with a new one carrying the plugin's
@@ -146,6 +156,96 @@ impl Ledger {
             rows.rows.first().and_then(|r| r.first()),
             Some(Value::Bool(true)) | Some(Value::Int(1..))
         ))
+    }
+
+    /// What makes the ledger table untrustworthy, if anything: triggers (and on
+    /// PostgreSQL rules) on it, which would run with every row the host writes.
+    /// Asked before any plugin code runs; the run is refused while it says something.
+    pub async fn tampering(&self, conn: &mut Connection) -> Result<Option<String>, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(None);
+        }
+        let sql = match conn.dialect() {
+            Dialect::Postgres => {
+                "SELECT (SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal)                  + (SELECT COUNT(*) FROM pg_rewrite WHERE ev_class = to_regclass($1) AND rulename <> '_RETURN')"
+            }
+            Dialect::MySql => {
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS                  WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = ?"
+            }
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
+            }
+        };
+        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
+        let count = match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n,
+            Some(Value::Decimal(d)) => d.parse().unwrap_or(1),
+            _ => 0,
+        };
+        Ok((count > 0).then(|| {
+            format!(
+                "the ledger table `{}` has {count} trigger(s) or rule(s): they would run with every \
+                 row migrun records there, and could drop or forge the rows that keep a unit from \
+                 running twice; drop them (migrun's ledger is written by migrun only)",
+                self.table
+            )
+        }))
+    }
+
+    /// Before the host writes its row: the names it uses must reach the real ledger table.
+    async fn shield(&self, conn: &mut Connection) -> Result<(), DbError> {
+        let shadowed = match conn.dialect() {
+            Dialect::Postgres => {
+                // `pg_temp` last: a temporary table cannot shadow the ledger.
+                let path = format!(
+                    "{}, pg_temp",
+                    conn.opening_search_path().unwrap_or("\"$user\", public")
+                );
+                conn.query(
+                    "SELECT set_config('search_path', $1, true)",
+                    &[Value::Text(path)],
+                )
+                .await?;
+                false
+            }
+            Dialect::MySql => {
+                // A temporary table answers for the name in this session: `SHOW CREATE`
+                // tells which one the name reaches (MariaDB 10.11 lists no temporary tables).
+                let quoted = Dialect::MySql.quote_table(&self.table)?;
+                let rows = conn
+                    .host_text_query(&format!("SHOW CREATE TABLE {quoted}"))
+                    .await?;
+                let ddl = match rows.first().and_then(|r| r.get(1)) {
+                    Some(Value::Text(t)) => t.clone(),
+                    Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => String::new(),
+                };
+                ddl.starts_with("CREATE TEMPORARY")
+            }
+            Dialect::Sqlite => {
+                let rows = conn
+                    .query(
+                        "SELECT COUNT(*) FROM sqlite_temp_master WHERE type IN ('table', 'view') AND name = ?",
+                        &[Value::Text(self.table.clone())],
+                    )
+                    .await?;
+                matches!(
+                    rows.rows.first().and_then(|r| r.first()),
+                    Some(Value::Int(1..))
+                )
+            }
+        };
+        if shadowed {
+            return Err(DbError::new(
+                crate::db::DbErrorKind::Refused,
+                format!(
+                    "a temporary table named `{}` shadows the ledger in this session; the unit's row \
+                     would not reach the ledger",
+                    self.table
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Forgets the units whose work a full `migrun restore` undid, so that they run again:
@@ -349,6 +449,7 @@ impl Ledger {
             Dialect::Postgres => format!("${i}"),
             _ => "?".to_owned(),
         };
+        self.shield(conn).await?;
         for sha256 in replaces {
             let delete = format!(
                 "DELETE FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {} AND status = {}",
@@ -391,7 +492,48 @@ impl Ledger {
             row.override_reason.as_deref().map_or(Value::Null, text),
             state.map_or(Value::Null, text),
         ];
-        conn.execute(&sql, &params).await.map(|_| ())
+        let inserted = conn.execute(&sql, &params).await?;
+        // Read back what the database now holds for this row: anything but exactly the
+        // row written means something else writes this table.
+        let check = format!(
+            "SELECT {}, {STATE_COLUMN} FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {}",
+            COLUMNS.join(", "),
+            self.table,
+            p(1),
+            p(2),
+            p(3)
+        );
+        let found = conn
+            .query(&check, &params[..3])
+            .await?
+            .rows
+            .into_iter()
+            .map(|r| r.iter().map(comparable).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        let expected: Vec<String> = params.iter().map(comparable).collect();
+        if inserted != 1 || found != [expected] {
+            return Err(DbError::new(
+                crate::db::DbErrorKind::Refused,
+                format!(
+                    "the ledger table `{}` did not keep the row for unit `{}` as written \
+                     ({inserted} row(s) inserted, {} found): something else writes that table; \
+                     the unit is not recorded",
+                    self.table,
+                    row.unit,
+                    found.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A ledger value as text to compare what was written with what was read back
+/// (MariaDB may hand text back as bytes; `CHAR` columns may come back padded).
+fn comparable(value: &Value) -> String {
+    match value {
+        Value::Bytes(b) => String::from_utf8_lossy(b).trim_end().to_owned(),
+        other => other.to_string().trim_end().to_owned(),
     }
 }
 

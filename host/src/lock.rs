@@ -1,9 +1,18 @@
 //! One run at a time per target: a lock every writer takes before its first write.
 //!
-//! - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) on the
-//!   run's own connection, keyed by a hash of the lock name. It is released
-//!   when the connection closes, so a killed migrun never leaves it behind.
-//! - MySQL/MariaDB: `GET_LOCK(name, 0)`, also tied to the session.
+//! The lock lives on a connection of its own that only the host uses: a lock
+//! in the plugin's session could be released by the plugin's own SQL
+//! (`pg_advisory_unlock_all()`, `RELEASE_ALL_LOCKS()`), letting a second run
+//! start beside this one. `migrun restore` takes the same lock, so it never
+//! runs in the middle of a run.
+//!
+//! - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`),
+//!   keyed by a hash of the lock name. It is released when the connection
+//!   closes, so a killed migrun never leaves it behind. A sharded worker also
+//!   holds the unsharded name in shared mode (`pg_try_advisory_lock_shared`),
+//!   so that an unsharded run or a restore waits for every worker.
+//! - MySQL/MariaDB: `GET_LOCK(name, 0)`, also tied to the session (MariaDB
+//!   has no shared locks: a restore does not see sharded workers there).
 //! - SQLite: an exclusive OS file lock on `<database>.migrun-lock` (released
 //!   by the OS when the process dies), with the holder's pid and run id
 //!   written into the file for the message a second process shows.
@@ -22,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
-use crate::db::{Connection, DbError, Dialect};
+use crate::db::{Access, Connection, DbError, Dialect};
 use crate::value::Value;
 
 /// How often a waiting run retries.
@@ -66,12 +75,33 @@ pub enum LockError {
     },
 }
 
-/// A held lock. Database locks live as long as their connection; the file lock as long as this value.
-#[derive(Debug)]
+/// A held lock, released when this value is dropped (the database locks with the
+/// host-only connection that holds them, the file lock with its file).
 pub struct RunLock {
     /// The lock's name.
     pub name: String,
     _file: Option<std::fs::File>,
+    _holder: Option<Connection>,
+}
+
+impl std::fmt::Debug for RunLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLock").field("name", &self.name).finish()
+    }
+}
+
+impl RunLock {
+    /// Releases the lock now (closing its connection).
+    pub async fn release(self) {
+        if let Some(conn) = self._holder {
+            conn.close().await;
+        }
+    }
+}
+
+/// The lock a run (and `migrun restore`) takes on a target whose ledger is `ledger_table`.
+pub fn run_lock_name(ledger_table: &str) -> String {
+    format!("migrun:{ledger_table}")
 }
 
 /// The 64-bit advisory key of a lock name.
@@ -80,24 +110,128 @@ fn advisory_key(name: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// Takes the run lock `name` on `conn`, waiting up to `timeout`.
+/// Takes the run lock `name` for the target `connection` at `url`, on a connection of
+/// its own, waiting up to `timeout`. `shared` names a lock taken in shared mode beside it
+/// (PostgreSQL only: a sharded worker's hold on the unsharded name).
 ///
 /// `sqlite_file` is the database file of a SQLite connection (`None` for in-memory ones,
 /// which no other process can see).
 pub async fn acquire(
-    conn: &mut Connection,
+    connection: &str,
+    url: &str,
     name: &str,
+    shared: Option<&str>,
+    run_id: &str,
+    sqlite_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<RunLock, LockError> {
+    let db_err = |error| LockError::Database {
+        connection: connection.to_owned(),
+        error,
+    };
+    let dialect = Connection::dialect_of_url(url).map_err(db_err)?;
+    if dialect == Dialect::Sqlite {
+        let mut none = None;
+        return take(
+            &mut none,
+            connection,
+            name,
+            None,
+            run_id,
+            sqlite_file,
+            timeout,
+        )
+        .await;
+    }
+    let holder = Connection::connect(&format!("{connection} (run lock)"), url, Access::ReadWrite)
+        .await
+        .map_err(db_err)?;
+    let mut holder = Some(holder);
+    match take(
+        &mut holder,
+        connection,
+        name,
+        shared,
+        run_id,
+        sqlite_file,
+        timeout,
+    )
+    .await
+    {
+        Ok(lock) => Ok(lock),
+        Err(e) => {
+            if let Some(conn) = holder {
+                conn.close().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The polling loop of [`acquire`] on the lock's own connection (`None` for SQLite).
+async fn take(
+    holder: &mut Option<Connection>,
+    connection: &str,
+    name: &str,
+    shared: Option<&str>,
     run_id: &str,
     sqlite_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<RunLock, LockError> {
     let started = Instant::now();
-    let connection = conn_name(conn);
     let db_err = |error| LockError::Database {
-        connection: connection.clone(),
+        connection: connection.to_owned(),
         error,
     };
+    if let (Some(conn), Some(shared)) = (holder.as_mut(), shared)
+        && conn.dialect() == Dialect::Postgres
+    {
+        loop {
+            let rows = conn
+                .query(
+                    "SELECT pg_try_advisory_lock_shared($1)",
+                    &[Value::Int(advisory_key(shared))],
+                )
+                .await
+                .map_err(db_err)?;
+            if first_is_true(&rows.rows) {
+                break;
+            }
+            if started.elapsed() >= timeout {
+                return Err(LockError::Held {
+                    connection: connection.to_owned(),
+                    name: shared.to_owned(),
+                    holder: holder_of(conn, shared, None).await,
+                    waited_secs: started.elapsed().as_secs(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
     loop {
+        let Some(conn) = holder.as_mut() else {
+            let (taken, file) = match sqlite_file {
+                None => (true, None),
+                Some(db) => try_file_lock(connection, db, run_id)?,
+            };
+            if taken {
+                return Ok(RunLock {
+                    name: name.to_owned(),
+                    _file: file,
+                    _holder: None,
+                });
+            }
+            if started.elapsed() >= timeout {
+                return Err(LockError::Held {
+                    connection: connection.to_owned(),
+                    name: name.to_owned(),
+                    holder: sqlite_holder(sqlite_file),
+                    waited_secs: started.elapsed().as_secs(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        };
         let (taken, file) = match conn.dialect() {
             Dialect::Postgres => {
                 let rows = conn
@@ -123,31 +257,25 @@ pub async fn acquire(
                     .map_err(db_err)?;
                 (first_is_true(&rows.rows), None)
             }
-            Dialect::Sqlite => match sqlite_file {
-                None => (true, None),
-                Some(db) => try_file_lock(&conn_name(conn), db, run_id)?,
-            },
+            Dialect::Sqlite => unreachable!("SQLite locks a file, not a session"),
         };
         if taken {
             return Ok(RunLock {
                 name: name.to_owned(),
                 _file: file,
+                _holder: holder.take(),
             });
         }
         if started.elapsed() >= timeout {
             return Err(LockError::Held {
-                connection: conn_name(conn),
+                connection: connection.to_owned(),
                 name: name.to_owned(),
-                holder: holder(conn, name, sqlite_file).await,
+                holder: holder_of(conn, name, sqlite_file).await,
                 waited_secs: started.elapsed().as_secs(),
             });
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-fn conn_name(conn: &Connection) -> String {
-    conn.name().to_owned()
 }
 
 /// `GET_LOCK` names are global to the server, not to a database: the name is scoped by
@@ -212,8 +340,20 @@ fn try_file_lock(
     }
 }
 
+/// Who holds a SQLite file lock, as its file tells.
+fn sqlite_holder(sqlite_file: Option<&Path>) -> String {
+    let Some(db) = sqlite_file else {
+        return "holder unknown".to_owned();
+    };
+    let mut note = String::new();
+    match std::fs::File::open(lock_file_path(db)).and_then(|mut f| f.read_to_string(&mut note)) {
+        Ok(_) if !note.trim().is_empty() => format!("held by {}", note.trim()),
+        _ => "holder unknown".to_owned(),
+    }
+}
+
 /// Who holds the lock, as far as the database tells.
-async fn holder(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -> String {
+async fn holder_of(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -> String {
     let unknown = || "holder unknown".to_owned();
     match conn.dialect() {
         Dialect::Postgres => {

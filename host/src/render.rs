@@ -277,11 +277,19 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
                 let _ = writeln!(out, "  ledger is empty");
             }
             (Some(rows), None) => {
-                for r in rows {
+                for (i, r) in rows.iter().enumerate() {
+                    let anchor = t.anchors.get(i);
+                    let suspect = anchor.is_some_and(crate::status::Anchor::is_suspect);
                     let _ = writeln!(
                         out,
                         "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
-                        if r.status == "finished" { "✓" } else { "·" },
+                        if suspect {
+                            "⚠"
+                        } else if r.status == "finished" {
+                            "✓"
+                        } else {
+                            "·"
+                        },
                         printable(&r.unit),
                         printable(&r.plugin_name),
                         printable(&r.plugin_version),
@@ -294,6 +302,19 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
                             .map(|o| format!(" — override: {}", printable(o)))
                             .unwrap_or_default()
                     );
+                    match anchor {
+                        Some(crate::status::Anchor::NotInJournal(why)) => {
+                            let _ = writeln!(
+                                out,
+                                "      NOT WRITTEN BY MIGRUN AS IT IS: {}",
+                                printable(why)
+                            );
+                        }
+                        Some(crate::status::Anchor::Unverified(why)) => {
+                            let _ = writeln!(out, "      unverified: {}", printable(why));
+                        }
+                        _ => {}
+                    }
                 }
             }
         }

@@ -615,13 +615,25 @@ pub async fn run(
     // A `query` result is capped at the plugin's memory limit (`db::Connection::limit_results`).
     let max_result_bytes =
         usize::try_from(config.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let connections = connections
-        .into_iter()
-        .map(|(name, mut conn)| {
-            conn.limit_results(max_result_bytes);
-            (name, conn)
-        })
-        .collect();
+    // Statements are bounded on the server too, by the plugin's wall-clock limit per call.
+    let statement_limit = Duration::from_secs(config.limits.timeout_secs);
+    let mut limited = BTreeMap::new();
+    for (name, mut conn) in connections {
+        conn.limit_results(max_result_bytes);
+        if let Err(error) = conn.limit_statement_time(statement_limit).await {
+            conn.close().await;
+            for (_, other) in limited {
+                db::Connection::close(other).await;
+            }
+            return Err(RunError::Connect {
+                connection: name.clone(),
+                url: redact_url(&config.connection(&name).url),
+                error,
+            });
+        }
+        limited.insert(name, conn);
+    }
+    let connections = limited;
     let state = instance.state();
     state.database = DatabaseCtx::live(connections, tape.clone());
     if let Some(plan) = &plan {
@@ -964,19 +976,23 @@ async fn guard_targets(
 ) -> Result<(Vec<RunLock>, Ledgers), RunError> {
     let mut locks = Vec::new();
     let mut ledgers = Ledgers::default();
+    let base_lock = lock::run_lock_name(ledger.table());
     let lock_name = match options.shard {
-        Some((i, n)) => format!("migrun:{}:shard-{i}-of-{n}", ledger.table()),
-        None => format!("migrun:{}", ledger.table()),
+        Some((i, n)) => format!("{base_lock}:shard-{i}-of-{n}"),
+        None => base_lock.clone(),
     };
     for (name, conn) in connections.iter_mut() {
         if conn.access() != Access::ReadWrite {
             continue;
         }
-        let file = sqlite_file(&config.connection(name).url).filter(|p| p.exists());
+        let url = config.connection(name).url;
+        let file = crate::config::sqlite_file(&url).filter(|p| p.exists());
         locks.push(
             lock::acquire(
-                conn,
+                name,
+                &url,
                 &lock_name,
+                options.shard.is_some().then_some(base_lock.as_str()),
                 run_id,
                 file.as_deref(),
                 options.lock_timeout,
@@ -988,6 +1004,13 @@ async fn guard_targets(
             table: ledger.table().to_owned(),
             error,
         };
+        // Before any plugin code: a ledger whose rows something else can rewrite is refused.
+        if let Some(problem) = ledger.tampering(conn).await.map_err(ledger_error)? {
+            return Err(ledger_error(DbError::new(
+                db::DbErrorKind::Refused,
+                problem,
+            )));
+        }
         let rows = ledger
             .finished(conn, &info.name)
             .await
@@ -1658,7 +1681,8 @@ async fn connect_all(
         let resolved = config.connection(&need.name);
         let mut url = resolved.url.clone();
         let mut note = None;
-        let missing_sqlite_file = sqlite_file(&resolved.url).filter(|path| !path.exists());
+        let missing_sqlite_file =
+            crate::config::sqlite_file(&resolved.url).filter(|path| !path.exists());
         if need.access == Access::ReadWrite
             && let Some(path) = missing_sqlite_file
         {
@@ -2211,15 +2235,6 @@ fn begin_failure(e: RunError) -> (String, FailureCause) {
         RunError::Tape(error) => (message, FailureCause::Tape(error)),
         _ => unreachable!("begin_all fails only with Begin or Tape"),
     }
-}
-
-/// The file a SQLite URL names, if any (not for in-memory databases).
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
 fn consequence(

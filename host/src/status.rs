@@ -1,4 +1,16 @@
-//! `migrun status`: the ledger of every configured connection.
+//! `migrun status`: the ledger of every configured connection, each row held
+//! against the journal it names.
+//!
+//! A ledger row is only as trustworthy as the table it sits in, which the
+//! plugin's role can write. Every row names the journal of its run and the
+//! hash of the journal entry just before it was written (its anchor): a row
+//! migrun wrote has its anchor in that journal's hash chain. A row whose
+//! journal is there but does not hold the anchor was not written by that run
+//! (forged, or edited since) and is flagged; a row whose journal cannot be
+//! found here (another machine, deleted) is shown as unverified.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -17,6 +29,9 @@ pub struct TargetStatus {
     pub table: String,
     /// Its rows; `None` when the table does not exist (nothing ever ran there).
     pub rows: Option<Vec<LedgerRow>>,
+    /// For each row (same order), whether its anchor is in the journal it names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<Anchor>,
     /// Why it could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -25,6 +40,7 @@ pub struct TargetStatus {
 /// Reads the ledger of every configured connection, read-only.
 pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
     let ledger = Ledger::new(&config.ledger_table);
+    let mut anchors = Anchors::default();
     let mut out = Vec::new();
     for (name, conn) in &config.connections {
         let mut status = TargetStatus {
@@ -32,6 +48,7 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
             url: redact_url(&conn.url),
             table: ledger.table().to_owned(),
             rows: None,
+            anchors: Vec::new(),
             error: None,
         };
         match Connection::connect(name, &conn.url, Access::ReadOnly).await {
@@ -44,7 +61,77 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
             }
             Err(e) => status.error = Some(e.to_string()),
         }
+        if let Some(rows) = &status.rows {
+            status.anchors = rows.iter().map(|r| anchors.check(r)).collect();
+        }
         out.push(status);
     }
     out
+}
+
+/// Whether a ledger row's anchor is in the journal it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "anchor", content = "detail")]
+pub enum Anchor {
+    /// The journal holds the row's run and the entry hash the row names.
+    Verified,
+    /// The journal is there, but not the row's anchor: migrun did not write this row as it is.
+    NotInJournal(String),
+    /// The journal cannot be read here (moved, on another machine, unfinished).
+    Unverified(String),
+}
+
+impl Anchor {
+    /// Whether the row is proven forged or altered.
+    pub fn is_suspect(&self) -> bool {
+        matches!(self, Anchor::NotInJournal(_))
+    }
+}
+
+/// The hash chains of the journals read so far, by path (each journal read once).
+#[derive(Default)]
+struct Anchors {
+    journals: BTreeMap<String, Result<(String, BTreeSet<String>), String>>,
+}
+
+impl Anchors {
+    fn check(&mut self, row: &LedgerRow) -> Anchor {
+        let read = self
+            .journals
+            .entry(row.journal_id.clone())
+            .or_insert_with(|| chain_of(Path::new(&row.journal_id)));
+        match read {
+            Err(why) => Anchor::Unverified(why.clone()),
+            Ok((run_id, _)) if *run_id != row.run_id => Anchor::NotInJournal(format!(
+                "the journal {} is of run {run_id}, not of run {}",
+                row.journal_id, row.run_id
+            )),
+            Ok((_, hashes)) if hashes.contains(&row.journal_hash) => Anchor::Verified,
+            Ok(_) => Anchor::NotInJournal(format!(
+                "the journal {} of run {} holds no entry {}",
+                row.journal_id,
+                row.run_id,
+                crate::printable::printable(&row.journal_hash)
+            )),
+        }
+    }
+}
+
+/// The run id and every entry hash of the journal at `path`.
+fn chain_of(path: &Path) -> Result<(String, BTreeSet<String>), String> {
+    let (mut reader, header) = crate::journal::JournalReader::open(path)
+        .map_err(|e| format!("journal not readable here: {e}"))?;
+    let mut hashes = BTreeSet::new();
+    hashes.insert(reader.head());
+    loop {
+        match reader.next_entry() {
+            Ok(Some(_)) => {
+                hashes.insert(reader.head());
+            }
+            Ok(None) => break,
+            // An unfinished journal still proves the entries before the break.
+            Err(_) => break,
+        }
+    }
+    Ok((header.run_id, hashes))
 }

@@ -9,109 +9,11 @@
 //! never only that an error was returned. See docs/SECURITY.md, "Least
 //! privilege", for the guarantee each test proves.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use migrun::db::Dialect;
 
-use crate::support::checksum::database_checksums;
-use crate::support::cli::{Outcome, Workspace};
-use crate::support::database::TestDatabase;
-use crate::support::plugins;
-
-/// A read-only source holding `secrets`, a read-write target holding `victim`, and a workspace.
-struct Arena {
-    ws: Workspace,
-    source: TestDatabase,
-    target: TestDatabase,
-}
-
-impl Arena {
-    async fn new(dialect: Dialect) -> Option<Arena> {
-        let source = TestDatabase::create(dialect).await?;
-        let target = TestDatabase::create(dialect).await?;
-        source
-            .exec("CREATE TABLE secrets (id INTEGER PRIMARY KEY, v VARCHAR(20))")
-            .await;
-        source
-            .exec("INSERT INTO secrets (id, v) VALUES (1, 'keep me')")
-            .await;
-        target
-            .exec("CREATE TABLE victim (id INTEGER PRIMARY KEY, v VARCHAR(20))")
-            .await;
-        target
-            .exec("INSERT INTO victim (id, v) VALUES (1, 'original')")
-            .await;
-        Some(Arena {
-            ws: Workspace::new(),
-            source,
-            target,
-        })
-    }
-
-    /// Writes the configuration: `sql` sent on `on` during `phase`, then `then` on target.
-    fn configure(&self, on: &str, phase: &str, sql: &[&str], then: &[&str], finally: &str) {
-        let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
-        self.ws.config(&format!(
-            "[connections.source]\nurl = {}\naccess = \"read-only\"\n\n\
-             [connections.target]\nurl = {}\naccess = \"read-write\"\n\n\
-             [config]\non = \"{on}\"\nphase = \"{phase}\"\nfinally = \"{finally}\"\nsql = {}\nthen = {}\n",
-            quote(&self.source.url),
-            quote(&self.target.url),
-            quote(&sql.join("\n;;\n")),
-            quote(&then.join("\n;;\n")),
-        ));
-    }
-
-    fn migrun(&self, args: &[&str]) -> Outcome {
-        let plugin = plugins::plugin("sql-attack");
-        let mut all = vec![plugin.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ws.migrun(&all)
-    }
-
-    /// The checksums of the user's tables (migrun's own ledger left out: a unit that
-    /// commits records itself there, as it should).
-    async fn checksums(&self) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-        let data = |mut sums: BTreeMap<String, String>| {
-            sums.retain(|table, _| !table.contains("migrun_"));
-            sums
-        };
-        (
-            data(database_checksums(&self.source.url).await),
-            data(database_checksums(&self.target.url).await),
-        )
-    }
-}
-
-/// The SQLite file a `sqlite://` URL names.
-fn sqlite_path(url: &str) -> &Path {
-    Path::new(url.strip_prefix("sqlite://").expect("a sqlite:// URL"))
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(
-        std::fs::read(path).expect("read file"),
-    ))
-}
-
-/// Every statement of the attack was sent and logged as refused by the plugin
-/// (the plugin logs each outcome; none may read `ok`).
-fn expect_all_refused(out: &Outcome, attacks: &[&str]) {
-    let all = out.all();
-    for attack in attacks {
-        let shown = format!("{attack:?}");
-        assert!(
-            !all.contains(&format!(": {shown}")) || all.contains(&format!("refused: {shown}")),
-            "{attack:?} got through:\n{all}"
-        );
-        assert!(
-            all.contains(&format!("refused: {shown}")),
-            "{attack:?} was not refused (or never sent):\n{all}"
-        );
-    }
-}
+use crate::support::arena::{Arena, expect_all_refused, sha256_of, sqlite_path};
 
 #[tokio::test]
 async fn sqlite_plugin_cannot_reach_files_on_the_migrun_host() {

@@ -5,7 +5,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use migrun::db::{Access, Dialect};
+use migrun::db::Dialect;
 
 use crate::support::checksum::{row_count, table_checksum};
 use crate::support::cli::{Workspace, wait_for_line};
@@ -229,14 +229,15 @@ async fn second_run_is_locked_out(dialect: Dialect) {
     ws.config(&format!("[connections.target]\nurl = \"{}\"\n", target.url));
     let plugin = plugins::plugin("work-units");
     // Another run holds the lock (taken here through the library, as a run takes it).
-    let mut holder = target.connect(Access::ReadWrite).await;
     let file = target
         .url
         .strip_prefix("sqlite://")
         .map(std::path::PathBuf::from);
-    let _lock = migrun::lock::acquire(
-        &mut holder,
+    let lock = migrun::lock::acquire(
+        "target",
+        &target.url,
         "migrun:migrun_ledger",
+        None,
         "the-holder",
         file.as_deref(),
         Duration::ZERO,
@@ -261,8 +262,7 @@ async fn second_run_is_locked_out(dialect: Dialect) {
         0,
         "the locked-out run wrote nothing"
     );
-    drop(_lock);
-    holder.close().await;
+    lock.release().await;
     ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
     assert_eq!(row_count(&target.url, "work_log").await, 24);
 }

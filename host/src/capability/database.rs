@@ -288,11 +288,20 @@ impl DatabaseCtx {
                     Some(e.to_string())
                 }
                 Err(_) => {
-                    tracing::warn!(
-                        connection = conn.name(),
-                        "rollback timed out; the connection will be closed"
-                    );
-                    Some("timed out".to_owned())
+                    // The session is stuck behind a statement the server is still running
+                    // (a timeout stopped the plugin mid-call): cancel it on the server, so
+                    // that its locks go now, then try the rollback once more.
+                    conn.cancel_server_statement().await;
+                    match tokio::time::timeout(timeout, conn.rollback()).await {
+                        Ok(Ok(())) => None,
+                        _ => {
+                            tracing::warn!(
+                                connection = conn.name(),
+                                "rollback timed out; the connection will be closed"
+                            );
+                            Some("timed out".to_owned())
+                        }
+                    }
                 }
             };
             let _ = self.tape.transaction(conn.name(), "rollback", error);

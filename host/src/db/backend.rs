@@ -25,6 +25,14 @@ pub(crate) enum Backend {
     Sqlite(SqliteConnection, Option<i64>, Authorizer),
 }
 
+/// See [`Backend::session_facts`].
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SessionFacts {
+    pub(crate) server_id: Option<i64>,
+    pub(crate) database: Option<String>,
+    pub(crate) search_path: Option<String>,
+}
+
 /// A statement ready to run: the SQL as sent and its encoded arguments.
 ///
 /// On PostgreSQL the SQL carries its parameter types as a trailing comment
@@ -184,15 +192,37 @@ impl Backend {
         }
     }
 
-    /// MariaDB: the session's database (`DATABASE()`), which the session check
-    /// holds it to; `None` elsewhere.
-    pub(crate) async fn current_database(&mut self) -> Result<Option<String>, DbError> {
-        match self {
-            Backend::MySql(conn, _) => Ok(sqlx::query_scalar("SELECT DATABASE()")
-                .fetch_one(&mut *conn)
-                .await?),
-            _ => Ok(None),
-        }
+    /// What the host remembers of a new session: its server-side id (PostgreSQL
+    /// backend pid, MariaDB connection id) to cancel a runaway statement from
+    /// another connection; MariaDB's database (`DATABASE()`), which the session
+    /// check holds it to; PostgreSQL's `search_path`, which the ledger's
+    /// statements pin so that a plugin's `SET search_path` cannot redirect them.
+    pub(crate) async fn session_facts(&mut self) -> Result<SessionFacts, DbError> {
+        Ok(match self {
+            Backend::MySql(conn, _) => {
+                let (id, database): (u64, Option<String>) =
+                    sqlx::query_as("SELECT CONNECTION_ID(), DATABASE()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                SessionFacts {
+                    server_id: i64::try_from(id).ok(),
+                    database,
+                    search_path: None,
+                }
+            }
+            Backend::Postgres(conn) => {
+                let (pid, search_path): (i32, String) =
+                    sqlx::query_as("SELECT pg_backend_pid(), current_setting('search_path')")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                SessionFacts {
+                    server_id: Some(i64::from(pid)),
+                    database: None,
+                    search_path: Some(search_path),
+                }
+            }
+            Backend::Sqlite(..) => SessionFacts::default(),
+        })
     }
 
     /// Runs host-written SQL through the text protocol and returns its rows,

@@ -351,6 +351,12 @@ pub struct Connection {
     escape: Option<SessionEscape>,
     /// A cursor ended since the last session check: check before the next statement.
     check_due: bool,
+    /// Where it connects (to cancel a runaway statement from a connection of its own).
+    url: String,
+    /// The session's id on the server (PostgreSQL backend pid, MariaDB connection id).
+    server_id: Option<i64>,
+    /// PostgreSQL's `search_path` when the session opened.
+    search_path: Option<String>,
 }
 
 static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -399,7 +405,7 @@ impl Connection {
                 ));
             }
         };
-        let mariadb_database = backend.current_database().await.map_err(|e| DbError {
+        let facts = backend.session_facts().await.map_err(|e| DbError {
             kind: DbErrorKind::Connection,
             code: e.code.clone(),
             message: format!("cannot open connection `{name}` ({dialect}): {}", e.message),
@@ -417,9 +423,12 @@ impl Connection {
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             read_only_phase: false,
             marks: session_check::SessionMarks {
-                mariadb_database,
+                mariadb_database: facts.database,
                 ..Default::default()
             },
+            url: url.to_owned(),
+            server_id: facts.server_id,
+            search_path: facts.search_path,
             escape: None,
             check_due: false,
         })
@@ -438,6 +447,62 @@ impl Connection {
     /// memory is bounded by its batch size.
     pub fn limit_results(&mut self, max_bytes: usize) {
         self.max_result_bytes = max_bytes;
+    }
+
+    /// Bounds every statement on the server to `limit` (PostgreSQL
+    /// `statement_timeout` and `lock_timeout`, MariaDB `max_statement_time`), so
+    /// that a statement outliving the plugin's wall-clock limit is ended by the
+    /// server itself and cannot keep its locks after migrun has given up on it.
+    /// A plugin cannot lift it on MariaDB (the guard refuses that `SET`); on
+    /// PostgreSQL [`Connection::cancel_server_statement`] is the second line.
+    /// Nothing on SQLite, which runs in migrun's process and dies with it.
+    pub async fn limit_statement_time(&mut self, limit: Duration) -> Result<(), DbError> {
+        let ms = limit.as_millis().max(1);
+        let sql = match self.dialect {
+            Dialect::Postgres => format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"),
+            Dialect::MySql => format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0),
+            Dialect::Sqlite => return Ok(()),
+        };
+        self.host_simple(&sql).await
+    }
+
+    /// Asks the server to cancel whatever statement this session is running,
+    /// through a short-lived connection of its own (`pg_cancel_backend`,
+    /// `KILL QUERY`): after a timeout the session itself is stuck waiting for
+    /// that statement, and the server would otherwise finish it — holding its
+    /// locks — long after migrun stopped. Best effort: the outcome is logged.
+    pub async fn cancel_server_statement(&self) {
+        let Some(id) = self.server_id else {
+            return;
+        };
+        let sql = match self.dialect {
+            Dialect::Postgres => format!("SELECT pg_cancel_backend({id})"),
+            Dialect::MySql => format!("KILL QUERY {id}"),
+            Dialect::Sqlite => return,
+        };
+        let name = format!("{} (cancel)", self.name);
+        let cancelled = async {
+            let mut backend = Backend::connect(self.dialect, &self.url, Access::ReadWrite).await?;
+            let result = backend.simple(&sql).await;
+            backend.close().await;
+            result
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
+            Ok(Ok(())) => {
+                tracing::warn!(connection = %self.name, "cancelled the statement still running on the server")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: {e}")
+            }
+            Err(_) => {
+                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: no answer")
+            }
+        }
+    }
+
+    /// The `search_path` the session opened with (PostgreSQL).
+    pub fn opening_search_path(&self) -> Option<&str> {
+        self.search_path.as_deref()
     }
 
     /// The name the plugin and the configuration use for this connection.

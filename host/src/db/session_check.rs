@@ -166,8 +166,8 @@ impl Connection {
         if self.effective_access() == Access::ReadOnly && self.dialect == Dialect::MySql {
             let _ = self.host_simple("SET SESSION TRANSACTION READ ONLY").await;
         }
-        self.in_transaction = false;
-        self.begin_pending = false;
+        // `in_transaction` stays as the host left it: the runner's rollback still comes
+        // through here, and it is what forgets a transaction the database rolled back.
         self.refuse_after_escape()
     }
 

@@ -113,6 +113,9 @@ enum Command {
         /// Print JSON (schema migrun.restore/1).
         #[arg(long)]
         json: bool,
+        /// Seconds to wait for a run on the target to finish (restore takes the run lock).
+        #[arg(long, default_value_t = 30)]
+        lock_timeout: u64,
     },
     /// Inspect a journal without replaying it.
     #[command(subcommand)]
@@ -254,7 +257,11 @@ fn main() -> ExitCode {
                 place,
                 db,
                 json,
-            }) => restore(&id, tables, yes, &drop, &place, &db, json).await,
+                lock_timeout,
+            }) => {
+                let wait = std::time::Duration::from_secs(lock_timeout);
+                restore(&id, tables, yes, &drop, &place, &db, json, wait).await
+            }
             Some(Command::Status { config, db, json }) => {
                 status(config.as_deref(), &db, json).await
             }
@@ -430,7 +437,12 @@ async fn status(
     } else {
         print_text(&migrun::render::status_text(&status));
     }
-    Ok(0)
+    // A ledger row migrun did not write as it stands is worth a non-zero exit.
+    let suspect = status
+        .iter()
+        .flat_map(|t| &t.anchors)
+        .any(migrun::status::Anchor::is_suspect);
+    Ok(if suspect { 1 } else { 0 })
 }
 
 /// The configuration for the backup commands: the file if given or present, else the defaults.
@@ -526,6 +538,10 @@ fn restore_prompt(plan: &migrun::backup::RestorePlan) -> String {
     lines.join("\n")
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one per option of the subcommand"
+)]
 async fn restore(
     id: &str,
     tables: Option<Vec<String>>,
@@ -534,6 +550,7 @@ async fn restore(
     place: &BackupPlace,
     overrides: &[String],
     json: bool,
+    lock_timeout: std::time::Duration,
 ) -> anyhow::Result<u8> {
     use std::io::IsTerminal as _;
     let mut config = backup_config(place)?;
@@ -617,10 +634,25 @@ async fn restore(
         }
         plan.drop_created.clone()
     };
+    // The run lock: a restore never runs in the middle of a run on the same target.
+    let sqlite_file = migrun::config::sqlite_file(&target.url).filter(|p| p.exists());
+    let lock = migrun::lock::acquire(
+        &manifest.connection,
+        &target.url,
+        &migrun::lock::run_lock_name(&config.ledger_table),
+        None,
+        "restore",
+        sqlite_file.as_deref(),
+        lock_timeout,
+    )
+    .await
+    .with_context(|| format!("restoring backup {id}: nothing was changed"))?;
     let report = store
         .restore(id, &target.url, tables.as_deref(), &ledger, &named_drops)
         .await
-        .with_context(|| format!("restoring backup {id}"))?;
+        .with_context(|| format!("restoring backup {id}"));
+    lock.release().await;
+    let report = report?;
     if json {
         print_json(&migrun::render::restore_json(&report));
     } else {
