@@ -169,6 +169,7 @@ mod dry_run;
 mod error;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
+pub mod privileges;
 pub(crate) mod sql;
 pub(crate) mod sqlite;
 
