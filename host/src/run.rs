@@ -152,29 +152,9 @@ pub enum RunError {
         /// Why.
         error: DbError,
     },
-    /// A read-only connection's role holds privileges a read-only session does not contain
-    /// (`db::privileges`), and the operator did not allow it.
-    #[error(
-        "connection `{connection}` is read-only, but its role `{role}` holds privileges a read-only session does not contain: {found}. A plugin could use them through this connection whatever its access. Connect it as a role that may only read (docs/SECURITY.md, \"Least-privilege roles\"), or accept the risk with `allow_privileged = true` under [connections.{connection}] in migrun.toml. Nothing ran and no database was changed"
-    )]
-    Privileged {
-        /// The connection.
-        connection: String,
-        /// The login role.
-        role: String,
-        /// The privileges, each with what it allows.
-        found: String,
-    },
-    /// A connection's privileges could not be read at start.
-    #[error(
-        "connection `{connection}`: {error}; set `allow_privileged = true` under [connections.{connection}] to run without knowing. Nothing ran and no database was changed"
-    )]
-    PrivilegeCheck {
-        /// The connection.
-        connection: String,
-        /// Why.
-        error: DbError,
-    },
+    /// A connection's role was refused at start (`db::privileges`).
+    #[error(transparent)]
+    Privileges(#[from] db::privileges::PrivilegeRefusal),
     /// None of the units `--only` names exists.
     #[error(
         "none of the units given to --only exist ({names}); the plugin's units are {available}"
@@ -1658,59 +1638,23 @@ async fn connect_all(
             }
         }
     }
-    if let Err(e) = check_privileges(&mut connections, &mut reports, config).await {
-        for (_, conn) in connections {
-            conn.close().await;
-        }
-        return Err(e);
-    }
-    Ok((connections, reports))
-}
-
-/// Reads every connection's role before any plugin code runs: a read-only
-/// connection whose role holds privileges a read-only session does not contain
-/// is refused unless the operator set `allow_privileged`; anything else found
-/// becomes the connection's warning (report and plan). See `db::privileges`.
-async fn check_privileges(
-    connections: &mut BTreeMap<String, db::Connection>,
-    reports: &mut [ConnectionReport],
-    config: &RunConfig,
-) -> Result<(), RunError> {
-    for report in reports {
+    // Before any plugin code touches a connection: what can its role do? (docs/SECURITY.md)
+    for report in &mut reports {
         let Some(conn) = connections.get_mut(&report.name) else {
             continue;
         };
         let allowed = config.connection(&report.name).allow_privileged;
-        let found = match db::privileges::inspect(conn).await {
-            Ok(found) => found,
-            Err(error) if allowed => {
-                report.note = Some(format!(
-                    "privileges not checked ({error}); allowed by `allow_privileged = true`"
-                ));
-                continue;
+        match db::privileges::check_at_start(conn, report.access, allowed).await {
+            Ok(warning) => report.privileges = warning,
+            Err(refusal) => {
+                for (_, conn) in connections {
+                    conn.close().await;
+                }
+                return Err(refusal.into());
             }
-            Err(error) => {
-                return Err(RunError::PrivilegeCheck {
-                    connection: report.name.clone(),
-                    error,
-                });
-            }
-        };
-        let escaping = found.escaping_read_only();
-        if report.access == Access::ReadOnly && !escaping.is_empty() && !allowed {
-            return Err(RunError::Privileged {
-                connection: report.name.clone(),
-                role: found.role.clone(),
-                found: db::privileges::RolePrivileges::explain(&escaping),
-            });
-        }
-        report.privileges =
-            db::privileges::PrivilegeWarning::new(&report.name, report.access, &found, allowed);
-        if let Some(warning) = &report.privileges {
-            tracing::warn!(connection = %report.name, "{}", warning.message);
         }
     }
-    Ok(())
+    Ok((connections, reports))
 }
 
 struct Runner {

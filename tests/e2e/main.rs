@@ -9,7 +9,8 @@
 //! `multiplayer` (seed 001: the prod → multiplayer ETL across three
 //! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
 //! rename with checkpointed batches under concurrent writes, the fresh
-//! baseline), `cache` (the compiled-component cache).
+//! baseline), `cache` (the compiled-component cache), `privileges` (roles
+//! checked at start; the documented least-privilege roles).
 
 mod auth_consolidation;
 mod backfill;
@@ -21,6 +22,7 @@ mod dry_run;
 mod faults;
 mod multiplayer;
 mod plan;
+mod privileges;
 mod replay;
 mod resume;
 mod sandbox;

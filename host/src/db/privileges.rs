@@ -178,11 +178,11 @@ impl PrivilegeWarning {
         );
         if allowed && access == super::Access::ReadOnly && !found.escaping_read_only().is_empty() {
             message.push_str(
-                "; a read-only session does not contain them — the run went on because the                  config sets `allow_privileged = true` for this connection",
+                "; a read-only session does not contain them — the run went on because the config sets `allow_privileged = true` for this connection",
             );
         } else {
             message.push_str(
-                "; a plugin can use them through this connection — grant a least-privilege role                  (docs/SECURITY.md, \"Least-privilege roles\")",
+                "; a plugin can use them through this connection — grant a least-privilege role (docs/SECURITY.md, \"Least-privilege roles\")",
             );
         }
         Some(PrivilegeWarning {
@@ -194,6 +194,83 @@ impl PrivilegeWarning {
             message,
         })
     }
+}
+
+/// Why a run is refused at start. Nothing has run when this is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivilegeRefusal {
+    /// A read-only connection's role holds privileges a read-only session does not
+    /// contain, and the operator did not allow it.
+    #[error(
+        "connection `{connection}` is read-only, but its role `{role}` holds privileges a read-only session does not contain: {found}. A plugin could use them through this connection whatever its access. Connect it as a role that may only read (docs/SECURITY.md, \"Least-privilege roles\"), or accept the risk with `allow_privileged = true` under [connections.{connection}] in migrun.toml. Nothing ran and no database was changed"
+    )]
+    Privileged {
+        /// The connection.
+        connection: String,
+        /// The login role.
+        role: String,
+        /// The privileges, each with what it allows.
+        found: String,
+    },
+    /// The connection's privileges could not be read, and the operator did not allow
+    /// running without knowing.
+    #[error(
+        "connection `{connection}`: {error}; set `allow_privileged = true` under [connections.{connection}] to run without knowing. Nothing ran and no database was changed"
+    )]
+    Unreadable {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
+}
+
+/// The start-of-run check of one connection the plugin gets with `access`:
+/// `Err` for a read-only connection whose role holds privileges a read-only
+/// session does not contain (unless `allowed`, the operator's
+/// `allow_privileged = true`) or whose privileges cannot be read (unless
+/// `allowed`); otherwise the warning to show, if the role holds anything
+/// dangerous, or if it could not be read and `allowed` let the run go on.
+pub async fn check_at_start(
+    conn: &mut Connection,
+    access: super::Access,
+    allowed: bool,
+) -> Result<Option<PrivilegeWarning>, PrivilegeRefusal> {
+    let found = match inspect(conn).await {
+        Ok(found) => found,
+        Err(error) if allowed => {
+            return Ok(Some(PrivilegeWarning {
+                connection: conn.name().to_owned(),
+                access,
+                role: String::new(),
+                privileges: Vec::new(),
+                allowed,
+                message: format!(
+                    "privileges not checked ({error}); the run went on because the config sets `allow_privileged = true` for this connection"
+                ),
+            }));
+        }
+        Err(error) => {
+            return Err(PrivilegeRefusal::Unreadable {
+                connection: conn.name().to_owned(),
+                error,
+            });
+        }
+    };
+    let escaping = found.escaping_read_only();
+    if access == super::Access::ReadOnly && !escaping.is_empty() && !allowed {
+        return Err(PrivilegeRefusal::Privileged {
+            connection: conn.name().to_owned(),
+            role: found.role.clone(),
+            found: RolePrivileges::explain(&escaping),
+        });
+    }
+    let warning = PrivilegeWarning::new(conn.name(), access, &found, allowed);
+    if let Some(warning) = &warning {
+        tracing::warn!(connection = %warning.connection, "{}", warning.message);
+    }
+    Ok(warning)
 }
 
 /// Reads what `conn`'s role may do beyond its tables. Runs only host SQL,
@@ -472,10 +549,15 @@ pub fn classify_mysql(account: &str, granted: &[(String, Option<String>)]) -> Ro
         if MYSQL_HARMLESS.contains(&privilege.as_str()) {
             continue;
         }
-        if dangerous
-            .iter()
-            .any(|d| d.name == privilege || d.name == format!("{privilege} ON *.*"))
-        {
+        let already = |d: &DangerousPrivilege| {
+            d.name == privilege
+                || (d.risk == Risk::WriteAnywhere
+                    && d.name
+                        .trim_end_matches(" ON *.*")
+                        .split(", ")
+                        .any(|n| n == privilege))
+        };
+        if dangerous.iter().any(already) {
             continue;
         }
         let (name, risk, why): (String, Risk, &str) = match privilege.as_str() {
@@ -549,6 +631,15 @@ pub fn classify_mysql(account: &str, granted: &[(String, Option<String>)]) -> Ro
                 "a server-wide privilege beyond reading: applies to every database, `mysql` (the accounts) included",
             ),
         };
+        // Privileges beyond reading on `*.*` are one entry per role: `INSERT, UPDATE ON *.*`.
+        if risk == Risk::WriteAnywhere
+            && let Some(group) = dangerous
+                .iter_mut()
+                .find(|d| d.risk == Risk::WriteAnywhere && d.via == *via)
+        {
+            group.name = format!("{}, {name}", group.name.trim_end_matches(" ON *.*"));
+            continue;
+        }
         dangerous.push(DangerousPrivilege::new(name, via.as_deref(), risk, why));
     }
     RolePrivileges {
@@ -698,9 +789,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "INSERT ON *.*",
+                "INSERT, SOME FUTURE ADMIN ON *.*",
                 "FILE",
-                "SOME FUTURE ADMIN ON *.*",
                 "GRANT OPTION",
                 "PROCESS (via role `ops`)"
             ]
@@ -713,9 +803,8 @@ mod tests {
         assert_eq!(
             escaping,
             [
-                "INSERT ON *.*",
+                "INSERT, SOME FUTURE ADMIN ON *.*",
                 "FILE",
-                "SOME FUTURE ADMIN ON *.*",
                 "PROCESS (via role `ops`)"
             ]
         );
