@@ -5,15 +5,20 @@
 //! may reach the database server's files, run programs there, change
 //! server-wide settings or administer other sessions keeps those powers on a
 //! read-only connection (see docs/SECURITY.md, "Privileges checked at
-//! start"). This module owns finding such privileges ([`inspect`]) and
-//! classifying them ([`DangerousPrivilege`], [`Risk`]); what the run does
-//! with the result (refuse a read-only connection, warn about a read-write
-//! one) is `run`'s business.
+//! start"). This module owns finding such privileges ([`inspect`]),
+//! classifying them ([`DangerousPrivilege`], [`Risk`]) and the decision the
+//! run takes at start ([`check_at_start`]): a read-only connection holding a
+//! privilege a read-only session does not contain is refused unless the
+//! operator allows it (`allow_privileged = true`); anything else found is a
+//! [`PrivilegeWarning`] for the report and the plan.
 //!
 //! - PostgreSQL: every role the login role can `SET ROLE` to
 //!   (`pg_has_role(session_user, …, 'MEMBER')`, itself included) is read
 //!   from `pg_roles`: superuser, `CREATEROLE`, `BYPASSRLS`, and membership in
-//!   the predefined roles that reach the server's files and programs.
+//!   the predefined roles that reach the server's files and programs
+//!   (`pg_execute_server_program`, `pg_write_server_files`,
+//!   `pg_read_server_files`), other sessions (`pg_signal_backend`) or every
+//!   table (`pg_write_all_data`).
 //! - MySQL/MariaDB: the account's global privileges (`ON *.*`) from
 //!   `information_schema.USER_PRIVILEGES`, and those of every role it may
 //!   `SET ROLE` to (`information_schema.APPLICABLE_ROLES`): each is activated
@@ -418,7 +423,8 @@ async fn inspect_mysql(conn: &mut Connection) -> Result<RolePrivileges, DbError>
     let (account, current_role) = match identity.first().map(Vec::as_slice) {
         Some([user, role]) => (
             text(user).ok_or_else(|| unexpected("CURRENT_USER()"))?,
-            text(role),
+            // MySQL 8 answers `NONE` where MariaDB answers NULL.
+            text(role).filter(|r| r != "NONE"),
         ),
         _ => return Err(unexpected("CURRENT_USER()")),
     };
