@@ -552,3 +552,50 @@ async fn file_privilege_alone_is_refused_on_read_only_postgres() {
 async fn file_privilege_alone_is_refused_on_read_only_mysql() {
     file_privilege_alone_is_refused_on_read_only(Dialect::MySql).await;
 }
+
+// -- a privilege a read-only session contains is warned about, not refused ---
+
+/// `CREATEROLE` and `BYPASSRLS` cannot act through a read-only transaction (no
+/// `GRANT`, no writes), so a read-only connection holding them runs, with the
+/// warning in the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn createrole_on_read_only_is_warned_not_refused_postgres() {
+    let mut roles = Roles::new(Dialect::Postgres);
+    let reader = roles.name("creator");
+    let Some((source, target)) = databases(Dialect::Postgres).await else {
+        return;
+    };
+    for sql in [
+        format!("CREATE ROLE \"{reader}\" LOGIN CREATEROLE BYPASSRLS PASSWORD '{PASSWORD}'"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{reader}\""),
+    ] {
+        source.exec(&sql).await;
+    }
+    let ws = Workspace::new();
+    ws.config(&config(
+        &with_user(&source.url, &reader, PASSWORD),
+        "",
+        &target.url,
+    ));
+    let out = migrun(&ws, &["--json"]);
+    out.expect_code(0);
+    let json = out.json();
+    let source_report = json["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "source")
+        .unwrap()
+        .clone();
+    let warning = &source_report["privileges"];
+    assert_eq!(warning["access"], "read-only", "{source_report}");
+    assert_eq!(warning["allowed"], false, "{warning}");
+    let names: Vec<&str> = warning["privileges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["CREATEROLE", "BYPASSRLS"], "{warning}");
+    assert_eq!(row_count(&target.url, "auth_users").await, i64::from(USERS));
+}
