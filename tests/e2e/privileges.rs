@@ -599,3 +599,65 @@ async fn createrole_on_read_only_is_warned_not_refused_postgres() {
     assert_eq!(names, ["CREATEROLE", "BYPASSRLS"], "{warning}");
     assert_eq!(row_count(&target.url, "auth_users").await, i64::from(USERS));
 }
+
+// -- MariaDB: reading the roles' grants leaves the session's role as it was ---
+
+/// The check activates each of the account's roles to read its grants: the
+/// session's role afterwards is the one it had (the default role, or none), so
+/// the plugin starts with exactly the privileges the account logs in with.
+#[tokio::test(flavor = "multi_thread")]
+async fn role_inspection_puts_the_session_role_back_mysql() {
+    let mut roles = Roles::new(Dialect::MySql);
+    let with_default = roles.name("dflt");
+    let without = roles.name("none");
+    let reads = roles.name("reads");
+    let files = roles.name("files");
+    let Some(db) = TestDatabase::create(Dialect::MySql).await else {
+        return;
+    };
+    for sql in [
+        format!("CREATE ROLE `{reads}`"),
+        format!("GRANT SELECT ON `{}`.* TO `{reads}`", db.name),
+        format!("CREATE ROLE `{files}`"),
+        format!("GRANT FILE ON *.* TO `{files}`"),
+        format!("CREATE USER '{with_default}'@'%' IDENTIFIED BY '{PASSWORD}'"),
+        format!("GRANT `{reads}` TO '{with_default}'@'%'"),
+        format!("GRANT `{files}` TO '{with_default}'@'%'"),
+        format!("SET DEFAULT ROLE `{reads}` FOR '{with_default}'@'%'"),
+        format!("CREATE USER '{without}'@'%' IDENTIFIED BY '{PASSWORD}'"),
+        format!("GRANT SELECT ON `{}`.* TO '{without}'@'%'", db.name),
+        format!("GRANT `{files}` TO '{without}'@'%'"),
+    ] {
+        db.exec(&sql).await;
+    }
+    for (user, expected_role) in [(&with_default, Some(reads.as_str())), (&without, None)] {
+        let mut conn = Connection::connect(
+            "source",
+            &with_user(&db.url, user, PASSWORD),
+            Access::ReadOnly,
+        )
+        .await
+        .expect("connect");
+        let found = migrun::db::privileges::inspect(&mut conn)
+            .await
+            .expect("inspect");
+        let labels: Vec<String> = found.dangerous.iter().map(|d| d.label()).collect();
+        assert_eq!(labels, [format!("FILE (via role `{files}`)")], "{user}");
+        let role = conn
+            .query("SELECT CURRENT_ROLE()", &[])
+            .await
+            .expect("current role")
+            .rows;
+        let role = match &role[0][0] {
+            migrun::value::Value::Text(r) => Some(r.clone()),
+            migrun::value::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            role.as_deref(),
+            expected_role,
+            "{user}: the session's role changed"
+        );
+        conn.close().await;
+    }
+}
