@@ -72,9 +72,15 @@ async fn main() -> anyhow::Result<()> {
             .execute(format!("CREATE DATABASE {db}").as_str())
             .await?;
     }
-    let result = bench(&args, rows, &dbs.clone().map(|d| url(&d))).await;
+    // migrun reads the source as a role that may only read it: it refuses a read-only
+    // connection as a superuser (docs/SECURITY.md, "Privileges checked at start").
+    let reader = format!("migrun_bench_reader_{tag}");
+    admin
+        .execute(format!("CREATE ROLE {reader} LOGIN PASSWORD '{READER_PASSWORD}'").as_str())
+        .await?;
+    let result = bench(&args, rows, &dbs.clone().map(|d| url(&d)), &reader).await;
     if args.keep {
-        eprintln!("kept databases {}", dbs.join(", "));
+        eprintln!("kept databases {} and role {reader}", dbs.join(", "));
         return result;
     }
     for db in &dbs {
@@ -82,7 +88,24 @@ async fn main() -> anyhow::Result<()> {
             .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
             .await?;
     }
+    admin
+        .execute(format!("DROP ROLE IF EXISTS {reader}").as_str())
+        .await?;
     result
+}
+
+/// The password of the bench's source reader (trust auth ignores it).
+const READER_PASSWORD: &str = "migrun-bench";
+
+/// `url` with its user and password replaced.
+fn with_user(url: &str, user: &str, password: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{user}:{password}@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 struct Measure {
@@ -91,7 +114,7 @@ struct Measure {
     peak_rss_mb: f64,
 }
 
-async fn bench(args: &Args, rows: u64, urls: &[String; 4]) -> anyhow::Result<()> {
+async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyhow::Result<()> {
     let [src, native, psql, migrun] = urls;
     eprintln!("generating {rows} rows of {} dimensions …", args.dim);
     let mut conn = PgConnection::connect(src).await?;
@@ -113,6 +136,9 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4]) -> anyhow::Result<()>
         .fetch_one(&mut conn)
         .await?
         .get(0);
+    conn.execute(format!("GRANT SELECT ON memory TO {reader}").as_str())
+        .await?;
+    let source_for_migrun = with_user(src, reader, READER_PASSWORD);
     let expected = fingerprint(src).await?;
     for target in [native, psql, migrun] {
         let mut t = PgConnection::connect(target).await?;
@@ -136,7 +162,7 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4]) -> anyhow::Result<()>
     std::fs::write(
         work.join("migrun.toml"),
         format!(
-            "[connections.source]\nurl = \"{src}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{migrun}\"\n"
+            "[connections.source]\nurl = \"{source_for_migrun}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{migrun}\"\n"
         ),
     )?;
     let plugin = std::fs::canonicalize(&args.plugin)

@@ -18,6 +18,7 @@
 //! [connections.target]
 //! url = "postgres://migrate@db.internal/auth"
 //! access = "read-write"
+//! # allow_privileged = true   # accept a superuser/FILE role (refused on read-only otherwise)
 //!
 //! [config]
 //! batch_size = 500
@@ -119,6 +120,12 @@ pub struct ConnectionConfig {
     pub url: String,
     /// The most the plugin may do through it; when absent, the plugin gets the access it declares.
     pub access: Option<Access>,
+    /// Run even though the connection's role holds privileges a read-only session does not
+    /// contain (superuser, server files or programs, server-wide settings; see
+    /// `db::privileges`). Without it such a read-only connection is refused at start; with it
+    /// the run goes on and the report and plan carry the warning. Default `false`.
+    #[serde(default)]
+    pub allow_privileged: bool,
 }
 
 /// Sandbox limits. Each one, when hit, ends the run with a typed error and rolls back the open unit.
@@ -192,6 +199,8 @@ pub struct ResolvedConnection {
     pub access: Option<Access>,
     /// Whether this is the embedded SQLite default rather than something the operator configured.
     pub embedded_default: bool,
+    /// `allow_privileged = true`: the operator accepts a privileged role on this connection.
+    pub allow_privileged: bool,
 }
 
 impl Default for RunConfig {
@@ -245,6 +254,7 @@ impl RunConfig {
                     url,
                     access: conn.access,
                     embedded_default: false,
+                    allow_privileged: conn.allow_privileged,
                 },
             );
         }
@@ -281,7 +291,8 @@ impl RunConfig {
         })
     }
 
-    /// Applies a `--db name=url` override (the access configured for `name`, if any, is kept).
+    /// Applies a `--db name=url` override (the access and `allow_privileged` configured for
+    /// `name`, if any, are kept).
     pub fn apply_override(&mut self, spec: &str) -> Result<(), ConfigError> {
         let (name, url) = spec
             .split_once('=')
@@ -289,12 +300,17 @@ impl RunConfig {
             .ok_or_else(|| ConfigError::BadOverride(spec.to_owned()))?;
         let url = substitute_env(name, url, &|v| std::env::var(v).ok())?;
         let access = self.connections.get(name).and_then(|c| c.access);
+        let allow_privileged = self
+            .connections
+            .get(name)
+            .is_some_and(|c| c.allow_privileged);
         self.connections.insert(
             name.to_owned(),
             ResolvedConnection {
                 url,
                 access,
                 embedded_default: false,
+                allow_privileged,
             },
         );
         Ok(())
@@ -308,6 +324,7 @@ impl RunConfig {
                 url: format!("sqlite://{}", path.display()),
                 access: None,
                 embedded_default: true,
+                allow_privileged: false,
             }
         })
     }
@@ -438,6 +455,25 @@ mod tests {
         assert_eq!(config.limits.fuel, Limits::default().fuel);
         assert_eq!(config.limits.conflict_retries, 2);
         assert_eq!(Limits::default().conflict_retries, 0);
+    }
+
+    /// `allow_privileged` is per connection, off unless set, and survives a `--db` override.
+    #[test]
+    fn allow_privileged_is_per_connection_and_kept_by_overrides() {
+        let file = ConfigFile::parse(
+            "[connections.source]\nurl = \"postgres://a/b\"\naccess = \"read-only\"\nallow_privileged = true\n\
+             [connections.target]\nurl = \"postgres://a/c\"\n",
+        )
+        .unwrap();
+        let mut config = RunConfig::resolve(file, Path::new("."), &env).unwrap();
+        assert!(config.connection("source").allow_privileged);
+        assert!(!config.connection("target").allow_privileged);
+        assert!(!config.connection("other").allow_privileged);
+        config.apply_override("source=postgres://x/y").unwrap();
+        assert!(config.connection("source").allow_privileged);
+        let err = ConfigFile::parse("[connections.x]\nurl = \"a\"\nallow_privilege = true\n")
+            .unwrap_err();
+        assert!(err.contains("unknown field `allow_privilege`"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::privileges::PrivilegeWarning;
 use crate::db::sql::{self, Token};
 use crate::db::{Access, Dialect};
 use crate::journal::{CallResult, HostCall};
@@ -70,6 +71,10 @@ pub struct Plan {
     /// (nothing was committed in the dry-run).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checkpoints: BTreeMap<String, u64>,
+    /// Connections whose role holds privileges beyond its tables, found when the
+    /// dry-run started (`db::privileges`): what a real run would be warned about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileges: Vec<PrivilegeWarning>,
     /// Totals.
     pub summary: Summary,
     /// Cursors over writes with `RETURNING`: their batches' rows are counted.
@@ -219,6 +224,7 @@ impl Plan {
             checks: Vec::new(),
             warnings: Vec::new(),
             checkpoints: BTreeMap::new(),
+            privileges: Vec::new(),
             summary: Summary::default(),
             cursors: BTreeMap::new(),
             read_only: connections
@@ -302,6 +308,17 @@ impl Plan {
         self.refresh_summary();
     }
 
+    /// Adds the warning about a connection's privileged role (once per connection).
+    pub fn add_privilege_warning(&mut self, warning: PrivilegeWarning) {
+        if !self
+            .privileges
+            .iter()
+            .any(|w| w.connection == warning.connection)
+        {
+            self.privileges.push(warning);
+        }
+    }
+
     /// Counts one `checkpoint.save` of `unit`.
     pub fn add_checkpoint(&mut self, unit: &str) {
         *self.checkpoints.entry(unit.to_owned()).or_default() += 1;
@@ -382,6 +399,13 @@ impl Plan {
         }
         if !self.read_only.is_empty() {
             let _ = writeln!(out, "read-only, not written: {}", self.read_only.join(", "));
+        }
+        for w in &self.privileges {
+            let _ = writeln!(
+                out,
+                "⚠ privileged connection {} ({}): {}",
+                w.connection, w.access, w.message
+            );
         }
         for c in &self.connections {
             let _ = writeln!(out, "\n{} ({})", c.name, c.dialect);

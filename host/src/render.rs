@@ -364,6 +364,9 @@ pub fn run_report_text(report: &RunReport) -> String {
         if let Some(note) = &c.note {
             let _ = writeln!(out, "  {:<12} {}", "", printable(note));
         }
+        if let Some(warning) = &c.privileges {
+            let _ = writeln!(out, "  {:<12} ⚠ privileged: {}", "", warning.message);
+        }
     }
     if report.dry_run {
         let _ = writeln!(

@@ -156,6 +156,9 @@ pub enum RunError {
         /// Why.
         error: DbError,
     },
+    /// A connection's role was refused at start (`db::privileges`).
+    #[error(transparent)]
+    Privileges(#[from] db::privileges::PrivilegeRefusal),
     /// None of the units `--only` names exists.
     #[error(
         "none of the units given to --only exist ({names}); the plugin's units are {available}"
@@ -326,6 +329,9 @@ pub struct ConnectionReport {
     pub embedded_default: bool,
     /// Anything the operator should know about how it was opened.
     pub note: Option<String>,
+    /// Privileges of its role beyond its tables, found at start (`db::privileges`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<db::privileges::PrivilegeWarning>,
 }
 
 /// Why a run that had started did not finish.
@@ -819,6 +825,11 @@ pub async fn run(
                 &report.plugin_sha256,
             );
             plan.add_checks(&report.checks);
+            for c in &report.connections {
+                if let Some(warning) = &c.privileges {
+                    plan.add_privilege_warning(warning.clone());
+                }
+            }
             plan.set_failure(report.failure.as_ref().map(|f| f.message.clone()));
             for (connection, notes) in restored {
                 for note in notes {
@@ -1442,6 +1453,7 @@ pub async fn replay(
                 access: c.access,
                 url: c.url.clone(),
                 embedded_default: false,
+                privileges: None,
                 note: Some("recorded: no database is contacted".into()),
             })
             .collect(),
@@ -1706,6 +1718,7 @@ async fn connect_all(
                     url: redact_url(&resolved.url),
                     embedded_default: resolved.embedded_default,
                     note,
+                    privileges: None,
                 });
                 connections.insert(need.name.clone(), conn);
             }
@@ -1724,6 +1737,22 @@ async fn connect_all(
                     url: redact_url(&resolved.url),
                     error,
                 });
+            }
+        }
+    }
+    // Before any plugin code touches a connection: what can its role do? (docs/SECURITY.md)
+    for report in &mut reports {
+        let Some(conn) = connections.get_mut(&report.name) else {
+            continue;
+        };
+        let allowed = config.connection(&report.name).allow_privileged;
+        match db::privileges::check_at_start(conn, report.access, allowed).await {
+            Ok(warning) => report.privileges = warning,
+            Err(refusal) => {
+                for (_, conn) in connections {
+                    conn.close().await;
+                }
+                return Err(refusal.into());
             }
         }
     }

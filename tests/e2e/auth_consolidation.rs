@@ -39,7 +39,7 @@ async fn scenario(dialect: Dialect) {
         .await
         .expect("seed users");
     let ws = Workspace::new();
-    ws.config(&config(&source.url, &target.url));
+    ws.config(&config(&source.ro_url, &target.url));
     let plugin = plugins::plugin("auth-consolidation");
     let plugin = plugin.to_str().unwrap();
 

@@ -61,7 +61,7 @@ async fn host_backup_scenario(dialect: Dialect) {
         .exec("INSERT INTO keep_me VALUES (1, 'before'), (2, 'the run')")
         .await;
     let ws = Workspace::new();
-    ws.config(&auth_config(&source.url, &target.url, ""));
+    ws.config(&auth_config(&source.ro_url, &target.url, ""));
     let plugin = plugins::plugin("auth-consolidation");
     let plugin = plugin.to_str().unwrap();
     let before = data_checksums(&target.url).await;
@@ -339,7 +339,7 @@ async fn unwritable_backup_dir_stops_the_run_before_any_write() {
         // A file where the directory should be: no one, root included, can create it.
         std::fs::write(ws.path().join("not-a-dir"), b"x").unwrap();
         ws.config(&auth_config(
-            &source.url,
+            &source.ro_url,
             &target.url,
             "[backup]\ndir = \"not-a-dir/backups\"",
         ));
@@ -384,7 +384,7 @@ async fn full_backup_dir_stops_the_run_before_any_write() {
         return;
     };
     ws.config(&auth_config(
-        &source.url,
+        &source.ro_url,
         &target.url,
         "[backup]\ndir = \"small\"",
     ));
@@ -822,7 +822,7 @@ async fn accounts_merge_restore_scenario(dialect: Dialect, method: &str) {
         "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
          [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
          [backup]\nmethod = \"{method}\"\n",
-        source.url, target.url
+        source.ro_url, target.url
     ));
     let plugin = plugins::plugin("accounts-merge");
     let plugin = plugin.to_str().unwrap();

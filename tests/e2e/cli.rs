@@ -76,7 +76,7 @@ async fn bad_configuration_is_refused_before_anything_runs() {
     let ws = Workspace::new();
     let good = format!(
         "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{}\"\n",
-        source.url, target.url
+        source.ro_url, target.url
     );
     let before = (
         database_checksums(&source.url).await,
@@ -175,7 +175,7 @@ async fn only_reports_names_that_are_not_units_as_skipped() {
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\n[connections.target]\nurl = \"{}\"\n",
-        source.url, target.url
+        source.ro_url, target.url
     ));
     let plugin = plugins::plugin("auth-consolidation");
     let out = ws.migrun(&[

@@ -384,7 +384,7 @@ async fn twins_agree(source: &TestDatabase) -> Vec<(&'static Twin, Folder, PathB
         let Some(target) = TestDatabase::create(dialect).await else {
             return Vec::new();
         };
-        let folder = Folder::new(&source.url, &target.url);
+        let folder = Folder::new(&source.ro_url, &target.url);
         let language = twin.language;
 
         let (dry, dry_seen) = folder.run(twin, "dry-run", true).await;
@@ -442,7 +442,7 @@ async fn twins_fail_alike(source: &TestDatabase) {
         let Some(target) = TestDatabase::create(dialect).await else {
             return;
         };
-        let folder = Folder::new(&source.url, &target.url);
+        let folder = Folder::new(&source.ro_url, &target.url);
         // Its checks fail on the empty tables; the unit itself commits.
         let (created, _) = folder
             .run_only(twin, "create-tables", false, Some(&["create-tables"]))

@@ -387,7 +387,7 @@ async fn journal_disk_full_mid_run() {
     ws.config(&format!(
         "journal_dir = \"{}\"\n\n[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbehaviour = \"cursor-million\"\n",
         disk.dir.path().display(),
-        source.url,
+        source.ro_url,
         target.url
     ));
     let source_before = crate::support::checksum::database_checksums(&source.url).await;

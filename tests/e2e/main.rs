@@ -11,7 +11,8 @@
 //! `multiplayer` (seed 001: the prod → multiplayer ETL across three
 //! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
 //! rename with checkpointed batches under concurrent writes, the fresh
-//! baseline), `cache` (the compiled-component cache).
+//! baseline), `cache` (the compiled-component cache), `privileges` (roles
+//! checked at start; the documented least-privilege roles).
 
 mod attacks;
 mod auth_consolidation;
@@ -25,6 +26,7 @@ mod faults;
 mod multiplayer;
 mod output;
 mod plan;
+mod privileges;
 mod replay;
 mod restore_scope;
 mod resume;

@@ -66,7 +66,7 @@ access = "read-write"
 [config]
 batch_size = 64
 "#,
-            accounts.url, shard.url, target.url
+            accounts.ro_url, shard.ro_url, target.url
         ));
         let plugin = plugins::plugin(PLUGIN).to_str().unwrap().to_owned();
         Some(Setup {

@@ -61,7 +61,7 @@ async fn record(dialect: Dialect, users: u32) -> Option<Recorded> {
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{}\"\n[config]\nbatch_size = 128\n",
-        source.url, target.url
+        source.ro_url, target.url
     ));
     let plugin = plugins::plugin("auth-consolidation");
     let out = ws.migrun(&[plugin.to_str().unwrap(), "--json"]);
@@ -338,7 +338,7 @@ async fn dry_runs_and_failed_runs_are_journaled_and_replayable() {
     let ws = Workspace::new();
     ws.config(&format!(
         "[connections.source]\nurl = \"{}\"\n[connections.target]\nurl = \"{}\"\n[config]\nbehaviour = \"trap\"\n",
-        source.url, target.url
+        source.ro_url, target.url
     ));
     let hostile = plugins::plugin("hostile");
     for args in [vec!["--dry-run", "--json"], vec!["--json"]] {

@@ -37,12 +37,12 @@ async fn kill_and_resume(dialect: Dialect) {
 
     // The reference: an uninterrupted run.
     let clean_ws = Workspace::new();
-    clean_ws.config(&auth_config(&source.url, &clean.url, 40));
+    clean_ws.config(&auth_config(&source.ro_url, &clean.url, 40));
     clean_ws.migrun(&[plugin]).expect_code(0);
 
     // kill -9 in the middle of `copy-users`, after some batches went in.
     let ws = Workspace::new();
-    ws.config(&auth_config(&source.url, &target.url, 40));
+    ws.config(&auth_config(&source.ro_url, &target.url, 40));
     let mut child = ws.spawn(&[plugin]);
     wait_for_line(&mut child, "copy-users: ");
     std::thread::sleep(Duration::from_millis(50));
@@ -106,7 +106,7 @@ async fn sigint_rolls_back(dialect: Dialect) {
         .await
         .expect("seed");
     let ws = Workspace::new();
-    ws.config(&auth_config(&source.url, &target.url, 40));
+    ws.config(&auth_config(&source.ro_url, &target.url, 40));
     let plugin = plugins::plugin("auth-consolidation");
     let mut child = ws.spawn(&[plugin.to_str().unwrap()]);
     wait_for_line(&mut child, "copy-users: ");
@@ -164,7 +164,7 @@ async fn rerun_skips_finished_units_and_refuses_another_build_without_a_reason()
         .await
         .expect("seed");
     let ws = Workspace::new();
-    ws.config(&auth_config(&source.url, &target.url, 50));
+    ws.config(&auth_config(&source.ro_url, &target.url, 50));
     let v1 = plugins::plugin("auth-consolidation");
     let v1 = v1.to_str().unwrap();
     ws.migrun(&[v1]).expect_code(0);

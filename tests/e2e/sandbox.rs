@@ -38,10 +38,22 @@ impl Hostile {
         source
             .exec("INSERT INTO secrets (id, v) VALUES (1, 'keep me')")
             .await;
+        // The routes around read-only access (`write-readonly`, `readonly-routes`) must be
+        // refused by migrun's session and guards even for a role that could do anything
+        // (a least-privilege role would have the server refuse them for lack of grants,
+        // proving nothing about migrun): those behaviours read the source as the
+        // superuser, which migrun refuses at start unless `allow_privileged` says the
+        // operator accepts it. Every other behaviour reads it as the least-privilege reader.
+        let privileged = matches!(behaviour, "write-readonly" | "readonly-routes");
+        let (source_url, allow) = if privileged {
+            (&source.url, "allow_privileged = true\n")
+        } else {
+            (&source.ro_url, "")
+        };
         let ws = Workspace::new();
         ws.config(&format!(
-            "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\n[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbehaviour = \"{behaviour}\"\n",
-            source.url, target.url
+            "[connections.source]\nurl = \"{source_url}\"\naccess = \"read-only\"\n{allow}\n[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbehaviour = \"{behaviour}\"\n",
+            target.url
         ));
         Some(Hostile { ws, source, target })
     }

@@ -171,6 +171,7 @@ mod guard;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 mod session_check;
+pub mod privileges;
 pub(crate) mod sql;
 pub(crate) mod sqlite;
 mod sqlite_authorizer;

@@ -8,6 +8,11 @@
 //! Server base URLs (no database path): `MIGRUN_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`) and `MIGRUN_TEST_MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306`).
+//!
+//! Each server database comes with a least-privilege reader ([`TestDatabase::ro_url`]):
+//! migrun refuses a read-only connection whose role is a superuser or holds
+//! server-wide privileges (docs/SECURITY.md, "Privileges checked at start"),
+//! so tests configure read-only connections through it, as operators should.
 
 #![allow(
     dead_code,
@@ -34,6 +39,12 @@ pub struct TestDatabase {
     pub url: String,
     /// The database's name on the server (the file name on SQLite).
     pub name: String,
+    /// A URL for read-only connections, as a role that may only read this database:
+    /// PostgreSQL `<name>_ro` (LOGIN; CONNECT, USAGE and SELECT on what exists and, by
+    /// default privileges, on tables, sequences and schemas created later by the admin
+    /// role), MariaDB `'<name>_ro'@'%'` (SELECT and SHOW VIEW on this database only).
+    /// Dropped with the database. The same file as `url` on SQLite.
+    pub ro_url: String,
     /// The server URL used to create and drop it (None on SQLite).
     admin_url: Option<String>,
     /// Keeps the SQLite file's directory alive.
@@ -54,6 +65,16 @@ pub fn server_url(dialect: Dialect) -> Option<String> {
 /// Whether a missing server or toolchain fails the test instead of skipping it (CI).
 pub fn require_dbs() -> bool {
     std::env::var("MIGRUN_REQUIRE_DBS").is_ok_and(|v| v == "1")
+}
+
+/// The password of every test database's reader (trust auth ignores it; other setups need it).
+const READER_PASSWORD: &str = "migrun-reader";
+
+/// `url` with its user (and password) replaced: `postgres://a@h:1/db` → `postgres://u:p@h:1/db`.
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}")
 }
 
 fn unique_name() -> String {
@@ -86,6 +107,7 @@ impl TestDatabase {
                 .await;
             return Some(TestDatabase {
                 dialect,
+                ro_url: url.clone(),
                 url,
                 name,
                 admin_url: None,
@@ -118,10 +140,49 @@ impl TestDatabase {
             .execute(&create, &[])
             .await
             .unwrap_or_else(|e| panic!("{create}: {e}"));
+        let reader = format!("{name}_ro");
+        let url = format!("{server}/{name}");
+        let mut grants = match dialect {
+            Dialect::MySql => vec![
+                format!("CREATE USER '{reader}'@'%' IDENTIFIED BY '{READER_PASSWORD}'"),
+                format!("GRANT SELECT, SHOW VIEW ON `{name}`.* TO '{reader}'@'%'"),
+            ],
+            _ => vec![
+                format!("CREATE ROLE \"{reader}\" LOGIN PASSWORD '{READER_PASSWORD}'"),
+                format!("GRANT CONNECT ON DATABASE \"{name}\" TO \"{reader}\""),
+            ],
+        };
+        for sql in grants.drain(..) {
+            admin
+                .execute(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
         admin.close().await;
+        if dialect == Dialect::Postgres {
+            // Schema-level grants are made inside the database; default privileges
+            // cover what the test (as the admin role) creates later.
+            let mut inside = Connection::connect("test-admin", &url, Access::ReadWrite)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {name}: {e}"));
+            for sql in [
+                format!("GRANT USAGE ON SCHEMA public TO \"{reader}\""),
+                format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{reader}\""),
+                format!("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO \"{reader}\""),
+                format!("ALTER DEFAULT PRIVILEGES GRANT SELECT ON SEQUENCES TO \"{reader}\""),
+                format!("ALTER DEFAULT PRIVILEGES GRANT USAGE ON SCHEMAS TO \"{reader}\""),
+            ] {
+                inside
+                    .execute(&sql, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            inside.close().await;
+        }
         Some(TestDatabase {
             dialect,
-            url: format!("{server}/{name}"),
+            ro_url: with_user(&url, &reader, READER_PASSWORD),
+            url,
             name,
             admin_url: Some(admin_url),
             _dir: None,
@@ -172,14 +233,22 @@ impl Drop for TestDatabase {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let sql = match dialect {
-                    Dialect::MySql => format!("DROP DATABASE IF EXISTS `{name}`"),
-                    _ => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                let statements = match dialect {
+                    Dialect::MySql => [
+                        format!("DROP DATABASE IF EXISTS `{name}`"),
+                        format!("DROP USER IF EXISTS '{name}_ro'@'%'"),
+                    ],
+                    _ => [
+                        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                        format!("DROP ROLE IF EXISTS \"{name}_ro\""),
+                    ],
                 };
                 match Connection::connect("test-admin", &admin_url, Access::ReadWrite).await {
                     Ok(mut admin) => {
-                        if let Err(e) = admin.execute(&sql, &[]).await {
-                            eprintln!("warning: {sql}: {e}");
+                        for sql in &statements {
+                            if let Err(e) = admin.execute(sql, &[]).await {
+                                eprintln!("warning: {sql}: {e}");
+                            }
                         }
                         admin.close().await;
                     }
