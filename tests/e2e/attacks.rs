@@ -445,7 +445,7 @@ async fn mariadb_dry_run_without_a_scratch_needs_the_operators_consent() {
         "[connections.source]\nurl = {}\naccess = \"read-only\"\n\n\
          [connections.target]\nurl = {}\naccess = \"read-write\"\n\n\
          [config]\nsql = {}\n",
-        quote(&arena.source.url),
+        quote(&arena.source.rw_url),
         quote(&url),
         quote("INSERT INTO victim VALUES (80, 'dry')\n;;\nCREATE TABLE dry_ddl (i INTEGER)"),
     ));

@@ -12,7 +12,10 @@ use super::cli::{Outcome, Workspace};
 use super::database::TestDatabase;
 use super::plugins;
 
-/// A read-only source holding `secrets`, a read-write target holding `victim`, and a workspace.
+/// A read-only source holding `secrets`, a read-write target holding `victim`, and a
+/// workspace. The plugin reaches both databases as an ordinary writer of each
+/// (`TestDatabase::rw_url`): write grants, no server-wide privilege — so what keeps
+/// the source read-only is migrun, not the role.
 pub struct Arena {
     /// The working folder (config, journals, backups).
     pub ws: Workspace,
@@ -53,8 +56,8 @@ impl Arena {
             "[connections.source]\nurl = {}\naccess = \"read-only\"\n\n\
              [connections.target]\nurl = {}\naccess = \"read-write\"\n\n\
              [config]\non = \"{on}\"\nphase = \"{phase}\"\nfinally = \"{finally}\"\nsql = {}\nthen = {}\n",
-            quote(&self.source.url),
-            quote(&self.target.url),
+            quote(&self.source.rw_url),
+            quote(&self.target.rw_url),
             quote(&sql.join("\n;;\n")),
             quote(&then.join("\n;;\n")),
         ));

@@ -45,6 +45,12 @@ pub struct TestDatabase {
     /// role), MariaDB `'<name>_ro'@'%'` (SELECT and SHOW VIEW on this database only).
     /// Dropped with the database. The same file as `url` on SQLite.
     pub ro_url: String,
+    /// The URL of an ordinary writer of this database, with no server-wide privilege:
+    /// PostgreSQL `<name>_rw` (LOGIN; all privileges on the database, its `public`
+    /// schema and what the test creates there), MariaDB `'<name>_rw'@'%'` (all
+    /// privileges on this database, and on the dry-run scratch databases). What the
+    /// hostile-plugin tests give a plugin: "ordinary write grants". SQLite: `url`.
+    pub rw_url: String,
     /// The server URL used to create and drop it (None on SQLite).
     admin_url: Option<String>,
     /// Keeps the SQLite file's directory alive.
@@ -108,6 +114,7 @@ impl TestDatabase {
             return Some(TestDatabase {
                 dialect,
                 ro_url: url.clone(),
+                rw_url: url.clone(),
                 url,
                 name,
                 admin_url: None,
@@ -141,15 +148,21 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("{create}: {e}"));
         let reader = format!("{name}_ro");
+        let writer = format!("{name}_rw");
         let url = format!("{server}/{name}");
         let mut grants = match dialect {
             Dialect::MySql => vec![
                 format!("CREATE USER '{reader}'@'%' IDENTIFIED BY '{READER_PASSWORD}'"),
                 format!("GRANT SELECT, SHOW VIEW ON `{name}`.* TO '{reader}'@'%'"),
+                format!("CREATE USER '{writer}'@'%' IDENTIFIED BY '{READER_PASSWORD}'"),
+                format!("GRANT ALL PRIVILEGES ON `{name}`.* TO '{writer}'@'%'"),
+                format!("GRANT ALL PRIVILEGES ON `migrun\\_dryrun\\_%`.* TO '{writer}'@'%'"),
             ],
             _ => vec![
                 format!("CREATE ROLE \"{reader}\" LOGIN PASSWORD '{READER_PASSWORD}'"),
                 format!("GRANT CONNECT ON DATABASE \"{name}\" TO \"{reader}\""),
+                format!("CREATE ROLE \"{writer}\" LOGIN PASSWORD '{READER_PASSWORD}'"),
+                format!("GRANT ALL ON DATABASE \"{name}\" TO \"{writer}\""),
             ],
         };
         for sql in grants.drain(..) {
@@ -171,6 +184,10 @@ impl TestDatabase {
                 format!("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO \"{reader}\""),
                 format!("ALTER DEFAULT PRIVILEGES GRANT SELECT ON SEQUENCES TO \"{reader}\""),
                 format!("ALTER DEFAULT PRIVILEGES GRANT USAGE ON SCHEMAS TO \"{reader}\""),
+                format!("GRANT ALL ON SCHEMA public TO \"{writer}\""),
+                format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO \"{writer}\""),
+                format!("ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO \"{writer}\""),
+                format!("ALTER DEFAULT PRIVILEGES GRANT ALL ON SEQUENCES TO \"{writer}\""),
             ] {
                 inside
                     .execute(&sql, &[])
@@ -182,6 +199,7 @@ impl TestDatabase {
         Some(TestDatabase {
             dialect,
             ro_url: with_user(&url, &reader, READER_PASSWORD),
+            rw_url: with_user(&url, &writer, READER_PASSWORD),
             url,
             name,
             admin_url: Some(admin_url),
@@ -237,10 +255,12 @@ impl Drop for TestDatabase {
                     Dialect::MySql => [
                         format!("DROP DATABASE IF EXISTS `{name}`"),
                         format!("DROP USER IF EXISTS '{name}_ro'@'%'"),
+                        format!("DROP USER IF EXISTS '{name}_rw'@'%'"),
                     ],
                     _ => [
                         format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
                         format!("DROP ROLE IF EXISTS \"{name}_ro\""),
+                        format!("DROP ROLE IF EXISTS \"{name}_rw\""),
                     ],
                 };
                 match Connection::connect("test-admin", &admin_url, Access::ReadWrite).await {
