@@ -25,6 +25,7 @@ mod dry_run;
 mod faults;
 mod multiplayer;
 mod output;
+mod own_state;
 mod plan;
 mod privileges;
 mod replay;

@@ -35,6 +35,9 @@ use crate::run::RunError;
 use crate::tape::{Answer, Tape};
 use crate::value::Value;
 
+/// How long closing one connection may take before it is dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection handle as the guest holds it: the name it was opened by.
 pub struct ConnectionResource {
     name: String,
@@ -488,10 +491,20 @@ impl DatabaseCtx {
         std::mem::take(&mut self.writes)
     }
 
-    /// Closes every connection (rolling back whatever is still open).
+    /// Closes every connection (rolling back whatever is still open), each within a bound:
+    /// a session stuck behind a statement the server still runs is cancelled on the server
+    /// and then dropped, so that closing never waits for a runaway statement.
     pub async fn close(self) {
         for (_, conn) in self.live {
-            conn.close().await;
+            let name = conn.name().to_owned();
+            let cancel = conn.canceller();
+            if tokio::time::timeout(CLOSE_TIMEOUT, conn.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(connection = %name, "closing timed out; the statement still running was cancelled and the connection dropped");
+                cancel.cancel().await;
+            }
         }
     }
 

@@ -362,6 +362,47 @@ pub struct Connection {
 
 static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Cancels the statement a session runs on the server, from a connection of its own.
+pub struct StatementCanceller {
+    name: String,
+    dialect: Dialect,
+    url: String,
+    server_id: Option<i64>,
+}
+
+impl StatementCanceller {
+    /// Asks the server to cancel the session's statement (`pg_cancel_backend`, `KILL
+    /// QUERY`); best effort, the outcome is logged. Nothing on SQLite.
+    pub async fn cancel(&self) {
+        let Some(id) = self.server_id else {
+            return;
+        };
+        let sql = match self.dialect {
+            Dialect::Postgres => format!("SELECT pg_cancel_backend({id})"),
+            Dialect::MySql => format!("KILL QUERY {id}"),
+            Dialect::Sqlite => return,
+        };
+        let cancelled = async {
+            let mut backend = Backend::connect(self.dialect, &self.url, Access::ReadWrite).await?;
+            let result = backend.simple(&sql).await;
+            backend.close().await;
+            result
+        };
+        let name = &self.name;
+        match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
+            Ok(Ok(())) => {
+                tracing::warn!(connection = %name, "cancelled the statement still running on the server")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: {e}")
+            }
+            Err(_) => {
+                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: no answer")
+            }
+        }
+    }
+}
+
 impl Connection {
     /// The dialect a URL selects, from its scheme: `sqlite:`, `postgres:`/`postgresql:`, `mysql:`/`mariadb:`.
     pub fn dialect_of_url(url: &str) -> Result<Dialect, DbError> {
@@ -473,31 +514,17 @@ impl Connection {
     /// that statement, and the server would otherwise finish it — holding its
     /// locks — long after migrun stopped. Best effort: the outcome is logged.
     pub async fn cancel_server_statement(&self) {
-        let Some(id) = self.server_id else {
-            return;
-        };
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("SELECT pg_cancel_backend({id})"),
-            Dialect::MySql => format!("KILL QUERY {id}"),
-            Dialect::Sqlite => return,
-        };
-        let name = format!("{} (cancel)", self.name);
-        let cancelled = async {
-            let mut backend = Backend::connect(self.dialect, &self.url, Access::ReadWrite).await?;
-            let result = backend.simple(&sql).await;
-            backend.close().await;
-            result
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
-            Ok(Ok(())) => {
-                tracing::warn!(connection = %self.name, "cancelled the statement still running on the server")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: {e}")
-            }
-            Err(_) => {
-                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: no answer")
-            }
+        self.canceller().cancel().await;
+    }
+
+    /// What [`Connection::cancel_server_statement`] needs, apart from the connection
+    /// (which may be gone by the time the cancel is sent).
+    pub fn canceller(&self) -> StatementCanceller {
+        StatementCanceller {
+            name: self.name.clone(),
+            dialect: self.dialect,
+            url: self.url.clone(),
+            server_id: self.server_id,
         }
     }
 
