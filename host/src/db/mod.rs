@@ -38,29 +38,24 @@
 //! at once (`SET TRANSACTION READ WRITE` is then too late). On MySQL, where
 //! no such wrapper helps (DDL commits implicitly), see the guards below.
 //!
-//! # Guards
+//! # Guards, the authorizer and the session check
 //!
-//! Besides the session, the host refuses a few statements by their leading
-//! keywords (comments skipped; MySQL's executable `/*! … */` comments count):
+//! What a plugin's SQL may not do is enforced by the database or checked by
+//! asking it, never by reading the text alone:
 //!
-//! - transaction control (`BEGIN`, `START TRANSACTION`, `COMMIT`, `END`,
-//!   `ABORT`, `ROLLBACK` other than `ROLLBACK TO`, `PREPARE TRANSACTION`, `XA`,
-//!   and on MySQL `SET … autocommit`): [`DbErrorKind::Usage`], because the host
-//!   owns the unit's transaction (savepoints stay the plugin's);
-//! - on a read-only MySQL connection, `SET` statements naming `read_only` or
-//!   `READ WRITE`: [`DbErrorKind::ReadOnly`];
-//! - on SQLite, more than one statement per call ([`DbErrorKind::Usage`]; the
-//!   servers refuse that themselves) and `ATTACH`, `DETACH`, `VACUUM`, which
-//!   open or write other files ([`DbErrorKind::Refused`]);
-//! - statements that reach files or programs on the database server
-//!   (PostgreSQL `COPY` and the server-file functions, MySQL `INTO OUTFILE`,
-//!   `LOAD DATA`, `LOAD_FILE`; [`sql::server_file_access`]): a read-only
-//!   transaction does not stop them ([`DbErrorKind::Refused`]);
-//! - DDL while [`Connection::refuse_ddl`] holds a reason ([`DbErrorKind::Refused`]);
-//! - on MySQL during a dry-run, statements that could reach past what it can
-//!   undo: dynamic SQL, procedures, `USE`, `LOCK`, server-level changes, and
-//!   with a scratch database names qualified with another database
-//!   ([`DbErrorKind::Refused`]; see `dry_run.rs`).
+//! - `sqlite_authorizer.rs`: every SQLite connection attaches nothing
+//!   (`SQLITE_LIMIT_ATTACHED = 0`), runs defensive, and compiles plugin
+//!   statements under an authorizer that denies transaction control,
+//!   `ATTACH`, most `PRAGMA`s and file functions;
+//! - `session_check.rs`: after every plugin statement the database says
+//!   whether the host's transaction, read-only mode and (MariaDB) database are
+//!   still there; if not, the connection is closed to the plugin and the unit
+//!   fails, reported as possibly committed ([`SessionEscape`]);
+//! - `guard.rs`: statements refused by their text, for a clear message first:
+//!   control characters, transaction control, MariaDB compound statements,
+//!   dynamic SQL, executable comments and most `SET`s, server-file access,
+//!   DDL while [`Connection::refuse_ddl`] holds a reason, and a dry-run's own
+//!   rules (`dry_run.rs`).
 //!
 //! # Transactions and schema changes
 //!

@@ -224,6 +224,34 @@ impl TestDatabase {
         self.exec_with(sql, &[]).await;
     }
 
+    /// Runs one administrative statement as the server's administrator, straight through
+    /// sqlx: for what migrun's plugin-facing API refuses on purpose (`SET DEFAULT ROLE`,
+    /// say), which a test's setup may need. Panics on failure.
+    pub async fn admin_exec(&self, sql: &str) {
+        use sqlx::{Connection as _, Executor as _};
+        let result = match self.dialect {
+            Dialect::MySql => {
+                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                let r = conn.execute(sqlx::raw_sql(sql)).await.map(|_| ());
+                let _ = conn.close().await;
+                r
+            }
+            Dialect::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let r = conn.execute(sqlx::raw_sql(sql)).await.map(|_| ());
+                let _ = conn.close().await;
+                r
+            }
+            Dialect::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                let r = conn.execute(sqlx::raw_sql(sql)).await.map(|_| ());
+                let _ = conn.close().await;
+                r
+            }
+        };
+        result.unwrap_or_else(|e| panic!("{} admin statement failed: {sql}: {e}", self.dialect));
+    }
+
     /// Runs one seeding statement with parameters; panics on failure.
     pub async fn exec_with(&self, sql: &str, params: &[Value]) -> u64 {
         let mut conn = self.connect(Access::ReadWrite).await;
