@@ -91,6 +91,22 @@ impl std::fmt::Debug for RunLock {
 }
 
 impl RunLock {
+    /// Whether the lock is still held: its connection answers (a session-level lock is
+    /// released only by its own session, which nothing but this value uses, or when
+    /// the session ends). `Err` says why it is not.
+    pub async fn verify(&mut self) -> Result<(), String> {
+        let Some(conn) = self._holder.as_mut() else {
+            return Ok(()); // A file lock lives as long as this process.
+        };
+        match conn.query("SELECT 1", &[]).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!(
+                "the connection holding `{}` is gone ({e})",
+                self.name
+            )),
+        }
+    }
+
     /// Releases the lock now (closing its connection).
     pub async fn release(self) {
         if let Some(conn) = self._holder {

@@ -546,7 +546,7 @@ pub async fn run(
     let (mut connections, connection_reports) = connect_all(&info, config, options.dry_run).await?;
     let run_id = run_id(&info.name);
     let ledger = Ledger::new(&config.ledger_table);
-    let (_locks, ledgers) =
+    let (locks, ledgers) =
         match guard_targets(&mut connections, &info, config, &options, &ledger, &run_id).await {
             Ok(guarded) => guarded,
             Err(e) => {
@@ -720,6 +720,7 @@ pub async fn run(
         tape,
         interrupt: options.interrupt.clone(),
         conflict_retries: config.limits.conflict_retries,
+        locks,
     };
     let planned = match runner
         .prepare(values, redacted, options.only.as_deref(), options.shard)
@@ -1437,6 +1438,7 @@ pub async fn replay(
         tape: tape.clone(),
         interrupt: Arc::new(AtomicBool::new(false)),
         conflict_retries: header.limits.conflict_retries,
+        locks: Vec::new(),
     };
     let mut report = RunReport {
         plugin: info,
@@ -1767,6 +1769,8 @@ struct Runner {
     interrupt: Arc<AtomicBool>,
     /// `[limits] conflict_retries`: how often a unit that failed on a conflict runs again.
     conflict_retries: u32,
+    /// The run locks of the writable targets, checked before every commit.
+    locks: Vec<RunLock>,
 }
 
 impl Runner {
@@ -2086,6 +2090,18 @@ impl Runner {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
         if !self.dry_run {
+            // Nothing commits without the run lock: had its connection been ended (by the
+            // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
+            for lock in &mut self.locks {
+                if let Err(why) = lock.verify().await {
+                    let message =
+                        format!("the run lock was lost: {why}; the unit was not committed");
+                    return Err((
+                        message.clone(),
+                        FailureCause::Commit(DbError::new(db::DbErrorKind::Refused, message)),
+                    ));
+                }
+            }
             let database = &mut self.instance.state().database;
             let committed = match database.record_unit(ledger::STATUS_FINISHED, None).await {
                 Ok(()) => database.commit_all().await,

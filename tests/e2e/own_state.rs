@@ -403,3 +403,86 @@ async fn no_lock_outlives_the_run_postgres() {
 async fn no_lock_outlives_the_run_mysql() {
     no_lock_outlives_the_run(Dialect::MySql).await;
 }
+
+/// A plugin that ends the host's lock connection (same role, so PostgreSQL lets it:
+/// `pg_terminate_backend`) gets no unit committed: the lock is checked before every
+/// commit, and a lost lock fails the unit, rolled back.
+#[tokio::test]
+async fn plugin_ending_the_lock_connection_commits_nothing_postgres() {
+    let Some(arena) = Arena::new(Dialect::Postgres).await else {
+        return;
+    };
+    let kill = "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user";
+    arena.configure(
+        "target",
+        "run-unit",
+        &[
+            "UPDATE victim SET v = 'with the lock gone' WHERE id = 1",
+            kill,
+        ],
+        &[],
+        "ok",
+    );
+    let before = arena.checksums().await;
+    let out = arena.migrun(&[]);
+    out.expect_code(1)
+        .expect_output("the run lock was lost")
+        .expect_output("was rolled back on every connection");
+    assert_eq!(
+        arena.checksums().await,
+        before,
+        "the unit committed without its lock"
+    );
+}
+
+/// The same when something else ends the lock connection while the unit runs
+/// (MariaDB `KILL` by another session of the same account).
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_the_lock_connection_commits_nothing_mysql() {
+    let Some(arena) = Arena::new(Dialect::MySql).await else {
+        return;
+    };
+    let sleep = sleep_sql(Dialect::MySql, 3);
+    arena.configure(
+        "target",
+        "run-unit",
+        &[
+            "UPDATE victim SET v = 'with the lock gone' WHERE id = 1",
+            &sleep,
+        ],
+        &[],
+        "ok",
+    );
+    let before = arena.checksums().await;
+    let plugin = crate::support::plugins::plugin("sql-attack");
+    let mut child = arena.ws.spawn(&[plugin.to_str().unwrap()]);
+    wait_for_line(&mut child, "\"UPDATE victim");
+    // The lock connection: the run's idle session on the target database.
+    let mut admin = arena.target.connect(Access::ReadWrite).await;
+    let rows = admin
+        .query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND ID <> CONNECTION_ID() AND COMMAND = 'Sleep'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.rows.is_empty(), "no idle session of the run");
+    for row in &rows.rows {
+        admin
+            .execute(&format!("KILL {}", row[0]), &[])
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("the run lock was lost"), "{stdout}");
+    assert_eq!(
+        arena.checksums().await,
+        before,
+        "the unit committed without its lock"
+    );
+}
