@@ -1,7 +1,7 @@
 //! Write [migrun](https://example.invalid/migrun) migration plugins in Rust.
 //!
 //! A migrun plugin is a WebAssembly component targeting the world
-//! `migrun:plugin/migration@0.1.1` (`wit/v0.1.1/migrun.wit`). This crate holds
+//! `migrun:plugin/migration@0.1.1` (`wit/v0.1.1/migrun.wit`, shipped inside this crate). This crate holds
 //! the generated bindings of that world and, on top of them, the layer a
 //! plugin author uses: a [`Plugin`] trait with defaults, one export macro,
 //! named [`Connection`]s with queries decoded through serde, batched
@@ -110,7 +110,7 @@
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.1",
+        path: "wit/v0.1.1",
         world: "migrun:plugin/migration",
         pub_export_macro: true,
         default_bindings_module: "migrun_sdk::bindings",

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The contract the templates target.
-const WIT: &str = include_str!("../../wit/v0.1.1/migrun.wit");
+const WIT: &str = include_str!("../../guest-sdk/wit/v0.1.1/migrun.wit");
 
 /// A language `migrun new` can scaffold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

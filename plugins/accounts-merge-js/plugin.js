@@ -8,7 +8,7 @@
 // the conformance suite (tests/e2e/conformance.rs) holds the three twins to it.
 //
 // Build (from this folder): `npm install --no-save && npm run build`, i.e.
-//   componentize-js plugin.js --wit ../../wit/v0.1.0 --world-name migration \
+//   componentize-js plugin.js --wit ../../guest-sdk/wit/v0.1.0 --world-name migration \
 //     -d http fetch-event -o accounts_merge_js.wasm
 // (`-d http fetch-event`: no `wasi:http` import, which migrun does not grant).
 // package.json pins componentize-js 0.23.0 and, explicitly,

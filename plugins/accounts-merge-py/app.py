@@ -9,7 +9,7 @@ suite (tests/e2e/conformance.rs) holds the three twins to it.
 
 Build (from this folder, with componentize-py 0.25.1 from PyPI):
 
-    componentize-py -d ../../wit/v0.1.0 -w migration componentize app -o accounts_merge_py.wasm
+    componentize-py -d ../../guest-sdk/wit/v0.1.0 -w migration componentize app -o accounts_merge_py.wasm
 
 componentize-py generates the `wit_world` package from the WIT at build time;
 this module implements its exported interface `plugin` as the class `Plugin`.

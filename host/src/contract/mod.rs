@@ -6,10 +6,10 @@
 //!
 //! - `mod.rs` (this file): [`ContractVersion`], [`detect_version`], and the
 //!   plain Rust mirror of what a plugin declares ([`PluginInfo`] and friends).
-//! - [`v0_1_1`]: the current contract, `wit/v0.1.1`: its `bindgen!` output,
+//! - [`v0_1_1`]: the current contract, `guest-sdk/wit/v0.1.1`: its `bindgen!` output,
 //!   whose `Host` traits the capability modules implement, and the
 //!   conversions between its generated types and ours.
-//! - [`v0_1_0`]: the first contract, `wit/v0.1.0`: only its exports are used
+//! - [`v0_1_0`]: the first contract, `guest-sdk/wit/v0.1.0`: only its exports are used
 //!   (its imports are served by the 0.1.1 implementations, which wasmtime
 //!   links semver-compatibly), converted to the same host types.
 //!

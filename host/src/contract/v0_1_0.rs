@@ -10,7 +10,7 @@
 #[allow(missing_docs, dead_code)]
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../guest-sdk/wit/v0.1.0",
         world: "migrun:plugin/migration",
         imports: { default: async | trappable },
         exports: { default: async },

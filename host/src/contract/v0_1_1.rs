@@ -18,7 +18,7 @@ use crate::value::Value;
 #[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.1",
+        path: "../guest-sdk/wit/v0.1.1",
         world: "migrun:plugin/migration",
         imports: { default: async | trappable },
         exports: { default: async },

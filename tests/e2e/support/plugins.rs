@@ -63,7 +63,7 @@ pub fn target_dir() -> PathBuf {
 
 /// The contract's WIT folder.
 pub fn wit_dir() -> PathBuf {
-    workspace_root().join("wit/v0.1.0")
+    workspace_root().join("guest-sdk/wit/v0.1.0")
 }
 
 /// A `cargo` command that does not inherit the variables cargo set for the
