@@ -61,7 +61,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
         "recorded  {} {} (sha256 {}), run {}{}",
         printable(&h.plugin_name),
         printable(&h.plugin_version),
-        &h.plugin_sha256[..12],
+        printable(short_hash(&h.plugin_sha256)),
         printable(&h.run_id),
         if h.dry_run { ", dry-run" } else { "" }
     );
@@ -71,7 +71,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
             "compared  {} {} (sha256 {}) on the recorded inputs",
             printable(&report.run.plugin.name),
             printable(&report.run.plugin.version),
-            &report.plugin_sha256[..12]
+            short_hash(&report.plugin_sha256)
         );
     }
     let _ = writeln!(out);
@@ -345,7 +345,7 @@ pub fn run_report_text(report: &RunReport) -> String {
         printable(&p.name),
         printable(&p.version),
         report.contract,
-        &report.plugin_sha256[..12]
+        short_hash(&report.plugin_sha256)
     );
     for c in &report.connections {
         let _ = writeln!(
@@ -763,4 +763,10 @@ pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
         );
     }
     out
+}
+
+/// The first 12 characters of a hash, as shown beside names; a value read from a journal
+/// or a ledger may be anything, so a short or non-ASCII one is shown whole.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
