@@ -381,7 +381,7 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
                     writeln!(
                         out,
                         "{index:>6} {}  {}",
-                        migrun::render::short_hash(&hash),
+                        migrun::render::short_hash(hash),
                         printable(&stats::describe(entry))
                     )
                 };
