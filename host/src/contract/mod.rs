@@ -41,6 +41,67 @@ pub const CURRENT_VERSION: &str = "0.1.1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractVersion(pub String);
 
+impl ContractVersion {
+    /// The release this version names. Only [`detect_version`] makes a
+    /// `ContractVersion` for a component, and it accepts supported releases only.
+    pub fn release(&self) -> ContractRelease {
+        ContractRelease::of(&self.0).expect("detect_version accepts supported releases only")
+    }
+}
+
+/// A contract release this host implements. Exhaustive on purpose: the
+/// places that dispatch on it (the export bindings in `runtime`) stop
+/// compiling until a new release is handled, instead of falling back to
+/// another release's bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractRelease {
+    /// `migrun:plugin@0.1.0`, the first contract.
+    V0_1_0,
+    /// `migrun:plugin@0.1.1`: adds `backup` and `checkpoint`.
+    V0_1_1,
+}
+
+impl ContractRelease {
+    /// Every release, newest first (as [`SUPPORTED_VERSIONS`]).
+    pub const ALL: [ContractRelease; 2] = [ContractRelease::V0_1_1, ContractRelease::V0_1_0];
+
+    /// Its version text.
+    pub fn version(self) -> &'static str {
+        match self {
+            ContractRelease::V0_1_0 => "0.1.0",
+            ContractRelease::V0_1_1 => "0.1.1",
+        }
+    }
+
+    /// The release with this exact version, if this host implements it.
+    pub fn of(version: &str) -> Option<ContractRelease> {
+        Self::ALL.into_iter().find(|r| r.version() == version)
+    }
+}
+
+/// `major.minor.patch` of a version text, if it is one.
+fn semver(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    let triple = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(triple)
+}
+
+/// What to do about an unsupported version: it is newer than the newest release this
+/// host speaks (upgrade migrun), older than the oldest (rebuild the plugin), or neither.
+fn unsupported_hint(found: &str) -> &'static str {
+    let newest = semver(ContractRelease::ALL[0].version());
+    let oldest = semver(ContractRelease::ALL[ContractRelease::ALL.len() - 1].version());
+    match (semver(found), newest, oldest) {
+        (Some(v), Some(n), _) if v > n => {
+            "it is newer than the newest contract this migrun speaks: upgrade migrun, or rebuild the plugin against an older contract"
+        }
+        (Some(v), _, Some(o)) if v < o => {
+            "it is older than the oldest contract this migrun speaks: rebuild the plugin against a supported contract"
+        }
+        _ => "rebuild the plugin against a supported contract (guest-sdk/wit/), or upgrade migrun",
+    }
+}
+
 impl fmt::Display for ContractVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{PACKAGE}@{}", self.0)
@@ -61,13 +122,15 @@ pub enum ContractError {
     },
     /// The component targets a contract version this host does not speak.
     #[error(
-        "unsupported contract version: the plugin targets {PACKAGE}@{found}, this migrun supports {supported}; rebuild the plugin against a supported wit/ folder or upgrade migrun"
+        "unsupported contract version: the plugin targets {PACKAGE}@{found}, this migrun supports {supported}; {hint}"
     )]
     Unsupported {
         /// The version the plugin targets.
         found: String,
         /// The versions this host supports.
         supported: String,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// The component mixes several versions of the contract.
     #[error("the plugin mixes contract versions {0}; build it against one wit/ folder")]
@@ -107,8 +170,9 @@ pub fn detect_version(
         });
     }
     match versions.as_slice() {
-        [one] if SUPPORTED_VERSIONS.contains(&one.as_str()) => Ok(ContractVersion(one.clone())),
+        [one] if ContractRelease::of(one).is_some() => Ok(ContractVersion(one.clone())),
         [one] => Err(ContractError::Unsupported {
+            hint: unsupported_hint(one),
             found: if one.is_empty() {
                 "(unversioned)".into()
             } else {
@@ -282,3 +346,28 @@ macro_rules! export_conversions {
     };
 }
 pub(crate) use export_conversions;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_and_supported_versions_agree_newest_first() {
+        let versions: Vec<&str> = ContractRelease::ALL.iter().map(|r| r.version()).collect();
+        assert_eq!(versions, SUPPORTED_VERSIONS);
+        assert_eq!(
+            ContractRelease::of(CURRENT_VERSION),
+            Some(ContractRelease::ALL[0])
+        );
+        assert_eq!(ContractRelease::of("0.2.0"), None);
+    }
+
+    #[test]
+    fn unsupported_versions_get_a_hint_by_semver() {
+        assert!(unsupported_hint("0.2.0").starts_with("it is newer"));
+        assert!(unsupported_hint("1.0.0").starts_with("it is newer"));
+        assert!(unsupported_hint("0.0.9").starts_with("it is older"));
+        assert!(unsupported_hint("").starts_with("rebuild"));
+        assert!(unsupported_hint("0.1.x").starts_with("rebuild"));
+    }
+}

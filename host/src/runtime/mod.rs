@@ -30,7 +30,8 @@ use crate::capability::log::LogCtx;
 use crate::capability::{backup, checkpoint, checks, database, log};
 use crate::config::Limits;
 use crate::contract::{
-    self, ContractError, ContractVersion, PluginError, PluginInfo, UnitInfo, v0_1_0, v0_1_1,
+    self, ContractError, ContractRelease, ContractVersion, PluginError, PluginInfo, UnitInfo,
+    v0_1_0, v0_1_1,
 };
 use crate::observer::{Level, RunObserver};
 use crate::tape::{Tape, TapeError};
@@ -411,13 +412,17 @@ impl PluginInstance {
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let linker = &runtime.linker;
         let component = &plugin.component;
-        let bindings = match plugin.contract.0.as_str() {
-            "0.1.0" => v0_1_0::Migration::instantiate_async(&mut store, component, linker)
-                .await
-                .map(Bindings::V0_1_0),
-            _ => v0_1_1::Migration::instantiate_async(&mut store, component, linker)
-                .await
-                .map(Bindings::V0_1_1),
+        let bindings = match plugin.contract.release() {
+            ContractRelease::V0_1_0 => {
+                v0_1_0::Migration::instantiate_async(&mut store, component, linker)
+                    .await
+                    .map(Bindings::V0_1_0)
+            }
+            ContractRelease::V0_1_1 => {
+                v0_1_1::Migration::instantiate_async(&mut store, component, linker)
+                    .await
+                    .map(Bindings::V0_1_1)
+            }
         }
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         Ok(PluginInstance {
