@@ -102,7 +102,7 @@ impl Backend {
             Backend::MySql(_, max_packet) => {
                 // The server drops the connection on a packet over its limit
                 // ("connection reset"); refusing here says why and sends nothing.
-                let size = sql.len() + params.iter().map(super::value_size).sum::<usize>();
+                let size = sql.len() + params.iter().map(super::bulk::value_size).sum::<usize>();
                 if size > *max_packet {
                     return Err(DbError::value(format!(
                         "the statement and its parameters take {} MiB, more than the server accepts \

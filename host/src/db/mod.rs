@@ -9,10 +9,16 @@
 //!
 //! # Layout
 //!
-//! - `mod.rs`: the public types and [`Connection`], written once for all dialects.
+//! - `mod.rs`: the public types and [`Connection`] (connect, query, execute,
+//!   close), written once for all dialects.
+//! - `transaction.rs`: begin (at once, deferred, read-only phase), commit, rollback, DDL's effects.
+//! - `cursor.rs`: the cursor API and the task that streams a cursor's rows in batches.
+//! - `bulk.rs`: bulk inserts (COPY, chunked multi-row `INSERT`s).
+//! - `cancel.rs`: server-side statement limits and cancelling a runaway statement.
+//! - `guard.rs`, `session_check.rs`, `sqlite_authorizer.rs`: what plugin SQL may do (below).
+//! - `privileges.rs`: what a connection's role can do beyond its tables.
 //! - `error.rs`: [`DbError`], [`DbErrorKind`] and code classification.
 //! - `backend.rs`: one sqlx connection of any dialect behind a small set of operations.
-//! - `cursor.rs`: the task that streams a cursor's rows in batches.
 //! - `postgres.rs`, `mysql.rs`, `sqlite.rs`: session setup, encoding, decoding.
 //! - `sql.rs`: leading-keyword lexing, a token stream (for plans, lints and guards), the
 //!   SQLite single-statement check, identifier quoting.
@@ -158,6 +164,8 @@
 //! ```
 
 mod backend;
+mod bulk;
+mod cancel;
 mod catalog;
 mod cursor;
 mod dry_run;
@@ -170,16 +178,16 @@ mod session_check;
 pub(crate) mod sql;
 pub(crate) mod sqlite;
 mod sqlite_authorizer;
+mod transaction;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
+pub use cancel::StatementCanceller;
 pub use catalog::RowCount;
 pub use dry_run::{DryRunGuard, DryRunMode, DryRunRestore, SCRATCH_PREFIX};
 pub use error::{DbError, DbErrorKind};
@@ -355,49 +363,6 @@ pub struct Connection {
     search_path: Option<String>,
 }
 
-static NEXT_CURSOR_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Cancels the statement a session runs on the server, from a connection of its own.
-pub struct StatementCanceller {
-    name: String,
-    dialect: Dialect,
-    url: String,
-    server_id: Option<i64>,
-}
-
-impl StatementCanceller {
-    /// Asks the server to cancel the session's statement (`pg_cancel_backend`, `KILL
-    /// QUERY`); best effort, the outcome is logged. Nothing on SQLite.
-    pub async fn cancel(&self) {
-        let Some(id) = self.server_id else {
-            return;
-        };
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("SELECT pg_cancel_backend({id})"),
-            Dialect::MySql => format!("KILL QUERY {id}"),
-            Dialect::Sqlite => return,
-        };
-        let cancelled = async {
-            let mut backend = Backend::connect(self.dialect, &self.url, Access::ReadWrite).await?;
-            let result = backend.simple(&sql).await;
-            backend.close().await;
-            result
-        };
-        let name = &self.name;
-        match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
-            Ok(Ok(())) => {
-                tracing::warn!(connection = %name, "cancelled the statement still running on the server")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: {e}")
-            }
-            Err(_) => {
-                tracing::warn!(connection = %name, "cannot cancel the statement running on the server: no answer")
-            }
-        }
-    }
-}
-
 impl Connection {
     /// The dialect a URL selects, from its scheme: `sqlite:`, `postgres:`/`postgresql:`, `mysql:`/`mariadb:`.
     pub fn dialect_of_url(url: &str) -> Result<Dialect, DbError> {
@@ -486,43 +451,6 @@ impl Connection {
         self.max_result_bytes = max_bytes;
     }
 
-    /// Bounds every statement on the server to `limit` (PostgreSQL
-    /// `statement_timeout` and `lock_timeout`, MariaDB `max_statement_time`), so
-    /// that a statement outliving the plugin's wall-clock limit is ended by the
-    /// server itself and cannot keep its locks after migrun has given up on it.
-    /// A plugin cannot lift it on MariaDB (the guard refuses that `SET`); on
-    /// PostgreSQL [`Connection::cancel_server_statement`] is the second line.
-    /// Nothing on SQLite, which runs in migrun's process and dies with it.
-    pub async fn limit_statement_time(&mut self, limit: Duration) -> Result<(), DbError> {
-        let ms = limit.as_millis().max(1);
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"),
-            Dialect::MySql => format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0),
-            Dialect::Sqlite => return Ok(()),
-        };
-        self.host_simple(&sql).await
-    }
-
-    /// Asks the server to cancel whatever statement this session is running,
-    /// through a short-lived connection of its own (`pg_cancel_backend`,
-    /// `KILL QUERY`): after a timeout the session itself is stuck waiting for
-    /// that statement, and the server would otherwise finish it — holding its
-    /// locks — long after migrun stopped. Best effort: the outcome is logged.
-    pub async fn cancel_server_statement(&self) {
-        self.canceller().cancel().await;
-    }
-
-    /// What [`Connection::cancel_server_statement`] needs, apart from the connection
-    /// (which may be gone by the time the cancel is sent).
-    pub fn canceller(&self) -> StatementCanceller {
-        StatementCanceller {
-            name: self.name.clone(),
-            dialect: self.dialect,
-            url: self.url.clone(),
-            server_id: self.server_id,
-        }
-    }
-
     /// The `search_path` the session opened with (PostgreSQL).
     pub fn opening_search_path(&self) -> Option<&str> {
         self.search_path.as_deref()
@@ -543,57 +471,6 @@ impl Connection {
         self.access
     }
 
-    /// The access the session runs with now: read-only during a read-only phase
-    /// ([`Connection::begin_read_only_phase`]), else the access granted.
-    pub fn effective_access(&self) -> Access {
-        if self.read_only_phase {
-            Access::ReadOnly
-        } else {
-            self.access
-        }
-    }
-
-    /// Opens a transaction in which even a read-write connection is read-only in
-    /// the session, for the plugin code that runs before the before-run backup
-    /// (`configure`, `list-units`): PostgreSQL `BEGIN … READ ONLY` with its
-    /// snapshot taken, MariaDB `SET SESSION TRANSACTION READ ONLY` and `START
-    /// TRANSACTION READ ONLY`, SQLite `PRAGMA query_only = ON` and `BEGIN`.
-    /// The phase ends with [`Connection::rollback`], which restores the access.
-    pub async fn begin_read_only_phase(&mut self) -> Result<(), DbError> {
-        if self.access == Access::ReadOnly {
-            return self.begin().await;
-        }
-        self.read_only_phase = true;
-        let setup = match self.dialect {
-            Dialect::MySql => Some("SET SESSION TRANSACTION READ ONLY"),
-            Dialect::Sqlite => Some("PRAGMA query_only = ON"),
-            Dialect::Postgres => None,
-        };
-        if let Some(setup) = setup
-            && let Err(e) = self.host_simple(setup).await
-        {
-            self.read_only_phase = false;
-            return Err(e);
-        }
-        let begun = self.begin().await;
-        if begun.is_err() {
-            self.end_read_only_phase().await?;
-        }
-        begun
-    }
-
-    /// Gives a read-write connection its access back after a read-only phase.
-    async fn end_read_only_phase(&mut self) -> Result<(), DbError> {
-        if !std::mem::take(&mut self.read_only_phase) {
-            return Ok(());
-        }
-        match self.dialect {
-            Dialect::MySql => self.host_simple("SET SESSION TRANSACTION READ WRITE").await,
-            Dialect::Sqlite => self.host_simple("PRAGMA query_only = OFF").await,
-            Dialect::Postgres => Ok(()),
-        }
-    }
-
     /// Whether a host transaction ([`Connection::begin`]) is open.
     pub fn in_transaction(&self) -> bool {
         self.in_transaction
@@ -608,153 +485,6 @@ impl Connection {
     /// dry-runs on MySQL, where DDL would commit the transaction meant to be rolled back.
     pub fn refuse_ddl(&mut self, reason: Option<String>) {
         self.refuse_ddl = reason;
-    }
-
-    /// Opens the unit transaction (see the module docs for the statement per dialect).
-    pub async fn begin(&mut self) -> Result<(), DbError> {
-        if self.in_transaction {
-            return Err(DbError::usage(format!(
-                "connection `{}` already has an open transaction",
-                self.name
-            )));
-        }
-        if let Some(escape) = self.escape.as_ref().filter(|e| e.may_have_committed) {
-            return Err(DbError::new(
-                DbErrorKind::Refused,
-                format!(
-                    "connection `{}` takes no new transaction in this run: {}",
-                    self.name, escape.found
-                ),
-            ));
-        }
-        let sql = self.begin_sql();
-        self.idle()?
-            .simple(sql)
-            .await
-            .map_err(|e| e.on_connection(&self.name))?;
-        self.in_transaction = true;
-        self.mark_session()
-            .await
-            .map_err(|e| e.on_connection(&self.name))
-    }
-
-    /// Opens the unit transaction as [`Connection::begin`] does, but sends the
-    /// `BEGIN` with the next statement instead of now.
-    ///
-    /// Used after a checkpoint: the work so far is committed and the plugin
-    /// typically pauses before its next batch. On SQLite a read-write
-    /// transaction begins with `BEGIN IMMEDIATE`, which takes the database's
-    /// write lock, so beginning at once would hold the lock through the pause
-    /// and leave other writers (the application whose table is backfilled)
-    /// no room. Deferred, the lock is free until the next batch starts.
-    /// A read-only transaction still begins at once: it takes its snapshot
-    /// then (see the module docs). Commit and rollback of a transaction that
-    /// never sent its `BEGIN` have nothing to do.
-    pub async fn begin_deferred(&mut self) -> Result<(), DbError> {
-        if self.access == Access::ReadOnly {
-            return self.begin().await;
-        }
-        if self.in_transaction {
-            return Err(DbError::usage(format!(
-                "connection `{}` already has an open transaction",
-                self.name
-            )));
-        }
-        self.idle()?;
-        self.in_transaction = true;
-        self.begin_pending = true;
-        Ok(())
-    }
-
-    /// Sends the `BEGIN` of a deferred transaction, before the first
-    /// statement that runs in it.
-    async fn send_pending_begin(&mut self) -> Result<(), DbError> {
-        if !self.begin_pending {
-            return Ok(());
-        }
-        let sql = self.begin_sql();
-        self.idle()?
-            .simple(sql)
-            .await
-            .map_err(|e| e.on_connection(&self.name))?;
-        self.begin_pending = false;
-        self.mark_session()
-            .await
-            .map_err(|e| e.on_connection(&self.name))
-    }
-
-    /// Commits the unit transaction. An open cursor is closed first (its rows
-    /// were only read). If the commit fails the transaction is over anyway
-    /// (rolled back), and the error says why.
-    pub async fn commit(&mut self) -> Result<(), DbError> {
-        self.finish_cursor(CursorStatus::Closed).await;
-        if !self.in_transaction {
-            return Err(DbError::usage(format!(
-                "connection `{}` has no open transaction to commit",
-                self.name
-            )));
-        }
-        // A cursor's statement is checked like any other before its work is committed.
-        if std::mem::take(&mut self.check_due) {
-            let _ = self.check_session("", true).await;
-        }
-        if let Some(escape) = &self.escape {
-            return Err(DbError::new(
-                DbErrorKind::Refused,
-                format!(
-                    "connection `{}`: nothing was committed by the host: {}",
-                    self.name, escape.found
-                ),
-            ));
-        }
-        self.in_transaction = false;
-        self.ddl_in_transaction = false;
-        self.marks.pg_transaction_start = None;
-        self.marks.mariadb_counters = None;
-        if std::mem::take(&mut self.begin_pending) {
-            return Ok(());
-        }
-        let backend = self.idle()?;
-        if let Err(e) = backend.simple("COMMIT").await {
-            // SQLite keeps the transaction open after a failed COMMIT (e.g. SQLITE_BUSY).
-            let _ = backend.simple("ROLLBACK").await;
-            return Err(e.on_connection(&self.name));
-        }
-        Ok(())
-    }
-
-    /// Rolls the unit transaction back, closing any open cursor first. Does
-    /// nothing when no transaction is open.
-    pub async fn rollback(&mut self) -> Result<(), DbError> {
-        self.finish_cursor(CursorStatus::Closed).await;
-        self.check_due = false;
-        // A transaction the database rolled back itself is over now for the host too.
-        if self.escape.as_ref().is_some_and(|e| !e.may_have_committed) {
-            self.escape = None;
-        }
-        self.marks.pg_transaction_start = None;
-        self.marks.mariadb_counters = None;
-        if !self.in_transaction {
-            return self.end_read_only_phase().await;
-        }
-        self.in_transaction = false;
-        let ddl = std::mem::take(&mut self.ddl_in_transaction);
-        if std::mem::take(&mut self.begin_pending) {
-            return Ok(());
-        }
-        let backend = self.idle()?;
-        let result = backend.simple("ROLLBACK").await;
-        if ddl && result.is_ok() {
-            // Rolled-back DDL leaves cached plans for a schema that no longer exists.
-            backend
-                .clear_statement_cache()
-                .await
-                .map_err(|e| e.on_connection(&self.name))?;
-        }
-        result.map_err(|e| e.on_connection(&self.name))?;
-        self.end_read_only_phase()
-            .await
-            .map_err(|e| e.on_connection(&self.name))
     }
 
     /// Runs one statement with bound parameters and returns all of its rows.
@@ -827,197 +557,6 @@ impl Connection {
         let result = self.after_statement(sql, result).await;
         let result = self.after_plugin_statement(sql, result).await;
         result.map_err(|e: DbError| e.on_connection(&self.name))
-    }
-
-    /// Starts a query whose rows are fetched in batches of at most `batch_size`
-    /// (capped at [`MAX_BATCH_ROWS`]). The connection runs nothing else until
-    /// the cursor is read to the end, closed, or the transaction rolls back.
-    /// Errors of the statement's planning surface here; errors met while
-    /// running it surface from [`Connection::next_batch`].
-    ///
-    /// Closing a cursor early is cheap on SQLite; on PostgreSQL and MySQL the
-    /// server keeps sending the rest of the result, which the connection reads
-    /// and discards before its next statement (sqlx 0.8 cannot cancel a
-    /// query). Use `LIMIT` when only the first rows matter.
-    pub async fn open_cursor(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        batch_size: u32,
-    ) -> Result<CursorHandle, DbError> {
-        self.idle()?;
-        if batch_size == 0 {
-            return Err(DbError::usage("a cursor's batch size must be at least 1"));
-        }
-        self.before_plugin_statement().await?;
-        self.guard(sql)?;
-        let wrapped = self.wrap_begin().await?;
-        let prepared = async {
-            let backend = self.idle()?;
-            backend.check_schema().await?;
-            backend.plugin_statement(true);
-            let bound = backend.bind(sql, params)?;
-            let columns = backend.columns(&bound).await?;
-            Ok::<_, DbError>((bound, columns))
-        }
-        .await;
-        let (bound, columns) = match prepared {
-            Ok(ok) => ok,
-            Err(e) => {
-                self.plugin_statement_done();
-                self.wrap_end(wrapped, false).await;
-                let result = self.after_plugin_statement(sql, Err(e)).await;
-                return result.map_err(|e: DbError| e.on_connection(&self.name));
-            }
-        };
-        // Checked when the cursor hands the connection back (`finish_cursor`),
-        // at the latest before the next statement or the commit.
-        self.check_due = true;
-        let backend = match std::mem::replace(&mut self.state, State::Broken(String::new())) {
-            State::Idle(backend) => backend,
-            other => {
-                // Not reachable: the connection was idle above and nothing since took it.
-                self.state = other;
-                return Err(DbError::usage(format!(
-                    "connection `{}` is busy",
-                    self.name
-                )));
-            }
-        };
-        let id = NEXT_CURSOR_ID.fetch_add(1, Ordering::Relaxed);
-        let shared = CursorShared::new();
-        let batch = batch_size.min(MAX_BATCH_ROWS) as usize;
-        let end_sql = wrapped.then_some("COMMIT");
-        self.state = State::Cursor(cursor::spawn(
-            id,
-            shared.clone(),
-            backend,
-            bound,
-            batch,
-            end_sql,
-        ));
-        Ok(CursorHandle {
-            id,
-            columns,
-            shared,
-        })
-    }
-
-    /// The next batch of `cursor`'s rows; `None` once the result is exhausted.
-    /// The batch holding the last row already frees the connection. A cursor
-    /// that failed or was closed gives a [`DbErrorKind::Usage`] error.
-    pub async fn next_batch(
-        &mut self,
-        cursor: &CursorHandle,
-    ) -> Result<Option<Vec<Vec<Value>>>, DbError> {
-        match cursor.shared.status() {
-            CursorStatus::Exhausted => return Ok(None),
-            CursorStatus::Closed => return Err(DbError::usage("the cursor is closed")),
-            CursorStatus::Open => {}
-        }
-        let State::Cursor(active) = &self.state else {
-            return Err(DbError::usage(format!(
-                "the cursor was not opened on connection `{}`",
-                self.name
-            )));
-        };
-        if active.id != cursor.id {
-            return Err(DbError::usage(format!(
-                "the cursor was not opened on connection `{}`",
-                self.name
-            )));
-        }
-        let (reply, answer) = oneshot::channel();
-        let sent = active.requests.send(reply).await.is_ok();
-        let batch = match (sent, answer.await) {
-            (true, Ok(batch)) => batch,
-            _ => {
-                self.finish_cursor(CursorStatus::Closed).await;
-                return Err(DbError::new(
-                    DbErrorKind::Connection,
-                    format!(
-                        "connection `{}` failed: the cursor task stopped unexpectedly",
-                        self.name
-                    ),
-                ));
-            }
-        };
-        if batch.finished {
-            let status = if batch.rows.is_ok() {
-                CursorStatus::Exhausted
-            } else {
-                CursorStatus::Closed
-            };
-            self.finish_cursor(status).await;
-        }
-        match batch.rows {
-            Ok(rows) if rows.is_empty() && batch.finished => Ok(None),
-            Ok(rows) => Ok(Some(rows)),
-            Err(e) => Err(e.on_connection(&self.name)),
-        }
-    }
-
-    /// Closes `cursor` and frees the connection; idempotent, and a no-op for a
-    /// cursor of another connection or one already exhausted.
-    pub async fn close_cursor(&mut self, cursor: &CursorHandle) {
-        if matches!(&self.state, State::Cursor(active) if active.id == cursor.id) {
-            self.finish_cursor(CursorStatus::Closed).await;
-        }
-    }
-
-    /// Inserts `rows` into `table` (`table` or `schema.table`) on the dialect's
-    /// fastest path and returns the number of rows inserted: `COPY … FROM STDIN`
-    /// on PostgreSQL, multi-row `INSERT`s elsewhere (chunked under the
-    /// placeholder limits, inside a transaction or savepoint when there is
-    /// more than one, so the call inserts all rows or none).
-    pub async fn bulk_insert(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
-        self.idle()?;
-        self.before_plugin_statement().await?;
-        if let Some(active) = &self.dry_run {
-            active.guard_table(&self.name, table)?;
-        }
-        let table_sql = self.dialect.quote_table(table)?;
-        if columns.is_empty() {
-            return Err(DbError::usage("bulk_insert needs at least one column"));
-        }
-        let column_sql = columns
-            .iter()
-            .map(|c| self.dialect.quote_identifier(c))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(", ");
-        if let Some((i, row)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.len() != columns.len())
-        {
-            return Err(DbError::usage(format!(
-                "row {i} has {} values but {} columns were given",
-                row.len(),
-                columns.len()
-            )));
-        }
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        self.send_pending_begin().await?;
-        let result = if self.dialect == Dialect::Postgres {
-            let wrapped = self.wrap_begin().await?;
-            let result = self
-                .idle()?
-                .copy_in(&table_sql, &column_sql, columns, rows)
-                .await;
-            self.wrap_end(wrapped, result.is_ok()).await;
-            result
-        } else {
-            self.insert_chunks(&table_sql, &column_sql, columns, rows)
-                .await
-        };
-        result.map_err(|e| e.on_connection(&self.name))
     }
 
     /// Closes the connection: closes a cursor, rolls back an open transaction
@@ -1107,31 +646,6 @@ impl Connection {
         }
     }
 
-    /// Ends the open cursor (if any), marks it `status`, and takes the
-    /// physical connection back from its task.
-    async fn finish_cursor(&mut self, status: CursorStatus) {
-        // Broken until the task hands the connection back; stays so if this
-        // future is dropped meanwhile (the task then drops the connection).
-        let placeholder =
-            State::Broken("a cursor was abandoned while it handed the connection back".into());
-        let active = match std::mem::replace(&mut self.state, placeholder) {
-            State::Cursor(active) => active,
-            other => {
-                self.state = other;
-                return;
-            }
-        };
-        active.shared.set(status);
-        drop(active.requests);
-        self.state = match active.task.await {
-            Ok(backend) => {
-                backend.plugin_statement(false);
-                State::Idle(backend)
-            }
-            Err(e) => State::Broken(format!("the cursor task failed: {e}")),
-        };
-    }
-
     /// Before a plugin statement: refused after an escape; a cursor that ended
     /// since the last statement is checked now.
     async fn before_plugin_statement(&mut self) -> Result<(), DbError> {
@@ -1194,192 +708,6 @@ impl Connection {
             Err(e) => Err(e),
         }
     }
-
-    /// Keeps the connection's invariants after a successful schema change.
-    ///
-    /// PostgreSQL: sqlx keeps prepared statements, and one whose result columns
-    /// changed (`SELECT *` after `ALTER TABLE … ADD COLUMN`) would fail with
-    /// "cached plan must not change result type"; the cache is cleared (also
-    /// on MySQL, whose cached statements would report the old columns).
-    /// MySQL: DDL commits the open transaction implicitly; a new one is opened
-    /// so that the rest of the unit still runs in a transaction (the DDL and
-    /// what came before it stay committed; `TEMPORARY` tables commit nothing).
-    async fn after_ddl(&mut self, text: &str) -> Result<(), DbError> {
-        let words = sql::leading_keywords(text, self.dialect, 4);
-        if !matches!(
-            words.first().map(String::as_str),
-            Some("CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE")
-        ) {
-            return Ok(());
-        }
-        let (dialect, in_transaction, begin) =
-            (self.dialect, self.in_transaction, self.begin_sql());
-        if dialect == Dialect::Postgres && in_transaction {
-            self.ddl_in_transaction = true;
-        }
-        let name = self.name.clone();
-        let backend = self.idle()?;
-        match dialect {
-            // SQLite notices schema changes by itself (`Backend::check_schema`).
-            Dialect::Postgres => backend.clear_statement_cache().await,
-            Dialect::MySql => {
-                backend.clear_statement_cache().await?;
-                if in_transaction && !words.iter().any(|w| w == "TEMPORARY") {
-                    backend.simple(begin).await?;
-                    // The host's own `START TRANSACTION` moved the session's counters.
-                    return self
-                        .mark_session()
-                        .await
-                        .map_err(|e| e.on_connection(&name));
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-        .map_err(|e| e.on_connection(&name))
-    }
-
-    fn begin_sql(&self) -> &'static str {
-        match (self.dialect, self.effective_access()) {
-            (Dialect::Postgres, Access::ReadWrite) => "BEGIN",
-            // Taking the snapshot at once also makes `SET TRANSACTION READ WRITE` impossible.
-            (Dialect::Postgres, Access::ReadOnly) => {
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
-            }
-            (Dialect::MySql, Access::ReadWrite) => "START TRANSACTION",
-            (Dialect::MySql, Access::ReadOnly) => {
-                "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
-            }
-            (Dialect::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
-            (Dialect::Sqlite, Access::ReadOnly) => "BEGIN",
-        }
-    }
-
-    /// On a read-only PostgreSQL connection outside a host transaction, opens
-    /// a `READ ONLY` transaction around one call (see the module docs).
-    ///
-    /// Every statement path passes here first, so it also sends a deferred
-    /// transaction's `BEGIN` ([`Connection::begin_deferred`]).
-    async fn wrap_begin(&mut self) -> Result<bool, DbError> {
-        self.send_pending_begin().await?;
-        if self.dialect != Dialect::Postgres
-            || self.access != Access::ReadOnly
-            || self.in_transaction
-        {
-            return Ok(false);
-        }
-        self.idle()?
-            .simple("BEGIN READ ONLY")
-            .await
-            .map_err(|e| e.on_connection(&self.name))?;
-        Ok(true)
-    }
-
-    async fn wrap_end(&mut self, wrapped: bool, ok: bool) {
-        if wrapped && let Ok(backend) = self.idle() {
-            let _ = backend.simple(if ok { "COMMIT" } else { "ROLLBACK" }).await;
-        }
-    }
-
-    /// Multi-row `INSERT`s for MySQL and SQLite, all-or-nothing across chunks.
-    async fn insert_chunks(
-        &mut self,
-        table_sql: &str,
-        column_sql: &str,
-        columns: &[String],
-        rows: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
-        let width = columns.len();
-        let max_params = if self.dialect == Dialect::Sqlite {
-            SQLITE_MAX_PARAMS
-        } else {
-            MYSQL_MAX_PARAMS
-        };
-        let max_rows = (max_params / width).clamp(1, INSERT_MAX_ROWS);
-        let chunks = chunk_rows(rows, max_rows, INSERT_MAX_BYTES);
-        // One statement is atomic by itself; several need a transaction (or a
-        // savepoint inside the host's transaction).
-        let (open, commit, undo) = match (chunks.len() > 1, self.in_transaction) {
-            (false, _) => (None, None, None),
-            (true, true) => (
-                Some("SAVEPOINT migrun_bulk_insert"),
-                Some("RELEASE SAVEPOINT migrun_bulk_insert"),
-                Some("ROLLBACK TO SAVEPOINT migrun_bulk_insert"),
-            ),
-            (true, false) => (Some(self.begin_sql()), Some("COMMIT"), Some("ROLLBACK")),
-        };
-        let dialect = self.dialect;
-        let in_transaction = self.in_transaction;
-        let backend = self.idle()?;
-        backend.check_schema().await?;
-        if let Some(sql) = open {
-            backend.simple(sql).await?;
-        }
-        let mut inserted = 0u64;
-        let mut failure = None;
-        let mut first_row = 0;
-        for chunk in &chunks {
-            let sql = insert_sql(table_sql, column_sql, width, chunk.len());
-            // Names the row and column of a value the dialect cannot take.
-            let at = |i: usize, j: usize, e: sqlx::error::BoxDynError| {
-                DbError::value(format!(
-                    "row {}, column `{}`: {e}",
-                    first_row + i,
-                    columns[j]
-                ))
-            };
-            let outcome = async {
-                let args = match dialect {
-                    Dialect::MySql => {
-                        let mut args = sqlx::mysql::MySqlArguments::default();
-                        for (i, row) in chunk.iter().enumerate() {
-                            for (j, value) in row.iter().enumerate() {
-                                mysql::add(&mut args, value).map_err(|e| at(i, j, e))?;
-                            }
-                        }
-                        backend::Args::MySql(args)
-                    }
-                    _ => {
-                        let mut args = sqlx::sqlite::SqliteArguments::default();
-                        for (i, row) in chunk.iter().enumerate() {
-                            for (j, value) in row.iter().enumerate() {
-                                sqlite::add(&mut args, value).map_err(|e| at(i, j, e))?;
-                            }
-                        }
-                        backend::Args::Sqlite(args)
-                    }
-                };
-                let outcome = run_to_end(backend, Bound { sql, args }, None).await?;
-                Ok::<u64, DbError>(outcome.affected)
-            }
-            .await;
-            first_row += chunk.len();
-            match outcome {
-                Ok(n) => inserted += n,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => {
-                if let Some(sql) = commit {
-                    backend.simple(sql).await?;
-                }
-                Ok(inserted)
-            }
-            Some(e) => {
-                if let Some(sql) = undo {
-                    let _ = backend.simple(sql).await;
-                    if in_transaction {
-                        let _ = backend.simple("RELEASE SAVEPOINT migrun_bulk_insert").await;
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
 }
 
 /// What [`run_to_end`] saw of a statement.
@@ -1415,8 +743,9 @@ async fn run_to_end(
             Step::Row(row) => {
                 outcome.returned += 1;
                 if let Some(max_bytes) = keep {
-                    kept_bytes = kept_bytes
-                        .saturating_add(row.iter().map(value_size).sum::<usize>() + ROW_OVERHEAD);
+                    kept_bytes = kept_bytes.saturating_add(
+                        row.iter().map(bulk::value_size).sum::<usize>() + ROW_OVERHEAD,
+                    );
                     if kept_bytes > max_bytes {
                         return Err(DbError::new(
                             DbErrorKind::Refused,
@@ -1435,57 +764,6 @@ async fn run_to_end(
         }
     }
     Ok(outcome)
-}
-
-/// Splits `rows` into chunks of at most `max_rows` rows and about `max_bytes`
-/// of value data (a single larger row still gets a chunk of its own).
-fn chunk_rows(rows: &[Vec<Value>], max_rows: usize, max_bytes: usize) -> Vec<&[Vec<Value>]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, row) in rows.iter().enumerate() {
-        let size: usize = row.iter().map(value_size).sum();
-        if i > start && (i - start >= max_rows || bytes + size > max_bytes) {
-            chunks.push(&rows[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < rows.len() {
-        chunks.push(&rows[start..]);
-    }
-    chunks
-}
-
-/// Rough encoded size of a value, for chunking.
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len() + 9,
-        Value::Bytes(b) => b.len() + 9,
-        Value::Float32Array(a) => a.len() * 12 + 2,
-        Value::TextArray(a) => a.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
-        _ => 16,
-    }
-}
-
-/// `INSERT INTO t (a, b) VALUES (?, ?), (?, ?)` for `rows` rows of `width` values.
-fn insert_sql(table_sql: &str, column_sql: &str, width: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; width].join(", "));
-    let mut sql =
-        String::with_capacity(32 + table_sql.len() + column_sql.len() + rows * (row.len() + 2));
-    sql.push_str("INSERT INTO ");
-    sql.push_str(table_sql);
-    sql.push_str(" (");
-    sql.push_str(column_sql);
-    sql.push_str(") VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&row);
-    }
-    sql
 }
 
 /// An `f32` as the `f64` whose shortest text is the same (`0.1f32` reads as
@@ -1560,23 +838,5 @@ mod tests {
             is_send(&conn.bulk_insert("", &[], &[]));
             is_send(&Connection::connect("", "", Access::ReadOnly));
         }
-    }
-
-    #[test]
-    fn chunks_respect_rows_and_bytes() {
-        let rows: Vec<Vec<Value>> = (0..10).map(|i| vec![Value::Int(i)]).collect();
-        let sizes: Vec<usize> = chunk_rows(&rows, 3, usize::MAX)
-            .iter()
-            .map(|c| c.len())
-            .collect();
-        assert_eq!(sizes, [3, 3, 3, 1]);
-        let big: Vec<Vec<Value>> = (0..4).map(|_| vec![Value::Bytes(vec![0; 100])]).collect();
-        let sizes: Vec<usize> = chunk_rows(&big, 100, 150).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [1, 1, 1, 1]);
-        assert!(chunk_rows(&[], 3, 10).is_empty());
-        assert_eq!(
-            insert_sql("`t`", "`a`, `b`", 2, 2),
-            "INSERT INTO `t` (`a`, `b`) VALUES (?, ?), (?, ?)"
-        );
     }
 }
