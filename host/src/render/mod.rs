@@ -3,6 +3,10 @@
 //! The JSON forms carry a `schema` field (`migrun.run-report/1`,
 //! `migrun.inspect/1`); a field is only ever added within a schema version.
 
+mod plan;
+
+pub use plan::plan_text;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;

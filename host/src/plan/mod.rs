@@ -1,0 +1,792 @@
+//! The plan of a dry-run: what a run would change, for a reviewer to sign off.
+//!
+//! A [`Plan`] is built while a dry-run happens, from the exact record of each
+//! host call ([`Plan::observe`] with the journal's [`HostCall`] and
+//! [`CallResult`]), the checks and the lint's warnings. For every writable
+//! connection it holds the DDL statements in order, per table the rows the
+//! run would insert, update and delete, warnings and notes; then the checks
+//! with their ✓/✗. Read-only connections write nothing and do not appear.
+//!
+//! Row counts are the databases' own affected-row counts, attributed to a
+//! table and an operation by [`classify`]ing the statement:
+//!
+//! - `execute` adds its count to the statement's table and operation; a
+//!   `CREATE TABLE … AS SELECT` (or PostgreSQL `SELECT … INTO`) adds its rows
+//!   as inserts into the new table;
+//! - `query` and `open-cursor` add the rows they return when the statement
+//!   writes with `RETURNING` (those rows are the written ones); without
+//!   `RETURNING` the count is unknown and the statement is counted in
+//!   `uncounted_statements`, as are writes made inside a data-modifying CTE
+//!   (`WITH d AS (DELETE …) INSERT …`: only the main statement's count is
+//!   reported by the database);
+//! - `bulk-insert` adds its rows as inserts;
+//! - a failed call changed nothing and adds nothing.
+//!
+//! Upserts (`INSERT … ON CONFLICT DO UPDATE`, `ON DUPLICATE KEY UPDATE`,
+//! `REPLACE`, `INSERT OR REPLACE`) and `MERGE` report one total for rows
+//! inserted, updated (and deleted): they count as `upserted`. MySQL counts a
+//! row an upsert updated as 2, and an `UPDATE` counts only rows it changed.
+//!
+//! The JSON form is versioned (`"schema": "migrun.plan/1"`) and documented in
+//! `docs/PLAN.md`; within a version fields are only ever added.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::privileges::PrivilegeWarning;
+use crate::db::{Access, Dialect};
+use crate::journal::{CallResult, HostCall};
+use crate::lint::LockWarning;
+use crate::observer::CheckResult;
+
+mod classify;
+
+pub use classify::{Classified, Ddl, Effect, WriteOp, classify};
+
+/// The schema identifier of the JSON plan.
+pub const PLAN_SCHEMA: &str = "migrun.plan/1";
+
+/// What a run would change, built during its dry-run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_SCHEMA`].
+    pub schema: String,
+    /// The migrun that made it.
+    pub migrun_version: String,
+    /// The plugin, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PlanPlugin>,
+    /// Whether the dry-run ran to its end; `false`: the plan stops where the run did.
+    pub complete: bool,
+    /// Why the dry-run stopped, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Every writable connection, in the plugin's order.
+    pub connections: Vec<ConnectionPlan>,
+    /// The checks, in the order they were reported.
+    pub checks: Vec<PlanCheck>,
+    /// Warnings not tied to one connection.
+    pub warnings: Vec<LockWarning>,
+    /// `checkpoint.save` calls per unit: where a live run would commit part of the unit
+    /// (nothing was committed in the dry-run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, u64>,
+    /// Connections whose role holds privileges beyond its tables, found when the
+    /// dry-run started (`db::privileges`): what a real run would be warned about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileges: Vec<PrivilegeWarning>,
+    /// Totals.
+    pub summary: Summary,
+    /// Cursors over writes with `RETURNING`: their batches' rows are counted.
+    #[serde(skip)]
+    cursors: BTreeMap<u64, (String, String, WriteOp)>,
+    /// Connections not in the plan (read-only), by name.
+    #[serde(skip)]
+    pub(crate) read_only: Vec<String>,
+}
+
+/// The plugin a plan is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPlugin {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// sha256 of the component.
+    pub sha256: String,
+}
+
+/// What a run would do through one writable connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionPlan {
+    /// The connection's name.
+    pub name: String,
+    /// Its dialect.
+    pub dialect: Dialect,
+    /// Schema changes, in the order they ran.
+    pub ddl: Vec<DdlStatement>,
+    /// Rows written, per table, in the order tables were first written.
+    pub tables: Vec<TableRows>,
+    /// Locking or rewriting operations, with the safer pattern.
+    pub warnings: Vec<LockWarning>,
+    /// How the dry-run kept this database unchanged, and anything else worth knowing.
+    pub notes: Vec<String>,
+    /// What a real run would snapshot before its first write (the tables declared in `writes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PlannedBackup>,
+}
+
+/// The snapshot a real run would take of one connection before writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBackup {
+    /// The backup directory.
+    pub dir: String,
+    /// The tables with their current row counts (`None`: the table does not exist yet, so a
+    /// restore would drop it). The tables a pattern matches now are among them.
+    pub tables: Vec<(String, Option<u64>)>,
+    /// Each declared pattern (`me_<slug>.memory`) with the tables it matches now (empty: it
+    /// matches no table yet; the tables the run creates under it would be dropped by a restore).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<(String, Vec<String>)>,
+}
+
+/// One schema change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DdlStatement {
+    /// What it does: `CREATE TABLE`, `CREATE INDEX`, `ALTER TABLE`, `DROP TABLE`, `TRUNCATE`, …
+    pub action: String,
+    /// The object created, altered or dropped, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The table it concerns (an index's or trigger's table), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The statement as the plugin sent it.
+    pub statement: String,
+}
+
+/// Rows a run would write to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// The table, as the statements name it.
+    pub table: String,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Rows deleted.
+    pub deleted: u64,
+    /// Rows inserted or updated (or, for `MERGE`, deleted) by statements that report one total.
+    pub upserted: u64,
+    /// Statements (and bulk inserts) that wrote the table.
+    pub statements: u64,
+    /// Of those, how many wrote rows the database did not count for them.
+    pub uncounted_statements: u64,
+}
+
+/// A check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCheck {
+    /// The unit that reported it; `None` for `verify`.
+    pub unit: Option<String>,
+    /// The check.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Detail.
+    pub detail: String,
+}
+
+/// The plan's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// DDL statements on every connection.
+    pub ddl_statements: u64,
+    /// Rows inserted.
+    pub rows_inserted: u64,
+    /// Rows updated.
+    pub rows_updated: u64,
+    /// Rows deleted.
+    pub rows_deleted: u64,
+    /// Rows upserted.
+    pub rows_upserted: u64,
+    /// Checks passed.
+    pub checks_passed: u64,
+    /// Checks failed.
+    pub checks_failed: u64,
+    /// Warnings, connection ones included.
+    pub warnings: u64,
+}
+
+impl Plan {
+    /// An empty plan for a run over `connections` (name, dialect, access);
+    /// read-only ones are left out.
+    pub fn new(connections: &[(String, Dialect, Access)]) -> Plan {
+        Plan {
+            schema: PLAN_SCHEMA.to_owned(),
+            migrun_version: crate::VERSION.to_owned(),
+            plugin: None,
+            complete: true,
+            failure: None,
+            connections: connections
+                .iter()
+                .filter(|(_, _, access)| *access == Access::ReadWrite)
+                .map(|(name, dialect, _)| ConnectionPlan {
+                    name: name.clone(),
+                    dialect: *dialect,
+                    ddl: Vec::new(),
+                    tables: Vec::new(),
+                    warnings: Vec::new(),
+                    notes: Vec::new(),
+                    backup: None,
+                })
+                .collect(),
+            checks: Vec::new(),
+            warnings: Vec::new(),
+            checkpoints: BTreeMap::new(),
+            privileges: Vec::new(),
+            summary: Summary::default(),
+            cursors: BTreeMap::new(),
+            read_only: connections
+                .iter()
+                .filter(|(_, _, access)| *access == Access::ReadOnly)
+                .map(|(name, _, _)| name.clone())
+                .collect(),
+        }
+    }
+
+    /// Records what a real run would back up through `connection`.
+    pub fn set_backup(&mut self, connection: &str, backup: PlannedBackup) {
+        if let Some(c) = self.connections.iter_mut().find(|c| c.name == connection) {
+            c.backup = Some(backup);
+        }
+    }
+
+    /// Names the plugin the plan is for.
+    pub fn set_plugin(&mut self, name: &str, version: &str, sha256: &str) {
+        self.plugin = Some(PlanPlugin {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            sha256: sha256.to_owned(),
+        });
+    }
+
+    /// Marks the plan incomplete: the dry-run stopped for `failure`.
+    pub fn set_failure(&mut self, failure: Option<String>) {
+        self.complete = failure.is_none();
+        self.failure = failure;
+    }
+
+    /// Takes one host call of the dry-run and its result into account (see the module docs).
+    pub fn observe(&mut self, call: &HostCall, result: &CallResult) {
+        match (call, result) {
+            (HostCall::Execute { conn, sql, .. }, CallResult::Count { n }) => {
+                self.statement(conn, sql, Some(*n), false);
+            }
+            (HostCall::Query { conn, sql, .. }, CallResult::Rows { rows, .. }) => {
+                self.statement(conn, sql, Some(rows.len() as u64), true);
+            }
+            (HostCall::OpenCursor { conn, sql, .. }, CallResult::Cursor { cursor, .. }) => {
+                if let Some((table, op)) = self.statement(conn, sql, None, true) {
+                    self.cursors.insert(*cursor, (conn.clone(), table, op));
+                }
+            }
+            (HostCall::NextBatch { cursor }, CallResult::Batch { rows }) => match rows {
+                Some(rows) => {
+                    if let Some((conn, table, op)) = self.cursors.get(cursor).cloned()
+                        && let Some(entry) = self.table_mut(&conn, &table)
+                    {
+                        entry.add(op, rows.len() as u64);
+                    }
+                }
+                None => {
+                    self.cursors.remove(cursor);
+                }
+            },
+            (HostCall::CloseCursor { cursor }, _) => {
+                self.cursors.remove(cursor);
+            }
+            (HostCall::BulkInsert { conn, table, .. }, CallResult::Count { n }) => {
+                if let Some(entry) = self.table_mut(conn, table) {
+                    entry.statements += 1;
+                    entry.inserted += n;
+                }
+            }
+            _ => {}
+        }
+        self.refresh_summary();
+    }
+
+    /// Adds checks as they were reported.
+    pub fn add_checks(&mut self, checks: &[CheckResult]) {
+        self.checks.extend(checks.iter().map(|c| PlanCheck {
+            unit: c.unit.clone(),
+            name: c.name.clone(),
+            ok: c.ok,
+            detail: c.detail.clone(),
+        }));
+        self.refresh_summary();
+    }
+
+    /// Adds the warning about a connection's privileged role (once per connection).
+    pub fn add_privilege_warning(&mut self, warning: PrivilegeWarning) {
+        if !self
+            .privileges
+            .iter()
+            .any(|w| w.connection == warning.connection)
+        {
+            self.privileges.push(warning);
+        }
+    }
+
+    /// Counts one `checkpoint.save` of `unit`.
+    pub fn add_checkpoint(&mut self, unit: &str) {
+        *self.checkpoints.entry(unit.to_owned()).or_default() += 1;
+    }
+
+    /// Adds a lint warning to its connection (to the plan when it names none
+    /// or a connection not in the plan). Dropped when the same warning is
+    /// there already, or when its table was created earlier in this plan:
+    /// nobody else can be using a table the run itself creates, so locking it
+    /// blocks no one (the count the lint saw is the run's own rows).
+    pub fn add_warning(&mut self, warning: LockWarning) {
+        let slot = warning
+            .connection
+            .as_deref()
+            .and_then(|name| self.connections.iter_mut().find(|c| c.name == name));
+        match slot {
+            Some(connection) => {
+                let created = connection.ddl.iter().any(|d| {
+                    d.action == "CREATE TABLE"
+                        && d.table
+                            .as_deref()
+                            .is_some_and(|t| same_name(connection.dialect, t, &warning.table))
+                });
+                if !created && !connection.warnings.contains(&warning) {
+                    connection.warnings.push(warning);
+                }
+            }
+            None => {
+                if !self.warnings.contains(&warning) {
+                    self.warnings.push(warning);
+                }
+            }
+        }
+        self.refresh_summary();
+    }
+
+    /// Adds a note to a writable connection (how the dry-run kept it
+    /// unchanged, what could not be restored, …); a note for a connection not
+    /// in the plan is dropped.
+    pub fn add_note(&mut self, connection: &str, note: impl Into<String>) {
+        if let Some(c) = self.connections.iter_mut().find(|c| c.name == connection) {
+            c.notes.push(note.into());
+        }
+    }
+
+    /// Whether every check passed.
+    pub fn checks_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The plan for a terminal (rendered with the other reports: `render::plan_text`).
+    pub fn render_text(&self) -> String {
+        crate::render::plan_text(self)
+    }
+
+    /// The plan as pretty JSON (`migrun.plan/1`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("plans serialize")
+    }
+
+    /// Records one statement; returns the table and operation of a write
+    /// whose rows are returned (for a cursor to count).
+    fn statement(
+        &mut self,
+        conn: &str,
+        text: &str,
+        count: Option<u64>,
+        returns_rows: bool,
+    ) -> Option<(String, WriteOp)> {
+        let dialect = self.connections.iter().find(|c| c.name == conn)?.dialect;
+        let classified = classify(dialect, text);
+        for (_, table) in &classified.side_writes {
+            if let Some(entry) = self.table_mut(conn, table) {
+                entry.statements += 1;
+                entry.uncounted_statements += 1;
+            }
+        }
+        match classified.effect {
+            Effect::Write { op, table } => {
+                let entry = self.table_mut(conn, &table)?;
+                entry.statements += 1;
+                // A query's rows are the written ones only with RETURNING.
+                let rows = if returns_rows && !classified.returning {
+                    None
+                } else {
+                    count
+                };
+                match rows {
+                    Some(n) => entry.add(op, n),
+                    None if returns_rows && classified.returning => {
+                        return Some((table, op));
+                    }
+                    None => entry.uncounted_statements += 1,
+                }
+                None
+            }
+            Effect::Ddl(ddl) => {
+                let connection = self.connections.iter_mut().find(|c| c.name == conn)?;
+                connection.ddl.push(DdlStatement {
+                    action: ddl.action.clone(),
+                    object: ddl.object.clone(),
+                    table: ddl.table.clone(),
+                    statement: text.trim().to_owned(),
+                });
+                if ddl.fills
+                    && let Some(table) = &ddl.table
+                    && let Some(entry) = self.table_mut(conn, table)
+                {
+                    entry.statements += 1;
+                    match count {
+                        Some(n) if !returns_rows => entry.inserted += n,
+                        _ => entry.uncounted_statements += 1,
+                    }
+                }
+                None
+            }
+            Effect::Read | Effect::Other => None,
+        }
+    }
+
+    fn table_mut(&mut self, conn: &str, table: &str) -> Option<&mut TableRows> {
+        let connection = self.connections.iter_mut().find(|c| c.name == conn)?;
+        let dialect = connection.dialect;
+        let index = match connection
+            .tables
+            .iter()
+            .position(|t| same_name(dialect, &t.table, table))
+        {
+            Some(i) => i,
+            None => {
+                connection.tables.push(TableRows {
+                    table: table.to_owned(),
+                    ..TableRows::default()
+                });
+                connection.tables.len() - 1
+            }
+        };
+        connection.tables.get_mut(index)
+    }
+
+    fn refresh_summary(&mut self) {
+        let mut s = Summary::default();
+        for c in &self.connections {
+            s.ddl_statements += c.ddl.len() as u64;
+            s.warnings += c.warnings.len() as u64;
+            for t in &c.tables {
+                s.rows_inserted += t.inserted;
+                s.rows_updated += t.updated;
+                s.rows_deleted += t.deleted;
+                s.rows_upserted += t.upserted;
+            }
+        }
+        s.warnings += self.warnings.len() as u64;
+        s.checks_passed = self.checks.iter().filter(|c| c.ok).count() as u64;
+        s.checks_failed = self.checks.len() as u64 - s.checks_passed;
+        self.summary = s;
+    }
+}
+
+impl TableRows {
+    fn add(&mut self, op: WriteOp, n: u64) {
+        match op {
+            WriteOp::Insert => self.inserted += n,
+            WriteOp::Update => self.updated += n,
+            WriteOp::Delete => self.deleted += n,
+            WriteOp::Upsert => self.upserted += n,
+        }
+    }
+}
+
+/// Whether two table names name the same table: exactly on PostgreSQL (names
+/// are already folded), ignoring ASCII case elsewhere.
+fn same_name(dialect: Dialect, a: &str, b: &str) -> bool {
+    if dialect == Dialect::Postgres {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Dialect::Postgres;
+    use crate::value::Value;
+
+    fn plan() -> Plan {
+        Plan::new(&[
+            ("target".into(), Postgres, Access::ReadWrite),
+            ("source".into(), Postgres, Access::ReadOnly),
+        ])
+    }
+
+    fn exec(sql: &str) -> HostCall {
+        HostCall::Execute {
+            conn: "target".into(),
+            sql: sql.into(),
+            params: vec![],
+        }
+    }
+
+    #[test]
+    fn observed_calls_become_rows_per_table() {
+        let mut p = plan();
+        p.observe(
+            &exec("CREATE TABLE auth_users (id int, email text)"),
+            &CallResult::Count { n: 0 },
+        );
+        p.observe(
+            &HostCall::BulkInsert {
+                conn: "target".into(),
+                table: "auth_users".into(),
+                columns: vec!["id".into()],
+                rows: vec![vec![Value::Int(1)]; 3],
+            },
+            &CallResult::Count { n: 3 },
+        );
+        p.observe(
+            &exec("UPDATE users SET migrated = true"),
+            &CallResult::Count { n: 7 },
+        );
+        p.observe(
+            &exec("DELETE FROM users WHERE bad"),
+            &CallResult::Count { n: 2 },
+        );
+        p.observe(
+            &exec("INSERT INTO users VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1"),
+            &CallResult::Count { n: 4 },
+        );
+        // Failed calls and read-only connections change nothing.
+        p.observe(
+            &exec("DELETE FROM users"),
+            &CallResult::Error {
+                error_kind: "other".into(),
+                code: None,
+                message: "no".into(),
+            },
+        );
+        p.observe(
+            &HostCall::Execute {
+                conn: "source".into(),
+                sql: "DELETE FROM x".into(),
+                params: vec![],
+            },
+            &CallResult::Count { n: 9 },
+        );
+        // A query with RETURNING counts its rows; without, it is uncounted.
+        p.observe(
+            &HostCall::Query {
+                conn: "target".into(),
+                sql: "INSERT INTO log VALUES (1), (2) RETURNING id".into(),
+                params: vec![],
+            },
+            &CallResult::Rows {
+                columns: vec![],
+                rows: vec![vec![Value::Int(1)], vec![Value::Int(2)]],
+            },
+        );
+        p.observe(
+            &HostCall::Query {
+                conn: "target".into(),
+                sql: "UPDATE log SET a = 1".into(),
+                params: vec![],
+            },
+            &CallResult::Rows {
+                columns: vec![],
+                rows: vec![],
+            },
+        );
+        // A cursor over a write with RETURNING counts its batches.
+        p.observe(
+            &HostCall::OpenCursor {
+                conn: "target".into(),
+                sql: "DELETE FROM log RETURNING *".into(),
+                params: vec![],
+                batch_size: 10,
+            },
+            &CallResult::Cursor {
+                cursor: 1,
+                columns: vec![],
+            },
+        );
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch {
+                rows: Some(vec![vec![]; 5]),
+            },
+        );
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch { rows: None },
+        );
+        p.observe(
+            &HostCall::NextBatch { cursor: 1 },
+            &CallResult::Batch {
+                rows: Some(vec![vec![]; 5]),
+            },
+        );
+
+        let c = &p.connections[0];
+        assert_eq!(
+            p.connections.len(),
+            1,
+            "read-only connections are not in the plan"
+        );
+        assert_eq!(c.ddl.len(), 1);
+        assert_eq!(c.ddl[0].action, "CREATE TABLE");
+        let rows = |t: &str| c.tables.iter().find(|r| r.table == t).cloned().unwrap();
+        assert_eq!(rows("auth_users").inserted, 3);
+        let users = rows("users");
+        assert_eq!(
+            (
+                users.updated,
+                users.deleted,
+                users.upserted,
+                users.statements
+            ),
+            (7, 2, 4, 3)
+        );
+        let log = rows("log");
+        assert_eq!(
+            (
+                log.inserted,
+                log.deleted,
+                log.uncounted_statements,
+                log.statements
+            ),
+            (2, 5, 1, 3)
+        );
+        assert_eq!(p.summary.rows_inserted, 5);
+        assert_eq!(p.summary.ddl_statements, 1);
+    }
+
+    fn warning(table: &str) -> LockWarning {
+        LockWarning {
+            connection: Some("target".into()),
+            rule: "pg-create-index-blocking".into(),
+            table: table.into(),
+            rows: 1204,
+            statement: format!("CREATE INDEX ON {table} (a)"),
+            problem: format!(
+                "CREATE INDEX without CONCURRENTLY on {table} (1,204 rows): blocks writes"
+            ),
+            safer: "CREATE INDEX CONCURRENTLY".into(),
+        }
+    }
+
+    #[test]
+    fn warnings_on_tables_the_run_creates_are_dropped() {
+        let mut p = plan();
+        p.observe(
+            &exec("CREATE TABLE fresh (a int)"),
+            &CallResult::Count { n: 0 },
+        );
+        p.add_warning(warning("fresh"));
+        p.add_warning(warning("users"));
+        p.add_warning(warning("users"));
+        assert_eq!(p.connections[0].warnings.len(), 1);
+        assert_eq!(p.summary.warnings, 1);
+        let mut orphan = warning("x");
+        orphan.connection = None;
+        p.add_warning(orphan);
+        assert_eq!(p.warnings.len(), 1);
+    }
+
+    #[test]
+    fn text_and_json_forms() {
+        let mut p = plan();
+        p.set_plugin("auth-consolidation", "0.1.0", "0123456789abcdef0123");
+        p.observe(
+            &exec("CREATE UNIQUE INDEX users_email ON users (email)"),
+            &CallResult::Count { n: 0 },
+        );
+        p.observe(
+            &exec("INSERT INTO auth_users SELECT * FROM users"),
+            &CallResult::Count { n: 1_234_567 },
+        );
+        p.observe(
+            &exec("UPDATE users SET a = 1"),
+            &CallResult::Count { n: 12 },
+        );
+        p.add_warning(warning("users"));
+        p.add_note("target", "sequences restored after the rollback");
+        p.add_checks(&[
+            CheckResult {
+                unit: None,
+                name: "row counts match".into(),
+                ok: true,
+                detail: "1234567 = 1234567".into(),
+            },
+            CheckResult {
+                unit: Some("copy".into()),
+                name: "sample".into(),
+                ok: false,
+                detail: "3 rows differ".into(),
+            },
+        ]);
+        let text = p.render_text();
+        assert!(
+            text.contains("Plan for auth-consolidation 0.1.0 (sha256 0123456789ab)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    1. CREATE UNIQUE INDEX users_email ON users (email)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    table          insert  update  delete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    auth_users  1,234,567       0       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    users               0      12       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "    ⚠ CREATE INDEX without CONCURRENTLY on users (1,204 rows): blocks writes"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("safer: CREATE INDEX CONCURRENTLY"), "{text}");
+        assert!(text.contains("✓ row counts match"), "{text}");
+        assert!(
+            text.contains("✗ sample            [copy] 3 rows differ"),
+            "{text}"
+        );
+        assert!(text.contains("1 of 2 check(s) FAILED"), "{text}");
+        assert!(text.contains("read-only, not written: source"), "{text}");
+
+        let json: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(json["schema"], "migrun.plan/1");
+        assert_eq!(json["connections"][0]["tables"][0]["inserted"], 1_234_567);
+        assert_eq!(json["connections"][0]["ddl"][0]["action"], "CREATE INDEX");
+        assert_eq!(json["summary"]["checks_failed"], 1);
+        let back: Plan = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(back.summary, p.summary);
+
+        p.set_failure(Some("unit `copy` failed".into()));
+        assert!(
+            p.render_text()
+                .contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)")
+        );
+        assert!(!p.complete);
+    }
+
+    #[test]
+    fn numbers_get_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
