@@ -22,7 +22,7 @@
 //! - `postgres.rs`, `mysql.rs`, `sqlite.rs`: session setup, encoding, decoding.
 //! - `sql.rs`: leading-keyword lexing, a token stream (for plans, lints and guards), the
 //!   SQLite single-statement check, identifier quoting.
-//! - `dry_run.rs`: what a dry-run's rollback does not undo — PostgreSQL sequences restored,
+//! - `dry_run/`: what a dry-run's rollback does not undo — PostgreSQL sequences restored,
 //!   a MySQL/MariaDB scratch database ([`Connection::enter_dry_run`], [`Connection::leave_dry_run`]).
 //! - `catalog.rs`: row counts, exact or estimated ([`Connection::table_rows`]).
 //!
@@ -61,7 +61,7 @@
 //!   control characters, transaction control, MariaDB compound statements,
 //!   dynamic SQL, executable comments and most `SET`s, server-file access,
 //!   DDL while [`Connection::refuse_ddl`] holds a reason, and a dry-run's own
-//!   rules (`dry_run.rs`).
+//!   rules (`dry_run/`).
 //!
 //! # Transactions and schema changes
 //!
