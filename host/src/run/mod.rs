@@ -1,25 +1,26 @@
 //! One run of a plugin, from `describe` to `verify`: the flow the CLI and the
 //! tests drive. [`run`] reads top to bottom, one named step per line of the flow:
 //!
-//! 1. resolve the inputs once ([`inputs`]): instantiate, `describe` (no connection
+//! 1. resolve the inputs once (`inputs`): instantiate, `describe` (no connection
 //!    open yet), configuration values checked, declared writes resolved;
-//! 2. open the targets ([`targets`]): grants checked, every declared connection
+//! 2. open the targets (`targets`): grants checked, every declared connection
 //!    opened, each role's privileges read;
-//! 3. lock them and read their ledgers ([`targets`]); prepare a dry-run; create the
-//!    journal ([`journal`]) before any transaction;
+//! 3. lock them and read their ledgers (`targets`); prepare a dry-run; create the
+//!    journal (`journal`) before any transaction;
 //! 4. `configure` and `list-units` in transactions that are rolled back, and the units
-//!    chosen ([`units`]);
-//! 5. back up what the plugin declares it writes ([`backups`]);
+//!    chosen (`units`);
+//! 5. back up what the plugin declares it writes (`backups`);
 //! 6. run each unit in one transaction per connection, committed only when it returns
-//!    ok; a failure rolls it back and stops the run ([`units`]);
+//!    ok; a failure rolls it back and stops the run (`units`);
 //! 7. `verify` inside transactions that are rolled back;
 //! 8. close the connections (one owner, `targets::OpenConnections`), seal the journal,
-//!    and report ([`report`]).
+//!    and report (`report`).
 //!
 //! A **dry-run** is a mode of the same flow, not a separate code path: every
 //! connection holds one transaction for the whole run (so later units and
 //! `verify` see what earlier units would have written), and it is always
-//! rolled back. [`replay`] drives the same runner on a journal, with no database.
+//! rolled back. [`replay`] (`run/replay.rs`) drives the same runner on a journal,
+//! with no database.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
