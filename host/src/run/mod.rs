@@ -1,0 +1,612 @@
+//! One run of a plugin, from `describe` to `verify`: the flow the CLI and the
+//! tests drive. [`run`] reads top to bottom, one named step per line of the flow:
+//!
+//! 1. resolve the inputs once (`inputs`): instantiate, `describe` (no connection
+//!    open yet), configuration values checked, declared writes resolved;
+//! 2. open the targets (`targets`): grants checked, every declared connection
+//!    opened, each role's privileges read;
+//! 3. lock them and read their ledgers (`targets`); prepare a dry-run; create the
+//!    journal (`journal`) before any transaction;
+//! 4. `configure` and `list-units` in transactions that are rolled back, and the units
+//!    chosen (`units`);
+//! 5. back up what the plugin declares it writes (`backups`);
+//! 6. run each unit in one transaction per connection, committed only when it returns
+//!    ok; a failure rolls it back and stops the run (`units`);
+//! 7. `verify` inside transactions that are rolled back;
+//! 8. close the connections (one owner, `targets::OpenConnections`), seal the journal,
+//!    and report (`report`).
+//!
+//! A **dry-run** is a mode of the same flow, not a separate code path: every
+//! connection holds one transaction for the whole run (so later units and
+//! `verify` see what earlier units would have written), and it is always
+//! rolled back. [`replay`] (`run/replay.rs`) drives the same runner on a journal,
+//! with no database.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::capability::database::{DatabaseCtx, WriteCounts};
+use crate::config::RunConfig;
+use crate::contract::{ContractVersion, PluginInfo};
+use crate::db::{self, Access, DbError, Dialect};
+use crate::journal::JournalError;
+use crate::lock::LockError;
+use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
+use crate::plan::Plan;
+use crate::runtime::sandbox::SandboxSeeds;
+use crate::runtime::{CallError, LoadError, LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::tape::{Tape, TapeError};
+
+mod backups;
+mod inputs;
+mod journal;
+mod replay;
+mod report;
+mod targets;
+mod units;
+
+pub use replay::{ReplayOutcome, ReplayReport, replay};
+
+/// How a run should go.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Roll back everything at the end.
+    pub dry_run: bool,
+    /// Run only these units (by name), in the plugin's order.
+    pub only: Option<Vec<String>>,
+    /// Seeds of the deterministic clock and randomness; fresh ones when `None`.
+    pub seeds: Option<SandboxSeeds>,
+    /// Who hears about progress.
+    pub observer: Arc<dyn RunObserver>,
+    /// This worker's shard `(index, count)`: it runs only the units whose name hashes to `index`.
+    pub shard: Option<(u32, u32)>,
+    /// How long to wait for another run's lock on a target.
+    pub lock_timeout: Duration,
+    /// Rerun units the ledger says another build of the plugin finished, for this reason.
+    pub allow_plugin_change: Option<String>,
+    /// Set to stop the run: the current unit is rolled back at the plugin's next epoch tick.
+    pub interrupt: Arc<AtomicBool>,
+    /// The operator's explicit choice to take no backup before the run (`--no-backup`).
+    pub no_backup: bool,
+    /// A MariaDB dry-run without a scratch database (see `db::dry_run`) runs in the real
+    /// database with DDL refused, instead of being refused (`--dry-run-unsafe-mariadb`).
+    pub unsafe_mariadb_dry_run: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dry_run: false,
+            only: None,
+            seeds: None,
+            observer: Arc::new(Silent),
+            shard: None,
+            lock_timeout: Duration::from_secs(30),
+            allow_plugin_change: None,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            no_backup: false,
+            unsafe_mariadb_dry_run: false,
+        }
+    }
+}
+
+/// Why a run could not start. Nothing was written: no unit ran.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The plugin could not be loaded or instantiated.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A plugin call before the first unit failed.
+    #[error("{phase} failed: {error}")]
+    Plugin {
+        /// `describe`, `configure` or `list-units`.
+        phase: &'static str,
+        /// Why.
+        error: CallError,
+    },
+    /// The configuration names a key the plugin does not read.
+    #[error("unknown config key `{key}`: the plugin reads {known}")]
+    UnknownConfigKey {
+        /// The key.
+        key: String,
+        /// The keys it reads.
+        known: String,
+    },
+    /// A declared write names a configuration value (`${key}`) that cannot name a table.
+    #[error("connection `{connection}` declares it writes `{declared}`: {problem}")]
+    DeclaredWrite {
+        /// The connection.
+        connection: String,
+        /// The name as the plugin declared it.
+        declared: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A required configuration key has no value.
+    #[error("missing config key `{key}` (required by the plugin: {description})")]
+    MissingConfigKey {
+        /// The key.
+        key: String,
+        /// What the plugin says it is for.
+        description: String,
+    },
+    /// The operator granted less than the plugin needs.
+    #[error(
+        "connection `{connection}`: the plugin needs {needed} access but the config grants only {granted}"
+    )]
+    AccessDenied {
+        /// The connection.
+        connection: String,
+        /// What the plugin needs.
+        needed: Access,
+        /// What was granted.
+        granted: Access,
+    },
+    /// A declared connection could not be opened.
+    #[error("connection `{connection}` ({url}): {error}")]
+    Connect {
+        /// The connection.
+        connection: String,
+        /// Its URL, password redacted.
+        url: String,
+        /// Why.
+        error: DbError,
+    },
+    /// A connection's role was refused at start (`db::privileges`).
+    #[error(transparent)]
+    Privileges(#[from] db::privileges::PrivilegeRefusal),
+    /// None of the units `--only` names exists.
+    #[error(
+        "none of the units given to --only exist ({names}); the plugin's units are {available}"
+    )]
+    UnknownUnits {
+        /// The unknown names.
+        names: String,
+        /// The units there are.
+        available: String,
+    },
+    /// The journal could not be created or written, or a replay diverged before the first unit.
+    #[error(transparent)]
+    Tape(#[from] TapeError),
+    /// A journal to replay could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The plugin a journal names is not next to it and none was given.
+    #[error("the journal's plugin (sha256 {sha256}) is not at {expected}; pass it with --plugin")]
+    PluginNotFound {
+        /// The sha256 the journal records.
+        sha256: String,
+        /// Where it was looked for.
+        expected: String,
+    },
+    /// Another run holds a target's lock.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The ledger could not be read or created.
+    #[error("connection `{connection}`: ledger table `{table}`: {error}")]
+    Ledger {
+        /// The connection.
+        connection: String,
+        /// The table.
+        table: String,
+        /// Why.
+        error: DbError,
+    },
+    /// A finished unit was run by another build of the plugin.
+    #[error(
+        "unit `{unit}` was finished by another build of the plugin (ledger sha256 {recorded_sha256}, this plugin {current_sha256}); rerun it with --allow-plugin-change \"<reason>\" or leave it out with --only"
+    )]
+    PluginChanged {
+        /// The unit.
+        unit: String,
+        /// The sha256 in the ledger.
+        recorded_sha256: String,
+        /// This plugin's sha256.
+        current_sha256: String,
+    },
+    /// A unit finished on some targets and not others (a crash between two commits).
+    #[error(
+        "unit `{unit}` finished on {finished_on} but not on {missing_on}: the targets disagree; restore the missing target(s) or finish the unit by hand before rerunning"
+    )]
+    PartialUnit {
+        /// The unit.
+        unit: String,
+        /// Where it finished.
+        finished_on: String,
+        /// Where it did not.
+        missing_on: String,
+    },
+    /// The backup before the run could not be taken (nothing was written to any database).
+    #[error(
+        "backup before the run failed on connection `{connection}`: {error}; no unit ran and no database was changed (fix the backup directory, or run with --no-backup to go without)"
+    )]
+    Backup {
+        /// The connection being backed up (empty when the directory itself failed).
+        connection: String,
+        /// Why.
+        error: crate::backup::BackupError,
+    },
+    /// A dry-run could not be set up on a connection (nothing ran).
+    #[error("connection `{connection}`: cannot prepare the dry-run: {error}")]
+    DryRun {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
+    /// A transaction could not be opened before the first unit.
+    #[error("connection `{connection}`: cannot begin a transaction: {error}")]
+    Begin {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
+
+    /// A plugin statement before the units took a session out of the host's hands.
+    #[error(
+        "{phase}: the plugin's SQL escaped the host's transaction: {}",
+        describe_escapes(escapes)
+    )]
+    SessionEscaped {
+        /// `configure` / `list-units`.
+        phase: &'static str,
+        /// What was found, per connection.
+        escapes: Vec<db::SessionEscape>,
+    },
+}
+
+/// The consequences of `escapes`, in one sentence each.
+fn describe_escapes(escapes: &[db::SessionEscape]) -> String {
+    escapes
+        .iter()
+        .map(db::SessionEscape::consequence)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl RunError {
+    /// The process exit code for this error: 2, nothing ran; 1 when a plugin
+    /// statement escaped its session, since something may have been committed.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::SessionEscaped { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What became of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitStatus {
+    /// It ran and its transactions committed.
+    Committed,
+    /// It ran in a dry-run; its writes were rolled back with the run.
+    DryRun,
+    /// It failed; its transactions were rolled back.
+    Failed,
+    /// It did not run because an earlier unit failed.
+    NotRun,
+    /// It did not run because the ledger says this plugin build finished it already.
+    Skipped,
+    /// `--only` named it, but the plugin has no such unit.
+    NotFound,
+}
+
+/// One unit's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    /// The unit.
+    pub name: String,
+    /// What became of it.
+    pub status: UnitStatus,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Writes per connection, as counted by the host.
+    pub writes: BTreeMap<String, WriteCounts>,
+    /// Why it was skipped, or that it resumed from a checkpoint, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A connection as the run used it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionReport {
+    /// Its name.
+    pub name: String,
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The access the plugin got.
+    pub access: Access,
+    /// The URL, password redacted.
+    pub url: String,
+    /// Whether it is the embedded SQLite default.
+    pub embedded_default: bool,
+    /// Anything the operator should know about how it was opened.
+    pub note: Option<String>,
+    /// Privileges of its role beyond its tables, found at start (`db::privileges`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<db::privileges::PrivilegeWarning>,
+}
+
+/// Why a run that had started did not finish.
+#[derive(Debug, Serialize)]
+pub struct RunFailure {
+    /// Where: `unit <name>`, `verify`, `commit of unit <name>`.
+    pub phase: String,
+    /// Why, for people.
+    pub message: String,
+    /// What was left unchanged and what was not, for people.
+    pub consequence: String,
+    /// The typed cause.
+    #[serde(skip)]
+    pub cause: FailureCause,
+}
+
+/// The typed cause of a [`RunFailure`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FailureCause {
+    /// A plugin call failed (error value, trap or limit).
+    Call(CallError),
+    /// A commit failed.
+    Commit(DbError),
+    /// The journal could not be written, or a replay diverged.
+    Tape(TapeError),
+}
+
+/// Whether a unit's failure is a conflict that `[limits] conflict_retries` may retry: a
+/// database error of kind `conflict` the plugin gave up on, or a commit that failed with one
+/// (SQLSTATE 40001/40P01/55P03, MariaDB 1213/1205, SQLite busy/locked).
+fn is_conflict(cause: &FailureCause) -> bool {
+    match cause {
+        FailureCause::Call(CallError::Plugin(crate::contract::PluginError::Database(e)))
+        | FailureCause::Commit(e) => e.kind == db::DbErrorKind::Conflict,
+        _ => false,
+    }
+}
+
+/// Everything a run did, success or not.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The plugin's declaration.
+    pub plugin: PluginInfo,
+    /// sha256 of the component.
+    pub plugin_sha256: String,
+    /// The contract version it targets.
+    pub contract: ContractVersion,
+    /// Whether this was a dry-run.
+    pub dry_run: bool,
+    /// Seeds of the deterministic clock and randomness.
+    pub seeds: SandboxSeeds,
+    /// The connections used.
+    pub connections: Vec<ConnectionReport>,
+    /// The units, in order, including those that did not run.
+    pub units: Vec<UnitReport>,
+    /// Every check reported.
+    pub checks: Vec<CheckResult>,
+    /// The plugin's messages, up to a byte bound per run (see `capability::log`).
+    pub messages: Vec<LogEvent>,
+    /// The messages past that bound: counted, not kept (the journal has them).
+    #[serde(skip_serializing_if = "crate::observer::MessagesNotKept::is_empty")]
+    pub messages_not_kept: crate::observer::MessagesNotKept,
+    /// The checks past their byte bound: counted, not kept (a failed one still fails the run).
+    #[serde(skip_serializing_if = "crate::observer::ChecksNotKept::is_empty")]
+    pub checks_not_kept: crate::observer::ChecksNotKept,
+    /// The failure, if the run did not finish.
+    pub failure: Option<RunFailure>,
+    /// Wall time of the whole run, in milliseconds.
+    pub duration_ms: u64,
+    /// The journal written for this run (none for replays).
+    pub journal: Option<JournalSummary>,
+    /// What a dry-run would do, per writable connection (schema `migrun.plan/1`; see docs/PLAN.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// The snapshots the host took before the first write (see `migrun backup`, `migrun restore`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<crate::backup::SnapshotInfo>,
+}
+
+/// Where a run's journal is and what seals it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalSummary {
+    /// The journal file.
+    pub path: PathBuf,
+    /// The hash of its last entry: changing any entry changes it.
+    pub final_hash: String,
+    /// Entries written.
+    pub entries: u64,
+    /// Host calls recorded.
+    pub calls: u64,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn checks_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok) && self.checks_not_kept.failed == 0
+    }
+
+    /// Whether the run finished and every check passed.
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none() && self.checks_passed()
+    }
+
+    /// The process exit code: 0 success, 1 the run failed, 3 it finished but a check failed,
+    /// 130 interrupted (SIGINT).
+    pub fn exit_code(&self) -> i32 {
+        if let Some(RunFailure {
+            cause: FailureCause::Call(CallError::Interrupted),
+            ..
+        }) = &self.failure
+        {
+            130
+        } else if self.failure.is_some() {
+            1
+        } else if !self.checks_passed() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// What `migrun inspect` shows: the plugin's declaration without touching a database.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// sha256 of the component.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// The contract version it targets.
+    pub contract: ContractVersion,
+    /// What it imports.
+    pub imports: Vec<String>,
+    /// What it declares.
+    pub plugin: PluginInfo,
+}
+
+/// Calls `describe`; a failure there means nothing ran. A catch-all declared write
+/// ([`crate::backup::catch_all`]) is refused here, before any connection is opened.
+async fn describe(instance: &mut PluginInstance) -> Result<PluginInfo, RunError> {
+    let info = instance
+        .describe()
+        .await
+        .map_err(|error| RunError::Plugin {
+            phase: "describe",
+            error,
+        })?;
+    for need in &info.connections {
+        for declared in &need.writes {
+            if let Some(problem) = crate::backup::catch_all(declared) {
+                return Err(RunError::DeclaredWrite {
+                    connection: need.name.clone(),
+                    declared: declared.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// Instantiates a plugin and calls `describe`, opening no connection.
+pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
+    let runtime = Runtime::shared();
+    let limits = crate::config::Limits::default();
+    let state = RunState::new(
+        DatabaseCtx::empty(Tape::Off),
+        Arc::new(Silent),
+        Tape::Off,
+        SandboxSeeds::fresh(),
+        &limits,
+    );
+    let mut instance = PluginInstance::instantiate(runtime, plugin, state, limits).await?;
+    let info = describe(&mut instance).await?;
+    Ok(Inspection {
+        sha256: plugin.sha256.clone(),
+        size: plugin.size,
+        contract: plugin.contract.clone(),
+        imports: plugin.imports(runtime),
+        plugin: info,
+    })
+}
+
+/// Runs `plugin` with `config`. `Err` means it could not start and nothing was
+/// written; `Ok` carries the report, which says whether it finished.
+///
+/// Every run, dry-runs included, writes a journal to `config.journal_dir`
+/// (with a copy of the plugin under `plugins/<sha256>.wasm`, where replay finds it).
+pub async fn run(
+    plugin: &LoadedPlugin,
+    config: &RunConfig,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let (instance, inputs) = inputs::resolve(plugin, config, &options).await?;
+    // Whatever happens from here, the connections are closed once, below.
+    let mut open = targets::OpenConnections::new();
+    let ran = async {
+        let mut connections =
+            targets::connect_all(open.host_mut(), &inputs.info, config, options.dry_run).await?;
+        let (locks, ledgers) = targets::guard_targets(
+            open.host_mut(),
+            &inputs.info,
+            config,
+            &options,
+            &inputs.ledger,
+            &inputs.run_id,
+        )
+        .await?;
+        open.hold_locks(locks);
+        // The journal exists before anything can be written; failing to create it means nothing ran.
+        let header = journal::header(plugin, &inputs, &options, &connections, config);
+        let dry_guards = targets::prepare_targets(
+            open.host_mut(),
+            &mut connections,
+            &inputs.info,
+            &options,
+            &inputs.run_id,
+        )
+        .await?;
+        let recorder = journal::start_journal(&config.journal_dir, &header, plugin)?;
+        let plan = options.dry_run.then(|| report::new_plan(&connections));
+        targets::limit_statements(open.host_mut(), config).await?;
+        let identity = journal::identity(plugin, &inputs, &recorder);
+        let ledger = (!options.dry_run).then(|| {
+            (
+                units::run_ledger(plugin, &inputs, &identity),
+                ledgers.checkpoints,
+            )
+        });
+        let runner = open.hand_over(|live, locks| {
+            units::Runner::start(
+                instance,
+                live,
+                Tape::Recording(recorder.clone()),
+                plan.as_ref(),
+                ledger,
+                &options,
+                config.limits.conflict_retries,
+                locks,
+            )
+        });
+        let before_run = backups::open_store(runner, &inputs.info, config, &options, identity)?;
+        let (selected, not_found) = runner
+            .select_units(&inputs, &options, &ledgers.finished, &plugin.sha256)
+            .await?;
+        let taken = backups::back_up(runner, &before_run, plan.as_ref(), config, &options).await?;
+        // Now the ledger may be created (outside any unit, since DDL commits implicitly on MySQL).
+        runner.ensure_ledgers().await?;
+
+        let info = inputs.info.clone();
+        let mut report = RunReport::begin(
+            plugin,
+            info,
+            options.dry_run,
+            inputs.seeds,
+            connections,
+            taken,
+        );
+        units::report_not_found(runner, &mut report, &not_found);
+        runner.run_units(&selected, &mut report).await;
+        if report.failure.is_none() {
+            runner.verify(&mut report).await;
+        }
+        runner.finish(&mut report, plan.as_ref(), dry_guards).await;
+        Ok::<_, RunError>((report, recorder))
+    }
+    .await;
+    open.close().await;
+
+    let (mut report, recorder) = ran?;
+    journal::seal(&recorder, &mut report);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}

@@ -1,0 +1,279 @@
+//! Replay: a journal's run driven again with no database, beside the run it replays.
+//! The same [`Runner`] and report builder as a run, on a `Tape::Replaying` (verify: the
+//! recorded plugin, every call must match) or `Tape::Comparing` (another build on the
+//! recorded reads, its writes diffed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::capability::database::{ConnectionInfo, DatabaseCtx};
+use crate::contract::UnitInfo;
+use crate::journal::{Header, JournalReader};
+use crate::observer::RunObserver;
+use crate::replay::{self as journal_replay, Comparison, Player, ReplayDivergence, WriteDiff};
+use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::tape::{Tape, TapeError, lock};
+
+use super::units::{Runner, UnitPlan, report_not_found};
+use super::{ConnectionReport, FailureCause, RunError, RunFailure, RunReport, describe};
+
+/// How a replay ended.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ReplayOutcome {
+    /// Same plugin: every call matched the journal.
+    Verified {
+        /// Host calls matched.
+        calls: u64,
+        /// Of which writes.
+        writes: u64,
+    },
+    /// A call differed from the journal.
+    Diverged {
+        /// Where and how.
+        divergence: ReplayDivergence,
+    },
+    /// Another plugin version ran on the recorded inputs.
+    Compared {
+        /// Whether it would write exactly the same rows.
+        identical: bool,
+        /// Per-table differences.
+        diff: WriteDiff,
+        /// Why it stopped early, if it asked for something never recorded.
+        stopped: Option<ReplayDivergence>,
+    },
+    /// The replayed run failed for another reason (a trap or limit the recording did not have).
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What `migrun replay` found.
+#[derive(Debug, Serialize)]
+pub struct ReplayReport {
+    /// The journal replayed.
+    pub journal: PathBuf,
+    /// Its header.
+    pub header: Header,
+    /// sha256 of the plugin that was replayed.
+    pub plugin_sha256: String,
+    /// `verify` (the recorded plugin) or `compare` (another version).
+    pub mode: &'static str,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: ReplayOutcome,
+    /// The replayed run (units, checks, messages).
+    pub run: RunReport,
+}
+
+impl ReplayReport {
+    /// 0 when verified (or, comparing, when the writes are identical); 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match &self.outcome {
+            ReplayOutcome::Verified { .. } => 0,
+            ReplayOutcome::Compared {
+                identical: true,
+                stopped: None,
+                ..
+            } => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Replays a journal with no database: with its own plugin (verify) or with `plugin_override` (compare
+/// if its sha256 differs from the recorded one).
+pub async fn replay(
+    journal_path: &Path,
+    plugin_override: Option<&Path>,
+    observer: Arc<dyn RunObserver>,
+) -> Result<ReplayReport, RunError> {
+    let started = Instant::now();
+    let runtime = Runtime::shared();
+    let (reader, header) = JournalReader::open(journal_path)?;
+    let plugin_path = match plugin_override {
+        Some(p) => p.to_owned(),
+        None => {
+            let expected = journal_replay::recorded_plugin_path(journal_path, &header);
+            if !expected.exists() {
+                return Err(RunError::PluginNotFound {
+                    sha256: header.plugin_sha256.clone(),
+                    expected: expected.display().to_string(),
+                });
+            }
+            expected
+        }
+    };
+    let plugin = LoadedPlugin::load_file(runtime, &plugin_path)?;
+    let comparing = plugin.sha256 != header.plugin_sha256;
+    let (tape, recorded_config) = if comparing {
+        let comparison = Comparison::load(reader)?;
+        let config = comparison.config.clone();
+        (Tape::Comparing(journal_replay::shared(comparison)), config)
+    } else {
+        (
+            Tape::Replaying(journal_replay::shared(Player::new(reader))),
+            None,
+        )
+    };
+
+    let state = RunState::new(
+        DatabaseCtx::empty(Tape::Off),
+        observer.clone(),
+        Tape::Off,
+        header.seeds,
+        &header.limits,
+    );
+    let mut instance = PluginInstance::instantiate(runtime, &plugin, state, header.limits).await?;
+    let info = describe(&mut instance).await?;
+    let infos: BTreeMap<String, ConnectionInfo> = header
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                ConnectionInfo {
+                    dialect: c.dialect,
+                    access: c.access,
+                },
+            )
+        })
+        .collect();
+    let state = instance.state();
+    state.database = DatabaseCtx::recorded(infos, tape.clone());
+    state.set_tape(tape.clone());
+
+    let mut runner = Runner {
+        instance,
+        dry_run: header.dry_run,
+        observer,
+        tape: tape.clone(),
+        interrupt: Arc::new(AtomicBool::new(false)),
+        conflict_retries: header.limits.conflict_retries,
+        locks: Vec::new(),
+    };
+    let connections = header
+        .connections
+        .iter()
+        .map(|c| ConnectionReport {
+            name: c.name.clone(),
+            dialect: c.dialect,
+            access: c.access,
+            url: c.url.clone(),
+            embedded_default: false,
+            privileges: None,
+            note: Some("recorded: no database is contacted".into()),
+        })
+        .collect();
+    let mut report = RunReport::begin(
+        &plugin,
+        info,
+        header.dry_run,
+        header.seeds,
+        connections,
+        Vec::new(),
+    );
+    let values = recorded_config.unwrap_or_default();
+    match runner
+        .prepare(values.clone(), values, header.only.as_deref(), header.shard)
+        .await
+    {
+        Ok((units, not_found)) => {
+            report_not_found(&mut runner, &mut report, &not_found);
+            // Which units the recorded run skipped comes from the journal, not from a ledger.
+            let units: Vec<(UnitInfo, UnitPlan)> = units
+                .into_iter()
+                .map(|u| {
+                    (
+                        u,
+                        UnitPlan::Run {
+                            override_reason: None,
+                        },
+                    )
+                })
+                .collect();
+            runner.run_units(&units, &mut report).await;
+            if report.failure.is_none() {
+                runner.verify(&mut report).await;
+            }
+        }
+        Err(RunError::Tape(e)) => {
+            report.failure = Some(RunFailure {
+                phase: "configure".into(),
+                message: e.to_string(),
+                consequence: "nothing was changed (replay)".into(),
+                cause: FailureCause::Tape(e),
+            })
+        }
+        Err(RunError::Plugin { phase, error }) => {
+            report.failure = Some(RunFailure {
+                phase: phase.into(),
+                message: error.to_string(),
+                consequence: "nothing was changed (replay)".into(),
+                cause: FailureCause::Call(error),
+            })
+        }
+        Err(other) => return Err(other),
+    }
+    runner.collect(&mut report);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+
+    let divergence = |report: &RunReport| match &report.failure {
+        Some(RunFailure {
+            cause:
+                FailureCause::Tape(TapeError::Divergence(d))
+                | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
+            ..
+        }) => Some(d.clone()),
+        _ => None,
+    };
+    let outcome = match &tape {
+        Tape::Comparing(comparison) => {
+            let diff = lock(comparison).diff();
+            ReplayOutcome::Compared {
+                identical: diff.is_identical(),
+                diff,
+                stopped: divergence(&report),
+            }
+        }
+        Tape::Replaying(player) => match divergence(&report) {
+            Some(divergence) => ReplayOutcome::Diverged { divergence },
+            None => {
+                let finished = lock(player).finish();
+                match finished {
+                    Ok((calls, writes, _footer)) => ReplayOutcome::Verified { calls, writes },
+                    Err(TapeError::Divergence(divergence)) => {
+                        ReplayOutcome::Diverged { divergence }
+                    }
+                    Err(TapeError::Journal(e)) => return Err(RunError::Journal(e)),
+                }
+            }
+        },
+        _ => unreachable!("replay runs on a journal tape"),
+    };
+    // A failure that was also in the recording (same export failing at the same point) is part of
+    // what was verified; anything else is reported as it is.
+    let outcome = match (outcome, &report.failure) {
+        (ReplayOutcome::Verified { .. }, Some(f)) if !matches!(f.cause, FailureCause::Call(_)) => {
+            ReplayOutcome::Failed {
+                message: f.message.clone(),
+            }
+        }
+        (outcome, _) => outcome,
+    };
+    runner.close().await;
+    Ok(ReplayReport {
+        journal: journal_path.to_owned(),
+        header,
+        plugin_sha256: plugin.sha256.clone(),
+        mode: if comparing { "compare" } else { "verify" },
+        outcome,
+        run: report,
+    })
+}

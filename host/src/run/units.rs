@@ -1,0 +1,700 @@
+//! Running the plugin's units: the [`Runner`] holds the instance (and, through its
+//! database context, the connections) from the hand-over to the end of the run.
+//! `configure` and `list-units` in transactions that are rolled back, the units
+//! chosen from `--only`, `--shard` and the ledgers (`plan_units`), each unit in its
+//! transactions with conflict retries and the run lock checked before its commit,
+//! `verify`, and the end of a dry-run. Replay drives the same runner on a journal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::capability::database::{DatabaseCtx, RunLedger};
+use crate::contract::UnitInfo;
+use crate::db::{self, Access, DbError};
+use crate::ledger::{self, CheckpointRow, LedgerRow, UnitHistory};
+use crate::lock::RunLock;
+use crate::observer::RunObserver;
+use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState};
+use crate::tape::{Tape, TapeError};
+
+use super::inputs::Inputs;
+use super::report::{
+    SharedPlan, begin_failure, consequence, escape_failure, escaped_consequence, finished_plan,
+};
+use super::{
+    FailureCause, RunError, RunFailure, RunOptions, RunReport, UnitReport, UnitStatus, is_conflict,
+};
+
+/// The units a run runs, each with what to do with it, and the `--only` names that are no unit.
+pub(super) type Selection = (Vec<(UnitInfo, UnitPlan)>, Vec<String>);
+
+/// What the ledger rows of this run name: the plugin build, the run, its journal.
+pub(super) fn run_ledger(
+    plugin: &LoadedPlugin,
+    inputs: &Inputs,
+    identity: &crate::backup::RunIdentity,
+) -> RunLedger {
+    RunLedger {
+        ledger: inputs.ledger.clone(),
+        plugin_name: inputs.info.name.clone(),
+        plugin_version: inputs.info.version.clone(),
+        plugin_sha256: plugin.sha256.clone(),
+        run_id: inputs.run_id.clone(),
+        journal_id: identity.journal.clone(),
+    }
+}
+
+/// Names given to `--only` that are not units of the plugin (an engine deleted since the
+/// list was made, say): reported as such, with a warning, and the run goes on.
+pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_found: &[String]) {
+    for name in not_found {
+        runner.instance.state().log.record(
+            crate::observer::Level::Warn,
+            format!("--only names `{name}`, which is not a unit of this plugin: skipped"),
+            Vec::new(),
+        );
+        report.units.push(UnitReport {
+            name: name.clone(),
+            status: UnitStatus::NotFound,
+            duration_ms: 0,
+            writes: BTreeMap::new(),
+            note: Some("not a unit of this plugin".into()),
+        });
+    }
+}
+
+/// What the runner does with a selected unit.
+#[derive(Debug, Clone)]
+pub(super) enum UnitPlan {
+    /// Run it (with the override reason when it reruns another build's finished unit).
+    Run { override_reason: Option<String> },
+    /// Skip it: this plugin build finished it already.
+    Skip { reason: String },
+}
+
+/// Decides each selected unit from the ledgers; refuses (nothing ran) on a changed plugin
+/// without an override, or on targets that disagree.
+pub(super) fn plan_units(
+    units: Vec<UnitInfo>,
+    ledgers: &BTreeMap<String, Vec<LedgerRow>>,
+    sha256: &str,
+    allow_change: Option<&str>,
+) -> Result<Vec<(UnitInfo, UnitPlan)>, RunError> {
+    let mut planned = Vec::with_capacity(units.len());
+    for unit in units {
+        let plan = match ledger::history(&unit.name, sha256, ledgers) {
+            UnitHistory::Pending => UnitPlan::Run {
+                override_reason: None,
+            },
+            UnitHistory::Finished { run_id } => UnitPlan::Skip {
+                reason: format!("finished in run {run_id}"),
+            },
+            UnitHistory::ChangedPlugin { recorded_sha256 } => match allow_change {
+                Some(reason) => UnitPlan::Run {
+                    override_reason: Some(format!("rerun over sha256 {recorded_sha256}: {reason}")),
+                },
+                None => {
+                    return Err(RunError::PluginChanged {
+                        unit: unit.name,
+                        recorded_sha256,
+                        current_sha256: sha256.to_owned(),
+                    });
+                }
+            },
+            UnitHistory::Partial {
+                finished_on,
+                missing_on,
+            } => {
+                return Err(RunError::PartialUnit {
+                    unit: unit.name,
+                    finished_on: finished_on.join(", "),
+                    missing_on: missing_on.join(", "),
+                });
+            }
+        };
+        planned.push((unit, plan));
+    }
+    Ok(planned)
+}
+/// How long the host waits for a rollback before giving up on a connection
+/// (the server rolls back on disconnect anyway).
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The plugin instance through a run's units, and what governs them.
+pub(super) struct Runner {
+    /// The instance; its state holds the connections (`DatabaseCtx`).
+    pub(super) instance: PluginInstance,
+    /// Whether every transaction is rolled back at the end.
+    pub(super) dry_run: bool,
+    /// Who hears about progress.
+    pub(super) observer: Arc<dyn RunObserver>,
+    /// Where host calls are recorded (run) or answered (replay).
+    pub(super) tape: Tape,
+    /// Set to stop the run before the next unit or at the plugin's next epoch tick.
+    pub(super) interrupt: Arc<AtomicBool>,
+    /// `[limits] conflict_retries`: how often a unit that failed on a conflict runs again.
+    pub(super) conflict_retries: u32,
+    /// The run locks of the writable targets, checked before every commit.
+    pub(super) locks: Vec<RunLock>,
+}
+
+impl Runner {
+    /// Gives the plugin its connections, live on `tape`: the plan a dry-run feeds, the
+    /// interrupt, and (in a live run) the ledger rows to write with the checkpoints read.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        mut instance: PluginInstance,
+        connections: BTreeMap<String, db::Connection>,
+        tape: Tape,
+        plan: Option<&SharedPlan>,
+        ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
+        options: &RunOptions,
+        conflict_retries: u32,
+        locks: Vec<RunLock>,
+    ) -> Runner {
+        let state = instance.state();
+        state.database = DatabaseCtx::live(connections, tape.clone());
+        if let Some(plan) = plan {
+            state.database.set_plan(plan.clone());
+        }
+        state.set_tape(tape.clone());
+        state.set_interrupt(options.interrupt.clone());
+        if let Some((ledger, checkpoints)) = ledger {
+            state.database.set_ledger(ledger, checkpoints);
+        }
+        Runner {
+            instance,
+            dry_run: options.dry_run,
+            observer: options.observer.clone(),
+            tape,
+            interrupt: options.interrupt.clone(),
+            conflict_retries,
+            locks,
+        }
+    }
+
+    /// `configure` and `list-units`, then the units to run from `--only`, `--shard` and the
+    /// targets' ledgers (`finished`); a refusal means nothing ran.
+    pub(super) async fn select_units(
+        &mut self,
+        inputs: &Inputs,
+        options: &RunOptions,
+        finished: &BTreeMap<String, Vec<LedgerRow>>,
+        sha256: &str,
+    ) -> Result<Selection, RunError> {
+        let (units, not_found) = self
+            .prepare(
+                inputs.values.clone(),
+                inputs.redacted.clone(),
+                options.only.as_deref(),
+                options.shard,
+            )
+            .await?;
+        let units = plan_units(
+            units,
+            finished,
+            sha256,
+            options.allow_plugin_change.as_deref(),
+        )?;
+        Ok((units, not_found))
+    }
+
+    /// The end of the units: a dry-run rolls back, leaves its dry-run mode (sequences
+    /// restored, scratch dropped) and finishes its plan; every run collects its checks
+    /// and messages into the report.
+    pub(super) async fn finish(
+        &mut self,
+        report: &mut RunReport,
+        plan: Option<&SharedPlan>,
+        dry_guards: BTreeMap<String, db::DryRunGuard>,
+    ) {
+        if self.dry_run {
+            self.rollback_all().await;
+            let restored = self.leave_dry_run(dry_guards).await;
+            self.collect(report);
+            if let Some(plan) = plan {
+                report.plan = Some(finished_plan(plan, report, restored));
+            }
+        } else {
+            self.collect(report);
+        }
+    }
+
+    /// `configure` and `list-units`, then the unit selection. In a dry-run the
+    /// run-long transactions begin here; otherwise these calls get transactions
+    /// of their own that are rolled back. `recorded` is what the journal keeps of
+    /// the configuration (secrets redacted).
+    pub(super) async fn prepare(
+        &mut self,
+        values: Vec<(String, String)>,
+        recorded: Vec<(String, String)>,
+        only: Option<&[String]>,
+        shard: Option<(u32, u32)>,
+    ) -> Result<(Vec<UnitInfo>, Vec<String>), RunError> {
+        // Before the backup, plugin code sees every connection read-only in the session:
+        // nothing it does here could be missing from the backup. A dry-run holds one
+        // transaction for the whole run (and changes nothing), so it begins as usual.
+        if self.dry_run {
+            self.begin_all().await?;
+        } else {
+            self.instance.state().database.begin_all_read_only().await?;
+        }
+        let units = self.configure_and_list(values, recorded).await;
+        let escapes = self.instance.state().database.escapes();
+        if !self.dry_run || units.is_err() || !escapes.is_empty() {
+            self.rollback_all().await;
+        }
+        if !escapes.is_empty() {
+            return Err(RunError::SessionEscaped {
+                phase: "configure / list-units",
+                escapes,
+            });
+        }
+        let mut units = units?;
+        if let Some((index, count)) = shard {
+            units.retain(|u| ledger::in_shard(&u.name, index, count));
+        }
+        let Some(only) = only else {
+            return Ok((units, Vec::new()));
+        };
+        let not_found: Vec<String> = only
+            .iter()
+            .filter(|n| !units.iter().any(|u| &u.name == *n))
+            .cloned()
+            .collect();
+        if !only.is_empty() && not_found.len() == only.len() {
+            if self.dry_run {
+                self.rollback_all().await;
+            }
+            return Err(RunError::UnknownUnits {
+                names: not_found
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                available: units
+                    .iter()
+                    .map(|u| format!("`{}`", u.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok((
+            units
+                .into_iter()
+                .filter(|u| only.contains(&u.name))
+                .collect(),
+            not_found,
+        ))
+    }
+
+    async fn configure_and_list(
+        &mut self,
+        values: Vec<(String, String)>,
+        recorded: Vec<(String, String)>,
+    ) -> Result<Vec<UnitInfo>, RunError> {
+        let from_tape = self.tape.export("configure", None, Some(recorded))?;
+        let values = if self.tape.is_live() {
+            values
+        } else {
+            from_tape.unwrap_or_default()
+        };
+        let configured = self.instance.configure(values).await;
+        if !matches!(configured, Err(CallError::Tape(_))) {
+            self.tape.export_end(
+                "configure",
+                configured.as_ref().err().map(ToString::to_string),
+            )?;
+        }
+        configured.map_err(|error| RunError::Plugin {
+            phase: "configure",
+            error,
+        })?;
+        self.tape.export("list-units", None, None)?;
+        let units = self.instance.list_units().await;
+        if !matches!(units, Err(CallError::Tape(_))) {
+            self.tape
+                .export_end("list-units", units.as_ref().err().map(ToString::to_string))?;
+        }
+        units.map_err(|error| RunError::Plugin {
+            phase: "list-units",
+            error,
+        })
+    }
+
+    pub(super) async fn run_units(
+        &mut self,
+        units: &[(UnitInfo, UnitPlan)],
+        report: &mut RunReport,
+    ) {
+        let mut committed: Vec<String> = Vec::new();
+        for (index, (unit, plan)) in units.iter().enumerate() {
+            let skip_reason = match plan {
+                UnitPlan::Skip { reason } => Some(reason.as_str()),
+                UnitPlan::Run { .. } => None,
+            };
+            let skipped = match self.tape.skip_unit(&unit.name, skip_reason) {
+                Ok(skipped) => skipped,
+                Err(e) => {
+                    report.failure = Some(RunFailure {
+                        phase: format!("unit `{}`", unit.name),
+                        message: e.to_string(),
+                        consequence: consequence(
+                            &unit.name,
+                            self.dry_run,
+                            self.tape.is_live(),
+                            &committed,
+                            &[],
+                        ),
+                        cause: FailureCause::Tape(e),
+                    });
+                    return;
+                }
+            };
+            if skipped {
+                report.units.push(UnitReport {
+                    name: unit.name.clone(),
+                    status: UnitStatus::Skipped,
+                    duration_ms: 0,
+                    writes: BTreeMap::new(),
+                    note: Some(
+                        skip_reason
+                            .unwrap_or("finished in an earlier run")
+                            .to_owned(),
+                    ),
+                });
+                continue;
+            }
+            let override_reason = match plan {
+                UnitPlan::Run { override_reason } => override_reason.clone(),
+                UnitPlan::Skip { .. } => None,
+            };
+            let phase = format!("unit {}", unit.name);
+            self.observer.phase_started(&phase);
+            let started = Instant::now();
+            let started_at =
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let state = self.instance.state();
+            state.log.set_unit(Some(unit.name.clone()));
+            state.checks.set_unit(Some(unit.name.clone()));
+            state.database.take_writes();
+            let resumed = state.database.resume_point(&unit.name).map(|c| {
+                format!(
+                    "resumed from the checkpoint saved by run {} at {}",
+                    c.run_id, c.saved_at
+                )
+            });
+            state
+                .database
+                .start_unit(&unit.name, &started_at, override_reason.clone());
+
+            let mut retries = 0;
+            let outcome = loop {
+                let outcome = if self.interrupt.load(Ordering::Relaxed) {
+                    Err((
+                        "interrupted by the operator (SIGINT) before the unit started".to_owned(),
+                        FailureCause::Call(CallError::Interrupted),
+                    ))
+                } else {
+                    self.run_unit(unit).await
+                };
+                // A commit that failed after another connection committed cannot be rerun:
+                // that connection's writes would be applied twice.
+                let retryable = |cause: &FailureCause, state: &mut RunState| {
+                    is_conflict(cause)
+                        && (!matches!(cause, FailureCause::Commit(_))
+                            || state.database.writable_count() <= 1)
+                };
+                match &outcome {
+                    Err((message, cause))
+                        if retries < self.conflict_retries
+                            && retryable(cause, self.instance.state()) =>
+                    {
+                        retries += 1;
+                        tracing::warn!(
+                            unit = %unit.name,
+                            retry = retries,
+                            of = self.conflict_retries,
+                            "conflict: {message}; the unit was rolled back and runs again"
+                        );
+                        self.rollback_all().await;
+                        self.instance.state().database.take_writes();
+                    }
+                    Err((message, cause)) if is_conflict(cause) => {
+                        let hint = if self.conflict_retries == 0 {
+                            "a conflict: `[limits] conflict_retries` would run the unit again"
+                                .to_owned()
+                        } else {
+                            format!(
+                                "still a conflict after {retries} retries (`[limits] conflict_retries`)"
+                            )
+                        };
+                        break Err((format!("{message} ({hint})"), outcome.unwrap_err().1));
+                    }
+                    _ => break outcome,
+                }
+            };
+            let database = &mut self.instance.state().database;
+            let writes = database.take_writes();
+            let checkpoints = database.end_unit();
+            let status = match (&outcome, self.dry_run) {
+                (Ok(()), false) => UnitStatus::Committed,
+                (Ok(()), true) => UnitStatus::DryRun,
+                (Err(_), _) => UnitStatus::Failed,
+            };
+            self.observer.phase_finished(&phase, outcome.is_ok());
+            report.units.push(UnitReport {
+                name: unit.name.clone(),
+                status,
+                duration_ms: started.elapsed().as_millis() as u64,
+                writes,
+                note: {
+                    let retried = (retries > 0).then(|| {
+                        format!(
+                            "run {} times: conflicts ({retries}) were retried",
+                            retries + 1
+                        )
+                    });
+                    match (resumed, retried) {
+                        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                        (a, b) => a.or(b),
+                    }
+                },
+            });
+            match outcome {
+                Ok(()) => committed.push(unit.name.clone()),
+                Err((message, cause)) => {
+                    self.rollback_all().await;
+                    let not_run: Vec<&str> = units[index + 1..]
+                        .iter()
+                        .map(|(u, _)| u.name.as_str())
+                        .collect();
+                    for name in &not_run {
+                        report.units.push(UnitReport {
+                            name: (*name).to_owned(),
+                            status: UnitStatus::NotRun,
+                            duration_ms: 0,
+                            writes: BTreeMap::new(),
+                            note: None,
+                        });
+                    }
+                    let mut consequence = consequence(
+                        &unit.name,
+                        self.dry_run,
+                        self.tape.is_live(),
+                        &committed,
+                        &not_run,
+                    );
+                    let escapes = self.instance.state().database.escapes();
+                    if !escapes.is_empty() {
+                        consequence = escaped_consequence(&unit.name, &escapes, &consequence);
+                    }
+                    if checkpoints > 0 && !self.dry_run && self.tape.is_live() {
+                        consequence.push_str(&format!(
+                            "; `{}` keeps the work of its {checkpoints} saved checkpoint(s) and resumes from the last one when run again",
+                            unit.name
+                        ));
+                    }
+                    report.failure = Some(RunFailure {
+                        phase: format!("unit `{}`", unit.name),
+                        message,
+                        consequence,
+                        cause,
+                    });
+                    return;
+                }
+            }
+        }
+        let state = self.instance.state();
+        state.log.set_unit(None);
+        state.checks.set_unit(None);
+    }
+
+    /// One unit: its transactions, the export call, its ledger row, the commit. The
+    /// plugin's checkpoints commit in between (see `DatabaseCtx::save_checkpoint`).
+    async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
+        if !self.dry_run {
+            self.begin_all().await.map_err(begin_failure)?;
+        }
+        let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
+        self.tape
+            .export("run-unit", Some(&unit.name), None)
+            .map_err(tape_err)?;
+        let result = self.instance.run_unit(&unit.name).await;
+        // A divergence inside the call is the news; the export's end would only echo it.
+        if !matches!(result, Err(CallError::Tape(_))) {
+            self.tape
+                .export_end("run-unit", result.as_ref().err().map(ToString::to_string))
+                .map_err(tape_err)?;
+        }
+        // A statement that escaped its session fails the unit, whatever the plugin made of it.
+        let escapes = self.instance.state().database.escapes();
+        if !escapes.is_empty() {
+            return Err(escape_failure(&escapes));
+        }
+        // A checkpoint that failed to commit fails the unit, whatever the plugin made of it.
+        if let Some(failure) = self.instance.state().database.take_checkpoint_failure() {
+            return Err((failure.message, FailureCause::Commit(failure.error)));
+        }
+        if let Err(error) = result {
+            return Err((error.to_string(), FailureCause::Call(error)));
+        }
+        if !self.dry_run {
+            // Nothing commits without the run lock: had its connection been ended (by the
+            // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
+            for lock in &mut self.locks {
+                if let Err(why) = lock.verify().await {
+                    let message =
+                        format!("the run lock was lost: {why}; the unit was not committed");
+                    return Err((
+                        message.clone(),
+                        FailureCause::Commit(DbError::new(db::DbErrorKind::Refused, message)),
+                    ));
+                }
+            }
+            let database = &mut self.instance.state().database;
+            let committed = match database.record_unit(ledger::STATUS_FINISHED, None).await {
+                Ok(()) => database.commit_all().await,
+                Err(e) => Err(e),
+            };
+            if let Err(f) = committed {
+                // A cursor's escape is found when the commit checks the session.
+                let escapes = database.escapes();
+                if !escapes.is_empty() {
+                    return Err(escape_failure(&escapes));
+                }
+                return Err((f.message, FailureCause::Commit(f.error)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the dry-run on every connection (sequences restored, scratch dropped); returns the
+    /// notes of what was restored or left, per connection.
+    async fn leave_dry_run(
+        &mut self,
+        mut guards: BTreeMap<String, db::DryRunGuard>,
+    ) -> Vec<(String, Vec<String>)> {
+        let mut notes = Vec::new();
+        for conn in self.instance.state().database.connections_mut() {
+            if let Some(guard) = guards.remove(conn.name()) {
+                let restore = conn.leave_dry_run(guard).await;
+                if !restore.is_clean() {
+                    tracing::warn!(
+                        connection = conn.name(),
+                        "the dry-run could not restore everything: {:?}",
+                        restore.notes()
+                    );
+                }
+                notes.push((conn.name().to_owned(), restore.notes()));
+            }
+        }
+        notes
+    }
+
+    /// Creates the ledger table on every writable connection where it is missing.
+    /// A dry-run creates none: it changes nothing.
+    pub(super) async fn ensure_ledgers(&mut self) -> Result<(), RunError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let database = &mut self.instance.state().database;
+        let Some(ledger) = database.ledger().map(|l| l.ledger.clone()) else {
+            return Ok(());
+        };
+        for conn in database.connections_mut() {
+            if conn.access() == Access::ReadWrite {
+                ledger
+                    .ensure(conn)
+                    .await
+                    .map_err(|error| RunError::Ledger {
+                        connection: conn.name().to_owned(),
+                        table: ledger.table().to_owned(),
+                        error,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn verify(&mut self, report: &mut RunReport) {
+        self.observer.phase_started("verify");
+        let result = self.verify_inner().await;
+        self.observer.phase_finished("verify", result.is_ok());
+        if let Err((message, cause)) = result {
+            report.failure = Some(RunFailure {
+                phase: "verify".into(),
+                message,
+                consequence: if self.dry_run || !self.tape.is_live() {
+                    "nothing was changed".into()
+                } else {
+                    "every unit stayed committed; verification did not finish".into()
+                },
+                cause,
+            });
+        }
+    }
+
+    async fn verify_inner(&mut self) -> Result<(), (String, FailureCause)> {
+        if !self.dry_run {
+            self.begin_all().await.map_err(begin_failure)?;
+        }
+        let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
+        let marked = self.tape.export("verify", None, None).map_err(tape_err);
+        let result = match marked {
+            Ok(_) => {
+                let result = self.instance.verify().await;
+                let ended = if matches!(result, Err(CallError::Tape(_))) {
+                    Ok(())
+                } else {
+                    self.tape
+                        .export_end("verify", result.as_ref().err().map(ToString::to_string))
+                };
+                match ended {
+                    Ok(()) => {
+                        result.map_err(|error| (error.to_string(), FailureCause::Call(error)))
+                    }
+                    Err(e) => Err(tape_err(e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if !self.dry_run {
+            self.rollback_all().await;
+        }
+        let escapes = self.instance.state().database.escapes();
+        if !escapes.is_empty() {
+            return Err(escape_failure(&escapes));
+        }
+        result
+    }
+
+    /// Moves the checks and messages gathered by the capabilities into the report.
+    pub(super) fn collect(&mut self, report: &mut RunReport) {
+        let state = self.instance.state();
+        let (checks, checks_not_kept) = state.checks.take_results();
+        report.checks.extend(checks);
+        report.checks_not_kept = checks_not_kept;
+        let (messages, not_kept) = state.log.take_messages();
+        report.messages = messages;
+        report.messages_not_kept = not_kept;
+    }
+
+    async fn begin_all(&mut self) -> Result<(), RunError> {
+        self.instance.state().database.begin_all().await
+    }
+
+    pub(super) async fn rollback_all(&mut self) {
+        self.instance
+            .state()
+            .database
+            .rollback_all(ROLLBACK_TIMEOUT)
+            .await;
+    }
+
+    pub(super) async fn close(self) {
+        let state = self.instance.into_state();
+        state.database.close().await;
+    }
+}
