@@ -31,7 +31,7 @@ use crate::journal::{CallResult, HostCall};
 use crate::ledger::{self, CheckpointRow, Ledger, LedgerRow};
 use crate::lint::LockWarning;
 use crate::plan::Plan;
-use crate::run::RunError;
+use crate::tape::TapeError;
 use crate::tape::{Answer, Tape};
 use crate::value::Value;
 
@@ -95,6 +95,24 @@ struct CurrentUnit {
     /// The builds whose checkpoint row of this unit exists in the ledger (the earlier run's,
     /// then this run's once it saved one): the next ledger row replaces them.
     checkpoint_rows: Vec<String>,
+}
+
+/// Why the transactions of a unit (or of the phases around the units) could not begin.
+/// The capability's own error: the runner turns it into its report, the capability
+/// never needs the runner's types.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// A connection refused the `BEGIN`.
+    #[error("connection `{connection}`: cannot begin a transaction: {error}")]
+    Begin {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: DbError,
+    },
+    /// The journal could not record the `begin`.
+    #[error(transparent)]
+    Tape(#[from] TapeError),
 }
 
 /// Why transaction control at a checkpoint or at a unit's end failed.
@@ -206,14 +224,14 @@ impl DatabaseCtx {
     }
 
     /// Begins a transaction on every connection, journaling each `begin`.
-    pub async fn begin_all(&mut self) -> Result<(), RunError> {
+    pub async fn begin_all(&mut self) -> Result<(), BeginError> {
         self.begin_every(false).await
     }
 
     /// Begins a transaction on every connection in which even read-write ones are
     /// read-only in the session (`configure` and `list-units` run before the backup;
     /// see [`db::Connection::begin_read_only_phase`]), journaling each `begin`.
-    pub async fn begin_all_read_only(&mut self) -> Result<(), RunError> {
+    pub async fn begin_all_read_only(&mut self) -> Result<(), BeginError> {
         for conn in self.live.values_mut() {
             let result = conn.begin_read_only_phase().await;
             self.tape.transaction(
@@ -221,7 +239,7 @@ impl DatabaseCtx {
                 "begin",
                 result.as_ref().err().map(ToString::to_string),
             )?;
-            result.map_err(|error| RunError::Begin {
+            result.map_err(|error| BeginError::Begin {
                 connection: conn.name().to_owned(),
                 error,
             })?;
@@ -232,7 +250,7 @@ impl DatabaseCtx {
     /// Begins a transaction on every connection, `deferred` as
     /// [`db::Connection::begin_deferred`] does (after a checkpoint, so a
     /// pause between batches holds no SQLite write lock).
-    async fn begin_every(&mut self, deferred: bool) -> Result<(), RunError> {
+    async fn begin_every(&mut self, deferred: bool) -> Result<(), BeginError> {
         for conn in self.live.values_mut() {
             let result = if deferred {
                 conn.begin_deferred().await
@@ -244,7 +262,7 @@ impl DatabaseCtx {
                 "begin",
                 result.as_ref().err().map(ToString::to_string),
             )?;
-            result.map_err(|error| RunError::Begin {
+            result.map_err(|error| BeginError::Begin {
                 connection: conn.name().to_owned(),
                 error,
             })?;
@@ -400,8 +418,8 @@ impl DatabaseCtx {
             Ok(()) => self.begin_every(true).await.map_err(|e| CommitFailure {
                 message: format!("cannot begin the transactions after the checkpoint: {e}"),
                 error: match e {
-                    RunError::Begin { error, .. } => error,
-                    other => DbError::usage(other.to_string()),
+                    BeginError::Begin { error, .. } => error,
+                    other @ BeginError::Tape(_) => DbError::usage(other.to_string()),
                 },
             }),
             Err(e) => Err(e),

@@ -271,6 +271,17 @@ fn describe_escapes(escapes: &[db::SessionEscape]) -> String {
         .join("; ")
 }
 
+impl From<crate::capability::database::BeginError> for RunError {
+    fn from(e: crate::capability::database::BeginError) -> Self {
+        match e {
+            crate::capability::database::BeginError::Begin { connection, error } => {
+                RunError::Begin { connection, error }
+            }
+            crate::capability::database::BeginError::Tape(e) => RunError::Tape(e),
+        }
+    }
+}
+
 impl RunError {
     /// The process exit code for this error: 2, nothing ran; 1 when a plugin
     /// statement escaped its session, since something may have been committed.

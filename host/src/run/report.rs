@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::backup::SnapshotInfo;
+use crate::capability::database::BeginError;
 use crate::contract::PluginInfo;
 use crate::db::{self, Access, DbError, Dialect};
 use crate::plan::Plan;
@@ -13,7 +14,7 @@ use crate::runtime::LoadedPlugin;
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::tape::lock;
 
-use super::{ConnectionReport, FailureCause, RunError, RunReport, describe_escapes};
+use super::{ConnectionReport, FailureCause, RunReport, describe_escapes};
 
 /// A dry-run's plan, fed by the capabilities while the run happens.
 pub(super) type SharedPlan = Arc<Mutex<Plan>>;
@@ -119,12 +120,11 @@ pub(super) fn escaped_consequence(
     parts.join("; ")
 }
 
-pub(super) fn begin_failure(e: RunError) -> (String, FailureCause) {
+pub(super) fn begin_failure(e: BeginError) -> (String, FailureCause) {
     let message = format!("cannot begin the unit's transaction: {e}");
     match e {
-        RunError::Begin { error, .. } => (message, FailureCause::Commit(error)),
-        RunError::Tape(error) => (message, FailureCause::Tape(error)),
-        _ => unreachable!("begin_all fails only with Begin or Tape"),
+        BeginError::Begin { error, .. } => (message, FailureCause::Commit(error)),
+        BeginError::Tape(error) => (message, FailureCause::Tape(error)),
     }
 }
 

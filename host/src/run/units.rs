@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::capability::database::BeginError;
 use crate::capability::database::{DatabaseCtx, RunLedger};
 use crate::contract::UnitInfo;
 use crate::db::{self, Access, DbError};
@@ -681,7 +682,7 @@ impl Runner {
         report.messages_not_kept = not_kept;
     }
 
-    async fn begin_all(&mut self) -> Result<(), RunError> {
+    async fn begin_all(&mut self) -> Result<(), BeginError> {
         self.instance.state().database.begin_all().await
     }
 
