@@ -486,3 +486,8 @@ async fn losing_the_lock_connection_commits_nothing_mysql() {
         "the unit committed without its lock"
     );
 }
+
+#[tokio::test]
+async fn status_flags_a_forged_ledger_row_mysql() {
+    status_flags_a_forged_ledger_row(Dialect::MySql).await;
+}

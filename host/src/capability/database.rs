@@ -115,6 +115,19 @@ pub enum BeginError {
     Tape(#[from] TapeError),
 }
 
+/// How [`DatabaseCtx`] begins the transactions of a phase.
+#[derive(Debug, Clone, Copy)]
+enum BeginMode {
+    /// At once ([`db::Connection::begin`]).
+    Now,
+    /// With the next statement, after a checkpoint, so a pause between batches holds
+    /// no SQLite write lock ([`db::Connection::begin_deferred`]).
+    Deferred,
+    /// Read-only in the session even on read-write connections
+    /// ([`db::Connection::begin_read_only_phase`]).
+    ReadOnlyPhase,
+}
+
 /// Why transaction control at a checkpoint or at a unit's end failed.
 #[derive(Debug)]
 pub struct CommitFailure {
@@ -225,37 +238,23 @@ impl DatabaseCtx {
 
     /// Begins a transaction on every connection, journaling each `begin`.
     pub async fn begin_all(&mut self) -> Result<(), BeginError> {
-        self.begin_every(false).await
+        self.begin_every(BeginMode::Now).await
     }
 
     /// Begins a transaction on every connection in which even read-write ones are
     /// read-only in the session (`configure` and `list-units` run before the backup;
     /// see [`db::Connection::begin_read_only_phase`]), journaling each `begin`.
     pub async fn begin_all_read_only(&mut self) -> Result<(), BeginError> {
-        for conn in self.live.values_mut() {
-            let result = conn.begin_read_only_phase().await;
-            self.tape.transaction(
-                conn.name(),
-                "begin",
-                result.as_ref().err().map(ToString::to_string),
-            )?;
-            result.map_err(|error| BeginError::Begin {
-                connection: conn.name().to_owned(),
-                error,
-            })?;
-        }
-        Ok(())
+        self.begin_every(BeginMode::ReadOnlyPhase).await
     }
 
-    /// Begins a transaction on every connection, `deferred` as
-    /// [`db::Connection::begin_deferred`] does (after a checkpoint, so a
-    /// pause between batches holds no SQLite write lock).
-    async fn begin_every(&mut self, deferred: bool) -> Result<(), BeginError> {
+    /// Begins a transaction on every connection as `mode` says, journaling each `begin`.
+    async fn begin_every(&mut self, mode: BeginMode) -> Result<(), BeginError> {
         for conn in self.live.values_mut() {
-            let result = if deferred {
-                conn.begin_deferred().await
-            } else {
-                conn.begin().await
+            let result = match mode {
+                BeginMode::Now => conn.begin().await,
+                BeginMode::Deferred => conn.begin_deferred().await,
+                BeginMode::ReadOnlyPhase => conn.begin_read_only_phase().await,
             };
             self.tape.transaction(
                 conn.name(),
@@ -415,13 +414,16 @@ impl DatabaseCtx {
             Err(e) => Err(e),
         };
         let outcome = match committed {
-            Ok(()) => self.begin_every(true).await.map_err(|e| CommitFailure {
-                message: format!("cannot begin the transactions after the checkpoint: {e}"),
-                error: match e {
-                    BeginError::Begin { error, .. } => error,
-                    other @ BeginError::Tape(_) => DbError::usage(other.to_string()),
-                },
-            }),
+            Ok(()) => self
+                .begin_every(BeginMode::Deferred)
+                .await
+                .map_err(|e| CommitFailure {
+                    message: format!("cannot begin the transactions after the checkpoint: {e}"),
+                    error: match e {
+                        BeginError::Begin { error, .. } => error,
+                        other @ BeginError::Tape(_) => DbError::usage(other.to_string()),
+                    },
+                }),
             Err(e) => Err(e),
         };
         match outcome {
