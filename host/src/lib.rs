@@ -14,6 +14,8 @@
 //! - [`capability`]: one module per imported WIT interface (`database`, `log`, `checks`,
 //!   `backup`, `checkpoint`).
 //! - [`backup`]: snapshots before writes, manifests, `migrun backup verify` and `migrun restore`.
+//! - [`session`]: the connections of one run, their transactions, the unit's ledger rows and
+//!   checkpoints, write counts (no wasmtime; the `database` capability adapts it).
 //! - [`db`]: the database drivers over sqlx (SQLite, PostgreSQL, MySQL/MariaDB) and value mapping.
 //! - [`value`]: the host's SQL value and its canonical text forms.
 //! - [`run`]: the flow of one run (and its dry-run and replay modes), producing a [`run::RunReport`].
@@ -59,6 +61,7 @@ pub mod replay;
 pub mod run;
 pub mod runtime;
 pub mod scaffold;
+pub mod session;
 pub mod status;
 pub mod tape;
 pub mod value;

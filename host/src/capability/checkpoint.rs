@@ -1,15 +1,16 @@
 //! The `checkpoint` interface (contract 0.1.1): commits inside a long unit so
 //! a batched backfill keeps its finished batches and resumes after the last.
 //!
-//! Checkpoints are a database matter: `save` commits the unit's open
-//! transactions, so the interface is implemented on [`DatabaseCtx`], which
-//! owns them.
+//! A thin adapter: checkpoints are the session's matter (`save` commits the
+//! unit's open transactions with a `checkpoint` ledger row, see
+//! [`crate::session`]), so the interface is implemented on [`DatabaseCtx`],
+//! which holds the session, and only converts the answers.
 
 use wasmtime::component::{HasData, Linker};
 
-use crate::capability::database::DatabaseCtx;
+use crate::capability::database::{DatabaseCtx, error_from_result, unexpected};
 use crate::contract::v0_1_1::{checkpoint, types};
-use crate::journal::{CallResult, HostCall};
+use crate::journal::CallResult;
 
 struct Checkpoint;
 
@@ -27,16 +28,18 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl checkpoint::Host for DatabaseCtx {
     async fn save(&mut self, state: String) -> wasmtime::Result<Result<(), types::DbError>> {
-        match self.checkpoint(HostCall::CheckpointSave { state }).await? {
+        let saved = self.session().save_checkpoint(state).await;
+        match saved.map_err(wasmtime::Error::new)? {
             CallResult::Unit => Ok(Ok(())),
-            other => Ok(Err(crate::capability::database::error_from_result(other)?)),
+            other => Ok(Err(error_from_result(other)?)),
         }
     }
 
     async fn last(&mut self) -> wasmtime::Result<Option<String>> {
-        match self.checkpoint(HostCall::CheckpointLast).await? {
+        let last = self.session().last_checkpoint();
+        match last.map_err(wasmtime::Error::new)? {
             CallResult::Checkpoint { state } => Ok(state),
-            other => Err(crate::capability::database::unexpected(other)),
+            other => Err(unexpected(other)),
         }
     }
 }

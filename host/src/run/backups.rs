@@ -206,6 +206,7 @@ async fn plan_backups(
             .instance
             .state()
             .database
+            .session()
             .connections_mut()
             .find(|c| c.name() == connection)
         {

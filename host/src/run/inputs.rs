@@ -10,6 +10,7 @@ use crate::contract::PluginInfo;
 use crate::ledger::Ledger;
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::runtime::{LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::session::Session;
 use crate::tape::Tape;
 
 use super::{RunError, RunOptions, describe};
@@ -39,7 +40,7 @@ pub(super) async fn resolve(
     let runtime = Runtime::shared();
     let seeds = options.seeds.unwrap_or_else(SandboxSeeds::fresh);
     let state = RunState::new(
-        DatabaseCtx::empty(Tape::Off),
+        DatabaseCtx::new(Session::empty(Tape::Off)),
         options.observer.clone(),
         Tape::Off,
         seeds,

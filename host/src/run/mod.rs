@@ -19,7 +19,8 @@
 //! A **dry-run** is a mode of the same flow, not a separate code path: every
 //! connection holds one transaction for the whole run (so later units and
 //! `verify` see what earlier units would have written), and it is always
-//! rolled back. [`replay`] (`run/replay.rs`) drives the same runner on a journal,
+//! rolled back; its calls reach the plan through the session's one observer hook
+//! (`plan_observer`). [`replay`] (`run/replay.rs`) drives the same runner on a journal,
 //! with no database.
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capability::database::{DatabaseCtx, WriteCounts};
+use crate::capability::database::DatabaseCtx;
 use crate::config::RunConfig;
 use crate::contract::{ContractVersion, PluginInfo};
 use crate::db::{self, Access, DbError, Dialect};
@@ -40,11 +41,13 @@ use crate::observer::{CheckResult, LogEvent, RunObserver, Silent};
 use crate::plan::Plan;
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::runtime::{CallError, LoadError, LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::session::{Session, SessionError, WriteCounts};
 use crate::tape::{Tape, TapeError};
 
 mod backups;
 mod inputs;
 mod journal;
+mod plan_observer;
 mod replay;
 mod report;
 mod targets;
@@ -241,13 +244,8 @@ pub enum RunError {
         error: DbError,
     },
     /// A transaction could not be opened before the first unit.
-    #[error("connection `{connection}`: cannot begin a transaction: {error}")]
-    Begin {
-        /// The connection.
-        connection: String,
-        /// Why.
-        error: DbError,
-    },
+    #[error(transparent)]
+    Transaction(SessionError),
 
     /// A plugin statement before the units took a session out of the host's hands.
     #[error(
@@ -271,13 +269,11 @@ fn describe_escapes(escapes: &[db::SessionEscape]) -> String {
         .join("; ")
 }
 
-impl From<crate::capability::database::BeginError> for RunError {
-    fn from(e: crate::capability::database::BeginError) -> Self {
+impl From<SessionError> for RunError {
+    fn from(e: SessionError) -> Self {
         match e {
-            crate::capability::database::BeginError::Begin { connection, error } => {
-                RunError::Begin { connection, error }
-            }
-            crate::capability::database::BeginError::Tape(e) => RunError::Tape(e),
+            SessionError::Tape(e) => RunError::Tape(e),
+            other => RunError::Transaction(other),
         }
     }
 }
@@ -512,7 +508,7 @@ pub async fn inspect(plugin: &LoadedPlugin) -> Result<Inspection, RunError> {
     let runtime = Runtime::shared();
     let limits = crate::config::Limits::default();
     let state = RunState::new(
-        DatabaseCtx::empty(Tape::Off),
+        DatabaseCtx::new(Session::empty(Tape::Off)),
         Arc::new(Silent),
         Tape::Off,
         SandboxSeeds::fresh(),

@@ -11,12 +11,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::capability::database::{ConnectionInfo, DatabaseCtx};
+use crate::capability::database::DatabaseCtx;
 use crate::contract::UnitInfo;
 use crate::journal::{Header, JournalReader};
 use crate::observer::RunObserver;
 use crate::replay::{self as journal_replay, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState, Runtime};
+use crate::session::{ConnectionInfo, Session};
 use crate::tape::{Tape, TapeError, lock};
 
 use super::units::{Runner, UnitPlan, report_not_found};
@@ -124,7 +125,7 @@ pub async fn replay(
     };
 
     let state = RunState::new(
-        DatabaseCtx::empty(Tape::Off),
+        DatabaseCtx::new(Session::empty(Tape::Off)),
         observer.clone(),
         Tape::Off,
         header.seeds,
@@ -146,7 +147,7 @@ pub async fn replay(
         })
         .collect();
     let state = instance.state();
-    state.database = DatabaseCtx::recorded(infos, tape.clone());
+    state.database = DatabaseCtx::new(Session::recorded(infos, tape.clone()));
     state.set_tape(tape.clone());
 
     let mut runner = Runner {

@@ -6,12 +6,12 @@
 use std::sync::{Arc, Mutex};
 
 use crate::backup::SnapshotInfo;
-use crate::capability::database::BeginError;
 use crate::contract::PluginInfo;
 use crate::db::{self, Access, DbError, Dialect};
 use crate::plan::Plan;
 use crate::runtime::LoadedPlugin;
 use crate::runtime::sandbox::SandboxSeeds;
+use crate::session::SessionError;
 use crate::tape::lock;
 
 use super::{ConnectionReport, FailureCause, RunReport, describe_escapes};
@@ -120,11 +120,22 @@ pub(super) fn escaped_consequence(
     parts.join("; ")
 }
 
-pub(super) fn begin_failure(e: BeginError) -> (String, FailureCause) {
+/// A unit's (or `verify`'s) failure when its transactions could not begin.
+pub(super) fn begin_failure(e: SessionError) -> (String, FailureCause) {
     let message = format!("cannot begin the unit's transaction: {e}");
-    match e {
-        BeginError::Begin { error, .. } => (message, FailureCause::Commit(error)),
-        BeginError::Tape(error) => (message, FailureCause::Tape(error)),
+    (message, session_cause(e))
+}
+
+/// A unit's failure when its commit, its ledger row or a checkpoint failed.
+pub(super) fn session_failure(e: SessionError) -> (String, FailureCause) {
+    (e.to_string(), session_cause(e))
+}
+
+/// The typed cause of a session failure: the database's error, or the journal's.
+fn session_cause(e: SessionError) -> FailureCause {
+    match e.into_cause() {
+        Ok(error) => FailureCause::Commit(error),
+        Err(error) => FailureCause::Tape(error),
     }
 }
 

@@ -10,19 +10,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::capability::database::BeginError;
-use crate::capability::database::{DatabaseCtx, RunLedger};
+use crate::capability::database::DatabaseCtx;
 use crate::contract::UnitInfo;
 use crate::db::{self, Access, DbError};
 use crate::ledger::{self, CheckpointRow, LedgerRow, UnitHistory};
 use crate::lock::RunLock;
 use crate::observer::RunObserver;
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState};
+use crate::session::{BeginMode, RunLedger, Session, SessionError};
 use crate::tape::{Tape, TapeError};
 
 use super::inputs::Inputs;
+use super::plan_observer::PlanObserver;
 use super::report::{
     SharedPlan, begin_failure, consequence, escape_failure, escaped_consequence, finished_plan,
+    session_failure,
 };
 use super::{
     FailureCause, RunError, RunFailure, RunOptions, RunReport, UnitReport, UnitStatus, is_conflict,
@@ -124,7 +126,7 @@ pub(super) fn plan_units(
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The plugin instance through a run's units, and what governs them.
 pub(super) struct Runner {
-    /// The instance; its state holds the connections (`DatabaseCtx`).
+    /// The instance; its state holds the connections (the `Session` behind `DatabaseCtx`).
     pub(super) instance: PluginInstance,
     /// Whether every transaction is rolled back at the end.
     pub(super) dry_run: bool,
@@ -141,8 +143,9 @@ pub(super) struct Runner {
 }
 
 impl Runner {
-    /// Gives the plugin its connections, live on `tape`: the plan a dry-run feeds, the
-    /// interrupt, and (in a live run) the ledger rows to write with the checkpoints read.
+    /// Gives the plugin its connections, live on `tape`: the plan a dry-run feeds (through
+    /// a [`PlanObserver`] on the session), the interrupt, and (in a live run) the ledger
+    /// rows to write with the checkpoints read.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         mut instance: PluginInstance,
@@ -154,16 +157,17 @@ impl Runner {
         conflict_retries: u32,
         locks: Vec<RunLock>,
     ) -> Runner {
-        let state = instance.state();
-        state.database = DatabaseCtx::live(connections, tape.clone());
+        let mut session = Session::live(connections, tape.clone());
         if let Some(plan) = plan {
-            state.database.set_plan(plan.clone());
+            session.observe_calls(Box::new(PlanObserver::new(plan.clone())));
         }
+        if let Some((ledger, checkpoints)) = ledger {
+            session.set_ledger(ledger, checkpoints);
+        }
+        let state = instance.state();
+        state.database = DatabaseCtx::new(session);
         state.set_tape(tape.clone());
         state.set_interrupt(options.interrupt.clone());
-        if let Some((ledger, checkpoints)) = ledger {
-            state.database.set_ledger(ledger, checkpoints);
-        }
         Runner {
             instance,
             dry_run: options.dry_run,
@@ -236,13 +240,14 @@ impl Runner {
         // Before the backup, plugin code sees every connection read-only in the session:
         // nothing it does here could be missing from the backup. A dry-run holds one
         // transaction for the whole run (and changes nothing), so it begins as usual.
-        if self.dry_run {
-            self.begin_all().await?;
+        let mode = if self.dry_run {
+            BeginMode::Now
         } else {
-            self.instance.state().database.begin_all_read_only().await?;
-        }
+            BeginMode::ReadOnlyPhase
+        };
+        self.session().begin_all(mode).await?;
         let units = self.configure_and_list(values, recorded).await;
-        let escapes = self.instance.state().database.escapes();
+        let escapes = self.session().escapes();
         if !self.dry_run || units.is_err() || !escapes.is_empty() {
             self.rollback_all().await;
         }
@@ -379,16 +384,15 @@ impl Runner {
             let state = self.instance.state();
             state.log.set_unit(Some(unit.name.clone()));
             state.checks.set_unit(Some(unit.name.clone()));
-            state.database.take_writes();
-            let resumed = state.database.resume_point(&unit.name).map(|c| {
+            let session = state.database.session();
+            session.take_writes();
+            let resumed = session.resume_point(&unit.name).map(|c| {
                 format!(
                     "resumed from the checkpoint saved by run {} at {}",
                     c.run_id, c.saved_at
                 )
             });
-            state
-                .database
-                .start_unit(&unit.name, &started_at, override_reason.clone());
+            session.start_unit(&unit.name, &started_at, override_reason.clone());
 
             let mut retries = 0;
             let outcome = loop {
@@ -405,7 +409,7 @@ impl Runner {
                 let retryable = |cause: &FailureCause, state: &mut RunState| {
                     is_conflict(cause)
                         && (!matches!(cause, FailureCause::Commit(_))
-                            || state.database.writable_count() <= 1)
+                            || state.database.session().writable_count() <= 1)
                 };
                 match &outcome {
                     Err((message, cause))
@@ -420,7 +424,7 @@ impl Runner {
                             "conflict: {message}; the unit was rolled back and runs again"
                         );
                         self.rollback_all().await;
-                        self.instance.state().database.take_writes();
+                        self.session().take_writes();
                     }
                     Err((message, cause)) if is_conflict(cause) => {
                         let hint = if self.conflict_retries == 0 {
@@ -436,9 +440,9 @@ impl Runner {
                     _ => break outcome,
                 }
             };
-            let database = &mut self.instance.state().database;
-            let writes = database.take_writes();
-            let checkpoints = database.end_unit();
+            let session = self.session();
+            let writes = session.take_writes();
+            let checkpoints = session.end_unit();
             let status = match (&outcome, self.dry_run) {
                 (Ok(()), false) => UnitStatus::Committed,
                 (Ok(()), true) => UnitStatus::DryRun,
@@ -487,7 +491,7 @@ impl Runner {
                         &committed,
                         &not_run,
                     );
-                    let escapes = self.instance.state().database.escapes();
+                    let escapes = self.session().escapes();
                     if !escapes.is_empty() {
                         consequence = escaped_consequence(&unit.name, &escapes, &consequence);
                     }
@@ -513,7 +517,7 @@ impl Runner {
     }
 
     /// One unit: its transactions, the export call, its ledger row, the commit. The
-    /// plugin's checkpoints commit in between (see `DatabaseCtx::save_checkpoint`).
+    /// plugin's checkpoints commit in between (see `Session::save_checkpoint`).
     async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
         if !self.dry_run {
             self.begin_all().await.map_err(begin_failure)?;
@@ -530,13 +534,13 @@ impl Runner {
                 .map_err(tape_err)?;
         }
         // A statement that escaped its session fails the unit, whatever the plugin made of it.
-        let escapes = self.instance.state().database.escapes();
+        let escapes = self.session().escapes();
         if !escapes.is_empty() {
             return Err(escape_failure(&escapes));
         }
         // A checkpoint that failed to commit fails the unit, whatever the plugin made of it.
-        if let Some(failure) = self.instance.state().database.take_checkpoint_failure() {
-            return Err((failure.message, FailureCause::Commit(failure.error)));
+        if let Some(failure) = self.session().take_checkpoint_failure() {
+            return Err(session_failure(failure));
         }
         if let Err(error) = result {
             return Err((error.to_string(), FailureCause::Call(error)));
@@ -554,18 +558,14 @@ impl Runner {
                     ));
                 }
             }
-            let database = &mut self.instance.state().database;
-            let committed = match database.record_unit(ledger::STATUS_FINISHED, None).await {
-                Ok(()) => database.commit_all().await,
-                Err(e) => Err(e),
-            };
-            if let Err(f) = committed {
+            let session = self.session();
+            if let Err(failure) = session.commit_unit().await {
                 // A cursor's escape is found when the commit checks the session.
-                let escapes = database.escapes();
+                let escapes = session.escapes();
                 if !escapes.is_empty() {
                     return Err(escape_failure(&escapes));
                 }
-                return Err((f.message, FailureCause::Commit(f.error)));
+                return Err(session_failure(failure));
             }
         }
         Ok(())
@@ -578,7 +578,7 @@ impl Runner {
         mut guards: BTreeMap<String, db::DryRunGuard>,
     ) -> Vec<(String, Vec<String>)> {
         let mut notes = Vec::new();
-        for conn in self.instance.state().database.connections_mut() {
+        for conn in self.session().connections_mut() {
             if let Some(guard) = guards.remove(conn.name()) {
                 let restore = conn.leave_dry_run(guard).await;
                 if !restore.is_clean() {
@@ -600,11 +600,11 @@ impl Runner {
         if self.dry_run {
             return Ok(());
         }
-        let database = &mut self.instance.state().database;
-        let Some(ledger) = database.ledger().map(|l| l.ledger.clone()) else {
+        let session = self.session();
+        let Some(ledger) = session.ledger().map(|l| l.ledger.clone()) else {
             return Ok(());
         };
-        for conn in database.connections_mut() {
+        for conn in session.connections_mut() {
             if conn.access() == Access::ReadWrite {
                 ledger
                     .ensure(conn)
@@ -664,7 +664,7 @@ impl Runner {
         if !self.dry_run {
             self.rollback_all().await;
         }
-        let escapes = self.instance.state().database.escapes();
+        let escapes = self.session().escapes();
         if !escapes.is_empty() {
             return Err(escape_failure(&escapes));
         }
@@ -682,20 +682,21 @@ impl Runner {
         report.messages_not_kept = not_kept;
     }
 
-    async fn begin_all(&mut self) -> Result<(), BeginError> {
-        self.instance.state().database.begin_all().await
+    /// The run's session: its connections, transactions and ledger rows.
+    pub(super) fn session(&mut self) -> &mut Session {
+        self.instance.state().database.session()
+    }
+
+    async fn begin_all(&mut self) -> Result<(), SessionError> {
+        self.session().begin_all(BeginMode::Now).await
     }
 
     pub(super) async fn rollback_all(&mut self) {
-        self.instance
-            .state()
-            .database
-            .rollback_all(ROLLBACK_TIMEOUT)
-            .await;
+        self.session().rollback_all(ROLLBACK_TIMEOUT).await;
     }
 
     pub(super) async fn close(self) {
         let state = self.instance.into_state();
-        state.database.close().await;
+        state.database.into_session().close().await;
     }
 }
