@@ -10,9 +10,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use migrun::config::{ConfigFile, RunConfig};
-use migrun::journal::JournalReader;
-use migrun::value::Value;
+use migrun_config::{ConfigFile, RunConfig};
+use migrun_journal::JournalReader;
+use migrun_types::Value;
 use sha2::{Digest, Sha256};
 
 /// Most entries one input may yield (a bound on the work per input).
@@ -41,7 +41,7 @@ pub fn journal_reader(data: &[u8]) {
         match reader.next_entry() {
             Ok(Some((_, entry))) => {
                 // Describing an entry (what `migrun journal show` prints) must not panic either.
-                let _ = migrun::journal::stats::describe(&entry);
+                let _ = migrun_journal::stats::describe(&entry);
             }
             Ok(None) | Err(_) => break,
         }

@@ -394,7 +394,7 @@ pub fn key_of(conn: &Connection, table: &str) -> Result<String> {
                 vec![Value::Text(table.to_owned())],
             )?
             .deserialize::<(String, String, bool, bool)>()?,
-        Dialect::Mysql => conn
+        Dialect::MySql => conn
             .query(
                 "SELECT s.INDEX_NAME, s.COLUMN_NAME, s.INDEX_NAME = 'PRIMARY', c.IS_NULLABLE = 'NO' \
                  FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c \
@@ -507,7 +507,7 @@ mod tests {
         );
         let first = Batch {
             after: None,
-            dialect: Dialect::Mysql,
+            dialect: Dialect::MySql,
             ..batch
         };
         assert_eq!(first.range(1).0, "`id` <= ?");

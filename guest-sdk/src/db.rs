@@ -22,95 +22,9 @@ use crate::wit::{
 };
 use crate::{Column, Error, Result, Row, Rows, Value};
 
-/// The SQL dialect behind a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Dialect {
-    /// SQLite 3.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    Mysql,
-}
-
-impl Dialect {
-    /// The `n`th (1-based) bind placeholder: `$n` on PostgreSQL, `?` elsewhere.
-    ///
-    /// ```
-    /// use migrun_sdk::Dialect;
-    /// assert_eq!(Dialect::Postgres.placeholder(2), "$2");
-    /// assert_eq!(Dialect::Mysql.placeholder(2), "?");
-    /// ```
-    pub fn placeholder(self, n: usize) -> String {
-        match self {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Sqlite | Dialect::Mysql => "?".to_owned(),
-        }
-    }
-
-    /// `count` comma-separated placeholders numbered from `first` (for `IN (…)` lists and `VALUES (…)`).
-    ///
-    /// ```
-    /// use migrun_sdk::Dialect;
-    /// assert_eq!(Dialect::Postgres.placeholders(3, 2), "$3, $4");
-    /// assert_eq!(Dialect::Sqlite.placeholders(1, 3), "?, ?, ?");
-    /// ```
-    pub fn placeholders(self, first: usize, count: usize) -> String {
-        (first..first + count)
-            .map(|n| self.placeholder(n))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// `ident` quoted as an identifier: `"name"` on SQLite and PostgreSQL, `` `name` `` on MySQL.
-    ///
-    /// ```
-    /// use migrun_sdk::Dialect;
-    /// assert_eq!(Dialect::Postgres.quote_ident("order"), "\"order\"");
-    /// assert_eq!(Dialect::Mysql.quote_ident("we`ird"), "`we``ird`");
-    /// ```
-    pub fn quote_ident(self, ident: &str) -> String {
-        match self {
-            Dialect::Mysql => format!("`{}`", ident.replace('`', "``")),
-            Dialect::Sqlite | Dialect::Postgres => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
-    }
-
-    /// The dialect's name: `sqlite`, `postgres` or `mysql`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a connection may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Access {
-    /// Reads only; enforced by the database session itself.
-    ReadOnly,
-    /// Reads and writes, inside the unit's transaction.
-    ReadWrite,
-}
-
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Access::ReadOnly => "read-only",
-            Access::ReadWrite => "read-write",
-        })
-    }
-}
+/// The SQL dialect behind a connection and what it may do, with placeholder
+/// and quoting helpers: the same types the host uses (`migrun-types`).
+pub use migrun_types::{Access, Dialect};
 
 /// A host connection resource opened during the current call.
 struct Open {

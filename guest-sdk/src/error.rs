@@ -2,52 +2,9 @@
 
 use std::fmt;
 
-/// The broad class of a database failure (the contract's `db-error-kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DbErrorKind {
-    /// The plugin opened a connection it did not declare or the operator did not configure.
-    UnknownConnection,
-    /// The statement would write through a connection granted read-only.
-    ReadOnly,
-    /// A unique, foreign key, not-null or check constraint was violated.
-    Constraint,
-    /// A deadlock or serialisation failure; retrying may succeed.
-    Conflict,
-    /// The connection to the server failed or was closed.
-    Connection,
-    /// A value could not be converted to or from the column's type.
-    Value,
-    /// The plugin used the API wrongly (a bad argument, a closed cursor, a busy connection).
-    Usage,
-    /// The host refused the statement in this mode (for instance DDL during a MariaDB dry-run).
-    Refused,
-    /// Any other error the database reported (syntax, missing table, permissions, …).
-    Other,
-}
-
-impl DbErrorKind {
-    /// The kind's name as the contract spells it (`read-only`, `constraint`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbErrorKind::UnknownConnection => "unknown-connection",
-            DbErrorKind::ReadOnly => "read-only",
-            DbErrorKind::Constraint => "constraint",
-            DbErrorKind::Conflict => "conflict",
-            DbErrorKind::Connection => "connection",
-            DbErrorKind::Value => "value",
-            DbErrorKind::Usage => "usage",
-            DbErrorKind::Refused => "refused",
-            DbErrorKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for DbErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The broad class of a database failure (the contract's `db-error-kind`):
+/// the same type the host uses (`migrun-types`).
+pub use migrun_types::DbErrorKind;
 
 /// A database error, as the host reported it.
 ///

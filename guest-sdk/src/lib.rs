@@ -137,6 +137,7 @@ pub use config::Config;
 pub use db::{Access, BulkWriter, Connection, Cursor, Dialect, TypedCursor};
 pub use error::{Context, DbError, DbErrorKind, Error, Result};
 pub use log::{check, progress};
+pub use migrun_types::ValueKind;
 pub use plugin::{ConfigKey, Need, Plugin, PluginInfo, Unit};
 pub use row::{Column, Row, Rows};
 pub use ser::{to_named_values, to_values};

@@ -126,7 +126,7 @@ pub(crate) fn dialect_from_wit(d: database::Dialect) -> Dialect {
     match d {
         database::Dialect::Sqlite => Dialect::Sqlite,
         database::Dialect::Postgres => Dialect::Postgres,
-        database::Dialect::Mysql => Dialect::Mysql,
+        database::Dialect::Mysql => Dialect::MySql,
     }
 }
 

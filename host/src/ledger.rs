@@ -38,8 +38,8 @@ use serde::Serialize;
 use crate::db::{Connection, DbError, Dialect};
 use crate::value::Value;
 
-/// The default ledger table name.
-pub const DEFAULT_TABLE: &str = "migrun_ledger";
+/// The ledger table's name when the configuration names none.
+pub const DEFAULT_TABLE: &str = migrun_config::DEFAULT_LEDGER_TABLE;
 
 /// The status of a unit that committed all of its work.
 pub const STATUS_FINISHED: &str = "finished";

@@ -23,12 +23,10 @@
 //! - [`ledger`]: which units finished on each target, recorded in the units' own transactions.
 //! - [`lock`]: one run at a time per target.
 //! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards.
-//! - [`tape`]: the one boundary where host calls are recorded or answered from a journal.
-//! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
+//! - [`tape`]: the one boundary where host calls are recorded, answered from a journal
+//!   (`tape::Player`, verify) or matched for another plugin version (`tape::Comparison`).
 //! - [`observer`]: how a run reports progress while it happens.
-//! - [`render`]: the human-readable report.
 //! - [`printable`]: escaping of everything a plugin supplied before it is shown.
-//! - [`scaffold`]: `migrun new`, plugin projects in Rust, Python and JavaScript from templates.
 //!
 //! # Example
 //!
@@ -46,25 +44,22 @@
 
 pub mod backup;
 pub mod capability;
-pub mod config;
+pub use migrun_config as config;
 pub mod contract;
 pub mod db;
-pub mod journal;
+pub use migrun_journal as journal;
 pub mod ledger;
 pub mod lint;
 pub mod lock;
 pub mod observer;
 pub mod plan;
 pub mod printable;
-pub mod render;
-pub mod replay;
 pub mod run;
 pub mod runtime;
-pub mod scaffold;
 pub mod session;
 pub mod status;
 pub mod tape;
-pub mod value;
+pub use migrun_types::value;
 
 /// This migrun's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

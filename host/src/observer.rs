@@ -6,21 +6,7 @@
 
 use serde::Serialize;
 
-/// A log level, as the plugin chose it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Fine detail.
-    Trace,
-    /// Diagnostic detail.
-    Debug,
-    /// Normal progress.
-    Info,
-    /// Something the operator should read.
-    Warn,
-    /// A failure.
-    Error,
-}
+pub use migrun_types::Level;
 
 /// One structured message from the plugin.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -36,8 +36,6 @@ mod postgres;
 mod sqlite;
 mod store;
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 use crate::db::Dialect;
@@ -52,29 +50,7 @@ pub const MANIFEST_FORMAT: &str = "migrun.backup/1";
 /// The manifest's file name inside a snapshot directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// A snapshot as a plugin and the journal see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotInfo {
-    /// Its id.
-    pub id: String,
-    /// The connection whose tables it holds.
-    pub connection: String,
-    /// How it was made (`sqlite-backup`, `pg-dump`, `mariadb-dump`, `native`).
-    pub method: String,
-    /// The tables it holds.
-    pub tables: Vec<TableSnapshot>,
-}
-
-/// One table of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableSnapshot {
-    /// The table.
-    pub name: String,
-    /// Its rows at snapshot time.
-    pub rows: u64,
-    /// Its checksum at snapshot time (hex).
-    pub checksum: String,
-}
+pub use migrun_journal::{SnapshotInfo, TableSnapshot};
 
 /// How a snapshot's data was saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,16 +78,7 @@ impl Method {
     }
 }
 
-/// Which method the operator allows (`[backup] method` in `migrun.toml`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MethodChoice {
-    /// The dialect's dump tool when a compatible one is on `PATH`, else native.
-    #[default]
-    Auto,
-    /// Always the host's own method (SQLite always uses its online backup).
-    Native,
-}
+pub use migrun_config::{BackupSettings, MethodChoice};
 
 /// What `manifest.json` records about a snapshot.
 ///
@@ -526,29 +493,6 @@ pub fn check_table_name(name: &str) -> Result<(), BackupError> {
         Err(BackupError::InvalidName(format!(
             "table {name:?} is not an identifier (or schema.identifier)"
         )))
-    }
-}
-
-/// The `[backup]` section of `migrun.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BackupSettings {
-    /// Where snapshots are written (default `migrun-backups`, relative to the config file).
-    pub dir: PathBuf,
-    /// Whether the host snapshots the tables a plugin declares it writes before the run's
-    /// first write. Turning it off is the operator's explicit choice (`--no-backup` does too).
-    pub before_run: bool,
-    /// Which method may be used.
-    pub method: MethodChoice,
-}
-
-impl Default for BackupSettings {
-    fn default() -> Self {
-        BackupSettings {
-            dir: PathBuf::from("migrun-backups"),
-            before_run: true,
-            method: MethodChoice::Auto,
-        }
     }
 }
 

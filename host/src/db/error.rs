@@ -6,57 +6,12 @@
 //! message text. The code travels with the error so a plugin, a log or a journal
 //! can show exactly what the server said.
 
-use std::fmt;
-
 use sqlx::mysql::MySqlDatabaseError;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::sqlite::SqliteError;
 
-/// What kind of failure a database call met; mirrors `db-error-kind` in the WIT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DbErrorKind {
-    /// The plugin asked for a connection name that was not declared or configured.
-    UnknownConnection,
-    /// A write through a connection granted read-only (refused by the database session).
-    ReadOnly,
-    /// A unique, foreign key, not-null or check constraint was violated.
-    Constraint,
-    /// Deadlock victim, serialisation failure or lock timeout: retrying may succeed.
-    Conflict,
-    /// The connection to the server failed, was closed or could not be opened.
-    Connection,
-    /// A value could not be converted to or from the column's type.
-    Value,
-    /// The API was used wrongly (busy connection, closed cursor, bad argument).
-    Usage,
-    /// The host refused the statement in this mode (e.g. DDL during a MariaDB dry-run).
-    Refused,
-    /// Anything else the database reported (syntax, missing table, permissions, …).
-    Other,
-}
-
-impl DbErrorKind {
-    /// The kind's name as the WIT spells it (`read-only`, `unknown-connection`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbErrorKind::UnknownConnection => "unknown-connection",
-            DbErrorKind::ReadOnly => "read-only",
-            DbErrorKind::Constraint => "constraint",
-            DbErrorKind::Conflict => "conflict",
-            DbErrorKind::Connection => "connection",
-            DbErrorKind::Value => "value",
-            DbErrorKind::Usage => "usage",
-            DbErrorKind::Refused => "refused",
-            DbErrorKind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for DbErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What kind of failure a database call met: shared with the SDK through `migrun-types`.
+pub use migrun_types::DbErrorKind;
 
 /// A database failure, returned to plugins as a value (never a trap).
 ///

@@ -180,12 +180,10 @@ pub(crate) mod sqlite;
 mod sqlite_authorizer;
 mod transaction;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 pub use cancel::StatementCanceller;
 pub use catalog::RowCount;
@@ -216,55 +214,9 @@ const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 30;
 /// What a row costs beyond its values, for the `query` result cap.
 const ROW_OVERHEAD: usize = 24;
 
-/// The SQL dialect behind a connection; mirrors `dialect` in the WIT.
-/// Serialises as its lowercase name (`"sqlite"`, `"postgres"`, `"mysql"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// SQLite 3.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    MySql,
-}
-
-impl Dialect {
-    /// The lowercase name used in configuration and messages (`sqlite`, `postgres`, `mysql`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-            Dialect::MySql => "mysql",
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a connection may do; mirrors `access` in the WIT and reads from
-/// configuration as `"read-only"` / `"read-write"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// Reads only, enforced by the database session.
-    ReadOnly,
-    /// Reads and writes.
-    ReadWrite,
-}
-
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Access::ReadOnly => "read-only",
-            Access::ReadWrite => "read-write",
-        })
-    }
-}
+/// The SQL dialect behind a connection and what it may do: shared with the
+/// SDK through `migrun-types`.
+pub use migrun_types::{Access, Dialect};
 
 /// One result column.
 #[derive(Debug, Clone, PartialEq, Eq)]

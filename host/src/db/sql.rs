@@ -498,36 +498,10 @@ pub(crate) fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
     out
 }
 
-impl Dialect {
-    /// Quotes one identifier for this dialect (`"name"`, or `` `name` `` on MySQL).
-    ///
-    /// A name that is empty or contains the quote character (or a NUL) is
-    /// refused rather than escaped: such names are almost always a mistake or an
-    /// injection attempt, and refusing keeps the quoting trivially correct.
-    pub fn quote_identifier(self, name: &str) -> Result<String, DbError> {
-        let quote = if self == Dialect::MySql { '`' } else { '"' };
-        if name.is_empty() {
-            return Err(DbError::usage("an identifier must not be empty"));
-        }
-        if name.contains(quote) || name.contains('\0') {
-            return Err(DbError::usage(format!(
-                "identifier {name:?} contains {quote} or a NUL character, which migrun does not quote"
-            )));
-        }
-        Ok(format!("{quote}{name}{quote}"))
-    }
-
-    /// Quotes `table` or `schema.table` (split on the dot) for this dialect.
-    pub fn quote_table(self, table: &str) -> Result<String, DbError> {
-        let parts: Vec<&str> = table.split('.').collect();
-        if parts.len() > 2 {
-            return Err(DbError::usage(format!(
-                "table {table:?} has more than one dot: expected `table` or `schema.table`"
-            )));
-        }
-        let quoted: Result<Vec<String>, DbError> =
-            parts.iter().map(|p| self.quote_identifier(p)).collect();
-        Ok(quoted?.join("."))
+/// A name the dialect refuses to quote is a usage error of whoever supplied it.
+impl From<migrun_types::IdentifierError> for DbError {
+    fn from(e: migrun_types::IdentifierError) -> Self {
+        DbError::usage(e.to_string())
     }
 }
 
@@ -654,7 +628,7 @@ mod tests {
         );
         assert_eq!(Dialect::MySql.quote_identifier("a\"b").unwrap(), "`a\"b`");
         for bad in ["a\"b", "", "a.b.c"] {
-            let err = Dialect::Postgres.quote_table(bad).unwrap_err();
+            let err: DbError = Dialect::Postgres.quote_table(bad).unwrap_err().into();
             assert_eq!(err.kind, super::super::DbErrorKind::Usage, "{bad}");
         }
         assert!(Dialect::MySql.quote_identifier("a`b").is_err());

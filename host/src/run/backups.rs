@@ -8,10 +8,10 @@ use std::sync::Arc;
 use crate::backup::{BackupStore, RunIdentity, SnapshotInfo};
 use crate::capability::backup::BackupGrant;
 use crate::config::RunConfig;
-use crate::contract::PluginInfo;
 use crate::db::Access;
 use crate::tape::lock;
 
+use super::inputs::Inputs;
 use super::report::SharedPlan;
 use super::units::Runner;
 use super::{RunError, RunOptions};
@@ -34,12 +34,12 @@ pub(super) struct BeforeRun {
 /// otherwise the plugin's backup calls hear why. A dry-run grants none.
 pub(super) fn open_store(
     runner: &mut Runner,
-    info: &PluginInfo,
+    inputs: &Inputs,
     config: &RunConfig,
     options: &RunOptions,
     identity: RunIdentity,
 ) -> Result<BeforeRun, RunError> {
-    let targets = backup_targets(info, config);
+    let targets = backup_targets(inputs);
     let take =
         !options.dry_run && config.backup.before_run && !options.no_backup && !targets.is_empty();
     let store = if options.dry_run {
@@ -63,10 +63,10 @@ pub(super) fn open_store(
         .grant(store.clone().map(|store| {
             BackupGrant {
                 store,
-                connections: info
+                connections: inputs
                     .connections
                     .iter()
-                    .map(|c| (c.name.clone(), config.connection(&c.name).url))
+                    .map(|c| (c.name.clone(), c.url.clone()))
                     .collect(),
                 run: identity.clone(),
                 method: config.backup.method,
@@ -140,8 +140,9 @@ pub(super) async fn back_up(
 /// it when the snapshot is taken, recording the pattern with them, so that a full restore
 /// can drop the tables (and empty schemas) the run created under it. A name that is
 /// neither a table nor a valid pattern is skipped with a warning.
-fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String, Vec<String>)> {
-    info.connections
+fn backup_targets(inputs: &Inputs) -> Vec<(String, String, Vec<String>)> {
+    inputs
+        .connections
         .iter()
         .filter(|c| c.access == Access::ReadWrite && !c.writes.is_empty())
         .map(|c| {
@@ -157,7 +158,7 @@ fn backup_targets(info: &PluginInfo, config: &RunConfig) -> Vec<(String, String,
                 })
                 .cloned()
                 .collect();
-            (c.name.clone(), config.connection(&c.name).url, tables)
+            (c.name.clone(), c.url.clone(), tables)
         })
         .filter(|(_, _, tables): &(String, String, Vec<String>)| !tables.is_empty())
         .collect()

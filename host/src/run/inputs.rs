@@ -4,9 +4,12 @@
 //! journal may keep (secrets redacted) and the run's id fixed. What comes out is
 //! handed down the run; nothing here is looked up again.
 
+use std::path::PathBuf;
+
 use crate::capability::database::DatabaseCtx;
-use crate::config::RunConfig;
+use crate::config::{RunConfig, redact_url, sqlite_file};
 use crate::contract::PluginInfo;
+use crate::db::Access;
 use crate::ledger::Ledger;
 use crate::runtime::sandbox::SandboxSeeds;
 use crate::runtime::{LoadedPlugin, PluginInstance, RunState, Runtime};
@@ -29,6 +32,74 @@ pub(super) struct Inputs {
     pub(super) run_id: String,
     /// The ledger table of the targets.
     pub(super) ledger: Ledger,
+    /// Every connection the plugin declared, in its order, resolved against the configuration.
+    pub(super) connections: Vec<ConnectionInput>,
+}
+
+impl Inputs {
+    /// The resolved connection `name` (one the plugin declared).
+    pub(super) fn connection(&self, name: &str) -> &ConnectionInput {
+        self.connections
+            .iter()
+            .find(|c| c.name == name)
+            .expect("only declared connections are opened")
+    }
+}
+
+/// A connection the plugin declared, resolved against the configuration once: the
+/// grant is checked here, and every later step reads its URL, access and declared
+/// writes from this value instead of asking the configuration again.
+#[derive(Debug, Clone)]
+pub(super) struct ConnectionInput {
+    /// The name the plugin opens.
+    pub(super) name: String,
+    /// The URL connected to, environment variables substituted (holds the password).
+    pub(super) url: String,
+    /// The same URL with its password redacted, as reports and the journal show it.
+    pub(super) redacted_url: String,
+    /// What the plugin gets through it: the access it declared, which the grant allows.
+    pub(super) access: Access,
+    /// The embedded SQLite default rather than a configured connection.
+    pub(super) embedded_default: bool,
+    /// `allow_privileged = true`: the operator accepts a privileged role here.
+    pub(super) allow_privileged: bool,
+    /// The SQLite file behind the URL, when it is one.
+    pub(super) sqlite_file: Option<PathBuf>,
+    /// The tables the plugin declares it writes through it, `${key}`s resolved.
+    pub(super) writes: Vec<String>,
+}
+
+/// Resolves every declared connection, refusing (before anything is opened) one whose
+/// grant is narrower than what the plugin declares it needs.
+fn resolve_connections(
+    info: &PluginInfo,
+    config: &RunConfig,
+) -> Result<Vec<ConnectionInput>, RunError> {
+    let mut connections = Vec::with_capacity(info.connections.len());
+    for need in &info.connections {
+        let resolved = config.connection(&need.name);
+        if let Some(granted) = resolved.access
+            && granted == Access::ReadOnly
+            && need.access == Access::ReadWrite
+        {
+            return Err(RunError::AccessDenied {
+                connection: need.name.clone(),
+                needed: need.access,
+                granted,
+            });
+        }
+        connections.push(ConnectionInput {
+            name: need.name.clone(),
+            redacted_url: redact_url(&resolved.url),
+            sqlite_file: sqlite_file(&resolved.url),
+            url: resolved.url,
+            access: need.access,
+            embedded_default: resolved.embedded_default,
+            allow_privileged: resolved.allow_privileged,
+            writes: need.writes.clone(),
+        });
+    }
+    Ok(connections)
 }
 
 /// Instantiates the plugin, calls `describe` and resolves the run's inputs.
@@ -53,9 +124,11 @@ pub(super) async fn resolve(
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
     resolve_declared_writes(&mut info, &values)?;
+    let connections = resolve_connections(&info, config)?;
     let redacted = redacted(&info, &values);
     let run_id = super::journal::run_id(&info.name);
     let inputs = Inputs {
+        connections,
         info,
         values,
         redacted,

@@ -541,16 +541,8 @@ pub async fn run(
     let mut open = targets::OpenConnections::new();
     let ran = async {
         let mut connections =
-            targets::connect_all(open.host_mut(), &inputs.info, config, options.dry_run).await?;
-        let (locks, ledgers) = targets::guard_targets(
-            open.host_mut(),
-            &inputs.info,
-            config,
-            &options,
-            &inputs.ledger,
-            &inputs.run_id,
-        )
-        .await?;
+            targets::connect_all(open.host_mut(), &inputs, options.dry_run).await?;
+        let (locks, ledgers) = targets::guard_targets(open.host_mut(), &inputs, &options).await?;
         open.hold_locks(locks);
         // The journal exists before anything can be written; failing to create it means nothing ran.
         let header = journal::header(plugin, &inputs, &options, &connections, config);
@@ -564,7 +556,7 @@ pub async fn run(
         .await?;
         let recorder = journal::start_journal(&config.journal_dir, &header, plugin)?;
         let plan = options.dry_run.then(|| report::new_plan(&connections));
-        targets::limit_statements(open.host_mut(), config).await?;
+        targets::limit_statements(open.host_mut(), &inputs, config).await?;
         let identity = journal::identity(plugin, &inputs, &recorder);
         let ledger = (!options.dry_run).then(|| {
             (
@@ -584,7 +576,7 @@ pub async fn run(
                 locks,
             )
         });
-        let before_run = backups::open_store(runner, &inputs.info, config, &options, identity)?;
+        let before_run = backups::open_store(runner, &inputs, config, &options, identity)?;
         let (selected, not_found) = runner
             .select_units(&inputs, &options, &ledgers.finished, &plugin.sha256)
             .await?;

@@ -15,9 +15,9 @@ use crate::capability::database::DatabaseCtx;
 use crate::contract::UnitInfo;
 use crate::journal::{Header, JournalReader};
 use crate::observer::RunObserver;
-use crate::replay::{self as journal_replay, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState, Runtime};
 use crate::session::{ConnectionInfo, Session};
+use crate::tape::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::tape::{Tape, TapeError, lock};
 
 use super::units::{Runner, UnitPlan, report_not_found};
@@ -101,7 +101,7 @@ pub async fn replay(
     let plugin_path = match plugin_override {
         Some(p) => p.to_owned(),
         None => {
-            let expected = journal_replay::recorded_plugin_path(journal_path, &header);
+            let expected = recorded_plugin_path(journal_path, &header);
             if !expected.exists() {
                 return Err(RunError::PluginNotFound {
                     sha256: header.plugin_sha256.clone(),
@@ -116,12 +116,9 @@ pub async fn replay(
     let (tape, recorded_config) = if comparing {
         let comparison = Comparison::load(reader)?;
         let config = comparison.config.clone();
-        (Tape::Comparing(journal_replay::shared(comparison)), config)
+        (Tape::Comparing(tape::shared(comparison)), config)
     } else {
-        (
-            Tape::Replaying(journal_replay::shared(Player::new(reader))),
-            None,
-        )
+        (Tape::Replaying(tape::shared(Player::new(reader))), None)
     };
 
     let state = RunState::new(
@@ -277,4 +274,13 @@ pub async fn replay(
         outcome,
         run: report,
     })
+}
+
+/// Finds the plugin a journal names: `plugins/<sha256>.wasm` next to the journal.
+pub fn recorded_plugin_path(journal: &Path, header: &Header) -> PathBuf {
+    journal
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("plugins")
+        .join(format!("{}.wasm", header.plugin_sha256))
 }

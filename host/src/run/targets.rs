@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{RunConfig, redact_url};
+use crate::config::RunConfig;
 use crate::contract::PluginInfo;
 use crate::db::{self, Access, DbError};
-use crate::ledger::{CheckpointRow, Ledger, LedgerRow};
+use crate::ledger::{CheckpointRow, LedgerRow};
 use crate::lock::{self, RunLock};
 
+use super::inputs::Inputs;
 use super::units::Runner;
 use super::{ConnectionReport, RunError, RunOptions};
 
@@ -79,6 +80,7 @@ impl OpenConnections {
 /// by the plugin's wall-clock limit per call.
 pub(super) async fn limit_statements(
     connections: &mut BTreeMap<String, db::Connection>,
+    inputs: &Inputs,
     config: &RunConfig,
 ) -> Result<(), RunError> {
     let max_result_bytes =
@@ -89,7 +91,7 @@ pub(super) async fn limit_statements(
         if let Err(error) = conn.limit_statement_time(statement_limit).await {
             return Err(RunError::Connect {
                 connection: name.clone(),
-                url: redact_url(&config.connection(name).url),
+                url: inputs.connection(name).redacted_url.clone(),
                 error,
             });
         }
@@ -101,12 +103,15 @@ pub(super) async fn limit_statements(
 /// finished there. The ledger table itself is created only once the run is certain to start.
 pub(super) async fn guard_targets(
     connections: &mut BTreeMap<String, db::Connection>,
-    info: &PluginInfo,
-    config: &RunConfig,
+    inputs: &Inputs,
     options: &RunOptions,
-    ledger: &Ledger,
-    run_id: &str,
 ) -> Result<(Vec<RunLock>, Ledgers), RunError> {
+    let Inputs {
+        info,
+        ledger,
+        run_id,
+        ..
+    } = inputs;
     let mut locks = Vec::new();
     let mut ledgers = Ledgers::default();
     let base_lock = lock::run_lock_name(ledger.table());
@@ -118,16 +123,16 @@ pub(super) async fn guard_targets(
         if conn.access() != Access::ReadWrite {
             continue;
         }
-        let url = config.connection(name).url;
-        let file = crate::config::sqlite_file(&url).filter(|p| p.exists());
+        let input = inputs.connection(name);
+        let file = input.sqlite_file.as_deref().filter(|p| p.exists());
         locks.push(
             lock::acquire(
                 name,
-                &url,
+                &input.url,
                 &lock_name,
                 options.shard.is_some().then_some(base_lock.as_str()),
                 run_id,
-                file.as_deref(),
+                file,
                 options.lock_timeout,
             )
             .await?,
@@ -259,36 +264,20 @@ pub(super) async fn prepare_targets(
     Ok(guards)
 }
 
-/// Checks grants and opens every connection the plugin declared into `connections`
-/// (whose owner closes them, also those opened before a failure).
+/// Opens every connection the plugin declared (grants were checked when the inputs
+/// were resolved) into `connections`, whose owner closes them, also those opened
+/// before a failure.
 pub(super) async fn connect_all(
     connections: &mut BTreeMap<String, db::Connection>,
-    info: &PluginInfo,
-    config: &RunConfig,
+    inputs: &Inputs,
     dry_run: bool,
 ) -> Result<Vec<ConnectionReport>, RunError> {
-    // Check every grant before opening anything.
-    for need in &info.connections {
-        let resolved = config.connection(&need.name);
-        if let Some(granted) = resolved.access
-            && granted == Access::ReadOnly
-            && need.access == Access::ReadWrite
-        {
-            return Err(RunError::AccessDenied {
-                connection: need.name.clone(),
-                needed: need.access,
-                granted,
-            });
-        }
-    }
     let mut reports = Vec::new();
-    for need in &info.connections {
-        let resolved = config.connection(&need.name);
-        let mut url = resolved.url.clone();
+    for input in &inputs.connections {
+        let mut url = input.url.clone();
         let mut note = None;
-        let missing_sqlite_file =
-            crate::config::sqlite_file(&resolved.url).filter(|path| !path.exists());
-        if need.access == Access::ReadWrite
+        let missing_sqlite_file = input.sqlite_file.as_ref().filter(|path| !path.exists());
+        if input.access == Access::ReadWrite
             && let Some(path) = missing_sqlite_file
         {
             if dry_run {
@@ -302,29 +291,29 @@ pub(super) async fn connect_all(
                 let _ = std::fs::create_dir_all(dir);
             }
         }
-        match db::Connection::connect(&need.name, &url, need.access).await {
+        match db::Connection::connect(&input.name, &url, input.access).await {
             Ok(conn) => {
                 reports.push(ConnectionReport {
-                    name: need.name.clone(),
+                    name: input.name.clone(),
                     dialect: conn.dialect(),
-                    access: need.access,
-                    url: redact_url(&resolved.url),
-                    embedded_default: resolved.embedded_default,
+                    access: input.access,
+                    url: input.redacted_url.clone(),
+                    embedded_default: input.embedded_default,
                     note,
                     privileges: None,
                 });
-                connections.insert(need.name.clone(), conn);
+                connections.insert(input.name.clone(), conn);
             }
             Err(mut error) => {
-                if resolved.embedded_default && need.access == Access::ReadOnly {
+                if input.embedded_default && input.access == Access::ReadOnly {
                     error.message = format!(
                         "{} (embedded default: the plugin reads `{}` from this SQLite file, which must exist; seed it or configure the connection)",
-                        error.message, need.name
+                        error.message, input.name
                     );
                 }
                 return Err(RunError::Connect {
-                    connection: need.name.clone(),
-                    url: redact_url(&resolved.url),
+                    connection: input.name.clone(),
+                    url: input.redacted_url.clone(),
                     error,
                 });
             }
@@ -335,7 +324,7 @@ pub(super) async fn connect_all(
         let Some(conn) = connections.get_mut(&report.name) else {
             continue;
         };
-        let allowed = config.connection(&report.name).allow_privileged;
+        let allowed = inputs.connection(&report.name).allow_privileged;
         match db::privileges::check_at_start(conn, report.access, allowed).await {
             Ok(warning) => report.privileges = warning,
             Err(refusal) => return Err(refusal.into()),

@@ -57,27 +57,7 @@ pub enum LimitExceeded {
     },
 }
 
-/// The seeds of the deterministic clock and randomness of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SandboxSeeds {
-    /// Wall-clock time the plugin sees at its first reading, in nanoseconds since the Unix epoch.
-    pub clock_start_unix_nanos: u64,
-    /// Seed of both random sources.
-    pub random_seed: u64,
-}
-
-impl SandboxSeeds {
-    /// Seeds for a new live run: the current time (to the second) and a fresh random seed.
-    pub fn fresh() -> SandboxSeeds {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        SandboxSeeds {
-            clock_start_unix_nanos: now.as_secs() * 1_000_000_000,
-            random_seed: rand::random(),
-        }
-    }
-}
+pub use migrun_journal::SandboxSeeds;
 
 /// Each clock reading advances the deterministic clocks by this much, so
 /// that durations measured by the plugin are positive but do not depend on

@@ -167,7 +167,7 @@ mod tests {
         );
         assert_eq!(
             timestamp(
-                Dialect::Mysql,
+                Dialect::MySql,
                 Value::Timestamptz("2024-01-02T03:04:05Z".into())
             ),
             Value::Timestamp("2024-01-02T03:04:05".into())

@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn ddl_names_every_column_in_insert_order() {
-        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql] {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let [accounts, identities] = create_tables(dialect);
             let mut at = 0;
             for column in ACCOUNT_COLUMNS {

@@ -1,7 +1,7 @@
 //! The `auth_users` table: its columns, its DDL per dialect, its indexes, and
 //! the catalog queries that check them.
 
-use migrun_sdk::{Connection, Dialect, Result, bail, params};
+use migrun_sdk::{Connection, Dialect, Result, params};
 use serde::Deserialize;
 
 /// The table copied from.
@@ -195,8 +195,7 @@ pub fn create_table_sql(dialect: Dialect) -> Result<&'static str> {
     Ok(match dialect {
         Dialect::Sqlite => CREATE_SQLITE,
         Dialect::Postgres => CREATE_POSTGRES,
-        Dialect::Mysql => CREATE_MYSQL,
-        other => bail!("unsupported dialect {other}"),
+        Dialect::MySql => CREATE_MYSQL,
     })
 }
 
@@ -208,11 +207,10 @@ pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
             "SELECT COUNT(*) FROM information_schema.tables \
              WHERE table_schema::text = current_schema() AND table_name::text = $1"
         }
-        Dialect::Mysql => {
+        Dialect::MySql => {
             "SELECT COUNT(*) FROM information_schema.tables \
              WHERE table_schema = DATABASE() AND table_name = ?"
         }
-        other => bail!("unsupported dialect {other}"),
     };
     Ok(conn.query_scalar::<i64>(sql, params![table])? > 0)
 }
@@ -225,11 +223,10 @@ pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
             "SELECT column_name::text FROM information_schema.columns \
              WHERE table_schema::text = current_schema() AND table_name::text = $1 ORDER BY ordinal_position"
         }
-        Dialect::Mysql => {
+        Dialect::MySql => {
             "SELECT COLUMN_NAME AS column_name FROM information_schema.columns \
              WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ORDINAL_POSITION"
         }
-        other => bail!("unsupported dialect {other}"),
     };
     let names: Vec<String> = conn.query_as(sql, params![table])?;
     Ok(names.into_iter().map(|n| n.to_lowercase()).collect())
@@ -288,14 +285,13 @@ pub fn table_indexes(conn: &Connection, table: &str) -> Result<Vec<Index>> {
              WHERE t.relname::text = $1 AND n.nspname::text = current_schema() AND k.ord <= ix.indnkeyatts \
              ORDER BY i.relname, k.ord"
         }
-        Dialect::Mysql => {
+        Dialect::MySql => {
             "SELECT INDEX_NAME AS index_name, CASE WHEN NON_UNIQUE = 0 THEN 1 ELSE 0 END AS is_unique, \
                     COLUMN_NAME AS column_name \
              FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
              ORDER BY INDEX_NAME, SEQ_IN_INDEX"
         }
-        other => bail!("unsupported dialect {other}"),
     };
     let rows: Vec<IndexColumn> = conn.query_as(sql, params![table])?;
     Ok(group_indexes(rows))

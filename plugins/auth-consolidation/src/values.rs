@@ -103,7 +103,7 @@ mod tests {
         );
         assert_eq!(
             coerce(
-                Dialect::Mysql,
+                Dialect::MySql,
                 Kind::Timestamp,
                 Value::Timestamptz("2024-01-02T03:04:05Z".into())
             ),

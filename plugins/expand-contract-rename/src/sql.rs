@@ -51,7 +51,7 @@ impl Rename {
     pub fn differ(&self, a: &str, b: &str) -> String {
         match self.dialect {
             Dialect::Postgres => format!("{a} IS DISTINCT FROM {b}"),
-            Dialect::Mysql => format!("NOT ({a} <=> {b})"),
+            Dialect::MySql => format!("NOT ({a} <=> {b})"),
             _ => format!("{a} IS NOT {b}"),
         }
     }
@@ -98,7 +98,7 @@ impl Rename {
                      FOR EACH ROW EXECUTE FUNCTION {stem}()"
                 ));
             }
-            Dialect::Mysql => {
+            Dialect::MySql => {
                 sql.push(format!(
                     "CREATE TRIGGER {stem}_ins BEFORE INSERT ON {t} FOR EACH ROW \
                      BEGIN \
@@ -146,7 +146,7 @@ impl Rename {
                 format!("DROP TRIGGER IF EXISTS {stem} ON {t}"),
                 format!("DROP FUNCTION IF EXISTS {stem}()"),
             ],
-            Dialect::Mysql => vec![
+            Dialect::MySql => vec![
                 format!("DROP TRIGGER IF EXISTS {stem}_ins"),
                 format!("DROP TRIGGER IF EXISTS {stem}_upd"),
             ],
@@ -200,7 +200,7 @@ pub fn column_type(conn: &Connection, table: &str, column: &str) -> Result<Optio
              WHERE a.attrelid = to_regclass($1::text) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
             params,
         )?,
-        Dialect::Mysql => conn.query(
+        Dialect::MySql => conn.query(
             "SELECT COLUMN_TYPE FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
             params,

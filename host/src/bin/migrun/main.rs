@@ -5,6 +5,8 @@
 //! or connection); 3 the run finished but a check failed.
 
 mod console;
+mod render;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,7 +160,7 @@ enum Command {
         name: String,
         /// Its language: rust, python or js.
         #[arg(long, value_name = "LANG")]
-        lang: migrun::scaffold::Language,
+        lang: scaffold::Language,
         /// The project folder (default: ./<name>).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -320,14 +322,14 @@ fn error_chain(error: &anyhow::Error) -> String {
 
 fn new_plugin(
     name: String,
-    language: migrun::scaffold::Language,
+    language: scaffold::Language,
     dir: Option<PathBuf>,
     sdk_path: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
-    use migrun::scaffold::{NewPlugin, SdkSource};
+    use scaffold::{NewPlugin, SdkSource};
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
     let sdk = sdk_path.map(SdkSource::Path).unwrap_or_default();
-    let project = migrun::scaffold::scaffold(&NewPlugin {
+    let project = scaffold::scaffold(&NewPlugin {
         name,
         language,
         dir,
@@ -355,9 +357,9 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("inspecting {}", path.display()))?;
     if json {
-        print_json(&migrun::render::inspection_json(&inspection));
+        print_json(&render::inspection_json(&inspection));
     } else {
-        print_text(&migrun::render::inspection_text(&inspection));
+        print_text(&render::inspection_text(&inspection));
     }
     Ok(0)
 }
@@ -381,7 +383,7 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
                     writeln!(
                         out,
                         "{index:>6} {}  {}",
-                        migrun::render::short_hash(hash),
+                        render::short_hash(hash),
                         printable(&stats::describe(entry))
                     )
                 };
@@ -393,9 +395,9 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
             let s =
                 stats::stats(&journal).with_context(|| format!("reading {}", journal.display()))?;
             if json {
-                print_json(&migrun::render::journal_stats_json(&s));
+                print_json(&render::journal_stats_json(&s));
             } else {
-                print_text(&migrun::render::journal_stats_text(&s));
+                print_text(&render::journal_stats_text(&s));
             }
         }
     }
@@ -433,9 +435,9 @@ async fn status(
     }
     let status = migrun::status::collect(&config).await;
     if json {
-        print_json(&migrun::render::status_json(&status));
+        print_json(&render::status_json(&status));
     } else {
-        print_text(&migrun::render::status_text(&status));
+        print_text(&render::status_text(&status));
     }
     // A ledger row migrun did not write as it stands is worth a non-zero exit.
     let suspect = status
@@ -468,9 +470,9 @@ async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
             let store = BackupStore::open(&config.backup.dir, false)?;
             let manifests = store.list()?;
             if json {
-                print_json(&migrun::render::backup_list_json(&manifests));
+                print_json(&render::backup_list_json(&manifests));
             } else {
-                print_text(&migrun::render::backup_list_text(store.path(), &manifests));
+                print_text(&render::backup_list_text(store.path(), &manifests));
             }
             Ok(0)
         }
@@ -482,9 +484,9 @@ async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
                 .await
                 .with_context(|| format!("verifying backup {id}"))?;
             if json {
-                print_json(&migrun::render::backup_verify_json(&report));
+                print_json(&render::backup_verify_json(&report));
             } else {
-                print_text(&migrun::render::backup_verify_text(&report));
+                print_text(&render::backup_verify_text(&report));
             }
             Ok(if report.ok() { 0 } else { 1 })
         }
@@ -654,9 +656,9 @@ async fn restore(
     lock.release().await;
     let report = report?;
     if json {
-        print_json(&migrun::render::restore_json(&report));
+        print_json(&render::restore_json(&report));
     } else {
-        print_text(&migrun::render::restore_text(&report));
+        print_text(&render::restore_text(&report));
     }
     Ok(if report.verified() { 0 } else { 1 })
 }
@@ -672,9 +674,9 @@ async fn replay(
         .with_context(|| format!("replaying {}", journal.display()))?;
     observer.finish();
     if json {
-        print_json(&migrun::render::replay_report_json(&report));
+        print_json(&render::replay_report_json(&report));
     } else {
-        print_text(&migrun::render::replay_report_text(&report));
+        print_text(&render::replay_report_text(&report));
     }
     Ok(report.exit_code() as u8)
 }
@@ -751,9 +753,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("writing the plan to {}", file.display()))?;
     }
     if args.json {
-        print_json(&migrun::render::run_report_json(&report));
+        print_json(&render::run_report_json(&report));
     } else {
-        print_text(&migrun::render::run_report_text(&report));
+        print_text(&render::run_report_text(&report));
     }
     Ok(report.exit_code() as u8)
 }

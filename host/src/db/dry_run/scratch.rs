@@ -470,11 +470,11 @@ impl Connection {
                 self.host_simple(&format!("DROP DATABASE IF EXISTS {qd}"))
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         let switched = match Dialect::MySql.quote_identifier(&scratch.source) {
             Ok(qs) => self.host_simple(&format!("USE {qs}")).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         self.marks.mariadb_database = Some(scratch.source.clone());
         let _ = self
@@ -553,7 +553,7 @@ impl Connection {
                     self.host_simple(&format!("ALTER TABLE {qt} AUTO_INCREMENT = {before}"))
                         .await
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             match result {
                 Ok(()) => restore

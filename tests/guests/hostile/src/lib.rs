@@ -173,7 +173,7 @@ fn misbehave(behaviour: Behaviour) -> Result<()> {
 fn escape_file(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "/tmp/migrun-hostile-escape-postgres",
-        Dialect::Mysql => "/tmp/migrun-hostile-escape-mysql",
+        Dialect::MySql => "/tmp/migrun-hostile-escape-mysql",
         _ => "/tmp/migrun-hostile-escape-sqlite",
     }
 }
@@ -268,7 +268,7 @@ fn routes(dialect: Dialect) -> Vec<(&'static str, Vec<String>)> {
                 one(format!("SELECT lo_export(0, '{file}')")),
             ),
         ]),
-        Dialect::Mysql => routes.extend([
+        Dialect::MySql => routes.extend([
             (
                 "SET SESSION TRANSACTION READ WRITE",
                 w("SET SESSION TRANSACTION READ WRITE"),
@@ -487,7 +487,7 @@ fn oversized_row(target: &Connection) -> Result<()> {
     let sql = match target.dialect() {
         Dialect::Postgres => "SELECT repeat('x', 80 * 1024 * 1024) AS big",
         // max_allowed_packet (16 MiB) turns a bigger REPEAT into NULL: 80 rows of 1 MiB instead.
-        Dialect::Mysql => "SELECT REPEAT('x', 1048576) AS big FROM seq_1_to_80",
+        Dialect::MySql => "SELECT REPEAT('x', 1048576) AS big FROM seq_1_to_80",
         _ => "SELECT zeroblob(80 * 1024 * 1024) AS big",
     };
     let rows = target.query(sql, params![])?;
@@ -507,7 +507,7 @@ fn million_sql(dialect: Dialect) -> &'static str {
         }
         // MariaDB stops recursive CTEs at `max_recursive_iterations` (1000 by
         // default); its SEQUENCE engine generates the rows instead.
-        Dialect::Mysql => "SELECT seq AS i, REPEAT('x', 100) AS pad FROM seq_1_to_1000000",
+        Dialect::MySql => "SELECT seq AS i, REPEAT('x', 100) AS pad FROM seq_1_to_1000000",
         _ => {
             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1000000) \
              SELECT i, hex(zeroblob(50)) AS pad FROM s"

@@ -35,12 +35,13 @@
 //! method = "auto"        # or "native": never call pg_dump / mariadb-dump
 //! ```
 
+#![deny(missing_docs)]
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::db::Access;
+pub use migrun_types::Access;
 
 /// Why a configuration could not be used. Nothing has run when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +110,7 @@ pub struct ConfigFile {
     pub ledger_table: Option<String>,
     /// Backups before writes (`[backup]`: `dir`, `before_run`, `method`).
     #[serde(default)]
-    pub backup: Option<crate::backup::BackupSettings>,
+    pub backup: Option<BackupSettings>,
 }
 
 /// One named connection as the operator wrote it.
@@ -187,7 +188,7 @@ pub struct RunConfig {
     /// The ledger table on every writable connection.
     pub ledger_table: String,
     /// Backups: where, whether before the run, by which method.
-    pub backup: crate::backup::BackupSettings,
+    pub backup: BackupSettings,
 }
 
 /// A connection with its URL resolved.
@@ -212,8 +213,8 @@ impl Default for RunConfig {
             limits: Limits::default(),
             data_dir: PathBuf::from("migrun-data"),
             journal_dir: PathBuf::from("migrun-journal"),
-            ledger_table: crate::ledger::DEFAULT_TABLE.to_owned(),
-            backup: crate::backup::BackupSettings::default(),
+            ledger_table: DEFAULT_LEDGER_TABLE.to_owned(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -282,7 +283,7 @@ impl RunConfig {
             journal_dir: relative(file.journal_dir, "migrun-journal"),
             ledger_table: file
                 .ledger_table
-                .unwrap_or_else(|| crate::ledger::DEFAULT_TABLE.to_owned()),
+                .unwrap_or_else(|| DEFAULT_LEDGER_TABLE.to_owned()),
             backup: {
                 let mut backup = file.backup.unwrap_or_default();
                 backup.dir = relative(Some(backup.dir), "migrun-backups");
@@ -512,7 +513,7 @@ mod tests {
     /// The README's example must stay a valid config.
     #[test]
     fn readme_example_parses() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = &readme[readme
             .find("## Configuration")
             .expect("README has a Configuration section")..];
@@ -535,5 +536,42 @@ mod tests {
         );
         assert_eq!(redact_url("mysql://root@h/db"), "mysql://root@h/db");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}
+
+/// The ledger table's name when `[run] ledger_table` does not name one.
+pub const DEFAULT_LEDGER_TABLE: &str = "migrun_ledger";
+
+/// Which backup method the operator allows (`[backup] method` in `migrun.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodChoice {
+    /// The dialect's dump tool when a compatible one is on `PATH`, else native.
+    #[default]
+    Auto,
+    /// Always the host's own method (SQLite always uses its online backup).
+    Native,
+}
+
+/// The `[backup]` section of `migrun.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Where snapshots are written (default `migrun-backups`, relative to the config file).
+    pub dir: PathBuf,
+    /// Whether the host snapshots the tables a plugin declares it writes before the run's
+    /// first write. Turning it off is the operator's explicit choice (`--no-backup` does too).
+    pub before_run: bool,
+    /// Which method may be used.
+    pub method: MethodChoice,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            dir: PathBuf::from("migrun-backups"),
+            before_run: true,
+            method: MethodChoice::Auto,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `migrun new`: a plugin project that builds and dry-runs out of the box.
 //!
-//! One template per language under `host/templates/`, compiled into the
+//! One template per language under `host/src/bin/migrun/templates/`, compiled into the
 //! binary with `include_str!`; placeholders are `{{name}}`, `{{crate_name}}`,
 //! `{{type_name}}`, `{{sdk_dependency}}` and `{{migrun_version}}`. Python and
 //! JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The contract the templates target.
-const WIT: &str = include_str!("../../guest-sdk/wit/v0.1.1/migrun.wit");
+const WIT: &str = include_str!("../../../../guest-sdk/wit/v0.1.1/migrun.wit");
 
 /// A language `migrun new` can scaffold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,7 @@ pub enum Language {
 
 impl Language {
     /// Every language, in the order `--help` lists them.
+    #[cfg(test)]
     pub const ALL: [Language; 3] = [Language::Rust, Language::Python, Language::JavaScript];
 
     /// The name used on the command line.
@@ -202,23 +203,23 @@ type Template = (&'static str, &'static str);
 fn templates(language: Language) -> &'static [Template] {
     match language {
         Language::Rust => &[
-            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
-            ("src/lib.rs", include_str!("../templates/rust/lib.rs")),
-            ("README.md", include_str!("../templates/rust/README.md")),
-            (".gitignore", include_str!("../templates/rust/gitignore")),
+            ("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
+            ("src/lib.rs", include_str!("templates/rust/lib.rs")),
+            ("README.md", include_str!("templates/rust/README.md")),
+            (".gitignore", include_str!("templates/rust/gitignore")),
         ],
         Language::Python => &[
-            ("app.py", include_str!("../templates/python/app.py")),
+            ("app.py", include_str!("templates/python/app.py")),
             ("wit/migrun.wit", WIT),
-            ("README.md", include_str!("../templates/python/README.md")),
-            (".gitignore", include_str!("../templates/python/gitignore")),
+            ("README.md", include_str!("templates/python/README.md")),
+            (".gitignore", include_str!("templates/python/gitignore")),
         ],
         Language::JavaScript => &[
-            ("plugin.js", include_str!("../templates/js/plugin.js")),
-            ("package.json", include_str!("../templates/js/package.json")),
+            ("plugin.js", include_str!("templates/js/plugin.js")),
+            ("package.json", include_str!("templates/js/package.json")),
             ("wit/migrun.wit", WIT),
-            ("README.md", include_str!("../templates/js/README.md")),
-            (".gitignore", include_str!("../templates/js/gitignore")),
+            ("README.md", include_str!("templates/js/README.md")),
+            (".gitignore", include_str!("templates/js/gitignore")),
         ],
     }
 }
@@ -234,7 +235,7 @@ fn sdk_dependency(sdk: &SdkSource) -> String {
                 .replace('"', "\\\"");
             format!("migrun-sdk = {{ path = \"{path}\" }}")
         }
-        SdkSource::CratesIo => format!("migrun-sdk = \"{}\"", crate::VERSION),
+        SdkSource::CratesIo => format!("migrun-sdk = \"{}\"", migrun::VERSION),
     }
 }
 
@@ -244,7 +245,7 @@ fn render(text: &str, spec: &NewPlugin) -> String {
         .replace("{{crate_name}}", &spec.name.replace('-', "_"))
         .replace("{{type_name}}", &type_name(&spec.name))
         .replace("{{sdk_dependency}}", &sdk_dependency(&spec.sdk))
-        .replace("{{migrun_version}}", crate::VERSION)
+        .replace("{{migrun_version}}", migrun::VERSION)
 }
 
 /// Writes a new plugin project for `spec` and says how to build and dry-run it.
@@ -298,7 +299,7 @@ pub fn scaffold(spec: &NewPlugin) -> Result<Project, ScaffoldError> {
                 SdkSource::CratesIo => format!(
                     "migrun-sdk {} is taken from crates.io, where it is not published yet: \
                      scaffold with --sdk-path <migrun checkout>/guest-sdk to build against a checkout",
-                    crate::VERSION
+                    migrun::VERSION
                 ),
             }),
         ),
@@ -398,7 +399,7 @@ mod tests {
         let cargo = std::fs::read_to_string(dir.path().join("rust/Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"hello-world\""), "{cargo}");
         assert!(
-            cargo.contains(&format!("migrun-sdk = \"{}\"", crate::VERSION)),
+            cargo.contains(&format!("migrun-sdk = \"{}\"", migrun::VERSION)),
             "{cargo}"
         );
         assert!(cargo.contains("\n[workspace]\n"), "a workspace of its own");

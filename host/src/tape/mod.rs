@@ -5,10 +5,10 @@
 //!
 //! - [`Tape::Recording`]: the call runs live and is appended to the journal.
 //! - [`Tape::Replaying`]: the call is answered from a journal and must be the
-//!   call that was recorded, in order ([`crate::replay::Player`]).
+//!   call that was recorded, in order ([`Player`]).
 //! - [`Tape::Comparing`]: another plugin version runs on the recorded inputs;
 //!   reads are answered by matching recorded reads, writes are collected for a
-//!   per-table diff ([`crate::replay::Comparison`]).
+//!   per-table diff ([`Comparison`]).
 //!
 //! Clock and randomness need no recording: they are deterministic functions
 //! of the seeds in the journal header.
@@ -16,7 +16,11 @@
 use std::sync::{Arc, Mutex};
 
 use crate::journal::{CallResult, Entry, HostCall, JournalError, JournalWriter};
-use crate::replay::{Comparison, Player, ReplayDivergence};
+mod comparison;
+mod player;
+
+pub use comparison::{ChangedRow, Comparison, TableDiff, WriteDiff};
+pub use player::{Player, ReplayDivergence};
 
 /// Where a run's host-call answers come from and where they go. Cheap to clone: every
 /// capability holds one, all sharing the same sequence.
@@ -221,4 +225,9 @@ impl Tape {
 /// Locks a tape part; a poisoned lock means a panic elsewhere already failed the run.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A shared [`Player`] or [`Comparison`], as the tape holds it.
+pub(crate) fn shared<T>(value: T) -> Arc<Mutex<T>> {
+    Arc::new(Mutex::new(value))
 }

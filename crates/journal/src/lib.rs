@@ -6,7 +6,7 @@
 //! host's own transaction control, and a footer (outcome and counts). Because
 //! the plugin is deterministic given the seeds and the answers it got, the
 //! journal is enough to re-execute it with no database at all
-//! ([`replay`](crate::replay)).
+//! (`migrun::replay`).
 //!
 //! # Format (`migrun.journal/1`)
 //!
@@ -23,6 +23,8 @@
 //! - [`writer`]: [`JournalWriter`], streaming, bounded memory.
 //! - [`reader`]: [`JournalReader`], streaming, verifies the chain as it reads.
 
+#![deny(missing_docs)]
+
 pub mod reader;
 pub mod stats;
 pub mod writer;
@@ -31,10 +33,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Access, Dialect};
-use crate::observer::Level;
-use crate::runtime::sandbox::SandboxSeeds;
-use crate::value::Value;
+use migrun_types::{Access, Dialect, Level, Value};
 
 pub use reader::JournalReader;
 pub use writer::JournalWriter;
@@ -173,7 +172,7 @@ pub struct Header {
     /// The connections, URLs with passwords redacted.
     pub connections: Vec<JournalConnection>,
     /// The limits in force.
-    pub limits: crate::config::Limits,
+    pub limits: migrun_config::Limits,
 }
 
 /// A connection as the header records it.
@@ -436,7 +435,7 @@ pub enum CallResult {
     /// Snapshots taken or verified (`backup.snapshot`, `backup.verify`, `backup.list`).
     Snapshots {
         /// The snapshots.
-        snapshots: Vec<crate::backup::SnapshotInfo>,
+        snapshots: Vec<SnapshotInfo>,
     },
     /// A backup call failed.
     BackupError {
@@ -459,4 +458,50 @@ pub enum CallResult {
         /// The message.
         message: String,
     },
+}
+
+/// The seeds of the deterministic clock and randomness of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSeeds {
+    /// Wall-clock time the plugin sees at its first reading, in nanoseconds since the Unix epoch.
+    pub clock_start_unix_nanos: u64,
+    /// Seed of both random sources.
+    pub random_seed: u64,
+}
+
+impl SandboxSeeds {
+    /// Seeds for a new live run: the current time (to the second) and a fresh random seed.
+    pub fn fresh() -> SandboxSeeds {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        SandboxSeeds {
+            clock_start_unix_nanos: now.as_secs() * 1_000_000_000,
+            random_seed: rand::random(),
+        }
+    }
+}
+
+/// A snapshot as a plugin and the journal see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its id.
+    pub id: String,
+    /// The connection whose tables it holds.
+    pub connection: String,
+    /// How it was made (`sqlite-backup`, `pg-dump`, `mariadb-dump`, `native`).
+    pub method: String,
+    /// The tables it holds.
+    pub tables: Vec<TableSnapshot>,
+}
+
+/// One table of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    /// The table.
+    pub name: String,
+    /// Its rows at snapshot time.
+    pub rows: u64,
+    /// Its checksum at snapshot time (hex).
+    pub checksum: String,
 }

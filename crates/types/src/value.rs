@@ -7,6 +7,7 @@
 //! accepts exactly these when a plugin binds, so a value read on one dialect
 //! and written on another survives byte for byte.
 
+use crate::ValueKind;
 use std::fmt;
 use std::str::FromStr;
 
@@ -65,25 +66,30 @@ pub struct ValueParseError {
 }
 
 impl Value {
-    /// The kind name used in messages and in the WIT (`int`, `timestamptz`, …).
-    pub fn kind(&self) -> &'static str {
+    /// Which case of the WIT `value` variant this is.
+    pub fn value_kind(&self) -> ValueKind {
         match self {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Int(_) => "int",
-            Value::Float(_) => "float",
-            Value::Text(_) => "text",
-            Value::Bytes(_) => "bytes",
-            Value::Json(_) => "json",
-            Value::Uuid(_) => "uuid",
-            Value::Date(_) => "date",
-            Value::Time(_) => "time",
-            Value::Timestamp(_) => "timestamp",
-            Value::Timestamptz(_) => "timestamptz",
-            Value::Decimal(_) => "decimal",
-            Value::Float32Array(_) => "float32-array",
-            Value::TextArray(_) => "text-array",
+            Value::Null => ValueKind::Null,
+            Value::Bool(_) => ValueKind::Boolean,
+            Value::Int(_) => ValueKind::Int,
+            Value::Float(_) => ValueKind::Float,
+            Value::Text(_) => ValueKind::Text,
+            Value::Bytes(_) => ValueKind::Bytes,
+            Value::Json(_) => ValueKind::Json,
+            Value::Uuid(_) => ValueKind::Uuid,
+            Value::Date(_) => ValueKind::Date,
+            Value::Time(_) => ValueKind::Time,
+            Value::Timestamp(_) => ValueKind::Timestamp,
+            Value::Timestamptz(_) => ValueKind::Timestamptz,
+            Value::Decimal(_) => ValueKind::Decimal,
+            Value::Float32Array(_) => ValueKind::Float32Array,
+            Value::TextArray(_) => ValueKind::TextArray,
         }
+    }
+
+    /// The kind's name as the WIT spells it (`int`, `timestamptz`, …), for messages.
+    pub fn kind(&self) -> &'static str {
+        self.value_kind().as_str()
     }
 
     /// Parses a uuid from its text form (any case, hyphenated or not).

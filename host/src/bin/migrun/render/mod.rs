@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::printable::{human_bytes, printable};
-use crate::run::{Inspection, ReplayOutcome, ReplayReport, RunReport, UnitStatus};
+use migrun::printable::{human_bytes, printable};
+use migrun::run::{Inspection, ReplayOutcome, ReplayReport, RunReport, UnitStatus};
 
 /// Schema identifier of the JSON run report.
 pub const RUN_REPORT_SCHEMA: &str = "migrun.run-report/1";
@@ -35,7 +35,7 @@ struct Versioned<'a, T> {
 pub fn run_report_json(report: &RunReport) -> String {
     serde_json::to_string_pretty(&Versioned {
         schema: RUN_REPORT_SCHEMA,
-        migrun_version: crate::VERSION,
+        migrun_version: migrun::VERSION,
         succeeded: Some(report.succeeded()),
         exit_code: Some(report.exit_code()),
         body: report,
@@ -47,7 +47,7 @@ pub fn run_report_json(report: &RunReport) -> String {
 pub fn replay_report_json(report: &ReplayReport) -> String {
     serde_json::to_string_pretty(&Versioned {
         schema: REPLAY_REPORT_SCHEMA,
-        migrun_version: crate::VERSION,
+        migrun_version: migrun::VERSION,
         succeeded: Some(report.exit_code() == 0),
         exit_code: Some(report.exit_code()),
         body: report,
@@ -123,7 +123,7 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                     t.only_compared.len(),
                     t.changed.len()
                 );
-                let show = |row: &Vec<crate::value::Value>| {
+                let show = |row: &Vec<migrun::value::Value>| {
                     row.iter()
                         .map(|v| printable(&v.to_string()).into_owned())
                         .collect::<Vec<_>>()
@@ -168,10 +168,10 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
 }
 
 /// `migrun journal stats` as pretty JSON.
-pub fn journal_stats_json(stats: &crate::journal::stats::JournalStats) -> String {
+pub fn journal_stats_json(stats: &migrun::journal::stats::JournalStats) -> String {
     serde_json::to_string_pretty(&Versioned {
         schema: "migrun.journal-stats/1",
-        migrun_version: crate::VERSION,
+        migrun_version: migrun::VERSION,
         succeeded: None,
         exit_code: None,
         body: stats,
@@ -180,7 +180,7 @@ pub fn journal_stats_json(stats: &crate::journal::stats::JournalStats) -> String
 }
 
 /// `migrun journal stats` for a terminal.
-pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
+pub fn journal_stats_text(s: &migrun::journal::stats::JournalStats) -> String {
     let mut out = String::new();
     let h = &s.header;
     let _ = writeln!(
@@ -256,17 +256,17 @@ pub fn journal_stats_text(s: &crate::journal::stats::JournalStats) -> String {
 }
 
 /// `migrun status` as pretty JSON.
-pub fn status_json(status: &[crate::status::TargetStatus]) -> String {
+pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "schema": "migrun.status/1",
-        "migrun_version": crate::VERSION,
+        "migrun_version": migrun::VERSION,
         "targets": status,
     }))
     .expect("status serializes")
 }
 
 /// `migrun status` for a terminal.
-pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
+pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
     let mut out = String::new();
     for t in status {
         let _ = writeln!(out, "{}  {}  (ledger {})", t.connection, t.url, t.table);
@@ -283,7 +283,7 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
             (Some(rows), None) => {
                 for (i, r) in rows.iter().enumerate() {
                     let anchor = t.anchors.get(i);
-                    let suspect = anchor.is_some_and(crate::status::Anchor::is_suspect);
+                    let suspect = anchor.is_some_and(migrun::status::Anchor::is_suspect);
                     let _ = writeln!(
                         out,
                         "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
@@ -307,14 +307,14 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
                             .unwrap_or_default()
                     );
                     match anchor {
-                        Some(crate::status::Anchor::NotInJournal(why)) => {
+                        Some(migrun::status::Anchor::NotInJournal(why)) => {
                             let _ = writeln!(
                                 out,
                                 "      NOT WRITTEN BY MIGRUN AS IT IS: {}",
                                 printable(why)
                             );
                         }
-                        Some(crate::status::Anchor::Unverified(why)) => {
+                        Some(migrun::status::Anchor::Unverified(why)) => {
                             let _ = writeln!(out, "      unverified: {}", printable(why));
                         }
                         _ => {}
@@ -331,7 +331,7 @@ pub fn status_text(status: &[crate::status::TargetStatus]) -> String {
 pub fn inspection_json(inspection: &Inspection) -> String {
     serde_json::to_string_pretty(&Versioned {
         schema: INSPECT_SCHEMA,
-        migrun_version: crate::VERSION,
+        migrun_version: migrun::VERSION,
         succeeded: None,
         exit_code: None,
         body: inspection,
@@ -416,7 +416,7 @@ pub fn run_report_text(report: &RunReport) -> String {
     let warnings: Vec<_> = report
         .messages
         .iter()
-        .filter(|m| m.level >= crate::observer::Level::Warn)
+        .filter(|m| m.level >= migrun::observer::Level::Warn)
         .collect();
     let not_kept = &report.messages_not_kept;
     if !warnings.is_empty() || not_kept.warnings + not_kept.errors > 0 {
@@ -438,15 +438,15 @@ pub fn run_report_text(report: &RunReport) -> String {
             out,
             "  … {} more message(s) ({} warning(s), {} error(s); {}) not kept: past migrun's \
              bound on a plugin's messages (the journal has every one)",
-            crate::plan::thousands(not_kept.messages),
-            crate::plan::thousands(not_kept.warnings),
-            crate::plan::thousands(not_kept.errors),
+            migrun::plan::thousands(not_kept.messages),
+            migrun::plan::thousands(not_kept.warnings),
+            migrun::plan::thousands(not_kept.errors),
             human_bytes(not_kept.bytes)
         );
     }
     if let Some(plan) = &report.plan {
         let _ = writeln!(out);
-        out.push_str(&plan.render_text());
+        out.push_str(&plan_text(plan));
     } else if !report.checks.is_empty() {
         let _ = writeln!(out, "\nchecks");
         for c in &report.checks {
@@ -469,9 +469,9 @@ pub fn run_report_text(report: &RunReport) -> String {
             out,
             "  … {} more check(s) ({} passed, {} FAILED; {}) not kept: past migrun's bound on a \
              plugin's checks (the journal has every one)",
-            crate::plan::thousands(checks_not_kept.passed + checks_not_kept.failed),
-            crate::plan::thousands(checks_not_kept.passed),
-            crate::plan::thousands(checks_not_kept.failed),
+            migrun::plan::thousands(checks_not_kept.passed + checks_not_kept.failed),
+            migrun::plan::thousands(checks_not_kept.passed),
+            migrun::plan::thousands(checks_not_kept.failed),
             human_bytes(checks_not_kept.bytes)
         );
     }
@@ -610,7 +610,7 @@ pub fn inspection_text(i: &Inspection) -> String {
 }
 
 /// `migrun backup list` as pretty JSON.
-pub fn backup_list_json(manifests: &[crate::backup::Manifest]) -> String {
+pub fn backup_list_json(manifests: &[migrun::backup::Manifest]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "schema": "migrun.backup-list/1",
         "backups": manifests,
@@ -619,7 +619,7 @@ pub fn backup_list_json(manifests: &[crate::backup::Manifest]) -> String {
 }
 
 /// `migrun backup list` for a terminal.
-pub fn backup_list_text(dir: &std::path::Path, manifests: &[crate::backup::Manifest]) -> String {
+pub fn backup_list_text(dir: &std::path::Path, manifests: &[migrun::backup::Manifest]) -> String {
     let mut out = String::new();
     if manifests.is_empty() {
         let _ = writeln!(out, "no backups in {}", dir.display());
@@ -654,7 +654,7 @@ pub fn backup_list_text(dir: &std::path::Path, manifests: &[crate::backup::Manif
 }
 
 /// `migrun backup verify` as pretty JSON.
-pub fn backup_verify_json(report: &crate::backup::VerifyReport) -> String {
+pub fn backup_verify_json(report: &migrun::backup::VerifyReport) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "schema": "migrun.backup-verify/1",
         "ok": report.ok(),
@@ -664,7 +664,7 @@ pub fn backup_verify_json(report: &crate::backup::VerifyReport) -> String {
 }
 
 /// `migrun backup verify` for a terminal.
-pub fn backup_verify_text(report: &crate::backup::VerifyReport) -> String {
+pub fn backup_verify_text(report: &migrun::backup::VerifyReport) -> String {
     let mut out = String::new();
     for line in &report.checked {
         let _ = writeln!(out, "  ✓ {line}");
@@ -685,7 +685,7 @@ pub fn backup_verify_text(report: &crate::backup::VerifyReport) -> String {
 }
 
 /// `migrun restore` as pretty JSON.
-pub fn restore_json(report: &crate::backup::RestoreReport) -> String {
+pub fn restore_json(report: &migrun::backup::RestoreReport) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "schema": "migrun.restore/1",
         "verified": report.verified(),
@@ -695,7 +695,7 @@ pub fn restore_json(report: &crate::backup::RestoreReport) -> String {
 }
 
 /// `migrun restore` for a terminal.
-pub fn restore_text(report: &crate::backup::RestoreReport) -> String {
+pub fn restore_text(report: &migrun::backup::RestoreReport) -> String {
     let mut out = String::new();
     for t in report.tables.iter().filter(|t| t.action == "dropped") {
         let _ = writeln!(
