@@ -55,6 +55,38 @@ mod units;
 
 pub use replay::{ReplayOutcome, ReplayReport, replay};
 
+/// How a run treats its databases, the one question the runner asks before it begins,
+/// commits, backs up or says what a failure left behind. A type rather than a
+/// `dry_run` flag beside an "is the tape live" test, so that every place that
+/// depends on it says what each mode does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// A real run: each unit in its own transactions, committed with its ledger row.
+    Live,
+    /// One transaction per connection for the whole run, rolled back at the end; the
+    /// plan observes every call; no backup, no ledger.
+    DryRun,
+    /// No database at all: the plugin re-executes on a journal, every call answered from
+    /// it. `of_dry_run`: the recorded run was a dry-run, so the runner follows its path.
+    Replay {
+        /// Whether the journal is a dry-run's.
+        of_dry_run: bool,
+    },
+}
+
+impl RunMode {
+    /// Everything rolls back at the end (a dry-run, or the replay of one): units do not
+    /// begin or commit transactions of their own.
+    pub fn rolls_back_everything(self) -> bool {
+        matches!(self, RunMode::DryRun | RunMode::Replay { of_dry_run: true })
+    }
+
+    /// The run talks to real databases (live or dry-run, not a replay).
+    pub fn has_databases(self) -> bool {
+        !matches!(self, RunMode::Replay { .. })
+    }
+}
+
 /// How a run should go.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -79,6 +111,17 @@ pub struct RunOptions {
     /// A MariaDB dry-run without a scratch database (see `db::dry_run`) runs in the real
     /// database with DDL refused, instead of being refused (`--dry-run-unsafe-mariadb`).
     pub unsafe_mariadb_dry_run: bool,
+}
+
+impl RunOptions {
+    /// The mode these options ask for.
+    pub fn mode(&self) -> RunMode {
+        if self.dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Live
+        }
+    }
 }
 
 impl Default for RunOptions {

@@ -20,6 +20,7 @@ use crate::session::{ConnectionInfo, Session};
 use crate::tape::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::tape::{Tape, TapeError, lock};
 
+use super::RunMode;
 use super::units::{Runner, UnitPlan, report_not_found};
 use super::{ConnectionReport, FailureCause, RunError, RunFailure, RunReport, describe};
 
@@ -149,7 +150,9 @@ pub async fn replay(
 
     let mut runner = Runner {
         instance,
-        dry_run: header.dry_run,
+        mode: RunMode::Replay {
+            of_dry_run: header.dry_run,
+        },
         observer,
         tape: tape.clone(),
         interrupt: Arc::new(AtomicBool::new(false)),

@@ -14,6 +14,7 @@ use crate::runtime::sandbox::SandboxSeeds;
 use crate::session::SessionError;
 use crate::tape::lock;
 
+use super::RunMode;
 use super::{ConnectionReport, FailureCause, RunReport, describe_escapes};
 
 /// A dry-run's plan, fed by the capabilities while the run happens.
@@ -141,16 +142,18 @@ fn session_cause(e: SessionError) -> FailureCause {
 
 pub(super) fn consequence(
     unit: &str,
-    dry_run: bool,
-    live: bool,
+    mode: RunMode,
     committed: &[String],
     not_run: &[&str],
 ) -> String {
-    if !live {
-        return "nothing was changed (replay: no database was contacted)".into();
-    }
-    if dry_run {
-        return "nothing was changed (dry-run): every transaction was rolled back".into();
+    match mode {
+        RunMode::Replay { .. } => {
+            return "nothing was changed (replay: no database was contacted)".into();
+        }
+        RunMode::DryRun => {
+            return "nothing was changed (dry-run): every transaction was rolled back".into();
+        }
+        RunMode::Live => {}
     }
     let mut parts = vec![format!("unit `{unit}` was rolled back on every connection")];
     if committed.is_empty() {

@@ -20,6 +20,7 @@ use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState};
 use crate::session::{BeginMode, RunLedger, Session, SessionError};
 use crate::tape::{Tape, TapeError};
 
+use super::RunMode;
 use super::inputs::Inputs;
 use super::plan_observer::PlanObserver;
 use super::report::{
@@ -128,8 +129,8 @@ const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Runner {
     /// The instance; its state holds the connections (the `Session` behind `DatabaseCtx`).
     pub(super) instance: PluginInstance,
-    /// Whether every transaction is rolled back at the end.
-    pub(super) dry_run: bool,
+    /// Live, dry-run or replay: what the runner does with transactions.
+    pub(super) mode: RunMode,
     /// Who hears about progress.
     pub(super) observer: Arc<dyn RunObserver>,
     /// Where host calls are recorded (run) or answered (replay).
@@ -170,7 +171,7 @@ impl Runner {
         state.set_interrupt(options.interrupt.clone());
         Runner {
             instance,
-            dry_run: options.dry_run,
+            mode: options.mode(),
             observer: options.observer.clone(),
             tape,
             interrupt: options.interrupt.clone(),
@@ -214,7 +215,7 @@ impl Runner {
         plan: Option<&SharedPlan>,
         dry_guards: BTreeMap<String, db::DryRunGuard>,
     ) {
-        if self.dry_run {
+        if self.mode.rolls_back_everything() {
             self.rollback_all().await;
             let restored = self.leave_dry_run(dry_guards).await;
             self.collect(report);
@@ -240,7 +241,7 @@ impl Runner {
         // Before the backup, plugin code sees every connection read-only in the session:
         // nothing it does here could be missing from the backup. A dry-run holds one
         // transaction for the whole run (and changes nothing), so it begins as usual.
-        let mode = if self.dry_run {
+        let mode = if self.mode.rolls_back_everything() {
             BeginMode::Now
         } else {
             BeginMode::ReadOnlyPhase
@@ -248,7 +249,7 @@ impl Runner {
         self.session().begin_all(mode).await?;
         let units = self.configure_and_list(values, recorded).await;
         let escapes = self.session().escapes();
-        if !self.dry_run || units.is_err() || !escapes.is_empty() {
+        if !self.mode.rolls_back_everything() || units.is_err() || !escapes.is_empty() {
             self.rollback_all().await;
         }
         if !escapes.is_empty() {
@@ -270,7 +271,7 @@ impl Runner {
             .cloned()
             .collect();
         if !only.is_empty() && not_found.len() == only.len() {
-            if self.dry_run {
+            if self.mode.rolls_back_everything() {
                 self.rollback_all().await;
             }
             return Err(RunError::UnknownUnits {
@@ -301,7 +302,7 @@ impl Runner {
         recorded: Vec<(String, String)>,
     ) -> Result<Vec<UnitInfo>, RunError> {
         let from_tape = self.tape.export("configure", None, Some(recorded))?;
-        let values = if self.tape.is_live() {
+        let values = if self.mode.has_databases() {
             values
         } else {
             from_tape.unwrap_or_default()
@@ -346,13 +347,7 @@ impl Runner {
                     report.failure = Some(RunFailure {
                         phase: format!("unit `{}`", unit.name),
                         message: e.to_string(),
-                        consequence: consequence(
-                            &unit.name,
-                            self.dry_run,
-                            self.tape.is_live(),
-                            &committed,
-                            &[],
-                        ),
+                        consequence: consequence(&unit.name, self.mode, &committed, &[]),
                         cause: FailureCause::Tape(e),
                     });
                     return;
@@ -443,7 +438,7 @@ impl Runner {
             let session = self.session();
             let writes = session.take_writes();
             let checkpoints = session.end_unit();
-            let status = match (&outcome, self.dry_run) {
+            let status = match (&outcome, self.mode.rolls_back_everything()) {
                 (Ok(()), false) => UnitStatus::Committed,
                 (Ok(()), true) => UnitStatus::DryRun,
                 (Err(_), _) => UnitStatus::Failed,
@@ -484,18 +479,12 @@ impl Runner {
                             note: None,
                         });
                     }
-                    let mut consequence = consequence(
-                        &unit.name,
-                        self.dry_run,
-                        self.tape.is_live(),
-                        &committed,
-                        &not_run,
-                    );
+                    let mut consequence = consequence(&unit.name, self.mode, &committed, &not_run);
                     let escapes = self.session().escapes();
                     if !escapes.is_empty() {
                         consequence = escaped_consequence(&unit.name, &escapes, &consequence);
                     }
-                    if checkpoints > 0 && !self.dry_run && self.tape.is_live() {
+                    if checkpoints > 0 && self.mode == RunMode::Live {
                         consequence.push_str(&format!(
                             "; `{}` keeps the work of its {checkpoints} saved checkpoint(s) and resumes from the last one when run again",
                             unit.name
@@ -519,7 +508,7 @@ impl Runner {
     /// One unit: its transactions, the export call, its ledger row, the commit. The
     /// plugin's checkpoints commit in between (see `Session::save_checkpoint`).
     async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
-        if !self.dry_run {
+        if !self.mode.rolls_back_everything() {
             self.begin_all().await.map_err(begin_failure)?;
         }
         let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
@@ -545,7 +534,7 @@ impl Runner {
         if let Err(error) = result {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
-        if !self.dry_run {
+        if !self.mode.rolls_back_everything() {
             // Nothing commits without the run lock: had its connection been ended (by the
             // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
             for lock in &mut self.locks {
@@ -597,7 +586,7 @@ impl Runner {
     /// Creates the ledger table on every writable connection where it is missing.
     /// A dry-run creates none: it changes nothing.
     pub(super) async fn ensure_ledgers(&mut self) -> Result<(), RunError> {
-        if self.dry_run {
+        if self.mode != RunMode::Live {
             return Ok(());
         }
         let session = self.session();
@@ -627,7 +616,7 @@ impl Runner {
             report.failure = Some(RunFailure {
                 phase: "verify".into(),
                 message,
-                consequence: if self.dry_run || !self.tape.is_live() {
+                consequence: if self.mode != RunMode::Live {
                     "nothing was changed".into()
                 } else {
                     "every unit stayed committed; verification did not finish".into()
@@ -638,7 +627,7 @@ impl Runner {
     }
 
     async fn verify_inner(&mut self) -> Result<(), (String, FailureCause)> {
-        if !self.dry_run {
+        if !self.mode.rolls_back_everything() {
             self.begin_all().await.map_err(begin_failure)?;
         }
         let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));
@@ -661,7 +650,7 @@ impl Runner {
             }
             Err(e) => Err(e),
         };
-        if !self.dry_run {
+        if !self.mode.rolls_back_everything() {
             self.rollback_all().await;
         }
         let escapes = self.session().escapes();
