@@ -1,4 +1,4 @@
-//! The `backup` interface (contract 0.1.1): snapshots a plugin asks for.
+//! The `backup` interface (since contract 0.1.1): snapshots a plugin asks for.
 //!
 //! The snapshots themselves (per-dialect methods, manifests, verification,
 //! restore) belong to [`crate::backup`]; this module only answers the
