@@ -37,7 +37,7 @@ fn unsupported_contract_version_is_refused_naming_both_versions() {
     ] {
         ws.migrun(&args)
             .expect_code(2)
-            .expect_output("unsupported contract version: the plugin targets migrun:plugin@9.0.0, this migrun supports migrun:plugin@0.1.1, migrun:plugin@0.1.0")
+            .expect_output("unsupported contract version: the plugin targets migrun:plugin@9.0.0, this migrun supports migrun:plugin@0.2.0, migrun:plugin@0.1.1, migrun:plugin@0.1.0 (from 0.1.0 to 0.2.0)")
             .expect_output("it is newer than the newest contract this migrun speaks: upgrade migrun");
     }
 }

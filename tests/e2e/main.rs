@@ -12,7 +12,8 @@
 //! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
 //! rename with checkpointed batches under concurrent writes, the fresh
 //! baseline), `cache` (the compiled-component cache), `privileges` (roles
-//! checked at start; the documented least-privilege roles).
+//! checked at start; the documented least-privilege roles), `contracts` (0.1.0,
+//! 0.1.1 and 0.2.0 components side by side; version refusals).
 
 mod attacks;
 mod auth_consolidation;
@@ -21,6 +22,7 @@ mod backup;
 mod cache;
 mod cli;
 mod conformance;
+mod contracts;
 mod dry_run;
 mod faults;
 mod multiplayer;

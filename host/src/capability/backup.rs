@@ -1,4 +1,4 @@
-//! The `backup` interface (contract 0.1.1): snapshots a plugin asks for.
+//! The `backup` interface (since contract 0.1.1): snapshots a plugin asks for.
 //!
 //! The snapshots themselves (per-dialect methods, manifests, verification,
 //! restore) belong to [`crate::backup`]; this module only answers the
@@ -169,57 +169,66 @@ pub fn add_to_linker<T: Send + 'static>(
     backup::add_to_linker::<T, Backup>(linker, get)
 }
 
-fn to_wit(info: crate::backup::SnapshotInfo) -> backup::SnapshotInfo {
-    backup::SnapshotInfo {
-        id: info.id,
-        connection: info.connection,
-        method: info.method,
-        tables: info
-            .tables
-            .into_iter()
-            .map(|t| backup::TableSnapshot {
-                name: t.name,
-                rows: t.rows,
-                checksum: t.checksum,
-            })
-            .collect(),
+/// Why a plugin's backup call failed, whatever the contract version: the cases of
+/// WIT `backup-error`, each with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginBackupError {
+    /// The connection is not declared or not configured.
+    UnknownConnection(String),
+    /// A table does not exist or cannot be read.
+    UnknownTable(String),
+    /// A label or table name is not a plain name.
+    InvalidName(String),
+    /// The backup directory is missing, unwritable or full.
+    Storage(String),
+    /// The database failed while the snapshot was read.
+    Database(String),
+    /// No snapshot has that id.
+    NotFound(String),
+    /// A snapshot file no longer matches its manifest.
+    Corrupt(String),
+    /// This run takes no backups (a dry-run, no backup directory).
+    Disabled(String),
+}
+
+impl PluginBackupError {
+    /// The error a journal records as `error_kind` and message.
+    fn recorded(kind: &str, message: String) -> PluginBackupError {
+        use PluginBackupError as E;
+        match kind {
+            "unknown-connection" => E::UnknownConnection(message),
+            "unknown-table" => E::UnknownTable(message),
+            "invalid-name" => E::InvalidName(message),
+            "storage" => E::Storage(message),
+            "database" => E::Database(message),
+            "not-found" => E::NotFound(message),
+            "corrupt" => E::Corrupt(message),
+            _ => E::Disabled(message),
+        }
     }
 }
 
-fn error_to_wit(kind: &str, message: String) -> backup::BackupError {
-    use backup::BackupError as E;
-    match kind {
-        "unknown-connection" => E::UnknownConnection(message),
-        "unknown-table" => E::UnknownTable(message),
-        "invalid-name" => E::InvalidName(message),
-        "storage" => E::Storage(message),
-        "database" => E::Database(message),
-        "not-found" => E::NotFound(message),
-        "corrupt" => E::Corrupt(message),
-        _ => E::Disabled(message),
-    }
-}
-
-fn one(result: CallResult) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
+fn one(result: CallResult) -> wasmtime::Result<Result<SnapshotInfo, PluginBackupError>> {
     match result {
         CallResult::Snapshots { mut snapshots } if snapshots.len() == 1 => {
-            Ok(Ok(to_wit(snapshots.remove(0))))
+            Ok(Ok(snapshots.remove(0)))
         }
         CallResult::BackupError {
             error_kind,
             message,
-        } => Ok(Err(error_to_wit(&error_kind, message))),
+        } => Ok(Err(PluginBackupError::recorded(&error_kind, message))),
         other => Err(crate::capability::database::unexpected(other)),
     }
 }
 
-impl backup::Host for BackupCtx {
-    async fn snapshot(
+impl BackupCtx {
+    /// `backup.snapshot`, in any contract version.
+    pub async fn plugin_snapshot(
         &mut self,
         connection: String,
         tables: Vec<String>,
         label: String,
-    ) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
+    ) -> wasmtime::Result<Result<SnapshotInfo, PluginBackupError>> {
         one(self
             .perform(HostCall::BackupSnapshot {
                 conn: connection,
@@ -229,17 +238,91 @@ impl backup::Host for BackupCtx {
             .await?)
     }
 
-    async fn snapshots(&mut self) -> wasmtime::Result<Vec<backup::SnapshotInfo>> {
+    /// `backup.snapshots`, in any contract version.
+    pub async fn plugin_snapshots(&mut self) -> wasmtime::Result<Vec<SnapshotInfo>> {
         match self.perform(HostCall::BackupList).await? {
-            CallResult::Snapshots { snapshots } => Ok(snapshots.into_iter().map(to_wit).collect()),
+            CallResult::Snapshots { snapshots } => Ok(snapshots),
             other => Err(crate::capability::database::unexpected(other)),
         }
+    }
+
+    /// `backup.verify`, in any contract version.
+    pub async fn plugin_verify(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<SnapshotInfo, PluginBackupError>> {
+        one(self.perform(HostCall::BackupVerify { id }).await?)
+    }
+}
+
+impl From<SnapshotInfo> for backup::SnapshotInfo {
+    fn from(info: SnapshotInfo) -> Self {
+        backup::SnapshotInfo {
+            id: info.id,
+            connection: info.connection,
+            method: info.method,
+            tables: info
+                .tables
+                .into_iter()
+                .map(|t| backup::TableSnapshot {
+                    name: t.name,
+                    rows: t.rows,
+                    checksum: t.checksum,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<PluginBackupError> for backup::BackupError {
+    fn from(e: PluginBackupError) -> Self {
+        use PluginBackupError as H;
+        use backup::BackupError as E;
+        match e {
+            H::UnknownConnection(m) => E::UnknownConnection(m),
+            H::UnknownTable(m) => E::UnknownTable(m),
+            H::InvalidName(m) => E::InvalidName(m),
+            H::Storage(m) => E::Storage(m),
+            H::Database(m) => E::Database(m),
+            H::NotFound(m) => E::NotFound(m),
+            H::Corrupt(m) => E::Corrupt(m),
+            H::Disabled(m) => E::Disabled(m),
+        }
+    }
+}
+
+/// Contract 0.1.1.
+impl backup::Host for BackupCtx {
+    async fn snapshot(
+        &mut self,
+        connection: String,
+        tables: Vec<String>,
+        label: String,
+    ) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
+        Ok(self
+            .plugin_snapshot(connection, tables, label)
+            .await?
+            .map(Into::into)
+            .map_err(Into::into))
+    }
+
+    async fn snapshots(&mut self) -> wasmtime::Result<Vec<backup::SnapshotInfo>> {
+        Ok(self
+            .plugin_snapshots()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     async fn verify(
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
-        one(self.perform(HostCall::BackupVerify { id }).await?)
+        Ok(self
+            .plugin_verify(id)
+            .await?
+            .map(Into::into)
+            .map_err(Into::into))
     }
 }

@@ -83,8 +83,9 @@ pub fn add_to_linker<T: Send + 'static>(
     checks::add_to_linker::<T, Checks>(linker, get)
 }
 
-impl checks::Host for ChecksCtx {
-    async fn report(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
+impl ChecksCtx {
+    /// `checks.report`, in any contract version: through the tape, then kept within the budget.
+    pub fn plugin_check(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
         let call = HostCall::Check { name, ok, detail };
         pass_tape(&self.tape, &call)?;
         let HostCall::Check { name, ok, detail } = call else {
@@ -120,5 +121,12 @@ impl checks::Host for ChecksCtx {
         self.observer.check(&result);
         self.results.push(result);
         Ok(())
+    }
+}
+
+/// Contract 0.1.1 (and 0.1.0, linked semver-compatibly).
+impl checks::Host for ChecksCtx {
+    async fn report(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
+        self.plugin_check(name, ok, detail)
     }
 }

@@ -169,20 +169,14 @@ pub fn add_to_linker<T: Send + 'static>(
     log::add_to_linker::<T, Log>(linker, get)
 }
 
-impl log::Host for LogCtx {
-    async fn write(
+impl LogCtx {
+    /// `log.write`, in any contract version: through the tape, then [`LogCtx::record`].
+    pub fn plugin_message(
         &mut self,
-        level: log::Level,
+        level: Level,
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => Level::Trace,
-            log::Level::Debug => Level::Debug,
-            log::Level::Info => Level::Info,
-            log::Level::Warn => Level::Warn,
-            log::Level::Error => Level::Error,
-        };
         let call = HostCall::Log {
             level,
             message,
@@ -201,7 +195,8 @@ impl log::Host for LogCtx {
         Ok(())
     }
 
-    async fn progress(
+    /// `log.progress`, in any contract version: through the tape, then to the observer.
+    pub fn plugin_progress(
         &mut self,
         task: String,
         done: u64,
@@ -223,6 +218,39 @@ impl log::Host for LogCtx {
             total,
         });
         Ok(())
+    }
+}
+
+impl From<log::Level> for Level {
+    fn from(level: log::Level) -> Self {
+        match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        }
+    }
+}
+
+/// Contract 0.1.1 (and 0.1.0, linked semver-compatibly).
+impl log::Host for LogCtx {
+    async fn write(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        self.plugin_message(level.into(), message, fields)
+    }
+
+    async fn progress(
+        &mut self,
+        task: String,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        self.plugin_progress(task, done, total)
     }
 }
 

@@ -1,192 +1,44 @@
-//! The plugin contract: which WIT versions this host speaks, how a component's
-//! version is detected before instantiation, and the version-independent
-//! types the rest of the host uses.
+//! The plugin contract: which WIT versions this host speaks, and the
+//! version-independent types the rest of the host uses.
 //!
-//! # Layout
+//! # Layout (one module per contract version, side by side)
 //!
-//! - `mod.rs` (this file): [`ContractVersion`], [`detect_version`], and the
-//!   plain Rust mirror of what a plugin declares ([`PluginInfo`] and friends).
-//! - [`v0_1_1`]: the current contract, `guest-sdk/wit/v0.1.1`: its `bindgen!` output,
-//!   whose `Host` traits the capability modules implement, and the
-//!   conversions between its generated types and ours.
-//! - [`v0_1_0`]: the first contract, `guest-sdk/wit/v0.1.0`: only its exports are used
-//!   (its imports are served by the 0.1.1 implementations, which wasmtime
-//!   links semver-compatibly), converted to the same host types.
+//! - `mod.rs` (this file): the plain Rust mirror of what a plugin declares
+//!   ([`PluginInfo`] and friends) and what it returns ([`PluginError`]). Nothing
+//!   outside `contract` and `capability` sees a generated type.
+//! - [`version`]: [`Semver`], the supported range ([`MIN_SUPPORTED`]..=[`MAX_SUPPORTED`]),
+//!   [`ContractRelease`] and its [`ContractLine`] (one linker per line), and
+//!   [`detect_version`], which refuses anything else before instantiation.
+//! - [`v0_1_1`]: `guest-sdk/wit/v0.1.1`: bindings, the `Host` traits the 0.1.x
+//!   linker is built from (implemented by the capability modules), and `From`
+//!   conversions of its exports.
+//! - [`v0_1_0`]: `guest-sdk/wit/v0.1.0`: only its exports are bound (with their
+//!   own `From` conversions); its imports are served by the 0.1.1
+//!   implementations, which wasmtime links semver-compatibly.
+//! - [`v0_2_0`]: `guest-sdk/wit/v0.2.0` (preview): its own bindings, conversions and
+//!   `Host` implementations, delegating to the version-free capability
+//!   contexts (and, for `database`/`checkpoint`, to the 0.1.1 implementations).
 //!
-//! A new contract version gets a sibling module; the capability modules and
-//! the runner keep working with the types defined here, so older plugins stay
-//! loadable (the Zed extension host's `since_vX` pattern).
+//! A new contract version gets a sibling module and a [`ContractRelease`]; the
+//! capability logic and the runner keep working with the types defined here
+//! (the Zed extension host's `since_vX` pattern).
+//!
+//! Invariant: a declaration this host cannot honour is refused by name before
+//! any unit runs ([`UnitInfo::refusal`]), never dropped on the way in.
 
 pub mod v0_1_0;
 pub mod v0_1_1;
-
-use std::fmt;
+pub mod v0_2_0;
+pub mod version;
 
 use serde::Serialize;
-use wasmtime::Engine;
-use wasmtime::component::Component;
 
 use crate::db::{Access, DbError};
 
-/// The WIT package every plugin targets.
-pub const PACKAGE: &str = "migrun:plugin";
-
-/// The contract versions this host can run, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.1", "0.1.0"];
-
-/// The version new plugins (the SDK, `migrun new`) target.
-pub const CURRENT_VERSION: &str = "0.1.1";
-
-/// The version of the `migrun:plugin` package a component was built against.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContractVersion(pub String);
-
-impl ContractVersion {
-    /// The release this version names. Only [`detect_version`] makes a
-    /// `ContractVersion` for a component, and it accepts supported releases only.
-    pub fn release(&self) -> ContractRelease {
-        ContractRelease::of(&self.0).expect("detect_version accepts supported releases only")
-    }
-}
-
-/// A contract release this host implements. Exhaustive on purpose: the
-/// places that dispatch on it (the export bindings in `runtime`) stop
-/// compiling until a new release is handled, instead of falling back to
-/// another release's bindings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContractRelease {
-    /// `migrun:plugin@0.1.0`, the first contract.
-    V0_1_0,
-    /// `migrun:plugin@0.1.1`: adds `backup` and `checkpoint`.
-    V0_1_1,
-}
-
-impl ContractRelease {
-    /// Every release, newest first (as [`SUPPORTED_VERSIONS`]).
-    pub const ALL: [ContractRelease; 2] = [ContractRelease::V0_1_1, ContractRelease::V0_1_0];
-
-    /// Its version text.
-    pub fn version(self) -> &'static str {
-        match self {
-            ContractRelease::V0_1_0 => "0.1.0",
-            ContractRelease::V0_1_1 => "0.1.1",
-        }
-    }
-
-    /// The release with this exact version, if this host implements it.
-    pub fn of(version: &str) -> Option<ContractRelease> {
-        Self::ALL.into_iter().find(|r| r.version() == version)
-    }
-}
-
-/// `major.minor.patch` of a version text, if it is one.
-fn semver(version: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
-    let triple = (parts.next()??, parts.next()??, parts.next()??);
-    parts.next().is_none().then_some(triple)
-}
-
-/// What to do about an unsupported version: it is newer than the newest release this
-/// host speaks (upgrade migrun), older than the oldest (rebuild the plugin), or neither.
-fn unsupported_hint(found: &str) -> &'static str {
-    let newest = semver(ContractRelease::ALL[0].version());
-    let oldest = semver(ContractRelease::ALL[ContractRelease::ALL.len() - 1].version());
-    match (semver(found), newest, oldest) {
-        (Some(v), Some(n), _) if v > n => {
-            "it is newer than the newest contract this migrun speaks: upgrade migrun, or rebuild the plugin against an older contract"
-        }
-        (Some(v), _, Some(o)) if v < o => {
-            "it is older than the oldest contract this migrun speaks: rebuild the plugin against a supported contract"
-        }
-        _ => "rebuild the plugin against a supported contract (guest-sdk/wit/), or upgrade migrun",
-    }
-}
-
-impl fmt::Display for ContractVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PACKAGE}@{}", self.0)
-    }
-}
-
-/// Why a component cannot be run by this host. Nothing was instantiated.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ContractError {
-    /// The component does not export the `migrun:plugin/plugin` interface at all.
-    #[error(
-        "not a migrun plugin: the component does not export `{PACKAGE}/plugin` (it exports: {exports})"
-    )]
-    NotAPlugin {
-        /// What it exports instead.
-        exports: String,
-    },
-    /// The component targets a contract version this host does not speak.
-    #[error(
-        "unsupported contract version: the plugin targets {PACKAGE}@{found}, this migrun supports {supported}; {hint}"
-    )]
-    Unsupported {
-        /// The version the plugin targets.
-        found: String,
-        /// The versions this host supports.
-        supported: String,
-        /// What to do about it.
-        hint: &'static str,
-    },
-    /// The component mixes several versions of the contract.
-    #[error("the plugin mixes contract versions {0}; build it against one wit/ folder")]
-    Mixed(String),
-}
-
-/// Reads the contract version from the component's import and export names
-/// (`migrun:plugin/database@0.1.0`, …) and checks that this host supports it.
-pub fn detect_version(
-    engine: &Engine,
-    component: &Component,
-) -> Result<ContractVersion, ContractError> {
-    let ty = component.component_type();
-    let export_names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
-    let import_names = ty.imports(engine).map(|(n, _)| n.to_owned());
-    let mut versions: Vec<String> = export_names
-        .iter()
-        .cloned()
-        .chain(import_names)
-        .filter_map(|name| {
-            let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
-            Some(rest.split_once('@').map_or("", |(_, v)| v).to_owned())
-        })
-        .collect();
-    versions.sort();
-    versions.dedup();
-    let exports_plugin = export_names
-        .iter()
-        .any(|n| n.starts_with(&format!("{PACKAGE}/plugin")));
-    if !exports_plugin {
-        return Err(ContractError::NotAPlugin {
-            exports: if export_names.is_empty() {
-                "nothing".to_owned()
-            } else {
-                export_names.join(", ")
-            },
-        });
-    }
-    match versions.as_slice() {
-        [one] if ContractRelease::of(one).is_some() => Ok(ContractVersion(one.clone())),
-        [one] => Err(ContractError::Unsupported {
-            hint: unsupported_hint(one),
-            found: if one.is_empty() {
-                "(unversioned)".into()
-            } else {
-                one.clone()
-            },
-            supported: SUPPORTED_VERSIONS
-                .iter()
-                .map(|v| format!("{PACKAGE}@{v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-        many => Err(ContractError::Mixed(many.join(", "))),
-    }
-}
+pub use version::{
+    CURRENT_VERSION, ContractError, ContractLine, ContractRelease, ContractVersion, MAX_SUPPORTED,
+    MIN_SUPPORTED, PACKAGE, SUPPORTED_VERSIONS, Semver, Unsupported, detect_version,
+};
 
 /// What a plugin declares about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -216,6 +68,10 @@ pub struct ConnectionNeed {
     pub description: String,
     /// Tables it writes through it.
     pub writes: Vec<String>,
+    /// Contract 0.2.0 (preview): the plugin can run without it. Always `false` before 0.2.0,
+    /// and then left out of JSON (reports of 0.1 plugins are unchanged).
+    #[serde(skip_serializing_if = "is_false")]
+    pub optional: bool,
 }
 
 /// A unit of work.
@@ -225,6 +81,69 @@ pub struct UnitInfo {
     pub name: String,
     /// What it does.
     pub description: String,
+    /// Contract 0.2.0 (preview): the unit's instance key, derived by the plugin from its
+    /// configuration. Not part of the ledger identity yet: [`UnitInfo::warning`] says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Contract 0.2.0 (preview): whether the unit runs inside the host's transactions.
+    /// Always `true` before 0.2.0 (and then left out of JSON); `false` is refused
+    /// ([`UnitInfo::refusal`]).
+    #[serde(skip_serializing_if = "is_true")]
+    pub transactional: bool,
+}
+
+impl UnitInfo {
+    /// A unit as every 0.1 contract declares it: no scope, transactional.
+    pub fn transactional(name: String, description: String) -> UnitInfo {
+        UnitInfo {
+            name,
+            description,
+            scope: None,
+            transactional: true,
+        }
+    }
+
+    /// Why this host cannot run the unit as declared, if it cannot.
+    pub fn refusal(&self) -> Option<UnsupportedDeclaration> {
+        (!self.transactional).then(|| UnsupportedDeclaration::NonTransactionalUnit {
+            unit: self.name.clone(),
+        })
+    }
+
+    /// What the operator must know about a declaration this host accepts but does not act on yet.
+    pub fn warning(&self) -> Option<String> {
+        self.scope.as_ref().map(|scope| {
+            format!(
+                "unit `{}` declares scope `{scope}` (contract 0.2.0 preview), which this migrun does not yet \
+                 record in the ledger: once the unit has finished, a run configured with another scope skips it",
+                self.name
+            )
+        })
+    }
+}
+
+/// A declaration this host refuses: it cannot honour it yet, and running the plugin
+/// as if it had not been made would do something else than the plugin asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnsupportedDeclaration {
+    /// `unit-info.transactional = false` (contract 0.2.0).
+    #[error(
+        "unit `{unit}` declares itself non-transactional (contract 0.2.0 preview); non-transactional \
+         units arrive in a later migrun, so nothing was run: declare it transactional or run it with a newer migrun"
+    )]
+    NonTransactionalUnit {
+        /// The unit.
+        unit: String,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A configuration key a plugin reads.
@@ -253,121 +172,54 @@ pub enum PluginError {
     Failed(String),
 }
 
-/// Converts one contract version's exported `plugin` types into the host's.
-///
-/// Every version module invokes it on its generated `exports` module; the
-/// exported interface has not changed shape since 0.1.0, so one body serves all.
-macro_rules! export_conversions {
-    ($exports:ident, $kinds:path) => {
-        fn access_from_export(a: $exports::Access) -> $crate::db::Access {
-            match a {
-                $exports::Access::ReadOnly => $crate::db::Access::ReadOnly,
-                $exports::Access::ReadWrite => $crate::db::Access::ReadWrite,
-            }
-        }
-
-        fn db_error_from_export(e: $exports::DbError) -> $crate::db::DbError {
-            use $crate::db::DbErrorKind as H;
-            use $kinds as K;
-            $crate::db::DbError {
-                kind: match e.kind {
-                    K::UnknownConnection => H::UnknownConnection,
-                    K::ReadOnly => H::ReadOnly,
-                    K::Constraint => H::Constraint,
-                    K::Conflict => H::Conflict,
-                    K::Connection => H::Connection,
-                    K::Value => H::Value,
-                    K::Usage => H::Usage,
-                    K::Refused => H::Refused,
-                    K::Other => H::Other,
-                },
-                code: e.code,
-                message: e.message,
-            }
-        }
-
-        impl From<$exports::PluginInfo> for $crate::contract::PluginInfo {
-            fn from(info: $exports::PluginInfo) -> Self {
-                $crate::contract::PluginInfo {
-                    name: info.name,
-                    version: info.version,
-                    description: info.description,
-                    connections: info
-                        .connections
-                        .into_iter()
-                        .map(|c| $crate::contract::ConnectionNeed {
-                            name: c.name,
-                            access: access_from_export(c.access),
-                            description: c.description,
-                            writes: c.writes,
-                        })
-                        .collect(),
-                    units: info
-                        .units
-                        .into_iter()
-                        .map($crate::contract::UnitInfo::from)
-                        .collect(),
-                    config: info
-                        .config
-                        .into_iter()
-                        .map(|k| $crate::contract::ConfigKey {
-                            name: k.name,
-                            description: k.description,
-                            required: k.required,
-                            default_value: k.default_value,
-                            secret: k.secret,
-                        })
-                        .collect(),
-                }
-            }
-        }
-
-        impl From<$exports::UnitInfo> for $crate::contract::UnitInfo {
-            fn from(u: $exports::UnitInfo) -> Self {
-                $crate::contract::UnitInfo {
-                    name: u.name,
-                    description: u.description,
-                }
-            }
-        }
-
-        impl From<$exports::PluginError> for $crate::contract::PluginError {
-            fn from(e: $exports::PluginError) -> Self {
-                match e {
-                    $exports::PluginError::Database(db) => {
-                        $crate::contract::PluginError::Database(db_error_from_export(db))
-                    }
-                    $exports::PluginError::Failed(message) => {
-                        $crate::contract::PluginError::Failed(message)
-                    }
-                }
-            }
-        }
-    };
-}
-pub(crate) use export_conversions;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn releases_and_supported_versions_agree_newest_first() {
-        let versions: Vec<&str> = ContractRelease::ALL.iter().map(|r| r.version()).collect();
-        assert_eq!(versions, SUPPORTED_VERSIONS);
-        assert_eq!(
-            ContractRelease::of(CURRENT_VERSION),
-            Some(ContractRelease::ALL[0])
+    fn a_non_transactional_unit_is_refused_by_name_and_a_scope_is_warned_about() {
+        let plain = UnitInfo::transactional("u".into(), String::new());
+        assert_eq!(plain.refusal(), None);
+        assert_eq!(plain.warning(), None);
+        let step = UnitInfo {
+            transactional: false,
+            ..UnitInfo::transactional("reindex".into(), String::new())
+        };
+        let refused = step.refusal().expect("refused").to_string();
+        assert!(refused.starts_with("unit `reindex` declares itself non-transactional"));
+        assert!(refused.contains("non-transactional units arrive in a later migrun"));
+        let scoped = UnitInfo {
+            scope: Some("accounts.email".into()),
+            ..UnitInfo::transactional("rename".into(), String::new())
+        };
+        assert_eq!(scoped.refusal(), None);
+        assert!(
+            scoped
+                .warning()
+                .expect("warned")
+                .starts_with("unit `rename` declares scope `accounts.email`")
         );
-        assert_eq!(ContractRelease::of("0.2.0"), None);
     }
 
     #[test]
-    fn unsupported_versions_get_a_hint_by_semver() {
-        assert!(unsupported_hint("0.2.0").starts_with("it is newer"));
-        assert!(unsupported_hint("1.0.0").starts_with("it is newer"));
-        assert!(unsupported_hint("0.0.9").starts_with("it is older"));
-        assert!(unsupported_hint("").starts_with("rebuild"));
-        assert!(unsupported_hint("0.1.x").starts_with("rebuild"));
+    fn declarations_of_0_1_plugins_serialize_as_before() {
+        let unit = serde_json::to_value(UnitInfo::transactional("u".into(), "d".into())).unwrap();
+        assert_eq!(unit, serde_json::json!({"name": "u", "description": "d"}));
+        let need = ConnectionNeed {
+            name: "t".into(),
+            access: Access::ReadWrite,
+            description: String::new(),
+            writes: Vec::new(),
+            optional: false,
+        };
+        assert_eq!(serde_json::to_value(&need).unwrap().get("optional"), None);
+        let scoped = UnitInfo {
+            scope: Some("s".into()),
+            transactional: false,
+            ..UnitInfo::transactional("u".into(), "d".into())
+        };
+        let json = serde_json::to_value(scoped).unwrap();
+        assert_eq!(json["scope"], "s");
+        assert_eq!(json["transactional"], false);
     }
 }

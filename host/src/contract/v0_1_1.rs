@@ -1,17 +1,20 @@
-//! Contract `migrun:plugin@0.1.1`, the current one: generated bindings and
-//! their conversions.
+//! Contract `migrun:plugin@0.1.1`, the current one (the SDK's target): generated
+//! bindings and their conversions.
 //!
-//! The capability modules implement this version's `Host` traits and the
-//! runtime's linker is built from them. Components built against 0.1.0 link
-//! against the same implementations: wasmtime matches a `…@0.1.0` import with
-//! the `…@0.1.1` definition (semver-compatible), which is why 0.1.1 only adds
-//! (the `backup` and `checkpoint` interfaces) and never changes a type.
+//! The capability modules implement this version's `Host` traits, as thin
+//! delegations over their version-free contexts, and the runtime's 0.1.x
+//! linker is built from them. Components built against 0.1.0 link against the
+//! same implementations: wasmtime matches a `…@0.1.0` import with the
+//! `…@0.1.1` definition (semver-compatible), which is why 0.1.1 only adds (the
+//! `backup` and `checkpoint` interfaces) and never changes a type. A contract
+//! that changes types gets a line of its own ([`v0_2_0`](super::v0_2_0)).
 //!
 //! The generated types never leave this module except through the
 //! conversions below and the `Host` traits the capability modules implement.
 //! Values are validated here, on the way in: a plugin that passes
 //! `date("2024-13-01")` gets a `value` database error, never a trap.
 
+use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
 use crate::db::{Access, DbError, DbErrorKind, Dialect};
 use crate::value::Value;
 
@@ -165,4 +168,67 @@ impl From<Access> for database::Access {
     }
 }
 
-crate::contract::export_conversions!(exports, types::DbErrorKind);
+impl From<exports::PluginInfo> for PluginInfo {
+    fn from(info: exports::PluginInfo) -> Self {
+        PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            connections: info
+                .connections
+                .into_iter()
+                .map(ConnectionNeed::from)
+                .collect(),
+            units: info.units.into_iter().map(UnitInfo::from).collect(),
+            config: info.config.into_iter().map(ConfigKey::from).collect(),
+        }
+    }
+}
+
+impl From<database::Access> for Access {
+    fn from(a: database::Access) -> Self {
+        match a {
+            database::Access::ReadOnly => Access::ReadOnly,
+            database::Access::ReadWrite => Access::ReadWrite,
+        }
+    }
+}
+
+impl From<exports::ConnectionNeed> for ConnectionNeed {
+    fn from(c: exports::ConnectionNeed) -> Self {
+        ConnectionNeed {
+            name: c.name,
+            access: c.access.into(),
+            description: c.description,
+            writes: c.writes,
+            optional: false,
+        }
+    }
+}
+
+impl From<exports::UnitInfo> for UnitInfo {
+    fn from(u: exports::UnitInfo) -> Self {
+        UnitInfo::transactional(u.name, u.description)
+    }
+}
+
+impl From<exports::ConfigKey> for ConfigKey {
+    fn from(k: exports::ConfigKey) -> Self {
+        ConfigKey {
+            name: k.name,
+            description: k.description,
+            required: k.required,
+            default_value: k.default_value,
+            secret: k.secret,
+        }
+    }
+}
+
+impl From<exports::PluginError> for PluginError {
+    fn from(e: exports::PluginError) -> Self {
+        match e {
+            exports::PluginError::Database(db) => PluginError::Database(db.into()),
+            exports::PluginError::Failed(message) => PluginError::Failed(message),
+        }
+    }
+}

@@ -280,6 +280,7 @@ mod tests {
                 access: Access::ReadWrite,
                 description: String::new(),
                 writes: writes.iter().map(|w| (*w).to_owned()).collect(),
+                optional: false,
             }],
             units: Vec::new(),
             config: vec![

@@ -1,4 +1,4 @@
-//! The WebAssembly runtime: one [`Runtime`] (engine + linker) per process,
+//! The WebAssembly runtime: one [`Runtime`] (engine + a linker per contract line) per process,
 //! one [`PluginInstance`] (store + instance) per run.
 //!
 //! The engine is configured for determinism (NaN canonicalisation,
@@ -9,7 +9,10 @@
 //! runner can say precisely why a unit was rolled back.
 //!
 //! A component's contract version is read from its import/export names and
-//! checked *before* instantiation ([`LoadedPlugin::load`]).
+//! checked *before* instantiation ([`LoadedPlugin::load`]). Each
+//! [`ContractLine`] (semver-compatible releases) has its own linker, built
+//! from that line's newest `Host` implementations; the release picks the line
+//! and the export bindings, each converting into the host's types.
 
 pub mod cache;
 pub mod sandbox;
@@ -30,8 +33,8 @@ use crate::capability::log::LogCtx;
 use crate::capability::{backup, checkpoint, checks, database, log};
 use crate::config::Limits;
 use crate::contract::{
-    self, ContractError, ContractRelease, ContractVersion, PluginError, PluginInfo, UnitInfo,
-    v0_1_0, v0_1_1,
+    self, ContractError, ContractLine, ContractRelease, ContractVersion, PluginError, PluginInfo,
+    UnitInfo, UnsupportedDeclaration, v0_1_0, v0_1_1, v0_2_0,
 };
 use crate::observer::{Level, RunObserver};
 use crate::tape::{Tape, TapeError};
@@ -95,6 +98,9 @@ pub enum CallError {
     /// The operator interrupted the run (SIGINT).
     #[error("interrupted by the operator (SIGINT)")]
     Interrupted,
+    /// The plugin declared something this host cannot honour yet; nothing of it ran.
+    #[error(transparent)]
+    Unsupported(UnsupportedDeclaration),
 }
 
 /// The trap raised at the plugin's next epoch tick after the interrupt flag is set.
@@ -111,10 +117,13 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
-/// The engine and linker shared by every run of the process.
+/// The engine and linkers shared by every run of the process.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<RunState>,
+    /// The 0.1.x line: the 0.1.1 implementations, which also serve 0.1.0 imports.
+    linker_v0_1: Linker<RunState>,
+    /// The 0.2.x line.
+    linker_v0_2: Linker<RunState>,
     /// Compiled components on disk ([`cache`]); `None` when disabled or no folder is known.
     cache: Option<ComponentCache>,
 }
@@ -150,19 +159,48 @@ impl Runtime {
             })
             .map_err(wasmtime::Error::new)?;
 
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        database::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
-        log::add_to_linker(&mut linker, |s: &mut RunState| &mut s.log)?;
-        checks::add_to_linker(&mut linker, |s: &mut RunState| &mut s.checks)?;
-        backup::add_to_linker(&mut linker, |s: &mut RunState| &mut s.backup)?;
-        checkpoint::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
+        let linker_v0_1 = Runtime::linker(&engine, ContractLine::V0_1)?;
+        let linker_v0_2 = Runtime::linker(&engine, ContractLine::V0_2)?;
         let cache = ComponentCache::from_env(&engine);
         Ok(Runtime {
             engine,
-            linker,
+            linker_v0_1,
+            linker_v0_2,
             cache,
         })
+    }
+
+    /// The linker of one contract line: locked-down WASI plus that line's interfaces.
+    fn linker(engine: &Engine, line: ContractLine) -> wasmtime::Result<Linker<RunState>> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        match line {
+            ContractLine::V0_1 => {
+                database::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
+                log::add_to_linker(&mut linker, |s: &mut RunState| &mut s.log)?;
+                checks::add_to_linker(&mut linker, |s: &mut RunState| &mut s.checks)?;
+                backup::add_to_linker(&mut linker, |s: &mut RunState| &mut s.backup)?;
+                checkpoint::add_to_linker(&mut linker, |s: &mut RunState| &mut s.database)?;
+            }
+            ContractLine::V0_2 => v0_2_0::host::add_to_linker(
+                &mut linker,
+                v0_2_0::host::ContextAccessors {
+                    database: |s: &mut RunState| &mut s.database,
+                    log: |s: &mut RunState| &mut s.log,
+                    checks: |s: &mut RunState| &mut s.checks,
+                    backup: |s: &mut RunState| &mut s.backup,
+                },
+            )?,
+        }
+        Ok(linker)
+    }
+
+    /// The linker serving `line`.
+    fn linker_for(&self, line: ContractLine) -> &Linker<RunState> {
+        match line {
+            ContractLine::V0_1 => &self.linker_v0_1,
+            ContractLine::V0_2 => &self.linker_v0_2,
+        }
     }
 
     /// The engine.
@@ -349,7 +387,8 @@ macro_rules! call_export {
         let result = {
             let store = &mut $self.store;
             let fut = async {
-                // Each arm converts its version's generated types to the host's.
+                // Each arm converts its version's generated types to the host's
+                // (the `From` conversions of `contract::v0_x_y`).
                 match &$self.bindings {
                     Bindings::V0_1_0(b) => b
                         .migrun_plugin_plugin()
@@ -357,6 +396,11 @@ macro_rules! call_export {
                         .await
                         .map($convert),
                     Bindings::V0_1_1(b) => b
+                        .migrun_plugin_plugin()
+                        .$method(store $(, $arg)*)
+                        .await
+                        .map($convert),
+                    Bindings::V0_2_0(b) => b
                         .migrun_plugin_plugin()
                         .$method(store $(, $arg)*)
                         .await
@@ -373,6 +417,7 @@ macro_rules! call_export {
 enum Bindings {
     V0_1_0(v0_1_0::Migration),
     V0_1_1(v0_1_1::Migration),
+    V0_2_0(v0_2_0::Migration),
 }
 
 /// One instantiated plugin with its store: the unit of isolation of a run.
@@ -410,9 +455,10 @@ impl PluginInstance {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let linker = &runtime.linker;
+        let release = plugin.contract.release();
+        let linker = runtime.linker_for(release.line());
         let component = &plugin.component;
-        let bindings = match plugin.contract.release() {
+        let bindings = match release {
             ContractRelease::V0_1_0 => {
                 v0_1_0::Migration::instantiate_async(&mut store, component, linker)
                     .await
@@ -422,6 +468,11 @@ impl PluginInstance {
                 v0_1_1::Migration::instantiate_async(&mut store, component, linker)
                     .await
                     .map(Bindings::V0_1_1)
+            }
+            ContractRelease::V0_2_0 => {
+                v0_2_0::Migration::instantiate_async(&mut store, component, linker)
+                    .await
+                    .map(Bindings::V0_2_0)
             }
         }
         .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
@@ -455,12 +506,24 @@ impl PluginInstance {
         .map_err(CallError::Plugin)
     }
 
-    /// Calls `list-units`.
+    /// Calls `list-units`. A unit declared in a way this host cannot honour
+    /// ([`UnitInfo::refusal`]) fails the call, so no unit runs; what it accepts
+    /// without acting on ([`UnitInfo::warning`]) is logged as a warning.
     pub async fn list_units(&mut self) -> Result<Vec<UnitInfo>, CallError> {
-        call_export!(self, call_list_units(), |r| r
+        let units: Vec<UnitInfo> = call_export!(self, call_list_units(), |r| r
             .map(|units| units.into_iter().map(UnitInfo::from).collect())
             .map_err(PluginError::from))?
-        .map_err(CallError::Plugin)
+        .map_err(CallError::Plugin)?;
+        if let Some(refused) = units.iter().find_map(UnitInfo::refusal) {
+            return Err(CallError::Unsupported(refused));
+        }
+        for warning in units.iter().filter_map(UnitInfo::warning) {
+            self.store
+                .data_mut()
+                .log
+                .record(Level::Warn, warning, Vec::new());
+        }
+        Ok(units)
     }
 
     /// Calls `run-unit`.

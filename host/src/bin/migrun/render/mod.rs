@@ -558,6 +558,9 @@ pub fn inspection_text(i: &Inspection) -> String {
             c.access.to_string(),
             printable(&c.description)
         );
+        if c.optional {
+            let _ = writeln!(out, "  {:<12} optional (contract 0.2.0 preview)", "");
+        }
         if !c.writes.is_empty() {
             let _ = writeln!(
                 out,
@@ -575,6 +578,16 @@ pub fn inspection_text(i: &Inspection) -> String {
             printable(&u.name),
             printable(&u.description)
         );
+        if let Some(scope) = &u.scope {
+            let _ = writeln!(out, "  {:<24} scope {}", "", printable(scope));
+        }
+        if !u.transactional {
+            let _ = writeln!(
+                out,
+                "  {:<24} non-transactional (not supported by this migrun: refused at run time)",
+                ""
+            );
+        }
     }
     if !p.config.is_empty() {
         let _ = writeln!(out, "\nconfig keys");

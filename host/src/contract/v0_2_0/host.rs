@@ -1,0 +1,256 @@
+//! The `Host` implementations of contract 0.2.0 and the linker setup of the
+//! 0.2.x line.
+//!
+//! Each is a thin delegation: `log`, `checks` and `backup` call the
+//! version-free methods of their capability contexts; `database` and
+//! `checkpoint` call the 0.1.1 implementations on
+//! [`DatabaseCtx`] through the conversions of [`super`], so every call goes
+//! through the same tape, budgets and transaction control as 0.1.x calls.
+//! Resources (`connection`, `cursor`) are the same host types in both
+//! versions, so a handle passes through unchanged.
+
+use wasmtime::component::{HasData, Linker, Resource};
+
+use super::{backup, checkpoint, checks, database, log, rows_from_v0_1_1, types, values_to_v0_1_1};
+use crate::capability::backup::BackupCtx;
+use crate::capability::checks::ChecksCtx;
+use crate::capability::database::{ConnectionResource, CursorResource, DatabaseCtx};
+use crate::capability::log::LogCtx;
+use crate::contract::v0_1_1;
+
+/// Where the store's data keeps each capability's context.
+pub struct ContextAccessors<T> {
+    /// The database context (also serves `checkpoint`).
+    pub database: fn(&mut T) -> &mut DatabaseCtx,
+    /// The log context.
+    pub log: fn(&mut T) -> &mut LogCtx,
+    /// The checks context.
+    pub checks: fn(&mut T) -> &mut ChecksCtx,
+    /// The backup context.
+    pub backup: fn(&mut T) -> &mut BackupCtx,
+}
+
+struct Database;
+impl HasData for Database {
+    type Data<'a> = &'a mut DatabaseCtx;
+}
+struct Log;
+impl HasData for Log {
+    type Data<'a> = &'a mut LogCtx;
+}
+struct Checks;
+impl HasData for Checks {
+    type Data<'a> = &'a mut ChecksCtx;
+}
+struct Backup;
+impl HasData for Backup {
+    type Data<'a> = &'a mut BackupCtx;
+}
+
+/// Adds every 0.2.0 interface to `linker` (the 0.2.x line's linker; WASI is added by the runtime).
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    contexts: ContextAccessors<T>,
+) -> wasmtime::Result<()> {
+    types::add_to_linker::<T, Database>(linker, contexts.database)?;
+    database::add_to_linker::<T, Database>(linker, contexts.database)?;
+    checkpoint::add_to_linker::<T, Database>(linker, contexts.database)?;
+    log::add_to_linker::<T, Log>(linker, contexts.log)?;
+    checks::add_to_linker::<T, Checks>(linker, contexts.checks)?;
+    backup::add_to_linker::<T, Backup>(linker, contexts.backup)
+}
+
+type DbResult<T> = wasmtime::Result<Result<T, types::DbError>>;
+
+/// A 0.1.1 answer in its 0.2.0 form.
+fn answer<A, B: From<A>>(
+    result: wasmtime::Result<Result<A, v0_1_1::types::DbError>>,
+) -> DbResult<B> {
+    Ok(result?.map(B::from).map_err(types::DbError::from))
+}
+
+impl types::Host for DatabaseCtx {}
+
+impl database::Host for DatabaseCtx {
+    async fn open(&mut self, name: String) -> DbResult<Resource<ConnectionResource>> {
+        answer(v0_1_1::database::Host::open(self, name).await)
+    }
+}
+
+impl database::HostConnection for DatabaseCtx {
+    async fn dialect(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+    ) -> wasmtime::Result<database::Dialect> {
+        Ok(v0_1_1::database::HostConnection::dialect(self, conn)
+            .await?
+            .into())
+    }
+
+    async fn access(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+    ) -> wasmtime::Result<database::Access> {
+        Ok(v0_1_1::database::HostConnection::access(self, conn)
+            .await?
+            .into())
+    }
+
+    async fn query(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        sql: String,
+        params: Vec<types::Value>,
+    ) -> DbResult<types::Rows> {
+        answer(
+            v0_1_1::database::HostConnection::query(self, conn, sql, values_to_v0_1_1(params))
+                .await,
+        )
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        sql: String,
+        params: Vec<types::Value>,
+    ) -> DbResult<u64> {
+        answer(
+            v0_1_1::database::HostConnection::execute(self, conn, sql, values_to_v0_1_1(params))
+                .await,
+        )
+    }
+
+    async fn open_cursor(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        sql: String,
+        params: Vec<types::Value>,
+        batch_size: u32,
+    ) -> DbResult<Resource<CursorResource>> {
+        answer(
+            v0_1_1::database::HostConnection::open_cursor(
+                self,
+                conn,
+                sql,
+                values_to_v0_1_1(params),
+                batch_size,
+            )
+            .await,
+        )
+    }
+
+    async fn bulk_insert(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        table: String,
+        columns: Vec<String>,
+        rows: Vec<types::Row>,
+    ) -> DbResult<u64> {
+        let rows = rows.into_iter().map(values_to_v0_1_1).collect();
+        answer(
+            v0_1_1::database::HostConnection::bulk_insert(self, conn, table, columns, rows).await,
+        )
+    }
+
+    async fn drop(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
+        v0_1_1::database::HostConnection::drop(self, conn).await
+    }
+}
+
+impl database::HostCursor for DatabaseCtx {
+    async fn columns(
+        &mut self,
+        cursor: Resource<CursorResource>,
+    ) -> wasmtime::Result<Vec<types::Column>> {
+        Ok(v0_1_1::database::HostCursor::columns(self, cursor)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn next_batch(
+        &mut self,
+        cursor: Resource<CursorResource>,
+    ) -> DbResult<Option<Vec<types::Row>>> {
+        let batch = v0_1_1::database::HostCursor::next_batch(self, cursor).await?;
+        Ok(batch
+            .map(|rows| rows.map(rows_from_v0_1_1))
+            .map_err(types::DbError::from))
+    }
+
+    async fn drop(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<()> {
+        v0_1_1::database::HostCursor::drop(self, cursor).await
+    }
+}
+
+impl checkpoint::Host for DatabaseCtx {
+    async fn save(&mut self, state: String) -> DbResult<()> {
+        answer(v0_1_1::checkpoint::Host::save(self, state).await)
+    }
+
+    async fn last(&mut self) -> wasmtime::Result<Option<String>> {
+        v0_1_1::checkpoint::Host::last(self).await
+    }
+}
+
+impl log::Host for LogCtx {
+    async fn write(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        self.plugin_message(level.into(), message, fields)
+    }
+
+    async fn progress(
+        &mut self,
+        task: String,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        self.plugin_progress(task, done, total)
+    }
+}
+
+impl checks::Host for ChecksCtx {
+    async fn report(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
+        self.plugin_check(name, ok, detail)
+    }
+}
+
+impl backup::Host for BackupCtx {
+    async fn snapshot(
+        &mut self,
+        connection: String,
+        tables: Vec<String>,
+        label: String,
+    ) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
+        Ok(self
+            .plugin_snapshot(connection, tables, label)
+            .await?
+            .map(Into::into)
+            .map_err(Into::into))
+    }
+
+    async fn snapshots(&mut self) -> wasmtime::Result<Vec<backup::SnapshotInfo>> {
+        Ok(self
+            .plugin_snapshots()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn verify(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<backup::SnapshotInfo, backup::BackupError>> {
+        Ok(self
+            .plugin_verify(id)
+            .await?
+            .map(Into::into)
+            .map_err(Into::into))
+    }
+}
