@@ -20,7 +20,9 @@
 //! - [`journal`]: the hash-chained record of every input a run read.
 //! - [`ledger`]: which units finished on each target, recorded in the units' own transactions.
 //! - [`lock`]: one run at a time per target.
-//! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards.
+//! - [`sql`]: pure SQL text analysis: the lexer, the plan's statement classifier, the lint rules.
+//! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards
+//!   with row counts read on a connection.
 //! - [`tape`]: the one boundary where host calls are recorded or answered from a journal.
 //! - [`replay`]: re-executing a plugin on a journal (verify) or comparing another version's writes.
 //! - [`observer`]: how a run reports progress while it happens.
@@ -59,6 +61,7 @@ pub mod replay;
 pub mod run;
 pub mod runtime;
 pub mod scaffold;
+pub mod sql;
 pub mod status;
 pub mod tape;
 pub mod value;
