@@ -6,7 +6,7 @@
 //! setup and encode/decode in its `mod.rs`/codec files, and one file per role
 //! implementing the traits here — `session.rs` ([`SessionSql`]), `catalog.rs`
 //! ([`CatalogSql`]), `ledger.rs` ([`LedgerSql`]), `lock.rs` ([`LockSql`]),
-//! `dry_run.rs` ([`DryRunMechanics`]).
+//! `dry_run.rs` ([`DryRunMechanics`]), `privileges.rs` ([`PrivilegeCatalog`]).
 //!
 //! [`driver`] is the one dispatch on [`Dialect`]: callers ask it for the
 //! dialect's implementation and never `match` on the dialect themselves.
@@ -20,6 +20,7 @@
 
 use futures::future::BoxFuture;
 
+use super::privileges::RolePrivileges;
 use super::{Access, Connection, DbError, Dialect, DryRunMode, RowCount};
 use crate::value::Value;
 
@@ -43,11 +44,14 @@ impl HostStatement {
 
 /// Everything dialect-specific migrun does on a connection; one implementation per dialect.
 pub(crate) trait Driver:
-    SessionSql + CatalogSql + LedgerSql + LockSql + DryRunMechanics + Sync
+    SessionSql + CatalogSql + LedgerSql + LockSql + DryRunMechanics + PrivilegeCatalog + Sync
 {
 }
 
-impl<T: SessionSql + CatalogSql + LedgerSql + LockSql + DryRunMechanics + Sync> Driver for T {}
+impl<T: SessionSql + CatalogSql + LedgerSql + LockSql + DryRunMechanics + PrivilegeCatalog + Sync>
+    Driver for T
+{
+}
 
 /// The implementation for `dialect`: the one place that matches on it.
 pub(crate) fn driver(dialect: Dialect) -> &'static dyn Driver {
@@ -203,6 +207,15 @@ pub(crate) trait DryRunMechanics {
         let _ = conn;
         Box::pin(async { Ok(Vec::new()) })
     }
+}
+
+/// What a connection's role can do beyond its tables (see `db::privileges`).
+pub(crate) trait PrivilegeCatalog {
+    /// Reads and classifies the privileges of `conn`'s role (host SQL only).
+    fn role_privileges<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+    ) -> BoxFuture<'a, Result<RolePrivileges, DbError>>;
 }
 
 /// A value read back as text (MariaDB may hand text back as bytes).

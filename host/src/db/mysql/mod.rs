@@ -24,10 +24,12 @@ mod catalog;
 pub(super) mod dry_run;
 mod ledger;
 mod lock;
+pub(super) mod privileges;
 mod session;
 
 /// MySQL/MariaDB's implementation of the dialect traits of [`super::driver`]; one
-/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`).
+/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,
+/// `privileges.rs`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MySqlDriver;
 

@@ -34,6 +34,7 @@ pub(super) mod dry_run;
 mod encode;
 mod ledger;
 mod lock;
+pub(super) mod privileges;
 mod session;
 
 pub(crate) use copy::{
@@ -44,7 +45,8 @@ pub(crate) use decode::{decode_row, lowercase_types};
 pub(crate) use encode::bind;
 
 /// PostgreSQL's implementation of the dialect traits of [`super::driver`]; one
-/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`).
+/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,
+/// `privileges.rs`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PgDriver;
 

@@ -18,10 +18,12 @@ mod catalog;
 mod dry_run;
 mod ledger;
 mod lock;
+mod privileges;
 mod session;
 
 /// SQLite's implementation of the dialect traits of [`super::driver`]; one
-/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`).
+/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,
+/// `privileges.rs`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SqliteDriver;
 
