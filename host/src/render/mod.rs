@@ -446,7 +446,7 @@ pub fn run_report_text(report: &RunReport) -> String {
     }
     if let Some(plan) = &report.plan {
         let _ = writeln!(out);
-        out.push_str(&plan.render_text());
+        out.push_str(&plan_text(plan));
     } else if !report.checks.is_empty() {
         let _ = writeln!(out, "\nchecks");
         for c in &report.checks {

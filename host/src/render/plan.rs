@@ -236,3 +236,122 @@ fn one_line(s: &str, max: usize) -> String {
         line
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Access;
+    use crate::db::Dialect::Postgres;
+    use crate::journal::{CallResult, HostCall};
+    use crate::observer::CheckResult;
+
+    fn plan() -> Plan {
+        Plan::new(&[
+            ("target".into(), Postgres, Access::ReadWrite),
+            ("source".into(), Postgres, Access::ReadOnly),
+        ])
+    }
+
+    fn exec(sql: &str) -> HostCall {
+        HostCall::Execute {
+            conn: "target".into(),
+            sql: sql.into(),
+            params: vec![],
+        }
+    }
+
+    fn warning(table: &str) -> LockWarning {
+        LockWarning {
+            connection: Some("target".into()),
+            rule: "pg-create-index-blocking".into(),
+            table: table.into(),
+            rows: 1204,
+            statement: format!("CREATE INDEX ON {table} (a)"),
+            problem: format!(
+                "CREATE INDEX without CONCURRENTLY on {table} (1,204 rows): blocks writes"
+            ),
+            safer: "CREATE INDEX CONCURRENTLY".into(),
+        }
+    }
+
+    #[test]
+    fn text_and_json_forms() {
+        let mut p = plan();
+        p.set_plugin("auth-consolidation", "0.1.0", "0123456789abcdef0123");
+        p.observe(
+            &exec("CREATE UNIQUE INDEX users_email ON users (email)"),
+            &CallResult::Count { n: 0 },
+        );
+        p.observe(
+            &exec("INSERT INTO auth_users SELECT * FROM users"),
+            &CallResult::Count { n: 1_234_567 },
+        );
+        p.observe(
+            &exec("UPDATE users SET a = 1"),
+            &CallResult::Count { n: 12 },
+        );
+        p.add_warning(warning("users"));
+        p.add_note("target", "sequences restored after the rollback");
+        p.add_checks(&[
+            CheckResult {
+                unit: None,
+                name: "row counts match".into(),
+                ok: true,
+                detail: "1234567 = 1234567".into(),
+            },
+            CheckResult {
+                unit: Some("copy".into()),
+                name: "sample".into(),
+                ok: false,
+                detail: "3 rows differ".into(),
+            },
+        ]);
+        let text = plan_text(&p);
+        assert!(
+            text.contains("Plan for auth-consolidation 0.1.0 (sha256 0123456789ab)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    1. CREATE UNIQUE INDEX users_email ON users (email)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    table          insert  update  delete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    auth_users  1,234,567       0       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    users               0      12       0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "    ⚠ CREATE INDEX without CONCURRENTLY on users (1,204 rows): blocks writes"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("safer: CREATE INDEX CONCURRENTLY"), "{text}");
+        assert!(text.contains("✓ row counts match"), "{text}");
+        assert!(
+            text.contains("✗ sample            [copy] 3 rows differ"),
+            "{text}"
+        );
+        assert!(text.contains("1 of 2 check(s) FAILED"), "{text}");
+        assert!(text.contains("read-only, not written: source"), "{text}");
+
+        let json: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(json["schema"], "migrun.plan/1");
+        assert_eq!(json["connections"][0]["tables"][0]["inserted"], 1_234_567);
+        assert_eq!(json["connections"][0]["ddl"][0]["action"], "CREATE INDEX");
+        assert_eq!(json["summary"]["checks_failed"], 1);
+        let back: Plan = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(back.summary, p.summary);
+
+        p.set_failure(Some("unit `copy` failed".into()));
+        assert!(plan_text(&p).contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)"));
+        assert!(!p.complete);
+    }
+}
