@@ -5,7 +5,7 @@
 //! [`lint`] is pure: it reads one statement and asks the caller for row
 //! counts; `crate::lint::lint_statement` looks the counts up on a connection first.
 //! During a dry-run the host lints every statement a plugin executes on a
-//! writable connection and adds the warnings to the [plan](crate::plan).
+//! writable connection and adds the warnings to the dry-run plan.
 //!
 //! # Threshold
 //!
