@@ -30,11 +30,15 @@
 //! seals; the final `finished` row replaces the checkpoint row the same way.
 //! A unit with only a `checkpoint` row is therefore unfinished: it runs again
 //! and `checkpoint.last` hands the plugin the saved state to resume from.
+//!
+//! The procedure is written once here; each dialect's statements are its
+//! `db/<dialect>/ledger.rs` (`LedgerSql`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::db::driver::{LedgerColumnTypes, driver};
 use crate::db::{Connection, DbError, Dialect};
 use crate::value::Value;
 
@@ -116,11 +120,9 @@ pub struct Ledger {
 }
 
 fn placeholders(dialect: Dialect, n: usize) -> String {
+    let sql = driver(dialect);
     (1..=n)
-        .map(|i| match dialect {
-            Dialect::Postgres => format!("${i}"),
-            _ => "?".to_owned(),
-        })
+        .map(|i| sql.placeholder(i))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -140,18 +142,8 @@ impl Ledger {
 
     /// Whether the ledger table exists on `conn` (asked of the catalog, so no error aborts a transaction).
     pub async fn exists(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let (sql, name) = match conn.dialect() {
-            Dialect::Postgres => ("SELECT to_regclass($1) IS NOT NULL", self.table.clone()),
-            Dialect::MySql => (
-                "SELECT COUNT(*) > 0 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                self.table.clone(),
-            ),
-            Dialect::Sqlite => (
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                self.table.clone(),
-            ),
-        };
-        let rows = conn.query(sql, &[Value::Text(name)]).await?;
+        let sql = driver(conn.dialect()).ledger_exists_sql();
+        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         Ok(matches!(
             rows.rows.first().and_then(|r| r.first()),
             Some(Value::Bool(true)) | Some(Value::Int(1..))
@@ -165,17 +157,7 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(None);
         }
-        let sql = match conn.dialect() {
-            Dialect::Postgres => {
-                "SELECT (SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal)                  + (SELECT COUNT(*) FROM pg_rewrite WHERE ev_class = to_regclass($1) AND rulename <> '_RETURN')"
-            }
-            Dialect::MySql => {
-                "SELECT COUNT(*) FROM information_schema.TRIGGERS                  WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = ?"
-            }
-            Dialect::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
-            }
-        };
+        let sql = driver(conn.dialect()).ledger_triggers_sql();
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         let count = match rows.rows.first().and_then(|r| r.first()) {
             Some(Value::Int(n)) => *n,
@@ -194,47 +176,9 @@ impl Ledger {
 
     /// Before the host writes its row: the names it uses must reach the real ledger table.
     async fn shield(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let shadowed = match conn.dialect() {
-            Dialect::Postgres => {
-                // `pg_temp` last: a temporary table cannot shadow the ledger.
-                let path = format!(
-                    "{}, pg_temp",
-                    conn.opening_search_path().unwrap_or("\"$user\", public")
-                );
-                conn.query(
-                    "SELECT set_config('search_path', $1, true)",
-                    &[Value::Text(path)],
-                )
-                .await?;
-                false
-            }
-            Dialect::MySql => {
-                // A temporary table answers for the name in this session: `SHOW CREATE`
-                // tells which one the name reaches (MariaDB 10.11 lists no temporary tables).
-                let quoted = Dialect::MySql.quote_table(&self.table)?;
-                let rows = conn
-                    .host_text_query(&format!("SHOW CREATE TABLE {quoted}"))
-                    .await?;
-                let ddl = match rows.first().and_then(|r| r.get(1)) {
-                    Some(Value::Text(t)) => t.clone(),
-                    Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => String::new(),
-                };
-                ddl.starts_with("CREATE TEMPORARY")
-            }
-            Dialect::Sqlite => {
-                let rows = conn
-                    .query(
-                        "SELECT COUNT(*) FROM sqlite_temp_master WHERE type IN ('table', 'view') AND name = ?",
-                        &[Value::Text(self.table.clone())],
-                    )
-                    .await?;
-                matches!(
-                    rows.rows.first().and_then(|r| r.first()),
-                    Some(Value::Int(1..))
-                )
-            }
-        };
+        let shadowed = driver(conn.dialect())
+            .shield_ledger(conn, &self.table)
+            .await?;
         if shadowed {
             return Err(DbError::new(
                 crate::db::DbErrorKind::Refused,
@@ -265,10 +209,8 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(0);
         }
-        let p = |n: usize| match conn.dialect() {
-            Dialect::Postgres => format!("${n}"),
-            _ => "?".to_owned(),
-        };
+        let sql = driver(conn.dialect());
+        let p = |n: usize| sql.placeholder(n);
         let sql = format!(
             "DELETE FROM {} WHERE run_id = {} OR (plugin_name = {} AND started_at >= {})",
             self.table,
@@ -289,14 +231,7 @@ impl Ledger {
 
     /// Creates the table when it is absent (outside any unit: on MySQL DDL commits implicitly).
     pub async fn ensure(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let text = match conn.dialect() {
-            Dialect::MySql => "VARCHAR(255)",
-            _ => "TEXT",
-        };
-        let key = match conn.dialect() {
-            Dialect::MySql => "VARCHAR(190)",
-            _ => "TEXT",
-        };
+        let LedgerColumnTypes { key, text, state } = driver(conn.dialect()).ledger_column_types();
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              plugin_name {key} NOT NULL, unit {key} NOT NULL, plugin_sha256 CHAR(64) NOT NULL, \
@@ -306,7 +241,6 @@ impl Ledger {
              {STATE_COLUMN} {state}, \
              PRIMARY KEY (plugin_name, unit, plugin_sha256))",
             self.table,
-            state = state_type(conn.dialect()),
         );
         match conn.execute(&ddl, &[]).await {
             Ok(_) => {}
@@ -316,9 +250,8 @@ impl Ledger {
         }
         if !self.has_state_column(conn).await? {
             let ddl = format!(
-                "ALTER TABLE {} ADD COLUMN {STATE_COLUMN} {}",
-                self.table,
-                state_type(conn.dialect())
+                "ALTER TABLE {} ADD COLUMN {STATE_COLUMN} {state}",
+                self.table
             );
             conn.execute(&ddl, &[]).await?;
         }
@@ -327,19 +260,7 @@ impl Ledger {
 
     /// Whether the table has the checkpoint column (ledgers made before contract 0.1.1 do not).
     async fn has_state_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = match conn.dialect() {
-            Dialect::Postgres => {
-                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
-                 AND attname = 'checkpoint_state' AND NOT attisdropped)"
-            }
-            Dialect::MySql => {
-                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
-                 AND TABLE_NAME = ? AND COLUMN_NAME = 'checkpoint_state'"
-            }
-            Dialect::Sqlite => {
-                "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'checkpoint_state'"
-            }
-        };
+        let sql = driver(conn.dialect()).ledger_state_column_sql();
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         Ok(matches!(
             rows.rows.first().and_then(|r| r.first()),
@@ -357,10 +278,8 @@ impl Ledger {
         if !self.exists(conn).await? || !self.has_state_column(conn).await? {
             return Ok(Vec::new());
         }
-        let p = |i| match conn.dialect() {
-            Dialect::Postgres => format!("${i}"),
-            _ => "?".to_owned(),
-        };
+        let dialect = driver(conn.dialect());
+        let p = |i| dialect.placeholder(i);
         let sql = format!(
             "SELECT unit, plugin_sha256, {STATE_COLUMN}, run_id, finished_at FROM {} \
              WHERE plugin_name = {} AND status = {} ORDER BY unit",
@@ -445,10 +364,7 @@ impl Ledger {
         replaces: &[String],
     ) -> Result<(), DbError> {
         let dialect = conn.dialect();
-        let p = |i: usize| match dialect {
-            Dialect::Postgres => format!("${i}"),
-            _ => "?".to_owned(),
-        };
+        let p = |i: usize| driver(dialect).placeholder(i);
         self.shield(conn).await?;
         for sha256 in replaces {
             let delete = format!(
@@ -534,14 +450,6 @@ fn comparable(value: &Value) -> String {
     match value {
         Value::Bytes(b) => String::from_utf8_lossy(b).trim_end().to_owned(),
         other => other.to_string().trim_end().to_owned(),
-    }
-}
-
-/// The checkpoint column's type: states are small JSON documents, but unbounded.
-fn state_type(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::MySql => "MEDIUMTEXT",
-        _ => "TEXT",
     }
 }
 

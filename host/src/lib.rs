@@ -22,7 +22,9 @@
 //! - [`journal`]: the hash-chained record of every input a run read.
 //! - [`ledger`]: which units finished on each target, recorded in the units' own transactions.
 //! - [`lock`]: one run at a time per target.
-//! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards.
+//! - [`sql`]: pure SQL text analysis: the lexer, the plan's statement classifier, the lint rules.
+//! - [`plan`]: what a dry-run would do, per connection and table; [`lint`]: locking hazards
+//!   with row counts read on a connection.
 //! - [`tape`]: the one boundary where host calls are recorded, answered from a journal
 //!   (`tape::Player`, verify) or matched for another plugin version (`tape::Comparison`).
 //! - [`observer`]: how a run reports progress while it happens.
@@ -57,6 +59,7 @@ pub mod printable;
 pub mod run;
 pub mod runtime;
 pub mod session;
+pub mod sql;
 pub mod status;
 pub mod tape;
 pub use migrun_types::value;

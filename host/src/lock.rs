@@ -24,14 +24,16 @@
 //! Sharded workers (`--shard i/n`) lock `name:shard-i-of-n`: the workers of
 //! one job run side by side, two copies of the same worker do not. Units
 //! never run twice across workers because of the ledger's primary key.
+//!
+//! The polling is written once here; each dialect's statements are its
+//! `db/<dialect>/lock.rs` (`LockSql`).
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::Digest;
-
-use crate::db::{Access, Connection, DbError, Dialect};
+use crate::db::driver::driver;
+use crate::db::{Access, Connection, DbError};
 use crate::value::Value;
 
 /// How often a waiting run retries.
@@ -120,12 +122,6 @@ pub fn run_lock_name(ledger_table: &str) -> String {
     format!("migrun:{ledger_table}")
 }
 
-/// The 64-bit advisory key of a lock name.
-fn advisory_key(name: &str) -> i64 {
-    let digest = sha2::Sha256::digest(name.as_bytes());
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
 /// Takes the run lock `name` for the target `connection` at `url`, on a connection of
 /// its own, waiting up to `timeout`. `shared` names a lock taken in shared mode beside it
 /// (PostgreSQL only: a sharded worker's hold on the unsharded name).
@@ -146,7 +142,7 @@ pub async fn acquire(
         error,
     };
     let dialect = Connection::dialect_of_url(url).map_err(db_err)?;
-    if dialect == Dialect::Sqlite {
+    if driver(dialect).try_lock(name).is_none() {
         let mut none = None;
         return take(
             &mut none,
@@ -200,14 +196,11 @@ async fn take(
         error,
     };
     if let (Some(conn), Some(shared)) = (holder.as_mut(), shared)
-        && conn.dialect() == Dialect::Postgres
+        && let Some(take_shared) = driver(conn.dialect()).try_lock_shared(shared)
     {
         loop {
             let rows = conn
-                .query(
-                    "SELECT pg_try_advisory_lock_shared($1)",
-                    &[Value::Int(advisory_key(shared))],
-                )
+                .query(&take_shared.sql, &take_shared.params)
                 .await
                 .map_err(db_err)?;
             if first_is_true(&rows.rows) {
@@ -248,33 +241,11 @@ async fn take(
             tokio::time::sleep(POLL).await;
             continue;
         };
-        let (taken, file) = match conn.dialect() {
-            Dialect::Postgres => {
-                let rows = conn
-                    .query(
-                        "SELECT pg_try_advisory_lock($1)",
-                        &[Value::Int(advisory_key(name))],
-                    )
-                    .await
-                    .map_err(db_err)?;
-                (first_is_true(&rows.rows), None)
-            }
-            Dialect::MySql => {
-                let rows = conn
-                    .query(
-                        &format!("SELECT GET_LOCK({MYSQL_SCOPED_NAME}, 0)"),
-                        &[
-                            Value::Text(mysql_name(name)),
-                            Value::Text(mysql_name(name)),
-                            Value::Text(mysql_name(name)),
-                        ],
-                    )
-                    .await
-                    .map_err(db_err)?;
-                (first_is_true(&rows.rows), None)
-            }
-            Dialect::Sqlite => unreachable!("SQLite locks a file, not a session"),
+        let Some(take) = driver(conn.dialect()).try_lock(name) else {
+            unreachable!("a connection holds only the locks of a dialect that locks in its session")
         };
+        let rows = conn.query(&take.sql, &take.params).await.map_err(db_err)?;
+        let (taken, file) = (first_is_true(&rows.rows), None);
         if taken {
             return Ok(RunLock {
                 name: name.to_owned(),
@@ -291,23 +262,6 @@ async fn take(
             });
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// `GET_LOCK` names are global to the server, not to a database: the name is scoped by
-/// the current database (`<database>:<name>`), hashed when that exceeds MySQL's 64 characters.
-const MYSQL_SCOPED_NAME: &str = "IF(CHAR_LENGTH(CONCAT(DATABASE(), ':', ?)) <= 64, \
-     CONCAT(DATABASE(), ':', ?), CONCAT('migrun:', LEFT(SHA2(CONCAT(DATABASE(), ':', ?), 256), 40)))";
-
-/// MySQL lock names are limited to 64 characters.
-fn mysql_name(name: &str) -> String {
-    if name.len() <= 64 {
-        name.to_owned()
-    } else {
-        format!(
-            "migrun:{}",
-            &hex::encode(sha2::Sha256::digest(name.as_bytes()))[..40]
-        )
     }
 }
 
@@ -370,63 +324,12 @@ fn sqlite_holder(sqlite_file: Option<&Path>) -> String {
 
 /// Who holds the lock, as far as the database tells.
 async fn holder_of(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -> String {
-    let unknown = || "holder unknown".to_owned();
-    match conn.dialect() {
-        Dialect::Postgres => {
-            let sql = "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.client_addr::text, 'local'), \
-                       a.backend_start::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                       WHERE l.locktype = 'advisory' AND l.granted \
-                       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1";
-            match conn.query(sql, &[Value::Int(advisory_key(name))]).await {
-                Ok(rows) if !rows.rows.is_empty() => {
-                    let r = &rows.rows[0];
-                    format!(
-                        "held by PostgreSQL backend pid {} ({}, from {}, since {})",
-                        r[0], r[1], r[2], r[3]
-                    )
-                }
-                _ => unknown(),
-            }
-        }
-        Dialect::MySql => {
-            let sql = format!(
-                "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK({MYSQL_SCOPED_NAME})"
-            );
-            let scoped = Value::Text(mysql_name(name));
-            match conn
-                .query(&sql, &[scoped.clone(), scoped.clone(), scoped])
-                .await
-            {
-                Ok(rows) if !rows.rows.is_empty() => {
-                    let r = &rows.rows[0];
-                    format!(
-                        "held by MariaDB connection {} ({}@{})",
-                        r[0],
-                        text(&r[1]),
-                        text(&r[2])
-                    )
-                }
-                _ => unknown(),
-            }
-        }
-        Dialect::Sqlite => {
-            let Some(db) = sqlite_file else {
-                return unknown();
-            };
-            let mut note = String::new();
-            match std::fs::File::open(lock_file_path(db))
-                .and_then(|mut f| f.read_to_string(&mut note))
-            {
-                Ok(_) if !note.trim().is_empty() => format!("held by {}", note.trim()),
-                _ => unknown(),
-            }
-        }
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        other => other.to_string(),
+    let sql = driver(conn.dialect());
+    let Some(holder) = sql.lock_holder(name) else {
+        return sqlite_holder(sqlite_file);
+    };
+    match conn.query(&holder.sql, &holder.params).await {
+        Ok(rows) if !rows.rows.is_empty() => sql.describe_lock_holder(&rows.rows[0]),
+        _ => "holder unknown".to_owned(),
     }
 }

@@ -27,9 +27,13 @@
 //! cap-std: ids and labels are plain names (letters, digits, `-`, `_`, `.`
 //! but never `..`), and the dump tools write to a pipe the host drains into
 //! a file it created there, never to a path of their own.
+//!
+//! Each dialect's methods are behind one trait (`method.rs`, `BackupMethods`),
+//! so the store (`store.rs`) is written once for all dialects.
 
 mod digest;
 mod external;
+mod method;
 mod mysql;
 mod pattern;
 mod postgres;

@@ -8,6 +8,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
+use super::method::{SnapshotDir, methods};
 use super::pattern::{Catalog, TablePattern, created_since};
 use super::{
     BackupError, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, ManifestPattern,
@@ -33,11 +34,8 @@ pub(crate) struct Taken {
 
 /// The tables and schemas of the database at `url`, on a connection of its own.
 async fn catalog_of(url: &str) -> Result<Catalog, BackupError> {
-    match Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))? {
-        Dialect::Sqlite => super::sqlite::catalog_of(url).await,
-        Dialect::Postgres => super::postgres::catalog_of(url).await,
-        Dialect::MySql => super::mysql::catalog_of(url).await,
-    }
+    let dialect = Connection::dialect_of_url(url).map_err(|e| BackupError::Database(e.message))?;
+    methods(dialect).catalog_of(url).await
 }
 
 /// What each of `patterns` matches in the database at `url` now (for a dry-run's plan).
@@ -259,13 +257,16 @@ impl BackupStore {
             .map_err(|e| self.storage(format!("cannot open {partial}: {e}")))?;
         let dialect = Connection::dialect_of_url(&request.url)
             .map_err(|e| BackupError::Database(e.message))?;
-        let taken = match dialect {
-            Dialect::Sqlite => {
-                super::sqlite::snapshot(request, &dir, &self.path.join(partial)).await?
-            }
-            Dialect::Postgres => super::postgres::snapshot(request, &dir).await?,
-            Dialect::MySql => super::mysql::snapshot(request, &dir).await?,
-        };
+        let path = self.path.join(partial);
+        let taken = methods(dialect)
+            .snapshot(
+                request,
+                SnapshotDir {
+                    dir: &dir,
+                    path: &path,
+                },
+            )
+            .await?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT.to_owned(),
             id: id.to_owned(),
@@ -538,21 +539,20 @@ impl BackupStore {
             .root
             .open_dir(id)
             .map_err(|e| self.storage(format!("cannot open {id}: {e}")))?;
-        let tables = match dialect {
-            Dialect::Sqlite => super::sqlite::restore(&self.path.join(id), url, &selected).await?,
-            Dialect::Postgres => super::postgres::restore(&manifest, &dir, url, &selected).await?,
-            Dialect::MySql => super::mysql::restore(&manifest, &dir, url, &selected).await?,
+        let path = self.path.join(id);
+        let at = SnapshotDir {
+            dir: &dir,
+            path: &path,
         };
+        let tables = methods(dialect)
+            .restore(&manifest, at, url, &selected)
+            .await?;
         let schemas: Vec<RestoredSchema> = if created_schemas.is_empty() {
             Vec::new()
         } else {
-            let dropped = match dialect {
-                Dialect::Sqlite => Ok(Vec::new()),
-                Dialect::Postgres => {
-                    super::postgres::drop_empty_schemas(url, &created_schemas).await
-                }
-                Dialect::MySql => super::mysql::drop_empty_schemas(url, &created_schemas).await,
-            };
+            let dropped = methods(dialect)
+                .drop_empty_schemas(url, &created_schemas)
+                .await;
             dropped.map_err(|e| {
                 BackupError::Database(format!(
                     "the tables are restored, but the schemas created since the backup ({}) \

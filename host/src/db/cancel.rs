@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::backend::Backend;
+use super::driver::driver;
 use super::{Access, CONNECT_TIMEOUT, Connection, DbError, Dialect};
 
 /// Cancels the statement a session runs on the server, from a connection of its own.
@@ -22,10 +23,8 @@ impl StatementCanceller {
         let Some(id) = self.server_id else {
             return;
         };
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("SELECT pg_cancel_backend({id})"),
-            Dialect::MySql => format!("KILL QUERY {id}"),
-            Dialect::Sqlite => return,
+        let Some(sql) = driver(self.dialect).cancel_sql(id) else {
+            return;
         };
         let cancelled = async {
             let mut backend = Backend::connect(self.dialect, &self.url, Access::ReadWrite).await?;
@@ -58,10 +57,8 @@ impl Connection {
     /// Nothing on SQLite, which runs in migrun's process and dies with it.
     pub async fn limit_statement_time(&mut self, limit: Duration) -> Result<(), DbError> {
         let ms = limit.as_millis().max(1);
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"),
-            Dialect::MySql => format!("SET SESSION max_statement_time = {}", ms as f64 / 1000.0),
-            Dialect::Sqlite => return Ok(()),
+        let Some(sql) = driver(self.dialect).statement_limit_sql(ms) else {
+            return Ok(());
         };
         self.host_simple(&sql).await
     }

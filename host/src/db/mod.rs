@@ -15,13 +15,18 @@
 //! - `cursor.rs`: the cursor API and the task that streams a cursor's rows in batches.
 //! - `bulk.rs`: bulk inserts (COPY, chunked multi-row `INSERT`s).
 //! - `cancel.rs`: server-side statement limits and cancelling a runaway statement.
+//! - `host_sql.rs`: statements the host writes itself (no guard; a savepoint on PostgreSQL).
 //! - `guard.rs`, `session_check.rs`, `sqlite_authorizer.rs`: what plugin SQL may do (below).
 //! - `privileges.rs`: what a connection's role can do beyond its tables.
 //! - `error.rs`: [`DbError`], [`DbErrorKind`] and code classification.
 //! - `backend.rs`: one sqlx connection of any dialect behind a small set of operations.
-//! - `postgres.rs`, `mysql.rs`, `sqlite.rs`: session setup, encoding, decoding.
-//! - `sql.rs`: leading-keyword lexing, a token stream (for plans, lints and guards), the
-//!   SQLite single-statement check, identifier quoting.
+//! - `postgres/`, `mysql/`, `sqlite/`: everything migrun does on one dialect, by role —
+//!   connect options, encoding, decoding, and the implementations of `driver.rs`'s traits
+//!   (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`).
+//! - `driver.rs`: the dialect traits (`SessionSql`, `CatalogSql`, `LedgerSql`, `LockSql`) and
+//!   `driver(dialect)`, the one dispatch on the dialect.
+//! - `sql.rs`: identifier quoting and the server-file guard over the pure lexer of
+//!   [`crate::sql`] (re-exported here).
 //! - `dry_run/`: what a dry-run's rollback does not undo — PostgreSQL sequences restored,
 //!   a MySQL/MariaDB scratch database ([`Connection::enter_dry_run`], [`Connection::leave_dry_run`]).
 //! - `catalog.rs`: row counts, exact or estimated ([`Connection::table_rows`]).
@@ -168,9 +173,11 @@ mod bulk;
 mod cancel;
 mod catalog;
 mod cursor;
+pub(crate) mod driver;
 mod dry_run;
 mod error;
 mod guard;
+mod host_sql;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub mod privileges;
@@ -530,58 +537,6 @@ impl Connection {
     }
 
     // -- internals ----------------------------------------------------------
-
-    /// Runs host-written SQL (catalog reads, dry-run set-up) with `params` and
-    /// returns its rows. No guard applies. Inside a PostgreSQL transaction it
-    /// runs in a savepoint, so that its failure cannot abort the plugin's
-    /// transaction (MySQL and SQLite keep a transaction usable after an error).
-    pub(crate) async fn host_query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<Vec<Value>>, DbError> {
-        self.send_pending_begin().await?;
-        let savepoint = self.dialect == Dialect::Postgres && self.in_transaction;
-        let backend = self.idle()?;
-        backend.check_schema().await?;
-        if savepoint {
-            backend.simple("SAVEPOINT migrun_host").await?;
-        }
-        let result = async {
-            let bound = backend.bind(sql, params)?;
-            Ok::<_, DbError>(run_to_end(backend, bound, Some(usize::MAX)).await?.rows)
-        }
-        .await;
-        if savepoint {
-            if result.is_err() {
-                let _ = backend.simple("ROLLBACK TO SAVEPOINT migrun_host").await;
-            }
-            backend.simple("RELEASE SAVEPOINT migrun_host").await?;
-        }
-        result.map_err(|e| e.on_connection(&self.name))
-    }
-
-    /// Runs host-written SQL through the simple (text) protocol, discarding
-    /// any result: DDL and session statements that cannot be prepared.
-    pub(crate) async fn host_simple(&mut self, sql: &str) -> Result<(), DbError> {
-        self.send_pending_begin().await?;
-        let name = self.name.clone();
-        self.idle()?
-            .simple(sql)
-            .await
-            .map_err(|e| e.on_connection(&name))
-    }
-
-    /// Runs host-written SQL through the text protocol and returns its rows
-    /// (MySQL's `SHOW CREATE …`, which not every server version prepares).
-    pub(crate) async fn host_text_query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
-        self.send_pending_begin().await?;
-        let name = self.name.clone();
-        self.idle()?
-            .simple_rows(sql)
-            .await
-            .map_err(|e| e.on_connection(&name))
-    }
 
     /// The physical connection, if it is free.
     fn idle(&mut self) -> Result<&mut Backend, DbError> {

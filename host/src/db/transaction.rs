@@ -3,7 +3,8 @@
 //! (see the module docs of `db`, "Transactions and schema changes").
 
 use super::cursor::CursorStatus;
-use super::{Access, Connection, DbError, DbErrorKind, Dialect, sql};
+use super::driver::driver;
+use super::{Access, Connection, DbError, DbErrorKind, sql};
 
 impl Connection {
     /// The access the session runs with now: read-only during a read-only phase
@@ -27,12 +28,7 @@ impl Connection {
             return self.begin().await;
         }
         self.read_only_phase = true;
-        let setup = match self.dialect {
-            Dialect::MySql => Some("SET SESSION TRANSACTION READ ONLY"),
-            Dialect::Sqlite => Some("PRAGMA query_only = ON"),
-            Dialect::Postgres => None,
-        };
-        if let Some(setup) = setup
+        if let Some(setup) = driver(self.dialect).read_only_phase_sql(true)
             && let Err(e) = self.host_simple(setup).await
         {
             self.read_only_phase = false;
@@ -50,10 +46,9 @@ impl Connection {
         if !std::mem::take(&mut self.read_only_phase) {
             return Ok(());
         }
-        match self.dialect {
-            Dialect::MySql => self.host_simple("SET SESSION TRANSACTION READ WRITE").await,
-            Dialect::Sqlite => self.host_simple("PRAGMA query_only = OFF").await,
-            Dialect::Postgres => Ok(()),
+        match driver(self.dialect).read_only_phase_sql(false) {
+            Some(sql) => self.host_simple(sql).await,
+            None => Ok(()),
         }
     }
 
@@ -221,47 +216,40 @@ impl Connection {
         ) {
             return Ok(());
         }
-        let (dialect, in_transaction, begin) =
-            (self.dialect, self.in_transaction, self.begin_sql());
-        if dialect == Dialect::Postgres && in_transaction {
+        let effects = driver(self.dialect).ddl_effects();
+        let (in_transaction, begin) = (self.in_transaction, self.begin_sql());
+        if effects.rollback_clears_statement_cache && in_transaction {
             self.ddl_in_transaction = true;
         }
         let name = self.name.clone();
         let backend = self.idle()?;
-        match dialect {
+        let reopened = async {
             // SQLite notices schema changes by itself (`Backend::check_schema`).
-            Dialect::Postgres => backend.clear_statement_cache().await,
-            Dialect::MySql => {
+            if effects.clears_statement_cache {
                 backend.clear_statement_cache().await?;
-                if in_transaction && !words.iter().any(|w| w == "TEMPORARY") {
-                    backend.simple(begin).await?;
-                    // The host's own `START TRANSACTION` moved the session's counters.
-                    return self
-                        .mark_session()
-                        .await
-                        .map_err(|e| e.on_connection(&name));
-                }
-                Ok(())
             }
-            _ => Ok(()),
+            if effects.commits_transaction
+                && in_transaction
+                && !words.iter().any(|w| w == "TEMPORARY")
+            {
+                backend.simple(begin).await?;
+                return Ok(true);
+            }
+            Ok::<_, DbError>(false)
         }
-        .map_err(|e| e.on_connection(&name))
+        .await
+        .map_err(|e| e.on_connection(&name))?;
+        if reopened {
+            // The host's own `START TRANSACTION` moved the session's counters.
+            self.mark_session()
+                .await
+                .map_err(|e| e.on_connection(&name))?;
+        }
+        Ok(())
     }
 
     pub(super) fn begin_sql(&self) -> &'static str {
-        match (self.dialect, self.effective_access()) {
-            (Dialect::Postgres, Access::ReadWrite) => "BEGIN",
-            // Taking the snapshot at once also makes `SET TRANSACTION READ WRITE` impossible.
-            (Dialect::Postgres, Access::ReadOnly) => {
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
-            }
-            (Dialect::MySql, Access::ReadWrite) => "START TRANSACTION",
-            (Dialect::MySql, Access::ReadOnly) => {
-                "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
-            }
-            (Dialect::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
-            (Dialect::Sqlite, Access::ReadOnly) => "BEGIN",
-        }
+        driver(self.dialect).begin_sql(self.effective_access())
     }
 
     /// On a read-only PostgreSQL connection outside a host transaction, opens
@@ -271,7 +259,7 @@ impl Connection {
     /// transaction's `BEGIN` ([`Connection::begin_deferred`]).
     pub(super) async fn wrap_begin(&mut self) -> Result<bool, DbError> {
         self.send_pending_begin().await?;
-        if self.dialect != Dialect::Postgres
+        if !driver(self.dialect).wraps_read_only_statements()
             || self.access != Access::ReadOnly
             || self.in_transaction
         {

@@ -37,12 +37,11 @@ use serde::{Deserialize, Serialize};
 use crate::db::privileges::PrivilegeWarning;
 use crate::db::{Access, Dialect};
 use crate::journal::{CallResult, HostCall};
-use crate::lint::LockWarning;
 use crate::observer::CheckResult;
+use crate::sql::lint::LockWarning;
 
-mod classify;
-
-pub use classify::{Classified, Ddl, Effect, WriteOp, classify};
+pub use crate::sql::classify::{Classified, Ddl, Effect, WriteOp, classify};
+pub use crate::sql::thousands;
 
 /// The schema identifier of the JSON plan.
 pub const PLAN_SCHEMA: &str = "migrun.plan/1";
@@ -493,19 +492,6 @@ fn same_name(dialect: Dialect, a: &str, b: &str) -> bool {
     } else {
         a.eq_ignore_ascii_case(b)
     }
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -114,22 +114,20 @@ use serde::Serialize;
 use super::{Access, Connection, DbError, DbErrorKind, Dialect, sql};
 use crate::value::Value;
 
-mod scratch;
-mod sequences;
-
+use super::driver::driver;
 #[cfg(test)]
-use scratch::{scratch_name, without_definer};
+use super::mysql::dry_run::{scratch_name, without_definer};
 #[cfg(test)]
-use sequences::show_state;
+use super::postgres::dry_run::show_state;
 
 /// The name prefix of every scratch database a MySQL/MariaDB dry-run creates.
 pub const SCRATCH_PREFIX: &str = "migrun_dryrun_";
 
 /// Sequences read per query when snapshotting PostgreSQL sequences.
-const SEQUENCES_PER_QUERY: usize = 200;
+pub(super) const SEQUENCES_PER_QUERY: usize = 200;
 
 /// How long restoring an AUTO_INCREMENT counter waits for a table's metadata lock.
-const LOCK_WAIT_SECONDS: u32 = 5;
+pub(super) const LOCK_WAIT_SECONDS: u32 = 5;
 
 /// Proof that a connection is in a dry-run, returned by
 /// [`Connection::enter_dry_run`] and given back to
@@ -275,29 +273,29 @@ pub(crate) enum Active {
 
 /// One PostgreSQL sequence as the dry-run found it.
 pub(crate) struct Sequence {
-    oid: i64,
+    pub(in crate::db) oid: i64,
     /// `schema.name`, for people.
-    display: String,
+    pub(in crate::db) display: String,
     /// `"schema"."name"`, for SQL.
-    quoted: String,
-    increment: i64,
-    cache: i64,
+    pub(in crate::db) quoted: String,
+    pub(in crate::db) increment: i64,
+    pub(in crate::db) cache: i64,
     /// The owning column as `("schema"."table", "column")`, for serial and identity sequences.
-    owner: Option<(String, String)>,
+    pub(in crate::db) owner: Option<(String, String)>,
     /// `(last_value, is_called)`, `None` when it cannot be read.
-    state: Option<(i64, bool)>,
+    pub(in crate::db) state: Option<(i64, bool)>,
     /// Whether this connection may `setval` it.
-    updatable: bool,
+    pub(in crate::db) updatable: bool,
 }
 
 /// A scratch database in use.
 pub(crate) struct Scratch {
-    database: String,
-    source: String,
+    pub(in crate::db) database: String,
+    pub(in crate::db) source: String,
     /// Every other database of the server, lowercased (for the guard).
-    other_databases: BTreeSet<String>,
+    pub(in crate::db) other_databases: BTreeSet<String>,
     /// Tables read through views of the source, lowercased.
-    read_through: BTreeSet<String>,
+    pub(in crate::db) read_through: BTreeSet<String>,
 }
 
 impl Scratch {
@@ -465,49 +463,12 @@ impl Connection {
                 self.name
             )));
         }
-        let mode = match (self.dialect, self.access) {
-            (Dialect::Sqlite, _) | (_, Access::ReadOnly) => DryRunMode::Transaction,
-            (Dialect::Postgres, Access::ReadWrite) => {
-                let sequences = self.snapshot_sequences().await?;
-                let unrestorable: Vec<String> = sequences
-                    .iter()
-                    .filter(|s| s.state.is_none() || !s.updatable)
-                    .map(|s| s.display.clone())
-                    .collect();
-                let mode = DryRunMode::Sequences {
-                    sequences: sequences.len(),
-                    unrestorable,
-                };
-                self.dry_run = Some(Active::Sequences(sequences));
-                mode
-            }
-            (Dialect::MySql, Access::ReadWrite) => {
-                if let Err(e) = self.cleanup_stale_dry_runs().await {
-                    tracing::warn!(connection = %self.name, "cannot drop stale dry-run scratch databases: {e}");
-                }
-                match self.make_scratch(run_id, writes).await {
-                    Ok((scratch, mode)) => {
-                        self.refuse_ddl = None;
-                        self.dry_run = Some(Active::Scratch(scratch));
-                        mode
-                    }
-                    Err(why) => {
-                        let reason = format!(
-                            "DDL is refused during this dry-run on MySQL/MariaDB: it commits implicitly, \
-                             and no scratch database could be made to run it in ({why})"
-                        );
-                        self.refuse_ddl = Some(reason.clone());
-                        let counters = match self.auto_increments().await {
-                            Ok(counters) => counters,
-                            Err(e) => {
-                                tracing::warn!(connection = %self.name, "cannot read AUTO_INCREMENT counters: {e}");
-                                BTreeMap::new()
-                            }
-                        };
-                        self.dry_run = Some(Active::AutoIncrements(counters));
-                        DryRunMode::DdlRefused { reason }
-                    }
-                }
+        let mode = match self.access {
+            Access::ReadOnly => DryRunMode::Transaction,
+            Access::ReadWrite => {
+                driver(self.dialect)
+                    .enter_dry_run(self, run_id, writes)
+                    .await?
             }
         };
         Ok(DryRunGuard {
@@ -544,39 +505,10 @@ impl Connection {
     /// other dialects and on read-only connections. Call it at the start of a
     /// run, outside a transaction.
     pub async fn cleanup_stale_dry_runs(&mut self) -> Result<Vec<String>, DbError> {
-        if self.dialect != Dialect::MySql || self.access == Access::ReadOnly {
+        if self.access == Access::ReadOnly {
             return Ok(Vec::new());
         }
-        if self.in_transaction {
-            return Err(DbError::usage(format!(
-                "connection `{}`: dropping stale scratch databases would commit the open transaction",
-                self.name
-            )));
-        }
-        let rows = self
-            .host_query(
-                "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
-                &[Value::Text(format!("{}%", SCRATCH_PREFIX.replace('_', "\\_")))],
-            )
-            .await?;
-        let mut dropped = Vec::new();
-        for row in rows {
-            let Some(name) = row.first().and_then(text) else {
-                continue;
-            };
-            let free = self
-                .host_query("SELECT IS_FREE_LOCK(?)", &[Value::Text(name.clone())])
-                .await?;
-            if free.first().and_then(|r| r.first()).and_then(int) != Some(1) {
-                continue; // a live dry-run holds it
-            }
-            let quoted = Dialect::MySql.quote_identifier(&name)?;
-            self.host_simple(&format!("DROP DATABASE IF EXISTS {quoted}"))
-                .await?;
-            tracing::info!(connection = %self.name, "dropped stale dry-run scratch database `{name}`");
-            dropped.push(name);
-        }
-        Ok(dropped)
+        driver(self.dialect).cleanup_stale_dry_runs(self).await
     }
 
     /// The scratch database in use, if any.
@@ -603,10 +535,6 @@ impl Connection {
         }
         restore
     }
-
-    // -- PostgreSQL ---------------------------------------------------------
-
-    // -- MySQL/MariaDB ------------------------------------------------------
 }
 
 /// A value as text (MySQL may report names as binary strings).
@@ -630,7 +558,7 @@ pub(super) fn int(v: &Value) -> Option<i64> {
     }
 }
 
-fn boolean(v: &Value) -> Option<bool> {
+pub(super) fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Int(i) => Some(*i != 0),

@@ -1,11 +1,11 @@
 //! The statement classifier of the plan: which table and operation a
 //! statement's affected-row count belongs to, and what DDL it runs. Pure: a
-//! token stream in (`db::sql::tokens`), a [`Classified`] out.
+//! token stream in ([`super::lexer::tokens`]), a [`Classified`] out.
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::Dialect;
-use crate::db::sql::{self, Token};
+use super::Dialect;
+use super::lexer::{self as sql, Token};
 
 /// How a write's affected-row count is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,19 @@ use sqlx::{Arguments, Column as _, Decode, Row, TypeInfo, ValueRef};
 use super::DbError;
 use crate::value::{Value, float32_array_json};
 
+mod catalog;
+pub(super) mod dry_run;
+mod ledger;
+mod lock;
+pub(super) mod privileges;
+mod session;
+
+/// MySQL/MariaDB's implementation of the dialect traits of [`super::driver`]; one
+/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,
+/// `privileges.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MySqlDriver;
+
 /// Connect options for `url`: UTC session time zone and utf8mb4.
 ///
 /// sqlx also adds `PIPES_AS_CONCAT` and `NO_ENGINE_SUBSTITUTION` to the

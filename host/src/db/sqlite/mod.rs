@@ -14,6 +14,19 @@ use sqlx::{Arguments, Column as _, Decode, Row, TypeInfo, ValueRef};
 use super::{Access, DbError};
 use crate::value::Value;
 
+mod catalog;
+mod dry_run;
+mod ledger;
+mod lock;
+mod privileges;
+mod session;
+
+/// SQLite's implementation of the dialect traits of [`super::driver`]; one
+/// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,
+/// `privileges.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SqliteDriver;
+
 /// Open options for `url`.
 ///
 /// Read-only: `mode=ro` (the file must exist) plus `PRAGMA query_only`.

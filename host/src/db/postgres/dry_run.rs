@@ -2,10 +2,103 @@
 //! them first and puts back what its rollback does not undo (see the module
 //! docs of `dry_run`).
 
-use super::*;
+use futures::future::BoxFuture;
+
+use super::PgDriver;
+use crate::db::driver::DryRunMechanics;
+use crate::db::dry_run::{
+    Active, DryRunMode, DryRunRestore, SEQUENCES_PER_QUERY, Sequence, boolean, int, text,
+};
+use crate::db::{Connection, DbError};
+use crate::value::Value;
+
+impl DryRunMechanics for PgDriver {
+    fn enter_dry_run<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        _run_id: &'a str,
+        _writes: &'a [String],
+    ) -> BoxFuture<'a, Result<DryRunMode, DbError>> {
+        Box::pin(async move {
+            let sequences = conn.snapshot_sequences().await?;
+            let unrestorable: Vec<String> = sequences
+                .iter()
+                .filter(|s| s.state.is_none() || !s.updatable)
+                .map(|s| s.display.clone())
+                .collect();
+            let mode = DryRunMode::Sequences {
+                sequences: sequences.len(),
+                unrestorable,
+            };
+            conn.dry_run = Some(Active::Sequences(sequences));
+            Ok(mode)
+        })
+    }
+}
 
 impl Connection {
-    pub(super) async fn snapshot_sequences(&mut self) -> Result<Vec<Sequence>, DbError> {
+    /// Why `sequence` must not be put back from `now` to `before`, if another
+    /// session evidently used it (see the module docs); `None` when only this
+    /// session did.
+    pub(in crate::db) async fn used_elsewhere(
+        &mut self,
+        sequence: &Sequence,
+        before: (i64, bool),
+        now: (i64, bool),
+    ) -> Result<Option<String>, DbError> {
+        // 1. The last value this session took, and what it may have cached beyond it.
+        let mine = match self
+            .host_query(
+                "SELECT currval($1::oid::regclass)",
+                &[Value::Int(sequence.oid)],
+            )
+            .await
+        {
+            Ok(rows) => rows.first().and_then(|r| r.first()).and_then(int),
+            Err(e) if e.code.as_deref() == Some("55000") => None,
+            Err(e) => return Err(e),
+        };
+        let Some(mine) = mine else {
+            return Ok(Some(
+                "another session advanced it; the dry-run took no value from it".into(),
+            ));
+        };
+        let cached = sequence.increment.saturating_mul(sequence.cache - 1);
+        let (low, high) = if sequence.increment > 0 {
+            (mine, mine.saturating_add(cached))
+        } else {
+            (mine.saturating_add(cached), mine)
+        };
+        if !(low..=high).contains(&now.0) {
+            return Ok(Some(format!(
+                "another session took values after the dry-run's last one, {mine}"
+            )));
+        }
+        // 2. Committed rows beyond the snapshot can only be another session's.
+        if let Some((table, column)) = &sequence.owner {
+            let op = match (sequence.increment > 0, before.1) {
+                (true, true) => ">",
+                (true, false) => ">=",
+                (false, true) => "<",
+                (false, false) => "<=",
+            };
+            let rows = self
+                .host_query(
+                    &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} {op} $1)"),
+                    &[Value::Int(before.0)],
+                )
+                .await?;
+            if rows.first().and_then(|r| r.first()).and_then(boolean) == Some(true) {
+                return Ok(Some(format!(
+                    "committed rows of {table} hold values beyond {}: another session used it",
+                    before.0
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(in crate::db) async fn snapshot_sequences(&mut self) -> Result<Vec<Sequence>, DbError> {
         const LIST: &str = "\
             SELECT c.oid::int8, n.nspname || '.' || c.relname, \
                    quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
@@ -58,7 +151,7 @@ impl Connection {
     }
 
     /// `(last_value, is_called)` of each readable sequence (`None` for the others).
-    pub(super) async fn sequence_states(
+    pub(in crate::db) async fn sequence_states(
         &mut self,
         sequences: &[Sequence],
     ) -> Result<Vec<Option<(i64, bool)>>, DbError> {
@@ -91,7 +184,7 @@ impl Connection {
         Ok(states)
     }
 
-    pub(super) async fn restore_sequences(
+    pub(in crate::db) async fn restore_sequences(
         &mut self,
         mut sequences: Vec<Sequence>,
         restore: &mut DryRunRestore,
@@ -160,7 +253,7 @@ impl Connection {
     }
 }
 
-pub(super) fn show_state((last, called): (i64, bool)) -> String {
+pub(in crate::db) fn show_state((last, called): (i64, bool)) -> String {
     if called {
         format!("{last}")
     } else {

@@ -2,73 +2,100 @@
 //! of the database, or refuses DDL and restores `AUTO_INCREMENT` counters when
 //! no copy can be made (see the module docs of `dry_run`).
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
 
-impl Connection {
-    /// Why `sequence` must not be put back from `now` to `before`, if another
-    /// session evidently used it (see the module docs); `None` when only this
-    /// session did.
-    pub(super) async fn used_elsewhere(
-        &mut self,
-        sequence: &Sequence,
-        before: (i64, bool),
-        now: (i64, bool),
-    ) -> Result<Option<String>, DbError> {
-        // 1. The last value this session took, and what it may have cached beyond it.
-        let mine = match self
-            .host_query(
-                "SELECT currval($1::oid::regclass)",
-                &[Value::Int(sequence.oid)],
-            )
-            .await
-        {
-            Ok(rows) => rows.first().and_then(|r| r.first()).and_then(int),
-            Err(e) if e.code.as_deref() == Some("55000") => None,
-            Err(e) => return Err(e),
-        };
-        let Some(mine) = mine else {
-            return Ok(Some(
-                "another session advanced it; the dry-run took no value from it".into(),
-            ));
-        };
-        let cached = sequence.increment.saturating_mul(sequence.cache - 1);
-        let (low, high) = if sequence.increment > 0 {
-            (mine, mine.saturating_add(cached))
-        } else {
-            (mine.saturating_add(cached), mine)
-        };
-        if !(low..=high).contains(&now.0) {
-            return Ok(Some(format!(
-                "another session took values after the dry-run's last one, {mine}"
-            )));
-        }
-        // 2. Committed rows beyond the snapshot can only be another session's.
-        if let Some((table, column)) = &sequence.owner {
-            let op = match (sequence.increment > 0, before.1) {
-                (true, true) => ">",
-                (true, false) => ">=",
-                (false, true) => "<",
-                (false, false) => "<=",
-            };
-            let rows = self
-                .host_query(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} {op} $1)"),
-                    &[Value::Int(before.0)],
-                )
-                .await?;
-            if rows.first().and_then(|r| r.first()).and_then(boolean) == Some(true) {
-                return Ok(Some(format!(
-                    "committed rows of {table} hold values beyond {}: another session used it",
-                    before.0
-                )));
+use futures::future::BoxFuture;
+
+use super::MySqlDriver;
+use crate::db::driver::DryRunMechanics;
+use crate::db::dry_run::{
+    Active, DryRunMode, DryRunRestore, LOCK_WAIT_SECONDS, SCRATCH_PREFIX, Scratch, int, text,
+};
+use crate::db::{Connection, DbError, DbErrorKind, Dialect, sql};
+use crate::value::Value;
+
+impl DryRunMechanics for MySqlDriver {
+    fn enter_dry_run<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        run_id: &'a str,
+        writes: &'a [String],
+    ) -> BoxFuture<'a, Result<DryRunMode, DbError>> {
+        Box::pin(async move {
+            if let Err(e) = conn.cleanup_stale_dry_runs().await {
+                tracing::warn!(connection = %conn.name, "cannot drop stale dry-run scratch databases: {e}");
             }
-        }
-        Ok(None)
+            Ok(match conn.make_scratch(run_id, writes).await {
+                Ok((scratch, mode)) => {
+                    conn.refuse_ddl = None;
+                    conn.dry_run = Some(Active::Scratch(scratch));
+                    mode
+                }
+                Err(why) => {
+                    let reason = format!(
+                        "DDL is refused during this dry-run on MySQL/MariaDB: it commits implicitly, \
+                         and no scratch database could be made to run it in ({why})"
+                    );
+                    conn.refuse_ddl = Some(reason.clone());
+                    let counters = match conn.auto_increments().await {
+                        Ok(counters) => counters,
+                        Err(e) => {
+                            tracing::warn!(connection = %conn.name, "cannot read AUTO_INCREMENT counters: {e}");
+                            BTreeMap::new()
+                        }
+                    };
+                    conn.dry_run = Some(Active::AutoIncrements(counters));
+                    DryRunMode::DdlRefused { reason }
+                }
+            })
+        })
     }
 
+    /// Drops the scratch databases of dry-runs whose session is gone (their
+    /// lock is free) and returns their names.
+    fn cleanup_stale_dry_runs<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+    ) -> BoxFuture<'a, Result<Vec<String>, DbError>> {
+        Box::pin(async move {
+            if conn.in_transaction {
+                return Err(DbError::usage(format!(
+                    "connection `{}`: dropping stale scratch databases would commit the open transaction",
+                    conn.name
+                )));
+            }
+            let rows = conn
+                .host_query(
+                    "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
+                    &[Value::Text(format!("{}%", SCRATCH_PREFIX.replace('_', "\\_")))],
+                )
+                .await?;
+            let mut dropped = Vec::new();
+            for row in rows {
+                let Some(name) = row.first().and_then(text) else {
+                    continue;
+                };
+                let free = conn
+                    .host_query("SELECT IS_FREE_LOCK(?)", &[Value::Text(name.clone())])
+                    .await?;
+                if free.first().and_then(|r| r.first()).and_then(int) != Some(1) {
+                    continue; // a live dry-run holds it
+                }
+                let quoted = Dialect::MySql.quote_identifier(&name)?;
+                conn.host_simple(&format!("DROP DATABASE IF EXISTS {quoted}"))
+                    .await?;
+                tracing::info!(connection = %conn.name, "dropped stale dry-run scratch database `{name}`");
+                dropped.push(name);
+            }
+            Ok(dropped)
+        })
+    }
+}
+
+impl Connection {
     /// Creates, fills and enters the scratch database; on failure cleans up
     /// and returns why, for the refusal message.
-    pub(super) async fn make_scratch(
+    pub(in crate::db) async fn make_scratch(
         &mut self,
         run_id: &str,
         writes: &[String],
@@ -158,7 +185,7 @@ impl Connection {
     }
 
     /// Drops a scratch that could not be completed, and releases its lock.
-    pub(super) async fn abandon_scratch(&mut self, source: &str, database: &str) {
+    pub(in crate::db) async fn abandon_scratch(&mut self, source: &str, database: &str) {
         if let Ok(q) = Dialect::MySql.quote_identifier(source) {
             let _ = self.host_simple(&format!("USE {q}")).await;
         }
@@ -180,7 +207,7 @@ impl Connection {
     }
 
     /// Clones `source` into the new database `database` and enters it (see the module docs).
-    pub(super) async fn clone_database(
+    pub(in crate::db) async fn clone_database(
         &mut self,
         source: &str,
         database: &str,
@@ -359,7 +386,7 @@ impl Connection {
 
     /// The tables whose data the scratch copies: all of them without a
     /// declaration, else the declared ones and their foreign-key relatives.
-    pub(super) async fn tables_to_copy(
+    pub(in crate::db) async fn tables_to_copy(
         &mut self,
         source: &str,
         tables: &[String],
@@ -415,7 +442,7 @@ impl Connection {
 
     /// Copies the rows of `source.table` into the scratch, reading a
     /// `READ COMMITTED` snapshot so that no source row is locked.
-    pub(super) async fn copy_rows(
+    pub(in crate::db) async fn copy_rows(
         &mut self,
         qs: &str,
         qd: &str,
@@ -461,7 +488,11 @@ impl Connection {
         }
     }
 
-    pub(super) async fn drop_scratch(&mut self, scratch: Scratch, restore: &mut DryRunRestore) {
+    pub(in crate::db) async fn drop_scratch(
+        &mut self,
+        scratch: Scratch,
+        restore: &mut DryRunRestore,
+    ) {
         let database = scratch.database.clone();
         // Dropped first, so that nothing else failing can keep it; the lock
         // goes last, so that no clean-up can race the drop.
@@ -499,7 +530,9 @@ impl Connection {
     }
 
     /// AUTO_INCREMENT counters of the connection's database, by table.
-    pub(super) async fn auto_increments(&mut self) -> Result<BTreeMap<String, i64>, DbError> {
+    pub(in crate::db) async fn auto_increments(
+        &mut self,
+    ) -> Result<BTreeMap<String, i64>, DbError> {
         // MySQL 8 caches these statistics for a day unless told otherwise; MariaDB has no such setting.
         let _ = self
             .host_simple("SET SESSION information_schema_stats_expiry = 0")
@@ -516,7 +549,7 @@ impl Connection {
             .collect())
     }
 
-    pub(super) async fn restore_auto_increments(
+    pub(in crate::db) async fn restore_auto_increments(
         &mut self,
         before: BTreeMap<String, i64>,
         restore: &mut DryRunRestore,
@@ -573,7 +606,7 @@ impl Connection {
 }
 
 /// `migrun_dryrun_<UTC yyyymmddhhmmss>_c<connection id>_p<pid>_<run id prefix>`, at most 64 characters.
-pub(super) fn scratch_name(run_id: &str, connection_id: i64) -> String {
+pub(in crate::db) fn scratch_name(run_id: &str, connection_id: i64) -> String {
     let run: String = run_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
@@ -591,7 +624,7 @@ pub(super) fn scratch_name(run_id: &str, connection_id: i64) -> String {
 
 /// `CREATE DEFINER=`u`@`h` TRIGGER …` without its `DEFINER=…` clause, so the
 /// object is created for the current user (another definer needs `SUPER`).
-pub(super) fn without_definer(ddl: &str) -> String {
+pub(in crate::db) fn without_definer(ddl: &str) -> String {
     let tokens = sql::tokens(ddl, Dialect::MySql);
     let Some(at) = tokens.iter().position(|t| t.is("DEFINER")) else {
         return ddl.to_owned();

@@ -1,0 +1,792 @@
+//! Warnings for schema changes that lock or rewrite a populated table — the
+//! anti-patterns of seed 003 — each naming the table, its row count and the
+//! safer pattern.
+//!
+//! [`lint`] is pure: it reads one statement and asks the caller for row
+//! counts; `crate::lint::lint_statement` looks the counts up on a connection first.
+//! During a dry-run the host lints every statement a plugin executes on a
+//! writable connection and adds the warnings to the dry-run plan.
+//!
+//! # Threshold
+//!
+//! A warning fires when the table holds at least [`POPULATED`] row (one). The
+//! dry-run runs against the real target, so the count is the real one; but a
+//! count taken once is a poor predictor of a lock's cost (staging is small,
+//! production is not; the table grows until the run), and every pattern
+//! warned about has a safer form that costs nothing on a small table. The
+//! count is in the warning for the reviewer to weigh. An empty or missing
+//! table gets no warning: nobody waits on it, and one the run creates itself
+//! is filtered out by the plan.
+//!
+//! # Rules
+//!
+//! PostgreSQL (11 and later; checked against PostgreSQL 15):
+//!
+//! | rule | fires on | why |
+//! |---|---|---|
+//! | `pg-create-index-blocking` | `CREATE INDEX` without `CONCURRENTLY` | SHARE lock for the whole build: writes wait |
+//! | `pg-add-column-rewrite` | `ADD COLUMN` with a volatile default (`random()`, `clock_timestamp()`, `gen_random_uuid()`, `nextval()`, …), a serial type, `GENERATED … AS IDENTITY` or a `STORED` generated column | table rewrite under ACCESS EXCLUSIVE; constant and stable defaults (`now()`) are stored once, instantly |
+//! | `pg-alter-column-type` | `ALTER COLUMN … TYPE` | rewrite of table and indexes under ACCESS EXCLUSIVE unless binary-coercible |
+//! | `pg-set-not-null` | `ALTER COLUMN … SET NOT NULL` | full scan under ACCESS EXCLUSIVE |
+//! | `pg-add-constraint-validates` | `ADD CHECK` / `ADD FOREIGN KEY` without `NOT VALID` | full scan under a lock that blocks writes |
+//! | `pg-add-key-builds-index` | `ADD PRIMARY KEY` / `ADD UNIQUE` without `USING INDEX` | index build under ACCESS EXCLUSIVE |
+//!
+//! MariaDB (10.11 rules, each checked against a 10.11 server with
+//! `ALGORITHM=INSTANT`/`NOCOPY`/`INPLACE`; MySQL 8 is close but not identical).
+//! An `ALTER` that states `ALGORITHM=INSTANT` or `NOCOPY`, or `INPLACE` with
+//! `LOCK=NONE`, gets no warning: the server refuses it rather than block.
+//!
+//! | rule | fires on | why |
+//! |---|---|---|
+//! | `mysql-alter-copies` | `ADD COLUMN` with a per-row default (`UUID()`, `UUID_SHORT()`, `SYSDATE()`, a sequence), `AUTO_INCREMENT` or `STORED`; `ADD CHECK`; `ADD FOREIGN KEY`; `CONVERT TO CHARACTER SET`; `ORDER BY`; `ALGORITHM=COPY` | ALGORITHM=COPY: every row copied, writes blocked |
+//! | `mysql-modify-column` | `MODIFY` / `CHANGE` | COPY when the type or charset changes, rebuild for NULL → NOT NULL; instant only for renames, reordering, widening a VARCHAR, dropping NOT NULL |
+//! | `mysql-fulltext-index` | `FULLTEXT` / `SPATIAL` index | LOCK=SHARED: writes wait for the build |
+//! | `mysql-alter-rebuilds` | `ADD`/`DROP PRIMARY KEY`, `FORCE`, `ENGINE=`, `ROW_FORMAT=` | in-place rebuild: writes continue, but time, disk and replica lag grow with the table |
+//!
+//! Instant or online on MariaDB 10.11, hence not warned about: `ADD COLUMN`
+//! anywhere with a constant, `NOW()`/`CURRENT_TIMESTAMP` or `RAND()` default,
+//! `DROP COLUMN`, `RENAME COLUMN`, `ALTER COLUMN … SET DEFAULT`, `ADD INDEX`
+//! and `ADD UNIQUE` (NOCOPY, LOCK=NONE), `DROP INDEX`.
+//!
+//! SQLite has one writer at a time whatever the statement: nothing to warn about.
+
+use serde::{Deserialize, Serialize};
+
+use super::Dialect;
+use super::lexer::{self as sql, Tok, Token};
+use super::thousands;
+
+/// A table with at least this many rows is populated (see the module docs).
+pub const POPULATED: u64 = 1;
+
+/// An operation that locks or rewrites a populated table, and what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWarning {
+    /// The connection the statement ran on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Which rule fired (`pg-create-index-blocking`, …; see the module docs).
+    pub rule: String,
+    /// The table locked or rewritten.
+    pub table: String,
+    /// Its rows when the statement ran (an estimate for big tables).
+    pub rows: u64,
+    /// The statement.
+    pub statement: String,
+    /// What it does to the table, naming the table and its row count.
+    pub problem: String,
+    /// The safer pattern.
+    pub safer: String,
+}
+
+/// One rule that fired, before the table's row count is known.
+struct Finding {
+    rule: &'static str,
+    /// What the statement does (`CREATE INDEX without CONCURRENTLY`).
+    what: String,
+    /// What that means for the table.
+    consequence: String,
+    safer: String,
+}
+
+/// The warnings for every statement of `text` (see the module docs).
+/// `row_count` gives a table's rows (`None`: unknown or no such table, which
+/// never warns); it is asked only about tables a rule fired for.
+pub fn lint(
+    dialect: Dialect,
+    text: &str,
+    row_count: &dyn Fn(&str) -> Option<u64>,
+) -> Vec<LockWarning> {
+    let tokens = sql::tokens(text, dialect);
+    let mut warnings = Vec::new();
+    for statement in sql::split_statements(&tokens) {
+        let Some((table, findings)) = inspect(dialect, statement) else {
+            continue;
+        };
+        let Some(rows) = row_count(&table).filter(|&n| n >= POPULATED) else {
+            continue;
+        };
+        let source = &text[statement[0].start..statement[statement.len() - 1].end];
+        for f in findings {
+            warnings.push(LockWarning {
+                connection: None,
+                rule: f.rule.to_owned(),
+                table: table.clone(),
+                rows,
+                statement: source.to_owned(),
+                problem: format!(
+                    "{} on {table} ({} rows): {}",
+                    f.what,
+                    thousands(rows),
+                    f.consequence
+                ),
+                safer: f.safer,
+            });
+        }
+    }
+    warnings
+}
+
+/// The tables whose row counts [`lint`] needs for `text`: those of
+/// statements some rule fires for.
+pub fn tables_to_count(dialect: Dialect, text: &str) -> Vec<String> {
+    let tokens = sql::tokens(text, dialect);
+    let mut tables: Vec<String> = sql::split_statements(&tokens)
+        .into_iter()
+        .filter_map(|s| inspect(dialect, s).map(|(table, _)| table))
+        .collect();
+    tables.dedup();
+    tables
+}
+
+/// The table a statement locks and the rules it trips, if any.
+fn inspect(d: Dialect, t: &[Token]) -> Option<(String, Vec<Finding>)> {
+    let findings = match d {
+        Dialect::Postgres => postgres(t),
+        Dialect::MySql => mysql(t),
+        Dialect::Sqlite => None,
+    }?;
+    let (table, findings) = findings;
+    (!findings.is_empty()).then_some((table, findings))
+}
+
+/// Skips the words in `skip` from `i`.
+fn skip(t: &[Token], mut i: usize, words: &[&str]) -> usize {
+    while t.get(i).is_some_and(|x| words.iter().any(|w| x.is(w))) {
+        i += 1;
+    }
+    i
+}
+
+fn is(t: &[Token], i: usize, word: &str) -> bool {
+    t.get(i).is_some_and(|x| x.is(word))
+}
+
+/// Whether the top level of `t` holds the words `seq` in a row.
+fn has(t: &[Token], seq: &[&str]) -> bool {
+    let top: Vec<usize> = sql::top_level(t).collect();
+    top.windows(seq.len())
+        .any(|w| w.iter().zip(seq).all(|(&j, word)| t[j].is(word)))
+}
+
+/// Whether any token of `t` is a call of one of `functions` (`name(`, any depth).
+fn calls(t: &[Token], functions: &[&str]) -> Option<String> {
+    t.windows(2).find_map(|w| match &w[0].tok {
+        Tok::Word(name)
+            if w[1].is_punct('(') && functions.iter().any(|f| name.eq_ignore_ascii_case(f)) =>
+        {
+            Some(name.to_lowercase())
+        }
+        _ => None,
+    })
+}
+
+/// `CREATE [UNIQUE …] INDEX`: whether it is one, its table, and the tokens
+/// between `CREATE` and `INDEX`.
+fn create_index(d: Dialect, t: &[Token]) -> Option<(String, &[Token], usize)> {
+    if !is(t, 0, "CREATE") {
+        return None;
+    }
+    let at = skip(
+        t,
+        1,
+        &[
+            "UNIQUE", "FULLTEXT", "SPATIAL", "OR", "REPLACE", "ONLINE", "OFFLINE",
+        ],
+    );
+    if !is(t, at, "INDEX") {
+        return None;
+    }
+    let on = (at..t.len()).find(|&j| t[j].is("ON"))?;
+    let (table, _) = sql::name_at(t, skip(t, on + 1, &["ONLY"]), d)?;
+    Some((table, &t[1..at], at))
+}
+
+/// `ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] [ONLY] name [*] action, …`:
+/// the table and its actions (split at top-level commas).
+fn alter_table(d: Dialect, t: &[Token]) -> Option<(String, Vec<&[Token]>)> {
+    if !is(t, 0, "ALTER") {
+        return None;
+    }
+    let i = skip(t, 1, &["ONLINE", "IGNORE"]);
+    if !is(t, i, "TABLE") {
+        return None;
+    }
+    let i = skip(t, i + 1, &["IF", "EXISTS", "ONLY"]);
+    let (table, mut i) = sql::name_at(t, i, d)?;
+    if t.get(i).is_some_and(|x| x.is_punct('*')) {
+        i += 1;
+    }
+    let rest = &t[i.min(t.len())..];
+    let mut actions = Vec::new();
+    let mut start = 0;
+    for j in sql::top_level(rest) {
+        if rest[j].is_punct(',') {
+            actions.push(&rest[start..j]);
+            start = j + 1;
+        }
+    }
+    actions.push(&rest[start..]);
+    actions.retain(|a| !a.is_empty());
+    Some((table, actions))
+}
+
+// -- PostgreSQL -------------------------------------------------------------
+
+/// Functions PostgreSQL marks VOLATILE that appear in column defaults.
+/// (`now()`, `current_timestamp`, `statement_timestamp()` are STABLE: a
+/// default made of them is evaluated once, when the column is added.)
+const PG_VOLATILE: &[&str] = &[
+    "random",
+    "random_normal",
+    "clock_timestamp",
+    "timeofday",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "uuidv4",
+    "uuidv7",
+    "nextval",
+];
+
+const PG_SERIAL: &[&str] = &[
+    "SERIAL",
+    "BIGSERIAL",
+    "SMALLSERIAL",
+    "SERIAL2",
+    "SERIAL4",
+    "SERIAL8",
+];
+
+const OUTSIDE_TRANSACTION: &str = "it cannot run inside a transaction block, so it needs a step of its own outside the unit's transaction";
+
+fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
+    if let Some((table, modifiers, at)) = create_index(Dialect::Postgres, t) {
+        let concurrently =
+            is(t, at + 1, "CONCURRENTLY") || modifiers.iter().any(|m| m.is("CONCURRENTLY"));
+        let mut findings = Vec::new();
+        if !concurrently {
+            findings.push(Finding {
+                rule: "pg-create-index-blocking",
+                what: "CREATE INDEX without CONCURRENTLY".into(),
+                consequence: "it holds a SHARE lock for the whole build, so every INSERT, UPDATE and DELETE on the table waits until the index is built".into(),
+                safer: format!(
+                    "CREATE INDEX CONCURRENTLY: writes continue during the build; {OUTSIDE_TRANSACTION}, and a failed build leaves an INVALID index to drop before retrying"
+                ),
+            });
+        }
+        return Some((table, findings));
+    }
+    let (table, actions) = alter_table(Dialect::Postgres, t)?;
+    let mut findings = Vec::new();
+    for a in actions {
+        if a[0].is("ADD") {
+            let mut j = 1;
+            let column_keyword = is(a, j, "COLUMN");
+            if column_keyword {
+                j += 1;
+            }
+            j = skip(a, j, &["IF", "NOT", "EXISTS"]);
+            if is(a, j, "CONSTRAINT") {
+                j += 2;
+            }
+            let kind = a.get(j).map(Token::upper).unwrap_or_default();
+            if !column_keyword && matches!(kind.as_str(), "CHECK" | "FOREIGN") {
+                if !has(a, &["NOT", "VALID"]) {
+                    let (what, consequence) = if kind == "CHECK" {
+                        (
+                            "ADD CHECK constraint without NOT VALID",
+                            "validating it scans every row under an ACCESS EXCLUSIVE lock: reads and writes wait for the scan",
+                        )
+                    } else {
+                        (
+                            "ADD FOREIGN KEY without NOT VALID",
+                            "validating it scans every row while SHARE ROW EXCLUSIVE locks on this table and the referenced one make writes to both wait",
+                        )
+                    };
+                    findings.push(Finding {
+                        rule: "pg-add-constraint-validates",
+                        what: what.into(),
+                        consequence: consequence.into(),
+                        safer: "add the constraint NOT VALID (instant; new rows are checked at once), then ALTER TABLE … VALIDATE CONSTRAINT in a later statement, which scans under a SHARE UPDATE EXCLUSIVE lock that lets writes continue".into(),
+                    });
+                }
+                continue;
+            }
+            if !column_keyword && matches!(kind.as_str(), "PRIMARY" | "UNIQUE" | "EXCLUDE") {
+                if !has(a, &["USING", "INDEX"]) {
+                    findings.push(Finding {
+                        rule: "pg-add-key-builds-index",
+                        what: format!("ADD {kind} constraint"),
+                        consequence: "its index is built under an ACCESS EXCLUSIVE lock: reads and writes wait for the build".into(),
+                        safer: format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY first ({OUTSIDE_TRANSACTION}), then ADD CONSTRAINT … {} USING INDEX, which is instant",
+                            if kind == "PRIMARY" { "PRIMARY KEY" } else { "UNIQUE" }
+                        ),
+                    });
+                }
+                continue;
+            }
+            // A column: its name, its type, then its options.
+            let ty = a.get(j + 1).map(Token::upper).unwrap_or_default();
+            let why = if PG_SERIAL.contains(&ty.as_str()) {
+                Some(format!("of type {}", ty.to_lowercase()))
+            } else if has(a, &["AS", "IDENTITY"]) {
+                Some("GENERATED … AS IDENTITY".into())
+            } else if has(a, &["GENERATED", "ALWAYS", "AS"]) && has(a, &["STORED"]) {
+                Some("GENERATED ALWAYS AS (…) STORED".into())
+            } else {
+                sql::top_level(a)
+                    .find(|&k| a[k].is("DEFAULT"))
+                    .and_then(|k| calls(&a[k..], PG_VOLATILE))
+                    .map(|f| format!("with the volatile default {f}()"))
+            };
+            if let Some(why) = why {
+                findings.push(Finding {
+                    rule: "pg-add-column-rewrite",
+                    what: format!("ADD COLUMN {why}"),
+                    consequence: "PostgreSQL rewrites the whole table to store a value in every row, holding an ACCESS EXCLUSIVE lock: reads and writes wait for the rewrite (a constant or stable default such as now() is stored once, instantly)".into(),
+                    safer: "add the column without a default (instant), then ALTER COLUMN … SET DEFAULT (applies to new rows only), then backfill existing rows in batches, each in its own transaction".into(),
+                });
+            }
+        } else if a[0].is("ALTER") {
+            let j = skip(a, 1, &["COLUMN"]);
+            let column = sql::name_at(a, j, Dialect::Postgres)
+                .map(|(n, _)| n)
+                .unwrap_or_default();
+            let k = j + 1;
+            if is(a, k, "TYPE") || (is(a, k, "SET") && is(a, k + 1, "DATA") && is(a, k + 2, "TYPE"))
+            {
+                findings.push(Finding {
+                    rule: "pg-alter-column-type",
+                    what: format!("ALTER COLUMN {column} TYPE"),
+                    consequence: "changing a column's type rewrites the table and rebuilds its indexes under an ACCESS EXCLUSIVE lock (reads and writes wait), unless the change is binary-coercible (varchar(n) to a longer varchar or to text)".into(),
+                    safer: "expand and contract: add a column of the new type, backfill it in batches, switch the application to it, then drop the old column; a binary-coercible change needs only SET lock_timeout so it cannot queue behind long transactions".into(),
+                });
+            } else if is(a, k, "SET") && is(a, k + 1, "NOT") && is(a, k + 2, "NULL") {
+                findings.push(Finding {
+                    rule: "pg-set-not-null",
+                    what: format!("ALTER COLUMN {column} SET NOT NULL"),
+                    consequence: "PostgreSQL scans every row for NULLs while holding an ACCESS EXCLUSIVE lock: reads and writes wait for the scan".into(),
+                    safer: format!(
+                        "ADD CONSTRAINT {column}_not_null CHECK ({column} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (writes continue), then SET NOT NULL, which PostgreSQL 12+ proves from the valid constraint without a scan, then drop the CHECK"
+                    ),
+                });
+            }
+        }
+    }
+    Some((table, findings))
+}
+
+// -- MariaDB / MySQL --------------------------------------------------------
+
+/// Defaults MariaDB 10.11 evaluates per row, which make ADD COLUMN copy the table.
+const MYSQL_PER_ROW_DEFAULTS: &[&str] = &["UUID", "UUID_SHORT", "SYSDATE", "NEXTVAL"];
+
+const MYSQL_INSTANT_HINT: &str = "state ALGORITHM=INSTANT (or NOCOPY) on the ALTER so that the server refuses instead of copying";
+
+fn mysql(t: &[Token]) -> Option<(String, Vec<Finding>)> {
+    if let Some((table, modifiers, _)) = create_index(Dialect::MySql, t) {
+        let mut findings = Vec::new();
+        if modifiers
+            .iter()
+            .any(|m| m.is("FULLTEXT") || m.is("SPATIAL"))
+        {
+            findings.push(fulltext_finding());
+        }
+        return Some((table, findings));
+    }
+    let (table, actions) = alter_table(Dialect::MySql, t)?;
+    let option = |name: &str| -> Option<String> {
+        actions.iter().find_map(|a| {
+            (a[0].is(name) && a.get(1).is_some_and(|x| x.is_punct('=')))
+                .then(|| a.get(2).map(Token::upper).unwrap_or_default())
+        })
+    };
+    let (algorithm, lock) = (option("ALGORITHM"), option("LOCK"));
+    match algorithm.as_deref() {
+        Some("INSTANT" | "NOCOPY") => return Some((table, Vec::new())),
+        Some("INPLACE") if lock.as_deref() == Some("NONE") => return Some((table, Vec::new())),
+        _ => {}
+    }
+    let mut copies: Vec<String> = Vec::new();
+    let mut rebuilds: Vec<String> = Vec::new();
+    let mut fulltext = false;
+    let mut modified: Vec<String> = Vec::new();
+    if algorithm.as_deref() == Some("COPY") {
+        copies.push("ALGORITHM=COPY".into());
+    }
+    for a in &actions {
+        let first = a[0].upper();
+        match first.as_str() {
+            "ADD" => {
+                let mut j = skip(a, 1, &["COLUMN", "IF", "NOT", "EXISTS"]);
+                if is(a, j, "CONSTRAINT") {
+                    j += 1;
+                    if !a.get(j).is_some_and(|x| {
+                        ["CHECK", "FOREIGN", "PRIMARY", "UNIQUE"]
+                            .iter()
+                            .any(|w| x.is(w))
+                    }) {
+                        j += 1;
+                    }
+                }
+                match a.get(j).map(Token::upper).unwrap_or_default().as_str() {
+                    "CHECK" => copies.push("ADD CHECK".into()),
+                    "FOREIGN" => {
+                        copies.push("ADD FOREIGN KEY (unless foreign_key_checks=0)".into())
+                    }
+                    "PRIMARY" => rebuilds.push("ADD PRIMARY KEY".into()),
+                    "FULLTEXT" | "SPATIAL" => fulltext = true,
+                    "INDEX" | "KEY" | "UNIQUE" => {}
+                    _ => {
+                        // One column, or `ADD (a …, b …)`.
+                        if let Some(f) = calls(a, MYSQL_PER_ROW_DEFAULTS).or_else(|| {
+                            has(a, &["NEXT", "VALUE", "FOR"]).then(|| "next value for".into())
+                        }) {
+                            copies.push(format!(
+                                "ADD COLUMN with the per-row default {}",
+                                f.to_uppercase()
+                            ));
+                        } else if a.iter().any(|x| x.is("AUTO_INCREMENT")) {
+                            copies.push("ADD COLUMN … AUTO_INCREMENT".into());
+                        } else if a.iter().any(|x| x.is("STORED") || x.is("PERSISTENT")) {
+                            copies.push("ADD COLUMN … STORED (generated)".into());
+                        }
+                    }
+                }
+            }
+            "MODIFY" | "CHANGE" => {
+                let j = skip(a, 1, &["COLUMN", "IF", "EXISTS"]);
+                let column = sql::name_at(a, j, Dialect::MySql)
+                    .map(|(n, _)| n)
+                    .unwrap_or_default();
+                modified.push(format!("{first} {column}"));
+            }
+            "CONVERT" => copies.push("CONVERT TO CHARACTER SET".into()),
+            "ORDER" => copies.push("ORDER BY".into()),
+            "FORCE" => rebuilds.push("FORCE".into()),
+            "ENGINE" | "ROW_FORMAT" | "KEY_BLOCK_SIZE" => rebuilds.push(format!("{first}=")),
+            "DROP" if is(a, 1, "PRIMARY") => rebuilds.push("DROP PRIMARY KEY".into()),
+            _ => {}
+        }
+    }
+    let mut findings = Vec::new();
+    if !copies.is_empty() {
+        findings.push(Finding {
+            rule: "mysql-alter-copies",
+            what: format!("ALTER TABLE with {}", copies.join(", ")),
+            consequence: "MariaDB 10.11 runs it with ALGORITHM=COPY, copying every row into a new table while writes are blocked (LOCK=SHARED) until the copy is done".into(),
+            safer: format!(
+                "split it into instant steps: add the column without a per-row default (instant) and backfill it in batches; add CHECK and FOREIGN KEY constraints with an online schema change tool (pt-online-schema-change, gh-ost) or off-peak; {MYSQL_INSTANT_HINT}"
+            ),
+        });
+    } else {
+        if !modified.is_empty() {
+            findings.push(Finding {
+                rule: "mysql-modify-column",
+                what: modified.join(", "),
+                consequence: "MariaDB 10.11 copies the table (ALGORITHM=COPY, writes blocked) when the column's type or character set changes (INT→BIGINT, shrinking, VARCHAR→TEXT) and rebuilds it when NULL becomes NOT NULL; only renames, reordering, widening a VARCHAR and dropping NOT NULL are instant".into(),
+                safer: format!(
+                    "{MYSQL_INSTANT_HINT}; for a real type change add a column of the new type, backfill it in batches, switch the application, then drop the old column"
+                ),
+            });
+        }
+        if !rebuilds.is_empty() {
+            findings.push(Finding {
+                rule: "mysql-alter-rebuilds",
+                what: format!("ALTER TABLE with {}", rebuilds.join(", ")),
+                consequence: "MariaDB 10.11 rebuilds the table in place: writes continue, but every row and index is rewritten (time and disk in proportion to the table, replicas lag as long) and an exclusive metadata lock is needed at the start and the end".into(),
+                safer: "run it off-peak stating ALGORITHM=INPLACE, LOCK=NONE (the server then refuses rather than block writes), with a short lock_wait_timeout, or with an online schema change tool".into(),
+            });
+        }
+    }
+    if fulltext {
+        findings.push(fulltext_finding());
+    }
+    Some((table, findings))
+}
+
+fn fulltext_finding() -> Finding {
+    Finding {
+        rule: "mysql-fulltext-index",
+        what: "a FULLTEXT/SPATIAL index".into(),
+        consequence: "MariaDB builds it with LOCK=SHARED: every write to the table waits for the build".into(),
+        safer: "build it with an online schema change tool (pt-online-schema-change, gh-ost) or in a maintenance window".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROWS: u64 = 1_204;
+
+    fn fired(d: Dialect, sql: &str) -> Vec<String> {
+        lint(d, sql, &|_| Some(ROWS))
+            .into_iter()
+            .map(|w| w.rule)
+            .collect()
+    }
+
+    fn pg(sql: &str) -> Vec<String> {
+        fired(Dialect::Postgres, sql)
+    }
+
+    fn my(sql: &str) -> Vec<String> {
+        fired(Dialect::MySql, sql)
+    }
+
+    #[test]
+    fn postgres_anti_patterns_fire() {
+        let cases = [
+            (
+                "CREATE INDEX users_email ON users (email)",
+                "pg-create-index-blocking",
+            ),
+            (
+                "create unique index on public.users using btree (lower(email))",
+                "pg-create-index-blocking",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT clock_timestamp()",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD r float8 DEFAULT random() * 10",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN n bigint DEFAULT nextval('s')",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN id2 bigserial",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN id2 int GENERATED ALWAYS AS IDENTITY",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN x int GENERATED ALWAYS AS (a + 1) STORED",
+                "pg-add-column-rewrite",
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN id TYPE bigint",
+                "pg-alter-column-type",
+            ),
+            (
+                "ALTER TABLE users ALTER id SET DATA TYPE bigint USING id::bigint",
+                "pg-alter-column-type",
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                "pg-set-not-null",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)",
+                "pg-add-constraint-validates",
+            ),
+            (
+                "ALTER TABLE users ADD FOREIGN KEY (org) REFERENCES orgs (id)",
+                "pg-add-constraint-validates",
+            ),
+            (
+                "ALTER TABLE users ADD PRIMARY KEY (id)",
+                "pg-add-key-builds-index",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)",
+                "pg-add-key-builds-index",
+            ),
+        ];
+        for (sql, rule) in cases {
+            assert_eq!(pg(sql), [rule], "{sql}");
+        }
+    }
+
+    #[test]
+    fn postgres_safe_patterns_do_not_fire() {
+        for sql in [
+            "CREATE INDEX CONCURRENTLY users_email ON users (email)",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix ON users (email)",
+            "ALTER TABLE users ADD COLUMN status text",
+            "ALTER TABLE users ADD COLUMN status text NOT NULL DEFAULT 'pending'",
+            "ALTER TABLE users ADD COLUMN created timestamptz DEFAULT now()",
+            "ALTER TABLE users ADD COLUMN created timestamptz DEFAULT CURRENT_TIMESTAMP",
+            "ALTER TABLE users ALTER COLUMN status SET DEFAULT 'pending'",
+            "ALTER TABLE users ADD CONSTRAINT c CHECK (email IS NOT NULL) NOT VALID",
+            "ALTER TABLE users VALIDATE CONSTRAINT c",
+            "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES orgs (id) NOT VALID",
+            "ALTER TABLE users ADD CONSTRAINT pk PRIMARY KEY USING INDEX users_pk",
+            "ALTER TABLE users ALTER COLUMN email DROP NOT NULL",
+            "ALTER TABLE users DROP COLUMN legacy",
+            "ALTER TABLE users RENAME COLUMN a TO b",
+            "INSERT INTO users SELECT * FROM x",
+            "CREATE TABLE t (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
+        ] {
+            assert!(pg(sql).is_empty(), "{sql}: {:?}", pg(sql));
+        }
+    }
+
+    #[test]
+    fn mariadb_anti_patterns_fire() {
+        let cases = [
+            (
+                "ALTER TABLE users ADD COLUMN token CHAR(36) DEFAULT (UUID())",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN at DATETIME DEFAULT (SYSDATE())",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN n BIGINT AUTO_INCREMENT UNIQUE",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN x INT AS (a + 1) STORED",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0)",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES orgs (id)",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users CONVERT TO CHARACTER SET latin1",
+                "mysql-alter-copies",
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c INT, ALGORITHM=COPY",
+                "mysql-alter-copies",
+            ),
+            ("ALTER TABLE users MODIFY id BIGINT", "mysql-modify-column"),
+            (
+                "ALTER TABLE `users` CHANGE COLUMN email email VARCHAR(300) NOT NULL",
+                "mysql-modify-column",
+            ),
+            (
+                "ALTER TABLE users ADD FULLTEXT INDEX ft (bio)",
+                "mysql-fulltext-index",
+            ),
+            (
+                "CREATE FULLTEXT INDEX ft ON users (bio)",
+                "mysql-fulltext-index",
+            ),
+            (
+                "ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)",
+                "mysql-alter-rebuilds",
+            ),
+            ("ALTER TABLE users ENGINE=InnoDB", "mysql-alter-rebuilds"),
+            ("ALTER TABLE users FORCE", "mysql-alter-rebuilds"),
+        ];
+        for (sql, rule) in cases {
+            assert_eq!(my(sql), [rule], "{sql}");
+        }
+        // One COPY makes the whole ALTER a copy: one warning listing why.
+        let warnings = lint(
+            Dialect::MySql,
+            "ALTER TABLE users MODIFY a BIGINT, ADD CHECK (a > 0), ADD COLUMN t CHAR(36) DEFAULT (uuid())",
+            &|_| Some(5),
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0]
+                .problem
+                .contains("ADD CHECK, ADD COLUMN with the per-row default UUID"),
+            "{}",
+            warnings[0].problem
+        );
+    }
+
+    #[test]
+    fn mariadb_safe_patterns_do_not_fire() {
+        for sql in [
+            "ALTER TABLE users ADD COLUMN status VARCHAR(20)",
+            "ALTER TABLE users ADD COLUMN status VARCHAR(20) NOT NULL DEFAULT 'pending' AFTER id",
+            "ALTER TABLE users ADD COLUMN created DATETIME DEFAULT CURRENT_TIMESTAMP",
+            "ALTER TABLE users ADD COLUMN r DOUBLE DEFAULT (RAND())",
+            "ALTER TABLE users ADD COLUMN v INT AS (a + 1) VIRTUAL",
+            "ALTER TABLE users DROP COLUMN legacy",
+            "ALTER TABLE users RENAME COLUMN a TO b",
+            "ALTER TABLE users ALTER COLUMN status SET DEFAULT 'x'",
+            "ALTER TABLE users ADD INDEX ix (email)",
+            "ALTER TABLE users ADD UNIQUE KEY ux (email)",
+            "CREATE UNIQUE INDEX ux ON users (email)",
+            "ALTER TABLE users DROP INDEX ix",
+            "ALTER TABLE users MODIFY id BIGINT, ALGORITHM=INSTANT",
+            "ALTER TABLE users ADD CHECK (a > 0), ALGORITHM=NOCOPY",
+            "ALTER TABLE users MODIFY email VARCHAR(20) NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
+        ] {
+            assert!(my(sql).is_empty(), "{sql}: {:?}", my(sql));
+        }
+    }
+
+    #[test]
+    fn warnings_name_table_rows_and_safer_pattern_and_need_rows() {
+        let w = lint(
+            Dialect::Postgres,
+            "CREATE INDEX ix ON \"Users\" (email)",
+            &|t| (t == "Users").then_some(1_234_567),
+        );
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].table, "Users");
+        assert_eq!(w[0].rows, 1_234_567);
+        assert!(
+            w[0].problem
+                .starts_with("CREATE INDEX without CONCURRENTLY on Users (1,234,567 rows)"),
+            "{}",
+            w[0].problem
+        );
+        assert!(
+            w[0].safer.contains("CONCURRENTLY") && w[0].safer.contains("transaction"),
+            "{}",
+            w[0].safer
+        );
+        assert_eq!(w[0].statement, "CREATE INDEX ix ON \"Users\" (email)");
+        // Empty, unknown and missing tables do not warn.
+        assert!(
+            lint(
+                Dialect::Postgres,
+                "CREATE INDEX ix ON users (a)",
+                &|_| Some(0)
+            )
+            .is_empty()
+        );
+        assert!(lint(Dialect::Postgres, "CREATE INDEX ix ON users (a)", &|_| None).is_empty());
+        assert!(
+            lint(Dialect::Sqlite, "CREATE INDEX ix ON users (a)", &|_| Some(
+                ROWS
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn counts_are_asked_only_for_tables_a_rule_fires_for() {
+        assert_eq!(
+            tables_to_count(
+                Dialect::Postgres,
+                "CREATE INDEX ON a (x); CREATE INDEX CONCURRENTLY ON b (x); ALTER TABLE S.C ALTER x SET NOT NULL"
+            ),
+            ["a", "s.c"]
+        );
+        assert!(tables_to_count(Dialect::MySql, "ALTER TABLE t ADD COLUMN c INT").is_empty());
+        let w = lint(
+            Dialect::Postgres,
+            "select 1; CREATE INDEX ON a (x)",
+            &|_| Some(3),
+        );
+        assert_eq!(w[0].statement, "CREATE INDEX ON a (x)");
+    }
+}
