@@ -44,7 +44,7 @@
 
 #![deny(missing_docs)]
 
-pub mod backup;
+pub use migrun_backup as backup;
 pub mod capability;
 pub use migrun_config as config;
 pub mod contract;

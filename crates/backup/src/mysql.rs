@@ -16,8 +16,8 @@ use super::{
     BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredSchema, RestoredTable,
     SnapshotRequest, VerifyReport, db_error, digest, storage,
 };
-use crate::db::Access;
-use crate::value::Value;
+use migrun_db::Access;
+use migrun_types::value::Value;
 
 fn quote(name: &str) -> String {
     name.split('.')
@@ -35,7 +35,7 @@ fn split(name: &str) -> (Option<&str>, &str) {
 }
 
 async fn connect(url: &str) -> Result<MySqlConnection, BackupError> {
-    let options = crate::db::mysql::connect_options(url).map_err(|e| db_error(e.message))?;
+    let options = migrun_db::mysql::connect_options(url).map_err(|e| db_error(e.message))?;
     MySqlConnection::connect_with(&options)
         .await
         .map_err(db_error)
@@ -262,7 +262,7 @@ pub(crate) async fn snapshot(request: &SnapshotRequest, dir: &Dir) -> Result<Tak
             let select = format!("SELECT * FROM {q}");
             let mut stream = sqlx::query(&select).fetch(&mut conn);
             while let Some(row) = stream.try_next().await.map_err(db_error)? {
-                let values = crate::db::mysql::decode_row(&row).map_err(|e| db_error(e.message))?;
+                let values = migrun_db::mysql::decode_row(&row).map_err(|e| db_error(e.message))?;
                 serde_json::to_writer(&mut writer, &values).map_err(storage)?;
                 writer.write_all(b"\n").map_err(storage)?;
             }
@@ -438,7 +438,7 @@ async fn restore_native(
     conn.execute(ddl.as_str())
         .await
         .map_err(|e| db_error(format!("recreating {}: {e}", table.name)))?;
-    let mut target = crate::db::Connection::connect("restore", url, Access::ReadWrite)
+    let mut target = migrun_db::Connection::connect("restore", url, Access::ReadWrite)
         .await
         .map_err(|e| db_error(e.message))?;
     let loaded = async {

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use super::pattern::Catalog;
 use super::store::Taken;
 use super::{BackupError, Manifest, ManifestTable, RestoredSchema, RestoredTable, SnapshotRequest};
-use crate::db::Dialect;
+use migrun_db::Dialect;
 
 /// A snapshot's directory, opened in the store and by path (SQLite's online
 /// backup API writes to a path).

@@ -107,7 +107,7 @@ pub(crate) async fn sqlite(
     let mut sum = RowSum::default();
     let mut stream = sqlx::query(&sql).fetch(&mut *conn);
     while let Some(row) = stream.try_next().await.map_err(|e| e.to_string())? {
-        let values = crate::db::sqlite::decode_row(&row).map_err(|e| e.to_string())?;
+        let values = migrun_db::sqlite::decode_row(&row).map_err(|e| e.to_string())?;
         let bytes = serde_json::to_vec(&values).map_err(|e| e.to_string())?;
         sum.add(&bytes);
     }

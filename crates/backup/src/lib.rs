@@ -31,6 +31,8 @@
 //! Each dialect's methods are behind one trait (`method.rs`, `BackupMethods`),
 //! so the store (`store.rs`) is written once for all dialects.
 
+#![deny(missing_docs)]
+
 mod digest;
 mod external;
 mod method;
@@ -42,7 +44,7 @@ mod store;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::Dialect;
+use migrun_db::Dialect;
 
 pub use digest::TableDigest;
 pub use pattern::{TablePattern, catch_all, check_table_or_pattern, is_pattern};

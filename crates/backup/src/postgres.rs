@@ -17,7 +17,7 @@ use super::{
     BackupError, Manifest, ManifestTable, Method, MethodChoice, RestoredSchema, RestoredTable,
     SnapshotRequest, VerifyReport, db_error, digest, storage,
 };
-use crate::db::Access;
+use migrun_db::Access;
 
 /// `schema.table` or `table`, each part double-quoted.
 fn quote(name: &str) -> String {
@@ -29,7 +29,7 @@ fn quote(name: &str) -> String {
 
 async fn connect(url: &str, access: Access) -> Result<PgConnection, BackupError> {
     let options =
-        crate::db::postgres::connect_options(url, access).map_err(|e| db_error(e.message))?;
+        migrun_db::postgres::connect_options(url, access).map_err(|e| db_error(e.message))?;
     PgConnection::connect_with(&options).await.map_err(db_error)
 }
 

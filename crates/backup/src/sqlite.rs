@@ -14,7 +14,7 @@ use super::{
     BackupError, Manifest, ManifestTable, Method, RestoredTable, SnapshotRequest, VerifyReport,
     db_error, digest,
 };
-use crate::db::Access;
+use migrun_db::Access;
 
 /// The file inside a SQLite snapshot.
 pub(crate) const COPY_FILE: &str = "database.sqlite";
@@ -25,7 +25,7 @@ fn quote(name: &str) -> String {
 
 async fn connect(url: &str, access: Access) -> Result<SqliteConnection, BackupError> {
     let options =
-        crate::db::sqlite::connect_options(url, access).map_err(|e| db_error(e.message))?;
+        migrun_db::sqlite::connect_options(url, access).map_err(|e| db_error(e.message))?;
     SqliteConnection::connect_with(&options)
         .await
         .map_err(db_error)

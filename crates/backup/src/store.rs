@@ -15,7 +15,7 @@ use super::{
     ManifestTable, Method, RestorePlan, RestoreReport, RestoredSchema, RunIdentity,
     SnapshotRequest, VerifyReport, check_plain_name,
 };
-use crate::db::{Connection, Dialect};
+use migrun_db::{Connection, Dialect};
 
 /// An opened backup directory.
 pub struct BackupStore {
@@ -272,14 +272,15 @@ impl BackupStore {
             id: id.to_owned(),
             label: request.label.clone(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            migrun_version: crate::VERSION.to_owned(),
+            // Every migrun crate shares the workspace version: this is the migrun that made it.
+            migrun_version: env!("CARGO_PKG_VERSION").to_owned(),
             run_id: run.run_id.clone(),
             journal: run.journal.clone(),
             plugin_name: run.plugin_name.clone(),
             plugin_sha256: run.plugin_sha256.clone(),
             connection: request.connection.clone(),
             dialect,
-            url: crate::config::redact_url(&request.url),
+            url: migrun_config::redact_url(&request.url),
             method: taken.method,
             tables: taken.tables,
             files: taken.files,
@@ -365,7 +366,7 @@ impl BackupStore {
         manifest: &Manifest,
         url: &str,
         full: bool,
-        ledger: &crate::ledger::Ledger,
+        ledger: &migrun_db::ledger::Ledger,
     ) -> Result<(Vec<String>, Vec<String>), BackupError> {
         let undoes_creations = !manifest.patterns.is_empty() || !manifest.absent_schemas.is_empty();
         if !(full && undoes_creations) {
@@ -390,7 +391,7 @@ impl BackupStore {
         id: &str,
         url: &str,
         tables: Option<&[String]>,
-        ledger: &crate::ledger::Ledger,
+        ledger: &migrun_db::ledger::Ledger,
     ) -> Result<RestorePlan, BackupError> {
         let manifest = self.manifest(id)?;
         Self::check_dialect(&manifest, id, url)?;
@@ -460,7 +461,7 @@ impl BackupStore {
         id: &str,
         url: &str,
         tables: Option<&[String]>,
-        ledger: &crate::ledger::Ledger,
+        ledger: &migrun_db::ledger::Ledger,
         named_drops: &[String],
     ) -> Result<RestoreReport, BackupError> {
         let manifest = self.manifest(id)?;
@@ -565,7 +566,7 @@ impl BackupStore {
         // repair of those tables and leaves the ledger, and what the run created, alone.
         let ledger_rows_forgotten = if full {
             let mut conn =
-                Connection::connect(&manifest.connection, url, crate::db::Access::ReadWrite)
+                Connection::connect(&manifest.connection, url, migrun_db::Access::ReadWrite)
                     .await
                     .map_err(|e| BackupError::Database(e.message))?;
             let forgotten = ledger
