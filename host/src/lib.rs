@@ -58,10 +58,10 @@ pub mod plan;
 pub mod printable;
 pub mod run;
 pub mod runtime;
-pub mod session;
+pub use migrun_session as session;
 pub use migrun_sql as sql;
 pub mod status;
-pub mod tape;
+pub use migrun_session::tape;
 pub use migrun_types::value;
 
 /// This migrun's version.

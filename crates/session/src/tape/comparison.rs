@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::journal::{CallResult, Entry, HostCall, JournalError, JournalReader};
 use crate::tape::TapeError;
-use crate::value::Value;
+use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalReader};
+use migrun_types::value::Value;
 
 use super::player::ReplayDivergence;
 

@@ -29,15 +29,18 @@
 //!   are gone on some connections), and the failure is kept for the runner.
 //! - Write counts are kept for read-write connections only, per connection, until taken.
 
+#![deny(missing_docs)]
+
 use std::collections::BTreeMap;
 
-use crate::db::{self, Access, Dialect};
-use crate::ledger::CheckpointRow;
 use crate::tape::Tape;
+use migrun_db::ledger::CheckpointRow;
+use migrun_db::{self as db, Access, Dialect};
 
 mod calls;
 mod error;
 mod observer;
+pub mod tape;
 mod transaction;
 mod unit;
 

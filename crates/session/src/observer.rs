@@ -9,8 +9,8 @@
 
 use futures::future::BoxFuture;
 
-use crate::db;
-use crate::journal::{CallResult, HostCall};
+use migrun_db as db;
+use migrun_journal::{CallResult, HostCall};
 
 /// Watches the calls a [`Session`](super::Session) runs live. Installed by the runner
 /// ([`Session::observe_calls`](super::Session::observe_calls)); none in a live run or replay.

@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::journal::{CallResult, Entry, HostCall, JournalError, JournalWriter};
+use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalWriter};
 mod comparison;
 mod player;
 
@@ -101,7 +101,6 @@ pub enum Answer {
 
 /// Why a tape could not answer: the run must stop.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum TapeError {
     /// Replay diverged from the journal, or asked for something never recorded.
     #[error(transparent)]
@@ -223,11 +222,11 @@ impl Tape {
 }
 
 /// Locks a tape part; a poisoned lock means a panic elsewhere already failed the run.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A shared [`Player`] or [`Comparison`], as the tape holds it.
-pub(crate) fn shared<T>(value: T) -> Arc<Mutex<T>> {
+pub fn shared<T>(value: T) -> Arc<Mutex<T>> {
     Arc::new(Mutex::new(value))
 }

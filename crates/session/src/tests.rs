@@ -8,11 +8,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{BeginMode, CallObserver, RunLedger, Session, SessionError, WriteCounts};
-use crate::db::{self, Access};
-use crate::journal::{CallResult, HostCall};
-use crate::ledger::{self, Ledger};
 use crate::tape::Tape;
-use crate::value::Value;
+use migrun_db::ledger::{self, Ledger};
+use migrun_db::{self as db, Access};
+use migrun_journal::{CallResult, HostCall};
+use migrun_types::value::Value;
 
 const ROLLBACK: Duration = Duration::from_secs(5);
 const PLUGIN: &str = "demo";

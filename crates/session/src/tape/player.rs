@@ -7,8 +7,8 @@
 
 use serde::Serialize;
 
-use crate::journal::{CallResult, Entry, Footer, HostCall, JournalError, JournalReader};
 use crate::tape::TapeError;
+use migrun_journal::{CallResult, Entry, Footer, HostCall, JournalError, JournalReader};
 
 /// A replayed plugin did something the journal did not record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]

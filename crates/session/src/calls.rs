@@ -6,10 +6,10 @@
 //! Database failures are answers ([`CallResult::Error`]), never `Err`: an `Err`
 //! means the tape could not answer or record, and the run must stop.
 
-use crate::db::{self, Access, DbError, DbErrorKind};
-use crate::journal::{CallResult, HostCall};
 use crate::tape::{Answer, TapeError};
-use crate::value::Value;
+use migrun_db::{self as db, Access, DbError, DbErrorKind};
+use migrun_journal::{CallResult, HostCall};
+use migrun_types::value::Value;
 
 use super::Session;
 

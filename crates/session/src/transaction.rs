@@ -9,20 +9,20 @@
 
 use std::time::Duration;
 
-use crate::db::Access;
+use migrun_db::Access;
 
 use super::{Session, SessionError};
 
 /// How [`Session::begin_all`] begins the transactions of a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BeginMode {
-    /// At once ([`crate::db::Connection::begin`]): a unit, `verify`, a dry-run.
+    /// At once ([`migrun_db::Connection::begin`]): a unit, `verify`, a dry-run.
     Now,
     /// With the next statement, after a checkpoint, so a pause between batches holds
-    /// no SQLite write lock ([`crate::db::Connection::begin_deferred`]).
+    /// no SQLite write lock ([`migrun_db::Connection::begin_deferred`]).
     Deferred,
     /// Read-only in the session even on read-write connections: `configure` and
-    /// `list-units` run before the backup ([`crate::db::Connection::begin_read_only_phase`]).
+    /// `list-units` run before the backup ([`migrun_db::Connection::begin_read_only_phase`]).
     ReadOnlyPhase,
 }
 

@@ -16,10 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::{Access, DbError, DbErrorKind};
-use crate::journal::{CallResult, HostCall};
-use crate::ledger::{self, CheckpointRow, Ledger, LedgerRow};
 use crate::tape::{Answer, TapeError};
+use migrun_db::ledger::{self, CheckpointRow, Ledger, LedgerRow};
+use migrun_db::{Access, DbError, DbErrorKind};
+use migrun_journal::{CallResult, HostCall};
 
 use super::calls::error_result;
 use super::{BeginMode, Session, SessionError};

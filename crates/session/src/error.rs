@@ -6,8 +6,8 @@
 //! retry) from anything else without reading the message. The messages are
 //! the ones the report shows; they name the connection.
 
-use crate::db::DbError;
 use crate::tape::TapeError;
+use migrun_db::DbError;
 
 /// Why a begin, a commit, a ledger row or a checkpoint of the session failed.
 #[derive(Debug, thiserror::Error)]
