@@ -45,19 +45,19 @@
 #![deny(missing_docs)]
 
 pub use migrun_backup as backup;
-pub mod capability;
 pub use migrun_config as config;
-pub mod contract;
 pub use migrun_db as db;
 pub use migrun_db::ledger;
 pub use migrun_journal as journal;
+pub use migrun_runtime::capability;
+pub use migrun_runtime::contract;
 pub mod lint;
 pub use migrun_db::lock;
-pub mod observer;
+pub use migrun_runtime::observer;
 pub mod plan;
-pub mod printable;
+pub use migrun_runtime::printable;
 pub mod run;
-pub mod runtime;
+pub use migrun_runtime as runtime;
 pub use migrun_session as session;
 pub use migrun_sql as sql;
 pub mod status;

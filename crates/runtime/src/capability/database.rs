@@ -14,10 +14,10 @@
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::contract::v0_1_1::{self as wit, database, types};
-use crate::journal::CallResult;
-use crate::session::{ConnectionInfo, Session};
-use crate::tape::TapeError;
-use crate::value::Value;
+use migrun_journal::CallResult;
+use migrun_session::tape::TapeError;
+use migrun_session::{ConnectionInfo, Session};
+use migrun_types::value::Value;
 
 /// A connection handle as the guest holds it: the name it was opened by.
 pub struct ConnectionResource {

@@ -15,10 +15,10 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::capability::log::pass_tape;
 use crate::contract::v0_1_1::checks;
-use crate::journal::HostCall;
 use crate::observer::{CheckResult, ChecksNotKept, RunObserver};
 use crate::printable::{printable, truncated};
-use crate::tape::Tape;
+use migrun_journal::HostCall;
+use migrun_session::tape::Tape;
 
 /// Bytes of one check's name kept or shown.
 pub const MAX_CHECK_NAME_BYTES: usize = 256;

@@ -2,7 +2,7 @@
 //!
 //! The library never prints. The CLI implements [`RunObserver`] to draw
 //! progress bars and lines; tests use the default, silent one. Everything an
-//! observer sees also ends up in the [`RunReport`](crate::run::RunReport).
+//! observer sees also ends up in the run's report (`migrun::run::RunReport`).
 
 use serde::Serialize;
 

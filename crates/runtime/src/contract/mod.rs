@@ -33,7 +33,7 @@ pub mod version;
 
 use serde::Serialize;
 
-use crate::db::{Access, DbError};
+use migrun_db::{Access, DbError};
 
 pub use version::{
     CURRENT_VERSION, ContractError, ContractLine, ContractRelease, ContractVersion, MAX_SUPPORTED,

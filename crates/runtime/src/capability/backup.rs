@@ -1,7 +1,7 @@
 //! The `backup` interface (since contract 0.1.1): snapshots a plugin asks for.
 //!
 //! The snapshots themselves (per-dialect methods, manifests, verification,
-//! restore) belong to [`crate::backup`]; this module only answers the
+//! restore) belong to [`migrun_backup`]; this module only answers the
 //! plugin's calls through the run's tape, so a replay gets the recorded
 //! answers and touches no file.
 
@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker};
 
-use crate::backup::{
+use crate::contract::v0_1_1::backup;
+use migrun_backup::{
     BackupError, BackupStore, MethodChoice, RunIdentity, SnapshotInfo, SnapshotRequest,
     check_plain_name,
 };
-use crate::contract::v0_1_1::backup;
-use crate::journal::{CallResult, HostCall};
-use crate::tape::{Answer, Tape};
+use migrun_journal::{CallResult, HostCall};
+use migrun_session::tape::{Answer, Tape};
 
 /// What a live run lets a plugin snapshot.
 pub struct BackupGrant {

@@ -21,7 +21,7 @@ pub mod host;
 #[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../guest-sdk/wit/v0.2.0",
+        path: "../../guest-sdk/wit/v0.2.0",
         world: "migrun:plugin/migration",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -40,8 +40,8 @@ use bindings::exports::migrun::plugin::plugin as exports;
 use crate::capability::backup::PluginBackupError;
 use crate::contract::v0_1_1;
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
-use crate::db::{Access, DbError, DbErrorKind};
 use crate::observer::Level;
+use migrun_db::{Access, DbError, DbErrorKind};
 
 // ---- exports: what the plugin declares and returns ----
 
@@ -276,8 +276,8 @@ impl From<log::Level> for Level {
     }
 }
 
-impl From<crate::backup::SnapshotInfo> for backup::SnapshotInfo {
-    fn from(info: crate::backup::SnapshotInfo) -> Self {
+impl From<migrun_backup::SnapshotInfo> for backup::SnapshotInfo {
+    fn from(info: migrun_backup::SnapshotInfo) -> Self {
         backup::SnapshotInfo {
             id: info.id,
             connection: info.connection,

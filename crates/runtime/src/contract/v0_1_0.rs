@@ -11,7 +11,7 @@
 #[allow(missing_docs, dead_code)]
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../guest-sdk/wit/v0.1.0",
+        path: "../../guest-sdk/wit/v0.1.0",
         world: "migrun:plugin/migration",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -24,7 +24,7 @@ use bindings::exports::migrun::plugin::plugin as exports;
 use bindings::migrun::plugin::types;
 
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
-use crate::db::{Access, DbError, DbErrorKind};
+use migrun_db::{Access, DbError, DbErrorKind};
 
 impl From<exports::PluginInfo> for PluginInfo {
     fn from(info: exports::PluginInfo) -> Self {

@@ -9,7 +9,7 @@
 //! store's data to the context. Later contract versions implement their own
 //! `Host` traits over the same contexts in their `contract::vX_Y_Z` module
 //! (see [`crate::contract::v0_2_0`]). Nothing else is linked besides WASI,
-//! which [`sandbox`](crate::runtime::sandbox) locks down.
+//! which [`sandbox`](crate::sandbox) locks down.
 
 pub mod backup;
 pub mod checkpoint;

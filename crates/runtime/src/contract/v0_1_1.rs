@@ -15,13 +15,13 @@
 //! `date("2024-13-01")` gets a `value` database error, never a trap.
 
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
-use crate::db::{Access, DbError, DbErrorKind, Dialect};
-use crate::value::Value;
+use migrun_db::{Access, DbError, DbErrorKind, Dialect};
+use migrun_types::value::Value;
 
 #[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../guest-sdk/wit/v0.1.1",
+        path: "../../guest-sdk/wit/v0.1.1",
         world: "migrun:plugin/migration",
         imports: { default: async | trappable },
         exports: { default: async },

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use crate::contract::v0_1_1::log;
-use crate::journal::{CallResult, HostCall};
 use crate::observer::{Level, LogEvent, MessagesNotKept, Progress, RunObserver};
 use crate::printable::{printable, truncated};
-use crate::tape::{Answer, Tape};
+use migrun_journal::{CallResult, HostCall};
+use migrun_session::tape::{Answer, Tape};
 
 /// Bytes of one message kept or shown; the rest is cut, saying how much.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 10;

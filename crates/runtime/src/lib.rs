@@ -14,7 +14,13 @@
 //! from that line's newest `Host` implementations; the release picks the line
 //! and the export bindings, each converting into the host's types.
 
+#![deny(missing_docs)]
+
 pub mod cache;
+pub mod capability;
+pub mod contract;
+pub mod observer;
+pub mod printable;
 pub mod sandbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,14 +37,14 @@ use crate::capability::checks::ChecksCtx;
 use crate::capability::database::DatabaseCtx;
 use crate::capability::log::LogCtx;
 use crate::capability::{backup, checkpoint, checks, database, log};
-use crate::config::Limits;
 use crate::contract::{
-    self, ContractError, ContractLine, ContractRelease, ContractVersion, PluginError, PluginInfo,
+    ContractError, ContractLine, ContractRelease, ContractVersion, PluginError, PluginInfo,
     UnitInfo, UnsupportedDeclaration, v0_1_0, v0_1_1, v0_2_0,
 };
 use crate::observer::{Level, RunObserver};
-use crate::tape::{Tape, TapeError};
 use cache::{CompileSource, ComponentCache};
+use migrun_config::Limits;
+use migrun_session::tape::{Tape, TapeError};
 use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
 
 /// How often the epoch advances; the wall-clock limit is checked at this granularity.

@@ -10,7 +10,7 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::capability::database::{DatabaseCtx, error_from_result, unexpected};
 use crate::contract::v0_1_1::{checkpoint, types};
-use crate::journal::CallResult;
+use migrun_journal::CallResult;
 
 struct Checkpoint;
 
