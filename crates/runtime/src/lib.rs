@@ -36,7 +36,7 @@ use crate::capability::backup::BackupCtx;
 use crate::capability::checks::ChecksCtx;
 use crate::capability::database::DatabaseCtx;
 use crate::capability::log::LogCtx;
-use crate::capability::{backup, checkpoint, checks, database, log};
+use crate::contract::v0_1_1::host::{backup, checkpoint, checks, database, log};
 use crate::contract::{
     ContractError, ContractLine, ContractRelease, ContractVersion, PluginError, PluginInfo,
     UnitInfo, UnsupportedDeclaration, v0_1_0, v0_1_1, v0_2_0,

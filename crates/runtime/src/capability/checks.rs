@@ -11,10 +11,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
-
 use crate::capability::log::pass_tape;
-use crate::contract::v0_1_1::checks;
 use crate::observer::{CheckResult, ChecksNotKept, RunObserver};
 use crate::printable::{printable, truncated};
 use migrun_journal::HostCall;
@@ -69,20 +66,6 @@ impl ChecksCtx {
     }
 }
 
-struct Checks;
-
-impl HasData for Checks {
-    type Data<'a> = &'a mut ChecksCtx;
-}
-
-/// Adds the `checks` interface to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut ChecksCtx,
-) -> wasmtime::Result<()> {
-    checks::add_to_linker::<T, Checks>(linker, get)
-}
-
 impl ChecksCtx {
     /// `checks.report`, in any contract version: through the tape, then kept within the budget.
     pub fn plugin_check(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
@@ -121,12 +104,5 @@ impl ChecksCtx {
         self.observer.check(&result);
         self.results.push(result);
         Ok(())
-    }
-}
-
-/// Contract 0.1.1 (and 0.1.0, linked semver-compatibly).
-impl checks::Host for ChecksCtx {
-    async fn report(&mut self, name: String, ok: bool, detail: String) -> wasmtime::Result<()> {
-        self.plugin_check(name, ok, detail)
     }
 }

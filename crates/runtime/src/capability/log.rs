@@ -17,9 +17,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
-
-use crate::contract::v0_1_1::log;
 use crate::observer::{Level, LogEvent, MessagesNotKept, Progress, RunObserver};
 use crate::printable::{printable, truncated};
 use migrun_journal::{CallResult, HostCall};
@@ -155,20 +152,6 @@ impl LogCtx {
     }
 }
 
-struct Log;
-
-impl HasData for Log {
-    type Data<'a> = &'a mut LogCtx;
-}
-
-/// Adds the `log` interface to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut LogCtx,
-) -> wasmtime::Result<()> {
-    log::add_to_linker::<T, Log>(linker, get)
-}
-
 impl LogCtx {
     /// `log.write`, in any contract version: through the tape, then [`LogCtx::record`].
     pub fn plugin_message(
@@ -218,39 +201,6 @@ impl LogCtx {
             total,
         });
         Ok(())
-    }
-}
-
-impl From<log::Level> for Level {
-    fn from(level: log::Level) -> Self {
-        match level {
-            log::Level::Trace => Level::Trace,
-            log::Level::Debug => Level::Debug,
-            log::Level::Info => Level::Info,
-            log::Level::Warn => Level::Warn,
-            log::Level::Error => Level::Error,
-        }
-    }
-}
-
-/// Contract 0.1.1 (and 0.1.0, linked semver-compatibly).
-impl log::Host for LogCtx {
-    async fn write(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        self.plugin_message(level.into(), message, fields)
-    }
-
-    async fn progress(
-        &mut self,
-        task: String,
-        done: u64,
-        total: Option<u64>,
-    ) -> wasmtime::Result<()> {
-        self.plugin_progress(task, done, total)
     }
 }
 

@@ -3,14 +3,14 @@
 //!
 //! A thin adapter: checkpoints are the session's matter (`save` commits the
 //! unit's open transactions with a `checkpoint` ledger row, see
-//! [`crate::session`]), so the interface is implemented on [`DatabaseCtx`],
-//! which holds the session, and only converts the answers.
+//! `migrun_session::Session::save_checkpoint`), so the interface is implemented on
+//! [`DatabaseCtx`], which holds the session, and only converts the answers.
 
-use wasmtime::component::{HasData, Linker};
-
-use crate::capability::database::{DatabaseCtx, error_from_result, unexpected};
+use super::database::error_from_result;
+use crate::capability::database::{DatabaseCtx, unexpected};
 use crate::contract::v0_1_1::{checkpoint, types};
 use migrun_journal::CallResult;
+use wasmtime::component::{HasData, Linker};
 
 struct Checkpoint;
 

@@ -14,6 +14,8 @@
 //! Values are validated here, on the way in: a plugin that passes
 //! `date("2024-13-01")` gets a `value` database error, never a trap.
 
+pub mod host;
+
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
 use migrun_db::{Access, DbError, DbErrorKind, Dialect};
 use migrun_types::value::Value;
