@@ -102,7 +102,7 @@ impl Backend {
             Backend::MySql(_, max_packet) => {
                 // The server drops the connection on a packet over its limit
                 // ("connection reset"); refusing here says why and sends nothing.
-                let size = sql.len() + params.iter().map(super::bulk::value_size).sum::<usize>();
+                let size = sql.len() + params.iter().map(value_size).sum::<usize>();
                 if size > *max_packet {
                     return Err(DbError::value(format!(
                         "the statement and its parameters take {} MiB, more than the server accepts \
@@ -451,4 +451,15 @@ fn mismatch() -> DbError {
         super::DbErrorKind::Other,
         "internal error: arguments of another dialect",
     )
+}
+
+/// Rough encoded size of a value, for chunking.
+pub(crate) fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len() + 9,
+        Value::Bytes(b) => b.len() + 9,
+        Value::Float32Array(a) => a.len() * 12 + 2,
+        Value::TextArray(a) => a.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
+        _ => 16,
+    }
 }

@@ -176,7 +176,7 @@ pub(super) fn chunk_rows(
     let mut start = 0;
     let mut bytes = 0;
     for (i, row) in rows.iter().enumerate() {
-        let size: usize = row.iter().map(value_size).sum();
+        let size: usize = row.iter().map(backend::value_size).sum();
         if i > start && (i - start >= max_rows || bytes + size > max_bytes) {
             chunks.push(&rows[start..i]);
             start = i;
@@ -188,17 +188,6 @@ pub(super) fn chunk_rows(
         chunks.push(&rows[start..]);
     }
     chunks
-}
-
-/// Rough encoded size of a value, for chunking.
-pub(super) fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len() + 9,
-        Value::Bytes(b) => b.len() + 9,
-        Value::Float32Array(a) => a.len() * 12 + 2,
-        Value::TextArray(a) => a.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
-        _ => 16,
-    }
 }
 
 /// `INSERT INTO t (a, b) VALUES (?, ?), (?, ?)` for `rows` rows of `width` values.

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::backend::Backend;
-use super::driver::driver;
 use super::{Access, CONNECT_TIMEOUT, Connection, DbError, Dialect};
+use crate::driver_for;
 
 /// Cancels the statement a session runs on the server, from a connection of its own.
 pub struct StatementCanceller {
@@ -23,7 +23,7 @@ impl StatementCanceller {
         let Some(id) = self.server_id else {
             return;
         };
-        let Some(sql) = driver(self.dialect).cancel_sql(id) else {
+        let Some(sql) = driver_for(self.dialect).cancel_sql(id) else {
             return;
         };
         let cancelled = async {
@@ -57,7 +57,7 @@ impl Connection {
     /// Nothing on SQLite, which runs in migrun's process and dies with it.
     pub async fn limit_statement_time(&mut self, limit: Duration) -> Result<(), DbError> {
         let ms = limit.as_millis().max(1);
-        let Some(sql) = driver(self.dialect).statement_limit_sql(ms) else {
+        let Some(sql) = driver_for(self.dialect).statement_limit_sql(ms) else {
             return Ok(());
         };
         self.host_simple(&sql).await

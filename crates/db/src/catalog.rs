@@ -13,9 +13,9 @@
 
 use serde::Serialize;
 
-use super::driver::driver;
 use super::dry_run::int;
 use super::{Connection, DbError};
+use crate::driver_for;
 
 /// Tables with at most this much data are counted exactly.
 pub const EXACT_COUNT_MAX_BYTES: i64 = 64 << 20;
@@ -36,7 +36,7 @@ impl Connection {
     /// (or it is a view). Host-issued: no guard applies, and on PostgreSQL a
     /// failure inside a transaction does not abort it.
     pub async fn table_rows(&mut self, table: &str) -> Result<Option<RowCount>, DbError> {
-        driver(self.dialect).table_rows(self, table).await
+        driver_for(self.dialect).table_rows(self, table).await
     }
 
     /// [`Connection::table_rows`] without saying whether it is exact.

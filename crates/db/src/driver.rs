@@ -21,7 +21,7 @@
 use futures::future::BoxFuture;
 
 use super::privileges::RolePrivileges;
-use super::{Access, Connection, DbError, Dialect, DryRunMode, RowCount};
+use super::{Access, Connection, DbError, DryRunMode, RowCount};
 use migrun_types::value::Value;
 
 /// One statement the host runs, with its parameters.
@@ -51,15 +51,6 @@ pub(crate) trait Driver:
 impl<T: SessionSql + CatalogSql + LedgerSql + LockSql + DryRunMechanics + PrivilegeCatalog + Sync>
     Driver for T
 {
-}
-
-/// The implementation for `dialect`: the one place that matches on it.
-pub(crate) fn driver(dialect: Dialect) -> &'static dyn Driver {
-    match dialect {
-        Dialect::Postgres => &super::postgres::PgDriver,
-        Dialect::MySql => &super::mysql::MySqlDriver,
-        Dialect::Sqlite => &super::sqlite::SqliteDriver,
-    }
 }
 
 /// What a successful schema change (`CREATE`, `ALTER`, `DROP`, `RENAME`,

@@ -5,8 +5,8 @@
 //! a deferred `BEGIN` is sent first, and a failure never aborts the plugin's
 //! transaction (a savepoint where an error would).
 
-use super::driver::driver;
 use super::{Connection, DbError, run_to_end};
+use crate::driver_for;
 use migrun_types::value::Value;
 
 impl Connection {
@@ -21,7 +21,7 @@ impl Connection {
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, DbError> {
         self.send_pending_begin().await?;
-        let savepoint = driver(self.dialect).errors_abort_transaction() && self.in_transaction;
+        let savepoint = driver_for(self.dialect).errors_abort_transaction() && self.in_transaction;
         let backend = self.idle()?;
         backend.check_schema().await?;
         if savepoint {

@@ -38,7 +38,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::driver::{LedgerColumnTypes, driver};
+use crate::driver::LedgerColumnTypes;
+use crate::driver_for;
 use crate::{Connection, DbError, Dialect};
 use migrun_types::value::Value;
 
@@ -120,7 +121,7 @@ pub struct Ledger {
 }
 
 fn placeholders(dialect: Dialect, n: usize) -> String {
-    let sql = driver(dialect);
+    let sql = driver_for(dialect);
     (1..=n)
         .map(|i| sql.placeholder(i))
         .collect::<Vec<_>>()
@@ -142,7 +143,7 @@ impl Ledger {
 
     /// Whether the ledger table exists on `conn` (asked of the catalog, so no error aborts a transaction).
     pub async fn exists(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver(conn.dialect()).ledger_exists_sql();
+        let sql = driver_for(conn.dialect()).ledger_exists_sql();
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         Ok(matches!(
             rows.rows.first().and_then(|r| r.first()),
@@ -157,7 +158,7 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(None);
         }
-        let sql = driver(conn.dialect()).ledger_triggers_sql();
+        let sql = driver_for(conn.dialect()).ledger_triggers_sql();
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         let count = match rows.rows.first().and_then(|r| r.first()) {
             Some(Value::Int(n)) => *n,
@@ -176,7 +177,7 @@ impl Ledger {
 
     /// Before the host writes its row: the names it uses must reach the real ledger table.
     async fn shield(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let shadowed = driver(conn.dialect())
+        let shadowed = driver_for(conn.dialect())
             .shield_ledger(conn, &self.table)
             .await?;
         if shadowed {
@@ -209,7 +210,7 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(0);
         }
-        let sql = driver(conn.dialect());
+        let sql = driver_for(conn.dialect());
         let p = |n: usize| sql.placeholder(n);
         let sql = format!(
             "DELETE FROM {} WHERE run_id = {} OR (plugin_name = {} AND started_at >= {})",
@@ -231,7 +232,8 @@ impl Ledger {
 
     /// Creates the table when it is absent (outside any unit: on MySQL DDL commits implicitly).
     pub async fn ensure(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let LedgerColumnTypes { key, text, state } = driver(conn.dialect()).ledger_column_types();
+        let LedgerColumnTypes { key, text, state } =
+            driver_for(conn.dialect()).ledger_column_types();
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              plugin_name {key} NOT NULL, unit {key} NOT NULL, plugin_sha256 CHAR(64) NOT NULL, \
@@ -260,7 +262,7 @@ impl Ledger {
 
     /// Whether the table has the checkpoint column (ledgers made before contract 0.1.1 do not).
     async fn has_state_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver(conn.dialect()).ledger_state_column_sql();
+        let sql = driver_for(conn.dialect()).ledger_state_column_sql();
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         Ok(matches!(
             rows.rows.first().and_then(|r| r.first()),
@@ -278,7 +280,7 @@ impl Ledger {
         if !self.exists(conn).await? || !self.has_state_column(conn).await? {
             return Ok(Vec::new());
         }
-        let dialect = driver(conn.dialect());
+        let dialect = driver_for(conn.dialect());
         let p = |i| dialect.placeholder(i);
         let sql = format!(
             "SELECT unit, plugin_sha256, {STATE_COLUMN}, run_id, finished_at FROM {} \
@@ -364,7 +366,7 @@ impl Ledger {
         replaces: &[String],
     ) -> Result<(), DbError> {
         let dialect = conn.dialect();
-        let p = |i: usize| driver(dialect).placeholder(i);
+        let p = |i: usize| driver_for(dialect).placeholder(i);
         self.shield(conn).await?;
         for sha256 in replaces {
             let delete = format!(

@@ -23,8 +23,8 @@
 //! - `postgres/`, `mysql/`, `sqlite/`: everything migrun does on one dialect, by role —
 //!   connect options, encoding, decoding, and the implementations of `driver.rs`'s traits
 //!   (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`).
-//! - `driver.rs`: the dialect traits (`SessionSql`, `CatalogSql`, `LedgerSql`, `LockSql`) and
-//!   `driver(dialect)`, the one dispatch on the dialect.
+//! - `driver.rs`: the dialect traits (`SessionSql`, `CatalogSql`, `LedgerSql`, `LockSql`, …);
+//!   `driver_for(dialect)` (here at the root) is the one dispatch on the dialect.
 //! - `sql.rs`: identifier quoting and the server-file guard over the pure lexer of
 //!   [`crate::sql`] (re-exported here).
 //! - `dry_run/`: what a dry-run's rollback does not undo — PostgreSQL sequences restored,
@@ -228,6 +228,17 @@ const ROW_OVERHEAD: usize = 24;
 /// The SQL dialect behind a connection and what it may do: shared with the
 /// SDK through `migrun-types`.
 pub use migrun_types::{Access, Dialect};
+
+/// The implementation of the dialect traits (`driver`) for `dialect`: the one place
+/// that matches on it. Here at the root, which knows every dialect, so that the
+/// trait definitions and the dialect folders never import each other both ways.
+pub(crate) fn driver_for(dialect: Dialect) -> &'static dyn driver::Driver {
+    match dialect {
+        Dialect::Postgres => &postgres::PgDriver,
+        Dialect::MySql => &mysql::MySqlDriver,
+        Dialect::Sqlite => &sqlite::SqliteDriver,
+    }
+}
 
 /// One result column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -655,7 +666,7 @@ async fn run_to_end(
                 outcome.returned += 1;
                 if let Some(max_bytes) = keep {
                     kept_bytes = kept_bytes.saturating_add(
-                        row.iter().map(bulk::value_size).sum::<usize>() + ROW_OVERHEAD,
+                        row.iter().map(backend::value_size).sum::<usize>() + ROW_OVERHEAD,
                     );
                     if kept_bytes > max_bytes {
                         return Err(DbError::new(

@@ -32,7 +32,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::driver::driver;
+use crate::driver_for;
 use crate::{Access, Connection, DbError};
 use migrun_types::value::Value;
 
@@ -142,7 +142,7 @@ pub async fn acquire(
         error,
     };
     let dialect = Connection::dialect_of_url(url).map_err(db_err)?;
-    if driver(dialect).try_lock(name).is_none() {
+    if driver_for(dialect).try_lock(name).is_none() {
         let mut none = None;
         return take(
             &mut none,
@@ -196,7 +196,7 @@ async fn take(
         error,
     };
     if let (Some(conn), Some(shared)) = (holder.as_mut(), shared)
-        && let Some(take_shared) = driver(conn.dialect()).try_lock_shared(shared)
+        && let Some(take_shared) = driver_for(conn.dialect()).try_lock_shared(shared)
     {
         loop {
             let rows = conn
@@ -241,7 +241,7 @@ async fn take(
             tokio::time::sleep(POLL).await;
             continue;
         };
-        let Some(take) = driver(conn.dialect()).try_lock(name) else {
+        let Some(take) = driver_for(conn.dialect()).try_lock(name) else {
             unreachable!("a connection holds only the locks of a dialect that locks in its session")
         };
         let rows = conn.query(&take.sql, &take.params).await.map_err(db_err)?;
@@ -324,7 +324,7 @@ fn sqlite_holder(sqlite_file: Option<&Path>) -> String {
 
 /// Who holds the lock, as far as the database tells.
 async fn holder_of(conn: &mut Connection, name: &str, sqlite_file: Option<&Path>) -> String {
-    let sql = driver(conn.dialect());
+    let sql = driver_for(conn.dialect());
     let Some(holder) = sql.lock_holder(name) else {
         return sqlite_holder(sqlite_file);
     };

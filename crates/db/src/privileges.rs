@@ -33,8 +33,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::driver::driver;
 use super::{Connection, DbError, DbErrorKind};
+use crate::driver_for;
 use migrun_types::value::Value;
 
 /// Why a privilege matters. [`Risk::escapes_read_only`] says which ones a
@@ -288,11 +288,8 @@ pub async fn check_at_start(
 /// roles in turn and restores the session's role. Call it before any plugin
 /// code uses the connection.
 pub async fn inspect(conn: &mut Connection) -> Result<RolePrivileges, DbError> {
-    driver(conn.dialect()).role_privileges(conn).await
+    driver_for(conn.dialect()).role_privileges(conn).await
 }
-
-pub use super::mysql::privileges::{classify_mysql, parse_global_grant};
-pub use super::postgres::privileges::{PgRole, classify_postgres};
 
 pub(super) fn text(value: &Value) -> Option<String> {
     match value {

@@ -3,8 +3,8 @@
 //! (see the module docs of `db`, "Transactions and schema changes").
 
 use super::cursor::CursorStatus;
-use super::driver::driver;
 use super::{Access, Connection, DbError, DbErrorKind, sql};
+use crate::driver_for;
 
 impl Connection {
     /// The access the session runs with now: read-only during a read-only phase
@@ -28,7 +28,7 @@ impl Connection {
             return self.begin().await;
         }
         self.read_only_phase = true;
-        if let Some(setup) = driver(self.dialect).read_only_phase_sql(true)
+        if let Some(setup) = driver_for(self.dialect).read_only_phase_sql(true)
             && let Err(e) = self.host_simple(setup).await
         {
             self.read_only_phase = false;
@@ -46,7 +46,7 @@ impl Connection {
         if !std::mem::take(&mut self.read_only_phase) {
             return Ok(());
         }
-        match driver(self.dialect).read_only_phase_sql(false) {
+        match driver_for(self.dialect).read_only_phase_sql(false) {
             Some(sql) => self.host_simple(sql).await,
             None => Ok(()),
         }
@@ -216,7 +216,7 @@ impl Connection {
         ) {
             return Ok(());
         }
-        let effects = driver(self.dialect).ddl_effects();
+        let effects = driver_for(self.dialect).ddl_effects();
         let (in_transaction, begin) = (self.in_transaction, self.begin_sql());
         if effects.rollback_clears_statement_cache && in_transaction {
             self.ddl_in_transaction = true;
@@ -249,7 +249,7 @@ impl Connection {
     }
 
     pub(super) fn begin_sql(&self) -> &'static str {
-        driver(self.dialect).begin_sql(self.effective_access())
+        driver_for(self.dialect).begin_sql(self.effective_access())
     }
 
     /// On a read-only PostgreSQL connection outside a host transaction, opens
@@ -259,7 +259,7 @@ impl Connection {
     /// transaction's `BEGIN` ([`Connection::begin_deferred`]).
     pub(super) async fn wrap_begin(&mut self) -> Result<bool, DbError> {
         self.send_pending_begin().await?;
-        if !driver(self.dialect).wraps_read_only_statements()
+        if !driver_for(self.dialect).wraps_read_only_statements()
             || self.access != Access::ReadOnly
             || self.in_transaction
         {

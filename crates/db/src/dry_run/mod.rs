@@ -114,11 +114,7 @@ use serde::Serialize;
 use super::{Access, Connection, DbError, DbErrorKind, Dialect, sql};
 use migrun_types::value::Value;
 
-use super::driver::driver;
-#[cfg(test)]
-use super::mysql::dry_run::{scratch_name, without_definer};
-#[cfg(test)]
-use super::postgres::dry_run::show_state;
+use crate::driver_for;
 
 /// The name prefix of every scratch database a MySQL/MariaDB dry-run creates.
 pub const SCRATCH_PREFIX: &str = "migrun_dryrun_";
@@ -466,7 +462,7 @@ impl Connection {
         let mode = match self.access {
             Access::ReadOnly => DryRunMode::Transaction,
             Access::ReadWrite => {
-                driver(self.dialect)
+                driver_for(self.dialect)
                     .enter_dry_run(self, run_id, writes)
                     .await?
             }
@@ -508,7 +504,7 @@ impl Connection {
         if self.access == Access::ReadOnly {
             return Ok(Vec::new());
         }
-        driver(self.dialect).cleanup_stale_dry_runs(self).await
+        driver_for(self.dialect).cleanup_stale_dry_runs(self).await
     }
 
     /// The scratch database in use, if any.
@@ -569,6 +565,8 @@ pub(super) fn boolean(v: &Value) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mysql::dry_run::{scratch_name, without_definer};
+    use crate::postgres::dry_run::show_state;
 
     #[test]
     fn scratch_names_are_bounded_and_identify_their_run() {
