@@ -150,9 +150,9 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), migrun::db::DbError> {
-//! use migrun::db::{Access, Connection};
-//! use migrun::value::Value;
+//! # async fn demo() -> Result<(), migrun_db::DbError> {
+//! use migrun_db::{Access, Connection};
+//! use migrun_types::value::Value;
 //!
 //! let mut target = Connection::connect("target", "sqlite:demo.sqlite", Access::ReadWrite).await?;
 //! target.begin().await?;
