@@ -268,6 +268,15 @@ pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
 /// `migrun status` for a terminal.
 pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
     let mut out = String::new();
+    let any_rows = status
+        .iter()
+        .any(|t| t.rows.as_ref().is_some_and(|r| !r.is_empty()));
+    if any_rows {
+        let _ = writeln!(
+            out,
+            "✓ finished   ◐ checkpointed: unfinished, the next run resumes after its last checkpoint   ⚠ not written by migrun as it is\n"
+        );
+    }
     for t in status {
         let _ = writeln!(out, "{}  {}  (ledger {})", t.connection, t.url, t.table);
         match (&t.rows, &t.error) {
@@ -284,16 +293,25 @@ pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
                 for (i, r) in rows.iter().enumerate() {
                     let anchor = t.anchors.get(i);
                     let suspect = anchor.is_some_and(migrun::status::Anchor::is_suspect);
+                    let checkpoint = t.checkpoint_states.get(i).cloned().flatten();
+                    let (mark, what, at) = match &checkpoint {
+                        _ if suspect => ("⚠", String::new(), "at"),
+                        Some(state) => (
+                            "◐",
+                            format!(
+                                " {}",
+                                printable(&migrun::status::describe_checkpoint(state))
+                            ),
+                            "saved",
+                        ),
+                        None if r.status == migrun::ledger::STATUS_FINISHED => {
+                            ("✓", String::new(), "at")
+                        }
+                        None => ("·", String::new(), "at"),
+                    };
                     let _ = writeln!(
                         out,
-                        "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
-                        if suspect {
-                            "⚠"
-                        } else if r.status == "finished" {
-                            "✓"
-                        } else {
-                            "·"
-                        },
+                        "  {mark} {:<24}{what} {} {} (sha256 {}) run {} {at} {}, {} rows{}",
                         printable(&r.unit),
                         printable(&r.plugin_name),
                         printable(&r.plugin_version),
