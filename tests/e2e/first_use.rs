@@ -75,3 +75,73 @@ async fn status_without_config_reads_the_embedded_databases() {
         .expect_output("target  sqlite://migrun-data/target.sqlite")
         .expect_output("✓ copy-users");
 }
+
+/// One rule for relative paths: with `-c <other folder>/migrun.toml`, the SQLite files, the
+/// journal and the backups are all in the config's folder, none in the current one; the
+/// report prints where they are, and its undo command works as printed from here.
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_paths_follow_the_config_from_another_folder() {
+    let Some(_db) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let project = Workspace::new();
+    let project_dir = project.path().canonicalize().unwrap();
+    migrun_fixtures::seed_auth_users(
+        &format!("sqlite://{}", project_dir.join("src.sqlite").display()),
+        20,
+        1,
+    )
+    .await
+    .expect("seed");
+    let config = project.config(
+        "[connections.source]\nurl = \"sqlite://src.sqlite\"\naccess = \"read-only\"\n\
+         [connections.target]\nurl = \"sqlite://target.sqlite?mode=rwc\"\n",
+    );
+    let elsewhere = Workspace::new();
+    let plugin = crate::support::plugins::plugin("auth-consolidation");
+    let config_arg = config.to_str().unwrap();
+    let out = elsewhere.migrun(&[plugin.to_str().unwrap(), "-c", config_arg]);
+    out.expect_code(0)
+        .expect_output(&format!(
+            "sqlite://{}",
+            project_dir.join("target.sqlite").display()
+        ))
+        .expect_output(&format!(
+            "journal   {}",
+            project_dir.join("migrun-journal").display()
+        ))
+        .expect_output(&format!(
+            "in {} — undo with: migrun restore",
+            project_dir.join("migrun-backups").display()
+        ))
+        .expect_output(&format!("--yes -c {config_arg}"));
+    for made in ["target.sqlite", "migrun-journal", "migrun-backups"] {
+        assert!(project_dir.join(made).exists(), "{made} next to the config");
+    }
+    let strays: Vec<_> = std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != ".migrun-cache")
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "nothing in the current folder: {strays:?}"
+    );
+
+    // status from here holds the rows against their journals (found: verified, not "unverified").
+    let status = elsewhere.migrun(&["status", "-c", config_arg]);
+    status.expect_code(0).expect_output("✓ copy-users");
+    assert!(!status.stdout.contains("unverified"), "{}", status.stdout);
+
+    // The undo command, as printed, restores from here.
+    let undo = out
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once("undo with: ").map(|(_, cmd)| cmd.to_owned()))
+        .expect("an undo command");
+    let words: Vec<&str> = undo.split_whitespace().skip(1).collect();
+    elsewhere
+        .migrun(&words)
+        .expect_code(0)
+        .expect_output("every table matches it");
+}

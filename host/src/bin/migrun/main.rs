@@ -740,6 +740,7 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(dir) = args.journal_dir {
         config.journal_dir = dir;
     }
+    let backup_dir_flag = args.backup_dir.is_some();
     if let Some(dir) = args.backup_dir {
         config.backup.dir = dir;
     }
@@ -784,7 +785,12 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     if args.json {
         print_json(&render::run_report_json(&report));
     } else {
-        print_text(&render::run_report_text(&report));
+        let places = render::RunPlaces {
+            backup_dir: &config.backup.dir,
+            config: args.config.as_deref(),
+            backup_dir_flag,
+        };
+        print_text(&render::run_report_text(&report, &places));
     }
     Ok(report.exit_code() as u8)
 }

@@ -358,7 +358,18 @@ pub fn inspection_json(inspection: &Inspection) -> String {
 }
 
 /// The run report for a terminal.
-pub fn run_report_text(report: &RunReport) -> String {
+/// Where a run's files went, as the command line resolved them, for the text report.
+pub struct RunPlaces<'a> {
+    /// The backup directory the run used.
+    pub backup_dir: &'a std::path::Path,
+    /// The config file given with `-c`, repeated in the undo command so it works from here.
+    pub config: Option<&'a std::path::Path>,
+    /// `--backup-dir`, repeated in the undo command likewise.
+    pub backup_dir_flag: bool,
+}
+
+/// The run report for a terminal.
+pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     let mut out = String::new();
     let p = &report.plugin;
     let _ = writeln!(
@@ -493,15 +504,27 @@ pub fn run_report_text(report: &RunReport) -> String {
             human_bytes(checks_not_kept.bytes)
         );
     }
+    let mut restore_flags = String::new();
+    if let Some(config) = places.config {
+        let _ = write!(restore_flags, " -c {}", shell_word(config));
+    }
+    if places.backup_dir_flag {
+        let _ = write!(
+            restore_flags,
+            " --backup-dir {}",
+            shell_word(places.backup_dir)
+        );
+    }
     for b in &report.backups {
         let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
         let _ = writeln!(
             out,
-            "\nbackup    {} ({}, {} table(s), {} row(s)) — undo with: migrun restore {} --yes",
+            "\nbackup    {} ({}, {} table(s), {} row(s)) in {} — undo with: migrun restore {} --yes{restore_flags}",
             b.id,
             b.method,
             b.tables.len(),
             rows,
+            places.backup_dir.display(),
             b.id
         );
     }
@@ -798,6 +821,20 @@ pub fn restore_text(report: &migrun::backup::RestoreReport) -> String {
         );
     }
     out
+}
+
+/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The first 12 characters of a hash, as shown beside names; a value read from a journal
