@@ -145,3 +145,127 @@ async fn relative_paths_follow_the_config_from_another_folder() {
         .expect_code(0)
         .expect_output("every table matches it");
 }
+
+/// A SQLite target for the `noisy` guest's `repeats` behaviour: 400 warnings of one message
+/// with the row's fields, and one failing check.
+async fn repeats_workspace() -> Option<(TestDatabase, Workspace)> {
+    let target = TestDatabase::create(Dialect::Sqlite).await?;
+    target
+        .exec("CREATE TABLE noisy_log (unit VARCHAR(200))")
+        .await;
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\n[config]\nbehaviour = \"repeats\"\n",
+        target.url
+    ));
+    Some((target, ws))
+}
+
+/// The text report shows a plugin's repeated warning once, counted, with the fields of a
+/// few rows; the dry-run summary counts the plugin's warnings, not only the lint's.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_plugin_warnings_are_grouped_with_their_fields() {
+    let Some((_target, ws)) = repeats_workspace().await else {
+        return;
+    };
+    let plugin = crate::support::plugins::plugin("noisy");
+    let dry = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run"]);
+    dry.expect_code(3)
+        .expect_output(
+            "  ! [repeats] 400× cannot parse amount; amount_cents stays NULL — \
+             id=7 amount_text=\"12,50 EUR\", id=14 amount_text=\"n/a\", \
+             id=21 amount_text=\"12,50 EUR\", and 397 more\n",
+        )
+        .expect_output("400 warning(s) (0 lint, 400 from the plugin)");
+    assert_eq!(
+        dry.stdout.matches("cannot parse amount").count(),
+        1,
+        "{}",
+        dry.stdout
+    );
+    // stderr streams each one with its fields, quoted where a value has spaces or slashes.
+    assert!(
+        dry.stderr.contains(
+            "warning: cannot parse amount; amount_cents stays NULL  id=14 amount_text=\"n/a\""
+        ),
+        "{}",
+        dry.stderr
+    );
+}
+
+/// No escape sequences where no terminal is, and none under `NO_COLOR`; each failed check is
+/// printed once on stderr. `script` gives migrun a real terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_colour_without_a_terminal_or_with_no_color_and_failed_checks_once() {
+    let Some((_target, ws)) = repeats_workspace().await else {
+        return;
+    };
+    let plugin = crate::support::plugins::plugin("noisy");
+    // stderr to a pipe: the failed check once, no escape byte.
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run"]);
+    out.expect_code(3);
+    assert_eq!(
+        out.stderr.matches("every amount parsed").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
+
+    if !std::process::Command::new("script")
+        .args(["-qec", "true", "/dev/null"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let _: Option<()> =
+            crate::support::plugins::toolchain_missing("`script` (util-linux) is not installed");
+        return;
+    }
+    let sgr = |bytes: &[u8]| {
+        bytes
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w == b"\x1b[")
+            .any(|(i, _)| {
+                bytes[i + 2..]
+                    .iter()
+                    .find(|b| !(b.is_ascii_digit() || **b == b';'))
+                    == Some(&b'm')
+            })
+    };
+    // `-vv` turns on the host's debug log, coloured on a terminal.
+    let in_terminal = |env: &str, args: &str| {
+        let command = format!(
+            "env {env} {} {} --dry-run {args}",
+            env!("CARGO_BIN_EXE_migrun"),
+            plugin.display()
+        );
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(ws.path())
+            .env_remove("MIGRUN_LOG")
+            .env_remove("NO_COLOR")
+            .env(migrun::runtime::cache::CACHE_DIR_ENV, ws.cache_dir())
+            .output()
+            .expect("run script")
+            .stdout
+    };
+    assert!(
+        sgr(&in_terminal("", "-vv")),
+        "a terminal gets colours (else this test proves nothing)"
+    );
+    let plain = in_terminal("NO_COLOR=1", "-vv");
+    assert!(
+        !sgr(&plain),
+        "NO_COLOR: no colour\n{}",
+        String::from_utf8_lossy(&plain)
+    );
+    // stdout a terminal, stderr a file: the file gets no escape byte, and each check once.
+    in_terminal("", "2>stderr.txt");
+    let stderr = std::fs::read_to_string(ws.path().join("stderr.txt")).unwrap();
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    assert_eq!(stderr.matches("every amount parsed").count(), 1, "{stderr}");
+    in_terminal("", "-vv 2>stderr.txt");
+    let stderr = std::fs::read_to_string(ws.path().join("stderr.txt")).unwrap();
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}

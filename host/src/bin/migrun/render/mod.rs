@@ -4,8 +4,10 @@
 //! `migrun.inspect/1`); a field is only ever added within a schema version.
 
 mod plan;
+mod warnings;
 
 pub use plan::plan_text;
+pub use warnings::fields_text;
 
 use std::fmt::Write as _;
 
@@ -442,25 +444,12 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
                 .unwrap_or_else(|| writes.join("; "))
         );
     }
-    let warnings: Vec<_> = report
-        .messages
-        .iter()
-        .filter(|m| m.level >= migrun::observer::Level::Warn)
-        .collect();
     let not_kept = &report.messages_not_kept;
-    if !warnings.is_empty() || not_kept.warnings + not_kept.errors > 0 {
+    let plugin_warnings =
+        warnings::plugin_warning_count(&report.messages) + not_kept.warnings + not_kept.errors;
+    if plugin_warnings > 0 {
         let _ = writeln!(out, "\nwarnings");
-        for w in warnings {
-            let _ = writeln!(
-                out,
-                "  ! {}{}",
-                w.unit
-                    .as_ref()
-                    .map(|u| format!("[{}] ", printable(u)))
-                    .unwrap_or_default(),
-                printable(&w.message)
-            );
-        }
+        warnings::render_plugin_warnings(&mut out, &report.messages);
     }
     if !not_kept.is_empty() {
         let _ = writeln!(
@@ -475,7 +464,7 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     }
     if let Some(plan) = &report.plan {
         let _ = writeln!(out);
-        out.push_str(&plan_text(plan));
+        out.push_str(&plan_text(plan, plugin_warnings));
     } else if !report.checks.is_empty() {
         let _ = writeln!(out, "\nchecks");
         for c in &report.checks {
@@ -563,15 +552,33 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         None if report.dry_run => {
             let _ = writeln!(
                 out,
-                "dry-run ok in {}ms: nothing was changed",
-                report.duration_ms
+                "dry-run ok in {}ms: nothing was changed{}",
+                report.duration_ms,
+                warned(plugin_warnings)
             );
         }
         None => {
-            let _ = writeln!(out, "ok in {}ms", report.duration_ms);
+            let _ = writeln!(
+                out,
+                "ok in {}ms{}",
+                report.duration_ms,
+                warned(plugin_warnings)
+            );
         }
     }
     out
+}
+
+/// `; 3 warning(s) from the plugin (above)` after a successful run's last line, or nothing.
+fn warned(plugin_warnings: u64) -> String {
+    if plugin_warnings == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} warning(s) from the plugin (above)",
+            migrun::plan::thousands(plugin_warnings)
+        )
+    }
 }
 
 /// The inspection for a terminal.
