@@ -422,15 +422,8 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         let writes: Vec<String> = unit
             .writes
             .iter()
-            .filter(|(_, w)| w.rows > 0 || w.statements > 0)
-            .map(|(conn, w)| {
-                format!(
-                    "{}: {} rows, {} statements",
-                    printable(conn),
-                    w.rows,
-                    w.statements
-                )
-            })
+            .filter(|(_, w)| w.rows > 0 || w.statements > 0 || w.bulk_inserts > 0)
+            .map(|(conn, w)| format!("{}: {}", printable(conn), writes_text(w)))
             .collect();
         let _ = writeln!(
             out,
@@ -567,6 +560,31 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         }
     }
     out
+}
+
+/// A unit's writes on one connection: rows, then how they were written, statements and bulk
+/// inserts apart (`30 rows (1 bulk insert)`, `0 rows (5 statements)`).
+fn writes_text(w: &migrun::session::WriteCounts) -> String {
+    let mut how = Vec::new();
+    if w.statements > 0 {
+        how.push(format!(
+            "{} statement{}",
+            migrun::plan::thousands(w.statements),
+            if w.statements == 1 { "" } else { "s" }
+        ));
+    }
+    if w.bulk_inserts > 0 {
+        how.push(format!(
+            "{} bulk insert{}",
+            migrun::plan::thousands(w.bulk_inserts),
+            if w.bulk_inserts == 1 { "" } else { "s" }
+        ));
+    }
+    format!(
+        "{} rows ({})",
+        migrun::plan::thousands(w.rows),
+        how.join(", ")
+    )
 }
 
 /// `; 3 warning(s) from the plugin (above)` after a successful run's last line, or nothing.
