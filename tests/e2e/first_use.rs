@@ -269,3 +269,46 @@ async fn no_colour_without_a_terminal_or_with_no_color_and_failed_checks_once() 
     let stderr = std::fs::read_to_string(ws.path().join("stderr.txt")).unwrap();
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
+
+/// Counts that mean one thing across an interrupted, resumed unit: the failed run says how
+/// many batches and rows its checkpoints kept (not "rolled back … rows"), and the ledger's
+/// `rows_written` of the finished unit is its total over both runs, not the last run's share.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_unit_counts_its_kept_and_total_rows() {
+    let Some((db, ws, plugin)) = expanded_sqlite_accounts(500, 0, 0).await else {
+        return;
+    };
+    ws.config(&rename_config_with(&db, 500, 3, 0, 0));
+    let failed = ws.migrun(&[&plugin, "--only", "backfill"]);
+    failed.expect_code(1).expect_output(
+        "failed after 3 committed batches (1,500 rows kept); the open batch was rolled back",
+    );
+    assert!(
+        !failed.stdout.contains("failed, rolled back"),
+        "{}",
+        failed.stdout
+    );
+    let json = ws
+        .migrun(&[&plugin, "--only", "backfill", "--json"])
+        .expect_code(1)
+        .json();
+    // The second try resumes and stops 3 batches later again: its own 3 batches are kept.
+    assert_eq!(json["units"][0]["kept"]["checkpoints"], 3, "{json}");
+    assert_eq!(json["units"][0]["kept"]["rows"], 1500, "{json}");
+
+    ws.config(&rename_config_with(&db, 500, 0, 0, 0));
+    ws.migrun(&[&plugin, "--only", "backfill"]).expect_code(0);
+    let status = ws.migrun(&["status", "--json"]).expect_code(0).json();
+    let backfill = status["targets"][0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unit"] == "backfill")
+        .cloned()
+        .expect("the backfill's ledger row");
+    assert_eq!(backfill["status"], "finished", "{backfill}");
+    assert_eq!(
+        backfill["rows_written"], 20_000,
+        "the unit's total over its three runs: {backfill}"
+    );
+}

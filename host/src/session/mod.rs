@@ -178,6 +178,10 @@ impl Session {
 
     /// Takes the write counts since the last call (one unit's worth).
     pub fn take_writes(&mut self) -> BTreeMap<String, WriteCounts> {
+        // The counts start again from zero: so does what the unit's last checkpoint had seen.
+        if let Some(unit) = &mut self.unit {
+            unit.counted_at_checkpoint.clear();
+        }
         std::mem::take(&mut self.writes)
     }
 

@@ -425,6 +425,20 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             .filter(|(_, w)| w.rows > 0 || w.statements > 0 || w.bulk_inserts > 0)
             .map(|(conn, w)| format!("{}: {}", printable(conn), writes_text(w)))
             .collect();
+        // A unit that failed after committed checkpoints did not roll everything back.
+        let kept_status;
+        let status = match unit.kept {
+            Some(kept) => {
+                kept_status = format!(
+                    "failed after {} committed batch{} ({} rows kept); the open batch was rolled back",
+                    migrun::plan::thousands(kept.checkpoints),
+                    if kept.checkpoints == 1 { "" } else { "es" },
+                    migrun::plan::thousands(kept.rows)
+                );
+                kept_status.as_str()
+            }
+            None => status,
+        };
         let _ = writeln!(
             out,
             "  {mark} {:<24} {:<28} {:>7}  {}",
