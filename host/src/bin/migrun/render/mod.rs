@@ -594,11 +594,7 @@ fn writes_text(w: &migrun::session::WriteCounts) -> String {
             if w.bulk_inserts == 1 { "" } else { "s" }
         ));
     }
-    format!(
-        "{} rows ({})",
-        migrun::plan::thousands(w.rows),
-        how.join(", ")
-    )
+    format!("{} rows ({})", w.rows, how.join(", "))
 }
 
 /// `; 3 warning(s) from the plugin (above)` after a successful run's last line, or nothing.
