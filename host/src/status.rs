@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::{RunConfig, redact_url};
 use crate::db::{Access, Connection};
-use crate::ledger::{Ledger, LedgerRow};
+use crate::ledger::{Ledger, LedgerRow, STATUS_CHECKPOINT};
 
 /// The ledger of one connection.
 #[derive(Debug, Serialize)]
@@ -32,6 +32,11 @@ pub struct TargetStatus {
     /// For each row (same order), whether its anchor is in the journal it names.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub anchors: Vec<Anchor>,
+    /// For each row (same order), the state its plugin saved at its last checkpoint when the
+    /// row is a checkpoint (an unfinished unit the next run resumes), so that a reader sees
+    /// how far it got rather than a bare "not finished".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_states: Vec<Option<String>>,
     /// Why it could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -49,6 +54,7 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
             table: ledger.table().to_owned(),
             rows: None,
             anchors: Vec::new(),
+            checkpoint_states: Vec::new(),
             error: None,
         };
         match Connection::connect(name, &conn.url, Access::ReadOnly).await {
@@ -56,6 +62,12 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
                 match ledger.all(&mut c).await {
                     Ok(rows) => status.rows = rows,
                     Err(e) => status.error = Some(e.to_string()),
+                }
+                if let Some(rows) = &status.rows {
+                    match checkpoint_states(&ledger, &mut c, rows).await {
+                        Ok(states) => status.checkpoint_states = states,
+                        Err(e) => status.error = Some(e.to_string()),
+                    }
                 }
                 c.close().await;
             }
@@ -67,6 +79,68 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
         out.push(status);
     }
     out
+}
+
+/// The saved state of each checkpoint row of `rows` (same order; `None` for a finished row).
+async fn checkpoint_states(
+    ledger: &Ledger,
+    conn: &mut Connection,
+    rows: &[LedgerRow],
+) -> Result<Vec<Option<String>>, crate::db::DbError> {
+    let plugins: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.status == STATUS_CHECKPOINT)
+        .map(|r| r.plugin_name.as_str())
+        .collect();
+    let mut saved = BTreeMap::new();
+    for plugin in plugins {
+        for cp in ledger.checkpoints(conn, plugin).await? {
+            saved.insert(
+                (plugin.to_owned(), cp.unit.clone(), cp.plugin_sha256.clone()),
+                cp.state,
+            );
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (r.status == STATUS_CHECKPOINT).then(|| {
+                saved
+                    .get(&(
+                        r.plugin_name.clone(),
+                        r.unit.clone(),
+                        r.plugin_sha256.clone(),
+                    ))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+        })
+        .collect())
+}
+
+/// A checkpoint's saved state in words: the SDK's backfill format (`backfill/1`: task, rows
+/// done, batches done, key kind, key) as "checkpoint 15 (key 7500, 7500 rows done)"; any
+/// other state, which only its plugin can read, as its first line.
+pub fn describe_checkpoint(state: &str) -> String {
+    let mut lines = state.splitn(6, '\n');
+    if lines.next() == Some("backfill/1") {
+        let (_task, rows, batches, _kind, key) = (
+            lines.next(),
+            lines.next(),
+            lines.next(),
+            lines.next(),
+            lines.next(),
+        );
+        if let (Some(rows), Some(batches), Some(key)) = (rows, batches, key) {
+            return format!("checkpoint {batches} (key {key}, {rows} rows done)");
+        }
+    }
+    let first = state.lines().next().unwrap_or_default();
+    if first.is_empty() {
+        "checkpoint".to_owned()
+    } else {
+        format!("checkpoint (state {first:?})")
+    }
 }
 
 /// Whether a ledger row's anchor is in the journal it names.

@@ -60,7 +60,7 @@ fn rename_config(db: &TestDatabase, fail_after: i64, pause_ms: u64) -> String {
     rename_config_with(db, BATCH, fail_after, pause_ms, 0)
 }
 
-fn rename_config_with(
+pub(crate) fn rename_config_with(
     db: &TestDatabase,
     batch_size: i64,
     fail_after: i64,
@@ -75,7 +75,7 @@ fn rename_config_with(
 
 /// A SQLite `accounts` table of `ROWS` rows, expanded (new column and triggers), with the
 /// rename configured as given: the start of the SQLite-only backfill tests.
-async fn expanded_sqlite_accounts(
+pub(crate) async fn expanded_sqlite_accounts(
     batch_size: i64,
     pause_ms: u64,
     conflict_retries: u32,

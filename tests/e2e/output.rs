@@ -186,7 +186,7 @@ async fn escapes_scenario(dialect: Dialect) {
     let run = n.migrun(&[]);
     run.expect_code(0)
         .expect_output(&format!("message{TRAPS_SHOWN}\\u{{a}}forged line"))
-        .expect_output(&format!("key{TRAPS_SHOWN}=value{TRAPS_SHOWN}"))
+        .expect_output(&format!("key{TRAPS_SHOWN}=\"value{TRAPS_SHOWN}\""))
         .expect_output(&format!("task{TRAPS_SHOWN}"))
         .expect_output(&format!("escapes{TRAPS_SHOWN}unit"));
     assert_no_control_bytes("run", &run);

@@ -196,3 +196,49 @@ async fn mariadb_dry_run_with_ddl_changes_nothing() {
     ws.migrun(&[plugin.to_str().unwrap()]).expect_code(0);
     assert_ne!(database_checksums(&db.url).await, before);
 }
+
+/// Counts mean one thing on every database: an `UPDATE` counts the rows it matched, also
+/// those whose values it leaves as they were (MariaDB too: migrun connects with
+/// CLIENT_FOUND_ROWS), in the dry-run's plan and in the run's report alike; the report
+/// shows rows, statements and bulk inserts apart.
+async fn updates_count_matched_rows(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    db.exec("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(10))")
+        .await;
+    db.exec("INSERT INTO items (id, v) VALUES (1, 'same'), (2, 'same'), (3, 'other')")
+        .await;
+    let ws = Workspace::new();
+    // Two rows already hold 'same', one does not: three rows matched, one changed.
+    script(&ws, &db.url, &["UPDATE items SET v = 'same'"]);
+    let plugin = plugins::plugin("sql-script");
+    let dry = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
+    let plan = dry.expect_code(0).json();
+    let items = plan["plan"]["connections"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "items")
+        .cloned()
+        .expect("items in the plan");
+    assert_eq!(items["updated"], 3, "{dialect:?}: {items}");
+    ws.migrun(&[plugin.to_str().unwrap(), "--no-backup"])
+        .expect_code(0)
+        .expect_output("target: 3 rows (1 statement)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_count_matched_rows_sqlite() {
+    updates_count_matched_rows(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_count_matched_rows_postgres() {
+    updates_count_matched_rows(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_count_matched_rows_mysql() {
+    updates_count_matched_rows(Dialect::MySql).await;
+}

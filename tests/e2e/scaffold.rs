@@ -140,3 +140,42 @@ fn js_scaffold_builds_and_dry_runs() {
     );
     dry_run(&ws, "hello_js.wasm");
 }
+
+/// What a run leaves in a project folder — backups, journals, embedded databases and their
+/// lock files — is ignored by git in every language's scaffold, so none of it is committed.
+#[test]
+fn scaffold_gitignore_covers_what_a_run_leaves() {
+    if !has_program("git") {
+        let _: Option<()> = toolchain_missing("git is not installed");
+        return;
+    }
+    for language in ["rust", "python", "js"] {
+        let ws = Workspace::new();
+        ws.migrun(&["new", "ignored", "--lang", language, "--dir", "."])
+            .expect_code(0);
+        let git = |args: &[&str]| {
+            in_dir(ws.path(), "git")
+                .args(args)
+                .output()
+                .expect("run git")
+        };
+        assert!(git(&["init", "-q"]).status.success());
+        let left = [
+            "migrun-backups/20261206T044759Z-x.target.before-run/manifest.json",
+            "migrun-journal/20261206T044759Z-x.journal",
+            "migrun-data/target.sqlite",
+            "migrun-data/target.sqlite.migrun-lock",
+            "elsewhere.sqlite.migrun-lock",
+        ];
+        let mut args = vec!["check-ignore", "--no-index"];
+        args.extend_from_slice(&left);
+        let ignored = git(&args);
+        let ignored = String::from_utf8_lossy(&ignored.stdout);
+        for path in left {
+            assert!(
+                ignored.lines().any(|l| l == path),
+                "{language}: {path} is not ignored; git check-ignore said:\n{ignored}"
+            );
+        }
+    }
+}

@@ -235,12 +235,23 @@ impl RunConfig {
             path: path.to_owned(),
             message,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        RunConfig::resolve(file, base, &|name| std::env::var(name).ok())
+        // Relative paths in the file are relative to its folder, whatever the current folder:
+        // a config given from elsewhere (`-c /x/migrun.toml`) has its folder made absolute, so
+        // the paths the report prints are the ones used; one in the current folder keeps them short.
+        let base = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir
+                .canonicalize()
+                .or_else(|_| std::path::absolute(dir))
+                .unwrap_or_else(|_| dir.to_owned()),
+            _ => PathBuf::new(),
+        };
+        RunConfig::resolve(file, &base, &|name| std::env::var(name).ok())
     }
 
     /// Resolves a parsed file: substitutes `${VAR}` through `env`, stringifies plugin values and
-    /// makes a relative `data_dir` relative to `base` (the config file's folder).
+    /// makes every relative path relative to `base` (the config file's folder): `data_dir`,
+    /// `journal_dir`, `[backup] dir` (set or default) and the file of a `sqlite:` URL. One rule,
+    /// so a run from another folder reads and writes the same files as one from the config's.
     pub fn resolve(
         file: ConfigFile,
         base: &Path,
@@ -248,7 +259,7 @@ impl RunConfig {
     ) -> Result<RunConfig, ConfigError> {
         let mut connections = BTreeMap::new();
         for (name, conn) in file.connections {
-            let url = substitute_env(&name, &conn.url, env)?;
+            let url = sqlite_url_relative_to(&substitute_env(&name, &conn.url, env)?, base);
             connections.insert(
                 name,
                 ResolvedConnection {
@@ -271,9 +282,9 @@ impl RunConfig {
             values.insert(key, text);
         }
         let relative = |dir: Option<PathBuf>, default: &str| match dir {
-            Some(dir) if dir.is_relative() => base.join(dir),
+            Some(dir) if dir.is_relative() => under(base, &dir),
             Some(dir) => dir,
-            None => PathBuf::from(default),
+            None => under(base, Path::new(default)),
         };
         Ok(RunConfig {
             connections,
@@ -395,6 +406,37 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether `base` is the current folder (`""` or `"."`), where a relative path stays as written.
+fn is_current(base: &Path) -> bool {
+    base.as_os_str().is_empty() || base == Path::new(".")
+}
+
+/// The relative `path` under `base`, unchanged when `base` is the current folder.
+fn under(base: &Path, path: &Path) -> PathBuf {
+    if is_current(base) {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// `url` with the file of a `sqlite:` URL made relative to `base` when it is relative; any
+/// other URL (and in-memory SQLite) unchanged.
+pub fn sqlite_url_relative_to(url: &str, base: &Path) -> String {
+    let Some(file) = sqlite_file(url) else {
+        return url.to_owned();
+    };
+    if file.is_absolute() || is_current(base) {
+        return url.to_owned();
+    }
+    let query = url.split_once('?').map(|(_, q)| q);
+    let resolved = base.join(file);
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", resolved.display()),
+        None => format!("sqlite://{}", resolved.display()),
+    }
+}
+
 /// The file a SQLite URL names, if any (not for in-memory databases): where the run
 /// lock's file goes beside it.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -508,6 +550,35 @@ mod tests {
             .unwrap();
         assert_eq!(config.connection("source").url, "sqlite://elsewhere.db");
         assert!(config.apply_override("nourl").is_err());
+    }
+
+    /// Every relative path of a config file is relative to its folder: SQLite files, the
+    /// journal, backup and data directories, set or default; absolute ones and other URLs stay.
+    #[test]
+    fn relative_paths_are_relative_to_the_config_folder() {
+        let file = ConfigFile::parse(
+            "journal_dir = \"journals\"\n\
+             [connections.app]\nurl = \"sqlite://app.sqlite?mode=rwc\"\n\
+             [connections.abs]\nurl = \"sqlite:///srv/abs.sqlite\"\n\
+             [connections.mem]\nurl = \"sqlite::memory:\"\n\
+             [connections.pg]\nurl = \"postgres://h/db\"\n",
+        )
+        .unwrap();
+        let config = RunConfig::resolve(file, Path::new("/etc/migrun"), &env).unwrap();
+        assert_eq!(
+            config.connections["app"].url,
+            "sqlite:///etc/migrun/app.sqlite?mode=rwc"
+        );
+        assert_eq!(config.connections["abs"].url, "sqlite:///srv/abs.sqlite");
+        assert_eq!(config.connections["mem"].url, "sqlite::memory:");
+        assert_eq!(config.connections["pg"].url, "postgres://h/db");
+        assert_eq!(config.journal_dir, Path::new("/etc/migrun/journals"));
+        assert_eq!(config.data_dir, Path::new("/etc/migrun/migrun-data"));
+        assert_eq!(config.backup.dir, Path::new("/etc/migrun/migrun-backups"));
+        assert_eq!(
+            config.connection("other").url,
+            "sqlite:///etc/migrun/migrun-data/other.sqlite"
+        );
     }
 
     /// The README's example must stay a valid config.

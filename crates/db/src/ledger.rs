@@ -319,6 +319,47 @@ impl Ledger {
             .collect())
     }
 
+    /// The rows an unfinished unit's checkpoint row (saved by build `sha256`) says the unit
+    /// has written so far on `conn`: a resumed unit's rows add to these, so the ledger keeps
+    /// the unit's total rather than its last run's share.
+    pub async fn checkpoint_rows_written(
+        &self,
+        conn: &mut Connection,
+        plugin: &str,
+        unit: &str,
+        sha256: &str,
+    ) -> Result<u64, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(0);
+        }
+        let dialect = driver_for(conn.dialect());
+        let p = |i| dialect.placeholder(i);
+        let sql = format!(
+            "SELECT rows_written FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {} AND status = {}",
+            self.table,
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        );
+        let rows = conn
+            .query(
+                &sql,
+                &[
+                    Value::Text(plugin.to_owned()),
+                    Value::Text(unit.to_owned()),
+                    Value::Text(sha256.to_owned()),
+                    Value::Text(STATUS_CHECKPOINT.to_owned()),
+                ],
+            )
+            .await?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            Some(other) => other.to_string().parse().unwrap_or(0),
+            None => 0,
+        })
+    }
+
     /// Every finished unit of `plugin` on `conn` (none when the table does not exist).
     pub async fn finished(
         &self,

@@ -106,8 +106,8 @@ impl Session {
         };
         if let CallResult::Count { n } = result {
             match &call {
-                HostCall::Execute { conn, .. } => self.count_writes(conn, 1, n),
-                HostCall::BulkInsert { conn, .. } => self.count_writes(conn, 0, n),
+                HostCall::Execute { conn, .. } => self.count_writes(conn, 1, 0, n),
+                HostCall::BulkInsert { conn, .. } => self.count_writes(conn, 0, 1, n),
                 _ => {}
             }
         }

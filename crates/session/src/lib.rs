@@ -64,6 +64,9 @@ pub struct WriteCounts {
     pub statements: u64,
     /// Rows affected by `execute` plus rows inserted by `bulk-insert`.
     pub rows: u64,
+    /// Calls to `bulk-insert` (not statements: a COPY or a multi-row INSERT the host builds),
+    /// counted apart so that a unit that only bulk-inserts does not read as "0 statements".
+    pub bulk_inserts: u64,
 }
 
 /// What a plugin may know about a connection without a database: its dialect and access.
@@ -178,12 +181,17 @@ impl Session {
 
     /// Takes the write counts since the last call (one unit's worth).
     pub fn take_writes(&mut self) -> BTreeMap<String, WriteCounts> {
+        // The counts start again from zero: so does what the unit's last checkpoint had seen.
+        if let Some(unit) = &mut self.unit {
+            unit.counted_at_checkpoint.clear();
+        }
         std::mem::take(&mut self.writes)
     }
 
-    /// Counts `n` rows (and `statements` statements) written through `conn`, if it is
-    /// read-write: a read-only connection writes nothing the report should count.
-    fn count_writes(&mut self, conn: &str, statements: u64, n: u64) {
+    /// Counts `n` rows (and `statements` statements, `bulk_inserts` bulk inserts) written
+    /// through `conn`, if it is read-write: a read-only connection writes nothing the report
+    /// should count.
+    fn count_writes(&mut self, conn: &str, statements: u64, bulk_inserts: u64, n: u64) {
         if self
             .infos
             .get(conn)
@@ -191,6 +199,7 @@ impl Session {
         {
             let counts = self.writes.entry(conn.to_owned()).or_default();
             counts.statements += statements;
+            counts.bulk_inserts += bulk_inserts;
             counts.rows += n;
         }
     }

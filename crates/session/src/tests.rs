@@ -307,14 +307,16 @@ async fn write_counts_are_per_connection_and_taken_per_unit() {
                 "a".to_owned(),
                 WriteCounts {
                     statements: 1,
-                    rows: 5
+                    rows: 5,
+                    bulk_inserts: 1
                 }
             ),
             (
                 "b".to_owned(),
                 WriteCounts {
                     statements: 2,
-                    rows: 1
+                    rows: 1,
+                    bulk_inserts: 0
                 }
             ),
         ])

@@ -48,6 +48,15 @@ pub(super) struct CurrentUnit {
     started_at: String,
     override_reason: Option<String>,
     checkpoints: u64,
+    /// Per connection, the rows the unit's last committed checkpoint sealed, earlier runs'
+    /// included: what stays written whatever happens to the open batch.
+    kept: BTreeMap<String, u64>,
+    /// Per connection, the rows an earlier unfinished run's checkpoint had sealed (read once,
+    /// at this run's first ledger row of the unit).
+    carried: Option<BTreeMap<String, u64>>,
+    /// Per connection, the session's write count when that checkpoint committed (reset with
+    /// the counts when a retried unit's open batch is rolled back).
+    pub(super) counted_at_checkpoint: BTreeMap<String, u64>,
     /// The builds whose checkpoint row of this unit exists in the ledger (the earlier run's,
     /// then this run's once it saved one): the next ledger row replaces them.
     checkpoint_rows: Vec<String>,
@@ -86,9 +95,77 @@ impl Session {
             started_at: started_at.to_owned(),
             override_reason,
             checkpoints: 0,
+            kept: BTreeMap::new(),
+            carried: None,
+            counted_at_checkpoint: BTreeMap::new(),
             checkpoint_rows,
         });
         self.checkpoint_failure = None;
+    }
+
+    /// Rows this run's checkpoints of the current unit committed (they stay whatever happens
+    /// to the open batch), over every writable connection.
+    pub fn kept_rows(&self) -> u64 {
+        let Some(unit) = &self.unit else {
+            return 0;
+        };
+        let carried: u64 = unit.carried.iter().flat_map(|c| c.values()).sum();
+        unit.kept.values().sum::<u64>().saturating_sub(carried)
+    }
+
+    /// The rows the current unit has written on `conn` in all, earlier runs' checkpoints
+    /// included: what its ledger row records.
+    fn unit_rows(&self, unit: &CurrentUnit, conn: &str) -> u64 {
+        let now = self.writes.get(conn).map_or(0, |w| w.rows);
+        let base = unit
+            .kept
+            .get(conn)
+            .copied()
+            .or_else(|| unit.carried.as_ref().and_then(|c| c.get(conn).copied()))
+            .unwrap_or(0);
+        base + now.saturating_sub(unit.counted_at_checkpoint.get(conn).copied().unwrap_or(0))
+    }
+
+    /// Reads, once per unit, what an earlier unfinished run's checkpoint row recorded per
+    /// connection (nothing when the unit starts afresh or resumes this run's own checkpoint).
+    async fn load_carried_rows(&mut self) -> Result<(), SessionError> {
+        let (Some(ctx), Some(unit)) = (&self.ledger, &self.unit) else {
+            return Ok(());
+        };
+        if unit.carried.is_some() {
+            return Ok(());
+        }
+        let earlier = self
+            .resume
+            .get(&unit.name)
+            .filter(|saved| saved.run_id != ctx.run_id)
+            .map(|saved| saved.plugin_sha256.clone());
+        let (ledger, plugin, name) = (
+            ctx.ledger.clone(),
+            ctx.plugin_name.clone(),
+            unit.name.clone(),
+        );
+        let mut carried = BTreeMap::new();
+        if let Some(sha256) = earlier {
+            for conn in self.live.values_mut() {
+                if conn.access() != Access::ReadWrite {
+                    continue;
+                }
+                let rows = ledger
+                    .checkpoint_rows_written(conn, &plugin, &name, &sha256)
+                    .await
+                    .map_err(|error| SessionError::Ledger {
+                        connection: conn.name().to_owned(),
+                        table: ledger.table().to_owned(),
+                        error,
+                    })?;
+                carried.insert(conn.name().to_owned(), rows);
+            }
+        }
+        if let Some(unit) = &mut self.unit {
+            unit.carried = Some(carried);
+        }
+        Ok(())
     }
 
     /// Marks the end of the current unit; returns how many checkpoints it saved.
@@ -113,9 +190,16 @@ impl Session {
     /// every writable connection, inside the open transactions, replacing its checkpoint row.
     /// Does nothing without a ledger (replays, dry-runs) or outside a unit.
     async fn record_unit(&mut self, status: &str, state: Option<&str>) -> Result<(), SessionError> {
+        self.load_carried_rows().await?;
         let (Some(ctx), Some(unit)) = (&self.ledger, &self.unit) else {
             return Ok(());
         };
+        let rows: BTreeMap<String, u64> = self
+            .live
+            .values()
+            .filter(|c| c.access() == Access::ReadWrite)
+            .map(|c| (c.name().to_owned(), self.unit_rows(unit, c.name())))
+            .collect();
         let journal_hash = self.tape.head().unwrap_or_default();
         let finished_at = now();
         let op = if status == ledger::STATUS_CHECKPOINT {
@@ -136,7 +220,7 @@ impl Session {
                 status: status.to_owned(),
                 started_at: unit.started_at.clone(),
                 finished_at: finished_at.clone(),
-                rows_written: self.writes.get(conn.name()).map_or(0, |w| w.rows as i64),
+                rows_written: rows.get(conn.name()).copied().unwrap_or(0) as i64,
                 journal_id: ctx.journal_id.clone(),
                 journal_hash: journal_hash.clone(),
                 override_reason: unit.override_reason.clone(),
@@ -222,8 +306,26 @@ impl Session {
         };
         match outcome {
             Ok(()) => {
+                let sealed: Vec<(String, u64, u64)> = match &self.unit {
+                    Some(unit) => self
+                        .live
+                        .values()
+                        .filter(|c| c.access() == Access::ReadWrite)
+                        .map(|c| {
+                            let name = c.name().to_owned();
+                            let counted = self.writes.get(&name).map_or(0, |w| w.rows);
+                            let total = self.unit_rows(unit, &name);
+                            (name, total, counted)
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
                 if let (Some(unit), Some(ledger)) = (&mut self.unit, &self.ledger) {
                     unit.checkpoints += 1;
+                    for (name, total, counted) in sealed {
+                        unit.kept.insert(name.clone(), total);
+                        unit.counted_at_checkpoint.insert(name, counted);
+                    }
                     // This run's checkpoint row replaced the earlier ones.
                     unit.checkpoint_rows = vec![ledger.plugin_sha256.clone()];
                     // `last` now answers this state: a unit run again after a conflict

@@ -364,6 +364,19 @@ pub struct UnitReport {
     /// Why it was skipped, or that it resumed from a checkpoint, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A failed unit's work that stays committed: its checkpoints in this run and the rows
+    /// they sealed (only the open batch after the last one was rolled back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptWork>,
+}
+
+/// What a failed unit's checkpoints committed before it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeptWork {
+    /// Checkpoints this run committed (each seals one batch).
+    pub checkpoints: u64,
+    /// Rows they sealed, over every writable connection.
+    pub rows: u64,
 }
 
 /// A connection as the run used it.

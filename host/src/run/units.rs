@@ -28,7 +28,8 @@ use super::report::{
     session_failure,
 };
 use super::{
-    FailureCause, RunError, RunFailure, RunOptions, RunReport, UnitReport, UnitStatus, is_conflict,
+    FailureCause, KeptWork, RunError, RunFailure, RunOptions, RunReport, UnitReport, UnitStatus,
+    is_conflict,
 };
 
 /// The units a run runs, each with what to do with it, and the `--only` names that are no unit.
@@ -65,6 +66,7 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
             duration_ms: 0,
             writes: BTreeMap::new(),
             note: Some("not a unit of this plugin".into()),
+            kept: None,
         });
     }
 }
@@ -364,6 +366,7 @@ impl Runner {
                             .unwrap_or("finished in an earlier run")
                             .to_owned(),
                     ),
+                    kept: None,
                 });
                 continue;
             }
@@ -436,6 +439,7 @@ impl Runner {
                 }
             };
             let session = self.session();
+            let kept_rows = session.kept_rows();
             let writes = session.take_writes();
             let checkpoints = session.end_unit();
             let status = match (&outcome, self.mode.rolls_back_everything()) {
@@ -461,6 +465,13 @@ impl Runner {
                         (a, b) => a.or(b),
                     }
                 },
+                kept: (status == UnitStatus::Failed
+                    && checkpoints > 0
+                    && self.mode == RunMode::Live)
+                    .then_some(KeptWork {
+                        checkpoints,
+                        rows: kept_rows,
+                    }),
             });
             match outcome {
                 Ok(()) => committed.push(unit.name.clone()),
@@ -477,6 +488,7 @@ impl Runner {
                             duration_ms: 0,
                             writes: BTreeMap::new(),
                             note: None,
+                            kept: None,
                         });
                     }
                     let mut consequence = consequence(&unit.name, self.mode, &committed, &not_run);

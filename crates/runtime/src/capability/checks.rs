@@ -96,11 +96,9 @@ impl ChecksCtx {
         }
         self.kept_bytes += size;
         let (shown_name, shown_detail) = (printable(&result.name), printable(&result.detail));
-        if ok {
-            tracing::info!(check = %shown_name, detail = %shown_detail, "check passed");
-        } else {
-            tracing::warn!(check = %shown_name, detail = %shown_detail, "check FAILED");
-        }
+        // The observer shows the check (the CLI prints it once); tracing at debug level only,
+        // or a failed check would be printed twice on the same stderr.
+        tracing::debug!(check = %shown_name, detail = %shown_detail, ok, "check");
         self.observer.check(&result);
         self.results.push(result);
         Ok(())

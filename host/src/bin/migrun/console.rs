@@ -21,14 +21,19 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIGRUN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a terminal: escape sequences in a piped log are noise, and stderr
-    // must carry no control bytes a reader did not ask for.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// Whether to colour what goes to `stream`: only when that stream itself is a terminal (a
+/// redirected stderr gets no escape sequences even if stdout is a terminal, and the other way
+/// round), and never when `NO_COLOR` is set to anything but the empty string (no-color.org).
+pub fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The CLI's observer.
@@ -121,18 +126,14 @@ impl RunObserver for Console {
             Level::Error => "error: ",
             _ => "",
         };
-        let fields: Vec<String> = event
-            .fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
-            .collect();
+        let fields = crate::render::fields_text(&event.fields);
         self.line(format!(
             "  {mark}{}{}",
             printable(&event.message),
             if fields.is_empty() {
                 String::new()
             } else {
-                format!("  {}", fields.join(" "))
+                format!("  {fields}")
             }
         ));
     }

@@ -426,12 +426,22 @@ async fn status(
         None if std::path::Path::new("migrun.toml").exists() => {
             RunConfig::load("migrun.toml".as_ref())?
         }
-        None => anyhow::bail!(
-            "migrun status needs a config (migrun.toml or --config) naming the connections"
-        ),
+        // Without a config, status reads what a run without one would use: the --db
+        // connections, and the embedded SQLite files already in migrun-data/.
+        None => {
+            let mut config = RunConfig::default_embedded();
+            config.connections = embedded_connections(&config);
+            config
+        }
     };
     for spec in overrides {
         config.apply_override(spec)?;
+    }
+    if config.connections.is_empty() {
+        anyhow::bail!(
+            "nothing to show: no migrun.toml here, no --db name=url, and no embedded database in {}",
+            config.data_dir.display()
+        );
     }
     let status = migrun::status::collect(&config).await;
     if json {
@@ -445,6 +455,25 @@ async fn status(
         .flat_map(|t| &t.anchors)
         .any(migrun::status::Anchor::is_suspect);
     Ok(if suspect { 1 } else { 0 })
+}
+
+/// The embedded SQLite databases already in the config's `data_dir` (`<name>.sqlite`), by connection name.
+fn embedded_connections(
+    config: &RunConfig,
+) -> std::collections::BTreeMap<String, migrun::config::ResolvedConnection> {
+    let mut found = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&config.data_dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "sqlite")
+            && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+        {
+            found.insert(name.to_owned(), config.connection(name));
+        }
+    }
+    found
 }
 
 /// The configuration for the backup commands: the file if given or present, else the defaults.
@@ -711,6 +740,7 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(dir) = args.journal_dir {
         config.journal_dir = dir;
     }
+    let backup_dir_flag = args.backup_dir.is_some();
     if let Some(dir) = args.backup_dir {
         config.backup.dir = dir;
     }
@@ -755,7 +785,12 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     if args.json {
         print_json(&render::run_report_json(&report));
     } else {
-        print_text(&render::run_report_text(&report));
+        let places = render::RunPlaces {
+            backup_dir: &config.backup.dir,
+            config: args.config.as_deref(),
+            backup_dir_flag,
+        };
+        print_text(&render::run_report_text(&report, &places));
     }
     Ok(report.exit_code() as u8)
 }

@@ -9,6 +9,7 @@
 //! | `behaviour` | what it does |
 //! |---|---|
 //! | `flood` | unit `flood` writes `megabytes` MB of warnings (64 KiB each, with a field), then 20,000 passing checks with 1 KiB details (the last one failing when `last_check_fails`) and progress for 10,000 distinct tasks with long names, then commits its row |
+//! | `repeats` | unit `repeats` warns 400 times `cannot parse amount; amount_cents stays NULL` with the row's fields (`id`, `amount_text`), as a plugin skipping bad rows does, reports one failing check, then commits its row |
 //! | `escapes` | one unit whose name holds [`TRAPS`]; it logs at every level, reports a passing check and progress, all with [`TRAPS`] in the text, names and fields, then commits its row |
 
 use migrun_sdk::log::{Level, write};
@@ -31,6 +32,7 @@ impl Noisy {
     fn unit_name(&self) -> String {
         match self.behaviour.as_str() {
             "flood" => "flood".to_owned(),
+            "repeats" => "repeats".to_owned(),
             _ => format!("escapes{TRAPS}unit"),
         }
     }
@@ -41,7 +43,7 @@ impl Plugin for Noisy {
         PluginInfo::new("noisy", env!("CARGO_PKG_VERSION"))
             .description("Floods its output and hides terminal escapes in it, for migrun's tests")
             .connection(Need::read_write("target", "holds noisy_log").writes(["noisy_log"]))
-            .config_key(ConfigKey::new("behaviour", "flood or escapes").required())
+            .config_key(ConfigKey::new("behaviour", "flood, repeats or escapes").required())
             .config_key(ConfigKey::new("megabytes", "MB of warnings to flood").default("50"))
             .config_key(
                 ConfigKey::new("last_check_fails", "whether the flood's last check fails")
@@ -51,8 +53,8 @@ impl Plugin for Noisy {
 
     fn configure(config: &Config) -> Result<Self> {
         let behaviour = config.require("behaviour")?.to_owned();
-        if !matches!(behaviour.as_str(), "flood" | "escapes") {
-            bail!("unknown behaviour {behaviour:?}; expected flood or escapes");
+        if !matches!(behaviour.as_str(), "flood" | "repeats" | "escapes") {
+            bail!("unknown behaviour {behaviour:?}; expected flood, repeats or escapes");
         }
         Ok(Noisy {
             behaviour,
@@ -69,10 +71,10 @@ impl Plugin for Noisy {
     }
 
     fn run_unit(&mut self, unit: &str) -> Result<()> {
-        if self.behaviour == "flood" {
-            flood(self.megabytes, self.last_check_fails);
-        } else {
-            escapes();
+        match self.behaviour.as_str() {
+            "flood" => flood(self.megabytes, self.last_check_fails),
+            "repeats" => repeats(),
+            _ => escapes(),
         }
         let target = Connection::open("target")?;
         let sql = format!(
@@ -99,6 +101,21 @@ fn flood(megabytes: u64, last_check_fails: bool) {
     for i in 0..10_000u64 {
         progress(&format!("task {i} {long}"), 1, Some(2));
     }
+}
+
+fn repeats() {
+    for id in 1..=400u64 {
+        let amount = if id % 2 == 0 { "n/a" } else { "12,50 EUR" };
+        write(
+            Level::Warn,
+            "cannot parse amount; amount_cents stays NULL",
+            &[
+                ("id".to_owned(), (id * 7).to_string()),
+                ("amount_text".to_owned(), amount.to_owned()),
+            ],
+        );
+    }
+    check("every amount parsed", false, "400 of 1000 rows kept NULL");
 }
 
 fn escapes() {

@@ -4,15 +4,19 @@
 //! `migrun.inspect/1`); a field is only ever added within a schema version.
 
 mod plan;
+mod run_text;
+mod warnings;
 
 pub use plan::plan_text;
+pub use run_text::{RunPlaces, run_report_text};
+pub use warnings::fields_text;
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use migrun::printable::{human_bytes, printable};
-use migrun::run::{Inspection, ReplayOutcome, ReplayReport, RunReport, UnitStatus};
+use migrun::printable::printable;
+use migrun::run::{Inspection, ReplayOutcome, ReplayReport, RunReport};
 
 /// Schema identifier of the JSON run report.
 pub const RUN_REPORT_SCHEMA: &str = "migrun.run-report/1";
@@ -268,6 +272,15 @@ pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
 /// `migrun status` for a terminal.
 pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
     let mut out = String::new();
+    let any_rows = status
+        .iter()
+        .any(|t| t.rows.as_ref().is_some_and(|r| !r.is_empty()));
+    if any_rows {
+        let _ = writeln!(
+            out,
+            "✓ finished   ◐ checkpointed: unfinished, the next run resumes after its last checkpoint   ⚠ not written by migrun as it is\n"
+        );
+    }
     for t in status {
         let _ = writeln!(out, "{}  {}  (ledger {})", t.connection, t.url, t.table);
         match (&t.rows, &t.error) {
@@ -284,16 +297,25 @@ pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
                 for (i, r) in rows.iter().enumerate() {
                     let anchor = t.anchors.get(i);
                     let suspect = anchor.is_some_and(migrun::status::Anchor::is_suspect);
+                    let checkpoint = t.checkpoint_states.get(i).cloned().flatten();
+                    let (mark, what, at) = match &checkpoint {
+                        _ if suspect => ("⚠", String::new(), "at"),
+                        Some(state) => (
+                            "◐",
+                            format!(
+                                " {}",
+                                printable(&migrun::status::describe_checkpoint(state))
+                            ),
+                            "saved",
+                        ),
+                        None if r.status == migrun::ledger::STATUS_FINISHED => {
+                            ("✓", String::new(), "at")
+                        }
+                        None => ("·", String::new(), "at"),
+                    };
                     let _ = writeln!(
                         out,
-                        "  {} {:<24} {} {} (sha256 {}) run {} at {}, {} rows{}",
-                        if suspect {
-                            "⚠"
-                        } else if r.status == "finished" {
-                            "✓"
-                        } else {
-                            "·"
-                        },
+                        "  {mark} {:<24}{what} {} {} (sha256 {}) run {} {at} {}, {} rows{}",
                         printable(&r.unit),
                         printable(&r.plugin_name),
                         printable(&r.plugin_version),
@@ -337,200 +359,6 @@ pub fn inspection_json(inspection: &Inspection) -> String {
         body: inspection,
     })
     .expect("inspections serialize")
-}
-
-/// The run report for a terminal.
-pub fn run_report_text(report: &RunReport) -> String {
-    let mut out = String::new();
-    let p = &report.plugin;
-    let _ = writeln!(
-        out,
-        "plugin    {} {} ({}, sha256 {})",
-        printable(&p.name),
-        printable(&p.version),
-        report.contract,
-        short_hash(&report.plugin_sha256)
-    );
-    for c in &report.connections {
-        let _ = writeln!(
-            out,
-            "  {:<12} {:<8} {:<10} {}{}",
-            printable(&c.name),
-            c.dialect.to_string(),
-            c.access.to_string(),
-            c.url,
-            if c.embedded_default {
-                "  (embedded default)"
-            } else {
-                ""
-            }
-        );
-        if let Some(note) = &c.note {
-            let _ = writeln!(out, "  {:<12} {}", "", printable(note));
-        }
-        if let Some(warning) = &c.privileges {
-            let _ = writeln!(out, "  {:<12} ⚠ privileged: {}", "", warning.message);
-        }
-    }
-    if report.dry_run {
-        let _ = writeln!(
-            out,
-            "mode      dry-run: every transaction is rolled back, nothing is changed"
-        );
-    }
-    let _ = writeln!(out, "\nunits");
-    for unit in &report.units {
-        let (mark, status) = match unit.status {
-            UnitStatus::Committed => ("✓", "committed"),
-            UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
-            UnitStatus::Failed => ("✗", "failed, rolled back"),
-            UnitStatus::NotRun => ("·", "not run"),
-            UnitStatus::Skipped => ("=", "skipped: already finished"),
-            UnitStatus::NotFound => ("?", "skipped: no such unit"),
-        };
-        let writes: Vec<String> = unit
-            .writes
-            .iter()
-            .filter(|(_, w)| w.rows > 0 || w.statements > 0)
-            .map(|(conn, w)| {
-                format!(
-                    "{}: {} rows, {} statements",
-                    printable(conn),
-                    w.rows,
-                    w.statements
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "  {mark} {:<24} {:<28} {:>7}  {}",
-            printable(&unit.name),
-            status,
-            format!("{}ms", unit.duration_ms),
-            unit.note
-                .as_deref()
-                .map(|n| printable(n).into_owned())
-                .unwrap_or_else(|| writes.join("; "))
-        );
-    }
-    let warnings: Vec<_> = report
-        .messages
-        .iter()
-        .filter(|m| m.level >= migrun::observer::Level::Warn)
-        .collect();
-    let not_kept = &report.messages_not_kept;
-    if !warnings.is_empty() || not_kept.warnings + not_kept.errors > 0 {
-        let _ = writeln!(out, "\nwarnings");
-        for w in warnings {
-            let _ = writeln!(
-                out,
-                "  ! {}{}",
-                w.unit
-                    .as_ref()
-                    .map(|u| format!("[{}] ", printable(u)))
-                    .unwrap_or_default(),
-                printable(&w.message)
-            );
-        }
-    }
-    if !not_kept.is_empty() {
-        let _ = writeln!(
-            out,
-            "  … {} more message(s) ({} warning(s), {} error(s); {}) not kept: past migrun's \
-             bound on a plugin's messages (the journal has every one)",
-            migrun::plan::thousands(not_kept.messages),
-            migrun::plan::thousands(not_kept.warnings),
-            migrun::plan::thousands(not_kept.errors),
-            human_bytes(not_kept.bytes)
-        );
-    }
-    if let Some(plan) = &report.plan {
-        let _ = writeln!(out);
-        out.push_str(&plan_text(plan));
-    } else if !report.checks.is_empty() {
-        let _ = writeln!(out, "\nchecks");
-        for c in &report.checks {
-            let _ = writeln!(
-                out,
-                "  {} {}{}",
-                if c.ok { "✓" } else { "✗" },
-                printable(&c.name),
-                if c.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — {}", printable(&c.detail))
-                }
-            );
-        }
-    }
-    let checks_not_kept = &report.checks_not_kept;
-    if !checks_not_kept.is_empty() {
-        let _ = writeln!(
-            out,
-            "  … {} more check(s) ({} passed, {} FAILED; {}) not kept: past migrun's bound on a \
-             plugin's checks (the journal has every one)",
-            migrun::plan::thousands(checks_not_kept.passed + checks_not_kept.failed),
-            migrun::plan::thousands(checks_not_kept.passed),
-            migrun::plan::thousands(checks_not_kept.failed),
-            human_bytes(checks_not_kept.bytes)
-        );
-    }
-    for b in &report.backups {
-        let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
-        let _ = writeln!(
-            out,
-            "\nbackup    {} ({}, {} table(s), {} row(s)) — undo with: migrun restore {} --yes",
-            b.id,
-            b.method,
-            b.tables.len(),
-            rows,
-            b.id
-        );
-    }
-    if let Some(j) = &report.journal {
-        let _ = writeln!(out, "\njournal   {}", j.path.display());
-        let _ = writeln!(
-            out,
-            "          {} calls, final hash {}",
-            j.calls, j.final_hash
-        );
-    }
-    let _ = writeln!(out);
-    match &report.failure {
-        Some(f) => {
-            let _ = writeln!(
-                out,
-                "FAILED in {}: {}",
-                printable(&f.phase),
-                printable(&f.message)
-            );
-            let _ = writeln!(out, "        {}", printable(&f.consequence));
-        }
-        None if !report.checks_passed() => {
-            let failed =
-                report.checks.iter().filter(|c| !c.ok).count() as u64 + checks_not_kept.failed;
-            let _ = writeln!(
-                out,
-                "FAILED: {failed} check(s) failed{}",
-                if report.dry_run {
-                    " (dry-run: nothing was changed)"
-                } else {
-                    " (the units stay committed; restore or fix forward)"
-                }
-            );
-        }
-        None if report.dry_run => {
-            let _ = writeln!(
-                out,
-                "dry-run ok in {}ms: nothing was changed",
-                report.duration_ms
-            );
-        }
-        None => {
-            let _ = writeln!(out, "ok in {}ms", report.duration_ms);
-        }
-    }
-    out
 }
 
 /// The inspection for a terminal.

@@ -7,7 +7,7 @@ use migrun::plan::{Plan, TableRows, thousands};
 use migrun::printable::printable;
 
 /// The plan for a terminal.
-pub fn plan_text(plan: &Plan) -> String {
+pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
     let mut out = String::new();
     match &plan.plugin {
         Some(p) => {
@@ -152,7 +152,17 @@ pub fn plan_text(plan: &Plan) -> String {
             )
         });
     }
-    parts.push(format!("{} warning(s)", s.warnings));
+    // Lint warnings and the plugin's own: "0 warning(s)" under 400 plugin warnings misleads.
+    parts.push(if plugin_warnings == 0 {
+        format!("{} warning(s)", s.warnings)
+    } else {
+        format!(
+            "{} warning(s) ({} lint, {} from the plugin)",
+            thousands(s.warnings + plugin_warnings),
+            thousands(s.warnings),
+            thousands(plugin_warnings)
+        )
+    });
     let _ = writeln!(out, "\nsummary: {}", parts.join(" · "));
     out
 }
@@ -306,7 +316,7 @@ mod tests {
                 detail: "3 rows differ".into(),
             },
         ]);
-        let text = plan_text(&p);
+        let text = plan_text(&p, 0);
         assert!(
             text.contains("Plan for auth-consolidation 0.1.0 (sha256 0123456789ab)"),
             "{text}"
@@ -351,7 +361,7 @@ mod tests {
         assert_eq!(back.summary, p.summary);
 
         p.set_failure(Some("unit `copy` failed".into()));
-        assert!(plan_text(&p).contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)"));
+        assert!(plan_text(&p, 0).contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)"));
         assert!(!p.complete);
     }
 }

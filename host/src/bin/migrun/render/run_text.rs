@@ -1,0 +1,272 @@
+//! The run report for a terminal: connections, units with their writes, the plugin's
+//! warnings, the plan or the checks, the backups with an undo command, the journal, the end.
+
+use std::fmt::Write as _;
+
+use migrun::printable::{human_bytes, printable};
+use migrun::run::{RunReport, UnitStatus};
+
+use super::{plan_text, short_hash, warnings};
+
+/// Where a run's files went, as the command line resolved them, for the text report.
+pub struct RunPlaces<'a> {
+    /// The backup directory the run used.
+    pub backup_dir: &'a std::path::Path,
+    /// The config file given with `-c`, repeated in the undo command so it works from here.
+    pub config: Option<&'a std::path::Path>,
+    /// `--backup-dir`, repeated in the undo command likewise.
+    pub backup_dir_flag: bool,
+}
+
+/// The run report for a terminal.
+pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
+    let mut out = String::new();
+    let p = &report.plugin;
+    let _ = writeln!(
+        out,
+        "plugin    {} {} ({}, sha256 {})",
+        printable(&p.name),
+        printable(&p.version),
+        report.contract,
+        short_hash(&report.plugin_sha256)
+    );
+    for c in &report.connections {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<8} {:<10} {}{}",
+            printable(&c.name),
+            c.dialect.to_string(),
+            c.access.to_string(),
+            c.url,
+            if c.embedded_default {
+                "  (embedded default)"
+            } else {
+                ""
+            }
+        );
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  {:<12} {}", "", printable(note));
+        }
+        if let Some(warning) = &c.privileges {
+            let _ = writeln!(out, "  {:<12} ⚠ privileged: {}", "", warning.message);
+        }
+    }
+    if report.dry_run {
+        let _ = writeln!(
+            out,
+            "mode      dry-run: every transaction is rolled back, nothing is changed"
+        );
+    }
+    let _ = writeln!(out, "\nunits");
+    for unit in &report.units {
+        let (mark, status) = match unit.status {
+            UnitStatus::Committed => ("✓", "committed"),
+            UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
+            UnitStatus::Failed => ("✗", "failed, rolled back"),
+            UnitStatus::NotRun => ("·", "not run"),
+            UnitStatus::Skipped => ("=", "skipped: already finished"),
+            UnitStatus::NotFound => ("?", "skipped: no such unit"),
+        };
+        let writes: Vec<String> = unit
+            .writes
+            .iter()
+            .filter(|(_, w)| w.rows > 0 || w.statements > 0 || w.bulk_inserts > 0)
+            .map(|(conn, w)| format!("{}: {}", printable(conn), writes_text(w)))
+            .collect();
+        // A unit that failed after committed checkpoints did not roll everything back.
+        let kept_status;
+        let status = match unit.kept {
+            Some(kept) => {
+                kept_status = format!(
+                    "failed after {} committed batch{} ({} rows kept); the open batch was rolled back",
+                    migrun::plan::thousands(kept.checkpoints),
+                    if kept.checkpoints == 1 { "" } else { "es" },
+                    migrun::plan::thousands(kept.rows)
+                );
+                kept_status.as_str()
+            }
+            None => status,
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {:<24} {:<28} {:>7}  {}",
+            printable(&unit.name),
+            status,
+            format!("{}ms", unit.duration_ms),
+            unit.note
+                .as_deref()
+                .map(|n| printable(n).into_owned())
+                .unwrap_or_else(|| writes.join("; "))
+        );
+    }
+    let not_kept = &report.messages_not_kept;
+    let plugin_warnings =
+        warnings::plugin_warning_count(&report.messages) + not_kept.warnings + not_kept.errors;
+    if plugin_warnings > 0 {
+        let _ = writeln!(out, "\nwarnings");
+        warnings::render_plugin_warnings(&mut out, &report.messages);
+    }
+    if !not_kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  … {} more message(s) ({} warning(s), {} error(s); {}) not kept: past migrun's \
+             bound on a plugin's messages (the journal has every one)",
+            migrun::plan::thousands(not_kept.messages),
+            migrun::plan::thousands(not_kept.warnings),
+            migrun::plan::thousands(not_kept.errors),
+            human_bytes(not_kept.bytes)
+        );
+    }
+    if let Some(plan) = &report.plan {
+        let _ = writeln!(out);
+        out.push_str(&plan_text(plan, plugin_warnings));
+    } else if !report.checks.is_empty() {
+        let _ = writeln!(out, "\nchecks");
+        for c in &report.checks {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                if c.ok { "✓" } else { "✗" },
+                printable(&c.name),
+                if c.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", printable(&c.detail))
+                }
+            );
+        }
+    }
+    let checks_not_kept = &report.checks_not_kept;
+    if !checks_not_kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  … {} more check(s) ({} passed, {} FAILED; {}) not kept: past migrun's bound on a \
+             plugin's checks (the journal has every one)",
+            migrun::plan::thousands(checks_not_kept.passed + checks_not_kept.failed),
+            migrun::plan::thousands(checks_not_kept.passed),
+            migrun::plan::thousands(checks_not_kept.failed),
+            human_bytes(checks_not_kept.bytes)
+        );
+    }
+    let mut restore_flags = String::new();
+    if let Some(config) = places.config {
+        let _ = write!(restore_flags, " -c {}", shell_word(config));
+    }
+    if places.backup_dir_flag {
+        let _ = write!(
+            restore_flags,
+            " --backup-dir {}",
+            shell_word(places.backup_dir)
+        );
+    }
+    for b in &report.backups {
+        let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
+        let _ = writeln!(
+            out,
+            "\nbackup    {} ({}, {} table(s), {} row(s)) in {} — undo with: migrun restore {} --yes{restore_flags}",
+            b.id,
+            b.method,
+            b.tables.len(),
+            rows,
+            places.backup_dir.display(),
+            b.id
+        );
+    }
+    if let Some(j) = &report.journal {
+        let _ = writeln!(out, "\njournal   {}", j.path.display());
+        let _ = writeln!(
+            out,
+            "          {} calls, final hash {}",
+            j.calls, j.final_hash
+        );
+    }
+    let _ = writeln!(out);
+    match &report.failure {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "FAILED in {}: {}",
+                printable(&f.phase),
+                printable(&f.message)
+            );
+            let _ = writeln!(out, "        {}", printable(&f.consequence));
+        }
+        None if !report.checks_passed() => {
+            let failed =
+                report.checks.iter().filter(|c| !c.ok).count() as u64 + checks_not_kept.failed;
+            let _ = writeln!(
+                out,
+                "FAILED: {failed} check(s) failed{}",
+                if report.dry_run {
+                    " (dry-run: nothing was changed)"
+                } else {
+                    " (the units stay committed; restore or fix forward)"
+                }
+            );
+        }
+        None if report.dry_run => {
+            let _ = writeln!(
+                out,
+                "dry-run ok in {}ms: nothing was changed{}",
+                report.duration_ms,
+                warned(plugin_warnings)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "ok in {}ms{}",
+                report.duration_ms,
+                warned(plugin_warnings)
+            );
+        }
+    }
+    out
+}
+
+/// A unit's writes on one connection: rows, then how they were written, statements and bulk
+/// inserts apart (`30 rows (1 bulk insert)`, `0 rows (5 statements)`).
+fn writes_text(w: &migrun::session::WriteCounts) -> String {
+    let mut how = Vec::new();
+    if w.statements > 0 {
+        how.push(format!(
+            "{} statement{}",
+            migrun::plan::thousands(w.statements),
+            if w.statements == 1 { "" } else { "s" }
+        ));
+    }
+    if w.bulk_inserts > 0 {
+        how.push(format!(
+            "{} bulk insert{}",
+            migrun::plan::thousands(w.bulk_inserts),
+            if w.bulk_inserts == 1 { "" } else { "s" }
+        ));
+    }
+    format!("{} rows ({})", w.rows, how.join(", "))
+}
+
+/// `; 3 warning(s) from the plugin (above)` after a successful run's last line, or nothing.
+fn warned(plugin_warnings: u64) -> String {
+    if plugin_warnings == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} warning(s) from the plugin (above)",
+            migrun::plan::thousands(plugin_warnings)
+        )
+    }
+}
+
+/// A path as one shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_word(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
