@@ -50,6 +50,7 @@ pub use migrun_config as config;
 pub mod contract;
 pub mod db;
 pub use migrun_journal as journal;
+pub mod journal_verify;
 pub mod ledger;
 pub mod lint;
 pub mod lock;
