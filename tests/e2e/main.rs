@@ -25,6 +25,7 @@ mod conformance;
 mod contracts;
 mod dry_run;
 mod faults;
+mod journal_trust;
 mod multiplayer;
 mod output;
 mod own_state;
