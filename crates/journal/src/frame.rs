@@ -150,12 +150,21 @@ impl<R: Read> FrameReader<R> {
             ));
         }
         self.block.clear();
-        zstd::stream::copy_decode(&payload[..], &mut self.block).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("frame at byte {start}: cannot decompress: {e}"),
             )
-        })?;
+        };
+        // Bounded like the payload: a crafted frame cannot make the reader allocate without end.
+        zstd::stream::read::Decoder::new(&payload[..])
+            .map_err(cannot)?
+            .take(u64::from(MAX_PAYLOAD) + 1)
+            .read_to_end(&mut self.block)
+            .map_err(cannot)?;
+        if self.block.len() > MAX_PAYLOAD as usize {
+            return Err(damaged("more than 1 GiB of entries in one frame"));
+        }
         if self.block.last().is_some_and(|&b| b != b'\n') {
             return Err(damaged("the frame does not end with a whole entry"));
         }
