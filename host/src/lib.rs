@@ -44,25 +44,25 @@
 
 #![deny(missing_docs)]
 
-pub mod backup;
-pub mod capability;
+pub use migrun_backup as backup;
 pub use migrun_config as config;
-pub mod contract;
-pub mod db;
+pub use migrun_db as db;
+pub use migrun_db::ledger;
 pub use migrun_journal as journal;
 pub mod journal_verify;
-pub mod ledger;
+pub use migrun_runtime::capability;
+pub use migrun_runtime::contract;
 pub mod lint;
-pub mod lock;
-pub mod observer;
+pub use migrun_db::lock;
+pub use migrun_runtime::observer;
 pub mod plan;
-pub mod printable;
+pub use migrun_runtime::printable;
 pub mod run;
-pub mod runtime;
-pub mod session;
-pub mod sql;
+pub use migrun_runtime as runtime;
+pub use migrun_session as session;
+pub use migrun_sql as sql;
 pub mod status;
-pub mod tape;
+pub use migrun_session::tape;
 pub use migrun_types::value;
 
 /// This migrun's version.

@@ -1,0 +1,472 @@
+//! PostgreSQL `COPY`: the catalog query for a table's columns, binary rows
+//! where every value's binary form is known, text rows otherwise.
+
+use chrono::{DateTime, NaiveDateTime, Timelike};
+
+use super::encode::{pg_epoch_date, timestamp_micros};
+use super::oid;
+use crate::widen_f32;
+use migrun_types::value::{Value, format_float};
+
+// ---------------------------------------------------------------------------
+
+/// The catalog query [`copy_columns`] reads: for each column of a table, its
+/// name, its type's oid, name and receive function, a domain resolved to its
+/// base type (one level; a domain over a domain stays unknown, so the text
+/// format is used).
+pub(crate) const COPY_COLUMNS_SQL: &str = "SELECT a.attname::text, \
+     (CASE WHEN t.typtype = 'd' THEN b.oid ELSE t.oid END)::int8, \
+     (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
+     (CASE WHEN t.typtype = 'd' THEN b.typreceive ELSE t.typreceive END)::regproc::text \
+     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+     LEFT JOIN pg_type b ON b.oid = t.typbasetype \
+     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+
+/// How one target column is written in `COPY … (FORMAT binary)`, by its type.
+///
+/// Only pairs of (column type, value kind) whose binary form stores exactly
+/// what the text form would are encoded ([`copy_binary_supported`]); for
+/// anything else the whole call uses the text format, so that the server
+/// parses (and, for bad input, rejects) the value as it always did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyColumn {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float8,
+    /// `text`, `varchar`, `bpchar` (the receive functions apply the length modifier as input does).
+    Text,
+    Bytea,
+    Json,
+    Jsonb,
+    Uuid,
+    Date,
+    Time,
+    Timestamp,
+    Timestamptz,
+    Float4Array,
+    TextArray,
+    /// The `ltree` extension's type (`ltree_recv`: a version byte, then the text form).
+    Ltree,
+    /// `tstzrange`, from the canonical text PostgreSQL prints (`["2024-01-01 00:00:00+00",)`).
+    Tstzrange,
+    /// Anything else: the text format is used.
+    Other,
+}
+
+const TSTZRANGE: u32 = 3910;
+
+/// The binary encoding of a column from its base type's oid and receive function.
+pub(crate) fn copy_column(type_oid: u32, receive: &str) -> CopyColumn {
+    match type_oid {
+        oid::BOOL => CopyColumn::Bool,
+        oid::INT2 => CopyColumn::Int2,
+        oid::INT4 => CopyColumn::Int4,
+        oid::INT8 => CopyColumn::Int8,
+        oid::FLOAT8 => CopyColumn::Float8,
+        oid::TEXT | oid::VARCHAR | oid::BPCHAR => CopyColumn::Text,
+        oid::BYTEA => CopyColumn::Bytea,
+        oid::JSON => CopyColumn::Json,
+        oid::JSONB => CopyColumn::Jsonb,
+        oid::UUID => CopyColumn::Uuid,
+        oid::DATE => CopyColumn::Date,
+        oid::TIME => CopyColumn::Time,
+        oid::TIMESTAMP => CopyColumn::Timestamp,
+        oid::TIMESTAMPTZ => CopyColumn::Timestamptz,
+        oid::FLOAT4_ARRAY => CopyColumn::Float4Array,
+        oid::TEXT_ARRAY => CopyColumn::TextArray,
+        TSTZRANGE => CopyColumn::Tstzrange,
+        _ if receive == "ltree_recv" || receive.ends_with(".ltree_recv") => CopyColumn::Ltree,
+        _ => CopyColumn::Other,
+    }
+}
+
+/// Whether `value` can go into a `column` in binary format with exactly the
+/// result the text format gives; `false` sends the whole call as text.
+pub(crate) fn copy_binary_supported(column: CopyColumn, value: &Value) -> bool {
+    let whole_micros = |nanos: u32| nanos.is_multiple_of(1000);
+    match (column, value) {
+        (_, Value::Null) => true,
+        (CopyColumn::Bool, Value::Bool(_)) => true,
+        (CopyColumn::Int2, Value::Int(i)) => i16::try_from(*i).is_ok(),
+        (CopyColumn::Int4, Value::Int(i)) => i32::try_from(*i).is_ok(),
+        (CopyColumn::Int8, Value::Int(_)) => true,
+        (CopyColumn::Float8, Value::Float(_)) => true,
+        // A NUL is rejected by the text format; let the server say so.
+        (CopyColumn::Text | CopyColumn::Ltree, Value::Text(s)) => !s.contains('\0'),
+        (CopyColumn::Json | CopyColumn::Jsonb, Value::Json(s) | Value::Text(s)) => {
+            !s.contains('\0')
+        }
+        (CopyColumn::Bytea, Value::Bytes(_)) => true,
+        (CopyColumn::Uuid, Value::Uuid(_)) => true,
+        (CopyColumn::Date, Value::Date(d)) => i32::try_from((*d - pg_epoch_date()).num_days())
+            .is_ok_and(|days| days != i32::MAX && days != i32::MIN),
+        // The server rounds sub-microseconds in text; binary would floor them.
+        (CopyColumn::Time, Value::Time(t)) => whole_micros(t.nanosecond()),
+        (CopyColumn::Timestamp, Value::Timestamp(t)) => {
+            whole_micros(t.nanosecond()) && timestamp_micros(t).is_ok()
+        }
+        (CopyColumn::Timestamptz, Value::Timestamptz(t)) => {
+            whole_micros(t.nanosecond()) && timestamp_micros(&t.naive_utc()).is_ok()
+        }
+        (CopyColumn::Float4Array, Value::Float32Array(_)) => true,
+        (CopyColumn::TextArray, Value::TextArray(v)) => v.iter().all(|s| !s.contains('\0')),
+        (CopyColumn::Tstzrange, Value::Text(s)) => parse_tstzrange(s).is_some(),
+        _ => false,
+    }
+}
+
+/// The 19-byte header of a binary `COPY` stream (signature, flags, no extension).
+pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// The trailer of a binary `COPY` stream.
+pub(crate) const COPY_BINARY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
+
+/// Appends one row in binary `COPY` format. Every (column, value) pair must
+/// have passed [`copy_binary_supported`].
+pub(crate) fn copy_binary_row(columns: &[CopyColumn], row: &[Value], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+    for (column, value) in columns.iter().zip(row) {
+        copy_binary_value(*column, value, out);
+    }
+}
+
+/// Appends a field of `len` bytes written by `write`, length first.
+fn field(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = (out.len() - at - 4) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn copy_binary_value(column: CopyColumn, value: &Value, out: &mut Vec<u8>) {
+    let put = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match (column, value) {
+        (_, Value::Null) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        (_, Value::Bool(b)) => put(out, &[u8::from(*b)]),
+        (CopyColumn::Int2, Value::Int(i)) => put(out, &(*i as i16).to_be_bytes()),
+        (CopyColumn::Int4, Value::Int(i)) => put(out, &(*i as i32).to_be_bytes()),
+        (_, Value::Int(i)) => put(out, &i.to_be_bytes()),
+        (_, Value::Float(f)) => put(out, &f.to_be_bytes()),
+        (CopyColumn::Ltree | CopyColumn::Jsonb, Value::Text(s) | Value::Json(s)) => {
+            field(out, |out| {
+                out.push(1); // format version
+                out.extend_from_slice(s.as_bytes());
+            });
+        }
+        (CopyColumn::Tstzrange, Value::Text(s)) => {
+            let range = parse_tstzrange(s).expect("checked by copy_binary_supported");
+            field(out, |out| range.encode(out));
+        }
+        (_, Value::Text(s) | Value::Json(s)) => put(out, s.as_bytes()),
+        (_, Value::Bytes(b)) => put(out, b),
+        (_, Value::Uuid(u)) => put(out, u.as_bytes()),
+        (_, Value::Date(d)) => {
+            let days = (*d - pg_epoch_date()).num_days() as i32;
+            put(out, &days.to_be_bytes());
+        }
+        (_, Value::Time(t)) => {
+            let micros = i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                + i64::from(t.nanosecond() / 1000);
+            put(out, &micros.to_be_bytes());
+        }
+        (_, Value::Timestamp(t)) => put(out, &checked_micros(t).to_be_bytes()),
+        (_, Value::Timestamptz(t)) => put(out, &checked_micros(&t.naive_utc()).to_be_bytes()),
+        (_, Value::Float32Array(v)) => field(out, |out| {
+            array_header(oid::FLOAT4, v.len(), out);
+            out.reserve(v.len() * 8);
+            for f in v {
+                // The text format stores every NaN as the canonical one.
+                let f = if f.is_nan() { f32::NAN } else { *f };
+                out.extend_from_slice(&4i32.to_be_bytes());
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+        }),
+        (_, Value::TextArray(v)) => field(out, |out| {
+            array_header(oid::TEXT, v.len(), out);
+            for s in v {
+                put(out, s.as_bytes());
+            }
+        }),
+        (_, Value::Decimal(_)) => unreachable!("decimals always use the text format"),
+    }
+}
+
+fn checked_micros(t: &NaiveDateTime) -> i64 {
+    timestamp_micros(t).expect("checked by copy_binary_supported")
+}
+
+/// The header of a one-dimensional array of `len` elements (none NULL), lower bound 1.
+fn array_header(elem_oid: u32, len: usize, out: &mut Vec<u8>) {
+    let ndim: i32 = if len == 0 { 0 } else { 1 };
+    out.extend_from_slice(&ndim.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&elem_oid.to_be_bytes());
+    if len > 0 {
+        out.extend_from_slice(&(len as i32).to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+    }
+}
+
+/// A `tstzrange` parsed from the text PostgreSQL prints for one.
+#[derive(Debug, PartialEq)]
+struct TstzRange {
+    /// `None`: empty.
+    bounds: Option<(RangeBound, RangeBound)>,
+}
+
+#[derive(Debug, PartialEq)]
+enum RangeBound {
+    Unbounded,
+    /// Microseconds since 2000-01-01 UTC, and whether the bound is inclusive.
+    At(i64, bool),
+}
+
+impl TstzRange {
+    /// `range_send`: a flags byte, then each finite bound as a length-prefixed `timestamptz`.
+    fn encode(&self, out: &mut Vec<u8>) {
+        const EMPTY: u8 = 0x01;
+        const LB_INC: u8 = 0x02;
+        const UB_INC: u8 = 0x04;
+        const LB_INF: u8 = 0x08;
+        const UB_INF: u8 = 0x10;
+        let Some((lower, upper)) = &self.bounds else {
+            out.push(EMPTY);
+            return;
+        };
+        let mut flags = 0;
+        match lower {
+            RangeBound::Unbounded => flags |= LB_INF,
+            RangeBound::At(_, true) => flags |= LB_INC,
+            RangeBound::At(..) => {}
+        }
+        match upper {
+            RangeBound::Unbounded => flags |= UB_INF,
+            RangeBound::At(_, true) => flags |= UB_INC,
+            RangeBound::At(..) => {}
+        }
+        out.push(flags);
+        for bound in [lower, upper] {
+            if let RangeBound::At(micros, _) = bound {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&micros.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// Parses the canonical text of a `tstzrange` (`empty`, or `[`/`(`, two
+/// bounds — quoted timestamps with an explicit UTC offset, or nothing for
+/// unbounded — and `)`/`]`); `None` for anything else (infinite bounds,
+/// BC dates, a missing offset, an inclusive unbounded side), which then
+/// goes through the text format and the server's own parser.
+fn parse_tstzrange(s: &str) -> Option<TstzRange> {
+    if s == "empty" {
+        return Some(TstzRange { bounds: None });
+    }
+    let lower_inc = match s.as_bytes().first()? {
+        b'[' => true,
+        b'(' => false,
+        _ => return None,
+    };
+    let upper_inc = match s.as_bytes().last()? {
+        b']' => true,
+        b')' => false,
+        _ => return None,
+    };
+    let inner = s.get(1..s.len() - 1)?;
+    let (lower, upper) = inner.split_once(',')?;
+    let bound = |text: &str, inclusive: bool| -> Option<RangeBound> {
+        if text.is_empty() {
+            return (!inclusive).then_some(RangeBound::Unbounded);
+        }
+        let text = text.strip_prefix('"')?.strip_suffix('"')?;
+        if text.contains(['"', '\\', ',']) {
+            return None;
+        }
+        let t = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z").ok()?;
+        let t = t.naive_utc();
+        if !t.nanosecond().is_multiple_of(1000) {
+            return None;
+        }
+        Some(RangeBound::At(timestamp_micros(&t).ok()?, inclusive))
+    };
+    Some(TstzRange {
+        bounds: Some((bound(lower, lower_inc)?, bound(upper, upper_inc)?)),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// COPY … FROM STDIN, text format
+// ---------------------------------------------------------------------------
+
+/// Appends one row in `COPY` text format: tab-separated, `\N` for NULL, newline-terminated.
+///
+/// Every value is written in its canonical text form, which PostgreSQL parses
+/// by the column's type: bytes as `\x<hex>`, booleans as `t`/`f`, floats as
+/// their shortest round-trip text (`NaN`, `Infinity`), arrays as array literals.
+pub(crate) fn copy_text_row(row: &[Value], out: &mut Vec<u8>) {
+    for (i, value) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match value {
+            Value::Null => out.extend_from_slice(b"\\N"),
+            Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Value::Bytes(bytes) => {
+                out.extend_from_slice(b"\\\\x");
+                out.extend_from_slice(hex::encode(bytes).as_bytes());
+            }
+            Value::Float(f) => out.extend_from_slice(format_float(*f).as_bytes()),
+            Value::Float32Array(v) => {
+                let elems: Vec<String> = v.iter().map(|f| format_float(widen_f32(*f))).collect();
+                copy_escape(&format!("{{{}}}", elems.join(",")), out);
+            }
+            Value::TextArray(v) => copy_escape(&text_array_literal(v), out),
+            other => copy_escape(&other.canonical_text().unwrap_or_default(), out),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// A PostgreSQL array literal with every element quoted: `{"a","b \"c\""}`.
+fn text_array_literal(v: &[String]) -> String {
+    let mut out = String::from("{");
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in s.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
+/// Escapes a field for `COPY` text format: backslash, tab, newline and carriage return.
+fn copy_escape(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::encode::timestamp_micros;
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape() {
+        let mut out = Vec::new();
+        copy_text_row(
+            &[
+                Value::Text("a\tb\nc\\d\re".into()),
+                Value::Null,
+                Value::Bytes(vec![0, 255]),
+                Value::Bool(false),
+                Value::TextArray(vec!["x\"y".into(), "b\\s".into(), "".into()]),
+                Value::Float32Array(vec![0.1, f32::NAN, f32::NEG_INFINITY]),
+                Value::Float(f64::INFINITY),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\nc\\\\d\\re\t\\N\t\\\\x00ff\tf\t{\"x\\\\\"y\",\"b\\\\\\\\s\",\"\"}\t{0.1,NaN,-Infinity}\tInfinity\n"
+        );
+    }
+
+    #[test]
+    fn tstzrange_text_parses_strictly() {
+        let at = |s: &str| {
+            let t = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+            timestamp_micros(&t).unwrap()
+        };
+        assert_eq!(
+            parse_tstzrange("[\"2024-01-01 00:01:00+00\",)"),
+            Some(TstzRange {
+                bounds: Some((
+                    RangeBound::At(at("2024-01-01 00:01:00"), true),
+                    RangeBound::Unbounded
+                ))
+            })
+        );
+        assert_eq!(
+            parse_tstzrange("(\"2024-01-01 05:30:00.5+05:30\",\"2024-02-01 00:00:00+00\"]"),
+            Some(TstzRange {
+                bounds: Some((
+                    RangeBound::At(at("2024-01-01 00:00:00") + 500_000, false),
+                    RangeBound::At(at("2024-02-01 00:00:00"), true)
+                ))
+            })
+        );
+        assert_eq!(parse_tstzrange("empty"), Some(TstzRange { bounds: None }));
+        for text in [
+            "[,)",                              // an inclusive unbounded side
+            "[\"infinity\",)",                  // infinite bound
+            "[\"2024-01-01 00:00:00\",)",       // no offset: session time zone
+            "[\"0044-03-15 00:00:00+00 BC\",)", // BC
+            "[2024-01-01,)",                    // unquoted
+            "nonsense",
+        ] {
+            assert_eq!(parse_tstzrange(text), None, "{text}");
+        }
+        let mut out = Vec::new();
+        parse_tstzrange("[\"2000-01-01 00:00:00+00\",)")
+            .unwrap()
+            .encode(&mut out);
+        assert_eq!(out, [0x02 | 0x10, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn binary_copy_row_layout() {
+        let mut out = Vec::new();
+        copy_binary_row(
+            &[
+                CopyColumn::Int4,
+                CopyColumn::Jsonb,
+                CopyColumn::Float4Array,
+                CopyColumn::Text,
+            ],
+            &[
+                Value::Int(7),
+                Value::Json("{}".into()),
+                Value::Float32Array(vec![1.0]),
+                Value::Null,
+            ],
+            &mut out,
+        );
+        let mut expected = vec![0, 4, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}'];
+        expected.extend_from_slice(&[0, 0, 0, 28, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 188]);
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0x3f, 0x80, 0, 0]);
+        expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(out, expected);
+        assert!(!copy_binary_supported(
+            CopyColumn::Int2,
+            &Value::Int(40_000)
+        ));
+        assert!(!copy_binary_supported(CopyColumn::Text, &Value::Int(1)));
+        assert!(!copy_binary_supported(
+            CopyColumn::Other,
+            &Value::Text("x".into())
+        ));
+        assert!(copy_binary_supported(CopyColumn::Other, &Value::Null));
+    }
+}

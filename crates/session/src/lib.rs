@@ -1,0 +1,214 @@
+//! The session of one run: its named connections (live, or known only by name in a
+//! replay), the transactions on them, the unit's ledger rows and checkpoints, and the
+//! rows written per connection.
+//!
+//! The `database` and `checkpoint` capabilities are thin adapters over it (resource
+//! handles and WIT types); the runner drives its transactions. It knows nothing of
+//! wasmtime, the contract or the runner, and reports its failures as [`SessionError`].
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`Session`], the connections (live or recorded), write counts, closing.
+//! - `calls.rs`: the plugin's database calls — answered by the [`Tape`] or run live
+//!   (and recorded), observed, counted.
+//! - `transaction.rs`: begin, commit and rollback on every connection ([`BeginMode`]).
+//! - `unit.rs`: the unit being run, its ledger rows ([`RunLedger`]), checkpoints and
+//!   resume points.
+//! - `observer.rs`: [`CallObserver`], the hook of the dry-run's plan and lint.
+//! - `error.rs`: [`SessionError`].
+//!
+//! # Invariants
+//!
+//! - Every call and every transaction statement goes through the [`Tape`]: live runs
+//!   record it, replays answer it (transaction control is a no-op there: no connection
+//!   is live).
+//! - A unit's ledger row is written inside the unit's transaction on every writable
+//!   connection, so the row and the work it seals commit together; a checkpoint commits
+//!   exactly as a unit's end does, and the next transaction begins lazily.
+//! - After a failed checkpoint no plugin statement runs in that unit (its transactions
+//!   are gone on some connections), and the failure is kept for the runner.
+//! - Write counts are kept for read-write connections only, per connection, until taken.
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use crate::tape::Tape;
+use migrun_db::ledger::CheckpointRow;
+use migrun_db::{self as db, Access, Dialect};
+
+mod calls;
+mod error;
+mod observer;
+pub mod tape;
+mod transaction;
+mod unit;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::SessionError;
+pub use observer::CallObserver;
+pub use transaction::BeginMode;
+pub use unit::RunLedger;
+
+use unit::CurrentUnit;
+
+/// How long closing one connection may take before it is dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Rows a unit wrote through one connection, as counted by the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteCounts {
+    /// Statements run through `execute`.
+    pub statements: u64,
+    /// Rows affected by `execute` plus rows inserted by `bulk-insert`.
+    pub rows: u64,
+}
+
+/// What a plugin may know about a connection without a database: its dialect and access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The access granted.
+    pub access: Access,
+}
+
+/// The connections of one run, their transactions, the unit's ledger rows and checkpoints.
+pub struct Session {
+    infos: BTreeMap<String, ConnectionInfo>,
+    live: BTreeMap<String, db::Connection>,
+    live_cursors: BTreeMap<u64, (String, db::CursorHandle)>,
+    next_cursor: u64,
+    writes: BTreeMap<String, WriteCounts>,
+    tape: Tape,
+    observer: Option<Box<dyn CallObserver>>,
+    /// Where ledger rows go; `None` in replays and dry-runs (nothing is recorded).
+    ledger: Option<RunLedger>,
+    /// Checkpoints of unfinished units, by unit: saved by earlier runs, then by this one.
+    resume: BTreeMap<String, CheckpointRow>,
+    unit: Option<CurrentUnit>,
+    /// A checkpoint whose commit failed: the unit must fail even if the plugin ignores the error.
+    checkpoint_failure: Option<SessionError>,
+}
+
+impl Session {
+    /// No connections yet (before `describe`).
+    pub fn empty(tape: Tape) -> Self {
+        Session {
+            infos: BTreeMap::new(),
+            live: BTreeMap::new(),
+            live_cursors: BTreeMap::new(),
+            next_cursor: 0,
+            writes: BTreeMap::new(),
+            tape,
+            observer: None,
+            ledger: None,
+            resume: BTreeMap::new(),
+            unit: None,
+            checkpoint_failure: None,
+        }
+    }
+
+    /// Live connections, keyed by the name the plugin declared.
+    pub fn live(connections: BTreeMap<String, db::Connection>, tape: Tape) -> Self {
+        let mut session = Session::empty(tape);
+        session.infos = connections
+            .iter()
+            .map(|(name, conn)| {
+                let info = ConnectionInfo {
+                    dialect: conn.dialect(),
+                    access: conn.access(),
+                };
+                (name.clone(), info)
+            })
+            .collect();
+        session.live = connections;
+        session
+    }
+
+    /// Connections known only by name, dialect and access: every answer comes from the tape.
+    pub fn recorded(infos: BTreeMap<String, ConnectionInfo>, tape: Tape) -> Self {
+        let mut session = Session::empty(tape);
+        session.infos = infos;
+        session
+    }
+
+    /// Lets `observer` watch every call that runs live (a dry-run's plan and lint).
+    pub fn observe_calls(&mut self, observer: Box<dyn CallObserver>) {
+        self.observer = Some(observer);
+    }
+
+    /// The dialect and access of the connection `name`, if the plugin declared it.
+    pub fn info(&self, name: &str) -> Option<ConnectionInfo> {
+        self.infos.get(name).copied()
+    }
+
+    /// How many connections are read-write (live or recorded alike).
+    pub fn writable_count(&self) -> usize {
+        self.infos
+            .values()
+            .filter(|i| i.access == Access::ReadWrite)
+            .count()
+    }
+
+    /// The live connections (none in a replay).
+    pub fn connections_mut(&mut self) -> impl Iterator<Item = &mut db::Connection> {
+        self.live.values_mut()
+    }
+
+    /// The plugin statements of this run that took a session out of the host's hands
+    /// with work that may have been committed (see `db::session_check`), one per
+    /// connection: whatever the plugin made of the error, the phase in which one
+    /// appears fails, and the report names them.
+    pub fn escapes(&self) -> Vec<db::SessionEscape> {
+        self.live
+            .values()
+            .filter_map(|c| c.escape())
+            .filter(|e| e.may_have_committed)
+            .cloned()
+            .collect()
+    }
+
+    /// The write counts since the last [`take_writes`](Self::take_writes).
+    pub fn writes(&self) -> &BTreeMap<String, WriteCounts> {
+        &self.writes
+    }
+
+    /// Takes the write counts since the last call (one unit's worth).
+    pub fn take_writes(&mut self) -> BTreeMap<String, WriteCounts> {
+        std::mem::take(&mut self.writes)
+    }
+
+    /// Counts `n` rows (and `statements` statements) written through `conn`, if it is
+    /// read-write: a read-only connection writes nothing the report should count.
+    fn count_writes(&mut self, conn: &str, statements: u64, n: u64) {
+        if self
+            .infos
+            .get(conn)
+            .is_some_and(|i| i.access == Access::ReadWrite)
+        {
+            let counts = self.writes.entry(conn.to_owned()).or_default();
+            counts.statements += statements;
+            counts.rows += n;
+        }
+    }
+
+    /// Closes every connection (rolling back whatever is still open), each within a bound:
+    /// a session stuck behind a statement the server still runs is cancelled on the server
+    /// and then dropped, so that closing never waits for a runaway statement.
+    pub async fn close(self) {
+        for (_, conn) in self.live {
+            let name = conn.name().to_owned();
+            let cancel = conn.canceller();
+            if tokio::time::timeout(CLOSE_TIMEOUT, conn.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!(connection = %name, "closing timed out; the statement still running was cancelled and the connection dropped");
+                cancel.cancel().await;
+            }
+        }
+    }
+}

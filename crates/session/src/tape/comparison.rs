@@ -1,0 +1,467 @@
+//! [`Comparison`]: the tape of a replay with another plugin version
+//! (`replay --plugin v2.wasm`). Its reads are answered by matching the
+//! recorded reads (same connection, SQL and parameters; cursors re-batched to
+//! the new batch size); its writes are collected and compared per table with
+//! what the recorded run wrote ([`WriteDiff`]). A read that was never recorded
+//! stops it, naming the call.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::tape::TapeError;
+use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalReader};
+use migrun_types::value::Value;
+
+use super::player::ReplayDivergence;
+
+/// Rows written to one table, for the comparison.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TableDiff {
+    /// Column names, when the writes named them (bulk inserts).
+    pub columns: Vec<String>,
+    /// Rows the recorded run wrote that the compared plugin would not.
+    pub only_recorded: Vec<Vec<Value>>,
+    /// Rows the compared plugin would write that the recorded run did not.
+    pub only_compared: Vec<Vec<Value>>,
+    /// Rows with the same key (first value) but other values changed.
+    pub changed: Vec<ChangedRow>,
+    /// Rows both wrote.
+    pub identical: u64,
+}
+
+/// A row both versions wrote under the same key, with different values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedRow {
+    /// The key (the row's first value).
+    pub key: Value,
+    /// Each differing column: (column name or position, recorded value, compared value).
+    pub changes: Vec<(String, Value, Value)>,
+}
+
+/// The per-table difference in writes between the recorded run and another plugin version.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WriteDiff {
+    /// Keyed by `connection.table` (`connection.(statements)` for writes that name no table).
+    pub tables: BTreeMap<String, TableDiff>,
+    /// Writes of the compared plugin answered without a recorded result (their count was assumed 0).
+    pub unanswered_writes: u64,
+}
+
+impl WriteDiff {
+    /// Whether both versions wrote exactly the same rows.
+    pub fn is_identical(&self) -> bool {
+        self.tables.values().all(|t| {
+            t.only_recorded.is_empty() && t.only_compared.is_empty() && t.changed.is_empty()
+        })
+    }
+}
+
+/// Answers another plugin version from a journal's recorded reads, collecting its writes.
+pub struct Comparison {
+    reads: HashMap<String, VecDeque<CallResult>>,
+    cursors: HashMap<String, VecDeque<u64>>,
+    cursor_rows: HashMap<u64, VecDeque<Vec<Value>>>,
+    open_cursors: HashMap<u64, (u64, u32)>,
+    next_cursor: u64,
+    write_results: HashMap<String, VecDeque<CallResult>>,
+    recorded_writes: BTreeMap<String, Vec<Vec<Value>>>,
+    compared_writes: BTreeMap<String, Vec<Vec<Value>>>,
+    columns: BTreeMap<String, Vec<String>>,
+    unanswered_writes: u64,
+    /// The recorded configuration values.
+    pub config: Option<Vec<(String, String)>>,
+    /// Units the recorded run skipped as already finished.
+    pub skipped: std::collections::BTreeSet<String>,
+}
+
+fn key<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("calls serialise")
+}
+
+fn cursor_key(conn: &str, sql: &str, params: &[Value]) -> String {
+    key(&(conn, sql, params))
+}
+
+/// The table a write statement targets, from its first keywords (`INSERT INTO t`, `UPDATE t`, `DELETE FROM t`).
+fn written_table(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let name = match upper
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["INSERT", "INTO", ..] | ["REPLACE", "INTO", ..] | ["DELETE", "FROM", ..] => words.get(2),
+        ["UPDATE", ..] => words.get(1),
+        _ => None,
+    }?;
+    let name = name.split('(').next().unwrap_or(name);
+    let parts: Vec<&str> = name
+        .split('.')
+        .map(|p| p.trim_matches(|c| c == '"' || c == '`'))
+        .collect();
+    Some(parts.join("."))
+}
+
+fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) {
+    match call {
+        HostCall::BulkInsert {
+            conn, table, rows, ..
+        } => {
+            into.entry(format!("{conn}.{table}"))
+                .or_default()
+                .extend(rows.iter().cloned());
+        }
+        HostCall::Execute { conn, sql, params } => match written_table(sql) {
+            Some(table) if sql.trim_start().to_ascii_uppercase().starts_with("INSERT") => {
+                into.entry(format!("{conn}.{table}"))
+                    .or_default()
+                    .push(params.clone());
+            }
+            Some(table) => {
+                let mut row = vec![Value::Text(
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                )];
+                row.extend(params.iter().cloned());
+                into.entry(format!("{conn}.{table}")).or_default().push(row);
+            }
+            None => {
+                let mut row = vec![Value::Text(
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                )];
+                row.extend(params.iter().cloned());
+                into.entry(format!("{conn}.(statements)"))
+                    .or_default()
+                    .push(row);
+            }
+        },
+        _ => {}
+    }
+}
+
+impl Comparison {
+    /// Reads the whole journal into an index of its reads and writes.
+    ///
+    /// Memory grows with the journal's reads (a comparison holds them to answer
+    /// reads in any order); verify mode streams instead.
+    pub fn load(mut reader: JournalReader) -> Result<Comparison, JournalError> {
+        let mut cmp = Comparison {
+            reads: HashMap::new(),
+            cursors: HashMap::new(),
+            cursor_rows: HashMap::new(),
+            open_cursors: HashMap::new(),
+            next_cursor: 0,
+            write_results: HashMap::new(),
+            recorded_writes: BTreeMap::new(),
+            compared_writes: BTreeMap::new(),
+            columns: BTreeMap::new(),
+            unanswered_writes: 0,
+            config: None,
+            skipped: Default::default(),
+        };
+        while let Some((_, entry)) = reader.next_entry()? {
+            match entry {
+                Entry::Export {
+                    export,
+                    config: Some(config),
+                    ..
+                } if export == "configure" => cmp.config = Some(config),
+                Entry::UnitSkipped { unit, .. } => {
+                    cmp.skipped.insert(unit);
+                }
+                Entry::Call { call, result } => match &call {
+                    HostCall::Open { .. }
+                    | HostCall::Query { .. }
+                    | HostCall::BackupSnapshot { .. }
+                    | HostCall::BackupList
+                    | HostCall::BackupVerify { .. }
+                    | HostCall::CheckpointLast => {
+                        cmp.reads.entry(key(&call)).or_default().push_back(result);
+                    }
+                    HostCall::OpenCursor {
+                        conn, sql, params, ..
+                    } => {
+                        if let CallResult::Cursor { cursor, .. } = &result {
+                            cmp.cursors
+                                .entry(cursor_key(conn, sql, params))
+                                .or_default()
+                                .push_back(*cursor);
+                            cmp.cursor_rows.entry(*cursor).or_default();
+                        }
+                        cmp.reads
+                            .entry(format!("cursor-open:{}", cursor_key(conn, sql, params)))
+                            .or_default()
+                            .push_back(result);
+                    }
+                    HostCall::NextBatch { cursor } => {
+                        if let CallResult::Batch { rows: Some(rows) } = result {
+                            cmp.cursor_rows.entry(*cursor).or_default().extend(rows);
+                        }
+                    }
+                    HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
+                        if let HostCall::BulkInsert {
+                            conn,
+                            table,
+                            columns,
+                            ..
+                        } = &call
+                        {
+                            cmp.columns
+                                .insert(format!("{conn}.{table}"), columns.clone());
+                        }
+                        collect_write(&mut cmp.recorded_writes, &call);
+                        cmp.write_results
+                            .entry(key(&call))
+                            .or_default()
+                            .push_back(result);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        Ok(cmp)
+    }
+
+    /// Answers one call of the compared plugin.
+    pub fn answer(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
+        let not_recorded = || {
+            TapeError::Divergence(ReplayDivergence::NotRecorded {
+                call: call.summary(),
+            })
+        };
+        match call {
+            HostCall::Open { .. } | HostCall::Query { .. } => {
+                let queue = self.reads.get_mut(&key(call)).ok_or_else(not_recorded)?;
+                // The same read made more often than recorded gets the last recorded answer again.
+                if queue.len() > 1 {
+                    Ok(queue.pop_front().expect("non-empty"))
+                } else {
+                    queue.front().cloned().ok_or_else(not_recorded)
+                }
+            }
+            HostCall::OpenCursor {
+                conn,
+                sql,
+                params,
+                batch_size,
+            } => {
+                let k = cursor_key(conn, sql, params);
+                let recorded = self
+                    .reads
+                    .get(&format!("cursor-open:{k}"))
+                    .and_then(|q| q.front().cloned())
+                    .ok_or_else(not_recorded)?;
+                let CallResult::Cursor { cursor, columns } = recorded else {
+                    return Ok(recorded);
+                };
+                let v1 = self
+                    .cursors
+                    .get_mut(&k)
+                    .and_then(|q| {
+                        if q.len() > 1 {
+                            q.pop_front()
+                        } else {
+                            q.front().copied()
+                        }
+                    })
+                    .unwrap_or(cursor);
+                let id = self.next_cursor;
+                self.next_cursor += 1;
+                self.open_cursors.insert(id, (v1, (*batch_size).max(1)));
+                Ok(CallResult::Cursor {
+                    cursor: id,
+                    columns,
+                })
+            }
+            HostCall::NextBatch { cursor } => {
+                let Some((v1, batch)) = self.open_cursors.get(cursor).copied() else {
+                    return Ok(CallResult::Batch { rows: None });
+                };
+                let rows = self.cursor_rows.entry(v1).or_default();
+                if rows.is_empty() {
+                    self.open_cursors.remove(cursor);
+                    return Ok(CallResult::Batch { rows: None });
+                }
+                let take = rows.len().min(batch as usize);
+                Ok(CallResult::Batch {
+                    rows: Some(rows.drain(..take).collect()),
+                })
+            }
+            HostCall::CloseCursor { cursor } => {
+                self.open_cursors.remove(cursor);
+                Ok(CallResult::Unit)
+            }
+            HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
+                if let HostCall::BulkInsert {
+                    conn,
+                    table,
+                    columns,
+                    ..
+                } = call
+                {
+                    self.columns
+                        .insert(format!("{conn}.{table}"), columns.clone());
+                }
+                collect_write(&mut self.compared_writes, call);
+                if let Some(result) = self
+                    .write_results
+                    .get_mut(&key(call))
+                    .and_then(VecDeque::pop_front)
+                {
+                    return Ok(result);
+                }
+                match call {
+                    HostCall::BulkInsert { rows, .. } => Ok(CallResult::Count {
+                        n: rows.len() as u64,
+                    }),
+                    _ => {
+                        self.unanswered_writes += 1;
+                        Ok(CallResult::Count { n: 0 })
+                    }
+                }
+            }
+            HostCall::Log { .. }
+            | HostCall::Progress { .. }
+            | HostCall::Check { .. }
+            | HostCall::CheckpointSave { .. } => Ok(CallResult::Unit),
+            // What the recorded run was answered, when it asked the same; a comparison
+            // itself takes no backups and starts no unit from a checkpoint.
+            HostCall::BackupSnapshot { .. }
+            | HostCall::BackupList
+            | HostCall::BackupVerify { .. }
+            | HostCall::CheckpointLast => {
+                let recorded = self.reads.get_mut(&key(call)).and_then(|q| {
+                    if q.len() > 1 {
+                        q.pop_front()
+                    } else {
+                        q.front().cloned()
+                    }
+                });
+                Ok(recorded.unwrap_or_else(|| match call {
+                    HostCall::CheckpointLast => CallResult::Checkpoint { state: None },
+                    _ => CallResult::BackupError {
+                        error_kind: "disabled".into(),
+                        message: "a replay comparison takes no backups".into(),
+                    },
+                }))
+            }
+        }
+    }
+
+    /// The per-table difference between the recorded writes and the compared plugin's.
+    pub fn diff(&self) -> WriteDiff {
+        let mut diff = WriteDiff {
+            unanswered_writes: self.unanswered_writes,
+            ..WriteDiff::default()
+        };
+        let tables: std::collections::BTreeSet<&String> = self
+            .recorded_writes
+            .keys()
+            .chain(self.compared_writes.keys())
+            .collect();
+        for table in tables {
+            let recorded = self
+                .recorded_writes
+                .get(table)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let compared = self
+                .compared_writes
+                .get(table)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut remaining: HashMap<String, Vec<&Vec<Value>>> = HashMap::new();
+            for row in compared {
+                remaining.entry(key(row)).or_default().push(row);
+            }
+            let mut t = TableDiff {
+                columns: self.columns.get(table).cloned().unwrap_or_default(),
+                ..TableDiff::default()
+            };
+            for row in recorded {
+                match remaining.get_mut(&key(row)).and_then(Vec::pop) {
+                    Some(_) => t.identical += 1,
+                    None => t.only_recorded.push(row.clone()),
+                }
+            }
+            // Preserve the compared plugin's order for what it alone wrote.
+            let mut leftover: HashMap<String, usize> = remaining
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect();
+            for row in compared {
+                if let Some(n) = leftover.get_mut(&key(row))
+                    && *n > 0
+                {
+                    *n -= 1;
+                    t.only_compared.push(row.clone());
+                }
+            }
+            // Same first value on both sides: a changed row rather than a removal and an addition.
+            let mut still_recorded = Vec::new();
+            for row in std::mem::take(&mut t.only_recorded) {
+                let first = row.first().map(key);
+                match t
+                    .only_compared
+                    .iter()
+                    .position(|c| first.is_some() && c.first().map(key) == first)
+                {
+                    Some(pos) => {
+                        let other = t.only_compared.remove(pos);
+                        let changes = row
+                            .iter()
+                            .zip(&other)
+                            .enumerate()
+                            .filter(|(_, (a, b))| key(a) != key(b))
+                            .map(|(i, (a, b))| {
+                                let name = t
+                                    .columns
+                                    .get(i)
+                                    .cloned()
+                                    .unwrap_or_else(|| format!("#{}", i + 1));
+                                (name, a.clone(), b.clone())
+                            })
+                            .collect();
+                        t.changed.push(ChangedRow {
+                            key: row[0].clone(),
+                            changes,
+                        });
+                    }
+                    None => still_recorded.push(row),
+                }
+            }
+            t.only_recorded = still_recorded;
+            diff.tables.insert(table.clone(), t);
+        }
+        diff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_table_reads_the_statement_head() {
+        assert_eq!(
+            written_table("INSERT INTO auth_users (id) VALUES ($1)").as_deref(),
+            Some("auth_users")
+        );
+        assert_eq!(
+            written_table("insert into \"s\".t(id) values (?)").as_deref(),
+            Some("s.t")
+        );
+        assert_eq!(
+            written_table("UPDATE `users` SET a = 1").as_deref(),
+            Some("users")
+        );
+        assert_eq!(
+            written_table("DELETE FROM x WHERE id = 1").as_deref(),
+            Some("x")
+        );
+        assert_eq!(written_table("CREATE TABLE x (id int)"), None);
+    }
+}

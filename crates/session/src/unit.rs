@@ -1,0 +1,265 @@
+//! The unit being run on a session: its ledger rows, its checkpoints and where it
+//! resumes.
+//!
+//! A unit's `finished` row is written on every writable connection inside the
+//! unit's transactions, just before they commit ([`Session::commit_unit`]), so
+//! the row and the work it seals commit together or not at all. A checkpoint
+//! (`checkpoint.save`) writes the unit's `checkpoint` row with the plugin's
+//! state the same way, commits, and begins again lazily
+//! ([`BeginMode::Deferred`]); the next row of the unit replaces it. Without a
+//! ledger (dry-runs) nothing is written or committed: the checkpoint is only
+//! shown to the [`CallObserver`](super::CallObserver).
+//!
+//! `checkpoint.last` answers the state of the unit's last checkpoint: saved by
+//! an earlier unfinished run, or by this run (a unit retried after a conflict
+//! resumes after the batches this run committed).
+
+use std::collections::BTreeMap;
+
+use crate::tape::{Answer, TapeError};
+use migrun_db::ledger::{self, CheckpointRow, Ledger, LedgerRow};
+use migrun_db::{Access, DbError, DbErrorKind};
+use migrun_journal::{CallResult, HostCall};
+
+use super::calls::error_result;
+use super::{BeginMode, Session, SessionError};
+
+/// What a live run needs to write ledger rows on its targets.
+#[derive(Debug, Clone)]
+pub struct RunLedger {
+    /// The ledger table.
+    pub ledger: Ledger,
+    /// The plugin's name.
+    pub plugin_name: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// sha256 of the plugin build.
+    pub plugin_sha256: String,
+    /// This run.
+    pub run_id: String,
+    /// This run's journal file.
+    pub journal_id: String,
+}
+
+/// The unit being run: what its ledger rows say and how many checkpoints it saved.
+#[derive(Debug, Clone)]
+pub(super) struct CurrentUnit {
+    name: String,
+    started_at: String,
+    override_reason: Option<String>,
+    checkpoints: u64,
+    /// The builds whose checkpoint row of this unit exists in the ledger (the earlier run's,
+    /// then this run's once it saved one): the next ledger row replaces them.
+    checkpoint_rows: Vec<String>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl Session {
+    /// Lets unit ends and checkpoints write ledger rows (live runs only), and hands over the
+    /// checkpoints earlier unfinished runs saved, for `checkpoint.last`.
+    pub fn set_ledger(&mut self, ledger: RunLedger, resume: BTreeMap<String, CheckpointRow>) {
+        self.ledger = Some(ledger);
+        self.resume = resume;
+    }
+
+    /// The ledger a live run records in.
+    pub fn ledger(&self) -> Option<&RunLedger> {
+        self.ledger.as_ref()
+    }
+
+    /// The checkpoint `unit` resumes from, if an unfinished run (or this one) saved one.
+    pub fn resume_point(&self, unit: &str) -> Option<&CheckpointRow> {
+        self.resume.get(unit)
+    }
+
+    /// Marks the start of a unit (its ledger rows need its name, start and override reason).
+    pub fn start_unit(&mut self, name: &str, started_at: &str, override_reason: Option<String>) {
+        let checkpoint_rows = match (&self.ledger, self.resume.get(name)) {
+            (Some(_), Some(saved)) => vec![saved.plugin_sha256.clone()],
+            _ => Vec::new(),
+        };
+        self.unit = Some(CurrentUnit {
+            name: name.to_owned(),
+            started_at: started_at.to_owned(),
+            override_reason,
+            checkpoints: 0,
+            checkpoint_rows,
+        });
+        self.checkpoint_failure = None;
+    }
+
+    /// Marks the end of the current unit; returns how many checkpoints it saved.
+    pub fn end_unit(&mut self) -> u64 {
+        self.unit.take().map_or(0, |u| u.checkpoints)
+    }
+
+    /// The failure of a checkpoint's commit in the current unit, if one failed.
+    pub fn take_checkpoint_failure(&mut self) -> Option<SessionError> {
+        self.checkpoint_failure.take()
+    }
+
+    /// The unit's end: its `finished` ledger row on every writable connection, inside the
+    /// open transactions, then the commit ([`Session::commit_all`]). Without a ledger
+    /// (replays) only the commit.
+    pub async fn commit_unit(&mut self) -> Result<(), SessionError> {
+        self.record_unit(ledger::STATUS_FINISHED, None).await?;
+        self.commit_all().await
+    }
+
+    /// Writes the current unit's ledger row with `status` (and a checkpoint's `state`) on
+    /// every writable connection, inside the open transactions, replacing its checkpoint row.
+    /// Does nothing without a ledger (replays, dry-runs) or outside a unit.
+    async fn record_unit(&mut self, status: &str, state: Option<&str>) -> Result<(), SessionError> {
+        let (Some(ctx), Some(unit)) = (&self.ledger, &self.unit) else {
+            return Ok(());
+        };
+        let journal_hash = self.tape.head().unwrap_or_default();
+        let finished_at = now();
+        let op = if status == ledger::STATUS_CHECKPOINT {
+            "record-checkpoint"
+        } else {
+            "record-ledger"
+        };
+        for conn in self.live.values_mut() {
+            if conn.access() != Access::ReadWrite {
+                continue;
+            }
+            let row = LedgerRow {
+                plugin_name: ctx.plugin_name.clone(),
+                unit: unit.name.clone(),
+                plugin_sha256: ctx.plugin_sha256.clone(),
+                plugin_version: ctx.plugin_version.clone(),
+                run_id: ctx.run_id.clone(),
+                status: status.to_owned(),
+                started_at: unit.started_at.clone(),
+                finished_at: finished_at.clone(),
+                rows_written: self.writes.get(conn.name()).map_or(0, |w| w.rows as i64),
+                journal_id: ctx.journal_id.clone(),
+                journal_hash: journal_hash.clone(),
+                override_reason: unit.override_reason.clone(),
+            };
+            let recorded = ctx
+                .ledger
+                .record(conn, &row, state, &unit.checkpoint_rows)
+                .await;
+            let _ = self.tape.transaction(
+                conn.name(),
+                op,
+                recorded.as_ref().err().map(ToString::to_string),
+            );
+            recorded.map_err(|error| SessionError::Ledger {
+                connection: conn.name().to_owned(),
+                table: ctx.ledger.table().to_owned(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `checkpoint.last`: the state the current unit resumes from, answered by the tape
+    /// in replays. `None` in a dry-run, which always starts afresh.
+    pub fn last_checkpoint(&mut self) -> Result<CallResult, TapeError> {
+        let call = HostCall::CheckpointLast;
+        if let Answer::Recorded(result) = self.tape.answer(&call)? {
+            return Ok(result);
+        }
+        let state = match (&self.ledger, &self.unit) {
+            (Some(_), Some(unit)) => self.resume.get(&unit.name).map(|c| c.state.clone()),
+            _ => None,
+        };
+        let result = CallResult::Checkpoint { state };
+        self.tape.record(&call, &result)?;
+        Ok(result)
+    }
+
+    /// `checkpoint.save(state)`: answered by the tape in replays, else run live and recorded.
+    pub async fn save_checkpoint(&mut self, state: String) -> Result<CallResult, TapeError> {
+        let call = HostCall::CheckpointSave {
+            state: state.clone(),
+        };
+        if let Answer::Recorded(result) = self.tape.answer(&call)? {
+            return Ok(result);
+        }
+        let result = self.save_live(&state).await;
+        self.tape.record(&call, &result)?;
+        Ok(result)
+    }
+
+    /// `checkpoint.save` on live connections: the ledger's checkpoint row, commit, begin.
+    /// Without a ledger (a dry-run) nothing is committed; the observer counts the checkpoint.
+    async fn save_live(&mut self, state: &str) -> CallResult {
+        let Some(unit) = &self.unit else {
+            return error_result(DbError::usage(
+                "checkpoint.save is only allowed inside run-unit: configure, list-units and verify run in transactions that are rolled back",
+            ));
+        };
+        if !self.live_cursors.is_empty() {
+            return error_result(DbError::usage(
+                "checkpoint.save with a cursor open: read the cursor to its end (or drop it) before saving, since the commit would end it",
+            ));
+        }
+        let unit = unit.name.clone();
+        if self.ledger.is_none() {
+            self.checkpoint_saved(&unit);
+            return CallResult::Unit;
+        }
+        let committed = match self
+            .record_unit(ledger::STATUS_CHECKPOINT, Some(state))
+            .await
+        {
+            Ok(()) => self.commit_all().await,
+            Err(e) => Err(e),
+        };
+        let outcome = match committed {
+            Ok(()) => self
+                .begin_all(BeginMode::Deferred)
+                .await
+                .map_err(|e| SessionError::BeginAfterCheckpoint(Box::new(e))),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                if let (Some(unit), Some(ledger)) = (&mut self.unit, &self.ledger) {
+                    unit.checkpoints += 1;
+                    // This run's checkpoint row replaced the earlier ones.
+                    unit.checkpoint_rows = vec![ledger.plugin_sha256.clone()];
+                    // `last` now answers this state: a unit run again after a conflict
+                    // (`[limits] conflict_retries`) resumes after the batches committed in
+                    // this run, not from where the run started.
+                    self.resume.insert(
+                        unit.name.clone(),
+                        CheckpointRow {
+                            unit: unit.name.clone(),
+                            plugin_sha256: ledger.plugin_sha256.clone(),
+                            state: state.to_owned(),
+                            run_id: ledger.run_id.clone(),
+                            saved_at: now(),
+                        },
+                    );
+                }
+                self.checkpoint_saved(&unit);
+                CallResult::Unit
+            }
+            Err(failure) => {
+                let failure = SessionError::Checkpoint(Box::new(failure));
+                let cause = failure.db_error();
+                let result = error_result(DbError {
+                    kind: cause.map_or(DbErrorKind::Usage, |e| e.kind),
+                    code: cause.and_then(|e| e.code.clone()),
+                    message: failure.to_string(),
+                });
+                self.checkpoint_failure = Some(failure);
+                result
+            }
+        }
+    }
+
+    fn checkpoint_saved(&mut self, unit: &str) {
+        if let Some(observer) = &mut self.observer {
+            observer.checkpoint_saved(unit);
+        }
+    }
+}
