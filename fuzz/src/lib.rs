@@ -18,19 +18,27 @@ use sha2::{Digest, Sha256};
 /// Most entries one input may yield (a bound on the work per input).
 const MAX_ENTRIES: usize = 10_000;
 
-/// The journal reader over three views of the input, chosen by its first byte:
-/// the raw bytes as the compressed file; the rest compressed as it stands
-/// (`<hash>\t<json>` lines, hashes as given); or each line of the rest taken
+/// The journal reader over five views of the input, chosen by its first byte:
+/// the raw bytes as the file; the rest compressed as it stands (`<hash>\t<json>`
+/// lines, hashes as given) as `migrun.journal/1`; or each line of the rest taken
 /// as an entry's JSON and chained with the right hashes, so that the fuzzer
-/// reaches entry decoding past the hash check.
+/// reaches entry decoding past the hash check; and those two again framed as
+/// `migrun.journal/2`.
 pub fn journal_reader(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let file = match mode % 3 {
+    let framed = |lines: &[u8]| {
+        let mut file = Vec::new();
+        migrun_journal::frame::write_lines(&mut file, lines).expect("framing in memory");
+        file
+    };
+    let file = match mode % 5 {
         0 => rest.to_vec(),
         1 => zstd::encode_all(rest, 1).expect("compressing in memory"),
-        _ => zstd::encode_all(chained(rest).as_bytes(), 1).expect("compressing in memory"),
+        2 => zstd::encode_all(chained(rest).as_bytes(), 1).expect("compressing in memory"),
+        3 => framed(rest),
+        _ => framed(chained(rest).as_bytes()),
     };
     let Ok((mut reader, _header)) =
         JournalReader::from_reader(Path::new("fuzz"), Cursor::new(file))

@@ -49,6 +49,7 @@ pub use migrun_config as config;
 pub use migrun_db as db;
 pub use migrun_db::ledger;
 pub use migrun_journal as journal;
+pub mod journal_verify;
 pub use migrun_runtime::capability;
 pub use migrun_runtime::contract;
 pub mod lint;

@@ -35,7 +35,7 @@ fn seeded_email(id: i64) -> String {
     format!("user{id}@example.org")
 }
 
-async fn create_accounts(db: &TestDatabase) {
+pub(crate) async fn create_accounts(db: &TestDatabase) {
     let ddl = match db.dialect {
         Dialect::Postgres => "CREATE TABLE accounts (id BIGINT PRIMARY KEY, email TEXT)",
         Dialect::MySql => "CREATE TABLE accounts (id BIGINT PRIMARY KEY, email VARCHAR(255))",
@@ -56,7 +56,7 @@ async fn create_accounts(db: &TestDatabase) {
     conn.close().await;
 }
 
-fn rename_config(db: &TestDatabase, fail_after: i64, pause_ms: u64) -> String {
+pub(crate) fn rename_config(db: &TestDatabase, fail_after: i64, pause_ms: u64) -> String {
     rename_config_with(db, BATCH, fail_after, pause_ms, 0)
 }
 

@@ -26,6 +26,7 @@ mod contracts;
 mod dry_run;
 mod faults;
 mod first_use;
+mod journal_trust;
 mod multiplayer;
 mod output;
 mod own_state;

@@ -175,9 +175,9 @@ async fn replay_verifies_with_the_databases_gone_mysql() {
 }
 
 /// The journal's lines: (hash, json).
-fn read_lines(path: &Path) -> Vec<(String, String)> {
-    let decoder = zstd::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
-    std::io::BufReader::new(decoder)
+pub fn read_lines(path: &Path) -> Vec<(String, String)> {
+    let text = migrun::journal::frame::read_lines(std::fs::File::open(path).unwrap()).unwrap();
+    text.as_slice()
         .lines()
         .map(|l| {
             let l = l.unwrap();
@@ -188,8 +188,8 @@ fn read_lines(path: &Path) -> Vec<(String, String)> {
 }
 
 /// Writes lines back; with `rechain`, recomputes every hash (a forger who knows the format).
-fn write_lines(path: &Path, lines: &[(String, String)], rechain: bool) {
-    let mut encoder = zstd::Encoder::new(std::fs::File::create(path).unwrap(), 3).unwrap();
+pub fn write_lines(path: &Path, lines: &[(String, String)], rechain: bool) {
+    let mut text = Vec::new();
     let mut prev = [0u8; 32];
     for (hash, json) in lines {
         let hash = if rechain {
@@ -201,9 +201,10 @@ fn write_lines(path: &Path, lines: &[(String, String)], rechain: bool) {
         } else {
             hash.clone()
         };
-        writeln!(encoder, "{hash}\t{json}").unwrap();
+        writeln!(text, "{hash}\t{json}").unwrap();
     }
-    encoder.finish().unwrap();
+    let mut file = std::fs::File::create(path).unwrap();
+    migrun::journal::frame::write_lines(&mut file, &text).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

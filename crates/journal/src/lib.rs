@@ -8,25 +8,32 @@
 //! journal is enough to re-execute it with no database at all
 //! (`migrun::replay`).
 //!
-//! # Format (`migrun.journal/1`)
+//! # Format (`migrun.journal/2`)
 //!
-//! A zstd stream of lines. Each line is `<hash>\t<json>\n` where `<json>` is
-//! one [`Entry`] and `<hash>` is the lowercase hex sha256 of the previous
-//! line's hash (32 zero bytes for the first line) followed by the exact bytes
-//! of `<json>`. Editing, inserting, removing or reordering any line breaks
-//! the chain from there on; the final hash, printed at the end of the run,
-//! seals the whole journal. See `docs/JOURNAL.md`.
+//! A magic line `migrun.journal/2\n`, then checksummed frames ([`frame`]),
+//! each a zstd frame of whole lines. Each line is `<hash>\t<json>\n` where
+//! `<json>` is one [`Entry`] and `<hash>` is the lowercase hex sha256 of the
+//! previous line's hash (32 zero bytes for the first line) followed by the
+//! exact bytes of `<json>`. Editing, inserting, removing or reordering any
+//! line breaks the chain from there on; the final hash, printed at the end of
+//! the run and stored in the ledger, seals the whole journal. The writer syncs
+//! before every commit, so a killed run leaves whole frames and at most one
+//! torn frame at the end, which readers drop. `migrun.journal/1` (the same
+//! lines in one zstd stream) is still read. See `docs/JOURNAL.md`.
 //!
 //! # Layout
 //!
 //! - this file: the entry types.
-//! - [`writer`]: [`JournalWriter`], streaming, bounded memory.
+//! - [`frame`]: the `/2` container: magic line, frame header, torn tails.
+//! - [`writer`]: [`JournalWriter`], streaming, bounded memory, group commit.
 //! - [`reader`]: [`JournalReader`], streaming, verifies the chain as it reads.
 
 #![deny(missing_docs)]
 
+pub mod frame;
 pub mod reader;
 pub mod stats;
+pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -39,7 +46,10 @@ pub use reader::JournalReader;
 pub use writer::JournalWriter;
 
 /// The format identifier written in every header.
-pub const FORMAT: &str = "migrun.journal/1";
+pub const FORMAT: &str = "migrun.journal/2";
+
+/// The first format (one zstd stream of lines), still read and replayed.
+pub const FORMAT_V1: &str = "migrun.journal/1";
 
 /// Why a journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +87,18 @@ pub enum JournalError {
         /// The hash written.
         found: String,
     },
+    /// The file holds no entry: its run stopped before the header was on disk.
+    #[error("journal {path}: no entry: {detail}")]
+    NoEntries {
+        /// The file.
+        path: String,
+        /// What the file holds instead.
+        detail: String,
+    },
     /// The journal is of a format this migrun does not read.
-    #[error("journal {path}: format {found} is not supported (this migrun reads {FORMAT})")]
+    #[error(
+        "journal {path}: format {found} is not supported (this migrun reads {FORMAT} and {FORMAT_V1})"
+    )]
     UnsupportedFormat {
         /// The file.
         path: String,

@@ -1,16 +1,45 @@
 //! [`JournalReader`]: streams entries back, verifying the hash chain as it goes.
+//!
+//! Reads both formats: `migrun.journal/2` (framed, see [`crate::frame`]) and
+//! `migrun.journal/1` (one zstd stream), told apart by their first bytes. Of a
+//! `/2` journal whose writer died mid-frame, the entries of every whole frame
+//! are read and the torn tail is reported by [`JournalReader::torn_tail`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use super::frame::{FrameReader, MAGIC, MAGIC_PREFIX, TornTail};
 use super::writer::chain;
-use super::{Entry, FORMAT, Header, JournalError};
+use super::{Entry, FORMAT, FORMAT_V1, Header, JournalError};
+
+/// zstd's frame magic number, which a `migrun.journal/1` file starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+type Source = Box<dyn Read + Send>;
+
+/// Where the lines come from.
+enum Input {
+    /// `migrun.journal/1`: one zstd stream.
+    V1(Box<dyn BufRead + Send>),
+    /// `migrun.journal/2`: frames.
+    V2(Box<FrameReader<Source>>),
+}
+
+impl Input {
+    fn read_line(&mut self, line: &mut String) -> std::io::Result<usize> {
+        match self {
+            Input::V1(input) => input.read_line(line),
+            Input::V2(input) => input.read_line(line),
+        }
+    }
+}
 
 /// Reads one journal file, entry by entry.
 pub struct JournalReader {
     path: PathBuf,
-    input: Box<dyn BufRead + Send>,
+    input: Input,
+    format: &'static str,
     prev: [u8; 32],
     index: u64,
     line: String,
@@ -27,31 +56,87 @@ impl JournalReader {
         JournalReader::from_reader(path, file)
     }
 
-    /// Reads a journal from any byte stream (zstd-compressed, as written);
-    /// `path` only names it in errors. Whatever the bytes, the result is an
-    /// entry or a [`JournalError`], never a panic (the `journal_reader` fuzz
-    /// target holds it to that).
+    /// Reads a journal from any byte stream, as written; `path` only names it
+    /// in errors. Whatever the bytes, the result is an entry or a
+    /// [`JournalError`], never a panic (the `journal_reader` fuzz target holds
+    /// it to that).
     pub fn from_reader(
         path: &Path,
         input: impl std::io::Read + Send + 'static,
     ) -> Result<(JournalReader, Header), JournalError> {
+        let name = path.display().to_string();
         let io = |source| JournalError::Io {
-            path: path.display().to_string(),
+            path: name.clone(),
             source,
         };
-        let decoder = zstd::Decoder::new(input).map_err(io)?;
+        let mut input: Source = Box::new(input);
+        let mut start = Vec::with_capacity(64);
+        let mut byte = [0u8; 1];
+        // The magic line (at most 64 bytes), or zstd's 4-byte magic.
+        while start.len() < 64 && !start.ends_with(b"\n") {
+            if start.len() == ZSTD_MAGIC.len() && start == ZSTD_MAGIC {
+                break;
+            }
+            if input.read(&mut byte).map_err(io)? == 0 {
+                break;
+            }
+            start.push(byte[0]);
+        }
+        let malformed = |detail: &str| JournalError::Malformed {
+            path: name.clone(),
+            index: 0,
+            detail: detail.to_owned(),
+        };
+        let no_entries = |detail: &str| JournalError::NoEntries {
+            path: name.clone(),
+            detail: detail.to_owned(),
+        };
+        let (input, format) = if start == ZSTD_MAGIC {
+            let rest: Source = Box::new(Cursor::new(start).chain(input));
+            let decoder = zstd::Decoder::new(rest).map_err(io)?;
+            (
+                Input::V1(Box::new(BufReader::with_capacity(1 << 16, decoder))),
+                FORMAT_V1,
+            )
+        } else if start == MAGIC {
+            (Input::V2(Box::new(FrameReader::new(input))), FORMAT)
+        } else if start.is_empty() {
+            return Err(no_entries(
+                "the file is empty: the run stopped before its journal began",
+            ));
+        } else if start.starts_with(MAGIC_PREFIX) && start.ends_with(b"\n") {
+            return Err(JournalError::UnsupportedFormat {
+                path: name,
+                found: String::from_utf8_lossy(&start[..start.len() - 1]).into_owned(),
+            });
+        } else if MAGIC.starts_with(&start) {
+            return Err(no_entries(
+                "the file ends inside its first line: the run stopped before its journal began",
+            ));
+        } else {
+            return Err(malformed(
+                "not a migrun journal (it starts with neither `migrun.journal/2` nor a zstd frame)",
+            ));
+        };
         let mut reader = JournalReader {
             path: path.to_owned(),
-            input: Box::new(BufReader::with_capacity(1 << 16, decoder)),
+            input,
+            format,
             prev: [0; 32],
             index: 0,
             line: String::new(),
         };
         let header = match reader.next_entry()? {
             Some((_, Entry::Header(header))) => header,
+            None => {
+                return Err(JournalError::NoEntries {
+                    path: path.display().to_string(),
+                    detail: "the run stopped before its header was on disk".into(),
+                });
+            }
             _ => return Err(reader.malformed(0, "the first entry is not a header".into())),
         };
-        if header.format != FORMAT {
+        if header.format != reader.format {
             return Err(JournalError::UnsupportedFormat {
                 path: path.display().to_string(),
                 found: header.format,
@@ -65,25 +150,49 @@ impl JournalReader {
         &self.path
     }
 
+    /// The format of the file (`migrun.journal/2` or `/1`).
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
     /// The hash of the last entry read.
     pub fn head(&self) -> String {
         hex::encode(self.prev)
     }
 
+    /// Entries read so far (the index the next one has).
+    pub fn entries_read(&self) -> u64 {
+        self.index
+    }
+
+    /// Once [`JournalReader::next_entry`] returned `None`: the torn frame the
+    /// file ends with, if its writer died mid-frame (`/2` only).
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        match &self.input {
+            Input::V2(frames) => frames.torn.as_ref(),
+            Input::V1(_) => None,
+        }
+    }
+
     /// The next entry and its index, or `None` at the end of the journal.
     pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
         self.line.clear();
-        let read = self
-            .input
-            .read_line(&mut self.line)
-            .map_err(|source| JournalError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+        let index = self.index;
+        let read = match self.input.read_line(&mut self.line) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(self.malformed(index, e.to_string()));
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                });
+            }
+        };
         if read == 0 {
             return Ok(None);
         }
-        let index = self.index;
         let line = self
             .line
             .strip_suffix('\n')

@@ -5,7 +5,8 @@
 //! Read-only connections are rolled back where writable ones commit: they have
 //! nothing to commit. Beginning stops at the first connection that refuses;
 //! committing stops at the first failure (the report then says which
-//! connections stayed committed).
+//! connections stayed committed). Before the first COMMIT the journal is synced
+//! ([`crate::tape::Tape::sync`]).
 
 use std::time::Duration;
 
@@ -49,8 +50,11 @@ impl Session {
     }
 
     /// Commits the writable connections (read-only ones are rolled back: they have nothing
-    /// to commit), journaling each; stops at the first failure.
+    /// to commit), journaling each; stops at the first failure. The journal is synced
+    /// first: nothing is committed that the journal on disk does not hold, and a journal
+    /// that cannot be synced commits nothing.
     pub async fn commit_all(&mut self) -> Result<(), SessionError> {
+        self.tape.sync()?;
         for conn in self.live.values_mut() {
             let (op, result) = if conn.access() == Access::ReadWrite {
                 ("commit", conn.commit().await)

@@ -132,6 +132,9 @@ pub(super) fn start_journal(
     writer
         .append(&Entry::Header(header.clone()))
         .map_err(TapeError::Journal)?;
+    // On disk before anything can be written: a run killed at any moment leaves a
+    // journal whose header verifies.
+    writer.sync().map_err(TapeError::Journal)?;
     Ok(Arc::new(std::sync::Mutex::new(Recorder::new(writer))))
 }
 

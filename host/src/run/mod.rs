@@ -53,7 +53,7 @@ mod report;
 mod targets;
 mod units;
 
-pub use replay::{ReplayOutcome, ReplayReport, replay};
+pub use replay::{RecordedEnd, ReplayOutcome, ReplayReport, replay};
 
 /// How a run treats its databases, the one question the runner asks before it begins,
 /// commits, backs up or says what a failure left behind. A type rather than a

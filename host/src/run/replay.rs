@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::capability::database::DatabaseCtx;
 use crate::contract::UnitInfo;
-use crate::journal::{Header, JournalReader};
+use crate::journal::{Footer, Header, JournalReader};
 use crate::observer::RunObserver;
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState, Runtime};
 use crate::session::{ConnectionInfo, Session};
@@ -28,12 +28,14 @@ use super::{ConnectionReport, FailureCause, RunError, RunFailure, RunReport, des
 #[derive(Debug, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum ReplayOutcome {
-    /// Same plugin: every call matched the journal.
+    /// Same plugin: every call matched the journal, up to where the recording ends.
     Verified {
         /// Host calls matched.
         calls: u64,
         /// Of which writes.
         writes: u64,
+        /// How the recorded run ended, which the replay reproduced.
+        recorded: RecordedEnd,
     },
     /// A call differed from the journal.
     Diverged {
@@ -54,6 +56,60 @@ pub enum ReplayOutcome {
         /// Why.
         message: String,
     },
+}
+
+/// How the recorded run ended, as its journal says (the footer, or its absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordedEnd {
+    /// It finished and succeeded.
+    Succeeded,
+    /// It finished with a failed check.
+    ChecksFailed,
+    /// It failed (a plugin error, a crash, a database error).
+    Failed,
+    /// A sandbox limit stopped it (fuel, memory, wall-clock time).
+    Limit,
+    /// The operator interrupted it (SIGINT).
+    Interrupted,
+    /// It was killed: the journal ends without a footer, and replay verified its prefix.
+    Killed,
+}
+
+impl RecordedEnd {
+    /// Reads it from the footer, if the journal has one.
+    pub fn of(footer: Option<&Footer>) -> RecordedEnd {
+        let Some(footer) = footer else {
+            return RecordedEnd::Killed;
+        };
+        let failure = footer.failure.as_deref().unwrap_or("");
+        match footer.outcome.as_str() {
+            "succeeded" => RecordedEnd::Succeeded,
+            "checks-failed" => RecordedEnd::ChecksFailed,
+            _ if failure.contains("interrupted by the operator") => RecordedEnd::Interrupted,
+            _ if failure.contains("fuel limit exhausted")
+                || failure.contains("memory limit exceeded")
+                || failure.contains("timeout: the call ran longer than") =>
+            {
+                RecordedEnd::Limit
+            }
+            _ => RecordedEnd::Failed,
+        }
+    }
+
+    /// How the report says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RecordedEnd::Succeeded => "the recorded run succeeded",
+            RecordedEnd::ChecksFailed => "the recorded run finished with a failed check",
+            RecordedEnd::Failed => "the recorded run failed",
+            RecordedEnd::Limit => "the recorded run hit a limit",
+            RecordedEnd::Interrupted => "the recorded run was interrupted (SIGINT)",
+            RecordedEnd::Killed => {
+                "the recorded run was killed: its journal's prefix replayed, up to where it ends"
+            }
+        }
+    }
 }
 
 /// What `migrun replay` found.
@@ -231,9 +287,11 @@ pub async fn replay(
                 FailureCause::Tape(TapeError::Divergence(d))
                 | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
             ..
-        }) => Some(d.clone()),
+        }) if !matches!(d, ReplayDivergence::RecordingStopped { .. }) => Some(d.clone()),
         _ => None,
     };
+    // Stopped where the recording was stopped from outside: that failure is the recording's.
+    let stopped_with_recording = matches!(&tape, Tape::Replaying(player) if lock(player).stopped());
     let outcome = match &tape {
         Tape::Comparing(comparison) => {
             let diff = lock(comparison).diff();
@@ -248,7 +306,11 @@ pub async fn replay(
             None => {
                 let finished = lock(player).finish();
                 match finished {
-                    Ok((calls, writes, _footer)) => ReplayOutcome::Verified { calls, writes },
+                    Ok((calls, writes, footer)) => ReplayOutcome::Verified {
+                        calls,
+                        writes,
+                        recorded: RecordedEnd::of(footer.as_ref()),
+                    },
                     Err(TapeError::Divergence(divergence)) => {
                         ReplayOutcome::Diverged { divergence }
                     }
@@ -261,7 +323,9 @@ pub async fn replay(
     // A failure that was also in the recording (same export failing at the same point) is part of
     // what was verified; anything else is reported as it is.
     let outcome = match (outcome, &report.failure) {
-        (ReplayOutcome::Verified { .. }, Some(f)) if !matches!(f.cause, FailureCause::Call(_)) => {
+        (ReplayOutcome::Verified { .. }, Some(f))
+            if !matches!(f.cause, FailureCause::Call(_)) && !stopped_with_recording =>
+        {
             ReplayOutcome::Failed {
                 message: f.message.clone(),
             }

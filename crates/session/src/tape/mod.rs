@@ -198,6 +198,27 @@ impl Tape {
         }
     }
 
+    /// Makes every entry recorded so far durable (written, flushed, fsynced): the
+    /// host calls it before each COMMIT, so whatever a database commits is in
+    /// the journal on disk first — one sync per commit (group commit).
+    pub fn sync(&self) -> Result<(), TapeError> {
+        if let Tape::Recording(recorder) = self {
+            let mut recorder = lock(recorder);
+            if let Some(message) = &recorder.failed {
+                return Err(TapeError::Journal(JournalError::Io {
+                    path: recorder.writer.path().display().to_string(),
+                    source: std::io::Error::other(message.clone()),
+                }));
+            }
+            let synced = recorder.writer.sync();
+            if let Err(e) = &synced {
+                recorder.failed = Some(e.to_string());
+            }
+            synced?;
+        }
+        Ok(())
+    }
+
     /// Records the host's transaction control (audit only; replay skips it).
     pub fn transaction(
         &self,

@@ -26,6 +26,16 @@ pub enum ReplayDivergence {
         /// What the plugin did instead.
         actual: String,
     },
+    /// Not a divergence: the recorded run was stopped from outside here (SIGINT, the
+    /// wall-clock limit, or killed — its journal ends), and the replayed plugin, which
+    /// nothing stops, went on. The replay stops at the same point.
+    #[error("the recorded run was {why} at journal entry {index}; the replay stops there too")]
+    RecordingStopped {
+        /// The journal entry where the recording stops.
+        index: u64,
+        /// How it was stopped.
+        why: String,
+    },
     /// A plugin version being compared read something the recorded run never read.
     #[error(
         "the plugin asked for something the journal never recorded: {call}; the comparison stops here"
@@ -61,6 +71,19 @@ fn entry_summary(entry: &Entry) -> String {
     }
 }
 
+/// Whether an export error came from outside the plugin — the operator's SIGINT or the
+/// wall-clock limit — rather than from what the plugin computed: a replay, which nothing
+/// interrupts and which waits for no database, would go on past it.
+fn stopped_from_outside(error: &str) -> Option<&'static str> {
+    if error.starts_with("interrupted by the operator") {
+        Some("interrupted (SIGINT)")
+    } else if error.starts_with("timeout: the call ran longer than") {
+        Some("stopped by the wall-clock limit")
+    } else {
+        None
+    }
+}
+
 /// Answers a replay strictly from the journal, in order.
 pub struct Player {
     reader: JournalReader,
@@ -69,6 +92,8 @@ pub struct Player {
     writes: u64,
     footer: Option<Footer>,
     end_index: u64,
+    /// The recording was stopped from outside and the replay has reached that point.
+    stopped: bool,
 }
 
 impl Player {
@@ -81,6 +106,7 @@ impl Player {
             writes: 0,
             footer: None,
             end_index: 1,
+            stopped: false,
         }
     }
 
@@ -104,6 +130,50 @@ impl Player {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Where the replay must stop because the recording was stopped from outside: the
+    /// next entry is an export failing from outside, or the journal ends without a
+    /// footer (killed) or with the footer of an interrupted run. The entry is kept for
+    /// the export's end to match.
+    fn recording_stopped(&mut self, found: &Option<(u64, Entry)>) -> Option<TapeError> {
+        let (index, why) = match found {
+            Some((index, Entry::ExportEnd { error: Some(e), .. })) => {
+                (*index, stopped_from_outside(e)?.to_owned())
+            }
+            Some(_) => return None,
+            None => match &self.footer {
+                None => (
+                    self.end_index,
+                    "killed (the journal ends without a footer)".to_owned(),
+                ),
+                Some(footer) => (
+                    self.end_index,
+                    stopped_from_outside(
+                        footer
+                            .failure
+                            .as_deref()
+                            .and_then(|f| f.split_once(": ").map(|(_, m)| m))
+                            .unwrap_or(""),
+                    )?
+                    .to_owned(),
+                ),
+            },
+        };
+        self.stopped = true;
+        Some(TapeError::Divergence(ReplayDivergence::RecordingStopped {
+            index,
+            why,
+        }))
+    }
+
+    /// The error for `found` where the replay did `actual`: the recording's stop, or a divergence.
+    fn mismatch(&mut self, found: Option<(u64, Entry)>, actual: String) -> TapeError {
+        if let Some(stop) = self.recording_stopped(&found) {
+            self.peeked = found;
+            return stop;
+        }
+        self.diverged(found, actual)
     }
 
     fn diverged(&self, found: Option<(u64, Entry)>, actual: String) -> TapeError {
@@ -145,7 +215,7 @@ impl Player {
                 }
                 Ok(result)
             }
-            found => Err(self.diverged(found, call.summary())),
+            found => Err(self.mismatch(found, call.summary())),
         }
     }
 
@@ -169,7 +239,7 @@ impl Player {
                     Some(u) => format!("the host calling {export}({u:?})"),
                     None => format!("the host calling {export}()"),
                 };
-                Err(self.diverged(found, actual))
+                Err(self.mismatch(found, actual))
             }
         }
     }
@@ -184,6 +254,8 @@ impl Player {
                     error: recorded,
                 },
             )) if e == export && recorded.is_some() == error.is_some() => Ok(()),
+            // The replay was stopped where the recording ends: its export fails there.
+            None if self.stopped && error.is_some() => Ok(()),
             found => {
                 let actual = match error {
                     Some(err) => format!("{export} failing: {err}"),
@@ -196,10 +268,21 @@ impl Player {
 
     /// After the run: every recorded call must have been made. Returns calls and writes matched.
     pub fn finish(&mut self) -> Result<(u64, u64, Option<Footer>), TapeError> {
-        match self.next_compared()? {
-            None => Ok((self.calls, self.writes, self.footer.clone())),
-            found => Err(self.diverged(found, "nothing more (the replayed run ended)".into())),
+        let mut next = self.next_compared()?;
+        // Stopped inside an export: the host does not end an export a tape error stopped,
+        // so the recording's failing end of it is still there.
+        if self.stopped && matches!(next, Some((_, Entry::ExportEnd { error: Some(_), .. }))) {
+            next = self.next_compared()?;
         }
+        match next {
+            None => Ok((self.calls, self.writes, self.footer.clone())),
+            found => Err(self.mismatch(found, "nothing more (the replayed run ended)".into())),
+        }
+    }
+
+    /// Whether the replay stopped where the recording was stopped from outside.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// The journal's final hash, once read to the end.

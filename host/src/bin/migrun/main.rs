@@ -5,6 +5,7 @@
 //! or connection); 3 the run finished but a check failed.
 
 mod console;
+mod journal_verify;
 mod render;
 mod scaffold;
 
@@ -42,6 +43,22 @@ enum JournalCommand {
         /// The journal.
         journal: PathBuf,
         /// Print the entries as JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a journal: header, hash chain, frames and footer ("incomplete" for a run that
+    /// did not finish); with the run's connections, every ledger row of the run against it.
+    /// Exit 0 intact, 1 modified, 2 unreadable or unsupported, 3 incomplete.
+    Verify {
+        /// The journal.
+        journal: PathBuf,
+        /// The config naming the run's connections (their ledgers are checked).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A connection whose ledger is checked: --db name=url (repeatable).
+        #[arg(long = "db", value_name = "NAME=URL")]
+        db: Vec<String>,
+        /// Print JSON (schema migrun.journal-verify/1).
         #[arg(long)]
         json: bool,
     },
@@ -249,7 +266,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Some(Command::Inspect { plugin, json }) => inspect(&plugin, json).await,
-            Some(Command::Journal(cmd)) => journal(cmd),
+            Some(Command::Journal(cmd)) => journal(cmd).await,
             Some(Command::Backup(cmd)) => backup(cmd).await,
             Some(Command::Restore {
                 id,
@@ -364,7 +381,7 @@ async fn inspect(path: &std::path::Path, json: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
+async fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
     use migrun::journal::stats;
     match cmd {
         JournalCommand::Show { journal, json } => {
@@ -400,6 +417,12 @@ fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
                 print_text(&render::journal_stats_text(&s));
             }
         }
+        JournalCommand::Verify {
+            journal,
+            config,
+            db,
+            json,
+        } => return journal_verify::run(&journal, config.as_deref(), &db, json).await,
     }
     Ok(0)
 }

@@ -84,10 +84,19 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
     }
     let _ = writeln!(out);
     match &report.outcome {
-        ReplayOutcome::Verified { calls, writes } => {
+        ReplayOutcome::Verified {
+            calls,
+            writes,
+            recorded,
+        } => {
             let _ = writeln!(
                 out,
                 "verified: {calls} calls, writes identical ({writes} write calls), no database contacted"
+            );
+            let _ = writeln!(
+                out,
+                "recorded: {} — the replay reproduced it",
+                recorded.describe()
             );
         }
         ReplayOutcome::Diverged { divergence } => {

@@ -1,0 +1,242 @@
+//! The container of `migrun.journal/2`: a magic line, then frames.
+//!
+//! ```text
+//! file   = "migrun.journal/2\n" frame*
+//! frame  = kind:u8 len:u32le payload_crc:u32le header_crc:u32le payload[len]
+//! ```
+//!
+//! `payload_crc` is the CRC-32 (IEEE) of the payload, `header_crc` that of the
+//! 9 bytes before it. The writer only ever appends whole frames, so a process
+//! killed mid-write leaves at most one torn frame, at the very end: a header
+//! shorter than 13 bytes, or a payload shorter than its (checksummed) length.
+//! A reader drops that tail and reports it ([`TornTail`]); everything before
+//! it is the longest valid prefix. A checksum that does not match is never a
+//! crash — a `write` does not change bytes already written — so it is reported
+//! as damage, not dropped.
+//!
+//! Frame kinds are how the format grows: a reader refuses a kind it does not
+//! know by number, so a later kind (a binary entry encoding, say) is an
+//! addition, not a new container.
+
+use std::io::{BufRead, Read, Write};
+
+/// The first bytes of every `migrun.journal/2` file.
+pub const MAGIC: &[u8] = b"migrun.journal/2\n";
+
+/// What every versioned journal's magic line starts with.
+pub const MAGIC_PREFIX: &[u8] = b"migrun.journal/";
+
+/// Bytes in a frame header.
+pub const HEADER_BYTES: usize = 13;
+
+/// A frame's largest payload a reader accepts (a frame holds one block, or
+/// one entry larger than a block).
+pub const MAX_PAYLOAD: u32 = 1 << 30;
+
+/// What a frame's payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// One zstd frame of whole lines `<hash>\t<json>\n`, as `migrun.journal/1`
+    /// lines (same chain, same entries).
+    ZstdLines = 1,
+}
+
+/// Writes one frame.
+pub fn write(out: &mut impl Write, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n <= MAX_PAYLOAD)
+        .ok_or_else(|| std::io::Error::other("journal frame larger than 1 GiB"))?;
+    let mut header = [0u8; HEADER_BYTES];
+    header[0] = kind as u8;
+    header[1..5].copy_from_slice(&len.to_le_bytes());
+    header[5..9].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header_crc = crc32fast::hash(&header[..9]);
+    header[9..13].copy_from_slice(&header_crc.to_le_bytes());
+    out.write_all(&header)?;
+    out.write_all(payload)
+}
+
+/// The end of a journal whose writer died mid-frame.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornTail {
+    /// Where the torn frame starts (bytes from the start of the file).
+    pub offset: u64,
+    /// Its bytes that were written.
+    pub bytes: u64,
+}
+
+/// Reads the frames of a `/2` journal (after its magic line) as the stream of
+/// their decompressed lines.
+pub(crate) struct FrameReader<R> {
+    input: R,
+    block: Vec<u8>,
+    pos: usize,
+    /// Bytes of the file consumed so far (magic included).
+    offset: u64,
+    /// Set when the file ends in a torn frame.
+    pub(crate) torn: Option<TornTail>,
+    done: bool,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads frames from `input`, positioned after the magic line.
+    pub(crate) fn new(input: R) -> FrameReader<R> {
+        FrameReader {
+            input,
+            block: Vec::new(),
+            pos: 0,
+            offset: MAGIC.len() as u64,
+            torn: None,
+            done: false,
+        }
+    }
+
+    /// Loads the next frame; `false` at the end of the file (or a torn tail).
+    fn next_frame(&mut self) -> std::io::Result<bool> {
+        let start = self.offset;
+        let mut header = [0u8; HEADER_BYTES];
+        let got = read_full(&mut self.input, &mut header)?;
+        if got == 0 {
+            return Ok(false);
+        }
+        if got < HEADER_BYTES {
+            self.torn = Some(TornTail {
+                offset: start,
+                bytes: got as u64,
+            });
+            return Ok(false);
+        }
+        let damaged = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "frame at byte {start}: {what}: the journal was modified or damaged after it was written"
+                ),
+            )
+        };
+        let header_crc = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes"));
+        if crc32fast::hash(&header[..9]) != header_crc {
+            return Err(damaged("header checksum mismatch"));
+        }
+        let kind = header[0];
+        let len = u32::from_le_bytes(header[1..5].try_into().expect("4 bytes"));
+        let payload_crc = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes"));
+        if len > MAX_PAYLOAD {
+            return Err(damaged("payload length over 1 GiB"));
+        }
+        let mut payload = Vec::new();
+        let read = (&mut self.input)
+            .take(u64::from(len))
+            .read_to_end(&mut payload)?;
+        if read < len as usize {
+            self.torn = Some(TornTail {
+                offset: start,
+                bytes: (HEADER_BYTES + read) as u64,
+            });
+            return Ok(false);
+        }
+        if crc32fast::hash(&payload) != payload_crc {
+            return Err(damaged("payload checksum mismatch"));
+        }
+        self.offset += (HEADER_BYTES + read) as u64;
+        if kind != FrameKind::ZstdLines as u8 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "frame at byte {start}: kind {kind} is not known to this migrun (written by a newer one?)"
+                ),
+            ));
+        }
+        self.block.clear();
+        let cannot = |e: std::io::Error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("frame at byte {start}: cannot decompress: {e}"),
+            )
+        };
+        // Bounded like the payload: a crafted frame cannot make the reader allocate without end.
+        zstd::stream::read::Decoder::new(&payload[..])
+            .map_err(cannot)?
+            .take(u64::from(MAX_PAYLOAD) + 1)
+            .read_to_end(&mut self.block)
+            .map_err(cannot)?;
+        if self.block.len() > MAX_PAYLOAD as usize {
+            return Err(damaged("more than 1 GiB of entries in one frame"));
+        }
+        if self.block.last().is_some_and(|&b| b != b'\n') {
+            return Err(damaged("the frame does not end with a whole entry"));
+        }
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl<R: Read> Read for FrameReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for FrameReader<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.block.len() && !self.done {
+            if !self.next_frame()? {
+                self.done = true;
+                self.block.clear();
+                self.pos = 0;
+            }
+        }
+        Ok(&self.block[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.block.len());
+    }
+}
+
+/// The lines of a journal (`<hash>\t<json>\n` each), decompressed without any
+/// check of the chain, of either format; a torn tail is left out. For tools and
+/// tests that look at (or deliberately damage) a journal's lines.
+pub fn read_lines(input: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut input = std::io::BufReader::new(input);
+    let start = input.fill_buf()?;
+    let mut lines = Vec::new();
+    if start.starts_with(MAGIC) {
+        input.consume(MAGIC.len());
+        FrameReader::new(input).read_to_end(&mut lines)?;
+    } else {
+        zstd::stream::copy_decode(input, &mut lines)?;
+    }
+    Ok(lines)
+}
+
+/// Writes a whole `migrun.journal/2` file from its lines (one frame): the
+/// inverse of [`read_lines`]. The lines are written as given — hashes included.
+pub fn write_lines(out: &mut impl Write, lines: &[u8]) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let payload = zstd::bulk::compress(lines, 3)?;
+    write(out, FrameKind::ZstdLines, &payload)
+}

@@ -1,0 +1,185 @@
+//! `migrun journal verify`: a journal checked on its own (header, chain, frames,
+//! footer) and, given the run's connections, against the ledger rows the run
+//! committed.
+//!
+//! A journal rewritten after the run — an answer edited and the whole chain
+//! recomputed — verifies on its own: the chain proves only that nobody edited
+//! it *without* recomputing. The ledger rows are what the editor cannot
+//! recompute: each names the chain head at the moment its unit or checkpoint
+//! committed, and the journal was synced before that commit. So every ledger
+//! row of the run must name a hash the journal has exactly where it recorded
+//! that row (the head before its `record-*` entry, on that connection); a
+//! rewritten journal has other hashes there. A row written after a kill -9
+//! is in the journal too, which proves the crash left every committed unit
+//! recorded.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{RunConfig, redact_url};
+use crate::db::{Access, Connection};
+use crate::journal::verify::{self, Verification};
+use crate::ledger::{Ledger, LedgerRow, STATUS_CHECKPOINT};
+
+/// What `migrun journal verify` found.
+#[derive(Debug, Serialize)]
+pub struct JournalVerifyReport {
+    /// The journal.
+    pub journal: PathBuf,
+    /// The journal on its own.
+    pub journal_check: Verification,
+    /// Each connection's ledger rows of this run, checked against the journal
+    /// (empty without connections).
+    pub ledgers: Vec<LedgerCheck>,
+    /// `intact`, `incomplete`, `modified` or `unreadable`.
+    pub verdict: &'static str,
+}
+
+/// The ledger of one connection, held against the journal.
+#[derive(Debug, Serialize)]
+pub struct LedgerCheck {
+    /// The connection.
+    pub connection: String,
+    /// Its URL, password redacted.
+    pub url: String,
+    /// The rows of this run, each with whether its anchor is where it must be.
+    pub rows: Vec<RowCheck>,
+    /// Why the ledger could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One ledger row of the run.
+#[derive(Debug, Serialize)]
+pub struct RowCheck {
+    /// The unit.
+    pub unit: String,
+    /// `finished` or `checkpoint`.
+    pub status: String,
+    /// The chain head the row names.
+    pub journal_hash: String,
+    /// The journal entry recording it, when found there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<u64>,
+    /// Why it does not match, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<String>,
+}
+
+impl JournalVerifyReport {
+    /// 0 intact and finished; 1 modified (or a ledger row not in it); 2 not readable
+    /// (missing, not a journal, an unsupported format version); 3 incomplete: the
+    /// prefix verifies but the run did not finish.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            "intact" => 0,
+            "modified" => 1,
+            "incomplete" => 3,
+            _ => 2,
+        }
+    }
+
+    /// The ledger rows whose anchor is not where it must be.
+    pub fn mismatches(&self) -> impl Iterator<Item = (&LedgerCheck, &RowCheck)> {
+        self.ledgers
+            .iter()
+            .flat_map(|l| l.rows.iter().map(move |r| (l, r)))
+            .filter(|(_, r)| r.mismatch.is_some())
+    }
+}
+
+/// Verifies `journal`, and with `config` every ledger row of its run on every connection.
+pub async fn verify_journal(journal: &Path, config: Option<&RunConfig>) -> JournalVerifyReport {
+    let check = verify::verify(journal);
+    let mut ledgers = Vec::new();
+    if let (Some(config), Some(run_id)) = (config, check.run_id.clone()) {
+        let ledger = Ledger::new(&config.ledger_table);
+        for (name, conn) in &config.connections {
+            let mut out = LedgerCheck {
+                connection: name.clone(),
+                url: redact_url(&conn.url),
+                rows: Vec::new(),
+                error: None,
+            };
+            match read_rows(&ledger, name, &conn.url).await {
+                Ok(rows) => {
+                    out.rows = rows
+                        .into_iter()
+                        .filter(|r| r.run_id == run_id)
+                        .map(|r| check_row(&check, name, r))
+                        .collect();
+                }
+                Err(e) => out.error = Some(e),
+            }
+            ledgers.push(out);
+        }
+    }
+    let mismatch = ledgers
+        .iter()
+        .any(|l| l.rows.iter().any(|r| r.mismatch.is_some()));
+    let verdict = match &check.problem {
+        Some(p) if p.kind == "modified" => "modified",
+        _ if mismatch => "modified",
+        // A ledger row of this run while the journal holds no entry: the run committed
+        // something its journal does not hold.
+        Some(p) if p.kind == "no-entries" => "incomplete",
+        Some(_) => "unreadable",
+        // Asked to check a ledger that could not be read: not verified.
+        None if ledgers.iter().any(|l| l.error.is_some()) => "unreadable",
+        None if check.footer.is_none() => "incomplete",
+        None => "intact",
+    };
+    JournalVerifyReport {
+        journal: journal.to_owned(),
+        journal_check: check,
+        ledgers,
+        verdict,
+    }
+}
+
+/// Every ledger row on one connection (none when the table does not exist).
+async fn read_rows(ledger: &Ledger, name: &str, url: &str) -> Result<Vec<LedgerRow>, String> {
+    let mut conn = Connection::connect(name, url, Access::ReadOnly)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = ledger.all(&mut conn).await;
+    conn.close().await;
+    Ok(rows.map_err(|e| e.to_string())?.unwrap_or_default())
+}
+
+/// Whether the journal recorded `row` on `connection` right after the head it names.
+fn check_row(check: &Verification, connection: &str, row: LedgerRow) -> RowCheck {
+    let op = if row.status == STATUS_CHECKPOINT {
+        "record-checkpoint"
+    } else {
+        "record-ledger"
+    };
+    let place = check.anchors.get(&row.journal_hash).and_then(|places| {
+        places
+            .iter()
+            .find(|p| p.connection == connection && p.op == op)
+    });
+    let mismatch = match place {
+        Some(_) => None,
+        None if check.problem.is_some() => Some(format!(
+            "the row names chain head {}, which is not in the part of the journal that verifies",
+            short(&row.journal_hash)
+        )),
+        None => Some(format!(
+            "the row names chain head {}, but the journal has no {op} on `{connection}` after that head: the journal was rewritten after the run (its chain recomputed)",
+            short(&row.journal_hash)
+        )),
+    };
+    RowCheck {
+        entry: place.map(|p| p.index),
+        unit: row.unit,
+        status: row.status,
+        journal_hash: row.journal_hash,
+        mismatch,
+    }
+}
+
+fn short(hash: &str) -> String {
+    crate::printable::printable(hash.get(..16).unwrap_or(hash)).into_owned()
+}
