@@ -1,0 +1,224 @@
+//! `migrun backup list|verify` and `migrun restore`: the operator's side of the
+//! snapshots a run takes (the library side is `migrun::backup`).
+
+use anyhow::Context as _;
+use migrun::config::RunConfig;
+use migrun::printable::{printable, printable_text};
+
+use super::{BackupCommand, BackupPlace, print_json, print_text, render};
+
+/// The configuration for the backup commands: the file if given or present, else the defaults.
+fn backup_config(place: &BackupPlace) -> anyhow::Result<RunConfig> {
+    let mut config = match &place.config {
+        Some(file) => RunConfig::load(file)?,
+        None if std::path::Path::new("migrun.toml").exists() => {
+            RunConfig::load("migrun.toml".as_ref())?
+        }
+        None => RunConfig::default_embedded(),
+    };
+    if let Some(dir) = &place.backup_dir {
+        config.backup.dir = dir.clone();
+    }
+    Ok(config)
+}
+
+pub(super) async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
+    use migrun::backup::BackupStore;
+    match cmd {
+        BackupCommand::List { place, json } => {
+            let config = backup_config(&place)?;
+            let store = BackupStore::open(&config.backup.dir, false)?;
+            let manifests = store.list()?;
+            if json {
+                print_json(&render::backup_list_json(&manifests));
+            } else {
+                print_text(&render::backup_list_text(store.path(), &manifests));
+            }
+            Ok(0)
+        }
+        BackupCommand::Verify { id, place, json } => {
+            let config = backup_config(&place)?;
+            let store = BackupStore::open(&config.backup.dir, false)?;
+            let report = store
+                .verify(&id)
+                .await
+                .with_context(|| format!("verifying backup {id}"))?;
+            if json {
+                print_json(&render::backup_verify_json(&report));
+            } else {
+                print_text(&render::backup_verify_text(&report));
+            }
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+    }
+}
+
+/// `plan` as the lines of the restore prompt: every table by name, with what happens to it.
+fn restore_prompt(plan: &migrun::backup::RestorePlan) -> String {
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| printable(n).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    if !plan.overwrite.is_empty() {
+        lines.push(format!(
+            "  overwrite with the backup's rows: {}",
+            list(&plan.overwrite)
+        ));
+    }
+    if !plan.drop_declared.is_empty() {
+        lines.push(format!(
+            "  drop if present (declared, absent when the backup was taken): {}",
+            list(&plan.drop_declared)
+        ));
+    }
+    if !plan.drop_created.is_empty() {
+        lines.push(format!(
+            "  DROP, not in the backup (created since, by the run or by anyone else; matching {}): {}",
+            list(&plan.patterns),
+            list(&plan.drop_created)
+        ));
+    }
+    if !plan.schemas.is_empty() {
+        lines.push(format!(
+            "  drop if empty (created since): schema {}",
+            list(&plan.schemas)
+        ));
+    }
+    if plan.forgets_ledger_rows {
+        lines.push(
+            "  ledger: forget the rows of the run that took the backup and of the plugin's later runs"
+                .to_owned(),
+        );
+    }
+    if lines.is_empty() {
+        lines.push("  nothing: the backup holds no table".to_owned());
+    }
+    lines.join("\n")
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one per option of the subcommand"
+)]
+pub(super) async fn restore(
+    id: &str,
+    tables: Option<Vec<String>>,
+    yes: bool,
+    drop: &[String],
+    place: &BackupPlace,
+    overrides: &[String],
+    json: bool,
+    lock_timeout: std::time::Duration,
+) -> anyhow::Result<u8> {
+    use std::io::IsTerminal as _;
+    let mut config = backup_config(place)?;
+    for spec in overrides {
+        config.apply_override(spec)?;
+    }
+    let store = migrun::backup::BackupStore::open(&config.backup.dir, false)?;
+    let manifest = store.manifest(id)?;
+    let target = config.connection(&manifest.connection);
+    let ledger = migrun::ledger::Ledger::new(&config.ledger_table);
+    let plan = store
+        .restore_plan(id, &target.url, tables.as_deref(), &ledger)
+        .await
+        .with_context(|| format!("reading what restoring backup {id} would change"))?;
+    let place_text = format!(
+        "`{}` ({})",
+        manifest.connection,
+        migrun::config::redact_url(&target.url)
+    );
+    if let Some(unknown) = drop.iter().find(|d| !plan.drop_created.contains(d)) {
+        anyhow::bail!(
+            "--drop {unknown}: not a table this restore would drop (created since the backup: {}); nothing was changed",
+            if plan.drop_created.is_empty() {
+                "none".to_owned()
+            } else {
+                plan.drop_created.join(", ")
+            }
+        );
+    }
+    // Tables created since the backup are dropped only when named: listed in the prompt
+    // the operator confirms, or with --yes named one by one with --drop.
+    let named_drops: Vec<String> = if yes {
+        let unnamed: Vec<&String> = plan
+            .drop_created
+            .iter()
+            .filter(|t| !drop.contains(t))
+            .collect();
+        if !unnamed.is_empty() {
+            anyhow::bail!(
+                "restoring backup {id} into {place_text} would drop table(s) that are not in the backup \
+                 (created since it was taken, by the run or by anyone else): {}. With --yes, name each one \
+                 to drop it: --drop {}; or restore only the backup's tables with --tables. Nothing was changed.\n{}",
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unnamed
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                restore_prompt(&plan)
+            );
+        }
+        drop.to_vec()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "restoring backup {id} into {place_text} would:\n{}\npass --yes to confirm{} (nothing was changed)",
+                restore_prompt(&plan),
+                if plan.drop_created.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and --drop {} to drop the tables not in the backup",
+                        plan.drop_created.join(",")
+                    )
+                }
+            );
+        }
+        eprint!(
+            "Restore backup {id} into {place_text}? This will:\n{}\nProceed? [y/N] ",
+            printable_text(&restore_prompt(&plan))
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("not restored; nothing was changed");
+            return Ok(1);
+        }
+        plan.drop_created.clone()
+    };
+    // The run lock: a restore never runs in the middle of a run on the same target.
+    let sqlite_file = migrun::config::sqlite_file(&target.url).filter(|p| p.exists());
+    let lock = migrun::lock::acquire(
+        &manifest.connection,
+        &target.url,
+        &migrun::lock::run_lock_name(&config.ledger_table),
+        None,
+        "restore",
+        sqlite_file.as_deref(),
+        lock_timeout,
+    )
+    .await
+    .with_context(|| format!("restoring backup {id}: nothing was changed"))?;
+    let report = store
+        .restore(id, &target.url, tables.as_deref(), &ledger, &named_drops)
+        .await
+        .with_context(|| format!("restoring backup {id}"));
+    lock.release().await;
+    let report = report?;
+    if json {
+        print_json(&render::restore_json(&report));
+    } else {
+        print_text(&render::restore_text(&report));
+    }
+    Ok(if report.verified() { 0 } else { 1 })
+}
