@@ -673,6 +673,118 @@ async fn rename_undone_by_one_restore_mysql() {
     rename_undone_by_one_restore(Dialect::MySql).await;
 }
 
+/// Backups only when something will be written (issue 22, item 5). The backfill is stopped
+/// twice (`fail_after_batches`): its first run backs `accounts` up; the two resumes take no
+/// backup of their own but name that one as still covering the table (the resumed unit's
+/// checkpoints tie them to it, the second resume through the first's `.reuses` record); a
+/// rerun with nothing left to do takes none and prints no undo line; restoring the lineage's
+/// one backup gives back the table as it was before the backfill's first batch.
+async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    create_accounts(&db).await;
+    let plugin = plugins::plugin("expand-contract-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    ws.config(&rename_config(&db, 0, 0));
+    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
+    let expanded = crate::support::checksum::table_checksum(&db.url, "accounts").await;
+    let backups = |ws: &Workspace| -> Vec<String> {
+        let list = ws.migrun(&["backup", "list", "--json"]);
+        list.expect_code(0);
+        list.json()["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        backups(&ws).len(),
+        1,
+        "{dialect:?}: the expand run's backup"
+    );
+
+    ws.config(&rename_config(&db, 3, 0));
+    let first = ws.migrun(&[plugin, "--only", "backfill", "--json"]);
+    first.expect_code(1);
+    let first = first.json();
+    let lineage = first["backups"][0]["id"]
+        .as_str()
+        .expect("the backfill's first run takes a backup")
+        .to_owned();
+    let first_run = first["journal"]["path"].as_str().unwrap().to_owned();
+    assert_eq!(backups(&ws).len(), 2, "{dialect:?}");
+
+    let second = ws.migrun(&[plugin, "--only", "backfill", "--json"]);
+    second.expect_code(1);
+    let second = second.json();
+    assert!(
+        second["backups"].as_array().is_none_or(|b| b.is_empty()),
+        "{dialect:?}: the resume takes no backup: {second}"
+    );
+    let reused = &second["backups_reused"][0];
+    assert_eq!(
+        reused["snapshot"]["id"],
+        lineage.as_str(),
+        "{dialect:?}: {second}"
+    );
+    assert_eq!(reused["resumed_units"], serde_json::json!(["backfill"]));
+    assert!(
+        lineage.starts_with(reused["taken_by_run"].as_str().unwrap()),
+        "{dialect:?}: {reused}"
+    );
+    assert_ne!(second["journal"]["path"].as_str().unwrap(), first_run);
+
+    ws.config(&rename_config(&db, 0, 0));
+    let last = ws.migrun(&[plugin, "--only", "backfill"]);
+    last.expect_code(0)
+        .expect_output(&format!("backup    {lineage} (taken before run"))
+        .expect_output("still covers `app`: this run resumes `backfill`")
+        .expect_output(&format!("migrun restore {lineage} --yes"));
+    assert_eq!(
+        backups(&ws).len(),
+        2,
+        "{dialect:?}: no resume took a backup"
+    );
+
+    let nothing = ws.migrun(&[plugin, "--only", "backfill"]);
+    nothing
+        .expect_code(0)
+        .expect_output("no backup: no unit will run");
+    assert!(!nothing.all().contains("undo with"), "{}", nothing.all());
+    assert_eq!(
+        backups(&ws).len(),
+        2,
+        "{dialect:?}: a rerun of finished work takes none"
+    );
+
+    ws.migrun(&["restore", &lineage, "--yes"])
+        .expect_code(0)
+        .expect_output("every table matches it");
+    assert_eq!(
+        crate::support::checksum::table_checksum(&db.url, "accounts").await,
+        expanded,
+        "{dialect:?}: one restore undoes the backfill's three runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_reuse_the_lineage_backup_sqlite() {
+    resumes_reuse_the_lineage_backup(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_reuse_the_lineage_backup_postgres() {
+    resumes_reuse_the_lineage_backup(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_reuse_the_lineage_backup_mysql() {
+    resumes_reuse_the_lineage_backup(Dialect::MySql).await;
+}
+
 /// The contract unit refuses, changing nothing, while a row's new value differs from its old.
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_refuses_while_rows_differ() {

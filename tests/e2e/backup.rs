@@ -126,6 +126,85 @@ async fn host_backup_scenario(dialect: Dialect) {
     assert_eq!(again.json()["units"][1]["status"], "committed");
 }
 
+/// `migrun backup prune` (issue 22, item 5): three runs' backups (each run undone by a restore,
+/// so the next one has work to do and backs up again); `--dry-run` deletes nothing; `--keep 1`
+/// deletes the two older runs' backups; the newest run's is kept unless `--force`; `--older-than`
+/// spares recent ones; a bad age is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_prune_keeps_the_newest_runs() {
+    let Some(source) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 50, 3)
+        .await
+        .expect("seed users");
+    let ws = Workspace::new();
+    ws.config(&auth_config(&source.ro_url, &target.url, ""));
+    let plugin = plugins::plugin("auth-consolidation");
+    let plugin = plugin.to_str().unwrap();
+    let listed = |ws: &Workspace| -> Vec<String> {
+        let list = ws.migrun(&["backup", "list", "--json"]);
+        list.expect_code(0);
+        list.json()["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let run = ws.migrun(&[plugin, "--json"]);
+        run.expect_code(0);
+        let id = run.json()["backups"][0]["id"].as_str().unwrap().to_owned();
+        ws.migrun(&["restore", &id, "--yes"]).expect_code(0);
+        ids.push(id);
+    }
+    assert_eq!(listed(&ws), ids, "oldest first");
+
+    let dry = ws.migrun(&["backup", "prune", "--keep", "1", "--dry-run"]);
+    dry.expect_code(0)
+        .expect_output("would delete")
+        .expect_output(&ids[0])
+        .expect_output(&ids[1]);
+    assert_eq!(listed(&ws), ids, "--dry-run deletes nothing");
+
+    ws.migrun(&["backup", "prune", "--older-than", "1h"])
+        .expect_code(0)
+        .expect_output("nothing to delete");
+    assert_eq!(listed(&ws), ids, "every backup is younger than an hour");
+
+    let pruned = ws.migrun(&["backup", "prune", "--keep", "1", "--json"]);
+    pruned.expect_code(0);
+    let pruned = pruned.json();
+    assert_eq!(pruned["schema"], "migrun.backup-prune/1");
+    assert_eq!(pruned["removed"], serde_json::json!([ids[1], ids[0]]));
+    assert!(pruned["bytes_freed"].as_u64().unwrap() > 0, "{pruned}");
+    assert_eq!(listed(&ws), [ids[2].clone()]);
+    let folders: Vec<String> = std::fs::read_dir(ws.path().join("migrun-backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders, [ids[2].clone()], "nothing left behind on disk");
+
+    ws.migrun(&["backup", "prune", "--keep", "0"])
+        .expect_code(0)
+        .expect_output("newest run of its plugin")
+        .expect_output("--force");
+    assert_eq!(listed(&ws), [ids[2].clone()], "the newest run is protected");
+    ws.migrun(&["backup", "prune", "--keep", "0", "--force"])
+        .expect_code(0);
+    assert!(listed(&ws).is_empty(), "--force deletes it too");
+
+    ws.migrun(&["backup", "prune", "--older-than", "soon"])
+        .expect_code(2)
+        .expect_output("does not start with a number");
+    ws.migrun(&["backup", "prune"]).expect_code(2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn host_backup_before_run_is_restored_sqlite() {
     host_backup_scenario(Dialect::Sqlite).await;

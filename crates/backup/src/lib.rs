@@ -39,6 +39,7 @@ mod method;
 mod mysql;
 mod pattern;
 mod postgres;
+pub mod prune;
 mod sqlite;
 mod store;
 
@@ -48,6 +49,7 @@ use migrun_db::Dialect;
 
 pub use digest::TableDigest;
 pub use pattern::{TablePattern, catch_all, check_table_or_pattern, is_pattern};
+pub use prune::{PrunePlan, PruneRule, RunBackups, parse_age, plan_prune};
 pub use store::{BackupStore, pattern_matches};
 
 /// The manifest format this host writes and reads.

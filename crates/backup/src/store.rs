@@ -191,6 +191,50 @@ impl BackupStore {
         Ok(manifest)
     }
 
+    /// Removes snapshot `id` and returns the bytes its files held.
+    ///
+    /// The directory is first renamed to `<id>.removing.partial` — a name `list` ignores —
+    /// and then deleted, so a crash in between never leaves a half-deleted directory that
+    /// looks like a backup.
+    pub fn remove(&self, id: &str) -> Result<u64, BackupError> {
+        let manifest = self.manifest(id)?;
+        let doomed = format!("{id}.removing.partial");
+        self.root
+            .rename(id, &self.root, &doomed)
+            .map_err(|e| self.storage(format!("cannot remove backup `{id}`: {e}")))?;
+        self.root.remove_dir_all(&doomed).map_err(|e| {
+            self.storage(format!(
+                "backup `{id}` moved to {doomed} but not deleted: {e}"
+            ))
+        })?;
+        Ok(manifest.files.iter().map(|f| f.bytes).sum())
+    }
+
+    /// Records that the snapshot `id` was not taken because snapshot `covered_by`, of an
+    /// earlier run of the same lineage, still covers it: a file `<id>.reuses` beside the
+    /// snapshots (never a directory, so `list` does not take it for a backup) holding the
+    /// covering id. A later run that resumes this one follows it ([`Self::covering`]).
+    pub fn record_reuse(&self, id: &str, covered_by: &str) -> Result<(), BackupError> {
+        check_plain_name("backup id", id)?;
+        check_plain_name("backup id", covered_by)?;
+        let name = format!("{id}.reuses");
+        self.root
+            .write(&name, format!("{covered_by}\n"))
+            .map_err(|e| self.storage(format!("cannot write {name}: {e}")))
+    }
+
+    /// The snapshot that stands for `id`: `id` itself when it was taken, the snapshot its
+    /// `<id>.reuses` file names when an earlier one was reused, `None` when neither is
+    /// there (or the named one was deleted since).
+    pub fn covering(&self, id: &str) -> Option<Manifest> {
+        if let Ok(manifest) = self.manifest(id) {
+            return Some(manifest);
+        }
+        check_plain_name("backup id", id).ok()?;
+        let named = self.root.read_to_string(format!("{id}.reuses")).ok()?;
+        self.manifest(named.trim()).ok()
+    }
+
     /// Takes snapshot `id` of the request's tables. On any failure the
     /// unfinished directory is removed and nothing else was written.
     pub async fn snapshot(

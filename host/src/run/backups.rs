@@ -80,57 +80,201 @@ pub(super) fn open_store(
     })
 }
 
+/// What the selection means for the backup: whether any unit will run at all, and which
+/// of those resume a checkpoint an earlier run saved (unit, the run that saved it).
+pub(super) struct WillRun {
+    /// At least one selected unit runs (is not skipped as finished).
+    pub any: bool,
+    /// Units that resume from a checkpoint, with the run that saved it.
+    pub resumed: Vec<(String, String)>,
+}
+
+impl WillRun {
+    /// From the unit selection and the checkpoints the targets' ledgers hold.
+    pub(super) fn of(
+        selected: &[(crate::contract::UnitInfo, super::units::UnitPlan)],
+        checkpoints: &std::collections::BTreeMap<String, crate::ledger::CheckpointRow>,
+    ) -> WillRun {
+        let running: Vec<&str> = selected
+            .iter()
+            .filter(|(_, plan)| matches!(plan, super::units::UnitPlan::Run { .. }))
+            .map(|(unit, _)| unit.name.as_str())
+            .collect();
+        WillRun {
+            any: !running.is_empty(),
+            resumed: running
+                .iter()
+                .filter_map(|u| {
+                    checkpoints
+                        .get(*u)
+                        .map(|c| ((*u).to_owned(), c.run_id.clone()))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the backup before the run amounted to.
+#[derive(Debug, Default)]
+pub(super) struct BackupOutcome {
+    /// Snapshots taken now.
+    pub taken: Vec<SnapshotInfo>,
+    /// Earlier snapshots that still cover a connection this run resumes on.
+    pub reused: Vec<ReusedBackup>,
+    /// Why no backup was taken although one was due, when that is the case.
+    pub skipped: Option<String>,
+}
+
+/// An earlier run's backup standing for this run's on one connection: this run resumes a
+/// unit whose checkpoint that lineage saved, so a snapshot now would hold half-done work,
+/// and restoring the earlier one undoes the whole lineage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReusedBackup {
+    /// The snapshot, as the report lists backups.
+    pub snapshot: SnapshotInfo,
+    /// The run that took it.
+    pub taken_by_run: String,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// The units this run resumes (whose checkpoints tie it to that run).
+    pub resumed_units: Vec<String>,
+}
+
 /// Every refusal is behind the run: before anything is written (the ledger included), the
 /// tables the plugin declares it writes are backed up, or, in a dry-run, planned. A failed
 /// snapshot stops the run with nothing written.
+///
+/// No snapshot is taken when no unit will run (a rerun of finished work writes nothing),
+/// and none on a connection where this run resumes a checkpointed unit and the backup the
+/// lineage took before its first write is still in the store and covers every table declared
+/// now: that one is reported instead (and recorded as `<id>.reuses`, so the next resume
+/// finds it too).
 pub(super) async fn back_up(
     runner: &mut Runner,
     before: &BeforeRun,
     plan: Option<&SharedPlan>,
     config: &RunConfig,
     options: &RunOptions,
-) -> Result<Vec<SnapshotInfo>, RunError> {
-    let mut backups = Vec::new();
+    will_run: &WillRun,
+) -> Result<BackupOutcome, RunError> {
+    let mut outcome = BackupOutcome::default();
     if let Some(plan) = plan {
-        plan_backups(runner, plan, &before.targets, config).await;
-    } else if before.take
-        && let Ok(store) = &before.store
-    {
-        for (connection, url, tables) in &before.targets {
-            let request = crate::backup::SnapshotRequest {
-                connection: connection.clone(),
-                url: url.clone(),
-                tables: tables.clone(),
-                label: "before-run".to_owned(),
-                method: config.backup.method,
-            };
-            let id = format!("{}.{connection}.before-run", before.identity.run_id);
-            options
-                .observer
-                .phase_started(&format!("backup {connection}"));
-            let taken = store.snapshot(&request, &before.identity, &id).await;
-            options
-                .observer
-                .phase_finished(&format!("backup {connection}"), taken.is_ok());
-            match taken {
-                Ok(manifest) => {
-                    let _ = runner
-                        .tape
-                        .transaction(connection, &format!("backup {id}"), None);
-                    runner.instance.state().backup.note_taken(manifest.info());
-                    backups.push(manifest.info());
-                }
-                Err(error) => {
-                    return Err(RunError::Backup {
-                        connection: connection.clone(),
-                        error,
-                    });
-                }
+        if will_run.any {
+            plan_backups(runner, plan, &before.targets, config).await;
+        } else {
+            for (connection, _, _) in &before.targets {
+                lock(plan).add_note(
+                    connection,
+                    "no backup before the run: no unit will run (every selected unit finished already)",
+                );
+            }
+        }
+        return Ok(outcome);
+    }
+    let Ok(store) = &before.store else {
+        return Ok(outcome);
+    };
+    if !before.take {
+        return Ok(outcome);
+    }
+    if !will_run.any {
+        outcome.skipped =
+            Some("no backup: no unit will run (every selected unit finished already)".to_owned());
+        return Ok(outcome);
+    }
+    for (connection, url, tables) in &before.targets {
+        let id = format!("{}.{connection}.before-run", before.identity.run_id);
+        if let Some(reused) = lineage_backup(store, will_run, connection, tables, &before.identity)
+        {
+            if let Err(error) = store.record_reuse(&id, &reused.snapshot.id) {
+                tracing::warn!(connection = %connection, "{error}; the next resume takes a backup of its own");
+            }
+            let _ = runner.tape.transaction(
+                connection,
+                &format!("backup {} reused", reused.snapshot.id),
+                None,
+            );
+            runner
+                .instance
+                .state()
+                .backup
+                .note_taken(reused.snapshot.clone());
+            outcome.reused.push(reused);
+            continue;
+        }
+        let request = crate::backup::SnapshotRequest {
+            connection: connection.clone(),
+            url: url.clone(),
+            tables: tables.clone(),
+            label: "before-run".to_owned(),
+            method: config.backup.method,
+        };
+        options
+            .observer
+            .phase_started(&format!("backup {connection}"));
+        let taken = store.snapshot(&request, &before.identity, &id).await;
+        options
+            .observer
+            .phase_finished(&format!("backup {connection}"), taken.is_ok());
+        match taken {
+            Ok(manifest) => {
+                let _ = runner
+                    .tape
+                    .transaction(connection, &format!("backup {id}"), None);
+                runner.instance.state().backup.note_taken(manifest.info());
+                outcome.taken.push(manifest.info());
+            }
+            Err(error) => {
+                return Err(RunError::Backup {
+                    connection: connection.clone(),
+                    error,
+                });
             }
         }
     }
-    Ok(backups)
+    Ok(outcome)
 }
+
+/// The before-run backup of the run lineage this run continues on `connection`, if it is
+/// still in the store and declares every name in `tables`: found through the run that
+/// saved a resumed unit's checkpoint (its own snapshot, or the one it reused in turn).
+fn lineage_backup(
+    store: &BackupStore,
+    will_run: &WillRun,
+    connection: &str,
+    tables: &[String],
+    identity: &RunIdentity,
+) -> Option<ReusedBackup> {
+    for (_, run_id) in &will_run.resumed {
+        let Some(manifest) = store.covering(&format!("{run_id}.{connection}.before-run")) else {
+            continue;
+        };
+        let declared: Vec<&str> = manifest
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(manifest.patterns.iter().map(|p| p.pattern.as_str()))
+            .collect();
+        let covers = manifest.plugin_name == identity.plugin_name
+            && manifest.connection == connection
+            && tables.iter().all(|t| declared.contains(&t.as_str()));
+        if covers {
+            return Some(ReusedBackup {
+                snapshot: manifest.info(),
+                taken_by_run: manifest.run_id.clone(),
+                taken_at: manifest.created_at.clone(),
+                resumed_units: will_run
+                    .resumed
+                    .iter()
+                    .filter(|(_, r)| r == run_id)
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+            });
+        }
+    }
+    None
+}
+
 /// The connections a run backs up before its first write, with their URLs and the names
 /// the plugin declares it writes through them (read-only and undeclared ones are not
 /// backed up).

@@ -45,6 +45,7 @@ use crate::session::{Session, SessionError, WriteCounts};
 use crate::tape::{Tape, TapeError};
 
 mod backups;
+pub use backups::ReusedBackup;
 mod inputs;
 mod journal;
 mod plan_observer;
@@ -475,6 +476,13 @@ pub struct RunReport {
     /// The snapshots the host took before the first write (see `migrun backup`, `migrun restore`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<crate::backup::SnapshotInfo>,
+    /// Earlier snapshots of the run lineage that stand for this run's on the connections
+    /// where it resumes a checkpointed unit (no new snapshot was taken there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups_reused: Vec<ReusedBackup>,
+    /// Why no backup was taken although the configuration asks for one (no unit ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_skipped: Option<String>,
 }
 
 /// Where a run's journal is and what seals it.
@@ -614,6 +622,7 @@ pub async fn run(
         let plan = options.dry_run.then(|| report::new_plan(&connections));
         targets::limit_statements(open.host_mut(), &inputs, config).await?;
         let identity = journal::identity(plugin, &inputs, &recorder);
+        let checkpoints = ledgers.checkpoints.clone();
         let ledger = (!options.dry_run).then(|| {
             (
                 units::run_ledger(plugin, &inputs, &identity),
@@ -636,7 +645,16 @@ pub async fn run(
         let (selected, not_found) = runner
             .select_units(&inputs, &options, &ledgers.finished, &plugin.sha256)
             .await?;
-        let taken = backups::back_up(runner, &before_run, plan.as_ref(), config, &options).await?;
+        let will_run = backups::WillRun::of(&selected, &checkpoints);
+        let backup = backups::back_up(
+            runner,
+            &before_run,
+            plan.as_ref(),
+            config,
+            &options,
+            &will_run,
+        )
+        .await?;
         // Now the ledger may be created (outside any unit, since DDL commits implicitly on MySQL).
         runner.ensure_ledgers().await?;
 
@@ -647,7 +665,7 @@ pub async fn run(
             options.dry_run,
             inputs.seeds,
             connections,
-            taken,
+            backup,
         );
         units::report_not_found(runner, &mut report, &not_found);
         runner.run_units(&selected, &mut report).await;

@@ -234,7 +234,7 @@ pub async fn replay(
         header.dry_run,
         header.seeds,
         connections,
-        Vec::new(),
+        Default::default(),
     );
     let values = recorded_config.unwrap_or_default();
     match runner

@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::backup::SnapshotInfo;
 use crate::contract::PluginInfo;
 use crate::db::{self, Access, DbError, Dialect};
 use crate::plan::Plan;
@@ -28,7 +27,7 @@ impl RunReport {
         dry_run: bool,
         seeds: SandboxSeeds,
         connections: Vec<ConnectionReport>,
-        backups: Vec<SnapshotInfo>,
+        backup: super::backups::BackupOutcome,
     ) -> RunReport {
         RunReport {
             plugin: info,
@@ -46,7 +45,9 @@ impl RunReport {
             duration_ms: 0,
             journal: None,
             plan: None,
-            backups,
+            backups: backup.taken,
+            backups_reused: backup.reused,
+            backup_skipped: backup.skipped,
         }
     }
 }

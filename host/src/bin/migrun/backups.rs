@@ -1,4 +1,4 @@
-//! `migrun backup list|verify` and `migrun restore`: the operator's side of the
+//! `migrun backup list|verify|prune` and `migrun restore`: the operator's side of the
 //! snapshots a run takes (the library side is `migrun::backup`).
 
 use anyhow::Context as _;
@@ -50,7 +50,76 @@ pub(super) async fn backup(cmd: BackupCommand) -> anyhow::Result<u8> {
             }
             Ok(if report.ok() { 0 } else { 1 })
         }
+        BackupCommand::Prune {
+            keep,
+            older_than,
+            force,
+            dry_run,
+            place,
+            json,
+        } => prune(keep, older_than, force, dry_run, &place, json),
     }
+}
+
+/// `migrun backup prune`: decides from the manifests (`migrun::backup::plan_prune`), then
+/// deletes run by run. Exit 0 when everything the rule named was deleted (or, with
+/// `--dry-run`, would be), 1 when a deletion failed (the rest were still attempted).
+fn prune(
+    keep: Option<usize>,
+    older_than: Option<std::time::Duration>,
+    force: bool,
+    dry_run: bool,
+    place: &BackupPlace,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use migrun::backup::{BackupStore, PruneRule, plan_prune};
+    let config = backup_config(place)?;
+    let store = BackupStore::open(&config.backup.dir, false)?;
+    let rule = match (keep, older_than) {
+        (Some(n), _) => PruneRule::KeepNewest(n),
+        (None, Some(age)) => PruneRule::OlderThan(age),
+        (None, None) => anyhow::bail!("say what to keep: --keep N or --older-than AGE"),
+    };
+    let manifests = store.list()?;
+    let plan = plan_prune(&manifests, rule, chrono::Utc::now(), force);
+    let mut removed = Vec::new();
+    let mut failed = Vec::new();
+    let mut bytes = 0u64;
+    for run in &plan.remove {
+        for id in &run.ids {
+            if dry_run {
+                bytes += manifests
+                    .iter()
+                    .find(|m| &m.id == id)
+                    .map(|m| m.files.iter().map(|f| f.bytes).sum::<u64>())
+                    .unwrap_or(0);
+                removed.push(id.clone());
+                continue;
+            }
+            match store.remove(id) {
+                Ok(freed) => {
+                    tracing::info!(backup = %id, bytes = freed, "backup deleted");
+                    bytes += freed;
+                    removed.push(id.clone());
+                }
+                Err(e) => failed.push((id.clone(), e.to_string())),
+            }
+        }
+    }
+    let outcome = render::PruneOutcome {
+        dir: store.path(),
+        plan: &plan,
+        removed: &removed,
+        failed: &failed,
+        bytes,
+        dry_run,
+    };
+    if json {
+        print_json(&render::backup_prune_json(&outcome));
+    } else {
+        print_text(&render::backup_prune_text(&outcome));
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
 /// `plan` as the lines of the restore prompt: every table by name, with what happens to it.

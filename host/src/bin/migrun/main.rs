@@ -93,6 +93,33 @@ enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete old backups: all but each plugin's N newest runs (--keep N), or those
+    /// older than an age (--older-than 30d). A run's snapshots go together; the newest
+    /// run of each plugin is never deleted without --force.
+    #[command(group(clap::ArgGroup::new("rule").required(true).args(["keep", "older_than"])))]
+    Prune {
+        /// Keep the backups of each plugin's N newest runs.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Delete the backups of runs older than this (e.g. 30d, 12h, 2w, 90m).
+        #[arg(long, value_name = "AGE", value_parser = parse_age_arg)]
+        older_than: Option<std::time::Duration>,
+        /// Also delete the newest run's backups of a plugin when the rule says so.
+        #[arg(long)]
+        force: bool,
+        /// Print what would be deleted and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Print JSON (schema migrun.backup-prune/1).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_age_arg(text: &str) -> Result<std::time::Duration, String> {
+    migrun::backup::parse_age(text)
 }
 
 /// Where backups are: the config's `[backup] dir`, or --backup-dir.

@@ -4,10 +4,12 @@
 //! `migrun.inspect/1`); a field is only ever added within a schema version.
 
 mod plan;
+mod prune;
 mod run_text;
 mod warnings;
 
 pub use plan::plan_text;
+pub use prune::{PruneOutcome, backup_prune_json, backup_prune_text};
 pub use run_text::{RunPlaces, run_report_text};
 pub use warnings::fields_text;
 

@@ -172,6 +172,25 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             b.id
         );
     }
+    for r in &report.backups_reused {
+        let _ = writeln!(
+            out,
+            "\nbackup    {} (taken before run {} at {}) still covers `{}`: this run resumes {} from that run's checkpoints, so no new backup was taken — undo the whole run lineage with: migrun restore {} --yes{restore_flags}",
+            r.snapshot.id,
+            r.taken_by_run,
+            r.taken_at,
+            printable(&r.snapshot.connection),
+            r.resumed_units
+                .iter()
+                .map(|u| format!("`{}`", printable(u)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.snapshot.id
+        );
+    }
+    if let Some(skipped) = &report.backup_skipped {
+        let _ = writeln!(out, "\nbackup    {skipped}");
+    }
     if let Some(j) = &report.journal {
         let _ = writeln!(out, "\njournal   {}", j.path.display());
         let _ = writeln!(
