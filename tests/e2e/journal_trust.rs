@@ -377,7 +377,7 @@ async fn edits_are_caught(dialect: Dialect) {
     std::fs::write(&journal, &future).unwrap();
     verify(&ws, &journal, false)
         .expect_code(2)
-        .expect_output("format migrun.journal/7 is not supported (this migrun reads migrun.journal/2 and migrun.journal/1)");
+        .expect_output("format migrun.journal/7 is not supported (this migrun reads migrun.journal/3, migrun.journal/2 and migrun.journal/1)");
     ws.migrun(&["replay", journal.to_str().unwrap()])
         .expect_code(2)
         .expect_output("format migrun.journal/7 is not supported");
