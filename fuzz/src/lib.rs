@@ -18,12 +18,14 @@ use sha2::{Digest, Sha256};
 /// Most entries one input may yield (a bound on the work per input).
 const MAX_ENTRIES: usize = 10_000;
 
-/// The journal reader over five views of the input, chosen by its first byte:
+/// The journal reader over seven views of the input, chosen by its first byte:
 /// the raw bytes as the file; the rest compressed as it stands (`<hash>\t<json>`
 /// lines, hashes as given) as `migrun.journal/1`; or each line of the rest taken
 /// as an entry's JSON and chained with the right hashes, so that the fuzzer
-/// reaches entry decoding past the hash check; and those two again framed as
-/// `migrun.journal/2`.
+/// reaches entry decoding past the hash check; those two again framed as
+/// `migrun.journal/2`; and the rest cut into binary records (a length byte
+/// before each payload) framed as `migrun.journal/3`, with the hashes as
+/// given or rechained — the binary entry and value decoder past the hash check.
 pub fn journal_reader(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -33,12 +35,18 @@ pub fn journal_reader(data: &[u8]) {
         migrun_journal::frame::write_lines(&mut file, lines).expect("framing in memory");
         file
     };
-    let file = match mode % 5 {
+    let file = match mode % 7 {
         0 => rest.to_vec(),
         1 => zstd::encode_all(rest, 1).expect("compressing in memory"),
         2 => zstd::encode_all(chained(rest).as_bytes(), 1).expect("compressing in memory"),
         3 => framed(rest),
-        _ => framed(chained(rest).as_bytes()),
+        4 => framed(chained(rest).as_bytes()),
+        m => {
+            let mut file = Vec::new();
+            migrun_journal::frame::write_records(&mut file, &records(rest), m == 6)
+                .expect("framing in memory");
+            file
+        }
     };
     let Ok((mut reader, _header)) =
         JournalReader::from_reader(Path::new("fuzz"), Cursor::new(file))
@@ -54,6 +62,21 @@ pub fn journal_reader(data: &[u8]) {
             Ok(None) | Err(_) => break,
         }
     }
+}
+
+/// `data` cut into `/3` records: a length byte, then that many payload bytes
+/// (`lane:u16le entry`), each with a zero hash.
+pub fn records(mut data: &[u8]) -> Vec<migrun_journal::frame::RawRecord> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = data.split_first() {
+        let n = usize::from(len).min(rest.len());
+        out.push(migrun_journal::frame::RawRecord {
+            hash: [0; 32],
+            payload: rest[..n].to_vec(),
+        });
+        data = &rest[n..];
+    }
+    out
 }
 
 /// Each line of `data` as an entry's JSON, with the hash chain a writer would compute.
@@ -111,10 +134,21 @@ const KINDS: [&str; 15] = [
 ];
 
 /// The value forms: canonical text by kind (the first byte picks the kind),
-/// the validating parsers, and the journal's JSON form. Whatever parses must
-/// round-trip: its canonical text (or journal form) parses back to the same
-/// canonical text (or journal form).
+/// the validating parsers, the journal's JSON form (`/1`, `/2`) and its binary
+/// form (`/3`, the whole input). Whatever parses must round-trip: its
+/// canonical text (or journal form) parses back to the same canonical text
+/// (or journal form).
 pub fn value_decoding(data: &[u8]) {
+    if let Ok(value) = migrun_journal::binary::decode_value(data) {
+        let bytes = migrun_journal::binary::encode_value(&value);
+        let again = migrun_journal::binary::decode_value(&bytes)
+            .unwrap_or_else(|e| panic!("{value:?} → {bytes:?} does not decode back: {e}"));
+        assert_eq!(
+            migrun_journal::binary::encode_value(&again),
+            bytes,
+            "{data:?}: binary form is not stable"
+        );
+    }
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };

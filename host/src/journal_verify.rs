@@ -12,6 +12,13 @@
 //! rewritten journal has other hashes there. A row written after a kill -9
 //! is in the journal too, which proves the crash left every committed unit
 //! recorded.
+//!
+//! The end of the journal — the verify phase and the footer, after the last
+//! unit — is held by the run's **final hash**, which a finished run stores in
+//! every ledger row it committed (column `run_final_hash`) once its footer is
+//! synced. A journal whose end was edited and re-chained has another final
+//! hash; one whose footer was cut off has none, while the ledger says the run
+//! finished.
 
 use std::path::{Path, PathBuf};
 
@@ -45,9 +52,26 @@ pub struct LedgerCheck {
     pub url: String,
     /// The rows of this run, each with whether its anchor is where it must be.
     pub rows: Vec<RowCheck>,
+    /// The run's final hash as this ledger stores it, checked against the journal's end
+    /// (`None` when no row of the run holds one: the run did not finish, committed
+    /// nothing here, or an older migrun ran it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_hash: Option<FinalHashCheck>,
     /// Why the ledger could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The final hash a ledger stores for the run, held against the journal.
+#[derive(Debug, Serialize)]
+pub struct FinalHashCheck {
+    /// The hash stored.
+    pub stored: String,
+    /// The run's rows holding it.
+    pub rows: usize,
+    /// Why it does not match the journal's end, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<String>,
 }
 
 /// One ledger row of the run.
@@ -100,24 +124,27 @@ pub async fn verify_journal(journal: &Path, config: Option<&RunConfig>) -> Journ
                 connection: name.clone(),
                 url: redact_url(&conn.url),
                 rows: Vec::new(),
+                final_hash: None,
                 error: None,
             };
-            match read_rows(&ledger, name, &conn.url).await {
-                Ok(rows) => {
+            match read_rows(&ledger, name, &conn.url, &run_id).await {
+                Ok((rows, final_hashes)) => {
                     out.rows = rows
                         .into_iter()
                         .filter(|r| r.run_id == run_id)
                         .map(|r| check_row(&check, name, r))
                         .collect();
+                    out.final_hash = check_final_hash(&check, &final_hashes);
                 }
                 Err(e) => out.error = Some(e),
             }
             ledgers.push(out);
         }
     }
-    let mismatch = ledgers
-        .iter()
-        .any(|l| l.rows.iter().any(|r| r.mismatch.is_some()));
+    let mismatch = ledgers.iter().any(|l| {
+        l.rows.iter().any(|r| r.mismatch.is_some())
+            || l.final_hash.as_ref().is_some_and(|f| f.mismatch.is_some())
+    });
     let verdict = match &check.problem {
         Some(p) if p.kind == "modified" => "modified",
         _ if mismatch => "modified",
@@ -138,14 +165,60 @@ pub async fn verify_journal(journal: &Path, config: Option<&RunConfig>) -> Journ
     }
 }
 
-/// Every ledger row on one connection (none when the table does not exist).
-async fn read_rows(ledger: &Ledger, name: &str, url: &str) -> Result<Vec<LedgerRow>, String> {
+/// The unit, status and stored final hash of each ledger row of a run.
+type FinalHashes = Vec<(String, String, Option<String>)>;
+
+/// Every ledger row on one connection (none when the table does not exist), and the
+/// final hashes run `run_id`'s rows hold.
+async fn read_rows(
+    ledger: &Ledger,
+    name: &str,
+    url: &str,
+    run_id: &str,
+) -> Result<(Vec<LedgerRow>, FinalHashes), String> {
     let mut conn = Connection::connect(name, url, Access::ReadOnly)
         .await
         .map_err(|e| e.to_string())?;
     let rows = ledger.all(&mut conn).await;
+    let final_hashes = ledger.final_hashes(&mut conn, run_id).await;
     conn.close().await;
-    Ok(rows.map_err(|e| e.to_string())?.unwrap_or_default())
+    Ok((
+        rows.map_err(|e| e.to_string())?.unwrap_or_default(),
+        final_hashes.map_err(|e| e.to_string())?,
+    ))
+}
+
+/// Whether the journal ends, footer and all, with the final hash the run's rows hold.
+fn check_final_hash(check: &Verification, stored: &FinalHashes) -> Option<FinalHashCheck> {
+    let hashes: Vec<&str> = stored.iter().filter_map(|(_, _, h)| h.as_deref()).collect();
+    let first = *hashes.first()?;
+    let mismatch = if hashes.iter().any(|h| *h != first) {
+        Some("the run's rows hold different final hashes: the ledger was edited".to_owned())
+    } else if check.problem.is_some() {
+        Some(format!(
+            "the ledger holds the run's final hash {}, and the journal does not verify",
+            short(first)
+        ))
+    } else if check.footer.is_none() {
+        Some(format!(
+            "the ledger says the run finished, with final hash {}, but the journal ends without a footer after {} entries: its end was cut off after the run",
+            short(first),
+            check.entries
+        ))
+    } else if check.head != first {
+        Some(format!(
+            "the ledger holds the run's final hash {}, the journal ends with {}: the journal was rewritten after the run (its chain recomputed)",
+            short(first),
+            short(&check.head)
+        ))
+    } else {
+        None
+    };
+    Some(FinalHashCheck {
+        stored: first.to_owned(),
+        rows: hashes.len(),
+        mismatch,
+    })
 }
 
 /// Whether the journal recorded `row` on `connection` right after the head it names.

@@ -270,6 +270,7 @@ async fn finished_run(
         .expect_code(0)
         .expect_output("intact:")
         .expect_output("ledger    target: 2 of 2 rows of this run anchored in the journal")
+        .expect_output("the final hash stored in the ledger matches the journal's")
         .expect_output("verdict   intact");
     Some((ws, journal, source, target))
 }
@@ -333,13 +334,50 @@ async fn edits_are_caught(dialect: Dialect) {
         .expect_output("the journal was rewritten after the run")
         .expect_output("verdict   modified");
 
+    // The end of the journal — after the last unit's ledger row — edited and the chain
+    // recomputed: the verify phase (a check's detail), then the footer (its counts). The
+    // file alone looks intact; the final hash the ledger holds does not match.
+    let last_ledger_row = lines
+        .iter()
+        .rposition(|(_, json)| json.contains("\"op\":\"record-ledger\""))
+        .expect("a unit's ledger row");
+    let mut forged = lines.clone();
+    let (_, check) = forged[last_ledger_row..]
+        .iter_mut()
+        .rfind(|(_, json)| json.contains("\"fn\":\"check\""))
+        .expect("a check in the verify phase");
+    *check = check.replacen("\"detail\":\"", "\"detail\":\"forged ", 1);
+    write_lines(&journal, &forged, true);
+    verify(&ws, &journal, false).expect_code(0);
+    verify(&ws, &journal, true)
+        .expect_code(1)
+        .expect_output("the final hash stored in the ledger does NOT match")
+        .expect_output("the journal was rewritten after the run")
+        .expect_output("verdict   modified");
+    let mut forged = lines.clone();
+    let (_, footer) = forged.last_mut().unwrap();
+    assert!(footer.contains("\"type\":\"footer\""), "{footer}");
+    *footer = footer.replacen("\"checks_failed\":0", "\"checks_failed\":1", 1);
+    write_lines(&journal, &forged, true);
+    verify(&ws, &journal, false).expect_code(0);
+    verify(&ws, &journal, true)
+        .expect_code(1)
+        .expect_output("the journal was rewritten after the run")
+        .expect_output("verdict   modified");
+    // The footer cut off: the file alone says incomplete; the ledger says the run finished.
+    write_lines(&journal, &lines[..lines.len() - 1], false);
+    verify(&ws, &journal, true)
+        .expect_code(1)
+        .expect_output("its end was cut off after the run")
+        .expect_output("verdict   modified");
+
     // A format version this migrun does not know.
     let mut future = original.clone();
     future[15] = b'7';
     std::fs::write(&journal, &future).unwrap();
     verify(&ws, &journal, false)
         .expect_code(2)
-        .expect_output("format migrun.journal/7 is not supported (this migrun reads migrun.journal/2 and migrun.journal/1)");
+        .expect_output("format migrun.journal/7 is not supported (this migrun reads migrun.journal/3, migrun.journal/2 and migrun.journal/1)");
     ws.migrun(&["replay", journal.to_str().unwrap()])
         .expect_code(2)
         .expect_output("format migrun.journal/7 is not supported");
@@ -362,30 +400,46 @@ async fn journal_verify_catches_every_edit_mysql() {
     edits_are_caught(Dialect::MySql).await;
 }
 
-/// A `migrun.journal/1` journal written by the release before `/2` (hello-rust on the
-/// embedded SQLite, kept with its plugin in `tests/e2e/fixtures/journal-v1/`) still
-/// verifies and replays.
-#[test]
-fn a_journal_of_the_first_format_still_verifies_and_replays() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/fixtures/journal-v1");
+/// A journal of an earlier format kept in `tests/e2e/fixtures/<dir>/` (hello-rust on the
+/// embedded SQLite, its plugin in `journal-v1/`) still verifies and replays.
+fn an_old_journal_verifies_and_replays(dir: &str, format: &str) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/fixtures");
     let ws = Workspace::new();
-    let dir = ws.path().join("migrun-journal");
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    let journal = dir.join("hello-rust.journal");
-    std::fs::copy(fixtures.join("hello-rust.journal"), &journal).unwrap();
-    let wasm = zstd::decode_all(std::fs::File::open(fixtures.join("hello-rust.wasm.zst")).unwrap())
-        .unwrap();
+    let journals = ws.path().join("migrun-journal");
+    std::fs::create_dir_all(journals.join("plugins")).unwrap();
+    let journal = journals.join("hello-rust.journal");
+    std::fs::copy(fixtures.join(dir).join("hello-rust.journal"), &journal).unwrap();
+    let wasm = zstd::decode_all(
+        std::fs::File::open(fixtures.join("journal-v1/hello-rust.wasm.zst")).unwrap(),
+    )
+    .unwrap();
     let sha = {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(&wasm))
     };
-    std::fs::write(dir.join("plugins").join(format!("{sha}.wasm")), wasm).unwrap();
+    std::fs::write(journals.join("plugins").join(format!("{sha}.wasm")), wasm).unwrap();
     verify(&ws, &journal, false)
         .expect_code(0)
-        .expect_output("migrun.journal/1")
+        .expect_output(format)
         .expect_output("intact: 35 entries, the run finished (succeeded)");
     ws.migrun(&["replay", journal.to_str().unwrap()])
         .expect_code(0)
         .expect_output("verified: 12 calls")
         .expect_output("the recorded run succeeded");
+    ws.migrun(&["journal", "stats", journal.to_str().unwrap()])
+        .expect_code(0);
+    let shown = ws.migrun(&["journal", "show", "--json", journal.to_str().unwrap()]);
+    shown.expect_code(0).expect_output("\"type\":\"footer\"");
+}
+
+/// A `migrun.journal/1` journal written by the release before `/2` still verifies and replays.
+#[test]
+fn a_journal_of_the_first_format_still_verifies_and_replays() {
+    an_old_journal_verifies_and_replays("journal-v1", "migrun.journal/1");
+}
+
+/// A `migrun.journal/2` journal written by the release before `/3` still verifies and replays.
+#[test]
+fn a_journal_of_the_second_format_still_verifies_and_replays() {
+    an_old_journal_verifies_and_replays("journal-v2", "migrun.journal/2");
 }

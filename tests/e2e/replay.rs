@@ -174,9 +174,25 @@ async fn replay_verifies_with_the_databases_gone_mysql() {
     replay_verifies_without_databases(Dialect::MySql).await;
 }
 
-/// The journal's lines: (hash, json).
+/// A journal's entries as `(hash, JSON)` lines, of any format, unverified: a
+/// `/2` file's own lines; a `/3` file's binary records decoded and shown as the
+/// same JSON a `/2` line holds (its hash in hex). For tests that edit journals.
 pub fn read_lines(path: &Path) -> Vec<(String, String)> {
-    let text = migrun::journal::frame::read_lines(std::fs::File::open(path).unwrap()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    if bytes.starts_with(migrun::journal::frame::MAGIC) {
+        let records = migrun::journal::frame::read_records(&bytes[..]).unwrap();
+        let mut window = migrun::journal::binary::ReaderWindow::default();
+        return records
+            .iter()
+            .map(|r| {
+                let entry = migrun::journal::binary::Decoder::new(&r.payload[2..], &mut window)
+                    .entry()
+                    .unwrap();
+                (hex::encode(r.hash), serde_json::to_string(&entry).unwrap())
+            })
+            .collect();
+    }
+    let text = migrun::journal::frame::read_lines(&bytes[..]).unwrap();
     text.as_slice()
         .lines()
         .map(|l| {
@@ -187,24 +203,49 @@ pub fn read_lines(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Writes lines back; with `rechain`, recomputes every hash (a forger who knows the format).
+/// Writes lines back in the format of the file at `path` (a `/3` file's entries
+/// encoded again, lane 0); with `rechain`, recomputes every hash (a forger who
+/// knows the format), otherwise keeps the hashes given.
 pub fn write_lines(path: &Path, lines: &[(String, String)], rechain: bool) {
-    let mut text = Vec::new();
-    let mut prev = [0u8; 32];
-    for (hash, json) in lines {
-        let hash = if rechain {
-            let mut h = Sha256::new();
-            h.update(prev);
-            h.update(json.as_bytes());
-            prev = h.finalize().into();
-            hex::encode(prev)
-        } else {
-            hash.clone()
-        };
-        writeln!(text, "{hash}\t{json}").unwrap();
+    let v3 = std::fs::read(path)
+        .unwrap_or_default()
+        .starts_with(migrun::journal::frame::MAGIC);
+    let mut file = Vec::new();
+    if v3 {
+        let mut window = migrun::journal::binary::WriterWindow::default();
+        let records: Vec<_> = lines
+            .iter()
+            .map(|(hash, json)| {
+                let entry: migrun::journal::Entry = serde_json::from_str(json).unwrap();
+                let mut payload = vec![0u8, 0u8];
+                migrun::journal::binary::Encoder::new(&mut payload, &mut window)
+                    .entry(&entry)
+                    .unwrap();
+                migrun::journal::frame::RawRecord {
+                    hash: hex::decode(hash).unwrap().try_into().unwrap(),
+                    payload,
+                }
+            })
+            .collect();
+        migrun::journal::frame::write_records(&mut file, &records, rechain).unwrap();
+    } else {
+        let mut text = Vec::new();
+        let mut prev = [0u8; 32];
+        for (hash, json) in lines {
+            let hash = if rechain {
+                let mut h = Sha256::new();
+                h.update(prev);
+                h.update(json.as_bytes());
+                prev = h.finalize().into();
+                hex::encode(prev)
+            } else {
+                hash.clone()
+            };
+            writeln!(text, "{hash}\t{json}").unwrap();
+        }
+        migrun::journal::frame::write_lines(&mut file, &text).unwrap();
     }
-    let mut file = std::fs::File::create(path).unwrap();
-    migrun::journal::frame::write_lines(&mut file, &text).unwrap();
+    std::fs::write(path, file).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -142,6 +142,9 @@ pub(crate) trait LedgerSql {
     /// Whether the table has the `checkpoint_state` column: one text parameter (the table).
     fn ledger_state_column_sql(&self) -> &'static str;
 
+    /// Whether the table has the `run_final_hash` column: one text parameter (the table).
+    fn ledger_final_hash_column_sql(&self) -> &'static str;
+
     /// The ledger's column types.
     fn ledger_column_types(&self) -> LedgerColumnTypes;
 

@@ -31,6 +31,15 @@
 //! A unit with only a `checkpoint` row is therefore unfinished: it runs again
 //! and `checkpoint.last` hands the plugin the saved state to resume from.
 //!
+//! When a run has finished — its journal's footer written and synced — the
+//! host stores the journal's **final hash** in column `run_final_hash` of
+//! every row the run committed on the connection ([`Ledger::seal_run`]). The
+//! units' `journal_hash` anchors hold the journal up to each commit; the final
+//! hash holds its end (the verify phase, the footer), so a journal edited there
+//! and re-chained after the run is caught against the database too (`migrun
+//! journal verify -c`). Ledgers made before the column existed get it added by
+//! [`Ledger::ensure`], like `checkpoint_state`; their older rows keep NULL.
+//!
 //! The procedure is written once here; each dialect's statements are its
 //! `db/<dialect>/ledger.rs` (`LedgerSql`).
 
@@ -54,6 +63,10 @@ pub const STATUS_CHECKPOINT: &str = "checkpoint";
 
 /// The column holding a checkpoint's state (added to ledgers made before contract 0.1.1).
 const STATE_COLUMN: &str = "checkpoint_state";
+
+/// The column holding the final hash of the run that committed the row, once that run
+/// finished (added to ledgers made before it; NULL until the run's end).
+const FINAL_HASH_COLUMN: &str = "run_final_hash";
 
 /// The last checkpoint of an unfinished unit, as one target's ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -240,7 +253,7 @@ impl Ledger {
              plugin_version {text} NOT NULL, run_id {text} NOT NULL, status {text} NOT NULL, \
              started_at {text} NOT NULL, finished_at {text} NOT NULL, rows_written BIGINT NOT NULL, \
              journal_id {text} NOT NULL, journal_hash CHAR(64) NOT NULL, override_reason {text}, \
-             {STATE_COLUMN} {state}, \
+             {STATE_COLUMN} {state}, {FINAL_HASH_COLUMN} CHAR(64), \
              PRIMARY KEY (plugin_name, unit, plugin_sha256))",
             self.table,
         );
@@ -257,7 +270,106 @@ impl Ledger {
             );
             conn.execute(&ddl, &[]).await?;
         }
+        if !self.has_final_hash_column(conn).await? {
+            let ddl = format!(
+                "ALTER TABLE {} ADD COLUMN {FINAL_HASH_COLUMN} CHAR(64)",
+                self.table
+            );
+            conn.execute(&ddl, &[]).await?;
+        }
         Ok(())
+    }
+
+    /// Whether the table has the final-hash column (ledgers made before it do not).
+    async fn has_final_hash_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
+        let sql = driver_for(conn.dialect()).ledger_final_hash_column_sql();
+        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
+        Ok(matches!(
+            rows.rows.first().and_then(|r| r.first()),
+            Some(Value::Bool(true)) | Some(Value::Int(1..))
+        ))
+    }
+
+    /// Stores run `run_id`'s final hash in every row it committed on `conn` (its units'
+    /// and checkpoints'), after its journal's footer is synced, outside any unit. Each row
+    /// is updated by its primary key (read first, without locks), so that on InnoDB the
+    /// statement locks only that row, never a gap a concurrent worker inserts into.
+    /// Returns the rows sealed: 0 when the run committed nothing here.
+    pub async fn seal_run(
+        &self,
+        conn: &mut Connection,
+        run_id: &str,
+        final_hash: &str,
+    ) -> Result<u64, DbError> {
+        if !self.exists(conn).await? {
+            return Ok(0);
+        }
+        self.shield(conn).await?;
+        let dialect = driver_for(conn.dialect());
+        let p = |i| dialect.placeholder(i);
+        let keys = format!(
+            "SELECT plugin_name, unit, plugin_sha256 FROM {} WHERE run_id = {}",
+            self.table,
+            p(1)
+        );
+        let rows = conn
+            .query(&keys, &[Value::Text(run_id.to_owned())])
+            .await?
+            .rows;
+        let update = format!(
+            "UPDATE {} SET {FINAL_HASH_COLUMN} = {} WHERE plugin_name = {} AND unit = {} \
+             AND plugin_sha256 = {} AND run_id = {}",
+            self.table,
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        );
+        let mut sealed = 0;
+        for key in rows {
+            let mut params = vec![Value::Text(final_hash.to_owned())];
+            params.extend(key);
+            params.push(Value::Text(run_id.to_owned()));
+            sealed += conn.execute(&update, &params).await?;
+        }
+        Ok(sealed)
+    }
+
+    /// The final hash each row of run `run_id` on `conn` holds (unit, status, final hash),
+    /// `None` for a row the run did not seal (it did not finish, or an older migrun ran it).
+    pub async fn final_hashes(
+        &self,
+        conn: &mut Connection,
+        run_id: &str,
+    ) -> Result<Vec<(String, String, Option<String>)>, DbError> {
+        if !self.exists(conn).await? || !self.has_final_hash_column(conn).await? {
+            return Ok(Vec::new());
+        }
+        let dialect = driver_for(conn.dialect());
+        let sql = format!(
+            "SELECT unit, status, {FINAL_HASH_COLUMN} FROM {} WHERE run_id = {} ORDER BY unit",
+            self.table,
+            dialect.placeholder(1)
+        );
+        let rows = conn.query(&sql, &[Value::Text(run_id.to_owned())]).await?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .map(|row| {
+                let mut it = row.into_iter().map(|v| match v {
+                    Value::Text(s) => Some(s.trim_end().to_owned()),
+                    Value::Bytes(b) => Some(String::from_utf8_lossy(&b).trim_end().to_owned()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                });
+                (
+                    it.next().flatten().unwrap_or_default(),
+                    it.next().flatten().unwrap_or_default(),
+                    it.next().flatten(),
+                )
+            })
+            .collect())
     }
 
     /// Whether the table has the checkpoint column (ledgers made before contract 0.1.1 do not).

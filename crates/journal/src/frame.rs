@@ -1,9 +1,12 @@
-//! The container of `migrun.journal/2`: a magic line, then frames.
+//! The container of `migrun.journal/2` and `/3`: a magic line, then frames.
 //!
 //! ```text
-//! file   = "migrun.journal/2\n" frame*
+//! file   = "migrun.journal/3\n" frame*          ("migrun.journal/2\n" for /2)
 //! frame  = kind:u8 len:u32le payload_crc:u32le header_crc:u32le payload[len]
 //! ```
+//!
+//! A `/2` file holds frames of kind 1 (zstd of whole text lines), a `/3` file
+//! frames of kind 2 (zstd of whole binary records, see [`crate::binary`]).
 //!
 //! `payload_crc` is the CRC-32 (IEEE) of the payload, `header_crc` that of the
 //! 9 bytes before it. The writer only ever appends whole frames, so a process
@@ -20,8 +23,11 @@
 
 use std::io::{BufRead, Read, Write};
 
+/// The first bytes of every `migrun.journal/3` file (the format new runs write).
+pub const MAGIC: &[u8] = b"migrun.journal/3\n";
+
 /// The first bytes of every `migrun.journal/2` file.
-pub const MAGIC: &[u8] = b"migrun.journal/2\n";
+pub const MAGIC_V2: &[u8] = b"migrun.journal/2\n";
 
 /// What every versioned journal's magic line starts with.
 pub const MAGIC_PREFIX: &[u8] = b"migrun.journal/";
@@ -40,6 +46,9 @@ pub enum FrameKind {
     /// One zstd frame of whole lines `<hash>\t<json>\n`, as `migrun.journal/1`
     /// lines (same chain, same entries).
     ZstdLines = 1,
+    /// One zstd frame of whole binary records (`migrun.journal/3`):
+    /// `len:u32le hash:[u8; 32] payload[len]` each, `payload = lane:u16le entry`.
+    ZstdRecords = 2,
 }
 
 /// Writes one frame.
@@ -67,24 +76,27 @@ pub struct TornTail {
     pub bytes: u64,
 }
 
-/// Reads the frames of a `/2` journal (after its magic line) as the stream of
-/// their decompressed lines.
+/// Reads the frames of a `/2` or `/3` journal (after its magic line) as the
+/// stream of their decompressed contents (lines, or records), frame by frame.
 pub(crate) struct FrameReader<R> {
     input: R,
+    /// The one frame kind this format holds.
+    kind: FrameKind,
     block: Vec<u8>,
     pos: usize,
     /// Bytes of the file consumed so far (magic included).
-    offset: u64,
+    pub(crate) offset: u64,
     /// Set when the file ends in a torn frame.
     pub(crate) torn: Option<TornTail>,
     done: bool,
 }
 
 impl<R: Read> FrameReader<R> {
-    /// Reads frames from `input`, positioned after the magic line.
-    pub(crate) fn new(input: R) -> FrameReader<R> {
+    /// Reads frames of `kind` from `input`, positioned after the magic line.
+    pub(crate) fn new(input: R, kind: FrameKind) -> FrameReader<R> {
         FrameReader {
             input,
+            kind,
             block: Vec::new(),
             pos: 0,
             offset: MAGIC.len() as u64,
@@ -141,12 +153,16 @@ impl<R: Read> FrameReader<R> {
             return Err(damaged("payload checksum mismatch"));
         }
         self.offset += (HEADER_BYTES + read) as u64;
-        if kind != FrameKind::ZstdLines as u8 {
+        if kind != self.kind as u8 {
+            let why = if kind == FrameKind::ZstdLines as u8 || kind == FrameKind::ZstdRecords as u8
+            {
+                "is not a frame kind of this journal's format: the journal was modified or damaged after it was written"
+            } else {
+                "is not known to this migrun (written by a newer one?)"
+            };
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!(
-                    "frame at byte {start}: kind {kind} is not known to this migrun (written by a newer one?)"
-                ),
+                format!("frame at byte {start}: kind {kind} {why}"),
             ));
         }
         self.block.clear();
@@ -165,7 +181,7 @@ impl<R: Read> FrameReader<R> {
         if self.block.len() > MAX_PAYLOAD as usize {
             return Err(damaged("more than 1 GiB of entries in one frame"));
         }
-        if self.block.last().is_some_and(|&b| b != b'\n') {
+        if self.kind == FrameKind::ZstdLines && self.block.last().is_some_and(|&b| b != b'\n') {
             return Err(damaged("the frame does not end with a whole entry"));
         }
         self.pos = 0;
@@ -214,16 +230,16 @@ impl<R: Read> BufRead for FrameReader<R> {
     }
 }
 
-/// The lines of a journal (`<hash>\t<json>\n` each), decompressed without any
-/// check of the chain, of either format; a torn tail is left out. For tools and
+/// The lines of a text journal (`<hash>\t<json>\n` each, `/2` or `/1`),
+/// decompressed without any check of the chain; a torn tail is left out. For tools and
 /// tests that look at (or deliberately damage) a journal's lines.
 pub fn read_lines(input: impl Read) -> std::io::Result<Vec<u8>> {
     let mut input = std::io::BufReader::new(input);
     let start = input.fill_buf()?;
     let mut lines = Vec::new();
-    if start.starts_with(MAGIC) {
-        input.consume(MAGIC.len());
-        FrameReader::new(input).read_to_end(&mut lines)?;
+    if start.starts_with(MAGIC_V2) {
+        input.consume(MAGIC_V2.len());
+        FrameReader::new(input, FrameKind::ZstdLines).read_to_end(&mut lines)?;
     } else {
         zstd::stream::copy_decode(input, &mut lines)?;
     }
@@ -233,10 +249,95 @@ pub fn read_lines(input: impl Read) -> std::io::Result<Vec<u8>> {
 /// Writes a whole `migrun.journal/2` file from its lines (one frame): the
 /// inverse of [`read_lines`]. The lines are written as given — hashes included.
 pub fn write_lines(out: &mut impl Write, lines: &[u8]) -> std::io::Result<()> {
-    out.write_all(MAGIC)?;
+    out.write_all(MAGIC_V2)?;
     if lines.is_empty() {
         return Ok(());
     }
     let payload = zstd::bulk::compress(lines, 3)?;
     write(out, FrameKind::ZstdLines, &payload)
+}
+
+/// One record of a `/3` journal as stored: its hash and its payload
+/// (`lane:u16le entry`), not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The chain hash written with it.
+    pub hash: [u8; 32],
+    /// The lane and the binary entry.
+    pub payload: Vec<u8>,
+}
+
+/// Bytes before a record's payload: `len:u32le hash:[u8; 32]`.
+pub const RECORD_HEADER_BYTES: usize = 36;
+
+/// Appends one record (`len:u32le hash payload`) to a block.
+pub(crate) fn push_record(block: &mut Vec<u8>, hash: &[u8; 32], payload: &[u8]) {
+    block.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    block.extend_from_slice(hash);
+    block.extend_from_slice(payload);
+}
+
+/// Splits the next record off `block`; `None` when it is cut short.
+pub(crate) fn split_record(block: &[u8]) -> Option<(&[u8; 32], &[u8], usize)> {
+    let len = u32::from_le_bytes(block.get(..4)?.try_into().ok()?) as usize;
+    let hash: &[u8; 32] = block.get(4..RECORD_HEADER_BYTES)?.try_into().ok()?;
+    let end = RECORD_HEADER_BYTES.checked_add(len)?;
+    let payload = block.get(RECORD_HEADER_BYTES..end)?;
+    Some((hash, payload, end))
+}
+
+/// The records of a `/3` journal, decompressed without any check of the chain;
+/// a torn tail is left out. For tools and tests that look at (or deliberately
+/// damage) a journal's records.
+pub fn read_records(input: impl Read) -> std::io::Result<Vec<RawRecord>> {
+    let mut input = std::io::BufReader::new(input);
+    if !input.fill_buf()?.starts_with(MAGIC) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a migrun.journal/3 file",
+        ));
+    }
+    input.consume(MAGIC.len());
+    let mut bytes = Vec::new();
+    FrameReader::new(input, FrameKind::ZstdRecords).read_to_end(&mut bytes)?;
+    let mut records = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (hash, payload, end) = split_record(rest).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "a record cut short")
+        })?;
+        records.push(RawRecord {
+            hash: *hash,
+            payload: payload.to_vec(),
+        });
+        rest = &rest[end..];
+    }
+    Ok(records)
+}
+
+/// Writes a whole `migrun.journal/3` file from its records (one frame): the
+/// inverse of [`read_records`]. With `rechain`, every hash is recomputed (a
+/// forger who knows the format); otherwise they are written as given.
+pub fn write_records(
+    out: &mut impl Write,
+    records: &[RawRecord],
+    rechain: bool,
+) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut block = Vec::new();
+    let mut prev = [0u8; 32];
+    for r in records {
+        let hash = if rechain {
+            crate::writer::chain_v3(&prev, &r.payload)
+        } else {
+            r.hash
+        };
+        prev = hash;
+        push_record(&mut block, &hash, &r.payload);
+    }
+    let payload = zstd::bulk::compress(&block, 3)?;
+    write(out, FrameKind::ZstdRecords, &payload)
 }

@@ -8,28 +8,32 @@
 //! journal is enough to re-execute it with no database at all
 //! (`migrun::replay`).
 //!
-//! # Format (`migrun.journal/2`)
+//! # Format (`migrun.journal/3`)
 //!
-//! A magic line `migrun.journal/2\n`, then checksummed frames ([`frame`]),
-//! each a zstd frame of whole lines. Each line is `<hash>\t<json>\n` where
-//! `<json>` is one [`Entry`] and `<hash>` is the lowercase hex sha256 of the
-//! previous line's hash (32 zero bytes for the first line) followed by the
-//! exact bytes of `<json>`. Editing, inserting, removing or reordering any
-//! line breaks the chain from there on; the final hash, printed at the end of
-//! the run and stored in the ledger, seals the whole journal. The writer syncs
-//! before every commit, so a killed run leaves whole frames and at most one
-//! torn frame at the end, which readers drop. `migrun.journal/1` (the same
-//! lines in one zstd stream) is still read. See `docs/JOURNAL.md`.
+//! A magic line `migrun.journal/3\n`, then checksummed frames ([`frame`]),
+//! each a zstd frame of whole binary records. A record is one [`Entry`] in
+//! the binary encoding of [`binary`] (values in binary, each large value
+//! recorded once), tagged with its lane, and the BLAKE3 hash of the previous
+//! record's hash (32 zero bytes for the first) followed by its bytes.
+//! Editing, inserting, removing or reordering any record breaks the chain from
+//! there on; the final hash, printed at the end of the run and stored in the
+//! ledger, seals the whole journal. The writer syncs before every commit, so a
+//! killed run leaves whole frames and at most one torn frame at the end, which
+//! readers drop. `migrun.journal/2` (frames of JSON lines, sha256 chain) and
+//! `/1` (the same lines in one zstd stream) are still read. See
+//! `docs/JOURNAL.md`.
 //!
 //! # Layout
 //!
 //! - this file: the entry types.
-//! - [`frame`]: the `/2` container: magic line, frame header, torn tails.
+//! - [`binary`]: the `/3` encoding of entries and values, the value window.
+//! - [`frame`]: the container: magic line, frame header, torn tails, records.
 //! - [`writer`]: [`JournalWriter`], streaming, bounded memory, group commit.
 //! - [`reader`]: [`JournalReader`], streaming, verifies the chain as it reads.
 
 #![deny(missing_docs)]
 
+pub mod binary;
 pub mod frame;
 pub mod reader;
 pub mod stats;
@@ -46,7 +50,10 @@ pub use reader::JournalReader;
 pub use writer::JournalWriter;
 
 /// The format identifier written in every header.
-pub const FORMAT: &str = "migrun.journal/2";
+pub const FORMAT: &str = "migrun.journal/3";
+
+/// The second format (framed JSON lines), still read and replayed.
+pub const FORMAT_V2: &str = "migrun.journal/2";
 
 /// The first format (one zstd stream of lines), still read and replayed.
 pub const FORMAT_V1: &str = "migrun.journal/1";
@@ -63,7 +70,7 @@ pub enum JournalError {
         /// The error.
         source: std::io::Error,
     },
-    /// A line is not `<hash>\t<json>` or its JSON is not an entry.
+    /// A line is not `<hash>\t<json>` or its JSON is not an entry; a record does not decode.
     #[error("journal {path}, entry {index}: malformed: {detail}")]
     Malformed {
         /// The file.
@@ -97,7 +104,7 @@ pub enum JournalError {
     },
     /// The journal is of a format this migrun does not read.
     #[error(
-        "journal {path}: format {found} is not supported (this migrun reads {FORMAT} and {FORMAT_V1})"
+        "journal {path}: format {found} is not supported (this migrun reads {FORMAT}, {FORMAT_V2} and {FORMAT_V1})"
     )]
     UnsupportedFormat {
         /// The file.

@@ -1,17 +1,19 @@
 //! [`JournalReader`]: streams entries back, verifying the hash chain as it goes.
 //!
-//! Reads both formats: `migrun.journal/2` (framed, see [`crate::frame`]) and
-//! `migrun.journal/1` (one zstd stream), told apart by their first bytes. Of a
-//! `/2` journal whose writer died mid-frame, the entries of every whole frame
-//! are read and the torn tail is reported by [`JournalReader::torn_tail`].
+//! Reads every format: `migrun.journal/3` (framed binary records, see
+//! [`crate::frame`] and [`crate::binary`]), `/2` (framed text lines) and `/1`
+//! (one zstd stream of lines), told apart by their first bytes. Of a framed
+//! journal whose writer died mid-frame, the entries of every whole frame are
+//! read and the torn tail is reported by [`JournalReader::torn_tail`].
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use super::frame::{FrameReader, MAGIC, MAGIC_PREFIX, TornTail};
-use super::writer::chain;
-use super::{Entry, FORMAT, FORMAT_V1, Header, JournalError};
+use super::binary::{Decoder, ReaderWindow};
+use super::frame::{FrameKind, FrameReader, MAGIC, MAGIC_PREFIX, MAGIC_V2, TornTail};
+use super::writer::{chain, chain_v3};
+use super::{Entry, FORMAT, FORMAT_V1, FORMAT_V2, Header, JournalError};
 
 /// zstd's frame magic number, which a `migrun.journal/1` file starts with.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
@@ -22,8 +24,10 @@ type Source = Box<dyn Read + Send>;
 enum Input {
     /// `migrun.journal/1`: one zstd stream.
     V1(Box<dyn BufRead + Send>),
-    /// `migrun.journal/2`: frames.
+    /// `migrun.journal/2`: frames of lines.
     V2(Box<FrameReader<Source>>),
+    /// `migrun.journal/3`: frames of binary records, and the value window.
+    V3(Box<FrameReader<Source>>, Box<ReaderWindow>),
 }
 
 impl Input {
@@ -31,6 +35,7 @@ impl Input {
         match self {
             Input::V1(input) => input.read_line(line),
             Input::V2(input) => input.read_line(line),
+            Input::V3(..) => unreachable!("a /3 journal has no lines"),
         }
     }
 }
@@ -43,6 +48,7 @@ pub struct JournalReader {
     prev: [u8; 32],
     index: u64,
     line: String,
+    lane: u16,
 }
 
 impl JournalReader {
@@ -99,7 +105,18 @@ impl JournalReader {
                 FORMAT_V1,
             )
         } else if start == MAGIC {
-            (Input::V2(Box::new(FrameReader::new(input))), FORMAT)
+            (
+                Input::V3(
+                    Box::new(FrameReader::new(input, FrameKind::ZstdRecords)),
+                    Box::default(),
+                ),
+                FORMAT,
+            )
+        } else if start == MAGIC_V2 {
+            (
+                Input::V2(Box::new(FrameReader::new(input, FrameKind::ZstdLines))),
+                FORMAT_V2,
+            )
         } else if start.is_empty() {
             return Err(no_entries(
                 "the file is empty: the run stopped before its journal began",
@@ -109,13 +126,16 @@ impl JournalReader {
                 path: name,
                 found: String::from_utf8_lossy(&start[..start.len() - 1]).into_owned(),
             });
-        } else if MAGIC.starts_with(&start) {
+        } else if MAGIC_PREFIX.starts_with(&start)
+            || (start.starts_with(MAGIC_PREFIX)
+                && start[MAGIC_PREFIX.len()..].iter().all(u8::is_ascii_digit))
+        {
             return Err(no_entries(
                 "the file ends inside its first line: the run stopped before its journal began",
             ));
         } else {
             return Err(malformed(
-                "not a migrun journal (it starts with neither `migrun.journal/2` nor a zstd frame)",
+                "not a migrun journal (it starts with neither `migrun.journal/<n>` nor a zstd frame)",
             ));
         };
         let mut reader = JournalReader {
@@ -125,6 +145,7 @@ impl JournalReader {
             prev: [0; 32],
             index: 0,
             line: String::new(),
+            lane: 0,
         };
         let header = match reader.next_entry()? {
             Some((_, Entry::Header(header))) => header,
@@ -150,7 +171,7 @@ impl JournalReader {
         &self.path
     }
 
-    /// The format of the file (`migrun.journal/2` or `/1`).
+    /// The format of the file (`migrun.journal/3`, `/2` or `/1`).
     pub fn format(&self) -> &'static str {
         self.format
     }
@@ -169,13 +190,22 @@ impl JournalReader {
     /// file ends with, if its writer died mid-frame (`/2` only).
     pub fn torn_tail(&self) -> Option<&TornTail> {
         match &self.input {
-            Input::V2(frames) => frames.torn.as_ref(),
+            Input::V2(frames) | Input::V3(frames, _) => frames.torn.as_ref(),
             Input::V1(_) => None,
         }
     }
 
+    /// The lane of the last entry read: the worker that produced it (0 when the run
+    /// was sequential, and always 0 in `/1` and `/2` journals).
+    pub fn lane(&self) -> u16 {
+        self.lane
+    }
+
     /// The next entry and its index, or `None` at the end of the journal.
     pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
+        if matches!(self.input, Input::V3(..)) {
+            return self.next_record();
+        }
         self.line.clear();
         let index = self.index;
         let read = match self.input.read_line(&mut self.line) {
@@ -215,6 +245,58 @@ impl JournalReader {
             .ok()
             .and_then(|b| b.try_into().ok())
             .expect("a hash that matched is 32 bytes of hex");
+        self.index += 1;
+        Ok(Some((index, entry)))
+    }
+
+    /// The next record of a `/3` journal: hash checked, then decoded.
+    fn next_record(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
+        let index = self.index;
+        let Input::V3(frames, window) = &mut self.input else {
+            unreachable!("called for /3 journals only");
+        };
+        let block = match frames.fill_buf() {
+            Ok(block) => block,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let e = e.to_string();
+                return Err(self.malformed(index, e));
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        if block.is_empty() {
+            return Ok(None);
+        }
+        let Some((hash, payload, used)) = super::frame::split_record(block) else {
+            return Err(self.malformed(
+                index,
+                "a record cut short inside its frame: the journal was modified or damaged after it was written".into(),
+            ));
+        };
+        let expected = chain_v3(&self.prev, payload);
+        if *hash != expected {
+            return Err(JournalError::ChainBroken {
+                path: self.path.display().to_string(),
+                index,
+                expected: hex::encode(expected),
+                found: hex::encode(hash),
+            });
+        }
+        let decoded = match payload {
+            [a, b, entry @ ..] => Decoder::new(entry, window)
+                .entry()
+                .map(|e| (u16::from_le_bytes([*a, *b]), e))
+                .map_err(|e| e.to_string()),
+            _ => Err("a record shorter than its lane".to_owned()),
+        };
+        frames.consume(used);
+        let (lane, entry) = decoded.map_err(|detail| self.malformed(index, detail))?;
+        self.prev = expected;
+        self.lane = lane;
         self.index += 1;
         Ok(Some((index, entry)))
     }

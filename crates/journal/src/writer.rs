@@ -1,8 +1,9 @@
-//! [`JournalWriter`]: appends entries to a framed journal (`migrun.journal/2`)
+//! [`JournalWriter`]: appends entries to a framed journal (`migrun.journal/3`)
 //! as they happen, durable at every commit.
 //!
 //! Entries go, in order, over a bounded channel to a writer thread that
-//! serialises each one, extends the hash chain and collects it in a block.
+//! encodes each one ([`crate::binary`]: values in binary, each large value
+//! once), extends the BLAKE3 hash chain and collects it in a block as a record.
 //! A block becomes one frame (see [`crate::frame`]) when it grows past
 //! [`BLOCK_BYTES`] or when the run asks for a sync ([`JournalWriter::sync`]):
 //! the host syncs before every COMMIT it sends, so each commit costs one
@@ -20,6 +21,17 @@
 //! stops at its next call, and a commit is never sent past a journal that
 //! could not be synced. [`JournalWriter::head`] waits for the entries before
 //! it, so the chain head it gives is always that of every entry appended so far.
+//!
+//! **Lanes.** Every record carries a lane: the worker that produced it (0 when
+//! the run is sequential). Units run in parallel in one process append to one
+//! journal, their entries interleaved in one chain; [`JournalWriter::append_in_lane`]
+//! tags each, and a reader demultiplexes them by [`crate::JournalReader::lane`].
+//!
+//! **Null sink (benchmarks only).** Built with the `bench-null-sink` feature and
+//! run with `MIGRUN_BENCH_JOURNAL_SINK=null`, the writer thread drops every
+//! entry unencoded: `scripts/bench` measures what journaling costs a live run
+//! against that. Without the feature the variable is not even read; it is not a
+//! user option (a run without its journal cannot be verified or replayed).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,13 +41,13 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-use serde::Serialize;
-
+use super::binary::{Encoder, WriterWindow};
 use super::frame::{self, FrameKind};
 use super::{Entry, JournalError};
 
-/// zstd level: fast enough to keep up with bulk copies, still ~5-10x smaller than the JSON.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level: 1, the fastest; measured in docs/PERFORMANCE.md — binary values
+/// recorded once leave zstd little that a higher level would find.
+pub const ZSTD_LEVEL: i32 = 1;
 
 /// Entries waiting for the writer thread, at most (the channel's bound).
 const IN_FLIGHT: usize = 4;
@@ -47,10 +59,8 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// What the writer thread is asked to do, in order.
 enum Job {
-    /// Append an entry already serialised to JSON.
-    Json(Vec<u8>),
-    /// Serialise and append an entry.
-    Entry(Box<Entry>),
+    /// Encode and append an entry, in a lane.
+    Entry(u16, Box<Entry>),
     /// Answer the chain head once every earlier job is written.
     Head(SyncSender<[u8; 32]>),
     /// Write, flush and fsync every earlier entry, then answer the chain head
@@ -71,23 +81,32 @@ pub struct JournalWriter {
     entries: u64,
 }
 
-/// The writer thread's state: the file, the chain and the block being filled.
+/// The writer thread's state: the file, the chain, the value window and the
+/// block being filled.
 struct BlockWriter {
     out: BufWriter<File>,
     block: Vec<u8>,
     prev: [u8; 32],
+    window: WriterWindow,
+    /// The record being encoded (reused).
+    payload: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
+    compressed: Vec<u8>,
 }
 
 impl BlockWriter {
-    /// Appends one entry's line (`<hash>\t<json>\n`) to the block.
-    fn push(&mut self, json: &[u8]) -> std::io::Result<()> {
-        let hash = chain(&self.prev, json);
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(hash, &mut hex).expect("64 hex digits for 32 bytes");
-        self.block.extend_from_slice(&hex);
-        self.block.push(b'\t');
-        self.block.extend_from_slice(json);
-        self.block.push(b'\n');
+    /// Encodes one entry and appends its record (`len hash lane entry`) to the block.
+    fn push(&mut self, lane: u16, entry: &Entry) -> std::io::Result<()> {
+        self.payload.clear();
+        self.payload.extend_from_slice(&lane.to_le_bytes());
+        Encoder::new(&mut self.payload, &mut self.window)
+            .entry(entry)
+            .map_err(|e| std::io::Error::other(format!("cannot encode an entry: {e}")))?;
+        if self.payload.len() > frame::MAX_PAYLOAD as usize {
+            return Err(std::io::Error::other("a journal entry larger than 1 GiB"));
+        }
+        let hash = chain_v3(&self.prev, &self.payload);
+        frame::push_record(&mut self.block, &hash, &self.payload);
         self.prev = hash;
         if self.block.len() >= BLOCK_BYTES {
             self.frame()?;
@@ -100,9 +119,20 @@ impl BlockWriter {
         if self.block.is_empty() {
             return Ok(());
         }
-        let payload = zstd::bulk::compress(&self.block, ZSTD_LEVEL)?;
-        frame::write(&mut self.out, FrameKind::ZstdLines, &payload)?;
+        let bound = zstd::zstd_safe::compress_bound(self.block.len());
+        self.compressed.clear();
+        self.compressed.reserve(bound);
+        self.compressor
+            .compress_to_buffer(&self.block, &mut self.compressed)?;
+        frame::write(&mut self.out, FrameKind::ZstdRecords, &self.compressed)?;
         self.block.clear();
+        if self.block.capacity() > 4 * BLOCK_BYTES {
+            // One huge entry grew it: give the memory back.
+            self.block = Vec::with_capacity(BLOCK_BYTES + (1 << 16));
+        }
+        if self.compressed.capacity() > 4 * BLOCK_BYTES {
+            self.compressed = Vec::new();
+        }
         Ok(())
     }
 
@@ -117,18 +147,12 @@ impl BlockWriter {
 /// The writer thread: writes entries until the channel closes, then frames the
 /// last block, syncs the file and returns the final hash.
 fn write_entries(mut out: BlockWriter, jobs: Receiver<Job>) -> std::io::Result<[u8; 32]> {
-    let mut json = Vec::with_capacity(4096);
     let mut index = 0u64;
     for job in jobs {
         match job {
-            Job::Json(line) => out.push(&line)?,
-            Job::Entry(entry) => {
-                json.clear();
-                serde_json::to_writer(&mut json, &*entry).map_err(|e| {
-                    std::io::Error::other(format!("entry {index}: cannot serialise: {e}"))
-                })?;
-                out.push(&json)?;
-            }
+            Job::Entry(lane, entry) => out
+                .push(lane, &entry)
+                .map_err(|e| std::io::Error::other(format!("entry {index}: {e}")))?,
             Job::Head(reply) => {
                 let _ = reply.send(out.prev);
                 continue;
@@ -151,6 +175,31 @@ fn write_entries(mut out: BlockWriter, jobs: Receiver<Job>) -> std::io::Result<[
     out.sync()?;
     out.out.get_ref().sync_all()?;
     Ok(out.prev)
+}
+
+/// The null sink's thread (benchmarks only): drops every entry, answers heads and syncs
+/// with zeros.
+fn drop_entries(jobs: Receiver<Job>) -> std::io::Result<[u8; 32]> {
+    for job in jobs {
+        match job {
+            Job::Entry(..) => {}
+            Job::Head(reply) => {
+                let _ = reply.send([0; 32]);
+            }
+            Job::Sync(reply) => {
+                let _ = reply.send(Ok([0; 32]));
+            }
+        }
+    }
+    Ok([0; 32])
+}
+
+/// Whether this build and this process write journals to the null sink (see the module
+/// documentation): only with the `bench-null-sink` feature and
+/// `MIGRUN_BENCH_JOURNAL_SINK=null`.
+fn null_sink() -> bool {
+    cfg!(feature = "bench-null-sink")
+        && std::env::var_os("MIGRUN_BENCH_JOURNAL_SINK").is_some_and(|v| v == "null")
 }
 
 impl JournalWriter {
@@ -180,11 +229,27 @@ impl JournalWriter {
             out,
             block: Vec::with_capacity(BLOCK_BYTES + (1 << 16)),
             prev: [0; 32],
+            window: WriterWindow::default(),
+            payload: Vec::with_capacity(1 << 16),
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(io)?,
+            compressed: Vec::new(),
         };
         let (jobs, inbox) = sync_channel(IN_FLIGHT);
+        let null = null_sink();
+        if null {
+            tracing::warn!(
+                "MIGRUN_BENCH_JOURNAL_SINK=null: journal entries are dropped (benchmark build)"
+            );
+        }
         let thread = std::thread::Builder::new()
             .name("migrun-journal".into())
-            .spawn(move || write_entries(block, inbox))
+            .spawn(move || {
+                if null {
+                    drop_entries(inbox)
+                } else {
+                    write_entries(block, inbox)
+                }
+            })
             .map_err(io)?;
         Ok(JournalWriter {
             path: path.to_owned(),
@@ -248,21 +313,22 @@ impl JournalWriter {
         }
     }
 
-    /// Appends one entry (an [`Entry`], or a borrowed form that serialises
-    /// identically), serialised on the caller's thread.
-    pub fn append<T: Serialize + ?Sized>(&mut self, entry: &T) -> Result<(), JournalError> {
-        let json = serde_json::to_vec(entry).map_err(|e| JournalError::Malformed {
-            path: self.path.display().to_string(),
-            index: self.entries,
-            detail: format!("cannot serialise: {e}"),
-        })?;
-        self.send(Job::Json(json))
+    /// Appends one entry (a copy of it) in lane 0, encoded on the writer thread.
+    pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
+        self.append_in_lane(0, entry.clone())
     }
 
-    /// Appends one entry, serialised on the writer thread (for large entries:
+    /// Appends one entry in lane 0, encoded on the writer thread (for large entries:
     /// the caller only pays for the move).
     pub fn append_owned(&mut self, entry: Entry) -> Result<(), JournalError> {
-        self.send(Job::Entry(Box::new(entry)))
+        self.append_in_lane(0, entry)
+    }
+
+    /// Appends one entry produced by worker `lane` (0 when the run is sequential): units
+    /// run in parallel share one journal, their entries interleaved in one chain, each
+    /// tagged with its lane so that a reader can tell them apart.
+    pub fn append_in_lane(&mut self, lane: u16, entry: Entry) -> Result<(), JournalError> {
+        self.send(Job::Entry(lane, Box::new(entry)))
     }
 
     fn send(&mut self, job: Job) -> Result<(), JournalError> {
@@ -341,7 +407,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The chain step: sha256(previous hash ‖ entry bytes).
+/// The chain step of `/3`: BLAKE3(previous hash ‖ record payload).
+pub(crate) fn chain_v3(prev: &[u8; 32], payload: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(prev);
+    hasher.update(payload);
+    hasher.finalize().into()
+}
+
+/// The chain step of `/1` and `/2`: sha256(previous hash ‖ entry bytes).
 pub(crate) fn chain(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);

@@ -142,8 +142,116 @@ fn damage_a_crash_cannot_cause_is_reported_with_its_entry() {
     assert_eq!(p.kind, "unsupported-format");
     assert!(
         p.message
-            .contains("format migrun.journal/9 is not supported (this migrun reads migrun.journal/2 and migrun.journal/1)"),
+            .contains("format migrun.journal/9 is not supported (this migrun reads migrun.journal/3, migrun.journal/2 and migrun.journal/1)"),
         "{}",
         p.message
     );
+}
+
+/// The `/2` journal kept as a fixture (a hello-rust run recorded by the release before
+/// `/3`, several frames): still intact, and the crash and damage rules of `/2` still hold
+/// on it — cut at any byte it reads as a synced prefix, never as modified; any byte
+/// flipped after its magic line is damage with an entry index.
+#[test]
+fn a_v2_journal_still_reads_and_its_crash_and_damage_rules_hold() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/e2e/fixtures/journal-v2/hello-rust.journal");
+    let bytes = std::fs::read(&fixture).unwrap();
+    assert!(bytes.starts_with(b"migrun.journal/2\n"));
+    let whole = verify(&fixture);
+    assert!(whole.is_complete(), "{}", whole.summary());
+    assert_eq!(whole.format, "migrun.journal/2");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.journal");
+    for len in 0..bytes.len() {
+        std::fs::write(&cut, &bytes[..len]).unwrap();
+        let v = verify(&cut);
+        assert!(
+            matches!(
+                v.problem.as_ref().map(|p| p.kind),
+                None | Some("no-entries")
+            ),
+            "cut at {len}: {}",
+            v.summary()
+        );
+        assert!(
+            v.footer.is_none() && v.summary().starts_with("incomplete"),
+            "cut at {len}"
+        );
+    }
+    for at in 17..bytes.len() {
+        let mut b = bytes.clone();
+        b[at] ^= 0x01;
+        std::fs::write(&cut, &b).unwrap();
+        let p = verify(&cut)
+            .problem
+            .unwrap_or_else(|| panic!("byte {at} flipped went unnoticed"));
+        assert_eq!(p.kind, "modified", "byte {at}: {}", p.message);
+        assert!(p.index.is_some(), "byte {at}: an entry index");
+    }
+}
+
+/// Records deleted or swapped in a `/3` journal (hashes as written) break the chain at
+/// the first one moved; a recomputed chain reads as intact (only the ledger catches it);
+/// a record whose lane or entry bytes were changed breaks it at that record.
+#[test]
+fn deleted_swapped_and_edited_records_break_the_chain_at_their_index() {
+    use migrun_journal::frame::{read_records, write_records};
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.journal");
+    write_journal(&full);
+    let records = read_records(std::fs::File::open(&full).unwrap()).unwrap();
+    assert_eq!(records.len(), 14);
+    let edited = dir.path().join("edited.journal");
+    let check = |records: &[migrun_journal::frame::RawRecord], rechain: bool| {
+        let mut file = Vec::new();
+        write_records(&mut file, records, rechain).unwrap();
+        std::fs::write(&edited, file).unwrap();
+        verify(&edited)
+    };
+    let mut deleted = records.clone();
+    deleted.remove(5);
+    let p = check(&deleted, false)
+        .problem
+        .expect("a deletion is caught");
+    assert_eq!((p.kind, p.index), ("modified", Some(5)), "{}", p.message);
+    assert!(p.message.contains("hash chain broken"), "{}", p.message);
+    let mut swapped = records.clone();
+    swapped.swap(6, 7);
+    let p = check(&swapped, false).problem.expect("a swap is caught");
+    assert_eq!(p.index, Some(6), "{}", p.message);
+    let mut lane = records.clone();
+    lane[8].payload[0] = 3;
+    let p = check(&lane, false)
+        .problem
+        .expect("a changed lane is caught");
+    assert_eq!(p.index, Some(8), "{}", p.message);
+    // Rechained: the file alone cannot tell (the ledger's anchors can, see journal_trust).
+    let v = check(&deleted, true);
+    assert!(v.problem.is_none(), "{}", v.summary());
+    assert_eq!(v.entries, 13);
+}
+
+/// Lanes written are lanes read: entries of concurrent workers interleave in one chain.
+#[test]
+fn each_entry_reads_back_in_the_lane_it_was_written_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lanes.journal");
+    let mut w = JournalWriter::create(&path).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    for i in 0..12u16 {
+        w.append_in_lane(i % 3, tx(&format!("op-{i}"))).unwrap();
+    }
+    w.finish().unwrap();
+    let (mut reader, _) = JournalReader::open(&path).unwrap();
+    assert_eq!(reader.lane(), 0, "the header is lane 0");
+    let mut seen = Vec::new();
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        let Entry::Tx { op, .. } = entry else {
+            panic!("{entry:?}")
+        };
+        seen.push((reader.lane(), op));
+    }
+    let expected: Vec<(u16, String)> = (0..12u16).map(|i| (i % 3, format!("op-{i}"))).collect();
+    assert_eq!(seen, expected);
 }

@@ -243,6 +243,50 @@ impl Session {
         Ok(())
     }
 
+    /// Stores the journal's `final_hash` in every ledger row this run committed on every
+    /// writable connection ([`Ledger::seal_run`]), after the journal's footer is synced,
+    /// outside any unit. The rows' `journal_hash` anchors keep the journal checkable up to
+    /// each commit; the final hash keeps its end — the verify phase, the footer —
+    /// checkable against the database too. Does nothing without a ledger (dry-runs,
+    /// replays). Every connection is tried; the first failure is returned.
+    pub async fn seal_run(&mut self, final_hash: &str) -> Result<(), SessionError> {
+        let Some(ctx) = &self.ledger else {
+            return Ok(());
+        };
+        let mut first_error = None;
+        for conn in self.live.values_mut() {
+            if conn.access() != Access::ReadWrite {
+                continue;
+            }
+            if conn.in_transaction() {
+                tracing::warn!(
+                    connection = conn.name(),
+                    "a transaction is still open: the journal's final hash is not stored there"
+                );
+                continue;
+            }
+            match ctx.ledger.seal_run(conn, &ctx.run_id, final_hash).await {
+                Ok(rows) => tracing::debug!(
+                    connection = conn.name(),
+                    rows,
+                    "the journal's final hash is in the ledger"
+                ),
+                Err(error) => {
+                    tracing::error!(
+                        connection = conn.name(),
+                        "the journal's final hash could not be stored in the ledger: {error}"
+                    );
+                    first_error.get_or_insert(SessionError::Ledger {
+                        connection: conn.name().to_owned(),
+                        table: ctx.ledger.table().to_owned(),
+                        error,
+                    });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// `checkpoint.last`: the state the current unit resumes from, answered by the tape
     /// in replays. `None` in a dry-run, which always starts afresh.
     pub fn last_checkpoint(&mut self) -> Result<CallResult, TapeError> {

@@ -673,13 +673,16 @@ pub async fn run(
             runner.verify(&mut report).await;
         }
         runner.finish(&mut report, plan.as_ref(), dry_guards).await;
-        Ok::<_, RunError>((report, recorder))
+        // The footer, synced; then its final hash into the ledgers, while the
+        // connections (and the run locks) are still held.
+        journal::seal(&recorder, &mut report);
+        runner.seal_ledgers(&mut report).await;
+        Ok::<_, RunError>(report)
     }
     .await;
     open.close().await;
 
-    let (mut report, recorder) = ran?;
-    journal::seal(&recorder, &mut report);
+    let mut report = ran?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }

@@ -620,6 +620,38 @@ impl Runner {
         Ok(())
     }
 
+    /// After the journal is sealed: its final hash into the ledger of every writable
+    /// connection (live runs only), so `journal verify -c` checks the journal's end against
+    /// the databases. A seal that cannot be stored fails a run that had not failed otherwise:
+    /// the units stay committed, but the journal's end is not anchored.
+    pub(super) async fn seal_ledgers(&mut self, report: &mut RunReport) {
+        if self.mode != RunMode::Live {
+            return;
+        }
+        let Some(final_hash) = report.journal.as_ref().map(|j| j.final_hash.clone()) else {
+            return;
+        };
+        let sealed = self.session().seal_run(&final_hash).await;
+        if let Err(e) = sealed
+            && report.failure.is_none()
+        {
+            let message =
+                format!("the journal's final hash could not be stored in the ledger: {e}");
+            let error = match e {
+                SessionError::Ledger { error, .. } => error,
+                other => DbError::new(db::DbErrorKind::Refused, other.to_string()),
+            };
+            report.failure = Some(RunFailure {
+                phase: "journal".into(),
+                message,
+                consequence: format!(
+                    "every unit stayed committed and the journal is complete; keep its final hash {final_hash} elsewhere"
+                ),
+                cause: FailureCause::Commit(error),
+            });
+        }
+    }
+
     pub(super) async fn verify(&mut self, report: &mut RunReport) {
         self.observer.phase_started("verify");
         let result = self.verify_inner().await;

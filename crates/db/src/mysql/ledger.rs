@@ -27,6 +27,11 @@ impl LedgerSql for MySqlDriver {
          AND TABLE_NAME = ? AND COLUMN_NAME = 'checkpoint_state'"
     }
 
+    fn ledger_final_hash_column_sql(&self) -> &'static str {
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_NAME = ? AND COLUMN_NAME = 'run_final_hash'"
+    }
+
     fn ledger_column_types(&self) -> LedgerColumnTypes {
         LedgerColumnTypes {
             key: "VARCHAR(190)",
@@ -66,6 +71,7 @@ mod tests {
             d.ledger_exists_sql(),
             d.ledger_triggers_sql(),
             d.ledger_state_column_sql(),
+            d.ledger_final_hash_column_sql(),
         ] {
             assert_eq!(sql.matches('?').count(), 1, "{sql}");
             assert!(sql.contains("DATABASE()"), "{sql}");

@@ -27,6 +27,11 @@ impl LedgerSql for PgDriver {
          AND attname = 'checkpoint_state' AND NOT attisdropped)"
     }
 
+    fn ledger_final_hash_column_sql(&self) -> &'static str {
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+         AND attname = 'run_final_hash' AND NOT attisdropped)"
+    }
+
     fn ledger_column_types(&self) -> LedgerColumnTypes {
         LedgerColumnTypes {
             key: "TEXT",
@@ -67,7 +72,11 @@ mod tests {
         assert!(d.ledger_triggers_sql().contains("pg_trigger"));
         assert!(d.ledger_triggers_sql().contains("pg_rewrite"));
         assert!(d.ledger_state_column_sql().contains("'checkpoint_state'"));
-        for sql in [d.ledger_triggers_sql(), d.ledger_state_column_sql()] {
+        for sql in [
+            d.ledger_triggers_sql(),
+            d.ledger_state_column_sql(),
+            d.ledger_final_hash_column_sql(),
+        ] {
             assert!(sql.contains("to_regclass($1)"), "{sql}");
             assert!(!sql.contains('?'), "{sql}");
         }

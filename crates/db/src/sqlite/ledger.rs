@@ -24,6 +24,10 @@ impl LedgerSql for SqliteDriver {
         "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'checkpoint_state'"
     }
 
+    fn ledger_final_hash_column_sql(&self) -> &'static str {
+        "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'run_final_hash'"
+    }
+
     fn ledger_column_types(&self) -> LedgerColumnTypes {
         LedgerColumnTypes {
             key: "TEXT",
@@ -63,6 +67,7 @@ mod tests {
             d.ledger_exists_sql(),
             d.ledger_triggers_sql(),
             d.ledger_state_column_sql(),
+            d.ledger_final_hash_column_sql(),
         ] {
             assert_eq!(sql.matches('?').count(), 1, "{sql}");
         }

@@ -55,7 +55,7 @@ impl Recorder {
 
     /// Appends an entry. After a write error every later append fails too: a
     /// journal with a hole is worse than a run that stops.
-    pub fn append<T: serde::Serialize + ?Sized>(&mut self, entry: &T) -> Result<(), JournalError> {
+    pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
         if let Some(message) = &self.failed {
             return Err(JournalError::Io {
                 path: self.writer.path().display().to_string(),

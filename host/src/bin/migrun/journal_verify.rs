@@ -80,9 +80,18 @@ fn text(report: &JournalVerifyReport) -> String {
             }
             None => {
                 let found = ledger.rows.iter().filter(|r| r.mismatch.is_none()).count();
+                let final_hash = match &ledger.final_hash {
+                    Some(f) if f.mismatch.is_none() => {
+                        "; the final hash stored in the ledger matches the journal's"
+                    }
+                    Some(_) => "; the final hash stored in the ledger does NOT match",
+                    None => {
+                        "; no final hash stored (the run did not finish, or an older migrun ran it)"
+                    }
+                };
                 let _ = writeln!(
                     out,
-                    "ledger    {}: {found} of {} rows of this run anchored in the journal",
+                    "ledger    {}: {found} of {} rows of this run anchored in the journal{final_hash}",
                     printable(&ledger.connection),
                     ledger.rows.len()
                 );
@@ -98,6 +107,20 @@ fn text(report: &JournalVerifyReport) -> String {
             printable(&row.status),
             printable(row.mismatch.as_deref().unwrap_or(""))
         );
+    }
+    for ledger in &report.ledgers {
+        if let Some(why) = ledger
+            .final_hash
+            .as_ref()
+            .and_then(|f| f.mismatch.as_deref())
+        {
+            let _ = writeln!(
+                out,
+                "MODIFIED  {} final hash: {}",
+                printable(&ledger.connection),
+                printable(why)
+            );
+        }
     }
     let _ = writeln!(out, "verdict   {}", report.verdict);
     out

@@ -1,0 +1,1316 @@
+//! The binary entry encoding of `migrun.journal/3`: entries, SQL values, and the
+//! value window that records each large value once.
+//!
+//! Everything here is specified byte for byte in `docs/JOURNAL.md` ("Entries of
+//! `/3`"). In short: an entry is a tag byte and its fields; integers are LEB128
+//! varints (signed ones zigzag-encoded); strings are a varint length and UTF-8;
+//! a SQL value is a tag byte per value kind and its body — an unknown tag is an
+//! error naming it, so new kinds are additions, never a reinterpretation.
+//!
+//! **Each large value is recorded once.** Every literal value whose body is at
+//! least [`REF_MIN_BYTES`] long (texts, bytes, JSON, decimals, arrays) gets the
+//! next number in the journal's [`ValueWindow`]; a later value equal to one
+//! still in the window is written as a reference to it ([`TAG_REF`] + how many
+//! numbers back), so the rows a bulk insert writes exactly as a cursor delivered
+//! them cost a few bytes per value, not the values again. Writer and reader keep
+//! the same window — the last [`WINDOW_BYTES`] of referable literals, evicted
+//! oldest first — so the writer only refers to what every reader still holds,
+//! and a reader's memory stays bounded whatever the journal's size.
+//!
+//! Decoding never panics: every length is checked against the bytes left
+//! before anything is allocated (the `value_decoding` fuzz target holds it to
+//! that).
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
+
+use migrun_types::{Level, Value};
+
+use super::{CallResult, Entry, Footer, Header, HostCall, SnapshotInfo, TableSnapshot};
+
+/// A referable value's body is at least this many bytes: shorter values cost
+/// about as much as a reference.
+pub const REF_MIN_BYTES: usize = 32;
+
+/// The window: referable literals are kept (by every reader) while the newest of
+/// them add up to at most this many body bytes.
+pub const WINDOW_BYTES: usize = 32 << 20;
+
+/// Value tags. `0x10..=0xFE` are free for later value kinds.
+pub mod tag {
+    /// SQL NULL.
+    pub const NULL: u8 = 0x00;
+    /// Boolean: one byte, 0 or 1.
+    pub const BOOL: u8 = 0x01;
+    /// 64-bit integer: zigzag varint.
+    pub const INT: u8 = 0x02;
+    /// Double: 8 bytes, little-endian IEEE bits.
+    pub const FLOAT: u8 = 0x03;
+    /// Text: varint length, UTF-8.
+    pub const TEXT: u8 = 0x04;
+    /// Bytes: varint length, bytes.
+    pub const BYTES: u8 = 0x05;
+    /// JSON: varint length, UTF-8 text.
+    pub const JSON: u8 = 0x06;
+    /// UUID: 16 bytes.
+    pub const UUID: u8 = 0x07;
+    /// Date: zigzag varint, days since 0001-01-01 (day 1 of the common era is 1).
+    pub const DATE: u8 = 0x08;
+    /// Time: varint seconds since midnight, varint nanoseconds.
+    pub const TIME: u8 = 0x09;
+    /// Timestamp: zigzag varint Unix seconds, varint nanoseconds.
+    pub const TIMESTAMP: u8 = 0x0A;
+    /// Timestamptz (UTC): as timestamp.
+    pub const TIMESTAMPTZ: u8 = 0x0B;
+    /// Decimal: varint length, its canonical text.
+    pub const DECIMAL: u8 = 0x0C;
+    /// Float32 array: varint count, 4 bytes little-endian each.
+    pub const FLOAT32_ARRAY: u8 = 0x0D;
+    /// Text array: varint count, then each as a text body.
+    pub const TEXT_ARRAY: u8 = 0x0E;
+    /// A reference: varint distance back in the window (1 = the newest referable literal).
+    pub const REF: u8 = 0xFF;
+}
+
+/// Why bytes do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("byte {at} of the entry: {what}")]
+pub struct DecodeError {
+    /// Where in the entry's bytes.
+    pub at: usize,
+    /// What is wrong.
+    pub what: String,
+}
+
+// ---------------------------------------------------------------------------
+// The window
+
+/// The referable literals recorded so far, as the writer sees them: their
+/// hashes only (it never refers to what a reader would no longer hold).
+#[derive(Default)]
+pub struct WriterWindow {
+    /// Oldest first: (number, body bytes, content hash).
+    order: VecDeque<(u64, usize, [u8; 32])>,
+    by_hash: HashMap<[u8; 32], u64>,
+    bytes: usize,
+    next: u64,
+}
+
+impl WriterWindow {
+    /// A referable literal was written: number it, evict the oldest past the bound.
+    fn add(&mut self, hash: [u8; 32], size: usize) {
+        let n = self.next;
+        self.next += 1;
+        self.order.push_back((n, size, hash));
+        self.by_hash.insert(hash, n);
+        self.bytes += size;
+        while self.bytes > WINDOW_BYTES {
+            let Some((old, size, hash)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+            if self.by_hash.get(&hash) == Some(&old) {
+                self.by_hash.remove(&hash);
+            }
+        }
+    }
+
+    /// The distance back to an equal literal still in the window.
+    fn find(&self, hash: &[u8; 32]) -> Option<u64> {
+        self.by_hash.get(hash).map(|n| self.next - n)
+    }
+}
+
+/// The referable literals read so far (their values), as every reader keeps them.
+#[derive(Default)]
+pub struct ReaderWindow {
+    /// Oldest first: (value, body bytes).
+    order: VecDeque<(Value, usize)>,
+    bytes: usize,
+    /// Numbers given so far (the next literal's number).
+    next: u64,
+}
+
+impl ReaderWindow {
+    fn add(&mut self, value: &Value, size: usize) {
+        self.next += 1;
+        self.order.push_back((value.clone(), size));
+        self.bytes += size;
+        while self.bytes > WINDOW_BYTES {
+            let Some((_, size)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+        }
+    }
+
+    fn get(&self, distance: u64) -> Option<&Value> {
+        let len = self.order.len() as u64;
+        (distance >= 1 && distance <= len).then(|| &self.order[(len - distance) as usize].0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+/// Appends the binary encoding of an entry to a buffer.
+pub struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    window: &'a mut WriterWindow,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+impl<'a> Encoder<'a> {
+    /// Encodes into `out`, referring to (and extending) `window`.
+    pub fn new(out: &'a mut Vec<u8>, window: &'a mut WriterWindow) -> Encoder<'a> {
+        Encoder { out, window }
+    }
+
+    fn u8(&mut self, b: u8) {
+        self.out.push(b);
+    }
+
+    fn varint(&mut self, n: u64) {
+        put_varint(self.out, n);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+
+    fn strs(&mut self, v: &[String]) {
+        self.varint(v.len() as u64);
+        for s in v {
+            self.str(s);
+        }
+    }
+
+    fn pairs(&mut self, v: &[(String, String)]) {
+        self.varint(v.len() as u64);
+        for (a, b) in v {
+            self.str(a);
+            self.str(b);
+        }
+    }
+
+    /// One SQL value: a literal, or a reference to an equal referable literal in the window.
+    pub fn value(&mut self, v: &Value) {
+        let start = self.out.len();
+        let referable = match v {
+            Value::Null => {
+                self.u8(tag::NULL);
+                false
+            }
+            Value::Bool(b) => {
+                self.u8(tag::BOOL);
+                self.u8(u8::from(*b));
+                false
+            }
+            Value::Int(n) => {
+                self.u8(tag::INT);
+                self.varint(zigzag(*n));
+                false
+            }
+            Value::Float(f) => {
+                self.u8(tag::FLOAT);
+                self.out.extend_from_slice(&f.to_bits().to_le_bytes());
+                false
+            }
+            Value::Text(s) => {
+                self.u8(tag::TEXT);
+                self.str(s);
+                true
+            }
+            Value::Bytes(b) => {
+                self.u8(tag::BYTES);
+                self.varint(b.len() as u64);
+                self.out.extend_from_slice(b);
+                true
+            }
+            Value::Json(s) => {
+                self.u8(tag::JSON);
+                self.str(s);
+                true
+            }
+            Value::Uuid(u) => {
+                self.u8(tag::UUID);
+                self.out.extend_from_slice(u.as_bytes());
+                false
+            }
+            Value::Date(d) => {
+                self.u8(tag::DATE);
+                self.varint(zigzag(i64::from(d.num_days_from_ce())));
+                false
+            }
+            Value::Time(t) => {
+                self.u8(tag::TIME);
+                self.varint(u64::from(t.num_seconds_from_midnight()));
+                self.varint(u64::from(t.nanosecond()));
+                false
+            }
+            Value::Timestamp(t) => {
+                self.u8(tag::TIMESTAMP);
+                let utc = t.and_utc();
+                self.varint(zigzag(utc.timestamp()));
+                self.varint(u64::from(utc.timestamp_subsec_nanos()));
+                false
+            }
+            Value::Timestamptz(t) => {
+                self.u8(tag::TIMESTAMPTZ);
+                self.varint(zigzag(t.timestamp()));
+                self.varint(u64::from(t.timestamp_subsec_nanos()));
+                false
+            }
+            Value::Decimal(s) => {
+                self.u8(tag::DECIMAL);
+                self.str(s);
+                true
+            }
+            Value::Float32Array(v) => {
+                self.u8(tag::FLOAT32_ARRAY);
+                self.varint(v.len() as u64);
+                self.out.reserve(v.len() * 4);
+                for f in v {
+                    self.out.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+                true
+            }
+            Value::TextArray(v) => {
+                self.u8(tag::TEXT_ARRAY);
+                self.strs(v);
+                true
+            }
+        };
+        let body = self.out.len() - start - 1;
+        if referable && body >= REF_MIN_BYTES {
+            let hash: [u8; 32] = blake3::hash(&self.out[start..]).into();
+            match self.window.find(&hash) {
+                Some(distance) => {
+                    self.out.truncate(start);
+                    self.u8(tag::REF);
+                    self.varint(distance);
+                }
+                None => self.window.add(hash, body),
+            }
+        }
+    }
+
+    fn values(&mut self, v: &[Value]) {
+        self.varint(v.len() as u64);
+        for value in v {
+            self.value(value);
+        }
+    }
+
+    fn rows(&mut self, rows: &[Vec<Value>]) {
+        self.varint(rows.len() as u64);
+        for row in rows {
+            self.values(row);
+        }
+    }
+
+    fn json<T: serde::Serialize>(&mut self, v: &T) -> Result<(), String> {
+        let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+        self.str(&text);
+        Ok(())
+    }
+
+    /// One entry (see the module documentation and `docs/JOURNAL.md`).
+    pub fn entry(&mut self, entry: &Entry) -> Result<(), String> {
+        match entry {
+            Entry::Header(h) => {
+                self.u8(entry_tag::HEADER);
+                self.json(h)?;
+            }
+            Entry::Export {
+                export,
+                unit,
+                config,
+            } => {
+                self.u8(entry_tag::EXPORT);
+                self.str(export);
+                self.opt_str(unit.as_deref());
+                match config {
+                    None => self.u8(0),
+                    Some(c) => {
+                        self.u8(1);
+                        self.pairs(c);
+                    }
+                }
+            }
+            Entry::ExportEnd { export, error } => {
+                self.u8(entry_tag::EXPORT_END);
+                self.str(export);
+                self.opt_str(error.as_deref());
+            }
+            Entry::Call { call, result } => {
+                self.u8(entry_tag::CALL);
+                self.call(call);
+                self.result(result);
+            }
+            Entry::UnitSkipped { unit, reason } => {
+                self.u8(entry_tag::UNIT_SKIPPED);
+                self.str(unit);
+                self.str(reason);
+            }
+            Entry::Tx {
+                connection,
+                op,
+                error,
+            } => {
+                self.u8(entry_tag::TX);
+                self.str(connection);
+                self.str(op);
+                self.opt_str(error.as_deref());
+            }
+            Entry::Footer(f) => {
+                self.u8(entry_tag::FOOTER);
+                self.json(f)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, call: &HostCall) {
+        match call {
+            HostCall::Open { name } => {
+                self.u8(call_tag::OPEN);
+                self.str(name);
+            }
+            HostCall::Query { conn, sql, params } => {
+                self.u8(call_tag::QUERY);
+                self.str(conn);
+                self.str(sql);
+                self.values(params);
+            }
+            HostCall::Execute { conn, sql, params } => {
+                self.u8(call_tag::EXECUTE);
+                self.str(conn);
+                self.str(sql);
+                self.values(params);
+            }
+            HostCall::OpenCursor {
+                conn,
+                sql,
+                params,
+                batch_size,
+            } => {
+                self.u8(call_tag::OPEN_CURSOR);
+                self.str(conn);
+                self.str(sql);
+                self.values(params);
+                self.varint(u64::from(*batch_size));
+            }
+            HostCall::NextBatch { cursor } => {
+                self.u8(call_tag::NEXT_BATCH);
+                self.varint(*cursor);
+            }
+            HostCall::CloseCursor { cursor } => {
+                self.u8(call_tag::CLOSE_CURSOR);
+                self.varint(*cursor);
+            }
+            HostCall::BulkInsert {
+                conn,
+                table,
+                columns,
+                rows,
+            } => {
+                self.u8(call_tag::BULK_INSERT);
+                self.str(conn);
+                self.str(table);
+                self.strs(columns);
+                self.rows(rows);
+            }
+            HostCall::Log {
+                level,
+                message,
+                fields,
+            } => {
+                self.u8(call_tag::LOG);
+                self.u8(match level {
+                    Level::Trace => 0,
+                    Level::Debug => 1,
+                    Level::Info => 2,
+                    Level::Warn => 3,
+                    Level::Error => 4,
+                });
+                self.str(message);
+                self.pairs(fields);
+            }
+            HostCall::Progress { task, done, total } => {
+                self.u8(call_tag::PROGRESS);
+                self.str(task);
+                self.varint(*done);
+                match total {
+                    None => self.u8(0),
+                    Some(t) => {
+                        self.u8(1);
+                        self.varint(*t);
+                    }
+                }
+            }
+            HostCall::Check { name, ok, detail } => {
+                self.u8(call_tag::CHECK);
+                self.str(name);
+                self.u8(u8::from(*ok));
+                self.str(detail);
+            }
+            HostCall::BackupSnapshot {
+                conn,
+                tables,
+                label,
+            } => {
+                self.u8(call_tag::BACKUP_SNAPSHOT);
+                self.str(conn);
+                self.strs(tables);
+                self.str(label);
+            }
+            HostCall::BackupList => self.u8(call_tag::BACKUP_LIST),
+            HostCall::BackupVerify { id } => {
+                self.u8(call_tag::BACKUP_VERIFY);
+                self.str(id);
+            }
+            HostCall::CheckpointSave { state } => {
+                self.u8(call_tag::CHECKPOINT_SAVE);
+                self.str(state);
+            }
+            HostCall::CheckpointLast => self.u8(call_tag::CHECKPOINT_LAST),
+        }
+    }
+
+    fn result(&mut self, result: &CallResult) {
+        match result {
+            CallResult::Unit => self.u8(result_tag::UNIT),
+            CallResult::Opened => self.u8(result_tag::OPENED),
+            CallResult::Rows { columns, rows } => {
+                self.u8(result_tag::ROWS);
+                self.pairs(columns);
+                self.rows(rows);
+            }
+            CallResult::Count { n } => {
+                self.u8(result_tag::COUNT);
+                self.varint(*n);
+            }
+            CallResult::Cursor { cursor, columns } => {
+                self.u8(result_tag::CURSOR);
+                self.varint(*cursor);
+                self.pairs(columns);
+            }
+            CallResult::Batch { rows } => {
+                self.u8(result_tag::BATCH);
+                match rows {
+                    None => self.u8(0),
+                    Some(rows) => {
+                        self.u8(1);
+                        self.rows(rows);
+                    }
+                }
+            }
+            CallResult::Snapshots { snapshots } => {
+                self.u8(result_tag::SNAPSHOTS);
+                self.varint(snapshots.len() as u64);
+                for s in snapshots {
+                    self.str(&s.id);
+                    self.str(&s.connection);
+                    self.str(&s.method);
+                    self.varint(s.tables.len() as u64);
+                    for t in &s.tables {
+                        self.str(&t.name);
+                        self.varint(t.rows);
+                        self.str(&t.checksum);
+                    }
+                }
+            }
+            CallResult::BackupError {
+                error_kind,
+                message,
+            } => {
+                self.u8(result_tag::BACKUP_ERROR);
+                self.str(error_kind);
+                self.str(message);
+            }
+            CallResult::Checkpoint { state } => {
+                self.u8(result_tag::CHECKPOINT);
+                self.opt_str(state.as_deref());
+            }
+            CallResult::Error {
+                error_kind,
+                code,
+                message,
+            } => {
+                self.u8(result_tag::ERROR);
+                self.str(error_kind);
+                self.opt_str(code.as_deref());
+                self.str(message);
+            }
+        }
+    }
+}
+
+/// Entry tags.
+pub mod entry_tag {
+    /// The header: its fields as one JSON document (a string).
+    pub const HEADER: u8 = 0x01;
+    /// An export call.
+    pub const EXPORT: u8 = 0x02;
+    /// An export's end.
+    pub const EXPORT_END: u8 = 0x03;
+    /// A host call and its result.
+    pub const CALL: u8 = 0x04;
+    /// A unit skipped.
+    pub const UNIT_SKIPPED: u8 = 0x05;
+    /// Transaction control.
+    pub const TX: u8 = 0x06;
+    /// The footer: its fields as one JSON document (a string).
+    pub const FOOTER: u8 = 0x07;
+}
+
+/// Host call tags.
+pub mod call_tag {
+    #![allow(missing_docs)]
+    pub const OPEN: u8 = 0x01;
+    pub const QUERY: u8 = 0x02;
+    pub const EXECUTE: u8 = 0x03;
+    pub const OPEN_CURSOR: u8 = 0x04;
+    pub const NEXT_BATCH: u8 = 0x05;
+    pub const CLOSE_CURSOR: u8 = 0x06;
+    pub const BULK_INSERT: u8 = 0x07;
+    pub const LOG: u8 = 0x08;
+    pub const PROGRESS: u8 = 0x09;
+    pub const CHECK: u8 = 0x0A;
+    pub const BACKUP_SNAPSHOT: u8 = 0x0B;
+    pub const BACKUP_LIST: u8 = 0x0C;
+    pub const BACKUP_VERIFY: u8 = 0x0D;
+    pub const CHECKPOINT_SAVE: u8 = 0x0E;
+    pub const CHECKPOINT_LAST: u8 = 0x0F;
+}
+
+/// Call result tags.
+pub mod result_tag {
+    #![allow(missing_docs)]
+    pub const UNIT: u8 = 0x01;
+    pub const OPENED: u8 = 0x02;
+    pub const ROWS: u8 = 0x03;
+    pub const COUNT: u8 = 0x04;
+    pub const CURSOR: u8 = 0x05;
+    pub const BATCH: u8 = 0x06;
+    pub const SNAPSHOTS: u8 = 0x07;
+    pub const BACKUP_ERROR: u8 = 0x08;
+    pub const CHECKPOINT: u8 = 0x09;
+    pub const ERROR: u8 = 0x0A;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/// Reads one entry's bytes.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    window: &'a mut ReaderWindow,
+}
+
+type Decoded<T> = Result<T, DecodeError>;
+
+impl<'a> Decoder<'a> {
+    /// Decodes `bytes`, resolving references against (and extending) `window`.
+    pub fn new(bytes: &'a [u8], window: &'a mut ReaderWindow) -> Decoder<'a> {
+        Decoder {
+            bytes,
+            pos: 0,
+            window,
+        }
+    }
+
+    fn err<T>(&self, what: impl Into<String>) -> Decoded<T> {
+        Err(DecodeError {
+            at: self.pos,
+            what: what.into(),
+        })
+    }
+
+    fn left(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
+        if n > self.left() {
+            return self.err(format!(
+                "{n} bytes needed, {} left: the entry is cut short",
+                self.left()
+            ));
+        }
+        let bytes: &'a [u8] = self.bytes;
+        let out = &bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Decoded<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn flag(&mut self) -> Decoded<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => {
+                self.pos -= 1;
+                self.err(format!("expected 0 or 1, found {other}"))
+            }
+        }
+    }
+
+    fn varint(&mut self) -> Decoded<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            if shift == 63 && b > 1 {
+                return self.err("a varint larger than 64 bits");
+            }
+            n |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        self.err("a varint longer than 10 bytes")
+    }
+
+    /// A count of items each at least `min_bytes` long: never more than the bytes left allow.
+    fn count(&mut self, min_bytes: usize) -> Decoded<usize> {
+        let n = self.varint()?;
+        if n > (self.left() / min_bytes.max(1)) as u64 {
+            return self.err(format!(
+                "a count of {n} items, more than the {} bytes left can hold",
+                self.left()
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn u32(&mut self) -> Decoded<u32> {
+        let n = self.varint()?;
+        u32::try_from(n).or_else(|_| self.err(format!("{n} does not fit in 32 bits")))
+    }
+
+    fn string(&mut self) -> Decoded<String> {
+        let n = self.count(1)?;
+        let at = self.pos;
+        let bytes = self.take(n)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(DecodeError {
+                at,
+                what: format!("text that is not UTF-8: {e}"),
+            }),
+        }
+    }
+
+    fn opt_string(&mut self) -> Decoded<Option<String>> {
+        Ok(if self.flag()? {
+            Some(self.string()?)
+        } else {
+            None
+        })
+    }
+
+    fn strings(&mut self) -> Decoded<Vec<String>> {
+        let n = self.count(1)?;
+        (0..n).map(|_| self.string()).collect()
+    }
+
+    fn pairs(&mut self) -> Decoded<Vec<(String, String)>> {
+        let n = self.count(2)?;
+        (0..n)
+            .map(|_| Ok((self.string()?, self.string()?)))
+            .collect()
+    }
+
+    /// One SQL value.
+    pub fn value(&mut self) -> Decoded<Value> {
+        let start = self.pos;
+        let t = self.u8()?;
+        let bad = |what: &str| DecodeError {
+            at: start,
+            what: what.to_owned(),
+        };
+        let (value, referable) = match t {
+            tag::NULL => (Value::Null, false),
+            tag::BOOL => (Value::Bool(self.flag()?), false),
+            tag::INT => (Value::Int(unzigzag(self.varint()?)), false),
+            tag::FLOAT => {
+                let b = self.take(8)?;
+                (
+                    Value::Float(f64::from_bits(u64::from_le_bytes(
+                        b.try_into().expect("8 bytes"),
+                    ))),
+                    false,
+                )
+            }
+            tag::TEXT => (Value::Text(self.string()?), true),
+            tag::BYTES => {
+                let n = self.count(1)?;
+                (Value::Bytes(self.take(n)?.to_vec()), true)
+            }
+            tag::JSON => (Value::Json(self.string()?), true),
+            tag::UUID => {
+                let b = self.take(16)?;
+                (
+                    Value::Uuid(uuid::Uuid::from_bytes(b.try_into().expect("16 bytes"))),
+                    false,
+                )
+            }
+            tag::DATE => {
+                let days = unzigzag(self.varint()?);
+                let date = i32::try_from(days)
+                    .ok()
+                    .and_then(NaiveDate::from_num_days_from_ce_opt)
+                    .ok_or_else(|| bad("a date out of range"))?;
+                (Value::Date(date), false)
+            }
+            tag::TIME => {
+                let secs = self.u32()?;
+                let nanos = self.u32()?;
+                let time = NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
+                    .ok_or_else(|| bad("a time of day out of range"))?;
+                (Value::Time(time), false)
+            }
+            tag::TIMESTAMP | tag::TIMESTAMPTZ => {
+                let secs = unzigzag(self.varint()?);
+                let nanos = self.u32()?;
+                let at = DateTime::from_timestamp(secs, nanos)
+                    .ok_or_else(|| bad("a timestamp out of range"))?;
+                if t == tag::TIMESTAMP {
+                    (Value::Timestamp(at.naive_utc()), false)
+                } else {
+                    (Value::Timestamptz(at), false)
+                }
+            }
+            tag::DECIMAL => (Value::Decimal(self.string()?), true),
+            tag::FLOAT32_ARRAY => {
+                let n = self.count(4)?;
+                let b = self.take(n * 4)?;
+                let v = b
+                    .chunks_exact(4)
+                    .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                    .collect();
+                (Value::Float32Array(v), true)
+            }
+            tag::TEXT_ARRAY => (Value::TextArray(self.strings()?), true),
+            tag::REF => {
+                let distance = self.varint()?;
+                return match self.window.get(distance) {
+                    Some(v) => Ok(v.clone()),
+                    None => Err(DecodeError {
+                        at: start,
+                        what: format!(
+                            "a reference {distance} values back, outside the {} values the window holds",
+                            self.window.order.len()
+                        ),
+                    }),
+                };
+            }
+            other => {
+                return Err(DecodeError {
+                    at: start,
+                    what: format!(
+                        "unknown value tag 0x{other:02x} (a value kind this migrun does not know; written by a newer one?)"
+                    ),
+                });
+            }
+        };
+        let body = self.pos - start - 1;
+        if referable && body >= REF_MIN_BYTES {
+            self.window.add(&value, body);
+        }
+        Ok(value)
+    }
+
+    fn values(&mut self) -> Decoded<Vec<Value>> {
+        let n = self.count(1)?;
+        (0..n).map(|_| self.value()).collect()
+    }
+
+    fn rows(&mut self) -> Decoded<Vec<Vec<Value>>> {
+        let n = self.count(1)?;
+        (0..n).map(|_| self.values()).collect()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Decoded<T> {
+        let at = self.pos;
+        let text = self.string()?;
+        serde_json::from_str(&text).map_err(|e| DecodeError {
+            at,
+            what: format!("its JSON fields do not read: {e}"),
+        })
+    }
+
+    /// One whole entry; bytes left after it are an error.
+    pub fn entry(mut self) -> Decoded<Entry> {
+        let entry = match self.u8()? {
+            entry_tag::HEADER => Entry::Header(self.json::<Header>()?),
+            entry_tag::EXPORT => Entry::Export {
+                export: self.string()?,
+                unit: self.opt_string()?,
+                config: if self.flag()? {
+                    Some(self.pairs()?)
+                } else {
+                    None
+                },
+            },
+            entry_tag::EXPORT_END => Entry::ExportEnd {
+                export: self.string()?,
+                error: self.opt_string()?,
+            },
+            entry_tag::CALL => {
+                let call = self.call()?;
+                let result = self.result()?;
+                Entry::Call { call, result }
+            }
+            entry_tag::UNIT_SKIPPED => Entry::UnitSkipped {
+                unit: self.string()?,
+                reason: self.string()?,
+            },
+            entry_tag::TX => Entry::Tx {
+                connection: self.string()?,
+                op: self.string()?,
+                error: self.opt_string()?,
+            },
+            entry_tag::FOOTER => Entry::Footer(self.json::<Footer>()?),
+            other => {
+                self.pos -= 1;
+                return self.err(format!("unknown entry tag 0x{other:02x}"));
+            }
+        };
+        if self.left() != 0 {
+            return self.err(format!("{} bytes after the entry", self.left()));
+        }
+        Ok(entry)
+    }
+
+    fn call(&mut self) -> Decoded<HostCall> {
+        Ok(match self.u8()? {
+            call_tag::OPEN => HostCall::Open {
+                name: self.string()?,
+            },
+            call_tag::QUERY => HostCall::Query {
+                conn: self.string()?,
+                sql: self.string()?,
+                params: self.values()?,
+            },
+            call_tag::EXECUTE => HostCall::Execute {
+                conn: self.string()?,
+                sql: self.string()?,
+                params: self.values()?,
+            },
+            call_tag::OPEN_CURSOR => HostCall::OpenCursor {
+                conn: self.string()?,
+                sql: self.string()?,
+                params: self.values()?,
+                batch_size: self.u32()?,
+            },
+            call_tag::NEXT_BATCH => HostCall::NextBatch {
+                cursor: self.varint()?,
+            },
+            call_tag::CLOSE_CURSOR => HostCall::CloseCursor {
+                cursor: self.varint()?,
+            },
+            call_tag::BULK_INSERT => HostCall::BulkInsert {
+                conn: self.string()?,
+                table: self.string()?,
+                columns: self.strings()?,
+                rows: self.rows()?,
+            },
+            call_tag::LOG => HostCall::Log {
+                level: match self.u8()? {
+                    0 => Level::Trace,
+                    1 => Level::Debug,
+                    2 => Level::Info,
+                    3 => Level::Warn,
+                    4 => Level::Error,
+                    other => {
+                        self.pos -= 1;
+                        return self.err(format!("unknown log level {other}"));
+                    }
+                },
+                message: self.string()?,
+                fields: self.pairs()?,
+            },
+            call_tag::PROGRESS => HostCall::Progress {
+                task: self.string()?,
+                done: self.varint()?,
+                total: if self.flag()? {
+                    Some(self.varint()?)
+                } else {
+                    None
+                },
+            },
+            call_tag::CHECK => HostCall::Check {
+                name: self.string()?,
+                ok: self.flag()?,
+                detail: self.string()?,
+            },
+            call_tag::BACKUP_SNAPSHOT => HostCall::BackupSnapshot {
+                conn: self.string()?,
+                tables: self.strings()?,
+                label: self.string()?,
+            },
+            call_tag::BACKUP_LIST => HostCall::BackupList,
+            call_tag::BACKUP_VERIFY => HostCall::BackupVerify { id: self.string()? },
+            call_tag::CHECKPOINT_SAVE => HostCall::CheckpointSave {
+                state: self.string()?,
+            },
+            call_tag::CHECKPOINT_LAST => HostCall::CheckpointLast,
+            other => {
+                self.pos -= 1;
+                return self.err(format!("unknown host call tag 0x{other:02x}"));
+            }
+        })
+    }
+
+    fn result(&mut self) -> Decoded<CallResult> {
+        Ok(match self.u8()? {
+            result_tag::UNIT => CallResult::Unit,
+            result_tag::OPENED => CallResult::Opened,
+            result_tag::ROWS => CallResult::Rows {
+                columns: self.pairs()?,
+                rows: self.rows()?,
+            },
+            result_tag::COUNT => CallResult::Count { n: self.varint()? },
+            result_tag::CURSOR => CallResult::Cursor {
+                cursor: self.varint()?,
+                columns: self.pairs()?,
+            },
+            result_tag::BATCH => CallResult::Batch {
+                rows: if self.flag()? {
+                    Some(self.rows()?)
+                } else {
+                    None
+                },
+            },
+            result_tag::SNAPSHOTS => {
+                let n = self.count(4)?;
+                let mut snapshots = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = self.string()?;
+                    let connection = self.string()?;
+                    let method = self.string()?;
+                    let t = self.count(3)?;
+                    let mut tables = Vec::with_capacity(t);
+                    for _ in 0..t {
+                        tables.push(TableSnapshot {
+                            name: self.string()?,
+                            rows: self.varint()?,
+                            checksum: self.string()?,
+                        });
+                    }
+                    snapshots.push(SnapshotInfo {
+                        id,
+                        connection,
+                        method,
+                        tables,
+                    });
+                }
+                CallResult::Snapshots { snapshots }
+            }
+            result_tag::BACKUP_ERROR => CallResult::BackupError {
+                error_kind: self.string()?,
+                message: self.string()?,
+            },
+            result_tag::CHECKPOINT => CallResult::Checkpoint {
+                state: self.opt_string()?,
+            },
+            result_tag::ERROR => CallResult::Error {
+                error_kind: self.string()?,
+                code: self.opt_string()?,
+                message: self.string()?,
+            },
+            other => {
+                self.pos -= 1;
+                return self.err(format!("unknown call result tag 0x{other:02x}"));
+            }
+        })
+    }
+}
+
+/// Decodes one value on its own (a fresh window: a reference is an error). For tests and
+/// the fuzz target.
+pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
+    let mut window = ReaderWindow::default();
+    let mut d = Decoder::new(bytes, &mut window);
+    let v = d.value()?;
+    if d.left() != 0 {
+        return d.err(format!("{} bytes after the value", d.left()));
+    }
+    Ok(v)
+}
+
+/// Encodes one value on its own (a fresh window: always a literal).
+pub fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut window = WriterWindow::default();
+    Encoder::new(&mut out, &mut window).value(value);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    /// One value of every kind, with edge cases.
+    fn every_value() -> Vec<Value> {
+        vec![
+            Value::Null,
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Int(0),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Int(-1),
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(-0.0),
+            Value::Float(1.5e-300),
+            Value::Text(String::new()),
+            Value::Text("héllo\n\t\"".into()),
+            Value::Text("x".repeat(500)),
+            Value::Bytes(vec![0, 255, 10]),
+            Value::Bytes(vec![7; 4096]),
+            Value::Json("{\"a\":[1,2,{\"b\":null}]}".into()),
+            Value::Uuid(uuid::Uuid::from_u128(
+                0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+            )),
+            Value::Date(NaiveDate::from_ymd_opt(-4000, 2, 29).unwrap()),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 12, 31).unwrap()),
+            Value::Time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).unwrap()),
+            Value::Time(NaiveTime::from_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap()),
+            Value::Timestamp(
+                NaiveDate::from_ymd_opt(1900, 1, 1)
+                    .unwrap()
+                    .and_hms_micro_opt(0, 0, 0, 1)
+                    .unwrap(),
+            ),
+            Value::Timestamptz(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
+            Value::Timestamptz(DateTime::from_timestamp(-62_135_596_800, 123).unwrap()),
+            Value::Decimal("-12.3400".into()),
+            Value::Decimal("1".repeat(100)),
+            Value::Float32Array(vec![]),
+            Value::Float32Array(vec![0.1, f32::NAN, -0.0, f32::MAX, f32::MIN_POSITIVE]),
+            Value::Float32Array((0..1536).map(|i| i as f32 / 7.0).collect()),
+            Value::TextArray(vec![]),
+            Value::TextArray(vec!["a".into(), String::new(), "ünï".into()]),
+        ]
+    }
+
+    /// Bitwise equality (NaN equals itself, -0.0 differs from 0.0).
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+            (Value::Float32Array(x), Value::Float32Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            _ => a == b,
+        }
+    }
+
+    #[test]
+    fn every_value_kind_round_trips_exactly() {
+        for v in every_value() {
+            let bytes = encode_value(&v);
+            let back = decode_value(&bytes).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert!(same(&v, &back), "{v:?} came back as {back:?}");
+        }
+    }
+
+    #[test]
+    fn every_entry_kind_round_trips_and_repeated_values_are_references() {
+        let big = Value::Float32Array((0..1536).map(|i| i as f32).collect());
+        let row = vec![Value::Int(1), Value::Text("t".repeat(40)), big.clone()];
+        let entries = vec![
+            Entry::Export {
+                export: "configure".into(),
+                unit: None,
+                config: Some(vec![("k".into(), "v".into())]),
+            },
+            Entry::Call {
+                call: HostCall::NextBatch { cursor: 3 },
+                result: CallResult::Batch {
+                    rows: Some(vec![row.clone(), row.clone()]),
+                },
+            },
+            Entry::Call {
+                call: HostCall::BulkInsert {
+                    conn: "target".into(),
+                    table: "t".into(),
+                    columns: vec!["a".into(), "b".into(), "c".into()],
+                    rows: vec![row.clone()],
+                },
+                result: CallResult::Count { n: 1 },
+            },
+            Entry::Call {
+                call: HostCall::Log {
+                    level: Level::Warn,
+                    message: "m".into(),
+                    fields: vec![],
+                },
+                result: CallResult::Unit,
+            },
+            Entry::Call {
+                call: HostCall::Progress {
+                    task: "x".into(),
+                    done: 5,
+                    total: Some(9),
+                },
+                result: CallResult::Error {
+                    error_kind: "constraint".into(),
+                    code: Some("23505".into()),
+                    message: "dup".into(),
+                },
+            },
+            Entry::Call {
+                call: HostCall::BackupSnapshot {
+                    conn: "c".into(),
+                    tables: vec!["a".into()],
+                    label: "l".into(),
+                },
+                result: CallResult::Snapshots {
+                    snapshots: vec![SnapshotInfo {
+                        id: "s".into(),
+                        connection: "c".into(),
+                        method: "native".into(),
+                        tables: vec![TableSnapshot {
+                            name: "a".into(),
+                            rows: 3,
+                            checksum: "ab".into(),
+                        }],
+                    }],
+                },
+            },
+            Entry::Call {
+                call: HostCall::CheckpointLast,
+                result: CallResult::Checkpoint { state: None },
+            },
+            Entry::ExportEnd {
+                export: "run-unit".into(),
+                error: Some("trap".into()),
+            },
+            Entry::UnitSkipped {
+                unit: "u".into(),
+                reason: "r".into(),
+            },
+            Entry::Tx {
+                connection: "target".into(),
+                op: "commit".into(),
+                error: None,
+            },
+        ];
+        let mut writer = WriterWindow::default();
+        let mut reader = ReaderWindow::default();
+        let mut sizes = Vec::new();
+        for e in &entries {
+            let mut bytes = Vec::new();
+            Encoder::new(&mut bytes, &mut writer).entry(e).unwrap();
+            sizes.push(bytes.len());
+            let back = Decoder::new(&bytes, &mut reader).entry().unwrap();
+            assert_eq!(&back, e);
+        }
+        // The batch holds the embedding once (its second row refers to the first); the bulk
+        // insert of the same row refers to it: a few bytes, not 6 KB again.
+        assert!(sizes[1] > 6144 && sizes[1] < 6144 + 200, "{sizes:?}");
+        assert!(sizes[2] < 100, "the bulk insert is references: {sizes:?}");
+    }
+
+    #[test]
+    fn malformed_bytes_are_errors_not_panics() {
+        // Every prefix of every value (cut short), and every byte of each flipped.
+        for v in every_value() {
+            let bytes = encode_value(&v);
+            for len in 0..bytes.len() {
+                assert!(decode_value(&bytes[..len]).is_err(), "{v:?} cut at {len}");
+            }
+            for at in 0..bytes.len().min(64) {
+                let mut b = bytes.clone();
+                b[at] ^= 0xA5;
+                let _ = decode_value(&b);
+            }
+        }
+        let unknown = decode_value(&[0x42, 1, 2]).unwrap_err();
+        assert!(unknown.what.contains("unknown value tag 0x42"), "{unknown}");
+        let dangling = decode_value(&[tag::REF, 1]).unwrap_err();
+        assert!(dangling.what.contains("outside the 0 values"), "{dangling}");
+        let huge = decode_value(&[tag::FLOAT32_ARRAY, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]).unwrap_err();
+        assert!(huge.what.contains("more than the"), "{huge}");
+        let not_utf8 = decode_value(&[tag::TEXT, 2, 0xC3, 0x28]).unwrap_err();
+        assert!(not_utf8.what.contains("not UTF-8"), "{not_utf8}");
+        let bad_bool = decode_value(&[tag::BOOL, 2]).unwrap_err();
+        assert!(bad_bool.what.contains("expected 0 or 1"), "{bad_bool}");
+        let long_varint = decode_value(&[
+            tag::INT,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0x7F,
+        ]);
+        assert!(long_varint.is_err());
+        let trailing = decode_value(&[tag::NULL, 0]).unwrap_err();
+        assert!(trailing.what.contains("after the value"), "{trailing}");
+        let mut w = ReaderWindow::default();
+        let e = Decoder::new(&[0x99], &mut w).entry().unwrap_err();
+        assert!(e.what.contains("unknown entry tag 0x99"), "{e}");
+    }
+
+    #[test]
+    fn the_window_forgets_the_oldest_values_and_the_writer_then_writes_them_again() {
+        let value = |i: u32| Value::Bytes(vec![i as u8; 1 << 20]);
+        let mut writer = WriterWindow::default();
+        let mut reader = ReaderWindow::default();
+        let mut roundtrip = |v: &Value| {
+            let mut bytes = Vec::new();
+            Encoder::new(&mut bytes, &mut writer).value(v);
+            let back = Decoder::new(&bytes, &mut reader).value().unwrap();
+            assert_eq!(&back, v);
+            bytes.len()
+        };
+        // 40 distinct MiB-sized values: more than the 32 MiB window.
+        for i in 0..40 {
+            assert!(roundtrip(&value(i)) > 1 << 20);
+        }
+        // The newest are still referable, the oldest are literals again.
+        assert!(roundtrip(&value(39)) < 8, "a reference");
+        assert!(roundtrip(&value(0)) > 1 << 20, "evicted: written again");
+    }
+}
