@@ -130,6 +130,7 @@ const KINDS: [&str; 15] = [
     "decimal",
     "float32-array",
     "text-array",
+    "typed",
     "no-such-kind",
 ];
 

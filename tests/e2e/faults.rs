@@ -13,6 +13,7 @@ use migrun::value::Value;
 use crate::support::checksum::row_count;
 use crate::support::cli::{Workspace, wait_for_line};
 use crate::support::database::TestDatabase;
+use crate::support::pg_server::PgServer;
 use crate::support::plugins;
 
 async fn killed_connection(dialect: Dialect) {
@@ -407,13 +408,14 @@ async fn journal_disk_full_mid_run() {
     drop(disk);
 }
 
-/// A PostgreSQL server of the test's own (initdb into a temporary folder, run
-/// as user `postgres` on a free port), so that restarting it disturbs no other
-/// test. `None` (with a note) when this machine cannot run one, unless
-/// `MIGRUN_REQUIRE_DBS=1`. Stopped (immediately) when dropped.
+/// A PostgreSQL server of the test's own (`support::pg_server`: initdb into a
+/// temporary folder, run as a user that is not root, on a free port), so that
+/// restarting it disturbs no other test. `None` (with a note) when this
+/// machine cannot run one, unless `MIGRUN_REQUIRE_DBS=1`. Stopped
+/// (immediately) when dropped.
 struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    port: u16,
+    server: PgServer,
+    _dir: tempfile::TempDir,
 }
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -421,90 +423,39 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 impl PrivatePostgres {
     fn start() -> Option<PrivatePostgres> {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PrivatePostgres { dir, port };
-        let ok = std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(server.dir.path())
-            .status()
-            .is_ok_and(|s| s.success())
-            && server.as_postgres(&[
-                &format!("{PG_BIN}/initdb"),
-                "-D",
-                &server.data(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-            ])
-            && server.pg_ctl("start");
-        if ok {
-            return Some(server);
+        let started =
+            PgServer::init(std::path::Path::new(PG_BIN), dir.path()).and_then(
+                |server| match server.pg_ctl("start") {
+                    true => Ok(server),
+                    false => Err("pg_ctl start failed".to_owned()),
+                },
+            );
+        match started {
+            Ok(server) => Some(PrivatePostgres { server, _dir: dir }),
+            Err(e) => {
+                assert!(
+                    !crate::support::database::require_dbs(),
+                    "cannot start a private PostgreSQL under {PG_BIN} and MIGRUN_REQUIRE_DBS=1: {e}"
+                );
+                eprintln!("skipped: cannot start a private PostgreSQL under {PG_BIN}: {e}");
+                None
+            }
         }
-        assert!(
-            !crate::support::database::require_dbs(),
-            "cannot start a private PostgreSQL under {PG_BIN} and MIGRUN_REQUIRE_DBS=1"
-        );
-        eprintln!("skipped: cannot start a private PostgreSQL under {PG_BIN}");
-        None
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn as_postgres(&self, args: &[&str]) -> bool {
-        std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.server.url()
     }
 
     /// `pg_ctl <action>` (start, restart, stop), waiting until it is done.
     fn pg_ctl(&self, action: &str) -> bool {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("server.log").display().to_string();
-        self.as_postgres(&[
-            &format!("{PG_BIN}/pg_ctl"),
-            action,
-            "-D",
-            &self.data(),
-            "-o",
-            &options,
-            "-l",
-            &log,
-            "-m",
-            "fast",
-            "-w",
-        ])
+        self.server.pg_ctl(action)
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self.as_postgres(&[
-            &format!("{PG_BIN}/pg_ctl"),
-            "stop",
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-            "-w",
-        ]);
+        self.server.stop_immediately();
     }
 }
 

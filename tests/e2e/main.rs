@@ -13,7 +13,8 @@
 //! rename with checkpointed batches under concurrent writes, the fresh
 //! baseline), `cache` (the compiled-component cache), `privileges` (roles
 //! checked at start; the documented least-privilege roles), `contracts` (0.1.0,
-//! 0.1.1 and 0.2.0 components side by side; version refusals).
+//! 0.1.1 and 0.2.0 components side by side; version refusals), `vectors`
+//! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector).
 
 mod attacks;
 mod auth_consolidation;
@@ -39,3 +40,4 @@ mod sandbox;
 mod scaffold;
 mod support;
 mod values;
+mod vectors;

@@ -12,6 +12,13 @@
 //!   that is no engine) then the full run leaves the same target as one full run.
 //! - `survey_reports_and_catches_drift`: the read-only survey, and a source
 //!   whose DDL drifted refused before anything runs.
+//! - `halfvec_memories_move_bit_exactly_on_pgvector`: the seed's real shape of
+//!   embedding, `halfvec(n)`, on the suite's PostgreSQL 18 + pgvector: the
+//!   target creates the extension, every memory arrives bit for bit (the
+//!   verifier's digest, and the server's `halfvec_send` bytes), the dry-run
+//!   and the replay hold.
+//!
+//! The other tests use `real[]` embeddings on the PostgreSQL under test (15).
 //!
 //! PostgreSQL only: the plugin is written for it (ltree, tstzrange, jsonb).
 
@@ -19,8 +26,8 @@ use std::collections::BTreeMap;
 
 use migrun::db::{Access, Connection, Dialect};
 use migrun_fixtures::multiplayer::{
-    self, DANGLING_IDENTITY, DELETED_SLUG, ORPHAN_SLUG, PERSONAL_SLUG, SUSPENDED_SLUG, Shape,
-    Sources, TEAM_SLUG,
+    self, DANGLING_IDENTITY, DELETED_SLUG, EmbeddingColumn, ORPHAN_SLUG, PERSONAL_SLUG,
+    SUSPENDED_SLUG, Shape, Sources, TEAM_SLUG,
 };
 
 use crate::support::cli::{Outcome, Workspace};
@@ -41,11 +48,34 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
+    /// The small shape with `real[]` embeddings on the PostgreSQL under test.
     pub(crate) async fn new() -> Option<Setup> {
         let accounts = TestDatabase::create(Dialect::Postgres).await?;
         let shard = TestDatabase::create(Dialect::Postgres).await?;
         let target = TestDatabase::create(Dialect::Postgres).await?;
-        let sources = multiplayer::seed(&accounts.url, &shard.url, Shape::small(), SEED)
+        Self::seeded(accounts, shard, target, Shape::small()).await
+    }
+
+    /// The small shape with the seed's own `halfvec` embeddings, on the suite's
+    /// pgvector server; no database has an extension yet.
+    async fn with_halfvec() -> Option<Setup> {
+        let accounts = TestDatabase::on_pgvector_server().await?;
+        let shard = TestDatabase::on_pgvector_server().await?;
+        let target = TestDatabase::on_pgvector_server().await?;
+        let shape = Shape {
+            embedding: EmbeddingColumn::Halfvec,
+            ..Shape::small()
+        };
+        Self::seeded(accounts, shard, target, shape).await
+    }
+
+    async fn seeded(
+        accounts: TestDatabase,
+        shard: TestDatabase,
+        target: TestDatabase,
+        shape: Shape,
+    ) -> Option<Setup> {
+        let sources = multiplayer::seed(&accounts.url, &shard.url, shape, SEED)
             .await
             .expect("seed the sources");
         let ws = Workspace::new();
@@ -343,6 +373,104 @@ async fn full_migration() {
         "{failed:?}"
     );
     assert!(failed[1].contains("lost write@team.beta"), "{failed:?}");
+}
+
+/// The seed's own embedding type, `halfvec(16)` at the small shape, on a real
+/// pgvector server: read without a cast, written in binary, bit for bit.
+#[tokio::test(flavor = "multi_thread")]
+async fn halfvec_memories_move_bit_exactly_on_pgvector() {
+    let Some(s) = Setup::with_halfvec().await else {
+        return;
+    };
+    let slugs = s.slugs();
+    let has_vector = "SELECT count(*) FROM pg_extension WHERE extname = 'vector'";
+    assert_eq!(scalar(&s.target.url, has_vector).await, "0");
+    assert_eq!(
+        scalar(
+            &s.shard.url,
+            &format!(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                      WHERE attrelid = 'me_{TEAM_SLUG}.memory'::regclass AND attname = 'embedding'"
+            )
+        )
+        .await,
+        "halfvec(16)"
+    );
+
+    // The dry-run creates the extension and the spaces inside its transaction, checks
+    // pass, and nothing stays.
+    let before = snapshots(&s).await;
+    let dry = s.migrun(&["--dry-run", "--json"]).expect_code(0).json();
+    assert_all_checks_pass(&dry);
+    assert_eq!(
+        snapshots(&s).await,
+        before,
+        "the dry-run changed a database"
+    );
+    assert_eq!(scalar(&s.target.url, has_vector).await, "0");
+
+    let report = s.migrun(&["--json"]).expect_code(0).json();
+    let checks = assert_all_checks_pass(&report);
+    assert!(checks >= 3 + 6 * 5, "{checks} checks");
+    assert_eq!(
+        scalar(&s.target.url, has_vector).await,
+        "1",
+        "phase A created vector"
+    );
+    let sent = |slug: &str| {
+        format!(
+            "SELECT id::text, encode(halfvec_send(embedding), 'hex') FROM me_{slug}.memory ORDER BY id"
+        )
+    };
+    let mut embedded = 0;
+    for slug in &slugs {
+        let source = rows(&s.shard.url, &sent(slug)).await;
+        assert_eq!(rows(&s.target.url, &sent(slug)).await, source, "{slug}");
+        embedded += source.iter().filter(|r| r[1] != "NULL").count();
+        assert_eq!(
+            scalar(
+                &s.target.url,
+                &format!(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                          WHERE attrelid = 'me_{slug}.memory'::regclass AND attname = 'embedding'"
+                )
+            )
+            .await,
+            "halfvec(16)"
+        );
+    }
+    assert!(embedded > 500, "{embedded} embeddings compared");
+
+    let journal =
+        s.ws.path()
+            .join(report["journal"]["path"].as_str().expect("journal path"));
+    let replayed =
+        s.ws.migrun(&["replay", journal.to_str().unwrap(), "--json"])
+            .expect_code(0)
+            .json();
+    assert_eq!(replayed["outcome"], "verified", "{replayed:#}");
+
+    // One changed half breaks the verifier's digest for that space only.
+    s.target
+        .exec(&format!(
+            "UPDATE me_{TEAM_SLUG}.memory SET embedding = ('[' || repeat('1,', 15) || '1]')::halfvec \
+             WHERE id = (SELECT id FROM me_{TEAM_SLUG}.memory WHERE embedding IS NOT NULL ORDER BY id LIMIT 1)"
+        ))
+        .await;
+    let tampered = s.migrun(&["--json"]).expect_code(3).json();
+    let failed: Vec<String> = tampered["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        failed,
+        [format!(
+            "memories identical, embeddings exact — {TEAM_SLUG}"
+        )]
+    );
 }
 
 /// The seed's scenarios, row by row in the target.

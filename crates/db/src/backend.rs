@@ -17,7 +17,8 @@ use migrun_types::value::Value;
 
 /// One physical connection.
 pub(crate) enum Backend {
-    Postgres(PgConnection),
+    /// With the types resolved by name on it (typed values, see `postgres::types`).
+    Postgres(PgConnection, postgres::TypeCache),
     /// With the server's `max_allowed_packet`, in bytes.
     MySql(MySqlConnection, usize),
     /// With the schema version its cached statements were prepared under, and
@@ -68,9 +69,10 @@ impl Backend {
         access: Access,
     ) -> Result<Backend, DbError> {
         Ok(match dialect {
-            Dialect::Postgres => {
-                Backend::Postgres(postgres::connect_options(url, access)?.connect().await?)
-            }
+            Dialect::Postgres => Backend::Postgres(
+                postgres::connect_options(url, access)?.connect().await?,
+                postgres::TypeCache::default(),
+            ),
             Dialect::MySql => {
                 let mut conn = mysql::connect_options(url)?.connect().await?;
                 if access == Access::ReadOnly {
@@ -89,11 +91,13 @@ impl Backend {
         })
     }
 
-    /// Encodes `params` for `sql` in this dialect.
-    pub(crate) fn bind(&self, sql: &str, params: &[Value]) -> Result<Bound, DbError> {
+    /// Encodes `params` for `sql` in this dialect; on PostgreSQL the types of
+    /// typed values are resolved by name first (once per connection).
+    pub(crate) async fn bind(&mut self, sql: &str, params: &[Value]) -> Result<Bound, DbError> {
         Ok(match self {
-            Backend::Postgres(_) => {
-                let (sql, args, types) = postgres::bind(sql, params)?;
+            Backend::Postgres(conn, types) => {
+                types.resolve_all(conn, params).await?;
+                let (sql, args, types) = postgres::bind(sql, params, types)?;
                 Bound {
                     sql,
                     args: Args::Postgres(args, types),
@@ -108,7 +112,7 @@ impl Backend {
                         "the statement and its parameters take {} MiB, more than the server accepts \
                          in one packet (max_allowed_packet = {} MiB); nothing was sent",
                         size >> 20,
-                        max_packet >> 20
+                        *max_packet >> 20
                     )));
                 }
                 Bound {
@@ -127,7 +131,7 @@ impl Backend {
     /// caches, so running it afterwards does not prepare it again).
     pub(crate) async fn columns(&mut self, bound: &Bound) -> Result<Vec<Column>, DbError> {
         Ok(match (self, &bound.args) {
-            (Backend::Postgres(conn), Args::Postgres(_, types)) => postgres::lowercase_types(
+            (Backend::Postgres(conn, _), Args::Postgres(_, types)) => postgres::lowercase_types(
                 to_columns(conn.prepare_with(&bound.sql, types).await?.columns()),
             ),
             (Backend::MySql(conn, _), Args::MySql(_)) => {
@@ -148,7 +152,7 @@ impl Backend {
         args: Args,
     ) -> BoxStream<'a, Result<Step, DbError>> {
         match (self, args) {
-            (Backend::Postgres(conn), Args::Postgres(args, _)) => steps(
+            (Backend::Postgres(conn, _), Args::Postgres(args, _)) => steps(
                 conn.fetch_many(sqlx::query_with(sql, args)),
                 postgres::decode_row,
             )
@@ -176,7 +180,7 @@ impl Backend {
     /// `COMMIT` would let a plugin's identical text skip its judgement.
     pub(crate) async fn simple(&mut self, sql: &str) -> Result<(), DbError> {
         match self {
-            Backend::Postgres(conn) => conn.execute(sql).await.map(|_| ())?,
+            Backend::Postgres(conn, _) => conn.execute(sql).await.map(|_| ())?,
             Backend::MySql(conn, _) => conn.execute(sql).await.map(|_| ())?,
             Backend::Sqlite(conn, ..) => conn.execute(sqlx::raw_sql(sql)).await.map(|_| ())?,
         }
@@ -210,7 +214,7 @@ impl Backend {
                     search_path: None,
                 }
             }
-            Backend::Postgres(conn) => {
+            Backend::Postgres(conn, _) => {
                 let (pid, search_path): (i32, String) =
                     sqlx::query_as("SELECT pg_backend_pid(), current_setting('search_path')")
                         .fetch_one(&mut *conn)
@@ -241,7 +245,7 @@ impl Backend {
                 .iter()
                 .map(sqlite::decode_row)
                 .collect(),
-            Backend::Postgres(_) => Err(mismatch()),
+            Backend::Postgres(..) => Err(mismatch()),
         }
     }
 
@@ -274,7 +278,10 @@ impl Backend {
     /// Forgets (and closes on the server) every cached prepared statement.
     pub(crate) async fn clear_statement_cache(&mut self) -> Result<(), DbError> {
         match self {
-            Backend::Postgres(conn) => conn.clear_cached_statements().await?,
+            Backend::Postgres(conn, types) => {
+                types.clear();
+                conn.clear_cached_statements().await?
+            }
             Backend::MySql(conn, _) => conn.clear_cached_statements().await?,
             Backend::Sqlite(conn, ..) => conn.clear_cached_statements().await?,
         }
@@ -297,10 +304,11 @@ impl Backend {
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
         const PIECE: usize = 1 << 20;
-        let Backend::Postgres(conn) = self else {
+        let Backend::Postgres(conn, types) = self else {
             return Err(mismatch());
         };
-        let binary = binary_copy_columns(conn, table_sql, columns, rows).await?;
+        let plan = copy_plan(conn, types, table_sql, columns, rows).await?;
+        let binary = plan.binary.then_some(&plan.kinds);
         let statement = match binary {
             Some(_) => format!("COPY {table_sql} ({column_sql}) FROM STDIN (FORMAT binary)"),
             None => format!("COPY {table_sql} ({column_sql}) FROM STDIN"),
@@ -312,8 +320,8 @@ impl Backend {
         }
         for (i, row) in rows.iter().enumerate() {
             match &binary {
-                Some(kinds) => postgres::copy_binary_row(kinds, row, &mut buf),
-                None => postgres::copy_text_row(row, &mut buf),
+                Some(kinds) => postgres::copy_binary_row(kinds, row, types, &mut buf),
+                None => postgres::copy_text_row(&plan.kinds, row, &mut buf),
             }
             let last = i + 1 == rows.len();
             if last && binary.is_some() {
@@ -338,49 +346,99 @@ impl Backend {
     /// Closes the connection gracefully (the server rolls back an open transaction).
     pub(crate) async fn close(self) {
         let _ = match self {
-            Backend::Postgres(conn) => conn.close().await,
+            Backend::Postgres(conn, _) => conn.close().await,
             Backend::MySql(conn, _) => conn.close().await,
             Backend::Sqlite(conn, ..) => conn.close().await,
         };
     }
 }
 
-/// The binary `COPY` encoding of each of `columns` of `table_sql`, or `None`
-/// when the text format must be used: a column not found (the `COPY` then
-/// reports it), a type without a binary encoder here, or a value whose binary
-/// form would not store what its text does.
-async fn binary_copy_columns(
+/// How a bulk insert's `COPY` writes its columns: their encodings, and
+/// whether the binary format is used.
+struct CopyPlan {
+    /// One per inserted column (`Other` for a column not found: the `COPY` then reports it).
+    kinds: Vec<postgres::CopyColumn>,
+    /// Every value has a binary form that stores exactly what its text would.
+    binary: bool,
+}
+
+/// Reads `columns` of `table_sql` from the catalog and checks every value
+/// that only this host can check: a float32 array against a pgvector
+/// column's dimensions (and binary16's range for `halfvec`), a typed value
+/// against its column's type (resolved by name on this connection). Such a
+/// value that does not fit is an error naming the table, row and column.
+/// The binary format is chosen when every value has an exact binary form
+/// ([`postgres::copy_binary_supported`]); typed values have no other.
+async fn copy_plan(
     conn: &mut PgConnection,
+    types: &mut postgres::TypeCache,
     table_sql: &str,
     columns: &[String],
     rows: &[Vec<Value>],
-) -> Result<Option<Vec<postgres::CopyColumn>>, DbError> {
+) -> Result<CopyPlan, DbError> {
     // `to_regclass` gives NULL (no rows) for a missing table instead of an
     // error that would abort the transaction; the COPY then says what is wrong.
-    let catalog: Vec<(String, i64, String, String)> = sqlx::query_as(postgres::COPY_COLUMNS_SQL)
+    type CatalogRow = (String, i64, String, String, i64, i64, String);
+    let catalog: Vec<CatalogRow> = sqlx::query_as(postgres::COPY_COLUMNS_SQL)
         .bind(table_sql)
         .fetch_all(&mut *conn)
         .await?;
     let mut kinds = Vec::with_capacity(columns.len());
+    let mut found = Vec::with_capacity(columns.len());
     for column in columns {
-        let Some((_, type_oid, typtype, receive)) =
-            catalog.iter().find(|(name, ..)| name == column)
-        else {
-            return Ok(None);
-        };
-        let kind = match (u32::try_from(*type_oid), typtype.as_str()) {
-            (Ok(type_oid), "b" | "r") => postgres::copy_column(type_oid, receive),
-            _ => postgres::CopyColumn::Other,
+        let entry = catalog.iter().find(|(name, ..)| name == column);
+        let kind = match entry {
+            Some((_, type_oid, typtype, receive, typmod, ..)) => {
+                match (u32::try_from(*type_oid), typtype.as_str()) {
+                    (Ok(type_oid), "b" | "r") => postgres::copy_column(type_oid, receive, *typmod),
+                    _ => postgres::CopyColumn::Other,
+                }
+            }
+            None => postgres::CopyColumn::Other,
         };
         kinds.push(kind);
+        found.push(entry);
     }
-    let supported = rows.iter().all(|row| {
-        kinds
-            .iter()
-            .zip(row)
-            .all(|(kind, value)| postgres::copy_binary_supported(*kind, value))
-    });
-    Ok(supported.then_some(kinds))
+    let mut binary = true;
+    let mut has_typed = false;
+    for (r, row) in rows.iter().enumerate() {
+        for (c, value) in row.iter().enumerate() {
+            let refuse = |why: String| {
+                DbError::value(format!(
+                    "row {r}, column `{}` of {table_sql}: {why}",
+                    columns[c]
+                ))
+            };
+            if let Some(why) = postgres::vector_value_error(kinds[c], value) {
+                let sql_type = found[c].map_or("", |entry| entry.6.as_str());
+                return Err(refuse(format!("{sql_type}: {why}")));
+            }
+            if let Value::Typed { type_name, .. } = value {
+                has_typed = true;
+                let Some((_, base_oid, _, _, _, own_oid, sql_type)) = found[c] else {
+                    return Err(refuse(format!(
+                        "no such column for a typed `{type_name}` value"
+                    )));
+                };
+                let ty = types.resolve(conn, type_name).await?;
+                if i64::from(ty.oid) != *own_oid && i64::from(ty.oid) != *base_oid {
+                    return Err(refuse(format!(
+                        "a typed `{type_name}` value cannot be written into a column of type \
+                         {sql_type}; a typed value goes only into a column of its own type"
+                    )));
+                }
+            }
+            binary = binary && postgres::copy_binary_supported(kinds[c], value);
+        }
+    }
+    if has_typed && !binary {
+        return Err(DbError::value(format!(
+            "COPY into {table_sql}: typed values travel only in COPY's binary format, and another \
+             value of this call has no exact binary form for its column (bind it as its column's \
+             own kind, or insert the typed values in a call of their own)"
+        )));
+    }
+    Ok(CopyPlan { kinds, binary })
 }
 
 /// sqlx's `fetch_many` stream as [`Step`]s: rows decoded by `decode`, the
@@ -460,6 +518,7 @@ pub(crate) fn value_size(v: &Value) -> usize {
         Value::Bytes(b) => b.len() + 9,
         Value::Float32Array(a) => a.len() * 12 + 2,
         Value::TextArray(a) => a.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
+        Value::Typed { type_name, bytes } => type_name.len() + bytes.len() + 9,
         _ => 16,
     }
 }

@@ -189,7 +189,7 @@ impl Connection {
             let backend = self.idle()?;
             backend.check_schema().await?;
             backend.plugin_statement(true);
-            let bound = backend.bind(sql, params)?;
+            let bound = backend.bind(sql, params).await?;
             let columns = backend.columns(&bound).await?;
             Ok::<_, DbError>((bound, columns))
         }

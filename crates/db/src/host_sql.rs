@@ -28,7 +28,7 @@ impl Connection {
             backend.simple("SAVEPOINT migrun_host").await?;
         }
         let result = async {
-            let bound = backend.bind(sql, params)?;
+            let bound = backend.bind(sql, params).await?;
             Ok::<_, DbError>(run_to_end(backend, bound, Some(usize::MAX)).await?.rows)
         }
         .await;

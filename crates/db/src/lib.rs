@@ -107,14 +107,15 @@
 //! | `Timestamp` | `timestamp` | `DATETIME` | — (TEXT) |
 //! | `Timestamptz` | `timestamptz` | `TIMESTAMP` (the session is UTC) | — (TEXT) |
 //! | `Decimal` | `numeric`, scale kept (`1.50`) | `DECIMAL`, at the column's scale | — (TEXT) |
-//! | `Float32Array` | `float4[]` | — (JSON text) | — (TEXT) |
+//! | `Float32Array` | `float4[]`; pgvector `vector`, `halfvec` (binary16 widened exactly) | — (JSON text) | — (TEXT) |
 //! | `TextArray` | `text[]`, `varchar[]`, `bpchar[]`, `name[]`, arrays of citext/enums | — (JSON text) | — (TEXT) |
+//! | `Typed` | any other type (`sparsevec`, `interval`, `tstzrange`, `ltree`, `int8[]`, …): its binary form and type name | — | — |
 //!
-//! Any other type (PostgreSQL `interval`, `tstzrange`, `ltree`, `halfvec`, …;
-//! MySQL `GEOMETRY`) fails with a [`DbErrorKind::Value`] error that names the
-//! column and its type and suggests a cast in SQL (`tree::text`). So do
-//! PostgreSQL `infinity` dates, `NaN` numerics, multi-dimensional arrays and
-//! arrays holding NULL. MySQL sets the BINARY flag for text with a binary
+//! On MySQL any other type (`GEOMETRY`) fails with a [`DbErrorKind::Value`]
+//! error that names the column and its type and suggests a cast in SQL. So
+//! do PostgreSQL `infinity` dates, `NaN` numerics, multi-dimensional arrays
+//! and arrays holding NULL. (A contract 0.1.x plugin gets that error for a
+//! PostgreSQL `Typed` value too: it has no case for one.) MySQL sets the BINARY flag for text with a binary
 //! collation too (`utf8mb4_bin`, and MariaDB's `JSON`), and sqlx 0.8 does not
 //! expose the collation that would tell them apart: such columns read as
 //! `Bytes`; select them as `CAST(col AS CHAR)` to read text.
@@ -134,8 +135,9 @@
 //! | `Date`, `Time`, `Timestamp` | `date`, `time`, `timestamp` | `DATE`, `TIME`, `DATETIME` | TEXT (canonical) |
 //! | `Timestamptz` | `timestamptz` | UTC `DATETIME` | TEXT (canonical, `…Z`) |
 //! | `Decimal` | `numeric`, scale kept | string (exact) | TEXT (canonical) |
-//! | `Float32Array` | `real[]` | JSON text | TEXT (JSON) |
+//! | `Float32Array` | `real[]` (bulk insert into a `vector`/`halfvec` column: its binary form, dimensions and range checked) | JSON text | TEXT (JSON) |
 //! | `TextArray` | `text[]` | JSON text | TEXT (JSON) |
+//! | `Typed` | the oid its type name resolves to on this connection, its bytes as they are | refused | refused |
 //!
 //! On PostgreSQL a parameter keeps its declared type, so the server applies
 //! its usual casts (an `int8` into an `int4` column is fine; a `text` into a
@@ -472,7 +474,7 @@ impl Connection {
             let backend = self.idle()?;
             backend.check_schema().await?;
             backend.plugin_statement(true);
-            let bound = backend.bind(sql, params)?;
+            let bound = backend.bind(sql, params).await?;
             let columns = backend.columns(&bound).await?;
             let outcome = run_to_end(backend, bound, Some(max_result_bytes)).await?;
             Ok(Rows {
@@ -501,7 +503,7 @@ impl Connection {
             let backend = self.idle()?;
             backend.check_schema().await?;
             backend.plugin_statement(true);
-            let bound = backend.bind(sql, params)?;
+            let bound = backend.bind(sql, params).await?;
             // SQLite reports the changes of the last *modifying* statement even
             // for a SELECT or DDL, so whether the statement returns rows decides.
             let returns_rows = match dialect {
@@ -686,6 +688,16 @@ async fn run_to_end(
         }
     }
     Ok(outcome)
+}
+
+/// Why a typed value ([`Value::Typed`]: a PostgreSQL type's binary form) cannot
+/// be written through a connection of `dialect`.
+pub(crate) fn typed_refusal(type_name: &str, dialect: Dialect) -> String {
+    format!(
+        "a typed `{type_name}` value holds PostgreSQL's binary form and cannot be written \
+         through a {dialect} connection; read the column as text (`column::text`) to move \
+         it to another dialect"
+    )
 }
 
 /// An `f32` as the `f64` whose shortest text is the same (`0.1f32` reads as

@@ -88,13 +88,13 @@ impl Connection {
         let in_transaction = self.in_transaction && !self.begin_pending;
         let backend = self.idle()?;
         match backend {
-            Backend::Postgres(conn) if in_transaction => {
+            Backend::Postgres(conn, _) if in_transaction => {
                 let row = sqlx::query("SELECT now()::text")
                     .fetch_one(&mut *conn)
                     .await?;
                 self.marks.pg_transaction_start = Some(row.try_get(0)?);
             }
-            Backend::Postgres(_) => self.marks.pg_transaction_start = None,
+            Backend::Postgres(..) => self.marks.pg_transaction_start = None,
             Backend::MySql(conn, _) => {
                 let row = sqlx::query(MARIADB_TX_COUNTERS_SQL)
                     .fetch_one(&mut *conn)
@@ -204,7 +204,7 @@ impl Connection {
                     _ => None,
                 }
             }
-            Backend::Postgres(conn) => {
+            Backend::Postgres(conn, _) => {
                 let Some(start) = marks.pg_transaction_start.filter(|_| expected) else {
                     return Ok(None);
                 };

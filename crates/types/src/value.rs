@@ -51,6 +51,23 @@ pub enum Value {
     Float32Array(Vec<f32>),
     /// A list of texts.
     TextArray(Vec<String>),
+    /// A value of a type the host does not model (`sparsevec`, `ltree`,
+    /// `tstzrange`, `interval`, PostGIS `geometry`, …), carried unchanged in
+    /// PostgreSQL's binary form (the type's `send`/`recv` format), tagged with
+    /// the type's name as the reading connection reported it.
+    ///
+    /// Only PostgreSQL produces and accepts these: a typed value is written
+    /// only into a column (or parameter) of the type its name resolves to on
+    /// the writing connection, never into another type or another dialect.
+    /// Contract 0.2.0 hands it to plugins as `typed`; 0.1.x plugins get the
+    /// error they always got for such a column (a cast is needed).
+    Typed {
+        /// The type's name (`ltree`, `interval`, `sparsevec`, `int8[]`), resolved
+        /// with `to_regtype` on the writing connection.
+        type_name: String,
+        /// The value in the type's binary form.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A value given in a canonical text form that does not parse.
@@ -84,6 +101,7 @@ impl Value {
             Value::Decimal(_) => ValueKind::Decimal,
             Value::Float32Array(_) => ValueKind::Float32Array,
             Value::TextArray(_) => ValueKind::TextArray,
+            Value::Typed { .. } => ValueKind::Typed,
         }
     }
 
@@ -181,8 +199,10 @@ impl Value {
 
     /// The canonical text of the value, as the WIT contract documents it; `None` for NULL.
     ///
-    /// Bytes render as lowercase hex, arrays as JSON. This is also the form
-    /// the drivers use where a dialect has no native type (SQLite dates).
+    /// Bytes render as lowercase hex, arrays as JSON, a typed value as
+    /// `<type name>:<hex of its binary form>` (for messages and reports: no
+    /// driver writes a typed value as text). This is also the form the
+    /// drivers use where a dialect has no native type (SQLite dates).
     pub fn canonical_text(&self) -> Option<String> {
         Some(match self {
             Value::Null => return None,
@@ -198,6 +218,7 @@ impl Value {
             Value::Timestamptz(t) => format!("{}Z", format_timestamp(&t.naive_utc())),
             Value::Float32Array(v) => float32_array_json(v),
             Value::TextArray(v) => serde_json::to_string(v).expect("strings serialize"),
+            Value::Typed { type_name, bytes } => format!("{type_name}:{}", hex::encode(bytes)),
         })
     }
 }
@@ -217,10 +238,19 @@ impl fmt::Display for Value {
 /// exact to the bit and a fraction of the size and encoding time of decimal
 /// text — embeddings dominate big journals. Text, not JSON numbers, so that
 /// NaN, infinities and 64-bit integers survive exactly; the hash chain covers
-/// these bytes.
+/// these bytes. A typed value is `["typed", "<type name>", "<base64 of its
+/// binary form>"]`.
 impl serde::Serialize for Value {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
+        if let Value::Typed { type_name, bytes } = self {
+            use base64::Engine as _;
+            let mut seq = serializer.serialize_seq(Some(3))?;
+            seq.serialize_element(self.kind())?;
+            seq.serialize_element(type_name)?;
+            seq.serialize_element(&base64::engine::general_purpose::STANDARD.encode(bytes))?;
+            return seq.end();
+        }
         let text = self.journal_text();
         let mut seq = serializer.serialize_seq(Some(if text.is_some() { 2 } else { 1 }))?;
         seq.serialize_element(self.kind())?;
@@ -238,7 +268,21 @@ impl<'de> serde::Deserialize<'de> for Value {
         let (kind, text) = match parts.as_slice() {
             [kind] if kind == "null" => return Ok(Value::Null),
             [kind, text] => (kind.as_str(), text.as_str()),
-            _ => return Err(D::Error::custom("a value is [kind] or [kind, text]")),
+            [kind, type_name, data] if kind == "typed" => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| D::Error::custom(format!("invalid typed {type_name:?}: {e}")))?;
+                return Ok(Value::Typed {
+                    type_name: type_name.clone(),
+                    bytes,
+                });
+            }
+            _ => {
+                return Err(D::Error::custom(
+                    "a value is [kind], [kind, text] or [\"typed\", type name, base64]",
+                ));
+            }
         };
         Value::from_journal(kind, text).map_err(D::Error::custom)
     }
@@ -324,6 +368,15 @@ impl Value {
                 Value::Float32Array(out)
             }
             "text-array" => Value::TextArray(serde_json::from_str(text).map_err(|e| bad(&e))?),
+            "typed" => {
+                let (type_name, data) = text
+                    .rsplit_once(':')
+                    .ok_or_else(|| bad(&"expected <type name>:<hex>"))?;
+                Value::Typed {
+                    type_name: type_name.to_owned(),
+                    bytes: hex::decode(data).map_err(|e| bad(&e))?,
+                }
+            }
             other => return Err(format!("unknown value kind {other:?}")),
         })
     }
@@ -516,6 +569,14 @@ mod tests {
             ]),
             Value::Bytes(Vec::new()),
             Value::TextArray(vec!["read".into(), "write,admin".into(), String::new()]),
+            Value::Typed {
+                type_name: "interval".into(),
+                bytes: vec![0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3],
+            },
+            Value::Typed {
+                type_name: "public.ltree".into(),
+                bytes: Vec::new(),
+            },
         ];
         let json = serde_json::to_string(&values).unwrap();
         let back: Vec<Value> = serde_json::from_str(&json).unwrap();
@@ -526,6 +587,24 @@ mod tests {
                 _ => assert_eq!(a, b),
             }
         }
+    }
+
+    #[test]
+    fn typed_values_have_a_journal_form_and_a_canonical_text() {
+        let value = Value::Typed {
+            type_name: "sparsevec".into(),
+            bytes: vec![0, 0, 0, 5, 255],
+        };
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            r#"["typed","sparsevec","AAAABf8="]"#
+        );
+        let text = value.canonical_text().unwrap();
+        assert_eq!(text, "sparsevec:00000005ff");
+        assert_eq!(Value::from_kind_and_text("typed", &text).unwrap(), value);
+        assert_eq!(value.kind(), "typed");
+        let bad: Result<Value, _> = serde_json::from_str(r#"["typed","x","not base64!"]"#);
+        assert!(bad.unwrap_err().to_string().contains("invalid typed \"x\""));
     }
 
     #[test]

@@ -38,11 +38,14 @@ pub enum ValueKind {
     Float32Array,
     /// `text-array`.
     TextArray,
+    /// `typed` (contract 0.2.0): a value of a type the host does not model,
+    /// in its dialect's binary form, tagged with the type's name.
+    Typed,
 }
 
 impl ValueKind {
     /// Every kind, in the WIT's order.
-    pub const ALL: [ValueKind; 15] = [
+    pub const ALL: [ValueKind; 16] = [
         ValueKind::Null,
         ValueKind::Boolean,
         ValueKind::Int,
@@ -58,6 +61,7 @@ impl ValueKind {
         ValueKind::Decimal,
         ValueKind::Float32Array,
         ValueKind::TextArray,
+        ValueKind::Typed,
     ];
 
     /// The kind's name as the WIT spells it (`int`, `timestamptz`, `float32-array`, …).
@@ -78,6 +82,7 @@ impl ValueKind {
             ValueKind::Decimal => "decimal",
             ValueKind::Float32Array => "float32-array",
             ValueKind::TextArray => "text-array",
+            ValueKind::Typed => "typed",
         }
     }
 

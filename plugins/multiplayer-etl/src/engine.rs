@@ -49,7 +49,7 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
     for statement in target::space_ddl(slug, embedding) {
         target.execute(&statement, params![])?;
     }
-    let memories = copy_memories(&shard, &target, slug, embedding, etl.batch_size)?;
+    let memories = copy_memories(&shard, &target, slug, etl.batch_size)?;
     for statement in target::space_indexes(slug) {
         target.execute(&statement, params![])?;
     }
@@ -73,37 +73,25 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
 }
 
 /// Streams `me_<slug>.memory` from the shard into the target, `batch` rows per
-/// cursor fetch and per `COPY`. Types the host does not read natively travel
-/// as text (`ltree`, `tstzrange`) or as `real[]` (pgvector embeddings), and
-/// `COPY` parses them back by the target column's type, exactly.
-fn copy_memories(
-    shard: &Connection,
-    target: &Connection,
-    slug: &str,
-    embedding: source::EmbeddingType,
-    batch: u32,
-) -> Result<u64> {
+/// cursor fetch and per `COPY`. Types the host does not read natively in
+/// contract 0.1.1 travel as text (`ltree`, `tstzrange`) and `COPY` parses them
+/// back by the target column's type, exactly; the embedding travels as it is
+/// read — `real[]`, `halfvec(n)` or `vector(n)` as a float32 array, written in
+/// the target column's binary form (the target has the source's type).
+fn copy_memories(shard: &Connection, target: &Connection, slug: &str, batch: u32) -> Result<u64> {
     let schema = space_schema(slug);
     let total: i64 =
         shard.query_scalar(&format!("SELECT count(*) FROM {schema}.memory"), params![])?;
     let task = format!("memories {slug}");
     progress(&task, 0, total as u64);
     let sql = format!(
-        "SELECT id, meta, tree::text AS tree, temporal::text AS temporal, content, {} AS embedding, \
-         embedding_version, created_at, updated_at FROM {schema}.memory ORDER BY id",
-        embedding.select()
+        "SELECT id, meta, tree::text AS tree, temporal::text AS temporal, content, embedding, \
+         embedding_version, created_at, updated_at FROM {schema}.memory ORDER BY id"
     );
     let table = format!("{schema}.memory");
     let mut done = 0u64;
     for rows in shard.cursor(&sql, params![], batch)? {
-        let rows: Vec<Vec<Value>> = rows?
-            .into_iter()
-            .map(|row| {
-                let mut v = row.into_values();
-                v[5] = embedding.write(std::mem::replace(&mut v[5], Value::Null));
-                v
-            })
-            .collect();
+        let rows: Vec<Vec<Value>> = rows?.into_iter().map(|row| row.into_values()).collect();
         done += target.bulk_insert(&table, &MEMORY_COLUMNS, rows)?;
         progress(&task, done, total as u64);
     }

@@ -40,6 +40,11 @@ pub fn run() -> Result<Copied> {
     let accounts = Connection::open("accounts")?;
     let target = Connection::open("target")?;
     provision_control_plane(&target)?;
+    // The memories' embeddings keep their type: pgvector's need the extension.
+    let shard = Connection::open("shard")?;
+    if crate::source::shard_uses_pgvector(&shard)? {
+        target.execute("CREATE EXTENSION IF NOT EXISTS vector", params![])?;
+    }
 
     let identities = accounts.query(
         "SELECT id, name, email::text AS email, created_at, updated_at FROM accounts.identity ORDER BY id",

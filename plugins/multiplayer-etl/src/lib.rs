@@ -69,12 +69,15 @@
 //!   oauth tokens, device-flow rows, expired sessions, accepted or expired
 //!   invitations, the old memories' `created_by` and embedding bookkeeping.
 //!
-//! Embeddings are carried exactly: a `real[]` column travels as the
-//! contract's `float32-array` both ways; a pgvector `halfvec(n)`/`vector(n)`
-//! column is read as `embedding::real[]` (exact) and written as its text
-//! literal with each float's shortest round-trip digits (exact). `ltree` and
-//! `tstzrange`, which the host does not read natively, travel as text and
-//! `COPY` parses them back. The target's embedding column has the source's type.
+//! Embeddings are carried exactly and in binary: `real[]`, pgvector's
+//! `halfvec(n)` and `vector(n)` columns are read without a cast as the
+//! contract's `float32-array` (a half widens to a float exactly) and bulk
+//! inserted as they were read; the host writes them in the target column's
+//! binary form (binary16 for `halfvec`), so no float is formatted as text.
+//! The target's embedding column has the source's type, and phase A creates
+//! the `vector` extension in the target when the shard uses pgvector. `ltree`
+//! and `tstzrange`, which contract 0.1.1 does not read natively, travel as
+//! text and `COPY` parses them back.
 //!
 //! # Survey and verify
 //!

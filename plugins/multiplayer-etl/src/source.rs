@@ -196,16 +196,18 @@ pub fn drift(accounts: &Connection, shard: &Connection, schemas: &[String]) -> R
     Ok(missing)
 }
 
-/// The type of an engine's `embedding` column.
+/// The type of an engine's `embedding` column. Every one is read without a
+/// cast and written as it was read: the host reads `real[]`, pgvector's
+/// `halfvec(n)` and `vector(n)` as the contract's `float32-array` (a half
+/// widens to a float exactly) and a bulk insert writes it back in the target
+/// column's binary form, so no float is ever formatted as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbeddingType {
-    /// `real[]`: read and written as the contract's `float32-array`.
+    /// `real[]`.
     Real,
-    /// pgvector `halfvec(n)`: read as `embedding::real[]` (exact: every half
-    /// is a float), written as its text literal `[…]` (exact: the shortest
-    /// decimal of each float parses back to the same half).
+    /// pgvector `halfvec(n)`.
     Halfvec(u32),
-    /// pgvector `vector(n)`: the same as `halfvec` with single-precision floats.
+    /// pgvector `vector(n)`.
     Vector(u32),
 }
 
@@ -235,31 +237,19 @@ impl EmbeddingType {
             EmbeddingType::Vector(n) => format!("vector({n})"),
         }
     }
-
-    /// The select-list expression reading the column as `real[]`.
-    pub fn select(self) -> &'static str {
-        match self {
-            EmbeddingType::Real => "embedding",
-            EmbeddingType::Halfvec(_) | EmbeddingType::Vector(_) => "embedding::real[]",
-        }
-    }
-
-    /// The value to `COPY` into the target column for a value read through [`select`](Self::select).
-    pub fn write(self, value: Value) -> Value {
-        match (self, value) {
-            (EmbeddingType::Halfvec(_) | EmbeddingType::Vector(_), Value::Float32Array(v)) => {
-                Value::Text(vector_literal(&v))
-            }
-            (_, value) => value,
-        }
-    }
 }
 
-/// A pgvector literal, `[0.5,-1,3.25]`: each float with the fewest digits that
-/// read back to it (Rust's `Display` for `f32`).
-pub fn vector_literal(v: &[f32]) -> String {
-    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", parts.join(","))
+/// Whether any engine's `embedding` column in the shard is a pgvector type
+/// (`vector`, `halfvec`): the target then needs the `vector` extension.
+pub fn shard_uses_pgvector(shard: &Connection) -> Result<bool> {
+    shard.query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute a \
+           JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_type t ON t.oid = a.atttypid \
+           WHERE n.nspname LIKE 'me\\_%' AND c.relname = 'memory' AND a.attname = 'embedding' \
+             AND NOT a.attisdropped AND t.typname IN ('vector', 'halfvec'))",
+        params![],
+    )
 }
 
 /// The type of `me_<slug>.memory.embedding` in the shard.
@@ -609,27 +599,5 @@ mod tests {
         assert_eq!(EmbeddingType::parse("double precision[]"), None);
         assert_eq!(EmbeddingType::parse("halfvec(x)"), None);
         assert_eq!(EmbeddingType::Halfvec(8).sql_type(), "halfvec(8)");
-        assert_eq!(EmbeddingType::Real.select(), "embedding");
-        assert_eq!(EmbeddingType::Halfvec(8).select(), "embedding::real[]");
-        let v = vec![0.5, -0.0, 1e-45, 1.2345678];
-        assert_eq!(
-            EmbeddingType::Real.write(Value::Float32Array(v.clone())),
-            Value::Float32Array(v.clone())
-        );
-        assert_eq!(EmbeddingType::Vector(4).write(Value::Null), Value::Null);
-        let Value::Text(literal) = EmbeddingType::Halfvec(4).write(Value::Float32Array(v.clone()))
-        else {
-            panic!("a text literal");
-        };
-        // Every element reads back to the same float, bit for bit.
-        let back: Vec<f32> = literal
-            .trim_matches(['[', ']'])
-            .split(',')
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(
-            back.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
-            v.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-        );
     }
 }

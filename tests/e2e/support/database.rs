@@ -100,6 +100,29 @@ impl TestDatabase {
     /// Creates a fresh database; `None` when the server cannot be reached
     /// (a panic instead when `MIGRUN_REQUIRE_DBS=1`).
     pub async fn create(dialect: Dialect) -> Option<TestDatabase> {
+        let server = server_url(dialect);
+        Self::create_on(dialect, server).await
+    }
+
+    /// A fresh database on the shared pgvector server (PostgreSQL 18 with
+    /// pgvector, [`super::pg_server::pgvector`]), with the `vector` extension
+    /// created; `None` when that server is unavailable (a panic instead when
+    /// `MIGRUN_REQUIRE_DBS=1`).
+    pub async fn pgvector() -> Option<TestDatabase> {
+        let db = Self::on_pgvector_server().await?;
+        db.exec("CREATE EXTENSION IF NOT EXISTS vector").await;
+        Some(db)
+    }
+
+    /// A fresh database on the shared pgvector server, without any extension.
+    pub async fn on_pgvector_server() -> Option<TestDatabase> {
+        let server = tokio::task::spawn_blocking(super::pg_server::pgvector)
+            .await
+            .expect("start the pgvector server")?;
+        Self::create_on(Dialect::Postgres, Some(server.base_url())).await
+    }
+
+    async fn create_on(dialect: Dialect, server: Option<String>) -> Option<TestDatabase> {
         let name = unique_name();
         if dialect == Dialect::Sqlite {
             let dir = tempfile::tempdir().expect("create a temporary directory");
@@ -121,7 +144,7 @@ impl TestDatabase {
                 _dir: Some(dir),
             });
         }
-        let server = server_url(dialect).expect("server dialect");
+        let server = server.expect("server dialect");
         let admin_url = match dialect {
             Dialect::Postgres => format!("{server}/postgres"),
             _ => server.clone(),

@@ -5,4 +5,5 @@ pub mod arena;
 pub mod checksum;
 pub mod cli;
 pub mod database;
+pub mod pg_server;
 pub mod plugins;

@@ -85,6 +85,9 @@ pub(crate) fn add(
         Value::Timestamptz(t) => args.add(t.naive_utc()),
         Value::Float32Array(v) => args.add(float32_array_json(v)),
         Value::TextArray(v) => args.add(serde_json::to_string(v)?),
+        Value::Typed { type_name, .. } => {
+            Err(crate::typed_refusal(type_name, migrun_types::Dialect::MySql).into())
+        }
     }
 }
 

@@ -1,23 +1,30 @@
 //! PostgreSQL `COPY`: the catalog query for a table's columns, binary rows
-//! where every value's binary form is known, text rows otherwise.
+//! where every value's binary form is known, text rows otherwise; pgvector
+//! columns (a float32 array checked against the column's dimensions, and for
+//! `halfvec` against binary16's range) and typed values (their own binary
+//! form, into a column of their type only).
 
 use chrono::{DateTime, NaiveDateTime, Timelike};
 
 use super::encode::{pg_epoch_date, timestamp_micros};
 use super::oid;
+use super::types::TypeCache;
 use crate::widen_f32;
 use migrun_types::value::{Value, format_float};
 
 // ---------------------------------------------------------------------------
 
-/// The catalog query [`copy_columns`] reads: for each column of a table, its
-/// name, its type's oid, name and receive function, a domain resolved to its
+/// The catalog query the bulk insert reads: for each column of a table, its
+/// name, its type's oid, kind and receive function, a domain resolved to its
 /// base type (one level; a domain over a domain stays unknown, so the text
-/// format is used).
+/// format is used); then the type modifier (pgvector's dimensions), the
+/// column's own type oid (a domain's) and its type as SQL prints it.
 pub(crate) const COPY_COLUMNS_SQL: &str = "SELECT a.attname::text, \
      (CASE WHEN t.typtype = 'd' THEN b.oid ELSE t.oid END)::int8, \
      (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
-     (CASE WHEN t.typtype = 'd' THEN b.typreceive ELSE t.typreceive END)::regproc::text \
+     (CASE WHEN t.typtype = 'd' THEN b.typreceive ELSE t.typreceive END)::regproc::text, \
+     (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int8, \
+     t.oid::int8, format_type(a.atttypid, a.atttypmod) \
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
      LEFT JOIN pg_type b ON b.oid = t.typbasetype \
      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
@@ -51,14 +58,21 @@ pub(crate) enum CopyColumn {
     Ltree,
     /// `tstzrange`, from the canonical text PostgreSQL prints (`["2024-01-01 00:00:00+00",)`).
     Tstzrange,
+    /// pgvector `vector(n)` (`None`: any dimensions), from a float32 array.
+    Vector(Option<u32>),
+    /// pgvector `halfvec(n)`, from a float32 array rounded to binary16.
+    Halfvec(Option<u32>),
     /// Anything else: the text format is used.
     Other,
 }
 
 const TSTZRANGE: u32 = 3910;
 
-/// The binary encoding of a column from its base type's oid and receive function.
-pub(crate) fn copy_column(type_oid: u32, receive: &str) -> CopyColumn {
+/// The binary encoding of a column from its base type's oid, receive function
+/// and type modifier.
+pub(crate) fn copy_column(type_oid: u32, receive: &str, typmod: i64) -> CopyColumn {
+    let receive = receive.rsplit('.').next().unwrap_or(receive);
+    let dims = u32::try_from(typmod).ok().filter(|d| *d > 0);
     match type_oid {
         oid::BOOL => CopyColumn::Bool,
         oid::INT2 => CopyColumn::Int2,
@@ -77,7 +91,9 @@ pub(crate) fn copy_column(type_oid: u32, receive: &str) -> CopyColumn {
         oid::FLOAT4_ARRAY => CopyColumn::Float4Array,
         oid::TEXT_ARRAY => CopyColumn::TextArray,
         TSTZRANGE => CopyColumn::Tstzrange,
-        _ if receive == "ltree_recv" || receive.ends_with(".ltree_recv") => CopyColumn::Ltree,
+        _ if receive == "ltree_recv" => CopyColumn::Ltree,
+        _ if receive == "vector_recv" => CopyColumn::Vector(dims),
+        _ if receive == "halfvec_recv" => CopyColumn::Halfvec(dims),
         _ => CopyColumn::Other,
     }
 }
@@ -113,8 +129,37 @@ pub(crate) fn copy_binary_supported(column: CopyColumn, value: &Value) -> bool {
         (CopyColumn::Float4Array, Value::Float32Array(_)) => true,
         (CopyColumn::TextArray, Value::TextArray(v)) => v.iter().all(|s| !s.contains('\0')),
         (CopyColumn::Tstzrange, Value::Text(s)) => parse_tstzrange(s).is_some(),
+        (CopyColumn::Vector(_) | CopyColumn::Halfvec(_), Value::Float32Array(_)) => true,
+        // Checked against the column's type by the caller (`typed_into_column`).
+        (_, Value::Typed { .. }) => true,
         _ => false,
     }
+}
+
+/// Why `value` cannot go into a pgvector `column` as pgvector's input would
+/// refuse it: dimensions other than the column's, and for `halfvec` a NaN, an
+/// infinity or a float beyond binary16's range. `None` for every other pair.
+pub(crate) fn vector_value_error(column: CopyColumn, value: &Value) -> Option<String> {
+    let Value::Float32Array(v) = value else {
+        return None;
+    };
+    let (dims, half) = match column {
+        CopyColumn::Vector(dims) => (dims, false),
+        CopyColumn::Halfvec(dims) => (dims, true),
+        _ => return None,
+    };
+    if let Some(dims) = dims
+        && v.len() != dims as usize
+    {
+        return Some(format!("expected {dims} dimensions, not {}", v.len()));
+    }
+    if v.is_empty() || v.len() > 16_000 {
+        return Some(format!("{} dimensions: pgvector takes 1 to 16000", v.len()));
+    }
+    if half {
+        return super::types::halfvec_element_error(v);
+    }
+    None
 }
 
 /// The 19-byte header of a binary `COPY` stream (signature, flags, no extension).
@@ -124,11 +169,17 @@ pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\
 pub(crate) const COPY_BINARY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
 /// Appends one row in binary `COPY` format. Every (column, value) pair must
-/// have passed [`copy_binary_supported`].
-pub(crate) fn copy_binary_row(columns: &[CopyColumn], row: &[Value], out: &mut Vec<u8>) {
+/// have passed [`copy_binary_supported`] (and [`vector_value_error`]); every
+/// typed value's type is resolved in `types`.
+pub(crate) fn copy_binary_row(
+    columns: &[CopyColumn],
+    row: &[Value],
+    types: &TypeCache,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(&(row.len() as i16).to_be_bytes());
     for (column, value) in columns.iter().zip(row) {
-        copy_binary_value(*column, value, out);
+        copy_binary_value(*column, value, types, out);
     }
 }
 
@@ -141,7 +192,7 @@ fn field(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn copy_binary_value(column: CopyColumn, value: &Value, out: &mut Vec<u8>) {
+fn copy_binary_value(column: CopyColumn, value: &Value, types: &TypeCache, out: &mut Vec<u8>) {
     let put = |out: &mut Vec<u8>, bytes: &[u8]| {
         out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         out.extend_from_slice(bytes);
@@ -177,6 +228,18 @@ fn copy_binary_value(column: CopyColumn, value: &Value, out: &mut Vec<u8>) {
         }
         (_, Value::Timestamp(t)) => put(out, &checked_micros(t).to_be_bytes()),
         (_, Value::Timestamptz(t)) => put(out, &checked_micros(&t.naive_utc()).to_be_bytes()),
+        (CopyColumn::Vector(_), Value::Float32Array(v)) => {
+            field(out, |out| super::types::encode_vector(v, out))
+        }
+        (CopyColumn::Halfvec(_), Value::Float32Array(v)) => {
+            field(out, |out| super::types::encode_halfvec(v, out))
+        }
+        (_, Value::Typed { type_name, bytes }) => {
+            let ty = types
+                .get(type_name)
+                .expect("typed values are resolved before the COPY");
+            put(out, &super::types::typed_bytes(ty, bytes));
+        }
         (_, Value::Float32Array(v)) => field(out, |out| {
             array_header(oid::FLOAT4, v.len(), out);
             out.reserve(v.len() * 8);
@@ -309,13 +372,28 @@ fn parse_tstzrange(s: &str) -> Option<TstzRange> {
 ///
 /// Every value is written in its canonical text form, which PostgreSQL parses
 /// by the column's type: bytes as `\x<hex>`, booleans as `t`/`f`, floats as
-/// their shortest round-trip text (`NaN`, `Infinity`), arrays as array literals.
-pub(crate) fn copy_text_row(row: &[Value], out: &mut Vec<u8>) {
+/// their shortest round-trip text (`NaN`, `Infinity`), arrays as array
+/// literals, a float32 array into a pgvector column as `[…]`. Typed values
+/// have no text form here: the caller sends them in binary only.
+pub(crate) fn copy_text_row(columns: &[CopyColumn], row: &[Value], out: &mut Vec<u8>) {
     for (i, value) in row.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');
         }
+        let column = columns.get(i).copied().unwrap_or(CopyColumn::Other);
         match value {
+            Value::Float32Array(v)
+                if matches!(column, CopyColumn::Vector(_) | CopyColumn::Halfvec(_)) =>
+            {
+                out.push(b'[');
+                for (j, f) in v.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(f.to_string().as_bytes());
+                }
+                out.push(b']');
+            }
             Value::Null => out.extend_from_slice(b"\\N"),
             Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
             Value::Bytes(bytes) => {
@@ -376,6 +454,7 @@ mod tests {
     fn copy_rows_escape() {
         let mut out = Vec::new();
         copy_text_row(
+            &[],
             &[
                 Value::Text("a\tb\nc\\d\re".into()),
                 Value::Null,
@@ -451,6 +530,7 @@ mod tests {
                 Value::Float32Array(vec![1.0]),
                 Value::Null,
             ],
+            &TypeCache::default(),
             &mut out,
         );
         let mut expected = vec![0, 4, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}'];
@@ -468,5 +548,46 @@ mod tests {
             &Value::Text("x".into())
         ));
         assert!(copy_binary_supported(CopyColumn::Other, &Value::Null));
+    }
+
+    #[test]
+    fn pgvector_columns_check_dimensions_and_range() {
+        assert_eq!(
+            copy_column(1, "public.halfvec_recv", 3),
+            CopyColumn::Halfvec(Some(3))
+        );
+        assert_eq!(copy_column(1, "vector_recv", -1), CopyColumn::Vector(None));
+        let three = Value::Float32Array(vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            vector_value_error(CopyColumn::Halfvec(Some(3)), &three),
+            None
+        );
+        assert_eq!(
+            vector_value_error(CopyColumn::Vector(Some(4)), &three).as_deref(),
+            Some("expected 4 dimensions, not 3")
+        );
+        let big = Value::Float32Array(vec![1e6]);
+        assert!(vector_value_error(CopyColumn::Vector(None), &big).is_none());
+        assert!(
+            vector_value_error(CopyColumn::Halfvec(None), &big)
+                .unwrap()
+                .contains("out of range for type halfvec")
+        );
+        let mut out = Vec::new();
+        copy_binary_row(
+            &[CopyColumn::Halfvec(Some(3))],
+            &[three.clone()],
+            &TypeCache::default(),
+            &mut out,
+        );
+        // field count, length 10, then halfvec_send('[1,2,3]')
+        assert_eq!(hex::encode(&out), "00010000000a000300003c0040004200");
+        let mut text = Vec::new();
+        copy_text_row(
+            &[CopyColumn::Vector(None)],
+            &[Value::Float32Array(vec![0.1, -2.0])],
+            &mut text,
+        );
+        assert_eq!(String::from_utf8(text).unwrap(), "[0.1,-2]\n");
     }
 }

@@ -1,5 +1,8 @@
 //! PostgreSQL results: binary values decoded into [`Value`]s by type oid,
-//! domains unwrapped; what cannot be represented is an error, never a panic.
+//! domains unwrapped; pgvector's `vector` and `halfvec` (by type name: their
+//! oids differ per database) as float32 arrays; a type the host does not model
+//! as a [`Value::Typed`] carrying its binary form. A modelled type's value
+//! that cannot be represented (an infinite date) is an error, never a panic.
 
 use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use sqlx::postgres::types::Oid;
@@ -35,6 +38,11 @@ enum Read {
     Timestamptz,
     Float4Array,
     TextArray,
+    /// pgvector `vector`.
+    Vector,
+    /// pgvector `halfvec`.
+    Halfvec,
+    /// Not modelled: carried as [`Value::Typed`].
     Unsupported,
 }
 
@@ -75,7 +83,12 @@ fn read_kind(ti: &PgTypeInfo) -> Read {
         PgTypeKind::Enum(_) => Read::Text,
         // Arrays of custom text-like types (citext[], an enum[]) send text elements.
         PgTypeKind::Array(elem) if read_kind(elem) == Read::Text => Read::TextArray,
-        PgTypeKind::Simple if ti.name().rsplit('.').next() == Some("citext") => Read::Text,
+        PgTypeKind::Simple => match ti.name().rsplit('.').next() {
+            Some("citext") => Read::Text,
+            Some("vector") => Read::Vector,
+            Some("halfvec") => Read::Halfvec,
+            _ => Read::Unsupported,
+        },
         _ => Read::Unsupported,
     }
 }
@@ -102,7 +115,17 @@ pub fn decode_row(row: &PgRow) -> Result<Vec<Value>, DbError> {
         let type_name = ti.name().to_ascii_lowercase();
         let kind = read_kind(&ti);
         if kind == Read::Unsupported {
-            return Err(unsupported(column.name(), &type_name));
+            if raw.format() == PgValueFormat::Text {
+                return Err(unsupported(column.name(), &type_name));
+            }
+            let bytes = raw
+                .as_bytes()
+                .map_err(|e| {
+                    DbError::value(format!("cannot read column `{}`: {e}", column.name()))
+                })?
+                .to_vec();
+            values.push(Value::Typed { type_name, bytes });
+            continue;
         }
         let value = decode_value(kind, raw).map_err(|msg| {
             DbError::value(format!(
@@ -116,10 +139,16 @@ pub fn decode_row(row: &PgRow) -> Result<Vec<Value>, DbError> {
 }
 
 fn unsupported(column: &str, type_name: &str) -> DbError {
-    DbError::value(format!(
+    DbError::value(unreadable_column(column, type_name))
+}
+
+/// The message for a column whose type has no case in the reader's contract
+/// (every type the host does not model, for a contract 0.1.x plugin).
+pub fn unreadable_column(column: &str, type_name: &str) -> String {
+    format!(
         "column `{column}` has type {type_name}, which migrun cannot read; \
          cast it to a supported type in SQL, e.g. `{column}::text`"
-    ))
+    )
 }
 
 fn decode_value(kind: Read, raw: PgValueRef<'_>) -> Result<Value, String> {
@@ -189,6 +218,8 @@ fn decode_value(kind: Read, raw: PgValueRef<'_>) -> Result<Value, String> {
                 .map(|e| utf8(e))
                 .collect::<Result<_, _>>()?,
         ),
+        Read::Vector => Value::Float32Array(super::types::decode_vector(b)?),
+        Read::Halfvec => Value::Float32Array(super::types::decode_halfvec(b)?),
         Read::Unsupported => return Err("unsupported type".into()),
     })
 }

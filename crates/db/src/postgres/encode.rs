@@ -10,6 +10,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgTypeInfo, Postgres};
 
 use super::oid;
+use super::types::{TypeCache, typed_bytes};
 use crate::DbError;
 use migrun_types::value::{Value, canonical_decimal};
 
@@ -49,16 +50,19 @@ impl sqlx::Encode<'_, Postgres> for PgParam {
 }
 
 /// The SQL to send (keyed by parameter types, see the module docs), the
-/// encoded arguments and the declared parameter types.
+/// encoded arguments and the declared parameter types. Typed values declare
+/// the oid their type name resolved to on this connection (`types`, filled by
+/// [`TypeCache::resolve_all`] before).
 pub(crate) fn bind(
     sql: &str,
     params: &[Value],
+    resolved: &TypeCache,
 ) -> Result<(String, PgArguments, Vec<PgTypeInfo>), DbError> {
     let mut args = PgArguments::default();
     let mut types = Vec::with_capacity(params.len());
     let mut signature = String::new();
     for (i, value) in params.iter().enumerate() {
-        let param = encode_param(value)
+        let param = encode_param(value, resolved)
             .map_err(|e| DbError::value(format!("parameter ${}: {}", i + 1, e.message)))?;
         if i > 0 {
             signature.push(',');
@@ -85,7 +89,7 @@ pub(super) fn pg_epoch() -> NaiveDateTime {
 }
 
 /// Encodes one value in binary format with the type it declares.
-fn encode_param(value: &Value) -> Result<PgParam, DbError> {
+fn encode_param(value: &Value, types: &TypeCache) -> Result<PgParam, DbError> {
     let (oid, bytes) = match value {
         Value::Null => (oid::UNKNOWN_PARAM, None),
         Value::Bool(b) => (oid::BOOL, Some(vec![u8::from(*b)])),
@@ -126,6 +130,14 @@ fn encode_param(value: &Value) -> Result<PgParam, DbError> {
         Value::TextArray(v) => {
             let elems: Vec<Vec<u8>> = v.iter().map(|s| s.as_bytes().to_vec()).collect();
             (oid::TEXT_ARRAY, Some(encode_array(oid::TEXT, &elems)))
+        }
+        Value::Typed { type_name, bytes } => {
+            let ty = types.get(type_name).ok_or_else(|| {
+                DbError::value(format!(
+                    "the type of a typed `{type_name}` value is not resolved"
+                ))
+            })?;
+            (ty.oid, Some(typed_bytes(ty, bytes).into_owned()))
         }
     };
     Ok(PgParam { oid, bytes })

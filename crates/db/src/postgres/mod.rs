@@ -19,7 +19,8 @@
 //! `encode.rs` the parameters, `decode.rs` the results, `copy.rs` bulk `COPY`,
 //! `session.rs` transaction statements, `catalog.rs` row counts, `ledger.rs`
 //! and `lock.rs` the ledger's and the run lock's statements. `dry_run.rs` the
-//! dry-run's sequence snapshots.
+//! dry-run's sequence snapshots. `types.rs` the per-connection cache of types
+//! resolved by name (extension types, typed values) and pgvector's binary forms.
 
 use std::str::FromStr;
 
@@ -36,14 +37,16 @@ mod ledger;
 mod lock;
 pub(super) mod privileges;
 mod session;
+mod types;
 
 pub(crate) use copy::{
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, COPY_COLUMNS_SQL, CopyColumn, copy_binary_row,
-    copy_binary_supported, copy_column, copy_text_row,
+    copy_binary_supported, copy_column, copy_text_row, vector_value_error,
 };
-pub use decode::decode_row;
 pub(crate) use decode::lowercase_types;
+pub use decode::{decode_row, unreadable_column};
 pub(crate) use encode::bind;
+pub(crate) use types::TypeCache;
 
 /// PostgreSQL's implementation of the dialect traits of [`super::driver`]; one
 /// file per role (`session.rs`, `catalog.rs`, `ledger.rs`, `lock.rs`, `dry_run.rs`,

@@ -74,6 +74,9 @@ pub(crate) fn add(
             args.add(*f)
         }
         Value::Bytes(b) => args.add(b.clone()),
+        Value::Typed { type_name, .. } => {
+            Err(crate::typed_refusal(type_name, migrun_types::Dialect::Sqlite).into())
+        }
         other => args.add(other.canonical_text().unwrap_or_default()),
     }
 }

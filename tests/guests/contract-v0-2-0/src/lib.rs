@@ -10,6 +10,12 @@
 //! them back with a query and a cursor, logs, reports a check and asks for its last
 //! checkpoint. With `non_transactional = true`, `list-units` adds `reindex`, declared
 //! `transactional: false`, which this migrun must refuse before any unit runs.
+//!
+//! With `copy = "<select> => <table>"`, `list-units` adds `copy-values`: it reads
+//! the select on `audit` through a cursor and bulk-inserts every row unchanged
+//! into `<table>` on `target` (the select's column names are the table's), never
+//! looking inside a value — typed values (0.2.0) included, which it counts and
+//! logs (`typed` field: `<type name>=<count>` per type, sorted).
 
 wit_bindgen::generate!({
     path: "../../../guest-sdk/wit/v0.2.0",
@@ -28,12 +34,49 @@ use migrun::plugin::{checkpoint, checks, log};
 struct Settings {
     rows: i64,
     non_transactional: bool,
+    /// `(select on audit, table on target)`.
+    copy: Option<(String, String)>,
 }
 
 thread_local! {
     static SETTINGS: RefCell<Settings> = const {
-        RefCell::new(Settings { rows: 3, non_transactional: false })
+        RefCell::new(Settings { rows: 3, non_transactional: false, copy: None })
     };
+}
+
+/// Copies the rows of `select` (on `audit`) into `table` (on `target`), values untouched.
+fn copy_values(select: &str, table: &str) -> Result<(), PluginError> {
+    let source = open("audit").map_err(PluginError::Database)?;
+    let target = open("target").map_err(PluginError::Database)?;
+    let cursor = source
+        .open_cursor(select, &[], 100)
+        .map_err(PluginError::Database)?;
+    let columns: Vec<String> = cursor.columns().into_iter().map(|c| c.name).collect();
+    let mut typed = std::collections::BTreeMap::<String, u64>::new();
+    let mut copied = 0u64;
+    while let Some(batch) = cursor.next_batch().map_err(PluginError::Database)? {
+        for row in &batch {
+            for value in row {
+                if let Value::Typed(t) = value {
+                    *typed.entry(t.type_name.clone()).or_default() += 1;
+                }
+            }
+        }
+        copied += target
+            .bulk_insert(table, &columns, &batch)
+            .map_err(PluginError::Database)?;
+    }
+    drop(cursor);
+    let typed: Vec<String> = typed.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    log::write(
+        log::Level::Info,
+        "copied values",
+        &[
+            ("rows".to_owned(), copied.to_string()),
+            ("typed".to_owned(), typed.join(",")),
+        ],
+    );
+    Ok(())
 }
 
 fn write_rows(rows: i64) -> Result<(), PluginError> {
@@ -123,7 +166,9 @@ impl Guest for ContractV020 {
                 ConnectionNeed {
                     name: "audit".to_owned(),
                     access: Access::ReadOnly,
-                    description: "never opened: shows an optional need".to_owned(),
+                    description:
+                        "read by `copy-values` only (when `copy` is set): an optional need"
+                            .to_owned(),
                     writes: Vec::new(),
                     optional: true,
                 },
@@ -140,6 +185,14 @@ impl Guest for ContractV020 {
                     description: "how many rows to write".to_owned(),
                     required: false,
                     default_value: Some("3".to_owned()),
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "copy".to_owned(),
+                    description: "`<select on audit> => <table on target>`: adds `copy-values`"
+                        .to_owned(),
+                    required: false,
+                    default_value: None,
                     secret: false,
                 },
                 ConfigKey {
@@ -163,6 +216,12 @@ impl Guest for ContractV020 {
                             .map_err(|e| PluginError::Failed(format!("rows: {e}")))?
                     }
                     "non_transactional" => s.non_transactional = value == "true",
+                    "copy" => {
+                        let (select, table) = value.split_once("=>").ok_or_else(|| {
+                            PluginError::Failed("copy: expected `<select> => <table>`".into())
+                        })?;
+                        s.copy = Some((select.trim().to_owned(), table.trim().to_owned()));
+                    }
                     _ => {}
                 }
             }
@@ -178,6 +237,14 @@ impl Guest for ContractV020 {
                 scope: Some(format!("rows={}", s.rows)),
                 transactional: true,
             }];
+            if s.copy.is_some() {
+                units.push(UnitInfo {
+                    name: "copy-values".to_owned(),
+                    description: "copies the `copy` select into its table".to_owned(),
+                    scope: None,
+                    transactional: true,
+                });
+            }
             if s.non_transactional {
                 units.push(UnitInfo {
                     name: "reindex".to_owned(),
@@ -193,6 +260,12 @@ impl Guest for ContractV020 {
     fn run_unit(unit: String) -> Result<(), PluginError> {
         match unit.as_str() {
             "write-rows" => write_rows(SETTINGS.with_borrow(|s| s.rows)),
+            "copy-values" => {
+                let (select, table) = SETTINGS
+                    .with_borrow(|s| s.copy.clone())
+                    .ok_or_else(|| PluginError::Failed("copy is not configured".into()))?;
+                copy_values(&select, &table)
+            }
             other => Err(PluginError::Failed(format!("no unit {other}"))),
         }
     }

@@ -4,7 +4,10 @@
 //!
 //! Config `sql`: statements separated by lines holding only `;;`. A
 //! statement `-- migrun:backup <label> [table …]` asks the host for a
-//! snapshot of `target` instead (the backup tests use it).
+//! snapshot of `target` instead (the backup tests use it); `-- migrun:query
+//! <select>` runs the select as a query and logs each value of its rows
+//! (`value` field, the SDK's debug form), failing the unit on a database error
+//! (the pgvector tests read columns through contract 0.1.1 with it).
 
 use migrun_sdk::{Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, params};
 
@@ -41,6 +44,14 @@ impl Plugin for SqlScript {
                 let tables: Vec<&str> = words.collect();
                 let snapshot = migrun_sdk::backup::snapshot("target", &tables, label)?;
                 migrun_sdk::info!("snapshot {} taken by {}", snapshot.id, snapshot.method);
+                continue;
+            }
+            if let Some(select) = statement.strip_prefix("-- migrun:query ") {
+                for row in target.query(select, params![])? {
+                    for value in row.into_values() {
+                        migrun_sdk::info!(value = format!("{value:?}"); "read");
+                    }
+                }
                 continue;
             }
             target.execute(statement, params![])?;

@@ -71,10 +71,11 @@ pub fn values_from_wit(values: Vec<types::Value>) -> Result<Vec<Value>, DbError>
     values.into_iter().map(value_from_wit).collect()
 }
 
-/// Converts a host value into its generated form (canonical text for temporal, uuid and decimal).
-pub fn value_to_wit(value: Value) -> types::Value {
+/// Converts a host value into its generated form (canonical text for temporal,
+/// uuid and decimal); a typed value has no 0.1.x form: its type name is the error.
+pub fn value_to_wit(value: Value) -> Result<types::Value, String> {
     use types::Value as W;
-    match value {
+    Ok(match value {
         Value::Null => W::Null,
         Value::Bool(b) => W::Boolean(b),
         Value::Int(i) => W::Int(i),
@@ -99,13 +100,32 @@ pub fn value_to_wit(value: Value) -> types::Value {
                 _ => W::Timestamptz(text),
             }
         }
-    }
+        Value::Typed { type_name, .. } => return Err(type_name),
+    })
 }
 
-/// Converts rows of host values.
-pub fn rows_to_wit(rows: Vec<Vec<Value>>) -> Vec<Vec<types::Value>> {
+/// Converts rows of host values read from `columns` (`(name, type name)`).
+///
+/// A typed value (a type the host does not model, contract 0.2.0's `typed`)
+/// is a `value` error naming the column, as reading such a column always was
+/// for a 0.1.x plugin: it casts in SQL (`tree::text`). pgvector's `vector`
+/// and `halfvec` are no typed values: they read as `float32-array` here too.
+pub fn rows_to_wit(
+    rows: Vec<Vec<Value>>,
+    columns: &[(String, String)],
+) -> Result<Vec<Vec<types::Value>>, DbError> {
     rows.into_iter()
-        .map(|row| row.into_iter().map(value_to_wit).collect())
+        .map(|row| {
+            row.into_iter()
+                .enumerate()
+                .map(|(i, value)| {
+                    value_to_wit(value).map_err(|type_name| {
+                        let column = columns.get(i).map_or("?", |(name, _)| name.as_str());
+                        DbError::value(migrun_db::postgres::unreadable_column(column, &type_name))
+                    })
+                })
+                .collect()
+        })
         .collect()
 }
 

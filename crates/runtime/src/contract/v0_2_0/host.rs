@@ -2,19 +2,21 @@
 //! 0.2.x line.
 //!
 //! Each is a thin delegation: `log`, `checks` and `backup` call the
-//! version-free methods of their capability contexts; `database` and
-//! `checkpoint` call the 0.1.1 implementations on
-//! [`DatabaseCtx`] through the conversions of [`super`], so every call goes
-//! through the same tape, budgets and transaction control as 0.1.x calls.
+//! version-free methods of their capability contexts; the value-carrying
+//! `database` calls (`query`, `execute`, `open-cursor`, `bulk-insert`,
+//! `next-batch`) the version-free surface of [`DatabaseCtx`] with 0.2.0's
+//! value conversions (typed values included); the other `database` calls and
+//! `checkpoint` the 0.1.1 implementations. Every call goes through the same
+//! tape, budgets and transaction control as 0.1.x calls.
 //! Resources (`connection`, `cursor`) are the same host types in both
 //! versions, so a handle passes through unchanged.
 
 use wasmtime::component::{HasData, Linker, Resource};
 
-use super::{backup, checkpoint, checks, database, log, rows_from_v0_1_1, types, values_to_v0_1_1};
+use super::{backup, checkpoint, checks, database, log, rows_to_wit, types, values_from_wit};
 use crate::capability::backup::BackupCtx;
 use crate::capability::checks::ChecksCtx;
-use crate::capability::database::{ConnectionResource, CursorResource, DatabaseCtx};
+use crate::capability::database::{ConnectionResource, CursorResource, DatabaseCtx, HostRows};
 use crate::capability::log::LogCtx;
 use crate::contract::v0_1_1;
 
@@ -102,10 +104,21 @@ impl database::HostConnection for DatabaseCtx {
         sql: String,
         params: Vec<types::Value>,
     ) -> DbResult<types::Rows> {
-        answer(
-            v0_1_1::database::HostConnection::query(self, conn, sql, values_to_v0_1_1(params))
-                .await,
-        )
+        let params = match values_from_wit(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(self
+            .plugin_query(&conn, sql, params)
+            .await?
+            .map(|HostRows { columns, rows }| types::Rows {
+                columns: columns
+                    .into_iter()
+                    .map(|(name, type_name)| types::Column { name, type_name })
+                    .collect(),
+                rows: rows_to_wit(rows),
+            })
+            .map_err(Into::into))
     }
 
     async fn execute(
@@ -114,10 +127,14 @@ impl database::HostConnection for DatabaseCtx {
         sql: String,
         params: Vec<types::Value>,
     ) -> DbResult<u64> {
-        answer(
-            v0_1_1::database::HostConnection::execute(self, conn, sql, values_to_v0_1_1(params))
-                .await,
-        )
+        let params = match values_from_wit(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(self
+            .plugin_execute(&conn, sql, params)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn open_cursor(
@@ -127,16 +144,14 @@ impl database::HostConnection for DatabaseCtx {
         params: Vec<types::Value>,
         batch_size: u32,
     ) -> DbResult<Resource<CursorResource>> {
-        answer(
-            v0_1_1::database::HostConnection::open_cursor(
-                self,
-                conn,
-                sql,
-                values_to_v0_1_1(params),
-                batch_size,
-            )
-            .await,
-        )
+        let params = match values_from_wit(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(self
+            .plugin_open_cursor(&conn, sql, params, batch_size)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn bulk_insert(
@@ -146,10 +161,17 @@ impl database::HostConnection for DatabaseCtx {
         columns: Vec<String>,
         rows: Vec<types::Row>,
     ) -> DbResult<u64> {
-        let rows = rows.into_iter().map(values_to_v0_1_1).collect();
-        answer(
-            v0_1_1::database::HostConnection::bulk_insert(self, conn, table, columns, rows).await,
-        )
+        let mut converted = Vec::with_capacity(rows.len());
+        for row in rows {
+            match values_from_wit(row) {
+                Ok(r) => converted.push(r),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+        Ok(self
+            .plugin_bulk_insert(&conn, table, columns, converted)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn drop(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
@@ -173,10 +195,11 @@ impl database::HostCursor for DatabaseCtx {
         &mut self,
         cursor: Resource<CursorResource>,
     ) -> DbResult<Option<Vec<types::Row>>> {
-        let batch = v0_1_1::database::HostCursor::next_batch(self, cursor).await?;
-        Ok(batch
-            .map(|rows| rows.map(rows_from_v0_1_1))
-            .map_err(types::DbError::from))
+        Ok(self
+            .plugin_next_batch(&cursor)
+            .await?
+            .map(|batch| batch.map(rows_to_wit))
+            .map_err(Into::into))
     }
 
     async fn drop(&mut self, cursor: Resource<CursorResource>) -> wasmtime::Result<()> {

@@ -6,12 +6,13 @@
 //! `transactional`, `connection-need` gains `optional`), so it cannot share the
 //! 0.1.x linker the way 0.1.0 does: wasmtime would match `…@0.2.0` imports only
 //! with `…@0.2.x` definitions, and its exports need their own bindings. The
-//! imported interfaces are unchanged so far; their implementations are thin
-//! delegations: `log`, `checks` and `backup` to the version-free contexts,
-//! `database` and `checkpoint` to the 0.1.1 implementations on
-//! [`DatabaseCtx`](crate::capability::database::DatabaseCtx) through the
-//! conversions below (the database capability is mid-rewrite; once it has a
-//! version-free surface these delegate to it directly).
+//! `types.value` gains the `typed` case (a value of a type the host does not
+//! model, in its binary form). The imported interfaces' implementations are
+//! thin delegations: `log`, `checks` and `backup` to the version-free
+//! contexts, the value-carrying `database` calls to the version-free surface
+//! of [`DatabaseCtx`](crate::capability::database::DatabaseCtx) with this
+//! version's value conversions (below), the rest of `database` and
+//! `checkpoint` to the 0.1.1 implementations.
 //!
 //! Invariant: the new declaration fields reach the host's types unchanged
 //! ([`PluginInfo`], [`UnitInfo`], [`ConnectionNeed`]); nothing is dropped here.
@@ -42,6 +43,7 @@ use crate::contract::v0_1_1;
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
 use crate::observer::Level;
 use migrun_db::{Access, DbError, DbErrorKind};
+use migrun_types::value::Value;
 
 // ---- exports: what the plugin declares and returns ----
 
@@ -165,63 +167,76 @@ impl From<types::DbError> for v0_1_1::types::DbError {
     }
 }
 
-impl From<types::Value> for v0_1_1::types::Value {
-    fn from(value: types::Value) -> Self {
-        use types::Value as V;
-        use v0_1_1::types::Value as W;
-        match value {
-            V::Null => W::Null,
-            V::Boolean(b) => W::Boolean(b),
-            V::Int(i) => W::Int(i),
-            V::Float(f) => W::Float(f),
-            V::Text(s) => W::Text(s),
-            V::Bytes(b) => W::Bytes(b),
-            V::Json(s) => W::Json(s),
-            V::Uuid(s) => W::Uuid(s),
-            V::Date(s) => W::Date(s),
-            V::Time(s) => W::Time(s),
-            V::Timestamp(s) => W::Timestamp(s),
-            V::Timestamptz(s) => W::Timestamptz(s),
-            V::Decimal(s) => W::Decimal(s),
-            V::Float32Array(v) => W::Float32Array(v),
-            V::TextArray(v) => W::TextArray(v),
+/// Converts a 0.2.0 value into the host's, validating canonical text forms
+/// (a malformed one is a `value` error, never a trap).
+pub fn value_from_wit(value: types::Value) -> Result<Value, DbError> {
+    use types::Value as W;
+    use v0_1_1::types::Value as V1;
+    let earlier = match value {
+        W::Typed(typed) => {
+            return Ok(Value::Typed {
+                type_name: typed.type_name,
+                bytes: typed.bytes,
+            });
         }
+        W::Null => V1::Null,
+        W::Boolean(b) => V1::Boolean(b),
+        W::Int(i) => V1::Int(i),
+        W::Float(f) => V1::Float(f),
+        W::Text(s) => V1::Text(s),
+        W::Bytes(b) => V1::Bytes(b),
+        W::Json(s) => V1::Json(s),
+        W::Uuid(s) => V1::Uuid(s),
+        W::Date(s) => V1::Date(s),
+        W::Time(s) => V1::Time(s),
+        W::Timestamp(s) => V1::Timestamp(s),
+        W::Timestamptz(s) => V1::Timestamptz(s),
+        W::Decimal(s) => V1::Decimal(s),
+        W::Float32Array(v) => V1::Float32Array(v),
+        W::TextArray(v) => V1::TextArray(v),
+    };
+    // Every other case is 0.1.1's, with 0.1.1's validation.
+    v0_1_1::value_from_wit(earlier)
+}
+
+/// Converts a list of 0.2.0 values.
+pub fn values_from_wit(values: Vec<types::Value>) -> Result<Vec<Value>, DbError> {
+    values.into_iter().map(value_from_wit).collect()
+}
+
+/// Converts a host value into its 0.2.0 form: 0.1.1's, plus `typed`.
+pub fn value_to_wit(value: Value) -> types::Value {
+    use types::Value as W;
+    use v0_1_1::types::Value as V1;
+    let earlier = match value {
+        Value::Typed { type_name, bytes } => {
+            return W::Typed(types::TypedValue { type_name, bytes });
+        }
+        other => v0_1_1::value_to_wit(other).expect("only typed values have no 0.1.1 form"),
+    };
+    match earlier {
+        V1::Null => W::Null,
+        V1::Boolean(b) => W::Boolean(b),
+        V1::Int(i) => W::Int(i),
+        V1::Float(f) => W::Float(f),
+        V1::Text(s) => W::Text(s),
+        V1::Bytes(b) => W::Bytes(b),
+        V1::Json(s) => W::Json(s),
+        V1::Uuid(s) => W::Uuid(s),
+        V1::Date(s) => W::Date(s),
+        V1::Time(s) => W::Time(s),
+        V1::Timestamp(s) => W::Timestamp(s),
+        V1::Timestamptz(s) => W::Timestamptz(s),
+        V1::Decimal(s) => W::Decimal(s),
+        V1::Float32Array(v) => W::Float32Array(v),
+        V1::TextArray(v) => W::TextArray(v),
     }
 }
 
-impl From<v0_1_1::types::Value> for types::Value {
-    fn from(value: v0_1_1::types::Value) -> Self {
-        use types::Value as V;
-        use v0_1_1::types::Value as W;
-        match value {
-            W::Null => V::Null,
-            W::Boolean(b) => V::Boolean(b),
-            W::Int(i) => V::Int(i),
-            W::Float(f) => V::Float(f),
-            W::Text(s) => V::Text(s),
-            W::Bytes(b) => V::Bytes(b),
-            W::Json(s) => V::Json(s),
-            W::Uuid(s) => V::Uuid(s),
-            W::Date(s) => V::Date(s),
-            W::Time(s) => V::Time(s),
-            W::Timestamp(s) => V::Timestamp(s),
-            W::Timestamptz(s) => V::Timestamptz(s),
-            W::Decimal(s) => V::Decimal(s),
-            W::Float32Array(v) => V::Float32Array(v),
-            W::TextArray(v) => V::TextArray(v),
-        }
-    }
-}
-
-/// 0.2.0 values in their 0.1.1 form.
-fn values_to_v0_1_1(values: Vec<types::Value>) -> Vec<v0_1_1::types::Value> {
-    values.into_iter().map(Into::into).collect()
-}
-
-/// 0.1.1 rows in their 0.2.0 form.
-fn rows_from_v0_1_1(rows: Vec<v0_1_1::types::Row>) -> Vec<types::Row> {
+/// Converts rows of host values.
+pub fn rows_to_wit(rows: Vec<Vec<Value>>) -> Vec<types::Row> {
     rows.into_iter()
-        .map(|row| row.into_iter().map(Into::into).collect())
+        .map(|row| row.into_iter().map(value_to_wit).collect())
         .collect()
 }
 
@@ -230,15 +245,6 @@ impl From<v0_1_1::types::Column> for types::Column {
         types::Column {
             name: c.name,
             type_name: c.type_name,
-        }
-    }
-}
-
-impl From<v0_1_1::types::Rows> for types::Rows {
-    fn from(r: v0_1_1::types::Rows) -> Self {
-        types::Rows {
-            columns: r.columns.into_iter().map(Into::into).collect(),
-            rows: rows_from_v0_1_1(r.rows),
         }
     }
 }
@@ -343,17 +349,30 @@ mod tests {
     }
 
     #[test]
-    fn values_and_errors_cross_to_0_1_1_and_back_unchanged() {
+    fn values_and_errors_cross_to_the_host_and_back_unchanged() {
         let values = vec![
             types::Value::Null,
             types::Value::Int(-7),
             types::Value::Text("t".into()),
             types::Value::Date("2024-01-31".into()),
             types::Value::Float32Array(vec![0.5]),
+            types::Value::Typed(types::TypedValue {
+                type_name: "interval".into(),
+                bytes: vec![0, 1, 2],
+            }),
         ];
-        let there = values_to_v0_1_1(values.clone());
-        let back = rows_from_v0_1_1(vec![there]);
+        let host = values_from_wit(values.clone()).unwrap();
+        assert_eq!(
+            host[5],
+            Value::Typed {
+                type_name: "interval".into(),
+                bytes: vec![0, 1, 2]
+            }
+        );
+        let back = rows_to_wit(vec![host]);
         assert_eq!(format!("{back:?}"), format!("{:?}", vec![values]));
+        let bad = value_from_wit(types::Value::Date("2024-13-01".into())).unwrap_err();
+        assert_eq!(bad.kind, DbErrorKind::Value);
         let error = types::DbError {
             kind: types::DbErrorKind::Conflict,
             code: Some("40001".into()),

@@ -3,7 +3,7 @@
 //! conversion, and the `add_to_linker` of the 0.1.x linker.
 
 use crate::capability::database::{
-    ConnectionResource, CursorResource, DatabaseCtx, taped, unexpected,
+    ConnectionResource, CursorResource, DatabaseCtx, HostRows, taped, unexpected,
 };
 use crate::contract::v0_1_1::{self as wit, database, types};
 use migrun_journal::CallResult;
@@ -109,13 +109,14 @@ impl database::HostConnection for DatabaseCtx {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let conn = self.name_of(&conn)?;
-        match taped(self.session.query(conn, sql, params).await)? {
-            CallResult::Rows { columns, rows } => Ok(Ok(types::Rows {
-                columns: wit_columns(columns),
-                rows: wit::rows_to_wit(rows),
-            })),
-            other => failure(other),
+        match self.plugin_query(&conn, sql, params).await? {
+            Ok(HostRows { columns, rows }) => Ok(wit::rows_to_wit(rows, &columns)
+                .map(|rows| types::Rows {
+                    columns: wit_columns(columns),
+                    rows,
+                })
+                .map_err(Into::into)),
+            Err(e) => Ok(Err(e.into())),
         }
     }
 
@@ -129,8 +130,10 @@ impl database::HostConnection for DatabaseCtx {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let conn = self.name_of(&conn)?;
-        count_result(taped(self.session.execute(conn, sql, params).await)?)
+        Ok(self
+            .plugin_execute(&conn, sql, params)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn open_cursor(
@@ -144,19 +147,10 @@ impl database::HostConnection for DatabaseCtx {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let conn = self.name_of(&conn)?;
-        let opened = self
-            .session
-            .open_cursor(conn, sql, params, batch_size)
-            .await;
-        match taped(opened)? {
-            CallResult::Cursor { cursor, columns } => Ok(Ok(self.table.push(CursorResource {
-                id: cursor,
-                columns,
-                exhausted: false,
-            })?)),
-            other => failure(other),
-        }
+        Ok(self
+            .plugin_open_cursor(&conn, sql, params, batch_size)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn bulk_insert(
@@ -173,25 +167,16 @@ impl database::HostConnection for DatabaseCtx {
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let conn = self.name_of(&conn)?;
-        let inserted = self
-            .session
-            .bulk_insert(conn, table, columns, converted)
-            .await;
-        count_result(taped(inserted)?)
+        Ok(self
+            .plugin_bulk_insert(&conn, table, columns, converted)
+            .await?
+            .map_err(Into::into))
     }
 
     async fn drop(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
         // The physical connection belongs to the run, not to the handle.
         self.table.delete(conn)?;
         Ok(())
-    }
-}
-
-fn count_result(result: CallResult) -> DbResult<u64> {
-    match result {
-        CallResult::Count { n } => Ok(Ok(n)),
-        other => failure(other),
     }
 }
 
@@ -208,28 +193,15 @@ impl database::HostCursor for DatabaseCtx {
         &mut self,
         cursor: Resource<CursorResource>,
     ) -> DbResult<Option<Vec<Vec<types::Value>>>> {
-        let res = self.table.get(&cursor)?;
-        if res.exhausted {
-            return Ok(Ok(None));
-        }
-        let id = res.id;
-        let result = taped(self.session.next_batch(id).await)?;
-        let res = self.table.get_mut(&cursor)?;
-        match result {
-            CallResult::Batch { rows: Some(rows) } => Ok(Ok(Some(wit::rows_to_wit(rows)))),
-            CallResult::Batch { rows: None } => {
-                res.exhausted = true;
-                Ok(Ok(None))
+        match self.plugin_next_batch(&cursor).await? {
+            Ok(Some(rows)) => {
+                let columns = self.cursor_columns(&cursor)?;
+                Ok(wit::rows_to_wit(rows, columns)
+                    .map(Some)
+                    .map_err(Into::into))
             }
-            CallResult::Error {
-                error_kind,
-                code,
-                message,
-            } => {
-                res.exhausted = true;
-                Ok(Err(wit_error(&error_kind, code, message)))
-            }
-            other => Err(unexpected(other)),
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e.into())),
         }
     }
 
