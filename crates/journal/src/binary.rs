@@ -69,6 +69,9 @@ pub mod tag {
     pub const FLOAT32_ARRAY: u8 = 0x0D;
     /// Text array: varint count, then each as a text body.
     pub const TEXT_ARRAY: u8 = 0x0E;
+    /// A value of a type the host does not model, in its database's binary form: the type
+    /// name as a text body, then varint length and the bytes.
+    pub const TYPED: u8 = 0x0F;
     /// A reference: varint distance back in the window (1 = the newest referable literal).
     pub const REF: u8 = 0xFF;
 }
@@ -305,6 +308,13 @@ impl<'a> Encoder<'a> {
             Value::TextArray(v) => {
                 self.u8(tag::TEXT_ARRAY);
                 self.strs(v);
+                true
+            }
+            Value::Typed { type_name, bytes } => {
+                self.u8(tag::TYPED);
+                self.str(type_name);
+                self.varint(bytes.len() as u64);
+                self.out.extend_from_slice(bytes);
                 true
             }
         };
@@ -824,6 +834,12 @@ impl<'a> Decoder<'a> {
                 (Value::Float32Array(v), true)
             }
             tag::TEXT_ARRAY => (Value::TextArray(self.strings()?), true),
+            tag::TYPED => {
+                let type_name = self.string()?;
+                let n = self.count(1)?;
+                let bytes = self.take(n)?.to_vec();
+                (Value::Typed { type_name, bytes }, true)
+            }
             tag::REF => {
                 let distance = self.varint()?;
                 return match self.window.get(distance) {
@@ -1104,6 +1120,14 @@ mod tests {
             Value::Text("x".repeat(500)),
             Value::Bytes(vec![0, 255, 10]),
             Value::Bytes(vec![7; 4096]),
+            Value::Typed {
+                type_name: "sparsevec".into(),
+                bytes: vec![0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 63, 128, 0, 0],
+            },
+            Value::Typed {
+                type_name: "interval".into(),
+                bytes: Vec::new(),
+            },
             Value::Json("{\"a\":[1,2,{\"b\":null}]}".into()),
             Value::Uuid(uuid::Uuid::from_u128(
                 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
