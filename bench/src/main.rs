@@ -22,6 +22,8 @@ use clap::Parser;
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
+mod seed001;
+
 #[derive(Parser)]
 struct Args {
     /// Multiplies the row count (the issue's ×10 is `--scale 10`).
@@ -48,6 +50,9 @@ struct Args {
     /// Internal: run only the native copy between two URLs (measured in its own process).
     #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
     native_copy: Option<Vec<String>>,
+    /// `--shape seed001` and its flags (issue 18).
+    #[command(flatten)]
+    seed: seed001::SeedArgs,
 }
 
 const DDL: &str = "CREATE EXTENSION IF NOT EXISTS ltree; CREATE TABLE memory (\
@@ -59,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(urls) = &args.native_copy {
         return native_copy(&urls[0], &urls[1]).await;
+    }
+    if args.seed.shape.is_some() {
+        return seed001::run(&args).await;
     }
     let rows = u64::from(args.rows) * u64::from(args.scale);
     let tag = std::process::id();
