@@ -1122,7 +1122,9 @@ mod tests {
             Value::Bytes(vec![7; 4096]),
             Value::Typed {
                 type_name: "sparsevec".into(),
-                bytes: vec![0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 63, 128, 0, 0],
+                bytes: vec![
+                    0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 63, 128, 0, 0,
+                ],
             },
             Value::Typed {
                 type_name: "interval".into(),
