@@ -576,7 +576,7 @@ mod tests {
         let mut out = Vec::new();
         copy_binary_row(
             &[CopyColumn::Halfvec(Some(3))],
-            &[three.clone()],
+            std::slice::from_ref(&three),
             &TypeCache::default(),
             &mut out,
         );
