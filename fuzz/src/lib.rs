@@ -115,7 +115,7 @@ pub fn config_parser(data: &[u8]) {
 }
 
 /// The kinds whose text forms the host parses.
-const KINDS: [&str; 15] = [
+const KINDS: [&str; 16] = [
     "boolean",
     "int",
     "float",
