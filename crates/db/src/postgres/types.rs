@@ -42,7 +42,7 @@ pub(crate) struct PgType {
 /// Type names resolved on one connection. Cleared with the statement cache
 /// (after DDL, and after the rollback of a transaction that ran DDL), since a
 /// dropped and re-created extension gives its types new oids.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct TypeCache {
     by_name: HashMap<String, PgType>,
 }
