@@ -74,7 +74,9 @@ async fn many_batches_two_tables_and_a_query_between_postgres() {
     tables(&target).await;
     for table in ["items", "others"] {
         target
-            .exec(&format!("ALTER TABLE {table} DROP CONSTRAINT {table}_id_check"))
+            .exec(&format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {table}_id_check"
+            ))
             .await;
     }
     // 12 batches of 500 into `items`, interleaved with 4 batches into `others` in the
