@@ -147,10 +147,9 @@ struct PathResult {
 async fn bench(args: &crate::Args, base: &str) -> anyhow::Result<()> {
     let seed = &args.seed;
     let vector = seed.vector;
-    let embedding_mode = seed.plugin_embedding.unwrap_or(match vector {
-        Vector::Real => PluginEmbedding::AsIs,
-        Vector::Halfvec => PluginEmbedding::RealCast,
-    });
+    // The host models vector types (issue 18, Deliver 2): both shapes read and write
+    // the embedding as a float32-array in binary; `real-cast` measures the old way.
+    let embedding_mode = seed.plugin_embedding.unwrap_or(PluginEmbedding::AsIs);
     let tag = std::process::id();
     let url = |db: &str| format!("{base}/{db}");
     let mut admin = PgConnection::connect(&url("postgres"))

@@ -93,7 +93,9 @@ pub(super) async fn start_workers(
     expected: &[String],
 ) -> Result<Vec<Runner>, RunError> {
     let mut workers: Vec<Runner> = Vec::new();
-    for lane in 1..count {
+    // `--jobs` is at most 64 (the CLI's range), so every lane fits the record's u16.
+    let lanes = u16::try_from(count).unwrap_or(u16::MAX);
+    for lane in 1..lanes {
         match start_worker(
             plugin,
             inputs,
@@ -313,9 +315,9 @@ pub(super) async fn run_units(
 /// always present.
 pub(super) fn lanes_of(
     journal: &std::path::Path,
-) -> Result<BTreeMap<u32, Vec<String>>, crate::journal::JournalError> {
+) -> Result<BTreeMap<u16, Vec<String>>, crate::journal::JournalError> {
     let (mut reader, _) = crate::journal::JournalReader::open(journal)?;
-    let mut lanes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut lanes: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     lanes.insert(0, Vec::new());
     while let Some((_, entry)) = reader.next_entry()? {
         let unit = match entry {

@@ -424,7 +424,7 @@ impl LaneReplay<'_> {
     /// and messages go into `report`; a failure only when the report has none yet.
     async fn replay(
         &self,
-        number: u32,
+        number: u16,
         units: &[(UnitInfo, UnitPlan)],
         report: &mut RunReport,
     ) -> Result<LaneEnd, RunError> {
