@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use migrun::db::{Access, Dialect};
 use migrun::value::Value;
 
-use crate::replay::read_lines;
 use crate::support::checksum::row_count;
 use crate::support::cli::{Workspace, wait_for_line};
 use crate::support::database::TestDatabase;
@@ -81,18 +80,27 @@ fn journals(ws: &Workspace) -> Vec<PathBuf> {
     journals
 }
 
+/// The lane of every entry of a journal (as its `/3` records carry them), with the entry.
+fn laned_entries(journal: &Path) -> Vec<(u16, migrun::journal::Entry)> {
+    let (mut reader, _) = migrun::journal::JournalReader::open(journal).unwrap();
+    let mut entries = Vec::new();
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        entries.push((reader.lane(), entry));
+    }
+    entries
+}
+
 /// The lanes of the `run-unit` exports of a journal, per unit.
 fn lanes_of_units(journal: &Path) -> Vec<(String, u32)> {
-    read_lines(journal)
-        .iter()
-        .filter_map(|(_, json)| {
-            let entry: serde_json::Value = serde_json::from_str(json).unwrap();
-            (entry["type"] == "export" && entry["export"] == "run-unit").then(|| {
-                (
-                    entry["unit"].as_str().unwrap().to_owned(),
-                    entry["lane"].as_u64().unwrap_or(0) as u32,
-                )
-            })
+    laned_entries(journal)
+        .into_iter()
+        .filter_map(|(lane, entry)| match entry {
+            migrun::journal::Entry::Export {
+                export,
+                unit: Some(unit),
+                ..
+            } if export == "run-unit" => Some((unit, u32::from(lane))),
+            _ => None,
         })
         .collect()
 }
@@ -137,9 +145,7 @@ async fn two_jobs_equal_one(dialect: Dialect) {
     // `--jobs 1` writes no lane at all.
     let single = journals(&ws_one).pop().unwrap();
     assert!(
-        read_lines(&single)
-            .iter()
-            .all(|(_, json)| !json.contains("\"lane\":")),
+        laned_entries(&single).iter().all(|(lane, _)| *lane == 0),
         "a --jobs 1 journal has lanes"
     );
 
