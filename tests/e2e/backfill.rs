@@ -768,6 +768,30 @@ async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
         expanded,
         "{dialect:?}: one restore undoes the backfill's three runs"
     );
+
+    // Pruning the lineage's backup takes the resumes' records of it along: nothing on
+    // disk points at a snapshot that is gone.
+    let reuse_records = |ws: &Workspace| -> usize {
+        std::fs::read_dir(ws.path().join("migrun-backups"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".reuses")
+            })
+            .count()
+    };
+    assert_eq!(reuse_records(&ws), 2, "{dialect:?}: one record per resume");
+    ws.migrun(&["backup", "prune", "--keep", "0", "--force"])
+        .expect_code(0);
+    assert!(backups(&ws).is_empty(), "{dialect:?}");
+    assert_eq!(
+        reuse_records(&ws),
+        0,
+        "{dialect:?}: prune removed the records naming the pruned backup"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -195,7 +195,8 @@ impl BackupStore {
     ///
     /// The directory is first renamed to `<id>.removing.partial` — a name `list` ignores —
     /// and then deleted, so a crash in between never leaves a half-deleted directory that
-    /// looks like a backup.
+    /// looks like a backup. The `<run>.reuses` records that name `id` go with it: a
+    /// later resume must not follow one to a snapshot that is gone.
     pub fn remove(&self, id: &str) -> Result<u64, BackupError> {
         let manifest = self.manifest(id)?;
         let doomed = format!("{id}.removing.partial");
@@ -207,7 +208,34 @@ impl BackupStore {
                 "backup `{id}` moved to {doomed} but not deleted: {e}"
             ))
         })?;
+        self.forget_reuses_of(id)?;
         Ok(manifest.files.iter().map(|f| f.bytes).sum())
+    }
+
+    /// Deletes every `<run>.reuses` record that names snapshot `id`.
+    fn forget_reuses_of(&self, id: &str) -> Result<(), BackupError> {
+        let entries = self
+            .root
+            .entries()
+            .map_err(|e| self.storage(format!("cannot list the backup folder: {e}")))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".reuses") || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let names_it = self
+                .root
+                .read_to_string(&name)
+                .is_ok_and(|covered_by| covered_by.trim() == id);
+            if names_it {
+                self.root.remove_file(&name).map_err(|e| {
+                    self.storage(format!(
+                        "backup `{id}` removed, but not the record {name} that names it: {e}"
+                    ))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Records that the snapshot `id` was not taken because snapshot `covered_by`, of an
