@@ -754,6 +754,10 @@ async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
         .expect_code(0)
         .expect_output("no backup: no unit will run");
     assert!(!nothing.all().contains("undo with"), "{}", nothing.all());
+    // The dry-run's plan says the same before anything runs.
+    ws.migrun(&[plugin, "--only", "backfill", "--dry-run"])
+        .expect_code(0)
+        .expect_output("no backup before the run: no unit will run");
     assert_eq!(
         backups(&ws).len(),
         2,
