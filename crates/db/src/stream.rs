@@ -127,16 +127,20 @@ fn encode(
 /// does not fit starts a stream of its own, whose [`copy_plan`] reports what is wrong.
 fn fits(plan: &CopyPlan, rows: &[Vec<Value>]) -> bool {
     rows.iter().all(|row| {
-        plan.kinds.iter().zip(row).enumerate().all(|(c, (kind, value))| {
-            postgres::vector_value_error(*kind, value).is_none()
-                && (!plan.binary || postgres::copy_binary_supported(*kind, value))
-                && match value {
-                    Value::Typed { type_name, .. } => {
-                        plan.typed_checked.contains(&(c, type_name.clone()))
+        plan.kinds
+            .iter()
+            .zip(row)
+            .enumerate()
+            .all(|(c, (kind, value))| {
+                postgres::vector_value_error(*kind, value).is_none()
+                    && (!plan.binary || postgres::copy_binary_supported(*kind, value))
+                    && match value {
+                        Value::Typed { type_name, .. } => {
+                            plan.typed_checked.contains(&(c, type_name.clone()))
+                        }
+                        _ => true,
                     }
-                    _ => true,
-                }
-        })
+            })
     })
 }
 
