@@ -103,9 +103,9 @@ pub struct SeedArgs {
     /// `--shape seed001`: the seed-copy plugin.
     #[arg(long, default_value = "target/wasm32-wasip2/release/seed_copy.wasm")]
     seed_plugin: PathBuf,
-    /// `--shape seed001`: how the plugin carries the embedding. Default: `as-is` for
-    /// `real`, `real-cast` for `halfvec` (a host without vector types cannot read
-    /// a halfvec column uncast; switch to `as-is` once it can).
+    /// `--shape seed001`: how the plugin carries the embedding. Default: `as-is` (a
+    /// float32-array in binary, for `real[]` and pgvector columns alike); `real-cast`
+    /// measures what a plugin had to do on a host without vector types.
     #[arg(long, value_enum)]
     plugin_embedding: Option<PluginEmbedding>,
     /// Internal: run one native path (native | native2 | seed-etl) between two URLs.
