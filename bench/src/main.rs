@@ -7,7 +7,12 @@
 //! - **native**: sqlx, binary `COPY … TO STDOUT` streamed into `COPY … FROM STDIN`;
 //! - **psql**: `psql -c "COPY … TO STDOUT (FORMAT binary)" | psql -c "COPY … FROM STDIN (FORMAT binary)"`;
 //!
-//! then `migrun replay` of migrun's journal. Every path's target is checked
+//! then migrun again with its journal sent to the null sink (a benchmark-only
+//! switch: `MIGRUN_BENCH_JOURNAL_SINK=null` in a binary built with the
+//! `bench-null-sink` feature, which `scripts/bench` builds; no user-facing
+//! option), to price journaling; then `migrun replay` of migrun's journal.
+//! The journal's size is set against the bytes of the source's binary `COPY`
+//! (the payload every path reads). Every path's target is checked
 //! against the source (row count and a hash over every column). It prints one
 //! table — seconds, rows/s, MB/s, peak RSS, ratio to native — measured in the
 //! same run, so the ratios hold on a noisy machine. `scripts/bench` builds
@@ -74,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
     let mut admin = PgConnection::connect(&url("postgres"))
         .await
         .context("connecting to PostgreSQL")?;
-    let dbs = ["src", "native", "psql", "migrun"].map(|n| format!("migrun_bench_{n}_{tag}"));
+    let dbs =
+        ["src", "native", "psql", "migrun", "null"].map(|n| format!("migrun_bench_{n}_{tag}"));
     for db in &dbs {
         admin
             .execute(format!("CREATE DATABASE {db}").as_str())
@@ -122,8 +128,10 @@ struct Measure {
     peak_rss_mb: f64,
 }
 
-async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyhow::Result<()> {
-    let [src, native, psql, migrun] = urls;
+async fn bench(args: &Args, rows: u64, urls: &[String; 5], reader: &str) -> anyhow::Result<()> {
+    let [src, native, psql, migrun, null] = urls;
+    // Every embedding its own random floats, as a real model's are: nothing for zstd
+    // or the journal's value window to find twice (the `i` makes the subquery run per row, not once).
     eprintln!("generating {rows} rows of {} dimensions …", args.dim);
     let mut conn = PgConnection::connect(src).await?;
     conn.execute(DDL).await?;
@@ -133,7 +141,7 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyh
              jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i % 7)), \
              ('root.e' || (i % 34) || '.n' || (i % 97))::ltree, \
              CASE WHEN i % 5 = 0 THEN NULL ELSE tstzrange(timestamptz '2024-01-01' + i * interval '1 minute', NULL) END, \
-             CASE WHEN i % 1000 = 7 THEN NULL ELSE (SELECT array_agg(((i * 31 + d) % 1000) / 997.0::real) FROM generate_series(1, {}) d) END, \
+             CASE WHEN i % 1000 = 7 THEN NULL ELSE (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, {}) d WHERE i > 0) END, \
              timestamptz '2024-01-01' + i * interval '1 second' FROM generate_series(1, {rows}) i",
             args.dim
         )
@@ -148,7 +156,8 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyh
         .await?;
     let source_for_migrun = with_user(src, reader, READER_PASSWORD);
     let expected = fingerprint(src).await?;
-    for target in [native, psql, migrun] {
+    let payload = copy_payload_bytes(src).await?;
+    for target in [native, psql, migrun, null] {
         let mut t = PgConnection::connect(target).await?;
         t.execute(DDL).await?;
     }
@@ -198,6 +207,29 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyh
             .env("MIGRUN_CACHE_DIR", &cache)
             .current_dir(&work),
     )?);
+    // The same run with the journal dropped unencoded (benchmark builds only).
+    let null_work = work.join("null-sink");
+    std::fs::create_dir_all(&null_work)?;
+    std::fs::write(
+        null_work.join("migrun.toml"),
+        format!(
+            "[connections.source]\nurl = \"{source_for_migrun}\"\naccess = \"read-only\"\n[connections.target]\nurl = \"{null}\"\n"
+        ),
+    )?;
+    measures.push(timed(
+        "migrun, journal to the null sink",
+        Command::new(&binary)
+            .arg(&plugin)
+            .env("MIGRUN_CACHE_DIR", &cache)
+            .env("MIGRUN_BENCH_JOURNAL_SINK", "null")
+            .current_dir(&null_work),
+    )?);
+    let null_journal = newest_journal(&null_work.join("migrun-journal"))?;
+    if std::fs::metadata(&null_journal)?.len() > 64 {
+        bail!(
+            "the null-sink run wrote a journal: build migrun with `--features bench-null-sink` (scripts/bench does)"
+        );
+    }
     let journal = newest_journal(&work.join("migrun-journal"))?;
     measures.push(timed(
         "migrun replay (no database)",
@@ -206,9 +238,15 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyh
             .arg(&journal)
             .current_dir(&work),
     )?);
-    let journal_mb = std::fs::metadata(&journal)?.len() as f64 / 1e6;
+    let journal_bytes = std::fs::metadata(&journal)?.len() as f64;
+    let journal_mb = journal_bytes / 1e6;
 
-    for (name, url) in [("native", native), ("psql", psql), ("migrun", migrun)] {
+    for (name, url) in [
+        ("native", native),
+        ("psql", psql),
+        ("migrun", migrun),
+        ("migrun (null sink)", null),
+    ] {
         let got = fingerprint(url).await?;
         if got != expected {
             bail!("the {name} copy differs from the source: {got:?} vs {expected:?}");
@@ -241,12 +279,36 @@ async fn bench(args: &Args, rows: u64, urls: &[String; 4], reader: &str) -> anyh
             native_s / m.seconds
         );
     }
+    let null_s = measures[3].seconds;
+    let replay = &measures[4];
     println!(
         "\ntargets: migrun ≥ 0.8× native: {:.2}× · migrun ≥ 0.5× psql: {:.2}× · replay ≥ 10× live: {:.1}× · journal {:.1} MB",
         native_s / migrun_s,
         psql_s / migrun_s,
-        migrun_s / measures[3].seconds,
+        migrun_s / replay.seconds,
         journal_mb
+    );
+    println!("\n| journal (issue 17) | value | target |");
+    println!("|---|---:|---:|");
+    println!(
+        "| replay vs live (live s / replay s) | {:.1}× | ≥ 10× |",
+        migrun_s / replay.seconds
+    );
+    println!(
+        "| journal vs binary COPY payload read ({:.1} MB / {:.1} MB) | {:.3}× | ≤ 0.6× |",
+        journal_mb,
+        payload as f64 / 1e6,
+        journal_bytes / payload as f64
+    );
+    println!(
+        "| journaling cost ((live − null-sink live) / live; {:.2} s vs {:.2} s) | {:+.1}% | ≤ 10% |",
+        migrun_s,
+        null_s,
+        (migrun_s - null_s) / migrun_s * 100.0
+    );
+    println!(
+        "| peak RSS live / replay | {:.0} MB / {:.0} MB | ≤ 100 MB |",
+        measures[2].peak_rss_mb, replay.peak_rss_mb
     );
     println!(
         "\ncold start of the plugin (`migrun inspect`: process, load, instantiate, describe): \
@@ -349,6 +411,19 @@ async fn fingerprint(url: &str) -> anyhow::Result<(i64, i64)> {
     .fetch_one(&mut conn)
     .await?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// Bytes of the source table's binary `COPY` (the payload every path reads).
+async fn copy_payload_bytes(url: &str) -> anyhow::Result<u64> {
+    let mut conn = PgConnection::connect(url).await?;
+    let mut output = conn
+        .copy_out_raw("COPY memory TO STDOUT (FORMAT binary)")
+        .await?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = output.next().await {
+        bytes += chunk?.len() as u64;
+    }
+    Ok(bytes)
 }
 
 /// The best native path: the server's binary COPY format streamed from one connection into the other.

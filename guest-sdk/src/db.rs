@@ -231,6 +231,18 @@ impl Connection {
     /// path (`COPY` on PostgreSQL, multi-row `INSERT` elsewhere); returns the rows inserted.
     ///
     /// Every row holds one value per column, in the order of `columns`.
+    ///
+    /// **When errors come (PostgreSQL, inside a unit).** Consecutive calls into the same
+    /// table and columns stream into one open `COPY`: this returns the rows *accepted into
+    /// the stream* as soon as they are sent, and the server judges them when the stream
+    /// ends — at the next other call on this connection (a query, a statement, a cursor, a
+    /// bulk insert into another table) or at the unit's end. A refused row is then that
+    /// call's error, or fails the unit (rolled back), with a message naming the batch: the
+    /// n-th bulk insert into the table in this unit and its first row's position. Once a
+    /// stream failed the transaction is aborted: the unit fails whatever the plugin does
+    /// with the error. Errors the host finds itself (no such table or column, a row of the
+    /// wrong width) still come from this call. MySQL/MariaDB and SQLite, and PostgreSQL
+    /// outside a unit: each call is complete (all rows or none) when it returns.
     pub fn bulk_insert<S: AsRef<str>>(
         &self,
         table: &str,

@@ -1692,6 +1692,31 @@ async fn bulk_insert_is_all_or_nothing_and_reports_the_constraint() {
 
         // Inside a unit on MySQL/SQLite the unit survives, without the failed rows.
         conn.begin().await.unwrap();
+        if dialect == Dialect::Postgres {
+            // Streamed (`db::stream`): accepted now, refused when the stream ends, naming
+            // the batch; the commit then refuses too, and nothing stays.
+            assert_eq!(
+                conn.bulk_insert("uniq", &columns, &rows).await.unwrap(),
+                6_000
+            );
+            let err = conn.finish_bulk_insert().await.unwrap_err();
+            assert_eq!(
+                (err.kind, err.code.as_deref()),
+                (DbErrorKind::Constraint, Some(code)),
+                "{err}"
+            );
+            assert!(
+                err.message
+                    .contains("the 1st bulk insert into `uniq` in this unit")
+                    && err.message.contains("the failing row is its row 5000"),
+                "{err}"
+            );
+            let err = conn.commit().await.unwrap_err();
+            assert_eq!(err.kind, DbErrorKind::Constraint);
+            assert_eq!(row_count(&db.url, "uniq").await, 1);
+            conn.close().await;
+            return;
+        }
         let err = conn.bulk_insert("uniq", &columns, &rows).await.unwrap_err();
         assert_eq!(err.kind, DbErrorKind::Constraint);
         if dialect != Dialect::Postgres {

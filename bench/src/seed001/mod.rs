@@ -103,9 +103,9 @@ pub struct SeedArgs {
     /// `--shape seed001`: the seed-copy plugin.
     #[arg(long, default_value = "target/wasm32-wasip2/release/seed_copy.wasm")]
     seed_plugin: PathBuf,
-    /// `--shape seed001`: how the plugin carries the embedding. Default: `as-is` for
-    /// `real`, `real-cast` for `halfvec` (a host without vector types cannot read
-    /// a halfvec column uncast; switch to `as-is` once it can).
+    /// `--shape seed001`: how the plugin carries the embedding. Default: `as-is` (a
+    /// float32-array in binary, for `real[]` and pgvector columns alike); `real-cast`
+    /// measures what a plugin had to do on a host without vector types.
     #[arg(long, value_enum)]
     plugin_embedding: Option<PluginEmbedding>,
     /// Internal: run one native path (native | native2 | seed-etl) between two URLs.
@@ -147,10 +147,9 @@ struct PathResult {
 async fn bench(args: &crate::Args, base: &str) -> anyhow::Result<()> {
     let seed = &args.seed;
     let vector = seed.vector;
-    let embedding_mode = seed.plugin_embedding.unwrap_or(match vector {
-        Vector::Real => PluginEmbedding::AsIs,
-        Vector::Halfvec => PluginEmbedding::RealCast,
-    });
+    // The host models vector types (issue 18, Deliver 2): both shapes read and write
+    // the embedding as a float32-array in binary; `real-cast` measures the old way.
+    let embedding_mode = seed.plugin_embedding.unwrap_or(PluginEmbedding::AsIs);
     let tag = std::process::id();
     let url = |db: &str| format!("{base}/{db}");
     let mut admin = PgConnection::connect(&url("postgres"))

@@ -355,11 +355,13 @@ impl Backend {
 
 /// How a bulk insert's `COPY` writes its columns: their encodings, and
 /// whether the binary format is used.
-struct CopyPlan {
+pub(crate) struct CopyPlan {
     /// One per inserted column (`Other` for a column not found: the `COPY` then reports it).
-    kinds: Vec<postgres::CopyColumn>,
+    pub(crate) kinds: Vec<postgres::CopyColumn>,
     /// Every value has a binary form that stores exactly what its text would.
-    binary: bool,
+    pub(crate) binary: bool,
+    /// The (column index, type name) of every typed value checked against its column.
+    pub(crate) typed_checked: std::collections::HashSet<(usize, String)>,
 }
 
 /// Reads `columns` of `table_sql` from the catalog and checks every value
@@ -369,7 +371,7 @@ struct CopyPlan {
 /// value that does not fit is an error naming the table, row and column.
 /// The binary format is chosen when every value has an exact binary form
 /// ([`postgres::copy_binary_supported`]); typed values have no other.
-async fn copy_plan(
+pub(crate) async fn copy_plan(
     conn: &mut PgConnection,
     types: &mut postgres::TypeCache,
     table_sql: &str,
@@ -401,6 +403,7 @@ async fn copy_plan(
     }
     let mut binary = true;
     let mut has_typed = false;
+    let mut typed_checked = std::collections::HashSet::new();
     for (r, row) in rows.iter().enumerate() {
         for (c, value) in row.iter().enumerate() {
             let refuse = |why: String| {
@@ -427,6 +430,7 @@ async fn copy_plan(
                          {sql_type}; a typed value goes only into a column of its own type"
                     )));
                 }
+                typed_checked.insert((c, type_name.clone()));
             }
             binary = binary && postgres::copy_binary_supported(kinds[c], value);
         }
@@ -438,7 +442,11 @@ async fn copy_plan(
              own kind, or insert the typed values in a call of their own)"
         )));
     }
-    Ok(CopyPlan { kinds, binary })
+    Ok(CopyPlan {
+        kinds,
+        binary,
+        typed_checked,
+    })
 }
 
 /// sqlx's `fetch_many` stream as [`Step`]s: rows decoded by `decode`, the

@@ -1,5 +1,7 @@
 //! Bulk inserts: `COPY … FROM STDIN` on PostgreSQL, multi-row `INSERT`s
 //! chunked under the placeholder and packet limits elsewhere, all rows or none.
+//! Inside the host's transaction on PostgreSQL, consecutive calls into one
+//! table stream into one open `COPY` (`stream.rs`).
 
 use super::backend::{self, Bound};
 use super::{
@@ -14,14 +16,29 @@ impl Connection {
     /// on PostgreSQL, multi-row `INSERT`s elsewhere (chunked under the
     /// placeholder limits, inside a transaction or savepoint when there is
     /// more than one, so the call inserts all rows or none).
+    ///
+    /// On PostgreSQL inside the host's transaction the rows go into a `COPY`
+    /// stream that later calls into the same table and columns share, and the
+    /// number returned is the rows *accepted into the stream*: the server's
+    /// verdict on them comes when the stream ends (the next other call on this
+    /// connection, or [`Connection::finish_bulk_insert`] at the unit's end), as
+    /// an error naming the batch (`stream.rs`).
     pub async fn bulk_insert(
         &mut self,
         table: &str,
         columns: &[String],
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
-        self.idle()?;
-        self.before_plugin_statement().await?;
+        let streams = self.dialect == Dialect::Postgres && self.in_transaction;
+        if streams {
+            // A failure of the open stream reaches the plugin once, here or elsewhere.
+            self.refuse_after_escape()?;
+            self.report_stream_failure()?;
+        } else {
+            self.settle_for_plugin().await?;
+            self.idle()?;
+            self.before_plugin_statement().await?;
+        }
         if let Some(active) = &self.dry_run {
             active.guard_table(&self.name, table)?;
         }
@@ -47,6 +64,12 @@ impl Connection {
         }
         if rows.is_empty() {
             return Ok(0);
+        }
+        if streams {
+            return self
+                .stream_insert(table, &table_sql, &column_sql, columns, rows)
+                .await
+                .map_err(|e| e.on_connection(&self.name));
         }
         self.send_pending_begin().await?;
         let result = if self.dialect == Dialect::Postgres {

@@ -178,6 +178,7 @@ impl Connection {
         params: &[Value],
         batch_size: u32,
     ) -> Result<CursorHandle, DbError> {
+        self.settle_for_plugin().await?;
         self.idle()?;
         if batch_size == 0 {
             return Err(DbError::usage("a cursor's batch size must be at least 1"));

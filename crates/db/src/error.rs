@@ -56,6 +56,34 @@ impl DbError {
         DbError::new(DbErrorKind::Value, message)
     }
 
+    /// An error as a journal recorded it (its display: the message, then ` (code …)`),
+    /// classified again from the code by `dialect`'s rules, so that a replay treats it
+    /// as the run did (a conflict is retried).
+    pub fn recorded(dialect: Option<migrun_types::Dialect>, text: &str) -> Self {
+        let split = text
+            .strip_suffix(')')
+            .and_then(|t| t.rsplit_once(" (code "))
+            .filter(|(_, code)| !code.is_empty() && !code.contains(' '));
+        let Some((message, code)) = split else {
+            return DbError::new(DbErrorKind::Other, text);
+        };
+        let kind = match dialect {
+            Some(migrun_types::Dialect::Postgres) => postgres_kind(code),
+            Some(migrun_types::Dialect::MySql) => {
+                code.parse().map_or(DbErrorKind::Other, mysql_kind)
+            }
+            Some(migrun_types::Dialect::Sqlite) => {
+                code.parse().map_or(DbErrorKind::Other, sqlite_kind)
+            }
+            None => DbErrorKind::Other,
+        };
+        DbError {
+            kind,
+            code: Some(code.to_owned()),
+            message: message.to_owned(),
+        }
+    }
+
     /// Adds the connection's name where it helps the reader: read-only refusals
     /// say which connection is read-only, connection failures say which one failed.
     pub(crate) fn on_connection(mut self, name: &str) -> Self {

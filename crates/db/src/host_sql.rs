@@ -20,6 +20,7 @@ impl Connection {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, DbError> {
+        self.settle_stream().await?;
         self.send_pending_begin().await?;
         let savepoint = driver_for(self.dialect).errors_abort_transaction() && self.in_transaction;
         let backend = self.idle()?;
@@ -44,6 +45,7 @@ impl Connection {
     /// Runs host-written SQL through the simple (text) protocol, discarding
     /// any result: DDL and session statements that cannot be prepared.
     pub async fn host_simple(&mut self, sql: &str) -> Result<(), DbError> {
+        self.settle_stream().await?;
         self.send_pending_begin().await?;
         let name = self.name.clone();
         self.idle()?
@@ -55,6 +57,7 @@ impl Connection {
     /// Runs host-written SQL through the text protocol and returns its rows
     /// (MySQL's `SHOW CREATE …`, which not every server version prepares).
     pub(crate) async fn host_text_query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, DbError> {
+        self.settle_stream().await?;
         self.send_pending_begin().await?;
         let name = self.name.clone();
         self.idle()?

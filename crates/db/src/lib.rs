@@ -14,6 +14,8 @@
 //! - `transaction.rs`: begin (at once, deferred, read-only phase), commit, rollback, DDL's effects.
 //! - `cursor.rs`: the cursor API and the task that streams a cursor's rows in batches.
 //! - `bulk.rs`: bulk inserts (COPY, chunked multi-row `INSERT`s).
+//! - `stream.rs`: PostgreSQL's streaming bulk insert: consecutive calls into one table
+//!   share one open `COPY`, sent by a writer task; errors surface when it ends.
 //! - `cancel.rs`: server-side statement limits and cancelling a runaway statement.
 //! - `host_sql.rs`: statements the host writes itself (no guard; a savepoint on PostgreSQL).
 //! - `guard.rs`, `session_check.rs`, `sqlite_authorizer.rs`: what plugin SQL may do (below).
@@ -191,6 +193,7 @@ mod session_check;
 pub(crate) mod sql;
 pub mod sqlite;
 mod sqlite_authorizer;
+mod stream;
 mod transaction;
 
 use std::sync::Arc;
@@ -293,6 +296,8 @@ enum State {
     Idle(Backend),
     /// Inside the task of an open cursor.
     Cursor(ActiveCursor),
+    /// Inside the writer task of an open bulk insert stream (`stream.rs`).
+    Copy(stream::ActiveCopy),
     /// Lost: a cursor task died or was abandoned mid-hand-back.
     Broken(String),
 }
@@ -337,6 +342,12 @@ pub struct Connection {
     server_id: Option<i64>,
     /// PostgreSQL's `search_path` when the session opened.
     search_path: Option<String>,
+    /// What the unit bulk-inserted so far, per table (the batch an error names).
+    bulk_counts: stream::BulkCounts,
+    /// A bulk insert stream failed in the open transaction: no commit follows.
+    stream_failure: Option<DbError>,
+    /// Whether a plugin call has been answered with `stream_failure` already.
+    stream_failure_told: bool,
 }
 
 impl Connection {
@@ -409,6 +420,9 @@ impl Connection {
             search_path: facts.search_path,
             escape: None,
             check_due: false,
+            bulk_counts: stream::BulkCounts::default(),
+            stream_failure: None,
+            stream_failure_told: false,
         })
     }
 
@@ -466,6 +480,7 @@ impl Connection {
     /// Runs one statement with bound parameters and returns all of its rows.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         let max_result_bytes = self.max_result_bytes;
+        self.settle_for_plugin().await?;
         self.idle()?;
         self.before_plugin_statement().await?;
         self.guard(sql)?;
@@ -494,6 +509,7 @@ impl Connection {
     /// it affected; for a statement that returns rows (`SELECT`, `… RETURNING`),
     /// the number of rows returned.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.settle_for_plugin().await?;
         self.idle()?;
         self.before_plugin_statement().await?;
         self.guard(sql)?;
@@ -561,6 +577,11 @@ impl Connection {
             State::Idle(backend) => Ok(backend),
             State::Cursor(_) => Err(DbError::usage(format!(
                 "connection `{}` is busy: a cursor is open; read it to the end or drop it",
+                self.name
+            ))),
+            // Every entry point ends the stream first (`settle_stream`): not reached.
+            State::Copy(_) => Err(DbError::usage(format!(
+                "connection `{}` is busy: a bulk insert stream is open",
                 self.name
             ))),
             State::Broken(why) => Err(DbError::new(

@@ -130,6 +130,14 @@ impl Connection {
     /// (rolled back), and the error says why.
     pub async fn commit(&mut self) -> Result<(), DbError> {
         self.finish_cursor(CursorStatus::Closed).await;
+        // A bulk insert stream's rows are the server's to judge before anything commits;
+        // a stream that failed (now or earlier, whatever the plugin did with the error)
+        // aborted the transaction: it is rolled back, and the failure is the answer.
+        let _ = self.settle_stream().await;
+        if let Some(failure) = self.stream_failure.clone() {
+            let _ = self.rollback().await;
+            return Err(failure);
+        }
         if !self.in_transaction {
             return Err(DbError::usage(format!(
                 "connection `{}` has no open transaction to commit",
@@ -169,6 +177,8 @@ impl Connection {
     /// nothing when no transaction is open.
     pub async fn rollback(&mut self) -> Result<(), DbError> {
         self.finish_cursor(CursorStatus::Closed).await;
+        self.abort_stream().await;
+        self.clear_stream_failure();
         self.check_due = false;
         // A transaction the database rolled back itself is over now for the host too.
         if self.escape.as_ref().is_some_and(|e| !e.may_have_committed) {

@@ -194,6 +194,10 @@ pub struct Header {
     /// The `--shard` of this worker, as (index, count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<(u32, u32)>,
+    /// The `--jobs` asked for, when more than 1: entries then carry the lane of the worker
+    /// that produced them (each record's lane), and a replay demultiplexes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
     /// Seeds of the deterministic clock and randomness.
     pub seeds: SandboxSeeds,
     /// The connections, URLs with passwords redacted.

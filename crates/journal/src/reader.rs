@@ -49,6 +49,8 @@ pub struct JournalReader {
     index: u64,
     line: String,
     lane: u16,
+    /// Only this lane's entries (and the footer, which is the run's) are returned.
+    only_lane: Option<u16>,
 }
 
 impl JournalReader {
@@ -144,6 +146,7 @@ impl JournalReader {
             format,
             prev: [0; 32],
             index: 0,
+            only_lane: None,
             line: String::new(),
             lane: 0,
         };
@@ -195,6 +198,12 @@ impl JournalReader {
         }
     }
 
+    /// From now on, returns only the entries of `lane` (and the footer): the reader of one
+    /// lane's replay. The chain is still verified over every entry.
+    pub fn only_lane(&mut self, lane: u16) {
+        self.only_lane = Some(lane);
+    }
+
     /// The lane of the last entry read: the worker that produced it (0 when the run
     /// was sequential, and always 0 in `/1` and `/2` journals).
     pub fn lane(&self) -> u16 {
@@ -203,9 +212,22 @@ impl JournalReader {
 
     /// The next entry and its index, or `None` at the end of the journal.
     pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
-        if matches!(self.input, Input::V3(..)) {
-            return self.next_record();
+        loop {
+            let next = if matches!(self.input, Input::V3(..)) {
+                self.next_record()?
+            } else {
+                self.next_line()?
+            };
+            match (&next, self.only_lane) {
+                (Some((_, Entry::Footer(_))), _) | (None, _) | (_, None) => return Ok(next),
+                (Some(_), Some(lane)) if lane == self.lane => return Ok(next),
+                _ => continue,
+            }
         }
+    }
+
+    /// The next entry of a `/1` or `/2` journal (always lane 0).
+    fn next_line(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
         self.line.clear();
         let index = self.index;
         let read = match self.input.read_line(&mut self.line) {

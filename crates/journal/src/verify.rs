@@ -124,9 +124,12 @@ pub fn verify(path: &Path) -> Verification {
     v.plugin = Some(format!("{} {}", header.plugin_name, header.plugin_version));
     v.entries = 1;
     v.head = reader.head();
-    // The head before the current run of `record-*` entries: a unit's rows on every
-    // writable connection all name the head before the first of them.
-    let mut anchor_head: Option<String> = None;
+    // The head before the current run of `record-*` entries, per lane: a unit's rows on
+    // every writable connection all name the head before the first of them. With
+    // `--jobs` a lane's run of `record-*` entries may be interleaved with other lanes'
+    // entries; the host then appends the first of them together with reading the head
+    // it names (`Tape::anchor`), so it is still the head right before that entry.
+    let mut anchor_heads: BTreeMap<u16, String> = BTreeMap::new();
     loop {
         let before = reader.head();
         match reader.next_entry() {
@@ -145,7 +148,7 @@ pub fn verify(path: &Path) -> Verification {
                     Entry::Tx { connection, op, .. }
                         if op == "record-ledger" || op == "record-checkpoint" =>
                     {
-                        let anchor = anchor_head.get_or_insert(before).clone();
+                        let anchor = anchor_heads.entry(reader.lane()).or_insert(before).clone();
                         v.anchors.entry(anchor).or_default().push(AnchorPlace {
                             index,
                             connection,
@@ -153,7 +156,7 @@ pub fn verify(path: &Path) -> Verification {
                         });
                     }
                     Entry::Footer(footer) => {
-                        anchor_head = None;
+                        anchor_heads.clear();
                         v.footer = Some(footer);
                     }
                     Entry::Header(_) => {
@@ -164,7 +167,9 @@ pub fn verify(path: &Path) -> Verification {
                         });
                         return v;
                     }
-                    _ => anchor_head = None,
+                    _ => {
+                        anchor_heads.remove(&reader.lane());
+                    }
                 }
             }
             Ok(None) => break,

@@ -20,6 +20,7 @@ fn header() -> Header {
         dry_run: false,
         only: None,
         shard: None,
+        jobs: None,
         seeds: SandboxSeeds {
             clock_start_unix_nanos: 0,
             random_seed: 1,

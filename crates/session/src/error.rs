@@ -39,6 +39,26 @@ pub enum SessionError {
         /// Why.
         error: DbError,
     },
+    /// A bulk insert stream's rows were refused when it ended (PostgreSQL reports a bad
+    /// row when the `COPY` ends): the message names the batch.
+    #[error("bulk insert on connection `{connection}` failed: {error}")]
+    BulkInsert {
+        /// The connection.
+        connection: String,
+        /// Why, naming the batch.
+        error: DbError,
+    },
+    /// A replay met the failure the recorded run met in the host's transaction step `op`
+    /// (a stream's end, a ledger row, a commit): the replayed unit fails the same way.
+    #[error("recorded: {op} on connection `{connection}` failed: {error}")]
+    Recorded {
+        /// The connection.
+        connection: String,
+        /// The step (`bulk-insert-end`, `record-ledger`, `commit`, …).
+        op: String,
+        /// The recorded error, classified again by its code.
+        error: DbError,
+    },
     /// After a checkpoint committed, the next transactions could not begin.
     #[error("cannot begin the transactions after the checkpoint: {0}")]
     BeginAfterCheckpoint(Box<SessionError>),
@@ -56,6 +76,8 @@ impl SessionError {
         match self {
             SessionError::Begin { error, .. }
             | SessionError::Commit { error, .. }
+            | SessionError::BulkInsert { error, .. }
+            | SessionError::Recorded { error, .. }
             | SessionError::Ledger { error, .. } => Some(error),
             SessionError::BeginAfterCheckpoint(inner) | SessionError::Checkpoint(inner) => {
                 inner.db_error()
@@ -69,6 +91,8 @@ impl SessionError {
         match self {
             SessionError::Begin { error, .. }
             | SessionError::Commit { error, .. }
+            | SessionError::BulkInsert { error, .. }
+            | SessionError::Recorded { error, .. }
             | SessionError::Ledger { error, .. } => Ok(error),
             SessionError::BeginAfterCheckpoint(inner) | SessionError::Checkpoint(inner) => {
                 inner.into_cause()

@@ -75,6 +75,46 @@ impl Session {
         Ok(())
     }
 
+    /// Ends the bulk insert streams still open (PostgreSQL: consecutive bulk inserts into
+    /// one table share one `COPY`, whose rows the server judges when it ends), journaling
+    /// each as a `bulk-insert-end` entry; also answers a stream failure of this unit that
+    /// the plugin was told and went on anyway. Called at a unit's end before its ledger
+    /// rows and commit, and before a checkpoint's. A replay answers with the failure the
+    /// recorded run met in these steps, so that the same unit fails there.
+    pub async fn finish_streams(&mut self) -> Result<(), SessionError> {
+        if !self.tape.is_live() {
+            let infos = &self.infos;
+            return match self.tape.recorded_unit_end_failure()? {
+                None => Ok(()),
+                Some((connection, op, error)) => {
+                    let dialect = infos.get(&connection).map(|i| i.dialect);
+                    Err(SessionError::Recorded {
+                        error: migrun_db::DbError::recorded(dialect, &error),
+                        connection,
+                        op,
+                    })
+                }
+            };
+        }
+        for conn in self.live.values_mut() {
+            let open = conn.has_open_stream();
+            if !open && conn.stream_failure().is_none() {
+                continue;
+            }
+            let result = conn.finish_bulk_insert().await;
+            self.tape.transaction(
+                conn.name(),
+                "bulk-insert-end",
+                result.as_ref().err().map(ToString::to_string),
+            )?;
+            result.map_err(|error| SessionError::BulkInsert {
+                connection: conn.name().to_owned(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Rolls back every open transaction (each bounded by `timeout`), journaling each.
     pub async fn rollback_all(&mut self, timeout: Duration) {
         for conn in self.live.values_mut() {

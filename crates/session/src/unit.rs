@@ -101,6 +101,9 @@ impl Session {
             checkpoint_rows,
         });
         self.checkpoint_failure = None;
+        for conn in self.live.values_mut() {
+            conn.reset_bulk_counts();
+        }
     }
 
     /// Rows this run's checkpoints of the current unit committed (they stay whatever happens
@@ -182,6 +185,7 @@ impl Session {
     /// open transactions, then the commit ([`Session::commit_all`]). Without a ledger
     /// (replays) only the commit.
     pub async fn commit_unit(&mut self) -> Result<(), SessionError> {
+        self.finish_streams().await?;
         self.record_unit(ledger::STATUS_FINISHED, None).await?;
         self.commit_all().await
     }
@@ -200,16 +204,27 @@ impl Session {
             .filter(|c| c.access() == Access::ReadWrite)
             .map(|c| (c.name().to_owned(), self.unit_rows(unit, c.name())))
             .collect();
-        let journal_hash = self.tape.head().unwrap_or_default();
         let finished_at = now();
         let op = if status == ledger::STATUS_CHECKPOINT {
             "record-checkpoint"
         } else {
             "record-ledger"
         };
+        // With several lanes (`--jobs`) the `record-*` entries go first (the first one
+        // together with the head it is anchored at) and a failed row adds one with its error.
+        let first = self
+            .live
+            .values()
+            .find(|c| c.access() == Access::ReadWrite)
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default();
+        let (journal_hash, laned) = self.tape.anchor(&first, op)?.unwrap_or_default();
         for conn in self.live.values_mut() {
             if conn.access() != Access::ReadWrite {
                 continue;
+            }
+            if laned && conn.name() != first {
+                self.tape.transaction(conn.name(), op, None)?;
             }
             let row = LedgerRow {
                 plugin_name: ctx.plugin_name.clone(),
@@ -229,11 +244,13 @@ impl Session {
                 .ledger
                 .record(conn, &row, state, &unit.checkpoint_rows)
                 .await;
-            let _ = self.tape.transaction(
-                conn.name(),
-                op,
-                recorded.as_ref().err().map(ToString::to_string),
-            );
+            if !laned || recorded.is_err() {
+                let _ = self.tape.transaction(
+                    conn.name(),
+                    op,
+                    recorded.as_ref().err().map(ToString::to_string),
+                );
+            }
             recorded.map_err(|error| SessionError::Ledger {
                 connection: conn.name().to_owned(),
                 table: ctx.ledger.table().to_owned(),
@@ -330,15 +347,20 @@ impl Session {
             ));
         }
         let unit = unit.name.clone();
-        if self.ledger.is_none() {
-            self.checkpoint_saved(&unit);
-            return CallResult::Unit;
-        }
-        let committed = match self
-            .record_unit(ledger::STATUS_CHECKPOINT, Some(state))
-            .await
-        {
-            Ok(()) => self.commit_all().await,
+        let dry = self.ledger.is_none();
+        let committed = match self.finish_streams().await {
+            // A dry-run commits nothing, but its streams end here as a run's would.
+            Ok(()) if dry => {
+                self.checkpoint_saved(&unit);
+                return CallResult::Unit;
+            }
+            Ok(()) => match self
+                .record_unit(ledger::STATUS_CHECKPOINT, Some(state))
+                .await
+            {
+                Ok(()) => self.commit_all().await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let outcome = match committed {

@@ -37,6 +37,7 @@ pub(super) fn header(
         dry_run: options.dry_run,
         only: options.only.clone(),
         shard: options.shard,
+        jobs: (options.jobs > 1 && !options.dry_run).then_some(options.jobs),
         seeds: inputs.seeds,
         connections: connections
             .iter()

@@ -48,6 +48,7 @@ mod backups;
 pub use backups::ReusedBackup;
 mod inputs;
 mod journal;
+mod parallel;
 mod plan_observer;
 mod replay;
 mod report;
@@ -101,6 +102,9 @@ pub struct RunOptions {
     pub observer: Arc<dyn RunObserver>,
     /// This worker's shard `(index, count)`: it runs only the units whose name hashes to `index`.
     pub shard: Option<(u32, u32)>,
+    /// How many units may run at once (`--jobs`; 1 = one after another). Each runs in a
+    /// worker of its own: plugin instance, connections, transactions (`run::parallel`).
+    pub jobs: u32,
     /// How long to wait for another run's lock on a target.
     pub lock_timeout: Duration,
     /// Rerun units the ledger says another build of the plugin finished, for this reason.
@@ -133,6 +137,7 @@ impl Default for RunOptions {
             seeds: None,
             observer: Arc::new(Silent),
             shard: None,
+            jobs: 1,
             lock_timeout: Duration::from_secs(30),
             allow_plugin_change: None,
             interrupt: Arc::new(AtomicBool::new(false)),
@@ -195,6 +200,9 @@ pub enum RunError {
         /// What was granted.
         granted: Access,
     },
+    /// `--jobs` could not start its workers the way the run needs them.
+    #[error("--jobs: {0}")]
+    Jobs(String),
     /// A declared connection could not be opened.
     #[error("connection `{connection}` ({url}): {error}")]
     Connect {
@@ -629,16 +637,18 @@ pub async fn run(
                 ledgers.checkpoints,
             )
         });
+        let worker_ledger = ledger.clone();
+        let tape = Tape::Recording(recorder.clone(), 0);
         let runner = open.hand_over(|live, locks| {
             units::Runner::start(
                 instance,
                 live,
-                Tape::Recording(recorder.clone()),
+                tape.clone(),
                 plan.as_ref(),
                 ledger,
                 &options,
                 config.limits.conflict_retries,
-                locks,
+                Arc::new(tokio::sync::Mutex::new(locks)),
             )
         });
         let before_run = backups::open_store(runner, &inputs, config, &options, identity)?;
@@ -668,11 +678,49 @@ pub async fn run(
             backup,
         );
         units::report_not_found(runner, &mut report, &not_found);
-        runner.run_units(&selected, &mut report).await;
+        // `--jobs`: as many workers as units to run, at most N; a dry-run holds one
+        // transaction per connection for the whole run, so it runs one unit at a time.
+        let to_run = selected
+            .iter()
+            .filter(|(_, plan)| matches!(plan, units::UnitPlan::Run { .. }))
+            .count();
+        let jobs = if options.dry_run {
+            1
+        } else {
+            options
+                .jobs
+                .clamp(1, u32::try_from(to_run).unwrap_or(u32::MAX).max(1))
+        };
+        let mut from_workers = None;
+        if jobs > 1 {
+            crate::tape::lock(&recorder).set_parallel();
+            let expected: Vec<String> = selected.iter().map(|(u, _)| u.name.clone()).collect();
+            let workers = parallel::start_workers(
+                plugin,
+                &inputs,
+                config,
+                &options,
+                &tape,
+                worker_ledger,
+                &runner.locks,
+                jobs,
+                &expected,
+            )
+            .await?;
+            from_workers = Some(parallel::run_units(runner, workers, &selected, &mut report).await);
+        } else {
+            runner.run_units(&selected, &mut report).await;
+        }
         if report.failure.is_none() {
             runner.verify(&mut report).await;
         }
         runner.finish(&mut report, plan.as_ref(), dry_guards).await;
+        // The workers' checks and messages join lane 0's before the footer is
+        // written (the ledger rows of every lane carry this run's id, so sealing
+        // the ledgers covers the workers' rows too).
+        if let Some(output) = from_workers {
+            output.merge_into(&mut report);
+        }
         // The footer, synced; then its final hash into the ledgers, while the
         // connections (and the run locks) are still held.
         journal::seal(&recorder, &mut report);

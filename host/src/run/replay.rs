@@ -170,6 +170,23 @@ pub async fn replay(
     };
     let plugin = LoadedPlugin::load_file(runtime, &plugin_path)?;
     let comparing = plugin.sha256 != header.plugin_sha256;
+    // A `--jobs` run's journal: the units each lane ran, replayed lane by lane.
+    let lanes = match header.jobs {
+        Some(_) => super::parallel::lanes_of(journal_path)?,
+        None => BTreeMap::new(),
+    };
+    let laned = lanes.len() > 1;
+    if laned && comparing {
+        return Err(RunError::Jobs(
+            "comparing another plugin version on the journal of a --jobs run is not supported yet; \
+             replay it with its own plugin, or compare on a run without --jobs"
+                .into(),
+        ));
+    }
+    let mut reader = reader;
+    if laned {
+        reader.only_lane(0);
+    }
     let (tape, recorded_config) = if comparing {
         let comparison = Comparison::load(reader)?;
         let config = comparison.config.clone();
@@ -201,7 +218,7 @@ pub async fn replay(
         })
         .collect();
     let state = instance.state();
-    state.database = DatabaseCtx::new(Session::recorded(infos, tape.clone()));
+    state.database = DatabaseCtx::new(Session::recorded(infos.clone(), tape.clone()));
     state.set_tape(tape.clone());
 
     let mut runner = Runner {
@@ -213,7 +230,7 @@ pub async fn replay(
         tape: tape.clone(),
         interrupt: Arc::new(AtomicBool::new(false)),
         conflict_retries: header.limits.conflict_retries,
-        locks: Vec::new(),
+        locks: Default::default(),
     };
     let connections = header
         .connections
@@ -237,8 +254,14 @@ pub async fn replay(
         Default::default(),
     );
     let values = recorded_config.unwrap_or_default();
+    let mut lane_ends: Vec<LaneEnd> = Vec::new();
     match runner
-        .prepare(values.clone(), values, header.only.as_deref(), header.shard)
+        .prepare(
+            values.clone(),
+            values.clone(),
+            header.only.as_deref(),
+            header.shard,
+        )
         .await
     {
         Ok((units, not_found)) => {
@@ -255,7 +278,30 @@ pub async fn replay(
                     )
                 })
                 .collect();
-            runner.run_units(&units, &mut report).await;
+            if laned {
+                let of = |names: &Vec<String>| -> Vec<(UnitInfo, UnitPlan)> {
+                    names
+                        .iter()
+                        .filter_map(|n| units.iter().find(|(u, _)| &u.name == n).cloned())
+                        .collect()
+                };
+                let lane = LaneReplay {
+                    journal: journal_path,
+                    plugin: &plugin,
+                    header: &header,
+                    infos: &infos,
+                    observer: runner.observer.clone(),
+                    values: &values,
+                };
+                for (number, names) in lanes.iter().filter(|(n, _)| **n != 0) {
+                    lane_ends.push(lane.replay(*number, &of(names), &mut report).await?);
+                }
+                let earlier = report.failure.take();
+                runner.run_units(&of(&lanes[&0]), &mut report).await;
+                report.failure = earlier.or(report.failure.take());
+            } else {
+                runner.run_units(&units, &mut report).await;
+            }
             if report.failure.is_none() {
                 runner.verify(&mut report).await;
             }
@@ -301,14 +347,24 @@ pub async fn replay(
                 stopped: divergence(&report),
             }
         }
-        Tape::Replaying(player) => match divergence(&report) {
+        Tape::Replaying(player) => match divergence(&report).or_else(|| {
+            lane_ends.iter().find_map(|end| match end {
+                LaneEnd::Diverged(d) => Some(d.clone()),
+                LaneEnd::Verified { .. } => None,
+            })
+        }) {
             Some(divergence) => ReplayOutcome::Diverged { divergence },
             None => {
                 let finished = lock(player).finish();
+                let (lane_calls, lane_writes) =
+                    lane_ends.iter().fold((0, 0), |(c, w), end| match end {
+                        LaneEnd::Verified { calls, writes } => (c + calls, w + writes),
+                        LaneEnd::Diverged(_) => (c, w),
+                    });
                 match finished {
                     Ok((calls, writes, footer)) => ReplayOutcome::Verified {
-                        calls,
-                        writes,
+                        calls: calls + lane_calls,
+                        writes: writes + lane_writes,
                         recorded: RecordedEnd::of(footer.as_ref()),
                     },
                     Err(TapeError::Divergence(divergence)) => {
@@ -323,8 +379,11 @@ pub async fn replay(
     // A failure that was also in the recording (same export failing at the same point) is part of
     // what was verified; anything else is reported as it is.
     let outcome = match (outcome, &report.failure) {
+        // A replay contacts no database: a commit-time failure (`FailureCause::Commit`) can
+        // only be the recording's own, met again at the same point.
         (ReplayOutcome::Verified { .. }, Some(f))
-            if !matches!(f.cause, FailureCause::Call(_)) && !stopped_with_recording =>
+            if !matches!(f.cause, FailureCause::Call(_) | FailureCause::Commit(_))
+                && !stopped_with_recording =>
         {
             ReplayOutcome::Failed {
                 message: f.message.clone(),
@@ -341,6 +400,129 @@ pub async fn replay(
         outcome,
         run: report,
     })
+}
+
+/// How one lane of a `--jobs` journal replayed.
+enum LaneEnd {
+    Verified { calls: u64, writes: u64 },
+    Diverged(ReplayDivergence),
+}
+
+/// What every lane of a `--jobs` journal replays with.
+struct LaneReplay<'a> {
+    journal: &'a Path,
+    plugin: &'a LoadedPlugin,
+    header: &'a Header,
+    infos: &'a BTreeMap<String, ConnectionInfo>,
+    observer: Arc<dyn RunObserver>,
+    values: &'a [(String, String)],
+}
+
+impl LaneReplay<'_> {
+    /// Replays lane `number` with a plugin instance of its own: `configure`, `list-units`
+    /// and its `units`, every call answered from that lane's entries. Its units, checks
+    /// and messages go into `report`; a failure only when the report has none yet.
+    async fn replay(
+        &self,
+        number: u16,
+        units: &[(UnitInfo, UnitPlan)],
+        report: &mut RunReport,
+    ) -> Result<LaneEnd, RunError> {
+        let (mut reader, _) = JournalReader::open(self.journal)?;
+        reader.only_lane(number);
+        let player = tape::shared(Player::new(reader));
+        let tape = Tape::Replaying(player.clone());
+        let state = RunState::new(
+            DatabaseCtx::new(Session::empty(Tape::Off)),
+            self.observer.clone(),
+            Tape::Off,
+            self.header.seeds,
+            &self.header.limits,
+        );
+        let mut instance =
+            PluginInstance::instantiate(Runtime::shared(), self.plugin, state, self.header.limits)
+                .await?;
+        describe(&mut instance).await?;
+        let state = instance.state();
+        state.database = DatabaseCtx::new(Session::recorded(self.infos.clone(), tape.clone()));
+        state.set_tape(tape.clone());
+        let mut runner = Runner {
+            instance,
+            mode: RunMode::Replay {
+                of_dry_run: self.header.dry_run,
+            },
+            observer: self.observer.clone(),
+            tape,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            conflict_retries: self.header.limits.conflict_retries,
+            locks: Default::default(),
+        };
+        let earlier = report.failure.take();
+        let values = self.values.to_vec();
+        match runner
+            .prepare(
+                values.clone(),
+                values,
+                self.header.only.as_deref(),
+                self.header.shard,
+            )
+            .await
+        {
+            Ok(_) => runner.run_units(units, report).await,
+            Err(RunError::Tape(e)) => {
+                report.failure = Some(RunFailure {
+                    phase: format!("configure (lane {number})"),
+                    message: e.to_string(),
+                    consequence: "nothing was changed (replay)".into(),
+                    cause: FailureCause::Tape(e),
+                })
+            }
+            Err(RunError::Plugin { phase, error }) => {
+                report.failure = Some(RunFailure {
+                    phase: format!("{phase} (lane {number})"),
+                    message: error.to_string(),
+                    consequence: "nothing was changed (replay)".into(),
+                    cause: FailureCause::Call(error),
+                })
+            }
+            Err(other) => {
+                runner.close().await;
+                return Err(other);
+            }
+        }
+        let state = runner.instance.state();
+        let (checks, _) = state.checks.take_results();
+        report.checks.extend(checks);
+        let (messages, _) = state.log.take_messages();
+        report.messages.extend(messages);
+        let failure = report.failure.take();
+        let diverged = match &failure {
+            Some(RunFailure {
+                cause:
+                    FailureCause::Tape(TapeError::Divergence(d))
+                    | FailureCause::Call(CallError::Tape(TapeError::Divergence(d))),
+                ..
+            }) if !matches!(d, ReplayDivergence::RecordingStopped { .. }) => Some(d.clone()),
+            _ => None,
+        };
+        let end = match diverged {
+            Some(d) => LaneEnd::Diverged(d),
+            None => {
+                let finished = lock(&player).finish();
+                match finished {
+                    Ok((calls, writes, _)) => LaneEnd::Verified { calls, writes },
+                    Err(TapeError::Divergence(d)) => LaneEnd::Diverged(d),
+                    Err(TapeError::Journal(e)) => {
+                        runner.close().await;
+                        return Err(RunError::Journal(e));
+                    }
+                }
+            }
+        };
+        report.failure = earlier.or(failure);
+        runner.close().await;
+        Ok(end)
+    }
 }
 
 /// Finds the plugin a journal names: `plugins/<sha256>.wasm` next to the journal.

@@ -124,6 +124,67 @@ pub(super) fn plan_units(
     }
     Ok(planned)
 }
+/// What running one selected unit came to ([`Runner::run_selected`]).
+pub(super) struct UnitRun {
+    /// Its line in the report.
+    pub(super) report: UnitReport,
+    /// Whether it committed (a dry-run's units count too: they "would have").
+    pub(super) committed: bool,
+    /// Why it failed, if it did (it was rolled back).
+    pub(super) failure: Option<UnitFailure>,
+}
+
+/// A unit's failure, before the run's consequence is known.
+pub(super) struct UnitFailure {
+    unit: String,
+    message: String,
+    cause: FailureCause,
+    escapes: Vec<db::SessionEscape>,
+    checkpoints: u64,
+}
+
+impl UnitFailure {
+    /// The run's failure: this unit's, with what stayed committed and what did not run.
+    pub(super) fn into_failure(
+        self,
+        mode: RunMode,
+        committed: &[String],
+        not_run: &[&str],
+    ) -> RunFailure {
+        let mut consequence = consequence(&self.unit, mode, committed, not_run);
+        if !self.escapes.is_empty() {
+            consequence = escaped_consequence(&self.unit, &self.escapes, &consequence);
+        }
+        if self.checkpoints > 0 && mode == RunMode::Live {
+            consequence.push_str(&format!(
+                "; `{}` keeps the work of its {} saved checkpoint(s) and resumes from the last one when run again",
+                self.unit, self.checkpoints
+            ));
+        }
+        RunFailure {
+            phase: format!("unit `{}`", self.unit),
+            message: self.message,
+            consequence,
+            cause: self.cause,
+        }
+    }
+}
+
+/// The report line of a unit the run did not get to.
+pub(super) fn not_run_report(name: &str) -> UnitReport {
+    UnitReport {
+        name: name.to_owned(),
+        status: UnitStatus::NotRun,
+        duration_ms: 0,
+        writes: BTreeMap::new(),
+        note: None,
+        kept: None,
+    }
+}
+
+/// The run locks, shared by the runners of one run.
+pub(super) type SharedLocks = Arc<tokio::sync::Mutex<Vec<RunLock>>>;
+
 /// How long the host waits for a rollback before giving up on a connection
 /// (the server rolls back on disconnect anyway).
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,8 +202,9 @@ pub(super) struct Runner {
     pub(super) interrupt: Arc<AtomicBool>,
     /// `[limits] conflict_retries`: how often a unit that failed on a conflict runs again.
     pub(super) conflict_retries: u32,
-    /// The run locks of the writable targets, checked before every commit.
-    pub(super) locks: Vec<RunLock>,
+    /// The run locks of the writable targets, checked before every commit; shared by the
+    /// workers of `--jobs` (the lock is the run's, not a worker's).
+    pub(super) locks: SharedLocks,
 }
 
 impl Runner {
@@ -158,7 +220,7 @@ impl Runner {
         ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
         options: &RunOptions,
         conflict_retries: u32,
-        locks: Vec<RunLock>,
+        locks: SharedLocks,
     ) -> Runner {
         let mut session = Session::live(connections, tape.clone());
         if let Some(plan) = plan {
@@ -332,6 +394,8 @@ impl Runner {
         })
     }
 
+    /// Runs the selected units in list order, one at a time; the first failure stops the
+    /// run (the units after it are reported as not run).
     pub(super) async fn run_units(
         &mut self,
         units: &[(UnitInfo, UnitPlan)],
@@ -339,24 +403,62 @@ impl Runner {
     ) {
         let mut committed: Vec<String> = Vec::new();
         for (index, (unit, plan)) in units.iter().enumerate() {
-            let skip_reason = match plan {
-                UnitPlan::Skip { reason } => Some(reason.as_str()),
-                UnitPlan::Run { .. } => None,
-            };
-            let skipped = match self.tape.skip_unit(&unit.name, skip_reason) {
-                Ok(skipped) => skipped,
-                Err(e) => {
-                    report.failure = Some(RunFailure {
-                        phase: format!("unit `{}`", unit.name),
-                        message: e.to_string(),
-                        consequence: consequence(&unit.name, self.mode, &committed, &[]),
-                        cause: FailureCause::Tape(e),
-                    });
-                    return;
+            let ran = self.run_selected(unit, plan).await;
+            report.units.push(ran.report);
+            let Some(failed) = ran.failure else {
+                if ran.committed {
+                    committed.push(unit.name.clone());
                 }
+                continue;
             };
-            if skipped {
-                report.units.push(UnitReport {
+            let not_run: Vec<&str> = units[index + 1..]
+                .iter()
+                .map(|(u, _)| u.name.as_str())
+                .collect();
+            for name in &not_run {
+                report.units.push(not_run_report(name));
+            }
+            report.failure = Some(failed.into_failure(self.mode, &committed, &not_run));
+            return;
+        }
+        let state = self.instance.state();
+        state.log.set_unit(None);
+        state.checks.set_unit(None);
+    }
+
+    /// One selected unit, skipped or run (with its conflict retries), rolled back when it
+    /// failed: its report line, and what a failure needs to be reported.
+    pub(super) async fn run_selected(&mut self, unit: &UnitInfo, plan: &UnitPlan) -> UnitRun {
+        let skip_reason = match plan {
+            UnitPlan::Skip { reason } => Some(reason.as_str()),
+            UnitPlan::Run { .. } => None,
+        };
+        let skipped = match self.tape.skip_unit(&unit.name, skip_reason) {
+            Ok(skipped) => skipped,
+            Err(e) => {
+                return UnitRun {
+                    report: UnitReport {
+                        name: unit.name.clone(),
+                        status: UnitStatus::Failed,
+                        duration_ms: 0,
+                        writes: BTreeMap::new(),
+                        note: None,
+                        kept: None,
+                    },
+                    committed: false,
+                    failure: Some(UnitFailure {
+                        unit: unit.name.clone(),
+                        message: e.to_string(),
+                        cause: FailureCause::Tape(e),
+                        escapes: Vec::new(),
+                        checkpoints: 0,
+                    }),
+                };
+            }
+        };
+        if skipped {
+            return UnitRun {
+                report: UnitReport {
                     name: unit.name.clone(),
                     status: UnitStatus::Skipped,
                     duration_ms: 0,
@@ -367,154 +469,133 @@ impl Runner {
                             .to_owned(),
                     ),
                     kept: None,
-                });
-                continue;
-            }
-            let override_reason = match plan {
-                UnitPlan::Run { override_reason } => override_reason.clone(),
-                UnitPlan::Skip { .. } => None,
-            };
-            let phase = format!("unit {}", unit.name);
-            self.observer.phase_started(&phase);
-            let started = Instant::now();
-            let started_at =
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            let state = self.instance.state();
-            state.log.set_unit(Some(unit.name.clone()));
-            state.checks.set_unit(Some(unit.name.clone()));
-            let session = state.database.session();
-            session.take_writes();
-            let resumed = session.resume_point(&unit.name).map(|c| {
-                format!(
-                    "resumed from the checkpoint saved by run {} at {}",
-                    c.run_id, c.saved_at
-                )
-            });
-            session.start_unit(&unit.name, &started_at, override_reason.clone());
-
-            let mut retries = 0;
-            let outcome = loop {
-                let outcome = if self.interrupt.load(Ordering::Relaxed) {
-                    Err((
-                        "interrupted by the operator (SIGINT) before the unit started".to_owned(),
-                        FailureCause::Call(CallError::Interrupted),
-                    ))
-                } else {
-                    self.run_unit(unit).await
-                };
-                // A commit that failed after another connection committed cannot be rerun:
-                // that connection's writes would be applied twice.
-                let retryable = |cause: &FailureCause, state: &mut RunState| {
-                    is_conflict(cause)
-                        && (!matches!(cause, FailureCause::Commit(_))
-                            || state.database.session().writable_count() <= 1)
-                };
-                match &outcome {
-                    Err((message, cause))
-                        if retries < self.conflict_retries
-                            && retryable(cause, self.instance.state()) =>
-                    {
-                        retries += 1;
-                        tracing::warn!(
-                            unit = %unit.name,
-                            retry = retries,
-                            of = self.conflict_retries,
-                            "conflict: {message}; the unit was rolled back and runs again"
-                        );
-                        self.rollback_all().await;
-                        self.session().take_writes();
-                    }
-                    Err((message, cause)) if is_conflict(cause) => {
-                        let hint = if self.conflict_retries == 0 {
-                            "a conflict: `[limits] conflict_retries` would run the unit again"
-                                .to_owned()
-                        } else {
-                            format!(
-                                "still a conflict after {retries} retries (`[limits] conflict_retries`)"
-                            )
-                        };
-                        break Err((format!("{message} ({hint})"), outcome.unwrap_err().1));
-                    }
-                    _ => break outcome,
-                }
-            };
-            let session = self.session();
-            let kept_rows = session.kept_rows();
-            let writes = session.take_writes();
-            let checkpoints = session.end_unit();
-            let status = match (&outcome, self.mode.rolls_back_everything()) {
-                (Ok(()), false) => UnitStatus::Committed,
-                (Ok(()), true) => UnitStatus::DryRun,
-                (Err(_), _) => UnitStatus::Failed,
-            };
-            self.observer.phase_finished(&phase, outcome.is_ok());
-            report.units.push(UnitReport {
-                name: unit.name.clone(),
-                status,
-                duration_ms: started.elapsed().as_millis() as u64,
-                writes,
-                note: {
-                    let retried = (retries > 0).then(|| {
-                        format!(
-                            "run {} times: conflicts ({retries}) were retried",
-                            retries + 1
-                        )
-                    });
-                    match (resumed, retried) {
-                        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                        (a, b) => a.or(b),
-                    }
                 },
-                kept: (status == UnitStatus::Failed
-                    && checkpoints > 0
-                    && self.mode == RunMode::Live)
-                    .then_some(KeptWork {
-                        checkpoints,
-                        rows: kept_rows,
-                    }),
-            });
-            match outcome {
-                Ok(()) => committed.push(unit.name.clone()),
-                Err((message, cause)) => {
+                committed: false,
+                failure: None,
+            };
+        }
+        let override_reason = match plan {
+            UnitPlan::Run { override_reason } => override_reason.clone(),
+            UnitPlan::Skip { .. } => None,
+        };
+        let phase = format!("unit {}", unit.name);
+        self.observer.phase_started(&phase);
+        let started = Instant::now();
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let state = self.instance.state();
+        state.log.set_unit(Some(unit.name.clone()));
+        state.checks.set_unit(Some(unit.name.clone()));
+        let session = state.database.session();
+        session.take_writes();
+        let resumed = session.resume_point(&unit.name).map(|c| {
+            format!(
+                "resumed from the checkpoint saved by run {} at {}",
+                c.run_id, c.saved_at
+            )
+        });
+        session.start_unit(&unit.name, &started_at, override_reason.clone());
+
+        let mut retries = 0;
+        let outcome = loop {
+            let outcome = if self.interrupt.load(Ordering::Relaxed) {
+                Err((
+                    "interrupted by the operator (SIGINT) before the unit started".to_owned(),
+                    FailureCause::Call(CallError::Interrupted),
+                ))
+            } else {
+                self.run_unit(unit).await
+            };
+            // A commit that failed after another connection committed cannot be rerun:
+            // that connection's writes would be applied twice.
+            let retryable = |cause: &FailureCause, state: &mut RunState| {
+                is_conflict(cause)
+                    && (!matches!(cause, FailureCause::Commit(_))
+                        || state.database.session().writable_count() <= 1)
+            };
+            match &outcome {
+                Err((message, cause))
+                    if retries < self.conflict_retries
+                        && retryable(cause, self.instance.state()) =>
+                {
+                    retries += 1;
+                    tracing::warn!(
+                        unit = %unit.name,
+                        retry = retries,
+                        of = self.conflict_retries,
+                        "conflict: {message}; the unit was rolled back and runs again"
+                    );
                     self.rollback_all().await;
-                    let not_run: Vec<&str> = units[index + 1..]
-                        .iter()
-                        .map(|(u, _)| u.name.as_str())
-                        .collect();
-                    for name in &not_run {
-                        report.units.push(UnitReport {
-                            name: (*name).to_owned(),
-                            status: UnitStatus::NotRun,
-                            duration_ms: 0,
-                            writes: BTreeMap::new(),
-                            note: None,
-                            kept: None,
-                        });
-                    }
-                    let mut consequence = consequence(&unit.name, self.mode, &committed, &not_run);
-                    let escapes = self.session().escapes();
-                    if !escapes.is_empty() {
-                        consequence = escaped_consequence(&unit.name, &escapes, &consequence);
-                    }
-                    if checkpoints > 0 && self.mode == RunMode::Live {
-                        consequence.push_str(&format!(
-                            "; `{}` keeps the work of its {checkpoints} saved checkpoint(s) and resumes from the last one when run again",
-                            unit.name
-                        ));
-                    }
-                    report.failure = Some(RunFailure {
-                        phase: format!("unit `{}`", unit.name),
+                    self.session().take_writes();
+                }
+                Err((message, cause)) if is_conflict(cause) => {
+                    let hint = if self.conflict_retries == 0 {
+                        "a conflict: `[limits] conflict_retries` would run the unit again"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "still a conflict after {retries} retries (`[limits] conflict_retries`)"
+                        )
+                    };
+                    break Err((format!("{message} ({hint})"), outcome.unwrap_err().1));
+                }
+                _ => break outcome,
+            }
+        };
+        let session = self.session();
+        let kept_rows = session.kept_rows();
+        let writes = session.take_writes();
+        let checkpoints = session.end_unit();
+        let status = match (&outcome, self.mode.rolls_back_everything()) {
+            (Ok(()), false) => UnitStatus::Committed,
+            (Ok(()), true) => UnitStatus::DryRun,
+            (Err(_), _) => UnitStatus::Failed,
+        };
+        self.observer.phase_finished(&phase, outcome.is_ok());
+        let report = UnitReport {
+            name: unit.name.clone(),
+            status,
+            duration_ms: started.elapsed().as_millis() as u64,
+            writes,
+            note: {
+                let retried = (retries > 0).then(|| {
+                    format!(
+                        "run {} times: conflicts ({retries}) were retried",
+                        retries + 1
+                    )
+                });
+                match (resumed, retried) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                }
+            },
+            kept: (status == UnitStatus::Failed && checkpoints > 0 && self.mode == RunMode::Live)
+                .then_some(KeptWork {
+                    checkpoints,
+                    rows: kept_rows,
+                }),
+        };
+        match outcome {
+            Ok(()) => UnitRun {
+                report,
+                committed: true,
+                failure: None,
+            },
+            Err((message, cause)) => {
+                self.rollback_all().await;
+                let escapes = self.session().escapes();
+                UnitRun {
+                    report,
+                    committed: false,
+                    failure: Some(UnitFailure {
+                        unit: unit.name.clone(),
                         message,
-                        consequence,
                         cause,
-                    });
-                    return;
+                        escapes,
+                        checkpoints,
+                    }),
                 }
             }
         }
-        let state = self.instance.state();
-        state.log.set_unit(None);
-        state.checks.set_unit(None);
     }
 
     /// One unit: its transactions, the export call, its ledger row, the commit. The
@@ -546,10 +627,17 @@ impl Runner {
         if let Err(error) = result {
             return Err((error.to_string(), FailureCause::Call(error)));
         }
-        if !self.mode.rolls_back_everything() {
+        if self.mode.rolls_back_everything() {
+            // Nothing commits, but the unit's bulk insert streams end here as in a run, so
+            // a row the server refuses fails this unit in the dry-run too (and its replay).
+            self.session()
+                .finish_streams()
+                .await
+                .map_err(session_failure)?;
+        } else {
             // Nothing commits without the run lock: had its connection been ended (by the
             // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
-            for lock in &mut self.locks {
+            for lock in self.locks.lock().await.iter_mut() {
                 if let Err(why) = lock.verify().await {
                     let message =
                         format!("the run lock was lost: {why}; the unit was not committed");
@@ -711,8 +799,16 @@ impl Runner {
         report.checks.extend(checks);
         report.checks_not_kept = checks_not_kept;
         let (messages, not_kept) = state.log.take_messages();
-        report.messages = messages;
+        // Extended, not replaced: a replay of a `--jobs` journal added its other lanes' first.
+        report.messages.extend(messages);
         report.messages_not_kept = not_kept;
+    }
+
+    /// No unit runs any more: messages and checks from now on are the run's.
+    pub(super) fn clear_unit(&mut self) {
+        let state = self.instance.state();
+        state.log.set_unit(None);
+        state.checks.set_unit(None);
     }
 
     /// The run's session: its connections, transactions and ledger rows.

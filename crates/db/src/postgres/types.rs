@@ -25,6 +25,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use sqlx::postgres::PgConnection;
 
 use crate::DbError;
@@ -42,7 +43,7 @@ pub(crate) struct PgType {
 /// Type names resolved on one connection. Cleared with the statement cache
 /// (after DDL, and after the rollback of a transaction that ran DDL), since a
 /// dropped and re-created extension gives its types new oids.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct TypeCache {
     by_name: HashMap<String, PgType>,
 }
@@ -150,14 +151,27 @@ pub(crate) fn decode_vector(b: &[u8]) -> Result<Vec<f32>, String> {
         .collect())
 }
 
+/// Halves converted per step by the slice conversions of `half` (F16C/SIMD where the
+/// CPU has it): an embedding is thousands of elements, converted one by one it costs
+/// more than the rest of its row.
+const HALF_CHUNK: usize = 256;
+
 /// `halfvec_send` → the halves, widened to f32 (exact).
 pub(crate) fn decode_halfvec(b: &[u8]) -> Result<Vec<f32>, String> {
     let dim = vector_dim(b, 2)?;
-    Ok(b[4..]
-        .chunks_exact(2)
-        .take(dim)
-        .map(|c| f16::from_bits(u16::from_be_bytes([c[0], c[1]])).to_f32())
-        .collect())
+    let mut floats = vec![0f32; dim];
+    let mut halves = [f16::ZERO; HALF_CHUNK];
+    for (bytes, dst) in b[4..]
+        .chunks(2 * HALF_CHUNK)
+        .zip(floats.chunks_mut(HALF_CHUNK))
+    {
+        let halves = &mut halves[..dst.len()];
+        for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
+            *h = f16::from_bits(u16::from_be_bytes([c[0], c[1]]));
+        }
+        halves.convert_to_f32_slice(dst);
+    }
+    Ok(floats)
 }
 
 fn vector_dim(b: &[u8], element: usize) -> Result<usize, String> {
@@ -190,8 +204,13 @@ pub(crate) fn encode_halfvec(v: &[f32], out: &mut Vec<u8>) {
     out.reserve(4 + 2 * v.len());
     out.extend_from_slice(&(v.len() as i16).to_be_bytes());
     out.extend_from_slice(&0i16.to_be_bytes());
-    for f in v {
-        out.extend_from_slice(&f16::from_f32(*f).to_bits().to_be_bytes());
+    let mut halves = [f16::ZERO; HALF_CHUNK];
+    for chunk in v.chunks(HALF_CHUNK) {
+        let halves = &mut halves[..chunk.len()];
+        halves.convert_from_f32_slice(chunk);
+        for h in halves.iter() {
+            out.extend_from_slice(&h.to_bits().to_be_bytes());
+        }
     }
 }
 
@@ -199,6 +218,12 @@ pub(crate) fn encode_halfvec(v: &[f32], out: &mut Vec<u8>) {
 /// float that rounds (to nearest, ties to even) beyond binary16's range.
 /// `None` when every element converts.
 pub(crate) fn halfvec_element_error(v: &[f32]) -> Option<String> {
+    // binary16's largest finite value is 65504; a float rounds to it (to nearest, ties
+    // to even) below 65520 and to infinity from there. NaN fails the comparison. A
+    // branch-free pass over the whole vector first; the slow search names the element.
+    if v.iter().fold(true, |fits, f| fits & (f.abs() < 65520.0)) {
+        return None;
+    }
     v.iter().enumerate().find_map(|(i, f)| {
         if f.is_nan() {
             Some(format!("NaN at index {i} is not allowed in halfvec"))
@@ -238,8 +263,51 @@ mod tests {
     }
 
     #[test]
+    fn halfvec_bulk_conversions_match_one_by_one() {
+        // Every finite binary16 (both signs), plus floats between them and at the top of
+        // the range, through the chunked conversions: same bits as one by one.
+        let mut floats: Vec<f32> = (0..=u16::MAX)
+            .map(f16::from_bits)
+            .filter(|h| h.is_finite())
+            .map(f16::to_f32)
+            .collect();
+        floats.extend([1.0e-8, 3.3333, -0.1, 65519.996, -65519.996, 1.0 / 3.0]);
+        assert!(floats.len() > 3 * HALF_CHUNK);
+        let mut bulk = Vec::new();
+        encode_halfvec(&floats[..1000], &mut bulk);
+        let mut single = Vec::new();
+        single.extend_from_slice(&1000i16.to_be_bytes());
+        single.extend_from_slice(&0i16.to_be_bytes());
+        for f in &floats[..1000] {
+            single.extend_from_slice(&f16::from_f32(*f).to_bits().to_be_bytes());
+        }
+        assert_eq!(bulk, single);
+        let decoded = decode_halfvec(&bulk).unwrap();
+        let expected: Vec<f32> = floats[..1000]
+            .iter()
+            .map(|f| f16::from_f32(*f).to_f32())
+            .collect();
+        assert_eq!(decoded, expected);
+        for f in &floats {
+            let one_by_one = !f16::from_f32(*f).is_infinite();
+            assert_eq!(halfvec_element_error(&[*f]).is_none(), one_by_one, "{f}");
+        }
+    }
+
+    #[test]
     fn halfvec_refuses_what_pgvector_refuses() {
         assert_eq!(halfvec_element_error(&[0.0, 65504.0, -65519.0]), None);
+        assert_eq!(halfvec_element_error(&[65519.996, -65519.996]), None);
+        assert!(
+            halfvec_element_error(&[1.0, 65520.0])
+                .unwrap()
+                .contains("index 1")
+        );
+        assert!(
+            halfvec_element_error(&[-65520.0])
+                .unwrap()
+                .contains("out of range")
+        );
         assert!(
             halfvec_element_error(&[1.0, 65520.0])
                 .unwrap()

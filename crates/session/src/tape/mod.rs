@@ -28,8 +28,9 @@ pub use player::{Player, ReplayDivergence};
 pub enum Tape {
     /// Live calls, not recorded (used by `inspect`).
     Off,
-    /// Live calls, appended to a journal.
-    Recording(Arc<Mutex<Recorder>>),
+    /// Live calls, appended to a journal, in a lane (the record's lane: the worker
+    /// of `--jobs` whose calls these are; 0 without `--jobs`).
+    Recording(Arc<Mutex<Recorder>>, u16),
     /// Answers from a journal, strictly in order.
     Replaying(Arc<Mutex<Player>>),
     /// Answers matched from a journal for another plugin version.
@@ -41,6 +42,8 @@ pub struct Recorder {
     writer: JournalWriter,
     calls: u64,
     failed: Option<String>,
+    /// Several lanes append (`--jobs` > 1).
+    parallel: bool,
 }
 
 impl Recorder {
@@ -50,12 +53,25 @@ impl Recorder {
             writer,
             calls: 0,
             failed: None,
+            parallel: false,
         }
     }
 
     /// Appends an entry. After a write error every later append fails too: a
     /// journal with a hole is worse than a run that stops.
     pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
+        self.append_in_lane(0, entry)
+    }
+
+    /// Appends (a copy of) an entry of `lane` ([`Tape::Recording`]); fails like
+    /// [`Recorder::append`].
+    pub fn append_in_lane(&mut self, lane: u16, entry: &Entry) -> Result<(), JournalError> {
+        self.append_owned(entry.clone(), lane)
+    }
+
+    /// Appends an owned entry of `lane`, encoded on the journal's writer thread; fails
+    /// like [`Recorder::append`].
+    pub fn append_owned(&mut self, entry: Entry, lane: u16) -> Result<(), JournalError> {
         if let Some(message) = &self.failed {
             return Err(JournalError::Io {
                 path: self.writer.path().display().to_string(),
@@ -63,21 +79,13 @@ impl Recorder {
             });
         }
         self.writer
-            .append(entry)
+            .append_in_lane(lane, entry)
             .inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
-    /// Appends an owned entry, serialised on the journal's writer thread; fails like [`Recorder::append`].
-    pub fn append_owned(&mut self, entry: Entry) -> Result<(), JournalError> {
-        if let Some(message) = &self.failed {
-            return Err(JournalError::Io {
-                path: self.writer.path().display().to_string(),
-                source: std::io::Error::other(message.clone()),
-            });
-        }
-        self.writer
-            .append_owned(entry)
-            .inspect_err(|e| self.failed = Some(e.to_string()))
+    /// From now on several lanes append (`--jobs`): see [`Tape::anchor`].
+    pub fn set_parallel(&mut self) {
+        self.parallel = true;
     }
 
     /// Host calls recorded so far.
@@ -114,7 +122,7 @@ impl Tape {
     /// Asks the tape for the answer to `call` before running it.
     pub fn answer(&self, call: &HostCall) -> Result<Answer, TapeError> {
         match self {
-            Tape::Off | Tape::Recording(_) => Ok(Answer::Live),
+            Tape::Off | Tape::Recording(..) => Ok(Answer::Live),
             Tape::Replaying(player) => Ok(Answer::Recorded(lock(player).answer(call)?)),
             Tape::Comparing(comparison) => Ok(Answer::Recorded(lock(comparison).answer(call)?)),
         }
@@ -122,7 +130,7 @@ impl Tape {
 
     /// Records a call that ran live with its result.
     pub fn record(&self, call: &HostCall, result: &CallResult) -> Result<(), TapeError> {
-        if let Tape::Recording(recorder) = self {
+        if let Tape::Recording(recorder, lane) = self {
             // Cloned (a memory copy) so that serialising, hashing and
             // compressing happen on the journal's writer thread.
             let entry = Entry::Call {
@@ -130,7 +138,7 @@ impl Tape {
                 result: result.clone(),
             };
             let mut recorder = lock(recorder);
-            recorder.append_owned(entry)?;
+            recorder.append_owned(entry, *lane)?;
             recorder.calls += 1;
         }
         Ok(())
@@ -146,12 +154,15 @@ impl Tape {
     ) -> Result<Option<Vec<(String, String)>>, TapeError> {
         match self {
             Tape::Off | Tape::Comparing(_) => Ok(config),
-            Tape::Recording(recorder) => {
-                lock(recorder).append(&Entry::Export {
-                    export: export.to_owned(),
-                    unit: unit.map(str::to_owned),
-                    config: config.clone(),
-                })?;
+            Tape::Recording(recorder, lane) => {
+                lock(recorder).append_in_lane(
+                    *lane,
+                    &Entry::Export {
+                        export: export.to_owned(),
+                        unit: unit.map(str::to_owned),
+                        config: config.clone(),
+                    },
+                )?;
                 Ok(config)
             }
             Tape::Replaying(player) => Ok(lock(player).export(export, unit)?),
@@ -162,10 +173,13 @@ impl Tape {
     pub fn export_end(&self, export: &str, error: Option<String>) -> Result<(), TapeError> {
         match self {
             Tape::Off | Tape::Comparing(_) => Ok(()),
-            Tape::Recording(recorder) => Ok(lock(recorder).append(&Entry::ExportEnd {
-                export: export.to_owned(),
-                error,
-            })?),
+            Tape::Recording(recorder, lane) => Ok(lock(recorder).append_in_lane(
+                *lane,
+                &Entry::ExportEnd {
+                    export: export.to_owned(),
+                    error,
+                },
+            )?),
             Tape::Replaying(player) => Ok(lock(player).export_end(export, error.as_deref())?),
         }
     }
@@ -175,12 +189,15 @@ impl Tape {
     pub fn skip_unit(&self, unit: &str, live_decision: Option<&str>) -> Result<bool, TapeError> {
         match self {
             Tape::Off => Ok(live_decision.is_some()),
-            Tape::Recording(recorder) => match live_decision {
+            Tape::Recording(recorder, lane) => match live_decision {
                 Some(reason) => {
-                    lock(recorder).append(&Entry::UnitSkipped {
-                        unit: unit.to_owned(),
-                        reason: reason.to_owned(),
-                    })?;
+                    lock(recorder).append_in_lane(
+                        *lane,
+                        &Entry::UnitSkipped {
+                            unit: unit.to_owned(),
+                            reason: reason.to_owned(),
+                        },
+                    )?;
                     Ok(true)
                 }
                 None => Ok(false),
@@ -193,7 +210,7 @@ impl Tape {
     /// The journal's chain head so far (what a ledger row seals), when recording.
     pub fn head(&self) -> Option<String> {
         match self {
-            Tape::Recording(recorder) => Some(lock(recorder).writer_mut().head()),
+            Tape::Recording(recorder, _) => Some(lock(recorder).writer_mut().head()),
             _ => None,
         }
     }
@@ -202,7 +219,7 @@ impl Tape {
     /// host calls it before each COMMIT, so whatever a database commits is in
     /// the journal on disk first — one sync per commit (group commit).
     pub fn sync(&self) -> Result<(), TapeError> {
-        if let Tape::Recording(recorder) = self {
+        if let Tape::Recording(recorder, _) = self {
             let mut recorder = lock(recorder);
             if let Some(message) = &recorder.failed {
                 return Err(TapeError::Journal(JournalError::Io {
@@ -226,19 +243,66 @@ impl Tape {
         op: &str,
         error: Option<String>,
     ) -> Result<(), TapeError> {
-        if let Tape::Recording(recorder) = self {
-            lock(recorder).append(&Entry::Tx {
-                connection: connection.to_owned(),
-                op: op.to_owned(),
-                error,
-            })?;
+        if let Tape::Recording(recorder, lane) = self {
+            lock(recorder).append_in_lane(
+                *lane,
+                &Entry::Tx {
+                    connection: connection.to_owned(),
+                    op: op.to_owned(),
+                    error,
+                },
+            )?;
         }
         Ok(())
     }
 
+    /// In a replay that verifies, the first failure the recorded run met in the host's
+    /// transaction steps at this point (see [`Player::unit_end_failure`]); `None` otherwise.
+    pub fn recorded_unit_end_failure(&self) -> Result<Option<(String, String, String)>, TapeError> {
+        match self {
+            Tape::Replaying(player) => lock(player).unit_end_failure(),
+            _ => Ok(None),
+        }
+    }
+
+    /// The same journal, for the calls of the worker `lane` (`--jobs`).
+    pub fn in_lane(&self, lane: u16) -> Tape {
+        match self {
+            Tape::Recording(recorder, _) => Tape::Recording(recorder.clone(), lane),
+            other => other.clone(),
+        }
+    }
+
+    /// The ledger rows' anchor for a unit's end or checkpoint: the chain head they name.
+    ///
+    /// With one lane this is [`Tape::head`], and the `record-*` entry follows it. With
+    /// several (`--jobs`), another lane could append between reading the head and this
+    /// lane's `record-*` entry; so the first `record-*` entry (`op` on `connection`,
+    /// before its row is written) is appended in the same step as the head is read, and
+    /// `Ok(Some((head, true)))` says it was. The row's write then only records a failure.
+    pub fn anchor(&self, connection: &str, op: &str) -> Result<Option<(String, bool)>, TapeError> {
+        let Tape::Recording(recorder, lane) = self else {
+            return Ok(None);
+        };
+        let mut recorder = lock(recorder);
+        let head = recorder.writer_mut().head();
+        if !recorder.parallel {
+            return Ok(Some((head, false)));
+        }
+        recorder.append_in_lane(
+            *lane,
+            &Entry::Tx {
+                connection: connection.to_owned(),
+                op: op.to_owned(),
+                error: None,
+            },
+        )?;
+        Ok(Some((head, true)))
+    }
+
     /// Whether calls run against live databases.
     pub fn is_live(&self) -> bool {
-        matches!(self, Tape::Off | Tape::Recording(_))
+        matches!(self, Tape::Off | Tape::Recording(..))
     }
 }
 

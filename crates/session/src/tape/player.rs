@@ -188,6 +188,55 @@ impl Player {
         })
     }
 
+    /// The first failure among the host's recorded transaction steps at this point (a
+    /// unit's end: its bulk insert streams ended, ledger rows, commits), as
+    /// `(connection, op, error)`. Reads the `tx` entries up to the next entry replay
+    /// compares, which stays next. A replay has no database, so this is how it meets the
+    /// failures the recorded run met when its unit ended: the same unit fails.
+    pub fn unit_end_failure(&mut self) -> Result<Option<(String, String, String)>, TapeError> {
+        if self.peeked.is_some() {
+            return Ok(None);
+        }
+        let mut failure = None;
+        loop {
+            match self.reader.next_entry()? {
+                Some((
+                    _,
+                    Entry::Tx {
+                        connection,
+                        op,
+                        error,
+                    },
+                )) => {
+                    // A unit's end: its streams, ledger rows and commits (a `begin` or
+                    // `rollback` after them belongs to what follows).
+                    let ends_unit = matches!(
+                        op.as_str(),
+                        "bulk-insert-end" | "record-ledger" | "record-checkpoint" | "commit"
+                    );
+                    if failure.is_none()
+                        && ends_unit
+                        && let Some(error) = error
+                    {
+                        failure = Some((connection, op, error));
+                    }
+                }
+                Some((index, Entry::Footer(footer))) => {
+                    self.end_index = index;
+                    self.footer = Some(footer);
+                    break;
+                }
+                Some((index, entry)) => {
+                    self.end_index = index + 1;
+                    self.peeked = Some((index, entry));
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(failure)
+    }
+
     /// Whether the recorded run skipped `unit` (finished in an earlier run) at this point.
     pub fn skipped(&mut self, unit: &str) -> Result<bool, TapeError> {
         match self.next_compared()? {

@@ -40,7 +40,8 @@ pub fn colour(stream: &impl IsTerminal) -> bool {
 pub struct Console {
     terminal: bool,
     bars: MultiProgress,
-    tasks: Mutex<HashMap<String, ProgressBar>>,
+    /// One bar per (unit, task): with `--jobs` several units run at once, each with its bars.
+    tasks: Mutex<HashMap<(Option<String>, String), ProgressBar>>,
     /// Last percentage printed per task in line mode, so logs get a line per 10%, not per batch.
     printed: Mutex<HashMap<String, u64>>,
     /// When each task was first heard of and how much was done then (line mode's ETA; a
@@ -108,8 +109,17 @@ impl RunObserver for Console {
 
     fn phase_finished(&self, phase: &str, ok: bool) {
         let mut tasks = self.tasks.lock().expect("console lock");
-        for (_, bar) in tasks.drain() {
-            if ok { bar.finish() } else { bar.abandon() }
+        // A unit's end ends its own bars only: other units may still be running (`--jobs`).
+        let unit = phase.strip_prefix("unit ");
+        let ended: Vec<_> = tasks
+            .keys()
+            .filter(|(u, _)| unit.is_none() || u.as_deref() == unit)
+            .cloned()
+            .collect();
+        for key in ended {
+            if let Some(bar) = tasks.remove(&key) {
+                if ok { bar.finish() } else { bar.abandon() }
+            }
         }
         drop(tasks);
         if !ok {
@@ -141,29 +151,36 @@ impl RunObserver for Console {
     fn progress(&self, p: &Progress) {
         if self.terminal {
             let mut tasks = self.tasks.lock().expect("console lock");
-            let bar = tasks.entry(p.task.clone()).or_insert_with(|| {
-                let bar = self.bars.add(match p.total {
-                    Some(total) => ProgressBar::new(total),
-                    None => ProgressBar::new_spinner(),
-                });
-                let style = if p.total.is_some() {
-                    ProgressStyle::with_template(
-                        "  {msg:<20} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> ")
-                } else {
-                    ProgressStyle::with_template("  {msg:<20} {spinner} {pos} ({per_sec})")
+            let bar = tasks
+                .entry((p.unit.clone(), p.task.clone()))
+                .or_insert_with(|| {
+                    let bar = self.bars.add(match p.total {
+                        Some(total) => ProgressBar::new(total),
+                        None => ProgressBar::new_spinner(),
+                    });
+                    let style = if p.total.is_some() {
+                        ProgressStyle::with_template(
+                            "  {msg:<20} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
+                        )
                         .expect("valid template")
-                };
-                bar.set_style(style);
-                bar.set_message(printable(&p.task).into_owned());
-                // A resumed task starts where the earlier run stopped: the ETA counts from here.
-                bar.set_position(p.done);
-                bar.reset_eta();
-                bar.enable_steady_tick(Duration::from_millis(200));
-                bar
-            });
+                        .progress_chars("=> ")
+                    } else {
+                        ProgressStyle::with_template("  {msg:<20} {spinner} {pos} ({per_sec})")
+                            .expect("valid template")
+                    };
+                    bar.set_style(style);
+                    bar.set_message(match p.unit.as_deref() {
+                        Some(unit) if unit != p.task => {
+                            format!("{} {}", printable(unit), printable(&p.task))
+                        }
+                        _ => printable(&p.task).into_owned(),
+                    });
+                    // A resumed task starts where the earlier run stopped: the ETA counts from here.
+                    bar.set_position(p.done);
+                    bar.reset_eta();
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
             if let Some(total) = p.total {
                 bar.set_length(total);
             }

@@ -255,6 +255,11 @@ struct RunArgs {
     /// Run only this worker's share of the units: --shard i/n (0 <= i < n), by a stable hash of each unit's name.
     #[arg(long, value_parser = parse_shard, value_name = "I/N")]
     shard: Option<(u32, u32)>,
+    /// Run up to N units at once, each with its own plugin instance, connections and
+    /// transactions (default 1: one unit after another). Units start in list order; use it
+    /// only when the plugin's units do not depend on each other. A dry-run runs one at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    jobs: u32,
     /// Seconds to wait for another run's lock on a target before failing.
     #[arg(long, default_value_t = 30)]
     lock_timeout: u64,
@@ -603,6 +608,7 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         seeds: None,
         observer: observer.clone(),
         shard: args.shard,
+        jobs: args.jobs,
         lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
         allow_plugin_change: args.allow_plugin_change,
         interrupt,

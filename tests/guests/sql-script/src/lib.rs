@@ -8,8 +8,16 @@
 //! <select>` runs the select as a query and logs each value of its rows
 //! (`value` field, the SDK's debug form), failing the unit on a database error
 //! (the pgvector tests read columns through contract 0.1.1 with it).
+//!
+//! Two more directives drive the streaming bulk insert tests:
+//! `-- migrun:bulk <table> <first id> <count>` bulk-inserts `count` rows
+//! `(id, note)` = `(first id + i, "<table>-<id>")` in one call, and
+//! `-- migrun:expect <n> <sql>` runs a query whose first value must be `n`
+//! (the unit fails otherwise).
 
-use migrun_sdk::{Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, params};
+use migrun_sdk::{
+    Config, ConfigKey, Connection, Error, Need, Plugin, PluginInfo, Result, Value, params,
+};
 
 struct SqlScript {
     statements: Vec<String>,
@@ -51,6 +59,40 @@ impl Plugin for SqlScript {
                     for value in row.into_values() {
                         migrun_sdk::info!(value = format!("{value:?}"); "read");
                     }
+                }
+                continue;
+            }
+            if let Some(args) = statement.strip_prefix("-- migrun:bulk ") {
+                let words: Vec<&str> = args.split_whitespace().collect();
+                let [table, first, count] = words[..] else {
+                    return Err(Error::Failed(format!("bad bulk directive: {args}")));
+                };
+                let number = |w: &str| {
+                    w.parse::<i64>()
+                        .map_err(|e| Error::Failed(format!("bad number {w:?}: {e}")))
+                };
+                let (first, count) = (number(first)?, number(count)?);
+                let rows = (first..first + count)
+                    .map(|id| vec![Value::Int(id), Value::Text(format!("{table}-{id}"))])
+                    .collect();
+                let accepted = target.bulk_insert(table, &["id", "note"], rows)?;
+                migrun_sdk::info!("bulk insert into {table}: {accepted} rows accepted");
+                continue;
+            }
+            if let Some(args) = statement.strip_prefix("-- migrun:expect ") {
+                let (expected, sql) = args
+                    .split_once(' ')
+                    .ok_or_else(|| Error::Failed(format!("bad expect directive: {args}")))?;
+                let rows = target.query(sql, params![])?;
+                let found = rows
+                    .rows()
+                    .first()
+                    .and_then(|r| r.values().first())
+                    .cloned();
+                if found.as_ref().map(|v| format!("{v:?}")) != Some(format!("Int({expected})")) {
+                    return Err(Error::Failed(format!(
+                        "expected {expected} from `{sql}`, found {found:?}"
+                    )));
                 }
                 continue;
             }
