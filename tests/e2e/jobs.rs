@@ -164,6 +164,33 @@ async fn two_jobs_equal_one(dialect: Dialect) {
         .migrun(&["replay", journal.to_str().unwrap()])
         .expect_code(0)
         .expect_output("verified:");
+    // Another build of the plugin (same code, one more custom section: another sha256)
+    // compared on the --jobs journal: every lane's reads answer it, and it writes what
+    // the two lanes wrote together.
+    let v2 = ws_two.path().join("work-units-v2.wasm");
+    let mut bytes = std::fs::read(plugin).unwrap();
+    let name = b"migrun-test-build";
+    let payload = b"v2";
+    bytes.push(0); // custom section
+    bytes.push(u8::try_from(1 + name.len() + payload.len()).unwrap());
+    bytes.push(u8::try_from(name.len()).unwrap());
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    std::fs::write(&v2, bytes).unwrap();
+    let compared = ws_two.migrun(&[
+        "replay",
+        journal.to_str().unwrap(),
+        "--plugin",
+        v2.to_str().unwrap(),
+        "--json",
+    ]);
+    let compared = compared.expect_code(0).json();
+    assert_eq!(compared["mode"], "compare", "{compared}");
+    assert_eq!(compared["identical"], true, "{compared}");
+    assert_eq!(
+        compared["diff"]["tables"]["target.work_log"]["identical"], 12,
+        "every unit's row, from both lanes, compared: {compared}"
+    );
     // A rerun with --jobs skips every unit.
     let again = ws_two.migrun(&[plugin, "--jobs", "2", "--json"]);
     let again = again.expect_code(0).json();

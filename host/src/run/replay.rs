@@ -175,14 +175,10 @@ pub async fn replay(
         Some(_) => super::parallel::lanes_of(journal_path)?,
         None => BTreeMap::new(),
     };
-    let laned = lanes.len() > 1;
-    if laned && comparing {
-        return Err(RunError::Jobs(
-            "comparing another plugin version on the journal of a --jobs run is not supported yet; \
-             replay it with its own plugin, or compare on a run without --jobs"
-                .into(),
-        ));
-    }
+    // Verifying replays each lane with its own plugin instance, in the recorded order.
+    // Comparing runs the other version's units one after another on one instance: its
+    // reads are matched from every lane's recorded reads, its writes against all of them.
+    let laned = lanes.len() > 1 && !comparing;
     let mut reader = reader;
     if laned {
         reader.only_lane(0);

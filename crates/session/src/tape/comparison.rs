@@ -141,8 +141,16 @@ fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) 
     }
 }
 
+/// A recorded cursor id made unique across lanes: lane in the top 16 bits (a session
+/// numbers its cursors from 1, far below 2^48).
+fn recorded_cursor(lane: u16, cursor: u64) -> u64 {
+    (u64::from(lane) << 48) | cursor
+}
+
 impl Comparison {
-    /// Reads the whole journal into an index of its reads and writes.
+    /// Reads the whole journal into an index of its reads and writes: every lane's (a
+    /// `--jobs` run's units ran in several), since the compared plugin runs the units one
+    /// after another and a read is matched by what it asks, not by when.
     ///
     /// Memory grows with the journal's reads (a comparison holds them to answer
     /// reads in any order); verify mode streams instead.
@@ -162,6 +170,9 @@ impl Comparison {
             skipped: Default::default(),
         };
         while let Some((_, entry)) = reader.next_entry()? {
+            // A `--jobs` run's lanes number their cursors each on their own: the recorded
+            // ids are told apart by lane (the compared plugin gets ids of its own anyway).
+            let lane = reader.lane();
             match entry {
                 Entry::Export {
                     export,
@@ -183,7 +194,9 @@ impl Comparison {
                     HostCall::OpenCursor {
                         conn, sql, params, ..
                     } => {
-                        if let CallResult::Cursor { cursor, .. } = &result {
+                        let mut result = result;
+                        if let CallResult::Cursor { cursor, .. } = &mut result {
+                            *cursor = recorded_cursor(lane, *cursor);
                             cmp.cursors
                                 .entry(cursor_key(conn, sql, params))
                                 .or_default()
@@ -197,7 +210,10 @@ impl Comparison {
                     }
                     HostCall::NextBatch { cursor } => {
                         if let CallResult::Batch { rows: Some(rows) } = result {
-                            cmp.cursor_rows.entry(*cursor).or_default().extend(rows);
+                            cmp.cursor_rows
+                                .entry(recorded_cursor(lane, *cursor))
+                                .or_default()
+                                .extend(rows);
                         }
                     }
                     HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
