@@ -164,6 +164,25 @@ async fn two_jobs_equal_one(dialect: Dialect) {
         .migrun(&["replay", journal.to_str().unwrap()])
         .expect_code(0)
         .expect_output("verified:");
+    // `journal show` says whose entry is whose: lane 1's with a prefix, in JSON a field.
+    ws_two
+        .migrun(&["journal", "show", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("[lane 1] → run-unit(");
+    let shown = ws_two.migrun(&["journal", "show", "--json", journal.to_str().unwrap()]);
+    shown.expect_code(0);
+    let lane_one: Vec<serde_json::Value> = shown
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["lane"] == 1)
+        .collect();
+    assert!(
+        lane_one
+            .iter()
+            .any(|e| e["type"] == "export" && e["export"] == "run-unit"),
+        "lane 1 ran units: {lane_one:?}"
+    );
     // Another build of the plugin (same code, one more custom section: another sha256)
     // compared on the --jobs journal: every lane's reads answer it, and it writes what
     // the two lanes wrote together.

@@ -114,13 +114,14 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
     Ok(stats)
 }
 
-/// Streams the journal's entries to `each` as `(index, hash, entry)`, verifying the chain.
-pub fn show(path: &Path, mut each: impl FnMut(u64, &str, &Entry)) -> Result<(), JournalError> {
+/// Streams the journal's entries to `each` as `(index, hash, lane, entry)`, verifying the
+/// chain. The lane is the `--jobs` worker that wrote the entry (0 for a sequential run).
+pub fn show(path: &Path, mut each: impl FnMut(u64, &str, u16, &Entry)) -> Result<(), JournalError> {
     let (mut reader, header) = JournalReader::open(path)?;
     let header_hash = reader.head();
-    each(0, &header_hash, &Entry::Header(header));
+    each(0, &header_hash, 0, &Entry::Header(header));
     while let Some((index, entry)) = reader.next_entry()? {
-        each(index, &reader.head(), &entry);
+        each(index, &reader.head(), reader.lane(), &entry);
     }
     Ok(())
 }

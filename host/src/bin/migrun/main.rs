@@ -420,19 +420,34 @@ async fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
         JournalCommand::Show { journal, json } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut result = Ok(());
-            stats::show(&journal, |index, hash, entry| {
+            // A `--jobs` run's entries name their lane (the worker that wrote them): a
+            // `[lane N]` prefix, or a `"lane"` field in JSON; lane 0 adds nothing.
+            stats::show(&journal, |index, hash, lane, entry| {
                 use std::io::Write as _;
                 if result.is_err() {
                     return;
                 }
                 result = if json {
-                    serde_json::to_string(entry)
+                    serde_json::to_value(entry)
+                        .map(|mut value| {
+                            if lane != 0
+                                && let Some(object) = value.as_object_mut()
+                            {
+                                object.insert("lane".into(), lane.into());
+                            }
+                            value.to_string()
+                        })
                         .map_err(std::io::Error::other)
                         .and_then(|line| writeln!(out, "{}", printable_json(&line)))
                 } else {
+                    let lane = if lane == 0 {
+                        String::new()
+                    } else {
+                        format!("[lane {lane}] ")
+                    };
                     writeln!(
                         out,
-                        "{index:>6} {}  {}",
+                        "{index:>6} {}  {lane}{}",
                         render::short_hash(hash),
                         printable(&stats::describe(entry))
                     )
