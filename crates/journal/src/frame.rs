@@ -277,6 +277,14 @@ pub(crate) fn push_record(block: &mut Vec<u8>, hash: &[u8; 32], payload: &[u8]) 
     block.extend_from_slice(payload);
 }
 
+/// Writes a record's header (`len:u32le hash`) into the first
+/// [`RECORD_HEADER_BYTES`] of `record`, whose payload (`payload_len` bytes) follows:
+/// the writer encodes a payload in place and fills its header in afterwards.
+pub(crate) fn set_record_header(record: &mut [u8], payload_len: usize, hash: &[u8; 32]) {
+    record[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    record[4..RECORD_HEADER_BYTES].copy_from_slice(hash);
+}
+
 /// Splits the next record off `block`; `None` when it is cut short.
 pub(crate) fn split_record(block: &[u8]) -> Option<(&[u8; 32], &[u8], usize)> {
     let len = u32::from_le_bytes(block.get(..4)?.try_into().ok()?) as usize;

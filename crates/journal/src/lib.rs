@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use migrun_types::{Access, Dialect, Level, Value};
 
 pub use reader::JournalReader;
-pub use writer::JournalWriter;
+pub use writer::{IN_FLIGHT_BYTES, JournalWriter};
 
 /// The format identifier written in every header.
 pub const FORMAT: &str = "migrun.journal/3";
@@ -347,6 +347,58 @@ pub enum HostCall {
     },
     /// `checkpoint.last` (contract 0.1.1).
     CheckpointLast,
+}
+
+impl Entry {
+    /// Roughly the heap memory this entry holds (values, texts, rows): what the writer's
+    /// in-flight budget counts. Small fixed parts are rounded in; it need not be exact,
+    /// only proportional, so that a batch of 1,000 embeddings weighs what it holds.
+    pub fn approx_bytes(&self) -> usize {
+        fn rows(rows: &[Vec<Value>]) -> usize {
+            rows.iter().map(|row| values(row) + 24).sum()
+        }
+        fn values(values: &[Value]) -> usize {
+            values.iter().map(Value::approx_bytes).sum()
+        }
+        let call = |call: &HostCall| match call {
+            HostCall::Query { sql, params, .. }
+            | HostCall::Execute { sql, params, .. }
+            | HostCall::OpenCursor { sql, params, .. } => sql.len() + values(params),
+            HostCall::BulkInsert {
+                columns, rows: r, ..
+            } => columns.iter().map(|c| c.len() + 24).sum::<usize>() + rows(r),
+            HostCall::Log {
+                message, fields, ..
+            } => {
+                message.len()
+                    + fields
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
+            }
+            HostCall::CheckpointSave { state } => state.len(),
+            HostCall::Check { detail, .. } => detail.len(),
+            _ => 0,
+        };
+        let result = |result: &CallResult| match result {
+            CallResult::Rows { rows: r, .. } | CallResult::Batch { rows: Some(r) } => rows(r),
+            CallResult::Error { message, .. } => message.len(),
+            _ => 0,
+        };
+        64 + match self {
+            Entry::Call { call: c, result: r } => call(c) + result(r),
+            Entry::Export { config, .. } => config
+                .iter()
+                .flatten()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum(),
+            Entry::ExportEnd { error, .. } | Entry::Tx { error, .. } => {
+                error.as_ref().map_or(0, String::len)
+            }
+            Entry::UnitSkipped { reason, .. } => reason.len(),
+            Entry::Header(_) | Entry::Footer(_) => 1024,
+        }
+    }
 }
 
 impl HostCall {

@@ -13,8 +13,14 @@
 //! which a reader recognises and drops: the longest valid prefix survives.
 //!
 //! That work — for bulk copies the costliest the host does — runs beside the
-//! plugin instead of in its path. Memory stays bounded whatever the run size:
-//! at most [`IN_FLIGHT`] entries wait for the thread and one block is held.
+//! plugin instead of in its path. Memory stays bounded whatever the run size,
+//! by bytes rather than by entries: the entries handed over and not yet
+//! encoded hold at most [`IN_FLIGHT_BYTES`] (or one entry, when a single one is
+//! larger), and one block is held. A bulk copy's batch of 1,000 embeddings is
+//! ~6 MB, larger than the budget: it goes alone, and the writer — which takes a
+//! few milliseconds for it — has long finished by the time the run has read
+//! the next batch, so the run rarely waits, and never holds several batches'
+//! worth for the journal.
 //!
 //! A write error stops the thread; the next [`JournalWriter::append`] (or
 //! [`JournalWriter::sync`], [`JournalWriter::finish`]) returns it, so a run
@@ -37,6 +43,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
@@ -45,22 +52,87 @@ use super::binary::{Encoder, WriterWindow};
 use super::frame::{self, FrameKind};
 use super::{Entry, JournalError};
 
-/// zstd level: 1, the fastest; measured in docs/PERFORMANCE.md — binary values
-/// recorded once leave zstd little that a higher level would find.
+/// zstd level: 1, the fastest of the classic levels; measured in
+/// docs/PERFORMANCE.md — binary values recorded once leave zstd little that a
+/// higher level would find.
 pub const ZSTD_LEVEL: i32 = 1;
 
-/// Entries waiting for the writer thread, at most (the channel's bound).
-const IN_FLIGHT: usize = 4;
+/// zstd's fast level for blocks that do not compress: embeddings are random
+/// floats, which level 1 shrinks by ~9% at ~250 MB/s while this level stores
+/// them as raw zstd blocks at memory speed (and a reader copies them out at
+/// memory speed). Still one standard zstd frame: readers need not know.
+pub const ZSTD_FAST_LEVEL: i32 = -1;
+
+/// A block that level 1 shrinks by less than an eighth is "incompressible":
+/// the next [`FAST_BLOCKS`] blocks use [`ZSTD_FAST_LEVEL`], then level 1 is
+/// tried again (the journal's content may change, e.g. from embeddings to text).
+const FAST_BLOCKS: u32 = 15;
+
+/// Bytes of entries handed to the writer thread and not yet encoded, at most
+/// ([`Entry::approx_bytes`]); an entry larger than this waits until the thread is
+/// idle, then goes alone. Measured in docs/PERFORMANCE.md: with 4 whole entries
+/// in flight a bulk copy's live run held ~34 MB more than without a journal.
+pub const IN_FLIGHT_BYTES: usize = 4 << 20;
+
+/// Entries waiting for the writer thread, at most (the channel's bound): many
+/// small entries (log lines, progress) may queue; bytes are bounded apart.
+const IN_FLIGHT_ENTRIES: usize = 256;
+
+/// The bytes of entries handed to the writer thread and not yet encoded: the
+/// sender waits while adding an entry would pass [`IN_FLIGHT_BYTES`], the thread
+/// releases an entry's bytes once it is encoded.
+#[derive(Default)]
+struct InFlight {
+    bytes: Mutex<InFlightBytes>,
+    released: Condvar,
+}
+
+#[derive(Default)]
+struct InFlightBytes {
+    now: usize,
+    /// The most ever in flight (tests check the bound).
+    peak: usize,
+    /// Set when the thread stops: nobody will release bytes any more.
+    closed: bool,
+}
+
+impl InFlight {
+    /// Waits until `bytes` more fit the budget (or nothing is in flight), then takes them.
+    fn acquire(&self, bytes: usize) {
+        let mut state = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while !state.closed && state.now > 0 && state.now + bytes > IN_FLIGHT_BYTES {
+            state = self.released.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.now += bytes;
+        state.peak = state.peak.max(state.now);
+    }
+
+    /// Gives `bytes` back (an entry was encoded, or dropped).
+    fn release(&self, bytes: usize) {
+        let mut state = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        state.now = state.now.saturating_sub(bytes);
+        self.released.notify_all();
+    }
+
+    /// The thread stopped: wake and never block a sender again.
+    fn close(&self) {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.released.notify_all();
+    }
+}
 
 /// A block is framed (compressed and written, not synced) once it holds this
 /// many bytes of lines: large enough for zstd to compress well, small enough
 /// that a crash between syncs loses little and memory stays bounded.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
+/// The block and compression buffers keep up to this much capacity between frames.
+const KEEP_CAPACITY: usize = 16 * BLOCK_BYTES;
+
 /// What the writer thread is asked to do, in order.
 enum Job {
-    /// Encode and append an entry, in a lane.
-    Entry(u16, Box<Entry>),
+    /// Encode and append an entry, in a lane; it holds `usize` bytes of the budget.
+    Entry(u16, Box<Entry>, usize),
     /// Answer the chain head once every earlier job is written.
     Head(SyncSender<[u8; 32]>),
     /// Write, flush and fsync every earlier entry, then answer the chain head
@@ -74,6 +146,8 @@ pub struct JournalWriter {
     /// The writer thread's inbox; `None` once finished or failed.
     jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<std::io::Result<[u8; 32]>>>,
+    /// Bytes handed to the thread and not yet encoded.
+    in_flight: Arc<InFlight>,
     /// The first write error, kept to be returned again by later calls.
     failed: Option<String>,
     /// The chain head last known (updated by `head`, `sync` and `finish`).
@@ -88,26 +162,48 @@ struct BlockWriter {
     block: Vec<u8>,
     prev: [u8; 32],
     window: WriterWindow,
-    /// The record being encoded (reused).
-    payload: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// At [`ZSTD_FAST_LEVEL`], for blocks after one that did not compress.
+    fast: zstd::bulk::Compressor<'static>,
+    /// Blocks left to compress with `fast` before level 1 is tried again.
+    fast_blocks: u32,
     compressed: Vec<u8>,
 }
 
 impl BlockWriter {
-    /// Encodes one entry and appends its record (`len hash lane entry`) to the block.
+    /// Encodes one entry and appends its record (`len hash lane entry`) to the block;
+    /// the caller frames the block once it is full ([`BlockWriter::frame_if_full`]),
+    /// after dropping the entry, so an entry and its compressed frame are never
+    /// held at once.
     fn push(&mut self, lane: u16, entry: &Entry) -> std::io::Result<()> {
-        self.payload.clear();
-        self.payload.extend_from_slice(&lane.to_le_bytes());
-        Encoder::new(&mut self.payload, &mut self.window)
-            .entry(entry)
-            .map_err(|e| std::io::Error::other(format!("cannot encode an entry: {e}")))?;
-        if self.payload.len() > frame::MAX_PAYLOAD as usize {
+        // Encoded in place, after room for the record's header: a batch of
+        // embeddings is not copied once more from a scratch buffer into the block.
+        let start = self.block.len();
+        self.block.resize(start + frame::RECORD_HEADER_BYTES, 0);
+        self.block.extend_from_slice(&lane.to_le_bytes());
+        let encoded = Encoder::new(&mut self.block, &mut self.window).entry(entry);
+        let payload_len = self.block.len() - start - frame::RECORD_HEADER_BYTES;
+        if let Err(e) = encoded {
+            self.block.truncate(start);
+            return Err(std::io::Error::other(format!(
+                "cannot encode an entry: {e}"
+            )));
+        }
+        if payload_len > frame::MAX_PAYLOAD as usize {
+            self.block.truncate(start);
             return Err(std::io::Error::other("a journal entry larger than 1 GiB"));
         }
-        let hash = chain_v3(&self.prev, &self.payload);
-        frame::push_record(&mut self.block, &hash, &self.payload);
+        let hash = chain_v3(
+            &self.prev,
+            &self.block[start + frame::RECORD_HEADER_BYTES..],
+        );
+        frame::set_record_header(&mut self.block[start..], payload_len, &hash);
         self.prev = hash;
+        Ok(())
+    }
+
+    /// Frames the block once it holds [`BLOCK_BYTES`].
+    fn frame_if_full(&mut self) -> std::io::Result<()> {
         if self.block.len() >= BLOCK_BYTES {
             self.frame()?;
         }
@@ -122,15 +218,26 @@ impl BlockWriter {
         let bound = zstd::zstd_safe::compress_bound(self.block.len());
         self.compressed.clear();
         self.compressed.reserve(bound);
-        self.compressor
-            .compress_to_buffer(&self.block, &mut self.compressed)?;
+        if self.fast_blocks > 0 {
+            self.fast_blocks -= 1;
+            self.fast
+                .compress_to_buffer(&self.block, &mut self.compressed)?;
+        } else {
+            self.compressor
+                .compress_to_buffer(&self.block, &mut self.compressed)?;
+            if self.compressed.len() > self.block.len() / 8 * 7 {
+                self.fast_blocks = FAST_BLOCKS;
+            }
+        }
         frame::write(&mut self.out, FrameKind::ZstdRecords, &self.compressed)?;
         self.block.clear();
-        if self.block.capacity() > 4 * BLOCK_BYTES {
-            // One huge entry grew it: give the memory back.
+        // A batch of embeddings (~6 MB) grows both buffers past a block; they
+        // keep that capacity for the next batch rather than reallocating per
+        // batch, and give it back only after an entry far larger than a batch.
+        if self.block.capacity() > KEEP_CAPACITY {
             self.block = Vec::with_capacity(BLOCK_BYTES + (1 << 16));
         }
-        if self.compressed.capacity() > 4 * BLOCK_BYTES {
+        if self.compressed.capacity() > KEEP_CAPACITY {
             self.compressed = Vec::new();
         }
         Ok(())
@@ -146,13 +253,22 @@ impl BlockWriter {
 
 /// The writer thread: writes entries until the channel closes, then frames the
 /// last block, syncs the file and returns the final hash.
-fn write_entries(mut out: BlockWriter, jobs: Receiver<Job>) -> std::io::Result<[u8; 32]> {
+fn write_entries(
+    mut out: BlockWriter,
+    jobs: Receiver<Job>,
+    in_flight: &InFlight,
+) -> std::io::Result<[u8; 32]> {
     let mut index = 0u64;
     for job in jobs {
         match job {
-            Job::Entry(lane, entry) => out
-                .push(lane, &entry)
-                .map_err(|e| std::io::Error::other(format!("entry {index}: {e}")))?,
+            Job::Entry(lane, entry, bytes) => {
+                let pushed = out.push(lane, &entry);
+                drop(entry);
+                in_flight.release(bytes);
+                pushed
+                    .and_then(|()| out.frame_if_full())
+                    .map_err(|e| std::io::Error::other(format!("entry {index}: {e}")))?
+            }
             Job::Head(reply) => {
                 let _ = reply.send(out.prev);
                 continue;
@@ -179,10 +295,13 @@ fn write_entries(mut out: BlockWriter, jobs: Receiver<Job>) -> std::io::Result<[
 
 /// The null sink's thread (benchmarks only): drops every entry, answers heads and syncs
 /// with zeros.
-fn drop_entries(jobs: Receiver<Job>) -> std::io::Result<[u8; 32]> {
+fn drop_entries(jobs: Receiver<Job>, in_flight: &InFlight) -> std::io::Result<[u8; 32]> {
     for job in jobs {
         match job {
-            Job::Entry(..) => {}
+            Job::Entry(_, entry, bytes) => {
+                drop(entry);
+                in_flight.release(bytes);
+            }
             Job::Head(reply) => {
                 let _ = reply.send([0; 32]);
             }
@@ -230,11 +349,14 @@ impl JournalWriter {
             block: Vec::with_capacity(BLOCK_BYTES + (1 << 16)),
             prev: [0; 32],
             window: WriterWindow::default(),
-            payload: Vec::with_capacity(1 << 16),
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(io)?,
+            fast: zstd::bulk::Compressor::new(ZSTD_FAST_LEVEL).map_err(io)?,
+            fast_blocks: 0,
             compressed: Vec::new(),
         };
-        let (jobs, inbox) = sync_channel(IN_FLIGHT);
+        let (jobs, inbox) = sync_channel(IN_FLIGHT_ENTRIES);
+        let in_flight = Arc::new(InFlight::default());
+        let thread_in_flight = Arc::clone(&in_flight);
         let null = null_sink();
         if null {
             tracing::warn!(
@@ -244,17 +366,20 @@ impl JournalWriter {
         let thread = std::thread::Builder::new()
             .name("migrun-journal".into())
             .spawn(move || {
-                if null {
-                    drop_entries(inbox)
+                let outcome = if null {
+                    drop_entries(inbox, &thread_in_flight)
                 } else {
-                    write_entries(block, inbox)
-                }
+                    write_entries(block, inbox, &thread_in_flight)
+                };
+                thread_in_flight.close();
+                outcome
             })
             .map_err(io)?;
         Ok(JournalWriter {
             path: path.to_owned(),
             jobs: Some(jobs),
             thread: Some(thread),
+            in_flight,
             failed: None,
             head: [0; 32],
             entries: 0,
@@ -328,7 +453,25 @@ impl JournalWriter {
     /// run in parallel share one journal, their entries interleaved in one chain, each
     /// tagged with its lane so that a reader can tell them apart.
     pub fn append_in_lane(&mut self, lane: u16, entry: Entry) -> Result<(), JournalError> {
-        self.send(Job::Entry(lane, Box::new(entry)))
+        if self.failed.is_some() {
+            return Err(self.stopped());
+        }
+        let bytes = entry.approx_bytes();
+        self.in_flight.acquire(bytes);
+        let outcome = self.send(Job::Entry(lane, Box::new(entry), bytes));
+        if outcome.is_err() {
+            self.in_flight.release(bytes);
+        }
+        outcome
+    }
+
+    /// The most bytes of entries ever in flight to the writer thread (see [`IN_FLIGHT_BYTES`]).
+    pub fn peak_in_flight_bytes(&self) -> usize {
+        self.in_flight
+            .bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .peak
     }
 
     fn send(&mut self, job: Job) -> Result<(), JournalError> {

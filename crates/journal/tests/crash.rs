@@ -256,3 +256,129 @@ fn each_entry_reads_back_in_the_lane_it_was_written_in() {
     let expected: Vec<(u16, String)> = (0..12u16).map(|i| (i % 3, format!("op-{i}"))).collect();
     assert_eq!(seen, expected);
 }
+
+/// Memory is bounded by bytes, not entries: batches of embeddings (~6 MB each, like a
+/// bulk copy's 1,000 × 1536 floats) are never queued more than the budget allows — at
+/// most one such batch waits while another is encoded — and every one is written.
+#[test]
+fn batches_in_flight_to_the_writer_stay_within_the_byte_budget() {
+    use migrun_journal::{CallResult, HostCall, IN_FLIGHT_BYTES};
+    use migrun_types::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("budget.journal");
+    let mut w = JournalWriter::create(&path).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    let batch = |seed: u32| Entry::Call {
+        call: HostCall::NextBatch { cursor: 1 },
+        result: CallResult::Batch {
+            rows: Some(
+                (0..1000u32)
+                    .map(|r| {
+                        vec![
+                            Value::Int(r as i64),
+                            Value::Float32Array(
+                                (0..1536u32)
+                                    .map(|i| (seed * 1_000_003 + r * 1536 + i) as f32)
+                                    .collect(),
+                            ),
+                        ]
+                    })
+                    .collect(),
+            ),
+        },
+    };
+    let one = batch(0).approx_bytes();
+    assert!(
+        one > 6_000_000 && one < 7_000_000,
+        "a batch of 1,000 × 1536 floats weighs {one} bytes"
+    );
+    for seed in 0..12 {
+        w.append_owned(batch(seed)).unwrap();
+    }
+    let peak = w.peak_in_flight_bytes();
+    w.finish().unwrap();
+    assert!(
+        peak <= IN_FLIGHT_BYTES.max(one),
+        "{peak} bytes were in flight; the budget is {IN_FLIGHT_BYTES}"
+    );
+    assert!(peak >= one, "the peak {peak} holds at least one batch");
+    let (mut reader, _) = JournalReader::open(&path).unwrap();
+    let mut batches = 0;
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        if matches!(entry, Entry::Call { .. }) {
+            batches += 1;
+        }
+    }
+    assert_eq!(batches, 12, "every batch was written");
+}
+
+/// Random floats (embeddings) do not compress: after the first such block the writer
+/// stores them at zstd's fast level (raw blocks, memory speed), while text that
+/// compresses keeps being compressed; both read back exactly.
+#[test]
+fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
+    use migrun_journal::{CallResult, HostCall};
+    use migrun_types::Value;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let batch = |rows: Vec<Vec<Value>>| Entry::Call {
+        call: HostCall::NextBatch { cursor: 1 },
+        result: CallResult::Batch { rows: Some(rows) },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let floats = dir.path().join("floats.journal");
+    let mut w = JournalWriter::create(&floats).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    let mut written = Vec::new();
+    for _ in 0..8 {
+        let rows: Vec<Vec<Value>> = (0..200)
+            .map(|_| vec![Value::Float32Array((0..1536).map(|_| random()).collect())])
+            .collect();
+        written.push(rows.clone());
+        w.append_owned(batch(rows)).unwrap();
+    }
+    w.finish().unwrap();
+    let float_bytes = 8 * 200 * 1536 * 4;
+    let size = std::fs::metadata(&floats).unwrap().len() as usize;
+    assert!(
+        size > float_bytes * 97 / 100,
+        "random floats are stored as they are after the first block (level 1 would shrink each ~9%): {size} bytes for {float_bytes} bytes of floats"
+    );
+    let (mut reader, _) = JournalReader::open(&floats).unwrap();
+    let mut read = Vec::new();
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        if let Entry::Call {
+            result: CallResult::Batch { rows: Some(rows) },
+            ..
+        } = entry
+        {
+            read.push(rows);
+        }
+    }
+    assert_eq!(read, written, "every float reads back bit for bit");
+
+    let text = dir.path().join("text.journal");
+    let mut w = JournalWriter::create(&text).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    for b in 0..8 {
+        let rows = (0..2000)
+            .map(|r| {
+                vec![Value::Text(format!(
+                    "memory {b}-{r}: the agent noted the user's preference for tea"
+                ))]
+            })
+            .collect();
+        w.append_owned(batch(rows)).unwrap();
+    }
+    w.finish().unwrap();
+    let size = std::fs::metadata(&text).unwrap().len() as usize;
+    assert!(
+        size < 8 * 2000 * 60 / 4,
+        "text still compresses: {size} bytes"
+    );
+}

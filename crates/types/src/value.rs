@@ -83,6 +83,22 @@ pub struct ValueParseError {
 }
 
 impl Value {
+    /// Roughly the memory this value holds: its own size plus what it points to.
+    /// Used to bound memory by bytes (the journal writer's in-flight budget).
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Value>()
+            + match self {
+                Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len(),
+                Value::Bytes(b) => b.len(),
+                Value::Float32Array(v) => v.len() * 4,
+                Value::TextArray(v) => v.iter().map(|s| s.len() + 24).sum(),
+                Value::Typed { type_name, bytes } => type_name.len() + bytes.len(),
+                _ => 0,
+            }
+    }
+}
+
+impl Value {
     /// Which case of the WIT `value` variant this is.
     pub fn value_kind(&self) -> ValueKind {
         match self {
