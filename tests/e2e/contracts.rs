@@ -223,6 +223,10 @@ fn inspect_shows_what_a_0_2_0_plugin_declares() {
         .expect_output("contract   migrun:plugin@0.2.0")
         .expect_output("optional (contract 0.2.0 preview)")
         .expect_output("scope rows=3")
+        .expect_output("lock_timeout 2s (the unit's own: overrides [limits] lock_timeout)")
+        .expect_output(
+            "statement_timeout 30s (the unit's own: overrides [limits] statement_timeout",
+        )
         .expect_output("migrun:plugin/database@0.2.0");
     let json = ws
         .migrun(&["inspect", plugin, "--json"])
@@ -239,6 +243,8 @@ fn inspect_shows_what_a_0_2_0_plugin_declares() {
     assert_eq!(unit["name"], "write-rows");
     assert_eq!(unit["scope"], "rows=3");
     assert_eq!(unit.get("transactional"), None, "true is left out");
+    assert_eq!(unit["lock_timeout_ms"], 2000);
+    assert_eq!(unit["statement_timeout_ms"], 30_000);
 
     // A 0.1.1 plugin's inspect JSON gains nothing.
     let json = ws
@@ -256,6 +262,8 @@ fn inspect_shows_what_a_0_2_0_plugin_declares() {
     for u in json["plugin"]["units"].as_array().unwrap() {
         assert_eq!(u.get("scope"), None);
         assert_eq!(u.get("transactional"), None);
+        assert_eq!(u.get("lock_timeout_ms"), None);
+        assert_eq!(u.get("statement_timeout_ms"), None);
     }
 }
 

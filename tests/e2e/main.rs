@@ -14,7 +14,8 @@
 //! baseline), `cache` (the compiled-component cache), `privileges` (roles
 //! checked at start; the documented least-privilege roles), `contracts` (0.1.0,
 //! 0.1.1 and 0.2.0 components side by side; version refusals), `vectors`
-//! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector).
+//! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
+//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs).
 
 mod attacks;
 mod auth_consolidation;
@@ -41,5 +42,6 @@ mod sandbox;
 mod scaffold;
 mod streaming;
 mod support;
+mod timeouts;
 mod values;
 mod vectors;

@@ -28,6 +28,8 @@
 //! memory_mib = 512
 //! timeout_secs = 3600
 //! conflict_retries = 3
+//! lock_timeout = "5s"        # per unit transaction; unset = the database's default
+//! statement_timeout = "30s"  # per statement of a unit; unset = the database's default
 //!
 //! [backup]
 //! dir = "backups"        # default `migrun-backups`, next to this file
@@ -153,6 +155,107 @@ pub struct Limits {
     /// readable by a migrun that predates the setting (headers deny unknown fields).
     #[serde(skip_serializing_if = "is_zero")]
     pub conflict_retries: u32,
+    /// How long a statement of a unit may wait for a lock before the database gives up
+    /// (PostgreSQL `lock_timeout`, MariaDB `lock_wait_timeout` and
+    /// `innodb_lock_wait_timeout`, SQLite's busy timeout). A unit that hits it rolls back
+    /// and counts as a conflict for `conflict_retries`. Unset: the database's default.
+    /// A unit may override it (contract 0.2.0 `unit-info.lock-timeout-ms`).
+    ///
+    /// Left out of a journal header when unset (headers deny unknown fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<TimeLimit>,
+    /// How long one statement of a unit may run before the database cancels it
+    /// (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`; SQLite has none).
+    /// Like `lock_timeout`: a conflict when hit, unset = the database's default, a unit
+    /// may override it (`unit-info.statement-timeout-ms`), left out of headers when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<TimeLimit>,
+}
+
+/// A duration setting of `[limits]` written as text (`"500ms"`, `"5s"`, `"2m"`, `"1h"`),
+/// held in whole milliseconds.
+///
+/// Invariant: between 1 ms and `u32::MAX` ms (about 49 days), so it fits the contract's
+/// `u32` millisecond fields and every database's setting; anything else is refused when
+/// the file is read, naming the key and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeLimit(u32);
+
+impl TimeLimit {
+    /// The limit of `ms` milliseconds; `None` for 0 (no limit is written by leaving the key out).
+    pub fn from_millis(ms: u32) -> Option<TimeLimit> {
+        (ms > 0).then_some(TimeLimit(ms))
+    }
+
+    /// Its length in milliseconds (at least 1).
+    pub fn as_millis(self) -> u32 {
+        self.0
+    }
+
+    /// Its length as a [`std::time::Duration`].
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.0))
+    }
+}
+
+impl std::fmt::Display for TimeLimit {
+    /// The shortest exact form: `1500ms`, `2s`, `3m`, `1h`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0;
+        match ms {
+            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            ms => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl std::str::FromStr for TimeLimit {
+    type Err = String;
+
+    /// A whole number followed by `ms`, `s`, `m` or `h`, e.g. `"5s"`.
+    fn from_str(text: &str) -> Result<TimeLimit, String> {
+        let bad = |why: &str| {
+            format!(
+                "invalid duration {text:?}: {why} (write a whole number followed by ms, s, m or h, e.g. \"5s\" or \"500ms\")"
+            )
+        };
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &text[digits.len()..];
+        let factor: u64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(bad("no unit")),
+            _ => return Err(bad("unknown unit")),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("not a whole number"));
+        }
+        let ms = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(factor))
+            .and_then(|ms| u32::try_from(ms).ok())
+            .ok_or_else(|| bad("longer than 49 days"))?;
+        TimeLimit::from_millis(ms)
+            .ok_or_else(|| bad("zero; leave the key out for the database's default"))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for TimeLimit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -168,6 +271,8 @@ impl Default for Limits {
             memory_mib: 1024,
             timeout_secs: 3600,
             conflict_retries: 0,
+            lock_timeout: None,
+            statement_timeout: None,
         }
     }
 }
@@ -517,6 +622,53 @@ mod tests {
         let err = ConfigFile::parse("[connections.x]\nurl = \"a\"\nallow_privilege = true\n")
             .unwrap_err();
         assert!(err.contains("unknown field `allow_privilege`"), "{err}");
+    }
+
+    /// Timeouts are durations as text, refused with the key and the value when malformed,
+    /// and recorded in a journal header as written (in their shortest form).
+    #[test]
+    fn timeouts_parse_validate_and_serialise() {
+        let file =
+            ConfigFile::parse("[limits]\nlock_timeout = \"5s\"\nstatement_timeout = \"1500ms\"\n")
+                .unwrap();
+        assert_eq!(
+            file.limits.lock_timeout.map(TimeLimit::as_millis),
+            Some(5000)
+        );
+        assert_eq!(
+            file.limits.statement_timeout.map(TimeLimit::as_millis),
+            Some(1500)
+        );
+        let text = serde_json::to_string(&file.limits).unwrap();
+        assert!(text.contains("\"lock_timeout\":\"5s\""), "{text}");
+        assert!(text.contains("\"statement_timeout\":\"1500ms\""), "{text}");
+        assert_eq!(serde_json::from_str::<Limits>(&text).unwrap(), file.limits);
+        assert!(
+            !serde_json::to_string(&Limits::default())
+                .unwrap()
+                .contains("timeout\":\"")
+        );
+        assert_eq!("2m".parse::<TimeLimit>().unwrap().to_string(), "2m");
+        assert_eq!("60s".parse::<TimeLimit>().unwrap().to_string(), "1m");
+        assert_eq!("1h".parse::<TimeLimit>().unwrap().as_millis(), 3_600_000);
+        for (value, why) in [
+            ("5", "no unit"),
+            ("5 sec", "unknown unit"),
+            ("1.5s", "not a whole number"),
+            ("0s", "zero"),
+            ("50d", "unknown unit"),
+            ("2000h", "longer than 49 days"),
+        ] {
+            let err =
+                ConfigFile::parse(&format!("[limits]\nlock_timeout = \"{value}\"\n")).unwrap_err();
+            assert!(
+                err.contains(&format!("invalid duration {value:?}: {why}")),
+                "{value}: {err}"
+            );
+            assert!(err.contains("lock_timeout"), "the key is named: {err}");
+        }
+        let err = ConfigFile::parse("[limits]\nstatement_timeout = 30\n").unwrap_err();
+        assert!(err.contains("statement_timeout"), "{err}");
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Connection {
             return self
                 .stream_insert(table, &table_sql, &column_sql, columns, rows)
                 .await
-                .map_err(|e| e.on_connection(&self.name));
+                .map_err(|e| self.explain(e));
         }
         self.send_pending_begin().await?;
         let result = if self.dialect == Dialect::Postgres {
@@ -84,7 +84,7 @@ impl Connection {
             self.insert_chunks(&table_sql, &column_sql, columns, rows)
                 .await
         };
-        result.map_err(|e| e.on_connection(&self.name))
+        result.map_err(|e| self.explain(e))
     }
 
     /// Multi-row `INSERT`s for MySQL and SQLite, all-or-nothing across chunks.

@@ -60,7 +60,9 @@ impl Connection {
         let Some(sql) = driver_for(self.dialect).statement_limit_sql(ms) else {
             return Ok(());
         };
-        self.host_simple(&sql).await
+        self.host_simple(&sql).await?;
+        self.statement_limit_ms = Some(ms);
+        Ok(())
     }
 
     /// Asks the server to cancel whatever statement this session is running,

@@ -201,7 +201,7 @@ impl Connection {
                 self.plugin_statement_done();
                 self.wrap_end(wrapped, false).await;
                 let result = self.after_plugin_statement(sql, Err(e)).await;
-                return result.map_err(|e: DbError| e.on_connection(&self.name));
+                return result.map_err(|e: DbError| self.explain(e));
             }
         };
         // Checked when the cursor hands the connection back (`finish_cursor`),
@@ -280,7 +280,7 @@ impl Connection {
         match batch.rows {
             Ok(rows) if rows.is_empty() && batch.finished => Ok(None),
             Ok(rows) => Ok(Some(rows)),
-            Err(e) => Err(e.on_connection(&self.name)),
+            Err(e) => Err(self.explain(e)),
         }
     }
 

@@ -21,6 +21,7 @@
 use futures::future::BoxFuture;
 
 use super::privileges::RolePrivileges;
+use super::timeouts::{SessionTimeouts, TimeoutHit, UnitTimeouts};
 use super::{Access, Connection, DbError, DryRunMode, RowCount};
 use migrun_types::value::Value;
 
@@ -98,6 +99,36 @@ pub(crate) trait SessionSql {
     /// The statement that cancels what session `server_id` runs, sent from
     /// another connection; `None` where there is no server.
     fn cancel_sql(&self, server_id: i64) -> Option<String>;
+
+    /// The statements giving the transaction just begun the unit's timeouts where they
+    /// are transaction settings (PostgreSQL `SET LOCAL`); a timeout the unit leaves
+    /// unset goes back to `baseline_ms` (the session's statement limit) or the default.
+    /// `None` where they are session settings (see `timeouts.rs`).
+    fn transaction_timeouts_sql(
+        &self,
+        timeouts: &UnitTimeouts,
+        baseline_ms: Option<u128>,
+    ) -> Option<String> {
+        let _ = (timeouts, baseline_ms);
+        None
+    }
+
+    /// Where the unit's timeouts are session settings: how to read the values to
+    /// restore and how to set the unit's; `None` when there is nothing to set.
+    fn session_timeouts_sql(&self, timeouts: &UnitTimeouts) -> Option<SessionTimeouts> {
+        let _ = timeouts;
+        None
+    }
+
+    /// The statement putting back the values `session_timeouts_sql`'s query read
+    /// (each a number as the server printed it; anything else restores nothing).
+    fn restore_timeouts_sql(&self, saved: &[String]) -> Option<String> {
+        let _ = saved;
+        None
+    }
+
+    /// Which unit timeout an error `code` of this dialect means, if any.
+    fn timeout_hit(&self, code: &str) -> Option<TimeoutHit>;
 
     /// What a successful schema change does to the session.
     fn ddl_effects(&self) -> DdlEffects;

@@ -17,6 +17,7 @@
 //! - `stream.rs`: PostgreSQL's streaming bulk insert: consecutive calls into one table
 //!   share one open `COPY`, sent by a writer task; errors surface when it ends.
 //! - `cancel.rs`: server-side statement limits and cancelling a runaway statement.
+//! - `timeouts.rs`: a unit's lock and statement timeouts per dialect, and the errors they raise.
 //! - `host_sql.rs`: statements the host writes itself (no guard; a savepoint on PostgreSQL).
 //! - `guard.rs`, `session_check.rs`, `sqlite_authorizer.rs`: what plugin SQL may do (below).
 //! - `privileges.rs`: what a connection's role can do beyond its tables.
@@ -194,6 +195,7 @@ pub(crate) mod sql;
 pub mod sqlite;
 mod sqlite_authorizer;
 mod stream;
+mod timeouts;
 mod transaction;
 
 use std::sync::Arc;
@@ -206,6 +208,7 @@ pub use catalog::RowCount;
 pub use dry_run::{DryRunGuard, DryRunMode, DryRunRestore, SCRATCH_PREFIX};
 pub use error::{DbError, DbErrorKind};
 pub use session_check::SessionEscape;
+pub use timeouts::UnitTimeouts;
 
 use backend::{Backend, Bound, Step};
 use cursor::{ActiveCursor, CursorShared, CursorStatus};
@@ -348,6 +351,13 @@ pub struct Connection {
     stream_failure: Option<DbError>,
     /// Whether a plugin call has been answered with `stream_failure` already.
     stream_failure_told: bool,
+    /// The running unit's lock and statement timeouts ([`Connection::set_unit_timeouts`]).
+    unit_timeouts: UnitTimeouts,
+    /// The statement putting the session's own timeout settings back when the unit ends.
+    timeouts_restore: Option<String>,
+    /// The session's statement limit, in ms ([`Connection::limit_statement_time`]): what a
+    /// PostgreSQL transaction goes back to when a unit leaves a timeout unset.
+    statement_limit_ms: Option<u128>,
 }
 
 impl Connection {
@@ -423,6 +433,9 @@ impl Connection {
             bulk_counts: stream::BulkCounts::default(),
             stream_failure: None,
             stream_failure_told: false,
+            unit_timeouts: UnitTimeouts::default(),
+            timeouts_restore: None,
+            statement_limit_ms: None,
         })
     }
 
@@ -502,7 +515,7 @@ impl Connection {
         self.wrap_end(wrapped, result.is_ok()).await;
         let result = self.after_statement(sql, result).await;
         let result = self.after_plugin_statement(sql, result).await;
-        result.map_err(|e: DbError| e.on_connection(&self.name))
+        result.map_err(|e: DbError| self.explain(e))
     }
 
     /// Runs one statement with bound parameters and returns the number of rows
@@ -548,7 +561,7 @@ impl Connection {
         self.wrap_end(wrapped, result.is_ok()).await;
         let result = self.after_statement(sql, result).await;
         let result = self.after_plugin_statement(sql, result).await;
-        result.map_err(|e: DbError| e.on_connection(&self.name))
+        result.map_err(|e: DbError| self.explain(e))
     }
 
     /// Closes the connection: closes a cursor, rolls back an open transaction

@@ -70,11 +70,13 @@ impl Connection {
             ));
         }
         let sql = self.begin_sql();
-        self.idle()?
-            .simple(sql)
-            .await
-            .map_err(|e| e.on_connection(&self.name))?;
+        let begun = self.idle()?.simple(sql).await;
+        begun.map_err(|e| self.explain(e))?;
         self.in_transaction = true;
+        if let Err(e) = self.apply_transaction_timeouts().await {
+            let _ = self.rollback().await;
+            return Err(e);
+        }
         self.mark_session()
             .await
             .map_err(|e| e.on_connection(&self.name))
@@ -115,11 +117,10 @@ impl Connection {
             return Ok(());
         }
         let sql = self.begin_sql();
-        self.idle()?
-            .simple(sql)
-            .await
-            .map_err(|e| e.on_connection(&self.name))?;
+        let begun = self.idle()?.simple(sql).await;
+        begun.map_err(|e| self.explain(e))?;
         self.begin_pending = false;
+        self.apply_transaction_timeouts().await?;
         self.mark_session()
             .await
             .map_err(|e| e.on_connection(&self.name))

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+pub use migrun_sql::lint::LockWarning;
 pub use migrun_types::Level;
 
 /// One structured message from the plugin.
@@ -116,6 +117,10 @@ pub trait RunObserver: Send + Sync {
     /// The plugin's checks passed the host's byte budget: later ones are not shown
     /// (called once per run).
     fn checks_not_kept(&self) {}
+    /// A real run's lint found a locking hazard (seed 003's anti-patterns) in the statement
+    /// of `unit` about to run: told before the statement runs, so the operator reads it
+    /// while the lock is being taken rather than after. The run is not changed by it.
+    fn lock_warning(&self, _unit: Option<&str>, _warning: &LockWarning) {}
 }
 
 /// An observer that ignores everything.

@@ -148,6 +148,11 @@ impl Session {
         self.infos.get(name).copied()
     }
 
+    /// Every connection's name, dialect and access (live or recorded alike).
+    pub fn connection_infos(&self) -> impl Iterator<Item = (&str, ConnectionInfo)> {
+        self.infos.iter().map(|(name, info)| (name.as_str(), *info))
+    }
+
     /// How many connections are read-write (live or recorded alike).
     pub fn writable_count(&self) -> usize {
         self.infos

@@ -49,6 +49,29 @@ impl Session {
         Ok(())
     }
 
+    /// Gives every live connection the timeouts of the unit about to run
+    /// ([`migrun_db::Connection::set_unit_timeouts`]; the unit reads and writes through any
+    /// of them), or ends the previous unit's with [`migrun_db::UnitTimeouts::default`].
+    /// Before the unit's first `begin_all`, so that SQLite's busy timeout already holds when
+    /// `BEGIN IMMEDIATE` waits. Nothing in a replay: no connection is live.
+    pub async fn set_unit_timeouts(
+        &mut self,
+        timeouts: migrun_db::UnitTimeouts,
+    ) -> Result<(), SessionError> {
+        for conn in self.live.values_mut() {
+            if timeouts.is_empty() && conn.unit_timeouts().is_empty() {
+                continue;
+            }
+            conn.set_unit_timeouts(timeouts)
+                .await
+                .map_err(|error| SessionError::Begin {
+                    connection: conn.name().to_owned(),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Commits the writable connections (read-only ones are rolled back: they have nothing
     /// to commit), journaling each; stops at the first failure. The journal is synced
     /// first: nothing is committed that the journal on disk does not hold, and a journal

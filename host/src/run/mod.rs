@@ -48,6 +48,8 @@ mod backups;
 pub use backups::ReusedBackup;
 mod inputs;
 mod journal;
+mod lint_observer;
+pub use lint_observer::UnitLockWarning;
 mod parallel;
 mod plan_observer;
 mod replay;
@@ -472,6 +474,10 @@ pub struct RunReport {
     /// The checks past their byte bound: counted, not kept (a failed one still fails the run).
     #[serde(skip_serializing_if = "crate::observer::ChecksNotKept::is_empty")]
     pub checks_not_kept: crate::observer::ChecksNotKept,
+    /// A real run's lock warnings: the dry-run's lint on every write, told before the
+    /// statement ran (a dry-run's are in its plan).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lock_warnings: Vec<UnitLockWarning>,
     /// The failure, if the run did not finish.
     pub failure: Option<RunFailure>,
     /// Wall time of the whole run, in milliseconds.
@@ -647,7 +653,7 @@ pub async fn run(
                 plan.as_ref(),
                 ledger,
                 &options,
-                config.limits.conflict_retries,
+                config.limits,
                 Arc::new(tokio::sync::Mutex::new(locks)),
             )
         });

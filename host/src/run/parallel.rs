@@ -54,6 +54,7 @@ pub(super) struct WorkerOutput {
     checks_not_kept: Vec<ChecksNotKept>,
     messages: Vec<LogEvent>,
     messages_not_kept: Vec<MessagesNotKept>,
+    lock_warnings: Vec<super::UnitLockWarning>,
 }
 
 impl WorkerOutput {
@@ -61,6 +62,7 @@ impl WorkerOutput {
     pub(super) fn merge_into(self, report: &mut RunReport) {
         report.checks.extend(self.checks);
         report.messages.extend(self.messages);
+        report.lock_warnings.extend(self.lock_warnings);
         for more in self.checks_not_kept {
             let kept = &mut report.checks_not_kept;
             kept.passed += more.passed;
@@ -160,7 +162,7 @@ async fn start_worker(
         None,
         ledger,
         options,
-        config.limits.conflict_retries,
+        config.limits,
         locks,
     );
     let listed = runner
@@ -263,6 +265,7 @@ pub(super) async fn run_units(
     for task in tasks {
         match task.await {
             Ok(mut worker) => {
+                output.lock_warnings.extend(worker.take_lock_warnings());
                 let state = worker.instance.state();
                 let (checks, checks_not_kept) = state.checks.take_results();
                 output.checks.extend(checks);

@@ -225,7 +225,8 @@ pub async fn replay(
         observer,
         tape: tape.clone(),
         interrupt: Arc::new(AtomicBool::new(false)),
-        conflict_retries: header.limits.conflict_retries,
+        limits: header.limits,
+        lint: Default::default(),
         locks: Default::default(),
     };
     let connections = header
@@ -450,7 +451,8 @@ impl LaneReplay<'_> {
             observer: self.observer.clone(),
             tape,
             interrupt: Arc::new(AtomicBool::new(false)),
-            conflict_retries: self.header.limits.conflict_retries,
+            limits: self.header.limits,
+            lint: Default::default(),
             locks: Default::default(),
         };
         let earlier = report.failure.take();

@@ -41,6 +41,7 @@ impl RunReport {
             messages: Vec::new(),
             messages_not_kept: Default::default(),
             checks_not_kept: Default::default(),
+            lock_warnings: Vec::new(),
             failure: None,
             duration_ms: 0,
             journal: None,

@@ -22,6 +22,7 @@ use crate::tape::{Tape, TapeError};
 
 use super::RunMode;
 use super::inputs::Inputs;
+use super::lint_observer::{LintObserver, SharedLint};
 use super::plan_observer::PlanObserver;
 use super::report::{
     SharedPlan, begin_failure, consequence, escape_failure, escaped_consequence, finished_plan,
@@ -200,8 +201,12 @@ pub(super) struct Runner {
     pub(super) tape: Tape,
     /// Set to stop the run before the next unit or at the plugin's next epoch tick.
     pub(super) interrupt: Arc<AtomicBool>,
-    /// `[limits] conflict_retries`: how often a unit that failed on a conflict runs again.
-    pub(super) conflict_retries: u32,
+    /// The run's `[limits]`: `conflict_retries` (how often a unit that failed on a conflict
+    /// runs again) and the lock and statement timeouts of its units.
+    pub(super) limits: crate::config::Limits,
+    /// A real run's lint: the unit running now and the lock warnings so far (empty in
+    /// dry-runs, whose plan holds them, and in replays).
+    pub(super) lint: SharedLint,
     /// The run locks of the writable targets, checked before every commit; shared by the
     /// workers of `--jobs` (the lock is the run's, not a worker's).
     pub(super) locks: SharedLocks,
@@ -219,12 +224,18 @@ impl Runner {
         plan: Option<&SharedPlan>,
         ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
         options: &RunOptions,
-        conflict_retries: u32,
+        limits: crate::config::Limits,
         locks: SharedLocks,
     ) -> Runner {
         let mut session = Session::live(connections, tape.clone());
+        let lint = SharedLint::default();
         if let Some(plan) = plan {
             session.observe_calls(Box::new(PlanObserver::new(plan.clone())));
+        } else if options.mode() == RunMode::Live {
+            session.observe_calls(Box::new(LintObserver::new(
+                lint.clone(),
+                options.observer.clone(),
+            )));
         }
         if let Some((ledger, checkpoints)) = ledger {
             session.set_ledger(ledger, checkpoints);
@@ -239,7 +250,8 @@ impl Runner {
             observer: options.observer.clone(),
             tape,
             interrupt: options.interrupt.clone(),
-            conflict_retries,
+            limits,
+            lint,
             locks,
         }
     }
@@ -494,10 +506,23 @@ impl Runner {
             )
         });
         session.start_unit(&unit.name, &started_at, override_reason.clone());
+        self.set_lint_unit(Some(&unit.name));
+        let timeouts = unit.timeouts(&self.limits);
+        self.warn_unapplied_timeouts(unit, &timeouts);
+        // Before the first BEGIN: SQLite's busy timeout must hold when BEGIN IMMEDIATE waits.
+        let mut timeouts_set = Some(
+            self.session()
+                .set_unit_timeouts(timeouts)
+                .await
+                .map_err(begin_failure),
+        );
 
         let mut retries = 0;
+        let mut last_conflict = None;
         let outcome = loop {
-            let outcome = if self.interrupt.load(Ordering::Relaxed) {
+            let outcome = if let Some(Err(failure)) = timeouts_set.take() {
+                Err(failure)
+            } else if self.interrupt.load(Ordering::Relaxed) {
                 Err((
                     "interrupted by the operator (SIGINT) before the unit started".to_owned(),
                     FailureCause::Call(CallError::Interrupted),
@@ -514,21 +539,22 @@ impl Runner {
             };
             match &outcome {
                 Err((message, cause))
-                    if retries < self.conflict_retries
+                    if retries < self.limits.conflict_retries
                         && retryable(cause, self.instance.state()) =>
                 {
                     retries += 1;
                     tracing::warn!(
                         unit = %unit.name,
                         retry = retries,
-                        of = self.conflict_retries,
+                        of = self.limits.conflict_retries,
                         "conflict: {message}; the unit was rolled back and runs again"
                     );
+                    last_conflict = Some(message.clone());
                     self.rollback_all().await;
                     self.session().take_writes();
                 }
                 Err((message, cause)) if is_conflict(cause) => {
-                    let hint = if self.conflict_retries == 0 {
+                    let hint = if self.limits.conflict_retries == 0 {
                         "a conflict: `[limits] conflict_retries` would run the unit again"
                             .to_owned()
                     } else {
@@ -559,8 +585,9 @@ impl Runner {
             note: {
                 let retried = (retries > 0).then(|| {
                     format!(
-                        "run {} times: conflicts ({retries}) were retried",
-                        retries + 1
+                        "run {} times: conflicts ({retries}) were retried; the last: {}",
+                        retries + 1,
+                        last_conflict.as_deref().unwrap_or("?")
                     )
                 });
                 match (resumed, retried) {
@@ -574,7 +601,7 @@ impl Runner {
                     rows: kept_rows,
                 }),
         };
-        match outcome {
+        let ran = match outcome {
             Ok(()) => UnitRun {
                 report,
                 committed: true,
@@ -595,6 +622,54 @@ impl Runner {
                     }),
                 }
             }
+        };
+        // The sessions get their own settings back (connections are reused by the next unit).
+        if let Err(e) = self
+            .session()
+            .set_unit_timeouts(db::UnitTimeouts::default())
+            .await
+        {
+            tracing::warn!(unit = %unit.name, "cannot restore the session's timeouts: {e}");
+        }
+        self.set_lint_unit(None);
+        ran
+    }
+
+    /// Tells the real run's lint which unit's statements it sees now.
+    fn set_lint_unit(&self, unit: Option<&str>) {
+        let mut lint = self.lint.lock().unwrap_or_else(|e| e.into_inner());
+        lint.unit = unit.map(str::to_owned);
+    }
+
+    /// The lock warnings of a real run's statements, for the report.
+    pub(super) fn take_lock_warnings(&self) -> Vec<super::UnitLockWarning> {
+        let mut lint = self.lint.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut lint.warnings)
+    }
+
+    /// A statement timeout SQLite cannot apply is said, not silently dropped: once per
+    /// unit that has one, per SQLite connection (replays say it too: it depends only on
+    /// the dialects the journal names).
+    fn warn_unapplied_timeouts(&mut self, unit: &UnitInfo, timeouts: &db::UnitTimeouts) {
+        let Some(limit) = timeouts.statement else {
+            return;
+        };
+        let sqlite: Vec<String> = self
+            .session()
+            .connection_infos()
+            .filter(|(_, info)| info.dialect == db::Dialect::Sqlite)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for name in sqlite {
+            self.instance.state().log.record(
+                crate::observer::Level::Warn,
+                format!(
+                    "statement_timeout {limit} of unit `{}` is not applied on `{name}`: SQLite has no \
+                     statement timeout (the call's wall-clock limit `timeout_secs` still applies)",
+                    unit.name
+                ),
+                Vec::new(),
+            );
         }
     }
 
@@ -802,6 +877,7 @@ impl Runner {
         // Extended, not replaced: a replay of a `--jobs` journal added its other lanes' first.
         report.messages.extend(messages);
         report.messages_not_kept = not_kept;
+        report.lock_warnings.extend(self.take_lock_warnings());
     }
 
     /// No unit runs any more: messages and checks from now on are the run's.

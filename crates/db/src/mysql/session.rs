@@ -8,6 +8,7 @@
 use super::MySqlDriver;
 use crate::Access;
 use crate::driver::{DdlEffects, SessionSql};
+use crate::timeouts::{SessionTimeouts, TimeoutHit, UnitTimeouts, is_number};
 
 impl SessionSql for MySqlDriver {
     fn begin_sql(&self, access: Access) -> &'static str {
@@ -30,6 +31,52 @@ impl SessionSql for MySqlDriver {
             "SET SESSION max_statement_time = {}",
             ms as f64 / 1000.0
         ))
+    }
+
+    fn session_timeouts_sql(&self, timeouts: &UnitTimeouts) -> Option<SessionTimeouts> {
+        let mut set = Vec::new();
+        if let Some(lock) = timeouts.lock {
+            // Both are whole seconds: metadata locks (DDL) and InnoDB row locks.
+            let seconds = lock.as_millis().div_ceil(1000);
+            set.push(format!("lock_wait_timeout = {seconds}"));
+            set.push(format!("innodb_lock_wait_timeout = {seconds}"));
+        }
+        if let Some(statement) = timeouts.statement {
+            set.push(format!(
+                "max_statement_time = {}",
+                f64::from(statement.as_millis()) / 1000.0
+            ));
+        }
+        (!set.is_empty()).then(|| SessionTimeouts {
+            read: "SELECT @@SESSION.lock_wait_timeout, @@SESSION.innodb_lock_wait_timeout, \
+                   @@SESSION.max_statement_time",
+            set: format!("SET SESSION {}", set.join(", ")),
+        })
+    }
+
+    fn restore_timeouts_sql(&self, saved: &[String]) -> Option<String> {
+        let [lock, innodb, statement] = saved else {
+            return None;
+        };
+        [lock, innodb, statement]
+            .iter()
+            .all(|v| is_number(v))
+            .then(|| {
+                format!(
+                    "SET SESSION lock_wait_timeout = {lock}, innodb_lock_wait_timeout = {innodb}, \
+                     max_statement_time = {statement}"
+                )
+            })
+    }
+
+    fn timeout_hit(&self, code: &str) -> Option<TimeoutHit> {
+        match code {
+            // ER_LOCK_WAIT_TIMEOUT: row locks and metadata locks alike
+            "1205" => Some(TimeoutHit::Lock),
+            // MariaDB ER_STATEMENT_TIMEOUT, MySQL ER_QUERY_TIMEOUT
+            "1969" | "3024" => Some(TimeoutHit::Statement),
+            _ => None,
+        }
     }
 
     fn ddl_effects(&self) -> DdlEffects {

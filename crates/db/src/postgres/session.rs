@@ -10,6 +10,7 @@
 use super::PgDriver;
 use crate::Access;
 use crate::driver::{DdlEffects, SessionSql};
+use crate::timeouts::{TimeoutHit, UnitTimeouts};
 
 impl SessionSql for PgDriver {
     fn begin_sql(&self, access: Access) -> &'static str {
@@ -36,6 +37,33 @@ impl SessionSql for PgDriver {
         Some(format!(
             "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
         ))
+    }
+
+    fn transaction_timeouts_sql(
+        &self,
+        timeouts: &UnitTimeouts,
+        baseline_ms: Option<u128>,
+    ) -> Option<String> {
+        let value = |limit: Option<migrun_config::TimeLimit>| match (limit, baseline_ms) {
+            (Some(limit), _) => limit.as_millis().to_string(),
+            (None, Some(ms)) => ms.to_string(),
+            (None, None) => "DEFAULT".to_owned(),
+        };
+        Some(format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            value(timeouts.lock),
+            value(timeouts.statement)
+        ))
+    }
+
+    fn timeout_hit(&self, code: &str) -> Option<TimeoutHit> {
+        match code {
+            // lock_not_available: `lock_timeout` (or NOWAIT)
+            "55P03" => Some(TimeoutHit::Lock),
+            // query_canceled: `statement_timeout` (or a cancel)
+            "57014" => Some(TimeoutHit::Statement),
+            _ => None,
+        }
     }
 
     fn ddl_effects(&self) -> DdlEffects {

@@ -8,6 +8,7 @@
 use super::SqliteDriver;
 use crate::Access;
 use crate::driver::{DdlEffects, SessionSql};
+use crate::timeouts::{SessionTimeouts, TimeoutHit, UnitTimeouts, is_number};
 
 impl SessionSql for SqliteDriver {
     fn begin_sql(&self, access: Access) -> &'static str {
@@ -27,6 +28,28 @@ impl SessionSql for SqliteDriver {
 
     fn statement_limit_sql(&self, _ms: u128) -> Option<String> {
         None
+    }
+
+    /// The busy timeout only: SQLite has no statement timeout (a statement runs in
+    /// migrun's process, bounded by the call's wall-clock limit).
+    fn session_timeouts_sql(&self, timeouts: &UnitTimeouts) -> Option<SessionTimeouts> {
+        timeouts.lock.map(|lock| SessionTimeouts {
+            read: "PRAGMA busy_timeout",
+            set: format!("PRAGMA busy_timeout = {}", lock.as_millis()),
+        })
+    }
+
+    fn restore_timeouts_sql(&self, saved: &[String]) -> Option<String> {
+        match saved {
+            [ms] if is_number(ms) => Some(format!("PRAGMA busy_timeout = {ms}")),
+            _ => None,
+        }
+    }
+
+    fn timeout_hit(&self, code: &str) -> Option<TimeoutHit> {
+        // SQLITE_BUSY and its extended codes: the busy timeout ran out.
+        let code: i32 = code.parse().ok()?;
+        (code & 0xff == 5).then_some(TimeoutHit::Lock)
     }
 
     fn ddl_effects(&self) -> DdlEffects {

@@ -90,6 +90,15 @@ pub struct UnitInfo {
     /// ([`UnitInfo::refusal`]).
     #[serde(skip_serializing_if = "is_true")]
     pub transactional: bool,
+    /// Contract 0.2.0 (preview): the unit's own lock timeout, in milliseconds, overriding
+    /// `[limits] lock_timeout` (see [`UnitInfo::timeouts`]). Always `None` before 0.2.0
+    /// (and then left out of JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_ms: Option<u32>,
+    /// Contract 0.2.0 (preview): the unit's own statement timeout, in milliseconds,
+    /// overriding `[limits] statement_timeout`. Always `None` before 0.2.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_ms: Option<u32>,
 }
 
 impl UnitInfo {
@@ -100,6 +109,19 @@ impl UnitInfo {
             description,
             scope: None,
             transactional: true,
+            lock_timeout_ms: None,
+            statement_timeout_ms: None,
+        }
+    }
+
+    /// The timeouts the unit's transactions run with: the unit's own where it declares one
+    /// (a 0 is no override), the operator's `[limits]` otherwise; unset on both sides
+    /// leaves the database's default.
+    pub fn timeouts(&self, limits: &migrun_config::Limits) -> migrun_db::UnitTimeouts {
+        let own = |ms: Option<u32>| ms.and_then(migrun_config::TimeLimit::from_millis);
+        migrun_db::UnitTimeouts {
+            lock: own(self.lock_timeout_ms).or(limits.lock_timeout),
+            statement: own(self.statement_timeout_ms).or(limits.statement_timeout),
         }
     }
 
@@ -199,6 +221,37 @@ mod tests {
                 .expect("warned")
                 .starts_with("unit `rename` declares scope `accounts.email`")
         );
+    }
+
+    /// A unit's own timeout wins over `[limits]`; a 0 is no override; unset on both sides
+    /// leaves the database's default.
+    #[test]
+    fn a_units_own_timeouts_override_the_limits() {
+        let limits = migrun_config::Limits {
+            lock_timeout: "5s".parse().ok(),
+            ..Default::default()
+        };
+        let plain = UnitInfo::transactional("u".into(), String::new());
+        let t = plain.timeouts(&limits);
+        assert_eq!(t.lock.map(|l| l.as_millis()), Some(5000));
+        assert_eq!(t.statement, None);
+        let own = UnitInfo {
+            lock_timeout_ms: Some(1000),
+            statement_timeout_ms: Some(250),
+            ..plain.clone()
+        };
+        let t = own.timeouts(&limits);
+        assert_eq!(t.lock.map(|l| l.as_millis()), Some(1000));
+        assert_eq!(t.statement.map(|l| l.as_millis()), Some(250));
+        let zero = UnitInfo {
+            lock_timeout_ms: Some(0),
+            ..plain
+        };
+        assert_eq!(
+            zero.timeouts(&limits).lock.map(|l| l.as_millis()),
+            Some(5000)
+        );
+        assert!(zero.timeouts(&Default::default()).is_empty());
     }
 
     #[test]

@@ -127,6 +127,22 @@ impl RunObserver for Console {
         }
     }
 
+    fn lock_warning(&self, unit: Option<&str>, w: &migrun::observer::LockWarning) {
+        let place = match (unit, &w.connection) {
+            (Some(unit), Some(conn)) => {
+                format!(" (unit {}, on `{}`)", printable(unit), printable(conn))
+            }
+            (Some(unit), None) => format!(" (unit {})", printable(unit)),
+            (None, Some(conn)) => format!(" (on `{}`)", printable(conn)),
+            (None, None) => String::new(),
+        };
+        self.line(format!(
+            "  warning: lock hazard{place}: {}",
+            printable(&w.problem)
+        ));
+        self.line(format!("           safer: {}", printable(&w.safer)));
+    }
+
     fn log(&self, event: &LogEvent) {
         if event.level < Level::Info {
             return;

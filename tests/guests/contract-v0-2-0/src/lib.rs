@@ -11,6 +11,12 @@
 //! checkpoint. With `non_transactional = true`, `list-units` adds `reindex`, declared
 //! `transactional: false`, which this migrun must refuse before any unit runs.
 //!
+//! `describe` declares the unit timeouts of 0.2.0 on `write-rows` (lock 2s, statement
+//! 30s) for `migrun inspect`; `list-units` declares them only when configured
+//! (`lock_timeout_ms`, `statement_timeout_ms`), so that a run proves the unit's own
+//! value overrides `[limits]`. With `sleep_ms = <n>`, `write-rows` first runs
+//! `SELECT pg_sleep(n / 1000)` (PostgreSQL) so that a statement timeout can fire.
+//!
 //! With `copy = "<select> => <table>"`, `list-units` adds `copy-values`: it reads
 //! the select on `audit` through a cursor and bulk-inserts every row unchanged
 //! into `<table>` on `target` (the select's column names are the table's), never
@@ -33,6 +39,11 @@ use migrun::plugin::{checkpoint, checks, log};
 
 struct Settings {
     rows: i64,
+    /// The unit's own timeouts, when configured.
+    lock_timeout_ms: Option<u32>,
+    statement_timeout_ms: Option<u32>,
+    /// Sleep this long (PostgreSQL `pg_sleep`) before writing.
+    sleep_ms: Option<u32>,
     non_transactional: bool,
     /// `(select on audit, table on target)`.
     copy: Option<(String, String)>,
@@ -40,7 +51,14 @@ struct Settings {
 
 thread_local! {
     static SETTINGS: RefCell<Settings> = const {
-        RefCell::new(Settings { rows: 3, non_transactional: false, copy: None })
+        RefCell::new(Settings {
+            rows: 3,
+            lock_timeout_ms: None,
+            statement_timeout_ms: None,
+            sleep_ms: None,
+            non_transactional: false,
+            copy: None,
+        })
     };
 }
 
@@ -79,8 +97,13 @@ fn copy_values(select: &str, table: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-fn write_rows(rows: i64) -> Result<(), PluginError> {
+fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
     let target = open("target").map_err(PluginError::Database)?;
+    if let Some(ms) = sleep_ms {
+        target
+            .execute(&format!("SELECT pg_sleep({})", f64::from(ms) / 1000.0), &[])
+            .map_err(PluginError::Database)?;
+    }
     target
         .execute(
             "CREATE TABLE IF NOT EXISTS contract_rows (id INTEGER PRIMARY KEY, contract TEXT NOT NULL, label TEXT)",
@@ -178,6 +201,8 @@ impl Guest for ContractV020 {
                 description: "bulk-inserts `rows` rows".to_owned(),
                 scope: Some("rows=3".to_owned()),
                 transactional: true,
+                lock_timeout_ms: Some(2000),
+                statement_timeout_ms: Some(30_000),
             }],
             config: vec![
                 ConfigKey {
@@ -191,6 +216,27 @@ impl Guest for ContractV020 {
                     name: "copy".to_owned(),
                     description: "`<select on audit> => <table on target>`: adds `copy-values`"
                         .to_owned(),
+                    required: false,
+                    default_value: None,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "lock_timeout_ms".to_owned(),
+                    description: "`write-rows`'s own lock timeout, in ms".to_owned(),
+                    required: false,
+                    default_value: None,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "statement_timeout_ms".to_owned(),
+                    description: "`write-rows`'s own statement timeout, in ms".to_owned(),
+                    required: false,
+                    default_value: None,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "sleep_ms".to_owned(),
+                    description: "`write-rows` sleeps this long first (PostgreSQL)".to_owned(),
                     required: false,
                     default_value: None,
                     secret: false,
@@ -216,6 +262,16 @@ impl Guest for ContractV020 {
                             .map_err(|e| PluginError::Failed(format!("rows: {e}")))?
                     }
                     "non_transactional" => s.non_transactional = value == "true",
+                    "lock_timeout_ms" | "statement_timeout_ms" | "sleep_ms" => {
+                        let ms = value
+                            .parse()
+                            .map_err(|e| PluginError::Failed(format!("{key}: {e}")))?;
+                        match key.as_str() {
+                            "lock_timeout_ms" => s.lock_timeout_ms = Some(ms),
+                            "statement_timeout_ms" => s.statement_timeout_ms = Some(ms),
+                            _ => s.sleep_ms = Some(ms),
+                        }
+                    }
                     "copy" => {
                         let (select, table) = value.split_once("=>").ok_or_else(|| {
                             PluginError::Failed("copy: expected `<select> => <table>`".into())
@@ -236,6 +292,8 @@ impl Guest for ContractV020 {
                 description: "bulk-inserts `rows` rows".to_owned(),
                 scope: Some(format!("rows={}", s.rows)),
                 transactional: true,
+                lock_timeout_ms: s.lock_timeout_ms,
+                statement_timeout_ms: s.statement_timeout_ms,
             }];
             if s.copy.is_some() {
                 units.push(UnitInfo {
@@ -243,6 +301,8 @@ impl Guest for ContractV020 {
                     description: "copies the `copy` select into its table".to_owned(),
                     scope: None,
                     transactional: true,
+                    lock_timeout_ms: None,
+                    statement_timeout_ms: None,
                 });
             }
             if s.non_transactional {
@@ -251,6 +311,8 @@ impl Guest for ContractV020 {
                     description: "a step outside a transaction".to_owned(),
                     scope: None,
                     transactional: false,
+                    lock_timeout_ms: None,
+                    statement_timeout_ms: None,
                 });
             }
             Ok(units)
@@ -259,7 +321,10 @@ impl Guest for ContractV020 {
 
     fn run_unit(unit: String) -> Result<(), PluginError> {
         match unit.as_str() {
-            "write-rows" => write_rows(SETTINGS.with_borrow(|s| s.rows)),
+            "write-rows" => {
+                let (rows, sleep_ms) = SETTINGS.with_borrow(|s| (s.rows, s.sleep_ms));
+                write_rows(rows, sleep_ms)
+            }
             "copy-values" => {
                 let (select, table) = SETTINGS
                     .with_borrow(|s| s.copy.clone())

@@ -86,6 +86,8 @@ impl From<exports::UnitInfo> for UnitInfo {
             description: u.description,
             scope: u.scope,
             transactional: u.transactional,
+            lock_timeout_ms: u.lock_timeout_ms,
+            statement_timeout_ms: u.statement_timeout_ms,
         }
     }
 }
@@ -340,12 +342,16 @@ mod tests {
                 description: String::new(),
                 scope: Some("accounts.email".into()),
                 transactional: false,
+                lock_timeout_ms: Some(2000),
+                statement_timeout_ms: None,
             }],
             config: Vec::new(),
         });
         assert!(info.connections[0].optional);
         assert_eq!(info.units[0].scope.as_deref(), Some("accounts.email"));
         assert!(!info.units[0].transactional);
+        assert_eq!(info.units[0].lock_timeout_ms, Some(2000));
+        assert_eq!(info.units[0].statement_timeout_ms, None);
     }
 
     #[test]

@@ -427,6 +427,22 @@ pub fn inspection_text(i: &Inspection) -> String {
                 ""
             );
         }
+        let own = |ms: Option<u32>| ms.and_then(migrun::config::TimeLimit::from_millis);
+        if let Some(limit) = own(u.lock_timeout_ms) {
+            let _ = writeln!(
+                out,
+                "  {:<24} lock_timeout {limit} (the unit's own: overrides [limits] lock_timeout)",
+                ""
+            );
+        }
+        if let Some(limit) = own(u.statement_timeout_ms) {
+            let _ = writeln!(
+                out,
+                "  {:<24} statement_timeout {limit} (the unit's own: overrides [limits] statement_timeout; \
+                 not applied on SQLite, which has none)",
+                ""
+            );
+        }
     }
     if !p.config.is_empty() {
         let _ = writeln!(out, "\nconfig keys");

@@ -191,6 +191,25 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     if let Some(skipped) = &report.backup_skipped {
         let _ = writeln!(out, "\nbackup    {skipped}");
     }
+    if !report.lock_warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n⚠ lock warnings ({}): told before each statement ran; the run went on",
+            report.lock_warnings.len()
+        );
+        for w in &report.lock_warnings {
+            let _ = writeln!(
+                out,
+                "    ⚠ {}{}",
+                w.unit
+                    .as_deref()
+                    .map(|u| format!("[{}] ", printable(u)))
+                    .unwrap_or_default(),
+                printable(&w.warning.problem)
+            );
+            let _ = writeln!(out, "      safer: {}", printable(&w.warning.safer));
+        }
+    }
     if let Some(j) = &report.journal {
         let _ = writeln!(out, "\njournal   {}", j.path.display());
         let _ = writeln!(
