@@ -189,6 +189,14 @@ async fn lock_timeout_is_retried(dialect: Dialect) {
     // The unit's writes, exactly once.
     assert_eq!(rows(&target).await, vec![row(1, "unit"), row(2, "unit")]);
     assert_eq!(row_count(&target.url, "migrun_ledger").await, 1);
+    // The journal holds both attempts (and the limits): a replay repeats the retry.
+    let journal = ws.path().join(report["journal"]["path"].as_str().unwrap());
+    ws.migrun(&["replay", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("verified:");
+    ws.migrun(&["journal", "show", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("lock_timeout");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,4 +372,38 @@ async fn a_real_run_shows_the_lint_warnings_of_its_writes_postgres() {
         .unwrap();
     conn.close().await;
     assert_eq!(found.rows, vec![vec![Value::Int(1)]]);
+}
+
+/// SQLite has no statement timeout: a configured one is not silently dropped, the run
+/// says it was not applied (and runs the unit as usual).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_timeout_on_sqlite_is_said_not_applied_sqlite() {
+    let Some((target, ws)) = items(
+        Dialect::Sqlite,
+        "statement_timeout = \"30s\"\nlock_timeout = \"2s\"",
+        &WRITES,
+    )
+    .await
+    else {
+        return;
+    };
+    let out = ws.migrun(&[plugins::plugin("sql-script").to_str().unwrap(), "--json"]);
+    out.expect_code(0).expect_output(
+        "statement_timeout 30s of unit `apply` is not applied on `target`: SQLite has no statement timeout",
+    );
+    let report = out.json();
+    assert!(
+        report["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["level"] == "warn"
+                && m["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is not applied on `target`")),
+        "{}",
+        report["messages"]
+    );
+    assert_eq!(rows(&target).await, vec![row(1, "unit"), row(2, "unit")]);
 }
