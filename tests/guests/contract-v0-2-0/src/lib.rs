@@ -9,7 +9,7 @@
 //! `contract_rows(id, contract, label)` on `target`, bulk-inserts `rows` rows, reads
 //! them back with a query and a cursor, logs, reports a check and asks for its last
 //! checkpoint. With `non_transactional = true`, `list-units` adds `reindex`, declared
-//! `transactional: false`, which this migrun must refuse before any unit runs.
+//! `transactional: false` (it has no body here: `tests/guests/non-transactional` runs one).
 //!
 //! With `copy = "<select> => <table>"`, `list-units` adds `copy-values`: it reads
 //! the select on `audit` through a cursor and bulk-inserts every row unchanged
