@@ -1,9 +1,9 @@
 //! Contract versions side by side: components built against 0.1.0, 0.1.1 and
 //! 0.2.0 (preview) run in one suite and write what they should; versions
 //! outside the supported range, or unknown inside it, are refused by name
-//! before instantiation; what 0.2.0 declares reaches `migrun inspect`, and a
-//! declaration this migrun cannot honour yet (`transactional: false`) is
-//! refused before any unit runs.
+//! before instantiation; what 0.2.0 declares reaches `migrun inspect`.
+//! Units declared `transactional: false` have a topic of their own
+//! (`non_transactional.rs`).
 //!
 //! The 0.1.0 component is the Python accounts-merge twin (componentize-py,
 //! built against `guest-sdk/wit/v0.1.0`), the 0.1.1 one its Rust reference
@@ -181,36 +181,6 @@ async fn components_of_contracts_0_1_0_0_1_1_and_0_2_0_all_run_and_write_their_r
     // And the same 0.2.0 plugin dry-runs; nothing more is written.
     run(&ws, &plugin, &["--dry-run"]).expect_code(0);
     assert_eq!(contract_rows(&target).await.len(), 5);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_non_transactional_unit_is_refused_by_name_before_any_unit_runs_sqlite() {
-    let target = TestDatabase::create(Dialect::Sqlite).await.expect("sqlite");
-    let ws = workspace(
-        &[
-            ("target", &target.url, "read-write"),
-            ("audit", &target.url, "read-only"),
-        ],
-        "non_transactional = true",
-    );
-    let plugin = plugins::plugin("contract-v0-2-0");
-    for args in [vec![], vec!["--dry-run"]] {
-        run(&ws, &plugin, &args)
-            .expect_code(2)
-            .expect_output("list-units failed: unit `reindex` declares itself non-transactional (contract 0.2.0 preview)")
-            .expect_output("non-transactional units arrive in a later migrun");
-    }
-    // `write-rows` comes first in the list and still did not run.
-    let mut conn = target.connect(Access::ReadOnly).await;
-    let tables = conn
-        .query(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'contract_rows'",
-            &[],
-        )
-        .await
-        .expect("read sqlite_master");
-    conn.close().await;
-    assert_eq!(tables.rows, vec![vec![Value::Int(0)]]);
 }
 
 #[test]

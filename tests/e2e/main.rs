@@ -13,7 +13,8 @@
 //! rename with checkpointed batches under concurrent writes, the fresh
 //! baseline), `cache` (the compiled-component cache), `privileges` (roles
 //! checked at start; the documented least-privilege roles), `contracts` (0.1.0,
-//! 0.1.1 and 0.2.0 components side by side; version refusals), `vectors`
+//! 0.1.1 and 0.2.0 components side by side; version refusals), `non_transactional`
+//! (contract 0.2.0 units outside a transaction: autocommit, dry-run plans, reruns), `vectors`
 //! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
 //! `timeouts` (lock and statement timeouts against held locks; the lint on real runs).
 
@@ -31,6 +32,7 @@ mod first_use;
 mod jobs;
 mod journal_trust;
 mod multiplayer;
+mod non_transactional;
 mod output;
 mod own_state;
 mod plan;

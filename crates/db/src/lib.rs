@@ -663,9 +663,29 @@ impl Connection {
                 e.message.push_str(" (the tables changed since this statement was prepared; the next attempt prepares it afresh)");
                 Err(e)
             }
+            Err(mut e) if self.in_transaction && outside_transaction_only(&e) => {
+                e.message.push_str(NON_TRANSACTIONAL_HINT);
+                Err(e)
+            }
             Err(e) => Err(e),
         }
     }
+}
+
+/// Appended to PostgreSQL's "… cannot run inside a transaction block" when a plugin
+/// statement (`CREATE INDEX CONCURRENTLY`, `VACUUM`, `REINDEX … CONCURRENTLY`) meets the
+/// host's transaction: the way out is a unit of its own the host runs without one.
+pub const NON_TRANSACTIONAL_HINT: &str = " (every statement of a transactional unit runs inside \
+     the host's transaction: put this one in a unit of its own declared `transactional: false` \
+     (contract 0.2.0), which runs in autocommit, and make it safe to rerun, e.g. \
+     `CREATE INDEX CONCURRENTLY IF NOT EXISTS`)";
+
+/// Whether `e` is PostgreSQL refusing a statement that may only run outside a transaction
+/// block (SQLSTATE `25001` with `PreventInTransactionBlock`'s message; the same code is
+/// also used for other things, such as a late `SET TRANSACTION ISOLATION LEVEL`).
+fn outside_transaction_only(e: &DbError) -> bool {
+    e.code.as_deref() == Some("25001")
+        && e.message.contains("cannot run inside a transaction block")
 }
 
 /// What [`run_to_end`] saw of a statement.

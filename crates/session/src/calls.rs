@@ -91,13 +91,23 @@ impl Session {
                 self.before_write(&call).await;
                 // After a failed checkpoint the unit's transactions are gone on some
                 // connections: a statement now would commit on its own, outside the unit.
-                let result = match &self.checkpoint_failure {
-                    Some(failure) => error_result(DbError::usage(format!(
+                let refused = match &call {
+                    HostCall::BulkInsert { .. } => self.non_transactional_refusal("bulk-insert"),
+                    _ => None,
+                };
+                let result = match (&self.checkpoint_failure, refused) {
+                    (Some(failure), _) => error_result(DbError::usage(format!(
                         "no statement runs after a failed checkpoint in this unit ({failure})"
                     ))),
-                    None => self.run_live(&call).await,
+                    (None, Some(refused)) => error_result(refused),
+                    (None, None) => self.run_live(&call).await,
                 };
                 self.tape.record(&call, &result)?;
+                // Outside a transaction the statement has committed already: its journal
+                // entry goes to disk now, as a transactional unit's go before its COMMIT.
+                if self.in_non_transactional_unit() {
+                    self.tape.sync()?;
+                }
                 if let Some(observer) = &mut self.observer {
                     observer.after_call(&call, &result);
                 }

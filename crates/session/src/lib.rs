@@ -25,6 +25,9 @@
 //! - A unit's ledger row is written inside the unit's transaction on every writable
 //!   connection, so the row and the work it seals commit together; a checkpoint commits
 //!   exactly as a unit's end does, and the next transaction begins lazily.
+//!   A non-transactional unit (contract 0.2.0) has no transaction: its statements commit
+//!   one by one (each journaled and synced right after), its row is written after it
+//!   succeeded in a transaction of its own, and it may not bulk-insert or checkpoint.
 //! - After a failed checkpoint no plugin statement runs in that unit (its transactions
 //!   are gone on some connections), and the failure is kept for the runner.
 //! - Write counts are kept for read-write connections only, per connection, until taken.

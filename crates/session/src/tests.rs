@@ -156,6 +156,52 @@ async fn a_units_ledger_row_commits_with_its_work() {
 }
 
 #[tokio::test]
+async fn a_non_transactional_unit_commits_each_statement_and_its_row_after_success() {
+    let mut s = session(vec![memory("target").await], true).await;
+    s.start_unit("index", "2026-01-01T00:00:00Z", None);
+    s.set_unit_non_transactional();
+    // No transaction is begun: the statement commits on its own; a rollback undoes nothing.
+    insert(&mut s, "target", 1).await;
+    assert!(s.connections_mut().all(|c| !c.in_transaction()));
+    s.rollback_all(ROLLBACK).await;
+    assert_eq!(ids(&mut s, "target").await, [1]);
+    assert_eq!(finished_units(&mut s, "target").await, Vec::<String>::new());
+
+    // Bulk inserts and checkpoints are refused by name; nothing of them is written.
+    let refused = s
+        .bulk_insert(
+            "target".into(),
+            "t".into(),
+            vec!["id".into()],
+            vec![vec![Value::Int(2)]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_kind(&refused), Some("refused"));
+    let CallResult::Error { message, .. } = s.save_checkpoint("half".into()).await.unwrap() else {
+        panic!("checkpoint.save was not refused");
+    };
+    assert!(
+        message.starts_with(
+            "checkpoint.save is refused in unit `index`, which is declared non-transactional"
+        ),
+        "{message}"
+    );
+    assert_eq!(ids(&mut s, "target").await, [1]);
+
+    // Its end writes the ledger row in a transaction of its own.
+    s.commit_unit().await.unwrap();
+    s.end_unit();
+    assert!(s.connections_mut().all(|c| !c.in_transaction()));
+    assert_eq!(finished_units(&mut s, "target").await, ["index"]);
+
+    // The next unit is transactional again.
+    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    assert!(!s.in_non_transactional_unit());
+    assert!(s.non_transactional_refusal("bulk-insert").is_none());
+}
+
+#[tokio::test]
 async fn a_units_ledger_row_is_gone_after_its_rollback() {
     let mut s = session(vec![memory("a").await, memory("b").await], true).await;
     // `b` loses its ledger table: its row fails after `a`'s was written inside a's transaction.

@@ -10,6 +10,10 @@
 //! ledger (dry-runs) nothing is written or committed: the checkpoint is only
 //! shown to the [`CallObserver`](super::CallObserver).
 //!
+//! A non-transactional unit ([`Session::set_unit_non_transactional`]) runs with
+//! no transaction open: its `finished` row gets one of its own at its end, after
+//! the unit succeeded; it cannot save checkpoints.
+//!
 //! `checkpoint.last` answers the state of the unit's last checkpoint: saved by
 //! an earlier unfinished run, or by this run (a unit retried after a conflict
 //! resumes after the batches this run committed).
@@ -60,6 +64,9 @@ pub(super) struct CurrentUnit {
     /// The builds whose checkpoint row of this unit exists in the ledger (the earlier run's,
     /// then this run's once it saved one): the next ledger row replaces them.
     checkpoint_rows: Vec<String>,
+    /// `false` for a unit declared non-transactional (contract 0.2.0): its statements run in
+    /// autocommit, and only its ledger row gets a transaction (see [`Session::commit_unit`]).
+    transactional: bool,
 }
 
 fn now() -> String {
@@ -99,11 +106,51 @@ impl Session {
             carried: None,
             counted_at_checkpoint: BTreeMap::new(),
             checkpoint_rows,
+            transactional: true,
         });
         self.checkpoint_failure = None;
         for conn in self.live.values_mut() {
             conn.reset_bulk_counts();
         }
+    }
+
+    /// Declares the current unit non-transactional (contract 0.2.0 `transactional: false`):
+    /// the runner opens no transaction around it, so each of its statements commits on its
+    /// own. From then on, until the unit ends: every database call is synced to the journal
+    /// once recorded (what it committed is on disk in the journal right after), a
+    /// `bulk-insert` and a `checkpoint.save` are refused
+    /// ([`Session::non_transactional_refusal`]), and [`Session::commit_unit`] writes the
+    /// ledger row in a transaction of its own.
+    pub fn set_unit_non_transactional(&mut self) {
+        if let Some(unit) = &mut self.unit {
+            unit.transactional = false;
+        }
+    }
+
+    /// Whether a unit declared non-transactional is running.
+    pub fn in_non_transactional_unit(&self) -> bool {
+        self.unit.as_ref().is_some_and(|u| !u.transactional)
+    }
+
+    /// Why `what` is refused in the current unit, if it is non-transactional.
+    ///
+    /// A bulk insert writes many rows that autocommit would leave half-written after a
+    /// failure, and it has no `IF NOT EXISTS` / `ON CONFLICT` form, so the rerun a failure
+    /// calls for would insert them twice: a non-transactional unit could not be made safe
+    /// to rerun. A checkpoint commits a batch of a unit's transaction; such a unit has no
+    /// transaction, and its rerun starts over anyway. Both belong in a transactional unit.
+    pub fn non_transactional_refusal(&self, what: &str) -> Option<DbError> {
+        let unit = self.unit.as_ref().filter(|u| !u.transactional)?;
+        Some(DbError::new(
+            DbErrorKind::Refused,
+            format!(
+                "{what} is refused in unit `{}`, which is declared non-transactional: its statements \
+                 commit one by one and a failed unit runs again from its start, so it may only run \
+                 statements that are safe to repeat (`CREATE INDEX CONCURRENTLY IF NOT EXISTS`); \
+                 move bulk inserts and checkpointed batches into a transactional unit",
+                unit.name
+            ),
+        ))
     }
 
     /// Rows this run's checkpoints of the current unit committed (they stay whatever happens
@@ -184,8 +231,23 @@ impl Session {
     /// The unit's end: its `finished` ledger row on every writable connection, inside the
     /// open transactions, then the commit ([`Session::commit_all`]). Without a ledger
     /// (replays) only the commit.
+    ///
+    /// A non-transactional unit has no open transaction: its statements committed one by
+    /// one as they ran. Its ledger row gets transactions of its own, begun here, after the
+    /// unit returned success, so a unit that failed (or a crash before this point) leaves
+    /// no row and runs again on the next run.
     pub async fn commit_unit(&mut self) -> Result<(), SessionError> {
         self.finish_streams().await?;
+        if self.in_non_transactional_unit() {
+            // A cursor the plugin left open holds its connection; a commit would close it,
+            // and so does this, before the row's transaction begins.
+            for (_, (conn, handle)) in std::mem::take(&mut self.live_cursors) {
+                if let Some(conn) = self.live.get_mut(&conn) {
+                    conn.close_cursor(&handle).await;
+                }
+            }
+            self.begin_all(BeginMode::Now).await?;
+        }
         self.record_unit(ledger::STATUS_FINISHED, None).await?;
         self.commit_all().await
     }
@@ -341,6 +403,9 @@ impl Session {
                 "checkpoint.save is only allowed inside run-unit: configure, list-units and verify run in transactions that are rolled back",
             ));
         };
+        if let Some(refused) = self.non_transactional_refusal("checkpoint.save") {
+            return error_result(refused);
+        }
         if !self.live_cursors.is_empty() {
             return error_result(DbError::usage(
                 "checkpoint.save with a cursor open: read the cursor to its end (or drop it) before saving, since the commit would end it",

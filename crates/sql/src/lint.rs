@@ -259,7 +259,9 @@ const PG_SERIAL: &[&str] = &[
     "SERIAL8",
 ];
 
-const OUTSIDE_TRANSACTION: &str = "it cannot run inside a transaction block, so it needs a step of its own outside the unit's transaction";
+/// Where a statement that cannot run in a transaction block goes: a unit of its own that
+/// contract 0.2.0 declares non-transactional, written to be rerun safely.
+const OUTSIDE_TRANSACTION: &str = "it cannot run inside a transaction block, so put it in a unit of its own declared `transactional: false` (contract 0.2.0), which migrun runs in autocommit, and write it with IF NOT EXISTS so that a rerun after a failure is safe";
 
 fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
     if let Some((table, modifiers, at)) = create_index(Dialect::Postgres, t) {
@@ -272,7 +274,7 @@ fn postgres(t: &[Token]) -> Option<(String, Vec<Finding>)> {
                 what: "CREATE INDEX without CONCURRENTLY".into(),
                 consequence: "it holds a SHARE lock for the whole build, so every INSERT, UPDATE and DELETE on the table waits until the index is built".into(),
                 safer: format!(
-                    "CREATE INDEX CONCURRENTLY: writes continue during the build; {OUTSIDE_TRANSACTION}, and a failed build leaves an INVALID index to drop before retrying"
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS: writes continue during the build; {OUTSIDE_TRANSACTION}; a failed build leaves an INVALID index, which IF NOT EXISTS would keep: drop it before the rerun"
                 ),
             });
         }
@@ -748,8 +750,14 @@ mod tests {
             "{}",
             w[0].problem
         );
+        // The advice names the feature that runs it: a non-transactional unit of contract 0.2.0.
         assert!(
-            w[0].safer.contains("CONCURRENTLY") && w[0].safer.contains("transaction"),
+            w[0].safer
+                .starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS: ")
+                && w[0]
+                    .safer
+                    .contains("declared `transactional: false` (contract 0.2.0)")
+                && w[0].safer.contains("INVALID index"),
             "{}",
             w[0].safer
         );

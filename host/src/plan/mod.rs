@@ -71,6 +71,12 @@ pub struct Plan {
     /// (nothing was committed in the dry-run).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checkpoints: BTreeMap<String, u64>,
+    /// Units declared non-transactional (contract 0.2.0), in run order: a live run runs each
+    /// in autocommit, statement by statement; the dry-run planned them without running them,
+    /// since nothing it rolls back could undo their statements (none of their writes,
+    /// DDL or warnings are in this plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<String>,
     /// Connections whose role holds privileges beyond its tables, found when the
     /// dry-run started (`db::privileges`): what a real run would be warned about.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -224,6 +230,7 @@ impl Plan {
             checks: Vec::new(),
             warnings: Vec::new(),
             checkpoints: BTreeMap::new(),
+            not_run: Vec::new(),
             privileges: Vec::new(),
             summary: Summary::default(),
             cursors: BTreeMap::new(),
@@ -317,6 +324,11 @@ impl Plan {
         {
             self.privileges.push(warning);
         }
+    }
+
+    /// Records that the dry-run planned the non-transactional `unit` without running it.
+    pub fn add_not_run(&mut self, unit: &str) {
+        self.not_run.push(unit.to_owned());
     }
 
     /// Counts one `checkpoint.save` of `unit`.

@@ -359,6 +359,9 @@ pub enum UnitStatus {
     Skipped,
     /// `--only` named it, but the plugin has no such unit.
     NotFound,
+    /// A dry-run planned it without running it: it is non-transactional (contract 0.2.0),
+    /// and what it would commit statement by statement could not be rolled back.
+    Planned,
 }
 
 /// One unit's outcome.
@@ -379,6 +382,14 @@ pub struct UnitReport {
     /// they sealed (only the open batch after the last one was rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept: Option<KeptWork>,
+    /// `false` for a unit declared non-transactional (contract 0.2.0): it ran in autocommit,
+    /// so a failure did not roll back what ran before it. Left out of JSON when `true`.
+    #[serde(skip_serializing_if = "is_true")]
+    pub transactional: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// What a failed unit's checkpoints committed before it failed.

@@ -81,6 +81,11 @@ pub(super) fn finished_plan(
             plan.add_privilege_warning(warning.clone());
         }
     }
+    for unit in &report.units {
+        if unit.status == super::UnitStatus::Planned {
+            plan.add_not_run(&unit.name);
+        }
+    }
     plan.set_failure(report.failure.as_ref().map(|f| f.message.clone()));
     for (connection, notes) in restored {
         for note in notes {

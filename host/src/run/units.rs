@@ -68,6 +68,7 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
             writes: BTreeMap::new(),
             note: Some("not a unit of this plugin".into()),
             kept: None,
+            transactional: true,
         });
     }
 }
@@ -142,6 +143,8 @@ pub(super) struct UnitFailure {
     cause: FailureCause,
     escapes: Vec<db::SessionEscape>,
     checkpoints: u64,
+    /// `false`: the unit ran in autocommit, and what ran before the failure stays.
+    transactional: bool,
 }
 
 impl UnitFailure {
@@ -155,6 +158,9 @@ impl UnitFailure {
         let mut consequence = consequence(&self.unit, mode, committed, not_run);
         if !self.escapes.is_empty() {
             consequence = escaped_consequence(&self.unit, &self.escapes, &consequence);
+        }
+        if !self.transactional && mode == RunMode::Live {
+            consequence = non_transactional_consequence(&self.unit, &consequence);
         }
         if self.checkpoints > 0 && mode == RunMode::Live {
             consequence.push_str(&format!(
@@ -180,7 +186,24 @@ pub(super) fn not_run_report(name: &str) -> UnitReport {
         writes: BTreeMap::new(),
         note: None,
         kept: None,
+        transactional: true,
     }
+}
+
+/// Why a dry-run plans a non-transactional unit without running it: the dry-run rolls
+/// everything back at its end, and statements run outside a transaction cannot be.
+pub(super) const NOT_RUN_IN_DRY_RUN: &str = "non-transactional: not run in a dry-run";
+
+/// What a failed non-transactional unit leaves: the usual sentence about the other units,
+/// after one saying that its own statements were not rolled back.
+fn non_transactional_consequence(unit: &str, usual: &str) -> String {
+    let mut parts = vec![format!(
+        "unit `{unit}` is non-transactional: statements that ran before the failure stay \
+         (committed one by one); no ledger row was written, so the next run runs it again \
+         from its start"
+    )];
+    parts.extend(usual.split("; ").skip(1).map(str::to_owned));
+    parts.join("; ")
 }
 
 /// The run locks, shared by the runners of one run.
@@ -441,8 +464,14 @@ impl Runner {
     /// One selected unit, skipped or run (with its conflict retries), rolled back when it
     /// failed: its report line, and what a failure needs to be reported.
     pub(super) async fn run_selected(&mut self, unit: &UnitInfo, plan: &UnitPlan) -> UnitRun {
+        // A dry-run cannot roll back what a non-transactional unit would commit: it plans
+        // the unit without running it (its replay follows the journal's skip entry).
+        let planned_only = self.mode.rolls_back_everything()
+            && !unit.transactional
+            && matches!(plan, UnitPlan::Run { .. });
         let skip_reason = match plan {
             UnitPlan::Skip { reason } => Some(reason.as_str()),
+            UnitPlan::Run { .. } if planned_only => Some(NOT_RUN_IN_DRY_RUN),
             UnitPlan::Run { .. } => None,
         };
         let skipped = match self.tape.skip_unit(&unit.name, skip_reason) {
@@ -456,6 +485,7 @@ impl Runner {
                         writes: BTreeMap::new(),
                         note: None,
                         kept: None,
+                        transactional: unit.transactional,
                     },
                     committed: false,
                     failure: Some(UnitFailure {
@@ -464,23 +494,29 @@ impl Runner {
                         cause: FailureCause::Tape(e),
                         escapes: Vec::new(),
                         checkpoints: 0,
+                        transactional: unit.transactional,
                     }),
                 };
             }
         };
         if skipped {
+            let (status, note) = if planned_only {
+                (UnitStatus::Planned, NOT_RUN_IN_DRY_RUN)
+            } else {
+                (
+                    UnitStatus::Skipped,
+                    skip_reason.unwrap_or("finished in an earlier run"),
+                )
+            };
             return UnitRun {
                 report: UnitReport {
                     name: unit.name.clone(),
-                    status: UnitStatus::Skipped,
+                    status,
                     duration_ms: 0,
                     writes: BTreeMap::new(),
-                    note: Some(
-                        skip_reason
-                            .unwrap_or("finished in an earlier run")
-                            .to_owned(),
-                    ),
+                    note: Some(note.to_owned()),
                     kept: None,
+                    transactional: unit.transactional,
                 },
                 committed: false,
                 failure: None,
@@ -516,6 +552,9 @@ impl Runner {
                 .await
                 .map_err(begin_failure),
         );
+        if !unit.transactional {
+            self.session().set_unit_non_transactional();
+        }
 
         let mut retries = 0;
         let mut last_conflict = None;
@@ -600,6 +639,7 @@ impl Runner {
                     checkpoints,
                     rows: kept_rows,
                 }),
+            transactional: unit.transactional,
         };
         let ran = match outcome {
             Ok(()) => UnitRun {
@@ -619,6 +659,7 @@ impl Runner {
                         cause,
                         escapes,
                         checkpoints,
+                        transactional: unit.transactional,
                     }),
                 }
             }
@@ -675,8 +716,14 @@ impl Runner {
 
     /// One unit: its transactions, the export call, its ledger row, the commit. The
     /// plugin's checkpoints commit in between (see `Session::save_checkpoint`).
+    ///
+    /// A non-transactional unit (contract 0.2.0) gets no transaction: each of its
+    /// statements commits on its own, on every connection (read-only ones too: each read
+    /// sees the data of its moment). Its ledger row is written after it returned success,
+    /// in transactions of its own (`Session::commit_unit`). A dry-run never gets here with
+    /// one (`run_selected` plans it without running it).
     async fn run_unit(&mut self, unit: &UnitInfo) -> Result<(), (String, FailureCause)> {
-        if !self.mode.rolls_back_everything() {
+        if !self.mode.rolls_back_everything() && unit.transactional {
             self.begin_all().await.map_err(begin_failure)?;
         }
         let tape_err = |e: TapeError| (e.to_string(), FailureCause::Tape(e));

@@ -42,6 +42,7 @@ const GUESTS: &[&str] = &[
     "noisy",
     "catch-all",
     "contract-v0-2-0",
+    "non-transactional",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -86,8 +86,10 @@ pub struct UnitInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// Contract 0.2.0 (preview): whether the unit runs inside the host's transactions.
-    /// Always `true` before 0.2.0 (and then left out of JSON); `false` is refused
-    /// ([`UnitInfo::refusal`]).
+    /// Always `true` before 0.2.0 (and then left out of JSON). `false`: the runner opens no
+    /// transaction around it (each statement commits on its own), writes its ledger row
+    /// after it succeeded, refuses its bulk inserts and checkpoints, and a dry-run plans it
+    /// without running it (see docs/plugins-rust.md, "Steps outside a transaction").
     #[serde(skip_serializing_if = "is_true")]
     pub transactional: bool,
     /// Contract 0.2.0 (preview): the unit's own lock timeout, in milliseconds, overriding
@@ -125,11 +127,11 @@ impl UnitInfo {
         }
     }
 
-    /// Why this host cannot run the unit as declared, if it cannot.
+    /// Why this host cannot run the unit as declared, if it cannot. Every declaration of
+    /// the contracts this host speaks is honoured today (`transactional: false` was the
+    /// last one refused); the check stays so that the next one is refused by name.
     pub fn refusal(&self) -> Option<UnsupportedDeclaration> {
-        (!self.transactional).then(|| UnsupportedDeclaration::NonTransactionalUnit {
-            unit: self.name.clone(),
-        })
+        None
     }
 
     /// What the operator must know about a declaration this host accepts but does not act on yet.
@@ -146,19 +148,11 @@ impl UnitInfo {
 
 /// A declaration this host refuses: it cannot honour it yet, and running the plugin
 /// as if it had not been made would do something else than the plugin asked for.
+/// None today: `unit-info.transactional = false`, the first, is honoured since contract
+/// 0.2.0's non-transactional units landed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum UnsupportedDeclaration {
-    /// `unit-info.transactional = false` (contract 0.2.0).
-    #[error(
-        "unit `{unit}` declares itself non-transactional (contract 0.2.0 preview); non-transactional \
-         units arrive in a later migrun, so nothing was run: declare it transactional or run it with a newer migrun"
-    )]
-    NonTransactionalUnit {
-        /// The unit.
-        unit: String,
-    },
-}
+pub enum UnsupportedDeclaration {}
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -199,7 +193,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_non_transactional_unit_is_refused_by_name_and_a_scope_is_warned_about() {
+    fn a_non_transactional_unit_is_accepted_and_a_scope_is_warned_about() {
         let plain = UnitInfo::transactional("u".into(), String::new());
         assert_eq!(plain.refusal(), None);
         assert_eq!(plain.warning(), None);
@@ -207,9 +201,8 @@ mod tests {
             transactional: false,
             ..UnitInfo::transactional("reindex".into(), String::new())
         };
-        let refused = step.refusal().expect("refused").to_string();
-        assert!(refused.starts_with("unit `reindex` declares itself non-transactional"));
-        assert!(refused.contains("non-transactional units arrive in a later migrun"));
+        assert_eq!(step.refusal(), None);
+        assert_eq!(step.warning(), None);
         let scoped = UnitInfo {
             scope: Some("accounts.email".into()),
             ..UnitInfo::transactional("rename".into(), String::new())

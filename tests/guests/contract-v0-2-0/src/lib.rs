@@ -9,7 +9,7 @@
 //! `contract_rows(id, contract, label)` on `target`, bulk-inserts `rows` rows, reads
 //! them back with a query and a cursor, logs, reports a check and asks for its last
 //! checkpoint. With `non_transactional = true`, `list-units` adds `reindex`, declared
-//! `transactional: false`, which this migrun must refuse before any unit runs.
+//! `transactional: false` (it has no body here: `tests/guests/non-transactional` runs one).
 //!
 //! `describe` declares the unit timeouts of 0.2.0 on `write-rows` (lock 2s, statement
 //! 30s) for `migrun inspect`; `list-units` declares them only when configured

@@ -423,7 +423,7 @@ pub fn inspection_text(i: &Inspection) -> String {
         if !u.transactional {
             let _ = writeln!(
                 out,
-                "  {:<24} non-transactional (not supported by this migrun: refused at run time)",
+                "  {:<24} non-transactional: runs in autocommit, its ledger row after it succeeds; a dry-run plans it without running it",
                 ""
             );
         }

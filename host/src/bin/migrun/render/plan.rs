@@ -89,6 +89,15 @@ pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
             let _ = writeln!(out, "  note: {}", printable(note));
         }
     }
+    if !plan.not_run.is_empty() {
+        out.push_str(
+            "\nnon-transactional units: not run in a dry-run (a live run runs them in autocommit; \
+             their statements cannot be rolled back, so this plan holds none of their writes)\n",
+        );
+        for unit in &plan.not_run {
+            let _ = writeln!(out, "  {}", printable(unit));
+        }
+    }
     if !plan.checkpoints.is_empty() {
         out.push_str(
             "\ncheckpoints (a live run commits at each; a rerun resumes after the last)\n",

@@ -62,10 +62,12 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         let (mark, status) = match unit.status {
             UnitStatus::Committed => ("✓", "committed"),
             UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
+            UnitStatus::Failed if !unit.transactional => ("✗", "failed, not rolled back"),
             UnitStatus::Failed => ("✗", "failed, rolled back"),
             UnitStatus::NotRun => ("·", "not run"),
             UnitStatus::Skipped => ("=", "skipped: already finished"),
             UnitStatus::NotFound => ("?", "skipped: no such unit"),
+            UnitStatus::Planned => ("○", "planned, not run"),
         };
         let writes: Vec<String> = unit
             .writes
