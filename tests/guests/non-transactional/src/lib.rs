@@ -44,6 +44,8 @@ fn units(step_transactional: bool) -> Vec<UnitInfo> {
             description: "creates step_rows with three rows".to_owned(),
             scope: None,
             transactional: true,
+            lock_timeout_ms: None,
+            statement_timeout_ms: None,
         },
         UnitInfo {
             name: "build-index".to_owned(),
@@ -51,6 +53,8 @@ fn units(step_transactional: bool) -> Vec<UnitInfo> {
                 .to_owned(),
             scope: None,
             transactional: step_transactional,
+            lock_timeout_ms: None,
+            statement_timeout_ms: None,
         },
     ]
 }
