@@ -41,5 +41,6 @@ mod sandbox;
 mod scaffold;
 mod streaming;
 mod support;
+mod unit_identity;
 mod values;
 mod vectors;

@@ -9,7 +9,12 @@ use futures::future::BoxFuture;
 
 use super::{BeginMode, CallObserver, RunLedger, Session, SessionError, WriteCounts};
 use crate::tape::Tape;
-use migrun_db::ledger::{self, Ledger};
+use migrun_db::ledger::{self, Ledger, UnitKey};
+
+/// An unscoped unit's ledger key.
+fn key(unit: &str) -> UnitKey {
+    UnitKey::new(unit, None)
+}
 use migrun_db::{self as db, Access};
 use migrun_journal::{CallResult, HostCall};
 use migrun_types::value::Value;
@@ -145,7 +150,7 @@ async fn begin_commit_and_rollback_reach_every_connection() {
 #[tokio::test]
 async fn a_units_ledger_row_commits_with_its_work() {
     let mut s = session(vec![memory("target").await], true).await;
-    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("load"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     insert(&mut s, "target", 1).await;
     s.commit_unit().await.unwrap();
@@ -164,7 +169,7 @@ async fn a_units_ledger_row_is_gone_after_its_rollback() {
         .await
         .unwrap();
 
-    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("load"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     insert(&mut s, "a", 1).await;
     insert(&mut s, "b", 1).await;
@@ -184,7 +189,7 @@ async fn a_units_ledger_row_is_gone_after_its_rollback() {
 #[tokio::test]
 async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
     let mut s = session(vec![memory("target").await], true).await;
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     assert_eq!(
         s.last_checkpoint().unwrap(),
@@ -207,7 +212,7 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
         [("backfill".to_owned(), "after-1".to_owned())]
     );
     assert!(finished_units(&mut s, "target").await.is_empty());
-    assert_eq!(s.resume_point("backfill").unwrap().state, "after-1");
+    assert_eq!(s.resume_point(&key("backfill")).unwrap().state, "after-1");
 
     // The next run reads the saved checkpoints from the ledger and resumes from it.
     let resume = Ledger::new(ledger::DEFAULT_TABLE)
@@ -215,10 +220,10 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
         .await
         .unwrap()
         .into_iter()
-        .map(|row| (row.unit.clone(), row))
+        .map(|row| (row.key(), row))
         .collect();
     s.set_ledger(run_ledger(), resume);
-    s.start_unit("backfill", "2026-01-02T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-02T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     assert_eq!(
         s.last_checkpoint().unwrap(),
@@ -244,7 +249,7 @@ async fn a_checkpoint_is_refused_outside_a_unit_and_with_a_cursor_open() {
     let outside = s.save_checkpoint("x".into()).await.unwrap();
     assert_eq!(error_kind(&outside), Some("usage"));
 
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     insert(&mut s, "target", 1).await;
     insert(&mut s, "target", 2).await;
     let opened = s
@@ -366,7 +371,7 @@ async fn a_read_only_connection_writes_nothing() {
     let mut s = session(vec![source, memory("target").await], true).await;
     assert_eq!(s.writable_count(), 1);
 
-    s.start_unit("copy", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("copy"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     let refused = insert(&mut s, "source", 1).await;
     assert_eq!(error_kind(&refused), Some("read-only"), "{refused:?}");
@@ -483,7 +488,7 @@ async fn a_dry_run_shows_its_calls_and_checkpoints_to_the_observer_and_commits_n
     let log = seen.0.clone();
     s.observe_calls(Box::new(seen));
     s.begin_all(BeginMode::Now).await.unwrap();
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     insert(&mut s, "target", 1).await;
     assert_eq!(
         s.save_checkpoint("after-1".into()).await.unwrap(),

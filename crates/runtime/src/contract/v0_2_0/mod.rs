@@ -86,6 +86,8 @@ impl From<exports::UnitInfo> for UnitInfo {
             description: u.description,
             scope: u.scope,
             transactional: u.transactional,
+            always_run: u.always_run,
+            skipped: u.skipped,
         }
     }
 }
@@ -340,12 +342,16 @@ mod tests {
                 description: String::new(),
                 scope: Some("accounts.email".into()),
                 transactional: false,
+                always_run: true,
+                skipped: Some("retired".into()),
             }],
             config: Vec::new(),
         });
         assert!(info.connections[0].optional);
         assert_eq!(info.units[0].scope.as_deref(), Some("accounts.email"));
         assert!(!info.units[0].transactional);
+        assert!(info.units[0].always_run);
+        assert_eq!(info.units[0].skipped.as_deref(), Some("retired"));
     }
 
     #[test]
