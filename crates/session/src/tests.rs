@@ -10,14 +10,14 @@ use futures::future::BoxFuture;
 use super::{BeginMode, CallObserver, RunLedger, Session, SessionError, WriteCounts};
 use crate::tape::Tape;
 use migrun_db::ledger::{self, Ledger, UnitKey};
+use migrun_db::{self as db, Access};
+use migrun_journal::{CallResult, HostCall};
+use migrun_types::value::Value;
 
 /// An unscoped unit's ledger key.
 fn key(unit: &str) -> UnitKey {
     UnitKey::new(unit, None)
 }
-use migrun_db::{self as db, Access};
-use migrun_journal::{CallResult, HostCall};
-use migrun_types::value::Value;
 
 const ROLLBACK: Duration = Duration::from_secs(5);
 const PLUGIN: &str = "demo";
@@ -240,6 +240,78 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
         "the finished row replaced the checkpoint row"
     );
     assert_eq!(finished_units(&mut s, "target").await, ["backfill"]);
+}
+
+#[tokio::test]
+async fn checkpoints_and_rows_are_per_scope_and_an_always_run_unit_keeps_one_row() {
+    let mut s = session(vec![memory("target").await], true).await;
+    let a = UnitKey::new("rename", Some("accounts.email"));
+    let b = UnitKey::new("rename", Some("accounts.name"));
+    s.start_unit(&a, false, "2026-01-01T00:00:00Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    insert(&mut s, "target", 1).await;
+    s.save_checkpoint("a-1".into()).await.unwrap();
+    s.rollback_all(ROLLBACK).await;
+    s.end_unit();
+
+    // The next run: scope `b` starts afresh and finishes beside `a`'s checkpoint.
+    let resume = Ledger::new(ledger::DEFAULT_TABLE)
+        .checkpoints(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.key(), row))
+        .collect();
+    s.set_ledger(run_ledger(), resume);
+    s.start_unit(&b, false, "2026-01-02T00:00:00Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    assert_eq!(
+        s.last_checkpoint().unwrap(),
+        CallResult::Checkpoint { state: None },
+        "another scope's checkpoint is another unit's"
+    );
+    insert(&mut s, "target", 2).await;
+    s.commit_unit().await.unwrap();
+    s.end_unit();
+    assert_eq!(
+        saved_checkpoints(&mut s, "target").await,
+        [("rename".to_owned(), "a-1".to_owned())]
+    );
+    s.start_unit(&a, false, "2026-01-02T00:00:01Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    assert_eq!(
+        s.last_checkpoint().unwrap(),
+        CallResult::Checkpoint {
+            state: Some("a-1".into())
+        }
+    );
+    s.commit_unit().await.unwrap();
+    s.end_unit();
+    let finished: Vec<UnitKey> = Ledger::new(ledger::DEFAULT_TABLE)
+        .finished(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .iter()
+        .map(ledger::LedgerRow::key)
+        .collect();
+    assert_eq!(finished, [b, a]);
+
+    // An always-run unit finishing twice in the same build keeps one row: its last.
+    for at in ["2026-01-03T00:00:00Z", "2026-01-04T00:00:00Z"] {
+        s.start_unit(&key("stamp"), true, at, None);
+        s.begin_all(BeginMode::Now).await.unwrap();
+        s.commit_unit().await.unwrap();
+        s.end_unit();
+    }
+    let stamps: Vec<String> = Ledger::new(ledger::DEFAULT_TABLE)
+        .finished(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.unit == "stamp")
+        .map(|r| r.started_at)
+        .collect();
+    assert_eq!(stamps, ["2026-01-04T00:00:00Z"]);
 }
 
 #[tokio::test]
