@@ -77,7 +77,7 @@ pub struct FinalHashCheck {
 /// One ledger row of the run.
 #[derive(Debug, Serialize)]
 pub struct RowCheck {
-    /// The unit.
+    /// The unit (`unit@scope` when it has a scope).
     pub unit: String,
     /// `finished` or `checkpoint`.
     pub status: String,
@@ -246,7 +246,7 @@ fn check_row(check: &Verification, connection: &str, row: LedgerRow) -> RowCheck
     };
     RowCheck {
         entry: place.map(|p| p.index),
-        unit: row.unit,
+        unit: row.key().to_string(),
         status: row.status,
         journal_hash: row.journal_hash,
         mismatch,

@@ -96,7 +96,7 @@ async fn checkpoint_states(
     for plugin in plugins {
         for cp in ledger.checkpoints(conn, plugin).await? {
             saved.insert(
-                (plugin.to_owned(), cp.unit.clone(), cp.plugin_sha256.clone()),
+                (plugin.to_owned(), cp.key(), cp.plugin_sha256.clone()),
                 cp.state,
             );
         }
@@ -106,11 +106,7 @@ async fn checkpoint_states(
         .map(|r| {
             (r.status == STATUS_CHECKPOINT).then(|| {
                 saved
-                    .get(&(
-                        r.plugin_name.clone(),
-                        r.unit.clone(),
-                        r.plugin_sha256.clone(),
-                    ))
+                    .get(&(r.plugin_name.clone(), r.key(), r.plugin_sha256.clone()))
                     .cloned()
                     .unwrap_or_default()
             })

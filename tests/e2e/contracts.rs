@@ -167,8 +167,11 @@ async fn components_of_contracts_0_1_0_0_1_1_and_0_2_0_all_run_and_write_their_r
         .collect();
     assert_eq!(rows, expected);
     // The scope is carried, and the operator told it does not key the ledger yet.
-    out.expect_output("unit `write-rows` declares scope `rows=5`");
-    out.expect_output("does not yet record in the ledger");
+    assert_eq!(report["units"][0]["scope"], "rows=5", "{report}");
+    assert!(
+        !out.all().contains("does not yet record in the ledger"),
+        "a scope is part of the ledger identity now, not a warning"
+    );
 
     // The 0.2.0 run journaled like any other: it replays to "verified".
     let journal = ws

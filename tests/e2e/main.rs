@@ -45,5 +45,6 @@ mod scaffold;
 mod streaming;
 mod support;
 mod timeouts;
+mod unit_identity;
 mod values;
 mod vectors;

@@ -162,6 +162,16 @@ pub(crate) struct LedgerColumnTypes {
     pub state: &'static str,
 }
 
+/// What a dialect needs to add the scope to an existing ledger table.
+pub(crate) struct ScopeUpgrade<'a> {
+    /// The ledger table (plain or `schema.table`).
+    pub table: &'a str,
+    /// The table's columns before the upgrade, comma-separated (what a rebuild copies).
+    pub columns: &'a str,
+    /// The `CREATE TABLE` of a complete, current ledger under the given name.
+    pub create: &'a (dyn Fn(&str) -> String + Sync),
+}
+
 /// The ledger table's dialect-specific statements (the procedure is `crate::ledger`).
 pub(crate) trait LedgerSql {
     /// Whether a table exists: one text parameter (the table), one boolean or count back.
@@ -176,8 +186,21 @@ pub(crate) trait LedgerSql {
     /// Whether the table has the `run_final_hash` column: one text parameter (the table).
     fn ledger_final_hash_column_sql(&self) -> &'static str;
 
+    /// Whether the table has the `unit_scope` column: one text parameter (the table).
+    fn ledger_scope_column_sql(&self) -> &'static str;
+
     /// The ledger's column types.
     fn ledger_column_types(&self) -> LedgerColumnTypes;
+
+    /// Upgrades a ledger made before scopes: adds `unit_scope` (`''` on every existing row,
+    /// which means "no scope") and makes the primary key `(plugin_name, unit, unit_scope,
+    /// plugin_sha256)`, atomically (one `ALTER TABLE`, or SQLite's table rebuild in one
+    /// transaction). Outside any unit; the caller checked the column is missing.
+    fn upgrade_ledger_scope<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        upgrade: ScopeUpgrade<'a>,
+    ) -> BoxFuture<'a, Result<(), DbError>>;
 
     /// Makes the names the host writes the ledger through reach the real
     /// table `table` on `conn`; answers whether a temporary table shadows it

@@ -9,9 +9,19 @@
 //! unit was run by a different build of the plugin, unless the operator
 //! overrides with a reason (which is recorded).
 //!
-//! The primary key `(plugin_name, unit, plugin_sha256)` makes "exactly once"
-//! a database guarantee: two workers that somehow ran the same unit cannot
-//! both commit it — the second commit fails on the key and rolls back.
+//! The primary key `(plugin_name, unit, unit_scope, plugin_sha256)` makes
+//! "exactly once" a database guarantee: two workers that somehow ran the same
+//! unit cannot both commit it — the second commit fails on the key and rolls
+//! back.
+//!
+//! A unit's identity is its [`UnitKey`]: its name and the scope a contract
+//! 0.2.0 plugin derives from its configuration (`accounts.email→email_address`),
+//! so the same unit configured for another column is another piece of work. The
+//! column `unit_scope` holds `''` for "no scope": every 0.1 unit, and every row
+//! written before scopes existed. Ledgers made before the column get it from
+//! [`Ledger::ensure`], which also moves the primary key to include it (one
+//! `ALTER TABLE` on PostgreSQL and MariaDB, a table rebuild in one transaction on
+//! SQLite); reads before that treat every row as unscoped.
 //!
 //! The ledger shares its connection (and so its role) with the plugin, which
 //! could try to change what the host writes or reads there. What the host
@@ -47,7 +57,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::driver::LedgerColumnTypes;
+use crate::driver::{LedgerColumnTypes, ScopeUpgrade};
 use crate::driver_for;
 use crate::{Connection, DbError, Dialect};
 use migrun_types::value::Value;
@@ -61,6 +71,9 @@ pub const STATUS_FINISHED: &str = "finished";
 /// The status of a unit that saved a checkpoint and has not finished yet.
 pub const STATUS_CHECKPOINT: &str = "checkpoint";
 
+/// The column holding a unit's scope, `''` for none (added to ledgers made before scopes).
+const SCOPE_COLUMN: &str = "unit_scope";
+
 /// The column holding a checkpoint's state (added to ledgers made before contract 0.1.1).
 const STATE_COLUMN: &str = "checkpoint_state";
 
@@ -68,11 +81,52 @@ const STATE_COLUMN: &str = "checkpoint_state";
 /// finished (added to ledgers made before it; NULL until the run's end).
 const FINAL_HASH_COLUMN: &str = "run_final_hash";
 
+/// A unit as the ledger identifies it: its name and its scope (contract 0.2.0).
+///
+/// Invariant: `scope` is never `Some("")` — the ledger stores "no scope" as `''`, and
+/// [`UnitKey::new`] maps it back to `None`, so a row written before scopes and a unit
+/// without one are the same key. Shown (and matched by `--only`) as `unit@scope`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct UnitKey {
+    /// The unit's name.
+    pub unit: String,
+    /// Its scope, if it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl UnitKey {
+    /// The key of `unit` with `scope` (an empty scope is no scope).
+    pub fn new(unit: &str, scope: Option<&str>) -> UnitKey {
+        UnitKey {
+            unit: unit.to_owned(),
+            scope: scope.filter(|s| !s.is_empty()).map(str::to_owned),
+        }
+    }
+
+    /// The scope as the ledger column holds it (`''` for none).
+    pub fn scope_column(&self) -> &str {
+        self.scope.as_deref().unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for UnitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.scope {
+            Some(scope) => write!(f, "{}@{scope}", self.unit),
+            None => f.write_str(&self.unit),
+        }
+    }
+}
+
 /// The last checkpoint of an unfinished unit, as one target's ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckpointRow {
     /// The unit.
     pub unit: String,
+    /// Its scope (contract 0.2.0), if it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The plugin build that saved it.
     pub plugin_sha256: String,
     /// The plugin's state at its last `checkpoint.save`.
@@ -83,6 +137,13 @@ pub struct CheckpointRow {
     pub saved_at: String,
 }
 
+impl CheckpointRow {
+    /// The unit it belongs to.
+    pub fn key(&self) -> UnitKey {
+        UnitKey::new(&self.unit, self.scope.as_deref())
+    }
+}
+
 /// One finished unit as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerRow {
@@ -90,6 +151,9 @@ pub struct LedgerRow {
     pub plugin_name: String,
     /// The unit.
     pub unit: String,
+    /// Its scope (contract 0.2.0), if it declares one; left out of JSON when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// sha256 of the plugin build that ran it.
     pub plugin_sha256: String,
     /// The plugin's version.
@@ -110,6 +174,13 @@ pub struct LedgerRow {
     pub journal_hash: String,
     /// Why a finished unit was rerun with another plugin build, if it was.
     pub override_reason: Option<String>,
+}
+
+impl LedgerRow {
+    /// The unit it records.
+    pub fn key(&self) -> UnitKey {
+        UnitKey::new(&self.unit, self.scope.as_deref())
+    }
 }
 
 const COLUMNS: &[&str] = &[
@@ -243,20 +314,14 @@ impl Ledger {
         .await
     }
 
-    /// Creates the table when it is absent (outside any unit: on MySQL DDL commits implicitly).
+    /// Creates the table when it is absent, and brings a table made by an older migrun up
+    /// to date: the checkpoint, final-hash and scope columns (outside any unit: on MySQL DDL
+    /// commits implicitly). Adding the scope also moves the primary key to include it; the
+    /// rows already there keep `''`, "no scope".
     pub async fn ensure(&self, conn: &mut Connection) -> Result<(), DbError> {
-        let LedgerColumnTypes { key, text, state } =
-            driver_for(conn.dialect()).ledger_column_types();
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {} (\
-             plugin_name {key} NOT NULL, unit {key} NOT NULL, plugin_sha256 CHAR(64) NOT NULL, \
-             plugin_version {text} NOT NULL, run_id {text} NOT NULL, status {text} NOT NULL, \
-             started_at {text} NOT NULL, finished_at {text} NOT NULL, rows_written BIGINT NOT NULL, \
-             journal_id {text} NOT NULL, journal_hash CHAR(64) NOT NULL, override_reason {text}, \
-             {STATE_COLUMN} {state}, {FINAL_HASH_COLUMN} CHAR(64), \
-             PRIMARY KEY (plugin_name, unit, plugin_sha256))",
-            self.table,
-        );
+        let types = driver_for(conn.dialect()).ledger_column_types();
+        let state = types.state;
+        let ddl = create_sql(&self.table, types, "IF NOT EXISTS ");
         match conn.execute(&ddl, &[]).await {
             Ok(_) => {}
             // Two workers creating it at once: PostgreSQL reports the loser as a duplicate type.
@@ -277,7 +342,57 @@ impl Ledger {
             );
             conn.execute(&ddl, &[]).await?;
         }
+        if !self.has_scope_column(conn).await? {
+            let columns = format!(
+                "{}, {STATE_COLUMN}, {FINAL_HASH_COLUMN}",
+                COLUMNS.join(", ")
+            );
+            let create = |name: &str| create_sql(name, types, "");
+            let upgraded = driver_for(conn.dialect())
+                .upgrade_ledger_scope(
+                    conn,
+                    ScopeUpgrade {
+                        table: &self.table,
+                        columns: &columns,
+                        create: &create,
+                    },
+                )
+                .await;
+            // Two runs upgrading at once: the second finds the column there afterwards.
+            if let Err(e) = upgraded
+                && !self.has_scope_column(conn).await?
+            {
+                return Err(DbError::new(
+                    e.kind,
+                    format!(
+                        "adding the scope column to the ledger table `{}` failed, and the table \
+                         was left as it was: {}",
+                        self.table, e.message
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the table has the scope column (ledgers made before contract 0.2.0's scopes do not).
+    async fn has_scope_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
+        let sql = driver_for(conn.dialect()).ledger_scope_column_sql();
+        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
+        Ok(matches!(
+            rows.rows.first().and_then(|r| r.first()),
+            Some(Value::Bool(true)) | Some(Value::Int(1..))
+        ))
+    }
+
+    /// What a read selects as the scope: the column, or `''` (no scope) on a ledger not
+    /// upgraded yet (reads happen before [`Ledger::ensure`], which a dry-run never calls).
+    async fn scope_expr(&self, conn: &mut Connection) -> Result<&'static str, DbError> {
+        Ok(if self.has_scope_column(conn).await? {
+            SCOPE_COLUMN
+        } else {
+            "''"
+        })
     }
 
     /// Whether the table has the final-hash column (ledgers made before it do not).
@@ -308,7 +423,7 @@ impl Ledger {
         let dialect = driver_for(conn.dialect());
         let p = |i| dialect.placeholder(i);
         let keys = format!(
-            "SELECT plugin_name, unit, plugin_sha256 FROM {} WHERE run_id = {}",
+            "SELECT plugin_name, unit, {SCOPE_COLUMN}, plugin_sha256 FROM {} WHERE run_id = {}",
             self.table,
             p(1)
         );
@@ -318,13 +433,14 @@ impl Ledger {
             .rows;
         let update = format!(
             "UPDATE {} SET {FINAL_HASH_COLUMN} = {} WHERE plugin_name = {} AND unit = {} \
-             AND plugin_sha256 = {} AND run_id = {}",
+             AND {SCOPE_COLUMN} = {} AND plugin_sha256 = {} AND run_id = {}",
             self.table,
             p(1),
             p(2),
             p(3),
             p(4),
-            p(5)
+            p(5),
+            p(6)
         );
         let mut sealed = 0;
         for key in rows {
@@ -336,7 +452,8 @@ impl Ledger {
         Ok(sealed)
     }
 
-    /// The final hash each row of run `run_id` on `conn` holds (unit, status, final hash),
+    /// The final hash each row of run `run_id` on `conn` holds (unit as `unit@scope` when
+    /// scoped, status, final hash),
     /// `None` for a row the run did not seal (it did not finish, or an older migrun ran it).
     pub async fn final_hashes(
         &self,
@@ -346,9 +463,10 @@ impl Ledger {
         if !self.exists(conn).await? || !self.has_final_hash_column(conn).await? {
             return Ok(Vec::new());
         }
+        let scope = self.scope_expr(conn).await?;
         let dialect = driver_for(conn.dialect());
         let sql = format!(
-            "SELECT unit, status, {FINAL_HASH_COLUMN} FROM {} WHERE run_id = {} ORDER BY unit",
+            "SELECT unit, {scope}, status, {FINAL_HASH_COLUMN} FROM {} WHERE run_id = {} ORDER BY unit",
             self.table,
             dialect.placeholder(1)
         );
@@ -363,8 +481,10 @@ impl Ledger {
                     Value::Null => None,
                     other => Some(other.to_string()),
                 });
+                let unit = it.next().flatten().unwrap_or_default();
+                let scope = it.next().flatten();
                 (
-                    it.next().flatten().unwrap_or_default(),
+                    UnitKey::new(&unit, scope.as_deref()).to_string(),
                     it.next().flatten().unwrap_or_default(),
                     it.next().flatten(),
                 )
@@ -392,10 +512,11 @@ impl Ledger {
         if !self.exists(conn).await? || !self.has_state_column(conn).await? {
             return Ok(Vec::new());
         }
+        let scope = self.scope_expr(conn).await?;
         let dialect = driver_for(conn.dialect());
         let p = |i| dialect.placeholder(i);
         let sql = format!(
-            "SELECT unit, plugin_sha256, {STATE_COLUMN}, run_id, finished_at FROM {} \
+            "SELECT unit, {scope}, plugin_sha256, {STATE_COLUMN}, run_id, finished_at FROM {} \
              WHERE plugin_name = {} AND status = {} ORDER BY unit",
             self.table,
             p(1),
@@ -420,8 +541,11 @@ impl Ledger {
                     Value::Null => String::new(),
                     other => other.to_string(),
                 });
+                let unit = it.next().unwrap_or_default();
+                let scope = it.next().filter(|s| !s.is_empty());
                 CheckpointRow {
-                    unit: it.next().unwrap_or_default(),
+                    unit,
+                    scope,
                     plugin_sha256: it.next().unwrap_or_default(),
                     state: it.next().unwrap_or_default(),
                     run_id: it.next().unwrap_or_default(),
@@ -438,28 +562,32 @@ impl Ledger {
         &self,
         conn: &mut Connection,
         plugin: &str,
-        unit: &str,
+        unit: &UnitKey,
         sha256: &str,
     ) -> Result<u64, DbError> {
         if !self.exists(conn).await? {
             return Ok(0);
         }
+        let scope = self.scope_expr(conn).await?;
         let dialect = driver_for(conn.dialect());
         let p = |i| dialect.placeholder(i);
         let sql = format!(
-            "SELECT rows_written FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {} AND status = {}",
+            "SELECT rows_written FROM {} WHERE plugin_name = {} AND unit = {} AND {scope} = {} \
+             AND plugin_sha256 = {} AND status = {}",
             self.table,
             p(1),
             p(2),
             p(3),
-            p(4)
+            p(4),
+            p(5)
         );
         let rows = conn
             .query(
                 &sql,
                 &[
                     Value::Text(plugin.to_owned()),
-                    Value::Text(unit.to_owned()),
+                    Value::Text(unit.unit.clone()),
+                    Value::Text(unit.scope_column().to_owned()),
                     Value::Text(sha256.to_owned()),
                     Value::Text(STATUS_CHECKPOINT.to_owned()),
                 ],
@@ -481,8 +609,9 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(Vec::new());
         }
+        let scope = self.scope_expr(conn).await?;
         let sql = format!(
-            "SELECT {} FROM {} WHERE plugin_name = {} AND status = '{STATUS_FINISHED}' ORDER BY finished_at, unit",
+            "SELECT {}, {scope} FROM {} WHERE plugin_name = {} AND status = '{STATUS_FINISHED}' ORDER BY finished_at, unit",
             COLUMNS.join(", "),
             self.table,
             placeholders(conn.dialect(), 1)
@@ -496,8 +625,9 @@ impl Ledger {
         if !self.exists(conn).await? {
             return Ok(None);
         }
+        let scope = self.scope_expr(conn).await?;
         let sql = format!(
-            "SELECT {} FROM {} ORDER BY finished_at, unit",
+            "SELECT {}, {scope} FROM {} ORDER BY finished_at, unit",
             COLUMNS.join(", "),
             self.table
         );
@@ -508,44 +638,65 @@ impl Ledger {
     /// Records `row` (with the checkpoint `state` when it is a checkpoint row), first deleting
     /// the unit's checkpoint rows saved by the builds in `replaces` (rows known to exist: a
     /// delete by the full primary key locks only that row on InnoDB, where a delete that
-    /// finds nothing locks a gap and deadlocks concurrent workers' inserts). Call it inside
-    /// the unit's transaction, before the commit, so the row and the work it seals commit
-    /// together.
+    /// finds nothing locks a gap and deadlocks concurrent workers' inserts). An always-run
+    /// unit (`replace_finished`) also replaces its own `finished` row of this build, when
+    /// the ledger holds one (looked up first, without locks, for the same reason). Call it
+    /// inside the unit's transaction, before the commit, so the row and the work it seals
+    /// commit together.
     pub async fn record(
         &self,
         conn: &mut Connection,
         row: &LedgerRow,
         state: Option<&str>,
         replaces: &[String],
+        replace_finished: bool,
     ) -> Result<(), DbError> {
         let dialect = conn.dialect();
         let p = |i: usize| driver_for(dialect).placeholder(i);
         self.shield(conn).await?;
-        for sha256 in replaces {
-            let delete = format!(
-                "DELETE FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {} AND status = {}",
-                self.table,
-                p(1),
-                p(2),
-                p(3),
-                p(4)
-            );
-            conn.execute(
-                &delete,
-                &[
-                    Value::Text(row.plugin_name.clone()),
-                    Value::Text(row.unit.clone()),
-                    Value::Text(sha256.clone()),
-                    Value::Text(STATUS_CHECKPOINT.to_owned()),
-                ],
-            )
-            .await?;
+        let key = row.key();
+        let by_key = format!(
+            "FROM {} WHERE plugin_name = {} AND unit = {} AND {SCOPE_COLUMN} = {} AND plugin_sha256 = {} AND status = {}",
+            self.table,
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        );
+        let key_params = |sha256: &str, status: &str| {
+            vec![
+                Value::Text(row.plugin_name.clone()),
+                Value::Text(key.unit.clone()),
+                Value::Text(key.scope_column().to_owned()),
+                Value::Text(sha256.to_owned()),
+                Value::Text(status.to_owned()),
+            ]
+        };
+        let mut deletes: Vec<Vec<Value>> = replaces
+            .iter()
+            .map(|sha256| key_params(sha256, STATUS_CHECKPOINT))
+            .collect();
+        if replace_finished {
+            let params = key_params(&row.plugin_sha256, STATUS_FINISHED);
+            let found = conn
+                .query(&format!("SELECT COUNT(*) {by_key}"), &params)
+                .await?;
+            if matches!(
+                found.rows.first().and_then(|r| r.first()),
+                Some(Value::Int(1..))
+            ) {
+                deletes.push(params);
+            }
+        }
+        for params in deletes {
+            conn.execute(&format!("DELETE {by_key}"), &params).await?;
         }
         let sql = format!(
-            "INSERT INTO {} ({}, {STATE_COLUMN}) VALUES ({})",
+            "INSERT INTO {} ({}, {STATE_COLUMN}, {SCOPE_COLUMN}) VALUES ({})",
             self.table,
             COLUMNS.join(", "),
-            placeholders(dialect, COLUMNS.len() + 1)
+            placeholders(dialect, COLUMNS.len() + 2)
         );
         let text = |s: &str| Value::Text(s.to_owned());
         let params = vec![
@@ -562,20 +713,29 @@ impl Ledger {
             text(&row.journal_hash),
             row.override_reason.as_deref().map_or(Value::Null, text),
             state.map_or(Value::Null, text),
+            text(key.scope_column()),
         ];
         let inserted = conn.execute(&sql, &params).await?;
         // Read back what the database now holds for this row: anything but exactly the
         // row written means something else writes this table.
         let check = format!(
-            "SELECT {}, {STATE_COLUMN} FROM {} WHERE plugin_name = {} AND unit = {} AND plugin_sha256 = {}",
+            "SELECT {}, {STATE_COLUMN}, {SCOPE_COLUMN} FROM {} WHERE plugin_name = {} AND unit = {} \
+             AND {SCOPE_COLUMN} = {} AND plugin_sha256 = {}",
             COLUMNS.join(", "),
             self.table,
             p(1),
             p(2),
-            p(3)
+            p(3),
+            p(4)
         );
+        let check_params = [
+            params[0].clone(),
+            params[1].clone(),
+            text(key.scope_column()),
+            params[2].clone(),
+        ];
         let found = conn
-            .query(&check, &params[..3])
+            .query(&check, &check_params)
             .await?
             .rows
             .into_iter()
@@ -590,13 +750,28 @@ impl Ledger {
                      ({inserted} row(s) inserted, {} found): something else writes that table; \
                      the unit is not recorded",
                     self.table,
-                    row.unit,
+                    key,
                     found.len()
                 ),
             ));
         }
         Ok(())
     }
+}
+
+/// The `CREATE TABLE` of a current ledger named `table` (`exists` is `"IF NOT EXISTS "` or `""`).
+fn create_sql(table: &str, types: LedgerColumnTypes, exists: &str) -> String {
+    let LedgerColumnTypes { key, text, state } = types;
+    format!(
+        "CREATE TABLE {exists}{table} (\
+         plugin_name {key} NOT NULL, unit {key} NOT NULL, plugin_sha256 CHAR(64) NOT NULL, \
+         plugin_version {text} NOT NULL, run_id {text} NOT NULL, status {text} NOT NULL, \
+         started_at {text} NOT NULL, finished_at {text} NOT NULL, rows_written BIGINT NOT NULL, \
+         journal_id {text} NOT NULL, journal_hash CHAR(64) NOT NULL, override_reason {text}, \
+         {STATE_COLUMN} {state}, {FINAL_HASH_COLUMN} CHAR(64), \
+         {SCOPE_COLUMN} {key} NOT NULL DEFAULT '', \
+         PRIMARY KEY (plugin_name, unit, {SCOPE_COLUMN}, plugin_sha256))"
+    )
 }
 
 /// A ledger value as text to compare what was written with what was read back
@@ -628,9 +803,11 @@ fn row_from_values(values: Vec<Value>) -> LedgerRow {
     let journal_id = text();
     let journal_hash = text();
     let reason = text();
+    let scope = text();
     LedgerRow {
         plugin_name,
         unit,
+        scope: (!scope.is_empty()).then_some(scope),
         plugin_sha256,
         plugin_version,
         run_id,
@@ -668,9 +845,10 @@ pub enum UnitHistory {
     },
 }
 
-/// Decides a unit's history from each target's finished rows (`target name → rows of this plugin`).
+/// Decides a unit's history from each target's finished rows (`target name → rows of this
+/// plugin`): only rows of the same [`UnitKey`] count, so another scope is another unit.
 pub fn history(
-    unit: &str,
+    unit: &UnitKey,
     sha256: &str,
     ledgers: &BTreeMap<String, Vec<LedgerRow>>,
 ) -> UnitHistory {
@@ -682,7 +860,7 @@ pub fn history(
     let mut same: Option<String> = None;
     let mut other: Option<String> = None;
     for (target, rows) in ledgers {
-        let for_unit: Vec<&LedgerRow> = rows.iter().filter(|r| r.unit == unit).collect();
+        let for_unit: Vec<&LedgerRow> = rows.iter().filter(|r| &r.key() == unit).collect();
         if for_unit.is_empty() {
             missing_on.push(target.clone());
             continue;
@@ -730,6 +908,7 @@ mod tests {
         LedgerRow {
             plugin_name: "p".into(),
             unit: unit.into(),
+            scope: None,
             plugin_sha256: sha.into(),
             plugin_version: "1".into(),
             run_id: "r1".into(),
@@ -748,15 +927,16 @@ mod tests {
         let mut ledgers = BTreeMap::new();
         ledgers.insert("a".to_owned(), vec![row("u1", "s1"), row("u2", "s0")]);
         ledgers.insert("b".to_owned(), vec![row("u1", "s1")]);
+        let key = |unit: &str| UnitKey::new(unit, None);
         assert_eq!(
-            history("u1", "s1", &ledgers),
+            history(&key("u1"), "s1", &ledgers),
             UnitHistory::Finished {
                 run_id: "r1".into()
             }
         );
-        assert_eq!(history("u3", "s1", &ledgers), UnitHistory::Pending);
+        assert_eq!(history(&key("u3"), "s1", &ledgers), UnitHistory::Pending);
         assert_eq!(
-            history("u2", "s1", &ledgers),
+            history(&key("u2"), "s1", &ledgers),
             UnitHistory::Partial {
                 finished_on: vec!["a".into()],
                 missing_on: vec!["b".into()]
@@ -764,11 +944,54 @@ mod tests {
         );
         ledgers.get_mut("b").unwrap().push(row("u2", "s0"));
         assert_eq!(
-            history("u2", "s1", &ledgers),
+            history(&key("u2"), "s1", &ledgers),
             UnitHistory::ChangedPlugin {
                 recorded_sha256: "s0".into()
             }
         );
+    }
+
+    #[test]
+    fn another_scope_is_another_unit_and_no_scope_is_the_old_rows() {
+        let mut ledgers = BTreeMap::new();
+        let scoped = LedgerRow {
+            scope: Some("accounts.email".into()),
+            ..row("rename", "s1")
+        };
+        ledgers.insert("a".to_owned(), vec![scoped, row("plain", "s1")]);
+        let finished = UnitHistory::Finished {
+            run_id: "r1".into(),
+        };
+        assert_eq!(
+            history(
+                &UnitKey::new("rename", Some("accounts.email")),
+                "s1",
+                &ledgers
+            ),
+            finished
+        );
+        assert_eq!(
+            history(
+                &UnitKey::new("rename", Some("accounts.name")),
+                "s1",
+                &ledgers
+            ),
+            UnitHistory::Pending
+        );
+        assert_eq!(
+            history(&UnitKey::new("rename", None), "s1", &ledgers),
+            UnitHistory::Pending
+        );
+        assert_eq!(
+            history(&UnitKey::new("plain", Some("")), "s1", &ledgers),
+            finished,
+            "an empty scope is no scope"
+        );
+        assert_eq!(
+            UnitKey::new("rename", Some("accounts.email")).to_string(),
+            "rename@accounts.email"
+        );
+        assert_eq!(UnitKey::new("plain", None).to_string(), "plain");
     }
 
     #[test]

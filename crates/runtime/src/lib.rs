@@ -520,7 +520,11 @@ impl PluginInstance {
             .map(|units| units.into_iter().map(UnitInfo::from).collect())
             .map_err(PluginError::from))?
         .map_err(CallError::Plugin)?;
-        if let Some(refused) = units.iter().find_map(UnitInfo::refusal) {
+        if let Some(refused) = units
+            .iter()
+            .find_map(UnitInfo::refusal)
+            .or_else(|| crate::contract::scoped_twice(&units))
+        {
             return Err(CallError::Unsupported(refused));
         }
         for warning in units.iter().filter_map(UnitInfo::warning) {

@@ -147,6 +147,15 @@ impl Session {
             HostCall::Open { name } => {
                 if self.infos.contains_key(name) {
                     CallResult::Opened
+                } else if self.absent.contains(name) {
+                    error_result(DbError {
+                        kind: DbErrorKind::UnknownConnection,
+                        code: None,
+                        message: format!(
+                            "connection `{name}` is optional and the operator did not configure it: \
+                             it is not provided in this run"
+                        ),
+                    })
                 } else {
                     let known: Vec<&str> = self.infos.keys().map(String::as_str).collect();
                     error_result(DbError {

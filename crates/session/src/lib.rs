@@ -37,7 +37,7 @@
 use std::collections::BTreeMap;
 
 use crate::tape::Tape;
-use migrun_db::ledger::CheckpointRow;
+use migrun_db::ledger::{CheckpointRow, UnitKey};
 use migrun_db::{self as db, Access, Dialect};
 
 mod calls;
@@ -93,10 +93,13 @@ pub struct Session {
     /// Where ledger rows go; `None` in replays and dry-runs (nothing is recorded).
     ledger: Option<RunLedger>,
     /// Checkpoints of unfinished units, by unit: saved by earlier runs, then by this one.
-    resume: BTreeMap<String, CheckpointRow>,
+    resume: BTreeMap<UnitKey, CheckpointRow>,
     unit: Option<CurrentUnit>,
     /// A checkpoint whose commit failed: the unit must fail even if the plugin ignores the error.
     checkpoint_failure: Option<SessionError>,
+    /// Optional connections (contract 0.2.0) the operator did not configure: opening one
+    /// answers `unknown-connection` saying so, which the plugin tests for.
+    absent: std::collections::BTreeSet<String>,
 }
 
 impl Session {
@@ -114,7 +117,14 @@ impl Session {
             resume: BTreeMap::new(),
             unit: None,
             checkpoint_failure: None,
+            absent: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Names the optional connections the operator did not configure (not provided: opening
+    /// one is an `unknown-connection` error that says so).
+    pub fn set_absent(&mut self, names: impl IntoIterator<Item = String>) {
+        self.absent = names.into_iter().collect();
     }
 
     /// Live connections, keyed by the name the plugin declared.

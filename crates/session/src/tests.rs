@@ -9,10 +9,15 @@ use futures::future::BoxFuture;
 
 use super::{BeginMode, CallObserver, RunLedger, Session, SessionError, WriteCounts};
 use crate::tape::Tape;
-use migrun_db::ledger::{self, Ledger};
+use migrun_db::ledger::{self, Ledger, UnitKey};
 use migrun_db::{self as db, Access};
 use migrun_journal::{CallResult, HostCall};
 use migrun_types::value::Value;
+
+/// An unscoped unit's ledger key.
+fn key(unit: &str) -> UnitKey {
+    UnitKey::new(unit, None)
+}
 
 const ROLLBACK: Duration = Duration::from_secs(5);
 const PLUGIN: &str = "demo";
@@ -145,7 +150,7 @@ async fn begin_commit_and_rollback_reach_every_connection() {
 #[tokio::test]
 async fn a_units_ledger_row_commits_with_its_work() {
     let mut s = session(vec![memory("target").await], true).await;
-    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("load"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     insert(&mut s, "target", 1).await;
     s.commit_unit().await.unwrap();
@@ -158,7 +163,7 @@ async fn a_units_ledger_row_commits_with_its_work() {
 #[tokio::test]
 async fn a_non_transactional_unit_commits_each_statement_and_its_row_after_success() {
     let mut s = session(vec![memory("target").await], true).await;
-    s.start_unit("index", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("index"), false, "2026-01-01T00:00:00Z", None);
     s.set_unit_non_transactional();
     // No transaction is begun: the statement commits on its own; a rollback undoes nothing.
     insert(&mut s, "target", 1).await;
@@ -196,7 +201,7 @@ async fn a_non_transactional_unit_commits_each_statement_and_its_row_after_succe
     assert_eq!(finished_units(&mut s, "target").await, ["index"]);
 
     // The next unit is transactional again.
-    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("load"), false, "2026-01-01T00:00:00Z", None);
     assert!(!s.in_non_transactional_unit());
     assert!(s.non_transactional_refusal("bulk-insert").is_none());
 }
@@ -210,7 +215,7 @@ async fn a_units_ledger_row_is_gone_after_its_rollback() {
         .await
         .unwrap();
 
-    s.start_unit("load", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("load"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     insert(&mut s, "a", 1).await;
     insert(&mut s, "b", 1).await;
@@ -230,7 +235,7 @@ async fn a_units_ledger_row_is_gone_after_its_rollback() {
 #[tokio::test]
 async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
     let mut s = session(vec![memory("target").await], true).await;
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     assert_eq!(
         s.last_checkpoint().unwrap(),
@@ -253,7 +258,7 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
         [("backfill".to_owned(), "after-1".to_owned())]
     );
     assert!(finished_units(&mut s, "target").await.is_empty());
-    assert_eq!(s.resume_point("backfill").unwrap().state, "after-1");
+    assert_eq!(s.resume_point(&key("backfill")).unwrap().state, "after-1");
 
     // The next run reads the saved checkpoints from the ledger and resumes from it.
     let resume = Ledger::new(ledger::DEFAULT_TABLE)
@@ -261,10 +266,10 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
         .await
         .unwrap()
         .into_iter()
-        .map(|row| (row.unit.clone(), row))
+        .map(|row| (row.key(), row))
         .collect();
     s.set_ledger(run_ledger(), resume);
-    s.start_unit("backfill", "2026-01-02T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-02T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     assert_eq!(
         s.last_checkpoint().unwrap(),
@@ -284,13 +289,85 @@ async fn a_checkpoint_commits_its_batch_and_is_the_resume_point() {
 }
 
 #[tokio::test]
+async fn checkpoints_and_rows_are_per_scope_and_an_always_run_unit_keeps_one_row() {
+    let mut s = session(vec![memory("target").await], true).await;
+    let a = UnitKey::new("rename", Some("accounts.email"));
+    let b = UnitKey::new("rename", Some("accounts.name"));
+    s.start_unit(&a, false, "2026-01-01T00:00:00Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    insert(&mut s, "target", 1).await;
+    s.save_checkpoint("a-1".into()).await.unwrap();
+    s.rollback_all(ROLLBACK).await;
+    s.end_unit();
+
+    // The next run: scope `b` starts afresh and finishes beside `a`'s checkpoint.
+    let resume = Ledger::new(ledger::DEFAULT_TABLE)
+        .checkpoints(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.key(), row))
+        .collect();
+    s.set_ledger(run_ledger(), resume);
+    s.start_unit(&b, false, "2026-01-02T00:00:00Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    assert_eq!(
+        s.last_checkpoint().unwrap(),
+        CallResult::Checkpoint { state: None },
+        "another scope's checkpoint is another unit's"
+    );
+    insert(&mut s, "target", 2).await;
+    s.commit_unit().await.unwrap();
+    s.end_unit();
+    assert_eq!(
+        saved_checkpoints(&mut s, "target").await,
+        [("rename".to_owned(), "a-1".to_owned())]
+    );
+    s.start_unit(&a, false, "2026-01-02T00:00:01Z", None);
+    s.begin_all(BeginMode::Now).await.unwrap();
+    assert_eq!(
+        s.last_checkpoint().unwrap(),
+        CallResult::Checkpoint {
+            state: Some("a-1".into())
+        }
+    );
+    s.commit_unit().await.unwrap();
+    s.end_unit();
+    let finished: Vec<UnitKey> = Ledger::new(ledger::DEFAULT_TABLE)
+        .finished(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .iter()
+        .map(ledger::LedgerRow::key)
+        .collect();
+    assert_eq!(finished, [b, a]);
+
+    // An always-run unit finishing twice in the same build keeps one row: its last.
+    for at in ["2026-01-03T00:00:00Z", "2026-01-04T00:00:00Z"] {
+        s.start_unit(&key("stamp"), true, at, None);
+        s.begin_all(BeginMode::Now).await.unwrap();
+        s.commit_unit().await.unwrap();
+        s.end_unit();
+    }
+    let stamps: Vec<String> = Ledger::new(ledger::DEFAULT_TABLE)
+        .finished(conn(&mut s, "target"), PLUGIN)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.unit == "stamp")
+        .map(|r| r.started_at)
+        .collect();
+    assert_eq!(stamps, ["2026-01-04T00:00:00Z"]);
+}
+
+#[tokio::test]
 async fn a_checkpoint_is_refused_outside_a_unit_and_with_a_cursor_open() {
     let mut s = session(vec![memory("target").await], true).await;
     s.begin_all(BeginMode::Now).await.unwrap();
     let outside = s.save_checkpoint("x".into()).await.unwrap();
     assert_eq!(error_kind(&outside), Some("usage"));
 
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     insert(&mut s, "target", 1).await;
     insert(&mut s, "target", 2).await;
     let opened = s
@@ -412,7 +489,7 @@ async fn a_read_only_connection_writes_nothing() {
     let mut s = session(vec![source, memory("target").await], true).await;
     assert_eq!(s.writable_count(), 1);
 
-    s.start_unit("copy", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("copy"), false, "2026-01-01T00:00:00Z", None);
     s.begin_all(BeginMode::Now).await.unwrap();
     let refused = insert(&mut s, "source", 1).await;
     assert_eq!(error_kind(&refused), Some("read-only"), "{refused:?}");
@@ -529,7 +606,7 @@ async fn a_dry_run_shows_its_calls_and_checkpoints_to_the_observer_and_commits_n
     let log = seen.0.clone();
     s.observe_calls(Box::new(seen));
     s.begin_all(BeginMode::Now).await.unwrap();
-    s.start_unit("backfill", "2026-01-01T00:00:00Z", None);
+    s.start_unit(&key("backfill"), false, "2026-01-01T00:00:00Z", None);
     insert(&mut s, "target", 1).await;
     assert_eq!(
         s.save_checkpoint("after-1".into()).await.unwrap(),

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::tape::{Answer, TapeError};
-use migrun_db::ledger::{self, CheckpointRow, Ledger, LedgerRow};
+use migrun_db::ledger::{self, CheckpointRow, Ledger, LedgerRow, UnitKey};
 use migrun_db::{Access, DbError, DbErrorKind};
 use migrun_journal::{CallResult, HostCall};
 
@@ -48,7 +48,10 @@ pub struct RunLedger {
 /// The unit being run: what its ledger rows say and how many checkpoints it saved.
 #[derive(Debug, Clone)]
 pub(super) struct CurrentUnit {
-    name: String,
+    /// Its ledger identity (name and scope); checkpoints and rows are keyed by it.
+    key: UnitKey,
+    /// An always-run unit replaces its own `finished` row instead of adding one.
+    always_run: bool,
     started_at: String,
     override_reason: Option<String>,
     checkpoints: u64,
@@ -75,8 +78,8 @@ fn now() -> String {
 
 impl Session {
     /// Lets unit ends and checkpoints write ledger rows (live runs only), and hands over the
-    /// checkpoints earlier unfinished runs saved, for `checkpoint.last`.
-    pub fn set_ledger(&mut self, ledger: RunLedger, resume: BTreeMap<String, CheckpointRow>) {
+    /// checkpoints earlier unfinished runs saved, for `checkpoint.last`, keyed by unit and scope.
+    pub fn set_ledger(&mut self, ledger: RunLedger, resume: BTreeMap<UnitKey, CheckpointRow>) {
         self.ledger = Some(ledger);
         self.resume = resume;
     }
@@ -86,19 +89,28 @@ impl Session {
         self.ledger.as_ref()
     }
 
-    /// The checkpoint `unit` resumes from, if an unfinished run (or this one) saved one.
-    pub fn resume_point(&self, unit: &str) -> Option<&CheckpointRow> {
+    /// The checkpoint `unit` (with its scope) resumes from, if an unfinished run (or this
+    /// one) saved one. Another scope's checkpoint is another unit's.
+    pub fn resume_point(&self, unit: &UnitKey) -> Option<&CheckpointRow> {
         self.resume.get(unit)
     }
 
-    /// Marks the start of a unit (its ledger rows need its name, start and override reason).
-    pub fn start_unit(&mut self, name: &str, started_at: &str, override_reason: Option<String>) {
-        let checkpoint_rows = match (&self.ledger, self.resume.get(name)) {
+    /// Marks the start of a unit (its ledger rows need its key, start and override reason;
+    /// an `always_run` unit's row replaces the one its earlier run left).
+    pub fn start_unit(
+        &mut self,
+        key: &UnitKey,
+        always_run: bool,
+        started_at: &str,
+        override_reason: Option<String>,
+    ) {
+        let checkpoint_rows = match (&self.ledger, self.resume.get(key)) {
             (Some(_), Some(saved)) => vec![saved.plugin_sha256.clone()],
             _ => Vec::new(),
         };
         self.unit = Some(CurrentUnit {
-            name: name.to_owned(),
+            key: key.clone(),
+            always_run,
             started_at: started_at.to_owned(),
             override_reason,
             checkpoints: 0,
@@ -148,7 +160,7 @@ impl Session {
                  commit one by one and a failed unit runs again from its start, so it may only run \
                  statements that are safe to repeat (`CREATE INDEX CONCURRENTLY IF NOT EXISTS`); \
                  move bulk inserts and checkpointed batches into a transactional unit",
-                unit.name
+                unit.key
             ),
         ))
     }
@@ -187,13 +199,13 @@ impl Session {
         }
         let earlier = self
             .resume
-            .get(&unit.name)
+            .get(&unit.key)
             .filter(|saved| saved.run_id != ctx.run_id)
             .map(|saved| saved.plugin_sha256.clone());
         let (ledger, plugin, name) = (
             ctx.ledger.clone(),
             ctx.plugin_name.clone(),
-            unit.name.clone(),
+            unit.key.clone(),
         );
         let mut carried = BTreeMap::new();
         if let Some(sha256) = earlier {
@@ -290,7 +302,8 @@ impl Session {
             }
             let row = LedgerRow {
                 plugin_name: ctx.plugin_name.clone(),
-                unit: unit.name.clone(),
+                unit: unit.key.unit.clone(),
+                scope: unit.key.scope.clone(),
                 plugin_sha256: ctx.plugin_sha256.clone(),
                 plugin_version: ctx.plugin_version.clone(),
                 run_id: ctx.run_id.clone(),
@@ -304,7 +317,14 @@ impl Session {
             };
             let recorded = ctx
                 .ledger
-                .record(conn, &row, state, &unit.checkpoint_rows)
+                .record(
+                    conn,
+                    &row,
+                    state,
+                    &unit.checkpoint_rows,
+                    // Its checkpoint rows too: the key holds no status, so one row per build.
+                    unit.always_run,
+                )
                 .await;
             if !laned || recorded.is_err() {
                 let _ = self.tape.transaction(
@@ -374,7 +394,7 @@ impl Session {
             return Ok(result);
         }
         let state = match (&self.ledger, &self.unit) {
-            (Some(_), Some(unit)) => self.resume.get(&unit.name).map(|c| c.state.clone()),
+            (Some(_), Some(unit)) => self.resume.get(&unit.key).map(|c| c.state.clone()),
             _ => None,
         };
         let result = CallResult::Checkpoint { state };
@@ -411,7 +431,7 @@ impl Session {
                 "checkpoint.save with a cursor open: read the cursor to its end (or drop it) before saving, since the commit would end it",
             ));
         }
-        let unit = unit.name.clone();
+        let unit = unit.key.unit.clone();
         let dry = self.ledger.is_none();
         let committed = match self.finish_streams().await {
             // A dry-run commits nothing, but its streams end here as a run's would.
@@ -463,9 +483,10 @@ impl Session {
                     // (`[limits] conflict_retries`) resumes after the batches committed in
                     // this run, not from where the run started.
                     self.resume.insert(
-                        unit.name.clone(),
+                        unit.key.clone(),
                         CheckpointRow {
-                            unit: unit.name.clone(),
+                            unit: unit.key.unit.clone(),
+                            scope: unit.key.scope.clone(),
                             plugin_sha256: ledger.plugin_sha256.clone(),
                             state: state.to_owned(),
                             run_id: ledger.run_id.clone(),

@@ -93,12 +93,15 @@ impl WillRun {
     /// From the unit selection and the checkpoints the targets' ledgers hold.
     pub(super) fn of(
         selected: &[(crate::contract::UnitInfo, super::units::UnitPlan)],
-        checkpoints: &std::collections::BTreeMap<String, crate::ledger::CheckpointRow>,
+        checkpoints: &std::collections::BTreeMap<
+            crate::ledger::UnitKey,
+            crate::ledger::CheckpointRow,
+        >,
     ) -> WillRun {
-        let running: Vec<&str> = selected
+        let running: Vec<crate::ledger::UnitKey> = selected
             .iter()
             .filter(|(_, plan)| matches!(plan, super::units::UnitPlan::Run { .. }))
-            .map(|(unit, _)| unit.name.as_str())
+            .map(|(unit, _)| unit.key())
             .collect();
         WillRun {
             any: !running.is_empty(),
@@ -106,8 +109,8 @@ impl WillRun {
                 .iter()
                 .filter_map(|u| {
                     checkpoints
-                        .get(*u)
-                        .map(|c| ((*u).to_owned(), c.run_id.clone()))
+                        .get(u)
+                        .map(|c| (u.to_string(), c.run_id.clone()))
                 })
                 .collect(),
         }

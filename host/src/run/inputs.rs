@@ -32,8 +32,13 @@ pub(super) struct Inputs {
     pub(super) run_id: String,
     /// The ledger table of the targets.
     pub(super) ledger: Ledger,
-    /// Every connection the plugin declared, in its order, resolved against the configuration.
+    /// Every connection the plugin declared, in its order, resolved against the configuration
+    /// (optional ones the operator did not configure excepted: see `absent`).
     pub(super) connections: Vec<ConnectionInput>,
+    /// Optional connections (contract 0.2.0) the operator did not configure: not provided,
+    /// so never opened, locked, backed up or given a ledger; `database.open` answers
+    /// `unknown-connection` for them.
+    pub(super) absent: Vec<String>,
 }
 
 impl Inputs {
@@ -70,14 +75,21 @@ pub(super) struct ConnectionInput {
 }
 
 /// Resolves every declared connection, refusing (before anything is opened) one whose
-/// grant is narrower than what the plugin declares it needs.
+/// grant is narrower than what the plugin declares it needs. An optional one the operator
+/// did not configure is left out (its name returned second): the embedded SQLite default
+/// stands in only for connections the plugin cannot run without.
 fn resolve_connections(
     info: &PluginInfo,
     config: &RunConfig,
-) -> Result<Vec<ConnectionInput>, RunError> {
+) -> Result<(Vec<ConnectionInput>, Vec<String>), RunError> {
     let mut connections = Vec::with_capacity(info.connections.len());
+    let mut absent = Vec::new();
     for need in &info.connections {
         let resolved = config.connection(&need.name);
+        if need.optional && resolved.embedded_default {
+            absent.push(need.name.clone());
+            continue;
+        }
         if let Some(granted) = resolved.access
             && granted == Access::ReadOnly
             && need.access == Access::ReadWrite
@@ -99,7 +111,7 @@ fn resolve_connections(
             writes: need.writes.clone(),
         });
     }
-    Ok(connections)
+    Ok((connections, absent))
 }
 
 /// Instantiates the plugin, calls `describe` and resolves the run's inputs.
@@ -124,11 +136,12 @@ pub(super) async fn resolve(
     options.observer.phase_finished("describe", true);
     let values = plugin_values(&info, config)?;
     resolve_declared_writes(&mut info, &values)?;
-    let connections = resolve_connections(&info, config)?;
+    let (connections, absent) = resolve_connections(&info, config)?;
     let redacted = redacted(&info, &values);
     let run_id = super::journal::run_id(&info.name);
     let inputs = Inputs {
         connections,
+        absent,
         info,
         values,
         redacted,

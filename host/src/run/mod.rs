@@ -355,7 +355,8 @@ pub enum UnitStatus {
     Failed,
     /// It did not run because an earlier unit failed.
     NotRun,
-    /// It did not run because the ledger says this plugin build finished it already.
+    /// It did not run: the ledger says this plugin build finished it already, or the
+    /// plugin listed it as skipped (contract 0.2.0; [`UnitReport::skipped`] holds why).
     Skipped,
     /// `--only` named it, but the plugin has no such unit.
     NotFound,
@@ -369,8 +370,17 @@ pub enum UnitStatus {
 pub struct UnitReport {
     /// The unit.
     pub name: String,
+    /// Its scope (contract 0.2.0): with the name, its identity in the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// What became of it.
     pub status: UnitStatus,
+    /// Contract 0.2.0: why the plugin skips it (`list-units` said so); it never runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Contract 0.2.0: the unit runs on every run, whatever the ledger says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub always_run: bool,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// Writes per connection, as counted by the host.
@@ -473,6 +483,9 @@ pub struct RunReport {
     pub seeds: SandboxSeeds,
     /// The connections used.
     pub connections: Vec<ConnectionReport>,
+    /// Optional connections (contract 0.2.0) the operator did not configure: not provided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent_connections: Vec<String>,
     /// The units, in order, including those that did not run.
     pub units: Vec<UnitReport>,
     /// Every check reported.
@@ -668,6 +681,7 @@ pub async fn run(
                 Arc::new(tokio::sync::Mutex::new(locks)),
             )
         });
+        runner.session().set_absent(inputs.absent.iter().cloned());
         let before_run = backups::open_store(runner, &inputs, config, &options, identity)?;
         let (selected, not_found) = runner
             .select_units(&inputs, &options, &ledgers.finished, &plugin.sha256)
@@ -694,6 +708,7 @@ pub async fn run(
             connections,
             backup,
         );
+        report.absent_connections = inputs.absent.clone();
         units::report_not_found(runner, &mut report, &not_found);
         // `--jobs`: as many workers as units to run, at most N; a dry-run holds one
         // transaction per connection for the whole run, so it runs one unit at a time.

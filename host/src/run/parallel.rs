@@ -37,7 +37,7 @@ use crate::capability::database::DatabaseCtx;
 use crate::config::RunConfig;
 use crate::contract::UnitInfo;
 use crate::journal::Entry;
-use crate::ledger::CheckpointRow;
+use crate::ledger::{CheckpointRow, UnitKey};
 use crate::observer::{CheckResult, ChecksNotKept, LogEvent, MessagesNotKept};
 use crate::runtime::{LoadedPlugin, PluginInstance, RunState, Runtime};
 use crate::session::{RunLedger, Session};
@@ -89,7 +89,7 @@ pub(super) async fn start_workers(
     config: &RunConfig,
     options: &RunOptions,
     tape: &Tape,
-    ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
+    ledger: Option<(RunLedger, BTreeMap<UnitKey, CheckpointRow>)>,
     locks: &SharedLocks,
     count: u32,
     expected: &[String],
@@ -129,7 +129,7 @@ async fn start_worker(
     config: &RunConfig,
     options: &RunOptions,
     tape: Tape,
-    ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
+    ledger: Option<(RunLedger, BTreeMap<UnitKey, CheckpointRow>)>,
     locks: SharedLocks,
     expected: &[String],
 ) -> Result<Runner, RunError> {
@@ -165,6 +165,7 @@ async fn start_worker(
         config.limits,
         locks,
     );
+    runner.session().set_absent(inputs.absent.iter().cloned());
     let listed = runner
         .prepare(
             inputs.values.clone(),
@@ -304,8 +305,8 @@ pub(super) async fn run_units(
         .filter(|(_, started)| !**started)
         .map(|((u, _), _)| u.name.as_str())
         .collect();
-    for name in &not_run {
-        report.units.push(not_run_report(name));
+    for ((unit, _), _) in units.iter().zip(&started).filter(|(_, s)| !**s) {
+        report.units.push(not_run_report(unit));
     }
     if let Some(failure) = failed {
         report.failure = Some(failure.into_failure(lead.mode, &committed, &not_run));

@@ -21,7 +21,7 @@ use crate::tape::{self, Comparison, Player, ReplayDivergence, WriteDiff};
 use crate::tape::{Tape, TapeError, lock};
 
 use super::RunMode;
-use super::units::{Runner, UnitPlan, report_not_found};
+use super::units::{Runner, UnitPlan, declared_plan, report_not_found};
 use super::{ConnectionReport, FailureCause, RunError, RunFailure, RunReport, describe};
 
 /// How a replay ended.
@@ -263,16 +263,15 @@ pub async fn replay(
     {
         Ok((units, not_found)) => {
             report_not_found(&mut runner, &mut report, &not_found);
-            // Which units the recorded run skipped comes from the journal, not from a ledger.
+            // Which units the recorded run skipped comes from the journal, not from a ledger
+            // (the plugin's own skip reason, when it gave one, is the report's note).
             let units: Vec<(UnitInfo, UnitPlan)> = units
                 .into_iter()
                 .map(|u| {
-                    (
-                        u,
-                        UnitPlan::Run {
-                            override_reason: None,
-                        },
-                    )
+                    let plan = declared_plan(&u).unwrap_or(UnitPlan::Run {
+                        override_reason: None,
+                    });
+                    (u, plan)
                 })
                 .collect();
             if laned {

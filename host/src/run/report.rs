@@ -36,6 +36,7 @@ impl RunReport {
             dry_run,
             seeds,
             connections,
+            absent_connections: Vec::new(),
             units: Vec::new(),
             checks: Vec::new(),
             messages: Vec::new(),

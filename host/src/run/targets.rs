@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::RunConfig;
 use crate::contract::PluginInfo;
 use crate::db::{self, Access, DbError};
-use crate::ledger::{CheckpointRow, LedgerRow};
+use crate::ledger::{CheckpointRow, LedgerRow, UnitKey};
 use crate::lock::{self, RunLock};
 
 use super::inputs::Inputs;
@@ -161,15 +161,15 @@ pub(super) async fn guard_targets(
         for row in saved {
             // Targets disagree only after a crash between two commits of one checkpoint:
             // the first target (by name) wins, and the operator hears about it.
-            match ledgers.checkpoints.get(&row.unit) {
+            match ledgers.checkpoints.get(&row.key()) {
                 Some(first) if first.state != row.state => tracing::warn!(
-                    unit = row.unit,
+                    unit = %row.key(),
                     connection = name.as_str(),
                     "the targets' ledgers hold different checkpoints for this unit; resuming from the first target's"
                 ),
                 Some(_) => {}
                 None => {
-                    ledgers.checkpoints.insert(row.unit.clone(), row);
+                    ledgers.checkpoints.insert(row.key(), row);
                 }
             }
         }
@@ -182,8 +182,8 @@ pub(super) async fn guard_targets(
 pub(super) struct Ledgers {
     /// Finished units, per target.
     pub(super) finished: BTreeMap<String, Vec<LedgerRow>>,
-    /// The last checkpoint of each unfinished unit that saved one.
-    pub(super) checkpoints: BTreeMap<String, CheckpointRow>,
+    /// The last checkpoint of each unfinished unit (by name and scope) that saved one.
+    pub(super) checkpoints: BTreeMap<UnitKey, CheckpointRow>,
 }
 
 /// Drops MySQL scratch databases left by crashed dry-runs and, in a dry-run, puts every

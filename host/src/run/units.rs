@@ -63,6 +63,9 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
         );
         report.units.push(UnitReport {
             name: name.clone(),
+            scope: None,
+            skipped: None,
+            always_run: false,
             status: UnitStatus::NotFound,
             duration_ms: 0,
             writes: BTreeMap::new(),
@@ -71,6 +74,13 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
             transactional: true,
         });
     }
+}
+
+/// Whether `--only` name `name` selects `unit`: its bare name selects it whatever its
+/// scope, `unit@scope` only with that scope (contract 0.2.0). Compared whole, never
+/// split, so a unit name holding `@` still matches itself.
+pub(super) fn only_matches(name: &str, unit: &UnitInfo) -> bool {
+    name == unit.name || (unit.scope.is_some() && name == unit.key().to_string())
 }
 
 /// What the runner does with a selected unit.
@@ -82,7 +92,21 @@ pub(super) enum UnitPlan {
     Skip { reason: String },
 }
 
-/// Decides each selected unit from the ledgers; refuses (nothing ran) on a changed plugin
+/// What the plugin's own declaration decides, whatever the ledgers say (contract 0.2.0):
+/// a unit it lists as skipped never runs; an always-run unit always does.
+pub(super) fn declared_plan(unit: &UnitInfo) -> Option<UnitPlan> {
+    if let Some(reason) = &unit.skipped {
+        return Some(UnitPlan::Skip {
+            reason: format!("skipped: {reason}"),
+        });
+    }
+    unit.always_run.then_some(UnitPlan::Run {
+        override_reason: None,
+    })
+}
+
+/// Decides each selected unit from its declaration ([`declared_plan`]) and then the ledgers,
+/// by its [`ledger::UnitKey`] (name and scope); refuses (nothing ran) on a changed plugin
 /// without an override, or on targets that disagree.
 pub(super) fn plan_units(
     units: Vec<UnitInfo>,
@@ -92,7 +116,11 @@ pub(super) fn plan_units(
 ) -> Result<Vec<(UnitInfo, UnitPlan)>, RunError> {
     let mut planned = Vec::with_capacity(units.len());
     for unit in units {
-        let plan = match ledger::history(&unit.name, sha256, ledgers) {
+        if let Some(plan) = declared_plan(&unit) {
+            planned.push((unit, plan));
+            continue;
+        }
+        let plan = match ledger::history(&unit.key(), sha256, ledgers) {
             UnitHistory::Pending => UnitPlan::Run {
                 override_reason: None,
             },
@@ -105,7 +133,7 @@ pub(super) fn plan_units(
                 },
                 None => {
                     return Err(RunError::PluginChanged {
-                        unit: unit.name,
+                        unit: unit.key().to_string(),
                         recorded_sha256,
                         current_sha256: sha256.to_owned(),
                     });
@@ -116,7 +144,7 @@ pub(super) fn plan_units(
                 missing_on,
             } => {
                 return Err(RunError::PartialUnit {
-                    unit: unit.name,
+                    unit: unit.key().to_string(),
                     finished_on: finished_on.join(", "),
                     missing_on: missing_on.join(", "),
                 });
@@ -178,15 +206,24 @@ impl UnitFailure {
 }
 
 /// The report line of a unit the run did not get to.
-pub(super) fn not_run_report(name: &str) -> UnitReport {
+pub(super) fn not_run_report(unit: &UnitInfo) -> UnitReport {
+    unit_report(unit, UnitStatus::NotRun)
+}
+
+/// A unit's report line with `status` and nothing else yet: its name, scope and what it
+/// declares (skipped, always-run) are the unit's own.
+pub(super) fn unit_report(unit: &UnitInfo, status: UnitStatus) -> UnitReport {
     UnitReport {
-        name: name.to_owned(),
-        status: UnitStatus::NotRun,
+        name: unit.name.clone(),
+        scope: unit.scope.clone(),
+        skipped: unit.skipped.clone(),
+        always_run: unit.always_run,
+        status,
         duration_ms: 0,
         writes: BTreeMap::new(),
         note: None,
         kept: None,
-        transactional: true,
+        transactional: unit.transactional,
     }
 }
 
@@ -245,7 +282,7 @@ impl Runner {
         connections: BTreeMap<String, db::Connection>,
         tape: Tape,
         plan: Option<&SharedPlan>,
-        ledger: Option<(RunLedger, BTreeMap<String, CheckpointRow>)>,
+        ledger: Option<(RunLedger, BTreeMap<ledger::UnitKey, CheckpointRow>)>,
         options: &RunOptions,
         limits: crate::config::Limits,
         locks: SharedLocks,
@@ -366,7 +403,7 @@ impl Runner {
         };
         let not_found: Vec<String> = only
             .iter()
-            .filter(|n| !units.iter().any(|u| &u.name == *n))
+            .filter(|n| !units.iter().any(|u| only_matches(n, u)))
             .cloned()
             .collect();
         if !only.is_empty() && not_found.len() == only.len() {
@@ -381,7 +418,7 @@ impl Runner {
                     .join(", "),
                 available: units
                     .iter()
-                    .map(|u| format!("`{}`", u.name))
+                    .map(|u| format!("`{}`", u.key()))
                     .collect::<Vec<_>>()
                     .join(", "),
             });
@@ -389,7 +426,7 @@ impl Runner {
         Ok((
             units
                 .into_iter()
-                .filter(|u| only.contains(&u.name))
+                .filter(|u| only.iter().any(|n| only_matches(n, u)))
                 .collect(),
             not_found,
         ))
@@ -450,8 +487,8 @@ impl Runner {
                 .iter()
                 .map(|(u, _)| u.name.as_str())
                 .collect();
-            for name in &not_run {
-                report.units.push(not_run_report(name));
+            for (unit, _) in &units[index + 1..] {
+                report.units.push(not_run_report(unit));
             }
             report.failure = Some(failed.into_failure(self.mode, &committed, &not_run));
             return;
@@ -478,15 +515,7 @@ impl Runner {
             Ok(skipped) => skipped,
             Err(e) => {
                 return UnitRun {
-                    report: UnitReport {
-                        name: unit.name.clone(),
-                        status: UnitStatus::Failed,
-                        duration_ms: 0,
-                        writes: BTreeMap::new(),
-                        note: None,
-                        kept: None,
-                        transactional: unit.transactional,
-                    },
+                    report: unit_report(unit, UnitStatus::Failed),
                     committed: false,
                     failure: Some(UnitFailure {
                         unit: unit.name.clone(),
@@ -510,13 +539,8 @@ impl Runner {
             };
             return UnitRun {
                 report: UnitReport {
-                    name: unit.name.clone(),
-                    status,
-                    duration_ms: 0,
-                    writes: BTreeMap::new(),
                     note: Some(note.to_owned()),
-                    kept: None,
-                    transactional: unit.transactional,
+                    ..unit_report(unit, status)
                 },
                 committed: false,
                 failure: None,
@@ -535,13 +559,14 @@ impl Runner {
         state.checks.set_unit(Some(unit.name.clone()));
         let session = state.database.session();
         session.take_writes();
-        let resumed = session.resume_point(&unit.name).map(|c| {
+        let key = unit.key();
+        let resumed = session.resume_point(&key).map(|c| {
             format!(
                 "resumed from the checkpoint saved by run {} at {}",
                 c.run_id, c.saved_at
             )
         });
-        session.start_unit(&unit.name, &started_at, override_reason.clone());
+        session.start_unit(&key, unit.always_run, &started_at, override_reason.clone());
         self.set_lint_unit(Some(&unit.name));
         let timeouts = unit.timeouts(&self.limits);
         self.warn_unapplied_timeouts(unit, &timeouts);
@@ -617,8 +642,6 @@ impl Runner {
         };
         self.observer.phase_finished(&phase, outcome.is_ok());
         let report = UnitReport {
-            name: unit.name.clone(),
-            status,
             duration_ms: started.elapsed().as_millis() as u64,
             writes,
             note: {
@@ -629,17 +652,16 @@ impl Runner {
                         last_conflict.as_deref().unwrap_or("?")
                     )
                 });
-                match (resumed, retried) {
-                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                    (a, b) => a.or(b),
-                }
+                let always = unit.always_run.then(|| "always runs".to_owned());
+                let notes: Vec<String> = [always, resumed, retried].into_iter().flatten().collect();
+                (!notes.is_empty()).then(|| notes.join("; "))
             },
             kept: (status == UnitStatus::Failed && checkpoints > 0 && self.mode == RunMode::Live)
                 .then_some(KeptWork {
                     checkpoints,
                     rows: kept_rows,
                 }),
-            transactional: unit.transactional,
+            ..unit_report(unit, status)
         };
         let ran = match outcome {
             Ok(()) => UnitRun {

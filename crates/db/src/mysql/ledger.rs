@@ -9,7 +9,7 @@
 use futures::future::BoxFuture;
 
 use super::MySqlDriver;
-use crate::driver::{LedgerColumnTypes, LedgerSql};
+use crate::driver::{LedgerColumnTypes, LedgerSql, ScopeUpgrade};
 use crate::{Connection, DbError, Dialect};
 use migrun_types::value::Value;
 
@@ -30,6 +30,29 @@ impl LedgerSql for MySqlDriver {
     fn ledger_final_hash_column_sql(&self) -> &'static str {
         "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
          AND TABLE_NAME = ? AND COLUMN_NAME = 'run_final_hash'"
+    }
+
+    fn ledger_scope_column_sql(&self) -> &'static str {
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_NAME = ? AND COLUMN_NAME = 'unit_scope'"
+    }
+
+    fn upgrade_ledger_scope<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        upgrade: ScopeUpgrade<'a>,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            // One statement (InnoDB rebuilds the table once): the column and the new key
+            // arrive together. Four `VARCHAR(190)`/`CHAR(64)` key parts stay within
+            // InnoDB's 3072-byte index limit in utf8mb4.
+            conn.host_simple(&format!(
+                "ALTER TABLE {} ADD COLUMN unit_scope VARCHAR(190) NOT NULL DEFAULT '', \
+                 DROP PRIMARY KEY, ADD PRIMARY KEY (plugin_name, unit, unit_scope, plugin_sha256)",
+                upgrade.table
+            ))
+            .await
+        })
     }
 
     fn ledger_column_types(&self) -> LedgerColumnTypes {
@@ -72,6 +95,7 @@ mod tests {
             d.ledger_triggers_sql(),
             d.ledger_state_column_sql(),
             d.ledger_final_hash_column_sql(),
+            d.ledger_scope_column_sql(),
         ] {
             assert_eq!(sql.matches('?').count(), 1, "{sql}");
             assert!(sql.contains("DATABASE()"), "{sql}");

@@ -9,7 +9,7 @@
 use futures::future::BoxFuture;
 
 use super::PgDriver;
-use crate::driver::{LedgerColumnTypes, LedgerSql};
+use crate::driver::{LedgerColumnTypes, LedgerSql, ScopeUpgrade};
 use crate::{Connection, DbError};
 use migrun_types::value::Value;
 
@@ -30,6 +30,40 @@ impl LedgerSql for PgDriver {
     fn ledger_final_hash_column_sql(&self) -> &'static str {
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
          AND attname = 'run_final_hash' AND NOT attisdropped)"
+    }
+
+    fn ledger_scope_column_sql(&self) -> &'static str {
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+         AND attname = 'unit_scope' AND NOT attisdropped)"
+    }
+
+    fn upgrade_ledger_scope<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        upgrade: ScopeUpgrade<'a>,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            // The primary key's name is whatever PostgreSQL chose when the table was made.
+            let rows = conn
+                .host_query(
+                    "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
+                    &[Value::Text(upgrade.table.to_owned())],
+                )
+                .await?;
+            let drop_key = match rows.first().and_then(|r| r.first()) {
+                Some(Value::Text(name)) => {
+                    format!(" DROP CONSTRAINT \"{}\",", name.replace('"', "\"\""))
+                }
+                _ => String::new(),
+            };
+            // One statement: the column and the new key arrive together or not at all.
+            conn.host_simple(&format!(
+                "ALTER TABLE {} ADD COLUMN unit_scope TEXT NOT NULL DEFAULT '',{drop_key} \
+                 ADD PRIMARY KEY (plugin_name, unit, unit_scope, plugin_sha256)",
+                upgrade.table
+            ))
+            .await
+        })
     }
 
     fn ledger_column_types(&self) -> LedgerColumnTypes {
@@ -76,6 +110,7 @@ mod tests {
             d.ledger_triggers_sql(),
             d.ledger_state_column_sql(),
             d.ledger_final_hash_column_sql(),
+            d.ledger_scope_column_sql(),
         ] {
             assert!(sql.contains("to_regclass($1)"), "{sql}");
             assert!(!sql.contains('?'), "{sql}");

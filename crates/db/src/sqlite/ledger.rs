@@ -7,7 +7,7 @@
 use futures::future::BoxFuture;
 
 use super::SqliteDriver;
-use crate::driver::{LedgerColumnTypes, LedgerSql};
+use crate::driver::{LedgerColumnTypes, LedgerSql, ScopeUpgrade};
 use crate::{Connection, DbError};
 use migrun_types::value::Value;
 
@@ -26,6 +26,61 @@ impl LedgerSql for SqliteDriver {
 
     fn ledger_final_hash_column_sql(&self) -> &'static str {
         "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'run_final_hash'"
+    }
+
+    fn ledger_scope_column_sql(&self) -> &'static str {
+        "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'unit_scope'"
+    }
+
+    fn upgrade_ledger_scope<'a>(
+        &'a self,
+        conn: &'a mut Connection,
+        upgrade: ScopeUpgrade<'a>,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            // SQLite cannot change a primary key in place: the table is rebuilt under a new
+            // name and renamed back, in one transaction that takes the write lock first.
+            conn.host_simple("BEGIN IMMEDIATE").await?;
+            let rebuilt = async {
+                // Another run may have upgraded it while this one waited for the lock.
+                let has = conn
+                    .host_query(
+                        "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'unit_scope'",
+                        &[Value::Text(upgrade.table.to_owned())],
+                    )
+                    .await?;
+                if matches!(has.first().and_then(|r| r.first()), Some(Value::Int(1..))) {
+                    return Ok(());
+                }
+                let (schema, bare) = match upgrade.table.rsplit_once('.') {
+                    Some((schema, bare)) => (format!("{schema}."), bare),
+                    None => (String::new(), upgrade.table),
+                };
+                let new = format!("{schema}migrun_ledger_scope_upgrade");
+                let columns = upgrade.columns;
+                for sql in [
+                    format!("DROP TABLE IF EXISTS {new}"),
+                    (upgrade.create)(&new),
+                    format!(
+                        "INSERT INTO {new} ({columns}, unit_scope) SELECT {columns}, '' FROM {}",
+                        upgrade.table
+                    ),
+                    format!("DROP TABLE {}", upgrade.table),
+                    format!("ALTER TABLE {new} RENAME TO {bare}"),
+                ] {
+                    conn.host_simple(&sql).await?;
+                }
+                Ok::<_, DbError>(())
+            }
+            .await;
+            match rebuilt {
+                Ok(()) => conn.host_simple("COMMIT").await,
+                Err(e) => {
+                    let _ = conn.host_simple("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
     }
 
     fn ledger_column_types(&self) -> LedgerColumnTypes {
@@ -68,6 +123,7 @@ mod tests {
             d.ledger_triggers_sql(),
             d.ledger_state_column_sql(),
             d.ledger_final_hash_column_sql(),
+            d.ledger_scope_column_sql(),
         ] {
             assert_eq!(sql.matches('?').count(), 1, "{sql}");
         }

@@ -82,7 +82,8 @@ pub struct UnitInfo {
     /// What it does.
     pub description: String,
     /// Contract 0.2.0 (preview): the unit's instance key, derived by the plugin from its
-    /// configuration. Not part of the ledger identity yet: [`UnitInfo::warning`] says so.
+    /// configuration. Part of the ledger identity (`migrun_db::ledger::UnitKey`): the same
+    /// unit with another scope is another piece of work. Checked by [`UnitInfo::refusal`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// Contract 0.2.0 (preview): whether the unit runs inside the host's transactions.
@@ -101,10 +102,23 @@ pub struct UnitInfo {
     /// overriding `[limits] statement_timeout`. Always `None` before 0.2.0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement_timeout_ms: Option<u32>,
+    /// Contract 0.2.0 (preview): the unit runs on every run, whatever the ledger says.
+    /// Always `false` before 0.2.0 (and then left out of JSON).
+    #[serde(skip_serializing_if = "is_false")]
+    pub always_run: bool,
+    /// Contract 0.2.0 (preview): the plugin lists the unit but skips it, for this reason;
+    /// it never runs. Always `None` before 0.2.0 (and then left out of JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
+/// The longest scope a unit may declare, in characters: the ledger's key columns are
+/// `VARCHAR(190)` on MariaDB (so the primary key fits InnoDB's index limit), and every
+/// dialect holds the same limit so a plugin behaves alike on all three.
+pub const MAX_SCOPE_CHARS: usize = 190;
+
 impl UnitInfo {
-    /// A unit as every 0.1 contract declares it: no scope, transactional.
+    /// A unit as every 0.1 contract declares it: no scope, transactional, run once, not skipped.
     pub fn transactional(name: String, description: String) -> UnitInfo {
         UnitInfo {
             name,
@@ -113,6 +127,8 @@ impl UnitInfo {
             transactional: true,
             lock_timeout_ms: None,
             statement_timeout_ms: None,
+            always_run: false,
+            skipped: None,
         }
     }
 
@@ -127,32 +143,96 @@ impl UnitInfo {
         }
     }
 
-    /// Why this host cannot run the unit as declared, if it cannot. Every declaration of
-    /// the contracts this host speaks is honoured today (`transactional: false` was the
-    /// last one refused); the check stays so that the next one is refused by name.
-    pub fn refusal(&self) -> Option<UnsupportedDeclaration> {
-        None
+    /// The unit as the ledger knows it: its name and scope.
+    pub fn key(&self) -> migrun_db::ledger::UnitKey {
+        migrun_db::ledger::UnitKey::new(&self.name, self.scope.as_deref())
     }
 
-    /// What the operator must know about a declaration this host accepts but does not act on yet.
-    pub fn warning(&self) -> Option<String> {
-        self.scope.as_ref().map(|scope| {
-            format!(
-                "unit `{}` declares scope `{scope}` (contract 0.2.0 preview), which this migrun does not yet \
-                 record in the ledger: once the unit has finished, a run configured with another scope skips it",
-                self.name
-            )
+    /// Why this host cannot run the unit as declared, if it cannot: a scope the ledger
+    /// cannot hold as a key (empty, longer than [`MAX_SCOPE_CHARS`], or with control
+    /// characters, which reports could not show). (`transactional: false`, once refused
+    /// here, is honoured since contract 0.2.0's non-transactional units landed.)
+    pub fn refusal(&self) -> Option<UnsupportedDeclaration> {
+        let scope = self.scope.as_deref()?;
+        let problem = if scope.is_empty() {
+            "is empty (declare `none` for no scope)"
+        } else if scope.chars().count() > MAX_SCOPE_CHARS {
+            "is longer than 190 characters"
+        } else if scope.chars().any(char::is_control) {
+            "holds a control character"
+        } else {
+            return None;
+        };
+        Some(UnsupportedDeclaration::InvalidScope {
+            unit: self.name.clone(),
+            problem,
         })
     }
+
+    /// What the operator must know about a declaration this host accepts but does not act on
+    /// yet. Nothing since scopes are part of the ledger identity; kept so that the next
+    /// preview field has its place.
+    pub fn warning(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The first unit `units` lists twice with different scopes, refused: one run runs one
+/// scope of a unit ([`UnsupportedDeclaration::UnitScopedTwice`]).
+pub fn scoped_twice(units: &[UnitInfo]) -> Option<UnsupportedDeclaration> {
+    let mut seen: std::collections::BTreeMap<&str, Option<&str>> = Default::default();
+    for unit in units {
+        match seen.get(unit.name.as_str()) {
+            Some(first) if *first != unit.scope.as_deref() => {
+                return Some(UnsupportedDeclaration::UnitScopedTwice {
+                    unit: unit.name.clone(),
+                    first: first.unwrap_or("none").to_owned(),
+                    second: unit.scope.as_deref().unwrap_or("none").to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(&unit.name, unit.scope.as_deref());
+            }
+        }
+    }
+    None
 }
 
 /// A declaration this host refuses: it cannot honour it yet, and running the plugin
 /// as if it had not been made would do something else than the plugin asked for.
-/// None today: `unit-info.transactional = false`, the first, is honoured since contract
-/// 0.2.0's non-transactional units landed.
+/// (`unit-info.transactional = false`, the first, is honoured since contract 0.2.0's
+/// non-transactional units landed.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum UnsupportedDeclaration {}
+pub enum UnsupportedDeclaration {
+    /// One unit listed with two scopes (contract 0.2.0): `run-unit` names a unit by its
+    /// name alone, so the plugin could not tell which scope to run.
+    #[error(
+        "list-units returned unit `{unit}` with two scopes (`{first}` and `{second}`): `run-unit` \
+         names a unit by its name only, so one run runs one scope of a unit (give each its own \
+         name), and nothing was run"
+    )]
+    UnitScopedTwice {
+        /// The unit.
+        unit: String,
+        /// The first scope (`none` for none).
+        first: String,
+        /// The other scope.
+        second: String,
+    },
+    /// A `unit-info.scope` the ledger cannot key a unit by (contract 0.2.0).
+    #[error(
+        "unit `{unit}` declares a scope that {problem}: a scope is part of the unit's ledger \
+         identity (1 to 190 characters, no control characters), so nothing was run"
+    )]
+    InvalidScope {
+        /// The unit.
+        unit: String,
+        /// What is wrong with the scope.
+        problem: &'static str,
+    },
+}
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -193,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_non_transactional_unit_is_accepted_and_a_scope_is_warned_about() {
+    fn a_non_transactional_unit_is_accepted_and_a_bad_scope_is_refused_by_name() {
         let plain = UnitInfo::transactional("u".into(), String::new());
         assert_eq!(plain.refusal(), None);
         assert_eq!(plain.warning(), None);
@@ -203,16 +283,41 @@ mod tests {
         };
         assert_eq!(step.refusal(), None);
         assert_eq!(step.warning(), None);
-        let scoped = UnitInfo {
-            scope: Some("accounts.email".into()),
+        let scoped = |scope: &str| UnitInfo {
+            scope: Some(scope.into()),
             ..UnitInfo::transactional("rename".into(), String::new())
         };
-        assert_eq!(scoped.refusal(), None);
+        assert_eq!(scoped("accounts.email→email_address").refusal(), None);
+        assert_eq!(
+            scoped(&"é".repeat(190)).refusal(),
+            None,
+            "characters, not bytes"
+        );
+        for (scope, problem) in [
+            ("", "is empty"),
+            (&"s".repeat(191) as &str, "is longer than 190 characters"),
+            ("a\nb", "holds a control character"),
+        ] {
+            let refused = scoped(scope).refusal().expect("refused").to_string();
+            assert!(
+                refused.starts_with(&format!("unit `rename` declares a scope that {problem}")),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            scoped("accounts.email").key().to_string(),
+            "rename@accounts.email"
+        );
+        assert_eq!(
+            scoped_twice(&[scoped("a"), scoped("a"), plain.clone()]),
+            None
+        );
+        let twice = scoped_twice(&[scoped("a"), plain, scoped("b")])
+            .expect("refused")
+            .to_string();
         assert!(
-            scoped
-                .warning()
-                .expect("warned")
-                .starts_with("unit `rename` declares scope `accounts.email`")
+            twice.starts_with("list-units returned unit `rename` with two scopes (`a` and `b`)"),
+            "{twice}"
         );
     }
 
@@ -267,5 +372,7 @@ mod tests {
         let json = serde_json::to_value(scoped).unwrap();
         assert_eq!(json["scope"], "s");
         assert_eq!(json["transactional"], false);
+        assert_eq!(json.get("always_run"), None, "false is left out");
+        assert_eq!(json.get("skipped"), None, "none is left out");
     }
 }

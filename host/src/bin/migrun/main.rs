@@ -229,7 +229,7 @@ struct RunArgs {
     /// Override a connection URL: --db name=url (repeatable).
     #[arg(long = "db", value_name = "NAME=URL")]
     db: Vec<String>,
-    /// Run only these units (comma-separated), in the plugin's order.
+    /// Run only these units (comma-separated), in the plugin's order: `unit` (any scope) or `unit@scope` (contract 0.2.0: that scope only).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Set a plugin config value: --set key=value (repeatable; overrides the config file).

@@ -17,6 +17,15 @@
 //! value overrides `[limits]`. With `sleep_ms = <n>`, `write-rows` first runs
 //! `SELECT pg_sleep(n / 1000)` (PostgreSQL) so that a statement timeout can fire.
 //!
+//! `write-rows`' scope is part of its ledger identity: run with `rows = 3` and then
+//! `rows = 5`, it runs twice (ids continue after the highest one there), and a third run
+//! with either is skipped. With `always_run = true`, `list-units` adds `stamp`,
+//! declared always-run: it appends one `contract_rows` row of contract `stamp` on every
+//! run. With `skip = "<reason>"`, it adds `retired`, which it lists as skipped for that
+//! reason (running it fails). With `probe_audit = true`, it adds `probe-audit`, which
+//! opens the optional `audit` and reports a check saying whether it was provided (an
+//! `unknown-connection` error means it was not; any other error fails the unit).
+//!
 //! With `copy = "<select> => <table>"`, `list-units` adds `copy-values`: it reads
 //! the select on `audit` through a cursor and bulk-inserts every row unchanged
 //! into `<table>` on `target` (the select's column names are the table's), never
@@ -33,7 +42,8 @@ use std::cell::RefCell;
 use exports::migrun::plugin::plugin::{
     ConfigKey, ConnectionNeed, Guest, PluginError, PluginInfo, UnitInfo,
 };
-use migrun::plugin::database::{Access, open};
+use migrun::plugin::database::{Access, Connection, Dialect, open};
+use migrun::plugin::types::DbErrorKind;
 use migrun::plugin::types::Value;
 use migrun::plugin::{checkpoint, checks, log};
 
@@ -45,6 +55,9 @@ struct Settings {
     /// Sleep this long (PostgreSQL `pg_sleep`) before writing.
     sleep_ms: Option<u32>,
     non_transactional: bool,
+    always_run: bool,
+    skip: Option<String>,
+    probe_audit: bool,
     /// `(select on audit, table on target)`.
     copy: Option<(String, String)>,
 }
@@ -57,6 +70,9 @@ thread_local! {
             statement_timeout_ms: None,
             sleep_ms: None,
             non_transactional: false,
+            always_run: false,
+            skip: None,
+            probe_audit: false,
             copy: None,
         })
     };
@@ -97,6 +113,14 @@ fn copy_values(select: &str, table: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// The `n`th parameter placeholder on `conn`'s dialect.
+fn ph(conn: &Connection, n: usize) -> String {
+    match conn.dialect() {
+        Dialect::Postgres => format!("${n}"),
+        Dialect::Sqlite | Dialect::Mysql => "?".to_owned(),
+    }
+}
+
 fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
     let target = open("target").map_err(PluginError::Database)?;
     if let Some(ms) = sleep_ms {
@@ -110,7 +134,18 @@ fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
             &[],
         )
         .map_err(PluginError::Database)?;
-    let batch: Vec<Vec<Value>> = (1..=rows)
+    // Ids continue after the highest one there: a run with another scope adds its rows.
+    let base = match target
+        .query("SELECT max(id) FROM contract_rows", &[])
+        .map_err(PluginError::Database)?
+        .rows
+        .first()
+        .and_then(|r| r.first())
+    {
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    };
+    let batch: Vec<Vec<Value>> = (base + 1..=base + rows)
         .map(|id| {
             vec![
                 Value::Int(id),
@@ -132,8 +167,12 @@ fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
         .map_err(PluginError::Database)?;
     let counted = target
         .query(
-            "SELECT count(*) FROM contract_rows WHERE contract = ?",
-            &[Value::Text("0.2.0".to_owned())],
+            &format!(
+                "SELECT count(*) FROM contract_rows WHERE contract = {} AND id > {}",
+                ph(&target, 1),
+                ph(&target, 2)
+            ),
+            &[Value::Text("0.2.0".to_owned()), Value::Int(base)],
         )
         .map_err(PluginError::Database)?;
     let count = match counted.rows.first().and_then(|r| r.first()) {
@@ -145,7 +184,14 @@ fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
         }
     };
     let cursor = target
-        .open_cursor("SELECT id FROM contract_rows ORDER BY id", &[], 2)
+        .open_cursor(
+            &format!(
+                "SELECT id FROM contract_rows WHERE id > {} ORDER BY id",
+                ph(&target, 1)
+            ),
+            &[Value::Int(base)],
+            2,
+        )
         .map_err(PluginError::Database)?;
     let mut seen = 0;
     while let Some(batch) = cursor.next_batch().map_err(PluginError::Database)? {
@@ -168,6 +214,55 @@ fn write_rows(rows: i64, sleep_ms: Option<u32>) -> Result<(), PluginError> {
         )));
     }
     Ok(())
+}
+
+/// `stamp` (always-run): one more `contract_rows` row of contract `stamp` per run.
+fn stamp() -> Result<(), PluginError> {
+    let target = open("target").map_err(PluginError::Database)?;
+    target
+        .execute(
+            "CREATE TABLE IF NOT EXISTS contract_rows (id INTEGER PRIMARY KEY, contract TEXT NOT NULL, label TEXT)",
+            &[],
+        )
+        .map_err(PluginError::Database)?;
+    target
+        .execute(
+            "INSERT INTO contract_rows (id, contract, label) \
+             SELECT COALESCE(MAX(id), 0) + 1, 'stamp', NULL FROM contract_rows",
+            &[],
+        )
+        .map_err(PluginError::Database)?;
+    Ok(())
+}
+
+/// `probe-audit`: whether the optional `audit` connection was provided, as a check.
+fn probe_audit() -> Result<(), PluginError> {
+    match open("audit") {
+        Ok(_) => checks::report("audit connection", true, "provided"),
+        Err(e) if e.kind == DbErrorKind::UnknownConnection => {
+            checks::report(
+                "audit connection",
+                true,
+                &format!("not provided: {}", e.message),
+            );
+        }
+        Err(e) => return Err(PluginError::Database(e)),
+    }
+    Ok(())
+}
+
+/// A unit as this plugin lists it: transactional, run once, not skipped, unless changed.
+fn unit(name: &str, description: &str, scope: Option<String>) -> UnitInfo {
+    UnitInfo {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        scope,
+        transactional: true,
+        always_run: false,
+        skipped: None,
+        lock_timeout_ms: None,
+        statement_timeout_ms: None,
+    }
 }
 
 struct ContractV020;
@@ -197,12 +292,13 @@ impl Guest for ContractV020 {
                 },
             ],
             units: vec![UnitInfo {
-                name: "write-rows".to_owned(),
-                description: "bulk-inserts `rows` rows".to_owned(),
-                scope: Some("rows=3".to_owned()),
-                transactional: true,
                 lock_timeout_ms: Some(2000),
                 statement_timeout_ms: Some(30_000),
+                ..unit(
+                    "write-rows",
+                    "bulk-inserts `rows` rows",
+                    Some("rows=3".to_owned()),
+                )
             }],
             config: vec![
                 ConfigKey {
@@ -216,6 +312,20 @@ impl Guest for ContractV020 {
                     name: "copy".to_owned(),
                     description: "`<select on audit> => <table on target>`: adds `copy-values`"
                         .to_owned(),
+                    required: false,
+                    default_value: None,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "always_run".to_owned(),
+                    description: "whether list-units adds the always-run unit `stamp`".to_owned(),
+                    required: false,
+                    default_value: Some("false".to_owned()),
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "skip".to_owned(),
+                    description: "a reason: list-units adds `retired`, skipped for it".to_owned(),
                     required: false,
                     default_value: None,
                     secret: false,
@@ -239,6 +349,13 @@ impl Guest for ContractV020 {
                     description: "`write-rows` sleeps this long first (PostgreSQL)".to_owned(),
                     required: false,
                     default_value: None,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "probe_audit".to_owned(),
+                    description: "whether list-units adds `probe-audit`".to_owned(),
+                    required: false,
+                    default_value: Some("false".to_owned()),
                     secret: false,
                 },
                 ConfigKey {
@@ -272,6 +389,9 @@ impl Guest for ContractV020 {
                             _ => s.sleep_ms = Some(ms),
                         }
                     }
+                    "always_run" => s.always_run = value == "true",
+                    "probe_audit" => s.probe_audit = value == "true",
+                    "skip" => s.skip = Some(value),
                     "copy" => {
                         let (select, table) = value.split_once("=>").ok_or_else(|| {
                             PluginError::Failed("copy: expected `<select> => <table>`".into())
@@ -287,32 +407,46 @@ impl Guest for ContractV020 {
 
     fn list_units() -> Result<Vec<UnitInfo>, PluginError> {
         SETTINGS.with_borrow(|s| {
-            let mut units = vec![UnitInfo {
-                name: "write-rows".to_owned(),
-                description: "bulk-inserts `rows` rows".to_owned(),
-                scope: Some(format!("rows={}", s.rows)),
-                transactional: true,
+            let mut units = Vec::new();
+            if s.always_run {
+                units.push(UnitInfo {
+                    always_run: true,
+                    ..unit("stamp", "appends one `stamp` row on every run", None)
+                });
+            }
+            units.push(UnitInfo {
                 lock_timeout_ms: s.lock_timeout_ms,
                 statement_timeout_ms: s.statement_timeout_ms,
-            }];
-            if s.copy.is_some() {
+                ..unit(
+                    "write-rows",
+                    "bulk-inserts `rows` rows",
+                    Some(format!("rows={}", s.rows)),
+                )
+            });
+            if let Some(reason) = &s.skip {
                 units.push(UnitInfo {
-                    name: "copy-values".to_owned(),
-                    description: "copies the `copy` select into its table".to_owned(),
-                    scope: None,
-                    transactional: true,
-                    lock_timeout_ms: None,
-                    statement_timeout_ms: None,
+                    skipped: Some(reason.clone()),
+                    ..unit("retired", "never runs: listed as skipped", None)
                 });
+            }
+            if s.probe_audit {
+                units.push(unit(
+                    "probe-audit",
+                    "reports whether `audit` was provided",
+                    None,
+                ));
+            }
+            if s.copy.is_some() {
+                units.push(unit(
+                    "copy-values",
+                    "copies the `copy` select into its table",
+                    None,
+                ));
             }
             if s.non_transactional {
                 units.push(UnitInfo {
-                    name: "reindex".to_owned(),
-                    description: "a step outside a transaction".to_owned(),
-                    scope: None,
                     transactional: false,
-                    lock_timeout_ms: None,
-                    statement_timeout_ms: None,
+                    ..unit("reindex", "a step outside a transaction", None)
                 });
             }
             Ok(units)
@@ -325,6 +459,11 @@ impl Guest for ContractV020 {
                 let (rows, sleep_ms) = SETTINGS.with_borrow(|s| (s.rows, s.sleep_ms));
                 write_rows(rows, sleep_ms)
             }
+            "stamp" => stamp(),
+            "probe-audit" => probe_audit(),
+            "retired" => Err(PluginError::Failed(
+                "`retired` is listed as skipped and must never run".into(),
+            )),
             "copy-values" => {
                 let (select, table) = SETTINGS
                     .with_borrow(|s| s.copy.clone())

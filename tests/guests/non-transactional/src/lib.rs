@@ -46,6 +46,8 @@ fn units(step_transactional: bool) -> Vec<UnitInfo> {
             transactional: true,
             lock_timeout_ms: None,
             statement_timeout_ms: None,
+            always_run: false,
+            skipped: None,
         },
         UnitInfo {
             name: "build-index".to_owned(),
@@ -55,6 +57,8 @@ fn units(step_transactional: bool) -> Vec<UnitInfo> {
             transactional: step_transactional,
             lock_timeout_ms: None,
             statement_timeout_ms: None,
+            always_run: false,
+            skipped: None,
         },
     ]
 }

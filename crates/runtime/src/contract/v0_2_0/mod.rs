@@ -88,6 +88,8 @@ impl From<exports::UnitInfo> for UnitInfo {
             transactional: u.transactional,
             lock_timeout_ms: u.lock_timeout_ms,
             statement_timeout_ms: u.statement_timeout_ms,
+            always_run: u.always_run,
+            skipped: u.skipped,
         }
     }
 }
@@ -344,6 +346,8 @@ mod tests {
                 transactional: false,
                 lock_timeout_ms: Some(2000),
                 statement_timeout_ms: None,
+                always_run: true,
+                skipped: Some("retired".into()),
             }],
             config: Vec::new(),
         });
@@ -352,6 +356,8 @@ mod tests {
         assert!(!info.units[0].transactional);
         assert_eq!(info.units[0].lock_timeout_ms, Some(2000));
         assert_eq!(info.units[0].statement_timeout_ms, None);
+        assert!(info.units[0].always_run);
+        assert_eq!(info.units[0].skipped.as_deref(), Some("retired"));
     }
 
     #[test]

@@ -327,7 +327,8 @@ pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
                     let _ = writeln!(
                         out,
                         "  {mark} {:<24}{what} {} {} (sha256 {}) run {} {at} {}, {} rows{}",
-                        printable(&r.unit),
+                        // A scoped unit (contract 0.2.0) as `--only` selects it: `unit@scope`.
+                        printable(&r.key().to_string()),
                         printable(&r.plugin_name),
                         printable(&r.plugin_version),
                         printable(r.plugin_sha256.get(..12).unwrap_or(&r.plugin_sha256)),
@@ -398,7 +399,11 @@ pub fn inspection_text(i: &Inspection) -> String {
             printable(&c.description)
         );
         if c.optional {
-            let _ = writeln!(out, "  {:<12} optional (contract 0.2.0 preview)", "");
+            let _ = writeln!(
+                out,
+                "  {:<12} optional (contract 0.2.0 preview): not provided when not configured",
+                ""
+            );
         }
         if !c.writes.is_empty() {
             let _ = writeln!(
@@ -418,7 +423,14 @@ pub fn inspection_text(i: &Inspection) -> String {
             printable(&u.description)
         );
         if let Some(scope) = &u.scope {
-            let _ = writeln!(out, "  {:<24} scope {}", "", printable(scope));
+            let _ = writeln!(
+                out,
+                "  {:<24} scope {} (ledger identity; --only {}@{})",
+                "",
+                printable(scope),
+                printable(&u.name),
+                printable(scope)
+            );
         }
         if !u.transactional {
             let _ = writeln!(
@@ -442,6 +454,12 @@ pub fn inspection_text(i: &Inspection) -> String {
                  not applied on SQLite, which has none)",
                 ""
             );
+        }
+        if u.always_run {
+            let _ = writeln!(out, "  {:<24} always runs (contract 0.2.0)", "");
+        }
+        if let Some(reason) = &u.skipped {
+            let _ = writeln!(out, "  {:<24} skipped: {}", "", printable(reason));
         }
     }
     if !p.config.is_empty() {

@@ -51,6 +51,13 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             let _ = writeln!(out, "  {:<12} ⚠ privileged: {}", "", warning.message);
         }
     }
+    for name in &report.absent_connections {
+        let _ = writeln!(
+            out,
+            "  {:<12} not configured (optional): not provided",
+            printable(name)
+        );
+    }
     if report.dry_run {
         let _ = writeln!(
             out,
@@ -65,6 +72,7 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             UnitStatus::Failed if !unit.transactional => ("✗", "failed, not rolled back"),
             UnitStatus::Failed => ("✗", "failed, rolled back"),
             UnitStatus::NotRun => ("·", "not run"),
+            UnitStatus::Skipped if unit.skipped.is_some() => ("=", "skipped by the plugin"),
             UnitStatus::Skipped => ("=", "skipped: already finished"),
             UnitStatus::NotFound => ("?", "skipped: no such unit"),
             UnitStatus::Planned => ("○", "planned, not run"),
@@ -89,10 +97,15 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             }
             None => status,
         };
+        // A scoped unit (contract 0.2.0) is shown as `--only` selects it: `unit@scope`.
+        let name = match &unit.scope {
+            Some(scope) => format!("{}@{}", unit.name, scope),
+            None => unit.name.clone(),
+        };
         let _ = writeln!(
             out,
             "  {mark} {:<24} {:<28} {:>7}  {}",
-            printable(&unit.name),
+            printable(&name),
             status,
             format!("{}ms", unit.duration_ms),
             unit.note
