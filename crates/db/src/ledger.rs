@@ -324,8 +324,13 @@ impl Ledger {
         let ddl = create_sql(&self.table, types, "IF NOT EXISTS ");
         match conn.execute(&ddl, &[]).await {
             Ok(_) => {}
-            // Two workers creating it at once: PostgreSQL reports the loser as a duplicate type.
-            Err(e) if e.kind == crate::DbErrorKind::Constraint => {}
+            // Two workers creating it at once: `IF NOT EXISTS` does not make PostgreSQL's
+            // catalog inserts atomic, so the loser gets a duplicate key in `pg_type` (23505),
+            // "type … already exists" (42710) or "relation … already exists" (42P07),
+            // depending on where the two meet. The table is there either way.
+            Err(e) if self.exists(conn).await? => {
+                tracing::debug!(table = %self.table, "another run created the ledger first: {e}");
+            }
             Err(e) => return Err(e),
         }
         if !self.has_state_column(conn).await? {
