@@ -227,12 +227,8 @@ impl Ledger {
 
     /// Whether the ledger table exists on `conn` (asked of the catalog, so no error aborts a transaction).
     pub async fn exists(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver_for(conn.dialect()).ledger_exists_sql();
-        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
-        Ok(matches!(
-            rows.rows.first().and_then(|r| r.first()),
-            Some(Value::Bool(true)) | Some(Value::Int(1..))
-        ))
+        self.catalog_says(conn, driver_for(conn.dialect()).ledger_exists_sql())
+            .await
     }
 
     /// What makes the ledger table untrustworthy, if anything: triggers (and on
@@ -380,14 +376,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether the table has the scope column (ledgers made before contract 0.2.0's scopes do not).
-    async fn has_scope_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver_for(conn.dialect()).ledger_scope_column_sql();
+    /// The answer of one of the dialect's catalog questions about this table (`$1`/`?` is
+    /// the table's name; the answer a boolean or a count): whether it exists, whether it has
+    /// a column added after its first version.
+    async fn catalog_says(&self, conn: &mut Connection, sql: &str) -> Result<bool, DbError> {
         let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
         Ok(matches!(
             rows.rows.first().and_then(|r| r.first()),
             Some(Value::Bool(true)) | Some(Value::Int(1..))
         ))
+    }
+
+    /// Whether the table has the scope column (ledgers made before contract 0.2.0's scopes do not).
+    async fn has_scope_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
+        self.catalog_says(conn, driver_for(conn.dialect()).ledger_scope_column_sql())
+            .await
     }
 
     /// What a read selects as the scope: the column, or `''` (no scope) on a ledger not
@@ -402,12 +405,11 @@ impl Ledger {
 
     /// Whether the table has the final-hash column (ledgers made before it do not).
     async fn has_final_hash_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver_for(conn.dialect()).ledger_final_hash_column_sql();
-        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
-        Ok(matches!(
-            rows.rows.first().and_then(|r| r.first()),
-            Some(Value::Bool(true)) | Some(Value::Int(1..))
-        ))
+        self.catalog_says(
+            conn,
+            driver_for(conn.dialect()).ledger_final_hash_column_sql(),
+        )
+        .await
     }
 
     /// Stores run `run_id`'s final hash in every row it committed on `conn` (its units'
@@ -499,12 +501,8 @@ impl Ledger {
 
     /// Whether the table has the checkpoint column (ledgers made before contract 0.1.1 do not).
     async fn has_state_column(&self, conn: &mut Connection) -> Result<bool, DbError> {
-        let sql = driver_for(conn.dialect()).ledger_state_column_sql();
-        let rows = conn.query(sql, &[Value::Text(self.table.clone())]).await?;
-        Ok(matches!(
-            rows.rows.first().and_then(|r| r.first()),
-            Some(Value::Bool(true)) | Some(Value::Int(1..))
-        ))
+        self.catalog_says(conn, driver_for(conn.dialect()).ledger_state_column_sql())
+            .await
     }
 
     /// The saved checkpoints of `plugin`'s unfinished units on `conn` (none when the table or
