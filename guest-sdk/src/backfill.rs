@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::{Connection, Dialect, Error, Result, Value};
+use crate::{Connection, Dialect, Error, Result, Row, Rows, Value};
 
 /// Checkpoints inside a long unit (contract 0.1.1).
 ///
@@ -115,17 +115,27 @@ impl Position {
     }
 }
 
-/// One batch of a [`Backfill`]: the keys of its rows, in order.
+/// One batch of a [`Backfill`]: the keys of its rows, in order, and — when the backfill
+/// named [`columns`](Backfill::columns) — the rows themselves (the key first, then those
+/// columns), read in the same statement, so a plugin computing new values needs no second
+/// query per batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
     dialect: Dialect,
     key: String,
     after: Option<Value>,
     keys: Vec<Value>,
+    rows: Rows,
     number: u64,
 }
 
 impl Batch {
+    /// The batch's rows: the key column, then the columns the backfill asked for, in key
+    /// order. Holds only the key when the backfill named no [`columns`](Backfill::columns).
+    pub fn rows(&self) -> &[Row] {
+        self.rows.rows()
+    }
+
     /// The keys of the batch's rows, ascending.
     pub fn keys(&self) -> &[Value] {
         &self.keys
@@ -216,6 +226,7 @@ pub struct Backfill<'c> {
     batch_size: u32,
     pause: Duration,
     task: String,
+    columns: Vec<String>,
 }
 
 impl<'c> Backfill<'c> {
@@ -229,7 +240,34 @@ impl<'c> Backfill<'c> {
             batch_size: 1000,
             pause: Duration::ZERO,
             task: format!("backfill {table}"),
+            columns: Vec::new(),
         }
+    }
+
+    /// Reads these columns with each batch's keys: [`Batch::rows`] holds the key, then them.
+    ///
+    /// ```no_run
+    /// use migrun_sdk::{Backfill, Connection};
+    ///
+    /// # fn main() -> migrun_sdk::Result<()> {
+    /// let db = Connection::open("app")?;
+    /// Backfill::new(&db, "orders").columns(["amount_text"]).run(|batch| {
+    ///     for row in batch.rows() {
+    ///         let text: Option<String> = row.get("amount_text")?;
+    ///         // compute, then write the batch back with one bulk call
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn columns<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.columns.extend(columns.into_iter().map(Into::into));
+        self
     }
 
     /// Pages by `column` instead of the primary key: it must be unique and not null.
@@ -277,6 +315,10 @@ impl<'c> Backfill<'c> {
         };
         let table = quote_table(dialect, &self.table);
         let quoted_key = dialect.quote_ident(&key);
+        let selected = std::iter::once(quoted_key.clone())
+            .chain(self.columns.iter().map(|c| dialect.quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let total: u64 = self
             .conn
             .query_scalar(&format!("SELECT COUNT(*) FROM {table}"), Vec::new())?;
@@ -297,7 +339,7 @@ impl<'c> Backfill<'c> {
             let (sql, params) = match &after {
                 Some(last) => (
                     format!(
-                        "SELECT {quoted_key} FROM {table} WHERE {quoted_key} > {} ORDER BY {quoted_key} LIMIT {}",
+                        "SELECT {selected} FROM {table} WHERE {quoted_key} > {} ORDER BY {quoted_key} LIMIT {}",
                         dialect.placeholder(1),
                         self.batch_size
                     ),
@@ -305,17 +347,16 @@ impl<'c> Backfill<'c> {
                 ),
                 None => (
                     format!(
-                        "SELECT {quoted_key} FROM {table} ORDER BY {quoted_key} LIMIT {}",
+                        "SELECT {selected} FROM {table} ORDER BY {quoted_key} LIMIT {}",
                         self.batch_size
                     ),
                     Vec::new(),
                 ),
             };
-            let keys: Vec<Value> = self
-                .conn
-                .query(&sql, params)?
-                .into_iter()
-                .filter_map(|row| row.into_values().into_iter().next())
+            let rows = self.conn.query(&sql, params)?;
+            let keys: Vec<Value> = rows
+                .iter()
+                .filter_map(|row| row.values().first().cloned())
                 .collect();
             if keys.is_empty() {
                 break;
@@ -332,6 +373,7 @@ impl<'c> Backfill<'c> {
                 key: key.clone(),
                 after: after.take(),
                 keys,
+                rows,
                 number: batches,
             };
             work(&batch).map_err(|e| e.context(format!("batch {batches}")))?;
@@ -496,8 +538,20 @@ mod tests {
             key: "id".into(),
             after: Some(Value::Int(10)),
             keys: vec![Value::Int(11), Value::Int(15)],
+            rows: Rows::new(
+                vec![
+                    crate::Column::new("id", "int8"),
+                    crate::Column::new("amount", "text"),
+                ],
+                vec![
+                    vec![Value::Int(11), Value::Text("1.20".into())],
+                    vec![Value::Int(15), Value::Null],
+                ],
+            ),
             number: 2,
         };
+        assert_eq!(batch.rows().len(), 2);
+        assert_eq!(batch.rows()[0].get::<String>("amount").unwrap(), "1.20");
         assert_eq!(
             batch.range(3),
             (

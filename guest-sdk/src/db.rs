@@ -106,6 +106,16 @@ impl Connection {
         })
     }
 
+    /// Opens a connection declared [`Need::optional`](crate::Need::optional): `None` when
+    /// the operator did not configure it, so the plugin goes on without it.
+    pub fn open_optional(name: &str) -> Result<Option<Connection>> {
+        match Connection::open(name) {
+            Ok(conn) => Ok(Some(conn)),
+            Err(Error::Database(e)) if e.kind == crate::DbErrorKind::UnknownConnection => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The name the connection was opened by.
     pub fn name(&self) -> &str {
         &self.name

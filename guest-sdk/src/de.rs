@@ -66,6 +66,9 @@ impl<'de> ValueDeserializer<'de> {
             Value::Decimal(_) => Unexpected::Other("a decimal value"),
             Value::Float32Array(_) => Unexpected::Other("a float32-array value"),
             Value::TextArray(_) => Unexpected::Other("a text-array value"),
+            Value::Typed { .. } => {
+                Unexpected::Other("a typed value (a type the host does not model)")
+            }
         }
     }
 
@@ -137,6 +140,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
             Value::TextArray(v) => visitor.visit_seq(de::value::SeqDeserializer::new(
                 v.iter().map(String::as_str),
             )),
+            Value::Typed { .. } => self.invalid(&visitor),
             other => visitor.visit_borrowed_str(other.as_str().unwrap_or_default()),
         }
     }

@@ -37,10 +37,21 @@ fn with_plugin<P: Plugin, T>(export: &str, f: impl FnOnce(&mut P) -> Result<T>) 
     })
 }
 
+/// Milliseconds for the WIT, saturating at `u32::MAX` (49 days).
+fn millis(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 fn unit_to_wit(u: Unit) -> wit::UnitInfo {
     wit::UnitInfo {
         name: u.name,
         description: u.description,
+        scope: u.scope,
+        transactional: u.transactional,
+        lock_timeout_ms: u.lock_timeout.map(millis),
+        statement_timeout_ms: u.statement_timeout.map(millis),
+        always_run: u.always_run,
+        skipped: u.skipped,
     }
 }
 
@@ -57,6 +68,7 @@ fn info_to_wit(info: PluginInfo) -> wit::PluginInfo {
                 access: access_to_wit(n.access),
                 description: n.description,
                 writes: n.writes,
+                optional: n.optional,
             })
             .collect(),
         units: info.units.into_iter().map(unit_to_wit).collect(),
@@ -76,7 +88,9 @@ fn info_to_wit(info: PluginInfo) -> wit::PluginInfo {
 
 impl<P: Plugin> wit::Guest for Export<P> {
     fn describe() -> wit::PluginInfo {
-        info_to_wit(P::describe())
+        let mut info = P::describe();
+        info.units = crate::plugin::declared_units::<P>();
+        info_to_wit(info)
     }
 
     fn configure(config: Vec<(String, String)>) -> Result<(), wit::PluginError> {
@@ -214,5 +228,82 @@ mod tests {
             other => panic!("{other:?}"),
         }
         Glue::verify().unwrap();
+    }
+
+    /// A plugin declaring its units once, with [`Steps`](crate::Steps), and a scope.
+    struct Stepped {
+        ran: Vec<&'static str>,
+    }
+
+    impl Plugin for Stepped {
+        fn describe() -> PluginInfo {
+            PluginInfo::new("stepped", "1.0.0")
+                .connection(Need::read_write("app", "the app").optional())
+                .unit("listed", "declared the 0.1 way")
+        }
+
+        fn configure(_: &Config) -> Result<Self> {
+            Ok(Stepped { ran: Vec::new() })
+        }
+
+        fn steps() -> crate::Steps<Self> {
+            crate::Steps::new()
+                .step(
+                    Unit::new("expand", "adds the column")
+                        .lock_timeout(std::time::Duration::from_secs(2)),
+                    |p: &mut Self| {
+                        p.ran.push("expand");
+                        Ok(())
+                    },
+                )
+                .step(
+                    Unit::new("index", "builds the index")
+                        .outside_transaction()
+                        .statement_timeout(std::time::Duration::from_millis(1500))
+                        .scope("own"),
+                    |p: &mut Self| {
+                        p.ran.push("index");
+                        Ok(())
+                    },
+                )
+                .step(Unit::new("refresh", "always").always_run(), |_| Ok(()))
+                .step(
+                    Unit::new("retired", "gone").skipped("engine retired"),
+                    |_| Ok(()),
+                )
+        }
+
+        fn scope(&self) -> Option<String> {
+            Some("t.a->b".to_owned())
+        }
+    }
+
+    #[test]
+    fn units_declared_once_reach_describe_with_their_attributes_and_run_by_name() {
+        let info = Export::<Stepped>::describe();
+        let names: Vec<&str> = info.units.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["listed", "expand", "index", "refresh", "retired"]);
+        assert!(info.connections[0].optional);
+        let expand = &info.units[1];
+        assert!(expand.transactional && expand.lock_timeout_ms == Some(2000));
+        let index = &info.units[2];
+        assert!(!index.transactional);
+        assert_eq!(index.statement_timeout_ms, Some(1500));
+        assert!(info.units[3].always_run);
+        assert_eq!(info.units[4].skipped.as_deref(), Some("engine retired"));
+
+        let mut plugin = Stepped::configure(&Config::default()).unwrap();
+        // The plugin-wide scope applies to units without their own.
+        let units = plugin.units().unwrap();
+        assert_eq!(units[1].scope_name(), Some("t.a->b"));
+        assert_eq!(units[2].scope_name(), Some("own"));
+        plugin.run_unit("index").unwrap();
+        plugin.run_unit("expand").unwrap();
+        assert_eq!(plugin.ran, ["index", "expand"]);
+        let unknown = plugin.run_unit("nope").unwrap_err().to_string();
+        assert!(
+            unknown.contains("unknown unit `nope`") && unknown.contains("expand, index, refresh"),
+            "{unknown}"
+        );
     }
 }

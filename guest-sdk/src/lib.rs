@@ -1,7 +1,8 @@
 //! Write [migrun](https://example.invalid/migrun) migration plugins in Rust.
 //!
 //! A migrun plugin is a WebAssembly component targeting the world
-//! `migrun:plugin/migration@0.1.1` (`wit/v0.1.1/migrun.wit`, shipped inside this crate). This crate holds
+//! `migrun:plugin/migration@0.2.0` (`wit/v0.2.0/migrun.wit`, shipped inside this crate, with
+//! 0.1.0 and 0.1.1 beside it for reference: the host still runs plugins built against them). This crate holds
 //! the generated bindings of that world and, on top of them, the layer a
 //! plugin author uses: a [`Plugin`] trait with defaults, one export macro,
 //! named [`Connection`]s with queries decoded through serde, batched
@@ -110,7 +111,7 @@
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "wit/v0.1.1",
+        path: "wit/v0.2.0",
         world: "migrun:plugin/migration",
         pub_export_macro: true,
         default_bindings_module: "migrun_sdk::bindings",
@@ -120,6 +121,7 @@ pub mod bindings {
 
 mod backfill;
 pub mod backup;
+mod catalog;
 mod config;
 mod db;
 mod de;
@@ -133,12 +135,13 @@ mod value;
 mod wit;
 
 pub use backfill::{Backfill, BackfillReport, Batch, checkpoint, key_of};
+pub use catalog::ColumnInfo;
 pub use config::Config;
 pub use db::{Access, BulkWriter, Connection, Cursor, Dialect, TypedCursor};
 pub use error::{Context, DbError, DbErrorKind, Error, Result};
 pub use log::{check, progress};
 pub use migrun_types::ValueKind;
-pub use plugin::{ConfigKey, Need, Plugin, PluginInfo, Unit};
+pub use plugin::{ConfigKey, Need, Plugin, PluginInfo, StepFn, Steps, Unit};
 pub use row::{Column, Row, Rows};
 pub use ser::{to_named_values, to_values};
 pub use value::{Date, Decimal, Json, Time, Timestamp, Timestamptz, Uuid, Value};

@@ -43,6 +43,16 @@ pub enum Value {
     Float32Array(Vec<f32>),
     /// A list of texts.
     TextArray(Vec<String>),
+    /// A value of a type the host does not model (pgvector `sparsevec`, `ltree`,
+    /// `interval`, PostGIS `geometry`, `int8[]`, …), in PostgreSQL's binary form, tagged
+    /// with the type's name. Read from PostgreSQL results only; pass it on unchanged into a
+    /// column of the same type on a PostgreSQL connection (contract 0.2.0).
+    Typed {
+        /// The type's name as the database reported it (`ltree`, `int8[]`).
+        type_name: String,
+        /// The value in the type's binary (`send`/`recv`) format.
+        bytes: Vec<u8>,
+    },
 }
 
 impl Value {
@@ -64,6 +74,7 @@ impl Value {
             Value::Decimal(_) => ValueKind::Decimal,
             Value::Float32Array(_) => ValueKind::Float32Array,
             Value::TextArray(_) => ValueKind::TextArray,
+            Value::Typed { .. } => ValueKind::Typed,
         }
     }
 
@@ -148,6 +159,10 @@ impl fmt::Display for Value {
             | Value::Decimal(s) => f.write_str(s),
             Value::Float32Array(v) => write!(f, "{v:?}"),
             Value::TextArray(v) => write!(f, "{v:?}"),
+            Value::Typed { type_name, bytes } => {
+                write!(f, "{type_name}:")?;
+                bytes.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ pub(crate) fn value_to_wit(v: Value) -> types::Value {
         Value::Decimal(s) => W::Decimal(s),
         Value::Float32Array(v) => W::Float32Array(v),
         Value::TextArray(v) => W::TextArray(v),
+        Value::Typed { type_name, bytes } => W::Typed(types::TypedValue { type_name, bytes }),
     }
 }
 
@@ -47,6 +48,10 @@ pub(crate) fn value_from_wit(v: types::Value) -> Value {
         W::Decimal(s) => Value::Decimal(s),
         W::Float32Array(v) => Value::Float32Array(v),
         W::TextArray(v) => Value::TextArray(v),
+        W::Typed(t) => Value::Typed {
+            type_name: t.type_name,
+            bytes: t.bytes,
+        },
     }
 }
 

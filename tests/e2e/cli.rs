@@ -14,14 +14,14 @@ fn inspect_shows_declaration_and_contract_version() {
     let plugin = plugins::plugin("auth-consolidation");
     let out = ws.migrun(&["inspect", plugin.to_str().unwrap()]);
     out.expect_code(0)
-        .expect_output("contract   migrun:plugin@0.1.1")
+        .expect_output("contract   migrun:plugin@0.2.0")
         .expect_output("create-auth-users")
         .expect_output("copy-users")
         .expect_output("batch_size");
     let json = ws.migrun(&["inspect", plugin.to_str().unwrap(), "--json"]);
     let json = json.expect_code(0).json();
     assert_eq!(json["schema"], "migrun.inspect/1");
-    assert_eq!(json["contract"], "0.1.1");
+    assert_eq!(json["contract"], "0.2.0");
     assert_eq!(json["plugin"]["connections"][0]["name"], "source");
     assert_eq!(json["plugin"]["connections"][0]["access"], "read-only");
     assert_eq!(json["plugin"]["connections"][1]["access"], "read-write");

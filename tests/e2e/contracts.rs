@@ -6,8 +6,9 @@
 //! (`non_transactional.rs`).
 //!
 //! The 0.1.0 component is the Python accounts-merge twin (componentize-py,
-//! built against `guest-sdk/wit/v0.1.0`), the 0.1.1 one its Rust reference
-//! (the SDK's contract), the 0.2.0 one `tests/guests/contract-v0-2-0`.
+//! built against `guest-sdk/wit/v0.1.0`), compared with its Rust reference (the
+//! SDK's contract, 0.2.0); the 0.1.1 one is `tests/guests/contract-v0-1-1`, frozen
+//! when the SDK moved on, and the raw 0.2.0 one `tests/guests/contract-v0-2-0`.
 
 use std::path::{Path, PathBuf};
 
@@ -107,23 +108,71 @@ async fn components_of_contracts_0_1_0_0_1_1_and_0_2_0_all_run_and_write_their_r
         .await
         .expect("seed users");
 
-    // 0.1.1: the Rust reference (the SDK's contract).
-    let rust = accounts_merge(&plugins::plugin("accounts-merge"), &source, "0.1.1").await;
+    // The Rust reference: the SDK's contract, 0.2.0.
+    let rust = accounts_merge(&plugins::plugin("accounts-merge"), &source, "0.2.0").await;
     let accounts = row_count(&rust.url, "accounts").await;
-    assert!(accounts > 0, "0.1.1 wrote no accounts");
+    assert!(accounts > 0, "the Rust reference wrote no accounts");
 
     // 0.1.0: the Python twin, served by the 0.1.x linker's 0.1.1 implementations,
-    // writes exactly the same rows.
+    // writes exactly the same rows as the 0.2.0 build.
     if let Some(python) = plugins::python_plugin("plugins/accounts-merge-py") {
         let target = accounts_merge(&python, &source, "0.1.0").await;
         for table in ["accounts", "identities"] {
             assert_eq!(
                 table_checksum(&target.url, table).await,
                 table_checksum(&rust.url, table).await,
-                "0.1.0 and 0.1.1 wrote different {table}"
+                "0.1.0 and 0.2.0 wrote different {table}"
             );
         }
     }
+
+    // 0.1.1: a component built against it before the SDK moved on. Its checkpoints
+    // (0.1.1's addition) commit batches: failing after the second, it keeps 8 rows,
+    // and the rerun resumes after them and finishes; the check passes; the journal
+    // replays.
+    let target_011 = TestDatabase::create(Dialect::Sqlite).await.expect("sqlite");
+    let ws = workspace(
+        &[("target", &target_011.url, "read-write")],
+        "rows = 10\nbatch = 4\nfail_after = 2",
+    );
+    let plugin_011 = plugins::plugin("contract-v0-1-1");
+    let failed = run(&ws, &plugin_011, &["--json"]);
+    failed.expect_code(1);
+    assert_eq!(contract_and_units(&failed).0, "0.1.1");
+    assert_eq!(row_count(&target_011.url, "contract_rows").await, 8);
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nrows = 10\nbatch = 4\n",
+        target_011.url
+    ));
+    let resumed = run(&ws, &plugin_011, &["--json"]);
+    resumed.expect_code(0);
+    assert!(
+        resumed.all().contains("resumed after 8"),
+        "{}",
+        resumed.all()
+    );
+    let (contract, units) = contract_and_units(&resumed);
+    assert_eq!(contract, "0.1.1");
+    assert_eq!(
+        units,
+        vec![("write-rows".to_owned(), "committed".to_owned())]
+    );
+    assert_eq!(row_count(&target_011.url, "contract_rows").await, 10);
+    let report = resumed.json();
+    assert!(
+        report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .any(|c| c["name"] == "contract 0.1.1 rows" && c["ok"] == true),
+        "{report}"
+    );
+    let journal = ws
+        .path()
+        .join(report["journal"]["path"].as_str().expect("journal path"));
+    ws.migrun(&["replay", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("verified: ");
 
     // 0.2.0: its own linker and bindings; every imported interface is used.
     let target = TestDatabase::create(Dialect::Sqlite).await.expect("sqlite");
@@ -194,7 +243,7 @@ fn inspect_shows_what_a_0_2_0_plugin_declares() {
     ws.migrun(&["inspect", plugin])
         .expect_code(0)
         .expect_output("contract   migrun:plugin@0.2.0")
-        .expect_output("optional (contract 0.2.0 preview)")
+        .expect_output("optional (contract 0.2.0)")
         .expect_output("scope rows=3")
         .expect_output("lock_timeout 2s (the unit's own: overrides [limits] lock_timeout)")
         .expect_output(
@@ -223,7 +272,7 @@ fn inspect_shows_what_a_0_2_0_plugin_declares() {
     let json = ws
         .migrun(&[
             "inspect",
-            plugins::plugin("accounts-merge").to_str().unwrap(),
+            plugins::plugin("contract-v0-1-1").to_str().unwrap(),
             "--json",
         ])
         .expect_code(0)

@@ -312,3 +312,86 @@ async fn a_resumed_unit_counts_its_kept_and_total_rows() {
         "the unit's total over its three runs: {backfill}"
     );
 }
+
+/// The first build compiles only what migrun uses (issue 22 item 7): the demo's build of
+/// `migrun` must not pull in sqlx's compile-time query macros (a second build of sqlx and of
+/// SQLite's C amalgamation), WASI preview 1 (wiggle and witx: migrun runs components through
+/// preview 2 only), ICU4X's IDNA tables (`url` uses the unicode-rs backend), `futures`'
+/// macros, or two versions of cap-std. Read from `cargo tree` of the locked graph, so a new
+/// dependency or a feature turned back on fails here with the path that brings it in.
+#[test]
+fn the_first_build_leaves_out_what_migrun_does_not_use() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let tree = std::process::Command::new(&cargo)
+        .current_dir(crate::support::plugins::workspace_root())
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            "migrun",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        tree.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let tree = String::from_utf8(tree.stdout).expect("utf-8");
+    let crates: std::collections::BTreeSet<(&str, &str)> = tree
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some((words.next()?, words.next()?))
+        })
+        .collect();
+    assert!(
+        crates.iter().any(|(name, _)| *name == "wasmtime"),
+        "not the graph of migrun:\n{tree}"
+    );
+    let unwanted = [
+        (
+            "sqlx-macros",
+            "sqlx's `macros` feature (no `query!` is used)",
+        ),
+        (
+            "wiggle",
+            "wasmtime-wasi's `p1` feature (components use preview 2 only)",
+        ),
+        ("witx", "wasmtime-wasi's `p1` feature"),
+        (
+            "icu_normalizer",
+            "url's ICU4X IDNA backend (pin idna_adapter to the unicode-rs one)",
+        ),
+        (
+            "futures-macro",
+            "futures' default features (its macros are unused)",
+        ),
+    ];
+    for (name, why) in unwanted {
+        assert!(
+            !crates.iter().any(|(crate_name, _)| *crate_name == name),
+            "the build of migrun compiles {name}: {why}. `cargo tree -p migrun -i {name}` says why"
+        );
+    }
+    for name in ["cap-std", "cap-primitives", "sqlx-core", "wasmtime"] {
+        let versions: std::collections::BTreeSet<&str> = crates
+            .iter()
+            .filter(|(crate_name, _)| *crate_name == name)
+            .map(|(_, version)| *version)
+            .collect();
+        assert_eq!(
+            versions.len(),
+            1,
+            "{name} is compiled in {} versions: {versions:?}",
+            versions.len()
+        );
+    }
+}

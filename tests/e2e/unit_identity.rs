@@ -320,3 +320,127 @@ async fn a_ledger_made_before_scopes_is_upgraded_in_place_postgres() {
 async fn a_ledger_made_before_scopes_is_upgraded_in_place_mariadb() {
     old_ledger_upgraded(Dialect::MySql).await;
 }
+
+/// The wall of issue 19: renaming a second column with the same build of
+/// `expand-contract-rename` used to skip every unit (the ledger knew only plugin, unit and
+/// build) and exit 0 with the column unrenamed. The plugin's scope is the rename it is
+/// configured for, so the second rename runs its three units, and the first stays done.
+async fn a_second_rename_runs(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let text_type = if dialect == Dialect::MySql {
+        "VARCHAR(255)"
+    } else {
+        "TEXT"
+    };
+    db.exec(&format!(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, email {text_type}, nick {text_type})"
+    ))
+    .await;
+    db.exec(
+        "INSERT INTO people (id, email, nick) VALUES (1, 'a@example.org', 'ann'), \
+         (2, 'b@example.org', 'bob'), (3, NULL, 'cy')",
+    )
+    .await;
+    let plugin = plugins::plugin("expand-contract-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    let rename = |old: &str, new: &str| {
+        ws.config(&format!(
+            "[connections.app]\nurl = \"{}\"\n[config]\ntable = \"people\"\nold_column = \"{old}\"\nnew_column = \"{new}\"\nbatch_size = 2\n",
+            db.url
+        ));
+        let out = ws.migrun(&[plugin, "--json"]);
+        out.expect_code(0);
+        out.json()
+    };
+    let statuses = |report: &serde_json::Value| -> Vec<(String, String, String)> {
+        report["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .map(|u| {
+                (
+                    u["name"].as_str().unwrap_or_default().to_owned(),
+                    u["scope"].as_str().unwrap_or_default().to_owned(),
+                    u["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let committed = |scope: &str| {
+        ["expand", "backfill", "contract"]
+            .map(|unit| (unit.to_owned(), scope.to_owned(), "committed".to_owned()))
+            .to_vec()
+    };
+
+    let first = rename("email", "email_address");
+    assert_eq!(
+        statuses(&first),
+        committed("people.email->email_address"),
+        "{first}"
+    );
+    let second = rename("nick", "nickname");
+    assert_eq!(
+        statuses(&second),
+        committed("people.nick->nickname"),
+        "{dialect:?}: the second rename must run, not be skipped as done: {second}"
+    );
+    // The first rename, configured again, is done.
+    let again = rename("email", "email_address");
+    assert!(
+        statuses(&again)
+            .iter()
+            .all(|(_, _, status)| status == "skipped"),
+        "{dialect:?}: {again}"
+    );
+
+    let mut conn = db.connect(Access::ReadOnly).await;
+    let rows = conn
+        .query(
+            "SELECT id, email_address, nickname FROM people ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("both renamed columns are there");
+    conn.close().await;
+    let rows: Vec<Vec<String>> = rows
+        .rows
+        .iter()
+        .map(|r| r.iter().map(text).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["1".to_owned(), "a@example.org".to_owned(), "ann".to_owned()],
+            vec!["2".to_owned(), "b@example.org".to_owned(), "bob".to_owned()],
+            vec!["3".to_owned(), "NULL".to_owned(), "cy".to_owned()],
+        ]
+    );
+    // `migrun status` tells the two renames apart.
+    let status = ws.migrun(&["status"]);
+    status.expect_code(0);
+    for scope in ["people.email->email_address", "people.nick->nickname"] {
+        assert!(
+            status.stdout.contains(scope),
+            "{dialect:?}: {}",
+            status.stdout
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_rename_of_another_column_runs_sqlite() {
+    a_second_rename_runs(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_rename_of_another_column_runs_postgres() {
+    a_second_rename_runs(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_rename_of_another_column_runs_mariadb() {
+    a_second_rename_runs(Dialect::MySql).await;
+}

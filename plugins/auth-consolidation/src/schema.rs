@@ -199,37 +199,19 @@ pub fn create_table_sql(dialect: Dialect) -> Result<&'static str> {
     })
 }
 
-/// Whether `table` exists in the connection's current schema/database.
+/// Whether `table` exists in the connection's current schema/database (the SDK's
+/// catalog helper, the same question on every dialect).
 pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
-    let sql = match conn.dialect() {
-        Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-        Dialect::Postgres => {
-            "SELECT COUNT(*) FROM information_schema.tables \
-             WHERE table_schema::text = current_schema() AND table_name::text = $1"
-        }
-        Dialect::MySql => {
-            "SELECT COUNT(*) FROM information_schema.tables \
-             WHERE table_schema = DATABASE() AND table_name = ?"
-        }
-    };
-    Ok(conn.query_scalar::<i64>(sql, params![table])? > 0)
+    conn.table_exists(table)
 }
 
 /// The column names of `table`, lowercased.
 pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let sql = match conn.dialect() {
-        Dialect::Sqlite => "SELECT name FROM pragma_table_info(?) ORDER BY cid",
-        Dialect::Postgres => {
-            "SELECT column_name::text FROM information_schema.columns \
-             WHERE table_schema::text = current_schema() AND table_name::text = $1 ORDER BY ordinal_position"
-        }
-        Dialect::MySql => {
-            "SELECT COLUMN_NAME AS column_name FROM information_schema.columns \
-             WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ORDINAL_POSITION"
-        }
-    };
-    let names: Vec<String> = conn.query_as(sql, params![table])?;
-    Ok(names.into_iter().map(|n| n.to_lowercase()).collect())
+    Ok(conn
+        .columns_of(table)?
+        .into_iter()
+        .map(|c| c.name.to_lowercase())
+        .collect())
 }
 
 /// An index as the catalog reports it.

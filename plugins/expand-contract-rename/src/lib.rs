@@ -251,6 +251,12 @@ impl Plugin for ExpandContractRename {
         })
     }
 
+    /// Each configured rename is its own piece of work: renaming `accounts.name` after
+    /// `accounts.email` runs the three units again instead of finding them done.
+    fn scope(&self) -> Option<String> {
+        Some(format!("{}.{}->{}", self.table, self.old, self.new))
+    }
+
     fn run_unit(&mut self, unit: &str) -> Result<()> {
         let db = Connection::open("app")?;
         match unit {

@@ -41,6 +41,7 @@ const GUESTS: &[&str] = &[
     "sql-attack",
     "noisy",
     "catch-all",
+    "contract-v0-1-1",
     "contract-v0-2-0",
     "non-transactional",
 ];

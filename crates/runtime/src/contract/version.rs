@@ -26,9 +26,8 @@ pub const MAX_SUPPORTED: Semver = Semver::new(0, 2, 0);
 /// The contract versions this host can run, newest first (one per [`ContractRelease`]).
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.2.0", "0.1.1", "0.1.0"];
 
-/// The version new plugins (the SDK, `migrun new`) target. 0.2.0 is a preview
-/// until the contract issue fills it in and moves the SDK.
-pub const CURRENT_VERSION: &str = "0.1.1";
+/// The version new plugins (the SDK, `migrun new`) target.
+pub const CURRENT_VERSION: &str = "0.2.0";
 
 /// A `major.minor.patch` version (no pre-release or build part: the contract has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -306,10 +305,10 @@ mod tests {
         }
         assert_eq!(ContractRelease::ALL[0].semver(), MAX_SUPPORTED);
         assert_eq!(ContractRelease::ALL[2].semver(), MIN_SUPPORTED);
-        // The SDK and scaffolds stay on 0.1.1 until the contract issue moves them.
+        // The SDK and the scaffolds target the newest release.
         assert_eq!(
             ContractRelease::of(CURRENT_VERSION),
-            Some(ContractRelease::V0_1_1)
+            Some(ContractRelease::V0_2_0)
         );
         assert_eq!(ContractRelease::of("0.2.0"), Some(ContractRelease::V0_2_0));
         assert_eq!(ContractRelease::of("0.1.2"), None);

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The contract the templates target.
-const WIT: &str = include_str!("../../../../guest-sdk/wit/v0.1.1/migrun.wit");
+const WIT: &str = include_str!("../../../../guest-sdk/wit/v0.2.0/migrun.wit");
 
 /// A language `migrun new` can scaffold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,7 +406,7 @@ mod tests {
         let lib = std::fs::read_to_string(dir.path().join("rust/src/lib.rs")).unwrap();
         assert!(lib.contains("export_plugin!(HelloWorld)"));
         let wit = std::fs::read_to_string(dir.path().join("python/wit/migrun.wit")).unwrap();
-        assert!(wit.starts_with("package migrun:plugin@0.1.1;"));
+        assert!(wit.contains("\npackage migrun:plugin@0.2.0;"));
     }
 
     #[test]

@@ -401,7 +401,7 @@ pub fn inspection_text(i: &Inspection) -> String {
         if c.optional {
             let _ = writeln!(
                 out,
-                "  {:<12} optional (contract 0.2.0 preview): not provided when not configured",
+                "  {:<12} optional (contract 0.2.0): not provided when not configured",
                 ""
             );
         }

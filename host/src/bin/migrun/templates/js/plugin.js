@@ -15,9 +15,9 @@
 // returning `result<T, E>` returns T or throws an error whose `payload` is E;
 // an export fails by throwing an error whose `payload` is the `plugin-error`.
 
-import { open } from 'migrun:plugin/database@0.1.1';
-import { write, progress } from 'migrun:plugin/log@0.1.1';
-import { report } from 'migrun:plugin/checks@0.1.1';
+import { open } from 'migrun:plugin/database@0.2.0';
+import { write, progress } from 'migrun:plugin/log@0.2.0';
+import { report } from 'migrun:plugin/checks@0.2.0';
 
 const TABLE = 'greetings';
 
@@ -51,15 +51,32 @@ function pluginErrors(body) {
 /** The first column of the first row of a query returning one integer (a BigInt). */
 const scalar = (conn, sql) => conn.query(sql, []).rows[0][0].val;
 
+/**
+ * A unit with the contract's defaults: inside the host's transactions, no scope of its
+ * own, the operator's timeouts. Set `transactional: false` for a step outside a
+ * transaction (CREATE INDEX CONCURRENTLY), `scope` when the configuration makes it a
+ * different piece of work, `alwaysRun`, or `skipped` (a reason).
+ */
+const unit = (name, description) => ({
+  name,
+  description,
+  scope: undefined,
+  transactional: true,
+  lockTimeoutMs: undefined,
+  statementTimeoutMs: undefined,
+  alwaysRun: false,
+  skipped: undefined,
+});
+
 function describe() {
   return {
     name: '{{name}}',
     version: '0.1.0',
     description: 'Writes numbered greetings (a starting point: replace with your migration)',
-    connections: [{ name: 'target', access: 'read-write', description: 'where the greetings go', writes: [TABLE] }],
+    connections: [{ name: 'target', access: 'read-write', description: 'where the greetings go', writes: [TABLE], optional: false }],
     units: [
-      { name: 'create-table', description: 'creates the greetings table when absent' },
-      { name: 'fill', description: 'inserts the greetings that are missing' },
+      unit('create-table', 'creates the greetings table when absent'),
+      unit('fill', 'inserts the greetings that are missing'),
     ],
     config: [{ name: 'count', description: 'how many greetings there should be', required: false, defaultValue: '3', secret: false }],
   };

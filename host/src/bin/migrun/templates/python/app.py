@@ -54,6 +54,23 @@ def plugin_errors(export):
     return wrapper
 
 
+def unit(name: str, description: str) -> UnitInfo:
+    """A unit with the contract's defaults: inside the host's transactions, no scope of
+    its own, the operator's timeouts. Pass transactional=False for a step outside a
+    transaction (CREATE INDEX CONCURRENTLY), a scope when the configuration makes it a
+    different piece of work, always_run=True, or skipped="reason"."""
+    return UnitInfo(
+        name,
+        description,
+        scope=None,
+        transactional=True,
+        lock_timeout_ms=None,
+        statement_timeout_ms=None,
+        always_run=False,
+        skipped=None,
+    )
+
+
 def scalar(conn: database.Connection, sql: str) -> int:
     """The first column of the first row of a query returning one integer."""
     return conn.query(sql, []).rows[0][0].value
@@ -66,11 +83,11 @@ class Plugin(exports.Plugin):
             version="0.1.0",
             description="Writes numbered greetings (a starting point: replace with your migration)",
             connections=[
-                ConnectionNeed("target", database.Access.READ_WRITE, "where the greetings go", [TABLE]),
+                ConnectionNeed("target", database.Access.READ_WRITE, "where the greetings go", [TABLE], optional=False),
             ],
             units=[
-                UnitInfo("create-table", "creates the greetings table when absent"),
-                UnitInfo("fill", "inserts the greetings that are missing"),
+                unit("create-table", "creates the greetings table when absent"),
+                unit("fill", "inserts the greetings that are missing"),
             ],
             config=[ConfigKey("count", "how many greetings there should be", False, "3", False)],
         )

@@ -11,8 +11,8 @@
 //! Dry-run: migrun target/wasm32-wasip2/release/{{crate_name}}.wasm --dry-run
 
 use migrun_sdk::{
-    Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, bail, check, info, params,
-    progress,
+    Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, Steps, Unit, check, info,
+    params, progress,
 };
 
 /// The table the plugin writes.
@@ -28,8 +28,6 @@ impl Plugin for {{type_name}} {
         PluginInfo::new("{{name}}", env!("CARGO_PKG_VERSION"))
             .description("Writes numbered greetings (a starting point: replace with your migration)")
             .connection(Need::read_write("target", "where the greetings go").writes([TABLE]))
-            .unit("create-table", "creates the greetings table when absent")
-            .unit("fill", "inserts the greetings that are missing")
             .config_key(ConfigKey::new("count", "how many greetings there should be").default("3"))
     }
 
@@ -39,33 +37,21 @@ impl Plugin for {{type_name}} {
         })
     }
 
-    fn run_unit(&mut self, unit: &str) -> Result<()> {
-        // The host opened a transaction on `target` for this unit and commits
-        // it when the unit returns Ok (a dry-run rolls it back).
-        let target = Connection::open("target")?;
-        match unit {
-            "create-table" => {
-                target.execute(
-                    "CREATE TABLE IF NOT EXISTS greetings (id INTEGER PRIMARY KEY, message TEXT NOT NULL)",
-                    params![],
-                )?;
-                info!(dialect = target.dialect(); "{TABLE} exists");
-            }
-            "fill" => {
-                let last: i64 =
-                    target.query_scalar("SELECT COALESCE(MAX(id), 0) FROM greetings", params![])?;
-                let rows: Vec<_> = (last + 1..=self.count)
-                    .map(|id| params![id, format!("hello, world #{id}")])
-                    .collect();
-                let total = rows.len() as u64;
-                progress("fill", 0, total);
-                let written = target.bulk_insert(TABLE, &["id", "message"], rows)?;
-                progress("fill", written, total);
-                info!(written = written; "wrote {written} greetings");
-            }
-            other => bail!("unknown unit `{other}`"),
-        }
-        Ok(())
+    /// The units, in order, each with the method that runs it. The host runs each
+    /// inside a transaction on `target` and commits it when the method returns Ok (a
+    /// dry-run rolls it back). `Unit::new(…).outside_transaction()` declares a step such
+    /// as `CREATE INDEX CONCURRENTLY`; `.always_run()`, `.lock_timeout(…)` and
+    /// `Plugin::scope` are the other things a unit can say about itself.
+    fn steps() -> Steps<Self> {
+        Steps::new()
+            .step(
+                Unit::new("create-table", "creates the greetings table when absent"),
+                Self::create_table,
+            )
+            .step(
+                Unit::new("fill", "inserts the greetings that are missing"),
+                Self::fill,
+            )
     }
 
     fn verify(&mut self) -> Result<()> {
@@ -76,6 +62,33 @@ impl Plugin for {{type_name}} {
             n >= self.count,
             &format!("{n} greetings, at least {} expected", self.count),
         );
+        Ok(())
+    }
+}
+
+impl {{type_name}} {
+    fn create_table(&mut self) -> Result<()> {
+        let target = Connection::open("target")?;
+        target.execute(
+            "CREATE TABLE IF NOT EXISTS greetings (id INTEGER PRIMARY KEY, message TEXT NOT NULL)",
+            params![],
+        )?;
+        info!(dialect = target.dialect(); "{TABLE} exists");
+        Ok(())
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let target = Connection::open("target")?;
+        let last: i64 =
+            target.query_scalar("SELECT COALESCE(MAX(id), 0) FROM greetings", params![])?;
+        let rows: Vec<_> = (last + 1..=self.count)
+            .map(|id| params![id, format!("hello, world #{id}")])
+            .collect();
+        let total = rows.len() as u64;
+        progress("fill", 0, total);
+        let written = target.bulk_insert(TABLE, &["id", "message"], rows)?;
+        progress("fill", written, total);
+        info!(written = written; "wrote {written} greetings");
         Ok(())
     }
 }
