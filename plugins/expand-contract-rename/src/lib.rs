@@ -24,9 +24,9 @@
 //! (`migrun restore <id> --yes`) undoes the whole rename, and the ledger then
 //! lets all three units run again.
 //!
-//! Each unit is recorded once per plugin build, not per table: renaming a
-//! second column with the same build needs its own `ledger_table` in
-//! `migrun.toml`, or the units are skipped as finished.
+//! Each unit is recorded per rename (contract 0.2.0's scope,
+//! `<table>.<old>-><new>`): renaming a second column with the same build runs
+//! the three units again, and `migrun status` lists the renames apart.
 //!
 //! `fail_after_batches` (default 0: never) makes `backfill` fail after that
 //! many batches of one run, to rehearse an interruption: the batches before
