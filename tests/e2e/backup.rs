@@ -498,7 +498,7 @@ impl SmallTmpfs {
                 !require_dbs(),
                 "cannot mount a small tmpfs to fill (needs root)"
             );
-            eprintln!("skipped: cannot mount a small tmpfs");
+            crate::support::skips::skipped("cannot mount a small tmpfs (needs root)");
             return None;
         }
         Some(SmallTmpfs(path.to_owned()))

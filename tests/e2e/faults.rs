@@ -350,7 +350,7 @@ impl SmallDisk {
                     !crate::support::database::require_dbs(),
                     "cannot mount a tmpfs ({other:?}) and MIGRUN_REQUIRE_DBS=1"
                 );
-                eprintln!("skipped: cannot mount a tmpfs here ({other:?})");
+                crate::support::skips::skipped(&format!("cannot mount a tmpfs here ({other:?})"));
                 None
             }
         }
@@ -439,7 +439,9 @@ impl PrivatePostgres {
                     !crate::support::database::require_dbs(),
                     "cannot start a private PostgreSQL under {PG_BIN} and MIGRUN_REQUIRE_DBS=1: {e}"
                 );
-                eprintln!("skipped: cannot start a private PostgreSQL under {PG_BIN}: {e}");
+                crate::support::skips::skipped(&format!(
+                    "cannot start a private PostgreSQL under {PG_BIN}: {e}"
+                ));
                 None
             }
         }
@@ -561,7 +563,7 @@ impl PrivateMariaDb {
             !crate::support::database::require_dbs(),
             "cannot start a private MariaDB ({problem}) and MIGRUN_REQUIRE_DBS=1"
         );
-        eprintln!("skipped: cannot start a private MariaDB ({problem})");
+        crate::support::skips::skipped(&format!("cannot start a private MariaDB ({problem})"));
         None
     }
 

@@ -156,7 +156,7 @@ impl TestDatabase {
                 panic!("MIGRUN_REQUIRE_DBS=1 but the {dialect} test server is unreachable: {e}")
             }
             Err(e) => {
-                eprintln!("note: {dialect} test server unreachable ({e})");
+                super::skips::skipped(&format!("{dialect} test server unreachable ({e})"));
                 return None;
             }
         };
@@ -344,7 +344,7 @@ where
                 eprintln!("--- on {dialect}");
                 test(db).await;
             }
-            None => eprintln!("--- skipped {dialect}: server unreachable"),
+            None => eprintln!("--- skipped {dialect}: server unreachable (recorded above)"),
         }
     }
 }

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod database;
 pub mod pg_server;
 pub mod plugins;
+pub mod skips;

@@ -319,9 +319,9 @@ pub fn pgvector() -> Option<&'static PgServer> {
             panic!("MIGRUN_REQUIRE_DBS=1 but the pgvector test server is unavailable: {e}")
         }
         Err(e) => {
-            eprintln!(
-                "note: pgvector test server unavailable ({e}); run scripts/pgvector-server install"
-            );
+            super::skips::skipped(&format!(
+                "pgvector test server unavailable ({e}); run scripts/pgvector-server install"
+            ));
             None
         }
     }

@@ -119,7 +119,7 @@ pub fn toolchain_missing<T>(what: &str) -> Option<T> {
     if require_dbs() {
         panic!("MIGRUN_REQUIRE_DBS=1 but {what}");
     }
-    eprintln!("note: skipped: {what} (scripts/test installs it)");
+    super::skips::skipped(&format!("{what} (scripts/test installs it)"));
     None
 }
 
