@@ -16,7 +16,7 @@ use migrun::db::Dialect;
 use crate::backfill::{create_accounts, rename_config};
 use crate::replay::{read_lines, write_lines};
 use crate::support::checksum::row_count;
-use crate::support::cli::{Workspace, wait_for_line};
+use crate::support::cli::{Workspace, wait_for_line, wait_for_progress};
 use crate::support::database::TestDatabase;
 use crate::support::plugins;
 
@@ -213,7 +213,7 @@ async fn sigint_then_replay(dialect: Dialect) {
     ws.config(&auth_config(&source.ro_url, &target.url, 40));
     let plugin = plugins::plugin("auth-consolidation");
     let mut child = ws.spawn(&[plugin.to_str().unwrap()]);
-    wait_for_line(&mut child, "copy-users: ");
+    wait_for_progress(&mut child, "copy-users", 20);
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use migrun::db::Dialect;
 
 use crate::support::checksum::{row_count, table_checksum};
-use crate::support::cli::{Workspace, wait_for_line};
+use crate::support::cli::{Workspace, wait_for_progress};
 use crate::support::database::TestDatabase;
 use crate::support::plugins;
 
@@ -44,8 +44,8 @@ async fn kill_and_resume(dialect: Dialect) {
     let ws = Workspace::new();
     ws.config(&auth_config(&source.ro_url, &target.url, 40));
     let mut child = ws.spawn(&[plugin]);
-    wait_for_line(&mut child, "copy-users: ");
-    std::thread::sleep(Duration::from_millis(50));
+    // After some batches went into the unit's open transaction: at least 20% of the rows.
+    wait_for_progress(&mut child, "copy-users", 20);
     child.kill().expect("SIGKILL");
     let status = child.wait().unwrap();
     assert!(
@@ -109,7 +109,7 @@ async fn sigint_rolls_back(dialect: Dialect) {
     ws.config(&auth_config(&source.ro_url, &target.url, 40));
     let plugin = plugins::plugin("auth-consolidation");
     let mut child = ws.spawn(&[plugin.to_str().unwrap()]);
-    wait_for_line(&mut child, "copy-users: ");
+    wait_for_progress(&mut child, "copy-users", 20);
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -91,18 +91,19 @@ impl Hostile {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn endless_loop_runs_out_of_fuel() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else {
+/// The limits hold on every dialect: the unit wrote a row through a server
+/// connection (PostgreSQL, MariaDB) or a file (SQLite) before it misbehaved, and the
+/// stop rolls that row back there too.
+async fn endless_loop_runs_out_of_fuel(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "loop").await else {
         return;
     };
     h.expect_stopped(&["--fuel", "200000000"], "fuel limit exhausted")
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn endless_loop_hits_the_wall_clock_timeout() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "loop").await else {
+async fn endless_loop_hits_the_wall_clock_timeout(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "loop").await else {
         return;
     };
     let started = std::time::Instant::now();
@@ -113,22 +114,20 @@ async fn endless_loop_hits_the_wall_clock_timeout() {
     .await;
     assert!(
         started.elapsed().as_secs() < 60,
-        "the timeout did not stop the loop promptly"
+        "{dialect:?}: the timeout did not stop the loop promptly"
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn memory_bomb_hits_the_memory_limit() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "alloc").await else {
+async fn memory_bomb_hits_the_memory_limit(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "alloc").await else {
         return;
     };
     h.expect_stopped(&["--memory-mib", "64"], "memory limit exceeded")
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn panic_is_reported_with_its_message() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "trap").await else {
+async fn panic_is_reported_with_its_message(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "trap").await else {
         return;
     };
     h.expect_stopped(&[], "the plugin crashed")
@@ -136,13 +135,46 @@ async fn panic_is_reported_with_its_message() {
         .expect_output("panicked");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn unbounded_recursion_is_a_stack_overflow() {
-    let Some(h) = Hostile::new(Dialect::Sqlite, "recurse").await else {
+async fn unbounded_recursion_is_a_stack_overflow(dialect: Dialect) {
+    let Some(h) = Hostile::new(dialect, "recurse").await else {
         return;
     };
     h.expect_stopped(&[], "stack overflow").await;
 }
+
+/// One test per limit and dialect.
+macro_rules! on_every_dialect {
+    ($($limit:ident),* $(,)?) => {
+        $(
+            mod $limit {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() {
+                    super::$limit(Dialect::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() {
+                    super::$limit(Dialect::Postgres).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn mysql() {
+                    super::$limit(Dialect::MySql).await;
+                }
+            }
+        )*
+    };
+}
+
+on_every_dialect!(
+    endless_loop_runs_out_of_fuel,
+    endless_loop_hits_the_wall_clock_timeout,
+    memory_bomb_hits_the_memory_limit,
+    panic_is_reported_with_its_message,
+    unbounded_recursion_is_a_stack_overflow,
+);
 
 async fn read_only_is_enforced(dialect: Dialect) {
     let Some(h) = Hostile::new(dialect, "write-readonly").await else {

@@ -145,3 +145,36 @@ pub fn wait_for_line(child: &mut std::process::Child, needle: &str) {
         }
     }
 }
+
+/// Waits until `child` prints a progress line of `task` (`  task: done/total (P%…`) at
+/// `percent` or more — proof that rows were written (inside the unit's transaction)
+/// before the test interrupts it, unlike the first line of a task, which says 0%.
+pub fn wait_for_progress(child: &mut std::process::Child, task: &str, percent: u64) {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let prefix = format!("{task}: ");
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let reached = line
+                    .trim_start()
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split_once(" ("))
+                    .and_then(|(_, rest)| rest.split_once('%'))
+                    .and_then(|(p, _)| p.parse::<u64>().ok())
+                    .is_some_and(|p| p >= percent);
+                if reached {
+                    std::thread::spawn(move || for _ in lines.by_ref() {});
+                    return;
+                }
+                seen.push(line);
+            }
+            _ => panic!(
+                "migrun ended before {task} reached {percent}%; stderr:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
