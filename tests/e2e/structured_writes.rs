@@ -10,6 +10,9 @@
 //! - a dry-run runs them in its rolled-back transaction: the plan counts their rows per
 //!   table as updated / upserted / deleted, and the database is unchanged;
 //! - a read-only connection refuses each of them as `read-only`, writing nothing;
+//! - a call that fails (its last row breaks NOT NULL, after a first chunk that would
+//!   change a row) writes nothing and leaves the unit's transaction usable; a
+//!   non-transactional unit may not bulk-write (SQLite);
 //! - `replay --plugin v2.wasm` compares them per row by key (`~ id=4 amount_cents: 493 →
 //!   494`, `+ id=3` for a key only v2 deletes), and raw `execute` statements by shape
 //!   (`~ UPDATE orders SET note = $1 WHERE id = $2  [#2] $1: s2 → t2`).
@@ -399,4 +402,55 @@ async fn replay_with_a_second_build_aligns_raw_statements_by_shape_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_with_a_second_build_aligns_raw_statements_by_shape_postgres() {
     statements_align_by_shape(Dialect::Postgres).await;
+}
+
+async fn failed_write_writes_nothing(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let seeded = workspace(&db, false, "");
+    run(&seeded, &["--only", "seed"]).expect_code(0);
+    let before = orders(&db).await;
+
+    // A bulk-update whose first chunk changes order 1 and whose last row violates NOT NULL:
+    // the plugin sees a constraint error, order 1 is unchanged, and the unit goes on.
+    let ws = workspace(&db, false, "probe_failure = true");
+    let out = run(&ws, &["--only", "all-or-nothing", "--json"]);
+    out.expect_code(0);
+    assert_eq!(checks_passed(&out), ["failed write undone"]);
+    assert_eq!(orders(&db).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_bulk_write_writes_nothing_and_the_unit_goes_on_sqlite() {
+    failed_write_writes_nothing(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_bulk_write_writes_nothing_and_the_unit_goes_on_postgres() {
+    failed_write_writes_nothing(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_bulk_write_writes_nothing_and_the_unit_goes_on_mysql() {
+    failed_write_writes_nothing(Dialect::MySql).await;
+}
+
+/// A unit declared `transactional: false` may not bulk-write: its statements commit one by
+/// one and its rerun starts over, while a bulk write stages and chunks inside a transaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_writes_are_refused_in_a_non_transactional_unit_sqlite() {
+    let Some(db) = TestDatabase::create(Dialect::Sqlite).await else {
+        return;
+    };
+    let seeded = workspace(&db, false, "");
+    run(&seeded, &["--only", "seed"]).expect_code(0);
+    let before = orders(&db).await;
+    let ws = workspace(&db, false, "outside = true");
+    run(&ws, &["--only", "outside"])
+        .expect_code(1)
+        .expect_output(
+            "bulk-update is refused in unit `outside`, which is declared non-transactional",
+        );
+    assert_eq!(orders(&db).await, before);
 }

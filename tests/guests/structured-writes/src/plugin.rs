@@ -19,7 +19,13 @@
 // - `statements`: raw `UPDATE orders SET note = <p1> WHERE id = <p2>` for ids 1..=3 with
 //   notes `s<id>` (v2: `t2` for id 2);
 // - `read-only-probe` (with `probe_read_only = true`): tries the three writes through the
-//   optional read-only connection `source` and checks each is refused as `read-only`.
+//   optional read-only connection `source` and checks each is refused as `read-only`;
+// - `all-or-nothing` (with `probe_failure = true`): a bulk-update of 1,502 rows (two
+//   chunks on MariaDB and SQLite) whose first chunk sets order 1 to 0 and whose last row
+//   sets order 2's NOT NULL amount to NULL: checks the call failed as a constraint
+//   violation, order 1 kept its amount, and the unit's transaction still works;
+// - `outside` (with `outside = true`): declared `transactional: false`, tries a
+//   bulk-update (refused there) and fails with the error.
 
 wit_bindgen::generate!({
     path: "../../../guest-sdk/wit/v0.2.0",
@@ -39,11 +45,19 @@ struct Settings {
     rows: i64,
     batch: usize,
     probe_read_only: bool,
+    probe_failure: bool,
+    outside: bool,
 }
 
 thread_local! {
     static SETTINGS: RefCell<Settings> = const {
-        RefCell::new(Settings { rows: 20, batch: 1000, probe_read_only: false })
+        RefCell::new(Settings {
+            rows: 20,
+            batch: 1000,
+            probe_read_only: false,
+            probe_failure: false,
+            outside: false,
+        })
     };
 }
 
@@ -221,6 +235,57 @@ fn read_only_probe() -> Result<(), PluginError> {
     Ok(())
 }
 
+/// The amount of order `id`, read now.
+fn amount_of(target: &Connection, id: i64) -> Result<Option<i64>, PluginError> {
+    let rows = target
+        .query(
+            &format!("SELECT amount_cents FROM orders WHERE id = {}", ph(target, 1)),
+            &[Value::Int(id)],
+        )
+        .map_err(db)?;
+    Ok(match rows.rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => Some(*n),
+        _ => None,
+    })
+}
+
+fn all_or_nothing() -> Result<(), PluginError> {
+    let target = open("target").map_err(db)?;
+    let before = amount_of(&target, 1)?;
+    let mut rows = vec![vec![Value::Int(1), Value::Int(0)]];
+    rows.extend((1000..2500).map(|id| vec![Value::Int(id), Value::Int(0)]));
+    rows.push(vec![Value::Int(2), Value::Null]);
+    let outcome = target.bulk_update(
+        "orders",
+        &names(&["id"]),
+        &names(&["amount_cents"]),
+        &rows,
+    );
+    let after = amount_of(&target, 1)?;
+    let detail = format!("{outcome:?}; order 1: {before:?} before, {after:?} after");
+    let failed_as_constraint =
+        matches!(&outcome, Err(e) if e.kind == DbErrorKind::Constraint);
+    checks::report(
+        "failed write undone",
+        failed_as_constraint && before.is_some() && after == before,
+        &detail,
+    );
+    Ok(())
+}
+
+fn outside() -> Result<(), PluginError> {
+    let target = open("target").map_err(db)?;
+    target
+        .bulk_update(
+            "orders",
+            &names(&["id"]),
+            &names(&["amount_cents"]),
+            &[vec![Value::Int(1), Value::Int(0)]],
+        )
+        .map_err(db)?;
+    Ok(())
+}
+
 fn unit(name: &str, description: &str) -> UnitInfo {
     UnitInfo {
         name: name.to_owned(),
@@ -278,6 +343,16 @@ impl Guest for StructuredWrites {
                     "whether list-units adds `read-only-probe`",
                     "false",
                 ),
+                config_key(
+                    "probe_failure",
+                    "whether list-units adds `all-or-nothing`",
+                    "false",
+                ),
+                config_key(
+                    "outside",
+                    "whether list-units adds the non-transactional `outside`",
+                    "false",
+                ),
             ],
         }
     }
@@ -290,6 +365,8 @@ impl Guest for StructuredWrites {
                     "rows" => s.rows = value.parse().map_err(bad)?,
                     "batch" => s.batch = value.parse().map_err(bad)?,
                     "probe_read_only" => s.probe_read_only = value == "true",
+                    "probe_failure" => s.probe_failure = value == "true",
+                    "outside" => s.outside = value == "true",
                     _ => {}
                 }
             }
@@ -305,11 +382,25 @@ impl Guest for StructuredWrites {
             unit("prune", "bulk-deletes the orders whose id is divisible by 5"),
             unit("statements", "three raw UPDATE statements"),
         ];
-        if SETTINGS.with_borrow(|s| s.probe_read_only) {
+        let (probe_read_only, probe_failure, outside) =
+            SETTINGS.with_borrow(|s| (s.probe_read_only, s.probe_failure, s.outside));
+        if probe_read_only {
             units.push(unit(
                 "read-only-probe",
                 "tries the bulk writes through a read-only connection",
             ));
+        }
+        if probe_failure {
+            units.push(unit(
+                "all-or-nothing",
+                "a bulk-update whose last row fails writes nothing",
+            ));
+        }
+        if outside {
+            units.push(UnitInfo {
+                transactional: false,
+                ..unit("outside", "a bulk-update outside a transaction")
+            });
         }
         Ok(units)
     }
@@ -323,6 +414,8 @@ impl Guest for StructuredWrites {
             "prune" => prune(rows),
             "statements" => statements(),
             "read-only-probe" => read_only_probe(),
+            "all-or-nothing" => all_or_nothing(),
+            "outside" => outside(),
             other => Err(PluginError::Failed(format!("no unit {other}"))),
         }
     }
