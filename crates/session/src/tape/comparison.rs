@@ -136,9 +136,13 @@ struct Writes {
     rows: BTreeMap<String, Vec<Vec<Value>>>,
     /// Bulk writes per group (see [`WriteDiff::tables`]).
     keyed: BTreeMap<String, Vec<Vec<Value>>>,
-    /// Statements per (connection, shape): the table they write and each execution's values.
-    statements: BTreeMap<(String, String), (Option<String>, Vec<Vec<(String, Value)>>)>,
+    /// Statements per (connection, shape).
+    statements: BTreeMap<(String, String), ShapeRuns>,
 }
+
+/// The executions of one statement shape: the table it writes (when its head names one)
+/// and each execution's labelled values, in order.
+type ShapeRuns = (Option<String>, Vec<Vec<(String, Value)>>);
 
 /// A bulk write group's key and column names.
 #[derive(Clone, PartialEq)]
