@@ -268,6 +268,70 @@ impl Connection {
         Ok(resource(&self.name)?.bulk_insert(table, &columns, &rows)?)
     }
 
+    /// Sets `columns` of the rows of `table` whose `keys` match (contract 0.2.0
+    /// `bulk-update`); returns the rows matched (also those already holding the new values).
+    ///
+    /// Each row holds its key values (in the order of `keys`), then its new values (in the
+    /// order of `columns`): with keys `["id"]` and columns `["amount_cents"]`, a row is
+    /// `[id, amount_cents]`. A key appears at most once per call; a key holding NULL, or one
+    /// no row has, changes nothing. The host writes all rows or none, in the dialect's
+    /// fastest form (on PostgreSQL a `COPY` into a temporary table then one `UPDATE … FROM`),
+    /// and quotes every name.
+    ///
+    /// ```no_run
+    /// # fn f(target: &migrun_sdk::Connection) -> migrun_sdk::Result<()> {
+    /// use migrun_sdk::Value;
+    /// let repriced = vec![vec![Value::Int(17), Value::Int(1200)]];
+    /// target.bulk_update("orders", &["id"], &["amount_cents"], repriced)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bulk_update<K: AsRef<str>, C: AsRef<str>>(
+        &self,
+        table: &str,
+        keys: &[K],
+        columns: &[C],
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64> {
+        let (keys, columns, rows) = keyed("bulk update", table, keys, columns, rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        Ok(resource(&self.name)?.bulk_update(table, &keys, &columns, &rows)?)
+    }
+
+    /// Inserts each row into `table`, or sets `columns` of the row whose `keys` match where
+    /// one exists (contract 0.2.0 `bulk-upsert`; the keys need a unique index or the primary
+    /// key); returns the rows given, each inserted or updated once. Rows as for
+    /// [`bulk_update`](Self::bulk_update): key values, then the values of `columns`.
+    pub fn bulk_upsert<K: AsRef<str>, C: AsRef<str>>(
+        &self,
+        table: &str,
+        keys: &[K],
+        columns: &[C],
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64> {
+        let (keys, columns, rows) = keyed("bulk upsert", table, keys, columns, rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        Ok(resource(&self.name)?.bulk_upsert(table, &keys, &columns, &rows)?)
+    }
+
+    /// Deletes the rows of `table` whose `keys` match (contract 0.2.0 `bulk-delete`); each
+    /// of `rows` is one key's values, in the order of `keys`. Returns the rows deleted.
+    pub fn bulk_delete<K: AsRef<str>>(
+        &self,
+        table: &str,
+        keys: &[K],
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64> {
+        let (keys, _, rows) = keyed::<K, &str>("bulk delete", table, keys, &[], rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        Ok(resource(&self.name)?.bulk_delete(table, &keys, &rows)?)
+    }
+
     /// A [`BulkWriter`] into `table` that flushes every `batch_rows` rows.
     pub fn bulk_writer<S: AsRef<str>>(
         &self,
@@ -284,6 +348,35 @@ impl Connection {
             written: 0,
         }
     }
+}
+
+/// The names and rows of a bulk write by key, checked for width and converted.
+type KeyedCall = (
+    Vec<String>,
+    Vec<String>,
+    Vec<Vec<crate::bindings::migrun::plugin::types::Value>>,
+);
+
+fn keyed<K: AsRef<str>, C: AsRef<str>>(
+    what: &str,
+    table: &str,
+    keys: &[K],
+    columns: &[C],
+    rows: Vec<Vec<Value>>,
+) -> Result<KeyedCall> {
+    let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+    let columns: Vec<String> = columns.iter().map(|c| c.as_ref().to_owned()).collect();
+    let width = keys.len() + columns.len();
+    if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+        return Err(Error::Failed(format!(
+            "{what} of {table}: row {i} has {} values for {} keys and {} columns",
+            row.len(),
+            keys.len(),
+            columns.len()
+        )));
+    }
+    let rows = rows.into_iter().map(values_to_wit).collect();
+    Ok((keys, columns, rows))
 }
 
 fn check_widths(table: &str, width: usize, rows: &[Vec<Value>]) -> Result<()> {

@@ -17,7 +17,8 @@
 //!   what a plugin implements and declares; [`export_plugin!`] exports it.
 //! - [`Config`] (`config.rs`): the configuration with typed getters.
 //! - [`Connection`], [`Cursor`], [`TypedCursor`], [`BulkWriter`], [`Dialect`],
-//!   [`Access`] (`db.rs`): the database capability.
+//!   [`Access`] (`db.rs`): the database capability, with bulk inserts and the writes by
+//!   key ([`Connection::bulk_update`], [`Connection::bulk_upsert`], [`Connection::bulk_delete`]).
 //! - [`Value`] and the text newtypes [`Uuid`], [`Json`], [`Decimal`], [`Date`],
 //!   [`Time`], [`Timestamp`], [`Timestamptz`], with [`params!`] (`value.rs`).
 //! - [`Row`], [`Rows`], [`Column`] (`row.rs`), decoded by a small serde

@@ -16,7 +16,9 @@
 //! 0.1.1 and 0.2.0 components side by side; version refusals), `non_transactional`
 //! (contract 0.2.0 units outside a transaction: autocommit, dry-run plans, reruns), `vectors`
 //! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
-//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs).
+//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs),
+//! `structured_writes` (contract 0.2.0's bulk update/upsert/delete on every dialect: rows,
+//! plans, read-only refusal, replay and per-key `replay --plugin` diffs).
 
 mod attacks;
 mod auth_consolidation;
@@ -43,6 +45,7 @@ mod resume;
 mod sandbox;
 mod scaffold;
 mod streaming;
+mod structured_writes;
 mod support;
 mod timeouts;
 mod unit_identity;

@@ -187,6 +187,17 @@ impl Backend {
         Ok(())
     }
 
+    /// Runs host-written SQL through the simple/text protocol and returns the rows it
+    /// affected (PostgreSQL's structured writes, whose statements name a temporary
+    /// table that is dropped again: nothing worth a cached prepared statement).
+    pub(crate) async fn simple_count(&mut self, sql: &str) -> Result<u64, DbError> {
+        Ok(match self {
+            Backend::Postgres(conn, _) => conn.execute(sql).await?.rows_affected(),
+            Backend::MySql(conn, _) => conn.execute(sql).await?.rows_affected(),
+            Backend::Sqlite(conn, ..) => conn.execute(sqlx::raw_sql(sql)).await?.rows_affected(),
+        })
+    }
+
     /// Marks the statements compiled from now on as the plugin's (SQLite's
     /// authorizer judges them) or the host's; nothing on the servers, whose
     /// sessions enforce what they enforce for everyone.

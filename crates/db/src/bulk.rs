@@ -96,6 +96,25 @@ impl Connection {
         rows: &[Vec<Value>],
     ) -> Result<u64, DbError> {
         let width = columns.len();
+        self.write_chunks("migrun_bulk_insert", columns, rows, |n| {
+            insert_sql(table_sql, column_sql, width, n)
+        })
+        .await
+    }
+
+    /// Runs `rows` in chunks under the dialect's placeholder and byte limits (MySQL and
+    /// SQLite), each chunk one statement `sql_for(rows in the chunk)` whose parameters are
+    /// the chunk's values row after row; all chunks or none: several run in a transaction,
+    /// or a savepoint named `savepoint` inside the host's. Returns the rows affected.
+    /// `columns` names each row's values, for the error about a value the dialect cannot take.
+    pub(super) async fn write_chunks(
+        &mut self,
+        savepoint: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+        sql_for: impl Fn(usize) -> String,
+    ) -> Result<u64, DbError> {
+        let width = columns.len().max(1);
         let max_params = if self.dialect == Dialect::Sqlite {
             SQLITE_MAX_PARAMS
         } else {
@@ -108,30 +127,34 @@ impl Connection {
         let (open, commit, undo) = match (chunks.len() > 1, self.in_transaction) {
             (false, _) => (None, None, None),
             (true, true) => (
-                Some("SAVEPOINT migrun_bulk_insert"),
-                Some("RELEASE SAVEPOINT migrun_bulk_insert"),
-                Some("ROLLBACK TO SAVEPOINT migrun_bulk_insert"),
+                Some(format!("SAVEPOINT {savepoint}")),
+                Some(format!("RELEASE SAVEPOINT {savepoint}")),
+                Some(format!("ROLLBACK TO SAVEPOINT {savepoint}")),
             ),
-            (true, false) => (Some(self.begin_sql()), Some("COMMIT"), Some("ROLLBACK")),
+            (true, false) => (
+                Some(self.begin_sql().to_owned()),
+                Some("COMMIT".to_owned()),
+                Some("ROLLBACK".to_owned()),
+            ),
         };
         let dialect = self.dialect;
         let in_transaction = self.in_transaction;
         let backend = self.idle()?;
         backend.check_schema().await?;
-        if let Some(sql) = open {
+        if let Some(sql) = &open {
             backend.simple(sql).await?;
         }
-        let mut inserted = 0u64;
+        let mut written = 0u64;
         let mut failure = None;
         let mut first_row = 0;
         for chunk in &chunks {
-            let sql = insert_sql(table_sql, column_sql, width, chunk.len());
+            let sql = sql_for(chunk.len());
             // Names the row and column of a value the dialect cannot take.
             let at = |i: usize, j: usize, e: sqlx::error::BoxDynError| {
                 DbError::value(format!(
                     "row {}, column `{}`: {e}",
                     first_row + i,
-                    columns[j]
+                    columns.get(j).map_or("?", String::as_str)
                 ))
             };
             let outcome = async {
@@ -161,7 +184,7 @@ impl Connection {
             .await;
             first_row += chunk.len();
             match outcome {
-                Ok(n) => inserted += n,
+                Ok(n) => written += n,
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -170,16 +193,18 @@ impl Connection {
         }
         match failure {
             None => {
-                if let Some(sql) = commit {
+                if let Some(sql) = &commit {
                     backend.simple(sql).await?;
                 }
-                Ok(inserted)
+                Ok(written)
             }
             Some(e) => {
-                if let Some(sql) = undo {
+                if let Some(sql) = &undo {
                     let _ = backend.simple(sql).await;
                     if in_transaction {
-                        let _ = backend.simple("RELEASE SAVEPOINT migrun_bulk_insert").await;
+                        let _ = backend
+                            .simple(&format!("RELEASE SAVEPOINT {savepoint}"))
+                            .await;
                     }
                 }
                 Err(e)

@@ -14,6 +14,8 @@
 //! - `transaction.rs`: begin (at once, deferred, read-only phase), commit, rollback, DDL's effects.
 //! - `cursor.rs`: the cursor API and the task that streams a cursor's rows in batches.
 //! - `bulk.rs`: bulk inserts (COPY, chunked multi-row `INSERT`s).
+//! - `bulk_write.rs`: structured writes by key (contract 0.2.0's `bulk-update`, `bulk-upsert`,
+//!   `bulk-delete`): a staged `COPY` and one statement on PostgreSQL, chunked statements elsewhere.
 //! - `stream.rs`: PostgreSQL's streaming bulk insert: consecutive calls into one table
 //!   share one open `COPY`, sent by a writer task; errors surface when it ends.
 //! - `cancel.rs`: server-side statement limits and cancelling a runaway statement.
@@ -177,6 +179,7 @@
 
 mod backend;
 mod bulk;
+mod bulk_write;
 mod cancel;
 mod catalog;
 mod cursor;
@@ -824,6 +827,7 @@ mod tests {
             is_send(&conn.next_batch(cursor));
             is_send(&conn.close_cursor(cursor));
             is_send(&conn.bulk_insert("", &[], &[]));
+            is_send(&conn.bulk_write(migrun_types::BulkWriteKind::Update, "", &[], &[], &[]));
             is_send(&Connection::connect("", "", Access::ReadOnly));
         }
     }

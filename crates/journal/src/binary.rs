@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
 
-use migrun_types::{Level, Value};
+use migrun_types::{BulkWriteKind, Level, Value};
 
 use super::{CallResult, Entry, Footer, Header, HostCall, SnapshotInfo, TableSnapshot};
 
@@ -461,6 +461,26 @@ impl<'a> Encoder<'a> {
                 self.strs(columns);
                 self.rows(rows);
             }
+            HostCall::BulkWrite {
+                conn,
+                kind,
+                table,
+                keys,
+                columns,
+                rows,
+            } => {
+                self.u8(call_tag::BULK_WRITE);
+                self.str(conn);
+                self.u8(match kind {
+                    BulkWriteKind::Update => 0,
+                    BulkWriteKind::Upsert => 1,
+                    BulkWriteKind::Delete => 2,
+                });
+                self.str(table);
+                self.strs(keys);
+                self.strs(columns);
+                self.rows(rows);
+            }
             HostCall::Log {
                 level,
                 message,
@@ -623,6 +643,9 @@ pub mod call_tag {
     pub const BACKUP_VERIFY: u8 = 0x0D;
     pub const CHECKPOINT_SAVE: u8 = 0x0E;
     pub const CHECKPOINT_LAST: u8 = 0x0F;
+    /// Contract 0.2.0's structured writes (`bulk-update`/`-upsert`/`-delete`); tags from
+    /// `0x20` so that other 0.2.0 calls can take `0x10`… without a clash.
+    pub const BULK_WRITE: u8 = 0x20;
 }
 
 /// Call result tags.
@@ -967,6 +990,22 @@ impl<'a> Decoder<'a> {
                 columns: self.strings()?,
                 rows: self.rows()?,
             },
+            call_tag::BULK_WRITE => HostCall::BulkWrite {
+                conn: self.string()?,
+                kind: match self.u8()? {
+                    0 => BulkWriteKind::Update,
+                    1 => BulkWriteKind::Upsert,
+                    2 => BulkWriteKind::Delete,
+                    other => {
+                        self.pos -= 1;
+                        return self.err(format!("unknown bulk write kind {other}"));
+                    }
+                },
+                table: self.string()?,
+                keys: self.strings()?,
+                columns: self.strings()?,
+                rows: self.rows()?,
+            },
             call_tag::LOG => HostCall::Log {
                 level: match self.u8()? {
                     0 => Level::Trace,
@@ -1203,6 +1242,28 @@ mod tests {
                     rows: vec![row.clone()],
                 },
                 result: CallResult::Count { n: 1 },
+            },
+            Entry::Call {
+                call: HostCall::BulkWrite {
+                    conn: "target".into(),
+                    kind: BulkWriteKind::Upsert,
+                    table: "s.t".into(),
+                    keys: vec!["a".into()],
+                    columns: vec!["b".into(), "c".into()],
+                    rows: vec![row.clone(), row.clone()],
+                },
+                result: CallResult::Count { n: 2 },
+            },
+            Entry::Call {
+                call: HostCall::BulkWrite {
+                    conn: "target".into(),
+                    kind: BulkWriteKind::Delete,
+                    table: "t".into(),
+                    keys: vec!["a".into()],
+                    columns: vec![],
+                    rows: vec![vec![Value::Int(1)]],
+                },
+                result: CallResult::Count { n: 0 },
             },
             Entry::Call {
                 call: HostCall::Log {

@@ -44,7 +44,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use migrun_types::{Access, Dialect, Level, Value};
+use migrun_types::{Access, BulkWriteKind, Dialect, Level, Value};
 
 pub use reader::JournalReader;
 pub use writer::{IN_FLIGHT_BYTES, JournalWriter};
@@ -297,6 +297,22 @@ pub enum HostCall {
         /// The rows.
         rows: Vec<Vec<Value>>,
     },
+    /// `connection.bulk-update`, `bulk-upsert` or `bulk-delete` (contract 0.2.0): rows
+    /// written by key.
+    BulkWrite {
+        /// The connection.
+        conn: String,
+        /// Which write.
+        kind: BulkWriteKind,
+        /// The table.
+        table: String,
+        /// The key columns.
+        keys: Vec<String>,
+        /// The columns set (updated or upserted); empty for a delete.
+        columns: Vec<String>,
+        /// The rows: each row's key values, then its values of `columns`.
+        rows: Vec<Vec<Value>>,
+    },
     /// `log.write`.
     Log {
         /// The level.
@@ -367,6 +383,18 @@ impl Entry {
             HostCall::BulkInsert {
                 columns, rows: r, ..
             } => columns.iter().map(|c| c.len() + 24).sum::<usize>() + rows(r),
+            HostCall::BulkWrite {
+                keys,
+                columns,
+                rows: r,
+                ..
+            } => {
+                keys.iter()
+                    .chain(columns)
+                    .map(|c| c.len() + 24)
+                    .sum::<usize>()
+                    + rows(r)
+            }
             HostCall::Log {
                 message, fields, ..
             } => {
@@ -402,9 +430,12 @@ impl Entry {
 }
 
 impl HostCall {
-    /// Whether this call writes (or may write) data: executes and bulk inserts.
+    /// Whether this call writes (or may write) data: executes, bulk inserts and bulk writes.
     pub fn is_write(&self) -> bool {
-        matches!(self, HostCall::Execute { .. } | HostCall::BulkInsert { .. })
+        matches!(
+            self,
+            HostCall::Execute { .. } | HostCall::BulkInsert { .. } | HostCall::BulkWrite { .. }
+        )
     }
 
     /// A one-line description for divergence reports.
@@ -459,6 +490,22 @@ impl HostCall {
             } => {
                 format!(
                     "{conn}.bulk-insert({table}; {} columns; {} rows)",
+                    columns.len(),
+                    rows.len()
+                )
+            }
+            HostCall::BulkWrite {
+                conn,
+                kind,
+                table,
+                keys,
+                columns,
+                rows,
+            } => {
+                format!(
+                    "{conn}.{}({table}; keys {}; {} columns; {} rows)",
+                    kind.call_name(),
+                    keys.join(", "),
                     columns.len(),
                     rows.len()
                 )

@@ -46,6 +46,7 @@ fn fn_name(call: &HostCall) -> &'static str {
         HostCall::NextBatch { .. } => "next-batch",
         HostCall::CloseCursor { .. } => "close-cursor",
         HostCall::BulkInsert { .. } => "bulk-insert",
+        HostCall::BulkWrite { kind, .. } => kind.call_name(),
         HostCall::Log { .. } => "log",
         HostCall::Progress { .. } => "progress",
         HostCall::Check { .. } => "check",
@@ -92,7 +93,9 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
                         *stats.rows_read.entry(conn).or_default() += rows.len() as u64;
                     }
                     (
-                        HostCall::Execute { conn, .. } | HostCall::BulkInsert { conn, .. },
+                        HostCall::Execute { conn, .. }
+                        | HostCall::BulkInsert { conn, .. }
+                        | HostCall::BulkWrite { conn, .. },
                         CallResult::Count { n },
                     ) => {
                         *stats.rows_written.entry(conn.clone()).or_default() += n;

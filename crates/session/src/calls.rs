@@ -9,6 +9,7 @@
 use crate::tape::{Answer, TapeError};
 use migrun_db::{self as db, Access, DbError, DbErrorKind};
 use migrun_journal::{CallResult, HostCall};
+use migrun_types::BulkWriteKind;
 use migrun_types::value::Value;
 
 use super::Session;
@@ -83,6 +84,28 @@ impl Session {
         self.perform(call).await
     }
 
+    /// `bulk-update`, `bulk-upsert` or `bulk-delete` (contract 0.2.0): `rows` (key values,
+    /// then values of `columns`) written into `table` on `conn` by `keys`.
+    pub async fn bulk_write(
+        &mut self,
+        conn: String,
+        kind: BulkWriteKind,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<CallResult, TapeError> {
+        let call = HostCall::BulkWrite {
+            conn,
+            kind,
+            table,
+            keys,
+            columns,
+            rows,
+        };
+        self.perform(call).await
+    }
+
     /// Answers one call from the tape or runs it live (and records it), then counts writes.
     async fn perform(&mut self, call: HostCall) -> Result<CallResult, TapeError> {
         let result = match self.tape.answer(&call)? {
@@ -93,6 +116,9 @@ impl Session {
                 // connections: a statement now would commit on its own, outside the unit.
                 let refused = match &call {
                     HostCall::BulkInsert { .. } => self.non_transactional_refusal("bulk-insert"),
+                    HostCall::BulkWrite { kind, .. } => {
+                        self.non_transactional_refusal(kind.call_name())
+                    }
                     _ => None,
                 };
                 let result = match (&self.checkpoint_failure, refused) {
@@ -118,6 +144,7 @@ impl Session {
             match &call {
                 HostCall::Execute { conn, .. } => self.count_writes(conn, 1, 0, n),
                 HostCall::BulkInsert { conn, .. } => self.count_writes(conn, 0, 1, n),
+                HostCall::BulkWrite { conn, .. } => self.count_bulk_write(conn, n),
                 _ => {}
             }
         }
@@ -245,6 +272,20 @@ impl Session {
                 rows,
             } => match self.live_conn(conn) {
                 Ok(live) => match live.bulk_insert(table, columns, rows).await {
+                    Ok(n) => CallResult::Count { n },
+                    Err(e) => error_result(e),
+                },
+                Err(e) => error_result(e),
+            },
+            HostCall::BulkWrite {
+                conn,
+                kind,
+                table,
+                keys,
+                columns,
+                rows,
+            } => match self.live_conn(conn) {
+                Ok(live) => match live.bulk_write(*kind, table, keys, columns, rows).await {
                     Ok(n) => CallResult::Count { n },
                     Err(e) => error_result(e),
                 },

@@ -65,11 +65,19 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct WriteCounts {
     /// Statements run through `execute`.
     pub statements: u64,
-    /// Rows affected by `execute` plus rows inserted by `bulk-insert`.
+    /// Rows affected by `execute`, inserted by `bulk-insert` and matched by the bulk writes.
     pub rows: u64,
     /// Calls to `bulk-insert` (not statements: a COPY or a multi-row INSERT the host builds),
     /// counted apart so that a unit that only bulk-inserts does not read as "0 statements".
     pub bulk_inserts: u64,
+    /// Calls to `bulk-update`, `bulk-upsert` and `bulk-delete` (contract 0.2.0), counted apart
+    /// for the same reason; absent from the report when there were none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bulk_writes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a plugin may know about a connection without a database: its dialect and access.
@@ -218,6 +226,19 @@ impl Session {
             let counts = self.writes.entry(conn.to_owned()).or_default();
             counts.statements += statements;
             counts.bulk_inserts += bulk_inserts;
+            counts.rows += n;
+        }
+    }
+
+    /// Counts one bulk write that matched `n` rows through `conn`, if it is read-write.
+    fn count_bulk_write(&mut self, conn: &str, n: u64) {
+        if self
+            .infos
+            .get(conn)
+            .is_some_and(|i| i.access == Access::ReadWrite)
+        {
+            let counts = self.writes.entry(conn.to_owned()).or_default();
+            counts.bulk_writes += 1;
             counts.rows += n;
         }
     }

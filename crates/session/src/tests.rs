@@ -431,7 +431,8 @@ async fn write_counts_are_per_connection_and_taken_per_unit() {
                 WriteCounts {
                     statements: 1,
                     rows: 5,
-                    bulk_inserts: 1
+                    bulk_inserts: 1,
+                    bulk_writes: 0
                 }
             ),
             (
@@ -439,7 +440,8 @@ async fn write_counts_are_per_connection_and_taken_per_unit() {
                 WriteCounts {
                     statements: 2,
                     rows: 1,
-                    bulk_inserts: 0
+                    bulk_inserts: 0,
+                    bulk_writes: 0
                 }
             ),
         ])

@@ -149,7 +149,9 @@ impl Session {
     /// A bulk insert writes many rows that autocommit would leave half-written after a
     /// failure, and it has no `IF NOT EXISTS` / `ON CONFLICT` form, so the rerun a failure
     /// calls for would insert them twice: a non-transactional unit could not be made safe
-    /// to rerun. A checkpoint commits a batch of a unit's transaction; such a unit has no
+    /// to rerun. The structured writes of contract 0.2.0 (`bulk-update`, `-upsert`, `-delete`)
+    /// are refused likewise: they stage and chunk their rows inside a transaction, so that a
+    /// call writes all its rows or none. A checkpoint commits a batch of a unit's transaction; such a unit has no
     /// transaction, and its rerun starts over anyway. Both belong in a transactional unit.
     pub fn non_transactional_refusal(&self, what: &str) -> Option<DbError> {
         let unit = self.unit.as_ref().filter(|u| !u.transactional)?;

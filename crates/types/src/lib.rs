@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+mod bulk_write;
 mod dialect;
 mod error_kind;
 mod level;
@@ -23,6 +24,7 @@ mod level;
 pub mod value;
 mod value_kind;
 
+pub use bulk_write::BulkWriteKind;
 pub use dialect::{Access, Dialect, IdentifierError};
 pub use error_kind::DbErrorKind;
 pub use level::Level;

@@ -19,7 +19,8 @@
 //!   `uncounted_statements`, as are writes made inside a data-modifying CTE
 //!   (`WITH d AS (DELETE …) INSERT …`: only the main statement's count is
 //!   reported by the database);
-//! - `bulk-insert` adds its rows as inserts;
+//! - `bulk-insert` adds its rows as inserts; `bulk-update`, `bulk-upsert` and `bulk-delete`
+//!   (contract 0.2.0) add the rows they matched as `updated`, `upserted` and `deleted`;
 //! - a failed call changed nothing and adds nothing.
 //!
 //! Upserts (`INSERT … ON CONFLICT DO UPDATE`, `ON DUPLICATE KEY UPDATE`,
@@ -39,6 +40,7 @@ use crate::db::{Access, Dialect};
 use crate::journal::{CallResult, HostCall};
 use crate::observer::CheckResult;
 use crate::sql::lint::LockWarning;
+use migrun_types::BulkWriteKind;
 
 pub use crate::sql::classify::{Classified, Ddl, Effect, WriteOp, classify};
 pub use crate::sql::thousands;
@@ -297,6 +299,24 @@ impl Plan {
                 if let Some(entry) = self.table_mut(conn, table) {
                     entry.statements += 1;
                     entry.inserted += n;
+                }
+            }
+            (
+                HostCall::BulkWrite {
+                    conn, kind, table, ..
+                },
+                CallResult::Count { n },
+            ) => {
+                if let Some(entry) = self.table_mut(conn, table) {
+                    entry.statements += 1;
+                    entry.add(
+                        match kind {
+                            BulkWriteKind::Update => WriteOp::Update,
+                            BulkWriteKind::Upsert => WriteOp::Upsert,
+                            BulkWriteKind::Delete => WriteOp::Delete,
+                        },
+                        *n,
+                    );
                 }
             }
             _ => {}

@@ -184,7 +184,7 @@ pub async fn replay(
         reader.only_lane(0);
     }
     let (tape, recorded_config) = if comparing {
-        let comparison = Comparison::load(reader)?;
+        let comparison = Comparison::load(reader, &header)?;
         let config = comparison.config.clone();
         (Tape::Comparing(tape::shared(comparison)), config)
     } else {

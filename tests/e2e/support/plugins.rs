@@ -44,6 +44,8 @@ const GUESTS: &[&str] = &[
     "contract-v0-1-1",
     "contract-v0-2-0",
     "non-transactional",
+    "structured-writes",
+    "structured-writes-v2",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -1,4 +1,5 @@
-//! The `database` interface: named connections, queries, cursors and bulk inserts,
+//! The `database` interface: named connections, queries, cursors, bulk inserts and
+//! (contract 0.2.0) bulk updates, upserts and deletes,
 //! as a thin adapter over the run's [`Session`].
 //!
 //! This module owns what only the WIT side knows: the resource handles the guest
@@ -17,6 +18,7 @@ use migrun_db::{DbError, DbErrorKind};
 use migrun_journal::CallResult;
 use migrun_session::tape::TapeError;
 use migrun_session::{ConnectionInfo, Session};
+use migrun_types::BulkWriteKind;
 use migrun_types::value::Value;
 
 /// A connection handle as the guest holds it: the name it was opened by.
@@ -164,6 +166,25 @@ impl DatabaseCtx {
         let conn = self.name_of(conn)?;
         let inserted = self.session.bulk_insert(conn, table, columns, rows).await;
         count(taped(inserted)?)
+    }
+
+    /// `connection.bulk-update`, `bulk-upsert` or `bulk-delete` (contract 0.2.0); `rows`
+    /// hold the key values, then the values of `columns` (none for a delete).
+    pub async fn plugin_bulk_write(
+        &mut self,
+        conn: &Resource<ConnectionResource>,
+        kind: BulkWriteKind,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    ) -> DbAnswer<u64> {
+        let conn = self.name_of(conn)?;
+        let written = self
+            .session
+            .bulk_write(conn, kind, table, keys, columns, rows)
+            .await;
+        count(taped(written)?)
     }
 
     /// `cursor.next-batch`: `None` once the cursor is exhausted (or failed).

@@ -1,30 +1,49 @@
 //! [`Comparison`]: the tape of a replay with another plugin version
 //! (`replay --plugin v2.wasm`). Its reads are answered by matching the
 //! recorded reads (same connection, SQL and parameters; cursors re-batched to
-//! the new batch size); its writes are collected and compared per table with
-//! what the recorded run wrote ([`WriteDiff`]). A read that was never recorded
-//! stops it, naming the call.
+//! the new batch size); its writes are collected and compared with what the
+//! recorded run wrote ([`WriteDiff`]). A read that was never recorded stops it,
+//! naming the call.
+//!
+//! How writes are compared:
+//!
+//! - bulk inserts and `INSERT` statements: per table, row by row (a row both wrote is
+//!   identical; rows with the same first value and other values differing are changed);
+//! - bulk updates, upserts and deletes (contract 0.2.0): per table and kind, row by row
+//!   *by key* (`~ id=17 amount_cents: 120000 → 1200`; `-`/`+` for a key only one side
+//!   wrote);
+//! - other `execute` statements: aligned by shape ([`shape`](super::shape): the text with
+//!   whitespace normalised and inline literals abstracted), each execution by the values
+//!   of its parameters (identical ones first, the rest in order), showing which changed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
 use crate::tape::TapeError;
-use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalReader};
+use migrun_journal::{CallResult, Entry, Header, HostCall, JournalError, JournalReader};
 use migrun_types::value::Value;
+use migrun_types::{BulkWriteKind, Dialect};
 
 use super::player::ReplayDivergence;
+use super::shape::{Shaped, shape};
 
 /// Rows written to one table, for the comparison.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct TableDiff {
-    /// Column names, when the writes named them (bulk inserts).
+    /// Column names, when the writes named them (bulk inserts; for bulk writes the keys,
+    /// then the columns set).
     pub columns: Vec<String>,
+    /// Bulk writes (contract 0.2.0): the key columns rows are matched by (the first
+    /// `keys.len()` values of each row below); absent for inserts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
     /// Rows the recorded run wrote that the compared plugin would not.
     pub only_recorded: Vec<Vec<Value>>,
     /// Rows the compared plugin would write that the recorded run did not.
     pub only_compared: Vec<Vec<Value>>,
-    /// Rows with the same key (first value) but other values changed.
+    /// Rows with the same key (first value; for bulk writes the key columns) but other
+    /// values changed.
     pub changed: Vec<ChangedRow>,
     /// Rows both wrote.
     pub identical: u64,
@@ -35,15 +54,68 @@ pub struct TableDiff {
 pub struct ChangedRow {
     /// The key (the row's first value).
     pub key: Value,
+    /// Bulk writes (contract 0.2.0): every key column with its value (`[["id", 17]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_values: Vec<(String, Value)>,
     /// Each differing column: (column name or position, recorded value, compared value).
     pub changes: Vec<(String, Value, Value)>,
+}
+
+/// Raw `execute` statements (other than `INSERT`s) of one shape on one connection, aligned.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StatementDiff {
+    /// The connection.
+    pub connection: String,
+    /// The table the statement writes, when its head names one (`UPDATE t`, `DELETE FROM t`).
+    pub table: Option<String>,
+    /// The statement's shape: its text normalised, inline literals shown as `{1}`, `{2}`…
+    pub shape: String,
+    /// Executions both versions made with the same values.
+    pub identical: u64,
+    /// Executions only the recorded run made.
+    pub only_recorded: Vec<Execution>,
+    /// Executions only the compared plugin made.
+    pub only_compared: Vec<Execution>,
+    /// Executions paired across the versions whose values differ.
+    pub changed: Vec<ChangedExecution>,
+}
+
+/// One execution of a statement shape: which of the shape's executions it was and its values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    /// Its number among the shape's executions on its side (1 for the first).
+    pub occurrence: u64,
+    /// Its parameters: bound (`$1`, or `?1` on MySQL and SQLite), then inline literals (`{1}`).
+    pub values: Vec<(String, Value)>,
+}
+
+/// An execution of a statement shape both versions made, with other values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedExecution {
+    /// Its number among the recorded run's executions of the shape (1 for the first).
+    pub occurrence: u64,
+    /// Each differing parameter: (its label, recorded value, compared value); a parameter
+    /// only one side has is compared with NULL.
+    pub changes: Vec<(String, Value, Value)>,
+}
+
+impl StatementDiff {
+    /// Whether every execution of the shape matched.
+    pub fn is_identical(&self) -> bool {
+        self.only_recorded.is_empty() && self.only_compared.is_empty() && self.changed.is_empty()
+    }
 }
 
 /// The per-table difference in writes between the recorded run and another plugin version.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct WriteDiff {
-    /// Keyed by `connection.table` (`connection.(statements)` for writes that name no table).
+    /// Keyed by `connection.table` for inserts; `connection.table (update)`,
+    /// `(upsert)` or `(delete)` for bulk writes (with `: c1, c2` after the kind when a
+    /// write set other columns than the table's first write of that kind).
     pub tables: BTreeMap<String, TableDiff>,
+    /// Raw statements other than `INSERT`s, by connection and shape, in the order first seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementDiff>,
     /// Writes of the compared plugin answered without a recorded result (their count was assumed 0).
     pub unanswered_writes: u64,
 }
@@ -53,8 +125,39 @@ impl WriteDiff {
     pub fn is_identical(&self) -> bool {
         self.tables.values().all(|t| {
             t.only_recorded.is_empty() && t.only_compared.is_empty() && t.changed.is_empty()
-        })
+        }) && self.statements.iter().all(StatementDiff::is_identical)
     }
+}
+
+/// What one side (the recorded run, or the compared plugin) wrote.
+#[derive(Default)]
+struct Writes {
+    /// Inserted rows per `connection.table`.
+    rows: BTreeMap<String, Vec<Vec<Value>>>,
+    /// Bulk writes per group (see [`WriteDiff::tables`]).
+    keyed: BTreeMap<String, Vec<Vec<Value>>>,
+    /// Statements per (connection, shape).
+    statements: BTreeMap<(String, String), ShapeRuns>,
+}
+
+/// The executions of one statement shape: the table it writes (when its head names one)
+/// and each execution's labelled values, in order.
+type ShapeRuns = (Option<String>, Vec<Vec<(String, Value)>>);
+
+/// A bulk write group's key and column names.
+#[derive(Clone, PartialEq)]
+struct KeyedColumns {
+    keys: Vec<String>,
+    columns: Vec<String>,
+}
+
+/// The bulk writes of one connection, table, kind and names, compared together.
+struct KeyedGroup {
+    /// As [`WriteDiff::tables`] names it.
+    name: String,
+    /// Connection, table, kind.
+    target: (String, String, BulkWriteKind),
+    names: KeyedColumns,
 }
 
 /// Answers another plugin version from a journal's recorded reads, collecting its writes.
@@ -65,9 +168,15 @@ pub struct Comparison {
     open_cursors: HashMap<u64, (u64, u32)>,
     next_cursor: u64,
     write_results: HashMap<String, VecDeque<CallResult>>,
-    recorded_writes: BTreeMap<String, Vec<Vec<Value>>>,
-    compared_writes: BTreeMap<String, Vec<Vec<Value>>>,
+    recorded: Writes,
+    compared: Writes,
     columns: BTreeMap<String, Vec<String>>,
+    /// Bulk write groups: their names and columns, in the order first seen.
+    keyed_groups: Vec<KeyedGroup>,
+    /// The order statement shapes were first seen in (recorded run first).
+    shape_order: Vec<(String, String)>,
+    /// Each connection's dialect, from the journal's header (for statement shapes).
+    dialects: BTreeMap<String, Dialect>,
     unanswered_writes: u64,
     /// The recorded configuration values.
     pub config: Option<Vec<(String, String)>>,
@@ -75,7 +184,7 @@ pub struct Comparison {
     pub skipped: std::collections::BTreeSet<String>,
 }
 
-fn key<T: Serialize>(value: &T) -> String {
+fn key<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("calls serialise")
 }
 
@@ -105,42 +214,6 @@ fn written_table(sql: &str) -> Option<String> {
     Some(parts.join("."))
 }
 
-fn collect_write(into: &mut BTreeMap<String, Vec<Vec<Value>>>, call: &HostCall) {
-    match call {
-        HostCall::BulkInsert {
-            conn, table, rows, ..
-        } => {
-            into.entry(format!("{conn}.{table}"))
-                .or_default()
-                .extend(rows.iter().cloned());
-        }
-        HostCall::Execute { conn, sql, params } => match written_table(sql) {
-            Some(table) if sql.trim_start().to_ascii_uppercase().starts_with("INSERT") => {
-                into.entry(format!("{conn}.{table}"))
-                    .or_default()
-                    .push(params.clone());
-            }
-            Some(table) => {
-                let mut row = vec![Value::Text(
-                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
-                )];
-                row.extend(params.iter().cloned());
-                into.entry(format!("{conn}.{table}")).or_default().push(row);
-            }
-            None => {
-                let mut row = vec![Value::Text(
-                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
-                )];
-                row.extend(params.iter().cloned());
-                into.entry(format!("{conn}.(statements)"))
-                    .or_default()
-                    .push(row);
-            }
-        },
-        _ => {}
-    }
-}
-
 /// A recorded cursor id made unique across lanes: lane in the top 16 bits (a session
 /// numbers its cursors from 1, far below 2^48).
 fn recorded_cursor(lane: u16, cursor: u64) -> u64 {
@@ -154,7 +227,7 @@ impl Comparison {
     ///
     /// Memory grows with the journal's reads (a comparison holds them to answer
     /// reads in any order); verify mode streams instead.
-    pub fn load(mut reader: JournalReader) -> Result<Comparison, JournalError> {
+    pub fn load(mut reader: JournalReader, header: &Header) -> Result<Comparison, JournalError> {
         let mut cmp = Comparison {
             reads: HashMap::new(),
             cursors: HashMap::new(),
@@ -162,9 +235,16 @@ impl Comparison {
             open_cursors: HashMap::new(),
             next_cursor: 0,
             write_results: HashMap::new(),
-            recorded_writes: BTreeMap::new(),
-            compared_writes: BTreeMap::new(),
+            recorded: Writes::default(),
+            compared: Writes::default(),
             columns: BTreeMap::new(),
+            keyed_groups: Vec::new(),
+            shape_order: Vec::new(),
+            dialects: header
+                .connections
+                .iter()
+                .map(|c| (c.name.clone(), c.dialect))
+                .collect(),
             unanswered_writes: 0,
             config: None,
             skipped: Default::default(),
@@ -216,18 +296,10 @@ impl Comparison {
                                 .extend(rows);
                         }
                     }
-                    HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
-                        if let HostCall::BulkInsert {
-                            conn,
-                            table,
-                            columns,
-                            ..
-                        } = &call
-                        {
-                            cmp.columns
-                                .insert(format!("{conn}.{table}"), columns.clone());
-                        }
-                        collect_write(&mut cmp.recorded_writes, &call);
+                    HostCall::Execute { .. }
+                    | HostCall::BulkInsert { .. }
+                    | HostCall::BulkWrite { .. } => {
+                        cmp.collect_write(true, &call);
                         cmp.write_results
                             .entry(key(&call))
                             .or_default()
@@ -310,18 +382,8 @@ impl Comparison {
                 self.open_cursors.remove(cursor);
                 Ok(CallResult::Unit)
             }
-            HostCall::Execute { .. } | HostCall::BulkInsert { .. } => {
-                if let HostCall::BulkInsert {
-                    conn,
-                    table,
-                    columns,
-                    ..
-                } = call
-                {
-                    self.columns
-                        .insert(format!("{conn}.{table}"), columns.clone());
-                }
-                collect_write(&mut self.compared_writes, call);
+            HostCall::Execute { .. } | HostCall::BulkInsert { .. } | HostCall::BulkWrite { .. } => {
+                self.collect_write(false, call);
                 if let Some(result) = self
                     .write_results
                     .get_mut(&key(call))
@@ -330,9 +392,13 @@ impl Comparison {
                     return Ok(result);
                 }
                 match call {
-                    HostCall::BulkInsert { rows, .. } => Ok(CallResult::Count {
-                        n: rows.len() as u64,
-                    }),
+                    // Every row inserted; every key matched one row (the best guess without
+                    // the database).
+                    HostCall::BulkInsert { rows, .. } | HostCall::BulkWrite { rows, .. } => {
+                        Ok(CallResult::Count {
+                            n: rows.len() as u64,
+                        })
+                    }
                     _ => {
                         self.unanswered_writes += 1;
                         Ok(CallResult::Count { n: 0 })
@@ -367,93 +433,366 @@ impl Comparison {
         }
     }
 
-    /// The per-table difference between the recorded writes and the compared plugin's.
+    /// Files one write of the recorded run (`recorded`) or of the compared plugin.
+    fn collect_write(&mut self, recorded: bool, call: &HostCall) {
+        match call {
+            HostCall::BulkInsert {
+                conn,
+                table,
+                columns,
+                rows,
+            } => {
+                let name = format!("{conn}.{table}");
+                self.columns.insert(name.clone(), columns.clone());
+                self.side(recorded)
+                    .rows
+                    .entry(name)
+                    .or_default()
+                    .extend(rows.iter().cloned());
+            }
+            HostCall::BulkWrite {
+                conn,
+                kind,
+                table,
+                keys,
+                columns,
+                rows,
+            } => {
+                let group = self.keyed_group(conn, *kind, table, keys, columns);
+                self.side(recorded)
+                    .keyed
+                    .entry(group)
+                    .or_default()
+                    .extend(rows.iter().cloned());
+            }
+            HostCall::Execute { conn, sql, params } => {
+                let table = written_table(sql);
+                if let Some(table) = &table
+                    && sql.trim_start().to_ascii_uppercase().starts_with("INSERT")
+                {
+                    self.side(recorded)
+                        .rows
+                        .entry(format!("{conn}.{table}"))
+                        .or_default()
+                        .push(params.clone());
+                    return;
+                }
+                let dialect = self
+                    .dialects
+                    .get(conn)
+                    .copied()
+                    .unwrap_or(Dialect::Postgres);
+                let Shaped { shape, values } = shape(sql, dialect, params);
+                let id = (conn.clone(), shape);
+                if !self.shape_order.contains(&id) {
+                    self.shape_order.push(id.clone());
+                }
+                self.side(recorded)
+                    .statements
+                    .entry(id)
+                    .or_insert_with(|| (table, Vec::new()))
+                    .1
+                    .push(values);
+            }
+            _ => {}
+        }
+    }
+
+    fn side(&mut self, recorded: bool) -> &mut Writes {
+        if recorded {
+            &mut self.recorded
+        } else {
+            &mut self.compared
+        }
+    }
+
+    /// The name of the bulk write group of these names, registered when new.
+    fn keyed_group(
+        &mut self,
+        conn: &str,
+        kind: BulkWriteKind,
+        table: &str,
+        keys: &[String],
+        columns: &[String],
+    ) -> String {
+        let wanted = KeyedColumns {
+            keys: keys.to_vec(),
+            columns: columns.to_vec(),
+        };
+        let target = (conn.to_owned(), table.to_owned(), kind);
+        let mut same_target = self.keyed_groups.iter().filter(|g| g.target == target);
+        if let Some(group) = same_target.clone().find(|g| g.names == wanted) {
+            return group.name.clone();
+        }
+        // The first column set of a table and kind names the group plainly.
+        let name = if same_target.next().is_some() {
+            format!("{conn}.{table} ({kind}: {})", columns.join(", "))
+        } else {
+            format!("{conn}.{table} ({kind})")
+        };
+        self.keyed_groups.push(KeyedGroup {
+            name: name.clone(),
+            target,
+            names: wanted,
+        });
+        name
+    }
+
+    /// The difference between the recorded writes and the compared plugin's.
     pub fn diff(&self) -> WriteDiff {
         let mut diff = WriteDiff {
             unanswered_writes: self.unanswered_writes,
             ..WriteDiff::default()
         };
         let tables: std::collections::BTreeSet<&String> = self
-            .recorded_writes
+            .recorded
+            .rows
             .keys()
-            .chain(self.compared_writes.keys())
+            .chain(self.compared.rows.keys())
             .collect();
         for table in tables {
             let recorded = self
-                .recorded_writes
+                .recorded
+                .rows
                 .get(table)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let compared = self
-                .compared_writes
+                .compared
+                .rows
                 .get(table)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let mut remaining: HashMap<String, Vec<&Vec<Value>>> = HashMap::new();
-            for row in compared {
-                remaining.entry(key(row)).or_default().push(row);
-            }
-            let mut t = TableDiff {
-                columns: self.columns.get(table).cloned().unwrap_or_default(),
-                ..TableDiff::default()
-            };
-            for row in recorded {
-                match remaining.get_mut(&key(row)).and_then(Vec::pop) {
-                    Some(_) => t.identical += 1,
-                    None => t.only_recorded.push(row.clone()),
-                }
-            }
-            // Preserve the compared plugin's order for what it alone wrote.
-            let mut leftover: HashMap<String, usize> = remaining
-                .iter()
-                .map(|(k, v)| (k.clone(), v.len()))
-                .collect();
-            for row in compared {
-                if let Some(n) = leftover.get_mut(&key(row))
-                    && *n > 0
-                {
-                    *n -= 1;
-                    t.only_compared.push(row.clone());
-                }
-            }
-            // Same first value on both sides: a changed row rather than a removal and an addition.
-            let mut still_recorded = Vec::new();
-            for row in std::mem::take(&mut t.only_recorded) {
-                let first = row.first().map(key);
-                match t
-                    .only_compared
-                    .iter()
-                    .position(|c| first.is_some() && c.first().map(key) == first)
-                {
-                    Some(pos) => {
-                        let other = t.only_compared.remove(pos);
-                        let changes = row
-                            .iter()
-                            .zip(&other)
-                            .enumerate()
-                            .filter(|(_, (a, b))| key(a) != key(b))
-                            .map(|(i, (a, b))| {
-                                let name = t
-                                    .columns
-                                    .get(i)
-                                    .cloned()
-                                    .unwrap_or_else(|| format!("#{}", i + 1));
-                                (name, a.clone(), b.clone())
-                            })
-                            .collect();
-                        t.changed.push(ChangedRow {
-                            key: row[0].clone(),
-                            changes,
-                        });
-                    }
-                    None => still_recorded.push(row),
-                }
-            }
-            t.only_recorded = still_recorded;
-            diff.tables.insert(table.clone(), t);
+            let columns = self.columns.get(table).cloned().unwrap_or_default();
+            diff.tables
+                .insert(table.clone(), row_diff(columns, recorded, compared));
+        }
+        for KeyedGroup {
+            name: group, names, ..
+        } in &self.keyed_groups
+        {
+            let recorded = self
+                .recorded
+                .keyed
+                .get(group)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let compared = self
+                .compared
+                .keyed
+                .get(group)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            diff.tables
+                .insert(group.clone(), keyed_diff(names, recorded, compared));
+        }
+        for id in &self.shape_order {
+            let (recorded_table, recorded) = self
+                .recorded
+                .statements
+                .get(id)
+                .map(|(t, runs)| (t.clone(), runs.as_slice()))
+                .unwrap_or_default();
+            let (compared_table, compared) = self
+                .compared
+                .statements
+                .get(id)
+                .map(|(t, runs)| (t.clone(), runs.as_slice()))
+                .unwrap_or_default();
+            let mut statement = statement_diff(recorded, compared);
+            statement.connection = id.0.clone();
+            statement.shape = id.1.clone();
+            statement.table = recorded_table.or(compared_table);
+            diff.statements.push(statement);
         }
         diff
     }
+}
+
+/// Inserted rows compared: identical rows matched in any order; of the rest, rows with the
+/// same first value are changed, the others written by one side only.
+fn row_diff(columns: Vec<String>, recorded: &[Vec<Value>], compared: &[Vec<Value>]) -> TableDiff {
+    let mut remaining: HashMap<String, Vec<&Vec<Value>>> = HashMap::new();
+    for row in compared {
+        remaining.entry(key(row)).or_default().push(row);
+    }
+    let mut t = TableDiff {
+        columns,
+        ..TableDiff::default()
+    };
+    for row in recorded {
+        match remaining.get_mut(&key(row)).and_then(Vec::pop) {
+            Some(_) => t.identical += 1,
+            None => t.only_recorded.push(row.clone()),
+        }
+    }
+    // Preserve the compared plugin's order for what it alone wrote.
+    let mut leftover: HashMap<String, usize> = remaining
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len()))
+        .collect();
+    for row in compared {
+        if let Some(n) = leftover.get_mut(&key(row))
+            && *n > 0
+        {
+            *n -= 1;
+            t.only_compared.push(row.clone());
+        }
+    }
+    // Same first value on both sides: a changed row rather than a removal and an addition.
+    let mut still_recorded = Vec::new();
+    for row in std::mem::take(&mut t.only_recorded) {
+        let first = row.first().map(key);
+        match t
+            .only_compared
+            .iter()
+            .position(|c| first.is_some() && c.first().map(key) == first)
+        {
+            Some(pos) => {
+                let other = t.only_compared.remove(pos);
+                let changes = row
+                    .iter()
+                    .zip(&other)
+                    .enumerate()
+                    .filter(|(_, (a, b))| key(a) != key(b))
+                    .map(|(i, (a, b))| {
+                        let name = t
+                            .columns
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("#{}", i + 1));
+                        (name, a.clone(), b.clone())
+                    })
+                    .collect();
+                t.changed.push(ChangedRow {
+                    key: row[0].clone(),
+                    key_values: Vec::new(),
+                    changes,
+                });
+            }
+            None => still_recorded.push(row),
+        }
+    }
+    t.only_recorded = still_recorded;
+    t
+}
+
+/// Bulk writes compared by key: the n-th write of a key on one side with the n-th on the
+/// other (identical, or changed column by column); writes of a key only one side made
+/// are `only_recorded` / `only_compared`, in each side's order.
+fn keyed_diff(names: &KeyedColumns, recorded: &[Vec<Value>], compared: &[Vec<Value>]) -> TableDiff {
+    let width = names.keys.len();
+    let key_of = |row: &Vec<Value>| key(&row[..width.min(row.len())]);
+    let mut waiting: HashMap<String, VecDeque<&Vec<Value>>> = HashMap::new();
+    for row in compared {
+        waiting.entry(key_of(row)).or_default().push_back(row);
+    }
+    let mut t = TableDiff {
+        columns: names.keys.iter().chain(&names.columns).cloned().collect(),
+        keys: names.keys.clone(),
+        ..TableDiff::default()
+    };
+    let mut paired: HashMap<String, usize> = HashMap::new();
+    for row in recorded {
+        let k = key_of(row);
+        let Some(other) = waiting.get_mut(&k).and_then(VecDeque::pop_front) else {
+            t.only_recorded.push(row.clone());
+            continue;
+        };
+        *paired.entry(k).or_default() += 1;
+        if key(row) == key(other) {
+            t.identical += 1;
+            continue;
+        }
+        let changes = row
+            .iter()
+            .zip(other.iter())
+            .enumerate()
+            .skip(width)
+            .filter(|(_, (a, b))| key(a) != key(b))
+            .map(|(i, (a, b))| (t.columns[i].clone(), a.clone(), b.clone()))
+            .collect();
+        t.changed.push(ChangedRow {
+            key: row.first().cloned().unwrap_or(Value::Null),
+            key_values: names
+                .keys
+                .iter()
+                .cloned()
+                .zip(row.iter().cloned())
+                .collect(),
+            changes,
+        });
+    }
+    // What the compared plugin alone wrote, in its order.
+    for row in compared {
+        let k = key_of(row);
+        match paired.get_mut(&k) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => t.only_compared.push(row.clone()),
+        }
+    }
+    t
+}
+
+/// One statement shape's executions compared: executions with the same values are matched
+/// in any order; the rest are paired in order (changed), the surplus of one side is its own.
+fn statement_diff(
+    recorded: &[Vec<(String, Value)>],
+    compared: &[Vec<(String, Value)>],
+) -> StatementDiff {
+    let mut t = StatementDiff::default();
+    let mut waiting: HashMap<String, VecDeque<usize>> = HashMap::new();
+    for (i, run) in compared.iter().enumerate() {
+        waiting.entry(key(run)).or_default().push_back(i);
+    }
+    let mut matched = vec![false; compared.len()];
+    let mut unmatched_recorded = Vec::new();
+    for (i, run) in recorded.iter().enumerate() {
+        match waiting.get_mut(&key(run)).and_then(VecDeque::pop_front) {
+            Some(j) => {
+                matched[j] = true;
+                t.identical += 1;
+            }
+            None => unmatched_recorded.push(i),
+        }
+    }
+    let unmatched_compared: Vec<usize> = (0..compared.len()).filter(|&j| !matched[j]).collect();
+    for (&i, &j) in unmatched_recorded.iter().zip(&unmatched_compared) {
+        let (a, b) = (&recorded[i], &compared[j]);
+        let mut changes = Vec::new();
+        for n in 0..a.len().max(b.len()) {
+            let label = a
+                .get(n)
+                .or(b.get(n))
+                .map(|(l, _)| l.clone())
+                .unwrap_or_default();
+            let old = a.get(n).map_or(Value::Null, |(_, v)| v.clone());
+            let new = b.get(n).map_or(Value::Null, |(_, v)| v.clone());
+            if key(&old) != key(&new) || a.get(n).map(|x| &x.0) != b.get(n).map(|x| &x.0) {
+                changes.push((label, old, new));
+            }
+        }
+        t.changed.push(ChangedExecution {
+            occurrence: i as u64 + 1,
+            changes,
+        });
+    }
+    let paired = unmatched_recorded.len().min(unmatched_compared.len());
+    t.only_recorded = unmatched_recorded[paired..]
+        .iter()
+        .map(|&i| Execution {
+            occurrence: i as u64 + 1,
+            values: recorded[i].clone(),
+        })
+        .collect();
+    t.only_compared = unmatched_compared[paired..]
+        .iter()
+        .map(|&j| Execution {
+            occurrence: j as u64 + 1,
+            values: compared[j].clone(),
+        })
+        .collect();
+    t
 }
 
 #[cfg(test)]

@@ -18,8 +18,11 @@ use std::sync::{Arc, Mutex};
 use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalWriter};
 mod comparison;
 mod player;
+mod shape;
 
-pub use comparison::{ChangedRow, Comparison, TableDiff, WriteDiff};
+pub use comparison::{
+    ChangedExecution, ChangedRow, Comparison, Execution, StatementDiff, TableDiff, WriteDiff,
+};
 pub use player::{Player, ReplayDivergence};
 
 /// Where a run's host-call answers come from and where they go. Cheap to clone: every

@@ -4,7 +4,7 @@
 //! Each is a thin delegation: `log`, `checks` and `backup` call the
 //! version-free methods of their capability contexts; the value-carrying
 //! `database` calls (`query`, `execute`, `open-cursor`, `bulk-insert`,
-//! `next-batch`) the version-free surface of [`DatabaseCtx`] with 0.2.0's
+//! `next-batch`, and 0.2.0's own `bulk-update`, `bulk-upsert`, `bulk-delete`) the version-free surface of [`DatabaseCtx`] with 0.2.0's
 //! value conversions (typed values included); the other `database` calls and
 //! `checkpoint` the 0.1.1 implementations. Every call goes through the same
 //! tape, budgets and transaction control as 0.1.x calls.
@@ -19,6 +19,7 @@ use crate::capability::checks::ChecksCtx;
 use crate::capability::database::{ConnectionResource, CursorResource, DatabaseCtx, HostRows};
 use crate::capability::log::LogCtx;
 use crate::contract::v0_1_1;
+use migrun_types::BulkWriteKind;
 
 /// Where the store's data keeps each capability's context.
 pub struct ContextAccessors<T> {
@@ -174,8 +175,68 @@ impl database::HostConnection for DatabaseCtx {
             .map_err(Into::into))
     }
 
+    async fn bulk_update(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+        rows: Vec<types::Row>,
+    ) -> DbResult<u64> {
+        self.bulk_write(conn, BulkWriteKind::Update, table, keys, columns, rows)
+            .await
+    }
+
+    async fn bulk_upsert(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+        rows: Vec<types::Row>,
+    ) -> DbResult<u64> {
+        self.bulk_write(conn, BulkWriteKind::Upsert, table, keys, columns, rows)
+            .await
+    }
+
+    async fn bulk_delete(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        table: String,
+        keys: Vec<String>,
+        rows: Vec<types::Row>,
+    ) -> DbResult<u64> {
+        self.bulk_write(conn, BulkWriteKind::Delete, table, keys, Vec::new(), rows)
+            .await
+    }
+
     async fn drop(&mut self, conn: Resource<ConnectionResource>) -> wasmtime::Result<()> {
         v0_1_1::database::HostConnection::drop(self, conn).await
+    }
+}
+
+impl DatabaseCtx {
+    /// The structured writes' common conversion: 0.2.0 rows to host values.
+    async fn bulk_write(
+        &mut self,
+        conn: Resource<ConnectionResource>,
+        kind: BulkWriteKind,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+        rows: Vec<types::Row>,
+    ) -> DbResult<u64> {
+        let mut converted = Vec::with_capacity(rows.len());
+        for row in rows {
+            match values_from_wit(row) {
+                Ok(r) => converted.push(r),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+        Ok(self
+            .plugin_bulk_write(&conn, kind, table, keys, columns, converted)
+            .await?
+            .map_err(Into::into))
     }
 }
 

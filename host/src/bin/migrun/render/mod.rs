@@ -13,6 +13,7 @@ pub use prune::{PruneOutcome, backup_prune_json, backup_prune_text};
 pub use run_text::{RunPlaces, run_report_text};
 pub use warnings::fields_text;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -144,11 +145,32 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                // Bulk writes (0.2.0): `id=17 (amount_cents: 120000)`; `id=17` for a delete.
+                let keyed = |row: &Vec<migrun::value::Value>| {
+                    let (key, rest) = row.split_at(t.keys.len().min(row.len()));
+                    let key = key_text(&t.keys, key);
+                    if rest.is_empty() {
+                        return key;
+                    }
+                    let values: Vec<String> = t.columns[t.keys.len()..]
+                        .iter()
+                        .zip(rest)
+                        .map(|(c, v)| printable(&format!("{c}: {v}")).into_owned())
+                        .collect();
+                    format!("{key} ({})", values.join(", "))
+                };
+                let row_text = |row: &Vec<migrun::value::Value>| {
+                    if t.keys.is_empty() {
+                        format!("({})", show(row))
+                    } else {
+                        keyed(row)
+                    }
+                };
                 for row in t.only_recorded.iter().take(5) {
-                    let _ = writeln!(out, "    - ({})", show(row));
+                    let _ = writeln!(out, "    - {}", row_text(row));
                 }
                 for row in t.only_compared.iter().take(5) {
-                    let _ = writeln!(out, "    + ({})", show(row));
+                    let _ = writeln!(out, "    + {}", row_text(row));
                 }
                 for c in t.changed.iter().take(5) {
                     let changes: Vec<String> = c
@@ -156,16 +178,87 @@ pub fn replay_report_text(report: &ReplayReport) -> String {
                         .iter()
                         .map(|(col, a, b)| printable(&format!("{col}: {a} → {b}")).into_owned())
                         .collect();
-                    let _ = writeln!(
-                        out,
-                        "    ~ {} {}",
-                        printable(&c.key.to_string()),
-                        changes.join(", ")
-                    );
+                    let key = if c.key_values.is_empty() {
+                        printable(&c.key.to_string()).into_owned()
+                    } else {
+                        let (names, values): (Vec<String>, Vec<migrun::value::Value>) =
+                            c.key_values.iter().cloned().unzip();
+                        key_text(&names, &values)
+                    };
+                    let _ = writeln!(out, "    ~ {key} {}", changes.join(", "));
                 }
                 let more = t.only_recorded.len().saturating_sub(5)
                     + t.only_compared.len().saturating_sub(5)
                     + t.changed.len().saturating_sub(5);
+                if more > 0 {
+                    let _ = writeln!(out, "    … {more} more (see --json)");
+                }
+            }
+            // Statements aligned by shape: the identical shapes summed per connection, then
+            // each shape that differs with its executions.
+            let mut same: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+            for st in diff.statements.iter().filter(|st| st.is_identical()) {
+                let entry = same.entry(st.connection.as_str()).or_default();
+                entry.0 += 1;
+                entry.1 += st.identical;
+            }
+            for (conn, (shapes, runs)) in &same {
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {runs} identical ({shapes} statement shape{})",
+                    printable(&format!("{conn} (statements)")),
+                    if *shapes == 1 { "" } else { "s" }
+                );
+            }
+            for st in diff.statements.iter().filter(|st| !st.is_identical()) {
+                let shape = printable(&clip(&st.shape, 120)).into_owned();
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {} identical, {} only recorded, {} only compared, {} changed: {shape}",
+                    printable(&format!("{} (statements)", st.connection)),
+                    st.identical,
+                    st.only_recorded.len(),
+                    st.only_compared.len(),
+                    st.changed.len()
+                );
+                let values = |v: &[(String, migrun::value::Value)]| {
+                    v.iter()
+                        .map(|(label, v)| printable(&format!("{label}: {v}")).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                for e in st.changed.iter().take(5) {
+                    let changes: Vec<String> = e
+                        .changes
+                        .iter()
+                        .map(|(label, a, b)| printable(&format!("{label}: {a} → {b}")).into_owned())
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "    ~ {shape}  [#{}] {}",
+                        e.occurrence,
+                        changes.join(", ")
+                    );
+                }
+                for e in st.only_recorded.iter().take(5) {
+                    let _ = writeln!(
+                        out,
+                        "    - {shape}  [#{}] ({})",
+                        e.occurrence,
+                        values(&e.values)
+                    );
+                }
+                for e in st.only_compared.iter().take(5) {
+                    let _ = writeln!(
+                        out,
+                        "    + {shape}  [#{}] ({})",
+                        e.occurrence,
+                        values(&e.values)
+                    );
+                }
+                let more = st.only_recorded.len().saturating_sub(5)
+                    + st.only_compared.len().saturating_sub(5)
+                    + st.changed.len().saturating_sub(5);
                 if more > 0 {
                     let _ = writeln!(out, "    … {more} more (see --json)");
                 }
@@ -659,4 +752,23 @@ pub fn restore_text(report: &migrun::backup::RestoreReport) -> String {
 /// or a ledger may be anything, so a short or non-ASCII one is shown whole.
 pub fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
+}
+
+/// A key as a replay diff shows it: `id=17`, `tenant=3 id=17`.
+fn key_text(names: &[String], values: &[migrun::value::Value]) -> String {
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| printable(&format!("{n}={v}")).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` cut to `max` characters, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    } else {
+        text.to_owned()
+    }
 }

@@ -80,7 +80,9 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         let writes: Vec<String> = unit
             .writes
             .iter()
-            .filter(|(_, w)| w.rows > 0 || w.statements > 0 || w.bulk_inserts > 0)
+            .filter(|(_, w)| {
+                w.rows > 0 || w.statements > 0 || w.bulk_inserts > 0 || w.bulk_writes > 0
+            })
             .map(|(conn, w)| format!("{}: {}", printable(conn), writes_text(w)))
             .collect();
         // A unit that failed after committed checkpoints did not roll everything back.
@@ -277,8 +279,9 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     out
 }
 
-/// A unit's writes on one connection: rows, then how they were written, statements and bulk
-/// inserts apart (`30 rows (1 bulk insert)`, `0 rows (5 statements)`).
+/// A unit's writes on one connection: rows, then how they were written, statements, bulk
+/// inserts and bulk writes apart (`30 rows (1 bulk insert)`, `0 rows (5 statements)`,
+/// `40 rows (2 bulk writes)`).
 fn writes_text(w: &migrun::session::WriteCounts) -> String {
     let mut how = Vec::new();
     if w.statements > 0 {
@@ -293,6 +296,13 @@ fn writes_text(w: &migrun::session::WriteCounts) -> String {
             "{} bulk insert{}",
             migrun::plan::thousands(w.bulk_inserts),
             if w.bulk_inserts == 1 { "" } else { "s" }
+        ));
+    }
+    if w.bulk_writes > 0 {
+        how.push(format!(
+            "{} bulk write{}",
+            migrun::plan::thousands(w.bulk_writes),
+            if w.bulk_writes == 1 { "" } else { "s" }
         ));
     }
     format!("{} rows ({})", w.rows, how.join(", "))
