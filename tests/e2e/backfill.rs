@@ -730,7 +730,11 @@ async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
         lineage.as_str(),
         "{dialect:?}: {second}"
     );
-    assert_eq!(reused["resumed_units"], serde_json::json!(["backfill"]));
+    // The unit with its scope (the rename it is configured for), as the ledger keys it.
+    assert_eq!(
+        reused["resumed_units"],
+        serde_json::json!(["backfill@accounts.email->email_address"])
+    );
     assert!(
         lineage.starts_with(reused["taken_by_run"].as_str().unwrap()),
         "{dialect:?}: {reused}"
@@ -741,7 +745,7 @@ async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
     let last = ws.migrun(&[plugin, "--only", "backfill"]);
     last.expect_code(0)
         .expect_output(&format!("backup    {lineage} (taken before run"))
-        .expect_output("still covers `app`: this run resumes `backfill`")
+        .expect_output("still covers `app`: this run resumes `backfill@accounts.email->email_address`")
         .expect_output(&format!("migrun restore {lineage} --yes"));
     assert_eq!(
         backups(&ws).len(),
