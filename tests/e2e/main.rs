@@ -16,7 +16,8 @@
 //! 0.1.1 and 0.2.0 components side by side; version refusals), `non_transactional`
 //! (contract 0.2.0 units outside a transaction: autocommit, dry-run plans, reruns), `vectors`
 //! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
-//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs).
+//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs),
+//! `files` (contract 0.2.0 files the operator grants: streaming, escapes, replay, plan).
 
 mod attacks;
 mod auth_consolidation;
@@ -28,6 +29,7 @@ mod conformance;
 mod contracts;
 mod dry_run;
 mod faults;
+mod files;
 mod first_use;
 mod jobs;
 mod journal_trust;

@@ -43,6 +43,7 @@ const GUESTS: &[&str] = &[
     "catch-all",
     "contract-v0-2-0",
     "non-transactional",
+    "files-guest",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -15,6 +15,10 @@ use migrun_types::value::Value;
 
 use super::player::ReplayDivergence;
 
+/// The most bytes one `file.read` returns, whatever the plugin asks (1 MiB): the host's
+/// cap, which a comparison applies too so that a plugin sees the same chunks.
+pub const FILE_READ_MAX_BYTES: usize = 1 << 20;
+
 /// Rows written to one table, for the comparison.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct TableDiff {
@@ -57,8 +61,30 @@ impl WriteDiff {
     }
 }
 
+/// A granted file as the recorded run read it: its `open` answer and the bytes read.
+struct RecordedFile {
+    /// The recorded `FileOpened` answer (its number is the recorded run's).
+    size: u64,
+    sha256: String,
+    /// The bytes the recorded run read, from the start (the longest read of the file).
+    bytes: Vec<u8>,
+    /// Whether the recorded run read to the end, so every byte is known.
+    complete: bool,
+}
+
+/// A file the compared plugin opened: its name and how far it has read.
+struct ComparedFile {
+    name: String,
+    at: usize,
+}
+
 /// Answers another plugin version from a journal's recorded reads, collecting its writes.
 pub struct Comparison {
+    /// Granted files the recorded run opened, by name (contract 0.2.0 `files`).
+    files: HashMap<String, RecordedFile>,
+    /// The files the compared plugin has open, by the number it was given.
+    open_files: HashMap<u64, ComparedFile>,
+    next_file: u64,
     reads: HashMap<String, VecDeque<CallResult>>,
     cursors: HashMap<String, VecDeque<u64>>,
     cursor_rows: HashMap<u64, VecDeque<Vec<Value>>>,
@@ -156,6 +182,9 @@ impl Comparison {
     /// reads in any order); verify mode streams instead.
     pub fn load(mut reader: JournalReader) -> Result<Comparison, JournalError> {
         let mut cmp = Comparison {
+            files: HashMap::new(),
+            open_files: HashMap::new(),
+            next_file: 1,
             reads: HashMap::new(),
             cursors: HashMap::new(),
             cursor_rows: HashMap::new(),
@@ -169,6 +198,8 @@ impl Comparison {
             config: None,
             skipped: Default::default(),
         };
+        // Each recorded open file (by lane and number): its name and the bytes read from it.
+        let mut recorded_files: HashMap<(u16, u64), (String, Vec<u8>, bool)> = HashMap::new();
         while let Some((_, entry)) = reader.next_entry()? {
             // A `--jobs` run's lanes number their cursors each on their own: the recorded
             // ids are told apart by lane (the compared plugin gets ids of its own anyway).
@@ -233,12 +264,116 @@ impl Comparison {
                             .or_default()
                             .push_back(result);
                     }
+                    HostCall::FileOpen { name } => match result {
+                        CallResult::FileOpened { file, size, sha256 } => {
+                            recorded_files.insert((lane, file), (name.clone(), Vec::new(), false));
+                            cmp.files.entry(name.clone()).or_insert(RecordedFile {
+                                size,
+                                sha256,
+                                bytes: Vec::new(),
+                                complete: false,
+                            });
+                        }
+                        // A refused open is answered as it was recorded.
+                        other => cmp.reads.entry(key(&call)).or_default().push_back(other),
+                    },
+                    HostCall::FileRead { file, .. } => {
+                        if let (
+                            Some((_, bytes, complete)),
+                            CallResult::FileChunk { bytes: chunk },
+                        ) = (recorded_files.get_mut(&(lane, *file)), result)
+                        {
+                            *complete |= chunk.is_empty();
+                            bytes.extend_from_slice(&chunk);
+                        }
+                    }
+                    HostCall::FileList { .. } => {
+                        cmp.reads.entry(key(&call)).or_default().push_back(result);
+                    }
                     _ => {}
                 },
                 _ => {}
             }
         }
+        // A file opened several times: the open that read furthest knows the most bytes.
+        for (name, bytes, complete) in recorded_files.into_values() {
+            if let Some(file) = cmp.files.get_mut(&name)
+                && (bytes.len() > file.bytes.len() || (complete && !file.complete))
+            {
+                file.complete = complete || bytes.len() as u64 == file.size;
+                file.bytes = bytes;
+            }
+        }
         Ok(cmp)
+    }
+
+    /// A granted file's call of the compared plugin, answered from what the recorded run
+    /// read: the same bytes, in chunks of the size now asked for. A file (or a part of
+    /// one) the recorded run never read stops the comparison, naming it.
+    fn answer_file(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
+        let not_recorded = |why: String| {
+            TapeError::Divergence(ReplayDivergence::NotRecorded {
+                call: format!("{} ({why})", call.summary()),
+            })
+        };
+        match call {
+            HostCall::FileOpen { name } => {
+                if let Some(file) = self.files.get(name) {
+                    let id = self.next_file;
+                    self.next_file += 1;
+                    self.open_files.insert(
+                        id,
+                        ComparedFile {
+                            name: name.clone(),
+                            at: 0,
+                        },
+                    );
+                    return Ok(CallResult::FileOpened {
+                        file: id,
+                        size: file.size,
+                        sha256: file.sha256.clone(),
+                    });
+                }
+                self.reads
+                    .get(&key(call))
+                    .and_then(|q| q.front().cloned())
+                    .ok_or_else(|| {
+                        not_recorded(format!(
+                            "the recorded run never opened `{name}`, so the journal does not hold it"
+                        ))
+                    })
+            }
+            HostCall::FileRead { file, max_bytes } => {
+                let Some(open) = self.open_files.get_mut(file) else {
+                    return Err(not_recorded("no such open file".into()));
+                };
+                let recorded = &self.files[&open.name];
+                let want = (*max_bytes as usize).min(FILE_READ_MAX_BYTES);
+                let end = open.at.saturating_add(want);
+                if end > recorded.bytes.len() && !recorded.complete {
+                    return Err(not_recorded(format!(
+                        "the recorded run read only the first {} of the {} bytes of `{}`",
+                        recorded.bytes.len(),
+                        recorded.size,
+                        open.name
+                    )));
+                }
+                let end = end.min(recorded.bytes.len());
+                let bytes = recorded.bytes[open.at..end].to_vec();
+                open.at = end;
+                Ok(CallResult::FileChunk { bytes })
+            }
+            HostCall::FileClose { file } => {
+                self.open_files.remove(file);
+                Ok(CallResult::Unit)
+            }
+            HostCall::FileList { dir } => self
+                .reads
+                .get(&key(call))
+                .and_then(|q| q.front().cloned())
+                .ok_or_else(|| not_recorded(format!("the recorded run never listed `{dir}`"))),
+            _ => unreachable!("only file calls"),
+        }
     }
 
     /// Answers one call of the compared plugin.
@@ -339,6 +474,10 @@ impl Comparison {
                     }
                 }
             }
+            HostCall::FileOpen { .. }
+            | HostCall::FileRead { .. }
+            | HostCall::FileClose { .. }
+            | HostCall::FileList { .. } => self.answer_file(call),
             HostCall::Log { .. }
             | HostCall::Progress { .. }
             | HostCall::Check { .. }

@@ -19,7 +19,7 @@ use migrun_journal::{CallResult, Entry, HostCall, JournalError, JournalWriter};
 mod comparison;
 mod player;
 
-pub use comparison::{ChangedRow, Comparison, TableDiff, WriteDiff};
+pub use comparison::{ChangedRow, Comparison, FILE_READ_MAX_BYTES, TableDiff, WriteDiff};
 pub use player::{Player, ReplayDivergence};
 
 /// Where a run's host-call answers come from and where they go. Cheap to clone: every
