@@ -540,7 +540,9 @@ mod tests {
 
     #[test]
     fn names_are_checked_before_any_file_system_call() {
-        let kind = |name: &str| checked_name(name, false).map_err(|e| e.kind());
+        fn kind(name: &str) -> Result<&Path, &'static str> {
+            checked_name(name, false).map_err(|e| e.kind())
+        }
         assert_eq!(kind("grants.toml"), Ok(Path::new("grants.toml")));
         assert_eq!(kind("2024/levels.csv"), Ok(Path::new("2024/levels.csv")));
         assert_eq!(kind("./a"), Ok(Path::new("./a")));
