@@ -598,6 +598,136 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use migrun_journal::{FORMAT, Header, JournalWriter, SandboxSeeds};
+
+    /// A journal of a run that read `big` (10 bytes) only up to byte 8, `small` to its
+    /// end in one chunk, and was refused `../x`.
+    fn recorded_files(dir: &std::path::Path) -> Comparison {
+        let path = dir.join("files.journal");
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&Entry::Header(Header {
+            format: FORMAT.to_owned(),
+            migrun_version: "test".into(),
+            contract_version: "0.2.0".into(),
+            plugin_sha256: "00".repeat(32),
+            plugin_name: "p".into(),
+            plugin_version: "1".into(),
+            run_id: "run-1".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            dry_run: false,
+            only: None,
+            shard: None,
+            jobs: None,
+            seeds: SandboxSeeds {
+                clock_start_unix_nanos: 0,
+                random_seed: 1,
+            },
+            connections: Vec::new(),
+            limits: migrun_config::Limits::default(),
+            files_dir: Some("mappings".into()),
+        }))
+        .unwrap();
+        let call = |call, result| Entry::Call { call, result };
+        let open = |name: &str| HostCall::FileOpen { name: name.into() };
+        let read = |file, max_bytes| HostCall::FileRead { file, max_bytes };
+        let chunk = |bytes: &[u8]| CallResult::FileChunk {
+            bytes: bytes.to_vec(),
+        };
+        for entry in [
+            call(
+                open("big"),
+                CallResult::FileOpened {
+                    file: 1,
+                    size: 10,
+                    sha256: "b".repeat(64),
+                },
+            ),
+            call(read(1, 4), chunk(b"0123")),
+            call(read(1, 4), chunk(b"4567")),
+            call(
+                open("small"),
+                CallResult::FileOpened {
+                    file: 2,
+                    size: 3,
+                    sha256: "s".repeat(64),
+                },
+            ),
+            call(read(2, 100), chunk(b"abc")),
+            call(read(2, 100), chunk(b"")),
+            call(
+                open("../x"),
+                CallResult::FileError {
+                    error_kind: "escape".into(),
+                    message: "refused".into(),
+                },
+            ),
+        ] {
+            w.append(&entry).unwrap();
+        }
+        w.finish().unwrap();
+        let (reader, _) = JournalReader::open(&path).unwrap();
+        Comparison::load(reader).unwrap()
+    }
+
+    #[test]
+    fn granted_files_are_served_from_the_recorded_bytes_in_any_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmp = recorded_files(dir.path());
+        let mut ask = |call: HostCall| cmp.answer(&call);
+        let CallResult::FileOpened {
+            file: small, size, ..
+        } = ask(HostCall::FileOpen {
+            name: "small".into(),
+        })
+        .unwrap()
+        else {
+            panic!("small opens");
+        };
+        assert_eq!(size, 3);
+        let mut read = |file, max_bytes| match ask(HostCall::FileRead { file, max_bytes }) {
+            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(read(small, 2).unwrap(), b"ab");
+        assert_eq!(read(small, 2).unwrap(), b"c");
+        assert_eq!(read(small, 2).unwrap(), b"");
+        drop(read);
+
+        // Only what the recording read of `big` can be served.
+        let CallResult::FileOpened { file: big, .. } =
+            ask(HostCall::FileOpen { name: "big".into() }).unwrap()
+        else {
+            panic!("big opens");
+        };
+        let mut read = |file, max_bytes| match ask(HostCall::FileRead { file, max_bytes }) {
+            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(read(big, 8).unwrap(), b"01234567");
+        let beyond = read(big, 1).unwrap_err();
+        assert!(
+            beyond.contains("the recorded run read only the first 8 of the 10 bytes of `big`"),
+            "{beyond}"
+        );
+        drop(read);
+
+        // A refusal is answered as recorded; a file never opened stops the comparison.
+        assert!(matches!(
+            ask(HostCall::FileOpen { name: "../x".into() }),
+            Ok(CallResult::FileError { error_kind, .. }) if error_kind == "escape"
+        ));
+        let never = ask(HostCall::FileOpen {
+            name: "other.toml".into(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            never.contains("the recorded run never opened `other.toml`"),
+            "{never}"
+        );
+    }
 
     #[test]
     fn written_table_reads_the_statement_head() {
