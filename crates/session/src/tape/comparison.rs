@@ -669,60 +669,53 @@ mod tests {
         Comparison::load(reader).unwrap()
     }
 
+    /// `file.read` on the comparison: the bytes, or the error's message.
+    fn read(cmp: &mut Comparison, file: u64, max_bytes: u32) -> Result<Vec<u8>, String> {
+        match cmp.answer(&HostCall::FileRead { file, max_bytes }) {
+            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `files.open` on the comparison: the file's number and size.
+    fn open(cmp: &mut Comparison, name: &str) -> (u64, u64) {
+        match cmp.answer(&HostCall::FileOpen { name: name.into() }) {
+            Ok(CallResult::FileOpened { file, size, .. }) => (file, size),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
     #[test]
     fn granted_files_are_served_from_the_recorded_bytes_in_any_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let mut cmp = recorded_files(dir.path());
-        let mut ask = |call: HostCall| cmp.answer(&call);
-        let CallResult::FileOpened {
-            file: small, size, ..
-        } = ask(HostCall::FileOpen {
-            name: "small".into(),
-        })
-        .unwrap()
-        else {
-            panic!("small opens");
-        };
+        let (small, size) = open(&mut cmp, "small");
         assert_eq!(size, 3);
-        let mut read = |file, max_bytes| match ask(HostCall::FileRead { file, max_bytes }) {
-            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
-            Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e.to_string()),
-        };
-        assert_eq!(read(small, 2).unwrap(), b"ab");
-        assert_eq!(read(small, 2).unwrap(), b"c");
-        assert_eq!(read(small, 2).unwrap(), b"");
-        drop(read);
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"ab");
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"c");
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"");
 
         // Only what the recording read of `big` can be served.
-        let CallResult::FileOpened { file: big, .. } =
-            ask(HostCall::FileOpen { name: "big".into() }).unwrap()
-        else {
-            panic!("big opens");
-        };
-        let mut read = |file, max_bytes| match ask(HostCall::FileRead { file, max_bytes }) {
-            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
-            Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e.to_string()),
-        };
-        assert_eq!(read(big, 8).unwrap(), b"01234567");
-        let beyond = read(big, 1).unwrap_err();
+        let (big, _) = open(&mut cmp, "big");
+        assert_eq!(read(&mut cmp, big, 8).unwrap(), b"01234567");
+        let beyond = read(&mut cmp, big, 1).unwrap_err();
         assert!(
             beyond.contains("the recorded run read only the first 8 of the 10 bytes of `big`"),
             "{beyond}"
         );
-        drop(read);
 
         // A refusal is answered as recorded; a file never opened stops the comparison.
         assert!(matches!(
-            ask(HostCall::FileOpen { name: "../x".into() }),
+            cmp.answer(&HostCall::FileOpen { name: "../x".into() }),
             Ok(CallResult::FileError { error_kind, .. }) if error_kind == "escape"
         ));
-        let never = ask(HostCall::FileOpen {
-            name: "other.toml".into(),
-        })
-        .unwrap_err()
-        .to_string();
+        let never = cmp
+            .answer(&HostCall::FileOpen {
+                name: "other.toml".into(),
+            })
+            .unwrap_err()
+            .to_string();
         assert!(
             never.contains("the recorded run never opened `other.toml`"),
             "{never}"

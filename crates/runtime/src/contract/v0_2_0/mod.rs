@@ -324,6 +324,20 @@ impl From<PluginBackupError> for backup::BackupError {
     }
 }
 
+// ---- files: errors ----
+
+impl From<PluginFileError> for files::FileError {
+    fn from(e: PluginFileError) -> Self {
+        match e {
+            PluginFileError::NotGranted(m) => files::FileError::NotGranted(m),
+            PluginFileError::NotFound(m) => files::FileError::NotFound(m),
+            PluginFileError::Escape(m) => files::FileError::Escape(m),
+            PluginFileError::InvalidName(m) => files::FileError::InvalidName(m),
+            PluginFileError::Io(m) => files::FileError::Io(m),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,19 +408,5 @@ mod tests {
         };
         let round = types::DbError::from(v0_1_1::types::DbError::from(error.clone()));
         assert_eq!(format!("{round:?}"), format!("{error:?}"));
-    }
-}
-
-// ---- files: errors ----
-
-impl From<PluginFileError> for files::FileError {
-    fn from(e: PluginFileError) -> Self {
-        match e {
-            PluginFileError::NotGranted(m) => files::FileError::NotGranted(m),
-            PluginFileError::NotFound(m) => files::FileError::NotFound(m),
-            PluginFileError::Escape(m) => files::FileError::Escape(m),
-            PluginFileError::InvalidName(m) => files::FileError::InvalidName(m),
-            PluginFileError::Io(m) => files::FileError::Io(m),
-        }
     }
 }
