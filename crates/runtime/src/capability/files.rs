@@ -538,6 +538,68 @@ impl FilesCtx {
 mod tests {
     use super::*;
 
+    fn granted(dir: &Path) -> FilesCtx {
+        let mut ctx = FilesCtx::new(Tape::Off);
+        ctx.grant(Some(FilesGrant::open(dir).unwrap()));
+        ctx
+    }
+
+    fn opened(ctx: &mut FilesCtx, name: &str) -> (u64, u64, String) {
+        match ctx.open_live(name) {
+            Ok(CallResult::FileOpened { file, size, sha256 }) => (file, size, sha256),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn chunk(ctx: &mut FilesCtx, file: u64, max: u32) -> Result<Vec<u8>, PluginFileError> {
+        ctx.read_live(file, max).map(|r| match r {
+            CallResult::FileChunk { bytes } => bytes,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_file_that_changes_while_it_is_read_fails_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "level = 1\n").unwrap();
+        let mut ctx = granted(dir.path());
+        let (file, size, sha256) = opened(&mut ctx, "a.toml");
+        assert_eq!(size, 10);
+        assert_eq!(sha256, hex::encode(Sha256::digest(b"level = 1\n")));
+        assert_eq!(chunk(&mut ctx, file, 4).unwrap(), b"leve");
+        // Same length, other bytes: only the hash can tell.
+        std::fs::write(dir.path().join("a.toml"), "level = 3\n").unwrap();
+        assert_eq!(chunk(&mut ctx, file, 100).unwrap_err().kind(), "io");
+        // Unchanged, it reads to its end and then answers empty.
+        std::fs::write(dir.path().join("b.toml"), "x").unwrap();
+        let (file, _, _) = opened(&mut ctx, "b.toml");
+        assert_eq!(chunk(&mut ctx, file, 100).unwrap(), b"x");
+        assert_eq!(chunk(&mut ctx, file, 100).unwrap(), b"");
+        assert_eq!(chunk(&mut ctx, file, 0).unwrap(), b"");
+    }
+
+    #[test]
+    fn open_files_are_bounded_and_no_grant_means_not_granted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "x").unwrap();
+        let mut ctx = granted(dir.path());
+        for _ in 0..MAX_OPEN_FILES {
+            opened(&mut ctx, "a");
+        }
+        let refused = ctx.open_live("a").unwrap_err();
+        assert_eq!(refused.kind(), "io");
+        assert!(
+            refused.message().contains("files are open already"),
+            "{refused}"
+        );
+        ctx.run_live(&HostCall::FileClose { file: 1 }).unwrap();
+        opened(&mut ctx, "a");
+
+        let mut none = FilesCtx::new(Tape::Off);
+        assert_eq!(none.open_live("a").unwrap_err().kind(), "not-granted");
+        assert_eq!(none.list_live(".").unwrap_err().kind(), "not-granted");
+    }
+
     #[test]
     fn names_are_checked_before_any_file_system_call() {
         fn kind(name: &str) -> Result<&Path, &'static str> {
