@@ -745,7 +745,9 @@ async fn resumes_reuse_the_lineage_backup(dialect: Dialect) {
     let last = ws.migrun(&[plugin, "--only", "backfill"]);
     last.expect_code(0)
         .expect_output(&format!("backup    {lineage} (taken before run"))
-        .expect_output("still covers `app`: this run resumes `backfill@accounts.email->email_address`")
+        .expect_output(
+            "still covers `app`: this run resumes `backfill@accounts.email->email_address`",
+        )
         .expect_output(&format!("migrun restore {lineage} --yes"));
     assert_eq!(
         backups(&ws).len(),

@@ -19,6 +19,7 @@
 //! `timeouts` (lock and statement timeouts against held locks; the lint on real runs),
 //! `structured_writes` (contract 0.2.0's bulk update/upsert/delete on every dialect: rows,
 //! plans, read-only refusal, replay and per-key `replay --plugin` diffs).
+//! `files` (contract 0.2.0 files the operator grants: streaming, escapes, replay, plan).
 
 mod attacks;
 mod auth_consolidation;
@@ -30,6 +31,7 @@ mod conformance;
 mod contracts;
 mod dry_run;
 mod faults;
+mod files;
 mod first_use;
 mod jobs;
 mod journal_trust;

@@ -35,6 +35,9 @@
 //! dir = "backups"        # default `migrun-backups`, next to this file
 //! before_run = true      # snapshot the tables the plugin writes before the first write
 //! method = "auto"        # or "native": never call pg_dump / mariadb-dump
+//!
+//! [files]
+//! dir = "mappings"       # the plugin may read the files in it (contract 0.2.0 `files`)
 //! ```
 
 #![deny(missing_docs)]
@@ -113,6 +116,18 @@ pub struct ConfigFile {
     /// Backups before writes (`[backup]`: `dir`, `before_run`, `method`).
     #[serde(default)]
     pub backup: Option<BackupSettings>,
+    /// The directory whose files the plugin may read (`[files]`: `dir`).
+    #[serde(default)]
+    pub files: Option<FilesSettings>,
+}
+
+/// The `[files]` section of `migrun.toml`: the one directory a plugin may read files from
+/// (contract 0.2.0 `files`), read-only, by relative name. Without it a plugin reads no file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    /// The directory, relative to the config file's folder when relative.
+    pub dir: PathBuf,
 }
 
 /// One named connection as the operator wrote it.
@@ -294,6 +309,9 @@ pub struct RunConfig {
     pub ledger_table: String,
     /// Backups: where, whether before the run, by which method.
     pub backup: BackupSettings,
+    /// The directory granted to the plugin's `files` interface (`[files] dir`, `--files`);
+    /// `None`: no file may be read.
+    pub files_dir: Option<PathBuf>,
 }
 
 /// A connection with its URL resolved.
@@ -320,6 +338,7 @@ impl Default for RunConfig {
             journal_dir: PathBuf::from("migrun-journal"),
             ledger_table: DEFAULT_LEDGER_TABLE.to_owned(),
             backup: BackupSettings::default(),
+            files_dir: None,
         }
     }
 }
@@ -355,7 +374,8 @@ impl RunConfig {
 
     /// Resolves a parsed file: substitutes `${VAR}` through `env`, stringifies plugin values and
     /// makes every relative path relative to `base` (the config file's folder): `data_dir`,
-    /// `journal_dir`, `[backup] dir` (set or default) and the file of a `sqlite:` URL. One rule,
+    /// `journal_dir`, `[backup] dir` (set or default), `[files] dir` and the file of a
+    /// `sqlite:` URL. One rule,
     /// so a run from another folder reads and writes the same files as one from the config's.
     pub fn resolve(
         file: ConfigFile,
@@ -405,6 +425,7 @@ impl RunConfig {
                 backup.dir = relative(Some(backup.dir), "migrun-backups");
                 backup
             },
+            files_dir: file.files.map(|files| relative(Some(files.dir), "")),
         })
     }
 
@@ -749,6 +770,26 @@ mod tests {
         );
         assert_eq!(file.connections["source"].access, Some(Access::ReadOnly));
         assert_eq!(file.limits.memory_mib, 1024);
+    }
+
+    #[test]
+    fn the_files_dir_is_relative_to_the_config_file() {
+        let file = ConfigFile::parse("[files]\ndir = \"mappings\"\n").unwrap();
+        let config = RunConfig::resolve(file, Path::new("/etc/migrun"), &env).unwrap();
+        assert_eq!(
+            config.files_dir.as_deref(),
+            Some(Path::new("/etc/migrun/mappings"))
+        );
+        let file = ConfigFile::parse("[files]\ndir = \"/srv/mappings\"\n").unwrap();
+        let config = RunConfig::resolve(file, Path::new("/etc/migrun"), &env).unwrap();
+        assert_eq!(
+            config.files_dir.as_deref(),
+            Some(Path::new("/srv/mappings"))
+        );
+        let none = RunConfig::resolve(ConfigFile::parse("").unwrap(), Path::new("/x"), &env);
+        assert_eq!(none.unwrap().files_dir, None);
+        let typo = ConfigFile::parse("[files]\ndirectory = \"m\"\n").unwrap_err();
+        assert!(typo.contains("directory"), "{typo}");
     }
 
     #[test]

@@ -535,6 +535,23 @@ impl<'a> Encoder<'a> {
                 self.str(state);
             }
             HostCall::CheckpointLast => self.u8(call_tag::CHECKPOINT_LAST),
+            HostCall::FileOpen { name } => {
+                self.u8(call_tag::FILE_OPEN);
+                self.str(name);
+            }
+            HostCall::FileRead { file, max_bytes } => {
+                self.u8(call_tag::FILE_READ);
+                self.varint(*file);
+                self.varint(u64::from(*max_bytes));
+            }
+            HostCall::FileClose { file } => {
+                self.u8(call_tag::FILE_CLOSE);
+                self.varint(*file);
+            }
+            HostCall::FileList { dir } => {
+                self.u8(call_tag::FILE_LIST);
+                self.str(dir);
+            }
         }
     }
 
@@ -593,6 +610,29 @@ impl<'a> Encoder<'a> {
                 self.u8(result_tag::CHECKPOINT);
                 self.opt_str(state.as_deref());
             }
+            CallResult::FileOpened { file, size, sha256 } => {
+                self.u8(result_tag::FILE_OPENED);
+                self.varint(*file);
+                self.varint(*size);
+                self.str(sha256);
+            }
+            CallResult::FileChunk { bytes } => {
+                self.u8(result_tag::FILE_CHUNK);
+                self.varint(bytes.len() as u64);
+                self.out.extend_from_slice(bytes);
+            }
+            CallResult::FileNames { names } => {
+                self.u8(result_tag::FILE_NAMES);
+                self.strs(names);
+            }
+            CallResult::FileError {
+                error_kind,
+                message,
+            } => {
+                self.u8(result_tag::FILE_ERROR);
+                self.str(error_kind);
+                self.str(message);
+            }
             CallResult::Error {
                 error_kind,
                 code,
@@ -643,9 +683,13 @@ pub mod call_tag {
     pub const BACKUP_VERIFY: u8 = 0x0D;
     pub const CHECKPOINT_SAVE: u8 = 0x0E;
     pub const CHECKPOINT_LAST: u8 = 0x0F;
-    /// Contract 0.2.0's structured writes (`bulk-update`/`-upsert`/`-delete`); tags from
-    /// `0x20` so that other 0.2.0 calls can take `0x10`… without a clash.
+    // Contract 0.2.0's calls take tags from 0x20: the database's structured writes
+    // (`bulk-update`/`-upsert`/`-delete`) first, then `files` from 0x28.
     pub const BULK_WRITE: u8 = 0x20;
+    pub const FILE_OPEN: u8 = 0x28;
+    pub const FILE_READ: u8 = 0x29;
+    pub const FILE_CLOSE: u8 = 0x2A;
+    pub const FILE_LIST: u8 = 0x2B;
 }
 
 /// Call result tags.
@@ -661,6 +705,11 @@ pub mod result_tag {
     pub const BACKUP_ERROR: u8 = 0x08;
     pub const CHECKPOINT: u8 = 0x09;
     pub const ERROR: u8 = 0x0A;
+    // `files` (contract 0.2.0), from 0x20.
+    pub const FILE_OPENED: u8 = 0x20;
+    pub const FILE_CHUNK: u8 = 0x21;
+    pub const FILE_NAMES: u8 = 0x22;
+    pub const FILE_ERROR: u8 = 0x23;
 }
 
 // ---------------------------------------------------------------------------
@@ -1046,6 +1095,19 @@ impl<'a> Decoder<'a> {
                 state: self.string()?,
             },
             call_tag::CHECKPOINT_LAST => HostCall::CheckpointLast,
+            call_tag::FILE_OPEN => HostCall::FileOpen {
+                name: self.string()?,
+            },
+            call_tag::FILE_READ => HostCall::FileRead {
+                file: self.varint()?,
+                max_bytes: self.u32()?,
+            },
+            call_tag::FILE_CLOSE => HostCall::FileClose {
+                file: self.varint()?,
+            },
+            call_tag::FILE_LIST => HostCall::FileList {
+                dir: self.string()?,
+            },
             other => {
                 self.pos -= 1;
                 return self.err(format!("unknown host call tag 0x{other:02x}"));
@@ -1108,6 +1170,24 @@ impl<'a> Decoder<'a> {
             result_tag::ERROR => CallResult::Error {
                 error_kind: self.string()?,
                 code: self.opt_string()?,
+                message: self.string()?,
+            },
+            result_tag::FILE_OPENED => CallResult::FileOpened {
+                file: self.varint()?,
+                size: self.varint()?,
+                sha256: self.string()?,
+            },
+            result_tag::FILE_CHUNK => {
+                let n = self.count(1)?;
+                CallResult::FileChunk {
+                    bytes: self.take(n)?.to_vec(),
+                }
+            }
+            result_tag::FILE_NAMES => CallResult::FileNames {
+                names: self.strings()?,
+            },
+            result_tag::FILE_ERROR => CallResult::FileError {
+                error_kind: self.string()?,
                 message: self.string()?,
             },
             other => {
@@ -1307,6 +1387,44 @@ mod tests {
             Entry::Call {
                 call: HostCall::CheckpointLast,
                 result: CallResult::Checkpoint { state: None },
+            },
+            Entry::Call {
+                call: HostCall::FileOpen {
+                    name: "mappings/grants.toml".into(),
+                },
+                result: CallResult::FileOpened {
+                    file: 1,
+                    size: 5,
+                    sha256: "ab".repeat(32),
+                },
+            },
+            Entry::Call {
+                call: HostCall::FileRead {
+                    file: 1,
+                    max_bytes: 65536,
+                },
+                result: CallResult::FileChunk {
+                    bytes: vec![0, 1, 255, b'\n', 7],
+                },
+            },
+            Entry::Call {
+                call: HostCall::FileClose { file: 1 },
+                result: CallResult::Unit,
+            },
+            Entry::Call {
+                call: HostCall::FileList { dir: ".".into() },
+                result: CallResult::FileNames {
+                    names: vec!["a.toml".into(), "sub/".into()],
+                },
+            },
+            Entry::Call {
+                call: HostCall::FileOpen {
+                    name: "../x".into(),
+                },
+                result: CallResult::FileError {
+                    error_kind: "escape".into(),
+                    message: "`../x` leaves the granted directory".into(),
+                },
             },
             Entry::ExportEnd {
                 export: "run-unit".into(),

@@ -204,6 +204,11 @@ pub struct Header {
     pub connections: Vec<JournalConnection>,
     /// The limits in force.
     pub limits: migrun_config::Limits,
+    /// The directory granted to the plugin's `files` (contract 0.2.0), as the operator
+    /// named it; absent when none was. A replay reads no file: the contents are in the
+    /// `file-read` entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_dir: Option<String>,
 }
 
 /// A connection as the header records it.
@@ -363,6 +368,28 @@ pub enum HostCall {
     },
     /// `checkpoint.last` (contract 0.1.1).
     CheckpointLast,
+    /// `files.open` (contract 0.2.0): a file of the directory the operator granted.
+    FileOpen {
+        /// The name asked for, relative to the granted directory.
+        name: String,
+    },
+    /// `file.read` (contract 0.2.0): the next bytes of an open file.
+    FileRead {
+        /// The file, numbered in the order the run opened them (from 1).
+        file: u64,
+        /// The most bytes asked for.
+        max_bytes: u32,
+    },
+    /// The plugin dropped an open file (contract 0.2.0).
+    FileClose {
+        /// The file.
+        file: u64,
+    },
+    /// `files.list` (contract 0.2.0).
+    FileList {
+        /// The folder, relative to the granted directory.
+        dir: String,
+    },
 }
 
 impl Entry {
@@ -411,6 +438,8 @@ impl Entry {
         let result = |result: &CallResult| match result {
             CallResult::Rows { rows: r, .. } | CallResult::Batch { rows: Some(r) } => rows(r),
             CallResult::Error { message, .. } => message.len(),
+            CallResult::FileChunk { bytes } => bytes.len(),
+            CallResult::FileNames { names } => names.iter().map(|n| n.len() + 24).sum(),
             _ => 0,
         };
         64 + match self {
@@ -526,6 +555,10 @@ impl HostCall {
             HostCall::BackupVerify { id } => format!("backup.verify({id:?})"),
             HostCall::CheckpointSave { state } => format!("checkpoint.save({:?})", clip(state)),
             HostCall::CheckpointLast => "checkpoint.last()".to_owned(),
+            HostCall::FileOpen { name } => format!("files.open({:?})", clip(name)),
+            HostCall::FileRead { file, max_bytes } => format!("file#{file}.read({max_bytes})"),
+            HostCall::FileClose { file } => format!("file#{file}.drop()"),
+            HostCall::FileList { dir } => format!("files.list({:?})", clip(dir)),
         }
     }
 }
@@ -578,6 +611,34 @@ pub enum CallResult {
     Checkpoint {
         /// The state, or `None` when the unit starts afresh.
         state: Option<String>,
+    },
+    /// A file was opened (`files.open`).
+    FileOpened {
+        /// Its number, for the `file-read` calls that follow.
+        file: u64,
+        /// Its size in bytes.
+        size: u64,
+        /// The sha256 of its content (lowercase hex).
+        sha256: String,
+    },
+    /// The next bytes of an open file (`file.read`); empty at its end.
+    FileChunk {
+        /// The bytes (lowercase hex in the JSON forms: `/2` journals, `journal show --json`).
+        #[serde(with = "hex_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The entries of a folder (`files.list`).
+    FileNames {
+        /// The names, sorted; folders end with `/`.
+        names: Vec<String>,
+    },
+    /// A file call failed.
+    FileError {
+        /// The `file-error` case, as the WIT spells it (`not-granted`, `not-found`, `escape`,
+        /// `invalid-name`, `io`).
+        error_kind: String,
+        /// What went wrong.
+        message: String,
     },
     /// A database error.
     Error {
@@ -634,4 +695,18 @@ pub struct TableSnapshot {
     pub rows: u64,
     /// Its checksum at snapshot time (hex).
     pub checksum: String,
+}
+
+/// Bytes as lowercase hex in JSON (a file's chunk would otherwise be an array of numbers).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }

@@ -25,6 +25,9 @@ pub struct JournalStats {
     pub rows_read: BTreeMap<String, u64>,
     /// Rows written per connection (affected by execute, inserted by bulk-insert).
     pub rows_written: BTreeMap<String, u64>,
+    /// Bytes read per granted file (contract 0.2.0 `files`), by the name it was opened by.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files_read: BTreeMap<String, u64>,
     /// Units run, in order.
     pub units: Vec<String>,
     /// Units skipped as already finished.
@@ -55,6 +58,10 @@ fn fn_name(call: &HostCall) -> &'static str {
         HostCall::BackupVerify { .. } => "backup-verify",
         HostCall::CheckpointSave { .. } => "checkpoint-save",
         HostCall::CheckpointLast => "checkpoint-last",
+        HostCall::FileOpen { .. } => "file-open",
+        HostCall::FileRead { .. } => "file-read",
+        HostCall::FileClose { .. } => "file-close",
+        HostCall::FileList { .. } => "file-list",
     }
 }
 
@@ -68,6 +75,7 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
         errors: 0,
         rows_read: BTreeMap::new(),
         rows_written: BTreeMap::new(),
+        files_read: BTreeMap::new(),
         units: Vec::new(),
         skipped_units: Vec::new(),
         footer: None,
@@ -75,6 +83,8 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
         file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
     };
     let mut cursor_conn: BTreeMap<u64, String> = BTreeMap::new();
+    // Files are numbered per lane (a `--jobs` worker opens its own).
+    let mut file_names: BTreeMap<(u16, u64), String> = BTreeMap::new();
     while let Some((_, entry)) = reader.next_entry()? {
         stats.entries += 1;
         match entry {
@@ -82,6 +92,16 @@ pub fn stats(path: &Path) -> Result<JournalStats, JournalError> {
                 *stats.calls.entry(fn_name(&call).to_owned()).or_default() += 1;
                 match (&call, &result) {
                     (_, CallResult::Error { .. }) => stats.errors += 1,
+                    (HostCall::FileOpen { name }, CallResult::FileOpened { file, .. }) => {
+                        file_names.insert((reader.lane(), *file), name.clone());
+                        stats.files_read.entry(name.clone()).or_default();
+                    }
+                    (HostCall::FileRead { file, .. }, CallResult::FileChunk { bytes }) => {
+                        if let Some(name) = file_names.get(&(reader.lane(), *file)) {
+                            *stats.files_read.entry(name.clone()).or_default() +=
+                                bytes.len() as u64;
+                        }
+                    }
                     (HostCall::Query { conn, .. }, CallResult::Rows { rows, .. }) => {
                         *stats.rows_read.entry(conn.clone()).or_default() += rows.len() as u64;
                     }
@@ -175,6 +195,16 @@ pub fn describe(entry: &Entry) -> String {
                 } => format!(" → backup {error_kind}: {message}"),
                 CallResult::Checkpoint { state: Some(state) } => format!(" → {state:?}"),
                 CallResult::Checkpoint { state: None } => " → none".to_owned(),
+                CallResult::FileOpened { file, size, sha256 } => {
+                    format!(" → file#{file}, {size} bytes, sha256 {sha256}")
+                }
+                CallResult::FileChunk { bytes } if bytes.is_empty() => " → end".to_owned(),
+                CallResult::FileChunk { bytes } => format!(" → {} bytes", bytes.len()),
+                CallResult::FileNames { names } => format!(" → {} entries", names.len()),
+                CallResult::FileError {
+                    error_kind,
+                    message,
+                } => format!(" → file {error_kind}: {message}"),
             };
             format!("  {}{answer}", call.summary())
         }

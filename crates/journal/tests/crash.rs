@@ -26,6 +26,7 @@ fn header() -> Header {
             random_seed: 1,
         },
         connections: Vec::new(),
+        files_dir: None,
         limits: migrun_config::Limits::default(),
     }
 }

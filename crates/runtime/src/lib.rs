@@ -35,6 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::capability::backup::BackupCtx;
 use crate::capability::checks::ChecksCtx;
 use crate::capability::database::DatabaseCtx;
+use crate::capability::files::FilesCtx;
 use crate::capability::log::LogCtx;
 use crate::contract::v0_1_1::host::{backup, checkpoint, checks, database, log};
 use crate::contract::{
@@ -195,6 +196,7 @@ impl Runtime {
                     log: |s: &mut RunState| &mut s.log,
                     checks: |s: &mut RunState| &mut s.checks,
                     backup: |s: &mut RunState| &mut s.backup,
+                    files: |s: &mut RunState| &mut s.files,
                 },
             )?,
         }
@@ -306,6 +308,8 @@ pub struct RunState {
     pub checks: ChecksCtx,
     /// The `backup` capability.
     pub backup: BackupCtx,
+    /// The `files` capability (contract 0.2.0).
+    pub files: FilesCtx,
     limiter: MemoryLimiter,
     deadline: Option<Instant>,
     timeout: Duration,
@@ -340,7 +344,8 @@ impl RunState {
             database,
             log: LogCtx::new(observer.clone(), tape.clone()),
             checks: ChecksCtx::new(observer, tape.clone()),
-            backup: BackupCtx::new(tape),
+            backup: BackupCtx::new(tape.clone()),
+            files: FilesCtx::new(tape),
             limiter: MemoryLimiter::new(limits.memory_mib),
             deadline: None,
             timeout: Duration::from_secs(limits.timeout_secs),
@@ -359,7 +364,8 @@ impl RunState {
     pub fn set_tape(&mut self, tape: Tape) {
         self.log.set_tape(tape.clone());
         self.checks.set_tape(tape.clone());
-        self.backup.set_tape(tape);
+        self.backup.set_tape(tape.clone());
+        self.files.set_tape(tape);
     }
 
     /// Moves what the plugin printed into the log (stdout as info, stderr as warnings).

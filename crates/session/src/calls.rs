@@ -299,8 +299,12 @@ impl Session {
             | HostCall::BackupList
             | HostCall::BackupVerify { .. }
             | HostCall::CheckpointSave { .. }
-            | HostCall::CheckpointLast => error_result(DbError::usage(
-                "log, checks, backup and checkpoint calls belong to their own capabilities",
+            | HostCall::CheckpointLast
+            | HostCall::FileOpen { .. }
+            | HostCall::FileRead { .. }
+            | HostCall::FileClose { .. }
+            | HostCall::FileList { .. } => error_result(DbError::usage(
+                "log, checks, backup, checkpoint and files calls belong to their own capabilities",
             )),
         }
     }

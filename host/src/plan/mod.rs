@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capability::files::FileRead;
 use crate::db::privileges::PrivilegeWarning;
 use crate::db::{Access, Dialect};
 use crate::journal::{CallResult, HostCall};
@@ -79,6 +80,11 @@ pub struct Plan {
     /// DDL or warnings are in this plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_run: Vec<String>,
+    /// The granted files the dry-run read (contract 0.2.0 `files`), by name, with their size,
+    /// sha256 and the bytes read: the operator data a real run would read (it reads them
+    /// again, and its journal holds what it read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRead>,
     /// Connections whose role holds privileges beyond its tables, found when the
     /// dry-run started (`db::privileges`): what a real run would be warned about.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -233,6 +239,7 @@ impl Plan {
             warnings: Vec::new(),
             checkpoints: BTreeMap::new(),
             not_run: Vec::new(),
+            files: Vec::new(),
             privileges: Vec::new(),
             summary: Summary::default(),
             cursors: BTreeMap::new(),

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::capability::database::DatabaseCtx;
+use crate::capability::files::FilesGrant;
 use crate::config::{RunConfig, redact_url, sqlite_file};
 use crate::contract::PluginInfo;
 use crate::db::Access;
@@ -39,6 +40,9 @@ pub(super) struct Inputs {
     /// so never opened, locked, backed up or given a ledger; `database.open` answers
     /// `unknown-connection` for them.
     pub(super) absent: Vec<String>,
+    /// The directory granted to the plugin's `files` (`[files] dir`, `--files`), opened once;
+    /// `None`: every `files.open` is `not-granted`. Granted after `describe`.
+    pub(super) files: Option<FilesGrant>,
 }
 
 impl Inputs {
@@ -121,6 +125,17 @@ pub(super) async fn resolve(
     options: &RunOptions,
 ) -> Result<(PluginInstance, Inputs), RunError> {
     let runtime = Runtime::shared();
+    // A granted directory that cannot be opened stops the run before anything else.
+    let files = config
+        .files_dir
+        .as_deref()
+        .map(|dir| {
+            FilesGrant::open(dir).map_err(|source| RunError::FilesDir {
+                dir: dir.to_owned(),
+                source,
+            })
+        })
+        .transpose()?;
     let seeds = options.seeds.unwrap_or_else(SandboxSeeds::fresh);
     let state = RunState::new(
         DatabaseCtx::new(Session::empty(Tape::Off)),
@@ -142,6 +157,7 @@ pub(super) async fn resolve(
     let inputs = Inputs {
         connections,
         absent,
+        files,
         info,
         values,
         redacted,

@@ -49,6 +49,7 @@ pub(super) fn header(
             })
             .collect(),
         limits: config.limits,
+        files_dir: config.files_dir.as_ref().map(|d| d.display().to_string()),
     }
 }
 

@@ -182,6 +182,16 @@ pub enum RunError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The directory granted to the plugin's `files` (`[files] dir`, `--files`) cannot be opened.
+    #[error(
+        "the files directory {dir} (granted by [files] dir or --files) cannot be opened: {source}"
+    )]
+    FilesDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A required configuration key has no value.
     #[error("missing config key `{key}` (required by the plugin: {description})")]
     MissingConfigKey {
@@ -521,6 +531,10 @@ pub struct RunReport {
     /// Why no backup was taken although the configuration asks for one (no unit ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_skipped: Option<String>,
+    /// The granted files the plugin read (contract 0.2.0 `files`), by name: size, sha256 and
+    /// the bytes read. Their contents are in the journal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files_read: Vec<crate::capability::files::FileRead>,
 }
 
 /// Where a run's journal is and what seals it.
@@ -682,6 +696,7 @@ pub async fn run(
             )
         });
         runner.session().set_absent(inputs.absent.iter().cloned());
+        runner.instance.state().files.grant(inputs.files.clone());
         let before_run = backups::open_store(runner, &inputs, config, &options, identity)?;
         let (selected, not_found) = runner
             .select_units(&inputs, &options, &ledgers.finished, &plugin.sha256)

@@ -55,6 +55,7 @@ pub(super) struct WorkerOutput {
     messages: Vec<LogEvent>,
     messages_not_kept: Vec<MessagesNotKept>,
     lock_warnings: Vec<super::UnitLockWarning>,
+    files_read: Vec<crate::capability::files::FileRead>,
 }
 
 impl WorkerOutput {
@@ -63,6 +64,7 @@ impl WorkerOutput {
         report.checks.extend(self.checks);
         report.messages.extend(self.messages);
         report.lock_warnings.extend(self.lock_warnings);
+        super::units::merge_files_read(&mut report.files_read, self.files_read);
         for more in self.checks_not_kept {
             let kept = &mut report.checks_not_kept;
             kept.passed += more.passed;
@@ -166,6 +168,7 @@ async fn start_worker(
         locks,
     );
     runner.session().set_absent(inputs.absent.iter().cloned());
+    runner.instance.state().files.grant(inputs.files.clone());
     let listed = runner
         .prepare(
             inputs.values.clone(),
@@ -267,6 +270,8 @@ pub(super) async fn run_units(
         match task.await {
             Ok(mut worker) => {
                 output.lock_warnings.extend(worker.take_lock_warnings());
+                let files = super::units::state_files(&mut worker.instance);
+                super::units::merge_files_read(&mut output.files_read, files);
                 let state = worker.instance.state();
                 let (checks, checks_not_kept) = state.checks.take_results();
                 output.checks.extend(checks);

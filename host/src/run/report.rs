@@ -50,6 +50,7 @@ impl RunReport {
             backups: backup.taken,
             backups_reused: backup.reused,
             backup_skipped: backup.skipped,
+            files_read: Vec::new(),
         }
     }
 }
@@ -77,6 +78,7 @@ pub(super) fn finished_plan(
         &report.plugin_sha256,
     );
     plan.add_checks(&report.checks);
+    plan.files = report.files_read.clone();
     for c in &report.connections {
         if let Some(warning) = &c.privileges {
             plan.add_privilege_warning(warning.clone());

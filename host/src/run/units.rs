@@ -947,6 +947,7 @@ impl Runner {
         report.messages.extend(messages);
         report.messages_not_kept = not_kept;
         report.lock_warnings.extend(self.take_lock_warnings());
+        merge_files_read(&mut report.files_read, state_files(&mut self.instance));
     }
 
     /// No unit runs any more: messages and checks from now on are the run's.
@@ -973,4 +974,28 @@ impl Runner {
         let state = self.instance.into_state();
         state.database.into_session().close().await;
     }
+}
+
+/// The granted files the instance's plugin read so far.
+pub(super) fn state_files(
+    instance: &mut PluginInstance,
+) -> Vec<crate::capability::files::FileRead> {
+    instance.state().files.files_read()
+}
+
+/// Adds `more` files read to `into`, one entry per name (bytes read summed up to the size),
+/// sorted by name.
+pub(super) fn merge_files_read(
+    into: &mut Vec<crate::capability::files::FileRead>,
+    more: Vec<crate::capability::files::FileRead>,
+) {
+    for file in more {
+        match into.iter_mut().find(|f| f.name == file.name) {
+            Some(known) => {
+                known.bytes_read = known.size.min(known.bytes_read + file.bytes_read);
+            }
+            None => into.push(file),
+        }
+    }
+    into.sort_by(|a, b| a.name.cmp(&b.name));
 }

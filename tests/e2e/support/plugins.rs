@@ -46,6 +46,7 @@ const GUESTS: &[&str] = &[
     "non-transactional",
     "structured-writes",
     "structured-writes-v2",
+    "files-guest",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

@@ -28,6 +28,10 @@ use migrun_types::{BulkWriteKind, Dialect};
 use super::player::ReplayDivergence;
 use super::shape::{Shaped, shape};
 
+/// The most bytes one `file.read` returns, whatever the plugin asks (1 MiB): the host's
+/// cap, which a comparison applies too so that a plugin sees the same chunks.
+pub const FILE_READ_MAX_BYTES: usize = 1 << 20;
+
 /// Rows written to one table, for the comparison.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct TableDiff {
@@ -160,8 +164,30 @@ struct KeyedGroup {
     names: KeyedColumns,
 }
 
+/// A granted file as the recorded run read it: its `open` answer and the bytes read.
+struct RecordedFile {
+    /// The recorded `FileOpened` answer (its number is the recorded run's).
+    size: u64,
+    sha256: String,
+    /// The bytes the recorded run read, from the start (the longest read of the file).
+    bytes: Vec<u8>,
+    /// Whether the recorded run read to the end, so every byte is known.
+    complete: bool,
+}
+
+/// A file the compared plugin opened: its name and how far it has read.
+struct ComparedFile {
+    name: String,
+    at: usize,
+}
+
 /// Answers another plugin version from a journal's recorded reads, collecting its writes.
 pub struct Comparison {
+    /// Granted files the recorded run opened, by name (contract 0.2.0 `files`).
+    files: HashMap<String, RecordedFile>,
+    /// The files the compared plugin has open, by the number it was given.
+    open_files: HashMap<u64, ComparedFile>,
+    next_file: u64,
     reads: HashMap<String, VecDeque<CallResult>>,
     cursors: HashMap<String, VecDeque<u64>>,
     cursor_rows: HashMap<u64, VecDeque<Vec<Value>>>,
@@ -229,6 +255,9 @@ impl Comparison {
     /// reads in any order); verify mode streams instead.
     pub fn load(mut reader: JournalReader, header: &Header) -> Result<Comparison, JournalError> {
         let mut cmp = Comparison {
+            files: HashMap::new(),
+            open_files: HashMap::new(),
+            next_file: 1,
             reads: HashMap::new(),
             cursors: HashMap::new(),
             cursor_rows: HashMap::new(),
@@ -249,6 +278,8 @@ impl Comparison {
             config: None,
             skipped: Default::default(),
         };
+        // Each recorded open file (by lane and number): its name and the bytes read from it.
+        let mut recorded_files: HashMap<(u16, u64), (String, Vec<u8>, bool)> = HashMap::new();
         while let Some((_, entry)) = reader.next_entry()? {
             // A `--jobs` run's lanes number their cursors each on their own: the recorded
             // ids are told apart by lane (the compared plugin gets ids of its own anyway).
@@ -305,12 +336,116 @@ impl Comparison {
                             .or_default()
                             .push_back(result);
                     }
+                    HostCall::FileOpen { name } => match result {
+                        CallResult::FileOpened { file, size, sha256 } => {
+                            recorded_files.insert((lane, file), (name.clone(), Vec::new(), false));
+                            cmp.files.entry(name.clone()).or_insert(RecordedFile {
+                                size,
+                                sha256,
+                                bytes: Vec::new(),
+                                complete: false,
+                            });
+                        }
+                        // A refused open is answered as it was recorded.
+                        other => cmp.reads.entry(key(&call)).or_default().push_back(other),
+                    },
+                    HostCall::FileRead { file, .. } => {
+                        if let (
+                            Some((_, bytes, complete)),
+                            CallResult::FileChunk { bytes: chunk },
+                        ) = (recorded_files.get_mut(&(lane, *file)), result)
+                        {
+                            *complete |= chunk.is_empty();
+                            bytes.extend_from_slice(&chunk);
+                        }
+                    }
+                    HostCall::FileList { .. } => {
+                        cmp.reads.entry(key(&call)).or_default().push_back(result);
+                    }
                     _ => {}
                 },
                 _ => {}
             }
         }
+        // A file opened several times: the open that read furthest knows the most bytes.
+        for (name, bytes, complete) in recorded_files.into_values() {
+            if let Some(file) = cmp.files.get_mut(&name)
+                && (bytes.len() > file.bytes.len() || (complete && !file.complete))
+            {
+                file.complete = complete || bytes.len() as u64 == file.size;
+                file.bytes = bytes;
+            }
+        }
         Ok(cmp)
+    }
+
+    /// A granted file's call of the compared plugin, answered from what the recorded run
+    /// read: the same bytes, in chunks of the size now asked for. A file (or a part of
+    /// one) the recorded run never read stops the comparison, naming it.
+    fn answer_file(&mut self, call: &HostCall) -> Result<CallResult, TapeError> {
+        let not_recorded = |why: String| {
+            TapeError::Divergence(ReplayDivergence::NotRecorded {
+                call: format!("{} ({why})", call.summary()),
+            })
+        };
+        match call {
+            HostCall::FileOpen { name } => {
+                if let Some(file) = self.files.get(name) {
+                    let id = self.next_file;
+                    self.next_file += 1;
+                    self.open_files.insert(
+                        id,
+                        ComparedFile {
+                            name: name.clone(),
+                            at: 0,
+                        },
+                    );
+                    return Ok(CallResult::FileOpened {
+                        file: id,
+                        size: file.size,
+                        sha256: file.sha256.clone(),
+                    });
+                }
+                self.reads
+                    .get(&key(call))
+                    .and_then(|q| q.front().cloned())
+                    .ok_or_else(|| {
+                        not_recorded(format!(
+                            "the recorded run never opened `{name}`, so the journal does not hold it"
+                        ))
+                    })
+            }
+            HostCall::FileRead { file, max_bytes } => {
+                let Some(open) = self.open_files.get_mut(file) else {
+                    return Err(not_recorded("no such open file".into()));
+                };
+                let recorded = &self.files[&open.name];
+                let want = (*max_bytes as usize).min(FILE_READ_MAX_BYTES);
+                let end = open.at.saturating_add(want);
+                if end > recorded.bytes.len() && !recorded.complete {
+                    return Err(not_recorded(format!(
+                        "the recorded run read only the first {} of the {} bytes of `{}`",
+                        recorded.bytes.len(),
+                        recorded.size,
+                        open.name
+                    )));
+                }
+                let end = end.min(recorded.bytes.len());
+                let bytes = recorded.bytes[open.at..end].to_vec();
+                open.at = end;
+                Ok(CallResult::FileChunk { bytes })
+            }
+            HostCall::FileClose { file } => {
+                self.open_files.remove(file);
+                Ok(CallResult::Unit)
+            }
+            HostCall::FileList { dir } => self
+                .reads
+                .get(&key(call))
+                .and_then(|q| q.front().cloned())
+                .ok_or_else(|| not_recorded(format!("the recorded run never listed `{dir}`"))),
+            _ => unreachable!("only file calls"),
+        }
     }
 
     /// Answers one call of the compared plugin.
@@ -405,6 +540,10 @@ impl Comparison {
                     }
                 }
             }
+            HostCall::FileOpen { .. }
+            | HostCall::FileRead { .. }
+            | HostCall::FileClose { .. }
+            | HostCall::FileList { .. } => self.answer_file(call),
             HostCall::Log { .. }
             | HostCall::Progress { .. }
             | HostCall::Check { .. }
@@ -798,6 +937,129 @@ fn statement_diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use migrun_journal::{FORMAT, Header, JournalWriter, SandboxSeeds};
+
+    /// A journal of a run that read `big` (10 bytes) only up to byte 8, `small` to its
+    /// end in one chunk, and was refused `../x`.
+    fn recorded_files(dir: &std::path::Path) -> Comparison {
+        let path = dir.join("files.journal");
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&Entry::Header(Header {
+            format: FORMAT.to_owned(),
+            migrun_version: "test".into(),
+            contract_version: "0.2.0".into(),
+            plugin_sha256: "00".repeat(32),
+            plugin_name: "p".into(),
+            plugin_version: "1".into(),
+            run_id: "run-1".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            dry_run: false,
+            only: None,
+            shard: None,
+            jobs: None,
+            seeds: SandboxSeeds {
+                clock_start_unix_nanos: 0,
+                random_seed: 1,
+            },
+            connections: Vec::new(),
+            limits: migrun_config::Limits::default(),
+            files_dir: Some("mappings".into()),
+        }))
+        .unwrap();
+        let call = |call, result| Entry::Call { call, result };
+        let open = |name: &str| HostCall::FileOpen { name: name.into() };
+        let read = |file, max_bytes| HostCall::FileRead { file, max_bytes };
+        let chunk = |bytes: &[u8]| CallResult::FileChunk {
+            bytes: bytes.to_vec(),
+        };
+        for entry in [
+            call(
+                open("big"),
+                CallResult::FileOpened {
+                    file: 1,
+                    size: 10,
+                    sha256: "b".repeat(64),
+                },
+            ),
+            call(read(1, 4), chunk(b"0123")),
+            call(read(1, 4), chunk(b"4567")),
+            call(
+                open("small"),
+                CallResult::FileOpened {
+                    file: 2,
+                    size: 3,
+                    sha256: "s".repeat(64),
+                },
+            ),
+            call(read(2, 100), chunk(b"abc")),
+            call(read(2, 100), chunk(b"")),
+            call(
+                open("../x"),
+                CallResult::FileError {
+                    error_kind: "escape".into(),
+                    message: "refused".into(),
+                },
+            ),
+        ] {
+            w.append(&entry).unwrap();
+        }
+        w.finish().unwrap();
+        let (reader, header) = JournalReader::open(&path).unwrap();
+        Comparison::load(reader, &header).unwrap()
+    }
+
+    /// `file.read` on the comparison: the bytes, or the error's message.
+    fn read(cmp: &mut Comparison, file: u64, max_bytes: u32) -> Result<Vec<u8>, String> {
+        match cmp.answer(&HostCall::FileRead { file, max_bytes }) {
+            Ok(CallResult::FileChunk { bytes }) => Ok(bytes),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `files.open` on the comparison: the file's number and size.
+    fn open(cmp: &mut Comparison, name: &str) -> (u64, u64) {
+        match cmp.answer(&HostCall::FileOpen { name: name.into() }) {
+            Ok(CallResult::FileOpened { file, size, .. }) => (file, size),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn granted_files_are_served_from_the_recorded_bytes_in_any_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmp = recorded_files(dir.path());
+        let (small, size) = open(&mut cmp, "small");
+        assert_eq!(size, 3);
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"ab");
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"c");
+        assert_eq!(read(&mut cmp, small, 2).unwrap(), b"");
+
+        // Only what the recording read of `big` can be served.
+        let (big, _) = open(&mut cmp, "big");
+        assert_eq!(read(&mut cmp, big, 8).unwrap(), b"01234567");
+        let beyond = read(&mut cmp, big, 1).unwrap_err();
+        assert!(
+            beyond.contains("the recorded run read only the first 8 of the 10 bytes of `big`"),
+            "{beyond}"
+        );
+
+        // A refusal is answered as recorded; a file never opened stops the comparison.
+        assert!(matches!(
+            cmp.answer(&HostCall::FileOpen { name: "../x".into() }),
+            Ok(CallResult::FileError { error_kind, .. }) if error_kind == "escape"
+        ));
+        let never = cmp
+            .answer(&HostCall::FileOpen {
+                name: "other.toml".into(),
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            never.contains("the recorded run never opened `other.toml`"),
+            "{never}"
+        );
+    }
 
     #[test]
     fn written_table_reads_the_statement_head() {

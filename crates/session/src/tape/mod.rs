@@ -21,7 +21,8 @@ mod player;
 mod shape;
 
 pub use comparison::{
-    ChangedExecution, ChangedRow, Comparison, Execution, StatementDiff, TableDiff, WriteDiff,
+    ChangedExecution, ChangedRow, Comparison, Execution, FILE_READ_MAX_BYTES, StatementDiff,
+    TableDiff, WriteDiff,
 };
 pub use player::{Player, ReplayDivergence};
 

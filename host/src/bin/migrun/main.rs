@@ -272,6 +272,10 @@ struct RunArgs {
     /// Where backups are written (overrides [backup] dir; default migrun-backups).
     #[arg(long)]
     backup_dir: Option<PathBuf>,
+    /// Grant the plugin read-only access to the files in this directory (contract 0.2.0
+    /// `files`; overrides [files] dir). Every file read is journaled and listed in the plan.
+    #[arg(long, value_name = "DIR")]
+    files: Option<PathBuf>,
     /// Take no backup before the run (the operator's explicit choice; plugins may still take theirs).
     #[arg(long)]
     no_backup: bool,
@@ -594,6 +598,9 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     }
     if let Some(dir) = args.journal_dir {
         config.journal_dir = dir;
+    }
+    if let Some(dir) = args.files {
+        config.files_dir = Some(dir);
     }
     let backup_dir_flag = args.backup_dir.is_some();
     if let Some(dir) = args.backup_dir {

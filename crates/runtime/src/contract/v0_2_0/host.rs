@@ -13,10 +13,13 @@
 
 use wasmtime::component::{HasData, Linker, Resource};
 
-use super::{backup, checkpoint, checks, database, log, rows_to_wit, types, values_from_wit};
+use super::{
+    backup, checkpoint, checks, database, files, log, rows_to_wit, types, values_from_wit,
+};
 use crate::capability::backup::BackupCtx;
 use crate::capability::checks::ChecksCtx;
 use crate::capability::database::{ConnectionResource, CursorResource, DatabaseCtx, HostRows};
+use crate::capability::files::{FileResource, FilesCtx};
 use crate::capability::log::LogCtx;
 use crate::contract::v0_1_1;
 use migrun_types::BulkWriteKind;
@@ -31,6 +34,8 @@ pub struct ContextAccessors<T> {
     pub checks: fn(&mut T) -> &mut ChecksCtx,
     /// The backup context.
     pub backup: fn(&mut T) -> &mut BackupCtx,
+    /// The files context.
+    pub files: fn(&mut T) -> &mut FilesCtx,
 }
 
 struct Database;
@@ -49,6 +54,10 @@ struct Backup;
 impl HasData for Backup {
     type Data<'a> = &'a mut BackupCtx;
 }
+struct Files;
+impl HasData for Files {
+    type Data<'a> = &'a mut FilesCtx;
+}
 
 /// Adds every 0.2.0 interface to `linker` (the 0.2.x line's linker; WASI is added by the runtime).
 pub fn add_to_linker<T: Send + 'static>(
@@ -60,7 +69,8 @@ pub fn add_to_linker<T: Send + 'static>(
     checkpoint::add_to_linker::<T, Database>(linker, contexts.database)?;
     log::add_to_linker::<T, Log>(linker, contexts.log)?;
     checks::add_to_linker::<T, Checks>(linker, contexts.checks)?;
-    backup::add_to_linker::<T, Backup>(linker, contexts.backup)
+    backup::add_to_linker::<T, Backup>(linker, contexts.backup)?;
+    files::add_to_linker::<T, Files>(linker, contexts.files)
 }
 
 type DbResult<T> = wasmtime::Result<Result<T, types::DbError>>;
@@ -336,5 +346,42 @@ impl backup::Host for BackupCtx {
             .await?
             .map(Into::into)
             .map_err(Into::into))
+    }
+}
+
+type FileResult<T> = wasmtime::Result<Result<T, files::FileError>>;
+
+impl files::Host for FilesCtx {
+    async fn open(&mut self, name: String) -> FileResult<Resource<FileResource>> {
+        Ok(self.plugin_open(name).await?.map_err(Into::into))
+    }
+
+    async fn list(&mut self, dir: String) -> FileResult<Vec<String>> {
+        Ok(self.plugin_list(dir).await?.map_err(Into::into))
+    }
+}
+
+impl files::HostFile for FilesCtx {
+    async fn name(&mut self, file: Resource<FileResource>) -> wasmtime::Result<String> {
+        self.plugin_file(&file, |f| f.name().to_owned())
+    }
+
+    async fn size(&mut self, file: Resource<FileResource>) -> wasmtime::Result<u64> {
+        self.plugin_file(&file, FileResource::size)
+    }
+
+    async fn sha256(&mut self, file: Resource<FileResource>) -> wasmtime::Result<String> {
+        self.plugin_file(&file, |f| f.sha256().to_owned())
+    }
+
+    async fn read(&mut self, file: Resource<FileResource>, max_bytes: u32) -> FileResult<Vec<u8>> {
+        Ok(self
+            .plugin_read(&file, max_bytes)
+            .await?
+            .map_err(Into::into))
+    }
+
+    async fn drop(&mut self, file: Resource<FileResource>) -> wasmtime::Result<()> {
+        self.plugin_close(file).await
     }
 }

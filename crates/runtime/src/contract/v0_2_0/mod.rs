@@ -29,16 +29,18 @@ mod bindings {
         with: {
             "migrun:plugin/database.connection": crate::capability::database::ConnectionResource,
             "migrun:plugin/database.cursor": crate::capability::database::CursorResource,
+            "migrun:plugin/files.file": crate::capability::files::FileResource,
         },
     });
 }
 
 pub use bindings::Migration;
-pub use bindings::migrun::plugin::{backup, checkpoint, checks, database, log, types};
+pub use bindings::migrun::plugin::{backup, checkpoint, checks, database, files, log, types};
 
 use bindings::exports::migrun::plugin::plugin as exports;
 
 use crate::capability::backup::PluginBackupError;
+use crate::capability::files::PluginFileError;
 use crate::contract::v0_1_1;
 use crate::contract::{ConfigKey, ConnectionNeed, PluginError, PluginInfo, UnitInfo};
 use crate::observer::Level;
@@ -318,6 +320,20 @@ impl From<PluginBackupError> for backup::BackupError {
             H::NotFound(m) => E::NotFound(m),
             H::Corrupt(m) => E::Corrupt(m),
             H::Disabled(m) => E::Disabled(m),
+        }
+    }
+}
+
+// ---- files: errors ----
+
+impl From<PluginFileError> for files::FileError {
+    fn from(e: PluginFileError) -> Self {
+        match e {
+            PluginFileError::NotGranted(m) => files::FileError::NotGranted(m),
+            PluginFileError::NotFound(m) => files::FileError::NotFound(m),
+            PluginFileError::Escape(m) => files::FileError::Escape(m),
+            PluginFileError::InvalidName(m) => files::FileError::InvalidName(m),
+            PluginFileError::Io(m) => files::FileError::Io(m),
         }
     }
 }

@@ -328,6 +328,14 @@ pub fn journal_stats_text(s: &migrun::journal::stats::JournalStats) -> String {
     if !s.skipped_units.is_empty() {
         let _ = writeln!(out, "skipped    {}", printable(&s.skipped_units.join(", ")));
     }
+    if !s.files_read.is_empty() {
+        let files: Vec<String> = s
+            .files_read
+            .iter()
+            .map(|(name, bytes)| format!("{} ({bytes} bytes read)", printable(name)))
+            .collect();
+        let _ = writeln!(out, "files      {}", files.join(", "));
+    }
     let calls: Vec<String> = s.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         out,

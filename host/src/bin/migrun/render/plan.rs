@@ -30,6 +30,27 @@ pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
     if !plan.read_only.is_empty() {
         let _ = writeln!(out, "read-only, not written: {}", plan.read_only.join(", "));
     }
+    if !plan.files.is_empty() {
+        let _ = writeln!(
+            out,
+            "files read ({}, from the granted directory)",
+            plan.files.len()
+        );
+        for f in &plan.files {
+            let read = if f.bytes_read >= f.size {
+                String::new()
+            } else {
+                format!(", {} bytes read", thousands(f.bytes_read))
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {} bytes{read}  sha256 {}",
+                printable(&f.name),
+                thousands(f.size),
+                f.sha256
+            );
+        }
+    }
     for w in &plan.privileges {
         let _ = writeln!(
             out,
