@@ -23,6 +23,7 @@
 //!   [`Time`], [`Timestamp`], [`Timestamptz`], with [`params!`] (`value.rs`).
 //! - [`Row`], [`Rows`], [`Column`] (`row.rs`), decoded by a small serde
 //!   deserializer (`de.rs`); [`to_values`] serializes the other way (`ser.rs`).
+//! - [`files`]: the files of the directory the operator grants (`[files] dir`), read-only.
 //! - [`log`]: [`info!`], [`warn!`], [`debug!`], [`error!`], [`trace!`],
 //!   [`progress`] and [`check`].
 //! - [`Backfill`], [`Batch`] and [`checkpoint`] (`backfill.rs`): batched,
@@ -128,6 +129,7 @@ mod db;
 mod de;
 mod error;
 mod export;
+pub mod files;
 pub mod log;
 mod plugin;
 mod row;

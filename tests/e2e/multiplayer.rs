@@ -944,3 +944,104 @@ fn fixture_holds_the_scenario() {
             .all(|e| ![DELETED_SLUG, ORPHAN_SLUG, SUSPENDED_SLUG].contains(&e.slug.as_str()))
     );
 }
+
+/// The access rules the seed does not state are the operator's to review (issue 19 item 6,
+/// issue 24 item 2): a file in the granted directory, named by `access_rules`, replaces the
+/// built-in ones. The team engine's member holds `archive` with `{delete}` (write by the
+/// built-in rules) and its `reviewers` role `team.gamma` with `{read}` and the grant option
+/// (owner by the built-in rules); rules where `delete` alone reads and the grant option does
+/// not own make both read. The verifier checks parity under the same rules, the file is
+/// journaled, and the journal replays with the file gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
+    let Some(s) = Setup::new().await else {
+        return;
+    };
+    let levels = |url: String| async move {
+        rows(
+            &url,
+            "SELECT tree_path::text, access::text FROM core.tree_access \
+             WHERE tree_path::text IN ('archive', 'team.gamma') ORDER BY 1, 2",
+        )
+        .await
+    };
+    let built_in = s.migrun(&["--json"]);
+    built_in.expect_code(0);
+    let before = levels(s.target.url.clone()).await;
+    assert!(
+        before.contains(&vec!["archive".to_owned(), "2".to_owned()])
+            && before.contains(&vec!["team.gamma".to_owned(), "3".to_owned()]),
+        "the built-in rules: {before:?}"
+    );
+
+    let Some(reviewed) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path().join("mappings")).unwrap();
+    std::fs::write(
+        ws.path().join("mappings/access-rules.txt"),
+        "# reviewed by the team\nwrite_actions = create, update   # delete alone reads\nwith_grant_option = by-actions\n",
+    )
+    .unwrap();
+    ws.config(&format!(
+        "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
+         [files]\ndir = \"mappings\"\n\n\
+         [config]\nbatch_size = 64\naccess_rules = \"access-rules.txt\"\n",
+        s.accounts.ro_url, s.shard.ro_url, reviewed.url
+    ));
+    let out = ws.migrun(&[s.plugin.as_str(), "--json"]);
+    out.expect_code(0);
+    assert!(
+        out.all()
+            .contains("access rules from the granted file access-rules.txt"),
+        "{}",
+        out.all()
+    );
+    let report = out.json();
+    assert_all_checks_pass(&report);
+    let after = levels(reviewed.url.clone()).await;
+    assert!(!after.is_empty(), "the paths are still granted");
+    assert!(
+        after.iter().all(|r| r[1] == "1"),
+        "the reviewed rules make both grants read: {after:?}"
+    );
+
+    // The file was journaled: the run replays with the granted directory gone.
+    std::fs::remove_dir_all(ws.path().join("mappings")).unwrap();
+    let journal = ws
+        .path()
+        .join(report["journal"]["path"].as_str().expect("journal path"));
+    ws.migrun(&["replay", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("verified: ");
+
+    // A file that is not valid rules stops the run before any unit, naming the line.
+    let Some(third) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let bad = Workspace::new();
+    std::fs::create_dir_all(bad.path().join("mappings")).unwrap();
+    std::fs::write(
+        bad.path().join("mappings/access-rules.txt"),
+        "colour = blue\n",
+    )
+    .unwrap();
+    bad.config(&format!(
+        "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
+         [files]\ndir = \"mappings\"\n\n\
+         [config]\naccess_rules = \"access-rules.txt\"\n",
+        s.accounts.ro_url, s.shard.ro_url, third.url
+    ));
+    let refused = bad.migrun(&[s.plugin.as_str()]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.all().contains("line 1: unknown key `colour`"),
+        "{}",
+        refused.all()
+    );
+}

@@ -40,7 +40,7 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
     }
 
     let embedding = source::embedding_type(&shard, slug)?;
-    let input = source::engine_input(&accounts, &shard, &engine)?;
+    let input = source::engine_input(&accounts, &shard, &engine, &etl.rules)?;
     let plan = plan_space(&input).map_err(Error::Failed)?;
     for w in &plan.warnings {
         warn!(engine = slug; "{w}");

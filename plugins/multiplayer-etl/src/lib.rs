@@ -143,6 +143,8 @@ enum Mode {
 pub struct Etl {
     mode: Mode,
     batch_size: u32,
+    /// The access rules: built in, or read from the granted file `access_rules` names.
+    rules: mapping::AccessRules,
 }
 
 impl Plugin for Etl {
@@ -192,6 +194,12 @@ impl Plugin for Etl {
             .config_key(
                 ConfigKey::new("batch_size", "memories per cursor fetch and per COPY").default("500"),
             )
+            .config_key(ConfigKey::new(
+                "access_rules",
+                "a reviewed file of access rules in the directory the operator grants ([files] dir): \
+                 which old grant actions write, what with_grant_option means, which org roles \
+                 administer a space (docs: mapping::AccessRules); empty: the built-in rules",
+            ))
     }
 
     fn configure(config: &Config) -> Result<Self> {
@@ -205,7 +213,28 @@ impl Plugin for Etl {
             (1..=MAX_BATCH).contains(&batch_size),
             "config key `batch_size` must be between 1 and {MAX_BATCH}, got {batch_size}"
         );
-        Ok(Etl { mode, batch_size })
+        let rules = match config.get_or("access_rules", "") {
+            "" => mapping::AccessRules::default(),
+            name => {
+                let mut file = migrun_sdk::files::File::open(name)?;
+                let sha256 = file.sha256().to_owned();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut file, &mut text).map_err(|e| {
+                    migrun_sdk::Error::failed(format!("access rules `{name}`: {e}"))
+                })?;
+                let rules = mapping::AccessRules::parse(&text).map_err(|e| {
+                    migrun_sdk::Error::failed(format!("access rules `{name}`: {e}"))
+                })?;
+                migrun_sdk::info!(file = name, sha256 = sha256, rules = rules.describe();
+                    "access rules from the granted file {name}");
+                rules
+            }
+        };
+        Ok(Etl {
+            mode,
+            batch_size,
+            rules,
+        })
     }
 
     fn units(&self) -> Result<Vec<Unit>> {
@@ -276,8 +305,8 @@ impl Plugin for Etl {
 
     fn verify(&mut self) -> Result<()> {
         match self.mode {
-            Mode::Survey => survey::run(),
-            Mode::Migrate => verify::run(),
+            Mode::Survey => survey::run(&self.rules),
+            Mode::Migrate => verify::run(&self.rules),
         }
     }
 }

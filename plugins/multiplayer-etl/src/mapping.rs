@@ -4,7 +4,7 @@
 //! Everything here is plain data in, plain data out, so `cargo test -p
 //! multiplayer-etl` checks the rules on the host target without a database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A `tree_access` level of the new model.
@@ -68,6 +68,136 @@ pub fn map_actions<S: AsRef<str>>(actions: &[S], with_grant_option: bool) -> Lev
         Level::Write
     } else {
         Level::Read
+    }
+}
+
+/// The access rules the ETL applies, reviewable by the team: which old grant actions
+/// write, what `with_grant_option` means, which org roles administer a space.
+///
+/// The defaults are the seed's plan (§4.3) as this plugin reads it; where the seed does
+/// not state a rule, the default is this plugin's choice, and an operator who wants
+/// another one grants a file (`[files] dir` in `migrun.toml`) and names it in config key
+/// `access_rules`. The file holds `key = value` lines (`#` starts a comment):
+///
+/// ```text
+/// write_actions = create, update, delete   # any of these widens a grant to write
+/// with_grant_option = owner                # `owner`, or `by-actions` (the actions decide)
+/// admin_roles = owner, admin               # org roles that become owner@root
+/// ```
+///
+/// A key left out keeps its default; an unknown key or value is an error naming the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRules {
+    /// Old actions any of which maps a grant to write.
+    pub write_actions: BTreeSet<String>,
+    /// Whether `with_grant_option` makes the grant owner (else the actions decide).
+    pub grant_option_owns: bool,
+    /// Org roles whose members become the space's admins (`owner@root`).
+    pub admin_roles: BTreeSet<String>,
+}
+
+impl Default for AccessRules {
+    fn default() -> Self {
+        AccessRules {
+            write_actions: WRITE_ACTIONS.iter().map(|a| a.to_string()).collect(),
+            grant_option_owns: true,
+            admin_roles: ["owner", "admin"].iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+impl AccessRules {
+    /// The rules of a reviewed file's text (see the type's docs), defaults for keys left out.
+    pub fn parse(text: &str) -> Result<AccessRules, String> {
+        let mut rules = AccessRules::default();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!(
+                    "line {}: expected `key = value`, got {line:?}",
+                    number + 1
+                ));
+            };
+            let list = || -> BTreeSet<String> {
+                value
+                    .split(',')
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            };
+            match key.trim() {
+                "write_actions" => {
+                    let actions = list();
+                    if let Some(unknown) = actions
+                        .iter()
+                        .find(|a| !["read", "create", "update", "delete"].contains(&a.as_str()))
+                    {
+                        return Err(format!(
+                            "line {}: `{unknown}` is not an old grant action (read, create, update, delete)",
+                            number + 1
+                        ));
+                    }
+                    rules.write_actions = actions;
+                }
+                "with_grant_option" => {
+                    rules.grant_option_owns = match value.trim() {
+                        "owner" => true,
+                        "by-actions" => false,
+                        other => {
+                            return Err(format!(
+                                "line {}: with_grant_option is `owner` or `by-actions`, got {other:?}",
+                                number + 1
+                            ));
+                        }
+                    }
+                }
+                "admin_roles" => rules.admin_roles = list(),
+                other => {
+                    return Err(format!(
+                        "line {}: unknown key `{other}` (write_actions, with_grant_option, admin_roles)",
+                        number + 1
+                    ));
+                }
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The level of an old grant under these rules (see [`map_actions`] for the defaults).
+    pub fn level<S: AsRef<str>>(&self, actions: &[S], with_grant_option: bool) -> Level {
+        if with_grant_option && self.grant_option_owns {
+            Level::Owner
+        } else if actions
+            .iter()
+            .any(|a| self.write_actions.contains(a.as_ref()))
+        {
+            Level::Write
+        } else {
+            Level::Read
+        }
+    }
+
+    /// Whether members of this org role administer the space.
+    pub fn is_admin(&self, role: &str) -> bool {
+        self.admin_roles.contains(role)
+    }
+
+    /// One line saying what the rules are, for the log.
+    pub fn describe(&self) -> String {
+        let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+        format!(
+            "write_actions = {}; with_grant_option = {}; admin_roles = {}",
+            join(&self.write_actions),
+            if self.grant_option_owns {
+                "owner"
+            } else {
+                "by-actions"
+            },
+            join(&self.admin_roles)
+        )
     }
 }
 
@@ -410,5 +540,55 @@ mod tests {
         assert_eq!(choose_owner(&members, |id| id != "b"), Some("c"));
         assert_eq!(choose_owner(&members, |id| id == "a"), Some("a"));
         assert_eq!(choose_owner(&members, |_| false), None);
+    }
+
+    #[test]
+    fn access_rules_default_to_the_built_in_choices_and_parse_a_reviewed_file() {
+        let defaults = AccessRules::default();
+        for (actions, wgo) in [
+            (vec!["read"], false),
+            (vec!["delete"], false),
+            (vec!["read"], true),
+        ] {
+            assert_eq!(defaults.level(&actions, wgo), map_actions(&actions, wgo));
+        }
+        assert!(
+            defaults.is_admin("admin")
+                && defaults.is_admin("owner")
+                && !defaults.is_admin("member")
+        );
+
+        let reviewed = AccessRules::parse(
+            "# reviewed by the team\nwrite_actions = create, update   # delete alone reads\n\
+             with_grant_option = by-actions\nadmin_roles = owner\n",
+        )
+        .unwrap();
+        assert_eq!(reviewed.level(&["delete"], false), Level::Read);
+        assert_eq!(
+            reviewed.level(&["read"], true),
+            Level::Read,
+            "the actions decide"
+        );
+        assert_eq!(reviewed.level(&["update"], true), Level::Write);
+        assert!(!reviewed.is_admin("admin"));
+        assert_eq!(
+            AccessRules::parse("admin_roles = owner")
+                .unwrap()
+                .write_actions,
+            defaults.write_actions,
+            "a key left out keeps its default"
+        );
+        assert!(
+            AccessRules::parse("colour = blue")
+                .unwrap_err()
+                .contains("line 1: unknown key `colour`")
+        );
+        assert!(
+            AccessRules::parse("\nwrite_actions = erase")
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(AccessRules::parse("with_grant_option = maybe").is_err());
+        assert!(AccessRules::parse("just words").is_err());
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::mapping::{
-    GrantSet, Level, Member, ROOT, agent_home_path, agent_names, choose_owner, clamp, home_path,
-    map_actions, org_role_is_admin, principal_name,
+    AccessRules, GrantSet, Level, Member, ROOT, agent_home_path, agent_names, choose_owner, clamp,
+    home_path, principal_name,
 };
 
 /// `accounts.engine`, as the plan needs it.
@@ -122,6 +122,8 @@ pub struct EngineInput {
     pub identities: BTreeSet<String>,
     /// Service user names the same agent owner gets from its other engines (see [`agent_names`]).
     pub owner_agents_elsewhere: Vec<String>,
+    /// The access rules applied (the built-in ones unless the operator granted a file).
+    pub rules: AccessRules,
 }
 
 /// What a principal is in the new model.
@@ -324,7 +326,7 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
             ));
             continue;
         }
-        let admin = org_role_is_admin(&m.role);
+        let admin = input.rules.is_admin(&m.role);
         roster.push((m.identity_id.clone(), admin));
         grant(
             &mut grants,
@@ -363,7 +365,7 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
                 &mut grants,
                 id,
                 &g.tree_path,
-                map_actions(&g.actions, g.with_grant_option),
+                input.rules.level(&g.actions, g.with_grant_option),
             );
         }
     }
@@ -476,7 +478,7 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
         }
         plan.invitations.push(SpaceInvitation {
             email: inv.email.clone(),
-            admin: org_role_is_admin(&inv.role),
+            admin: input.rules.is_admin(&inv.role),
             invited_by: inv.invited_by.clone(),
             expires_at: inv.expires_at.clone(),
             created_at: inv.created_at.clone(),
@@ -589,7 +591,7 @@ pub fn old_rights(input: &EngineInput, plan: &SpacePlan) -> Vec<OldRight> {
         });
     };
     for m in &input.org_members {
-        if org_role_is_admin(&m.role) && rostered(&m.identity_id) {
+        if input.rules.is_admin(&m.role) && rostered(&m.identity_id) {
             add(&m.identity_id, ROOT, Level::Owner);
         }
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use migrun_sdk::{Connection, Result, Value, bail, params};
 use serde::Deserialize;
 
-use crate::mapping::{Member, choose_owner};
+use crate::mapping::{AccessRules, Member, choose_owner};
 use crate::plan::{
     EngineInput, EngineRow, EngineUserRow, InvitationRow, OrgMemberRow, RoleMembershipRow,
     TreeGrantRow, TreeOwnerRow,
@@ -480,6 +480,7 @@ pub fn engine_input(
     accounts: &Connection,
     shard: &Connection,
     engine: &EngineRow,
+    rules: &AccessRules,
 ) -> Result<EngineInput> {
     let schema = space_schema(&engine.slug);
     let identities = identity_ids(accounts)?;
@@ -549,6 +550,7 @@ pub fn engine_input(
             .collect(),
         identities,
         owner_agents_elsewhere,
+        rules: rules.clone(),
     })
 }
 

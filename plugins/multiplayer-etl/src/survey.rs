@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use migrun_sdk::{Connection, Result, check, info, params, warn};
 use serde::Deserialize;
 
-use crate::mapping::{Member, choose_owner, org_role_is_admin};
+use crate::mapping::{AccessRules, Member, choose_owner};
 use crate::source::{self, space_schema};
 
 #[derive(Deserialize)]
@@ -42,7 +42,7 @@ struct ShardCounts {
 }
 
 /// Runs the survey.
-pub fn run() -> Result<()> {
+pub fn run(rules: &AccessRules) -> Result<()> {
     let accounts = Connection::open("accounts")?;
     let shard = Connection::open("shard")?;
 
@@ -257,7 +257,7 @@ pub fn run() -> Result<()> {
                 role: m.role,
             })
             .collect();
-        if !members.iter().any(|m| org_role_is_admin(&m.role))
+        if !members.iter().any(|m| rules.is_admin(&m.role))
             || choose_owner(&members, |_| true).is_none()
         {
             no_admin.push(e.slug.clone());

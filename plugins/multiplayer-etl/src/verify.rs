@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use migrun_sdk::{Connection, Result, Value, check, params};
 use serde::Deserialize;
 
+use crate::mapping::AccessRules;
 use crate::mapping::{GrantSet, Level};
 use crate::plan::{Access, Kind, old_rights, plan_space};
 use crate::source::{self, space_schema, valid_slug};
@@ -19,7 +20,7 @@ fn count(conn: &Connection, sql: &str) -> Result<i64> {
 }
 
 /// Runs every check.
-pub fn run() -> Result<()> {
+pub fn run(rules: &AccessRules) -> Result<()> {
     let accounts = Connection::open("accounts")?;
     let shard = Connection::open("shard")?;
     let target = Connection::open("target")?;
@@ -67,7 +68,7 @@ pub fn run() -> Result<()> {
         );
         members_have_access(&target, &s.id, &s.slug)?;
         match engines.iter().find(|e| e.slug == s.slug) {
-            Some(engine) => parity(&accounts, &shard, &target, engine, &s.id)?,
+            Some(engine) => parity(&accounts, &shard, &target, engine, &s.id, rules)?,
             None => {
                 check(
                     &format!("access parity — {}", s.slug),
@@ -281,9 +282,10 @@ fn parity(
     target: &Connection,
     engine: &crate::plan::EngineRow,
     space_id: &str,
+    rules: &AccessRules,
 ) -> Result<()> {
     let name = format!("access parity with the old model — {}", engine.slug);
-    let input = source::engine_input(accounts, shard, engine)?;
+    let input = source::engine_input(accounts, shard, engine, rules)?;
     let plan = match plan_space(&input) {
         Ok(plan) => plan,
         Err(e) => {
