@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use migrun_sdk::{
     Backfill, Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, bail, check, info,
-    params,
+    params, warn,
 };
 
 use crate::sql::{Rename, column_type, plain_identifier};
@@ -159,8 +159,28 @@ impl ExpandContractRename {
         for statement in rename.drop_triggers() {
             db.execute(&statement, params![])?;
         }
-        db.execute(&rename.drop_old(), params![])?;
-        info!(table = self.table, column = self.old; "dropped the old column");
+        match &self.column_type {
+            None => {
+                for statement in rename.keep_old_under_new_name() {
+                    db.execute(&statement, params![])?;
+                }
+                info!(
+                    table = self.table,
+                    column = self.new;
+                    "dropped the new column's copy and renamed the old column to `{}`: its type, NOT NULL, default, collation, indexes and constraints stay as they were",
+                    self.new
+                );
+            }
+            Some(column_type) => {
+                db.execute(&rename.drop_old(), params![])?;
+                warn!(
+                    table = self.table,
+                    column = self.old,
+                    column_type = column_type;
+                    "dropped the old column; the new column has the configured type and none of the old column's NOT NULL, default, collation, indexes or constraints: recreate those it needs"
+                );
+            }
+        }
         Ok(())
     }
 }
