@@ -14,7 +14,33 @@
 //! 3. `contract`: once both applications use the new column, checks that no
 //!    row's old and new values differ (a `checks` entry either way) and
 //!    refuses, changing nothing, when some do; otherwise drops the triggers
-//!    and the old column.
+//!    and then:
+//!    - a plain rename (no `column_type`): drops the *new* column and renames
+//!      the *old* one to the new name (one `ALTER TABLE` on MariaDB, two
+//!      statements in the unit's transaction on PostgreSQL and SQLite). The
+//!      column that stays is physically the old one, so it keeps its whole
+//!      definition — type, NOT NULL, DEFAULT, collation, CHECKs, the indexes
+//!      and UNIQUE constraints over it, foreign keys from it and to it, its
+//!      place among the columns — and every index and constraint keeps its
+//!      name (a name that mentions the old column, such as
+//!      `accounts_email_key`, is not renamed). Only the catalog changes: no
+//!      table rewrite, no index build, a brief exclusive lock.
+//!    - a type change (`column_type` set): drops the old column; the new
+//!      column has the configured type and **none** of the old column's NOT
+//!      NULL, DEFAULT, collation, indexes or constraints (a warning in the
+//!      log says so): recreate those the new column needs in a migration of
+//!      your own. Seed 002's type change has its own plugin.
+//!
+//! Between `expand` and `contract` the old column's constraints keep acting
+//! on writes through either name: the triggers copy a write of the new
+//! column into the old one, where NOT NULL, UNIQUE, CHECK and foreign keys
+//! apply (PostgreSQL and MariaDB check NOT NULL after their `BEFORE`
+//! triggers). Two limits: on SQLite the triggers run `AFTER` the row is
+//! written, so an insert that leaves a NOT NULL old column without a value
+//! fails there; and when the old column has a DEFAULT, an insert that sets
+//! only the new column gets the old column's default instead of a copy, so
+//! `contract` finds the row differing and refuses (write both columns, or
+//! fix the row, until the old application is gone).
 //!
 //! Run them one at a time with `--only` between deployments; run in one go
 //! (no `--only`) they rename with nobody else writing.
@@ -207,7 +233,7 @@ impl Plugin for ExpandContractRename {
             )
             .unit(
                 "contract",
-                "checks that no row differs, then drops the triggers and the old column",
+                "checks that no row differs, drops the triggers, then keeps the old column (and its constraints) under the new name",
             )
             .config_key(ConfigKey::new("table", "the table").required())
             .config_key(ConfigKey::new("old_column", "the column's current name").required())
@@ -215,7 +241,7 @@ impl Plugin for ExpandContractRename {
             .config_key(
                 ConfigKey::new(
                     "column_type",
-                    "SQL type of the new column (empty: the old column's)",
+                    "SQL type of the new column (empty: the old column's, and contract keeps the old column's constraints; set: they are dropped with it)",
                 )
                 .default(""),
             )
