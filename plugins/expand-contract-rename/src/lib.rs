@@ -24,7 +24,9 @@
 //!      place among the columns — and every index and constraint keeps its
 //!      name (a name that mentions the old column, such as
 //!      `accounts_email_key`, is not renamed). Only the catalog changes: no
-//!      table rewrite, no index build, a brief exclusive lock.
+//!      table rewrite, no index build, a brief exclusive lock. An index or
+//!      constraint added to the *new* column during the transition goes with
+//!      it (SQLite refuses the drop instead): add those to the old column.
 //!    - a type change (`column_type` set): drops the old column; the new
 //!      column has the configured type and **none** of the old column's NOT
 //!      NULL, DEFAULT, collation, indexes or constraints (a warning in the
