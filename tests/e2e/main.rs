@@ -41,6 +41,7 @@ mod output;
 mod own_state;
 mod plan;
 mod privileges;
+mod rename_keeps;
 mod replay;
 mod restore_scope;
 mod resume;

@@ -14,7 +14,35 @@
 //! 3. `contract`: once both applications use the new column, checks that no
 //!    row's old and new values differ (a `checks` entry either way) and
 //!    refuses, changing nothing, when some do; otherwise drops the triggers
-//!    and the old column.
+//!    and then:
+//!    - a plain rename (no `column_type`): drops the *new* column and renames
+//!      the *old* one to the new name (one `ALTER TABLE` on MariaDB, two
+//!      statements in the unit's transaction on PostgreSQL and SQLite). The
+//!      column that stays is physically the old one, so it keeps its whole
+//!      definition — type, NOT NULL, DEFAULT, collation, CHECKs, the indexes
+//!      and UNIQUE constraints over it, foreign keys from it and to it, its
+//!      place among the columns — and every index and constraint keeps its
+//!      name (a name that mentions the old column, such as
+//!      `accounts_email_key`, is not renamed). Only the catalog changes: no
+//!      table rewrite, no index build, a brief exclusive lock. An index or
+//!      constraint added to the *new* column during the transition goes with
+//!      it (SQLite refuses the drop instead): add those to the old column.
+//!    - a type change (`column_type` set): drops the old column; the new
+//!      column has the configured type and **none** of the old column's NOT
+//!      NULL, DEFAULT, collation, indexes or constraints (a warning in the
+//!      log says so): recreate those the new column needs in a migration of
+//!      your own. Seed 002's type change has its own plugin.
+//!
+//! Between `expand` and `contract` the old column's constraints keep acting
+//! on writes through either name: the triggers copy a write of the new
+//! column into the old one, where NOT NULL, UNIQUE, CHECK and foreign keys
+//! apply (PostgreSQL and MariaDB check NOT NULL after their `BEFORE`
+//! triggers). Two limits: on SQLite the triggers run `AFTER` the row is
+//! written, so an insert that leaves a NOT NULL old column without a value
+//! fails there; and when the old column has a DEFAULT, an insert that sets
+//! only the new column gets the old column's default instead of a copy, so
+//! `contract` finds the row differing and refuses (write both columns, or
+//! fix the row, until the old application is gone).
 //!
 //! Run them one at a time with `--only` between deployments; run in one go
 //! (no `--only`) they rename with nobody else writing.
@@ -38,7 +66,7 @@ use std::time::Duration;
 
 use migrun_sdk::{
     Backfill, Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, bail, check, info,
-    params,
+    params, warn,
 };
 
 use crate::sql::{Rename, column_type, plain_identifier};
@@ -159,8 +187,28 @@ impl ExpandContractRename {
         for statement in rename.drop_triggers() {
             db.execute(&statement, params![])?;
         }
-        db.execute(&rename.drop_old(), params![])?;
-        info!(table = self.table, column = self.old; "dropped the old column");
+        match &self.column_type {
+            None => {
+                for statement in rename.keep_old_under_new_name() {
+                    db.execute(&statement, params![])?;
+                }
+                info!(
+                    table = self.table,
+                    column = self.new;
+                    "dropped the new column's copy and renamed the old column to `{}`: its type, NOT NULL, default, collation, indexes and constraints stay as they were",
+                    self.new
+                );
+            }
+            Some(column_type) => {
+                db.execute(&rename.drop_old(), params![])?;
+                warn!(
+                    table = self.table,
+                    column = self.old,
+                    column_type = column_type;
+                    "dropped the old column; the new column has the configured type and none of the old column's NOT NULL, default, collation, indexes or constraints: recreate those it needs"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -187,7 +235,7 @@ impl Plugin for ExpandContractRename {
             )
             .unit(
                 "contract",
-                "checks that no row differs, then drops the triggers and the old column",
+                "checks that no row differs, drops the triggers, then keeps the old column (and its constraints) under the new name",
             )
             .config_key(ConfigKey::new("table", "the table").required())
             .config_key(ConfigKey::new("old_column", "the column's current name").required())
@@ -195,7 +243,7 @@ impl Plugin for ExpandContractRename {
             .config_key(
                 ConfigKey::new(
                     "column_type",
-                    "SQL type of the new column (empty: the old column's)",
+                    "SQL type of the new column (empty: the old column's, and contract keeps the old column's constraints; set: they are dropped with it)",
                 )
                 .default(""),
             )

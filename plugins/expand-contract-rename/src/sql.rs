@@ -167,6 +167,33 @@ impl Rename {
         )
     }
 
+    /// The statements that finish a plain rename (the new column has the old one's type):
+    /// drop the new column, then give the old column the new name. The column that stays is
+    /// physically the old one, so its whole definition survives as it was — type,
+    /// NOT NULL, DEFAULT, collation, CHECKs, the indexes and UNIQUE constraints that cover
+    /// it, foreign keys from it and to it — and its values are the ones `contract` just
+    /// compared equal to the new column's. Both steps change only the catalog (no table
+    /// rewrite); each dialect keeps them atomic:
+    ///
+    /// - MariaDB: one `ALTER TABLE … DROP COLUMN new, RENAME COLUMN old TO new` (10.5+),
+    ///   since its DDL commits on its own and a crash between two statements would leave
+    ///   the table with neither name complete.
+    /// - PostgreSQL and SQLite: two statements in the unit's transaction (both have
+    ///   transactional DDL; SQLite needs 3.35 for `DROP COLUMN`). SQLite rewrites the
+    ///   indexes, foreign keys and CHECKs that name the column on `RENAME COLUMN`.
+    pub fn keep_old_under_new_name(&self) -> Vec<String> {
+        let (t, o, n) = (self.q(&self.table), self.q(&self.old), self.q(&self.new));
+        match self.dialect {
+            Dialect::MySql => vec![format!(
+                "ALTER TABLE {t} DROP COLUMN {n}, RENAME COLUMN {o} TO {n}"
+            )],
+            _ => vec![
+                format!("ALTER TABLE {t} DROP COLUMN {n}"),
+                format!("ALTER TABLE {t} RENAME COLUMN {o} TO {n}"),
+            ],
+        }
+    }
+
     /// The backfill of one key range: copies old into new where they differ.
     pub fn copy_range(&self, range: &str) -> String {
         format!(
