@@ -46,6 +46,8 @@ const GUESTS: &[&str] = &[
     "non-transactional",
     "structured-writes",
     "structured-writes-v2",
+    "price-to-cents",
+    "price-to-cents-v2",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.
