@@ -23,7 +23,9 @@
 //! 3. `verify` (after the units): re-reads every row and checks that the cents are this
 //!    build's conversion of the text, or NULL where the text is not a price (or NULL),
 //!    with the counts in the check's detail: `20 rows: 15 converted, 4 unconvertible
-//!    (NULL), 1 without a price; 0 differ`.
+//!    (NULL), 1 without a price, 0 not converted yet; 0 differ`. A convertible row still
+//!    without cents fails it only in a run where `convert` finished (after `--only
+//!    add-column`, or for rows written since the conversion, it is "not converted yet").
 //!
 //! The accepted forms and the rounding rule are in [`amount`]: `12.30`, `$1,234.50`,
 //! `12`, ` 7.5 `, `-$3.10`; more than two decimals round half away from zero. Why not

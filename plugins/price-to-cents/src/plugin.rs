@@ -24,6 +24,9 @@ struct PriceToCents {
     key: Option<String>,
     batch_size: u32,
     fail_after_batches: u64,
+    /// Whether `convert` finished in this run: then `verify` also fails on a convertible
+    /// row still without cents.
+    converted_this_run: bool,
 }
 
 /// Refuses a name that is not a plain SQL identifier, before anything runs.
@@ -174,6 +177,7 @@ impl PriceToCents {
             resumed_after = report.resumed_after.unwrap_or(0);
             "conversion finished"
         );
+        self.converted_this_run = true;
         Ok(())
     }
 }
@@ -245,6 +249,7 @@ impl Plugin for PriceToCents {
             key,
             batch_size,
             fail_after_batches: config.parse_or("fail_after_batches", 0)?,
+            converted_this_run: false,
         })
     }
 
@@ -271,6 +276,10 @@ impl Plugin for PriceToCents {
         ))
     }
 
+    /// Fails on a row whose cents are not the conversion of its text (or not NULL where
+    /// the text is no price); a convertible row without cents fails it only when `convert`
+    /// finished in this run, and is otherwise counted as not converted yet (`--only
+    /// add-column`, or rows written since the conversion).
     fn verify(&mut self) -> Result<()> {
         let db = Self::target()?;
         let name = format!(
@@ -295,8 +304,8 @@ impl Plugin for PriceToCents {
             q(&self.table),
             q(&key)
         );
-        let (mut rows, mut converted, mut unconvertible, mut without_price) =
-            (0u64, 0u64, 0u64, 0u64);
+        let (mut rows, mut converted, mut unconvertible, mut without_price, mut pending) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         let mut differing: Vec<String> = Vec::new();
         let mut differ = 0u64;
         for batch in db.cursor(&sql, params![], VERIFY_BATCH)? {
@@ -319,6 +328,8 @@ impl Plugin for PriceToCents {
                     (None, None) => without_price += 1,
                     (Some(Err(_)), None) => unconvertible += 1,
                     (Some(Ok(e)), Some(f)) if e == f => converted += 1,
+                    // Not converted yet: `convert` has not run, or the row came after it.
+                    (Some(Ok(_)), None) if !self.converted_this_run => pending += 1,
                     (expected, found) => {
                         differ += 1;
                         if differing.len() < NAMED_DIFFERENCES {
@@ -334,7 +345,7 @@ impl Plugin for PriceToCents {
         }
         let mut detail = format!(
             "{rows} rows: {converted} converted, {unconvertible} unconvertible (NULL), \
-             {without_price} without a price; {differ} differ"
+             {without_price} without a price, {pending} not converted yet; {differ} differ"
         );
         if !differing.is_empty() {
             detail.push_str(&format!(" ({})", differing.join("; ")));
