@@ -14,9 +14,10 @@
 //! 2. `convert`: a [`Backfill`](migrun_sdk::Backfill) reading the key and `text_column` of
 //!    each batch (`.columns([text_column])`), converting in the plugin and writing the
 //!    batch back with **one `bulk_update` per batch** (keys: the key column; set: the
-//!    cents column). Each batch commits with its checkpoint, so an interrupted `convert`
-//!    resumes after its last batch. A row whose text is not a price is not written: it
-//!    keeps NULL and is logged as a warning naming its key and text
+//!    cents column; no call for a batch with nothing convertible). Each batch commits
+//!    with its checkpoint, so an interrupted `convert` resumes after its last batch. A
+//!    row whose text is not a price is not written: it keeps NULL and is logged as a
+//!    warning naming its key and text
 //!    (`cannot convert the price; amount_cents stays NULL — id=12 amount_text="n/a"
 //!    reason="not a price"`), one message for all of them so the report groups them. A NULL
 //!    text is no price at all: its cents stay NULL, without a warning.

@@ -333,9 +333,16 @@ impl Plugin for PriceToCents {
                     (expected, found) => {
                         differ += 1;
                         if differing.len() < NAMED_DIFFERENCES {
+                            let expected = match expected {
+                                Some(Ok(cents)) => cents.to_string(),
+                                Some(Err(reason)) => format!("NULL ({reason})"),
+                                None => "NULL (no price)".to_owned(),
+                            };
+                            let found = found.map_or_else(|| "NULL".to_owned(), |c| c.to_string());
                             differing.push(format!(
-                                "{key}={}: {} → {found:?} (expected {expected:?})",
+                                "{key}={} {}={:?} holds {found}, expected {expected}",
                                 shown(id),
+                                self.text_column,
                                 text_of(text).unwrap_or_else(|| "NULL".into()),
                             ));
                         }
