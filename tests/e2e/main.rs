@@ -18,8 +18,11 @@
 //! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
 //! `timeouts` (lock and statement timeouts against held locks; the lint on real runs),
 //! `structured_writes` (contract 0.2.0's bulk update/upsert/delete on every dialect: rows,
-//! plans, read-only refusal, replay and per-key `replay --plugin` diffs).
-//! `files` (contract 0.2.0 files the operator grants: streaming, escapes, replay, plan).
+//! plans, read-only refusal, replay and per-key `replay --plugin` diffs), `files` (contract
+//! 0.2.0 files the operator grants: streaming, escapes, replay, plan), `price_to_cents`
+//! (seed 002's text price → integer cents: exact cents, warnings by key, plan, resume, and the
+//! v1 → v2 `replay --plugin` diff by key), `rename_keeps` (the rename keeps the column's
+//! whole definition, on every dialect).
 
 mod attacks;
 mod auth_consolidation;
@@ -40,6 +43,7 @@ mod non_transactional;
 mod output;
 mod own_state;
 mod plan;
+mod price_to_cents;
 mod privileges;
 mod rename_keeps;
 mod replay;

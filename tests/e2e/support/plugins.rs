@@ -47,6 +47,8 @@ const GUESTS: &[&str] = &[
     "structured-writes",
     "structured-writes-v2",
     "files-guest",
+    "price-to-cents",
+    "price-to-cents-v2",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.
