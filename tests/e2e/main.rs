@@ -16,7 +16,11 @@
 //! 0.1.1 and 0.2.0 components side by side; version refusals), `non_transactional`
 //! (contract 0.2.0 units outside a transaction: autocommit, dry-run plans, reruns), `vectors`
 //! (pgvector types and typed values on the suite's own PostgreSQL 18 + pgvector),
-//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs).
+//! `timeouts` (lock and statement timeouts against held locks; the lint on real runs),
+//! `keep_going` (`--keep-going`: failed units rolled back, the others run, reruns),
+//! `progress` (`--json` unit events, summary lines, `migrun status` of big ledgers),
+//! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
+//! restarted, every unit migrated once).
 
 mod attacks;
 mod auth_consolidation;
@@ -31,12 +35,15 @@ mod faults;
 mod first_use;
 mod jobs;
 mod journal_trust;
+mod keep_going;
+mod kubernetes;
 mod multiplayer;
 mod non_transactional;
 mod output;
 mod own_state;
 mod plan;
 mod privileges;
+mod progress;
 mod replay;
 mod restore_scope;
 mod resume;
