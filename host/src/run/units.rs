@@ -343,6 +343,9 @@ fn non_transactional_consequence(unit: &str, usual: &str) -> String {
     parts.join("; ")
 }
 
+/// The values `configure` got, and what the journal keeps of them (secrets redacted).
+pub(super) type Configuration = (Vec<(String, String)>, Vec<(String, String)>);
+
 /// The run locks, shared by the runners of one run.
 pub(super) type SharedLocks = Arc<tokio::sync::Mutex<Vec<RunLock>>>;
 
@@ -375,7 +378,7 @@ pub(super) struct Runner {
     pub(super) keep_going: bool,
     /// The configuration `configure` got (values, and what the journal keeps of them), for
     /// configuring a plugin started afresh after a trap (`Runner::revive`).
-    pub(super) configuration: Option<(Vec<(String, String)>, Vec<(String, String)>)>,
+    pub(super) configuration: Option<Configuration>,
 }
 
 impl Runner {

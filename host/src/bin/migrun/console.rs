@@ -259,7 +259,7 @@ impl RunObserver for Console {
         }
         let (done, failed, left, to_run) = (units.done, units.failed, units.left(), units.to_run);
         let summary = units.summary();
-        let tenth = if to_run == 0 { 0 } else { done * 10 / to_run };
+        let tenth = (done * 10).checked_div(to_run).unwrap_or(0);
         let summary_due =
             !self.terminal && !self.json && to_run > MANY_UNITS && tenth > units.printed_tenth;
         if summary_due {
