@@ -179,3 +179,50 @@ async fn status_sums_up_a_big_ledger_and_lists_every_row_with_all_sqlite() {
     assert_eq!(target["summary"][0]["finished"], 199);
     assert_eq!(target["summary"][0]["suspect"], 1);
 }
+
+/// On a terminal (here a pseudo-terminal from util-linux `script`), more than 20 units get
+/// one bar over the units — done, failed, left — instead of a `▸` line per unit; a failed
+/// unit still gets its line, with its error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_one_bar_over_many_units_sqlite() {
+    let Some((_target, ws)) = work_log(Dialect::Sqlite, 30, 0).await else {
+        return;
+    };
+    let plugin = plugins::plugin("work-units");
+    let command = format!(
+        "{} {} --keep-going --set fail=unit-02",
+        env!("CARGO_BIN_EXE_migrun"),
+        plugin.display()
+    );
+    let ran = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(ws.path())
+        .env(migrun::runtime::cache::CACHE_DIR_ENV, ws.cache_dir())
+        .env_remove("MIGRUN_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = match ran {
+        Ok(output) => output,
+        Err(e) => {
+            assert!(
+                !crate::support::database::require_dbs(),
+                "util-linux `script` is needed for the terminal test: {e}"
+            );
+            eprintln!("skipped: no `script` ({e})");
+            return;
+        }
+    };
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(4), "{screen}");
+    assert!(screen.contains("  units ["), "{screen}");
+    assert!(
+        screen.contains("30/30 units done, 1 failed, 0 left"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("✗ unit unit-02 failed: unit-02 is configured to fail"),
+        "{screen}"
+    );
+    assert!(!screen.contains("▸ unit unit-"), "{screen}");
+}
