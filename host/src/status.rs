@@ -8,6 +8,11 @@
 //! journal is there but does not hold the anchor was not written by that run
 //! (forged, or edited since) and is flagged; a row whose journal cannot be
 //! found here (another machine, deleted) is shown as unverified.
+//!
+//! A ledger of thousands of tenants' units is summed up per plugin
+//! ([`TargetStatus::summary`]: counts by state) so that what needs attention —
+//! checkpointed (unfinished) and suspect rows — is not lost among the finished
+//! ones; the CLI lists every row only with `--all` or when there are few.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -40,6 +45,69 @@ pub struct TargetStatus {
     /// Why it could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The rows counted by state, per plugin (by name, in name order).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<PluginSummary>,
+}
+
+/// One plugin's rows in one ledger, counted by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PluginSummary {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Rows in all.
+    pub rows: u64,
+    /// Finished units (status `finished`), suspect ones excepted.
+    pub finished: u64,
+    /// Units with a checkpoint and no end yet: the next run resumes them.
+    pub checkpointed: u64,
+    /// Rows whose anchor is not in the journal they name: not written by migrun as they are.
+    pub suspect: u64,
+    /// Rows whose journal is not readable here (not checked, not suspect).
+    pub unverified: u64,
+}
+
+impl TargetStatus {
+    /// Whether row `index` needs the operator's attention: suspect, or unfinished
+    /// (checkpointed, or a status migrun does not write).
+    pub fn needs_attention(&self, index: usize) -> bool {
+        let suspect = self.anchors.get(index).is_some_and(Anchor::is_suspect);
+        let finished = self
+            .rows
+            .as_ref()
+            .and_then(|rows| rows.get(index))
+            .is_some_and(|r| r.status == crate::ledger::STATUS_FINISHED);
+        suspect || !finished
+    }
+
+    /// Its rows counted by state, per plugin.
+    fn summarise(&self) -> Vec<PluginSummary> {
+        let mut plugins: BTreeMap<&str, PluginSummary> = BTreeMap::new();
+        for (i, row) in self.rows.iter().flatten().enumerate() {
+            let summary =
+                plugins
+                    .entry(row.plugin_name.as_str())
+                    .or_insert_with(|| PluginSummary {
+                        plugin: row.plugin_name.clone(),
+                        ..PluginSummary::default()
+                    });
+            summary.rows += 1;
+            match self.anchors.get(i) {
+                Some(Anchor::NotInJournal(_)) => summary.suspect += 1,
+                Some(Anchor::Unverified(_)) => summary.unverified += 1,
+                _ => {}
+            }
+            if self.anchors.get(i).is_some_and(Anchor::is_suspect) {
+                continue;
+            }
+            if row.status == crate::ledger::STATUS_FINISHED {
+                summary.finished += 1;
+            } else if row.status == STATUS_CHECKPOINT {
+                summary.checkpointed += 1;
+            }
+        }
+        plugins.into_values().collect()
+    }
 }
 
 /// Reads the ledger of every configured connection, read-only.
@@ -56,6 +124,7 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
             anchors: Vec::new(),
             checkpoint_states: Vec::new(),
             error: None,
+            summary: Vec::new(),
         };
         match Connection::connect(name, &conn.url, Access::ReadOnly).await {
             Ok(mut c) => {
@@ -76,6 +145,7 @@ pub async fn collect(config: &RunConfig) -> Vec<TargetStatus> {
         if let Some(rows) = &status.rows {
             status.anchors = rows.iter().map(|r| anchors.check(r)).collect();
         }
+        status.summary = status.summarise();
         out.push(status);
     }
     out

@@ -23,6 +23,10 @@
 //! (seed 002's text price → integer cents: exact cents, warnings by key, plan, resume, and the
 //! v1 → v2 `replay --plugin` diff by key), `rename_keeps` (the rename keeps the column's
 //! whole definition, on every dialect).
+//! `keep_going` (`--keep-going`: failed units rolled back, the others run, reruns),
+//! `progress` (`--json` unit events, summary lines, `migrun status` of big ledgers),
+//! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
+//! restarted, every unit migrated once).
 
 mod attacks;
 mod auth_consolidation;
@@ -38,6 +42,8 @@ mod files;
 mod first_use;
 mod jobs;
 mod journal_trust;
+mod keep_going;
+mod kubernetes;
 mod multiplayer;
 mod non_transactional;
 mod output;
@@ -45,6 +51,7 @@ mod own_state;
 mod plan;
 mod price_to_cents;
 mod privileges;
+mod progress;
 mod rename_keeps;
 mod replay;
 mod restore_scope;

@@ -38,6 +38,8 @@
 //!
 //! [files]
 //! dir = "mappings"       # the plugin may read the files in it (contract 0.2.0 `files`)
+//! [run]
+//! on_unit_failure = "continue"   # default "stop"; "continue" = `--keep-going`
 //! ```
 
 #![deny(missing_docs)]
@@ -116,6 +118,9 @@ pub struct ConfigFile {
     /// Backups before writes (`[backup]`: `dir`, `before_run`, `method`).
     #[serde(default)]
     pub backup: Option<BackupSettings>,
+    /// How the run goes on (`[run]`: `on_unit_failure`).
+    #[serde(default)]
+    pub run: RunSettings,
     /// The directory whose files the plugin may read (`[files]`: `dir`).
     #[serde(default)]
     pub files: Option<FilesSettings>,
@@ -312,6 +317,8 @@ pub struct RunConfig {
     /// The directory granted to the plugin's `files` interface (`[files] dir`, `--files`);
     /// `None`: no file may be read.
     pub files_dir: Option<PathBuf>,
+    /// `[run]`: what a unit's failure does to the rest of the run.
+    pub run: RunSettings,
 }
 
 /// A connection with its URL resolved.
@@ -339,6 +346,7 @@ impl Default for RunConfig {
             ledger_table: DEFAULT_LEDGER_TABLE.to_owned(),
             backup: BackupSettings::default(),
             files_dir: None,
+            run: RunSettings::default(),
         }
     }
 }
@@ -426,6 +434,7 @@ impl RunConfig {
                 backup
             },
             files_dir: file.files.map(|files| relative(Some(files.dir), "")),
+            run: file.run,
         })
     }
 
@@ -626,6 +635,23 @@ mod tests {
         assert_eq!(Limits::default().conflict_retries, 0);
     }
 
+    /// `[run] on_unit_failure`: "stop" unless set, "continue" read, anything else refused
+    /// naming the key.
+    #[test]
+    fn on_unit_failure_defaults_to_stop_and_refuses_other_words() {
+        let none = ConfigFile::parse("").unwrap();
+        assert_eq!(none.run.on_unit_failure, OnUnitFailure::Stop);
+        let go_on = ConfigFile::parse("[run]\non_unit_failure = \"continue\"\n").unwrap();
+        let config = RunConfig::resolve(go_on, Path::new("/etc/migrun"), &env).unwrap();
+        assert_eq!(config.run.on_unit_failure, OnUnitFailure::Continue);
+        let wrong = ConfigFile::parse("[run]\non_unit_failure = \"skip\"\n").unwrap_err();
+        assert!(wrong.contains("on_unit_failure"), "{wrong}");
+        assert!(
+            wrong.contains("stop") && wrong.contains("continue"),
+            "{wrong}"
+        );
+    }
+
     /// `allow_privileged` is per connection, off unless set, and survives a `--db` override.
     #[test]
     fn allow_privileged_is_per_connection_and_kept_by_overrides() {
@@ -805,6 +831,28 @@ mod tests {
 
 /// The ledger table's name when `[run] ledger_table` does not name one.
 pub const DEFAULT_LEDGER_TABLE: &str = "migrun_ledger";
+
+/// What a unit's failure does to the units after it (`[run] on_unit_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnitFailure {
+    /// The failed unit is rolled back and no unit starts after it (the default: units may
+    /// depend on the ones before them, and a failure usually means the plugin needs fixing).
+    #[default]
+    Stop,
+    /// The failed unit is rolled back and the other units run (`--keep-going`): for units
+    /// that do not depend on each other, such as one per tenant. The run still fails, and a
+    /// rerun runs only the units that did not finish.
+    Continue,
+}
+
+/// The `[run]` section of `migrun.toml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// `"stop"` (default) or `"continue"` (the same as `--keep-going`).
+    pub on_unit_failure: OnUnitFailure,
+}
 
 /// Which backup method the operator allows (`[backup] method` in `migrun.toml`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]

@@ -198,6 +198,12 @@ pub struct Header {
     /// that produced them (each record's lane), and a replay demultiplexes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<u32>,
+    /// `--keep-going` (`[run] on_unit_failure = "continue"`): a unit's failure did not stop
+    /// the run, so units after a failed one are in the journal and a replay goes on past it
+    /// too. Left out when false, so journals of other runs read as before (headers deny
+    /// unknown fields).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_going: bool,
     /// Seeds of the deterministic clock and randomness.
     pub seeds: SandboxSeeds,
     /// The connections, URLs with passwords redacted.

@@ -21,6 +21,7 @@ fn header() -> Header {
         only: None,
         shard: None,
         jobs: None,
+        keep_going: false,
         seeds: SandboxSeeds {
             clock_start_unix_nanos: 0,
             random_seed: 1,

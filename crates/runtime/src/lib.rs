@@ -438,6 +438,9 @@ pub struct PluginInstance {
     bindings: Bindings,
     limits: Limits,
     dead: bool,
+    /// The component and its release, to start it again ([`PluginInstance::restart`]).
+    component: Component,
+    release: ContractRelease,
 }
 
 impl PluginInstance {
@@ -445,6 +448,57 @@ impl PluginInstance {
     pub async fn instantiate(
         runtime: &Runtime,
         plugin: &LoadedPlugin,
+        state: RunState,
+        limits: Limits,
+    ) -> Result<PluginInstance, LoadError> {
+        Self::instantiate_component(
+            runtime,
+            &plugin.component,
+            plugin.contract.release(),
+            state,
+            limits,
+        )
+        .await
+    }
+
+    /// Whether an earlier trap or limit left this instance unusable ([`CallError::Dead`]).
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// A fresh instance of the same component in place of this one, keeping its state
+    /// (connections, messages, checks, tape, seeds' clock): what `--keep-going` runs the next
+    /// unit on after a unit trapped or hit a limit. The new instance starts from a fresh
+    /// linear memory, so the plugin knows nothing yet: the caller configures it again. If
+    /// instantiating fails (it did not the first time), the state is lost with the store
+    /// (connections dropped: the databases roll back what was open) and the error returned.
+    pub async fn restart(&mut self, runtime: &Runtime) -> Result<(), LoadError> {
+        let placeholder = RunState::new(
+            DatabaseCtx::new(migrun_session::Session::empty(Tape::Off)),
+            Arc::new(crate::observer::Silent),
+            Tape::Off,
+            SandboxSeeds {
+                clock_start_unix_nanos: 0,
+                random_seed: 0,
+            },
+            &self.limits,
+        );
+        let state = std::mem::replace(self.store.data_mut(), placeholder);
+        *self = Self::instantiate_component(
+            runtime,
+            &self.component.clone(),
+            self.release,
+            state,
+            self.limits,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn instantiate_component(
+        runtime: &Runtime,
+        component: &Component,
+        release: ContractRelease,
         state: RunState,
         limits: Limits,
     ) -> Result<PluginInstance, LoadError> {
@@ -467,9 +521,7 @@ impl PluginInstance {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let release = plugin.contract.release();
         let linker = runtime.linker_for(release.line());
-        let component = &plugin.component;
         let bindings = match release {
             ContractRelease::V0_1_0 => {
                 v0_1_0::Migration::instantiate_async(&mut store, component, linker)
@@ -493,6 +545,8 @@ impl PluginInstance {
             bindings,
             limits,
             dead: false,
+            component: component.clone(),
+            release,
         })
     }
 

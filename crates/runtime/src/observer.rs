@@ -99,6 +99,24 @@ pub struct CheckResult {
     pub detail: String,
 }
 
+/// How a unit that ran ended, for observers that count units: an overall progress bar,
+/// `--json` events for dashboards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitEnd {
+    /// The unit.
+    pub unit: String,
+    /// Its scope (contract 0.2.0), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Its status as the report says it (`committed`, `failed`, `dry-run`).
+    pub status: String,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: u64,
+    /// Why it failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Receives a run's events as they happen. Every method defaults to doing nothing.
 pub trait RunObserver: Send + Sync {
     /// A phase (`describe`, a unit, `verify`) is starting.
@@ -121,6 +139,15 @@ pub trait RunObserver: Send + Sync {
     /// of `unit` about to run: told before the statement runs, so the operator reads it
     /// while the lock is being taken rather than after. The run is not changed by it.
     fn lock_warning(&self, _unit: Option<&str>, _warning: &LockWarning) {}
+    /// The units are chosen: `selected` of them, of which `to_run` will run (the others are
+    /// skipped: finished already, or by the plugin). Told once, before the first unit, so
+    /// an observer can show one bar over the units rather than a line per unit.
+    fn units_planned(&self, _selected: u64, _to_run: u64) {}
+    /// A unit starts running (in whichever `--jobs` worker), after `phase_started`.
+    fn unit_started(&self, _unit: &str, _scope: Option<&str>) {}
+    /// A unit that ran has ended (committed, failed and rolled back, or a dry-run's), after
+    /// `phase_finished`.
+    fn unit_finished(&self, _end: &UnitEnd) {}
 }
 
 /// An observer that ignores everything.

@@ -38,6 +38,7 @@ pub(super) fn header(
         only: options.only.clone(),
         shard: options.shard,
         jobs: (options.jobs > 1 && !options.dry_run).then_some(options.jobs),
+        keep_going: options.keep_going,
         seeds: inputs.seeds,
         connections: connections
             .iter()

@@ -107,6 +107,12 @@ pub struct RunOptions {
     /// How many units may run at once (`--jobs`; 1 = one after another). Each runs in a
     /// worker of its own: plugin instance, connections, transactions (`run::parallel`).
     pub jobs: u32,
+    /// `--keep-going` (`[run] on_unit_failure = "continue"`): a failed unit is rolled back and
+    /// the other units still run; the run fails in the end, listing the failed units. A
+    /// failure that is not the unit's alone (the journal, the run lock, an interrupt, SQL that
+    /// escaped its transaction) still stops the run, and a dry-run always stops at its first
+    /// failure (its one transaction per connection was rolled back with it).
+    pub keep_going: bool,
     /// How long to wait for another run's lock on a target.
     pub lock_timeout: Duration,
     /// Rerun units the ledger says another build of the plugin finished, for this reason.
@@ -140,6 +146,7 @@ impl Default for RunOptions {
             observer: Arc::new(Silent),
             shard: None,
             jobs: 1,
+            keep_going: false,
             lock_timeout: Duration::from_secs(30),
             allow_plugin_change: None,
             interrupt: Arc::new(AtomicBool::new(false)),
@@ -375,6 +382,21 @@ pub enum UnitStatus {
     Planned,
 }
 
+impl UnitStatus {
+    /// The status as the JSON report spells it (`committed`, `not-run`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitStatus::Committed => "committed",
+            UnitStatus::DryRun => "dry-run",
+            UnitStatus::Failed => "failed",
+            UnitStatus::NotRun => "not-run",
+            UnitStatus::Skipped => "skipped",
+            UnitStatus::NotFound => "not-found",
+            UnitStatus::Planned => "planned",
+        }
+    }
+}
+
 /// One unit's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitReport {
@@ -398,6 +420,9 @@ pub struct UnitReport {
     /// Why it was skipped, or that it resumed from a checkpoint, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Why it failed (status `failed`): the error the run's failure names for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// A failed unit's work that stays committed: its checkpoints in this run and the rows
     /// they sealed (only the open batch after the last one was rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -514,6 +539,10 @@ pub struct RunReport {
     pub lock_warnings: Vec<UnitLockWarning>,
     /// The failure, if the run did not finish.
     pub failure: Option<RunFailure>,
+    /// `--keep-going`: one or more units failed (each rolled back, with its `error`) and
+    /// every other selected unit ran; the failure sums them up. Exit code 4.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kept_going: bool,
     /// Wall time of the whole run, in milliseconds.
     pub duration_ms: u64,
     /// The journal written for this run (none for replays).
@@ -562,7 +591,7 @@ impl RunReport {
     }
 
     /// The process exit code: 0 success, 1 the run failed, 3 it finished but a check failed,
-    /// 130 interrupted (SIGINT).
+    /// 4 units failed and the others ran (`--keep-going`), 130 interrupted (SIGINT).
     pub fn exit_code(&self) -> i32 {
         if let Some(RunFailure {
             cause: FailureCause::Call(CallError::Interrupted),
@@ -570,6 +599,8 @@ impl RunReport {
         }) = &self.failure
         {
             130
+        } else if self.failure.is_some() && self.kept_going {
+            KEPT_GOING_EXIT_CODE
         } else if self.failure.is_some() {
             1
         } else if !self.checks_passed() {
@@ -579,6 +610,10 @@ impl RunReport {
         }
     }
 }
+
+/// The exit code of a run that went on past failed units (`--keep-going`): each failed unit
+/// was rolled back, every other selected unit ran (and committed, or was skipped as finished).
+pub const KEPT_GOING_EXIT_CODE: i32 = 4;
 
 /// What `migrun inspect` shows: the plugin's declaration without touching a database.
 #[derive(Debug, Serialize)]
@@ -738,6 +773,10 @@ pub async fn run(
                 .jobs
                 .clamp(1, u32::try_from(to_run).unwrap_or(u32::MAX).max(1))
         };
+        options.observer.units_planned(
+            u64::try_from(selected.len()).unwrap_or(u64::MAX),
+            u64::try_from(to_run).unwrap_or(u64::MAX),
+        );
         let mut from_workers = None;
         if jobs > 1 {
             crate::tape::lock(&recorder).set_parallel();
@@ -780,4 +819,28 @@ pub async fn run(
     let mut report = ran?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnitStatus;
+
+    /// The observers' `UnitEnd::status` spells a status as the JSON report does.
+    #[test]
+    fn unit_status_as_str_is_its_json_spelling() {
+        for status in [
+            UnitStatus::Committed,
+            UnitStatus::DryRun,
+            UnitStatus::Failed,
+            UnitStatus::NotRun,
+            UnitStatus::Skipped,
+            UnitStatus::NotFound,
+            UnitStatus::Planned,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+    }
 }

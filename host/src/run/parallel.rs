@@ -22,7 +22,10 @@
 //! - the first failure: no new unit starts after it; the units in flight
 //!   finish (commit or fail) — their transactions are theirs, and stopping
 //!   them would only turn finished work into rolled-back work. The report
-//!   names the first failed unit in list order.
+//!   names the first failed unit in list order. With `--keep-going` a unit's
+//!   own failure stops nothing: the worker takes the next unit (on a fresh
+//!   plugin instance if the failed one trapped), and the report lists every
+//!   failed unit.
 //!
 //! A replay demultiplexes the journal by lane and replays each lane with its
 //! own plugin instance (`replay.rs`). A dry-run runs one unit at a time: it
@@ -44,7 +47,7 @@ use crate::session::{RunLedger, Session};
 use crate::tape::Tape;
 
 use super::inputs::Inputs;
-use super::units::{Runner, SharedLocks, UnitPlan, UnitRun, not_run_report};
+use super::units::{Runner, SharedLocks, UnitPlan, UnitRun, not_run_report, units_failure};
 use super::{RunError, RunOptions, RunReport, describe, targets};
 
 /// What the extra workers gathered besides their units: checks and messages.
@@ -227,7 +230,11 @@ async fn work(runner: &mut Runner, dispatch: &Dispatch) {
     while let Some(index) = dispatch.take() {
         let (unit, plan) = &dispatch.units[index];
         let ran = runner.run_selected(unit, plan).await;
-        if ran.failure.is_some() {
+        if ran
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.stops(runner.keep_going))
+        {
             dispatch.stop.store(true, Ordering::Release);
         }
         dispatch
@@ -292,7 +299,7 @@ pub(super) async fn run_units(
     let mut runs = std::mem::take(&mut *dispatch.runs.lock().unwrap_or_else(|p| p.into_inner()));
     runs.sort_by_key(|(index, _)| *index);
     let mut committed: Vec<String> = Vec::new();
-    let mut failed = None;
+    let mut failures = Vec::new();
     let mut started = vec![false; units.len()];
     for (index, ran) in runs {
         started[index] = true;
@@ -300,9 +307,7 @@ pub(super) async fn run_units(
             committed.push(units[index].0.name.clone());
         }
         report.units.push(ran.report);
-        if failed.is_none() {
-            failed = ran.failure;
-        }
+        failures.extend(ran.failure);
     }
     let not_run: Vec<&str> = units
         .iter()
@@ -313,9 +318,14 @@ pub(super) async fn run_units(
     for ((unit, _), _) in units.iter().zip(&started).filter(|(_, s)| !**s) {
         report.units.push(not_run_report(unit));
     }
-    if let Some(failure) = failed {
-        report.failure = Some(failure.into_failure(lead.mode, &committed, &not_run));
-    }
+    units_failure(
+        lead.mode,
+        lead.keep_going,
+        failures,
+        &committed,
+        &not_run,
+        report,
+    );
     output
 }
 

@@ -228,6 +228,9 @@ pub async fn replay(
         limits: header.limits,
         lint: Default::default(),
         locks: Default::default(),
+        // The recorded run went on past failed units: so does its replay, unit for unit.
+        keep_going: header.keep_going && !header.dry_run,
+        configuration: None,
     };
     let connections = header
         .connections
@@ -453,6 +456,8 @@ impl LaneReplay<'_> {
             limits: self.header.limits,
             lint: Default::default(),
             locks: Default::default(),
+            keep_going: self.header.keep_going && !self.header.dry_run,
+            configuration: None,
         };
         let earlier = report.failure.take();
         let values = self.values.to_vec();

@@ -44,6 +44,7 @@ impl RunReport {
             checks_not_kept: Default::default(),
             lock_warnings: Vec::new(),
             failure: None,
+            kept_going: false,
             duration_ms: 0,
             journal: None,
             plan: None,

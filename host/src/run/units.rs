@@ -70,6 +70,7 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
             duration_ms: 0,
             writes: BTreeMap::new(),
             note: Some("not a unit of this plugin".into()),
+            error: None,
             kept: None,
             transactional: true,
         });
@@ -176,6 +177,46 @@ pub(super) struct UnitFailure {
 }
 
 impl UnitFailure {
+    /// Whether this failure stops the run even under `--keep-going`, because it is not the
+    /// unit's alone: plugin SQL that escaped its session (its connection was closed to the
+    /// plugin), the journal (every later call goes through it), the run lock lost (another
+    /// run could be writing), the operator's interrupt, or a plugin that cannot be called
+    /// again (it trapped, and could not be started afresh).
+    pub(super) fn ends_run(&self) -> bool {
+        !self.escapes.is_empty()
+            || self.message.starts_with(LOCK_LOST)
+            || matches!(
+                self.cause,
+                FailureCause::Tape(_)
+                    | FailureCause::Call(
+                        CallError::Interrupted | CallError::Dead | CallError::Tape(_)
+                    )
+            )
+    }
+
+    /// Whether this failure stops the run: every failure does, unless the run keeps going
+    /// and the failure is the unit's alone ([`UnitFailure::ends_run`]).
+    pub(super) fn stops(&self, keep_going: bool) -> bool {
+        !keep_going || self.ends_run()
+    }
+
+    /// What this unit's failure left behind beyond its rollback, for the sum of a run that
+    /// kept going: statements of a non-transactional unit, committed checkpoints.
+    fn left_behind(&self) -> Option<String> {
+        if !self.transactional {
+            return Some(format!(
+                "`{}` is non-transactional: its statements that ran before the failure stay",
+                self.unit
+            ));
+        }
+        (self.checkpoints > 0).then(|| {
+            format!(
+                "`{}` keeps the work of its {} saved checkpoint(s) and resumes from the last one when run again",
+                self.unit, self.checkpoints
+            )
+        })
+    }
+
     /// The run's failure: this unit's, with what stayed committed and what did not run.
     pub(super) fn into_failure(
         self,
@@ -205,6 +246,64 @@ impl UnitFailure {
     }
 }
 
+/// How a unit's failure starts when the run lock was found lost before its commit: such a
+/// failure stops the run even under `--keep-going` ([`UnitFailure::ends_run`]).
+const LOCK_LOST: &str = "the run lock was lost";
+
+/// How many failed units the summary of a run that kept going names; the report lists all.
+const FAILED_NAMED: usize = 10;
+
+/// The run's failure from its units' failures, in list order: none when no unit failed.
+/// The first failure that stops the run ([`UnitFailure::stops`]) is the run's, as without
+/// `--keep-going` (with what stayed committed and what did not run); when none did, the
+/// run kept going and one failure sums up the failed units (`report.kept_going`).
+pub(super) fn units_failure(
+    mode: RunMode,
+    keep_going: bool,
+    failures: Vec<UnitFailure>,
+    committed: &[String],
+    not_run: &[&str],
+    report: &mut RunReport,
+) {
+    if failures.is_empty() {
+        return;
+    }
+    let ran = committed.len() + failures.len();
+    let mut failures = failures;
+    if let Some(at) = failures.iter().position(|f| f.stops(keep_going)) {
+        let failure = failures.swap_remove(at);
+        report.failure = Some(failure.into_failure(mode, committed, not_run));
+        return;
+    }
+    let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.unit)).collect();
+    let more = names.len().saturating_sub(FAILED_NAMED);
+    let mut message = format!(
+        "{} of {ran} unit(s) that ran failed and the others went on (--keep-going): {}",
+        failures.len(),
+        names[..names.len().min(FAILED_NAMED)].join(", ")
+    );
+    if more > 0 {
+        message.push_str(&format!(" and {more} more (listed in the report)"));
+    }
+    let mut consequence = vec![
+        "each failed unit was rolled back on every connection".to_owned(),
+        format!("{} unit(s) committed", committed.len()),
+    ];
+    consequence.extend(failures.iter().filter_map(UnitFailure::left_behind));
+    consequence.push(
+        "verify was not run; run the same command again to run only the units that did not finish"
+            .to_owned(),
+    );
+    let first = failures.swap_remove(0);
+    report.kept_going = true;
+    report.failure = Some(RunFailure {
+        phase: "units".into(),
+        message,
+        consequence: consequence.join("; "),
+        cause: first.cause,
+    });
+}
+
 /// The report line of a unit the run did not get to.
 pub(super) fn not_run_report(unit: &UnitInfo) -> UnitReport {
     unit_report(unit, UnitStatus::NotRun)
@@ -222,6 +321,7 @@ pub(super) fn unit_report(unit: &UnitInfo, status: UnitStatus) -> UnitReport {
         duration_ms: 0,
         writes: BTreeMap::new(),
         note: None,
+        error: None,
         kept: None,
         transactional: unit.transactional,
     }
@@ -242,6 +342,9 @@ fn non_transactional_consequence(unit: &str, usual: &str) -> String {
     parts.extend(usual.split("; ").skip(1).map(str::to_owned));
     parts.join("; ")
 }
+
+/// The values `configure` got, and what the journal keeps of them (secrets redacted).
+pub(super) type Configuration = (Vec<(String, String)>, Vec<(String, String)>);
 
 /// The run locks, shared by the runners of one run.
 pub(super) type SharedLocks = Arc<tokio::sync::Mutex<Vec<RunLock>>>;
@@ -270,6 +373,12 @@ pub(super) struct Runner {
     /// The run locks of the writable targets, checked before every commit; shared by the
     /// workers of `--jobs` (the lock is the run's, not a worker's).
     pub(super) locks: SharedLocks,
+    /// `--keep-going` in a live run (or the replay of one): a unit's own failure does not
+    /// stop the run, and a plugin that trapped is started afresh before the next unit.
+    pub(super) keep_going: bool,
+    /// The configuration `configure` got (values, and what the journal keeps of them), for
+    /// configuring a plugin started afresh after a trap (`Runner::revive`).
+    pub(super) configuration: Option<Configuration>,
 }
 
 impl Runner {
@@ -313,6 +422,8 @@ impl Runner {
             limits,
             lint,
             locks,
+            keep_going: options.keep_going && options.mode() == RunMode::Live,
+            configuration: None,
         }
     }
 
@@ -383,6 +494,7 @@ impl Runner {
             BeginMode::ReadOnlyPhase
         };
         self.session().begin_all(mode).await?;
+        self.configuration = Some((values.clone(), recorded.clone()));
         let units = self.configure_and_list(values, recorded).await;
         let escapes = self.session().escapes();
         if !self.mode.rolls_back_everything() || units.is_err() || !escapes.is_empty() {
@@ -467,13 +579,16 @@ impl Runner {
     }
 
     /// Runs the selected units in list order, one at a time; the first failure stops the
-    /// run (the units after it are reported as not run).
+    /// run (the units after it are reported as not run), unless the run keeps going and the
+    /// failure is the unit's alone ([`UnitFailure::stops`]).
     pub(super) async fn run_units(
         &mut self,
         units: &[(UnitInfo, UnitPlan)],
         report: &mut RunReport,
     ) {
         let mut committed: Vec<String> = Vec::new();
+        let mut failures: Vec<UnitFailure> = Vec::new();
+        let mut not_run: Vec<&str> = Vec::new();
         for (index, (unit, plan)) in units.iter().enumerate() {
             let ran = self.run_selected(unit, plan).await;
             report.units.push(ran.report);
@@ -483,19 +598,66 @@ impl Runner {
                 }
                 continue;
             };
-            let not_run: Vec<&str> = units[index + 1..]
+            let stops = failed.stops(self.keep_going);
+            failures.push(failed);
+            if !stops {
+                continue;
+            }
+            not_run = units[index + 1..]
                 .iter()
                 .map(|(u, _)| u.name.as_str())
                 .collect();
             for (unit, _) in &units[index + 1..] {
                 report.units.push(not_run_report(unit));
             }
-            report.failure = Some(failed.into_failure(self.mode, &committed, &not_run));
-            return;
+            break;
         }
+        units_failure(
+            self.mode,
+            self.keep_going,
+            failures,
+            &committed,
+            &not_run,
+            report,
+        );
+        self.clear_unit();
+    }
+
+    /// `--keep-going` after a unit trapped or hit a limit, which left the plugin unusable: a
+    /// fresh instance of it in place of the dead one (same connections, journal, messages),
+    /// configured and its units listed again as before the first unit — read-only, rolled
+    /// back, recorded in the journal, so a replay starts it afresh at the same point.
+    async fn revive(&mut self) -> Result<(), String> {
+        let Some((values, recorded)) = self.configuration.clone() else {
+            return Err("the plugin was never configured".into());
+        };
+        tracing::warn!("the plugin trapped: starting a fresh instance for the next unit");
+        self.instance
+            .restart(crate::runtime::Runtime::shared())
+            .await
+            .map_err(|e| e.to_string())?;
         let state = self.instance.state();
-        state.log.set_unit(None);
-        state.checks.set_unit(None);
+        state.set_tape(self.tape.clone());
+        state.set_interrupt(self.interrupt.clone());
+        let mode = if self.mode.rolls_back_everything() {
+            BeginMode::Now
+        } else {
+            BeginMode::ReadOnlyPhase
+        };
+        self.session()
+            .begin_all(mode)
+            .await
+            .map_err(|e| e.to_string())?;
+        let listed = self.configure_and_list(values, recorded).await;
+        self.rollback_all().await;
+        let escapes = self.session().escapes();
+        if !escapes.is_empty() {
+            return Err(format!(
+                "the plugin's SQL escaped the host's transaction: {}",
+                super::describe_escapes(&escapes)
+            ));
+        }
+        listed.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// One selected unit, skipped or run (with its conflict retries), rolled back when it
@@ -546,12 +708,39 @@ impl Runner {
                 failure: None,
             };
         }
+        // `--keep-going`: an earlier unit trapped; the next one runs on a fresh instance.
+        if self.keep_going
+            && self.instance.is_dead()
+            && let Err(why) = self.revive().await
+        {
+            let message = format!(
+                "the plugin could not be started again after it trapped: {why}; \
+                     no further unit runs"
+            );
+            return UnitRun {
+                report: UnitReport {
+                    error: Some(message.clone()),
+                    ..unit_report(unit, UnitStatus::Failed)
+                },
+                committed: false,
+                failure: Some(UnitFailure {
+                    unit: unit.name.clone(),
+                    message,
+                    cause: FailureCause::Call(CallError::Dead),
+                    escapes: Vec::new(),
+                    checkpoints: 0,
+                    transactional: unit.transactional,
+                }),
+            };
+        }
         let override_reason = match plan {
             UnitPlan::Run { override_reason } => override_reason.clone(),
             UnitPlan::Skip { .. } => None,
         };
         let phase = format!("unit {}", unit.name);
         self.observer.phase_started(&phase);
+        self.observer
+            .unit_started(&unit.name, unit.scope.as_deref());
         let started = Instant::now();
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let state = self.instance.state();
@@ -673,7 +862,10 @@ impl Runner {
                 self.rollback_all().await;
                 let escapes = self.session().escapes();
                 UnitRun {
-                    report,
+                    report: UnitReport {
+                        error: Some(message.clone()),
+                        ..report
+                    },
                     committed: false,
                     failure: Some(UnitFailure {
                         unit: unit.name.clone(),
@@ -695,6 +887,13 @@ impl Runner {
             tracing::warn!(unit = %unit.name, "cannot restore the session's timeouts: {e}");
         }
         self.set_lint_unit(None);
+        self.observer.unit_finished(&crate::observer::UnitEnd {
+            unit: unit.name.clone(),
+            scope: unit.scope.clone(),
+            status: ran.report.status.as_str().to_owned(),
+            duration_ms: ran.report.duration_ms,
+            error: ran.report.error.clone(),
+        });
         ran
     }
 
@@ -783,8 +982,7 @@ impl Runner {
             // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
             for lock in self.locks.lock().await.iter_mut() {
                 if let Err(why) = lock.verify().await {
-                    let message =
-                        format!("the run lock was lost: {why}; the unit was not committed");
+                    let message = format!("{LOCK_LOST}: {why}; the unit was not committed");
                     return Err((
                         message.clone(),
                         FailureCause::Commit(DbError::new(db::DbErrorKind::Refused, message)),

@@ -774,6 +774,7 @@ mod tests {
                 .map(|s| (*s).to_owned())
                 .collect(),
             owner_agents_elsewhere: Vec::new(),
+            rules: AccessRules::default(),
         }
     }
 

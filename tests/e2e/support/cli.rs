@@ -83,11 +83,17 @@ impl Workspace {
 
     /// Starts `migrun` with `args` in this folder, stdout and stderr piped, to be stopped mid-run.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// [`Workspace::spawn`] with environment variables set (a Kubernetes pod's, say).
+    pub fn spawn_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Child {
         Command::new(env!("CARGO_BIN_EXE_migrun"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("MIGRUN_LOG")
             .env(CACHE_DIR_ENV, self.cache_dir())
+            .envs(vars.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

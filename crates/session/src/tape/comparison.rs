@@ -964,6 +964,7 @@ mod tests {
             connections: Vec::new(),
             limits: migrun_config::Limits::default(),
             files_dir: Some("mappings".into()),
+            keep_going: false,
         }))
         .unwrap();
         let call = |call, result| Entry::Call { call, result };

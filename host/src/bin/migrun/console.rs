@@ -1,6 +1,13 @@
 //! Terminal output while a run happens: progress bars with ETA on a terminal,
 //! plain lines otherwise (CI logs, pipes). Everything goes to stderr so that
 //! stdout carries only the report (text or `--json`).
+//!
+//! At scale (more than [`MANY_UNITS`] units to run) a terminal shows one bar over
+//! the units — done, failed, left, ETA — instead of a line and bars per unit; the
+//! failed units are still printed one line each. Without a terminal the lines
+//! stay (a log keeps each unit) and a line sums the units up every 10%. With
+//! `--json`, each unit's start and end is a JSON line on stderr (schema
+//! `migrun.event/1`, see docs/OPERATIONS.md), for dashboards.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -8,8 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use migrun::observer::{CheckResult, Level, LogEvent, Progress, RunObserver};
-use migrun::printable::{printable, printable_text};
+use migrun::observer::{CheckResult, Level, LogEvent, Progress, RunObserver, UnitEnd};
+use migrun::printable::{printable, printable_json, printable_text};
 
 /// Sets up `tracing` to stderr: warnings by default, more with `-v`, or `MIGRUN_LOG`.
 pub fn init_tracing(verbose: u8) {
@@ -36,9 +43,60 @@ pub fn colour(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Above this many units to run, a terminal shows one bar over the units instead of a line
+/// (and bars) per unit, and a log gets a summary line every 10%.
+pub const MANY_UNITS: u64 = 20;
+
+/// Schema of the `--json` event lines on stderr.
+pub const EVENT_SCHEMA: &str = "migrun.event/1";
+
+/// The units of a run as they end: what the overall bar and the events count.
+#[derive(Default)]
+struct UnitCounts {
+    /// Units that will run (told by `units_planned`).
+    to_run: u64,
+    /// Units selected, skipped ones included.
+    selected: u64,
+    /// Units that ended, failed ones included.
+    done: u64,
+    /// Of them, failed.
+    failed: u64,
+    /// When the first unit started.
+    since: Option<Instant>,
+    /// The last tenth of the units a log's summary line was printed for.
+    printed_tenth: u64,
+}
+
+impl UnitCounts {
+    fn left(&self) -> u64 {
+        self.to_run.saturating_sub(self.done)
+    }
+
+    /// `120/1000 units done, 3 failed, 880 left, ETA 2m05s`.
+    fn summary(&self) -> String {
+        let eta = self
+            .since
+            .and_then(|since| eta(since.elapsed(), self.done, self.left()))
+            .map(|eta| format!(", ETA {eta}"))
+            .unwrap_or_default();
+        format!(
+            "{}/{} units done, {} failed, {} left{eta}",
+            self.done,
+            self.to_run,
+            self.failed,
+            self.left()
+        )
+    }
+}
+
 /// The CLI's observer.
 pub struct Console {
     terminal: bool,
+    /// `--json`: units' starts and ends as JSON lines on stderr instead of lines for people.
+    json: bool,
+    units: Mutex<UnitCounts>,
+    /// The one bar over the units, on a terminal when there are many.
+    overall: Mutex<Option<ProgressBar>>,
     bars: MultiProgress,
     /// One bar per (unit, task): with `--jobs` several units run at once, each with its bars.
     tasks: Mutex<HashMap<(Option<String>, String), ProgressBar>>,
@@ -50,8 +108,9 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console; progress bars only when stderr is a terminal.
-    pub fn new(_json: bool) -> Console {
+    /// A console; progress bars only when stderr is a terminal; `json`: unit events as JSON
+    /// lines (`migrun.event/1`).
+    pub fn new(json: bool) -> Console {
         let terminal = std::io::stderr().is_terminal();
         let bars = MultiProgress::with_draw_target(if terminal {
             ProgressDrawTarget::stderr()
@@ -60,6 +119,9 @@ impl Console {
         });
         Console {
             terminal,
+            json,
+            units: Mutex::new(UnitCounts::default()),
+            overall: Mutex::new(None),
             bars,
             tasks: Mutex::new(HashMap::new()),
             printed: Mutex::new(HashMap::new()),
@@ -72,6 +134,37 @@ impl Console {
         for (_, bar) in self.tasks.lock().expect("console lock").drain() {
             bar.finish();
         }
+        if let Some(bar) = self.overall.lock().expect("console lock").take() {
+            bar.finish();
+        }
+    }
+
+    /// Whether the units are summed up (one bar, or a log's summary lines) rather than
+    /// shown one by one.
+    fn many_units(&self) -> bool {
+        self.units.lock().expect("console lock").to_run > MANY_UNITS
+    }
+
+    /// Prints one `--json` event line on stderr: `{"schema":"migrun.event/1","event":…}`.
+    fn event(&self, event: &str, mut fields: serde_json::Value) {
+        if let Some(object) = fields.as_object_mut() {
+            let mut line = serde_json::Map::new();
+            line.insert("schema".into(), EVENT_SCHEMA.into());
+            line.insert("event".into(), event.into());
+            line.insert(
+                "at".into(),
+                chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            );
+            line.extend(std::mem::take(object));
+            let text = printable_json(&serde_json::Value::Object(line).to_string()).into_owned();
+            if self.terminal {
+                self.bars.suspend(|| eprintln!("{text}"));
+            } else {
+                eprintln!("{text}");
+            }
+        }
     }
 
     /// Prints one line to stderr; whatever a plugin put in it was escaped by the caller,
@@ -83,6 +176,13 @@ impl Console {
         } else {
             eprintln!("{text}");
         }
+    }
+}
+
+impl Console {
+    /// Whether the one bar over the units is shown.
+    fn overall_bar(&self) -> bool {
+        self.overall.lock().expect("console lock").is_some()
     }
 }
 
@@ -102,8 +202,98 @@ fn eta(elapsed: Duration, done: u64, left: u64) -> Option<String> {
 
 impl RunObserver for Console {
     fn phase_started(&self, phase: &str) {
+        let unit = phase.starts_with("unit ");
+        // Units are events in `--json`, and counted by the one bar when there are many.
+        if unit && (self.json || (self.terminal && self.many_units())) {
+            return;
+        }
         if phase != "describe" {
             self.line(format!("▸ {}", printable(phase)));
+        }
+    }
+
+    fn units_planned(&self, selected: u64, to_run: u64) {
+        let mut units = self.units.lock().expect("console lock");
+        units.selected = selected;
+        units.to_run = to_run;
+        if self.json {
+            self.event(
+                "units",
+                serde_json::json!({
+                    "selected": selected,
+                    "to_run": to_run,
+                    "skipped": selected.saturating_sub(to_run),
+                }),
+            );
+        }
+        if self.terminal && to_run > MANY_UNITS {
+            let bar = self.bars.add(ProgressBar::new(to_run));
+            bar.set_style(
+                ProgressStyle::with_template("  units [{bar:30}] {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(units.summary());
+            bar.enable_steady_tick(Duration::from_millis(500));
+            *self.overall.lock().expect("console lock") = Some(bar);
+        }
+    }
+
+    fn unit_started(&self, unit: &str, scope: Option<&str>) {
+        let mut units = self.units.lock().expect("console lock");
+        units.since.get_or_insert_with(Instant::now);
+        drop(units);
+        if self.json {
+            self.event(
+                "unit-started",
+                serde_json::json!({ "unit": unit, "scope": scope }),
+            );
+        }
+    }
+
+    fn unit_finished(&self, end: &UnitEnd) {
+        let mut units = self.units.lock().expect("console lock");
+        units.done += 1;
+        if end.status == "failed" {
+            units.failed += 1;
+        }
+        let (done, failed, left, to_run) = (units.done, units.failed, units.left(), units.to_run);
+        let summary = units.summary();
+        let tenth = (done * 10).checked_div(to_run).unwrap_or(0);
+        let summary_due =
+            !self.terminal && !self.json && to_run > MANY_UNITS && tenth > units.printed_tenth;
+        if summary_due {
+            units.printed_tenth = tenth;
+        }
+        drop(units);
+        if self.json {
+            let mut fields = serde_json::to_value(end).unwrap_or_default();
+            if let Some(object) = fields.as_object_mut() {
+                object.insert("done".into(), done.into());
+                object.insert("failed".into(), failed.into());
+                object.insert("left".into(), left.into());
+            }
+            self.event("unit-finished", fields);
+        }
+        if let Some(bar) = self.overall.lock().expect("console lock").as_ref() {
+            bar.set_position(done);
+            bar.set_message(summary.clone());
+            if end.status == "failed" {
+                let scope = end
+                    .scope
+                    .as_deref()
+                    .map(|s| format!("@{s}"))
+                    .unwrap_or_default();
+                self.line(format!(
+                    "✗ unit {}{} failed: {}",
+                    printable(&end.unit),
+                    printable(&scope),
+                    printable(end.error.as_deref().unwrap_or(""))
+                ));
+            }
+        }
+        if summary_due {
+            self.line(format!("  units: {summary}"));
         }
     }
 
@@ -122,7 +312,9 @@ impl RunObserver for Console {
             }
         }
         drop(tasks);
-        if !ok {
+        // A unit's failure is its `--json` event, or a line of the overall bar's (with its error).
+        let counted = unit.is_some() && (self.json || self.overall_bar());
+        if !ok && !counted {
             self.line(format!("✗ {} failed", printable(phase)));
         }
     }
@@ -165,6 +357,11 @@ impl RunObserver for Console {
     }
 
     fn progress(&self, p: &Progress) {
+        // Under the one bar over many units, a unit's own progress is not drawn: thousands
+        // of short-lived bars would scroll the screen.
+        if self.overall_bar() && p.unit.is_some() {
+            return;
+        }
         if self.terminal {
             let mut tasks = self.tasks.lock().expect("console lock");
             let bar = tasks

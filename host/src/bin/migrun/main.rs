@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 the run failed (a unit or `verify` failed, was
 //! rolled back, or hit a limit); 2 nothing ran (bad arguments, config, plugin
-//! or connection); 3 the run finished but a check failed.
+//! or connection); 3 the run finished but a check failed; 4 units failed and
+//! the others ran (`--keep-going`); 130 interrupted.
 
 mod backups;
 mod console;
@@ -175,9 +176,13 @@ enum Command {
         /// Override a connection URL: --db name=url (repeatable).
         #[arg(long = "db", value_name = "NAME=URL")]
         db: Vec<String>,
-        /// Print JSON (schema migrun.status/1).
+        /// Print JSON (schema migrun.status/1; every row, and a summary per plugin).
         #[arg(long)]
         json: bool,
+        /// List every ledger row, however many (by default a ledger of more than 50 rows is
+        /// summed up per plugin, listing only the unfinished and suspect rows).
+        #[arg(long)]
+        all: bool,
     },
     /// Re-execute a journal's plugin on its recorded inputs, with no database: verify it
     /// (same plugin) or compare another version's writes (--plugin v2.wasm).
@@ -252,14 +257,22 @@ struct RunArgs {
     /// Memory cap in MiB (overrides [limits] memory_mib).
     #[arg(long)]
     memory_mib: Option<u64>,
-    /// Run only this worker's share of the units: --shard i/n (0 <= i < n), by a stable hash of each unit's name.
+    /// Run only this worker's share of the units: --shard i/n (0 <= i < n), by a stable hash
+    /// of each unit's name. `--shard auto` (Kubernetes Indexed Job): i from
+    /// JOB_COMPLETION_INDEX, n from MIGRUN_SHARD_COUNT; `--shard auto/n` gives n itself.
     #[arg(long, value_parser = parse_shard, value_name = "I/N")]
-    shard: Option<(u32, u32)>,
+    shard: Option<ShardArg>,
     /// Run up to N units at once, each with its own plugin instance, connections and
     /// transactions (default 1: one unit after another). Units start in list order; use it
     /// only when the plugin's units do not depend on each other. A dry-run runs one at a time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
     jobs: u32,
+    /// When a unit fails, roll it back and run the other units anyway (also `[run]
+    /// on_unit_failure = "continue"`); the report lists the failed units, the run exits 4, and
+    /// a rerun runs only the units that did not finish. For units that do not depend on each
+    /// other (one per tenant). A dry-run still stops at its first failure.
+    #[arg(long)]
+    keep_going: bool,
     /// Seconds to wait for another run's lock on a target before failing.
     #[arg(long, default_value_t = 30)]
     lock_timeout: u64,
@@ -318,9 +331,12 @@ fn main() -> ExitCode {
                 let wait = std::time::Duration::from_secs(lock_timeout);
                 backups::restore(&id, tables, yes, &drop, &place, &db, json, wait).await
             }
-            Some(Command::Status { config, db, json }) => {
-                status(config.as_deref(), &db, json).await
-            }
+            Some(Command::Status {
+                config,
+                db,
+                json,
+                all,
+            }) => status(config.as_deref(), &db, json, all).await,
             Some(Command::Replay {
                 journal,
                 plugin,
@@ -479,8 +495,93 @@ async fn journal(cmd: JournalCommand) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
-    let (i, n) = spec.split_once('/').ok_or("expected I/N, e.g. 0/3")?;
+/// `--shard` as given: a fixed share, or `auto` (from the environment, resolved when the run
+/// starts by [`ShardArg::resolve`]) with or without its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardArg {
+    /// `--shard i/n`.
+    Fixed(u32, u32),
+    /// `--shard auto` (`None`: the count from `MIGRUN_SHARD_COUNT`) or `--shard auto/n`.
+    Auto(Option<u32>),
+}
+
+/// The variable a Kubernetes Indexed Job sets in each pod: the pod's index, 0‥completions-1.
+const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The number of shards for `--shard auto`: the Job's `completions` (Kubernetes does not set
+/// it in the pod, so the manifest does).
+const SHARD_COUNT_VAR: &str = "MIGRUN_SHARD_COUNT";
+
+impl ShardArg {
+    /// This worker's `(index, count)`; `auto` reads them from `env`, and an index or count
+    /// that is missing or wrong is an error saying which and how to give it.
+    fn resolve(self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<(u32, u32)> {
+        let (given, count) = match self {
+            ShardArg::Fixed(i, n) => return Ok((i, n)),
+            ShardArg::Auto(count) => (count, env(SHARD_COUNT_VAR)),
+        };
+        let Some(index) = env(JOB_COMPLETION_INDEX) else {
+            anyhow::bail!(
+                "--shard auto: {JOB_COMPLETION_INDEX} is not set; a Kubernetes Indexed Job \
+                 (completionMode: Indexed) sets it in each pod. Outside one, give the share \
+                 with --shard I/N. Nothing was run"
+            );
+        };
+        let index: u32 = index.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--shard auto: {JOB_COMPLETION_INDEX}={index:?} is not a number. Nothing was run"
+            )
+        })?;
+        let from_env = match count {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--shard auto: {SHARD_COUNT_VAR}={text:?} is not a positive number. \
+                         Nothing was run"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let count = match (given, from_env) {
+            (Some(given), Some(env)) if given != env => anyhow::bail!(
+                "--shard auto/{given} and {SHARD_COUNT_VAR}={env} disagree on the number of \
+                 shards; give it once. Nothing was run"
+            ),
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) => anyhow::bail!(
+                "--shard auto: the number of shards is not given; set {SHARD_COUNT_VAR} to the \
+                 Job's completions (Kubernetes does not tell the pod), or pass --shard auto/N. \
+                 Nothing was run"
+            ),
+        };
+        if index >= count {
+            anyhow::bail!(
+                "--shard auto: {JOB_COMPLETION_INDEX}={index} is not below the number of shards \
+                 {count}: the Job's completions and the shard count differ. Nothing was run"
+            );
+        }
+        Ok((index, count))
+    }
+}
+
+fn parse_shard(spec: &str) -> Result<ShardArg, String> {
+    if spec == "auto" {
+        return Ok(ShardArg::Auto(None));
+    }
+    if let Some(count) = spec.strip_prefix("auto/") {
+        let n: u32 = count.parse().map_err(|_| "N is not a number")?;
+        if n == 0 {
+            return Err("shard auto/0: need N > 0".into());
+        }
+        return Ok(ShardArg::Auto(Some(n)));
+    }
+    let (i, n) = spec
+        .split_once('/')
+        .ok_or("expected I/N (e.g. 0/3), auto or auto/N")?;
     let (i, n): (u32, u32) = (
         i.parse().map_err(|_| "I is not a number")?,
         n.parse().map_err(|_| "N is not a number")?,
@@ -488,13 +589,14 @@ fn parse_shard(spec: &str) -> Result<(u32, u32), String> {
     if n == 0 || i >= n {
         return Err(format!("shard {i}/{n}: need 0 <= I < N"));
     }
-    Ok((i, n))
+    Ok(ShardArg::Fixed(i, n))
 }
 
 async fn status(
     config: Option<&std::path::Path>,
     overrides: &[String],
     json: bool,
+    all: bool,
 ) -> anyhow::Result<u8> {
     let mut config = match config {
         Some(file) => RunConfig::load(file)?,
@@ -522,7 +624,7 @@ async fn status(
     if json {
         print_json(&render::status_json(&status));
     } else {
-        print_text(&render::status_text(&status));
+        print_text(&render::status_text(&status, all));
     }
     // A ledger row migrun did not write as it stands is worth a non-zero exit.
     let suspect = status
@@ -571,6 +673,10 @@ async fn replay(
 
 async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
     let path = args.plugin.expect("clap requires the plugin");
+    let shard = args
+        .shard
+        .map(|spec| spec.resolve(&|name| std::env::var(name).ok()))
+        .transpose()?;
     let mut config = match &args.config {
         Some(file) => RunConfig::load(file)?,
         None if std::path::Path::new("migrun.toml").exists() => {
@@ -629,8 +735,10 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         only: args.only,
         seeds: None,
         observer: observer.clone(),
-        shard: args.shard,
+        shard,
         jobs: args.jobs,
+        keep_going: args.keep_going
+            || config.run.on_unit_failure == migrun::config::OnUnitFailure::Continue,
         lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
         allow_plugin_change: args.allow_plugin_change,
         interrupt,
@@ -656,4 +764,63 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         print_text(&render::run_report_text(&report, &places));
     }
     Ok(report.exit_code() as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    /// `--shard auto` takes the index from the Indexed Job and the count from the flag or
+    /// the manifest's variable; anything missing or inconsistent is refused by name.
+    #[test]
+    fn shard_auto_reads_the_indexed_job_and_refuses_what_is_missing() {
+        assert_eq!(parse_shard("1/3"), Ok(ShardArg::Fixed(1, 3)));
+        assert_eq!(parse_shard("auto"), Ok(ShardArg::Auto(None)));
+        assert_eq!(parse_shard("auto/4"), Ok(ShardArg::Auto(Some(4))));
+        assert!(parse_shard("auto/0").is_err());
+        let auto = ShardArg::Auto(None);
+        let both = [("JOB_COMPLETION_INDEX", "2"), ("MIGRUN_SHARD_COUNT", "3")];
+        assert_eq!(auto.resolve(&env(&both)).unwrap(), (2, 3));
+        assert_eq!(
+            ShardArg::Auto(Some(3))
+                .resolve(&env(&[("JOB_COMPLETION_INDEX", "0")]))
+                .unwrap(),
+            (0, 3)
+        );
+        let error =
+            |arg: ShardArg, vars: &[(&str, &str)]| arg.resolve(&env(vars)).unwrap_err().to_string();
+        let no_index = error(auto, &[("MIGRUN_SHARD_COUNT", "3")]);
+        assert!(
+            no_index.contains("JOB_COMPLETION_INDEX is not set"),
+            "{no_index}"
+        );
+        let no_count = error(auto, &[("JOB_COMPLETION_INDEX", "0")]);
+        assert!(
+            no_count.contains("set MIGRUN_SHARD_COUNT") && no_count.contains("--shard auto/N"),
+            "{no_count}"
+        );
+        let outside = error(
+            auto,
+            &[("JOB_COMPLETION_INDEX", "3"), ("MIGRUN_SHARD_COUNT", "3")],
+        );
+        assert!(
+            outside.contains("not below the number of shards 3"),
+            "{outside}"
+        );
+        let disagree = error(ShardArg::Auto(Some(2)), &both);
+        assert!(disagree.contains("disagree"), "{disagree}");
+        let garbage = error(
+            auto,
+            &[("JOB_COMPLETION_INDEX", "x"), ("MIGRUN_SHARD_COUNT", "3")],
+        );
+        assert!(garbage.contains("is not a number"), "{garbage}");
+    }
 }

@@ -7,6 +7,9 @@
 //! would fail on the key, and the table lists exactly the units that ran.
 //! Config `units` sets how many there are (default 24); `spin` makes each
 //! unit compute for a while first, so that parallel workers overlap.
+//! `fail` and `panic` (comma-separated unit names) make those units fail —
+//! returning an error, or trapping — *after* they inserted their row, so a
+//! test sees that the host rolled the row back (`--keep-going` tests).
 
 use std::hint::black_box;
 
@@ -15,6 +18,17 @@ use migrun_sdk::{Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result
 struct WorkUnits {
     units: u32,
     spin: u64,
+    fail: Vec<String>,
+    panic: Vec<String>,
+}
+
+/// A comma-separated list of unit names (empty: none).
+fn names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Plugin for WorkUnits {
@@ -24,12 +38,18 @@ impl Plugin for WorkUnits {
             .connection(Need::read_write("target", "holds work_log").writes(["work_log"]))
             .config_key(ConfigKey::new("units", "how many units").default("24"))
             .config_key(ConfigKey::new("spin", "iterations of busy work per unit").default("0"))
+            .config_key(
+                ConfigKey::new("fail", "units that return an error after their insert").default(""),
+            )
+            .config_key(ConfigKey::new("panic", "units that trap after their insert").default(""))
     }
 
     fn configure(config: &Config) -> Result<Self> {
         Ok(WorkUnits {
             units: config.parse("units")?,
             spin: config.parse("spin")?,
+            fail: names(config.get_or("fail", "")),
+            panic: names(config.get_or("panic", "")),
         })
     }
 
@@ -51,6 +71,14 @@ impl Plugin for WorkUnits {
             target.placeholder(1)
         );
         target.execute(&sql, params![unit])?;
+        if self.fail.iter().any(|f| f == unit) {
+            return Err(migrun_sdk::Error::failed(format!(
+                "{unit} is configured to fail (config `fail`)"
+            )));
+        }
+        if self.panic.iter().any(|p| p == unit) {
+            panic!("{unit} is configured to trap (config `panic`)");
+        }
         Ok(())
     }
 }

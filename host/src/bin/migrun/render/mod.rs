@@ -381,8 +381,13 @@ pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
     .expect("status serializes")
 }
 
-/// `migrun status` for a terminal.
-pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
+/// Above this many rows, `migrun status` sums a ledger up per plugin and lists only the
+/// rows that need attention (unless `--all`).
+pub const STATUS_LIST_LIMIT: usize = 50;
+
+/// `migrun status` for a terminal: every row of a ledger of up to [`STATUS_LIST_LIMIT`] rows
+/// (or with `all`); a bigger one summed up per plugin, with the rows that need attention.
+pub fn status_text(status: &[migrun::status::TargetStatus], all: bool) -> String {
     let mut out = String::new();
     let any_rows = status
         .iter()
@@ -405,61 +410,116 @@ pub fn status_text(status: &[migrun::status::TargetStatus]) -> String {
             (Some(rows), None) if rows.is_empty() => {
                 let _ = writeln!(out, "  ledger is empty");
             }
-            (Some(rows), None) => {
+            (Some(rows), None) if all || rows.len() <= STATUS_LIST_LIMIT => {
                 for (i, r) in rows.iter().enumerate() {
-                    let anchor = t.anchors.get(i);
-                    let suspect = anchor.is_some_and(migrun::status::Anchor::is_suspect);
-                    let checkpoint = t.checkpoint_states.get(i).cloned().flatten();
-                    let (mark, what, at) = match &checkpoint {
-                        _ if suspect => ("⚠", String::new(), "at"),
-                        Some(state) => (
-                            "◐",
-                            format!(
-                                " {}",
-                                printable(&migrun::status::describe_checkpoint(state))
-                            ),
-                            "saved",
-                        ),
-                        None if r.status == migrun::ledger::STATUS_FINISHED => {
-                            ("✓", String::new(), "at")
-                        }
-                        None => ("·", String::new(), "at"),
-                    };
+                    status_row(&mut out, t, i, r);
+                }
+            }
+            (Some(rows), None) => {
+                for s in &t.summary {
                     let _ = writeln!(
                         out,
-                        "  {mark} {:<24}{what} {} {} (sha256 {}) run {} {at} {}, {} rows{}",
-                        // A scoped unit (contract 0.2.0) as `--only` selects it: `unit@scope`.
-                        printable(&r.key().to_string()),
-                        printable(&r.plugin_name),
-                        printable(&r.plugin_version),
-                        printable(r.plugin_sha256.get(..12).unwrap_or(&r.plugin_sha256)),
-                        printable(&r.run_id),
-                        printable(&r.finished_at.to_string()),
-                        r.rows_written,
-                        r.override_reason
-                            .as_ref()
-                            .map(|o| format!(" — override: {}", printable(o)))
-                            .unwrap_or_default()
+                        "  {}: {} row(s): ✓ {} finished, ◐ {} checkpointed, ⚠ {} not written by migrun as it is{}",
+                        printable(&s.plugin),
+                        migrun::plan::thousands(s.rows),
+                        migrun::plan::thousands(s.finished),
+                        migrun::plan::thousands(s.checkpointed),
+                        migrun::plan::thousands(s.suspect),
+                        if s.unverified > 0 {
+                            format!(
+                                " ({} unverified: journal not here)",
+                                migrun::plan::thousands(s.unverified)
+                            )
+                        } else {
+                            String::new()
+                        }
                     );
-                    match anchor {
-                        Some(migrun::status::Anchor::NotInJournal(why)) => {
-                            let _ = writeln!(
-                                out,
-                                "      NOT WRITTEN BY MIGRUN AS IT IS: {}",
-                                printable(why)
-                            );
-                        }
-                        Some(migrun::status::Anchor::Unverified(why)) => {
-                            let _ = writeln!(out, "      unverified: {}", printable(why));
-                        }
-                        _ => {}
+                }
+                let attention: Vec<usize> =
+                    (0..rows.len()).filter(|i| t.needs_attention(*i)).collect();
+                if attention.is_empty() {
+                    let _ = writeln!(out, "  no row is unfinished or suspect");
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "  unfinished or suspect ({}):",
+                        migrun::plan::thousands(attention.len() as u64)
+                    );
+                    for &i in attention.iter().take(STATUS_LIST_LIMIT) {
+                        status_row(&mut out, t, i, &rows[i]);
+                    }
+                    if attention.len() > STATUS_LIST_LIMIT {
+                        let _ = writeln!(
+                            out,
+                            "  … {} more",
+                            migrun::plan::thousands((attention.len() - STATUS_LIST_LIMIT) as u64)
+                        );
                     }
                 }
+                let _ = writeln!(
+                    out,
+                    "  ({} rows summed up; every row: migrun status --all)",
+                    migrun::plan::thousands(rows.len() as u64)
+                );
             }
         }
         let _ = writeln!(out);
     }
     out
+}
+
+/// One ledger row of `migrun status`, with its anchor's verdict under it.
+fn status_row(
+    out: &mut String,
+    t: &migrun::status::TargetStatus,
+    i: usize,
+    r: &migrun::ledger::LedgerRow,
+) {
+    let anchor = t.anchors.get(i);
+    let suspect = anchor.is_some_and(migrun::status::Anchor::is_suspect);
+    let checkpoint = t.checkpoint_states.get(i).cloned().flatten();
+    let (mark, what, at) = match &checkpoint {
+        _ if suspect => ("⚠", String::new(), "at"),
+        Some(state) => (
+            "◐",
+            format!(
+                " {}",
+                printable(&migrun::status::describe_checkpoint(state))
+            ),
+            "saved",
+        ),
+        None if r.status == migrun::ledger::STATUS_FINISHED => ("✓", String::new(), "at"),
+        None => ("·", String::new(), "at"),
+    };
+    let _ = writeln!(
+        out,
+        "  {mark} {:<24}{what} {} {} (sha256 {}) run {} {at} {}, {} rows{}",
+        // A scoped unit (contract 0.2.0) as `--only` selects it: `unit@scope`.
+        printable(&r.key().to_string()),
+        printable(&r.plugin_name),
+        printable(&r.plugin_version),
+        printable(r.plugin_sha256.get(..12).unwrap_or(&r.plugin_sha256)),
+        printable(&r.run_id),
+        printable(&r.finished_at.to_string()),
+        r.rows_written,
+        r.override_reason
+            .as_ref()
+            .map(|o| format!(" — override: {}", printable(o)))
+            .unwrap_or_default()
+    );
+    match anchor {
+        Some(migrun::status::Anchor::NotInJournal(why)) => {
+            let _ = writeln!(
+                out,
+                "      NOT WRITTEN BY MIGRUN AS IT IS: {}",
+                printable(why)
+            );
+        }
+        Some(migrun::status::Anchor::Unverified(why)) => {
+            let _ = writeln!(out, "      unverified: {}", printable(why));
+        }
+        _ => {}
+    }
 }
 
 /// The inspection as pretty JSON.

@@ -65,18 +65,32 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         );
     }
     let _ = writeln!(out, "\nunits");
-    for unit in &report.units {
-        let (mark, status) = match unit.status {
-            UnitStatus::Committed => ("✓", "committed"),
-            UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
-            UnitStatus::Failed if !unit.transactional => ("✗", "failed, not rolled back"),
-            UnitStatus::Failed => ("✗", "failed, rolled back"),
-            UnitStatus::NotRun => ("·", "not run"),
-            UnitStatus::Skipped if unit.skipped.is_some() => ("=", "skipped by the plugin"),
-            UnitStatus::Skipped => ("=", "skipped: already finished"),
-            UnitStatus::NotFound => ("?", "skipped: no such unit"),
-            UnitStatus::Planned => ("○", "planned, not run"),
-        };
+    // Thousands of tenants' units: counted by status, the failed ones listed with their
+    // errors below (the JSON report has every unit).
+    let many = report.units.len() > UNITS_LISTED;
+    if many {
+        let mut counts: Vec<(&str, u64)> = Vec::new();
+        for unit in &report.units {
+            let status = status_words(unit).1;
+            match counts.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((status, 1)),
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  {} units: {}",
+            migrun::plan::thousands(report.units.len() as u64),
+            counts
+                .iter()
+                .map(|(status, n)| format!("{} {status}", migrun::plan::thousands(*n)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let listed: &[migrun::run::UnitReport] = if many { &[] } else { &report.units };
+    for unit in listed {
+        let (mark, status) = status_words(unit);
         let writes: Vec<String> = unit
             .writes
             .iter()
@@ -99,11 +113,7 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             }
             None => status,
         };
-        // A scoped unit (contract 0.2.0) is shown as `--only` selects it: `unit@scope`.
-        let name = match &unit.scope {
-            Some(scope) => format!("{}@{}", unit.name, scope),
-            None => unit.name.clone(),
-        };
+        let name = unit_name(unit);
         let _ = writeln!(
             out,
             "  {mark} {:<24} {:<28} {:>7}  {}",
@@ -115,6 +125,32 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
                 .map(|n| printable(n).into_owned())
                 .unwrap_or_else(|| writes.join("; "))
         );
+    }
+    let failed: Vec<_> = report
+        .units
+        .iter()
+        .filter(|u| u.status == UnitStatus::Failed)
+        .collect();
+    if report.kept_going || (many && !failed.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nfailed units ({} of {}{})",
+            migrun::plan::thousands(failed.len() as u64),
+            migrun::plan::thousands(report.units.len() as u64),
+            if report.kept_going {
+                "; each rolled back, the other units ran"
+            } else {
+                ""
+            }
+        );
+        for unit in &failed {
+            let _ = writeln!(
+                out,
+                "  ✗ {}  {}",
+                printable(&unit_name(unit)),
+                printable(unit.error.as_deref().unwrap_or("failed"))
+            );
+        }
     }
     let not_kept = &report.messages_not_kept;
     let plugin_warnings =
@@ -277,6 +313,33 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
         }
     }
     out
+}
+
+/// Above this many units the text report counts them by status and lists the failed ones
+/// only.
+const UNITS_LISTED: usize = 50;
+
+/// A unit's mark and status in words.
+fn status_words(unit: &migrun::run::UnitReport) -> (&'static str, &'static str) {
+    match unit.status {
+        UnitStatus::Committed => ("✓", "committed"),
+        UnitStatus::DryRun => ("✓", "ok, rolled back (dry-run)"),
+        UnitStatus::Failed if !unit.transactional => ("✗", "failed, not rolled back"),
+        UnitStatus::Failed => ("✗", "failed, rolled back"),
+        UnitStatus::NotRun => ("·", "not run"),
+        UnitStatus::Skipped if unit.skipped.is_some() => ("=", "skipped by the plugin"),
+        UnitStatus::Skipped => ("=", "skipped: already finished"),
+        UnitStatus::NotFound => ("?", "skipped: no such unit"),
+        UnitStatus::Planned => ("○", "planned, not run"),
+    }
+}
+
+/// A unit as `--only` selects it: a scoped unit (contract 0.2.0) as `unit@scope`.
+fn unit_name(unit: &migrun::run::UnitReport) -> String {
+    match &unit.scope {
+        Some(scope) => format!("{}@{}", unit.name, scope),
+        None => unit.name.clone(),
+    }
 }
 
 /// A unit's writes on one connection: rows, then how they were written, statements, bulk
