@@ -947,11 +947,11 @@ fn fixture_holds_the_scenario() {
 
 /// The access rules the seed does not state are the operator's to review (issue 19 item 6,
 /// issue 24 item 2): a file in the granted directory, named by `access_rules`, replaces the
-/// built-in ones. The team engine's member holds `archive` with `{delete}` (write by the
-/// built-in rules) and its `reviewers` role `team.gamma` with `{read}` and the grant option
-/// (owner by the built-in rules); rules where `delete` alone reads and the grant option does
-/// not own make both read. The verifier checks parity under the same rules, the file is
-/// journaled, and the journal replays with the file gone.
+/// built-in ones. The team engine's member holds `docs` with `{read}` (read under the
+/// built-in rules); rules where every action writes make it write, the verifier checks
+/// parity under the same rules, the file is journaled, and the journal replays with the
+/// file gone. Rules stricter than the old model (`delete` alone reads) migrate, and the
+/// verifier's parity check then fails, naming the old rights the new model no longer gives.
 #[tokio::test(flavor = "multi_thread")]
 async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
     let Some(s) = Setup::new().await else {
@@ -961,37 +961,41 @@ async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
         rows(
             &url,
             "SELECT tree_path::text, access::text FROM core.tree_access \
-             WHERE tree_path::text IN ('archive', 'team.gamma') ORDER BY 1, 2",
+             WHERE tree_path::text IN ('docs', 'archive') ORDER BY 1, 2",
         )
         .await
     };
-    let built_in = s.migrun(&["--json"]);
-    built_in.expect_code(0);
+    let pair = |p: &str, l: &str| vec![p.to_owned(), l.to_owned()];
+    s.migrun(&["--json"]).expect_code(0);
     let before = levels(s.target.url.clone()).await;
     assert!(
-        before.contains(&vec!["archive".to_owned(), "2".to_owned()])
-            && before.contains(&vec!["team.gamma".to_owned(), "3".to_owned()]),
+        before.contains(&pair("docs", "1")) && before.contains(&pair("archive", "2")),
         "the built-in rules: {before:?}"
     );
 
-    let Some(reviewed) = TestDatabase::create(Dialect::Postgres).await else {
+    // A workspace whose migrun.toml grants `mappings/` and names the rules file in it.
+    let with_rules = |rules: &str, target: &str| {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path().join("mappings")).unwrap();
+        std::fs::write(ws.path().join("mappings/access-rules.txt"), rules).unwrap();
+        ws.config(&format!(
+            "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+             [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+             [connections.target]\nurl = \"{target}\"\naccess = \"read-write\"\n\n\
+             [files]\ndir = \"mappings\"\n\n\
+             [config]\nbatch_size = 64\naccess_rules = \"access-rules.txt\"\n",
+            s.accounts.ro_url, s.shard.ro_url
+        ));
+        ws
+    };
+
+    let Some(wider) = TestDatabase::create(Dialect::Postgres).await else {
         return;
     };
-    let ws = Workspace::new();
-    std::fs::create_dir_all(ws.path().join("mappings")).unwrap();
-    std::fs::write(
-        ws.path().join("mappings/access-rules.txt"),
-        "# reviewed by the team\nwrite_actions = create, update   # delete alone reads\nwith_grant_option = by-actions\n",
-    )
-    .unwrap();
-    ws.config(&format!(
-        "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
-         [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
-         [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
-         [files]\ndir = \"mappings\"\n\n\
-         [config]\nbatch_size = 64\naccess_rules = \"access-rules.txt\"\n",
-        s.accounts.ro_url, s.shard.ro_url, reviewed.url
-    ));
+    let ws = with_rules(
+        "# reviewed by the team: every old action writes\nwrite_actions = read, create, update, delete\n",
+        &wider.url,
+    );
     let out = ws.migrun(&[s.plugin.as_str(), "--json"]);
     out.expect_code(0);
     assert!(
@@ -1002,12 +1006,9 @@ async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
     );
     let report = out.json();
     assert_all_checks_pass(&report);
-    let after = levels(reviewed.url.clone()).await;
-    assert!(!after.is_empty(), "the paths are still granted");
-    assert!(
-        after.iter().all(|r| r[1] == "1"),
-        "the reviewed rules make both grants read: {after:?}"
-    );
+    let after = levels(wider.url.clone()).await;
+    assert!(after.contains(&pair("docs", "2")), "{after:?}");
+    assert_eq!(after.len(), before.len(), "{before:?} → {after:?}");
 
     // The file was journaled: the run replays with the granted directory gone.
     std::fs::remove_dir_all(ws.path().join("mappings")).unwrap();
@@ -1018,25 +1019,39 @@ async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
         .expect_code(0)
         .expect_output("verified: ");
 
+    // Stricter than the old model: the rows go in, and the verifier says what was lost.
+    let Some(stricter) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let ws = with_rules("write_actions = create, update\n", &stricter.url);
+    let out = ws.migrun(&[s.plugin.as_str(), "--json"]);
+    out.expect_code(3);
+    let report = out.json();
+    let failed: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert!(
+        !failed.is_empty()
+            && failed.iter().all(|c| c["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("access parity")),
+        "only access parity fails: {failed:?}"
+    );
+    assert!(
+        levels(stricter.url.clone())
+            .await
+            .contains(&pair("archive", "1"))
+    );
+
     // A file that is not valid rules stops the run before any unit, naming the line.
     let Some(third) = TestDatabase::create(Dialect::Postgres).await else {
         return;
     };
-    let bad = Workspace::new();
-    std::fs::create_dir_all(bad.path().join("mappings")).unwrap();
-    std::fs::write(
-        bad.path().join("mappings/access-rules.txt"),
-        "colour = blue\n",
-    )
-    .unwrap();
-    bad.config(&format!(
-        "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
-         [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
-         [connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n\
-         [files]\ndir = \"mappings\"\n\n\
-         [config]\naccess_rules = \"access-rules.txt\"\n",
-        s.accounts.ro_url, s.shard.ro_url, third.url
-    ));
+    let bad = with_rules("colour = blue\n", &third.url);
     let refused = bad.migrun(&[s.plugin.as_str()]);
     assert_ne!(refused.code, 0);
     assert!(
