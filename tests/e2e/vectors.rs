@@ -425,9 +425,10 @@ async fn typed_values_are_refused_by_other_types_and_dialects() {
     }
 }
 
-/// A contract 0.1.x plugin (the SDK's `sql-script`) reads a `halfvec` column
-/// without a cast, as a float32 array; a column of a type the host does not
-/// model still fails with the message it always had, naming a cast.
+/// A contract 0.1.x plugin (`tests/guests/contract-v0-1-1`) reads a `halfvec` column
+/// without a cast, as a float32 array; a column of a type the host does not model still
+/// fails with the message it always had, naming a cast. The SDK's plugins (0.2.0, here
+/// `sql-script`) read that column as a typed value instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_0_1_plugins_read_halfvec_but_not_typed_columns() {
     let Some(db) = TestDatabase::pgvector().await else {
@@ -437,11 +438,11 @@ async fn contract_0_1_plugins_read_halfvec_but_not_typed_columns() {
     db.exec("CREATE TABLE x (h halfvec(3), tree ltree)").await;
     db.exec("INSERT INTO x VALUES ('[1,-2.5,0.099975586]', 'a.b')")
         .await;
-    let plugin = plugins::plugin("sql-script");
+    let plugin = plugins::plugin("contract-v0-1-1");
     let ws = Workspace::new();
     let config = |sql: &str| {
         format!(
-            "[connections.target]\nurl = \"{}\"\n[config]\nsql = \"-- migrun:query {sql}\"\n",
+            "[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n[config]\nrows = 1\nquery = \"{sql}\"\n",
             db.url
         )
     };
@@ -449,13 +450,25 @@ async fn contract_0_1_plugins_read_halfvec_but_not_typed_columns() {
     ws.migrun(&[plugin.to_str().unwrap(), "--no-backup"])
         .expect_code(0)
         .expect_output("Float32Array([1.0, -2.5, 0.099975586])");
-    // The same build finished `apply` above: forget that, so it runs again.
+    // The same build finished `write-rows` above: forget that, so it runs again.
     db.exec("DELETE FROM migrun_ledger").await;
     ws.config(&config("SELECT tree FROM x"));
     ws.migrun(&[plugin.to_str().unwrap(), "--no-backup"])
         .expect_code(1)
         .expect_output("column `tree` has type ltree, which migrun cannot read")
         .expect_output("`tree::text`");
+
+    // A 0.2.0 plugin (the SDK's sql-script) reads the same column as a typed value.
+    let sdk = plugins::plugin("sql-script");
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\n[config]\nsql = \"-- migrun:query SELECT tree FROM x\"\n",
+        db.url
+    ));
+    ws.migrun(&[sdk.to_str().unwrap(), "--no-backup"])
+        .expect_code(0)
+        .expect_output("Typed { type_name:")
+        .expect_output("ltree");
 }
 
 /// A contract 0.2.0 plugin carries a table of vectors and typed values from a

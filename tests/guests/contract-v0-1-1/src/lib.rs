@@ -9,13 +9,18 @@
 //! checkpoint, so a rerun resumes: `checkpoint.last` gives the id to continue after,
 //! and the rerun logs `resumed after <id>`. It then counts its rows with a query, reads
 //! them back through a cursor, and `verify` reports the check `contract 0.1.1 rows`.
+//!
+//! With `query = "<select>"`, `write-rows` first runs that query on `target` and logs
+//! each value it read (`read` with field `value`, its debug form); a query the host
+//! refuses fails the unit with the host's message (how a 0.1.x plugin meets a column of
+//! a type the host does not model).
 
 wit_bindgen::generate!({
     path: "../../../guest-sdk/wit/v0.1.1",
     world: "migration",
 });
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use exports::migrun::plugin::plugin::{
     ConfigKey, ConnectionNeed, Guest, PluginError, PluginInfo, UnitInfo,
@@ -28,6 +33,7 @@ thread_local! {
     static ROWS: Cell<i64> = const { Cell::new(10) };
     static BATCH: Cell<i64> = const { Cell::new(4) };
     static FAIL_AFTER: Cell<i64> = const { Cell::new(0) };
+    static QUERY: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 fn db(e: migrun::plugin::types::DbError) -> PluginError {
@@ -52,6 +58,17 @@ fn count_rows() -> Result<i64, PluginError> {
 
 fn write_rows() -> Result<(), PluginError> {
     let target = open("target").map_err(db)?;
+    if let Some(sql) = QUERY.with(|q| q.borrow().clone()) {
+        for row in target.query(&sql, &[]).map_err(db)?.rows {
+            for value in row {
+                log::write(
+                    log::Level::Info,
+                    "read",
+                    &[("value".to_owned(), format!("{value:?}"))],
+                );
+            }
+        }
+    }
     target
         .execute(
             "CREATE TABLE IF NOT EXISTS contract_rows (id INTEGER PRIMARY KEY, contract TEXT NOT NULL, label TEXT)",
@@ -149,7 +166,7 @@ impl Guest for Contract011 {
                 name: "write-rows".to_owned(),
                 description: "inserts the rows in batches, a checkpoint after each".to_owned(),
             }],
-            config: ["rows", "batch", "fail_after"]
+            config: ["rows", "batch", "fail_after", "query"]
                 .into_iter()
                 .map(|name| ConfigKey {
                     name: name.to_owned(),
@@ -164,6 +181,10 @@ impl Guest for Contract011 {
 
     fn configure(config: Vec<(String, String)>) -> Result<(), PluginError> {
         for (key, value) in config {
+            if key == "query" {
+                QUERY.with(|q| *q.borrow_mut() = Some(value));
+                continue;
+            }
             let n: i64 = value
                 .parse()
                 .map_err(|_| PluginError::Failed(format!("{key} must be a whole number")))?;
