@@ -241,20 +241,84 @@ async fn earlier_units_stay_committed_when_a_later_one_fails() {
 
 /// Every WASI door besides the host's capabilities is shut, and the clock and randomness
 /// the plugin sees are the run's seeded stand-ins (recorded, so replay reproduces them).
+///
+/// The guest's own ✓ is not the evidence: the test plants things on the host the plugin
+/// must not reach — a file with a secret, an environment variable, text on migrun's
+/// stdin, a listening TCP port — and checks from the host side that none was reached:
+/// the listener saw no connection, no file appeared, and no secret shows anywhere in the
+/// report, the output or the journal (the probe echoes whatever it obtained into its
+/// check details, so a leak would be recorded there).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sandbox_shuts_every_door_and_hands_over_only_seeded_clock_and_randomness() {
     let mut seen = Vec::new();
-    for _ in 0..2 {
+    for round in 0..2 {
         // A fresh target each time: the ledger would skip a unit that finished.
         let Some(h) = Hostile::new(Dialect::Sqlite, "escape").await else {
             return;
         };
-        let out = h.migrun(&["--only", "misbehave", "--json"]);
+        let nonce = format!(
+            "{}-{round}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let (file_secret, env_secret, stdin_secret) = (
+            format!("planted-file-{nonce}"),
+            format!("planted-env-{nonce}"),
+            format!("planted-stdin-{nonce}"),
+        );
+        let planted = h.ws.path().join("planted.txt");
+        std::fs::write(&planted, &file_secret).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = std::fs::read_to_string(h.ws.path().join("migrun.toml")).unwrap();
+        h.ws.config(&format!(
+            "{config}probe_file = {:?}\nprobe_port = \"{port}\"\n",
+            planted.to_str().unwrap()
+        ));
+
+        let plugin = plugins::plugin("hostile");
+        let out = h.ws.migrun_with_input(
+            &[plugin.to_str().unwrap(), "--only", "misbehave", "--json"],
+            &[("MIGRUN_SANDBOX_CANARY", env_secret.as_str())],
+            stdin_secret.as_bytes(),
+        );
         let report = out.expect_code(0).json();
         let checks = report["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 8, "{}", out.stdout);
+        assert_eq!(checks.len(), 10, "{}", out.stdout);
         for check in checks {
             assert_eq!(check["ok"], true, "a door opened: {check}");
+        }
+        let journal =
+            h.ws.path()
+                .join(report["journal"]["path"].as_str().unwrap());
+        let entries =
+            h.ws.migrun(&["journal", "show", "--json", journal.to_str().unwrap()]);
+        entries.expect_code(0);
+        assert!(
+            entries
+                .stdout
+                .contains("the host's planted file cannot be read")
+                && entries
+                    .stdout
+                    .contains("the host's listening port is unreachable"),
+            "the journal records the probe's checks with their details: {}",
+            entries.stdout
+        );
+        for secret in [&file_secret, &env_secret, &stdin_secret] {
+            assert!(
+                !out.all().contains(secret.as_str()) && !entries.stdout.contains(secret.as_str()),
+                "the plugin obtained {secret:?}: {}\n{}",
+                out.all(),
+                entries.stdout
+            );
+        }
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the plugin reached the host's port: {other:?}"),
         }
         let fields = report["messages"]
             .as_array()
@@ -282,9 +346,6 @@ async fn the_sandbox_shuts_every_door_and_hands_over_only_seeded_clock_and_rando
             "the clock is the seeded one: {clock} vs {start}"
         );
         seen.push(field("random"));
-        let journal =
-            h.ws.path()
-                .join(report["journal"]["path"].as_str().unwrap());
         h.ws.migrun(&["replay", journal.to_str().unwrap()])
             .expect_code(0)
             .expect_output("verified:");

@@ -105,6 +105,33 @@ impl Workspace {
         self.migrun_with_cache(args, &self.cache_dir())
     }
 
+    /// Runs `migrun` with `args` in this folder, with environment variables set and
+    /// `input` on its standard input (what a plugin must never see).
+    pub fn migrun_with_input(&self, args: &[&str], vars: &[(&str, &str)], input: &[u8]) -> Outcome {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_migrun"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("MIGRUN_LOG")
+            .env(CACHE_DIR_ENV, self.cache_dir())
+            .envs(vars.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn migrun");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // migrun may never read it: a closed pipe is not an error here.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        let output = child.wait_with_output().expect("wait for migrun");
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// The compiled-component cache of this workspace's runs (its own, so
     /// that no test reads what another test or an earlier build compiled).
     pub fn cache_dir(&self) -> PathBuf {

@@ -8,6 +8,10 @@
 //!
 //! - `source` (read-only) and `target` (read-write, writes `victim`).
 //! - `behaviour` (required): what unit `misbehave` does, one of the values below.
+//! - `probe_file`, `probe_port` (optional, for `escape`): a file the test planted on
+//!   the host and a TCP port it listens on, so the test can check from the host side
+//!   that neither was reached (the probe echoes whatever it obtained into its check
+//!   details, so a leak would show in the report and the journal).
 //!
 //! # Units
 //!
@@ -82,6 +86,14 @@ const BEHAVIOURS: [(&str, Behaviour); 13] = [
 /// The hostile plugin.
 struct Hostile {
     behaviour: Behaviour,
+    probe: Probe,
+}
+
+/// What the test planted on the host for `escape` to reach for.
+#[derive(Debug, Clone, Default)]
+struct Probe {
+    file: Option<String>,
+    port: Option<u16>,
 }
 
 impl Plugin for Hostile {
@@ -106,6 +118,14 @@ impl Plugin for Hostile {
                 )
                 .required(),
             )
+            .config_key(ConfigKey::new(
+                "probe_file",
+                "escape: a host file the plugin must not be able to read",
+            ))
+            .config_key(ConfigKey::new(
+                "probe_port",
+                "escape: a local TCP port the plugin must not be able to reach",
+            ))
     }
 
     fn configure(config: &Config) -> Result<Self> {
@@ -117,15 +137,26 @@ impl Plugin for Hostile {
                 known.join(", ")
             );
         };
+        let port = match config.get("probe_port") {
+            Some(port) => Some(
+                port.parse::<u16>()
+                    .map_err(|e| Error::failed(format!("probe_port {port:?}: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(Hostile {
             behaviour: *behaviour,
+            probe: Probe {
+                file: config.get("probe_file").map(str::to_owned),
+                port,
+            },
         })
     }
 
     fn run_unit(&mut self, unit: &str) -> Result<()> {
         match unit {
             "setup" => setup(),
-            "misbehave" => misbehave(self.behaviour),
+            "misbehave" => misbehave(self.behaviour, &self.probe),
             other => bail!("unknown unit {other:?}"),
         }
     }
@@ -140,7 +171,7 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-fn misbehave(behaviour: Behaviour) -> Result<()> {
+fn misbehave(behaviour: Behaviour, probe: &Probe) -> Result<()> {
     let target = Connection::open("target")?;
     let sql = format!(
         "INSERT INTO victim (id, note) VALUES ({}, {})",
@@ -158,7 +189,7 @@ fn misbehave(behaviour: Behaviour) -> Result<()> {
         }
         Behaviour::Trap => panic!("hostile plugin: deliberate panic in unit misbehave"),
         Behaviour::WriteReadonly => write_through_source(),
-        Behaviour::Escape => probe_the_sandbox(),
+        Behaviour::Escape => probe_the_sandbox(probe),
         Behaviour::Ok => Ok(()),
         Behaviour::ReadonlyRoutes => try_every_route(&target),
         Behaviour::Inject => inject(&target),
@@ -549,7 +580,7 @@ fn million_rows(through_cursor: bool) -> Result<()> {
 /// as a check (`ok` = the door was shut); logs what the clocks and randomness
 /// gave, so the test can compare them with the run's seeds. The unit fails if
 /// any door opened.
-fn probe_the_sandbox() -> Result<()> {
+fn probe_the_sandbox(probe: &Probe) -> Result<()> {
     use std::io::Read;
     let mut opened = Vec::new();
     let mut door = |name: &str, shut: bool, detail: String| {
@@ -577,11 +608,7 @@ fn probe_the_sandbox() -> Result<()> {
         format!("{written:?}"),
     );
     let env: Vec<(String, String)> = std::env::vars().collect();
-    door(
-        "environment is empty",
-        env.is_empty(),
-        format!("{} variables", env.len()),
-    );
+    door("environment is empty", env.is_empty(), format!("{env:?}"));
     let args: Vec<String> = std::env::args().collect();
     door("arguments are empty", args.is_empty(), format!("{args:?}"));
     let tcp = std::net::TcpStream::connect("127.0.0.1:5432");
@@ -601,8 +628,27 @@ fn probe_the_sandbox() -> Result<()> {
     door(
         "stdin is empty",
         stdin.is_empty(),
-        format!("{read_stdin:?}"),
+        format!("{read_stdin:?}: {stdin:?}"),
     );
+    if let Some(file) = &probe.file {
+        let planted = std::fs::read(file);
+        door(
+            "the host's planted file cannot be read",
+            planted.is_err(),
+            format!(
+                "{:?}",
+                planted.map(|b| String::from_utf8_lossy(&b).into_owned())
+            ),
+        );
+    }
+    if let Some(port) = probe.port {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port));
+        door(
+            "the host's listening port is unreachable",
+            tcp.is_err(),
+            format!("{:?}", tcp.map(|_| "connected")),
+        );
+    }
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
