@@ -26,7 +26,8 @@
 //! `keep_going` (`--keep-going`: failed units rolled back, the others run, reruns),
 //! `progress` (`--json` unit events, summary lines, `migrun status` of big ledgers),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
-//! restarted, every unit migrated once).
+//! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list).
 
 mod attacks;
 mod auth_consolidation;
@@ -61,6 +62,7 @@ mod scaffold;
 mod streaming;
 mod structured_writes;
 mod support;
+mod tenants;
 mod timeouts;
 mod unit_identity;
 mod values;

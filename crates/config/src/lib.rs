@@ -88,6 +88,9 @@ pub enum ConfigError {
         /// What is wrong.
         detail: String,
     },
+    /// `[tenants]` is incomplete or contradicts the connections.
+    #[error("[tenants]: {0}")]
+    Tenants(String),
     /// A `--db` override is not of the form `name=url`.
     #[error("--db {0:?}: expected name=url")]
     BadOverride(String),
@@ -124,6 +127,65 @@ pub struct ConfigFile {
     /// The directory whose files the plugin may read (`[files]`: `dir`).
     #[serde(default)]
     pub files: Option<FilesSettings>,
+    /// One run per tenant database (`[tenants]`: `names`, `file` or `query`): every
+    /// connection URL holding `${tenant}` names that tenant's database.
+    #[serde(default)]
+    pub tenants: Option<TenantsSettings>,
+}
+
+/// The placeholder a connection URL holds where the tenant's name goes
+/// (`postgres://app@db/tenant_${tenant}`). Reserved: never read from the environment.
+pub const TENANT_PLACEHOLDER: &str = "${tenant}";
+
+/// The `[tenants]` section of `migrun.toml`, as written: where the tenants' names come
+/// from — exactly one of a list, a file, or a query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsSettings {
+    /// The names, in the file.
+    pub names: Option<Vec<String>>,
+    /// A file of names, one per line (blank lines and `#` comments skipped), relative to
+    /// the config file's folder when relative.
+    pub file: Option<PathBuf>,
+    /// A query whose first column is the names, run read-only on `query_url`.
+    pub query: Option<String>,
+    /// Where `query` runs (`${VAR}` substituted from the environment).
+    pub query_url: Option<String>,
+}
+
+/// Where a run's tenants come from, resolved (paths made absolute, variables substituted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantSource {
+    /// Names listed in the config.
+    Names(Vec<String>),
+    /// A file of names, one per line.
+    File(PathBuf),
+    /// A read-only query whose first column is the names.
+    Query {
+        /// Where it runs.
+        url: String,
+        /// The query.
+        sql: String,
+    },
+}
+
+/// Checks a tenant's name before it goes into a URL, a folder name and a report: letters,
+/// digits, `_`, `-` and `.` (not first), at most 63 characters — so a name can never
+/// change which server, user or options a URL names, nor escape the journal folder.
+pub fn check_tenant_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant name {name:?} is not allowed: use 1 to 63 letters, digits, `_`, `-` or `.` (not first)"
+        ))
+    }
 }
 
 /// The `[files]` section of `migrun.toml`: the one directory a plugin may read files from
@@ -319,6 +381,9 @@ pub struct RunConfig {
     pub files_dir: Option<PathBuf>,
     /// `[run]`: what a unit's failure does to the rest of the run.
     pub run: RunSettings,
+    /// `[tenants]`: the run is one run per tenant (see [`RunConfig::for_tenant`]); `None`
+    /// for a single run.
+    pub tenants: Option<TenantSource>,
 }
 
 /// A connection with its URL resolved.
@@ -347,6 +412,7 @@ impl Default for RunConfig {
             backup: BackupSettings::default(),
             files_dir: None,
             run: RunSettings::default(),
+            tenants: None,
         }
     }
 }
@@ -419,6 +485,11 @@ impl RunConfig {
             Some(dir) => dir,
             None => under(base, Path::new(default)),
         };
+        let tenants = match file.tenants {
+            None => None,
+            Some(settings) => Some(resolve_tenants(settings, base, env)?),
+        };
+        check_tenant_placeholders(&connections, tenants.is_some())?;
         Ok(RunConfig {
             connections,
             values,
@@ -435,7 +506,23 @@ impl RunConfig {
             },
             files_dir: file.files.map(|files| relative(Some(files.dir), "")),
             run: file.run,
+            tenants,
         })
+    }
+
+    /// The configuration of one tenant's run: `${tenant}` replaced by `tenant` in every
+    /// connection URL, and the tenant's own journal and backup folders (`<dir>/<tenant>`),
+    /// so each tenant's runs replay and restore on their own. `tenant` must have passed
+    /// [`check_tenant_name`].
+    pub fn for_tenant(&self, tenant: &str) -> RunConfig {
+        let mut config = self.clone();
+        for conn in config.connections.values_mut() {
+            conn.url = conn.url.replace(TENANT_PLACEHOLDER, tenant);
+        }
+        config.journal_dir = self.journal_dir.join(tenant);
+        config.backup.dir = self.backup.dir.join(tenant);
+        config.tenants = None;
+        config
     }
 
     /// Applies a `--db name=url` override (the access and `allow_privileged` configured for
@@ -485,6 +572,83 @@ impl ConfigFile {
 }
 
 /// Replaces every `${NAME}` in `url` by the variable's value.
+/// Resolves `[tenants]`: exactly one source, its file relative to `base`, its query URL's
+/// variables substituted, listed names checked.
+fn resolve_tenants(
+    settings: TenantsSettings,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TenantSource, ConfigError> {
+    let given = [
+        settings.names.is_some(),
+        settings.file.is_some(),
+        settings.query.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ConfigError::Tenants(
+            "give exactly one of `names`, `file` or `query`".into(),
+        ));
+    }
+    if settings.query_url.is_some() && settings.query.is_none() {
+        return Err(ConfigError::Tenants(
+            "`query_url` is only used with `query`".into(),
+        ));
+    }
+    if let Some(names) = settings.names {
+        for name in &names {
+            check_tenant_name(name).map_err(ConfigError::Tenants)?;
+        }
+        return Ok(TenantSource::Names(names));
+    }
+    if let Some(file) = settings.file {
+        return Ok(TenantSource::File(if file.is_relative() {
+            under(base, &file)
+        } else {
+            file
+        }));
+    }
+    let sql = settings.query.unwrap_or_default();
+    let url = settings.query_url.ok_or_else(|| {
+        ConfigError::Tenants("`query` needs `query_url`, the database it runs on".into())
+    })?;
+    let url = substitute_env("tenants.query_url", &url, env)?;
+    if url.contains(TENANT_PLACEHOLDER) {
+        return Err(ConfigError::Tenants(
+            "`query_url` cannot hold `${tenant}`: it is where the tenants are listed".into(),
+        ));
+    }
+    Ok(TenantSource::Query {
+        url: sqlite_url_relative_to(&url, base),
+        sql,
+    })
+}
+
+/// `${tenant}` in a URL needs `[tenants]`, and `[tenants]` needs a URL holding `${tenant}`
+/// (else every tenant's run would write the same database).
+fn check_tenant_placeholders(
+    connections: &BTreeMap<String, ResolvedConnection>,
+    has_tenants: bool,
+) -> Result<(), ConfigError> {
+    let templated: Vec<&str> = connections
+        .iter()
+        .filter(|(_, c)| c.url.contains(TENANT_PLACEHOLDER))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    match (has_tenants, templated.is_empty()) {
+        (false, false) => Err(ConfigError::Tenants(format!(
+            "connection `{}` holds `${{tenant}}` in its url, but there is no [tenants] section \
+             saying which tenants there are",
+            templated[0]
+        ))),
+        (true, true) => Err(ConfigError::Tenants(
+            "no connection url holds `${tenant}`: every tenant's run would use the same \
+             databases"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn substitute_env(
     connection: &str,
     url: &str,
@@ -505,6 +669,12 @@ fn substitute_env(
                 connection: connection.to_owned(),
                 detail: format!("`${{{name}}}` is not a variable name"),
             });
+        }
+        if name == "tenant" {
+            // The tenant placeholder: filled per tenant by `RunConfig::for_tenant`.
+            out.push_str(TENANT_PLACEHOLDER);
+            rest = &after[end + 1..];
+            continue;
         }
         let value = env(name).ok_or_else(|| ConfigError::MissingVariable {
             connection: connection.to_owned(),
@@ -605,6 +775,78 @@ mod tests {
         let text = serde_json::to_string(&retrying).unwrap();
         assert!(text.contains("\"conflict_retries\":2"), "{text}");
         assert_eq!(serde_json::from_str::<Limits>(&text).unwrap(), retrying);
+    }
+
+    /// `${tenant}` is kept for `for_tenant` (never read from the environment), each
+    /// tenant gets its own URL, journal and backup folders, and a missing or needless
+    /// `[tenants]`, two sources, or a name that could change a URL are refused.
+    #[test]
+    fn tenants_fill_the_placeholder_and_are_checked() {
+        let resolve = |text: &str| {
+            RunConfig::resolve(
+                ConfigFile::parse(text).unwrap(),
+                Path::new("/srv/app"),
+                &env,
+            )
+        };
+        let config = resolve(
+            r#"
+            [connections.app]
+            url = "postgres://u@h/tenant_${tenant}"
+            [tenants]
+            file = "tenants.txt"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.tenants,
+            Some(TenantSource::File("/srv/app/tenants.txt".into()))
+        );
+        let acme = config.for_tenant("acme");
+        assert_eq!(acme.connections["app"].url, "postgres://u@h/tenant_acme");
+        assert_eq!(acme.journal_dir, Path::new("/srv/app/migrun-journal/acme"));
+        assert_eq!(acme.backup.dir, Path::new("/srv/app/migrun-backups/acme"));
+        assert_eq!(acme.tenants, None);
+
+        let no_section = resolve("[connections.app]\nurl = \"sqlite://t/${tenant}.db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(no_section.contains("no [tenants] section"), "{no_section}");
+        let no_placeholder =
+            resolve("[connections.app]\nurl = \"sqlite://t.db\"\n[tenants]\nnames = [\"a\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            no_placeholder.contains("same databases"),
+            "{no_placeholder}"
+        );
+        let two = resolve(
+            "[connections.app]\nurl = \"sqlite://${tenant}.db\"\n[tenants]\nnames = [\"a\"]\nfile = \"t\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(two.contains("exactly one of"), "{two}");
+        let query_without_url = resolve(
+            "[connections.app]\nurl = \"sqlite://${tenant}.db\"\n[tenants]\nquery = \"SELECT 1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            query_without_url.contains("needs `query_url`"),
+            "{query_without_url}"
+        );
+        for bad in ["a/b", "a@h", "../x", "", ".hidden", "a b", "a?sslmode=off"] {
+            assert!(check_tenant_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["acme", "tenant_0001", "eu-west.42"] {
+            check_tenant_name(good).unwrap();
+        }
+        let listed_bad = resolve(
+            "[connections.app]\nurl = \"sqlite://${tenant}.db\"\n[tenants]\nnames = [\"x/../y\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(listed_bad.contains("not allowed"), "{listed_bad}");
     }
 
     #[test]

@@ -638,7 +638,18 @@ impl Connection {
                 Err(original) if self.escape.as_ref().is_some_and(|e| !e.may_have_committed) => {
                     Err(original)
                 }
-                _ => Err(escape),
+                // The statement failed and still ended the transaction (MariaDB commits
+                // before any DDL, even one that then fails): the operator needs both facts.
+                Err(original) => {
+                    let failed = format!("; the statement itself failed: {}", original.message);
+                    if let Some(found) = self.escape.as_mut() {
+                        found.found.push_str(&failed);
+                    }
+                    let mut escape = escape;
+                    escape.message.push_str(&failed);
+                    Err(escape)
+                }
+                Ok(_) => Err(escape),
             },
         }
     }

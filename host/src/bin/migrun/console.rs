@@ -53,6 +53,8 @@ pub const EVENT_SCHEMA: &str = "migrun.event/1";
 /// The units of a run as they end: what the overall bar and the events count.
 #[derive(Default)]
 struct UnitCounts {
+    /// What is counted: `unit` for a run's units, `tenant` for a run over tenants.
+    noun: &'static str,
     /// Units that will run (told by `units_planned`).
     to_run: u64,
     /// Units selected, skipped ones included.
@@ -80,9 +82,10 @@ impl UnitCounts {
             .map(|eta| format!(", ETA {eta}"))
             .unwrap_or_default();
         format!(
-            "{}/{} units done, {} failed, {} left{eta}",
+            "{}/{} {}s done, {} failed, {} left{eta}",
             self.done,
             self.to_run,
+            self.noun,
             self.failed,
             self.left()
         )
@@ -111,6 +114,16 @@ impl Console {
     /// A console; progress bars only when stderr is a terminal; `json`: unit events as JSON
     /// lines (`migrun.event/1`).
     pub fn new(json: bool) -> Console {
+        Console::counting(json, "unit")
+    }
+
+    /// A console for a run over tenants: the bar, the summaries and the `--json` events
+    /// (`tenant-started`, `tenant-finished`) count tenants.
+    pub fn for_tenants(json: bool) -> Console {
+        Console::counting(json, "tenant")
+    }
+
+    fn counting(json: bool, noun: &'static str) -> Console {
         let terminal = std::io::stderr().is_terminal();
         let bars = MultiProgress::with_draw_target(if terminal {
             ProgressDrawTarget::stderr()
@@ -120,7 +133,10 @@ impl Console {
         Console {
             terminal,
             json,
-            units: Mutex::new(UnitCounts::default()),
+            units: Mutex::new(UnitCounts {
+                noun,
+                ..UnitCounts::default()
+            }),
             overall: Mutex::new(None),
             bars,
             tasks: Mutex::new(HashMap::new()),
@@ -202,7 +218,7 @@ fn eta(elapsed: Duration, done: u64, left: u64) -> Option<String> {
 
 impl RunObserver for Console {
     fn phase_started(&self, phase: &str) {
-        let unit = phase.starts_with("unit ");
+        let unit = phase.starts_with("unit ") || phase.starts_with("tenant ");
         // Units are events in `--json`, and counted by the one bar when there are many.
         if unit && (self.json || (self.terminal && self.many_units())) {
             return;
@@ -216,9 +232,10 @@ impl RunObserver for Console {
         let mut units = self.units.lock().expect("console lock");
         units.selected = selected;
         units.to_run = to_run;
+        let noun = units.noun;
         if self.json {
             self.event(
-                "units",
+                &format!("{noun}s"),
                 serde_json::json!({
                     "selected": selected,
                     "to_run": to_run,
@@ -229,7 +246,7 @@ impl RunObserver for Console {
         if self.terminal && to_run > MANY_UNITS {
             let bar = self.bars.add(ProgressBar::new(to_run));
             bar.set_style(
-                ProgressStyle::with_template("  units [{bar:30}] {msg}")
+                ProgressStyle::with_template(&format!("  {noun}s [{{bar:30}}] {{msg}}"))
                     .expect("valid template")
                     .progress_chars("=> "),
             );
@@ -242,12 +259,15 @@ impl RunObserver for Console {
     fn unit_started(&self, unit: &str, scope: Option<&str>) {
         let mut units = self.units.lock().expect("console lock");
         units.since.get_or_insert_with(Instant::now);
+        let noun = units.noun;
         drop(units);
         if self.json {
-            self.event(
-                "unit-started",
-                serde_json::json!({ "unit": unit, "scope": scope }),
-            );
+            let mut fields = serde_json::Map::new();
+            fields.insert(noun.into(), unit.into());
+            if noun == "unit" {
+                fields.insert("scope".into(), scope.into());
+            }
+            self.event(&format!("{noun}-started"), fields.into());
         }
     }
 
@@ -259,6 +279,7 @@ impl RunObserver for Console {
         }
         let (done, failed, left, to_run) = (units.done, units.failed, units.left(), units.to_run);
         let summary = units.summary();
+        let noun = units.noun;
         let tenth = (done * 10).checked_div(to_run).unwrap_or(0);
         let summary_due =
             !self.terminal && !self.json && to_run > MANY_UNITS && tenth > units.printed_tenth;
@@ -269,11 +290,14 @@ impl RunObserver for Console {
         if self.json {
             let mut fields = serde_json::to_value(end).unwrap_or_default();
             if let Some(object) = fields.as_object_mut() {
+                if let Some(name) = object.remove("unit") {
+                    object.insert(noun.into(), name);
+                }
                 object.insert("done".into(), done.into());
                 object.insert("failed".into(), failed.into());
                 object.insert("left".into(), left.into());
             }
-            self.event("unit-finished", fields);
+            self.event(&format!("{noun}-finished"), fields);
         }
         if let Some(bar) = self.overall.lock().expect("console lock").as_ref() {
             bar.set_position(done);
@@ -285,7 +309,7 @@ impl RunObserver for Console {
                     .map(|s| format!("@{s}"))
                     .unwrap_or_default();
                 self.line(format!(
-                    "✗ unit {}{} failed: {}",
+                    "✗ {noun} {}{} failed: {}",
                     printable(&end.unit),
                     printable(&scope),
                     printable(end.error.as_deref().unwrap_or(""))
@@ -293,7 +317,7 @@ impl RunObserver for Console {
             }
         }
         if summary_due {
-            self.line(format!("  units: {summary}"));
+            self.line(format!("  {noun}s: {summary}"));
         }
     }
 

@@ -715,7 +715,25 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
 
     let plugin = LoadedPlugin::load_file(Runtime::shared(), &path)
         .with_context(|| format!("loading {}", path.display()))?;
-    let observer = Arc::new(console::Console::new(args.json));
+    let over_tenants = config.tenants.is_some();
+    if over_tenants && args.plan_out.is_some() {
+        anyhow::bail!(
+            "--plan-out is not supported with [tenants]: each tenant's dry-run plan is in its \
+             journal folder. Nothing was run"
+        );
+    }
+    let tenants = if over_tenants {
+        migrun::tenants::list_tenants(&config)
+            .await
+            .context("listing the tenants; nothing was run")?
+    } else {
+        Vec::new()
+    };
+    let observer = Arc::new(if over_tenants {
+        console::Console::for_tenants(args.json)
+    } else {
+        console::Console::new(args.json)
+    });
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     tokio::spawn(async move {
@@ -745,6 +763,18 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         no_backup: args.no_backup,
         unsafe_mariadb_dry_run: args.dry_run_unsafe_mariadb,
     };
+    if over_tenants {
+        let name = path.display().to_string();
+        let report =
+            migrun::tenants::run_tenants(Arc::new(plugin), &config, tenants, options).await;
+        observer.finish();
+        if args.json {
+            print_json(&render::tenants_report_json(&report));
+        } else {
+            print_text(&render::tenants_report_text(&name, &report));
+        }
+        return Ok(report.exit_code() as u8);
+    }
     let report = run::run(&plugin, &config, options)
         .await
         .with_context(|| format!("{} did not start; nothing was changed", path.display()))?;

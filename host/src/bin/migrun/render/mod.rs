@@ -6,11 +6,13 @@
 mod plan;
 mod prune;
 mod run_text;
+mod tenants;
 mod warnings;
 
 pub use plan::plan_text;
 pub use prune::{PruneOutcome, backup_prune_json, backup_prune_text};
 pub use run_text::{RunPlaces, run_report_text};
+pub use tenants::tenants_report_text;
 pub use warnings::fields_text;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ use migrun::run::{Inspection, ReplayOutcome, ReplayReport, RunReport};
 pub const RUN_REPORT_SCHEMA: &str = "migrun.run-report/1";
 /// Schema identifier of the JSON replay report.
 pub const REPLAY_REPORT_SCHEMA: &str = "migrun.replay-report/1";
+/// Schema identifier of the JSON report of a run over tenants.
+pub const TENANTS_REPORT_SCHEMA: &str = "migrun.tenants-report/1";
 /// Schema identifier of the JSON inspection.
 pub const INSPECT_SCHEMA: &str = "migrun.inspect/1";
 
@@ -44,6 +48,18 @@ pub fn run_report_json(report: &RunReport) -> String {
         schema: RUN_REPORT_SCHEMA,
         migrun_version: migrun::VERSION,
         succeeded: Some(report.succeeded()),
+        exit_code: Some(report.exit_code()),
+        body: report,
+    })
+    .expect("reports serialize")
+}
+
+/// The report of a run over tenants as pretty JSON.
+pub fn tenants_report_json(report: &migrun::tenants::TenantsReport) -> String {
+    serde_json::to_string_pretty(&Versioned {
+        schema: TENANTS_REPORT_SCHEMA,
+        migrun_version: migrun::VERSION,
+        succeeded: Some(report.exit_code() == 0),
         exit_code: Some(report.exit_code()),
         body: report,
     })
