@@ -47,6 +47,16 @@ async fn tables(url: &str) -> Vec<String> {
         .collect()
 }
 
+/// The status of every unit in a `--json` report, in order.
+fn statuses(report: &serde_json::Value) -> Vec<String> {
+    report["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| u["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Every value of the first column of `sql`, as text.
 async fn column(db: &TestDatabase, sql: &str) -> Vec<String> {
     let mut conn = db.connect(Access::ReadOnly).await;
@@ -111,13 +121,7 @@ async fn fresh_baseline_constraints_hold() {
     // A second run finds both units finished.
     let again = ws.migrun(&[&plugin, "--json"]);
     again.expect_code(0);
-    let statuses: Vec<&str> = again.json()["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["skipped", "skipped"]);
+    assert_eq!(statuses(&again.json()), ["skipped", "skipped"]);
 
     // The first run backed up the empty file (its tables absent); one restore undoes the
     // baseline, and the plugin then lays it down again.
@@ -414,12 +418,6 @@ async fn reset_backs_up_the_old_database_then_drops_it() {
     // The restore made the ledger forget the run: the next run resets again.
     let again = ws.migrun(&[&plugin, "--set", "wipe_old_database=true", "--json"]);
     again.expect_code(0);
-    let statuses: Vec<&str> = again.json()["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["committed", "committed"]);
+    assert_eq!(statuses(&again.json()), ["committed", "committed"]);
     assert_eq!(tables(&db.url).await, BASELINE);
 }
