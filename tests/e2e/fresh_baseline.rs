@@ -347,6 +347,29 @@ async fn reset_backs_up_the_old_database_then_drops_it() {
     now.remove("migrun_ledger");
     assert_eq!(now, old_sums, "a refused reset changed the database");
 
+    // A dry-run plans the whole reset and baseline, takes no backup and changes nothing.
+    let dry = ws.migrun(&[
+        &plugin,
+        "--dry-run",
+        "--set",
+        "wipe_old_database=true",
+        "--json",
+    ]);
+    let plan = dry.expect_code(0).json();
+    assert!(
+        plan["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{}",
+        plan["checks"]
+    );
+    dry.expect_output("a dry-run takes no backup: a run backs up ");
+    let mut now = database_checksums(&db.url).await;
+    now.remove("migrun_ledger");
+    assert_eq!(now, old_sums, "a dry-run changed the database");
+
     // With it: backed up, dropped, baseline.
     let out = ws.migrun(&[&plugin, "--set", "wipe_old_database=true", "--json"]);
     out.expect_code(0)

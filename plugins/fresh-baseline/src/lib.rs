@@ -553,11 +553,14 @@ impl FreshBaseline {
             }
             Err(e) => bail!("the old tables could not be backed up, so none was dropped: {e}"),
         }
-        // The old tables may reference each other; nothing of them is left at commit.
+        // The old tables may reference each other: their foreign keys are checked once
+        // all are gone (none is left), then immediately again for what follows in the
+        // same transaction (a dry-run's later units and probes).
         db.execute("PRAGMA defer_foreign_keys = ON", params![])?;
         for table in &old {
             db.execute(&format!("DROP TABLE {}", quote(table)), params![])?;
         }
+        db.execute("PRAGMA defer_foreign_keys = OFF", params![])?;
         info!(tables = old.len(); "dropped the old tables: {}", old.join(", "));
         Ok(())
     }
