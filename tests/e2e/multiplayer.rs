@@ -1139,7 +1139,8 @@ async fn survey_says_whether_the_sources_are_two_clusters() {
     assert_eq!(failed["ok"], false, "{failed}");
     let detail = failed["detail"].as_str().unwrap();
     assert!(
-        detail.contains("same PostgreSQL cluster") && detail.contains("require_distinct_clusters = true"),
+        detail.contains("same PostgreSQL cluster")
+            && detail.contains("require_distinct_clusters = true"),
         "{failed}"
     );
 
@@ -1229,9 +1230,15 @@ async fn survey_runs_without_a_target() {
         .json();
     let empty = check_named(&report, "target is an empty database");
     assert_eq!(empty["ok"], false, "{empty}");
-    assert!(empty["detail"].as_str().unwrap().contains("it holds auth"), "{empty}");
+    assert!(
+        empty["detail"].as_str().unwrap().contains("it holds auth"),
+        "{empty}"
+    );
     assert_eq!(
-        check_named(&report, "target server offers the extensions the ETL creates")["ok"],
+        check_named(
+            &report,
+            "target server offers the extensions the ETL creates"
+        )["ok"],
         true
     );
 }
@@ -1274,7 +1281,10 @@ async fn each_choice_the_seed_leaves_open_changes_through_the_rules_file() {
     let out = s.migrun(&["--json"]);
     out.expect_code(0);
     let [homes, verified, created_by, codex, suffixed] = facts(s.target.url.clone()).await;
-    assert_ne!(homes, "0", "member_homes = owner: every member owns home.<id>");
+    assert_ne!(
+        homes, "0",
+        "member_homes = owner: every member owns home.<id>"
+    );
     assert_eq!(verified, "true/true", "email_verified = true");
     assert_eq!(created_by, "0", "memory_created_by = drop");
     assert_eq!(codex, "1", "agent_owner = owner-or-first-member");
@@ -1309,7 +1319,11 @@ async fn each_choice_the_seed_leaves_open_changes_through_the_rules_file() {
     let kept = format!("SELECT id::text, created_by::text FROM me_{TEAM_SLUG}.memory ORDER BY id");
     let source_ids = rows(&s.shard.url, &kept).await;
     assert!(source_ids.iter().any(|r| r[1] != "NULL"));
-    assert_eq!(rows(&other.url, &kept).await, source_ids, "created_by copied as it was");
+    assert_eq!(
+        rows(&other.url, &kept).await,
+        source_ids,
+        "created_by copied as it was"
+    );
     // The verifier follows the same choices: memories (created_by included) and parity hold;
     // only members left with no grant at all (no home any more) have empty access.
     let failed: Vec<&serde_json::Value> = report["checks"]
@@ -1334,9 +1348,15 @@ async fn each_choice_the_seed_leaves_open_changes_through_the_rules_file() {
     let ws = workspace_with(&s, Some(&third.url), Some("agent_name_clash = refuse\n"));
     let refused = ws.migrun(&[s.plugin.as_str(), "--keep-going", "--json"]);
     assert_ne!(refused.code, 0, "{}", refused.all());
-    refused.expect_output("claude twice").expect_output("agent_name_clash = refuse");
+    refused
+        .expect_output("claude twice")
+        .expect_output("agent_name_clash = refuse");
     assert_eq!(
-        scalar(&third.url, "SELECT count(*) FROM core.principal WHERE kind = 'a' AND name LIKE 'claude%'").await,
+        scalar(
+            &third.url,
+            "SELECT count(*) FROM core.principal WHERE kind = 'a' AND name LIKE 'claude%'"
+        )
+        .await,
         "0"
     );
 }

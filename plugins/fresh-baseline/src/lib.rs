@@ -151,7 +151,11 @@ fn target(
     geo: Option<(Value, f64, Option<f64>)>,
 ) -> Vec<Value> {
     let (lat, lon, radius) = match geo {
-        Some((lat, lon, radius)) => (lat, Value::Float(lon), radius.map_or(Value::Null, Value::Float)),
+        Some((lat, lon, radius)) => (
+            lat,
+            Value::Float(lon),
+            radius.map_or(Value::Null, Value::Float),
+        ),
         None => (Value::Null, Value::Null, Value::Null),
     };
     vec![
@@ -473,10 +477,15 @@ impl Plugin for FreshBaseline {
                 return Ok(());
             }
         }
-        let revisions: Vec<String> =
-            db.query_as("SELECT version_num FROM alembic_version ORDER BY 1", params![])?;
+        let revisions: Vec<String> = db.query_as(
+            "SELECT version_num FROM alembic_version ORDER BY 1",
+            params![],
+        )?;
         check(
-            &format!("alembic_version holds the baseline revision {}", self.alembic_revision),
+            &format!(
+                "alembic_version holds the baseline revision {}",
+                self.alembic_revision
+            ),
             revisions == [self.alembic_revision.as_str()],
             &format!("alembic_version: {}", revisions.join(", ")),
         );
@@ -549,7 +558,10 @@ impl FreshBaseline {
                     snapshot.id, old.len(), snapshot.id);
             }
             Err(e) if e.to_string().contains("a dry-run takes no backups") => {
-                warn!("a dry-run takes no backup: a run backs up {} before dropping them", old.join(", "));
+                warn!(
+                    "a dry-run takes no backup: a run backs up {} before dropping them",
+                    old.join(", ")
+                );
             }
             Err(e) => bail!("the old tables could not be backed up, so none was dropped: {e}"),
         }

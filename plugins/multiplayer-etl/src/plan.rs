@@ -1061,7 +1061,11 @@ mod tests {
         let mut input = team();
         input.org_members.retain(|m| m.role != "owner");
         let plan = plan_space(&input).unwrap();
-        assert_eq!(plan.agent_owner.as_deref(), Some(ADMIN), "the first migrated member");
+        assert_eq!(
+            plan.agent_owner.as_deref(),
+            Some(ADMIN),
+            "the first migrated member"
+        );
         input.rules = rules("agent_owner = org-owner");
         let plan = plan_space(&input).unwrap();
         assert_eq!(plan.agent_owner, None);

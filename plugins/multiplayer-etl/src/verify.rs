@@ -193,7 +193,12 @@ fn memory_digest(conn: &Connection, slug: &str, created_by: bool) -> Result<(i64
     Ok((d.n, d.digest))
 }
 
-fn memories(shard: &Connection, target: &Connection, slug: &str, rules: &AccessRules) -> Result<()> {
+fn memories(
+    shard: &Connection,
+    target: &Connection,
+    slug: &str,
+    rules: &AccessRules,
+) -> Result<()> {
     let created_by = rules.keep_memory_created_by;
     let (src, src_digest) = memory_digest(shard, slug, created_by)?;
     let (tgt, tgt_digest) = memory_digest(target, slug, created_by)?;
