@@ -1280,6 +1280,13 @@ async fn each_choice_the_seed_leaves_open_changes_through_the_rules_file() {
     // Today's choices, by default.
     let out = s.migrun(&["--json"]);
     out.expect_code(0);
+    assert!(
+        warnings(&out.json())
+            .iter()
+            .any(|w| w.contains("accounts and shard are on the same PostgreSQL cluster")),
+        "the migration warns about one cluster too: {:?}",
+        warnings(&out.json())
+    );
     let [homes, verified, created_by, codex, suffixed] = facts(s.target.url.clone()).await;
     assert_ne!(
         homes, "0",
