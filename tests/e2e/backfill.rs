@@ -1,5 +1,4 @@
-//! Batched backfills with checkpoints (seeds 002 and 003) and the fresh
-//! baseline (seed 004).
+//! Batched backfills with checkpoints (seeds 002 and 003).
 //!
 //! The rename runs on every dialect on a table of many batches while an "old
 //! application" — a thread with its own connection that knows only the old
@@ -882,84 +881,6 @@ async fn backfill_without_a_key_is_refused() {
             .contains("cannot page through `accounts`: it has no one-column primary key"),
         "{message}"
     );
-}
-
-/// Seed 004: the baseline schema on SQLite, whose constraints reject invalid rows.
-#[tokio::test(flavor = "multi_thread")]
-async fn fresh_baseline_constraints_hold() {
-    let Some(db) = TestDatabase::create(Dialect::Sqlite).await else {
-        return;
-    };
-    let plugin = plugins::plugin("fresh-baseline");
-    let plugin = plugin.to_str().unwrap();
-    let ws = Workspace::new();
-    ws.config(&format!("[connections.app]\nurl = \"{}\"\n", db.url));
-    let out = ws.migrun(&[plugin, "--json"]);
-    out.expect_code(0);
-    let report = out.json();
-    let checks = report["checks"].as_array().unwrap();
-    let failed: Vec<_> = checks.iter().filter(|c| c["ok"] != true).collect();
-    assert!(failed.is_empty(), "failed checks: {failed:?}");
-    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for expected in [
-        "table monitoring_targets exists",
-        "latitude 200 is rejected (!add geographic 200 300 5)",
-        "a text latitude is rejected (STRICT types)",
-        "a geographic target is accepted (!add geographic 40.7128 -74.0060 25)",
-        "a target of an unknown channel is rejected (foreign key)",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "missing check {expected:?}: {names:?}"
-        );
-    }
-    let rejected = checks
-        .iter()
-        .find(|c| c["name"] == "latitude 200 is rejected (!add geographic 200 300 5)")
-        .unwrap();
-    assert!(
-        rejected["detail"]
-            .as_str()
-            .unwrap()
-            .contains("CHECK constraint failed"),
-        "{rejected}"
-    );
-    // verify's probes were rolled back: the baseline is empty.
-    for table in ["channel_configs", "monitoring_targets", "seen_submissions"] {
-        assert_eq!(row_count(&db.url, table).await, 0, "{table}");
-    }
-    // A second run finds the unit finished.
-    let again = ws.migrun(&[plugin, "--json"]);
-    again.expect_code(0);
-    assert_eq!(again.json()["units"][0]["status"], "skipped");
-
-    // The first run backed up the empty file (its tables absent); one restore undoes the
-    // baseline, and the plugin then lays it down again.
-    let id = report["backups"][0]["id"]
-        .as_str()
-        .expect("the run's backup");
-    let backed_up: Vec<&str> = report["backups"][0]["tables"]
-        .as_array()
-        .expect("backed-up tables")
-        .iter()
-        .map(|t| t["name"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        backed_up,
-        ["channel_configs", "monitoring_targets", "seen_submissions"]
-    );
-    ws.migrun(&["restore", id, "--yes"])
-        .expect_code(0)
-        .expect_output("every table matches it");
-    let left: Vec<String> = crate::support::checksum::user_tables(&db.url)
-        .await
-        .into_iter()
-        .filter(|t| t != "migrun_ledger")
-        .collect();
-    assert!(left.is_empty(), "the restore undid the baseline: {left:?}");
-    let rebuilt = ws.migrun(&[plugin, "--json"]);
-    rebuilt.expect_code(0);
-    assert_eq!(rebuilt.json()["units"][0]["status"], "committed");
 }
 
 /// kill -9 in the middle of the backfill: the batches up to the last checkpoint stay, and the

@@ -9,9 +9,10 @@
 //! tricking the operator's terminal), `restore_scope` (catch-all patterns,
 //! what a restore may drop), `cli` (inspect, refusals, `migrun new`),
 //! `multiplayer` (seed 001: the prod → multiplayer ETL across three
-//! PostgreSQL databases), `backfill` (seeds 002–004: the expand/contract
-//! rename with checkpointed batches under concurrent writes, the fresh
-//! baseline), `cache` (the compiled-component cache), `privileges` (roles
+//! PostgreSQL databases), `backfill` (seeds 002 and 003: the expand/contract
+//! rename with checkpointed batches under concurrent writes), `fresh_baseline`
+//! (seed 004: reset with a backup first, the baseline schema and its alembic
+//! revision, the seed's commands against the constraints), `cache` (the compiled-component cache), `privileges` (roles
 //! checked at start; the documented least-privilege roles), `contracts` (0.1.0,
 //! 0.1.1 and 0.2.0 components side by side; version refusals), `non_transactional`
 //! (contract 0.2.0 units outside a transaction: autocommit, dry-run plans, reruns), `vectors`
@@ -41,6 +42,7 @@ mod dry_run;
 mod faults;
 mod files;
 mod first_use;
+mod fresh_baseline;
 mod jobs;
 mod journal_trust;
 mod keep_going;

@@ -1060,3 +1060,310 @@ async fn access_rules_from_a_granted_file_replace_the_built_in_ones() {
         refused.all()
     );
 }
+
+/// A workspace whose migrun.toml names the sources of `s`, the target `target` (none when
+/// `None`) and, when `rules` is given, grants `mappings/` holding it as `access-rules.txt`.
+fn workspace_with(s: &Setup, target: Option<&str>, rules: Option<&str>) -> Workspace {
+    let ws = Workspace::new();
+    let mut config = format!(
+        "[connections.accounts]\nurl = \"{}\"\naccess = \"read-only\"\n\n\
+         [connections.shard]\nurl = \"{}\"\naccess = \"read-only\"\n\n",
+        s.accounts.ro_url, s.shard.ro_url
+    );
+    if let Some(target) = target {
+        config.push_str(&format!(
+            "[connections.target]\nurl = \"{target}\"\naccess = \"read-write\"\n\n"
+        ));
+    }
+    config.push_str("[config]\nbatch_size = 64\n");
+    if let Some(rules) = rules {
+        std::fs::create_dir_all(ws.path().join("mappings")).unwrap();
+        std::fs::write(ws.path().join("mappings/access-rules.txt"), rules).unwrap();
+        config.push_str("access_rules = \"access-rules.txt\"\n\n[files]\ndir = \"mappings\"\n");
+    }
+    ws.config(&config);
+    ws
+}
+
+fn check_named<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?}: {}", report["checks"]))
+}
+
+/// Seed 001's survey confirmed "two distinct physical clusters" before choosing a
+/// cross-database ETL (issue 24 item 2). The tests' sources share one server: the survey
+/// says "same cluster" as a warning and passes, fails when `require_distinct_clusters =
+/// true` asks for two, and the migration then refuses before anything runs. Sources on
+/// two servers (the suite's PostgreSQL and its pgvector server) pass even when required.
+#[tokio::test(flavor = "multi_thread")]
+async fn survey_says_whether_the_sources_are_two_clusters() {
+    let Some(s) = Setup::new().await else { return };
+    let target_before = snapshot(&s.target.url, &[]).await;
+
+    let report = s
+        .migrun(&["--set", "mode=survey", "--dry-run", "--json"])
+        .expect_code(0)
+        .json();
+    assert_all_checks_pass(&report);
+    let allowed = check_named(&report, "sources on two distinct clusters (not required)");
+    assert!(
+        allowed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accounts and shard are on the same PostgreSQL cluster (system identifier "),
+        "{allowed}"
+    );
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.contains("same PostgreSQL cluster")
+                && w.contains("require_distinct_clusters = true")),
+        "{:?}",
+        warnings(&report)
+    );
+
+    let required = s.migrun(&[
+        "--set",
+        "mode=survey",
+        "--set",
+        "require_distinct_clusters=true",
+        "--dry-run",
+        "--json",
+    ]);
+    let report = required.expect_code(3).json();
+    let failed = check_named(&report, "sources on two distinct clusters");
+    assert_eq!(failed["ok"], false, "{failed}");
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("same PostgreSQL cluster")
+            && detail.contains("require_distinct_clusters = true"),
+        "{failed}"
+    );
+
+    s.migrun(&["--set", "require_distinct_clusters=true"])
+        .expect_code(2)
+        .expect_output("accounts and shard are on the same PostgreSQL cluster")
+        .expect_output("require_distinct_clusters = true: nothing was migrated");
+    assert_eq!(
+        snapshot(&s.target.url, &[]).await,
+        target_before,
+        "a refused migration wrote to the target"
+    );
+
+    // Two servers: distinct, as production.
+    let Some(accounts) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let Some(shard) = TestDatabase::on_pgvector_server().await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let apart = Setup::seeded(accounts, shard, target, Shape::small())
+        .await
+        .expect("seeded");
+    let report = apart
+        .migrun(&[
+            "--set",
+            "mode=survey",
+            "--set",
+            "require_distinct_clusters=true",
+            "--dry-run",
+            "--json",
+        ])
+        .expect_code(0)
+        .json();
+    assert_all_checks_pass(&report);
+    let distinct = check_named(&report, "sources on two distinct clusters");
+    assert!(
+        distinct["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("two distinct PostgreSQL clusters (system identifiers "),
+        "{distinct}"
+    );
+}
+
+/// The survey needs only the two read-only sources (issue 24 item 2): with no target
+/// configured it runs and says it skipped the target checks; the migration without a
+/// target refuses, naming the connection; a target that is not empty fails the survey.
+#[tokio::test(flavor = "multi_thread")]
+async fn survey_runs_without_a_target() {
+    let Some(s) = Setup::new().await else { return };
+    let ws = workspace_with(&s, None, None);
+    let out = ws.migrun(&[s.plugin.as_str(), "--set", "mode=survey", "--json"]);
+    out.expect_code(0)
+        .expect_output("no target configured: the survey skips the target checks");
+    let report = out.json();
+    assert_all_checks_pass(&report);
+    assert!(
+        check_named(&report, "survey (read-only)")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no target configured: target checks skipped")
+    );
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("target")),
+        "no target check ran: {names:?}"
+    );
+
+    let refused = ws.migrun(&[s.plugin.as_str()]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    refused.expect_output("the migration writes connection `target`, which is not configured");
+
+    // With a target: it must be empty.
+    s.target.exec("CREATE SCHEMA auth").await;
+    let report = s
+        .migrun(&["--set", "mode=survey", "--dry-run", "--json"])
+        .expect_code(3)
+        .json();
+    let empty = check_named(&report, "target is an empty database");
+    assert_eq!(empty["ok"], false, "{empty}");
+    assert!(
+        empty["detail"].as_str().unwrap().contains("it holds auth"),
+        "{empty}"
+    );
+    assert_eq!(
+        check_named(
+            &report,
+            "target server offers the extensions the ETL creates"
+        )["ok"],
+        true
+    );
+}
+
+/// Every choice the seed leaves open is the operator's (issue 24 item 2): each key of the
+/// reviewed rules file changes what the migration writes. The team org's owner is taken
+/// out of the org first, so its service user `codex` has no org owner: by default its
+/// first migrated member owns the agent; `agent_owner = org-owner` drops it.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_choice_the_seed_leaves_open_changes_through_the_rules_file() {
+    let Some(s) = Setup::new().await else { return };
+    s.accounts
+        .exec(&format!(
+            "DELETE FROM accounts.org_member WHERE role = 'owner' AND org_id = \
+             (SELECT org_id FROM accounts.engine WHERE slug = '{TEAM_SLUG}')"
+        ))
+        .await;
+    let facts = |url: String| async move {
+        [
+            scalar(
+                &url,
+                "SELECT count(*) FROM core.tree_access WHERE tree_path::text LIKE 'home.%'",
+            )
+            .await,
+            scalar(&url, "SELECT bool_or(email_verified)::text || '/' || bool_and(email_verified)::text FROM auth.users").await,
+            scalar(
+                &url,
+                &format!(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = \
+                     'me_{TEAM_SLUG}' AND table_name = 'memory' AND column_name = 'created_by'"
+                ),
+            )
+            .await,
+            scalar(&url, "SELECT count(*) FROM core.principal WHERE kind = 'a' AND name = 'codex'").await,
+            scalar(&url, "SELECT count(*) FROM core.principal WHERE kind = 'a' AND name LIKE 'claude-%'").await,
+        ]
+    };
+
+    // Today's choices, by default.
+    let out = s.migrun(&["--json"]);
+    out.expect_code(0);
+    assert!(
+        warnings(&out.json())
+            .iter()
+            .any(|w| w.contains("accounts and shard are on the same PostgreSQL cluster")),
+        "the migration warns about one cluster too: {:?}",
+        warnings(&out.json())
+    );
+    let [homes, verified, created_by, codex, suffixed] = facts(s.target.url.clone()).await;
+    assert_ne!(
+        homes, "0",
+        "member_homes = owner: every member owns home.<id>"
+    );
+    assert_eq!(verified, "true/true", "email_verified = true");
+    assert_eq!(created_by, "0", "memory_created_by = drop");
+    assert_eq!(codex, "1", "agent_owner = owner-or-first-member");
+    assert_eq!(suffixed, "2", "agent_name_clash = suffix-slug");
+
+    // The other choice of each key.
+    let Some(other) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let ws = workspace_with(
+        &s,
+        Some(&other.url),
+        Some(
+            "member_homes = none\nagent_owner = org-owner\nemail_verified = false\n\
+             memory_created_by = keep\n",
+        ),
+    );
+    let out = ws.migrun(&[s.plugin.as_str(), "--json"]);
+    let report = out.json();
+    let [homes, verified, created_by, codex, _] = facts(other.url.clone()).await;
+    assert_eq!(homes, "0", "member_homes = none");
+    assert_eq!(verified, "false/false", "email_verified = false");
+    assert_eq!(created_by, "1", "memory_created_by = keep");
+    assert_eq!(codex, "0", "agent_owner = org-owner");
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.contains("codex") && w.contains("agent_owner = org-owner")),
+        "{:?}",
+        warnings(&report)
+    );
+    let kept = format!("SELECT id::text, created_by::text FROM me_{TEAM_SLUG}.memory ORDER BY id");
+    let source_ids = rows(&s.shard.url, &kept).await;
+    assert!(source_ids.iter().any(|r| r[1] != "NULL"));
+    assert_eq!(
+        rows(&other.url, &kept).await,
+        source_ids,
+        "created_by copied as it was"
+    );
+    // The verifier follows the same choices: memories (created_by included) and parity hold;
+    // only members left with no grant at all (no home any more) have empty access.
+    let failed: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert!(
+        failed.iter().all(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("effective access non-empty")),
+        "{failed:#?}"
+    );
+    assert_eq!(out.code, if failed.is_empty() { 0 } else { 3 });
+
+    // A name clash refused instead of suffixed.
+    let Some(third) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let ws = workspace_with(&s, Some(&third.url), Some("agent_name_clash = refuse\n"));
+    let refused = ws.migrun(&[s.plugin.as_str(), "--keep-going", "--json"]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    refused
+        .expect_output("claude twice")
+        .expect_output("agent_name_clash = refuse");
+    assert_eq!(
+        scalar(
+            &third.url,
+            "SELECT count(*) FROM core.principal WHERE kind = 'a' AND name LIKE 'claude%'"
+        )
+        .await,
+        "0"
+    );
+}

@@ -6,7 +6,7 @@ use migrun_sdk::{Connection, Error, Result, Value, bail, info, params, progress,
 
 use crate::plan::{Kind, plan_space};
 use crate::source::{self, space_schema};
-use crate::target::{self, MEMORY_COLUMNS};
+use crate::target::{self, memory_columns};
 use crate::{Etl, identities};
 
 /// Migrates engine `slug` into a new space.
@@ -19,7 +19,7 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
     // and the `identities` unit later finds nothing left to copy.
     if !target::control_plane_exists(&target)? {
         info!(engine = slug; "the control plane is not migrated yet: running phase A (identities) first");
-        identities::run()?;
+        identities::run(&etl.rules)?;
     }
 
     let Some(engine) = source::active_engines(&accounts)?
@@ -46,10 +46,11 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
         warn!(engine = slug; "{w}");
     }
     target::write_space(&target, &plan)?;
-    for statement in target::space_ddl(slug, embedding) {
+    let keep_created_by = etl.rules.keep_memory_created_by;
+    for statement in target::space_ddl(slug, embedding, keep_created_by) {
         target.execute(&statement, params![])?;
     }
-    let memories = copy_memories(&shard, &target, slug, etl.batch_size)?;
+    let memories = copy_memories(&shard, &target, slug, etl.batch_size, keep_created_by)?;
     for statement in target::space_indexes(slug) {
         target.execute(&statement, params![])?;
     }
@@ -77,8 +78,15 @@ pub fn run(etl: &Etl, slug: &str) -> Result<()> {
 /// contract 0.1.1 travel as text (`ltree`, `tstzrange`) and `COPY` parses them
 /// back by the target column's type, exactly; the embedding travels as it is
 /// read — `real[]`, `halfvec(n)` or `vector(n)` as a float32 array, written in
-/// the target column's binary form (the target has the source's type).
-fn copy_memories(shard: &Connection, target: &Connection, slug: &str, batch: u32) -> Result<u64> {
+/// the target column's binary form (the target has the source's type). `created_by`
+/// comes along only when the mapping keeps it (`memory_created_by = keep`).
+fn copy_memories(
+    shard: &Connection,
+    target: &Connection,
+    slug: &str,
+    batch: u32,
+    keep_created_by: bool,
+) -> Result<u64> {
     let schema = space_schema(slug);
     let total: i64 =
         shard.query_scalar(&format!("SELECT count(*) FROM {schema}.memory"), params![])?;
@@ -86,13 +94,15 @@ fn copy_memories(shard: &Connection, target: &Connection, slug: &str, batch: u32
     progress(&task, 0, total as u64);
     let sql = format!(
         "SELECT id, meta, tree::text AS tree, temporal::text AS temporal, content, embedding, \
-         embedding_version, created_at, updated_at FROM {schema}.memory ORDER BY id"
+         embedding_version, created_at, updated_at{} FROM {schema}.memory ORDER BY id",
+        if keep_created_by { ", created_by" } else { "" }
     );
+    let columns = memory_columns(keep_created_by);
     let table = format!("{schema}.memory");
     let mut done = 0u64;
     for rows in shard.cursor(&sql, params![], batch)? {
         let rows: Vec<Vec<Value>> = rows?.into_iter().map(|row| row.into_values()).collect();
-        done += target.bulk_insert(&table, &MEMORY_COLUMNS, rows)?;
+        done += target.bulk_insert(&table, &columns, rows)?;
         progress(&task, done, total as u64);
     }
     Ok(done)

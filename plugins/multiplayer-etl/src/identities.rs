@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use migrun_sdk::{Connection, Result, Value, info, params, warn};
 
-use crate::mapping::principal_name;
+use crate::mapping::{AccessRules, principal_name};
 use crate::target::provision_control_plane;
 
 /// Ids already in `table`.
@@ -35,8 +35,9 @@ pub struct Copied {
     pub sessions: u64,
 }
 
-/// Runs phase A on the open unit's transactions.
-pub fn run() -> Result<Copied> {
+/// Runs phase A on the open unit's transactions; `rules.email_verified` is what every
+/// migrated user's `email_verified` says (the old identities record no verification).
+pub fn run(rules: &AccessRules) -> Result<Copied> {
     let accounts = Connection::open("accounts")?;
     let target = Connection::open("target")?;
     provision_control_plane(&target)?;
@@ -70,12 +71,13 @@ pub fn run() -> Result<Copied> {
             ]);
         }
         if !have_users.contains(&id) {
-            // Identities signed in through an OAuth provider: their email is verified.
+            // The old model kept no verification flag: the mapping says (by default
+            // `true`: identities sign in through an OAuth provider).
             users.push(vec![
                 v[0].clone(),
                 name.clone(),
                 email.clone(),
-                Value::Bool(true),
+                Value::Bool(rules.email_verified),
                 created_at.clone(),
                 updated_at.clone(),
             ]);

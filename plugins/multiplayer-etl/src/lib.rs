@@ -9,7 +9,8 @@
 //! - `shard` (`DB_SHARD`, read-only): one `me_<slug>` schema per engine — its
 //!   users (identities' logins, RBAC roles, service users), `tree_owner`,
 //!   `tree_grant`, `role_membership` and the memories.
-//! - `target` (read-write): an empty database that receives `auth`
+//! - `target` (read-write, optional: the survey runs without it): an empty
+//!   database that receives `auth`
 //!   (`users`, `accounts`, `sessions`), `core` (`space`, `principal`,
 //!   `principal_space`, `group_member`, `tree_access`, `space_invitation`
 //!   and the functions resolving effective access, `core.build_tree_access`)
@@ -46,9 +47,15 @@
 //!
 //! # The mapping (see `mapping.rs` and `plan.rs`, unit-tested natively)
 //!
+//! Where seed 001 states no rule, the choice is `mapping::AccessRules`'s, each
+//! changeable through the reviewed file the operator grants (config key
+//! `access_rules`; docs/plugins-rust.md lists them as "choices this plugin makes
+//! that the seed does not"): the rules file key is named in brackets below.
+//!
 //! - Org members join each space of their org and own their home
-//!   (`owner@home.<id>`); org owners and admins (the old engine superusers)
-//!   are space admins with `owner@root`; so are engine superusers.
+//!   (`owner@home.<id>`, `[member_homes]`); org owners and admins
+//!   (`[admin_roles]`, the old engine superusers) are space admins with
+//!   `owner@root`; so are engine superusers.
 //! - `tree_owner` → `owner`; `tree_grant` `{actions}` → one level, lossy and
 //!   over-permissive: grant option → owner; any of create/update/delete →
 //!   write (even `{delete}` alone); `{read}` → read. The highest level per
@@ -57,17 +64,21 @@
 //!   memberships → group members; a role inside a role cannot be expressed
 //!   (groups do not nest): the edge is dropped with a warning.
 //! - Service users (login, no identity) → agents (kind `a`) owned by the
-//!   org's owner, joined to the space with `owner@home.<owner>.<agent>`, their
+//!   org's owner (or, `[agent_owner]`, its first migrated member when no owner
+//!   migrated), joined to the space with `owner@home.<owner>.<agent>`, their
 //!   grants re-created clamped under the owner's effective access (the owner
 //!   holds `owner@root`, so all survive; the target's `agent_tree_access`
 //!   applies the same clamp on every read). An agent name the same owner
-//!   gets from another engine too is suffixed with the slug on both.
+//!   gets from another engine too is suffixed with the slug on both
+//!   (`[agent_name_clash]`: or the unit fails).
+//! - Every migrated user's `email_verified` is `true` (`[email_verified]`).
 //! - An engine user whose identity does not exist (a dangling identity) is
 //!   dropped with its grants, with a warning; so is an invitation from one.
 //! - Pending invitations of the org → invitations of each of its spaces.
 //! - Not migrated: api keys (argon2, unrecoverable: agents get new ones),
 //!   oauth tokens, device-flow rows, expired sessions, accepted or expired
-//!   invitations, the old memories' `created_by` and embedding bookkeeping.
+//!   invitations, the old memories' embedding bookkeeping, and their
+//!   `created_by` (`[memory_created_by]`: or a `created_by` column keeps it).
 //!
 //! Embeddings are carried exactly and in binary: `real[]`, pgvector's
 //! `halfvec(n)` and `vector(n)` columns are read without a cast as the
@@ -86,9 +97,14 @@
 //!   the data (identities, engines by status, orphans, memories and the
 //!   largest engine, multi-member orgs, RBAC roles, service users, lossy
 //!   grants, dangling identities; info messages and a summary check) and
-//!   whether any engine would fail (no owner or admin). Run it as
+//!   whether any engine would fail (no owner or admin); whether `accounts`
+//!   and `shard` are two distinct clusters, as the seed's survey confirmed
+//!   (`topology.rs`: one cluster is a warning, or a failed check with
+//!   `require_distinct_clusters = true`); and, when a target is configured,
+//!   that it is empty and its server offers the extensions. Run it as
 //!   `migrun multiplayer_etl.wasm --set mode=survey --dry-run` so that not
-//!   even the ledger table is created; the target must still be configured.
+//!   even the ledger table is created; without a `target` connection the
+//!   survey runs on the sources alone and says it skipped the target checks.
 //! - `mode = "migrate"` (default): `verify` checks what seed 001's verifier
 //!   does, for the spaces present in the target (a subset run verifies what
 //!   it migrated): identities = users = principals (and the join invariant);
@@ -103,13 +119,17 @@
 //!
 //! - `mode` (default `migrate`): `migrate` or `survey`.
 //! - `batch_size` (default 500, 1 to 100000): memories per cursor fetch and per `COPY`.
+//! - `access_rules` (default none: the built-in choices): the reviewed rules file.
+//! - `require_distinct_clusters` (default `false`): sources on one cluster fail
+//!   the survey and refuse the migration (units are listed only after the check).
 //!
 //! # Layout
 //!
 //! `mapping.rs` (the rules) · `plan.rs` (one engine → one space, effective
 //! access, the old model's rights) · `source.rs` (expected DDL, embedding
 //! types, reads) · `target.rs` (DDL, writes) · `identities.rs` (phase A) ·
-//! `engine.rs` (phase B) · `verify.rs` · `survey.rs`.
+//! `engine.rs` (phase B) · `verify.rs` · `survey.rs` · `topology.rs` (which
+//! cluster each source is).
 
 use migrun_sdk::{
     Config, ConfigKey, Connection, Dialect, Need, Plugin, PluginInfo, Result, Unit, bail, ensure,
@@ -123,6 +143,7 @@ pub mod plan;
 mod source;
 mod survey;
 mod target;
+pub mod topology;
 mod verify;
 
 /// The phase-A unit.
@@ -145,6 +166,8 @@ pub struct Etl {
     batch_size: u32,
     /// The access rules: built in, or read from the granted file `access_rules` names.
     rules: mapping::AccessRules,
+    /// Whether sources on one cluster fail the survey and refuse the migration.
+    require_distinct_clusters: bool,
 }
 
 impl Plugin for Etl {
@@ -163,8 +186,12 @@ impl Plugin for Etl {
                 "DB_SHARD: one me_<slug> schema per engine with its users, grants and memories",
             ))
             .connection(
-                Need::read_write("target", "the new, empty database: auth, core and me_<slug> schemas")
-                    .writes([
+                Need::read_write(
+                    "target",
+                    "the new, empty database: auth, core and me_<slug> schemas (the survey runs without it)",
+                )
+                .optional()
+                .writes([
                         "auth.users",
                         "auth.accounts",
                         "auth.sessions",
@@ -176,7 +203,7 @@ impl Plugin for Etl {
                         "core.space_invitation",
                         "me_<slug>.memory",
                         "me_<slug>.embedding_queue",
-                    ]),
+                ]),
             )
             .unit(
                 UNIT_IDENTITIES,
@@ -196,10 +223,19 @@ impl Plugin for Etl {
             )
             .config_key(ConfigKey::new(
                 "access_rules",
-                "a reviewed file of access rules in the directory the operator grants ([files] dir): \
-                 which old grant actions write, what with_grant_option means, which org roles \
-                 administer a space (docs: mapping::AccessRules); empty: the built-in rules",
+                "a reviewed file of the mapping choices the seed does not state, in the directory \
+                 the operator grants ([files] dir): grant actions that write, the grant option, \
+                 admin roles, member homes, the agent owner, agent name clashes, email_verified, \
+                 memories' created_by (docs: mapping::AccessRules); empty: the built-in choices",
             ))
+            .config_key(
+                ConfigKey::new(
+                    "require_distinct_clusters",
+                    "`true`: accounts and shard on one PostgreSQL cluster fail the survey and \
+                     refuse the migration; `false`: a warning (rehearsals on one server)",
+                )
+                .default("false"),
+            )
     }
 
     fn configure(config: &Config) -> Result<Self> {
@@ -234,14 +270,18 @@ impl Plugin for Etl {
             mode,
             batch_size,
             rules,
+            require_distinct_clusters: config.flag("require_distinct_clusters", false)?,
         })
     }
 
     fn units(&self) -> Result<Vec<Unit>> {
         let accounts = Connection::open("accounts")?;
         let shard = Connection::open("shard")?;
-        let target = Connection::open("target")?;
-        for c in [&accounts, &shard, &target] {
+        let target = Connection::open_optional("target")?;
+        for c in [Some(&accounts), Some(&shard), target.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             ensure!(
                 c.dialect() == Dialect::Postgres,
                 "connection `{}` is {}: the multiplayer ETL runs on PostgreSQL only",
@@ -251,6 +291,24 @@ impl Plugin for Etl {
         }
         if self.mode == Mode::Survey {
             return Ok(Vec::new());
+        }
+        ensure!(
+            target.is_some(),
+            "the migration writes connection `target`, which is not configured (only \
+             `mode = \"survey\"` runs without it): nothing was migrated"
+        );
+        let topology = topology::Topology::read(&accounts, &shard)?;
+        if !topology.is_distinct() {
+            ensure!(
+                !self.require_distinct_clusters,
+                "{}, and require_distinct_clusters = true: nothing was migrated",
+                topology.detail()
+            );
+            warn!(
+                "{}: production runs them as two clusters (seed 001); set \
+                 require_distinct_clusters = true to refuse this",
+                topology.detail()
+            );
         }
         let schemas = source::shard_schemas(&shard)?;
         let engines = source::active_engines(&accounts)?;
@@ -297,7 +355,7 @@ impl Plugin for Etl {
     fn run_unit(&mut self, unit: &str) -> Result<()> {
         match (self.mode, unit) {
             (Mode::Survey, _) => bail!("no unit runs in survey mode"),
-            (Mode::Migrate, UNIT_IDENTITIES) => identities::run().map(drop),
+            (Mode::Migrate, UNIT_IDENTITIES) => identities::run(&self.rules).map(drop),
             (Mode::Migrate, slug) if source::valid_slug(slug) => engine::run(self, slug),
             (Mode::Migrate, other) => bail!("unknown unit {other:?}"),
         }
@@ -305,7 +363,7 @@ impl Plugin for Etl {
 
     fn verify(&mut self) -> Result<()> {
         match self.mode {
-            Mode::Survey => survey::run(&self.rules),
+            Mode::Survey => survey::run(&self.rules, self.require_distinct_clusters),
             Mode::Migrate => verify::run(&self.rules),
         }
     }

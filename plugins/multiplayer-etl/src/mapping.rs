@@ -71,18 +71,36 @@ pub fn map_actions<S: AsRef<str>>(actions: &[S], with_grant_option: bool) -> Lev
     }
 }
 
-/// The access rules the ETL applies, reviewable by the team: which old grant actions
-/// write, what `with_grant_option` means, which org roles administer a space.
+/// What to do when one owner would get two agents of the same name (from two engines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameClash {
+    /// `suffix-slug`: every clashing name takes its engine's slug, `claude-<slug>` ([`agent_names`]).
+    SuffixSlug,
+    /// `refuse`: the engine's unit fails, naming the clash, so the team renames by hand.
+    Refuse,
+}
+
+/// The mapping choices the ETL applies, reviewable by the team: the access rules
+/// (which old grant actions write, what `with_grant_option` means, which org roles
+/// administer a space, whether members get a home, who owns the agents and what their
+/// names become) and the two copy choices the seed does not state either (whether
+/// emails count as verified, whether the memories' `created_by` is kept).
 ///
 /// The defaults are the seed's plan (§4.3) as this plugin reads it; where the seed does
-/// not state a rule, the default is this plugin's choice, and an operator who wants
+/// not state a rule, the default is this plugin's choice (docs/plugins-rust.md lists
+/// them, "choices this plugin makes that the seed does not"), and an operator who wants
 /// another one grants a file (`[files] dir` in `migrun.toml`) and names it in config key
 /// `access_rules`. The file holds `key = value` lines (`#` starts a comment):
 ///
 /// ```text
 /// write_actions = create, update, delete   # any of these widens a grant to write
 /// with_grant_option = owner                # `owner`, or `by-actions` (the actions decide)
-/// admin_roles = owner, admin               # org roles that become owner@root
+/// admin_roles = owner, admin               # org roles that become space admins with owner@root
+/// member_homes = owner                     # `owner`: owner@home.<id> for every member and agent; `none`
+/// agent_owner = owner-or-first-member      # who owns service users' agents; or `org-owner` only
+/// agent_name_clash = suffix-slug           # `suffix-slug` (claude-<slug>) or `refuse`
+/// email_verified = true                    # auth.users.email_verified for every migrated identity
+/// memory_created_by = drop                 # `drop`, or `keep` (a created_by column in me_<slug>.memory)
 /// ```
 ///
 /// A key left out keeps its default; an unknown key or value is an error naming the line.
@@ -94,6 +112,17 @@ pub struct AccessRules {
     pub grant_option_owns: bool,
     /// Org roles whose members become the space's admins (`owner@root`).
     pub admin_roles: BTreeSet<String>,
+    /// Whether every member owns a home (`owner@home.<id>`, an agent's under its owner's).
+    pub member_homes: bool,
+    /// Whether an org without a migrated owner has its first migrated member own the agents
+    /// (else its service users are dropped with a warning).
+    pub agent_owner_falls_back: bool,
+    /// Agent names one owner would get twice.
+    pub agent_name_clash: NameClash,
+    /// `auth.users.email_verified` of every migrated identity.
+    pub email_verified: bool,
+    /// Whether the old memories' `created_by` is copied (into a `created_by uuid` column).
+    pub keep_memory_created_by: bool,
 }
 
 impl Default for AccessRules {
@@ -102,9 +131,18 @@ impl Default for AccessRules {
             write_actions: WRITE_ACTIONS.iter().map(|a| a.to_string()).collect(),
             grant_option_owns: true,
             admin_roles: ["owner", "admin"].iter().map(|r| r.to_string()).collect(),
+            member_homes: true,
+            agent_owner_falls_back: true,
+            agent_name_clash: NameClash::SuffixSlug,
+            email_verified: true,
+            keep_memory_created_by: false,
         }
     }
 }
+
+/// The keys of a rules file.
+const KEYS: &str = "write_actions, with_grant_option, admin_roles, member_homes, agent_owner, \
+                    agent_name_clash, email_verified, memory_created_by";
 
 impl AccessRules {
     /// The rules of a reviewed file's text (see the type's docs), defaults for keys left out.
@@ -128,7 +166,19 @@ impl AccessRules {
                     .filter(|v| !v.is_empty())
                     .collect()
             };
-            match key.trim() {
+            let key = key.trim();
+            // One of two words, `yes` for the first.
+            let either = |yes: &str, no: &str| -> Result<bool, String> {
+                match value.trim() {
+                    v if v == yes => Ok(true),
+                    v if v == no => Ok(false),
+                    other => Err(format!(
+                        "line {}: {key} is `{yes}` or `{no}`, got {other:?}",
+                        number + 1
+                    )),
+                }
+            };
+            match key {
                 "write_actions" => {
                     let actions = list();
                     if let Some(unknown) = actions
@@ -142,22 +192,24 @@ impl AccessRules {
                     }
                     rules.write_actions = actions;
                 }
-                "with_grant_option" => {
-                    rules.grant_option_owns = match value.trim() {
-                        "owner" => true,
-                        "by-actions" => false,
-                        other => {
-                            return Err(format!(
-                                "line {}: with_grant_option is `owner` or `by-actions`, got {other:?}",
-                                number + 1
-                            ));
-                        }
+                "with_grant_option" => rules.grant_option_owns = either("owner", "by-actions")?,
+                "admin_roles" => rules.admin_roles = list(),
+                "member_homes" => rules.member_homes = either("owner", "none")?,
+                "agent_owner" => {
+                    rules.agent_owner_falls_back = either("owner-or-first-member", "org-owner")?
+                }
+                "agent_name_clash" => {
+                    rules.agent_name_clash = if either("suffix-slug", "refuse")? {
+                        NameClash::SuffixSlug
+                    } else {
+                        NameClash::Refuse
                     }
                 }
-                "admin_roles" => rules.admin_roles = list(),
+                "email_verified" => rules.email_verified = either("true", "false")?,
+                "memory_created_by" => rules.keep_memory_created_by = either("keep", "drop")?,
                 other => {
                     return Err(format!(
-                        "line {}: unknown key `{other}` (write_actions, with_grant_option, admin_roles)",
+                        "line {}: unknown key `{other}` ({KEYS})",
                         number + 1
                     ));
                 }
@@ -185,18 +237,53 @@ impl AccessRules {
         self.admin_roles.contains(role)
     }
 
+    /// Who owns the agents minted from an org's service users under these rules: its
+    /// first migrated owner, else (`agent_owner = owner-or-first-member`) its first
+    /// migrated member ([`choose_owner`]).
+    pub fn agent_owner<'m>(
+        &self,
+        members: &'m [Member],
+        migrated: impl Fn(&str) -> bool,
+    ) -> Option<&'m str> {
+        if self.agent_owner_falls_back {
+            choose_owner(members, migrated)
+        } else {
+            members
+                .iter()
+                .find(|m| m.role == "owner" && migrated(&m.identity_id))
+                .map(|m| m.identity_id.as_str())
+        }
+    }
+
     /// One line saying what the rules are, for the log.
     pub fn describe(&self) -> String {
         let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
         format!(
-            "write_actions = {}; with_grant_option = {}; admin_roles = {}",
+            "write_actions = {}; with_grant_option = {}; admin_roles = {}; member_homes = {}; \
+             agent_owner = {}; agent_name_clash = {}; email_verified = {}; memory_created_by = {}",
             join(&self.write_actions),
             if self.grant_option_owns {
                 "owner"
             } else {
                 "by-actions"
             },
-            join(&self.admin_roles)
+            join(&self.admin_roles),
+            if self.member_homes { "owner" } else { "none" },
+            if self.agent_owner_falls_back {
+                "owner-or-first-member"
+            } else {
+                "org-owner"
+            },
+            match self.agent_name_clash {
+                NameClash::SuffixSlug => "suffix-slug",
+                NameClash::Refuse => "refuse",
+            },
+            self.email_verified,
+            if self.keep_memory_created_by {
+                "keep"
+            } else {
+                "drop"
+            },
         )
     }
 }
@@ -589,6 +676,34 @@ mod tests {
                 .contains("line 2")
         );
         assert!(AccessRules::parse("with_grant_option = maybe").is_err());
+        let open = AccessRules::parse(
+            "member_homes = none\nagent_owner = org-owner\nagent_name_clash = refuse\n\
+             email_verified = false\nmemory_created_by = keep\n",
+        )
+        .unwrap();
+        assert!(!open.member_homes && !open.agent_owner_falls_back);
+        assert_eq!(open.agent_name_clash, NameClash::Refuse);
+        assert!(!open.email_verified && open.keep_memory_created_by);
+        assert!(
+            defaults.member_homes
+                && defaults.agent_owner_falls_back
+                && defaults.agent_name_clash == NameClash::SuffixSlug
+                && defaults.email_verified
+                && !defaults.keep_memory_created_by,
+            "today's choices by default"
+        );
+        assert!(
+            AccessRules::parse("email_verified = maybe")
+                .unwrap_err()
+                .contains("email_verified is `true` or `false`")
+        );
+        let m = |id: &str, role: &str| Member {
+            identity_id: id.into(),
+            role: role.into(),
+        };
+        let members = [m("a", "member"), m("b", "admin")];
+        assert_eq!(defaults.agent_owner(&members, |_| true), Some("a"));
+        assert_eq!(open.agent_owner(&members, |_| true), None);
         assert!(AccessRules::parse("just words").is_err());
     }
 }

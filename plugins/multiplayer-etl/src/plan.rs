@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::mapping::{
-    AccessRules, GrantSet, Level, Member, ROOT, agent_home_path, agent_names, choose_owner, clamp,
+    AccessRules, GrantSet, Level, Member, NameClash, ROOT, agent_home_path, agent_names, clamp,
     home_path, principal_name,
 };
 
@@ -212,15 +212,17 @@ pub struct SpacePlan {
 
 /// Plans one engine's space.
 ///
-/// Rules (seed 001): every migrated org member joins the space and owns its
-/// home; org owners and admins are space admins with `owner@root`; engine
+/// Rules (seed 001, and where it says nothing the [`AccessRules`] in `input`):
+/// every migrated org member joins the space and owns its home (`member_homes`);
+/// org owners and admins (`admin_roles`) are space admins with `owner@root`; engine
 /// superusers with a migrated identity get `owner@root` too; `tree_owner` →
 /// owner; `tree_grant` → [`map_actions`]; the highest level per path wins. RBAC
 /// roles (login-less users) become groups of the space, their memberships
 /// group members — except role-in-role edges, which the new groups cannot
 /// express (dropped with a warning). Service users (login, no identity)
-/// become agents owned by the org owner ([`choose_owner`]), join the space
-/// with their home under the owner's, and keep their grants clamped under the
+/// become agents owned by the org owner ([`AccessRules::agent_owner`]), join the
+/// space with their home under the owner's, named apart from the owner's other agents
+/// (`agent_name_clash`), and keep their grants clamped under the
 /// owner's effective access ([`clamp`]; the owner holds `owner@root`, so
 /// nothing is lost). Engine users whose identity does not exist — dangling
 /// identities — are dropped with their grants, with a warning. Pending
@@ -243,7 +245,10 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
             role: m.role.clone(),
         })
         .collect();
-    let agent_owner = choose_owner(&members, migrated).map(str::to_owned);
+    let agent_owner = input
+        .rules
+        .agent_owner(&members, migrated)
+        .map(str::to_owned);
 
     // 1. Each old engine user → a user, a group or a new agent (or nothing).
     let service_names: Vec<&str> = input
@@ -257,7 +262,25 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
         .iter()
         .map(String::as_str)
         .collect();
-    let mut names = agent_names(&service_names, &elsewhere, &engine.slug).into_iter();
+    let names = agent_names(&service_names, &elsewhere, &engine.slug);
+    if input.rules.agent_name_clash == NameClash::Refuse && agent_owner.is_some() {
+        let clashes: Vec<&str> = service_names
+            .iter()
+            .zip(&names)
+            .filter(|(old, new)| principal_name(old) != **new)
+            .map(|(old, _)| *old)
+            .collect();
+        if !clashes.is_empty() {
+            return Err(format!(
+                "engine {}: the agent owner would get agent(s) {} twice (from another engine \
+                 too), and agent_name_clash = refuse: rename the service users, or set \
+                 agent_name_clash = suffix-slug in the access rules",
+                engine.slug,
+                clashes.join(", ")
+            ));
+        }
+    }
+    let mut names = names.into_iter();
     // What each old engine user became: its kind and its new principal id.
     let mut mapped: BTreeMap<&str, (Kind, String)> = BTreeMap::new();
     let mut principals = Vec::new();
@@ -301,6 +324,11 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
                     });
                     mapped.insert(&u.id, (Kind::Agent, u.id.clone()));
                 }
+                None if !input.rules.agent_owner_falls_back => warnings.push(format!(
+                    "service user {} ({}): the org has no migrated owner to own it (agent_owner = \
+                     org-owner); dropped with its grants",
+                    u.id, u.name
+                )),
                 None => warnings.push(format!(
                     "service user {} ({}): no migrated org member to own it; dropped with its grants",
                     u.id, u.name
@@ -328,12 +356,14 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
         }
         let admin = input.rules.is_admin(&m.role);
         roster.push((m.identity_id.clone(), admin));
-        grant(
-            &mut grants,
-            &m.identity_id,
-            &home_path(&m.identity_id),
-            Level::Owner,
-        );
+        if input.rules.member_homes {
+            grant(
+                &mut grants,
+                &m.identity_id,
+                &home_path(&m.identity_id),
+                Level::Owner,
+            );
+        }
         if admin {
             grant(&mut grants, &m.identity_id, ROOT, Level::Owner);
         }
@@ -386,12 +416,14 @@ pub fn plan_space(input: &EngineInput) -> Result<SpacePlan, String> {
     for p in principals.iter().filter(|p| p.kind == Kind::Agent) {
         let owner = p.owner_id.as_deref().expect("agents have an owner");
         roster.push((p.id.clone(), false));
-        grant(
-            &mut grants,
-            &p.id,
-            &agent_home_path(owner, &p.id),
-            Level::Owner,
-        );
+        if input.rules.member_homes {
+            grant(
+                &mut grants,
+                &p.id,
+                &agent_home_path(owner, &p.id),
+                Level::Owner,
+            );
+        }
     }
     // Groups are rostered into their space too (never as admins).
     for p in principals.iter().filter(|p| p.kind == Kind::Group) {
@@ -1009,6 +1041,48 @@ mod tests {
             plan.warnings
                 .iter()
                 .any(|w| w.contains("becomes agent `codex-teamengine02`"))
+        );
+    }
+
+    #[test]
+    fn the_rules_file_decides_homes_agent_owners_and_name_clashes() {
+        let rules = |text: &str| AccessRules::parse(text).unwrap();
+        let mut input = team();
+        input.rules = rules("member_homes = none");
+        let plan = plan_space(&input).unwrap();
+        assert!(
+            plan.grants
+                .values()
+                .all(|g| g.iter().all(|(path, _)| !path.starts_with("home."))),
+            "no home grants: {:?}",
+            plan.grants
+        );
+
+        let mut input = team();
+        input.org_members.retain(|m| m.role != "owner");
+        let plan = plan_space(&input).unwrap();
+        assert_eq!(
+            plan.agent_owner.as_deref(),
+            Some(ADMIN),
+            "the first migrated member"
+        );
+        input.rules = rules("agent_owner = org-owner");
+        let plan = plan_space(&input).unwrap();
+        assert_eq!(plan.agent_owner, None);
+        assert!(!plan.principals.iter().any(|p| p.kind == Kind::Agent));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("codex") && w.contains("agent_owner = org-owner"))
+        );
+
+        let mut input = team();
+        input.owner_agents_elsewhere = vec!["Codex".into()];
+        input.rules = rules("agent_name_clash = refuse");
+        let err = plan_space(&input).unwrap_err();
+        assert!(
+            err.contains("codex twice") && err.contains("agent_name_clash = refuse"),
+            "{err}"
         );
     }
 

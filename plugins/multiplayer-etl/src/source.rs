@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use migrun_sdk::{Connection, Result, Value, bail, params};
 use serde::Deserialize;
 
-use crate::mapping::{AccessRules, Member, choose_owner};
+use crate::mapping::{AccessRules, Member};
 use crate::plan::{
     EngineInput, EngineRow, EngineUserRow, InvitationRow, OrgMemberRow, RoleMembershipRow,
     TreeGrantRow, TreeOwnerRow,
@@ -445,6 +445,7 @@ fn owner_agents_elsewhere(
     owner: &str,
     identities: &BTreeSet<String>,
     schemas: &BTreeSet<String>,
+    rules: &AccessRules,
 ) -> Result<Vec<String>> {
     #[derive(Deserialize)]
     struct Other {
@@ -468,7 +469,7 @@ fn owner_agents_elsewhere(
                 role: m.role,
             })
             .collect();
-        if choose_owner(&members, |id| identities.contains(id)) == Some(owner) {
+        if rules.agent_owner(&members, |id| identities.contains(id)) == Some(owner) {
             names.extend(service_user_names(shard, &other.slug)?);
         }
     }
@@ -512,10 +513,10 @@ pub fn engine_input(
             role: m.role.clone(),
         })
         .collect();
-    let owner_agents_elsewhere = match choose_owner(&members, |id| identities.contains(id)) {
+    let owner_agents_elsewhere = match rules.agent_owner(&members, |id| identities.contains(id)) {
         Some(owner) => {
             let schemas = shard_schemas(shard)?;
-            owner_agents_elsewhere(accounts, shard, engine, owner, &identities, &schemas)?
+            owner_agents_elsewhere(accounts, shard, engine, owner, &identities, &schemas, rules)?
         }
         None => Vec::new(),
     };

@@ -3,14 +3,22 @@
 //! how much of the mapping will prod actually exercise? Aggregates only: no
 //! emails, contents or secrets. Runs in `verify` (rolled-back transactions);
 //! the plugin lists no unit in this mode.
+//!
+//! It also checks what seed 001's survey confirmed first — that the two sources
+//! are two distinct clusters ([`Topology`]; one cluster is a warning unless
+//! `require_distinct_clusters = true`) — and, when a target is configured, that it
+//! is what the ETL needs: an empty database whose server offers the extensions. The
+//! survey runs without a target (the connection is optional) and then says that it
+//! skipped those checks.
 
 use std::collections::BTreeSet;
 
 use migrun_sdk::{Connection, Result, check, info, params, warn};
 use serde::Deserialize;
 
-use crate::mapping::{AccessRules, Member, choose_owner};
+use crate::mapping::{AccessRules, Member};
 use crate::source::{self, space_schema};
+use crate::topology::Topology;
 
 #[derive(Deserialize)]
 struct AccountCounts {
@@ -41,10 +49,49 @@ struct ShardCounts {
     lossy_grants: i64,
 }
 
-/// Runs the survey.
-pub fn run(rules: &AccessRules) -> Result<()> {
+/// Runs the survey; `require_distinct_clusters` makes sources on one cluster a failed check.
+pub fn run(rules: &AccessRules, require_distinct_clusters: bool) -> Result<()> {
     let accounts = Connection::open("accounts")?;
     let shard = Connection::open("shard")?;
+
+    // Seed 001, §9: "two distinct physical clusters confirmed".
+    let topology = Topology::read(&accounts, &shard)?;
+    if topology.is_distinct() {
+        check("sources on two distinct clusters", true, topology.detail());
+    } else if require_distinct_clusters {
+        check(
+            "sources on two distinct clusters",
+            false,
+            &format!("{} (require_distinct_clusters = true)", topology.detail()),
+        );
+    } else {
+        warn!(
+            "{}: production runs them as two clusters (seed 001); a rehearsal may share one \
+             (set require_distinct_clusters = true to fail here)",
+            topology.detail()
+        );
+        check(
+            "sources on two distinct clusters (not required)",
+            true,
+            &format!(
+                "{} — allowed: require_distinct_clusters = false",
+                topology.detail()
+            ),
+        );
+    }
+    let target_note = match Connection::open_optional("target")? {
+        Some(target) => {
+            survey_target(&target, &shard)?;
+            "target checked"
+        }
+        None => {
+            info!(
+                "no target configured: the survey skips the target checks (an empty database, \
+                 the extensions the ETL creates)"
+            );
+            "no target configured: target checks skipped"
+        }
+    };
 
     // DDL drift: every column the ETL reads, in accounts and in every engine schema.
     let schemas: Vec<String> = source::shard_schemas(&shard)?.into_iter().collect();
@@ -258,7 +305,7 @@ pub fn run(rules: &AccessRules) -> Result<()> {
             })
             .collect();
         if !members.iter().any(|m| rules.is_admin(&m.role))
-            || choose_owner(&members, |_| true).is_none()
+            || rules.agent_owner(&members, |_| true).is_none()
         {
             no_admin.push(e.slug.clone());
         }
@@ -277,7 +324,7 @@ pub fn run(rules: &AccessRules) -> Result<()> {
         true,
         &format!(
             "{} identities, {} active engines ({} orphaned), {} memories (largest {}), \
-             {} multi-member orgs, {} RBAC roles, {} service users, {} dangling identities",
+             {} multi-member orgs, {} RBAC roles, {} service users, {} dangling identities; {}",
             c.identities,
             c.engines_active,
             orphans.len(),
@@ -286,8 +333,54 @@ pub fn run(rules: &AccessRules) -> Result<()> {
             c.multi_member_orgs,
             s.rbac_roles,
             s.service_users,
-            dangling.len()
+            dangling.len(),
+            target_note
         ),
+    );
+    Ok(())
+}
+
+/// The target as the ETL needs it: no `auth`, `core` or `me_*` schema yet (it writes a
+/// fresh database), and the extensions it creates offered by the server.
+fn survey_target(target: &Connection, shard: &Connection) -> Result<()> {
+    let taken: Vec<String> = target.query_as(
+        "SELECT nspname::text FROM pg_namespace \
+         WHERE nspname IN ('auth', 'core') OR nspname LIKE 'me\\_%' ORDER BY 1",
+        params![],
+    )?;
+    check(
+        "target is an empty database",
+        taken.is_empty(),
+        &if taken.is_empty() {
+            "no auth, core or me_<slug> schema yet".to_owned()
+        } else {
+            format!(
+                "it holds {}: the ETL writes a fresh target",
+                taken.join(", ")
+            )
+        },
+    );
+    let mut needed = vec!["ltree", "citext"];
+    if source::shard_uses_pgvector(shard)? {
+        needed.push("vector");
+    }
+    let offered: Vec<String> = target.query_as(
+        "SELECT name::text FROM pg_available_extensions ORDER BY 1",
+        params![],
+    )?;
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|n| !offered.iter().any(|o| o == n))
+        .collect();
+    check(
+        "target server offers the extensions the ETL creates",
+        missing.is_empty(),
+        &if missing.is_empty() {
+            needed.join(", ")
+        } else {
+            format!("missing: {}", missing.join(", "))
+        },
     );
     Ok(())
 }

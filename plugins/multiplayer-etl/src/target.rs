@@ -185,7 +185,8 @@ pub fn control_plane_exists(target: &Connection) -> Result<bool> {
 
 /// One space's data schema: memories, the embedding queue and the trigger that
 /// enqueues every memory inserted without an embedding.
-pub fn space_ddl(slug: &str, embedding: EmbeddingType) -> Vec<String> {
+/// With `keep_created_by` the memory table has the old `created_by uuid` column too.
+pub fn space_ddl(slug: &str, embedding: EmbeddingType, keep_created_by: bool) -> Vec<String> {
     let s = space_schema(slug);
     vec![
         format!("CREATE SCHEMA {s}"),
@@ -199,9 +200,14 @@ pub fn space_ddl(slug: &str, embedding: EmbeddingType) -> Vec<String> {
              , embedding         {}
              , embedding_version int         NOT NULL DEFAULT 1
              , created_at        timestamptz NOT NULL
-             , updated_at        timestamptz
+             , updated_at        timestamptz{}
              )",
-            embedding.sql_type()
+            embedding.sql_type(),
+            if keep_created_by {
+                "\n             , created_by        uuid"
+            } else {
+                ""
+            }
         ),
         format!(
             "CREATE TABLE {s}.embedding_queue
@@ -234,8 +240,17 @@ pub fn space_indexes(slug: &str) -> Vec<String> {
     ]
 }
 
-/// The memory columns copied, in order (the source's, minus the old engine's bookkeeping).
-pub const MEMORY_COLUMNS: [&str; 9] = [
+/// The memory columns copied, in order (the source's, minus the old engine's bookkeeping
+/// and, unless the mapping keeps it, `created_by`).
+pub fn memory_columns(keep_created_by: bool) -> Vec<&'static str> {
+    let mut columns = MEMORY_COLUMNS.to_vec();
+    if keep_created_by {
+        columns.push("created_by");
+    }
+    columns
+}
+
+const MEMORY_COLUMNS: [&str; 9] = [
     "id",
     "meta",
     "tree",

@@ -53,7 +53,7 @@ pub fn run(rules: &AccessRules) -> Result<()> {
             );
             continue;
         }
-        memories(&shard, &target, &s.slug)?;
+        memories(&shard, &target, &s.slug, rules)?;
         let admins = count(
             &target,
             &format!(
@@ -171,7 +171,8 @@ fn copies(accounts: &Connection, target: &Connection) -> Result<()> {
 
 /// One hash over every memory's columns, order-independent; the text forms
 /// are exact (shortest round-trip floats, normalised jsonb, UTC instants).
-fn memory_digest(conn: &Connection, slug: &str) -> Result<(i64, String)> {
+/// With `created_by`, the old column kept by the mapping is part of it.
+fn memory_digest(conn: &Connection, slug: &str, created_by: bool) -> Result<(i64, String)> {
     #[derive(Deserialize)]
     struct Digest {
         n: i64,
@@ -182,8 +183,9 @@ fn memory_digest(conn: &Connection, slug: &str) -> Result<(i64, String)> {
             "SELECT count(*) AS n, md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS digest FROM ( \
                SELECT md5(concat_ws(',', quote_nullable(id), quote_nullable(meta), quote_nullable(tree), \
                  quote_nullable(temporal), quote_nullable(content), quote_nullable(embedding), \
-                 quote_nullable(embedding_version), quote_nullable(created_at), quote_nullable(updated_at))) AS h \
+                 quote_nullable(embedding_version), quote_nullable(created_at), quote_nullable(updated_at){})) AS h \
                FROM {}.memory) m",
+            if created_by { ", quote_nullable(created_by)" } else { "" },
             space_schema(slug)
         ),
         params![],
@@ -191,9 +193,15 @@ fn memory_digest(conn: &Connection, slug: &str) -> Result<(i64, String)> {
     Ok((d.n, d.digest))
 }
 
-fn memories(shard: &Connection, target: &Connection, slug: &str) -> Result<()> {
-    let (src, src_digest) = memory_digest(shard, slug)?;
-    let (tgt, tgt_digest) = memory_digest(target, slug)?;
+fn memories(
+    shard: &Connection,
+    target: &Connection,
+    slug: &str,
+    rules: &AccessRules,
+) -> Result<()> {
+    let created_by = rules.keep_memory_created_by;
+    let (src, src_digest) = memory_digest(shard, slug, created_by)?;
+    let (tgt, tgt_digest) = memory_digest(target, slug, created_by)?;
     check(
         &format!("memory count matches source — {slug}"),
         src == tgt,
