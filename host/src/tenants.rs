@@ -352,11 +352,10 @@ pub async fn run_tenants(
                 let started = Instant::now();
                 let result = run::run(&plugin, &tenant_config, tenant_options).await;
                 let ms = started.elapsed().as_millis() as u64;
-                let outcome = match &result {
+                match &result {
                     Ok(report) => TenantOutcome::from_report(tenant, report, ms),
                     Err(error) => TenantOutcome::did_not_start(tenant, error, ms),
-                };
-                outcome
+                }
             });
             running_index.insert(handle.id(), index);
         }
@@ -409,4 +408,98 @@ pub fn is_templated(config: &RunConfig) -> bool {
         .connections
         .values()
         .any(|c| c.url.contains(TENANT_PLACEHOLDER))
+}
+
+/// How many tenants' ledgers `migrun status` reads at once.
+const STATUS_READERS: usize = 8;
+
+/// The ledgers of one tenant's databases, as `migrun status` reads them.
+#[derive(Debug, Serialize)]
+pub struct TenantLedgers {
+    /// The tenant.
+    pub tenant: String,
+    /// What it is, summed up.
+    pub state: TenantLedgerState,
+    /// Each connection's ledger in the tenant's databases.
+    pub targets: Vec<crate::status::TargetStatus>,
+}
+
+/// A tenant's ledgers summed up: what an operator with thousands of tenants needs first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenantLedgerState {
+    /// Every ledger row is finished (and none is suspect).
+    Finished,
+    /// Some unit is checkpointed: unfinished, the next run resumes it.
+    Unfinished,
+    /// No ledger, or an empty one: nothing ever committed there.
+    NeverRan,
+    /// A row not written by migrun as it is (its anchor is not in its journal).
+    Suspect,
+    /// A ledger could not be read (the database is unreachable, say).
+    Unreadable,
+}
+
+impl TenantLedgerState {
+    /// As `migrun status` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantLedgerState::Finished => "finished",
+            TenantLedgerState::Unfinished => "unfinished",
+            TenantLedgerState::NeverRan => "never ran",
+            TenantLedgerState::Suspect => "suspect",
+            TenantLedgerState::Unreadable => "unreadable",
+        }
+    }
+
+    fn of(targets: &[crate::status::TargetStatus]) -> TenantLedgerState {
+        // Only the tenant's own databases: a shared URL (a source without `${tenant}`) says
+        // nothing about this tenant.
+        let mut any_rows = false;
+        let mut state = TenantLedgerState::Finished;
+        for t in targets {
+            if t.error.is_some() {
+                return TenantLedgerState::Unreadable;
+            }
+            if t.anchors.iter().any(crate::status::Anchor::is_suspect) {
+                state = TenantLedgerState::Suspect;
+            }
+            for (i, _) in t.rows.iter().flatten().enumerate() {
+                any_rows = true;
+                if t.needs_attention(i) && state == TenantLedgerState::Finished {
+                    state = TenantLedgerState::Unfinished;
+                }
+            }
+        }
+        if !any_rows && state == TenantLedgerState::Finished {
+            TenantLedgerState::NeverRan
+        } else {
+            state
+        }
+    }
+}
+
+/// Reads every tenant's ledgers (read-only, a few tenants at once): the connections
+/// whose URL holds `${tenant}`, filled per tenant, and each row's anchor checked in the
+/// tenant's own journal folder. In list order.
+pub async fn tenant_ledgers(config: &RunConfig, tenants: Vec<String>) -> Vec<TenantLedgers> {
+    use futures::StreamExt as _;
+    let mut own = config.clone();
+    own.connections
+        .retain(|_, c| c.url.contains(TENANT_PLACEHOLDER));
+    futures::stream::iter(tenants)
+        .map(|tenant| {
+            let tenant_config = own.for_tenant(&tenant);
+            async move {
+                let targets = crate::status::collect(&tenant_config).await;
+                TenantLedgers {
+                    state: TenantLedgerState::of(&targets),
+                    tenant,
+                    targets,
+                }
+            }
+        })
+        .buffered(STATUS_READERS)
+        .collect()
+        .await
 }

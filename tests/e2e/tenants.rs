@@ -165,8 +165,9 @@ fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
 
 /// Four tenants, the third without `accounts`: with `--keep-going --jobs 2` the other three
 /// are migrated, the failure is named with its error, the exit code is 4 and one JSON event
-/// per tenant start and end is printed; once the broken tenant is fixed, a rerun migrates
-/// it alone (the others are up to date by their own ledgers).
+/// per tenant start and end is printed; `migrun status` sums the tenants up and names the
+/// one left; once the broken tenant is fixed, a rerun migrates it alone (the others are up
+/// to date by their own ledgers).
 async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
     let Some(t) = Tenants::new(dialect, 4, &[2]).await else {
         return;
@@ -236,6 +237,21 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         );
     }
 
+    // `migrun status` sums the tenants up by their own ledgers and names the one left.
+    let status = t.ws.migrun(&["status"]);
+    status
+        .expect_code(0)
+        .expect_output("4 tenants: 3 finished, 1 never ran")
+        .expect_output(&format!("{} — never ran", t.names[2]));
+    let status = t.ws.migrun(&["status", "--json"]).expect_code(0).json();
+    let states: Vec<&str> = status["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["finished", "finished", "never-ran", "finished"]);
+
     let mut conn = t.connect(2).await;
     conn.execute(
         "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name VARCHAR(40))",
@@ -257,6 +273,9 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         .expect_output("3 up-to-date")
         .expect_output("every tenant is done");
     assert!(t.migrated(2).await);
+    t.ws.migrun(&["status"])
+        .expect_code(0)
+        .expect_output("4 tenants: 4 finished");
 }
 
 /// Without `--keep-going`, the first failed tenant stops the run: with one tenant at a

@@ -620,6 +620,21 @@ async fn status(
             config.data_dir.display()
         );
     }
+    if config.tenants.is_some() {
+        let tenants = migrun::tenants::list_tenants(&config)
+            .await
+            .context("listing the tenants")?;
+        let ledgers = migrun::tenants::tenant_ledgers(&config, tenants).await;
+        if json {
+            print_json(&render::tenant_status_json(&ledgers));
+        } else {
+            print_text(&render::tenant_status_text(&ledgers, all));
+        }
+        let suspect = ledgers
+            .iter()
+            .any(|t| t.state == migrun::tenants::TenantLedgerState::Suspect);
+        return Ok(if suspect { 1 } else { 0 });
+    }
     let status = migrun::status::collect(&config).await;
     if json {
         print_json(&render::status_json(&status));

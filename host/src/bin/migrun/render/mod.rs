@@ -12,7 +12,7 @@ mod warnings;
 pub use plan::plan_text;
 pub use prune::{PruneOutcome, backup_prune_json, backup_prune_text};
 pub use run_text::{RunPlaces, run_report_text};
-pub use tenants::tenants_report_text;
+pub use tenants::{tenant_status_text, tenants_report_text};
 pub use warnings::fields_text;
 
 use std::collections::BTreeMap;
@@ -393,6 +393,16 @@ pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
         "schema": "migrun.status/1",
         "migrun_version": migrun::VERSION,
         "targets": status,
+    }))
+    .expect("status serializes")
+}
+
+/// `migrun status --json` over tenants: every tenant's state and ledgers.
+pub fn tenant_status_json(ledgers: &[migrun::tenants::TenantLedgers]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "migrun.tenant-status/1",
+        "migrun_version": migrun::VERSION,
+        "tenants": ledgers,
     }))
     .expect("status serializes")
 }

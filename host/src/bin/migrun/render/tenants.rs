@@ -73,3 +73,55 @@ pub fn tenants_report_text(plugin: &str, report: &TenantsReport) -> String {
     }
     out
 }
+
+/// `migrun status` over tenants: the tenants counted by state, then those that need
+/// attention (every one with `all`), each with its ledgers as `migrun status` shows one.
+pub fn tenant_status_text(ledgers: &[migrun::tenants::TenantLedgers], all: bool) -> String {
+    use migrun::tenants::TenantLedgerState as State;
+    let mut out = String::new();
+    let states = [
+        State::Finished,
+        State::Unfinished,
+        State::NeverRan,
+        State::Suspect,
+        State::Unreadable,
+    ];
+    let counts: Vec<String> = states
+        .iter()
+        .filter_map(|state| {
+            let n = ledgers.iter().filter(|t| t.state == *state).count();
+            (n > 0).then(|| format!("{n} {}", state.as_str()))
+        })
+        .collect();
+    let _ = writeln!(out, "{} tenants: {}", ledgers.len(), counts.join(", "));
+    let shown: Vec<_> = ledgers
+        .iter()
+        .filter(|t| all || t.state != State::Finished)
+        .collect();
+    let limit = if all { usize::MAX } else { FAILED_LISTED };
+    for tenant in shown.iter().take(limit) {
+        let _ = writeln!(
+            out,
+            "\n{} — {}",
+            printable(&tenant.tenant),
+            tenant.state.as_str()
+        );
+        let text = super::status_text(&tenant.targets, all);
+        for line in text.lines().filter(|l| !l.starts_with("✓ finished   ◐")) {
+            if !line.is_empty() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    if shown.len() > limit {
+        let _ = writeln!(
+            out,
+            "\n… and {} more (--all lists every tenant, --json too)",
+            shown.len() - limit
+        );
+    }
+    if !all && shown.len() < ledgers.len() {
+        let _ = writeln!(out, "\n(--all shows the finished tenants' ledgers too)");
+    }
+    out
+}
