@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use crate::db::{Connection, DbError};
 
-pub use crate::sql::lint::{LockWarning, POPULATED, dropped_columns, lint, tables_to_count};
+pub use crate::sql::lint::{
+    DEPLOYMENT_RULES, LockWarning, POPULATED, dropped_columns, lint, tables_to_count,
+};
 
 /// Lints `text` as about to run on `conn`, with the row counts of its tables
 /// looked up on `conn` ([`Connection::table_row_count`]) and the connection
@@ -57,8 +59,10 @@ pub async fn lint_statement(
         }
         for w in &mut warnings {
             if w.rule == "drop-column-still-read" && w.problem.starts_with(&lead) {
-                w.problem
-                    .push_str(&format!("; the schema still uses it: {}", dependants.join(", ")));
+                w.problem.push_str(&format!(
+                    "; the schema still uses it: {}",
+                    dependants.join(", ")
+                ));
             }
         }
     }

@@ -251,8 +251,10 @@ async fn seed_003_anti_patterns_are_warned_about(dialect: Dialect) {
     let Some(db) = TestDatabase::create(dialect).await else {
         return;
     };
-    db.exec("CREATE TABLE documents (id INT PRIMARY KEY, title VARCHAR(100), old_field VARCHAR(100))")
-        .await;
+    db.exec(
+        "CREATE TABLE documents (id INT PRIMARY KEY, title VARCHAR(100), old_field VARCHAR(100))",
+    )
+    .await;
     for chunk in 0..4 {
         let values: Vec<String> = (1..=30)
             .map(|i| {
@@ -308,10 +310,15 @@ async fn seed_003_anti_patterns_are_warned_about(dialect: Dialect) {
             .clone()
     };
     let add = find("add-column-not-null-default");
-    assert_eq!((add["table"].as_str(), add["rows"].as_u64()), (Some("documents"), Some(120)));
+    assert_eq!(
+        (add["table"].as_str(), add["rows"].as_u64()),
+        (Some("documents"), Some(120))
+    );
     let problem = add["problem"].as_str().unwrap();
     assert!(
-        problem.starts_with("ADD COLUMN status … NOT NULL DEFAULT … in one step on documents (120 rows)"),
+        problem.starts_with(
+            "ADD COLUMN status … NOT NULL DEFAULT … in one step on documents (120 rows)"
+        ),
         "{dialect:?}: {problem}"
     );
     let safer = add["safer"].as_str().unwrap();
@@ -325,7 +332,9 @@ async fn seed_003_anti_patterns_are_warned_about(dialect: Dialect) {
     assert_eq!(dropped["rows"].as_u64(), Some(120), "{dialect:?}");
     let problem = dropped["problem"].as_str().unwrap();
     assert!(
-        problem.starts_with("DROP COLUMN old_field on documents (120 rows): an application instance still running"),
+        problem.starts_with(
+            "DROP COLUMN old_field on documents (120 rows): an application instance still running"
+        ),
         "{dialect:?}: {problem}"
     );
     match dialect {

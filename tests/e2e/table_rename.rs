@@ -123,12 +123,18 @@ impl Application {
 
     async fn write(&mut self, sql: &str, params: &[Value]) -> Result<u64, String> {
         let sql = self.sql(sql);
-        self.conn.execute(&sql, params).await.map_err(|e| e.to_string())
+        self.conn
+            .execute(&sql, params)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn must(&mut self, sql: &str, params: &[Value]) {
         if let Err(e) = self.write(sql, params).await {
-            panic!("{:?}: the application's write {sql} failed: {e}", self.dialect);
+            panic!(
+                "{:?}: the application's write {sql} failed: {e}",
+                self.dialect
+            );
         }
     }
 
@@ -160,9 +166,15 @@ impl Application {
 async fn table_exists(db: &TestDatabase, table: &str) -> bool {
     let mut conn = db.connect(Access::ReadOnly).await;
     let sql = match db.dialect {
-        Dialect::Sqlite => format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
-        Dialect::Postgres => format!("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '{table}'"),
-        Dialect::MySql => format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"),
+        Dialect::Sqlite => {
+            format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
+        }
+        Dialect::Postgres => format!(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '{table}'"
+        ),
+        Dialect::MySql => format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+        ),
     };
     let rows = conn.query(&sql, &[]).await.expect("catalog").rows;
     conn.close().await;
@@ -229,7 +241,10 @@ async fn table_rename_end_to_end(dialect: Dialect) {
         Some("changed-5@example.org".into()),
         "{dialect:?}: an update of orders reached purchases"
     );
-    assert_eq!(app.row("purchases", 9).await.map(|r| r.0), Some("USER9@example.org".into()));
+    assert_eq!(
+        app.row("purchases", 9).await.map(|r| r.0),
+        Some("USER9@example.org".into())
+    );
     assert_eq!(app.row("purchases", 7).await, None, "{dialect:?}");
     assert_eq!(row_count(&db.url, "purchases").await, 3, "{dialect:?}");
 
@@ -238,14 +253,29 @@ async fn table_rename_end_to_end(dialect: Dialect) {
     refused.expect_code(1);
     refused.expect_output("contract refused");
     refused.expect_output("nothing was dropped");
-    assert!(table_exists(&db, "orders").await, "{dialect:?}: orders was dropped");
+    assert!(
+        table_exists(&db, "orders").await,
+        "{dialect:?}: orders was dropped"
+    );
 
     // Deployment 2: the backfill, interrupted after two batches, then resumed.
-    ws.migrun(&[plugin, "--only", "backfill", "--set", "fail_after_batches=2"])
-        .expect_code(1);
+    ws.migrun(&[
+        plugin,
+        "--only",
+        "backfill",
+        "--set",
+        "fail_after_batches=2",
+    ])
+    .expect_code(1);
     let partly = row_count(&db.url, "purchases").await;
-    assert!(partly >= 2 * BATCH, "{dialect:?}: {partly} rows after two batches");
-    assert!(partly < ORDERS, "{dialect:?}: {partly} rows after two batches");
+    assert!(
+        partly >= 2 * BATCH,
+        "{dialect:?}: {partly} rows after two batches"
+    );
+    assert!(
+        partly < ORDERS,
+        "{dialect:?}: {partly} rows after two batches"
+    );
     // A write to a row the interrupted backfill already copied.
     app.must(
         "UPDATE orders SET note = $1 WHERE id = $2",
@@ -290,7 +320,10 @@ async fn table_rename_end_to_end(dialect: Dialect) {
     // The applications now write the new table; the old one follows.
     app.must(
         "INSERT INTO purchases (id, customer_id, email, amount_cents) VALUES ($1, 2, $2, 7)",
-        &[Value::Int(100_002), Value::Text("after-switch@example.org".into())],
+        &[
+            Value::Int(100_002),
+            Value::Text("after-switch@example.org".into()),
+        ],
     )
     .await;
     app.must(
@@ -308,7 +341,10 @@ async fn table_rename_end_to_end(dialect: Dialect) {
     for (sql, params) in [
         (
             "INSERT INTO orders (id, customer_id, email) VALUES ($1, 1, $2)",
-            vec![Value::Int(100_003), Value::Text("refused@example.org".into())],
+            vec![
+                Value::Int(100_003),
+                Value::Text("refused@example.org".into()),
+            ],
         ),
         (
             "UPDATE orders SET note = $1 WHERE id = $2",
@@ -325,13 +361,21 @@ async fn table_rename_end_to_end(dialect: Dialect) {
             "{dialect:?}: {sql}: {error}"
         );
     }
-    assert_eq!(table_checksum(&db.url, "orders").await, frozen, "{dialect:?}");
+    assert_eq!(
+        table_checksum(&db.url, "orders").await,
+        frozen,
+        "{dialect:?}"
+    );
     app.must(
         "UPDATE purchases SET note = $1 WHERE id = $2",
         &[Value::Text("after the freeze".into()), Value::Int(15)],
     )
     .await;
-    assert_eq!(table_checksum(&db.url, "orders").await, frozen, "{dialect:?}");
+    assert_eq!(
+        table_checksum(&db.url, "orders").await,
+        frozen,
+        "{dialect:?}"
+    );
 
     // A rerun of the whole rename changes nothing: every unit is finished.
     let purchases = table_checksum(&db.url, "purchases").await;
@@ -340,16 +384,36 @@ async fn table_rename_end_to_end(dialect: Dialect) {
     for unit in rerun.json()["units"].as_array().expect("units") {
         assert_eq!(unit["status"], "skipped", "{dialect:?}: {unit}");
     }
-    assert_eq!(table_checksum(&db.url, "orders").await, frozen, "{dialect:?}");
-    assert_eq!(table_checksum(&db.url, "purchases").await, purchases, "{dialect:?}");
+    assert_eq!(
+        table_checksum(&db.url, "orders").await,
+        frozen,
+        "{dialect:?}"
+    );
+    assert_eq!(
+        table_checksum(&db.url, "purchases").await,
+        purchases,
+        "{dialect:?}"
+    );
 
     // Deployment 4, a later run: contract drops the old table.
-    ws.migrun(&[plugin, "--set", "phase=contract"]).expect_code(0);
-    assert!(!table_exists(&db, "orders").await, "{dialect:?}: orders is still there");
-    assert_eq!(table_checksum(&db.url, "purchases").await, purchases, "{dialect:?}");
+    ws.migrun(&[plugin, "--set", "phase=contract"])
+        .expect_code(0);
+    assert!(
+        !table_exists(&db, "orders").await,
+        "{dialect:?}: orders is still there"
+    );
+    assert_eq!(
+        table_checksum(&db.url, "purchases").await,
+        purchases,
+        "{dialect:?}"
+    );
     let again = ws.migrun(&[plugin, "--set", "phase=contract"]);
     again.expect_code(0);
-    assert_eq!(table_checksum(&db.url, "purchases").await, purchases, "{dialect:?}");
+    assert_eq!(
+        table_checksum(&db.url, "purchases").await,
+        purchases,
+        "{dialect:?}"
+    );
 
     // The new table kept the definition: generated keys continue, defaults, UNIQUE, CHECK
     // and (PostgreSQL, MariaDB) the foreign key still apply.
@@ -410,7 +474,10 @@ async fn restore_says_it_discards_later_writes(dialect: Dialect) {
     let mut app = Application::connect(&db).await;
     app.must(
         "INSERT INTO orders (id, customer_id, email) VALUES ($1, 1, $2)",
-        &[Value::Int(100_001), Value::Text("after-backup@example.org".into())],
+        &[
+            Value::Int(100_001),
+            Value::Text("after-backup@example.org".into()),
+        ],
     )
     .await;
     app.close().await;
@@ -427,7 +494,11 @@ async fn restore_says_it_discards_later_writes(dialect: Dialect) {
     refused.expect_code(2);
     refused.expect_output(note);
     refused.expect_output("as any point-in-time restore does");
-    assert_eq!(row_count(&db.url, "orders").await, ORDERS + 1, "{dialect:?}");
+    assert_eq!(
+        row_count(&db.url, "orders").await,
+        ORDERS + 1,
+        "{dialect:?}"
+    );
 
     // With --yes: the note on stderr before the restore acts, then the restore.
     let restored = ws.migrun(&["restore", &id, "--yes"]);

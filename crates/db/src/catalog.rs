@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::dry_run::int;
 use super::{Connection, DbError, Dialect};
-use migrun_types::value::Value;
 use crate::driver_for;
+use migrun_types::value::Value;
 
 /// Tables with at most this much data are counted exactly.
 pub const EXACT_COUNT_MAX_BYTES: i64 = 64 << 20;
@@ -55,7 +55,10 @@ impl Connection {
         table: &str,
         column: &str,
     ) -> Result<Vec<String>, DbError> {
-        let params = [Value::Text(table.to_owned()), Value::Text(column.to_owned())];
+        let params = [
+            Value::Text(table.to_owned()),
+            Value::Text(column.to_owned()),
+        ];
         let sql = match self.dialect {
             Dialect::Postgres => {
                 "SELECT DISTINCT 'view ' || v.oid::regclass::text FROM pg_attribute a \

@@ -65,6 +65,10 @@ use super::Dialect;
 use super::lexer::{self as sql, Tok, Token};
 use super::thousands;
 
+/// The rules about deploying while an application runs (seed 003's two named
+/// anti-patterns) rather than about a lock: the CLI calls their warnings deployment hazards.
+pub const DEPLOYMENT_RULES: &[&str] = &["add-column-not-null-default", "drop-column-still-read"];
+
 /// A table with at least this many rows is populated (see the module docs).
 pub const POPULATED: u64 = 1;
 
@@ -211,7 +215,9 @@ fn dropped_column(d: Dialect, a: &[Token]) -> Option<String> {
         "EXPRESSION",
         "IDENTITY",
     ];
-    if a.get(1).is_some_and(|x| NOT_A_COLUMN.iter().any(|w| x.is(w))) {
+    if a.get(1)
+        .is_some_and(|x| NOT_A_COLUMN.iter().any(|w| x.is(w)))
+    {
         return None;
     }
     let j = skip(a, 1, &["COLUMN"]);
@@ -248,7 +254,9 @@ fn added_not_null_with_default(d: Dialect, a: &[Token]) -> Option<String> {
         return None;
     }
     let top: Vec<usize> = sql::top_level(a).collect();
-    let not_null = top.windows(2).any(|w| a[w[0]].is("NOT") && a[w[1]].is("NULL"));
+    let not_null = top
+        .windows(2)
+        .any(|w| a[w[0]].is("NOT") && a[w[1]].is("NULL"));
     let default = top.iter().any(|&k| a[k].is("DEFAULT"));
     (not_null && default)
         .then(|| sql::name_at(a, j, d).map(|(name, _)| name))
@@ -928,7 +936,9 @@ mod tests {
             ] {
                 let fired = fired(d, sql);
                 assert!(
-                    !fired.iter().any(|r| r == "add-column-not-null-default" || r == "drop-column-still-read"),
+                    !fired.iter().any(
+                        |r| r == "add-column-not-null-default" || r == "drop-column-still-read"
+                    ),
                     "{d:?}: {sql}: {fired:?}"
                 );
             }
@@ -947,9 +957,11 @@ mod tests {
             ["pg-add-column-rewrite"]
         );
         assert!(my("ALTER TABLE users DROP INDEX ix").is_empty());
-        assert!(my("ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)")
-            .iter()
-            .all(|r| r != "drop-column-still-read"));
+        assert!(
+            my("ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)")
+                .iter()
+                .all(|r| r != "drop-column-still-read")
+        );
     }
 
     #[test]
@@ -990,8 +1002,14 @@ mod tests {
             w[0].safer
         );
         assert_eq!(
-            dropped_columns(Dialect::Postgres, "ALTER TABLE a DROP COLUMN IF EXISTS x, DROP y CASCADE, DROP CONSTRAINT c"),
-            [("a".to_owned(), "x".to_owned()), ("a".to_owned(), "y".to_owned())]
+            dropped_columns(
+                Dialect::Postgres,
+                "ALTER TABLE a DROP COLUMN IF EXISTS x, DROP y CASCADE, DROP CONSTRAINT c"
+            ),
+            [
+                ("a".to_owned(), "x".to_owned()),
+                ("a".to_owned(), "y".to_owned())
+            ]
         );
     }
 

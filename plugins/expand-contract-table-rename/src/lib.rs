@@ -134,7 +134,10 @@ impl ExpandContractTableRename {
             }
             Phase::Created => {
                 let rows: i64 = db.query_scalar(
-                    &format!("SELECT COUNT(*) FROM {}", db.dialect().quote_ident(&self.new)),
+                    &format!(
+                        "SELECT COUNT(*) FROM {}",
+                        db.dialect().quote_ident(&self.new)
+                    ),
                     params![],
                 )?;
                 let old_columns: Vec<String> = sql::columns(db, &self.table)?

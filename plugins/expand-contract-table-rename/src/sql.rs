@@ -146,7 +146,12 @@ impl TableRename {
 
     /// The key-range condition of one batch on `qualifier.key`, with its parameters from
     /// placeholder 1: `key > after AND key <= last`, or `key <= last` for the first batch.
-    pub fn range(&self, qualifier: &str, after: Option<&Value>, last: &Value) -> (String, Vec<Value>) {
+    pub fn range(
+        &self,
+        qualifier: &str,
+        after: Option<&Value>,
+        last: &Value,
+    ) -> (String, Vec<Value>) {
         let k = format!("{qualifier}.{}", self.q(&self.key));
         match after {
             Some(after) => (
@@ -516,6 +521,16 @@ pub fn columns(db: &Connection, table: &str) -> Result<Vec<Col>> {
     })
 }
 
+/// A MariaDB foreign key read from `information_schema`, one column per row.
+struct ForeignKey {
+    name: String,
+    columns: Vec<String>,
+    parent: String,
+    parent_columns: Vec<String>,
+    on_update: String,
+    on_delete: String,
+}
+
 /// The statements that create `new` with `old`'s definition, as far as the dialect lets a
 /// table be copied (see the module comment).
 pub fn copy_definition(db: &Connection, old: &str, new: &str) -> Result<Vec<String>> {
@@ -551,22 +566,21 @@ pub fn copy_definition(db: &Connection, old: &str, new: &str) -> Result<Vec<Stri
                  ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
                 param(),
             )?;
-            let mut fks: Vec<(String, Vec<String>, String, Vec<String>, String, String)> =
-                Vec::new();
+            let mut fks: Vec<ForeignKey> = Vec::new();
             for (name, column, parent, parent_column, on_update, on_delete) in fk_columns {
                 match fks.last_mut() {
-                    Some(fk) if fk.0 == name => {
-                        fk.1.push(column);
-                        fk.3.push(parent_column);
+                    Some(fk) if fk.name == name => {
+                        fk.columns.push(column);
+                        fk.parent_columns.push(parent_column);
                     }
-                    _ => fks.push((
+                    _ => fks.push(ForeignKey {
                         name,
-                        vec![column],
+                        columns: vec![column],
                         parent,
-                        vec![parent_column],
+                        parent_columns: vec![parent_column],
                         on_update,
                         on_delete,
-                    )),
+                    }),
                 }
             }
             let list = |cols: &[String]| {
@@ -575,14 +589,16 @@ pub fn copy_definition(db: &Connection, old: &str, new: &str) -> Result<Vec<Stri
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            for (name, cols, parent, parent_cols, on_update, on_delete) in fks {
+            for fk in fks {
                 sql.push(format!(
                     "ALTER TABLE {new_q} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) \
-                     ON UPDATE {on_update} ON DELETE {on_delete}",
-                    d.quote_ident(&derived_name(&name, old, new)),
-                    list(&cols),
-                    d.quote_ident(&parent),
-                    list(&parent_cols),
+                     ON UPDATE {} ON DELETE {}",
+                    d.quote_ident(&derived_name(&fk.name, old, new)),
+                    list(&fk.columns),
+                    d.quote_ident(&fk.parent),
+                    list(&fk.parent_columns),
+                    fk.on_update,
+                    fk.on_delete,
                 ));
             }
         }
