@@ -7,7 +7,9 @@
 //! its writes to the new table reach the old one after it, and after the freeze its writes
 //! to the old table are refused. Rows changed in the new table outside the dual-write are
 //! copied again by the switch. The tables' checksums prove the copy complete; a contract
-//! before the switch is refused with nothing dropped; reruns change nothing.
+//! before the switch is refused with nothing dropped; reruns change nothing; a dry-run plans
+//! the copy and changes nothing. A writer that never stops during the backfill leaves both
+//! tables equal; `migrun restore` says, before it acts, that it discards later writes.
 
 use migrun::db::{Access, Connection, Dialect};
 use migrun::value::Value;
@@ -207,6 +209,29 @@ async fn table_rename_end_to_end(dialect: Dialect) {
     let ws = Workspace::new();
     ws.config(&config(&db));
     let mut app = Application::connect(&db).await;
+
+    // A dry-run of the whole rename plans the copy of every row and changes nothing.
+    let before = table_checksum(&db.url, "orders").await;
+    let dry = ws.migrun(&[plugin, "--dry-run", "--json"]);
+    dry.expect_code(0);
+    let plan = dry.json();
+    let purchases = plan["plan"]["connections"][0]["tables"]
+        .as_array()
+        .expect("tables in the plan")
+        .iter()
+        .find(|t| t["table"] == "purchases")
+        .cloned()
+        .unwrap_or_else(|| panic!("{dialect:?}: purchases not in the plan: {plan}"));
+    assert_eq!(purchases["inserted"], ORDERS, "{dialect:?}: {purchases}");
+    assert_eq!(
+        table_checksum(&db.url, "orders").await,
+        before,
+        "{dialect:?}"
+    );
+    assert!(
+        !table_exists(&db, "purchases").await,
+        "{dialect:?}: the dry-run created it"
+    );
 
     // Deployment 1: expand. The copy of the definition is empty; the dual-write is on.
     ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
@@ -529,4 +554,106 @@ async fn restore_says_it_discards_later_writes_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_says_it_discards_later_writes_mysql() {
     restore_says_it_discards_later_writes(Dialect::MySql).await;
+}
+
+/// The dual-write and the backfill under an application writing all along: a thread with its
+/// own connection inserts, updates (the key too) and deletes rows of the old table while the
+/// backfill copies it in small, paused batches. Once the writer stops, with no `switch` to
+/// repair anything, both tables hold exactly the same rows.
+async fn backfill_under_concurrent_writes(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    create_orders(&db).await;
+    let plugin = plugins::plugin("expand-contract-table-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    ws.config(&config(&db));
+    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let url = db.url.clone();
+    let writer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let mut app = Application {
+                conn: Connection::connect("application", &url, Access::ReadWrite)
+                    .await
+                    .expect("the application connects"),
+                dialect,
+            };
+            let mut writes = 0u64;
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) || writes < 50 {
+                writes += 1;
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let id = (seed % ORDERS as u64) as i64 + 1;
+                let (sql, params) = match writes % 5 {
+                    0 => (
+                        "INSERT INTO orders (id, customer_id, email, amount_cents) VALUES ($1, 2, $2, 3)",
+                        vec![
+                            Value::Int(500_000 + writes as i64),
+                            Value::Text(format!("concurrent-{writes}@example.org")),
+                        ],
+                    ),
+                    1 => ("DELETE FROM orders WHERE id = $1", vec![Value::Int(id)]),
+                    2 => (
+                        "UPDATE orders SET id = $1 WHERE id = $2",
+                        vec![Value::Int(800_000 + writes as i64), Value::Int(id)],
+                    ),
+                    _ => (
+                        "UPDATE orders SET note = $1, amount_cents = amount_cents + 1 WHERE id = $2",
+                        vec![Value::Text(format!("write {writes}")), Value::Int(id)],
+                    ),
+                };
+                let mut attempts = 0;
+                while let Err(e) = app.write(sql, &params).await {
+                    attempts += 1;
+                    assert!(attempts < 400, "{dialect:?}: the application cannot write: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            app.close().await;
+            writes
+        })
+    });
+    ws.migrun(&[
+        plugin,
+        "--only",
+        "backfill",
+        "--set",
+        "batch_size=100",
+        "--set",
+        "pause_ms=20",
+    ])
+    .expect_code(0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().expect("the application's thread");
+    assert!(writes >= 50, "{dialect:?}: {writes} writes");
+    same_rows(
+        &db,
+        &format!("after the backfill under {writes} concurrent writes"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_under_concurrent_writes_sqlite() {
+    backfill_under_concurrent_writes(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_under_concurrent_writes_postgres() {
+    backfill_under_concurrent_writes(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_under_concurrent_writes_mysql() {
+    backfill_under_concurrent_writes(Dialect::MySql).await;
 }
