@@ -259,12 +259,11 @@ pub(super) async fn restore(
                 writes_since_note(&manifest.created_at, &plan)
             );
         }
-        if !json {
-            eprintln!(
-                "{}",
-                printable_text(&writes_since_note(&manifest.created_at, &plan))
-            );
-        }
+        // On stderr with --json too: the JSON on stdout stays one document.
+        eprintln!(
+            "{}",
+            printable_text(&writes_since_note(&manifest.created_at, &plan))
+        );
         drop.to_vec()
     } else {
         if !std::io::stdin().is_terminal() {
