@@ -657,3 +657,85 @@ async fn backfill_under_concurrent_writes_postgres() {
 async fn backfill_under_concurrent_writes_mysql() {
     backfill_under_concurrent_writes(Dialect::MySql).await;
 }
+
+/// What the rename refuses, each time with a message that says why and that nothing
+/// changed: a `purchases` table that is not this rename's copy, a `freeze` before the
+/// `switch`, a `contract` while another table's foreign key still references the old table.
+async fn refusals_say_why_and_change_nothing(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    create_orders(&db).await;
+    let plugin = plugins::plugin("expand-contract-table-rename");
+    let plugin = plugin.to_str().unwrap();
+    let ws = Workspace::new();
+    ws.config(&config(&db));
+    let orders = table_checksum(&db.url, "orders").await;
+
+    db.exec("CREATE TABLE purchases (id INT PRIMARY KEY, other VARCHAR(10))")
+        .await;
+    db.exec("INSERT INTO purchases (id, other) VALUES (1, 'theirs')")
+        .await;
+    let refused = ws.migrun(&[plugin, "--only", "expand"]);
+    refused.expect_code(1);
+    refused.expect_output("table `purchases` exists already (1 row(s)");
+    refused.expect_output("nothing was changed");
+    assert_eq!(
+        table_checksum(&db.url, "orders").await,
+        orders,
+        "{dialect:?}"
+    );
+    db.exec("DROP TABLE purchases").await;
+
+    ws.migrun(&[plugin, "--only", "expand"]).expect_code(0);
+    let refused = ws.migrun(&[plugin, "--only", "freeze"]);
+    refused.expect_code(1);
+    refused.expect_output("run `switch` first; nothing was changed");
+    let mut app = Application::connect(&db).await;
+    app.must(
+        "UPDATE orders SET note = $1 WHERE id = $2",
+        &[Value::Text("still writable".into()), Value::Int(1)],
+    )
+    .await;
+
+    db.exec(match dialect {
+        Dialect::MySql => {
+            "CREATE TABLE refunds (id BIGINT PRIMARY KEY, order_id BIGINT, \
+             CONSTRAINT refunds_order_fkey FOREIGN KEY (order_id) REFERENCES orders (id)) ENGINE=InnoDB"
+        }
+        _ => {
+            "CREATE TABLE refunds (id BIGINT PRIMARY KEY, \
+             order_id BIGINT CONSTRAINT refunds_order_fkey REFERENCES orders (id))"
+        }
+    })
+    .await;
+    ws.migrun(&[plugin, "--only", "backfill,switch,freeze"])
+        .expect_code(0);
+    let refused = ws.migrun(&[plugin, "--set", "phase=contract"]);
+    refused.expect_code(1);
+    refused.expect_output("contract refused: foreign keys still reference `orders`");
+    refused.expect_output("refunds");
+    refused.expect_output("nothing was dropped");
+    assert!(table_exists(&db, "orders").await, "{dialect:?}");
+    // Re-pointed, the contract goes through.
+    db.exec("DROP TABLE refunds").await;
+    ws.migrun(&[plugin, "--set", "phase=contract"])
+        .expect_code(0);
+    assert!(!table_exists(&db, "orders").await, "{dialect:?}");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_say_why_and_change_nothing_sqlite() {
+    refusals_say_why_and_change_nothing(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_say_why_and_change_nothing_postgres() {
+    refusals_say_why_and_change_nothing(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_say_why_and_change_nothing_mysql() {
+    refusals_say_why_and_change_nothing(Dialect::MySql).await;
+}
