@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use crate::db::{Connection, DbError};
 
-pub use crate::sql::lint::{LockWarning, POPULATED, lint, tables_to_count};
+pub use crate::sql::lint::{
+    DEPLOYMENT_RULES, LockWarning, POPULATED, dropped_columns, lint, tables_to_count,
+};
 
 /// Lints `text` as about to run on `conn`, with the row counts of its tables
 /// looked up on `conn` ([`Connection::table_row_count`]) and the connection
@@ -36,6 +38,33 @@ pub async fn lint_statement(
     let mut warnings = lint(conn.dialect(), text, &|t| counts.get(t).copied().flatten());
     for w in &mut warnings {
         w.connection = Some(conn.name().to_owned());
+    }
+    // A dropped column's warning names what in the schema still uses it: the evidence the
+    // catalog has that something reads it (the application's own queries are not visible).
+    for (table, column) in dropped_columns(conn.dialect(), text) {
+        let lead = format!("DROP COLUMN {column} on {table} ");
+        if !warnings
+            .iter()
+            .any(|w| w.rule == "drop-column-still-read" && w.problem.starts_with(&lead))
+        {
+            continue;
+        }
+        // The warning stands without the list when the catalog cannot be read.
+        let dependants = conn
+            .column_dependants(&table, &column)
+            .await
+            .unwrap_or_default();
+        if dependants.is_empty() {
+            continue;
+        }
+        for w in &mut warnings {
+            if w.rule == "drop-column-still-read" && w.problem.starts_with(&lead) {
+                w.problem.push_str(&format!(
+                    "; the schema still uses it: {}",
+                    dependants.join(", ")
+                ));
+            }
+        }
     }
     Ok(warnings)
 }

@@ -26,6 +26,8 @@
 //! whole definition, on every dialect).
 //! `keep_going` (`--keep-going`: failed units rolled back, the others run, reruns),
 //! `progress` (`--json` unit events, summary lines, `migrun status` of big ledgers),
+//! `table_rename` (seed 002's table rename: copy, dual-write, backfill of changed rows, switch,
+//! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
 //! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list).
@@ -64,6 +66,7 @@ mod scaffold;
 mod streaming;
 mod structured_writes;
 mod support;
+mod table_rename;
 mod tenants;
 mod timeouts;
 mod unit_identity;

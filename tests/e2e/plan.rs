@@ -242,3 +242,135 @@ async fn updates_count_matched_rows_postgres() {
 async fn updates_count_matched_rows_mysql() {
     updates_count_matched_rows(Dialect::MySql).await;
 }
+
+/// Seed 003's two named anti-patterns on a populated table, on every dialect: `ADD COLUMN …
+/// NOT NULL DEFAULT …` in one step and dropping a column the running application may still
+/// read. The dry-run's plan warns about each with the table's row count and the seed's safer
+/// pattern; the column's warning names the index (and, on PostgreSQL, the view) that use it.
+async fn seed_003_anti_patterns_are_warned_about(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE documents (id INT PRIMARY KEY, title VARCHAR(100), old_field VARCHAR(100))",
+    )
+    .await;
+    for chunk in 0..4 {
+        let values: Vec<String> = (1..=30)
+            .map(|i| {
+                let id = chunk * 30 + i;
+                format!("({id}, 'title {id}', 'old {id}')")
+            })
+            .collect();
+        db.exec(&format!(
+            "INSERT INTO documents (id, title, old_field) VALUES {}",
+            values.join(", ")
+        ))
+        .await;
+    }
+    let drop = match dialect {
+        Dialect::Postgres => {
+            db.exec("CREATE INDEX documents_old_field_idx ON documents (old_field)")
+                .await;
+            db.exec("CREATE VIEW documents_with_old AS SELECT id, old_field FROM documents")
+                .await;
+            "ALTER TABLE documents DROP COLUMN old_field CASCADE"
+        }
+        Dialect::MySql => {
+            db.exec("CREATE INDEX documents_old_field_idx ON documents (old_field)")
+                .await;
+            "ALTER TABLE documents DROP COLUMN old_field"
+        }
+        // SQLite refuses to drop a column an index or view uses: none here.
+        Dialect::Sqlite => "ALTER TABLE documents DROP COLUMN old_field",
+    };
+    let ws = Workspace::new();
+    script(
+        &ws,
+        &db.url,
+        &[
+            "ALTER TABLE documents ADD COLUMN status VARCHAR(20) NOT NULL DEFAULT 'pending'",
+            drop,
+        ],
+    );
+    let before = database_checksums(&db.url).await;
+    let plugin = plugins::plugin("sql-script");
+    let out = ws.migrun(&[plugin.to_str().unwrap(), "--dry-run", "--json"]);
+    let report = out.expect_code(0).json();
+    assert_eq!(database_checksums(&db.url).await, before, "{dialect:?}");
+    let warnings = report["plan"]["connections"][0]["warnings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let find = |rule: &str| {
+        warnings
+            .iter()
+            .find(|w| w["rule"] == rule)
+            .unwrap_or_else(|| panic!("{dialect:?}: no {rule} warning in {warnings:?}"))
+            .clone()
+    };
+    let add = find("add-column-not-null-default");
+    assert_eq!(
+        (add["table"].as_str(), add["rows"].as_u64()),
+        (Some("documents"), Some(120))
+    );
+    let problem = add["problem"].as_str().unwrap();
+    assert!(
+        problem.starts_with(
+            "ADD COLUMN status … NOT NULL DEFAULT … in one step on documents (120 rows)"
+        ),
+        "{dialect:?}: {problem}"
+    );
+    let safer = add["safer"].as_str().unwrap();
+    assert!(
+        safer.contains("ADD COLUMN status without NOT NULL and without a default")
+            && safer.contains("then SET DEFAULT")
+            && safer.contains("backfill the existing rows in batches"),
+        "{dialect:?}: {safer}"
+    );
+    let dropped = find("drop-column-still-read");
+    assert_eq!(dropped["rows"].as_u64(), Some(120), "{dialect:?}");
+    let problem = dropped["problem"].as_str().unwrap();
+    assert!(
+        problem.starts_with(
+            "DROP COLUMN old_field on documents (120 rows): an application instance still running"
+        ),
+        "{dialect:?}: {problem}"
+    );
+    match dialect {
+        Dialect::Postgres => assert!(
+            problem.contains("the schema still uses it: ")
+                && problem.contains("index documents_old_field_idx")
+                && problem.contains("view documents_with_old"),
+            "{dialect:?}: {problem}"
+        ),
+        Dialect::MySql => assert!(
+            problem.contains("the schema still uses it: index documents_old_field_idx"),
+            "{dialect:?}: {problem}"
+        ),
+        Dialect::Sqlite => assert!(!problem.contains("the schema still uses it"), "{problem}"),
+    }
+    assert!(
+        dropped["safer"].as_str().unwrap().contains("Pattern 2"),
+        "{dialect:?}: {dropped}"
+    );
+    // The human plan shows them too.
+    ws.migrun(&[plugin.to_str().unwrap(), "--dry-run"])
+        .expect_code(0)
+        .expect_output("DROP COLUMN old_field on documents (120 rows)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_003_anti_patterns_are_warned_about_sqlite() {
+    seed_003_anti_patterns_are_warned_about(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_003_anti_patterns_are_warned_about_postgres() {
+    seed_003_anti_patterns_are_warned_about(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_003_anti_patterns_are_warned_about_mysql() {
+    seed_003_anti_patterns_are_warned_about(Dialect::MySql).await;
+}

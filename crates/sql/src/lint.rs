@@ -48,13 +48,26 @@
 //! `DROP COLUMN`, `RENAME COLUMN`, `ALTER COLUMN … SET DEFAULT`, `ADD INDEX`
 //! and `ADD UNIQUE` (NOCOPY, LOCK=NONE), `DROP INDEX`.
 //!
-//! SQLite has one writer at a time whatever the statement: nothing to warn about.
+//! SQLite has one writer at a time whatever the statement: no lock rules.
+//!
+//! Seed 003's two named anti-patterns, on every dialect (SQLite included): they
+//! are about deploying while an application runs, so they fire even where the
+//! server adds or drops the column instantly.
+//!
+//! | rule | fires on | why |
+//! |---|---|---|
+//! | `add-column-not-null-default` | `ADD COLUMN … NOT NULL … DEFAULT …` in one statement | every existing row takes the default as if written with it (the real backfill never runs); a table rewrite on PostgreSQL before 11 and older MySQL/MariaDB. Not repeated when a lock rule already fired for the statement |
+//! | `drop-column-still-read` | `DROP [COLUMN] c` | instances of the running release that still read `c` fail (seed 003's Pattern 2: ignore it in the application, deploy, then drop); the host names the views, indexes and triggers that use it |
 
 use serde::{Deserialize, Serialize};
 
 use super::Dialect;
 use super::lexer::{self as sql, Tok, Token};
 use super::thousands;
+
+/// The rules about deploying while an application runs (seed 003's two named
+/// anti-patterns) rather than about a lock: the CLI calls their warnings deployment hazards.
+pub const DEPLOYMENT_RULES: &[&str] = &["add-column-not-null-default", "drop-column-still-read"];
 
 /// A table with at least this many rows is populated (see the module docs).
 pub const POPULATED: u64 = 1;
@@ -139,15 +152,173 @@ pub fn tables_to_count(dialect: Dialect, text: &str) -> Vec<String> {
     tables
 }
 
-/// The table a statement locks and the rules it trips, if any.
+/// The table a statement locks and the rules it trips, if any: the dialect's lock rules,
+/// then seed 003's two deployment rules (which a lock rule about the same column makes
+/// redundant: its safer pattern is the same split).
 fn inspect(d: Dialect, t: &[Token]) -> Option<(String, Vec<Finding>)> {
-    let findings = match d {
+    let locks = match d {
         Dialect::Postgres => postgres(t),
         Dialect::MySql => mysql(t),
         Dialect::Sqlite => None,
-    }?;
-    let (table, findings) = findings;
+    };
+    let (table, mut findings) = match (locks, alter_table(d, t)) {
+        (Some(found), _) => found,
+        (None, Some((table, _))) => (table, Vec::new()),
+        (None, None) => return None,
+    };
+    let rewrites = findings
+        .iter()
+        .any(|f| matches!(f.rule, "pg-add-column-rewrite" | "mysql-alter-copies"));
+    for finding in seed_003(d, t) {
+        if !(rewrites && finding.rule == "add-column-not-null-default") {
+            findings.push(finding);
+        }
+    }
     (!findings.is_empty()).then_some((table, findings))
+}
+
+/// The columns `text` drops (`ALTER TABLE t DROP [COLUMN] c`), as `(table, column)`: the
+/// host looks up what still uses each (views, indexes, triggers) for the warning.
+pub fn dropped_columns(dialect: Dialect, text: &str) -> Vec<(String, String)> {
+    let tokens = sql::tokens(text, dialect);
+    let mut dropped = Vec::new();
+    for statement in sql::split_statements(&tokens) {
+        if let Some((table, actions)) = alter_table(dialect, statement) {
+            for a in actions {
+                if let Some(column) = dropped_column(dialect, a) {
+                    dropped.push((table.clone(), column));
+                }
+            }
+        }
+    }
+    dropped
+}
+
+/// The column an `ALTER TABLE` action drops: `DROP [COLUMN] [IF EXISTS] c [CASCADE]`, not
+/// `DROP CONSTRAINT`, `DROP INDEX`, `DROP PRIMARY KEY`… (PostgreSQL, MariaDB and SQLite all
+/// allow leaving out `COLUMN`).
+fn dropped_column(d: Dialect, a: &[Token]) -> Option<String> {
+    if !a[0].is("DROP") {
+        return None;
+    }
+    const NOT_A_COLUMN: &[&str] = &[
+        "CONSTRAINT",
+        "INDEX",
+        "KEY",
+        "PRIMARY",
+        "FOREIGN",
+        "CHECK",
+        "PARTITION",
+        "SYSTEM",
+        "PERIOD",
+        "DEFAULT",
+        "EXPRESSION",
+        "IDENTITY",
+    ];
+    if a.get(1)
+        .is_some_and(|x| NOT_A_COLUMN.iter().any(|w| x.is(w)))
+    {
+        return None;
+    }
+    let j = skip(a, 1, &["COLUMN"]);
+    let j = skip(a, j, &["IF", "EXISTS"]);
+    sql::name_at(a, j, d).map(|(name, _)| name)
+}
+
+/// The column an `ALTER TABLE` action adds with both NOT NULL and a DEFAULT at its top
+/// level (not inside a CHECK), if it does.
+fn added_not_null_with_default(d: Dialect, a: &[Token]) -> Option<String> {
+    if !a[0].is("ADD") {
+        return None;
+    }
+    let j = skip(a, 1, &["COLUMN"]);
+    let j = skip(a, j, &["IF", "NOT", "EXISTS"]);
+    const NOT_A_COLUMN: &[&str] = &[
+        "CONSTRAINT",
+        "CHECK",
+        "FOREIGN",
+        "PRIMARY",
+        "UNIQUE",
+        "EXCLUDE",
+        "INDEX",
+        "KEY",
+        "FULLTEXT",
+        "SPATIAL",
+        "PERIOD",
+        "SYSTEM",
+        "PARTITION",
+    ];
+    if a.get(j)
+        .is_none_or(|x| x.is_punct('(') || NOT_A_COLUMN.iter().any(|w| x.is(w)))
+    {
+        return None;
+    }
+    let top: Vec<usize> = sql::top_level(a).collect();
+    let not_null = top
+        .windows(2)
+        .any(|w| a[w[0]].is("NOT") && a[w[1]].is("NULL"));
+    let default = top.iter().any(|&k| a[k].is("DEFAULT"));
+    (not_null && default)
+        .then(|| sql::name_at(a, j, d).map(|(name, _)| name))
+        .flatten()
+}
+
+/// Seed 003's two named anti-patterns, on every dialect: they are about the deployment
+/// (rows that take a value nobody computed, an application that still reads a column),
+/// not only about locks, so they fire whether or not the server adds or drops the column
+/// instantly.
+fn seed_003(d: Dialect, t: &[Token]) -> Vec<Finding> {
+    let Some((_, actions)) = alter_table(d, t) else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    for a in actions {
+        if let Some(column) = added_not_null_with_default(d, a) {
+            let locking = match d {
+                Dialect::Postgres => {
+                    "PostgreSQL 11+ stores a constant default in the catalog instead of rewriting the table, but before 11 (and with a volatile default) the table is rewritten under an ACCESS EXCLUSIVE lock — seed 003's \"this locks the table\""
+                }
+                Dialect::MySql => {
+                    "MariaDB 10.3+ adds it instantly, but older servers and any ALTER that also needs a copy rebuild the table with writes blocked — seed 003's \"this locks the table\""
+                }
+                Dialect::Sqlite => {
+                    "SQLite only edits the schema, but the same migration locks the table on PostgreSQL before 11 and on older MySQL/MariaDB — seed 003's \"this locks the table\""
+                }
+            };
+            let not_null = match d {
+                Dialect::Postgres => {
+                    "ADD CONSTRAINT … CHECK (c IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL (PostgreSQL 12+ uses the valid CHECK instead of a scan)"
+                }
+                Dialect::MySql => "MODIFY the column NOT NULL off-peak (an in-place rebuild)",
+                Dialect::Sqlite => {
+                    "NOT NULL through a table rebuild (SQLite cannot add it to an existing column), or a CHECK in the application"
+                }
+            };
+            findings.push(Finding {
+                rule: "add-column-not-null-default",
+                what: format!("ADD COLUMN {column} … NOT NULL DEFAULT … in one step"),
+                consequence: format!(
+                    "every existing row takes the default as if it had been written with it, so the backfill that should give each row its real value never runs and nothing tells defaulted rows from real ones; {locking}"
+                ),
+                safer: format!(
+                    "seed 003's split, one migration each: ADD COLUMN {column} without NOT NULL and without a default; then SET DEFAULT (applies to new rows only); then backfill the existing rows in batches with their real values; then add NOT NULL: {not_null}"
+                ),
+            });
+        }
+        if let Some(column) = dropped_column(d, a) {
+            findings.push(Finding {
+                rule: "drop-column-still-read",
+                what: format!("DROP COLUMN {column}"),
+                consequence: format!(
+                    "an application instance still running a release that reads or writes {column} fails as soon as it is gone (Rails caches a table's columns at boot, so every query of the model breaks), and the column's values are lost with it"
+                ),
+                safer: format!(
+                    "seed 003's Pattern 2: first deploy the application with {column} ignored (Rails `self.ignored_columns = [\"{column}\"]`, no query naming it), then drop it in the next release, after a backup of the table"
+                ),
+            });
+        }
+    }
+    findings
 }
 
 /// Skips the words in `skip` from `i`.
@@ -619,7 +790,6 @@ mod tests {
             "CREATE INDEX CONCURRENTLY users_email ON users (email)",
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix ON users (email)",
             "ALTER TABLE users ADD COLUMN status text",
-            "ALTER TABLE users ADD COLUMN status text NOT NULL DEFAULT 'pending'",
             "ALTER TABLE users ADD COLUMN created timestamptz DEFAULT now()",
             "ALTER TABLE users ADD COLUMN created timestamptz DEFAULT CURRENT_TIMESTAMP",
             "ALTER TABLE users ALTER COLUMN status SET DEFAULT 'pending'",
@@ -628,7 +798,6 @@ mod tests {
             "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES orgs (id) NOT VALID",
             "ALTER TABLE users ADD CONSTRAINT pk PRIMARY KEY USING INDEX users_pk",
             "ALTER TABLE users ALTER COLUMN email DROP NOT NULL",
-            "ALTER TABLE users DROP COLUMN legacy",
             "ALTER TABLE users RENAME COLUMN a TO b",
             "INSERT INTO users SELECT * FROM x",
             "CREATE TABLE t (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())",
@@ -715,11 +884,9 @@ mod tests {
     fn mariadb_safe_patterns_do_not_fire() {
         for sql in [
             "ALTER TABLE users ADD COLUMN status VARCHAR(20)",
-            "ALTER TABLE users ADD COLUMN status VARCHAR(20) NOT NULL DEFAULT 'pending' AFTER id",
             "ALTER TABLE users ADD COLUMN created DATETIME DEFAULT CURRENT_TIMESTAMP",
             "ALTER TABLE users ADD COLUMN r DOUBLE DEFAULT (RAND())",
             "ALTER TABLE users ADD COLUMN v INT AS (a + 1) VIRTUAL",
-            "ALTER TABLE users DROP COLUMN legacy",
             "ALTER TABLE users RENAME COLUMN a TO b",
             "ALTER TABLE users ALTER COLUMN status SET DEFAULT 'x'",
             "ALTER TABLE users ADD INDEX ix (email)",
@@ -732,6 +899,118 @@ mod tests {
         ] {
             assert!(my(sql).is_empty(), "{sql}: {:?}", my(sql));
         }
+    }
+
+    #[test]
+    fn seed_003_anti_patterns_fire_on_every_dialect() {
+        for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+            for (sql, rule) in [
+                (
+                    "ALTER TABLE documents ADD COLUMN status varchar(20) NOT NULL DEFAULT 'pending'",
+                    "add-column-not-null-default",
+                ),
+                (
+                    "ALTER TABLE documents ADD status text DEFAULT 'pending' NOT NULL",
+                    "add-column-not-null-default",
+                ),
+                (
+                    "ALTER TABLE documents DROP COLUMN old_field",
+                    "drop-column-still-read",
+                ),
+                (
+                    "ALTER TABLE documents DROP old_field",
+                    "drop-column-still-read",
+                ),
+            ] {
+                assert_eq!(fired(d, sql), [rule], "{d:?}: {sql}");
+            }
+            for sql in [
+                "ALTER TABLE documents ADD COLUMN status varchar(20)",
+                "ALTER TABLE documents ADD COLUMN status varchar(20) DEFAULT 'pending'",
+                "ALTER TABLE documents ADD COLUMN status varchar(20) NOT NULL",
+                "ALTER TABLE documents ADD COLUMN n int CHECK (n IS NOT NULL) DEFAULT 1",
+                "ALTER TABLE documents ALTER COLUMN status SET DEFAULT 'pending'",
+                "ALTER TABLE documents DROP CONSTRAINT documents_status_check",
+                "ALTER TABLE documents RENAME COLUMN a TO b",
+                "CREATE TABLE documents (status text NOT NULL DEFAULT 'pending')",
+            ] {
+                let fired = fired(d, sql);
+                assert!(
+                    !fired.iter().any(
+                        |r| r == "add-column-not-null-default" || r == "drop-column-still-read"
+                    ),
+                    "{d:?}: {sql}: {fired:?}"
+                );
+            }
+        }
+        // Not on an empty table, and not twice when a lock rule gives the same split.
+        assert!(
+            lint(
+                Dialect::Sqlite,
+                "ALTER TABLE documents DROP COLUMN old_field",
+                &|_| Some(0)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            pg("ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT clock_timestamp()"),
+            ["pg-add-column-rewrite"]
+        );
+        assert!(my("ALTER TABLE users DROP INDEX ix").is_empty());
+        assert!(
+            my("ALTER TABLE users DROP PRIMARY KEY, ADD PRIMARY KEY (id, org)")
+                .iter()
+                .all(|r| r != "drop-column-still-read")
+        );
+    }
+
+    #[test]
+    fn seed_003_warnings_name_rows_and_the_safer_pattern() {
+        let w = lint(
+            Dialect::Postgres,
+            "ALTER TABLE documents ADD COLUMN status text NOT NULL DEFAULT 'pending'",
+            &|_| Some(48_213),
+        );
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].problem.starts_with(
+                "ADD COLUMN status … NOT NULL DEFAULT … in one step on documents (48,213 rows): every existing row takes the default"
+            ),
+            "{}",
+            w[0].problem
+        );
+        assert!(
+            w[0].safer.starts_with("seed 003's split, one migration each: ADD COLUMN status without NOT NULL and without a default; then SET DEFAULT")
+                && w[0].safer.contains("NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL"),
+            "{}",
+            w[0].safer
+        );
+        let w = lint(
+            Dialect::MySql,
+            "ALTER TABLE `documents` DROP COLUMN `old_field`",
+            &|_| Some(12),
+        );
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].problem.starts_with("DROP COLUMN old_field on documents (12 rows): an application instance still running"),
+            "{}",
+            w[0].problem
+        );
+        assert!(
+            w[0].safer.contains("Pattern 2") && w[0].safer.contains("ignored_columns"),
+            "{}",
+            w[0].safer
+        );
+        assert_eq!(
+            dropped_columns(
+                Dialect::Postgres,
+                "ALTER TABLE a DROP COLUMN IF EXISTS x, DROP y CASCADE, DROP CONSTRAINT c"
+            ),
+            [
+                ("a".to_owned(), "x".to_owned()),
+                ("a".to_owned(), "y".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ const GUESTS: &[&str] = &[
     "accounts-merge",
     "multiplayer-etl",
     "expand-contract-rename",
+    "expand-contract-table-rename",
     "fresh-baseline",
     "hostile",
     "future-contract",

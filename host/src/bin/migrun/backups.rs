@@ -122,6 +122,27 @@ fn prune(
     Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
+/// What a restore means for writes made after the backup, said before every restore acts
+/// (in the prompt, in the refusal that lists the plan, and on stderr with `--yes`): the
+/// backup is a point in time, so restoring it discards every later write to its tables —
+/// the applications' as well as the runs' — as any point-in-time restore does.
+fn writes_since_note(created_at: &str, plan: &migrun::backup::RestorePlan) -> String {
+    let tables: Vec<&String> = plan.overwrite.iter().chain(&plan.drop_declared).collect();
+    format!(
+        "note: the backup is the state of {} at {created_at}; restoring it discards every write made to {} since then — by later runs and by the applications alike (a rename's dual-write included), as any point-in-time restore does. Export the rows written since that must be kept before restoring.",
+        if tables.is_empty() {
+            "its tables".to_owned()
+        } else {
+            tables
+                .iter()
+                .map(|n| printable(n).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if tables.len() == 1 { "it" } else { "them" }
+    )
+}
+
 /// `plan` as the lines of the restore prompt: every table by name, with what happens to it.
 fn restore_prompt(plan: &migrun::backup::RestorePlan) -> String {
     let list = |names: &[String]| {
@@ -223,7 +244,7 @@ pub(super) async fn restore(
             anyhow::bail!(
                 "restoring backup {id} into {place_text} would drop table(s) that are not in the backup \
                  (created since it was taken, by the run or by anyone else): {}. With --yes, name each one \
-                 to drop it: --drop {}; or restore only the backup's tables with --tables. Nothing was changed.\n{}",
+                 to drop it: --drop {}; or restore only the backup's tables with --tables. Nothing was changed.\n{}\n{}",
                 unnamed
                     .iter()
                     .map(|t| t.as_str())
@@ -234,15 +255,22 @@ pub(super) async fn restore(
                     .map(|t| t.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-                restore_prompt(&plan)
+                restore_prompt(&plan),
+                writes_since_note(&manifest.created_at, &plan)
             );
         }
+        // On stderr with --json too: the JSON on stdout stays one document.
+        eprintln!(
+            "{}",
+            printable_text(&writes_since_note(&manifest.created_at, &plan))
+        );
         drop.to_vec()
     } else {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(
-                "restoring backup {id} into {place_text} would:\n{}\npass --yes to confirm{} (nothing was changed)",
+                "restoring backup {id} into {place_text} would:\n{}\n{}\npass --yes to confirm{} (nothing was changed)",
                 restore_prompt(&plan),
+                writes_since_note(&manifest.created_at, &plan),
                 if plan.drop_created.is_empty() {
                     String::new()
                 } else {
@@ -254,8 +282,9 @@ pub(super) async fn restore(
             );
         }
         eprint!(
-            "Restore backup {id} into {place_text}? This will:\n{}\nProceed? [y/N] ",
-            printable_text(&restore_prompt(&plan))
+            "Restore backup {id} into {place_text}? This will:\n{}\n{}\nProceed? [y/N] ",
+            printable_text(&restore_prompt(&plan)),
+            printable_text(&writes_since_note(&manifest.created_at, &plan))
         );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;

@@ -352,8 +352,13 @@ impl RunObserver for Console {
             (None, Some(conn)) => format!(" (on `{}`)", printable(conn)),
             (None, None) => String::new(),
         };
+        let hazard = if migrun::lint::DEPLOYMENT_RULES.contains(&w.rule.as_str()) {
+            "deployment hazard"
+        } else {
+            "lock hazard"
+        };
         self.line(format!(
-            "  warning: lock hazard{place}: {}",
+            "  warning: {hazard}{place}: {}",
             printable(&w.problem)
         ));
         self.line(format!("           safer: {}", printable(&w.safer)));

@@ -247,7 +247,7 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     if !report.lock_warnings.is_empty() {
         let _ = writeln!(
             out,
-            "\n⚠ lock warnings ({}): told before each statement ran; the run went on",
+            "\n⚠ lock and deployment warnings ({}): told before each statement ran; the run went on",
             report.lock_warnings.len()
         );
         for w in &report.lock_warnings {
