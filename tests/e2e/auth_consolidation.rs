@@ -357,7 +357,11 @@ async fn resync_scenario(dialect: Dialect) {
     ws.config(&config_with(&source.ro_url, &target.url, "sample_size = 2"));
     let plugin = plugins::plugin("auth-consolidation");
     let plugin = plugin.to_str().unwrap();
-    ws.migrun(&[plugin]).expect_code(0); // the rehearsal copy
+    // The rehearsal copy. The source's backup says how to restore it (not "undo": the run
+    // wrote nothing there).
+    ws.migrun(&[plugin]).expect_code(0).expect_output(
+        ".source.before-run --yes --db source=<a URL allowed to write>",
+    );
 
     let (renamed, reemailed, newer) = (user_id(N, 5, 5), user_id(N, 5, 6), user_id(N, 5, 7));
     source

@@ -562,6 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_connections_backup_is_planned_apart() {
+        let mut p = plan();
+        let backup = |table: &str| PlannedBackup {
+            dir: "migrun-backups".into(),
+            tables: vec![(table.into(), Some(3))],
+            patterns: vec![],
+        };
+        p.set_backup("target", backup("auth_users"));
+        p.set_backup("source", backup("users"));
+        p.set_backup("elsewhere", backup("ignored"));
+        assert_eq!(p.connections[0].backup, Some(backup("auth_users")));
+        assert_eq!(
+            p.read_only_backups.into_iter().collect::<Vec<_>>(),
+            [("source".to_owned(), backup("users"))]
+        );
+    }
+
+    #[test]
     fn observed_calls_become_rows_per_table() {
         let mut p = plan();
         p.observe(

@@ -85,11 +85,12 @@ pub fn run(plugin: &AuthConsolidation) -> Result<()> {
                 .zip(COLUMNS)
                 .map(|(value, (_, kind))| coerce(dialect, kind, value))
                 .collect();
-            if cfg!(auth_consolidation_v2) && !next_version_policy(&mut values) {
-                copies.remove(&id);
-                continue;
-            }
             let Some(copy) = copies.remove(&id) else {
+                // The next version's policy applies to the accounts it carries over, not
+                // to copies an earlier version made.
+                if cfg!(auth_consolidation_v2) && !next_version_policy(&mut values) {
+                    continue;
+                }
                 writer.push(values)?;
                 tally.inserted += 1;
                 continue;
