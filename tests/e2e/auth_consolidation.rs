@@ -60,11 +60,14 @@ async fn scenario(dialect: Dialect) {
         .expect_output("✓ row counts match")
         .expect_output("CREATE TABLE auth_users");
     assert!(
-        dry.stdout.contains("    auth_users          1,234       0       0"),
+        dry.stdout
+            .contains("    auth_users          1,234       0       0"),
         "plan shows the rows: {}",
         dry.stdout
     );
-    dry.expect_output("source (read-only, backed up)\n  backup before the first write: users (1,234 rows)");
+    dry.expect_output(
+        "source (read-only, backed up)\n  backup before the first write: users (1,234 rows)",
+    );
     assert_eq!(
         database_checksums(&source.url).await,
         source_before,
@@ -270,7 +273,9 @@ async fn source_backup_scenario(dialect: Dialect) {
 
     ws.migrun(&[plugin, "--dry-run"])
         .expect_code(0)
-        .expect_output("source (read-only, backed up)\n  backup before the first write: users (300 rows)");
+        .expect_output(
+            "source (read-only, backed up)\n  backup before the first write: users (300 rows)",
+        );
     let run = ws.migrun(&[plugin, "--json"]);
     let report = run.expect_code(0).json();
     let backups = report["backups"].as_array().expect("backups").clone();
@@ -359,9 +364,9 @@ async fn resync_scenario(dialect: Dialect) {
     let plugin = plugin.to_str().unwrap();
     // The rehearsal copy. The source's backup says how to restore it (not "undo": the run
     // wrote nothing there).
-    ws.migrun(&[plugin]).expect_code(0).expect_output(
-        ".source.before-run --yes --db source=<a URL allowed to write>",
-    );
+    ws.migrun(&[plugin])
+        .expect_code(0)
+        .expect_output(".source.before-run --yes --db source=<a URL allowed to write>");
 
     let (renamed, reemailed, newer) = (user_id(N, 5, 5), user_id(N, 5, 6), user_id(N, 5, 7));
     source
@@ -391,11 +396,17 @@ async fn resync_scenario(dialect: Dialect) {
     rerun
         .expect_code(0)
         .expect_output("1 inserted, 2 updated")
-        .expect_output(&format!("{TARGET} id {newer} differs from users but was updated after it"));
+        .expect_output(&format!(
+            "{TARGET} id {newer} differs from users but was updated after it"
+        ));
     let name_of = |id: i64| {
         let target = &target;
         async move {
-            rows(target, &format!("SELECT name, email FROM auth_users WHERE id = {id}")).await
+            rows(
+                target,
+                &format!("SELECT name, email FROM auth_users WHERE id = {id}"),
+            )
+            .await
         }
     };
     assert_eq!(name_of(renamed).await[0][0].as_deref(), Some("renamed"));
@@ -472,8 +483,16 @@ async fn seed000_utf8mb3_datetime_source_copies_exact_values_mysql() {
     assert_eq!(
         shape,
         [
-            [Some("email".into()), Some("utf8mb3".into()), Some("varchar(50)".into())],
-            [Some("updated_at".into()), Some(String::new()), Some("datetime".into())],
+            [
+                Some("email".into()),
+                Some("utf8mb3".into()),
+                Some("varchar(50)".into())
+            ],
+            [
+                Some("updated_at".into()),
+                Some(String::new()),
+                Some("datetime".into())
+            ],
         ],
         "the source is shaped like the seed's"
     );
@@ -495,7 +514,7 @@ async fn seed000_utf8mb3_datetime_source_copies_exact_values_mysql() {
     let plugin = plugin.to_str().unwrap();
     ws.migrun(&[plugin])
         .expect_code(0)
-        .expect_output(&format!("✓ sample rows match"))
+        .expect_output("✓ sample rows match")
         .expect_output(&format!("{N} sampled rows"));
 
     let copied = rows(
@@ -560,9 +579,13 @@ async fn seed000_utf8mb3_datetime_source_copies_exact_values_mysql() {
 
     // A version that is not one is refused before anything is written.
     let before = database_checksums(&target.url).await;
-    ws.migrun(&[plugin, "--set", "schema_migrations_version=next; DROP TABLE x"])
-        .expect_code(2)
-        .expect_output("config key `schema_migrations_version` must be a Rails migration version");
+    ws.migrun(&[
+        plugin,
+        "--set",
+        "schema_migrations_version=next; DROP TABLE x",
+    ])
+    .expect_code(2)
+    .expect_output("config key `schema_migrations_version` must be a Rails migration version");
     assert_eq!(database_checksums(&target.url).await, before);
 }
 
@@ -607,9 +630,14 @@ async fn failing_checks_scenario(dialect: Dialect) {
         .await;
     verify_only()
         .expect_code(3)
-        .expect_output(&format!("✗ row counts match — users: {N}, auth_users: {}", N + 1))
+        .expect_output(&format!(
+            "✗ row counts match — users: {N}, auth_users: {}",
+            N + 1
+        ))
         .expect_output("✓ sample rows match");
-    target.exec("DELETE FROM auth_users WHERE id = 990000").await;
+    target
+        .exec("DELETE FROM auth_users WHERE id = 990000")
+        .await;
 
     // The sample: the first user (always sampled) changed in the copy.
     target
@@ -621,17 +649,15 @@ async fn failing_checks_scenario(dialect: Dialect) {
         .expect_code(3)
         .expect_output("✓ row counts match")
         .expect_output("✗ sample rows match")
-        .expect_output(&format!(
-            "id {first}, column email: users has"
-        ));
+        .expect_output(&format!("id {first}, column email: users has"));
 
     // The migration's row.
     target
         .exec("DELETE FROM schema_migrations WHERE version = '20251102064247'")
         .await;
-    verify_only()
-        .expect_code(3)
-        .expect_output("✗ schema_migrations records the migration — no row with version 20251102064247");
+    verify_only().expect_code(3).expect_output(
+        "✗ schema_migrations records the migration — no row with version 20251102064247",
+    );
 
     // A full run re-syncs the row and records the version again.
     ws.migrun(&[plugin])
@@ -642,12 +668,18 @@ async fn failing_checks_scenario(dialect: Dialect) {
     // The four indexes, each dropped.
     for (index, check) in [
         ("index_auth_users_on_email", "index on email exists"),
-        ("index_auth_users_on_provider_and_uid", "index on provider+uid exists"),
+        (
+            "index_auth_users_on_provider_and_uid",
+            "index on provider+uid exists",
+        ),
         (
             "index_auth_users_on_reset_password_token",
             "index on reset_password_token exists",
         ),
-        ("index_auth_users_on_unlock_token", "index on unlock_token exists"),
+        (
+            "index_auth_users_on_unlock_token",
+            "index on unlock_token exists",
+        ),
     ] {
         target
             .exec(&match dialect {

@@ -193,7 +193,10 @@ async fn backup_prune_keeps_the_newest_runs() {
         .collect();
     assert_eq!(removed.len(), 4, "two runs, two backups each: {removed:?}");
     assert_eq!(
-        removed.into_iter().filter(|id| of_target(id)).collect::<Vec<_>>(),
+        removed
+            .into_iter()
+            .filter(|id| of_target(id))
+            .collect::<Vec<_>>(),
         [ids[1].as_str(), ids[0].as_str()]
     );
     assert!(pruned["bytes_freed"].as_u64().unwrap() > 0, "{pruned}");

@@ -459,7 +459,12 @@ async fn documented_least_privilege_roles_run_a_plugin(dialect: Dialect) {
     let units = json["units"].as_array().unwrap();
     assert_eq!(units[0]["status"], "skipped", "{}", json["units"]);
     assert_eq!(units[1]["status"], "committed", "{}", json["units"]);
-    assert_eq!(units[1]["writes"], serde_json::json!({}), "{}", json["units"]);
+    assert_eq!(
+        units[1]["writes"],
+        serde_json::json!({}),
+        "{}",
+        json["units"]
+    );
     for c in json["connections"].as_array().unwrap() {
         assert!(c.get("privileges").is_none(), "{c}");
     }

@@ -271,3 +271,44 @@ fn restart_postgres_identity(target: &Connection) -> Result<()> {
     info!(next_id = next; "new {TARGET_TABLE} ids continue at {next}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use migrun_sdk::Column;
+
+    use super::*;
+
+    fn user(name: &str, updated_at: Value) -> Vec<Value> {
+        let mut v = vec![Value::Null; COLUMNS.len()];
+        v[0] = Value::Int(7);
+        v[1] = Value::Text(name.into());
+        v[UPDATED_AT] = updated_at;
+        v
+    }
+
+    fn copy(values: Vec<Value>) -> Row {
+        let columns: Vec<Column> = column_names()
+            .into_iter()
+            .map(|c| Column::new(c, "t"))
+            .collect();
+        Row::new(columns, values)
+    }
+
+    #[test]
+    fn rows_are_judged_column_by_column_and_by_updated_at() {
+        let at = |s: &str| Value::Timestamp(s.into());
+        let source = user("Zoë", Value::Text("2024-01-02 03:04:05".into()));
+        // The same datum in another spelling is no change.
+        let same = copy(user("Zoë", at("2024-01-02T03:04:05.000000")));
+        assert!(!differs(&source, &same));
+        // A changed name with the same updated_at is stale: re-synced.
+        let stale = copy(user("Zoe", at("2024-01-02T03:04:05")));
+        assert!(differs(&source, &stale));
+        assert!(!copy_is_newer(&source, &stale));
+        // A copy updated after its source is kept.
+        let newer = copy(user("Zoe", at("2024-01-02T03:04:05.5")));
+        assert!(copy_is_newer(&source, &newer));
+        // A copy without updated_at is never newer.
+        assert!(!copy_is_newer(&source, &copy(user("Zoe", Value::Null))));
+    }
+}
