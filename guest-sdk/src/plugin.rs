@@ -309,6 +309,23 @@ impl Need {
         self
     }
 
+    /// Tables of a connection the plugin only reads that the host backs up before the run's
+    /// first write all the same: the database an operator's rollback restores is not always
+    /// one the run writes (seed 000 restores the `openneo_id` it copied from). They are
+    /// snapshotted with the declared writes, listed in the plan and the report, and
+    /// `migrun restore <id>` puts them back (with a URL allowed to write there, `--db
+    /// name=url`, when the configured one is read-only). The same names as
+    /// [`writes`](Self::writes) accept; on a read-write need this is `writes`. They travel in
+    /// the contract's `writes` list: the host backs up what is declared there whatever the
+    /// access, and a read-only session never writes.
+    pub fn backs_up<I, S>(self, tables: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.writes(tables)
+    }
+
     /// The name the plugin opens and the operator configures.
     pub fn name(&self) -> &str {
         &self.name
@@ -319,7 +336,8 @@ impl Need {
         self.access
     }
 
-    /// The tables written through this connection.
+    /// The tables written through this connection (on a read-only one: backed up, see
+    /// [`backs_up`](Self::backs_up)).
     pub fn tables_written(&self) -> &[String] {
         &self.writes
     }

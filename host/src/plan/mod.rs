@@ -97,6 +97,10 @@ pub struct Plan {
     /// Connections not in the plan (read-only), by name.
     #[serde(skip)]
     pub read_only: Vec<String>,
+    /// What a real run would back up on read-only connections (`Need::backs_up`: tables
+    /// it only reads, which an operator's rollback restores), by connection.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub read_only_backups: BTreeMap<String, PlannedBackup>,
 }
 
 /// The plugin a plan is for.
@@ -248,6 +252,7 @@ impl Plan {
                 .filter(|(_, _, access)| *access == Access::ReadOnly)
                 .map(|(name, _, _)| name.clone())
                 .collect(),
+            read_only_backups: BTreeMap::new(),
         }
     }
 
@@ -255,6 +260,8 @@ impl Plan {
     pub fn set_backup(&mut self, connection: &str, backup: PlannedBackup) {
         if let Some(c) = self.connections.iter_mut().find(|c| c.name == connection) {
             c.backup = Some(backup);
+        } else if self.read_only.iter().any(|c| c == connection) {
+            self.read_only_backups.insert(connection.to_owned(), backup);
         }
     }
 
@@ -552,6 +559,24 @@ mod tests {
             sql: sql.into(),
             params: vec![],
         }
+    }
+
+    #[test]
+    fn a_read_only_connections_backup_is_planned_apart() {
+        let mut p = plan();
+        let backup = |table: &str| PlannedBackup {
+            dir: "migrun-backups".into(),
+            tables: vec![(table.into(), Some(3))],
+            patterns: vec![],
+        };
+        p.set_backup("target", backup("auth_users"));
+        p.set_backup("source", backup("users"));
+        p.set_backup("elsewhere", backup("ignored"));
+        assert_eq!(p.connections[0].backup, Some(backup("auth_users")));
+        assert_eq!(
+            p.read_only_backups.into_iter().collect::<Vec<_>>(),
+            [("source".to_owned(), backup("users"))]
+        );
     }
 
     #[test]

@@ -279,8 +279,11 @@ fn lineage_backup(
 }
 
 /// The connections a run backs up before its first write, with their URLs and the names
-/// the plugin declares it writes through them (read-only and undeclared ones are not
-/// backed up).
+/// the plugin declares it writes through them, then the read-only connections with the
+/// tables the plugin declares backed up there (`Need::backs_up`: seed 000's rollback
+/// restores the database it only read). Connections with nothing declared are not backed
+/// up. The written ones come first so that a backup that cannot be taken stops the run
+/// before the read-only captures are made.
 ///
 /// A declared name may be a pattern (seed 001's `me_<slug>.memory`, one schema per
 /// engine): it is kept as declared, and the snapshot expands it to the tables that match
@@ -288,10 +291,17 @@ fn lineage_backup(
 /// can drop the tables (and empty schemas) the run created under it. A name that is
 /// neither a table nor a valid pattern is skipped with a warning.
 fn backup_targets(inputs: &Inputs) -> Vec<(String, String, Vec<String>)> {
-    inputs
+    let written = inputs
         .connections
         .iter()
-        .filter(|c| c.access == Access::ReadWrite && !c.writes.is_empty())
+        .filter(|c| c.access == Access::ReadWrite);
+    let read_only = inputs
+        .connections
+        .iter()
+        .filter(|c| c.access == Access::ReadOnly);
+    written
+        .chain(read_only)
+        .filter(|c| !c.writes.is_empty())
         .map(|c| {
             let tables = c
                 .writes

@@ -3,8 +3,8 @@
 use migrun_sdk::{Connection, Context, Result, bail, info, params, warn};
 
 use crate::schema::{
-    INDEXES, IndexState, TARGET_TABLE, column_names, create_table_sql, index_state, table_columns,
-    table_exists, table_indexes,
+    CREATE_SCHEMA_MIGRATIONS, INDEXES, IndexState, SCHEMA_MIGRATIONS, TARGET_TABLE, column_names,
+    create_table_sql, index_state, table_columns, table_exists, table_indexes,
 };
 
 pub fn run() -> Result<()> {
@@ -57,5 +57,26 @@ pub fn run() -> Result<()> {
             }
         }
     }
+    create_schema_migrations(&target)
+}
+
+/// Rails' `schema_migrations`, created in Rails' shape when the target has none (a target
+/// that never ran `rails db:migrate`); an existing one must have its `version` column.
+fn create_schema_migrations(target: &Connection) -> Result<()> {
+    if table_exists(target, SCHEMA_MIGRATIONS)? {
+        let columns = table_columns(target, SCHEMA_MIGRATIONS)?;
+        if !columns.iter().any(|c| c == "version") {
+            bail!(
+                "{SCHEMA_MIGRATIONS} exists on target without a `version` column ({}); it is not Rails' table, \
+                 and nothing was written to it",
+                columns.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    target
+        .execute(CREATE_SCHEMA_MIGRATIONS, params![])
+        .with_context(|| format!("creating {SCHEMA_MIGRATIONS}"))?;
+    info!(table = SCHEMA_MIGRATIONS; "created Rails' {SCHEMA_MIGRATIONS} (version varchar(255) primary key)");
     Ok(())
 }

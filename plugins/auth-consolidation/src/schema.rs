@@ -9,6 +9,16 @@ pub const SOURCE_TABLE: &str = "users";
 /// The table copied into.
 pub const TARGET_TABLE: &str = "auth_users";
 
+/// Rails' record of the migrations that ran, on the target (`openneo_impress`).
+pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
+
+/// The version of the seed's Rails migration (`db:migrate:down VERSION=20251102064247`).
+pub const DEFAULT_MIGRATION_VERSION: &str = "20251102064247";
+
+/// `schema_migrations` as Rails creates it, the same text on the three dialects.
+pub const CREATE_SCHEMA_MIGRATIONS: &str =
+    "CREATE TABLE schema_migrations (version varchar(255) NOT NULL PRIMARY KEY)";
+
 /// How a column's values are carried, for coercion and comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -1,4 +1,5 @@
-//! The verification checks: row counts, sampled rows, indexes.
+//! The verification checks: row counts, sampled rows, indexes, and the migration's
+//! `schema_migrations` row.
 
 use std::collections::HashMap;
 
@@ -6,9 +7,12 @@ use migrun_sdk::{Connection, Result, Row, Value, check, params};
 
 use crate::AuthConsolidation;
 use crate::schema::{
-    COLUMNS, INDEXES, IndexState, SOURCE_TABLE, TARGET_TABLE, column_names, index_state,
-    table_exists, table_indexes,
+    COLUMNS, INDEXES, IndexState, SCHEMA_MIGRATIONS, SOURCE_TABLE, TARGET_TABLE, column_names,
+    index_state, table_exists, table_indexes,
 };
+
+/// The check that the migration's version is recorded.
+pub const MIGRATION_CHECK: &str = "schema_migrations records the migration";
 use crate::values::same;
 
 /// Ids per `IN (…)` lookup, well under every dialect's parameter limit.
@@ -27,12 +31,40 @@ pub fn run(plugin: &AuthConsolidation) -> Result<()> {
         for spec in INDEXES {
             check(spec.check, false, &detail);
         }
-        return Ok(());
+        return check_migration(&target, &plugin.migration_version);
     }
 
     check_counts(&source, &target)?;
     check_sample(&source, &target, plugin.sample_size)?;
-    check_indexes(&target)
+    check_indexes(&target)?;
+    check_migration(&target, &plugin.migration_version)
+}
+
+/// Rails' `schema_migrations` holds the configured version, so `rails db:migrate` does
+/// not run the migration again and `db:migrate:down VERSION=…` has it to undo.
+fn check_migration(target: &Connection, version: &str) -> Result<()> {
+    if !table_exists(target, SCHEMA_MIGRATIONS)? {
+        check(
+            MIGRATION_CHECK,
+            false,
+            &format!("{SCHEMA_MIGRATIONS} does not exist on target (version {version})"),
+        );
+        return Ok(());
+    }
+    let rows: i64 = target.query_scalar(
+        &format!(
+            "SELECT COUNT(*) FROM {SCHEMA_MIGRATIONS} WHERE version = {}",
+            target.placeholder(1)
+        ),
+        params![version],
+    )?;
+    let detail = if rows > 0 {
+        format!("version {version} present")
+    } else {
+        format!("no row with version {version} in {SCHEMA_MIGRATIONS}")
+    };
+    check(MIGRATION_CHECK, rows > 0, &detail);
+    Ok(())
 }
 
 fn check_counts(source: &Connection, target: &Connection) -> Result<()> {

@@ -593,9 +593,14 @@ pub fn inspection_text(i: &Inspection) -> String {
             );
         }
         if !c.writes.is_empty() {
+            // On a read-only connection the declared names are only backed up (`backs_up`).
+            let verb = match c.access {
+                migrun::db::Access::ReadOnly => "backed up before the run:",
+                migrun::db::Access::ReadWrite => "writes",
+            };
             let _ = writeln!(
                 out,
-                "  {:<12} writes {}",
+                "  {:<12} {verb} {}",
                 "",
                 printable(&c.writes.join(", "))
             );

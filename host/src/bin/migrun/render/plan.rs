@@ -30,6 +30,10 @@ pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
     if !plan.read_only.is_empty() {
         let _ = writeln!(out, "read-only, not written: {}", plan.read_only.join(", "));
     }
+    for (connection, b) in &plan.read_only_backups {
+        let _ = writeln!(out, "{connection} (read-only, backed up)");
+        render_backup(&mut out, b);
+    }
     if !plan.files.is_empty() {
         let _ = writeln!(
             out,
@@ -84,27 +88,7 @@ pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
             render_warnings(&mut out, &c.warnings);
         }
         if let Some(b) = &c.backup {
-            let tables: Vec<String> = b
-                .tables
-                .iter()
-                .map(|(t, rows)| match rows {
-                    Some(n) => format!("{t} ({} rows)", thousands(*n)),
-                    None => format!("{t} (does not exist yet)"),
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "  backup before the first write: {} → {}",
-                tables.join(", "),
-                b.dir
-            );
-            for (pattern, matched) in &b.patterns {
-                if matched.is_empty() {
-                    let _ = writeln!(out, "    pattern {pattern}: matches no table yet");
-                } else {
-                    let _ = writeln!(out, "    pattern {pattern}: matches {}", matched.join(", "));
-                }
-            }
+            render_backup(&mut out, b);
         }
         for note in &c.notes {
             let _ = writeln!(out, "  note: {}", printable(note));
@@ -195,6 +179,31 @@ pub fn plan_text(plan: &Plan, plugin_warnings: u64) -> String {
     });
     let _ = writeln!(out, "\nsummary: {}", parts.join(" · "));
     out
+}
+
+/// `  backup before the first write: t (n rows), … → dir`, then each pattern's matches.
+fn render_backup(out: &mut String, b: &migrun::plan::PlannedBackup) {
+    let tables: Vec<String> = b
+        .tables
+        .iter()
+        .map(|(t, rows)| match rows {
+            Some(n) => format!("{t} ({} rows)", thousands(*n)),
+            None => format!("{t} (does not exist yet)"),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  backup before the first write: {} → {}",
+        tables.join(", "),
+        b.dir
+    );
+    for (pattern, matched) in &b.patterns {
+        if matched.is_empty() {
+            let _ = writeln!(out, "    pattern {pattern}: matches no table yet");
+        } else {
+            let _ = writeln!(out, "    pattern {pattern}: matches {}", matched.join(", "));
+        }
+    }
 }
 
 fn render_rows(out: &mut String, tables: &[TableRows]) {

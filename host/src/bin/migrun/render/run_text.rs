@@ -214,15 +214,30 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
     }
     for b in &report.backups {
         let rows: u64 = b.tables.iter().map(|t| t.rows).sum();
+        // A read-only connection's backup (`Need::backs_up`) undoes nothing the run did, and
+        // restoring it needs a URL allowed to write there.
+        let read_only = report
+            .connections
+            .iter()
+            .any(|c| c.name == b.connection && c.access == migrun::db::Access::ReadOnly);
+        let how = if read_only {
+            format!(
+                "read-only `{}`, for a rollback that restores it: migrun restore {} --yes --db {}=<a URL allowed to write>{restore_flags}",
+                printable(&b.connection),
+                b.id,
+                printable(&b.connection)
+            )
+        } else {
+            format!("undo with: migrun restore {} --yes{restore_flags}", b.id)
+        };
         let _ = writeln!(
             out,
-            "\nbackup    {} ({}, {} table(s), {} row(s)) in {} — undo with: migrun restore {} --yes{restore_flags}",
+            "\nbackup    {} ({}, {} table(s), {} row(s)) in {} — {how}",
             b.id,
             b.method,
             b.tables.len(),
             rows,
             places.backup_dir.display(),
-            b.id
         );
     }
     for r in &report.backups_reused {
