@@ -383,7 +383,7 @@ mod tests {
         assert!(text.contains("read-only, not written: source"), "{text}");
 
         let json: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
-        assert_eq!(json["schema"], "migrun.plan/1");
+        assert_eq!(json["schema"], "migrun.plan/2");
         assert_eq!(json["connections"][0]["tables"][0]["inserted"], 1_234_567);
         assert_eq!(json["connections"][0]["ddl"][0]["action"], "CREATE INDEX");
         assert_eq!(json["summary"]["checks_failed"], 1);
