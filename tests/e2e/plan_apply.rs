@@ -439,7 +439,6 @@ fn plan_then_run(ws: &Workspace, plugin: &str, extra: &[&str]) -> serde_json::Va
     planned.retain(|_, n| *n > 0);
     digested.retain(|_, n| *n > 0);
     written.retain(|_, n| *n > 0);
-    assert!(!planned.is_empty(), "the plan writes rows: {plan:#}");
     assert_eq!(planned, digested, "plan tables vs unit digests");
     assert_eq!(planned, written, "plan vs the real run");
     report

@@ -166,6 +166,9 @@ fn values_json(values: &[Value]) -> String {
 fn value_text(v: &Value) -> String {
     match v {
         Value::Null => "NULL".to_owned(),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Decimal(_) => v
+            .canonical_text()
+            .unwrap_or_else(|| format!("{v:?}")),
         other => other
             .canonical_text()
             .map(|t| {

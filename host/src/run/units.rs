@@ -406,7 +406,7 @@ impl Runner {
         let mut session = Session::live(connections, tape.clone());
         let lint = SharedLint::default();
         if let Some(plan) = plan {
-            session.observe_calls(Box::new(PlanObserver::new(plan.clone())));
+            session.observe_calls(Box::new(PlanObserver::new(plan.clone(), lint.clone())));
         } else if options.mode() == RunMode::Live {
             session.observe_calls(Box::new(LintObserver::new(
                 lint.clone(),
