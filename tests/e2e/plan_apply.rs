@@ -11,6 +11,9 @@
 //!   the run stops with exit 5; the unit before it stays committed and the ledger says so;
 //!   once the row is back, a rerun with the same plan skips the finished unit and applies
 //!   the rest;
+//! - in a checkpointed unit (price-to-cents' `convert`), a row changed in the second batch:
+//!   the first batch matches and commits at its checkpoint, the second is refused before
+//!   its checkpoint and rolled back; the rerun resumes after the first batch, as planned;
 //! - a plan made for another plugin build, another configuration or another database is
 //!   refused before anything is written (no table, no ledger), naming what differs;
 //! - for every example plugin that runs here, the plan's per-table counts are what the real
@@ -151,7 +154,10 @@ async fn applied_exactly(dialect: Dialect) {
         && let Some((_, password)) = credentials.rsplit_once(':')
         && !password.starts_with("//")
     {
-        assert!(!text.contains(&format!(":{password}@")), "a password in the plan");
+        assert!(
+            !text.contains(&format!(":{password}@")),
+            "a password in the plan"
+        );
         assert!(!text.contains(&m.source.ro_url), "a URL in the plan");
     }
     // Per unit, per table: the rows and their digests.
@@ -164,7 +170,11 @@ async fn applied_exactly(dialect: Dialect) {
     assert_eq!(units[0]["segments"][0]["ddl"].as_array().unwrap().len(), 2);
     let accounts = &units[1]["segments"][0]["tables"][0];
     assert_eq!(
-        (accounts["table"].as_str(), accounts["via"].as_str(), accounts["op"].as_str()),
+        (
+            accounts["table"].as_str(),
+            accounts["via"].as_str(),
+            accounts["op"].as_str()
+        ),
         (Some("accounts"), Some("bulk"), Some("insert"))
     );
     assert_eq!(accounts["rows"], u64::from(USERS));
@@ -224,7 +234,11 @@ async fn changed_source_row(dialect: Dialect) {
     let Value::Int(id) = scalar(&m.source, "SELECT MAX(id) FROM users").await else {
         panic!("an id");
     };
-    let Value::Text(email) = scalar(&m.source, &format!("SELECT email FROM users WHERE id = {id}")).await
+    let Value::Text(email) = scalar(
+        &m.source,
+        &format!("SELECT email FROM users WHERE id = {id}"),
+    )
+    .await
     else {
         panic!("an email");
     };
@@ -243,7 +257,11 @@ async fn changed_source_row(dialect: Dialect) {
     assert_eq!(
         outcomes,
         [
-            ("create-tables".into(), "committed".into(), "as-planned".into()),
+            (
+                "create-tables".into(),
+                "committed".into(),
+                "as-planned".into()
+            ),
             ("copy-accounts".into(), "failed".into(), "differs".into()),
             ("split-identities".into(), "not-run".into(), String::new()),
         ]
@@ -251,7 +269,10 @@ async fn changed_source_row(dialect: Dialect) {
     let difference = &report["units"][1]["plan_difference"];
     let table = &difference["tables"][0];
     assert_eq!(table["table"], "accounts", "{difference:#}");
-    assert_eq!((table["planned_rows"].as_u64(), table["rows"].as_u64()), (Some(240), Some(240)));
+    assert_eq!(
+        (table["planned_rows"].as_u64(), table["rows"].as_u64()),
+        (Some(240), Some(240))
+    );
     let shown = table["not_in_plan"][0].as_str().unwrap();
     assert!(
         shown.contains(&format!("id={id}")) && shown.contains("changed.since@plan.example"),
@@ -277,7 +298,9 @@ async fn changed_source_row(dialect: Dialect) {
 
     // With the row back as it was, the same plan resumes: the finished unit is skipped.
     m.source
-        .exec(&format!("UPDATE users SET email = '{email}' WHERE id = {id}"))
+        .exec(&format!(
+            "UPDATE users SET email = '{email}' WHERE id = {id}"
+        ))
         .await;
     let out = m.migrun(&["--plan", &file, "--json"]);
     out.expect_code(0);
@@ -331,7 +354,10 @@ async fn stale_plans(dialect: Dialect) {
     let out = ws.migrun(&[&m.plugin, "--plan", &file]);
     assert_refused(&out, "connection `target` is");
     out.expect_output("another database");
-    assert!(user_tables(&other.url).await.is_empty(), "nothing was written");
+    assert!(
+        user_tables(&other.url).await.is_empty(),
+        "nothing was written"
+    );
 
     // Another build of the plugin: price-to-cents' plan given to its second build.
     let Some(orders) = TestDatabase::create(dialect).await else {
@@ -543,4 +569,119 @@ async fn accounts_merge_twins_write_what_their_plans_count_sqlite() {
         };
         plan_then_run(&m.ws, plugin.to_str().unwrap(), &[]);
     }
+}
+
+/// A checkpointed unit (price-to-cents' `convert`, a `bulk-update` and a checkpoint per
+/// batch of 4): a row of its second batch changed after the plan. The first batch matches
+/// and commits at its checkpoint; the second is refused before its checkpoint commits and
+/// rolled back; once the row is back, a rerun with the same plan resumes after the first
+/// batch and matches the plan's segments from there.
+async fn changed_row_in_a_later_batch(dialect: Dialect) {
+    let Some(db) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, amount_text VARCHAR(64))")
+        .await;
+    db.exec(
+        "INSERT INTO orders (id, amount_text) VALUES (1, '1.00'), (2, '2.00'), (3, '3.00'), \
+         (4, '4.00'), (5, '5.00'), (6, '6.00'), (7, '7.00'), (8, '8.00'), (9, '9.00')",
+    )
+    .await;
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "[connections.target]\nurl = \"{}\"\naccess = \"read-write\"\n\n[config]\nbatch_size = 4\n",
+        db.url
+    ));
+    let plugin = plugins::plugin("price-to-cents");
+    let plugin = plugin.to_str().unwrap();
+    let file = ws.path().join("plan.json");
+    let file = file.to_str().unwrap();
+    ws.migrun(&[plugin, "--dry-run", "--plan-out", file])
+        .expect_code(0);
+    let plan = read_plan(file);
+    let convert = plan["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == "convert")
+        .expect("convert in the plan");
+    let segments = convert["segments"].as_array().unwrap();
+    assert!(segments.len() >= 3, "a segment per checkpoint: {convert:#}");
+    assert!(segments[0]["checkpoint"].as_str().is_some());
+
+    db.exec("UPDATE orders SET amount_text = '70.00' WHERE id = 7")
+        .await;
+    let out = ws.migrun(&[plugin, "--plan", file, "--json"]);
+    out.expect_code(5);
+    let report = out.json();
+    let unit = report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "convert")
+        .unwrap();
+    assert_eq!(unit["plan"], "differs", "{unit:#}");
+    assert_eq!(unit["plan_difference"]["segment"], 1, "{unit:#}");
+    assert_eq!(unit["kept"]["checkpoints"], 1, "{unit:#}");
+    let shown = unit["plan_difference"]["tables"][0]["not_in_plan"][0]
+        .as_str()
+        .unwrap();
+    assert!(shown.contains("id=7") && shown.contains("7000"), "{shown}");
+    let cents = |rows: Vec<Vec<Value>>| -> Vec<Option<i64>> {
+        rows.into_iter()
+            .map(|r| match r[0] {
+                Value::Int(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let read = || async {
+        let mut conn = db.connect(Access::ReadOnly).await;
+        let rows = conn
+            .query("SELECT amount_cents FROM orders ORDER BY id", &[])
+            .await
+            .unwrap();
+        conn.close().await;
+        cents(rows.rows)
+    };
+    assert_eq!(
+        read().await,
+        [
+            Some(100),
+            Some(200),
+            Some(300),
+            Some(400),
+            None,
+            None,
+            None,
+            None,
+            None
+        ],
+        "the first batch stays committed, the refused one was rolled back"
+    );
+
+    db.exec("UPDATE orders SET amount_text = '7.00' WHERE id = 7")
+        .await;
+    let out = ws.migrun(&[plugin, "--plan", file, "--json"]);
+    out.expect_code(0);
+    assert_all_as_planned(&out.json());
+    assert_eq!(
+        read().await,
+        (1..=9).map(|i| Some(i * 100)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_row_in_a_later_batch_keeps_the_batches_before_it_sqlite() {
+    changed_row_in_a_later_batch(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_row_in_a_later_batch_keeps_the_batches_before_it_postgres() {
+    changed_row_in_a_later_batch(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_row_in_a_later_batch_keeps_the_batches_before_it_mysql() {
+    changed_row_in_a_later_batch(Dialect::MySql).await;
 }

@@ -444,9 +444,11 @@ impl Session {
         let dry = self.ledger.is_none();
         let streamed = match self.finish_streams().await {
             // The segment is complete once the streams ended: the gate sees it before it commits.
-            Ok(()) => self.end_segment(Some(state)).map_err(|message| SessionError::Refused {
-                error: DbError::new(DbErrorKind::Refused, message),
-            }),
+            Ok(()) => self
+                .end_segment(Some(state))
+                .map_err(|message| SessionError::Refused {
+                    error: DbError::new(DbErrorKind::Refused, message),
+                }),
             Err(e) => Err(e),
         };
         let committed = match streamed {

@@ -166,9 +166,9 @@ fn values_json(values: &[Value]) -> String {
 fn value_text(v: &Value) -> String {
     match v {
         Value::Null => "NULL".to_owned(),
-        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Decimal(_) => v
-            .canonical_text()
-            .unwrap_or_else(|| format!("{v:?}")),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Decimal(_) => {
+            v.canonical_text().unwrap_or_else(|| format!("{v:?}"))
+        }
         other => other
             .canonical_text()
             .map(|t| {
@@ -354,7 +354,13 @@ impl WriteDigester {
         }
     }
 
-    fn entry(&mut self, conn: &str, table: &str, via: &'static str, op: &'static str) -> &mut Entry {
+    fn entry(
+        &mut self,
+        conn: &str,
+        table: &str,
+        via: &'static str,
+        op: &'static str,
+    ) -> &mut Entry {
         self.entries
             .entry((conn.to_owned(), table.to_owned(), via, op))
             .or_default()
@@ -478,7 +484,10 @@ mod tests {
         assert_eq!(w.ddl.len(), 1);
         assert_eq!(w.tables.len(), 1);
         let t = &w.tables[0];
-        assert_eq!((t.op.as_str(), t.via.as_str(), t.rows, t.calls), ("update", "statement", 4, 1));
+        assert_eq!(
+            (t.op.as_str(), t.via.as_str(), t.rows, t.calls),
+            ("update", "statement", 4, 1)
+        );
         assert!(d.is_empty(), "taking starts a new segment");
     }
 }

@@ -24,8 +24,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::db::{Access, Dialect};
 use crate::ledger::UnitKey;
-use crate::session::written::{TableWrites, WrittenRows};
 use crate::session::SegmentGate;
+use crate::session::written::{TableWrites, WrittenRows};
 
 use super::{PLAN_SCHEMA, Plan};
 
@@ -165,7 +165,11 @@ pub enum PlanRefusal {
 
 fn what(differences: &[String]) -> &'static str {
     let any = |p: &str| differences.iter().any(|d| d.starts_with(p));
-    match (any("plugin") || any("contract"), any("config"), any("connection")) {
+    match (
+        any("plugin") || any("contract"),
+        any("config"),
+        any("connection"),
+    ) {
         (true, false, false) => "plugin build",
         (false, true, false) => "configuration",
         (false, false, true) => "database",
@@ -234,10 +238,7 @@ impl PlanIdentity {
         }
         for db in &self.databases {
             match plan.databases.iter().find(|p| p.name == db.name) {
-                None => differences.push(format!(
-                    "connection `{}` is not in the plan",
-                    db.name
-                )),
+                None => differences.push(format!("connection `{}` is not in the plan", db.name)),
                 Some(p) if p != db => differences.push(format!(
                     "connection `{}` is {} in the plan, {} now",
                     db.name,
@@ -451,7 +452,11 @@ impl fmt::Display for PlanMismatch {
                 t.calls
             )?;
             if !t.not_in_plan.is_empty() {
-                write!(f, "; written now, not in the plan: {}", t.not_in_plan.join(" | "))?;
+                write!(
+                    f,
+                    "; written now, not in the plan: {}",
+                    t.not_in_plan.join(" | ")
+                )?;
                 if let Some(n) = t.not_in_plan_count
                     && n as usize > t.not_in_plan.len()
                 {
@@ -465,7 +470,11 @@ impl fmt::Display for PlanMismatch {
                     f,
                     "; {n} planned row(s) not written now (row sha256 {}{})",
                     t.not_written.join(", "),
-                    if n as usize > t.not_written.len() { ", …" } else { "" }
+                    if n as usize > t.not_written.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
                 )?;
             }
         }
@@ -727,7 +736,9 @@ impl SegmentGate for PlanGate {
         if planned.checkpoint != now_checkpoint {
             let reason = match (&planned.checkpoint, &now_checkpoint) {
                 (Some(_), None) => "the plan has a checkpoint here; now the unit ended".to_owned(),
-                (None, Some(_)) => "the plan has the unit's end here; now it saves a checkpoint".to_owned(),
+                (None, Some(_)) => {
+                    "the plan has the unit's end here; now it saves a checkpoint".to_owned()
+                }
                 _ => "the checkpoint's saved state differs from the plan's".to_owned(),
             };
             let m = mismatch.get_or_insert_with(|| PlanMismatch {
@@ -746,5 +757,139 @@ impl SegmentGate for PlanGate {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::written::TableWrites;
+
+    fn identity() -> PlanIdentity {
+        PlanIdentity {
+            plugin_sha256: "a".repeat(64),
+            contract: "0.2.0".into(),
+            config: vec![
+                PlanConfigValue {
+                    key: "batch_size".into(),
+                    value: "50".into(),
+                    sha256: sha256_hex("50"),
+                },
+                PlanConfigValue {
+                    key: "token".into(),
+                    value: super::super::REDACTED.into(),
+                    sha256: sha256_hex("hunter2"),
+                },
+            ],
+            databases: vec![DatabaseIdentity::of(
+                "target",
+                Access::ReadWrite,
+                "postgres://u:secret@db.internal/app",
+                None,
+            )],
+        }
+    }
+
+    fn plan_for(identity: &PlanIdentity) -> Plan {
+        let mut plan = Plan::new(&[]);
+        plan.set_plugin("p", "1", &identity.plugin_sha256);
+        plan.set_identity(
+            identity,
+            crate::runtime::sandbox::SandboxSeeds {
+                clock_start_unix_nanos: 0,
+                random_seed: 1,
+            },
+        );
+        plan
+    }
+
+    #[test]
+    fn identities_never_hold_a_password_and_name_every_difference() {
+        let id = identity();
+        let db = &id.databases[0];
+        assert_eq!(
+            (db.server.as_str(), db.database.as_str()),
+            ("db.internal:5432", "app")
+        );
+        let plan = plan_for(&id);
+        assert!(!plan.to_json().contains("secret") && !plan.to_json().contains("hunter2"));
+        assert_eq!(id.refusal(&plan), None);
+
+        let mut other = identity();
+        other.config[1].sha256 = sha256_hex("changed");
+        other.databases[0] = DatabaseIdentity::of(
+            "target",
+            Access::ReadWrite,
+            "postgres://u:secret@db.internal/app2",
+            None,
+        );
+        let refusal = other.refusal(&plan).expect("refused").to_string();
+        assert!(
+            refusal.contains("config `token` is a secret with sha256")
+                && refusal.contains("database `app` on db.internal:5432")
+                && refusal.contains("database `app2`")
+                && refusal.contains("nothing ran"),
+            "{refusal}"
+        );
+        let mut build = identity();
+        build.plugin_sha256 = "b".repeat(64);
+        let refusal = build.refusal(&plan).unwrap().to_string();
+        assert!(refusal.contains("another plugin build"), "{refusal}");
+    }
+
+    fn table(digest: &str, rows: u64, hashes: &[&str], texts: &[(&str, &str)]) -> TableWrites {
+        TableWrites {
+            connection: "target".into(),
+            table: "accounts".into(),
+            via: "bulk".into(),
+            op: "insert".into(),
+            rows,
+            calls: 1,
+            digest: digest.into(),
+            row_hashes: Some(hashes.iter().map(|h| (*h).to_owned()).collect()),
+            row_texts: texts
+                .iter()
+                .map(|(h, t)| ((*h).to_owned(), (*t).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_segment_that_differs_shows_its_rows() {
+        let planned = WrittenRows {
+            tables: vec![table("d1", 2, &["01", "02"], &[])],
+            ddl: Vec::new(),
+        };
+        let same = WrittenRows {
+            tables: vec![table(
+                "d1",
+                2,
+                &["01", "02"],
+                &[("01", "id=1"), ("02", "id=2")],
+            )],
+            ddl: Vec::new(),
+        };
+        assert_eq!(compare_segment("u", 0, &planned, &same), None);
+        let now = WrittenRows {
+            tables: vec![table(
+                "d2",
+                2,
+                &["01", "03"],
+                &[("01", "id=1"), ("03", "id=2, email=\"new\"")],
+            )],
+            ddl: Vec::new(),
+        };
+        let m = compare_segment("u", 0, &planned, &now).expect("differs");
+        let t = &m.tables[0];
+        assert_eq!(t.not_in_plan, ["id=2, email=\"new\""]);
+        assert_eq!(
+            (t.not_written_count, t.not_written.clone()),
+            (Some(1), vec!["02".to_owned()])
+        );
+        assert!(
+            m.to_string()
+                .starts_with("unit `u`: the data changed since the plan was made"),
+            "{m}"
+        );
     }
 }

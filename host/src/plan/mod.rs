@@ -53,9 +53,9 @@ pub use crate::sql::thousands;
 
 pub mod enforce;
 pub use enforce::{
-    DatabaseIdentity, GateState, PLAN_MISMATCH_EXIT_CODE, PlanConfigValue, PlanGate,
-    PlanIdentity, PlanMismatch, PlanOutcome, PlanRecorder, PlanRefusal, PlannedSegment,
-    PlannedUnit, TableDifference,
+    DatabaseIdentity, GateState, PLAN_MISMATCH_EXIT_CODE, PlanConfigValue, PlanGate, PlanIdentity,
+    PlanMismatch, PlanOutcome, PlanRecorder, PlanRefusal, PlannedSegment, PlannedUnit,
+    TableDifference,
 };
 
 /// The schema identifier of the JSON plan.

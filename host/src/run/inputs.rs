@@ -68,9 +68,7 @@ impl Inputs {
             databases: self
                 .connections
                 .iter()
-                .map(|c| {
-                    DatabaseIdentity::of(&c.name, c.access, &c.url, c.sqlite_file.as_deref())
-                })
+                .map(|c| DatabaseIdentity::of(&c.name, c.access, &c.url, c.sqlite_file.as_deref()))
                 .collect(),
         }
     }

@@ -16,9 +16,9 @@ use crate::db::{self, Access, DbError};
 use crate::ledger::{self, CheckpointRow, LedgerRow, UnitHistory};
 use crate::lock::RunLock;
 use crate::observer::RunObserver;
+use crate::plan::{GateState, PlanGate, PlanRecorder};
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState};
 use crate::session::{BeginMode, RunLedger, Session, SessionError};
-use crate::plan::{GateState, PlanGate, PlanRecorder};
 use crate::tape::{Tape, TapeError};
 
 use super::RunMode;
@@ -928,7 +928,10 @@ impl Runner {
     /// The difference a `--plan` run's gate refused a segment for, if it did.
     fn take_plan_mismatch(&self) -> Option<crate::plan::PlanMismatch> {
         let gate = self.plan_gate.as_ref()?;
-        gate.lock().unwrap_or_else(|e| e.into_inner()).mismatch.take()
+        gate.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mismatch
+            .take()
     }
 
     /// The unit's failure when the plan refused its writes (`message` from the gate).
@@ -945,7 +948,10 @@ impl Runner {
     /// How the unit that just ran compared with the plan (`--plan` runs), for its report.
     fn plan_outcome(&self) -> Option<crate::plan::PlanOutcome> {
         let gate = self.plan_gate.as_ref()?;
-        gate.lock().unwrap_or_else(|e| e.into_inner()).outcome.take()
+        gate.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outcome
+            .take()
     }
 
     /// Tells the real run's lint which unit's statements it sees now.

@@ -821,8 +821,10 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(e.exit_code() as u8);
         }
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("{} did not start; nothing was changed", path.display())));
+            return Err(anyhow::Error::new(e).context(format!(
+                "{} did not start; nothing was changed",
+                path.display()
+            )));
         }
     };
     observer.finish();

@@ -388,7 +388,11 @@ fn plan_difference_text(out: &mut String, d: &migrun::plan::PlanMismatch) {
                 "    - {} planned row(s) not written now (row sha256 {}{})",
                 n,
                 t.not_written.join(", "),
-                if n as usize > t.not_written.len() { ", …" } else { "" }
+                if n as usize > t.not_written.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
     }
