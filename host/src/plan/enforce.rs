@@ -893,3 +893,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_of_schema_1_is_read_but_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.json");
+        let mut plan = Plan::new(&[]);
+        plan.schema = super::super::PLAN_SCHEMA_V1.into();
+        std::fs::write(&file, plan.to_json()).unwrap();
+        let refused = PlanIdentity::read_plan(&file).unwrap_err();
+        assert!(
+            matches!(refused, PlanRefusal::OldSchema { .. }),
+            "{refused}"
+        );
+        std::fs::write(&file, "{").unwrap();
+        assert!(matches!(
+            PlanIdentity::read_plan(&file),
+            Err(PlanRefusal::Unreadable { .. })
+        ));
+    }
+}
