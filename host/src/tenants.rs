@@ -352,11 +352,10 @@ pub async fn run_tenants(
                 let started = Instant::now();
                 let result = run::run(&plugin, &tenant_config, tenant_options).await;
                 let ms = started.elapsed().as_millis() as u64;
-                let outcome = match &result {
+                match &result {
                     Ok(report) => TenantOutcome::from_report(tenant, report, ms),
                     Err(error) => TenantOutcome::did_not_start(tenant, error, ms),
-                };
-                outcome
+                }
             });
             running_index.insert(handle.id(), index);
         }
