@@ -347,6 +347,11 @@ async fn stale_plans(dialect: Dialect) {
     assert_refused(&out, "config `batch_size` is \"50\" in the plan, \"7\" now");
     out.expect_output("another configuration");
 
+    // Units at once are not compared segment by segment: refused.
+    m.migrun(&["--plan", &file, "--jobs", "2"])
+        .expect_code(5)
+        .expect_output("leave out --jobs");
+
     // Another database: the same plugin and configuration against a second target.
     let other = TestDatabase::create(dialect).await.unwrap();
     let ws = Workspace::new();
