@@ -296,6 +296,13 @@ async fn changed_source_row(dialect: Dialect) {
         .expect_output("target.accounts (bulk insert): planned 240 row(s)")
         .expect_output("changed.since@plan.example");
 
+    // `--keep-going` does not go past a difference: the rest is not what was approved either.
+    let out = m.migrun(&["--plan", &file, "--keep-going", "--json"]);
+    out.expect_code(5);
+    let outcomes = unit_outcomes(&out.json());
+    assert_eq!(outcomes[1].2, "differs", "{outcomes:?}");
+    assert_eq!(outcomes[2].1, "not-run", "{outcomes:?}");
+
     // With the row back as it was, the same plan resumes: the finished unit is skipped.
     m.source
         .exec(&format!(

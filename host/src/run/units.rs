@@ -183,14 +183,17 @@ impl UnitFailure {
     /// Whether this failure stops the run even under `--keep-going`, because it is not the
     /// unit's alone: plugin SQL that escaped its session (its connection was closed to the
     /// plugin), the journal (every later call goes through it), the run lock lost (another
-    /// run could be writing), the operator's interrupt, or a plugin that cannot be called
-    /// again (it trapped, and could not be started afresh).
+    /// run could be writing), the operator's interrupt, a plugin that cannot be called
+    /// again (it trapped, and could not be started afresh), or a unit whose writes differ
+    /// from the approved plan's (`--plan`: the data changed since the plan was made, so the
+    /// rest of the plan is not what was approved either).
     pub(super) fn ends_run(&self) -> bool {
         !self.escapes.is_empty()
             || self.message.starts_with(LOCK_LOST)
             || matches!(
                 self.cause,
                 FailureCause::Tape(_)
+                    | FailureCause::Plan(_)
                     | FailureCause::Call(
                         CallError::Interrupted | CallError::Dead | CallError::Tape(_)
                     )
