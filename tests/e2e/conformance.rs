@@ -198,10 +198,16 @@ fn replace_run_ids(value: &mut Json, run_ids: &[String]) {
 
 /// Removes what may differ between twins from a report: timings, the
 /// plugin's sha256 (wherever the report names it), URLs, backup directories,
-/// the journal's identity, run ids and the contract version (checked per twin).
+/// the journal's identity, run ids and the contract version (checked per twin; a plan's
+/// `contract` and `databases`, each twin's target being a database of its own).
 fn normalise(mut report: Json, run_ids: &[String]) -> Json {
     if let Json::Object(map) = &mut report {
         map.remove("contract");
+        // A dry-run's plan names the contract and each twin's own databases too.
+        if let Some(Json::Object(plan)) = map.get_mut("plan") {
+            plan.remove("contract");
+            plan.remove("databases");
+        }
     }
     fn strip(v: &mut Json) {
         match v {

@@ -54,6 +54,7 @@ mod non_transactional;
 mod output;
 mod own_state;
 mod plan;
+mod plan_apply;
 mod price_to_cents;
 mod privileges;
 mod progress;

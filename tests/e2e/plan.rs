@@ -78,7 +78,7 @@ async fn postgres_plan_warns_on_locking_statements_and_changes_nothing() {
 
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-    assert_eq!(plan["schema"], "migrun.plan/1");
+    assert_eq!(plan["schema"], "migrun.plan/2");
     let target = &plan["connections"][0];
     assert_eq!(target["name"], "target");
     assert_eq!(target["ddl"].as_array().unwrap().len(), 3);

@@ -137,6 +137,7 @@ impl Session {
                 if let Some(observer) = &mut self.observer {
                     observer.after_call(&call, &result);
                 }
+                self.digest(&call, &result);
                 result
             }
         };
@@ -149,6 +150,30 @@ impl Session {
             }
         }
         Ok(result)
+    }
+
+    /// Adds a live call on a writable connection to the segment's digests (when gated).
+    fn digest(&mut self, call: &HostCall, result: &CallResult) {
+        let Some(digester) = &mut self.digester else {
+            return;
+        };
+        let conn = match call {
+            HostCall::Execute { conn, .. }
+            | HostCall::Query { conn, .. }
+            | HostCall::OpenCursor { conn, .. }
+            | HostCall::BulkInsert { conn, .. }
+            | HostCall::BulkWrite { conn, .. } => Some(conn),
+            _ => None,
+        };
+        let dialect = match conn {
+            Some(conn) => match self.infos.get(conn) {
+                Some(info) if info.access == Access::ReadWrite => info.dialect,
+                _ => return,
+            },
+            // Cursor batches: the digester knows which cursors are writes it counts.
+            None => db::Dialect::Sqlite,
+        };
+        digester.observe(dialect, call, result);
     }
 
     /// Shows the observer a statement about to run on a writable live connection.

@@ -65,6 +65,13 @@ pub enum SessionError {
     /// `checkpoint.save` failed: the unit fails, whatever the plugin does with the error.
     #[error("checkpoint.save failed: {0}")]
     Checkpoint(Box<SessionError>),
+    /// The segment's writes were refused before they could commit (a `--plan` run whose
+    /// writes differ from the plan's): nothing of the segment was committed.
+    #[error("{}", error.message)]
+    Refused {
+        /// Why, as a `refused` database error (what the plugin's `checkpoint.save` answers).
+        error: DbError,
+    },
     /// The journal could not record a `begin`.
     #[error(transparent)]
     Tape(#[from] TapeError),
@@ -78,7 +85,8 @@ impl SessionError {
             | SessionError::Commit { error, .. }
             | SessionError::BulkInsert { error, .. }
             | SessionError::Recorded { error, .. }
-            | SessionError::Ledger { error, .. } => Some(error),
+            | SessionError::Ledger { error, .. }
+            | SessionError::Refused { error } => Some(error),
             SessionError::BeginAfterCheckpoint(inner) | SessionError::Checkpoint(inner) => {
                 inner.db_error()
             }
@@ -93,7 +101,8 @@ impl SessionError {
             | SessionError::Commit { error, .. }
             | SessionError::BulkInsert { error, .. }
             | SessionError::Recorded { error, .. }
-            | SessionError::Ledger { error, .. } => Ok(error),
+            | SessionError::Ledger { error, .. }
+            | SessionError::Refused { error } => Ok(error),
             SessionError::BeginAfterCheckpoint(inner) | SessionError::Checkpoint(inner) => {
                 inner.into_cause()
             }

@@ -46,6 +46,7 @@ mod observer;
 pub mod tape;
 mod transaction;
 mod unit;
+pub mod written;
 
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,7 @@ pub use error::SessionError;
 pub use observer::CallObserver;
 pub use transaction::BeginMode;
 pub use unit::RunLedger;
+pub use written::{SegmentGate, WrittenRows};
 
 use unit::CurrentUnit;
 
@@ -108,6 +110,11 @@ pub struct Session {
     /// Optional connections (contract 0.2.0) the operator did not configure: opening one
     /// answers `unknown-connection` saying so, which the plugin tests for.
     absent: std::collections::BTreeSet<String>,
+    /// The current segment's writes, digested (see [`written`]); only with a `gate`.
+    digester: Option<written::WriteDigester>,
+    /// Who receives each segment before it commits: the dry-run's plan, or a `--plan` run's
+    /// comparison with it.
+    gate: Option<Box<dyn SegmentGate>>,
 }
 
 impl Session {
@@ -126,6 +133,8 @@ impl Session {
             unit: None,
             checkpoint_failure: None,
             absent: std::collections::BTreeSet::new(),
+            digester: None,
+            gate: None,
         }
     }
 
@@ -162,6 +171,37 @@ impl Session {
     /// Lets `observer` watch every call that runs live (a dry-run's plan and lint).
     pub fn observe_calls(&mut self, observer: Box<dyn CallObserver>) {
         self.observer = Some(observer);
+    }
+
+    /// Digests every write of each unit and hands each segment (a unit's writes up to a
+    /// checkpoint or its commit) to `gate` before it commits (see [`written`]).
+    pub fn gate_segments(&mut self, gate: Box<dyn SegmentGate>) {
+        self.digester = Some(written::WriteDigester::default());
+        self.gate = Some(gate);
+    }
+
+    /// Hands the current segment (a unit's writes since its start or last checkpoint) to the
+    /// gate, `checkpoint` being the state of the checkpoint about to commit (`None`: the
+    /// unit's end). `Err`: the gate refuses it; it must not commit.
+    pub fn end_segment(&mut self, checkpoint: Option<&str>) -> Result<(), String> {
+        let (Some(digester), Some(gate), Some(unit)) =
+            (&mut self.digester, &mut self.gate, &self.unit)
+        else {
+            return Ok(());
+        };
+        gate.segment_ended(&unit.key, checkpoint, digester.take())
+    }
+
+    /// Forgets the current segment's writes (rolled back: a unit run again after a
+    /// conflict), and tells the gate the unit starts again from where it resumes now.
+    pub fn discard_segment(&mut self) {
+        if let Some(digester) = &mut self.digester {
+            digester.take();
+        }
+        if let (Some(gate), Some(unit)) = (&mut self.gate, &self.unit) {
+            let resumed = self.resume.get(&unit.key).map(|c| c.state.as_str());
+            gate.unit_started(&unit.key, resumed);
+        }
     }
 
     /// The dialect and access of the connection `name`, if the plugin declared it.

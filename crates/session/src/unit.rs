@@ -49,7 +49,7 @@ pub struct RunLedger {
 #[derive(Debug, Clone)]
 pub(super) struct CurrentUnit {
     /// Its ledger identity (name and scope); checkpoints and rows are keyed by it.
-    key: UnitKey,
+    pub(super) key: UnitKey,
     /// An always-run unit replaces its own `finished` row instead of adding one.
     always_run: bool,
     started_at: String,
@@ -123,6 +123,13 @@ impl Session {
         self.checkpoint_failure = None;
         for conn in self.live.values_mut() {
             conn.reset_bulk_counts();
+        }
+        if let Some(digester) = &mut self.digester {
+            digester.take();
+        }
+        if let Some(gate) = &mut self.gate {
+            let resumed = self.resume.get(key).map(|c| c.state.as_str());
+            gate.unit_started(key, resumed);
         }
     }
 
@@ -435,7 +442,16 @@ impl Session {
         }
         let unit = unit.key.unit.clone();
         let dry = self.ledger.is_none();
-        let committed = match self.finish_streams().await {
+        let streamed = match self.finish_streams().await {
+            // The segment is complete once the streams ended: the gate sees it before it commits.
+            Ok(()) => self
+                .end_segment(Some(state))
+                .map_err(|message| SessionError::Refused {
+                    error: DbError::new(DbErrorKind::Refused, message),
+                }),
+            Err(e) => Err(e),
+        };
+        let committed = match streamed {
             // A dry-run commits nothing, but its streams end here as a run's would.
             Ok(()) if dry => {
                 self.checkpoint_saved(&unit);

@@ -28,7 +28,12 @@
 //! inserted, updated (and deleted): they count as `upserted`. MySQL counts a
 //! row an upsert updated as 2, and an `UPDATE` counts only rows it changed.
 //!
-//! The JSON form is versioned (`"schema": "migrun.plan/1"`) and documented in
+//! Schema `/2` adds what makes a plan enforceable (`enforce`): what it was made for
+//! (plugin, contract, configuration, databases, sandbox seeds) and, per unit, the digests
+//! of the rows each segment of the unit wrote, which a `--plan` run compares before each
+//! commit. Plans of schema `/1` are still read and rendered, never applied.
+//!
+//! The JSON form is versioned (`"schema": "migrun.plan/2"`) and documented in
 //! `docs/PLAN.md`; within a version fields are only ever added.
 
 use std::collections::BTreeMap;
@@ -46,8 +51,21 @@ use migrun_types::BulkWriteKind;
 pub use crate::sql::classify::{Classified, Ddl, Effect, WriteOp, classify};
 pub use crate::sql::thousands;
 
+pub mod enforce;
+pub use enforce::{
+    DatabaseIdentity, GateState, PLAN_MISMATCH_EXIT_CODE, PlanConfigValue, PlanGate, PlanIdentity,
+    PlanMismatch, PlanOutcome, PlanRecorder, PlanRefusal, PlannedSegment, PlannedUnit,
+    TableDifference,
+};
+
 /// The schema identifier of the JSON plan.
-pub const PLAN_SCHEMA: &str = "migrun.plan/1";
+pub const PLAN_SCHEMA: &str = "migrun.plan/2";
+
+/// The schema of plans made before they could be enforced (read and rendered, never applied).
+pub const PLAN_SCHEMA_V1: &str = "migrun.plan/1";
+
+/// A secret configuration value as plans and journals show it.
+pub const REDACTED: &str = "***redacted***";
 
 /// What a run would change, built during its dry-run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +77,20 @@ pub struct Plan {
     /// The plugin, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PlanPlugin>,
+    /// The contract version the plugin targets (`/2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    /// The configuration values the dry-run ran with, secrets redacted but hashed (`/2`).
+    #[serde(default)]
+    pub config: Vec<PlanConfigValue>,
+    /// Every connection the plugin declared, read-only ones too: dialect, server and
+    /// database, never a password (`/2`).
+    #[serde(default)]
+    pub databases: Vec<DatabaseIdentity>,
+    /// The seeds of the sandbox's clock and randomness the dry-run ran with: a `--plan`
+    /// run uses them too, so the plugin sees the same time and random numbers (`/2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<crate::runtime::sandbox::SandboxSeeds>,
     /// Whether the dry-run ran to its end; `false`: the plan stops where the run did.
     pub complete: bool,
     /// Why the dry-run stopped, when it did.
@@ -91,6 +123,9 @@ pub struct Plan {
     pub privileges: Vec<PrivilegeWarning>,
     /// Totals.
     pub summary: Summary,
+    /// Per unit that ran, in order: its writes per segment, as digests (`/2`; see `enforce`).
+    #[serde(default)]
+    pub units: Vec<PlannedUnit>,
     /// Cursors over writes with `RETURNING`: their batches' rows are counted.
     #[serde(skip)]
     cursors: BTreeMap<u64, (String, String, WriteOp)>,
@@ -224,6 +259,10 @@ impl Plan {
             schema: PLAN_SCHEMA.to_owned(),
             migrun_version: crate::VERSION.to_owned(),
             plugin: None,
+            contract: None,
+            config: Vec::new(),
+            databases: Vec::new(),
+            seeds: None,
             complete: true,
             failure: None,
             connections: connections
@@ -246,6 +285,7 @@ impl Plan {
             files: Vec::new(),
             privileges: Vec::new(),
             summary: Summary::default(),
+            units: Vec::new(),
             cursors: BTreeMap::new(),
             read_only: connections
                 .iter()
@@ -272,6 +312,18 @@ impl Plan {
             version: version.to_owned(),
             sha256: sha256.to_owned(),
         });
+    }
+
+    /// Records what the plan is for (see [`PlanIdentity`]) and the seeds it ran with.
+    pub fn set_identity(
+        &mut self,
+        identity: &PlanIdentity,
+        seeds: crate::runtime::sandbox::SandboxSeeds,
+    ) {
+        self.contract = Some(identity.contract.clone());
+        self.config = identity.config.clone();
+        self.databases = identity.databases.clone();
+        self.seeds = Some(seeds);
     }
 
     /// Marks the plan incomplete: the dry-run stopped for `failure`.
@@ -415,7 +467,7 @@ impl Plan {
         self.checks.iter().all(|c| c.ok)
     }
 
-    /// The plan as pretty JSON (`migrun.plan/1`).
+    /// The plan as pretty JSON (`migrun.plan/2`).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("plans serialize")
     }

@@ -46,6 +46,33 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
+    /// What a plan made from these inputs is for, and what a `--plan` run must be: the
+    /// plugin build and contract, the configuration (each value's sha256; secrets shown
+    /// redacted) and every declared connection's identity (never a password; the URL's
+    /// database, not a dry-run's scratch copy).
+    pub(super) fn plan_identity(&self, plugin: &LoadedPlugin) -> crate::plan::PlanIdentity {
+        use crate::plan::{DatabaseIdentity, PlanConfigValue, PlanIdentity, enforce::sha256_hex};
+        PlanIdentity {
+            plugin_sha256: plugin.sha256.clone(),
+            contract: plugin.contract.0.clone(),
+            config: self
+                .values
+                .iter()
+                .zip(&self.redacted)
+                .map(|((key, value), (_, shown))| PlanConfigValue {
+                    key: key.clone(),
+                    value: shown.clone(),
+                    sha256: sha256_hex(value),
+                })
+                .collect(),
+            databases: self
+                .connections
+                .iter()
+                .map(|c| DatabaseIdentity::of(&c.name, c.access, &c.url, c.sqlite_file.as_deref()))
+                .collect(),
+        }
+    }
+
     /// The resolved connection `name` (one the plugin declared).
     pub(super) fn connection(&self, name: &str) -> &ConnectionInput {
         self.connections
@@ -136,7 +163,11 @@ pub(super) async fn resolve(
             })
         })
         .transpose()?;
-    let seeds = options.seeds.unwrap_or_else(SandboxSeeds::fresh);
+    // A `--plan` run sees the clock and randomness its dry-run saw.
+    let seeds = options
+        .seeds
+        .or_else(|| options.plan.as_ref().and_then(|p| p.seeds))
+        .unwrap_or_else(SandboxSeeds::fresh);
     let state = RunState::new(
         DatabaseCtx::new(Session::empty(Tape::Off)),
         options.observer.clone(),
@@ -177,7 +208,7 @@ fn redacted(info: &PluginInfo, values: &[(String, String)]) -> Vec<(String, Stri
             (
                 k.clone(),
                 if secret {
-                    "***redacted***".to_owned()
+                    crate::plan::REDACTED.to_owned()
                 } else {
                     v.clone()
                 },

@@ -124,6 +124,11 @@ pub struct RunOptions {
     /// A MariaDB dry-run without a scratch database (see `db::dry_run`) runs in the real
     /// database with DDL refused, instead of being refused (`--dry-run-unsafe-mariadb`).
     pub unsafe_mariadb_dry_run: bool,
+    /// `--plan plan.json`: the approved plan this run must apply exactly (`plan::enforce`):
+    /// refused before anything runs when made for another build, configuration or
+    /// database; each unit's writes compared with the plan's before they commit. Its seeds
+    /// are the run's, unless `seeds` says otherwise.
+    pub plan: Option<Arc<Plan>>,
 }
 
 impl RunOptions {
@@ -152,6 +157,7 @@ impl Default for RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             no_backup: false,
             unsafe_mariadb_dry_run: false,
+            plan: None,
         }
     }
 }
@@ -318,6 +324,10 @@ pub enum RunError {
     #[error(transparent)]
     Transaction(SessionError),
 
+    /// The plan given with `--plan` is not for this run (nothing ran).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanRefusal),
+
     /// A plugin statement before the units took a session out of the host's hands.
     #[error(
         "{phase}: the plugin's SQL escaped the host's transaction: {}",
@@ -351,10 +361,12 @@ impl From<SessionError> for RunError {
 
 impl RunError {
     /// The process exit code for this error: 2, nothing ran; 1 when a plugin
-    /// statement escaped its session, since something may have been committed.
+    /// statement escaped its session, since something may have been committed; 5 when the
+    /// plan given with `--plan` is not for this run (nothing ran either).
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::SessionEscaped { .. } => 1,
+            RunError::Plan(_) => crate::plan::PLAN_MISMATCH_EXIT_CODE,
             _ => 2,
         }
     }
@@ -423,6 +435,13 @@ pub struct UnitReport {
     /// Why it failed (status `failed`): the error the run's failure names for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A `--plan` run: how the unit's writes compared with the plan's (`as-planned`,
+    /// `differs`, `not-compared`); absent without `--plan` and for units that did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::PlanOutcome>,
+    /// A `--plan` run: the difference that refused the unit (`plan: differs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_difference: Option<crate::plan::PlanMismatch>,
     /// A failed unit's work that stays committed: its checkpoints in this run and the rows
     /// they sealed (only the open batch after the last one was rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -490,6 +509,8 @@ pub enum FailureCause {
     Commit(DbError),
     /// The journal could not be written, or a replay diverged.
     Tape(TapeError),
+    /// A `--plan` run's unit wrote other rows than the plan's: refused and rolled back.
+    Plan(crate::plan::PlanMismatch),
 }
 
 /// Whether a unit's failure is a conflict that `[limits] conflict_retries` may retry: a
@@ -547,9 +568,12 @@ pub struct RunReport {
     pub duration_ms: u64,
     /// The journal written for this run (none for replays).
     pub journal: Option<JournalSummary>,
-    /// What a dry-run would do, per writable connection (schema `migrun.plan/1`; see docs/PLAN.md).
+    /// What a dry-run would do, per writable connection (schema `migrun.plan/2`; see docs/PLAN.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// The plan a `--plan` run applied: what it was for (each unit says how it compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_plan: Option<AppliedPlan>,
     /// The snapshots the host took before the first write (see `migrun backup`, `migrun restore`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<crate::backup::SnapshotInfo>,
@@ -564,6 +588,21 @@ pub struct RunReport {
     /// the bytes read. Their contents are in the journal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files_read: Vec<crate::capability::files::FileRead>,
+}
+
+/// The plan a `--plan` run applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedPlan {
+    /// The plan's schema.
+    pub schema: String,
+    /// The plugin sha256 it was made for (this run's).
+    pub plugin_sha256: String,
+    /// Units the plan holds.
+    pub units_planned: u64,
+    /// Units of this run whose writes equalled the plan's and committed.
+    pub units_as_planned: u64,
+    /// Whether every unit that ran matched the plan (none was refused).
+    pub matched: bool,
 }
 
 /// Where a run's journal is and what seals it.
@@ -591,7 +630,8 @@ impl RunReport {
     }
 
     /// The process exit code: 0 success, 1 the run failed, 3 it finished but a check failed,
-    /// 4 units failed and the others ran (`--keep-going`), 130 interrupted (SIGINT).
+    /// 4 units failed and the others ran (`--keep-going`), 5 a unit's writes differed from
+    /// the plan's (`--plan`), 130 interrupted (SIGINT).
     pub fn exit_code(&self) -> i32 {
         if let Some(RunFailure {
             cause: FailureCause::Call(CallError::Interrupted),
@@ -599,6 +639,12 @@ impl RunReport {
         }) = &self.failure
         {
             130
+        } else if let Some(RunFailure {
+            cause: FailureCause::Plan(_),
+            ..
+        }) = &self.failure
+        {
+            crate::plan::PLAN_MISMATCH_EXIT_CODE
         } else if self.failure.is_some() && self.kept_going {
             KEPT_GOING_EXIT_CODE
         } else if self.failure.is_some() {
@@ -688,6 +734,16 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (instance, inputs) = inputs::resolve(plugin, config, &options).await?;
+    // A plan made for something else is refused before any connection is opened.
+    let identity = inputs.plan_identity(plugin);
+    if let Some(approved) = &options.plan {
+        if options.jobs > 1 {
+            return Err(crate::plan::PlanRefusal::Jobs.into());
+        }
+        if let Some(refusal) = identity.refusal(approved) {
+            return Err(refusal.into());
+        }
+    }
     // Whatever happens from here, the connections are closed once, below.
     let mut open = targets::OpenConnections::new();
     let ran = async {
@@ -706,7 +762,11 @@ pub async fn run(
         )
         .await?;
         let recorder = journal::start_journal(&config.journal_dir, &header, plugin)?;
-        let plan = options.dry_run.then(|| report::new_plan(&connections));
+        let plan = options.dry_run.then(|| {
+            let plan = report::new_plan(&connections);
+            crate::tape::lock(&plan).set_identity(&identity, inputs.seeds);
+            plan
+        });
         targets::limit_statements(open.host_mut(), &inputs, config).await?;
         let identity = journal::identity(plugin, &inputs, &recorder);
         let checkpoints = ledgers.checkpoints.clone();
@@ -759,6 +819,15 @@ pub async fn run(
             backup,
         );
         report.absent_connections = inputs.absent.clone();
+        if let Some(approved) = &options.plan {
+            report.applied_plan = Some(AppliedPlan {
+                schema: approved.schema.clone(),
+                plugin_sha256: plugin.sha256.clone(),
+                units_planned: approved.units.len() as u64,
+                units_as_planned: 0,
+                matched: true,
+            });
+        }
         units::report_not_found(runner, &mut report, &not_found);
         // `--jobs`: as many workers as units to run, at most N; a dry-run holds one
         // transaction per connection for the whole run, so it runs one unit at a time.
@@ -801,6 +870,17 @@ pub async fn run(
             runner.verify(&mut report).await;
         }
         runner.finish(&mut report, plan.as_ref(), dry_guards).await;
+        if let Some(applied) = &mut report.applied_plan {
+            applied.units_as_planned = report
+                .units
+                .iter()
+                .filter(|u| u.plan == Some(crate::plan::PlanOutcome::AsPlanned))
+                .count() as u64;
+            applied.matched = !report
+                .units
+                .iter()
+                .any(|u| u.plan == Some(crate::plan::PlanOutcome::Differs));
+        }
         // The workers' checks and messages join lane 0's before the footer is
         // written (the ledger rows of every lane carry this run's id, so sealing
         // the ledgers covers the workers' rows too).

@@ -13,11 +13,16 @@ use crate::lint::{self, LockWarning};
 use crate::session::CallObserver;
 use crate::tape::lock;
 
+use super::lint_observer::SharedLint;
 use super::report::SharedPlan;
 
 /// Feeds a dry-run's calls into its plan, linting writes first.
 pub(super) struct PlanObserver {
     plan: SharedPlan,
+    /// The unit running now (set by the runner): only a unit's writes are planned rows and
+    /// schema changes. What `configure`, `list-units` and `verify` write is rolled back in a
+    /// real run as well, so it is never written.
+    running: SharedLint,
     /// The warnings of the statement about to run, kept until its answer: a statement
     /// that fails adds none.
     pending: Vec<LockWarning>,
@@ -25,9 +30,10 @@ pub(super) struct PlanObserver {
 
 impl PlanObserver {
     /// Observes the calls into `plan`.
-    pub(super) fn new(plan: SharedPlan) -> Self {
+    pub(super) fn new(plan: SharedPlan, running: SharedLint) -> Self {
         PlanObserver {
             plan,
+            running,
             pending: Vec::new(),
         }
     }
@@ -51,8 +57,11 @@ impl CallObserver for PlanObserver {
 
     fn after_call(&mut self, call: &HostCall, result: &CallResult) {
         let warnings = std::mem::take(&mut self.pending);
+        let in_unit = lock(&self.running).unit.is_some();
         let mut plan = lock(&self.plan);
-        plan.observe(call, result);
+        if in_unit {
+            plan.observe(call, result);
+        }
         if matches!(result, CallResult::Count { .. }) {
             for warning in warnings {
                 plan.add_warning(warning);

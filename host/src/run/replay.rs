@@ -231,6 +231,7 @@ pub async fn replay(
         // The recorded run went on past failed units: so does its replay, unit for unit.
         keep_going: header.keep_going && !header.dry_run,
         configuration: None,
+        plan_gate: None,
     };
     let connections = header
         .connections
@@ -458,6 +459,7 @@ impl LaneReplay<'_> {
             locks: Default::default(),
             keep_going: self.header.keep_going && !self.header.dry_run,
             configuration: None,
+            plan_gate: None,
         };
         let earlier = report.failure.take();
         let values = self.values.to_vec();

@@ -52,6 +52,7 @@ impl RunReport {
             backups_reused: backup.reused,
             backup_skipped: backup.skipped,
             files_read: Vec::new(),
+            applied_plan: None,
         }
     }
 }

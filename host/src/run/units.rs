@@ -16,6 +16,7 @@ use crate::db::{self, Access, DbError};
 use crate::ledger::{self, CheckpointRow, LedgerRow, UnitHistory};
 use crate::lock::RunLock;
 use crate::observer::RunObserver;
+use crate::plan::{GateState, PlanGate, PlanRecorder};
 use crate::runtime::{CallError, LoadedPlugin, PluginInstance, RunState};
 use crate::session::{BeginMode, RunLedger, Session, SessionError};
 use crate::tape::{Tape, TapeError};
@@ -71,6 +72,8 @@ pub(super) fn report_not_found(runner: &mut Runner, report: &mut RunReport, not_
             writes: BTreeMap::new(),
             note: Some("not a unit of this plugin".into()),
             error: None,
+            plan: None,
+            plan_difference: None,
             kept: None,
             transactional: true,
         });
@@ -180,14 +183,17 @@ impl UnitFailure {
     /// Whether this failure stops the run even under `--keep-going`, because it is not the
     /// unit's alone: plugin SQL that escaped its session (its connection was closed to the
     /// plugin), the journal (every later call goes through it), the run lock lost (another
-    /// run could be writing), the operator's interrupt, or a plugin that cannot be called
-    /// again (it trapped, and could not be started afresh).
+    /// run could be writing), the operator's interrupt, a plugin that cannot be called
+    /// again (it trapped, and could not be started afresh), or a unit whose writes differ
+    /// from the approved plan's (`--plan`: the data changed since the plan was made, so the
+    /// rest of the plan is not what was approved either).
     pub(super) fn ends_run(&self) -> bool {
         !self.escapes.is_empty()
             || self.message.starts_with(LOCK_LOST)
             || matches!(
                 self.cause,
                 FailureCause::Tape(_)
+                    | FailureCause::Plan(_)
                     | FailureCause::Call(
                         CallError::Interrupted | CallError::Dead | CallError::Tape(_)
                     )
@@ -322,6 +328,8 @@ pub(super) fn unit_report(unit: &UnitInfo, status: UnitStatus) -> UnitReport {
         writes: BTreeMap::new(),
         note: None,
         error: None,
+        plan: None,
+        plan_difference: None,
         kept: None,
         transactional: unit.transactional,
     }
@@ -379,6 +387,8 @@ pub(super) struct Runner {
     /// The configuration `configure` got (values, and what the journal keeps of them), for
     /// configuring a plugin started afresh after a trap (`Runner::revive`).
     pub(super) configuration: Option<Configuration>,
+    /// A `--plan` run: what its [`PlanGate`] found for the unit running now.
+    pub(super) plan_gate: Option<Arc<std::sync::Mutex<GateState>>>,
 }
 
 impl Runner {
@@ -399,7 +409,7 @@ impl Runner {
         let mut session = Session::live(connections, tape.clone());
         let lint = SharedLint::default();
         if let Some(plan) = plan {
-            session.observe_calls(Box::new(PlanObserver::new(plan.clone())));
+            session.observe_calls(Box::new(PlanObserver::new(plan.clone(), lint.clone())));
         } else if options.mode() == RunMode::Live {
             session.observe_calls(Box::new(LintObserver::new(
                 lint.clone(),
@@ -408,6 +418,16 @@ impl Runner {
         }
         if let Some((ledger, checkpoints)) = ledger {
             session.set_ledger(ledger, checkpoints);
+        }
+        // Each unit's writes, digested: into the dry-run's plan, or compared with the
+        // approved plan's before they commit.
+        let mut plan_gate = None;
+        if let Some(plan) = plan {
+            session.gate_segments(Box::new(PlanRecorder::new(plan.clone())));
+        } else if let (Some(approved), RunMode::Live) = (&options.plan, options.mode()) {
+            let state = Arc::new(std::sync::Mutex::new(GateState::default()));
+            session.gate_segments(Box::new(PlanGate::new(approved.clone(), state.clone())));
+            plan_gate = Some(state);
         }
         let state = instance.state();
         state.database = DatabaseCtx::new(session);
@@ -424,6 +444,7 @@ impl Runner {
             locks,
             keep_going: options.keep_going && options.mode() == RunMode::Live,
             configuration: None,
+            plan_gate,
         }
     }
 
@@ -805,6 +826,7 @@ impl Runner {
                     last_conflict = Some(message.clone());
                     self.rollback_all().await;
                     self.session().take_writes();
+                    self.session().discard_segment();
                 }
                 Err((message, cause)) if is_conflict(cause) => {
                     let hint = if self.limits.conflict_retries == 0 {
@@ -850,6 +872,15 @@ impl Runner {
                     checkpoints,
                     rows: kept_rows,
                 }),
+            plan: match (self.plan_outcome(), &outcome) {
+                // Failed for another reason before the gate refused anything: not compared to the end.
+                (Some(crate::plan::PlanOutcome::AsPlanned), Err(_)) => None,
+                (outcome, _) => outcome,
+            },
+            plan_difference: match &outcome {
+                Err((_, FailureCause::Plan(mismatch))) => Some(mismatch.clone()),
+                _ => None,
+            },
             ..unit_report(unit, status)
         };
         let ran = match outcome {
@@ -895,6 +926,35 @@ impl Runner {
             error: ran.report.error.clone(),
         });
         ran
+    }
+
+    /// The difference a `--plan` run's gate refused a segment for, if it did.
+    fn take_plan_mismatch(&self) -> Option<crate::plan::PlanMismatch> {
+        let gate = self.plan_gate.as_ref()?;
+        gate.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mismatch
+            .take()
+    }
+
+    /// The unit's failure when the plan refused its writes (`message` from the gate).
+    fn plan_failure(&self, message: String) -> (String, FailureCause) {
+        match self.take_plan_mismatch() {
+            Some(mismatch) => (mismatch.to_string(), FailureCause::Plan(mismatch)),
+            None => (
+                message.clone(),
+                FailureCause::Commit(DbError::new(db::DbErrorKind::Refused, message)),
+            ),
+        }
+    }
+
+    /// How the unit that just ran compared with the plan (`--plan` runs), for its report.
+    fn plan_outcome(&self) -> Option<crate::plan::PlanOutcome> {
+        let gate = self.plan_gate.as_ref()?;
+        gate.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outcome
+            .take()
     }
 
     /// Tells the real run's lint which unit's statements it sees now.
@@ -965,6 +1025,10 @@ impl Runner {
         }
         // A checkpoint that failed to commit fails the unit, whatever the plugin made of it.
         if let Some(failure) = self.session().take_checkpoint_failure() {
+            // Refused by the plan (`--plan`): the difference is the news.
+            if let Some(mismatch) = self.take_plan_mismatch() {
+                return Err((mismatch.to_string(), FailureCause::Plan(mismatch)));
+            }
             return Err(session_failure(failure));
         }
         if let Err(error) = result {
@@ -977,7 +1041,13 @@ impl Runner {
                 .finish_streams()
                 .await
                 .map_err(session_failure)?;
+            // The unit's last segment goes into the plan.
+            let _ = self.session().end_segment(None);
         } else {
+            // A `--plan` run: the unit's last segment must equal the plan's before it commits.
+            if let Err(message) = self.session().end_segment(None) {
+                return Err(self.plan_failure(message));
+            }
             // Nothing commits without the run lock: had its connection been ended (by the
             // plugin's `pg_terminate_backend`, say), a second run could be running beside this one.
             for lock in self.locks.lock().await.iter_mut() {

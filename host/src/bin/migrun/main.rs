@@ -3,7 +3,10 @@
 //! Exit codes: 0 success; 1 the run failed (a unit or `verify` failed, was
 //! rolled back, or hit a limit); 2 nothing ran (bad arguments, config, plugin
 //! or connection); 3 the run finished but a check failed; 4 units failed and
-//! the others ran (`--keep-going`); 130 interrupted.
+//! the others ran (`--keep-going`); 5 the plan given with `--plan` was refused (made
+//! for another build, configuration or database: nothing ran) or a unit's writes
+//! differed from it (that unit was rolled back; the units before it stay committed);
+//! 130 interrupted.
 
 mod backups;
 mod console;
@@ -245,9 +248,15 @@ struct RunArgs {
     /// guards would change real data; without this flag such a dry-run is refused.
     #[arg(long, requires = "dry_run")]
     dry_run_unsafe_mariadb: bool,
-    /// With --dry-run: also write the plan as JSON (schema migrun.plan/1) to this file.
+    /// With --dry-run: also write the plan as JSON (schema migrun.plan/2) to this file.
     #[arg(long, value_name = "FILE", requires = "dry_run")]
     plan_out: Option<PathBuf>,
+    /// Apply exactly this plan (written by --dry-run --plan-out): refused before anything
+    /// runs when made for another plugin build, configuration or database; each unit's
+    /// writes are compared with the plan's before they commit, and a unit that differs is
+    /// rolled back and stops the run (exit 5).
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    plan: Option<PathBuf>,
     /// Print the report as JSON (schema migrun.run-report/1) instead of text.
     #[arg(long)]
     json: bool,
@@ -763,6 +772,23 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
             }
         }
     });
+    let approved = match &args.plan {
+        Some(file) => match migrun::plan::PlanIdentity::read_plan(file) {
+            Ok(plan) => Some(Arc::new(plan)),
+            Err(refusal @ migrun::plan::PlanRefusal::Unreadable { .. }) => {
+                return Err(anyhow::Error::new(refusal));
+            }
+            Err(refusal) => {
+                eprintln!(
+                    "error: {} did not start; nothing was changed: {}",
+                    path.display(),
+                    printable_text(&refusal.to_string())
+                );
+                return Ok(migrun::plan::PLAN_MISMATCH_EXIT_CODE as u8);
+            }
+        },
+        None => None,
+    };
     let options = RunOptions {
         dry_run: args.dry_run,
         only: args.only,
@@ -777,8 +803,16 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         interrupt,
         no_backup: args.no_backup,
         unsafe_mariadb_dry_run: args.dry_run_unsafe_mariadb,
+        plan: approved,
     };
     if over_tenants {
+        // One plan is for one set of databases; each tenant's run has databases of its own.
+        if options.plan.is_some() {
+            anyhow::bail!(
+                "--plan cannot be used with [tenants]: a plan is for one set of databases, and each \
+                 tenant's run has its own; nothing was changed"
+            );
+        }
         let name = path.display().to_string();
         let report =
             migrun::tenants::run_tenants(Arc::new(plugin), &config, tenants, options).await;
@@ -790,9 +824,24 @@ async fn run_plugin(args: RunArgs) -> anyhow::Result<u8> {
         }
         return Ok(report.exit_code() as u8);
     }
-    let report = run::run(&plugin, &config, options)
-        .await
-        .with_context(|| format!("{} did not start; nothing was changed", path.display()))?;
+    let report = match run::run(&plugin, &config, options).await {
+        Ok(report) => report,
+        // A plan made for something else: its own exit code, nothing ran.
+        Err(e @ run::RunError::Plan(_)) => {
+            eprintln!(
+                "error: {} did not start; nothing was changed: {}",
+                path.display(),
+                printable_text(&e.to_string())
+            );
+            return Ok(e.exit_code() as u8);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "{} did not start; nothing was changed",
+                path.display()
+            )));
+        }
+    };
     observer.finish();
     if let (Some(file), Some(plan)) = (&args.plan_out, &report.plan) {
         std::fs::write(file, plan.to_json())

@@ -392,12 +392,26 @@ mod tests {
         assert!(text.contains("read-only, not written: source"), "{text}");
 
         let json: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
-        assert_eq!(json["schema"], "migrun.plan/1");
+        assert_eq!(json["schema"], "migrun.plan/2");
         assert_eq!(json["connections"][0]["tables"][0]["inserted"], 1_234_567);
         assert_eq!(json["connections"][0]["ddl"][0]["action"], "CREATE INDEX");
         assert_eq!(json["summary"]["checks_failed"], 1);
         let back: Plan = serde_json::from_str(&p.to_json()).unwrap();
         assert_eq!(back.summary, p.summary);
+
+        // A plan of schema /1 (made before plans could be applied) still reads and renders.
+        let mut v1 = json.clone();
+        v1["schema"] = "migrun.plan/1".into();
+        for key in ["contract", "config", "databases", "seeds", "units"] {
+            v1.as_object_mut().unwrap().remove(key);
+        }
+        let old: Plan = serde_json::from_value(v1).unwrap();
+        let old_text = plan_text(&old, 0);
+        assert!(
+            old_text.contains("    auth_users  1,234,567       0       0")
+                && old_text.contains("✓ row counts match"),
+            "{old_text}"
+        );
 
         p.set_failure(Some("unit `copy` failed".into()));
         assert!(plan_text(&p, 0).contains("INCOMPLETE: the dry-run stopped (unit `copy` failed)"));

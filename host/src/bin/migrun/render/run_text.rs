@@ -64,6 +64,13 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             "mode      dry-run: every transaction is rolled back, nothing is changed"
         );
     }
+    if let Some(applied) = &report.applied_plan {
+        let _ = writeln!(
+            out,
+            "plan      applied: each unit's writes compared with the plan ({} unit(s)) before its commit",
+            applied.units_planned
+        );
+    }
     let _ = writeln!(out, "\nunits");
     // Thousands of tenants' units: counted by status, the failed ones listed with their
     // errors below (the JSON report has every unit).
@@ -114,6 +121,18 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
             None => status,
         };
         let name = unit_name(unit);
+        let planned_status;
+        let status = match unit.plan {
+            Some(migrun::plan::PlanOutcome::AsPlanned) if unit.status == UnitStatus::Committed => {
+                planned_status = format!("{status}, as planned");
+                planned_status.as_str()
+            }
+            Some(migrun::plan::PlanOutcome::NotCompared) => {
+                planned_status = format!("{status}, not in the plan (non-transactional)");
+                planned_status.as_str()
+            }
+            _ => status,
+        };
         let _ = writeln!(
             out,
             "  {mark} {:<24} {:<28} {:>7}  {}",
@@ -150,6 +169,11 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
                 printable(&unit_name(unit)),
                 printable(unit.error.as_deref().unwrap_or("failed"))
             );
+        }
+    }
+    for unit in &report.units {
+        if let Some(difference) = &unit.plan_difference {
+            plan_difference_text(&mut out, difference);
         }
     }
     let not_kept = &report.messages_not_kept;
@@ -335,6 +359,69 @@ pub fn run_report_text(report: &RunReport, places: &RunPlaces<'_>) -> String {
 const UNITS_LISTED: usize = 50;
 
 /// A unit's mark and status in words.
+/// A unit refused by its plan: per table the counts, then the first rows that differ.
+fn plan_difference_text(out: &mut String, d: &migrun::plan::PlanMismatch) {
+    let _ = writeln!(
+        out,
+        "\n✗ unit {}: the data changed since the plan was made; the unit was rolled back{}",
+        printable(&d.unit),
+        if d.segment > 0 {
+            format!(" to its checkpoint {}", d.segment)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(reason) = &d.reason {
+        let _ = writeln!(out, "  {}", printable(reason));
+    }
+    for t in &d.tables {
+        let _ = writeln!(
+            out,
+            "  {}.{} ({} {}): planned {} row(s) in {} call(s), now {} in {}",
+            printable(&t.connection),
+            printable(&t.table),
+            t.via,
+            t.op,
+            migrun::plan::thousands(t.planned_rows),
+            migrun::plan::thousands(t.planned_calls),
+            migrun::plan::thousands(t.rows),
+            migrun::plan::thousands(t.calls)
+        );
+        for row in &t.not_in_plan {
+            let _ = writeln!(out, "    + {}", printable(row));
+        }
+        if let Some(n) = t.not_in_plan_count
+            && n as usize > t.not_in_plan.len()
+        {
+            let _ = writeln!(out, "    + … {} more", n as usize - t.not_in_plan.len());
+        }
+        if let Some(n) = t.not_written_count
+            && n > 0
+        {
+            let _ = writeln!(
+                out,
+                "    - {} planned row(s) not written now (row sha256 {}{})",
+                n,
+                t.not_written.join(", "),
+                if n as usize > t.not_written.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Some((planned, now)) = &d.ddl {
+        let _ = writeln!(out, "  schema changes differ:");
+        for s in planned {
+            let _ = writeln!(out, "    planned: {}", printable(s));
+        }
+        for s in now {
+            let _ = writeln!(out, "    now:     {}", printable(s));
+        }
+    }
+}
+
 fn status_words(unit: &migrun::run::UnitReport) -> (&'static str, &'static str) {
     match unit.status {
         UnitStatus::Committed => ("✓", "committed"),
