@@ -711,3 +711,69 @@ async fn seed000_each_verify_check_fails_once_postgres() {
 async fn seed000_each_verify_check_fails_once_mysql() {
     failing_checks_scenario(Dialect::MySql).await;
 }
+
+/// The seed's risk "schema mismatch": a target that already has an `auth_users` lacking a
+/// column is refused before anything is written — the run fails naming the missing
+/// columns, no row is copied, no `schema_migrations` is created, the ledger records nothing.
+async fn schema_mismatch_scenario(dialect: Dialect) {
+    let Some(source) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    let Some(target) = TestDatabase::create(dialect).await else {
+        return;
+    };
+    migrun_fixtures::seed_auth_users(&source.url, 50, 3)
+        .await
+        .expect("seed users");
+    target
+        .exec("CREATE TABLE auth_users (id INTEGER PRIMARY KEY, email VARCHAR(255))")
+        .await;
+    let ws = Workspace::new();
+    ws.config(&config(&source.ro_url, &target.url));
+    let plugin = plugins::plugin("auth-consolidation");
+    ws.migrun(&[plugin.to_str().unwrap()])
+        .expect_code(1)
+        .expect_output("auth_users already exists but lacks the columns")
+        .expect_output("encrypted_password");
+    assert_eq!(
+        rows(&target, "SELECT COUNT(*) FROM auth_users").await,
+        vec![vec![Some("0".to_owned())]],
+        "{dialect:?}: nothing was copied"
+    );
+    let mut conn = target.connect(Access::ReadOnly).await;
+    let migrations = conn
+        .query("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await;
+    let ledger = conn
+        .query("SELECT COUNT(*) FROM migrun_ledger", &[])
+        .await
+        .map(|r| r.rows[0][0].canonical_text());
+    conn.close().await;
+    assert!(
+        migrations.is_err(),
+        "{dialect:?}: schema_migrations was created"
+    );
+    // The ledger may exist (created once the run was sure to start), but holds no unit.
+    if let Ok(count) = ledger {
+        assert_eq!(
+            count.as_deref(),
+            Some("0"),
+            "{dialect:?}: the ledger recorded a unit"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed000_schema_mismatch_is_refused_before_writing_sqlite() {
+    schema_mismatch_scenario(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed000_schema_mismatch_is_refused_before_writing_postgres() {
+    schema_mismatch_scenario(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed000_schema_mismatch_is_refused_before_writing_mysql() {
+    schema_mismatch_scenario(Dialect::MySql).await;
+}

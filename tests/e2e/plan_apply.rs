@@ -530,6 +530,19 @@ async fn every_example(dialect: Dialect) {
     plan_then_run(&ws, cents.to_str().unwrap(), &["--only", "add-column"]);
     plan_then_run(&ws, cents.to_str().unwrap(), &[]);
 
+    // expand-contract-table-rename: each step planned after the one before it ran, the
+    // contract (which only runs alone, `phase = "contract"`) in a later run.
+    let db = TestDatabase::create(dialect).await.unwrap();
+    crate::table_rename::create_orders(&db).await;
+    let ws = Workspace::new();
+    ws.config(&crate::table_rename::config(&db));
+    let rename = plugins::plugin("expand-contract-table-rename");
+    let rename = rename.to_str().unwrap();
+    for phase in ["expand", "backfill", "switch", "freeze"] {
+        plan_then_run(&ws, rename, &["--only", phase]);
+    }
+    plan_then_run(&ws, rename, &["--set", "phase=contract"]);
+
     if dialect == Dialect::Sqlite {
         // fresh-baseline (SQLite only).
         let db = TestDatabase::create(Dialect::Sqlite).await.unwrap();

@@ -22,7 +22,7 @@ use crate::support::plugins;
 const ORDERS: i64 = 2_000;
 const BATCH: i64 = 300;
 
-async fn create_orders(db: &TestDatabase) {
+pub(crate) async fn create_orders(db: &TestDatabase) {
     let statements: &[&str] = match db.dialect {
         Dialect::Postgres => &[
             "CREATE TABLE customers (id BIGINT PRIMARY KEY)",
@@ -183,7 +183,7 @@ async fn table_exists(db: &TestDatabase, table: &str) -> bool {
     matches!(rows[0][0], Value::Int(n) if n > 0)
 }
 
-fn config(db: &TestDatabase) -> String {
+pub(crate) fn config(db: &TestDatabase) -> String {
     format!(
         "[connections.app]\nurl = \"{}\"\n[config]\ntable = \"orders\"\nnew_name = \"purchases\"\nbatch_size = {BATCH}\n",
         db.url

@@ -429,3 +429,71 @@ async fn bad_tenant_configuration_is_refused_before_anything_runs() {
         "no tenant database was created"
     );
 }
+
+/// Tenants in schemas of one PostgreSQL database: the search path set in the URL
+/// (`options=-csearch_path=t_${tenant}`) and a ledger per tenant (`ledger_table` with
+/// `${tenant}`, so each tenant also has a run lock of its own and `--jobs` runs them side
+/// by side). Each schema is migrated, a rerun finds every tenant up to date, and
+/// `migrun status` reads each tenant's ledger in its schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_in_schemas_of_one_database_postgres() {
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let names = ["a", "b", "c"];
+    for name in names {
+        db.exec(&format!("CREATE SCHEMA t_{name}")).await;
+        db.exec(&format!(
+            "CREATE TABLE t_{name}.accounts (id INTEGER PRIMARY KEY, name VARCHAR(40))"
+        ))
+        .await;
+        db.exec(&format!(
+            "INSERT INTO t_{name}.accounts VALUES (1, 'ada'), (2, 'bo'), (3, 'cy')"
+        ))
+        .await;
+    }
+    let ws = Workspace::new();
+    ws.config(&format!(
+        "ledger_table = \"migrun_ledger_${{tenant}}\"\n\n[connections.target]\nurl = \"{}?options=-csearch_path%3Dt_${{tenant}}\"\naccess = \"read-write\"\n\n[tenants]\nnames = [\"a\", \"b\", \"c\"]\n\n[config]\nsql = \"\"\"\n{MIGRATION}\n\"\"\"\n",
+        db.url
+    ));
+    let plugin = plugins::plugin("sql-script");
+    let plugin = plugin.to_str().unwrap();
+    let out = ws.migrun(&[plugin, "--jobs", "3", "--json"]);
+    let report = out.expect_code(0).json();
+    let seen: Vec<String> = statuses(&report).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seen, ["migrated", "migrated", "migrated"], "{}", out.stdout);
+    let mut conn = db.connect(Access::ReadOnly).await;
+    for name in names {
+        let filled = conn
+            .query(
+                &format!("SELECT COUNT(*) FROM t_{name}.accounts WHERE plan_code = 'free'"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(filled.rows[0][0], Value::Int(3), "schema t_{name}");
+        let objects = conn
+            .query(
+                &format!(
+                    "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 't_{name}' AND c.relname IN ('accounts_plan_code', 'migrun_ledger_{name}')"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            objects.rows[0][0],
+            Value::Int(2),
+            "the index and the tenant's ledger are in t_{name}"
+        );
+    }
+    conn.close().await;
+    ws.migrun(&[plugin])
+        .expect_code(0)
+        .expect_output("3 up-to-date");
+    ws.migrun(&["status"])
+        .expect_code(0)
+        .expect_output("3 tenants: 3 finished");
+}

@@ -490,6 +490,16 @@ impl RunConfig {
             Some(settings) => Some(resolve_tenants(settings, base, env)?),
         };
         check_tenant_placeholders(&connections, tenants.is_some())?;
+        if tenants.is_none()
+            && file
+                .ledger_table
+                .as_deref()
+                .is_some_and(|t| t.contains(TENANT_PLACEHOLDER))
+        {
+            return Err(ConfigError::Tenants(
+                "`ledger_table` holds `${tenant}`, but there is no [tenants] section".into(),
+            ));
+        }
         Ok(RunConfig {
             connections,
             values,
@@ -511,7 +521,7 @@ impl RunConfig {
     }
 
     /// The configuration of one tenant's run: `${tenant}` replaced by `tenant` in every
-    /// connection URL, and the tenant's own journal and backup folders (`<dir>/<tenant>`),
+    /// connection URL and in `ledger_table`, and the tenant's own journal and backup folders (`<dir>/<tenant>`),
     /// so each tenant's runs replay and restore on their own. `tenant` must have passed
     /// [`check_tenant_name`].
     pub fn for_tenant(&self, tenant: &str) -> RunConfig {
@@ -519,6 +529,8 @@ impl RunConfig {
         for conn in config.connections.values_mut() {
             conn.url = conn.url.replace(TENANT_PLACEHOLDER, tenant);
         }
+        // Tenants in schemas of one database: a ledger (and so a run lock) per tenant.
+        config.ledger_table = self.ledger_table.replace(TENANT_PLACEHOLDER, tenant);
         config.journal_dir = self.journal_dir.join(tenant);
         config.backup.dir = self.backup.dir.join(tenant);
         config.tenants = None;
@@ -807,6 +819,32 @@ mod tests {
         assert_eq!(acme.journal_dir, Path::new("/srv/app/migrun-journal/acme"));
         assert_eq!(acme.backup.dir, Path::new("/srv/app/migrun-backups/acme"));
         assert_eq!(acme.tenants, None);
+
+        // Tenants in schemas of one database: the search path in the URL, a ledger each.
+        let schemas = resolve(
+            r#"
+            ledger_table = "migrun_ledger_${tenant}"
+            [connections.app]
+            url = "postgres://u@h/app?options=-csearch_path%3Dt_${tenant}"
+            [tenants]
+            names = ["a1"]
+            "#,
+        )
+        .unwrap()
+        .for_tenant("a1");
+        assert_eq!(schemas.ledger_table, "migrun_ledger_a1");
+        assert_eq!(
+            schemas.connections["app"].url,
+            "postgres://u@h/app?options=-csearch_path%3Dt_a1"
+        );
+        let ledger_without =
+            resolve("ledger_table = \"l_${tenant}\"\n[connections.app]\nurl = \"sqlite://x.db\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            ledger_without.contains("no [tenants] section"),
+            "{ledger_without}"
+        );
 
         let no_section = resolve("[connections.app]\nurl = \"sqlite://t/${tenant}.db\"\n")
             .unwrap_err()
