@@ -54,24 +54,26 @@ impl Tenants {
             template,
         };
         for i in 0..count {
-            let mut conn = tenants.connect(i).await;
-            if !broken.contains(&i) {
-                conn.execute(
-                    "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name VARCHAR(40))",
-                    &[],
-                )
-                .await
-                .unwrap();
-                conn.execute(
-                    "INSERT INTO accounts (id, name) VALUES (1, 'ada'), (2, 'bo'), (3, 'cy')",
-                    &[],
-                )
-                .await
-                .unwrap();
+            if broken.contains(&i) {
+                // The database exists (SQLite: the file), without `accounts`.
+                tenants.connect(i).await.close().await;
+            } else {
+                tenants.seed_accounts(i).await;
             }
-            conn.close().await;
         }
         Some(tenants)
+    }
+
+    /// Creates tenant `i`'s `accounts` with its 3 rows.
+    async fn seed_accounts(&self, i: usize) {
+        let mut conn = self.connect(i).await;
+        for sql in [
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name VARCHAR(40))",
+            "INSERT INTO accounts (id, name) VALUES (1, 'ada'), (2, 'bo'), (3, 'cy')",
+        ] {
+            conn.execute(sql, &[]).await.unwrap();
+        }
+        conn.close().await;
     }
 
     fn url(&self, i: usize) -> String {
@@ -252,20 +254,7 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         .collect();
     assert_eq!(states, ["finished", "finished", "never-ran", "finished"]);
 
-    let mut conn = t.connect(2).await;
-    conn.execute(
-        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name VARCHAR(40))",
-        &[],
-    )
-    .await
-    .unwrap();
-    conn.execute(
-        "INSERT INTO accounts (id, name) VALUES (1, 'ada'), (2, 'bo'), (3, 'cy')",
-        &[],
-    )
-    .await
-    .unwrap();
-    conn.close().await;
+    t.seed_accounts(2).await;
     let rerun = t.migrun(&[]);
     rerun
         .expect_code(0)
