@@ -231,13 +231,36 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         "{}",
         out.stderr
     );
-    // Each tenant has a journal folder of its own.
+    // Each tenant has a journal folder of its own, and the plugin is stored once: each
+    // folder's `plugins/<sha256>.wasm` (where replay looks) is a link to the one copy.
+    let shared: Vec<std::path::PathBuf> =
+        std::fs::read_dir(t.ws.path().join("migrun-journal/.plugins"))
+            .expect("the shared plugin folder")
+            .map(|e| e.unwrap().path())
+            .collect();
+    assert_eq!(shared.len(), 1, "one copy of the plugin: {shared:?}");
+    let inode = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(p).unwrap().ino()
+    };
     for name in &t.names {
-        assert!(
-            t.ws.path().join("migrun-journal").join(name).is_dir(),
-            "journal folder of {name}"
+        let folder = t.ws.path().join("migrun-journal").join(name);
+        assert!(folder.is_dir(), "journal folder of {name}");
+        let copy = folder.join("plugins").join(shared[0].file_name().unwrap());
+        assert_eq!(
+            inode(&copy),
+            inode(&shared[0]),
+            "{name}'s copy is the shared one"
         );
     }
+    let journal = std::fs::read_dir(t.ws.path().join("migrun-journal").join(&t.names[0]))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("the first tenant's journal");
+    t.ws.migrun(&["replay", journal.to_str().unwrap()])
+        .expect_code(0)
+        .expect_output("verified");
 
     // `migrun status` sums the tenants up by their own ledgers and names the one left.
     let status = t.ws.migrun(&["status"]);

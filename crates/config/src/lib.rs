@@ -384,6 +384,10 @@ pub struct RunConfig {
     /// `[tenants]`: the run is one run per tenant (see [`RunConfig::for_tenant`]); `None`
     /// for a single run.
     pub tenants: Option<TenantSource>,
+    /// Where the plugin's copy is stored once for many journal folders (a tenant's run: the
+    /// base journal folder's `.plugins/`), hard-linked into each journal folder's `plugins/`
+    /// where replay finds it; `None`: stored in the journal folder itself.
+    pub shared_plugin_dir: Option<PathBuf>,
 }
 
 /// A connection with its URL resolved.
@@ -413,6 +417,7 @@ impl Default for RunConfig {
             files_dir: None,
             run: RunSettings::default(),
             tenants: None,
+            shared_plugin_dir: None,
         }
     }
 }
@@ -517,6 +522,7 @@ impl RunConfig {
             files_dir: file.files.map(|files| relative(Some(files.dir), "")),
             run: file.run,
             tenants,
+            shared_plugin_dir: None,
         })
     }
 
@@ -532,6 +538,10 @@ impl RunConfig {
         // Tenants in schemas of one database: a ledger (and so a run lock) per tenant.
         config.ledger_table = self.ledger_table.replace(TENANT_PLACEHOLDER, tenant);
         config.journal_dir = self.journal_dir.join(tenant);
+        // One copy of the plugin for every tenant (a Python plugin is ~18 MB: ten thousand
+        // copies would be 180 GB), linked into each tenant's folder.
+        // `.plugins`: a tenant name never starts with a dot, so no tenant's folder is it.
+        config.shared_plugin_dir = Some(self.journal_dir.join(".plugins"));
         config.backup.dir = self.backup.dir.join(tenant);
         config.tenants = None;
         config
@@ -817,6 +827,11 @@ mod tests {
         let acme = config.for_tenant("acme");
         assert_eq!(acme.connections["app"].url, "postgres://u@h/tenant_acme");
         assert_eq!(acme.journal_dir, Path::new("/srv/app/migrun-journal/acme"));
+        assert_eq!(
+            acme.shared_plugin_dir.as_deref(),
+            Some(Path::new("/srv/app/migrun-journal/.plugins")),
+            "one copy of the plugin for every tenant"
+        );
         assert_eq!(acme.backup.dir, Path::new("/srv/app/migrun-backups/acme"));
         assert_eq!(acme.tenants, None);
 

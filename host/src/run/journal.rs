@@ -119,17 +119,22 @@ pub(super) fn run_id(plugin: &str) -> String {
 /// Creates the journal with its header and stores a copy of the plugin next to it.
 pub(super) fn start_journal(
     dir: &Path,
+    shared_plugins: Option<&Path>,
     header: &Header,
     plugin: &LoadedPlugin,
 ) -> Result<Arc<std::sync::Mutex<Recorder>>, RunError> {
-    store_plugin_copy(dir, &plugin.sha256, &plugin.bytes, &header.run_id).map_err(
-        |(path, source)| {
-            RunError::Tape(TapeError::Journal(JournalError::Io {
-                path: path.display().to_string(),
-                source,
-            }))
-        },
-    )?;
+    let stored = match shared_plugins {
+        Some(shared) => {
+            link_shared_plugin_copy(shared, dir, &plugin.sha256, &plugin.bytes, &header.run_id)
+        }
+        None => store_plugin_copy(dir, &plugin.sha256, &plugin.bytes, &header.run_id),
+    };
+    stored.map_err(|(path, source)| {
+        RunError::Tape(TapeError::Journal(JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        }))
+    })?;
     let path = dir.join(format!("{}.journal", header.run_id));
     let mut writer = JournalWriter::create(&path).map_err(TapeError::Journal)?;
     writer
@@ -149,6 +154,46 @@ pub(super) fn start_journal(
 /// renames it into place, so no worker renames another's file away; the
 /// name is the content's sha256, so whichever rename lands last leaves the
 /// same bytes.
+/// Stores the plugin once as `<shared>/<sha256>.wasm` and hard-links it as
+/// `<dir>/plugins/<sha256>.wasm`, where replay finds it; where a link cannot be made (another
+/// file system), the journal folder gets a copy of its own.
+fn link_shared_plugin_copy(
+    shared: &Path,
+    dir: &Path,
+    sha256: &str,
+    bytes: &[u8],
+    run_id: &str,
+) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    let original = shared.join(format!("{sha256}.wasm"));
+    if !original.exists() {
+        // Published with a link, not a rename: when tenants running at once both write it,
+        // the first link wins and every tenant links to that one file.
+        let partial = shared.join(format!("{sha256}.wasm.{run_id}.partial"));
+        let published = std::fs::create_dir_all(shared)
+            .and_then(|()| std::fs::write(&partial, bytes))
+            .and_then(|()| match std::fs::hard_link(&partial, &original) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            });
+        let _ = std::fs::remove_file(&partial);
+        if published.is_err() {
+            // No shared copy (a file system without links, say): a copy of its own.
+            return store_plugin_copy(dir, sha256, bytes, run_id);
+        }
+    }
+    let plugins = dir.join("plugins");
+    let copy = plugins.join(format!("{sha256}.wasm"));
+    if copy.exists() {
+        return Ok(copy);
+    }
+    std::fs::create_dir_all(&plugins).map_err(|e| (copy.clone(), e))?;
+    match std::fs::hard_link(&original, &copy) {
+        Ok(()) => Ok(copy),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(copy),
+        Err(_) => store_plugin_copy(dir, sha256, bytes, run_id),
+    }
+}
+
 fn store_plugin_copy(
     dir: &Path,
     sha256: &str,
@@ -198,7 +243,7 @@ fn footer(report: &RunReport, calls: u64) -> Footer {
 
 #[cfg(test)]
 mod tests {
-    use super::store_plugin_copy;
+    use super::{link_shared_plugin_copy, store_plugin_copy};
 
     /// Regression: three sharded workers started at once on a fresh journal
     /// directory; one renamed the shared partial file away under another,
@@ -221,6 +266,41 @@ mod tests {
         let copy = dir.path().join("plugins").join("abc.wasm");
         assert_eq!(std::fs::read(copy).unwrap(), bytes);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["abc.wasm"], "no partial file is left behind");
+    }
+
+    /// Tenants started at once each link the one shared copy into their own folder: one
+    /// file on disk (one inode), whichever tenant wrote it, and no partial file left.
+    #[cfg(unix)]
+    #[test]
+    fn tenants_at_once_share_one_copy_of_the_plugin() {
+        use std::os::unix::fs::MetadataExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let shared = base.path().join(".plugins");
+        let bytes: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for tenant in 0..8 {
+                let (base, shared, bytes, start) = (base.path(), &shared, &bytes, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let dir = base.join(format!("t{tenant}"));
+                    link_shared_plugin_copy(shared, &dir, "abc", bytes, &format!("run-{tenant}"))
+                        .unwrap_or_else(|(path, e)| panic!("tenant {tenant}: {path:?}: {e}"));
+                });
+            }
+        });
+        let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let original = shared.join("abc.wasm");
+        assert_eq!(std::fs::read(&original).unwrap(), bytes);
+        for tenant in 0..8 {
+            let copy = base.path().join(format!("t{tenant}/plugins/abc.wasm"));
+            assert_eq!(inode(&copy), inode(&original), "tenant {tenant}");
+        }
+        let names: Vec<_> = std::fs::read_dir(&shared)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();

@@ -761,7 +761,12 @@ pub async fn run(
             &inputs.run_id,
         )
         .await?;
-        let recorder = journal::start_journal(&config.journal_dir, &header, plugin)?;
+        let recorder = journal::start_journal(
+            &config.journal_dir,
+            config.shared_plugin_dir.as_deref(),
+            &header,
+            plugin,
+        )?;
         let plan = options.dry_run.then(|| {
             let plan = report::new_plan(&connections);
             crate::tape::lock(&plan).set_identity(&identity, inputs.seeds);
