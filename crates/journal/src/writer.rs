@@ -138,6 +138,9 @@ enum Job {
     /// Write, flush and fsync every earlier entry, then answer the chain head
     /// (or why the journal could not be made durable).
     Sync(SyncSender<Result<[u8; 32], String>>),
+    /// Write and flush every earlier entry to the operating system (no fsync), then answer
+    /// the chain head: what a killed process leaves behind, not yet what a power cut does.
+    Flush(SyncSender<Result<[u8; 32], String>>),
 }
 
 /// Writes one journal file.
@@ -168,6 +171,10 @@ struct BlockWriter {
     /// Blocks left to compress with `fast` before level 1 is tried again.
     fast_blocks: u32,
     compressed: Vec<u8>,
+    /// The folder of a journal file created since the last fsync: its entry is synced
+    /// with the file's first sync, so that one sync makes both the file and its name
+    /// durable (a run that commits nothing pays for none until its footer).
+    unsynced_dir: Option<PathBuf>,
 }
 
 impl BlockWriter {
@@ -243,11 +250,21 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Frames the block, flushes and fsyncs: everything so far is on disk.
+    /// Frames the block, flushes and fsyncs (and, the first time, the folder's entry):
+    /// everything so far is on disk.
     fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        self.out.get_ref().sync_data()?;
+        if let Some(dir) = self.unsynced_dir.take() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Frames the block and hands it to the operating system, without an fsync.
+    fn flush(&mut self) -> std::io::Result<()> {
         self.frame()?;
-        self.out.flush()?;
-        self.out.get_ref().sync_data()
+        self.out.flush()
     }
 }
 
@@ -274,23 +291,41 @@ fn write_entries(
                 continue;
             }
             Job::Sync(reply) => {
-                match out.sync() {
-                    Ok(()) => {
-                        let _ = reply.send(Ok(out.prev));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                        return Err(e);
-                    }
-                }
+                answer(out.sync(), &out, reply)?;
+                continue;
+            }
+            Job::Flush(reply) => {
+                answer(out.flush(), &out, reply)?;
                 continue;
             }
         }
         index += 1;
     }
-    out.sync()?;
+    // One fsync for the end: `sync_all` covers what `sync_data` would, and the metadata.
+    out.flush()?;
     out.out.get_ref().sync_all()?;
+    if let Some(dir) = out.unsynced_dir.take() {
+        sync_dir(&dir)?;
+    }
     Ok(out.prev)
+}
+
+/// Answers a sync or flush with the chain head, or its error (which also stops the thread).
+fn answer(
+    outcome: std::io::Result<()>,
+    out: &BlockWriter,
+    reply: SyncSender<Result<[u8; 32], String>>,
+) -> std::io::Result<()> {
+    match outcome {
+        Ok(()) => {
+            let _ = reply.send(Ok(out.prev));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e.to_string()));
+            Err(e)
+        }
+    }
 }
 
 /// The null sink's thread (benchmarks only): drops every entry, answers heads and syncs
@@ -305,7 +340,7 @@ fn drop_entries(jobs: Receiver<Job>, in_flight: &InFlight) -> std::io::Result<[u
             Job::Head(reply) => {
                 let _ = reply.send([0; 32]);
             }
-            Job::Sync(reply) => {
+            Job::Sync(reply) | Job::Flush(reply) => {
                 let _ = reply.send(Ok([0; 32]));
             }
         }
@@ -323,8 +358,8 @@ fn null_sink() -> bool {
 
 impl JournalWriter {
     /// Creates `path` (and its folder) and writes the format's magic line; fails
-    /// if the file exists. The folder is synced too, so the file itself survives
-    /// a crash once its first sync returned.
+    /// if the file exists. The folder's entry is synced with the file's first
+    /// [`JournalWriter::sync`], so the file itself survives a crash once that returned.
     pub fn create(path: &Path) -> Result<JournalWriter, JournalError> {
         let io = |source| JournalError::Io {
             path: path.display().to_string(),
@@ -343,8 +378,6 @@ impl JournalWriter {
         let mut out = BufWriter::with_capacity(1 << 16, file);
         out.write_all(frame::MAGIC).map_err(io)?;
         out.flush().map_err(io)?;
-        out.get_ref().sync_data().map_err(io)?;
-        sync_dir(dir.unwrap_or(Path::new("."))).map_err(io)?;
         let block = BlockWriter {
             out,
             block: Vec::with_capacity(BLOCK_BYTES + (1 << 16)),
@@ -354,6 +387,7 @@ impl JournalWriter {
             fast: zstd::bulk::Compressor::new(ZSTD_FAST_LEVEL).map_err(io)?,
             fast_blocks: 0,
             compressed: Vec::new(),
+            unsynced_dir: Some(dir.unwrap_or(Path::new(".")).to_owned()),
         };
         let (jobs, inbox) = sync_channel(IN_FLIGHT_ENTRIES);
         let in_flight = Arc::new(InFlight::default());
@@ -411,9 +445,25 @@ impl JournalWriter {
         hex::encode(self.head)
     }
 
-    /// Makes every entry appended so far durable (written, flushed, fsynced) and
-    /// returns the chain head. The host calls it before each COMMIT it sends.
+    /// Makes every entry appended so far durable (written, flushed, fsynced — with the
+    /// journal's folder entry, the first time) and returns the chain head. The host calls it
+    /// before each COMMIT it sends.
     pub fn sync(&mut self) -> Result<String, JournalError> {
+        self.settle(Job::Sync)
+    }
+
+    /// Writes every entry appended so far to the operating system without an fsync and
+    /// returns the chain head: a process killed after it leaves them in the file; a power
+    /// cut may not until the next [`JournalWriter::sync`]. For what needs no durability of
+    /// its own yet — the header, before anything is committed.
+    pub fn flush(&mut self) -> Result<String, JournalError> {
+        self.settle(Job::Flush)
+    }
+
+    fn settle(
+        &mut self,
+        job: fn(SyncSender<Result<[u8; 32], String>>) -> Job,
+    ) -> Result<String, JournalError> {
         if self.failed.is_some() {
             return Err(self.stopped());
         }
@@ -421,7 +471,7 @@ impl JournalWriter {
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.send(Job::Sync(reply)).is_ok());
+            .is_some_and(|jobs| jobs.send(job(reply)).is_ok());
         match sent.then(|| answer.recv().ok()).flatten() {
             Some(Ok(head)) => {
                 self.head = head;
