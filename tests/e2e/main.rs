@@ -30,7 +30,9 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list).
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `examples_python` (issue 21's Python examples on `migrun_sdk`: backfill and copy with
+//! resume; the SDK's own pytest suite).
 
 mod attacks;
 mod auth_consolidation;
@@ -41,6 +43,7 @@ mod cli;
 mod conformance;
 mod contracts;
 mod dry_run;
+mod examples_python;
 mod faults;
 mod files;
 mod first_use;

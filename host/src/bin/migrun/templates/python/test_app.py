@@ -1,0 +1,17 @@
+"""Tests of {{name}}, run with `python3 -m pytest`: each builds the plugin (once) and runs it
+with the `migrun` binary (`$MIGRUN`, else on PATH) against an embedded SQLite file in a
+temporary folder. Give `Workspace(..., dbs={"target": "postgres://…"})` to run elsewhere."""
+
+from migrun_sdk.testing import Workspace, build
+
+
+def test_fills_the_greetings_and_a_rerun_adds_only_the_missing_ones(tmp_path):
+    ws = Workspace(tmp_path, plugin=build(".", output="{{crate_name}}.wasm"))
+
+    report = ws.run(set={"count": 5})
+    assert report.checks["every greeting is there"]["ok"]
+    assert ws.sql("target", "SELECT id, message FROM greetings ORDER BY id").rows[0] == [1, "hello, world #1"]
+    assert ws.sql("target", "SELECT COUNT(*) FROM greetings").scalar() == 5
+
+    ws.run(set={"count": 7})
+    assert ws.sql("target", "SELECT COUNT(*) FROM greetings").scalar() == 7
