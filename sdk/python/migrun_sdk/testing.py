@@ -14,7 +14,8 @@ def test_fill(tmp_path):
 - `Workspace(dir, plugin, dbs={...})`: a folder holding the run's `migrun.toml` (written
   when `dbs` or `config` are given), journals and, by default, the embedded SQLite
   databases `migrun-data/<connection>.sqlite`. `dbs` maps a connection to a URL
-  (`"postgres://…"`, `"mysql://…"`, `"sqlite://source.sqlite"`), or to `(url, access)`.
+  (`"postgres://…"`, `"mysql://…"`, `"sqlite://source.sqlite"`: relative to `dir`), or to
+  `(url, access)`; without an access the connection gets the one the plugin declares.
 - `ws.sql(connection, *statements)`: `migrun sql --json`, every statement in one
   transaction on that connection; returns the last statement's `SqlResult`
   (`.columns`, `.rows`, `.dicts()`, `.scalar()`, `.rows_affected`); a SQL error raises `SqlError`.
@@ -134,8 +135,11 @@ class Workspace:
         """Writes `migrun.toml` from `dbs`, `config` and `files`."""
         lines = []
         for name, spec in self.dbs.items():
-            url, access = (spec, "read-write") if isinstance(spec, str) else spec
-            lines += [f"[connections.{name}]", f"url = {_toml_string(url)}", f"access = {_toml_string(access)}", ""]
+            url, access = (spec, None) if isinstance(spec, str) else spec
+            lines += [f"[connections.{name}]", f"url = {_toml_string(url)}"]
+            if access:
+                lines.append(f"access = {_toml_string(access)}")
+            lines.append("")
         if self.config:
             lines.append("[config]")
             for key, value in self.config.items():
