@@ -89,7 +89,7 @@ class Report(dict):
     @property
     def units(self) -> dict:
         """The units by name (each a dict: `status`, `writes`, …)."""
-        return {u.get("unit", u.get("name")): u for u in self.get("units", [])}
+        return {u["name"]: u for u in self.get("units", [])}
 
     @property
     def checks(self) -> dict:
