@@ -299,7 +299,7 @@ async fn customers_copy_python_copies_postgres_into_sqlite_and_resumes_after_a_c
     resumed.expect_code(0);
     let report = resumed.json();
     assert!(
-        resumed.all().contains("resuming copy customers after key [4]"),
+        resumed.all().contains("resuming the copy after key 4"),
         "{}",
         resumed.all()
     );

@@ -110,7 +110,8 @@ class Backfill:
     - `columns`: read with each batch's keys, so `batch.rows` holds what the work needs;
     - `batch_size` (rows per batch and per checkpoint), `pause` (seconds between batches);
     - `task`: the progress task and the checkpoint's name (`backfill <table>`);
-    - `fail_after`: fail after that many batches of this run (to rehearse an interruption).
+    - `fail_after`: fail before the next batch once that many batches of this run were
+      committed (None or 0: never), to rehearse an interruption.
     """
 
     def __init__(self, conn, table, key=None, columns=(), batch_size=1000, pause=0.0, task=None, fail_after=None):
@@ -148,6 +149,9 @@ class Backfill:
             log.info(f"resuming after batch {batches} (key {shown})", task=self.task, batches=batches, rows=done)
         this_run = 0
         while True:
+            if self.fail_after and this_run == self.fail_after:
+                raise Failed(f"stopping the backfill {self.task} after {this_run} batches as configured (fail_after)")
+            this_run += 1
             if after is None:
                 rows = conn.query(f"SELECT {selected} FROM {table} ORDER BY {qkey} LIMIT {self.batch_size}")
             else:
@@ -171,12 +175,9 @@ class Backfill:
             except Error as e:
                 raise e.with_context(f"checkpoint after batch {batches}") from e
             log.progress(self.task, done, max(total, done))
-            this_run += 1
             after = last
             if len(batch) < self.batch_size:
                 break
-            if self.fail_after is not None and this_run >= self.fail_after:
-                raise Failed(f"failing after {this_run} batches, as configured (fail_after)")
             if self.pause:
                 _time.sleep(self.pause)
         return BackfillReport(done, batches, resumed_after)

@@ -1,4 +1,5 @@
-"""Copying a query's rows into a table, batch by batch, each batch committed with a checkpoint.
+"""Copying a query's rows into a table, batch by batch, each batch committed with a checkpoint
+— the Rust SDK's `TableCopy`, with the same queries and checkpoint state.
 
 ```
 copy(source, target, select="SELECT id, name, email FROM customers", key="id",
@@ -12,8 +13,7 @@ Each batch is one keyset query on `source`, and no cursor stays open:
 (the first batch without the `WHERE`). `map(row)` turns each source row (a dict)
 into the target row (a dict: its keys are the target's columns), or None to skip
 it. The batch's rows go into `into` with one bulk insert (`upsert=True`: one bulk
-upsert by the key columns, or by the columns `upsert` lists), then a checkpoint
-commits them with the state
+upsert by the key), then a checkpoint commits them with the state
 
     {"copy":"<name>","last_key":[<key values>],"copied":<rows written so far>}
 
@@ -24,129 +24,169 @@ or a decimal as its canonical text) and bound again with the key column's type.
 """
 
 import json as _json
+import time as _time
 
 from . import checkpoint, log
 from ._wit import wit
-from .errors import Failed, context
+from .backfill import key_of
+from .errors import Error, Failed
 from .values import native_of, wire_of
 
 __all__ = ["copy", "CopyReport"]
 
 
 class CopyReport:
-    """What a copy did in this run (`read`, `written`, `skipped`), the rows `copied` over every
-    run, and the key it resumed after (`resumed_after`, None when it started afresh)."""
+    """What a copy did in this run (`read`, `written`, `skipped`, `batches`), the rows `copied`
+    over every run, and the key it resumed after (`resumed_after`, None when it started afresh)."""
 
-    def __init__(self, read, written, skipped, copied, resumed_after):
+    def __init__(self, read=0, written=0, skipped=0, batches=0, copied=0, resumed_after=None):
         self.read = read
         self.written = written
         self.skipped = skipped
+        self.batches = batches
         self.copied = copied
         self.resumed_after = resumed_after
 
     def __repr__(self):
         return (
-            f"CopyReport(read={self.read}, written={self.written}, skipped={self.skipped}, "
+            f"CopyReport(read={self.read}, written={self.written}, skipped={self.skipped}, batches={self.batches}, "
             f"copied={self.copied}, resumed_after={self.resumed_after})"
         )
 
 
 def _json_key(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, (bool, int, float, str)):
         return value
-    return wire_of(value)[1]
+    kind, payload = wire_of(value)
+    if not isinstance(payload, str):
+        raise Failed(f"a copy key of kind {kind} cannot be saved in a checkpoint")
+    return payload
 
 
-def copy(source, target, select, into, key="id", map=None, batch=1000, upsert=False, name=None, fail_after=None) -> CopyReport:
-    """Copies the rows of `select` (on `source`) into the table `into` (on `target`) in key order,
-    `batch` rows per query, bulk insert and checkpoint; resumes after the last checkpoint.
+def _encode_state(name, last_key, copied) -> str:
+    # Field by field, in the documented order: the same text as the Rust SDK's.
+    return _json.dumps({"copy": name, "last_key": [_json_key(v) for v in last_key], "copied": copied}, separators=(",", ":"), ensure_ascii=False)
 
-    - `key`: the column (or list of columns) of `select`'s result to page by: unique, not null;
+
+def _shown_key(values):
+    shown = [str(wit().kind_and_text(wit().encode(v))[1]) for v in values]
+    return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
+
+
+def copy(source, target, into, select=None, key=None, map=None, batch=1000, upsert=False, name=None, params=(), pause=0.0, fail_after=None) -> CopyReport:
+    """Copies the rows of `select` (on `source`; default `SELECT * FROM <into>`) into the table
+    `into` (on `target`) in key order, `batch` rows per query, bulk write and checkpoint;
+    resumes after the last checkpoint of an interrupted run of the unit.
+
+    - `key`: the column (or list of columns) of `select`'s result to page by, unique and not
+      null (default: the primary key of `into`);
     - `map`: row dict → target row dict, or None to skip the row (default: the row as it is);
-    - `upsert`: True (or the target's key columns) to bulk-upsert instead of insert, so a
-      rerun over rows already copied updates them;
+    - `upsert=True`: bulk-upsert by the key instead of inserting, so rows the target holds
+      already are updated;
     - `name`: the copy's name in its checkpoint and progress (default: `into`);
-    - `fail_after`: fail after that many batches of this run (to rehearse a crash).
+    - `params`: the parameters of `select` (the key's placeholders are numbered after them);
+    - `pause`: seconds to sleep after each batch;
+    - `fail_after`: fail before the next batch once that many batches of this run were
+      committed (None or 0: never), to rehearse a crash.
     """
-    keys = [key] if isinstance(key, str) else list(key)
-    if not keys:
-        raise Failed("copy needs at least one key column")
     if batch < 1:
         raise Failed("copy batch size must be at least 1")
     name = name or into
     task = f"copy {name}"
-    sd = source.dialect
-    order = ", ".join(sd.quote(k) for k in keys)
-    inner = select.strip().rstrip(";")
-    total = source.query_scalar(f"SELECT COUNT(*) FROM ({inner}) AS migrun_src")
+    d = source.dialect
+    inner = (select or f"SELECT * FROM {d.quote(into)}").strip().rstrip(";")
+    if key is None:
+        keys = [key_of(source if select is None else target, into)]
+    else:
+        keys = [key] if isinstance(key, str) else list(key)
+    if not keys:
+        raise Failed("copy needs at least one key column")
+    params = list(params)
+    order = ", ".join(d.quote(k) for k in keys)
+    source_rows = f"({inner}) AS migrun_src"
+    total = source.query_scalar(f"SELECT COUNT(*) FROM {source_rows}", params)
 
-    last_key, copied, resumed_after = None, 0, None
+    report = CopyReport()
+    last_key = None
     state = checkpoint.last_json()
-    if isinstance(state, dict) and state.get("copy") == name and isinstance(state.get("last_key"), list):
-        last_key = _typed_keys(source, inner, keys, order, state["last_key"])
-        copied = int(state.get("copied", 0))
-        resumed_after = list(state["last_key"])
-        log.info(f"resuming copy {name} after key {_json.dumps(resumed_after)}", copied=copied)
+    if (
+        isinstance(state, dict)
+        and state.get("copy") == name
+        and isinstance(state.get("last_key"), list)
+        and isinstance(state.get("copied"), int)
+    ):
+        last_key = _typed_key(source, source_rows, order, params, state["last_key"])
+        report.copied = state["copied"]
+        report.resumed_after = list(last_key)
+        log.info(f"resuming the copy after key {_shown_key(last_key)}", copy=name, copied=report.copied)
+    copied_before = report.copied
+    first_key_param = len(params) + 1
 
-    read = written = skipped = 0
-    this_run = 0
     while True:
+        if fail_after and report.batches == fail_after:
+            raise Failed(f"stopping the copy {name} after {report.batches} batches as configured (fail_after)")
         if last_key is None:
-            where, params = "", []
-        elif len(keys) == 1:
-            where, params = f" WHERE {order} > {sd.placeholder(1)}", last_key
+            sql, args = f"SELECT * FROM {source_rows} ORDER BY {order} LIMIT {batch}", params
         else:
-            marks = ", ".join(sd.placeholder(i + 1) for i in range(len(keys)))
-            where, params = f" WHERE ({order}) > ({marks})", last_key
-        rows = source.query(f"SELECT * FROM ({inner}) AS migrun_src{where} ORDER BY {order} LIMIT {batch}", params)
+            marks = [d.placeholder(first_key_param + i) for i in range(len(keys))]
+            condition = f"{order} > {marks[0]}" if len(keys) == 1 else f"({order}) > ({', '.join(marks)})"
+            sql, args = f"SELECT * FROM {source_rows} WHERE {condition} ORDER BY {order} LIMIT {batch}", params + list(last_key)
+        rows = source.query(sql, args)
         if not rows:
             break
-        read += len(rows)
+        last = rows[-1]
+        missing = [k for k in keys if k not in last]
+        if missing:
+            raise Failed(f"the copy's key column `{missing[0]}` is not in the rows (columns: {', '.join(last)})")
+        last_key = [last[k] for k in keys]
+        if any(v is None for v in last_key):
+            raise Failed(f"copy {name}: key ({', '.join(keys)}) holds NULL; copy by unique NOT NULL columns")
         out = []
         for row in rows:
             mapped = map(row) if map is not None else row
             if mapped is None:
-                skipped += 1
+                report.skipped += 1
             else:
                 out.append(mapped)
-        first, last = rows[0], rows[-1]
-        with context(f"copying into {into} the rows with {order} from {_show(first, keys)} to {_show(last, keys)}"):
-            if upsert:
-                n = target.bulk_upsert(into, out, key=keys if upsert is True else upsert)
+        report.batches += 1
+        number = report.batches
+        try:
+            if not out:
+                written = 0
+            elif upsert:
+                written = target.bulk_upsert(into, out, key=keys)
             else:
-                n = target.bulk_insert(into, out)
-        written += n
-        copied += n
-        last_key = [last[k] for k in keys]
-        checkpoint.save(_json.dumps({"copy": name, "last_key": [_json_key(v) for v in last_key], "copied": copied}, separators=(",", ":")))
-        log.progress(task, copied + skipped, max(total, copied + skipped))
-        this_run += 1
+                written = target.bulk_insert(into, out)
+        except Error as e:
+            raise e.with_context(f"copy {name}, batch {number}") from e
+        report.read += len(rows)
+        report.written += written
+        report.copied += written
+        try:
+            checkpoint.save(_encode_state(name, last_key, report.copied))
+        except Error as e:
+            raise e.with_context(f"checkpoint after batch {number} of copy {name}") from e
+        done = copied_before + report.read
+        log.progress(task, done, max(total, done))
         if len(rows) < batch:
             break
-        if fail_after is not None and this_run >= fail_after:
-            raise Failed(f"failing after {this_run} batches, as configured (fail_after)")
-    log.info(f"copied {written} rows into {into}", read=read, written=written, skipped=skipped)
-    return CopyReport(read, written, skipped, copied, resumed_after)
+        if pause:
+            _time.sleep(pause)
+    return report
 
 
-def _show(row, keys):
-    values = [row[k] for k in keys]
-    return str(values[0]) if len(values) == 1 else "(" + ", ".join(map(str, values)) + ")"
-
-
-def _typed_keys(source, inner, keys, order, saved):
+def _typed_key(source, source_rows, order, params, saved):
     """The saved key values, bound again with the type the key columns have (a uuid as a uuid)."""
-    if len(saved) != len(keys):
-        raise Failed(f"the copy's checkpoint holds {len(saved)} key values for {len(keys)} key columns")
-    cols = ", ".join(source.dialect.quote(k) for k in keys)
-    sample = source.query_opt(f"SELECT {cols} FROM ({inner}) AS migrun_src ORDER BY {order} LIMIT 1")
-    if sample is None:
+    if not any(isinstance(v, str) for v in saved):
+        return list(saved)
+    probe = source.query_opt(f"SELECT {order} FROM {source_rows} ORDER BY {order} LIMIT 1", params)
+    if probe is None:
         return list(saved)
     b = wit()
     typed = []
-    for value, current in zip(saved, sample.values_list()):
-        kind = b.kind_and_text(b.encode(current))[0] if current is not None else None
-        if isinstance(value, str) and kind not in (None, "text", "int"):
+    for value, like in zip(saved, probe.values_list()):
+        kind = b.kind_and_text(b.encode(like))[0]
+        if isinstance(value, str) and kind in ("uuid", "date", "time", "timestamp", "timestamptz", "decimal"):
             value = native_of(kind, value)
         typed.append(value)
     return typed
