@@ -20,7 +20,8 @@ def test_fill(tmp_path):
   transaction on that connection; returns the last statement's `SqlResult`
   (`.columns`, `.rows`, `.dicts()`, `.scalar()`, `.rows_affected`); a SQL error raises `SqlError`.
 - `ws.run(set=..., dry_run=..., only=..., args=..., expect=0)`: the run's `Report`
-  (the `--json` report as a dict, with `.units`, `.checks`, `.code`, `.stderr`);
+  (the `--json` report as a dict, with `.units`, `.checks`, `.messages(level)`, `.failure`,
+  `.code`, `.stderr`);
   a different exit code fails the test with migrun's output.
 - `build(project_dir)`: runs componentize-py on the project's `app.py` (with this
   SDK on its path) into `<project>/<name>.wasm`, once per test session.
@@ -100,10 +101,14 @@ class Report(dict):
     def failure(self):
         return self.get("failure")
 
-    def logs(self, level=None) -> list:
-        """The plugin's messages (from stderr), optionally only those at `level` (`WARN`, `INFO`)."""
-        lines = self.stderr.splitlines()
-        return [line for line in lines if level is None or level.upper() in line.upper()]
+    def messages(self, level=None) -> list:
+        """The plugin's messages (dicts: `level`, `message`, `fields` as [key, value] pairs),
+        optionally only those at `level` (`"warn"`, `"info"`, …)."""
+        return [m for m in self.get("messages", []) if level is None or m.get("level") == level]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == 0
 
 
 def _toml_string(text: str) -> str:
