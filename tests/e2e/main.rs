@@ -30,7 +30,8 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list), `sql_command`
+//! (`migrun sql`: one transaction, text and JSON rows, rollback on failure),
 //! `examples_python` (issue 21's Python examples on `migrun_sdk`: backfill and copy with
 //! resume; the SDK's own pytest suite).
 
@@ -42,6 +43,7 @@ mod cache;
 mod cli;
 mod conformance;
 mod contracts;
+mod docs;
 mod dry_run;
 mod examples_python;
 mod faults;
@@ -67,6 +69,7 @@ mod restore_scope;
 mod resume;
 mod sandbox;
 mod scaffold;
+mod sql_command;
 mod streaming;
 mod structured_writes;
 mod support;
