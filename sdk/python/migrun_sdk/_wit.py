@@ -1,29 +1,43 @@
 """The edge to the componentize-py bindings (`wit_world`) of contract 0.2.0.
 
 Generated types stay here: the rest of the SDK speaks Python values. The
-bindings exist only inside a component build, so they are imported on first use
-(`migrun_sdk.values` and `migrun_sdk.testing` work in a plain Python).
+bindings exist only inside a component build. They are imported when this
+module is: componentize-py links only the interfaces the app imported while it
+was initialised at build time, so an import made later, inside a call, would
+find nothing. Outside a build (`migrun_sdk.values`, `migrun_sdk.testing`, the
+SDK's own tests) the import fails quietly and `wit()` says why if called.
 """
 
 from .values import Typed, native_of, wire_of
+
+try:
+    from componentize_py_types import Err as _Err
+    from wit_world.exports import plugin as _plugin
+    from wit_world.imports import checkpoint as _checkpoint
+    from wit_world.imports import checks as _checks
+    from wit_world.imports import database as _database
+    from wit_world.imports import log as _log
+    from wit_world.imports import types as _types
+except ImportError as e:  # not inside a component build
+    _MISSING = e
+else:
+    _MISSING = None
 
 _B = None
 
 
 class _Bindings:
     def __init__(self):
-        from componentize_py_types import Err
-        from wit_world.exports import plugin
-        from wit_world.imports import checkpoint, checks, database, log, types
-
-        self.Err = Err
-        self.plugin = plugin
-        self.types = types
-        self.database = database
-        self.log = log
-        self.checks = checks
-        self.checkpoint = checkpoint
-        t = types
+        if _MISSING is not None:
+            raise ImportError(f"the migrun bindings (wit_world) are only there inside a component build: {_MISSING}")
+        self.Err = _Err
+        self.plugin = _plugin
+        self.types = _types
+        self.database = _database
+        self.log = _log
+        self.checks = _checks
+        self.checkpoint = _checkpoint
+        t = _types
         self.cases = {
             "null": lambda _: t.Value_Null(),
             "boolean": t.Value_Boolean,
