@@ -214,9 +214,7 @@ const CUSTOMERS: &[(i64, &str, Option<&str>, Option<&str>)] = &[
 /// What the target must hold: id, name, email, country_code.
 fn copied_customers() -> Vec<Vec<Value>> {
     let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_owned()));
-    let codes = [
-        "GB", "SE", "CN", "US", "", "", "DE", "JP", "BR", "US", "NZ",
-    ];
+    let codes = ["GB", "SE", "CN", "US", "", "", "DE", "JP", "BR", "US", "NZ"];
     CUSTOMERS
         .iter()
         .zip(codes)
