@@ -113,9 +113,12 @@ async fn components_of_contracts_0_1_0_0_1_1_and_0_2_0_all_run_and_write_their_r
     let accounts = row_count(&rust.url, "accounts").await;
     assert!(accounts > 0, "the Rust reference wrote no accounts");
 
-    // 0.1.0: the Python twin, served by the 0.1.x linker's 0.1.1 implementations,
-    // writes exactly the same rows as the 0.2.0 build.
-    if let Some(python) = plugins::python_plugin("plugins/accounts-merge-py") {
+    // 0.1.0: the Python twin as it was built against the first contract (frozen in
+    // tests/guests/accounts-merge-py-v0-1-0), served by the 0.1.x linker's 0.1.1
+    // implementations, writes exactly the same rows as the 0.2.0 build.
+    if let Some(python) =
+        plugins::python_plugin_against("tests/guests/accounts-merge-py-v0-1-0", "v0.1.0")
+    {
         let target = accounts_merge(&python, &source, "0.1.0").await;
         for table in ["accounts", "identities"] {
             assert_eq!(

@@ -234,3 +234,8 @@ fn blocks_are_found_with_their_kind_file_and_line() {
 fn a_fragment_that_does_not_run_is_refused() {
     script("t.md", &blocks("x\n\n```python\nconn.query()\n```\n"));
 }
+
+#[test]
+fn the_python_guide_runs_as_written() {
+    run_guide("plugins-python.md");
+}

@@ -31,7 +31,9 @@
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
 //! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list), `sql_command`
-//! (`migrun sql`: one transaction, text and JSON rows, rollback on failure).
+//! (`migrun sql`: one transaction, text and JSON rows, rollback on failure),
+//! `examples_python` (issue 21's Python examples on `migrun_sdk`: backfill and copy with
+//! resume; the SDK's own pytest suite).
 
 mod attacks;
 mod auth_consolidation;
@@ -43,6 +45,7 @@ mod conformance;
 mod contracts;
 mod docs;
 mod dry_run;
+mod examples_python;
 mod faults;
 mod files;
 mod first_use;

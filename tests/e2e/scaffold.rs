@@ -92,6 +92,14 @@ fn rust_scaffold_builds_and_dry_runs() {
     assert!(ws.path().join("migrun-data/target.sqlite").exists());
 }
 
+/// The Python scaffold's build command: the checkout's SDK on componentize-py's path.
+fn python_build_command() -> String {
+    format!(
+        "componentize-py -d wit -w migration componentize app -p . -p {} -o hello_py.wasm",
+        plugins::python_sdk_dir().display()
+    )
+}
+
 #[test]
 fn python_scaffold_builds_and_dry_runs() {
     if !has_program(COMPONENTIZE_PY) {
@@ -99,13 +107,57 @@ fn python_scaffold_builds_and_dry_runs() {
         return;
     }
     let ws = Workspace::new();
-    let build = "componentize-py -d wit -w migration componentize app -o hello_py.wasm";
-    scaffold(&ws, "hello-py", "python", &[], &[build]);
+    let build = python_build_command();
+    scaffold(&ws, "hello-py", "python", &[], &[&build]);
+    let app = std::fs::read_to_string(ws.path().join("app.py")).unwrap();
+    assert!(
+        app.contains("import migrun_sdk") && app.contains("Plugin = migrun.export(HelloPy)"),
+        "the scaffold is written on the SDK:\n{app}"
+    );
     run_build(
         "the Python scaffold",
         in_dir(ws.path(), COMPONENTIZE_PY).args(build.split(' ').skip(1)),
     );
     dry_run(&ws, "hello_py.wasm");
+}
+
+/// The test `migrun new --lang python` writes (`test_app.py`, on `migrun_sdk.testing`)
+/// passes under pytest as the scaffold's README says to run it: it builds the plugin,
+/// runs it with this `migrun` against the embedded SQLite default, and asserts on the
+/// table through `migrun sql`.
+#[test]
+fn python_scaffold_test_passes_under_pytest() {
+    if !has_program(COMPONENTIZE_PY) {
+        toolchain_missing::<()>("componentize-py is not installed");
+        return;
+    }
+    if !in_dir(Path::new("."), "python3")
+        .args(["-m", "pytest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        toolchain_missing::<()>("pytest is not installed (python3 -m pip install pytest)");
+        return;
+    }
+    let ws = Workspace::new();
+    scaffold(&ws, "hello-py", "python", &[], &["python3 -m pytest"]);
+    let out = in_dir(ws.path(), "python3")
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .env("MIGRUN", env!("CARGO_BIN_EXE_migrun"))
+        .env("MIGRUN_CACHE_DIR", ws.cache_dir())
+        .env_remove("MIGRUN_LOG")
+        .output()
+        .expect("run pytest");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "pytest failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(ws.path().join("hello_py.wasm").exists());
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!   `tests/guests/*`), for `wasm32-wasip2`, with the same cargo and target
 //!   directory as the tests.
 //! - Python guests ([`python_plugin`]): componentize-py (PyPI, pinned in
-//!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`.
+//!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`, with the checkout's
+//!   `sdk/python` on its path (`-p`), against contract 0.2.0 (or another, [`python_plugin_against`]).
 //! - JavaScript guests ([`js_plugin`]): componentize-js (StarlingMonkey) from
 //!   the folder's own `node_modules` (`npm install --no-save` by `scripts/guest-toolchains`, pinned by its `package-lock.json`).
 //!
@@ -181,9 +182,23 @@ fn build_once(key: &str, build: impl FnOnce(&Path) -> Option<()>) -> Option<Path
     result
 }
 
+/// The Python SDK (`sdk/python`, package `migrun_sdk`), put on componentize-py's path
+/// with `-p` so a build bundles this checkout's SDK, never one pip installed elsewhere.
+pub fn python_sdk_dir() -> PathBuf {
+    workspace_root().join("sdk/python")
+}
+
 /// Builds the Python plugin in `folder` (relative to the workspace root; its
-/// module is `app`) with componentize-py, once. `None` when componentize-py is missing.
+/// module is `app`) with componentize-py against contract 0.2.0, with this checkout's
+/// `migrun_sdk` on the path, once. `None` when componentize-py is missing.
 pub fn python_plugin(folder: &str) -> Option<PathBuf> {
+    python_plugin_against(folder, "v0.2.0")
+}
+
+/// Builds a Python plugin against the WIT of `version` (`v0.1.0`, `v0.2.0`) of
+/// `guest-sdk/wit`, as [`python_plugin`] does; the SDK is on the path whatever the
+/// version (a 0.1.0 plugin does not import it).
+pub fn python_plugin_against(folder: &str, version: &str) -> Option<PathBuf> {
     let dir = workspace_root().join(folder);
     let key = dir
         .file_name()
@@ -199,10 +214,13 @@ pub fn python_plugin(folder: &str) -> Option<PathBuf> {
         let mut cmd = Command::new(COMPONENTIZE_PY);
         cmd.current_dir(&dir)
             .arg("-d")
-            .arg(wit_dir())
-            .args(["-w", "migration", "componentize", "app", "-o"])
+            .arg(workspace_root().join("guest-sdk/wit").join(version))
+            .args(["-w", "migration", "componentize", "app", "-p", "."])
+            .arg("-p")
+            .arg(python_sdk_dir())
+            .arg("-o")
             .arg(out);
-        run_build(&format!("{folder} (componentize-py)"), &mut cmd);
+        run_build(&format!("{folder} (componentize-py, {version})"), &mut cmd);
         Some(())
     })
 }

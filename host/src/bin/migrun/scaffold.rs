@@ -2,10 +2,12 @@
 //!
 //! One template per language under `host/src/bin/migrun/templates/`, compiled into the
 //! binary with `include_str!`; placeholders are `{{name}}`, `{{crate_name}}`,
-//! `{{type_name}}`, `{{sdk_dependency}}` and `{{migrun_version}}`. Python and
-//! JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
+//! `{{type_name}}`, `{{sdk_dependency}}`, `{{python_sdk_literal}}` and `{{migrun_version}}`.
+//! Python and JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
 //! which their toolchains generate bindings from; a Rust project depends on
-//! `migrun-sdk`, which carries the bindings.
+//! `migrun-sdk`, which carries the bindings. A Python project is written on
+//! `migrun_sdk` (`sdk/python`): its build puts the checkout's SDK on
+//! componentize-py's path (`-p`), or the pip-installed one (`python3 -m migrun_sdk path`).
 //!
 //! Every template writes to one read-write connection only, so that a dry-run
 //! needs no data at all: with no `migrun.toml` it runs against an embedded
@@ -210,6 +212,8 @@ fn templates(language: Language) -> &'static [Template] {
         ],
         Language::Python => &[
             ("app.py", include_str!("templates/python/app.py")),
+            ("test_app.py", include_str!("templates/python/test_app.py")),
+            ("conftest.py", include_str!("templates/python/conftest.py")),
             ("wit/migrun.wit", WIT),
             ("README.md", include_str!("templates/python/README.md")),
             (".gitignore", include_str!("templates/python/gitignore")),
@@ -239,9 +243,54 @@ fn sdk_dependency(sdk: &SdkSource) -> String {
     }
 }
 
+/// The Python SDK (`sdk/python`) of the checkout whose `guest-sdk` the project is made
+/// with, when it is there: the Python build puts it on componentize-py's path.
+fn python_sdk(sdk: &SdkSource) -> Option<PathBuf> {
+    match sdk {
+        SdkSource::Path(guest_sdk) => {
+            let dir = guest_sdk.parent()?.join("sdk/python");
+            dir.join("migrun_sdk/__init__.py")
+                .is_file()
+                .then(|| std::path::absolute(&dir).unwrap_or(dir))
+        }
+        SdkSource::CratesIo => None,
+    }
+}
+
+/// A path as a Python string literal (`None` for no path).
+fn python_literal(path: Option<&Path>) -> String {
+    match path {
+        Some(path) => format!(
+            "\"{}\"",
+            path.display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        ),
+        None => "None".to_owned(),
+    }
+}
+
+/// A path for a shell command line, quoted when it holds anything but plain characters.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// Fills a template's placeholders.
 fn render(text: &str, spec: &NewPlugin) -> String {
     text.replace("{{name}}", &spec.name)
+        .replace(
+            "{{python_sdk_literal}}",
+            &python_literal(python_sdk(&spec.sdk).as_deref()),
+        )
         .replace("{{crate_name}}", &spec.name.replace('-', "_"))
         .replace("{{type_name}}", &type_name(&spec.name))
         .replace("{{sdk_dependency}}", &sdk_dependency(&spec.sdk))
@@ -303,13 +352,29 @@ pub fn scaffold(spec: &NewPlugin) -> Result<Project, ScaffoldError> {
                 ),
             }),
         ),
-        Language::Python => (
-            vec![format!(
-                "componentize-py -d wit -w migration componentize app -o {wasm}"
-            )],
-            PathBuf::from(&wasm),
-            Some("needs componentize-py 0.25.1 (pip install componentize-py==0.25.1)".to_owned()),
-        ),
+        Language::Python => {
+            let (sdk, note) = match python_sdk(&spec.sdk) {
+                Some(dir) => (
+                    shell_word(&dir),
+                    format!("migrun_sdk comes from {}", dir.display()),
+                ),
+                None => (
+                    "\"$(python3 -m migrun_sdk path)\"".to_owned(),
+                    "migrun_sdk must be installed: pip install <migrun checkout>/sdk/python"
+                        .to_owned(),
+                ),
+            };
+            (
+                vec![format!(
+                    "componentize-py -d wit -w migration componentize app -p . -p {sdk} -o {wasm}"
+                )],
+                PathBuf::from(&wasm),
+                Some(format!(
+                    "needs componentize-py 0.25.1 and pytest (pip install componentize-py==0.25.1 pytest); {note}\n\
+                     test it with `python3 -m pytest` (test_app.py builds it, runs it, checks the table)"
+                )),
+            )
+        }
         Language::JavaScript => (
             vec!["npm install".to_owned(), "npm run build".to_owned()],
             PathBuf::from(&wasm),
