@@ -30,7 +30,11 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list).
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `table_copy` (the Rust SDK's `TableCopy`: keyset batches with a checkpoint each, resume
+//! after the last key, composite keys, upserts, dry-runs, on every dialect), `examples`
+//! (`examples/*-rust`: the price-cents backfill on every dialect, the customers copy
+//! PostgreSQL → SQLite with a resume; each within 100 lines).
 
 mod attacks;
 mod auth_consolidation;
@@ -41,6 +45,7 @@ mod cli;
 mod conformance;
 mod contracts;
 mod dry_run;
+mod examples;
 mod faults;
 mod files;
 mod first_use;
@@ -67,6 +72,7 @@ mod scaffold;
 mod streaming;
 mod structured_writes;
 mod support;
+mod table_copy;
 mod table_rename;
 mod tenants;
 mod timeouts;
