@@ -173,9 +173,9 @@ fn build_component(dir: &Path) -> Result<PathBuf, String> {
         .filter_map(|line| serde_json::from_str::<Json>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact")
         .filter(|m| {
-            m["manifest_path"]
-                .as_str()
-                .is_some_and(|p| Path::new(p).canonicalize().ok().as_deref() == Some(&manifest))
+            m["manifest_path"].as_str().is_some_and(|p| {
+                Path::new(p).canonicalize().ok().as_deref() == Some(manifest.as_path())
+            })
         })
         .flat_map(|m| {
             m["filenames"]
