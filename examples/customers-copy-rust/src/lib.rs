@@ -44,7 +44,7 @@ impl Plugin for CustomersCopy {
 
     fn configure(config: &Config) -> Result<Self> {
         Ok(CustomersCopy {
-            batch_size: config.parse("batch_size")?,
+            batch_size: config.positive("batch_size")?,
             fail_after: config.parse("fail_after_batches")?,
         })
     }

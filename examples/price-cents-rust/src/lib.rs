@@ -23,7 +23,7 @@ impl Plugin for PriceCents {
 
     fn configure(config: &Config) -> Result<Self> {
         Ok(PriceCents {
-            batch_size: config.parse("batch_size")?,
+            batch_size: config.positive("batch_size")?,
         })
     }
 
