@@ -1,7 +1,7 @@
 //! Copies `select` on the read-only `source` into `into` on the read-write `target` with
 //! [`TableCopy`], keyed by `key` (comma-separated: a composite key), `batch_size` rows per
-//! batch, and `fail_after_batches` to rehearse an interruption. `upsert = true` writes
-//! with bulk upserts.
+//! batch, `fail_after_batches` to rehearse an interruption and `pause_ms` between batches
+//! (so a test can kill the run mid-copy). `upsert = true` writes with bulk upserts.
 //!
 //! The mapping proves it ran: `name` is upper-cased, and a row whose `name` starts with
 //! `skip` is skipped. The unit logs the copy's report as one `copied` message with the
@@ -18,6 +18,7 @@ struct TableCopyGuest {
     batch_size: u32,
     fail_after: u64,
     upsert: bool,
+    pause: std::time::Duration,
 }
 
 impl Plugin for TableCopyGuest {
@@ -32,6 +33,7 @@ impl Plugin for TableCopyGuest {
             .config_key(ConfigKey::new("batch_size", "rows per batch").default("3"))
             .config_key(ConfigKey::new("fail_after_batches", "fail after n batches").default("0"))
             .config_key(ConfigKey::new("upsert", "write with bulk upserts").default("false"))
+            .config_key(ConfigKey::new("pause_ms", "pause between batches").default("0"))
     }
 
     fn configure(config: &Config) -> Result<Self> {
@@ -46,6 +48,7 @@ impl Plugin for TableCopyGuest {
             batch_size: config.parse("batch_size")?,
             fail_after: config.parse("fail_after_batches")?,
             upsert: config.flag("upsert", false)?,
+            pause: std::time::Duration::from_millis(config.parse("pause_ms")?),
         })
     }
 
@@ -65,7 +68,8 @@ impl TableCopyGuest {
             .select(&self.select)
             .key(self.key.clone())
             .batch_size(self.batch_size)
-            .fail_after(self.fail_after);
+            .fail_after(self.fail_after)
+            .pause(self.pause);
         if self.upsert {
             copy = copy.upsert();
         }
