@@ -30,7 +30,8 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list), `sql_command`
+//! (`migrun sql`: one transaction, text and JSON rows, rollback on failure),
 //! `table_copy` (the Rust SDK's `TableCopy`: keyset batches with a checkpoint each, resume
 //! after the last key, composite keys, upserts, dry-runs, on every dialect), `examples`
 //! (`examples/*-rust`: the price-cents backfill on every dialect, the customers copy
@@ -44,6 +45,7 @@ mod cache;
 mod cli;
 mod conformance;
 mod contracts;
+mod docs;
 mod dry_run;
 mod examples;
 mod faults;
@@ -69,6 +71,7 @@ mod restore_scope;
 mod resume;
 mod sandbox;
 mod scaffold;
+mod sql_command;
 mod streaming;
 mod structured_writes;
 mod support;
