@@ -170,12 +170,23 @@ pub mod __private {
 /// The plugin built by `configure` lives in the instance between calls;
 /// errors become the contract's `plugin-error` (database errors keep their
 /// kind and code); a panic traps the instance and the host rolls the unit back.
+///
+/// The exports exist on `wasm32` only: built natively (`cargo test` of a plugin crate,
+/// whose `cdylib` cargo links for its tests) the macro only checks that the type is a
+/// [`Plugin`], since the contract's export names (`migrun:plugin/plugin@0.2.0#…`) are no
+/// symbols a native linker accepts.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MigrunExport = $crate::__private::Export<$plugin>;
     $crate::bindings::__export_migration!(__MigrunExport with_types_in $crate::bindings);
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            const fn __migrun_is_a_plugin<P: $crate::Plugin>() {}
+            __migrun_is_a_plugin::<$plugin>();
         };
     };
 }

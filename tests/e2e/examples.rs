@@ -182,15 +182,18 @@ async fn price_cents_rust_example_mysql() {
     price_cents(Dialect::MySql).await;
 }
 
-/// The source customers: (id, name, email, country), and what the target should hold.
-const CUSTOMERS: &[(
+/// (id, name, email, country) on the source, then the email and country code the target gets.
+type Customer = (
     i64,
-    &str,
-    Option<&str>,
-    Option<&str>,
-    Option<&str>,
-    Option<&str>,
-)] = &[
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// The source customers and what the target should hold.
+const CUSTOMERS: &[Customer] = &[
     (
         1,
         "Ada",

@@ -22,7 +22,7 @@
 //!   triggers never chase each other (SQLite's `recursive_triggers` is off by
 //!   default, and the guards hold even when it is on).
 
-use migrun_sdk::{Connection, Dialect, Result, Value, bail};
+use migrun_sdk::{Connection, Dialect, Result, Value};
 
 /// Names and quoted identifiers of one rename.
 pub struct Rename {
