@@ -227,6 +227,7 @@ pub struct Backfill<'c> {
     pause: Duration,
     task: String,
     columns: Vec<String>,
+    fail_after: Option<u64>,
 }
 
 impl<'c> Backfill<'c> {
@@ -241,6 +242,7 @@ impl<'c> Backfill<'c> {
             pause: Duration::ZERO,
             task: format!("backfill {table}"),
             columns: Vec::new(),
+            fail_after: None,
         }
     }
 
@@ -285,6 +287,13 @@ impl<'c> Backfill<'c> {
     /// Sleeps this long between batches, so other writers get the table (seed 003's throttling).
     pub fn pause(mut self, pause: Duration) -> Self {
         self.pause = pause;
+        self
+    }
+
+    /// Rehearses an interruption: fails before the next batch once `batches` batches of this
+    /// run were committed (0: never). The next run resumes after them.
+    pub fn fail_after(mut self, batches: u64) -> Self {
+        self.fail_after = Some(batches).filter(|b| *b > 0);
         self
     }
 
@@ -335,7 +344,14 @@ impl<'c> Backfill<'c> {
             }
             None => (None, 0, 0),
         };
+        let mut this_run = 0;
         loop {
+            if self.fail_after == Some(this_run) {
+                return Err(Error::failed(format!(
+                    "stopping the backfill {} after {this_run} batches as configured (fail_after)",
+                    self.task
+                )));
+            }
             let (sql, params) = match &after {
                 Some(last) => (
                     format!(
@@ -387,6 +403,7 @@ impl<'c> Backfill<'c> {
             };
             checkpoint::save(&position.encode()?)
                 .map_err(|e| e.context(format!("checkpoint after batch {batches}")))?;
+            this_run += 1;
             crate::progress(&self.task, done, Some(total.max(done)));
             let full = batch.len() as u32 == self.batch_size;
             after = Some(last);

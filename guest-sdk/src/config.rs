@@ -100,6 +100,60 @@ impl Config {
         }
     }
 
+    /// The value of `key` as a plain SQL identifier, for a table or column name the plugin
+    /// puts into SQL: ASCII letters, digits and `_`, not starting with a digit, at most 48
+    /// characters (room for names derived from it — a trigger, an index — within
+    /// PostgreSQL's 63). An error naming the key when it is missing or not plain.
+    ///
+    /// ```
+    /// # use migrun_sdk::Config;
+    /// let config: Config = [("table", "orders"), ("column", "price; DROP")].into_iter().collect();
+    /// assert_eq!(config.identifier("table").unwrap(), "orders");
+    /// assert!(config.identifier("column").is_err());
+    /// assert!(config.identifier("missing").is_err());
+    /// ```
+    pub fn identifier(&self, key: &str) -> Result<String> {
+        let name = self.require(key)?;
+        let plain = !name.is_empty()
+            && name.len() <= 48
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !plain {
+            return Err(Error::Failed(format!(
+                "config key `{key}`: `{name}` is not a plain identifier (letters, digits and `_`, \
+                 at most 48, not starting with a digit); nothing was changed"
+            )));
+        }
+        Ok(name.to_owned())
+    }
+
+    /// [`identifier`](Self::identifier) for an optional name: `None` when the key was not
+    /// given or is empty (`key = ""`: "use the table's primary key").
+    pub fn identifier_opt(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(_) => self.identifier(key).map(Some),
+        }
+    }
+
+    /// The value of `key` as a count of at least 1 (`batch_size`): an error naming the key
+    /// when it is missing, not a number, or 0.
+    ///
+    /// ```
+    /// # use migrun_sdk::Config;
+    /// let config: Config = [("batch_size", "500"), ("zero", "0")].into_iter().collect();
+    /// assert_eq!(config.positive("batch_size").unwrap(), 500);
+    /// assert!(config.positive("zero").unwrap_err().to_string().contains("at least 1"));
+    /// ```
+    pub fn positive(&self, key: &str) -> Result<u32> {
+        match self.parse::<u32>(key)? {
+            0 => Err(Error::Failed(format!(
+                "config key `{key}` must be at least 1"
+            ))),
+            n => Ok(n),
+        }
+    }
+
     /// Whether `key` was given.
     pub fn contains(&self, key: &str) -> bool {
         self.values.contains_key(key)

@@ -29,6 +29,11 @@
 //! - [`Backfill`], [`Batch`] and [`checkpoint`] (`backfill.rs`): batched,
 //!   throttled backfills in key order that commit a checkpoint per batch and
 //!   resume after the last one when an interrupted unit runs again.
+//! - [`TableCopy`] (`copy.rs`): a query's rows copied into a table through a per-row
+//!   mapping, one keyset query, one bulk write and one checkpoint per batch, resumable.
+//! - `testing` (not on `wasm32`): drive the `migrun` binary from a plugin's own
+//!   `cargo test` — build the component, set up and inspect tables with `migrun sql`,
+//!   run it with `--json` and assert on the report.
 //! - [`Error`], [`DbError`], [`Result`], [`Context`], [`bail!`], [`ensure!`] (`error.rs`).
 //! - `bindings` (hidden): the raw wit-bindgen output. Generated types stay at
 //!   the edge (`wit.rs`), so a new WIT version changes the SDK, not plugins.
@@ -125,6 +130,7 @@ mod backfill;
 pub mod backup;
 mod catalog;
 mod config;
+mod copy;
 mod db;
 mod de;
 mod error;
@@ -134,12 +140,15 @@ pub mod log;
 mod plugin;
 mod row;
 mod ser;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 mod value;
 mod wit;
 
 pub use backfill::{Backfill, BackfillReport, Batch, checkpoint, key_of};
 pub use catalog::ColumnInfo;
 pub use config::Config;
+pub use copy::{CopyReport, TableCopy};
 pub use db::{Access, BulkWriter, Connection, Cursor, Dialect, TypedCursor};
 pub use error::{Context, DbError, DbErrorKind, Error, Result};
 pub use log::{check, progress};
@@ -161,12 +170,23 @@ pub mod __private {
 /// The plugin built by `configure` lives in the instance between calls;
 /// errors become the contract's `plugin-error` (database errors keep their
 /// kind and code); a panic traps the instance and the host rolls the unit back.
+///
+/// The exports exist on `wasm32` only: built natively (`cargo test` of a plugin crate,
+/// whose `cdylib` cargo links for its tests) the macro only checks that the type is a
+/// [`Plugin`], since the contract's export names (`migrun:plugin/plugin@0.2.0#…`) are no
+/// symbols a native linker accepts.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MigrunExport = $crate::__private::Export<$plugin>;
     $crate::bindings::__export_migration!(__MigrunExport with_types_in $crate::bindings);
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            const fn __migrun_is_a_plugin<P: $crate::Plugin>() {}
+            __migrun_is_a_plugin::<$plugin>();
         };
     };
 }

@@ -129,6 +129,61 @@ impl Row {
     pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
         T::deserialize(RowDeserializer::new(&self.columns, &self.values)).map_err(Error::from)
     }
+
+    /// Sets the value of the column called `name`, or adds the column at the end when the
+    /// row has none of that name: how a [`TableCopy`](crate::TableCopy) mapping changes a
+    /// row before it is written.
+    ///
+    /// ```
+    /// use migrun_sdk::{Column, Row, Value};
+    ///
+    /// let mut row = Row::new(vec![Column::new("email", "text")], vec![Value::from("A@X.ORG")]);
+    /// let email: String = row.get("email").unwrap();
+    /// row.set("email", email.to_lowercase());
+    /// row.set("source", "legacy");
+    /// assert_eq!(row.get::<String>("email").unwrap(), "a@x.org");
+    /// assert_eq!(row.columns()[1].name(), "source");
+    /// ```
+    pub fn set(&mut self, name: &str, value: impl Into<Value>) {
+        let value = value.into();
+        match self.index_of(name) {
+            Some(i) => self.values[i] = value,
+            None => {
+                let mut columns = self.columns.to_vec();
+                columns.push(Column::new(name, ""));
+                self.columns = columns.into();
+                self.values.push(value);
+            }
+        }
+    }
+
+    /// Removes the column called `name` and returns its value (`None` when there is none).
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let i = self.index_of(name)?;
+        let mut columns = self.columns.to_vec();
+        columns.remove(i);
+        self.columns = columns.into();
+        Some(self.values.remove(i))
+    }
+
+    /// Renames the column `from` to `to` (for a target column of another name); an error
+    /// when the row has no column `from`.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let i = self.index_of(from).ok_or_else(|| {
+            Error::Failed(format!(
+                "cannot rename `{from}`: the row has no such column"
+            ))
+        })?;
+        let mut columns = self.columns.to_vec();
+        columns[i] = Column::new(to, columns[i].type_name.clone());
+        self.columns = columns.into();
+        Ok(())
+    }
+
+    /// The columns, shared with the other rows of the same result.
+    pub(crate) fn shared_columns(&self) -> Rc<[Column]> {
+        Rc::clone(&self.columns)
+    }
 }
 
 fn decode_at<T: DeserializeOwned>(column: &Column, value: &Value) -> Result<T> {

@@ -185,9 +185,14 @@ async fn checkpoint_states(
 }
 
 /// A checkpoint's saved state in words: the SDK's backfill format (`backfill/1`: task, rows
-/// done, batches done, key kind, key) as "checkpoint 15 (key 7500, 7500 rows done)"; any
-/// other state, which only its plugin can read, as its first line.
+/// done, batches done, key kind, key) as "checkpoint 15 (key 7500, 7500 rows done)"; the
+/// SDKs' copy format (`{"copy":…,"last_key":[…],"copied":n}`) as "copy customers checkpoint
+/// (after key 3, 3 rows copied)"; any other state, which only its plugin can read, as its
+/// first line.
 pub fn describe_checkpoint(state: &str) -> String {
+    if let Some(copy) = describe_copy(state) {
+        return copy;
+    }
     let mut lines = state.splitn(6, '\n');
     if lines.next() == Some("backfill/1") {
         let (_task, rows, batches, _kind, key) = (
@@ -207,6 +212,29 @@ pub fn describe_checkpoint(state: &str) -> String {
     } else {
         format!("checkpoint (state {first:?})")
     }
+}
+
+/// A copy helper's checkpoint state in words, if `state` is one.
+fn describe_copy(state: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(state).ok()?;
+    let name = json.get("copy")?.as_str()?;
+    let key: Vec<String> = json
+        .get("last_key")?
+        .as_array()?
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    let key = match key.as_slice() {
+        [one] => one.clone(),
+        many => format!("({})", many.join(", ")),
+    };
+    let copied = json.get("copied")?.as_u64()?;
+    Some(format!(
+        "copy {name} checkpoint (after key {key}, {copied} rows copied)"
+    ))
 }
 
 /// Whether a ledger row's anchor is in the journal it names.
@@ -274,4 +302,29 @@ fn chain_of(path: &Path) -> Result<(String, BTreeSet<String>), String> {
         }
     }
     Ok((header.run_id, hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_checkpoint;
+
+    #[test]
+    fn checkpoints_are_described_in_words() {
+        assert_eq!(
+            describe_checkpoint("backfill/1\nbackfill users\n7500\n15\nint\n7500"),
+            "checkpoint 15 (key 7500, 7500 rows done)"
+        );
+        assert_eq!(
+            describe_checkpoint(r#"{"copy":"customers","last_key":[3],"copied":3}"#),
+            "copy customers checkpoint (after key 3, 3 rows copied)"
+        );
+        assert_eq!(
+            describe_checkpoint(r#"{"copy": "parts", "last_key": [2, "b"], "copied": 5}"#),
+            "copy parts checkpoint (after key (2, b), 5 rows copied)"
+        );
+        assert_eq!(
+            describe_checkpoint("page 3\nmore"),
+            "checkpoint (state \"page 3\")"
+        );
+    }
 }

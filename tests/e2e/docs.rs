@@ -213,6 +213,14 @@ pub fn run_guide(name: &str) {
 // Each guide's test is added with the guide's rewrite to this convention:
 // `the_rust_guide_runs_as_written` → run_guide("plugins-rust.md"), and so on.
 
+/// docs/plugins-rust.md: scaffold, `cargo test`, URLs and relative paths, the price-cents
+/// backfill with its tests, the customers copy interrupted and resumed, replay, and
+/// accounts-merge from the checkout.
+#[test]
+fn the_rust_guide_runs_as_written() {
+    run_guide("plugins-rust.md");
+}
+
 #[test]
 fn blocks_are_found_with_their_kind_file_and_line() {
     let md = "# t\n\n```sh\nmigrun --version\n```\n\n````python file=app.py\nprint(1)\n```\n````\n\n```sh skip-in-test\ncargo build\n```\n";

@@ -33,7 +33,11 @@
 //! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list), `sql_command`
 //! (`migrun sql`: one transaction, text and JSON rows, rollback on failure),
 //! `examples_python` (issue 21's Python examples on `migrun_sdk`: backfill and copy with
-//! resume; the SDK's own pytest suite).
+//! resume; the SDK's own pytest suite),
+//! `table_copy` (the Rust SDK's `TableCopy`: keyset batches with a checkpoint each, resume
+//! after the last key, composite keys, upserts, dry-runs, on every dialect), `examples`
+//! (`examples/*-rust`: the price-cents backfill on every dialect, the customers copy
+//! PostgreSQL → SQLite with a resume; each within 100 lines).
 
 mod attacks;
 mod auth_consolidation;
@@ -45,6 +49,7 @@ mod conformance;
 mod contracts;
 mod docs;
 mod dry_run;
+mod examples;
 mod examples_python;
 mod faults;
 mod files;
@@ -73,6 +78,7 @@ mod sql_command;
 mod streaming;
 mod structured_writes;
 mod support;
+mod table_copy;
 mod table_rename;
 mod tenants;
 mod timeouts;

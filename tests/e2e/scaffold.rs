@@ -231,3 +231,49 @@ fn scaffold_gitignore_covers_what_a_run_leaves() {
         }
     }
 }
+
+/// The Rust scaffold's own `cargo test` passes: `tests/plugin.rs` builds the component
+/// with a nested `cargo build --target wasm32-wasip2` (`migrun_sdk::testing::Component`),
+/// sets up its table with `migrun sql`, dry-runs and runs the plugin with `--json` through
+/// this migrun (`MIGRUN`), and asserts on the report and the rows.
+#[test]
+fn rust_scaffold_cargo_test_passes() {
+    let ws = Workspace::new();
+    let sdk = workspace_root().join("guest-sdk");
+    scaffold(
+        &ws,
+        "hello-tested",
+        "rust",
+        &["--sdk-path", sdk.to_str().unwrap()],
+        &["cargo build --release --target wasm32-wasip2"],
+    );
+    assert!(ws.path().join("tests/plugin.rs").is_file());
+    std::fs::copy(
+        workspace_root().join("Cargo.lock"),
+        ws.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    let mut cargo = plugins::cargo_command();
+    cargo
+        .current_dir(ws.path())
+        .arg("test")
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only")
+        .env("MIGRUN", env!("CARGO_BIN_EXE_migrun"));
+    let started = std::time::Instant::now();
+    let output = cargo.output().expect("run cargo test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the scaffold's cargo test failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("test fill_adds_the_missing_greetings ... ok"),
+        "{stdout}"
+    );
+    eprintln!(
+        "the scaffold's cargo test passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}

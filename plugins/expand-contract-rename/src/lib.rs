@@ -69,7 +69,7 @@ use migrun_sdk::{
     params, warn,
 };
 
-use crate::sql::{Rename, column_type, plain_identifier};
+use crate::sql::{Rename, column_type};
 
 struct ExpandContractRename {
     table: String,
@@ -268,25 +268,16 @@ impl Plugin for ExpandContractRename {
     }
 
     fn configure(config: &Config) -> Result<Self> {
-        let table = config.require("table")?.to_owned();
-        let old = config.require("old_column")?.to_owned();
-        let new = config.require("new_column")?.to_owned();
-        plain_identifier("table", &table)?;
-        plain_identifier("old_column", &old)?;
-        plain_identifier("new_column", &new)?;
+        let table = config.identifier("table")?;
+        let old = config.identifier("old_column")?;
+        let new = config.identifier("new_column")?;
         if old == new {
             bail!("old_column and new_column are both `{old}`: nothing to rename");
         }
-        let key = Some(config.get_or("key", "").to_owned()).filter(|k| !k.is_empty());
-        if let Some(key) = &key {
-            plain_identifier("key", key)?;
-        }
+        let key = config.identifier_opt("key")?;
         let column_type =
             Some(config.get_or("column_type", "").to_owned()).filter(|t| !t.is_empty());
-        let batch_size: u32 = config.parse("batch_size")?;
-        if batch_size == 0 {
-            bail!("batch_size must be at least 1");
-        }
+        let batch_size = config.positive("batch_size")?;
         Ok(ExpandContractRename {
             table,
             old,

@@ -22,7 +22,7 @@
 //!   triggers never chase each other (SQLite's `recursive_triggers` is off by
 //!   default, and the guards hold even when it is on).
 
-use migrun_sdk::{Connection, Dialect, Result, Value, bail};
+use migrun_sdk::{Connection, Dialect, Result, Value};
 
 /// Names and quoted identifiers of one rename.
 pub struct Rename {
@@ -241,18 +241,4 @@ pub fn column_type(conn: &Connection, table: &str, column: &str) -> Result<Optio
         Some(row) => Ok(Some(row.get_at::<String>(0)?)),
         None => Ok(None),
     }
-}
-
-/// Refuses identifiers that are not plain names: they go into DDL and trigger bodies.
-pub fn plain_identifier(what: &str, name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 48
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || name.starts_with(|c: char| c.is_ascii_digit())
-    {
-        bail!(
-            "{what} `{name}` is not a plain identifier (letters, digits and `_`, at most 48, not starting with a digit); nothing was changed"
-        );
-    }
-    Ok(())
 }

@@ -62,7 +62,7 @@ use migrun_sdk::{
     info, key_of, params, warn,
 };
 
-use crate::sql::{Direction, Phase, TableRename, phase, plain_identifier};
+use crate::sql::{Direction, Phase, TableRename, phase};
 
 /// Which units a run may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,21 +424,13 @@ impl Plugin for ExpandContractTableRename {
     }
 
     fn configure(config: &Config) -> Result<Self> {
-        let table = config.require("table")?.to_owned();
-        let new = config.require("new_name")?.to_owned();
-        plain_identifier("table", &table)?;
-        plain_identifier("new_name", &new)?;
+        let table = config.identifier("table")?;
+        let new = config.identifier("new_name")?;
         if table == new {
             bail!("table and new_name are both `{table}`: nothing to rename");
         }
-        let key = Some(config.get_or("key", "").to_owned()).filter(|k| !k.is_empty());
-        if let Some(key) = &key {
-            plain_identifier("key", key)?;
-        }
-        let batch_size: u32 = config.parse("batch_size")?;
-        if batch_size == 0 {
-            bail!("batch_size must be at least 1");
-        }
+        let key = config.identifier_opt("key")?;
+        let batch_size = config.positive("batch_size")?;
         let mode = match config.get_or("phase", "rename") {
             "rename" => Mode::Rename,
             "contract" => Mode::Contract,

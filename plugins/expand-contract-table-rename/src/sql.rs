@@ -700,17 +700,3 @@ pub fn identity_columns(db: &Connection, table: &str) -> Result<Vec<String>> {
         vec![Value::Text(table.to_owned())],
     )
 }
-
-/// Refuses identifiers that are not plain names: they go into DDL and trigger bodies.
-pub fn plain_identifier(what: &str, name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 48
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || name.starts_with(|c: char| c.is_ascii_digit())
-    {
-        bail!(
-            "{what} `{name}` is not a plain identifier (letters, digits and `_`, at most 48, not starting with a digit); nothing was changed"
-        );
-    }
-    Ok(())
-}

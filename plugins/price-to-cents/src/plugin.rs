@@ -29,21 +29,6 @@ struct PriceToCents {
     converted_this_run: bool,
 }
 
-/// Refuses a name that is not a plain SQL identifier, before anything runs.
-fn plain_identifier(what: &str, name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let plain = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !plain {
-        bail!(
-            "{what} `{name}` is not a plain identifier (letters, digits, `_`); nothing was changed"
-        );
-    }
-    Ok(())
-}
-
 /// A key or text value as the warning shows it.
 fn shown(value: &Value) -> String {
     match value {
@@ -223,32 +208,23 @@ impl Plugin for PriceToCents {
     }
 
     fn configure(config: &Config) -> Result<Self> {
-        let table = config.get_or("table", "orders").to_owned();
-        let text_column = config.get_or("text_column", "amount_text").to_owned();
-        let cents_column = config.get_or("cents_column", "amount_cents").to_owned();
-        plain_identifier("table", &table)?;
-        plain_identifier("text_column", &text_column)?;
-        plain_identifier("cents_column", &cents_column)?;
+        let table = config.identifier("table")?;
+        let text_column = config.identifier("text_column")?;
+        let cents_column = config.identifier("cents_column")?;
         if text_column.eq_ignore_ascii_case(&cents_column) {
             bail!(
                 "text_column and cents_column are both `{text_column}`: the cents need a column of their own"
             );
         }
-        let key = Some(config.get_or("key", "").to_owned()).filter(|k| !k.is_empty());
-        if let Some(key) = &key {
-            plain_identifier("key", key)?;
-        }
-        let batch_size: u32 = config.parse_or("batch_size", 1000)?;
-        if batch_size == 0 {
-            bail!("batch_size must be at least 1");
-        }
+        let key = config.identifier_opt("key")?;
+        let batch_size = config.positive("batch_size")?;
         Ok(PriceToCents {
             table,
             text_column,
             cents_column,
             key,
             batch_size,
-            fail_after_batches: config.parse_or("fail_after_batches", 0)?,
+            fail_after_batches: config.parse("fail_after_batches")?,
             converted_this_run: false,
         })
     }

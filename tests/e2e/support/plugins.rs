@@ -51,6 +51,9 @@ const GUESTS: &[&str] = &[
     "files-guest",
     "price-to-cents",
     "price-to-cents-v2",
+    "table-copy",
+    "price-cents-rust",
+    "customers-copy-rust",
 ];
 
 /// The pinned componentize-py, as `scripts/test` installs it.

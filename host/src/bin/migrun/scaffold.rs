@@ -207,6 +207,10 @@ fn templates(language: Language) -> &'static [Template] {
         Language::Rust => &[
             ("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
             ("src/lib.rs", include_str!("templates/rust/lib.rs")),
+            (
+                "tests/plugin.rs",
+                include_str!("templates/rust/plugin_test.rs"),
+            ),
             ("README.md", include_str!("templates/rust/README.md")),
             (".gitignore", include_str!("templates/rust/gitignore")),
         ],

@@ -9,6 +9,7 @@
 //!
 //! Build:   cargo build --release --target wasm32-wasip2
 //! Dry-run: migrun target/wasm32-wasip2/release/{{crate_name}}.wasm --dry-run
+//! Test:    cargo test (tests/plugin.rs runs the component with migrun)
 
 use migrun_sdk::{
     Config, ConfigKey, Connection, Need, Plugin, PluginInfo, Result, Steps, Unit, check, info,
