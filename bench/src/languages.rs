@@ -284,16 +284,13 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
     );
     for (i, twin) in twins.iter().enumerate() {
         if let (Some(a), Some(b)) = (seconds(small, i), seconds(large, i)) {
-            println!(
-                "- {}: ×{:.1} — {:.2}",
-                twin.label,
-                b / a,
-                b / a / data
-            );
+            println!("- {}: ×{:.1} — {:.2}", twin.label, b / a, b / a / data);
         }
     }
     if let Some(r) = rust {
-        println!("\ntargets (issue 21): Python and JavaScript within 3× of Rust, and linear in the data");
+        println!(
+            "\ntargets (issue 21): Python and JavaScript within 3× of Rust, and linear in the data"
+        );
         for (i, twin) in twins.iter().enumerate().filter(|(i, _)| *i != r) {
             let worst = sizes
                 .iter()
