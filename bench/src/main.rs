@@ -27,6 +27,7 @@ use clap::Parser;
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
+mod languages;
 mod seed001;
 
 #[derive(Parser)]
@@ -58,6 +59,9 @@ struct Args {
     /// `--shape seed001` and its flags (issue 18).
     #[command(flatten)]
     seed: seed001::SeedArgs,
+    /// `--shape languages` and its flags (issue 21).
+    #[command(flatten)]
+    languages: languages::LanguageArgs,
 }
 
 const DDL: &str = "CREATE EXTENSION IF NOT EXISTS ltree; CREATE TABLE memory (\
@@ -69,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(urls) = &args.native_copy {
         return native_copy(&urls[0], &urls[1]).await;
+    }
+    if args.seed.shape == Some(seed001::Shape::Languages) {
+        return languages::run(&args).await;
     }
     if args.seed.shape.is_some() {
         return seed001::run(&args).await;

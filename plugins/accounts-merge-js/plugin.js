@@ -11,9 +11,12 @@
 //   componentize-js plugin.js --wit ../../guest-sdk/wit/v0.1.0 --world-name migration \
 //     -d http fetch-event -o accounts_merge_js.wasm
 // (`-d http fetch-event`: no `wasi:http` import, which migrun does not grant).
-// package.json pins componentize-js 0.23.0 and, explicitly,
-// @bytecodealliance/preview2-shim, which componentize-js imports at build
-// time without declaring it; package-lock.json pins the rest.
+// package.json pins componentize-js 0.19.3 (0.23.0 makes every binding
+// `dealloc` search a list of all allocations of the current export call: a
+// unit streaming n rows takes O(n²) time; docs/PERFORMANCE.md, "Plugin
+// languages") and, explicitly, @bytecodealliance/preview2-shim, which
+// componentize-js imports at build time without declaring it;
+// package-lock.json pins the rest.
 //
 // The engine is StarlingMonkey (SpiderMonkey), through componentize-js.
 // Conventions of its bindings: WIT `s64`/`u64` are BigInt (exact: ids beyond

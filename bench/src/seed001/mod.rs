@@ -36,6 +36,8 @@ use crate::{Measure, best_of, timed, timed_quiet, with_user};
 pub enum Shape {
     /// Seed 001's shard: 34 `me_<slug>.memory` tables.
     Seed001,
+    /// The accounts-merge twins (Rust, Python, JavaScript) on SQLite (issue 21).
+    Languages,
 }
 
 /// The embedding column's type.
@@ -90,7 +92,8 @@ impl PluginEmbedding {
 #[derive(clap::Args)]
 pub struct SeedArgs {
     /// Benchmark another data shape: `seed001` is seed 001's 34 `me_<slug>.memory`
-    /// tables (issue 18); without it, the one-table copy bench of issue 10.
+    /// tables (issue 18); `languages` the accounts-merge twins in Rust, Python and
+    /// JavaScript (issue 21); without it, the one-table copy bench of issue 10.
     #[arg(long, value_enum)]
     pub shape: Option<Shape>,
     /// `--shape seed001`: the embedding column's type.

@@ -51,6 +51,9 @@ use sandbox::{CapturedOutput, LimitExceeded, MemoryLimiter, SandboxSeeds};
 /// How often the epoch advances; the wall-clock limit is checked at this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The profiling switch: `perfmap` makes wasmtime write a perf map of the compiled guest code.
+const PROFILE_ENV: &str = "MIGRUN_BENCH_PROFILE";
+
 /// Extra time a call gets beyond its limit before the host abandons a stuck host call (a
 /// database that stopped answering); plain WebAssembly is stopped by the epoch at the limit.
 const HOST_GRACE: Duration = Duration::from_secs(5);
@@ -151,6 +154,12 @@ impl Runtime {
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
             .max_wasm_stack(1 << 20);
+        // Profiling aid, not a user option (docs/PERFORMANCE.md, "Profiling a guest"):
+        // `MIGRUN_BENCH_PROFILE=perfmap` writes /tmp/perf-<pid>.map, so `perf record`
+        // names the guest's functions (those of its name section) instead of raw addresses.
+        if std::env::var_os(PROFILE_ENV).is_some_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // No threads: wasmtime is built without its `threads` feature, so shared
         // memories and atomics-based parallelism cannot be enabled at all.
         let engine = Engine::new(&config)?;
