@@ -30,7 +30,9 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list).
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `sdk_js` (the JavaScript SDK: its Node tests, and a guest written with it on every
+//! dialect — copy and backfill resumed after a crash, values, errors as exceptions).
 
 mod attacks;
 mod auth_consolidation;
@@ -63,6 +65,7 @@ mod replay;
 mod restore_scope;
 mod resume;
 mod sandbox;
+mod sdk_js;
 mod scaffold;
 mod streaming;
 mod structured_writes;
