@@ -2,10 +2,12 @@
 //!
 //! One template per language under `host/src/bin/migrun/templates/`, compiled into the
 //! binary with `include_str!`; placeholders are `{{name}}`, `{{crate_name}}`,
-//! `{{type_name}}`, `{{sdk_dependency}}` and `{{migrun_version}}`. Python and
-//! JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
-//! which their toolchains generate bindings from; a Rust project depends on
-//! `migrun-sdk`, which carries the bindings.
+//! `{{type_name}}`, `{{sdk_dependency}}`, `{{js_sdk}}` and `{{migrun_version}}`. Python
+//! projects get a copy of the contract's WIT (`wit/migrun.wit`), which componentize-py
+//! generates bindings from; a Rust project depends on `migrun-sdk`, which carries the
+//! bindings; a JavaScript project depends on the npm package `@migrun/sdk` (`sdk/js` of
+//! the checkout, linked with `file:`), which ships the WIT its build uses, and includes a
+//! `node --test` test driving `migrun` through `@migrun/sdk/testing`.
 //!
 //! Every template writes to one read-write connection only, so that a dry-run
 //! needs no data at all: with no `migrun.toml` it runs against an embedded
@@ -217,7 +219,10 @@ fn templates(language: Language) -> &'static [Template] {
         Language::JavaScript => &[
             ("plugin.js", include_str!("templates/js/plugin.js")),
             ("package.json", include_str!("templates/js/package.json")),
-            ("wit/migrun.wit", WIT),
+            (
+                "test/plugin.test.js",
+                include_str!("templates/js/test/plugin.test.js"),
+            ),
             ("README.md", include_str!("templates/js/README.md")),
             (".gitignore", include_str!("templates/js/gitignore")),
         ],
@@ -239,12 +244,40 @@ fn sdk_dependency(sdk: &SdkSource) -> String {
     }
 }
 
+/// The JavaScript SDK of the checkout a Rust SDK path belongs to (`<checkout>/sdk/js` beside
+/// `<checkout>/guest-sdk`), or the folder itself when it is the npm package.
+fn js_sdk_dir(sdk: &SdkSource) -> Option<PathBuf> {
+    let SdkSource::Path(path) = sdk else {
+        return None;
+    };
+    if path.join("package.json").is_file() {
+        return Some(path.clone());
+    }
+    let js = path.parent()?.join("sdk/js");
+    js.join("package.json").is_file().then_some(js)
+}
+
+/// The `@migrun/sdk` dependency of a JavaScript project, as a JSON string's content: the
+/// checkout's `sdk/js` (`file:`, which npm links), else the npm release matching this migrun.
+fn js_sdk(sdk: &SdkSource) -> String {
+    match js_sdk_dir(sdk) {
+        Some(dir) => {
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file:{}", dir.display())
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        }
+        None => "0.2.0".to_owned(),
+    }
+}
+
 /// Fills a template's placeholders.
 fn render(text: &str, spec: &NewPlugin) -> String {
     text.replace("{{name}}", &spec.name)
         .replace("{{crate_name}}", &spec.name.replace('-', "_"))
         .replace("{{type_name}}", &type_name(&spec.name))
         .replace("{{sdk_dependency}}", &sdk_dependency(&spec.sdk))
+        .replace("{{js_sdk}}", &js_sdk(&spec.sdk))
         .replace("{{migrun_version}}", migrun::VERSION)
 }
 
@@ -313,7 +346,15 @@ pub fn scaffold(spec: &NewPlugin) -> Result<Project, ScaffoldError> {
         Language::JavaScript => (
             vec!["npm install".to_owned(), "npm run build".to_owned()],
             PathBuf::from(&wasm),
-            Some("needs Node.js 20 or newer".to_owned()),
+            Some(match js_sdk_dir(&spec.sdk) {
+                Some(dir) => format!(
+                    "needs Node.js 20 or newer; @migrun/sdk comes from {}; `npm test` builds and runs test/",
+                    dir.display()
+                ),
+                None => "needs Node.js 20 or newer; @migrun/sdk 0.2.0 is taken from npm, where it is not \
+                         published yet: scaffold with --sdk-path <migrun checkout>/sdk/js to build against a checkout"
+                    .to_owned(),
+            }),
         ),
     };
     Ok(Project {
@@ -407,6 +448,33 @@ mod tests {
         assert!(lib.contains("export_plugin!(HelloWorld)"));
         let wit = std::fs::read_to_string(dir.path().join("python/wit/migrun.wit")).unwrap();
         assert!(wit.contains("\npackage migrun:plugin@0.2.0;"));
+        // JavaScript: the SDK package (from npm without a checkout) ships the WIT.
+        let package = std::fs::read_to_string(dir.path().join("js/package.json")).unwrap();
+        let package: serde_json::Value = serde_json::from_str(&package).unwrap();
+        assert_eq!(package["dependencies"]["@migrun/sdk"], "0.2.0");
+        assert!(
+            package["scripts"]["build"]
+                .as_str()
+                .unwrap()
+                .contains("-o hello_world.wasm")
+        );
+        assert!(dir.path().join("js/test/plugin.test.js").is_file());
+        assert!(!dir.path().join("js/wit").exists());
+    }
+
+    #[test]
+    fn js_projects_link_the_checkouts_sdk() {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for given in [checkout.join("guest-sdk"), checkout.join("sdk/js")] {
+            let dependency = js_sdk(&SdkSource::Path(given.clone()));
+            let dir = dependency
+                .strip_prefix("file:")
+                .unwrap_or_else(|| panic!("{}: {dependency}", given.display()));
+            assert!(
+                Path::new(dir).join("wit/migrun.wit").is_file(),
+                "{dependency}"
+            );
+        }
     }
 
     #[test]
