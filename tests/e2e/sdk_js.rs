@@ -106,7 +106,7 @@ async fn sdk_guest(dialect: Dialect) {
     let out = ws.migrun(&[plugin, "--json", "--only", "create,copy", "--set", "fail_after=2"]);
     out.expect_code(1);
     let failure = out.json()["failure"]["message"].to_string();
-    assert!(failure.contains("failing after batch 2"), "{failure}");
+    assert!(failure.contains("stopping the copy people after 2 batches"), "{failure}");
     assert_eq!(row_count(&target.url, "people").await, 8);
 
     // The rerun resumes after the last key and copies the rest, every tenth skipped.
@@ -117,7 +117,7 @@ async fn sdk_guest(dialect: Dialect) {
         count(&target, "SELECT COUNT(*) FROM people WHERE email <> LOWER(email) OR id IN (10, 20)").await,
         0
     );
-    assert!(out.all().contains("resuming the copy into people after key 8"), "{}", out.all());
+    assert!(out.all().contains("resuming the copy after key 8"), "{}", out.all());
 
     // The backfill stops after three batches (12 rows), then resumes after them.
     ws.migrun(&[plugin, "--json", "--only", "domains", "--set", "fail_after=3"])

@@ -185,6 +185,9 @@ export class Backfill {
       report: () => ({ rows: done, batches, resumedAfter }),
       step(work) {
         if (finished) return false;
+        if (self.failAfter !== null && self.failAfter > 0 && thisRun === self.failAfter) {
+          throw new MigrunError(`stopping the backfill ${self.task} after ${thisRun} batches as configured (failAfter)`);
+        }
         const sql =
           after !== null
             ? `SELECT ${selected} FROM ${table} WHERE ${quotedKey} > ${conn.ph(1)} ORDER BY ${quotedKey} LIMIT ${self.batchSize}`
@@ -217,9 +220,6 @@ export class Backfill {
         progress(self.task, done, Math.max(total, done));
         after = last;
         thisRun += 1;
-        if (self.failAfter !== null && thisRun >= self.failAfter) {
-          throw new MigrunError(`failing after batch ${batches} as asked (failAfter ${self.failAfter})`);
-        }
         if (batch.length < self.batchSize) finished = true;
         return !finished;
       },
@@ -300,6 +300,7 @@ export function keyOf(conn, table) {
 function keyJson(v) {
   if (typeof v === 'bigint') return v.toString();
   if (typeof v === 'number') return Number.isFinite(v) ? String(v) : JSON.stringify(String(v));
+  if (typeof v === 'boolean') return String(v);
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'string') return JSON.stringify(v);
   return JSON.stringify(String(v));
@@ -383,11 +384,16 @@ function retype(saved, sample) {
  * the source can be any connection. The checkpoint is
  * `{"copy":"<name>","last_key":[…],"copied":<rows written so far>}`.
  *
- * Options: `map` (default: the row as read), `columns` (the target columns; default: the
- * first written row's keys), `upsert: true` (bulkUpsert by `targetKeys`, default the
- * key), `name` (the checkpoint's and progress task's name, default `into`), `pause`
- * (milliseconds between batches: copy() then returns a promise), `failAfter` (fail after
- * that many batches of this run were committed: for testing resumes).
+ * Options: `select` (default: `SELECT * FROM <into>` on the source), `params` (the
+ * select's parameters; the key's placeholders are numbered after them), `key` (default:
+ * the one-column primary key of `into`), `map` (default: the row as read), `columns` (the
+ * target columns; default: the first written row's keys), `upsert: true` (bulkUpsert by
+ * `targetKeys`, default the key), `name` (the checkpoint's and progress task's name,
+ * default `into`), `pause` (milliseconds between batches: copy() then returns a promise),
+ * `failAfter` (fail before the next batch once that many batches of this run were
+ * committed: for rehearsing a resume). Returns `{ read, written, skipped, batches,
+ * copied, resumedAfter }`: this run's counts, `copied` over the whole copy, and the key
+ * it resumed after (or null).
  */
 export function copy(source, target, options) {
   const walk = startCopy(source, target, options);
@@ -401,86 +407,108 @@ export function copy(source, target, options) {
   })();
 }
 
-function startCopy(source, target, { select, key = 'id', into, map, batch = 1000, upsert = false, name, columns, targetKeys, failAfter }) {
-  if (typeof select !== 'string' || typeof into !== 'string') throw new MigrunError('copy needs `select` (the source query) and `into` (the target table)');
+function startCopy(source, target, options) {
+  const { select, params = [], key, into, map, batch = 1000, upsert = false, name, columns, targetKeys, failAfter } = options;
+  if (typeof into !== 'string') throw new MigrunError('copy needs `into`, the target table');
   if (!(batch >= 1)) throw new MigrunError('copy batch size must be at least 1');
-  const keys = typeof key === 'string' ? [key] : key;
   const copyName = name ?? into;
   const task = `copy ${copyName}`;
-  const src = `(${select}) AS migrun_src`;
+  const query = typeof select === 'string' ? select.trim().replace(/;+$/, '') : `SELECT * FROM ${source.quote(into)}`;
+  // The key: given, else the one-column primary key of `into` (on the source without a
+  // select, on the target with one).
+  const keys = key === undefined ? [keyOf(typeof select === 'string' ? target : source, into)] : typeof key === 'string' ? [key] : key;
+  const src = `(${query}) AS migrun_src`;
   const order = keys.map((k) => source.quote(k)).join(', ');
-  const keyTuple = keys.length === 1 ? order : `(${order})`;
-  const placeholders = keys.length === 1 ? source.ph(1) : `(${source.placeholders(keys.length)})`;
-  const total = Number(source.scalar(`SELECT COUNT(*) FROM ${src}`));
+  const firstKeyParam = params.length + 1;
+  const condition =
+    keys.length === 1 ? `${order} > ${source.ph(firstKeyParam)}` : `(${order}) > (${source.placeholders(keys.length, firstKeyParam)})`;
+  const total = Number(source.scalar(`SELECT COUNT(*) FROM ${src}`, params));
 
   let lastKey = null;
-  let copied = 0;
-  let read = 0;
-  let written = 0;
-  let skipped = 0;
+  let resumedAfter = null;
+  let copiedBefore = 0;
   const saved = checkpoint.last();
   const state = saved === null ? null : decodeCopyState(saved);
-  if (state !== null && state.copy === copyName && state.lastKey.length === keys.length) {
-    // The checkpoint keeps keys as JSON; read one row to give them back their SQL kinds
-    // (a uuid or a date compares as such on PostgreSQL, not as text).
-    const sample = source.queryOne(`SELECT ${order} FROM ${src} ORDER BY ${order} LIMIT 1`);
-    lastKey = state.lastKey.map((v, i) => retype(v, sample === null ? null : sample[Object.keys(sample)[i]]));
-    copied = state.copied;
-    log.info(`resuming the copy into ${into} after key ${lastKey.map(describe).join(', ')}`, { copy: copyName, copied });
+  if (state !== null && state.copy === copyName) {
+    lastKey = state.lastKey;
+    if (lastKey.some((v) => typeof v === 'string')) {
+      // JSON keeps numbers and strings only: a key saved from a uuid, a date or a decimal
+      // gets its kind back from the source's first row (PostgreSQL compares a uuid with a
+      // uuid, not with text).
+      const probe = source.query(`SELECT ${order} FROM ${src} ORDER BY ${order} LIMIT 1`, params);
+      if (probe.length > 0) lastKey = lastKey.map((v, i) => retype(v, probe[0][probe.columns[i]]));
+    }
+    resumedAfter = lastKey;
+    copiedBefore = state.copied;
+    log.info(`resuming the copy after key ${shownKey(lastKey)}`, { copy: copyName, copied: state.copied });
   }
-  const before = copied; // rows written by earlier runs: progress counts them as done
-  let thisRun = 0;
+  const counts = { read: 0, written: 0, skipped: 0, batches: 0, copied: copiedBefore, resumedAfter };
   let finished = false;
-  let cols = columns ?? null;
   const writeKeys = targetKeys === undefined ? keys : typeof targetKeys === 'string' ? [targetKeys] : targetKeys;
 
   return {
-    counts: () => ({ read, written, skipped, copied }),
+    counts: () => counts,
     step() {
       if (finished) return false;
+      if (failAfter !== undefined && failAfter !== null && failAfter > 0 && counts.batches === failAfter) {
+        throw new MigrunError(`stopping the copy ${copyName} after ${counts.batches} batches as configured (failAfter)`);
+      }
       const sql =
         lastKey === null
           ? `SELECT * FROM ${src} ORDER BY ${order} LIMIT ${batch}`
-          : `SELECT * FROM ${src} WHERE ${keyTuple} > ${placeholders} ORDER BY ${order} LIMIT ${batch}`;
-      const rows = source.query(sql, lastKey === null ? [] : lastKey);
+          : `SELECT * FROM ${src} WHERE ${condition} ORDER BY ${order} LIMIT ${batch}`;
+      const rows = source.query(sql, lastKey === null ? params : params.concat(lastKey));
       if (rows.length === 0) {
         finished = true;
         return false;
       }
+      for (const k of keys) {
+        if (!rows.columns.includes(k)) {
+          throw new MigrunError(`the copy's key column \`${k}\` is not in the rows (columns: ${rows.columns.join(', ')})`);
+        }
+      }
+      const lastRow = rows[rows.length - 1];
+      const nextKey = keys.map((k) => lastRow[k]);
+      if (nextKey.some((v) => v === null)) {
+        throw new MigrunError(`copy ${copyName}: key (${keys.join(', ')}) holds NULL; copy by unique NOT NULL columns`);
+      }
       const out = [];
       for (const row of rows) {
         const mapped = map ? map(row) : row;
-        if (mapped === null || mapped === undefined) skipped += 1;
+        if (mapped === null || mapped === undefined) counts.skipped += 1;
         else out.push(mapped);
       }
-      read += rows.length;
-      const lastRow = rows[rows.length - 1];
-      const nextKey = keys.map((k) => {
-        if (!(k in lastRow)) throw new MigrunError(`copy into ${into}: the key column \`${k}\` is not in the select's columns (${rows.columns.join(', ')})`);
-        if (lastRow[k] === null) throw new MigrunError(`copy into ${into}: the key column \`${k}\` holds NULL: page by NOT NULL unique columns`);
-        return lastRow[k];
-      });
+      counts.batches += 1;
+      const number = counts.batches;
+      let written = 0;
       if (out.length > 0) {
-        cols = cols ?? Object.keys(out[0]);
-        const n = upsert
-          ? target.bulkUpsert(into, out, { keys: writeKeys, columns: cols.filter((c) => !writeKeys.includes(c)) })
-          : target.bulkInsert(into, out, { columns: cols });
-        written += n;
-        copied += n;
+        const cols = columns ?? Object.keys(out[0]);
+        try {
+          written = upsert
+            ? target.bulkUpsert(into, out, { keys: writeKeys, columns: cols.filter((c) => !writeKeys.includes(c)) })
+            : target.bulkInsert(into, out, { columns: cols });
+        } catch (e) {
+          throw toMigrunError(e).withContext(`copy ${copyName}, batch ${number}`);
+        }
       }
+      counts.read += rows.length;
+      counts.written += written;
+      counts.copied += written;
       try {
-        checkpoint.save(encodeCopyState(copyName, nextKey, copied));
+        checkpoint.save(encodeCopyState(copyName, nextKey, counts.copied));
       } catch (e) {
-        throw toMigrunError(e).withContext(`checkpoint of the copy into ${into}`);
+        throw toMigrunError(e).withContext(`checkpoint after batch ${number} of copy ${copyName}`);
       }
+      const done = copiedBefore + counts.read;
+      progress(task, done, Math.max(total, done));
       lastKey = nextKey;
-      progress(task, before + read, Math.max(total, before + read));
-      thisRun += 1;
-      if (failAfter !== undefined && failAfter !== null && thisRun >= failAfter) {
-        throw new MigrunError(`failing after batch ${thisRun} of the copy into ${into} as asked (failAfter ${failAfter})`);
-      }
       if (rows.length < batch) finished = true;
       return !finished;
     },
   };
+}
+
+/** A key for messages: the value, or `(a, b)` for a composite key. */
+function shownKey(key) {
+  return key.length === 1 ? describe(key[0]) : `(${key.map(describe).join(', ')})`;
 }

@@ -145,9 +145,10 @@ export class SqlDate extends Date {
 
 function dateMillis(kind, text) {
   if (kind === 'date') return Date.parse(`${text}T00:00:00Z`);
-  // JavaScript parses at most milliseconds: cut the fraction to three digits.
+  // JavaScript parses at most milliseconds: cut the fraction to three digits. The host
+  // always sends an instant in UTC (`…Z`); an offset is looked for only otherwise.
   let t = text.replace(' ', 'T');
-  const zone = kind === 'timestamptz' ? (/(Z|[+-]\d\d:?\d\d)$/.exec(t) || ['Z'])[0] : 'Z';
+  const zone = kind !== 'timestamptz' || t.endsWith('Z') ? 'Z' : (/[+-]\d\d:?\d\d$/.exec(t) || ['Z'])[0];
   if (kind === 'timestamptz' && t.endsWith(zone)) t = t.slice(0, t.length - zone.length);
   const dot = t.indexOf('.');
   if (dot >= 0) t = t.slice(0, dot + 4);

@@ -160,17 +160,18 @@ test('copy pages by key, checkpoints each batch and resumes after the last one',
       const src = connect('source');
       return copy(src, src, {
         select: 'SELECT * FROM customers',
+        key: 'id',
         into: 'people',
         batch: 10,
         map: (row) => (row.id % 5 === 0 ? null : { id: row.id, email: row.email.toLowerCase() }),
         failAfter,
       });
     });
-  assert.throws(() => run(2), /failing after batch 2/);
+  assert.throws(() => run(2), /stopping the copy people after 2 batches as configured/);
   assert.equal(host.state, '{"copy":"people","last_key":[20],"copied":16}');
   assert.equal(tables.people.length, 16);
   const counts = run();
-  assert.deepEqual(counts, { read: 5, written: 4, skipped: 1, copied: 20 });
+  assert.deepEqual(counts, { read: 5, written: 4, skipped: 1, batches: 1, copied: 20, resumedAfter: [20] });
   assert.equal(tables.people.length, 20);
   assert.equal(tables.people[19].email, 'user24@example.com');
   assert.ok(host.calls.some((c) => c[0] === 'query' && /WHERE "id" > \?/.test(c[1]) && c[2][0].val === 20n));
