@@ -175,7 +175,10 @@ fn js_scaffold_test_passes() {
         output.status.success(),
         "npm test failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
-    assert!(stdout.contains("# pass 2") && stdout.contains("# fail 0"), "{stdout}");
+    assert!(
+        stdout.contains("# pass 2") && stdout.contains("# fail 0"),
+        "{stdout}"
+    );
 }
 
 /// What a run leaves in a project folder — backups, journals, embedded databases and their

@@ -37,7 +37,12 @@ fn js_sdk_unit_tests_pass_in_node() {
     }
     let out = Command::new("node")
         .current_dir(workspace_root().join("sdk/js"))
-        .args(["--import", "./test/register.js", "--test", "test/sdk.test.js"])
+        .args([
+            "--import",
+            "./test/register.js",
+            "--test",
+            "test/sdk.test.js",
+        ])
         .output()
         .expect("run node --test");
     assert!(
@@ -103,10 +108,20 @@ async fn sdk_guest(dialect: Dialect) {
     ));
 
     // The copy stops after its second batch: two checkpoints committed 8 rows.
-    let out = ws.migrun(&[plugin, "--json", "--only", "create,copy", "--set", "fail_after=2"]);
+    let out = ws.migrun(&[
+        plugin,
+        "--json",
+        "--only",
+        "create,copy",
+        "--set",
+        "fail_after=2",
+    ]);
     out.expect_code(1);
     let failure = out.json()["failure"]["message"].to_string();
-    assert!(failure.contains("stopping the copy people after 2 batches"), "{failure}");
+    assert!(
+        failure.contains("stopping the copy people after 2 batches"),
+        "{failure}"
+    );
     assert_eq!(row_count(&target.url, "people").await, 8);
 
     // The rerun resumes after the last key and copies the rest, every tenth skipped.
@@ -114,23 +129,50 @@ async fn sdk_guest(dialect: Dialect) {
     out.expect_code(0);
     assert_eq!(row_count(&target.url, "people").await, CUSTOMERS - 2);
     assert_eq!(
-        count(&target, "SELECT COUNT(*) FROM people WHERE email <> LOWER(email) OR id IN (10, 20)").await,
+        count(
+            &target,
+            "SELECT COUNT(*) FROM people WHERE email <> LOWER(email) OR id IN (10, 20)"
+        )
+        .await,
         0
     );
-    assert!(out.all().contains("resuming the copy after key 8"), "{}", out.all());
+    assert!(
+        out.all().contains("resuming the copy after key 8"),
+        "{}",
+        out.all()
+    );
 
     // The backfill stops after three batches (12 rows), then resumes after them.
-    ws.migrun(&[plugin, "--json", "--only", "domains", "--set", "fail_after=3"])
-        .expect_code(1);
+    ws.migrun(&[
+        plugin,
+        "--json",
+        "--only",
+        "domains",
+        "--set",
+        "fail_after=3",
+    ])
+    .expect_code(1);
     assert_eq!(
-        count(&target, "SELECT COUNT(*) FROM people WHERE domain IS NOT NULL").await,
+        count(
+            &target,
+            "SELECT COUNT(*) FROM people WHERE domain IS NOT NULL"
+        )
+        .await,
         12
     );
     let out = ws.migrun(&[plugin, "--json", "--only", "domains,values"]);
     out.expect_code(0);
-    assert!(out.all().contains("resuming after batch 3"), "{}", out.all());
+    assert!(
+        out.all().contains("resuming after batch 3"),
+        "{}",
+        out.all()
+    );
     assert_eq!(
-        count(&target, "SELECT COUNT(*) FROM people WHERE domain = 'example.com'").await,
+        count(
+            &target,
+            "SELECT COUNT(*) FROM people WHERE domain = 'example.com'"
+        )
+        .await,
         CUSTOMERS - 2
     );
     let report = out.json();

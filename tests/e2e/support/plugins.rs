@@ -316,7 +316,11 @@ pub fn js_raw_plugin(folder: &str, version: &str) -> Option<PathBuf> {
         cmd.current_dir(&dir)
             .arg("plugin.js")
             .arg("--wit")
-            .arg(workspace_root().join("guest-sdk/wit").join(format!("v{version}")))
+            .arg(
+                workspace_root()
+                    .join("guest-sdk/wit")
+                    .join(format!("v{version}")),
+            )
             .args([
                 "--world-name",
                 "migration",
