@@ -27,6 +27,7 @@
 //!   with row counts read on a connection.
 //! - [`tape`]: the one boundary where host calls are recorded, answered from a journal
 //!   (`tape::Player`, verify) or matched for another plugin version (`tape::Comparison`).
+//! - [`statements`]: `migrun sql`, the operator's (and plugin tests') SQL on a configured connection.
 //! - [`tenants`]: one plugin across many tenant databases (`[tenants]`, `${tenant}` in URLs),
 //!   a run per tenant, `--jobs` tenants at once.
 //! - [`observer`]: how a run reports progress while it happens.
@@ -63,6 +64,7 @@ pub mod run;
 pub use migrun_runtime as runtime;
 pub use migrun_session as session;
 pub use migrun_sql as sql;
+pub mod statements;
 pub mod status;
 pub mod tenants;
 pub use migrun_session::tape;

@@ -30,7 +30,8 @@
 //! freeze and a contract in a later run, on every dialect),
 //! `kubernetes` (the Indexed Job manifest validated; `--shard auto` workers killed and
 //! restarted, every unit migrated once), `tenants` (one migration across tenant databases:
-//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list),
+//! `[tenants]` and `${tenant}` URLs, keep-going, reruns, shards, a query's list), `sql_command`
+//! (`migrun sql`: one transaction, text and JSON rows, rollback on failure),
 //! `sdk_js` (the JavaScript SDK: its Node tests, and a guest written with it on every
 //! dialect — copy and backfill resumed after a crash, values, errors as exceptions).
 
@@ -42,6 +43,7 @@ mod cache;
 mod cli;
 mod conformance;
 mod contracts;
+mod docs;
 mod dry_run;
 mod faults;
 mod files;
@@ -67,6 +69,7 @@ mod resume;
 mod sandbox;
 mod scaffold;
 mod sdk_js;
+mod sql_command;
 mod streaming;
 mod structured_writes;
 mod support;

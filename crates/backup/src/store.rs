@@ -101,7 +101,9 @@ impl BackupStore {
             message,
         };
         if for_writing {
-            std::fs::create_dir_all(path).map_err(|e| storage(format!("cannot create it: {e}")))?;
+            // Backups hold whole tables: a folder migrun creates is its owner's only.
+            migrun_journal::private_dir_all(path)
+                .map_err(|e| storage(format!("cannot create it: {e}")))?;
         }
         let root = Dir::open_ambient_dir(path, ambient_authority())
             .map_err(|e| storage(format!("cannot open it: {e}")))?;

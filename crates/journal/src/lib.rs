@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use migrun_types::{Access, BulkWriteKind, Dialect, Level, Value};
 
 pub use reader::JournalReader;
-pub use writer::{IN_FLIGHT_BYTES, JournalWriter};
+pub use writer::{IN_FLIGHT_BYTES, JournalWriter, private_dir_all};
 
 /// The format identifier written in every header.
 pub const FORMAT: &str = "migrun.journal/3";

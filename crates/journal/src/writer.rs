@@ -332,13 +332,14 @@ impl JournalWriter {
         };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            private_dir_all(dir).map_err(io)?;
         }
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io)?;
+        let mut options = File::options();
+        options.write(true).create_new(true);
+        // A journal holds every row the plugin read: readable by its owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         out.write_all(frame::MAGIC).map_err(io)?;
         out.flush().map_err(io)?;
@@ -538,6 +539,17 @@ impl Drop for JournalWriter {
 }
 
 /// Syncs a folder, so that a file just created in it survives a crash.
+/// Creates `dir` and its missing parents; the folders it creates are its owner's only
+/// (`0700` on Unix): journals and backups hold the data the plugin read. A folder that
+/// exists keeps its mode (the operator chose it).
+pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {

@@ -384,3 +384,37 @@ fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
         "text still compresses: {size} bytes"
     );
 }
+
+/// A journal holds every row the plugin read: the file is its owner's only (0600), and so
+/// is a journal folder migrun creates (0700); a folder that exists keeps its mode.
+#[cfg(unix)]
+#[test]
+fn journals_and_the_folders_made_for_them_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made/by/migrun/run.journal");
+    write_journal(&path);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "the journal file");
+    assert_eq!(
+        mode(&dir.path().join("made/by/migrun")),
+        0o700,
+        "a folder migrun made"
+    );
+    assert_eq!(
+        mode(&dir.path().join("made")),
+        0o700,
+        "its parents migrun made"
+    );
+
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_journal(&shared.join("run.journal"));
+    assert_eq!(
+        mode(&shared),
+        0o755,
+        "an existing folder keeps the operator's mode"
+    );
+    assert_eq!(mode(&shared.join("run.journal")), 0o600);
+}

@@ -187,6 +187,24 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run SQL on a configured connection, in one transaction, and print what the last statement
+    /// returned: set up and inspect the databases a run uses (also what the SDKs' test helpers call).
+    Sql {
+        /// The config file (default ./migrun.toml when it exists; otherwise embedded SQLite files).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Override a connection URL: --db name=url (repeatable).
+        #[arg(long = "db", value_name = "NAME=URL")]
+        db: Vec<String>,
+        /// Print JSON (schema migrun.sql/1: columns, rows, rows_affected).
+        #[arg(long)]
+        json: bool,
+        /// The connection's name (an unconfigured name is migrun-data/<name>.sqlite).
+        connection: String,
+        /// The statements, one per argument, run in order; all are rolled back if one fails.
+        #[arg(required = true, value_name = "SQL")]
+        statements: Vec<String>,
+    },
     /// Re-execute a journal's plugin on its recorded inputs, with no database: verify it
     /// (same plugin) or compare another version's writes (--plugin v2.wasm).
     Replay {
@@ -346,6 +364,13 @@ fn main() -> ExitCode {
                 json,
                 all,
             }) => status(config.as_deref(), &db, json, all).await,
+            Some(Command::Sql {
+                config,
+                db,
+                json,
+                connection,
+                statements,
+            }) => sql(config.as_deref(), &db, json, &connection, &statements).await,
             Some(Command::Replay {
                 journal,
                 plugin,
@@ -659,6 +684,47 @@ async fn status(
 }
 
 /// The embedded SQLite databases already in the config's `data_dir` (`<name>.sqlite`), by connection name.
+/// `migrun sql`: the statements on one connection; exit 0, or 1 when a statement failed
+/// (rolled back, the database's error on stderr).
+async fn sql(
+    config: Option<&std::path::Path>,
+    overrides: &[String],
+    json: bool,
+    connection: &str,
+    statements: &[String],
+) -> anyhow::Result<u8> {
+    let mut config = match config {
+        Some(file) => RunConfig::load(file)?,
+        None if std::path::Path::new("migrun.toml").exists() => {
+            RunConfig::load("migrun.toml".as_ref())?
+        }
+        None => RunConfig::default_embedded(),
+    };
+    for spec in overrides {
+        config.apply_override(spec)?;
+    }
+    if config.connection(connection).url.contains("${tenant}") {
+        anyhow::bail!(
+            "connection `{connection}` is one per tenant ([tenants]): give one tenant's URL with --db {connection}=URL"
+        );
+    }
+    match migrun::statements::run_statements(&config, connection, statements).await {
+        Ok(outcome) => {
+            if json {
+                print_json(&outcome.to_json().to_string());
+            } else {
+                print_text(&outcome.to_text());
+            }
+            Ok(0)
+        }
+        Err(e @ migrun::statements::StatementsError::Statement { .. }) => {
+            eprintln!("error: {}", printable_text(&e.to_string()));
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn embedded_connections(
     config: &RunConfig,
 ) -> std::collections::BTreeMap<String, migrun::config::ResolvedConnection> {
