@@ -233,7 +233,8 @@ export class Backfill {
  */
 export function keyOf(conn, table) {
   let columns; // [index, column, primary, notNull]
-  const tuples = (rows) => rows.map((r) => Object.values(r));
+  // By the result's column order: Object.values would put integer-like names (`1`) first.
+  const tuples = (rows) => rows.map((r) => rows.columns.map((c) => r[c]));
   if (conn.dialect === 'postgres') {
     columns = tuples(
       conn.query(
