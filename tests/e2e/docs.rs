@@ -234,3 +234,15 @@ fn blocks_are_found_with_their_kind_file_and_line() {
 fn a_fragment_that_does_not_run_is_refused() {
     script("t.md", &blocks("x\n\n```python\nconn.query()\n```\n"));
 }
+
+/// docs/plugins-js.md, top to bottom: the scaffold built, dry-run and its `npm test`; the
+/// `shop` plugin (copy helper, Backfill writing cents back) built, run and tested; the
+/// accounts-merge twin built, run and replayed.
+#[test]
+fn the_js_guide_runs_as_written() {
+    if !crate::support::plugins::has_program("npm") {
+        crate::support::plugins::toolchain_missing::<()>("Node.js and npm are not installed");
+        return;
+    }
+    run_guide("plugins-js.md");
+}
