@@ -124,8 +124,11 @@ export const plugin = definePlugin({
     }),
   ],
   verify() {
-    const target = connect('target');
-    const missing = target.scalar('SELECT COUNT(*) FROM people WHERE domain IS NULL');
-    check('every domain is filled', missing === 0, `${missing} without a domain`);
+    let [checked, upper] = [0, 0];
+    for (const { email } of connect('target').cursor('SELECT email FROM people ORDER BY id', [], { batch: 3 }).rows()) {
+      checked += 1;
+      if (email !== email.toLowerCase()) upper += 1;
+    }
+    check('e-mails are lower-case', upper === 0, `${upper} of ${checked} are not`);
   },
 });
