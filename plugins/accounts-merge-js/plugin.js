@@ -1,4 +1,5 @@
-// accounts-merge, in JavaScript: the twin of plugins/accounts-merge (Rust).
+// accounts-merge, in JavaScript: the twin of plugins/accounts-merge (Rust), written with
+// the JavaScript SDK (@migrun/sdk, sdk/js) against contract 0.2.0.
 //
 // Reads openneo_id's Devise `users` through a read-only `source` and writes
 // `accounts` (one per user, email trimmed and lower-cased, password reduced
@@ -7,27 +8,11 @@
 // host call are those of the Rust plugin, whose `src/lib.rs` specifies them;
 // the conformance suite (tests/e2e/conformance.rs) holds the three twins to it.
 //
-// Build (from this folder): `npm install --no-save && npm run build`, i.e.
-//   componentize-js plugin.js --wit ../../guest-sdk/wit/v0.1.0 --world-name migration \
-//     -d http fetch-event -o accounts_merge_js.wasm
-// (`-d http fetch-event`: no `wasi:http` import, which migrun does not grant).
-// package.json pins componentize-js 0.19.3 (0.23.0 makes every binding
-// `dealloc` search a list of all allocations of the current export call: a
-// unit streaming n rows takes O(n²) time; docs/PERFORMANCE.md, "Plugin
-// languages") and, explicitly, @bytecodealliance/preview2-shim, which
-// componentize-js imports at build time without declaring it;
-// package-lock.json pins the rest.
-//
-// The engine is StarlingMonkey (SpiderMonkey), through componentize-js.
-// Conventions of its bindings: WIT `s64`/`u64` are BigInt (exact: ids beyond
-// 2^53 survive), `u32` is a Number; a variant is `{ tag, val }`; an enum is
-// its name as a string; `option<T>` is the value or `undefined`; an import
-// returning `result<T, E>` returns T or throws an error whose `payload` is E;
-// an export fails by throwing an error whose `payload` is the plugin-error.
+// Build (from this folder): `npm install --no-save && npm run build`: esbuild bundles this
+// module with the SDK into dist/plugin.js, and componentize-js turns that into
+// accounts_merge_js.wasm (see package.json and docs/plugins-js.md).
 
-import { open } from 'migrun:plugin/database@0.1.0';
-import { write, progress } from 'migrun:plugin/log@0.1.0';
-import { report } from 'migrun:plugin/checks@0.1.0';
+import { definePlugin, readOnly, readWrite, unit, Config, connect, log, progress, check, withContext, SqlDate, timestamp } from '@migrun/sdk';
 
 const NAME = 'accounts-merge';
 const VERSION = '0.1.0';
@@ -77,9 +62,8 @@ const COUNT_IDENTITIES = 'SELECT COUNT(*) FROM identities';
 const SELECT_EMAILS = 'SELECT id, email FROM accounts WHERE email IS NOT NULL ORDER BY id';
 const COUNT_ORPHANS = 'SELECT COUNT(*) FROM identities LEFT JOIN accounts ON accounts.id = identities.account_id WHERE accounts.id IS NULL';
 
-const placeholder = (dialect, n) => (dialect === 'postgres' ? `$${n}` : '?');
-const presentAccounts = (d) => `SELECT id FROM accounts WHERE id BETWEEN ${placeholder(d, 1)} AND ${placeholder(d, 2)}`;
-const presentIdentities = (d) => `SELECT account_id FROM identities WHERE account_id BETWEEN ${placeholder(d, 1)} AND ${placeholder(d, 2)}`;
+const presentAccounts = (conn) => `SELECT id FROM accounts WHERE id BETWEEN ${conn.ph(1)} AND ${conn.ph(2)}`;
+const presentIdentities = (conn) => `SELECT account_id FROM identities WHERE account_id BETWEEN ${conn.ph(1)} AND ${conn.ph(2)}`;
 
 // --- normalisation: ASCII only, as in src/normalise.rs ------------------------
 
@@ -107,412 +91,177 @@ function passwordKind(encrypted, salt) {
   return 'unknown';
 }
 
-function timestamp(target, value) {
-  if (target === 'sqlite') return value;
-  if (value.tag === 'text') return { tag: 'timestamp', val: value.val.replace(' ', 'T') };
-  if (value.tag === 'timestamptz') {
-    const text = value.val;
-    return { tag: 'timestamp', val: text.endsWith('Z') ? text.slice(0, -1) : text };
-  }
+/** A timestamp read from `source`, as `target` holds it: unchanged into SQLite, zone-less elsewhere. */
+function asTargetTimestamp(dialect, value) {
+  if (dialect === 'sqlite' || value === null) return value;
+  if (typeof value === 'string') return timestamp(value);
+  if (value instanceof SqlDate && value.kind === 'timestamptz') return timestamp(value.text.endsWith('Z') ? value.text.slice(0, -1) : value.text);
   return value;
 }
 
-const NULL = { tag: 'null' };
-const int = (n) => ({ tag: 'int', val: BigInt(n) });
-const text = (s) => ({ tag: 'text', val: s });
-const optionalText = (s) => (s === null ? NULL : text(s));
-
-// --- a thin layer over the bindings, making the calls the Rust SDK makes -----
-
-/** A failure that becomes the export's `plugin-error`. */
-class PluginError extends Error {
-  constructor(payload) {
-    super(payload.tag === 'failed' ? payload.val : payload.val.message);
-    this.payload = payload;
-  }
-}
-
-const failed = (message) => new PluginError({ tag: 'failed', val: message });
-
-/** A database error thrown by an import (its payload is a db-error), or undefined. */
-const dbErrorOf = (e) => (e && e.payload && typeof e.payload.kind === 'string' ? e.payload : undefined);
-
-/** Puts `context` in front of a failure's message, keeping a database error's kind and code. */
-function withContext(e, context) {
-  const db = dbErrorOf(e);
-  if (db) return new PluginError({ tag: 'database', val: { ...db, message: `${context}: ${db.message}` } });
-  if (e instanceof PluginError && e.payload.tag === 'failed') return failed(`${context}: ${e.payload.val}`);
-  return e;
-}
-
-function dispose(resource) {
-  if (typeof resource[Symbol.dispose] === 'function') resource[Symbol.dispose]();
-}
-
-class Connection {
-  constructor(session, name, resource) {
-    this.session = session;
-    this.name = name;
-    this.resource = resource;
-    this.dialect = resource.dialect();
-    this.access = resource.access();
-  }
-
-  query(sql, params) {
-    return this.resource.query(sql, params).rows;
-  }
-
-  scalarInt(sql) {
-    const rows = this.query(sql, []);
-    if (rows.length === 0) throw failed(`query returned no rows: ${sql}`);
-    return intOf(rows[0][0]);
-  }
-
-  cursor(sql, params, batchSize) {
-    const cursor = new Cursor(this.resource.openCursor(sql, params, batchSize));
-    this.session.cursors.push(cursor);
-    return cursor;
-  }
-
-  bulkInsert(table, columns, rows) {
-    if (rows.length === 0) return 0n;
-    return this.resource.bulkInsert(table, columns, rows);
-  }
-}
-
-/** A streaming query result; released as soon as it is exhausted or fails. */
-class Cursor {
-  constructor(resource) {
-    this.resource = resource;
-    this.columns = resource.columns();
-  }
-
-  /** The next non-empty batch, or null at the end. */
-  next() {
-    while (this.resource !== null) {
-      let batch;
-      try {
-        batch = this.resource.nextBatch();
-      } catch (e) {
-        this.close();
-        throw e;
-      }
-      if (batch === undefined) this.close();
-      else if (batch.length > 0) return batch;
-    }
-    return null;
-  }
-
-  close() {
-    if (this.resource !== null) {
-      dispose(this.resource);
-      this.resource = null;
-    }
-  }
-}
-
-/**
- * The connections and cursors one export call opened, released when it
- * returns: unfinished cursors first (latest first), as Rust drops them when a
- * unit fails mid-stream, then the connections.
- */
-class Session {
-  constructor() {
-    this.open = [];
-    this.cursors = [];
-  }
-
-  connection(name) {
-    const found = this.open.find((c) => c.name === name);
-    if (found) return new Connection(this, name, found.resource);
-    const conn = new Connection(this, name, open(name));
-    this.open.push(conn);
-    return conn;
-  }
-
-  close() {
-    for (const cursor of this.cursors.reverse()) cursor.close();
-    for (const conn of this.open) dispose(conn.resource);
-    this.cursors = [];
-    this.open = [];
-  }
-}
-
-function intOf(value) {
-  if (value.tag === 'int') return value.val;
-  if (value.tag === 'boolean') return value.val ? 1n : 0n;
-  throw failed(`cannot decode row: expected an integer, found ${value.tag}`);
-}
-
-function textOf(value) {
-  if (value.tag === 'null') return null;
-  if (typeof value.val === 'string') return value.val;
-  throw failed(`cannot decode row: expected text, found ${value.tag}`);
-}
-
-const info = (message, fields) => write('info', message, fields);
-
-/** Runs one export call: closes its connections, maps failures to plugin-error. */
-function call(body) {
-  const session = new Session();
-  try {
-    return body(session);
-  } catch (e) {
-    const db = dbErrorOf(e);
-    if (db) throw new PluginError({ tag: 'database', val: db });
-    throw e;
-  } finally {
-    session.close();
-  }
-}
-
-// --- the units ---------------------------------------------------------------
-
-function createTables(session) {
-  const target = session.connection('target');
-  const statements = CREATE_TABLES[target.dialect];
-  [ACCOUNTS, IDENTITIES].forEach((table, i) => {
-    try {
-      target.resource.execute(statements[i], []);
-    } catch (e) {
-      throw withContext(e, `creating ${table}`);
-    }
-  });
-  info(`${ACCOUNTS} and ${IDENTITIES} exist`, [['dialect', target.dialect]]);
-}
-
-function present(target, presentSql, batch) {
-  const first = intOf(batch[0][0]);
-  const last = intOf(batch[batch.length - 1][0]);
-  const ids = new Set(target.query(presentSql, [int(first), int(last)]).map((row) => intOf(row[0])));
-  return { first, last, ids };
-}
-
-function account(target, user) {
-  const email = textOf(user[2]);
+/** A row of `accounts` (in ACCOUNT_COLUMNS order) for a `users` row. */
+function account(dialect, user) {
+  const email = user.email;
   const normalised = normaliseEmail(email);
-  const domain = normalised === null ? null : emailDomain(normalised);
-  const signIns = user[5].tag === 'null' ? 0n : intOf(user[5]);
-  const locked = textOf(user[6]) !== null || user[7].tag !== 'null';
   return {
     values: [
-      int(intOf(user[0])),
-      text(textOf(user[1])),
-      optionalText(normalised),
-      optionalText(domain),
-      text(passwordKind(textOf(user[3]), textOf(user[4]))),
-      int(signIns),
-      { tag: 'boolean', val: locked },
-      timestamp(target, user[8]),
-      timestamp(target, user[9]),
+      user.id,
+      user.name,
+      normalised,
+      normalised === null ? null : emailDomain(normalised),
+      passwordKind(user.encrypted_password, user.password_salt),
+      user.sign_in_count ?? 0,
+      user.unlock_token !== null || user.locked_at !== null,
+      asTargetTimestamp(dialect, user.created_at),
+      asTargetTimestamp(dialect, user.last_sign_in_at),
     ],
     emailChanged: email !== null && normalised !== email,
     withoutEmail: normalised === null,
   };
 }
 
-function identity(user) {
-  return [
-    text(lowerAscii(trimAscii(textOf(user[1])))),
-    user[2],
-    int(intOf(user[0])),
-    optionalText(normaliseEmail(textOf(user[3]))),
-  ];
+/** A row of `identities` (in IDENTITY_COLUMNS order) for a `users` row with a provider. */
+const identity = (user) => [lowerAscii(trimAscii(user.provider)), user.uid, user.id, normaliseEmail(user.neopass_email)];
+
+// --- the units ---------------------------------------------------------------
+
+function createTables() {
+  const target = connect('target');
+  const statements = CREATE_TABLES[target.dialect];
+  [ACCOUNTS, IDENTITIES].forEach((table, i) => withContext(`creating ${table}`, () => target.execute(statements[i])));
+  log.info(`${ACCOUNTS} and ${IDENTITIES} exist`, { dialect: target.dialect });
 }
 
-/** The next batch of `cursor`, with `context` on a database failure. */
-function nextBatch(cursor, context) {
-  try {
-    return cursor.next();
-  } catch (e) {
-    throw withContext(e, context);
-  }
+/** The first and last id of a batch, and the ids `target` already holds between them. */
+function present(target, presentSql, batch, idColumn) {
+  const first = batch[0].id;
+  const last = batch[batch.length - 1].id;
+  const ids = new Set(target.query(presentSql, [first, last]).map((row) => row[idColumn]));
+  return { first, last, ids };
 }
 
-function copyAccounts(session, batchSize) {
-  const source = session.connection('source');
-  const target = session.connection('target');
+function copyAccounts(batchSize) {
+  const source = connect('source');
+  const target = connect('target');
   const dialect = target.dialect;
-  const total = source.scalarInt(COUNT_USERS);
-  const presentSql = presentAccounts(dialect);
+  const total = source.scalar(COUNT_USERS);
+  const presentSql = presentAccounts(target);
 
-  let [done, copied, skipped, normalised, withoutEmail] = [0n, 0n, 0n, 0n, 0n];
-  progress(UNIT_ACCOUNTS, 0n, total);
-  const cursor = source.cursor(SELECT_USERS, [], batchSize);
-  for (let batch; (batch = nextBatch(cursor, 'reading users')) !== null; ) {
-    const { first, last, ids } = present(target, presentSql, batch);
-    done += BigInt(batch.length);
+  let [done, copied, skipped, normalised, withoutEmail] = [0, 0, 0, 0, 0];
+  progress(UNIT_ACCOUNTS, 0, total);
+  const cursor = source.cursor(SELECT_USERS, [], { batch: batchSize });
+  for (let batch; (batch = withContext('reading users', () => cursor.next())) !== null; ) {
+    const { first, last, ids } = present(target, presentSql, batch, 'id');
+    done += batch.length;
     const rows = [];
     for (const user of batch) {
-      if (ids.has(intOf(user[0]))) {
-        skipped += 1n;
+      if (ids.has(user.id)) {
+        skipped += 1;
         continue;
       }
       const a = account(dialect, user);
-      if (a.emailChanged) normalised += 1n;
-      if (a.withoutEmail) withoutEmail += 1n;
+      if (a.emailChanged) normalised += 1;
+      if (a.withoutEmail) withoutEmail += 1;
       rows.push(a.values);
     }
-    try {
-      copied += target.bulkInsert(ACCOUNTS, ACCOUNT_COLUMNS, rows);
-    } catch (e) {
-      throw withContext(e, `inserting accounts ${first} to ${last}`);
-    }
+    copied += withContext(`inserting accounts ${first} to ${last}`, () => target.bulkInsert(ACCOUNTS, rows, { columns: ACCOUNT_COLUMNS }));
     progress(UNIT_ACCOUNTS, done, total);
   }
-  info(
+  log.info(
     `copied ${copied} users into ${ACCOUNTS}; ${skipped} were already present, ` +
       `${normalised} emails were normalised, ${withoutEmail} have no email`,
-    [
-      ['copied', `${copied}`],
-      ['skipped', `${skipped}`],
-      ['normalised', `${normalised}`],
-      ['without_email', `${withoutEmail}`],
-    ],
+    { copied, skipped, normalised, without_email: withoutEmail },
   );
 }
 
-function splitIdentities(session, batchSize) {
-  const source = session.connection('source');
-  const target = session.connection('target');
-  const total = source.scalarInt(COUNT_PROVIDERS);
-  const presentSql = presentIdentities(target.dialect);
+function splitIdentities(batchSize) {
+  const source = connect('source');
+  const target = connect('target');
+  const total = source.scalar(COUNT_PROVIDERS);
+  const presentSql = presentIdentities(target);
 
-  let [done, copied, skipped, withoutEmail] = [0n, 0n, 0n, 0n];
-  progress(UNIT_IDENTITIES, 0n, total);
-  const cursor = source.cursor(SELECT_PROVIDERS, [], batchSize);
-  for (let batch; (batch = nextBatch(cursor, 'reading users with a provider')) !== null; ) {
-    const { first, last, ids } = present(target, presentSql, batch);
-    done += BigInt(batch.length);
+  let [done, copied, skipped, withoutEmail] = [0, 0, 0, 0];
+  progress(UNIT_IDENTITIES, 0, total);
+  const cursor = source.cursor(SELECT_PROVIDERS, [], { batch: batchSize });
+  for (let batch; (batch = withContext('reading users with a provider', () => cursor.next())) !== null; ) {
+    const { first, last, ids } = present(target, presentSql, batch, 'account_id');
+    done += batch.length;
     const rows = [];
     for (const user of batch) {
-      if (ids.has(intOf(user[0]))) {
-        skipped += 1n;
+      if (ids.has(user.id)) {
+        skipped += 1;
         continue;
       }
       const row = identity(user);
-      if (row[3].tag === 'null') withoutEmail += 1n;
+      if (row[3] === null) withoutEmail += 1;
       rows.push(row);
     }
-    try {
-      copied += target.bulkInsert(IDENTITIES, IDENTITY_COLUMNS, rows);
-    } catch (e) {
-      throw withContext(e, `inserting identities of accounts ${first} to ${last}`);
-    }
+    copied += withContext(`inserting identities of accounts ${first} to ${last}`, () =>
+      target.bulkInsert(IDENTITIES, rows, { columns: IDENTITY_COLUMNS }),
+    );
     progress(UNIT_IDENTITIES, done, total);
   }
-  info(
-    `split ${copied} identities into ${IDENTITIES}; ${skipped} were already present, ${withoutEmail} have no email`,
-    [
-      ['copied', `${copied}`],
-      ['skipped', `${skipped}`],
-      ['without_email', `${withoutEmail}`],
-    ],
-  );
+  log.info(`split ${copied} identities into ${IDENTITIES}; ${skipped} were already present, ${withoutEmail} have no email`, {
+    copied,
+    skipped,
+    without_email: withoutEmail,
+  });
 }
 
-function verifyAll(session, batchSize) {
-  const source = session.connection('source');
-  const target = session.connection('target');
+function verifyAll(batchSize) {
+  const source = connect('source');
+  const target = connect('target');
 
-  const users = source.scalarInt(COUNT_USERS);
-  const accounts = target.scalarInt(COUNT_ACCOUNTS);
-  report('accounts match users', users === accounts, `users: ${users}, accounts: ${accounts}`);
+  const users = source.scalar(COUNT_USERS);
+  const accounts = target.scalar(COUNT_ACCOUNTS);
+  check('accounts match users', users === accounts, `users: ${users}, accounts: ${accounts}`);
 
-  const withProvider = source.scalarInt(COUNT_PROVIDERS);
-  const identities = target.scalarInt(COUNT_IDENTITIES);
-  report(
+  const withProvider = source.scalar(COUNT_PROVIDERS);
+  const identities = target.scalar(COUNT_IDENTITIES);
+  check(
     'identities match users with a provider',
     withProvider === identities,
     `users with a provider: ${withProvider}, identities: ${identities}`,
   );
 
-  let checked = 0n;
-  let wrong = 0n;
-  let firstWrong = null;
-  const cursor = target.cursor(SELECT_EMAILS, [], batchSize);
-  for (let batch; (batch = cursor.next()) !== null; ) {
-    for (const row of batch) {
-      const id = intOf(row[0]);
-      const email = textOf(row[1]);
-      checked += 1n;
-      if (normaliseEmail(email) !== email) {
-        wrong += 1n;
-        if (firstWrong === null) firstWrong = id;
-      }
+  // Streamed and checked with the very function that normalised them.
+  let [checked, wrong, firstWrong] = [0, 0, null];
+  for (const { id, email } of target.cursor(SELECT_EMAILS, [], { batch: batchSize }).rows()) {
+    checked += 1;
+    if (normaliseEmail(email) !== email) {
+      wrong += 1;
+      if (firstWrong === null) firstWrong = id;
     }
   }
   const detail =
     firstWrong === null
       ? `${checked} emails are trimmed and lower-case`
       : `${wrong} of ${checked} emails are not trimmed and lower-case; first: account ${firstWrong}`;
-  report('emails are normalised', wrong === 0n, detail);
+  check('emails are normalised', wrong === 0, detail);
 
-  const orphans = target.scalarInt(COUNT_ORPHANS);
-  report('every identity has an account', orphans === 0n, `${orphans} identities without an account`);
+  const orphans = target.scalar(COUNT_ORPHANS);
+  check('every identity has an account', orphans === 0, `${orphans} identities without an account`);
 }
 
-// --- the export -----------------------------------------------------------------
+// --- the plugin --------------------------------------------------------------------
 
-function parseBatchSize(value) {
-  if (/^[0-9]{1,6}$/.test(value)) {
-    const n = Number(value);
-    if (n >= 1 && n <= MAX_BATCH) return n;
-  }
-  throw failed(`config key \`batch_size\` must be a whole number from 1 to ${MAX_BATCH}, got \`${value}\``);
-}
-
-// The configuration, kept between calls: one component instance is one plugin run.
-let batchSize = null;
-
-function configured() {
-  if (batchSize === null) throw failed('run-unit was called before configure');
-  return batchSize;
-}
-
-function describe() {
-  return {
-    name: NAME,
-    version: VERSION,
-    description: "Merges openneo_id's users into normalised accounts and provider identities",
-    connections: [
-      { name: 'source', access: 'read-only', description: "the openneo_id database, holding Devise's users table", writes: [] },
-      { name: 'target', access: 'read-write', description: 'the database receiving accounts and identities', writes: [ACCOUNTS, IDENTITIES] },
-    ],
-    units: [
-      { name: UNIT_CREATE, description: 'creates accounts and identities when absent' },
-      { name: UNIT_ACCOUNTS, description: 'copies every user into accounts in id order, email normalised, skipping ids already present' },
-      { name: UNIT_IDENTITIES, description: 'copies each provider identity into identities, skipping accounts already split' },
-    ],
-    config: [{ name: 'batch_size', description: 'rows fetched and inserted per batch', required: false, defaultValue: '500', secret: false }],
-  };
-}
-
-export const plugin = {
-  describe,
-
-  configure(config) {
-    call(() => {
-      const given = config.find(([key]) => key === 'batch_size');
-      batchSize = parseBatchSize(given ? given[1] : '500');
-    });
-  },
-
-  listUnits() {
-    return call(() => describe().units);
-  },
-
-  runUnit(unit) {
-    call((session) => {
-      const size = configured();
-      if (unit === UNIT_CREATE) createTables(session);
-      else if (unit === UNIT_ACCOUNTS) copyAccounts(session, size);
-      else if (unit === UNIT_IDENTITIES) splitIdentities(session, size);
-      else throw failed(`unknown unit \`${unit}\` (expected ${UNIT_CREATE}, ${UNIT_ACCOUNTS} or ${UNIT_IDENTITIES})`);
-    });
-  },
-
-  verify() {
-    call((session) => verifyAll(session, configured()));
-  },
-};
+export const plugin = definePlugin({
+  name: NAME,
+  version: VERSION,
+  description: "Merges openneo_id's users into normalised accounts and provider identities",
+  connections: [
+    readOnly('source', "the openneo_id database, holding Devise's users table"),
+    readWrite('target', 'the database receiving accounts and identities', { writes: [ACCOUNTS, IDENTITIES] }),
+  ],
+  config: { batch_size: Config.int(500, 'rows fetched and inserted per batch', { min: 1, max: MAX_BATCH }) },
+  units: [
+    unit(UNIT_CREATE, 'creates accounts and identities when absent', createTables),
+    unit(UNIT_ACCOUNTS, 'copies every user into accounts in id order, email normalised, skipping ids already present', ({ config }) =>
+      copyAccounts(config.batch_size),
+    ),
+    unit(UNIT_IDENTITIES, 'copies each provider identity into identities, skipping accounts already split', ({ config }) =>
+      splitIdentities(config.batch_size),
+    ),
+  ],
+  verify: ({ config }) => verifyAll(config.batch_size),
+});

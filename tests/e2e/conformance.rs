@@ -2,7 +2,8 @@
 //!
 //! The accounts-merge plugin exists in Rust (`plugins/accounts-merge`, the
 //! reference), Python (`plugins/accounts-merge-py`, on `migrun_sdk`, componentize-py) and
-//! JavaScript (`plugins/accounts-merge-js`, componentize-js), each built from
+//! JavaScript (`plugins/accounts-merge-js`, the JavaScript SDK `sdk/js`, bundled with
+//! esbuild and built by componentize-js), each built from
 //! source. On SQLite and on PostgreSQL, the twins read one seeded
 //! `users` table and each writes into a target of its own: dry-run, run,
 //! rerun. Everything a user or auditor can observe must be the same as the
@@ -317,15 +318,11 @@ batch_size = {BATCH}
             }
             all.push(json);
         }
-        // The Rust and Python twins target the SDKs' contract (the Python one through
-        // migrun_sdk); the 0.1.0 build of the Python twin is proven in contracts.rs. The
-        // JavaScript twin still targets 0.1.0 until it moves onto its SDK.
-        let expected_contract = match twin.language {
-            "javascript" => "0.1.0",
-            _ => migrun::contract::CURRENT_VERSION,
-        };
+        // Every twin is built with its SDK, on the current contract; the 0.1.0 builds of the
+        // Python and JavaScript twins are frozen and proven in tests/e2e/contracts.rs.
         assert_eq!(
-            report.contract.0, expected_contract,
+            report.contract.0,
+            migrun::contract::CURRENT_VERSION,
             "{} twin's contract version",
             twin.language
         );

@@ -5,8 +5,10 @@
 //! Units declared `transactional: false` have a topic of their own
 //! (`non_transactional.rs`).
 //!
-//! The 0.1.0 component is the Python accounts-merge twin (componentize-py,
-//! built against `guest-sdk/wit/v0.1.0`), compared with its Rust reference (the
+//! The 0.1.0 components are the Python accounts-merge twin (componentize-py,
+//! built against `guest-sdk/wit/v0.1.0`) and the JavaScript twin as it was written
+//! against 0.1.0's raw bindings (`tests/guests/accounts-merge-js-v0-1-0`, frozen when
+//! `plugins/accounts-merge-js` moved onto the SDK), compared with their Rust reference (the
 //! SDK's contract, 0.2.0); the 0.1.1 one is `tests/guests/contract-v0-1-1`, frozen
 //! when the SDK moved on, and the raw 0.2.0 one `tests/guests/contract-v0-2-0`.
 
@@ -125,6 +127,19 @@ async fn components_of_contracts_0_1_0_0_1_1_and_0_2_0_all_run_and_write_their_r
                 table_checksum(&target.url, table).await,
                 table_checksum(&rust.url, table).await,
                 "0.1.0 and 0.2.0 wrote different {table}"
+            );
+        }
+    }
+
+    // 0.1.0 in JavaScript: the twin frozen on the raw 0.1.0 bindings (componentize-js),
+    // the same rows again.
+    if let Some(js) = plugins::js_raw_plugin("tests/guests/accounts-merge-js-v0-1-0", "0.1.0") {
+        let target = accounts_merge(&js, &source, "0.1.0").await;
+        for table in ["accounts", "identities"] {
+            assert_eq!(
+                table_checksum(&target.url, table).await,
+                table_checksum(&rust.url, table).await,
+                "the 0.1.0 JavaScript component and 0.2.0 wrote different {table}"
             );
         }
     }

@@ -247,3 +247,15 @@ fn a_fragment_that_does_not_run_is_refused() {
 fn the_python_guide_runs_as_written() {
     run_guide("plugins-python.md");
 }
+
+/// docs/plugins-js.md, top to bottom: the scaffold built, dry-run and its `npm test`; the
+/// `shop` plugin (copy helper, Backfill writing cents back) built, run and tested; the
+/// accounts-merge twin built, run and replayed.
+#[test]
+fn the_js_guide_runs_as_written() {
+    if !crate::support::plugins::has_program("npm") {
+        crate::support::plugins::toolchain_missing::<()>("Node.js and npm are not installed");
+        return;
+    }
+    run_guide("plugins-js.md");
+}

@@ -37,7 +37,9 @@
 //! `table_copy` (the Rust SDK's `TableCopy`: keyset batches with a checkpoint each, resume
 //! after the last key, composite keys, upserts, dry-runs, on every dialect), `examples`
 //! (`examples/*-rust`: the price-cents backfill on every dialect, the customers copy
-//! PostgreSQL → SQLite with a resume; each within 100 lines).
+//! PostgreSQL → SQLite with a resume; each within 100 lines),
+//! `sdk_js` (the JavaScript SDK: its Node tests, and a guest written with it on every
+//! dialect — copy and backfill resumed after a crash, values, errors as exceptions).
 
 mod attacks;
 mod auth_consolidation;
@@ -74,6 +76,7 @@ mod restore_scope;
 mod resume;
 mod sandbox;
 mod scaffold;
+mod sdk_js;
 mod sql_command;
 mod streaming;
 mod structured_writes;

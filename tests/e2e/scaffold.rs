@@ -193,6 +193,46 @@ fn js_scaffold_builds_and_dry_runs() {
     dry_run(&ws, "hello_js.wasm");
 }
 
+/// The JavaScript scaffold's own test (`test/plugin.test.js`, `node --test` over
+/// `@migrun/sdk/testing`, which drives this `migrun`) passes out of the box: `npm test`
+/// builds the plugin, then runs it.
+#[test]
+fn js_scaffold_test_passes() {
+    if !has_program("npm") || !has_program("node") {
+        toolchain_missing::<()>("Node.js and npm are not installed");
+        return;
+    }
+    let ws = Workspace::new();
+    scaffold(&ws, "tested-js", "js", &[], &["npm install"]);
+    run_build(
+        "npm install (the JavaScript scaffold)",
+        in_dir(ws.path(), "npm").args([
+            "install",
+            "--prefer-offline",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]),
+    );
+    let output = in_dir(ws.path(), "npm")
+        .arg("test")
+        .env("MIGRUN", env!("CARGO_BIN_EXE_migrun"))
+        .output()
+        .expect("run npm test");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "npm test failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(
+        stdout.contains("# pass 2") && stdout.contains("# fail 0"),
+        "{stdout}"
+    );
+}
+
 /// What a run leaves in a project folder — backups, journals, embedded databases and their
 /// lock files — is ignored by git in every language's scaffold, so none of it is committed.
 #[test]

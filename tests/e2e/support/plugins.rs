@@ -9,8 +9,12 @@
 //! - Python guests ([`python_plugin`]): componentize-py (PyPI, pinned in
 //!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`, with the checkout's
 //!   `sdk/python` on its path (`-p`), against contract 0.2.0 (or another, [`python_plugin_against`]).
-//! - JavaScript guests ([`js_plugin`]): componentize-js (StarlingMonkey) from
-//!   the folder's own `node_modules` (`npm install --no-save` by `scripts/guest-toolchains`, pinned by its `package-lock.json`).
+//! - JavaScript guests ([`js_plugin`]): written with the SDK (`sdk/js`, `@migrun/sdk`),
+//!   bundled with esbuild and built by componentize-js (StarlingMonkey) against the SDK's
+//!   WIT (contract 0.2.0), as the folder's `npm run build` does, with the tools of the
+//!   folder's own `node_modules` (`npm install --no-save` by `scripts/guest-toolchains`,
+//!   pinned by its `package-lock.json`). Guests written against raw bindings
+//!   ([`js_raw_plugin`], e.g. the frozen 0.1.0 twin) are built without a bundle.
 //!
 //! Python and JavaScript components land in `target/guests/`. `scripts/test`
 //! and `.ci/run` install both toolchains; when one is missing a test skips
@@ -233,9 +237,22 @@ pub fn componentize_js(dir: &Path) -> PathBuf {
     dir.join("node_modules/.bin/componentize-js")
 }
 
-/// Builds the JavaScript plugin in `folder` (relative to the workspace root;
-/// its module is `plugin.js`) with componentize-js, once. `None` when Node or
-/// the folder's `node_modules` is missing.
+/// The folder whose `node_modules` holds the JavaScript toolchain for the guest in `dir`:
+/// its own, else `plugins/accounts-merge-js`'s (test guests have none of their own).
+fn js_tools(dir: &Path) -> PathBuf {
+    if dir.join("node_modules").is_dir() {
+        dir.to_owned()
+    } else {
+        workspace_root().join("plugins/accounts-merge-js")
+    }
+}
+
+/// Builds the JavaScript plugin in `folder` (relative to the workspace root; its module
+/// is `plugin.js`, importing `@migrun/sdk`) once, as its `npm run build` does: esbuild
+/// bundles the module with the SDK (the contract's imports stay external), then
+/// componentize-js builds the bundle against the SDK's WIT. A folder without a
+/// `node_modules` of its own (a test guest) uses `plugins/accounts-merge-js`'s, SDK
+/// included. `None` when Node or that `node_modules` is missing.
 pub fn js_plugin(folder: &str) -> Option<PathBuf> {
     let dir = workspace_root().join(folder);
     let key = dir
@@ -247,10 +264,72 @@ pub fn js_plugin(folder: &str) -> Option<PathBuf> {
         if !has_program("node") {
             return toolchain_missing("Node.js is not installed");
         }
-        let tool = componentize_js(&dir);
+        let tools = js_tools(&dir);
+        let (tool, esbuild) = (
+            componentize_js(&tools),
+            tools.join("node_modules/.bin/esbuild"),
+        );
+        if !tool.exists() || !esbuild.exists() {
+            return toolchain_missing(&format!(
+                "{} or {} is missing (`scripts/guest-toolchains` installs them)",
+                tool.display(),
+                esbuild.display()
+            ));
+        }
+        let bundle = out.with_extension("bundle.js");
+        let mut bundling = Command::new(esbuild);
+        bundling
+            .current_dir(&dir)
+            // Where `@migrun/sdk` resolves from when the folder has no node_modules.
+            .env("NODE_PATH", tools.join("node_modules"))
+            .args([
+                "plugin.js",
+                "--bundle",
+                "--format=esm",
+                "--platform=neutral",
+                "--external:migrun:*",
+                "--log-level=warning",
+            ])
+            .arg(format!("--outfile={}", bundle.display()));
+        run_build(&format!("{folder} (esbuild)"), &mut bundling);
+        let mut cmd = Command::new(tool);
+        cmd.current_dir(&dir)
+            .arg(&bundle)
+            .arg("--wit")
+            .arg(tools.join("node_modules/@migrun/sdk/wit"))
+            .args([
+                "--world-name",
+                "migration",
+                "-d",
+                "http",
+                "fetch-event",
+                "-o",
+            ])
+            .arg(out);
+        run_build(&format!("{folder} (componentize-js)"), &mut cmd);
+        let _ = std::fs::remove_file(&bundle);
+        Some(())
+    })
+}
+
+/// Builds a JavaScript guest written against the raw bindings of contract `version`
+/// (`plugin.js` in `folder`, no SDK, no bundle) once, with the componentize-js of
+/// `plugins/accounts-merge-js`. `None` when Node or that toolchain is missing.
+pub fn js_raw_plugin(folder: &str, version: &str) -> Option<PathBuf> {
+    let dir = workspace_root().join(folder);
+    let key = dir
+        .file_name()
+        .expect("a folder name")
+        .to_string_lossy()
+        .into_owned();
+    build_once(&key, |out| {
+        if !has_program("node") {
+            return toolchain_missing("Node.js is not installed");
+        }
+        let tool = componentize_js(&workspace_root().join("plugins/accounts-merge-js"));
         if !tool.exists() {
             return toolchain_missing(&format!(
-                "{} is missing (`scripts/guest-toolchains` installs it into {folder})",
+                "{} is missing (`scripts/guest-toolchains` installs it)",
                 tool.display()
             ));
         }
@@ -258,7 +337,11 @@ pub fn js_plugin(folder: &str) -> Option<PathBuf> {
         cmd.current_dir(&dir)
             .arg("plugin.js")
             .arg("--wit")
-            .arg(wit_dir())
+            .arg(
+                workspace_root()
+                    .join("guest-sdk/wit")
+                    .join(format!("v{version}")),
+            )
             .args([
                 "--world-name",
                 "migration",

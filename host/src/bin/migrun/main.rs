@@ -235,7 +235,7 @@ enum Command {
         /// The project folder (default: ./<name>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Rust: depend on the migrun-sdk in this folder (default: the checkout migrun was built from, else crates.io).
+        /// Rust: depend on the migrun-sdk in this folder (default: the checkout migrun was built from, else crates.io); JavaScript: the @migrun/sdk of that checkout (its sdk/js), or this folder when it is sdk/js.
         #[arg(long, value_name = "PATH")]
         sdk_path: Option<PathBuf>,
     },

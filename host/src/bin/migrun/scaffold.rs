@@ -2,12 +2,14 @@
 //!
 //! One template per language under `host/src/bin/migrun/templates/`, compiled into the
 //! binary with `include_str!`; placeholders are `{{name}}`, `{{crate_name}}`,
-//! `{{type_name}}`, `{{sdk_dependency}}`, `{{python_sdk_literal}}` and `{{migrun_version}}`.
-//! Python and JavaScript projects get a copy of the contract's WIT (`wit/migrun.wit`),
-//! which their toolchains generate bindings from; a Rust project depends on
-//! `migrun-sdk`, which carries the bindings. A Python project is written on
-//! `migrun_sdk` (`sdk/python`): its build puts the checkout's SDK on
-//! componentize-py's path (`-p`), or the pip-installed one (`python3 -m migrun_sdk path`).
+//! `{{type_name}}`, `{{sdk_dependency}}`, `{{python_sdk_literal}}`, `{{js_sdk}}` and
+//! `{{migrun_version}}`. A Rust project depends on `migrun-sdk`, which carries the bindings.
+//! A Python project gets a copy of the contract's WIT (`wit/migrun.wit`), which componentize-py
+//! generates bindings from, and is written on `migrun_sdk` (`sdk/python`): its build puts the
+//! checkout's SDK on componentize-py's path (`-p`), or the pip-installed one (`python3 -m
+//! migrun_sdk path`). A JavaScript project depends on the npm package `@migrun/sdk` (`sdk/js`
+//! of the checkout, linked with `file:`), which ships the WIT its build uses, and includes a
+//! `node --test` test driving `migrun` through `@migrun/sdk/testing`.
 //!
 //! Every template writes to one read-write connection only, so that a dry-run
 //! needs no data at all: with no `migrun.toml` it runs against an embedded
@@ -225,7 +227,10 @@ fn templates(language: Language) -> &'static [Template] {
         Language::JavaScript => &[
             ("plugin.js", include_str!("templates/js/plugin.js")),
             ("package.json", include_str!("templates/js/package.json")),
-            ("wit/migrun.wit", WIT),
+            (
+                "test/plugin.test.js",
+                include_str!("templates/js/test/plugin.test.js"),
+            ),
             ("README.md", include_str!("templates/js/README.md")),
             (".gitignore", include_str!("templates/js/gitignore")),
         ],
@@ -288,6 +293,33 @@ fn shell_word(path: &Path) -> String {
     }
 }
 
+/// The JavaScript SDK of the checkout a Rust SDK path belongs to (`<checkout>/sdk/js` beside
+/// `<checkout>/guest-sdk`), or the folder itself when it is the npm package.
+fn js_sdk_dir(sdk: &SdkSource) -> Option<PathBuf> {
+    let SdkSource::Path(path) = sdk else {
+        return None;
+    };
+    if path.join("package.json").is_file() {
+        return Some(path.clone());
+    }
+    let js = path.parent()?.join("sdk/js");
+    js.join("package.json").is_file().then_some(js)
+}
+
+/// The `@migrun/sdk` dependency of a JavaScript project, as a JSON string's content: the
+/// checkout's `sdk/js` (`file:`, which npm links), else the npm release matching this migrun.
+fn js_sdk(sdk: &SdkSource) -> String {
+    match js_sdk_dir(sdk) {
+        Some(dir) => {
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file:{}", dir.display())
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        }
+        None => "0.2.0".to_owned(),
+    }
+}
+
 /// Fills a template's placeholders.
 fn render(text: &str, spec: &NewPlugin) -> String {
     text.replace("{{name}}", &spec.name)
@@ -298,6 +330,7 @@ fn render(text: &str, spec: &NewPlugin) -> String {
         .replace("{{crate_name}}", &spec.name.replace('-', "_"))
         .replace("{{type_name}}", &type_name(&spec.name))
         .replace("{{sdk_dependency}}", &sdk_dependency(&spec.sdk))
+        .replace("{{js_sdk}}", &js_sdk(&spec.sdk))
         .replace("{{migrun_version}}", migrun::VERSION)
 }
 
@@ -382,7 +415,15 @@ pub fn scaffold(spec: &NewPlugin) -> Result<Project, ScaffoldError> {
         Language::JavaScript => (
             vec!["npm install".to_owned(), "npm run build".to_owned()],
             PathBuf::from(&wasm),
-            Some("needs Node.js 20 or newer".to_owned()),
+            Some(match js_sdk_dir(&spec.sdk) {
+                Some(dir) => format!(
+                    "needs Node.js 20 or newer; @migrun/sdk comes from {}; `npm test` builds and runs test/",
+                    dir.display()
+                ),
+                None => "needs Node.js 20 or newer; @migrun/sdk 0.2.0 is taken from npm, where it is not \
+                         published yet: scaffold with --sdk-path <migrun checkout>/sdk/js to build against a checkout"
+                    .to_owned(),
+            }),
         ),
     };
     Ok(Project {
@@ -476,6 +517,33 @@ mod tests {
         assert!(lib.contains("export_plugin!(HelloWorld)"));
         let wit = std::fs::read_to_string(dir.path().join("python/wit/migrun.wit")).unwrap();
         assert!(wit.contains("\npackage migrun:plugin@0.2.0;"));
+        // JavaScript: the SDK package (from npm without a checkout) ships the WIT.
+        let package = std::fs::read_to_string(dir.path().join("js/package.json")).unwrap();
+        let package: serde_json::Value = serde_json::from_str(&package).unwrap();
+        assert_eq!(package["dependencies"]["@migrun/sdk"], "0.2.0");
+        assert!(
+            package["scripts"]["build"]
+                .as_str()
+                .unwrap()
+                .contains("-o hello_world.wasm")
+        );
+        assert!(dir.path().join("js/test/plugin.test.js").is_file());
+        assert!(!dir.path().join("js/wit").exists());
+    }
+
+    #[test]
+    fn js_projects_link_the_checkouts_sdk() {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for given in [checkout.join("guest-sdk"), checkout.join("sdk/js")] {
+            let dependency = js_sdk(&SdkSource::Path(given.clone()));
+            let dir = dependency
+                .strip_prefix("file:")
+                .unwrap_or_else(|| panic!("{}: {dependency}", given.display()));
+            assert!(
+                Path::new(dir).join("wit/migrun.wit").is_file(),
+                "{dependency}"
+            );
+        }
     }
 
     #[test]

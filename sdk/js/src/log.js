@@ -1,0 +1,68 @@
+// Structured logging, progress, checks and checkpoints.
+
+import * as host from './host.js';
+import { toMigrunError } from './errors.js';
+import { describe } from './values.js';
+
+function fieldsOf(fields) {
+  if (!fields) return [];
+  const out = [];
+  for (const k of Object.keys(fields)) out.push([k, describe(fields[k])]);
+  return out;
+}
+
+function write(level, message, fields) {
+  host.write(level, String(message), fieldsOf(fields));
+}
+
+/**
+ * Leveled messages with structured fields, shown by the CLI and kept in the journal:
+ * `log.info('copied 500 rows', { table: 'people', batch: 3 })`. Repeated warnings are one
+ * line of the report with a count and the fields of their first rows.
+ */
+export const log = Object.freeze({
+  trace: (message, fields) => write('trace', message, fields),
+  debug: (message, fields) => write('debug', message, fields),
+  info: (message, fields) => write('info', message, fields),
+  warn: (message, fields) => write('warn', message, fields),
+  error: (message, fields) => write('error', message, fields),
+});
+
+const u64 = (n) => {
+  const b = typeof n === 'bigint' ? n : BigInt(Math.max(0, Math.trunc(Number(n))));
+  return b < 0n ? 0n : b;
+};
+
+/** Progress of a named task: `done` of `total` items (total may be left out). The CLI draws a bar with an ETA. */
+export function progress(task, done, total) {
+  host.progress(String(task), u64(done), total === undefined || total === null ? undefined : u64(total));
+}
+
+/** Records one verification check (a failed check fails the run); returns `ok`. */
+export function check(name, ok, detail = '') {
+  host.report(String(name), Boolean(ok), String(detail));
+  return Boolean(ok);
+}
+
+/**
+ * Checkpoints inside a long unit. `save(state)` commits the unit's work so far on every
+ * writable connection together with `state` (a string; anything else is JSON.stringify'd),
+ * then continues in new transactions; close every cursor first (the commit would end it:
+ * the host refuses with a `usage` error). `last()` returns the state of the last save by
+ * an earlier, unfinished run of this unit, or null when it starts afresh (always null in
+ * a dry-run, where nothing commits).
+ */
+export const checkpoint = Object.freeze({
+  save(state) {
+    const text = typeof state === 'string' ? state : JSON.stringify(state);
+    try {
+      host.save(text);
+    } catch (e) {
+      throw toMigrunError(e);
+    }
+  },
+  last() {
+    const found = host.last();
+    return found === undefined ? null : found;
+  },
+});
