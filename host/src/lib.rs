@@ -67,6 +67,7 @@ pub use migrun_sql as sql;
 pub mod statements;
 pub mod status;
 pub mod tenants;
+pub mod unit_failures;
 pub use migrun_session::tape;
 pub use migrun_types::value;
 

@@ -13,6 +13,10 @@
 //! ([`TargetStatus::summary`]: counts by state) so that what needs attention —
 //! checkpointed (unfinished) and suspect rows — is not lost among the finished
 //! ones; the CLI lists every row only with `--all` or when there are few.
+//!
+//! A unit that failed left no ledger row: [`failed_units`] adds the units the
+//! last runs recorded as failed (`crate::unit_failures`) that have not finished
+//! since, with their errors.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -108,6 +112,19 @@ impl TargetStatus {
         }
         plugins.into_values().collect()
     }
+}
+
+/// The units that failed in the last run that ran them and have not finished since
+/// (see [`crate::unit_failures`]): recorded in `config`'s journal folder, held against the
+/// rows of `targets`' ledgers.
+pub fn failed_units(
+    config: &RunConfig,
+    targets: &[TargetStatus],
+) -> Vec<crate::unit_failures::FailedUnit> {
+    crate::unit_failures::unresolved(
+        crate::unit_failures::read(&config.journal_dir),
+        targets.iter().flat_map(|t| t.rows.iter().flatten()),
+    )
 }
 
 /// Reads the ledger of every configured connection, read-only.

@@ -422,6 +422,9 @@ pub struct TenantLedgers {
     pub state: TenantLedgerState,
     /// Each connection's ledger in the tenant's databases.
     pub targets: Vec<crate::status::TargetStatus>,
+    /// The units that failed in the tenant's last run and have not finished since.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_units: Vec<crate::unit_failures::FailedUnit>,
 }
 
 /// A tenant's ledgers summed up: what an operator with thousands of tenants needs first.
@@ -432,6 +435,9 @@ pub enum TenantLedgerState {
     Finished,
     /// Some unit is checkpointed: unfinished, the next run resumes it.
     Unfinished,
+    /// A unit failed in the tenant's last run and has not finished since (its error is
+    /// in `failed_units`).
+    Failed,
     /// No ledger, or an empty one: nothing ever committed there.
     NeverRan,
     /// A row not written by migrun as it is (its anchor is not in its journal).
@@ -446,13 +452,17 @@ impl TenantLedgerState {
         match self {
             TenantLedgerState::Finished => "finished",
             TenantLedgerState::Unfinished => "unfinished",
+            TenantLedgerState::Failed => "failed",
             TenantLedgerState::NeverRan => "never ran",
             TenantLedgerState::Suspect => "suspect",
             TenantLedgerState::Unreadable => "unreadable",
         }
     }
 
-    fn of(targets: &[crate::status::TargetStatus]) -> TenantLedgerState {
+    fn of(
+        targets: &[crate::status::TargetStatus],
+        failed: &[crate::unit_failures::FailedUnit],
+    ) -> TenantLedgerState {
         // Only the tenant's own databases: a shared URL (a source without `${tenant}`) says
         // nothing about this tenant.
         let mut any_rows = false;
@@ -471,7 +481,9 @@ impl TenantLedgerState {
                 }
             }
         }
-        if !any_rows && state == TenantLedgerState::Finished {
+        if !failed.is_empty() && state != TenantLedgerState::Suspect {
+            TenantLedgerState::Failed
+        } else if !any_rows && state == TenantLedgerState::Finished {
             TenantLedgerState::NeverRan
         } else {
             state
@@ -492,10 +504,12 @@ pub async fn tenant_ledgers(config: &RunConfig, tenants: Vec<String>) -> Vec<Ten
             let tenant_config = own.for_tenant(&tenant);
             async move {
                 let targets = crate::status::collect(&tenant_config).await;
+                let failed_units = crate::status::failed_units(&tenant_config, &targets);
                 TenantLedgers {
-                    state: TenantLedgerState::of(&targets),
+                    state: TenantLedgerState::of(&targets, &failed_units),
                     tenant,
                     targets,
+                    failed_units,
                 }
             }
         })

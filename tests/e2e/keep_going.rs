@@ -197,12 +197,36 @@ async fn keep_going_with_two_jobs(dialect: Dialect) {
     ws.migrun(&["replay", newest_journal(&ws).to_str().unwrap()])
         .expect_code(0)
         .expect_output("verified:");
+    // The ledger holds what committed; `migrun status` also names what failed, and why.
+    ws.migrun(&["status"])
+        .expect_code(0)
+        .expect_output("✗ 2 unit(s) failed in their last run")
+        .expect_output("work-units unit-03")
+        .expect_output("work-units unit-07")
+        .expect_output("the plugin crashed");
+    let status = ws.migrun(&["status", "--json"]).expect_code(0).json();
+    let failed: Vec<&str> = status["failed_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["unit-03", "unit-07"], "{status}");
 
     let fixed = ws.migrun(&[plugin, "--jobs", "2", "--json"]);
     let report = fixed.expect_code(0).json();
     assert_eq!(with_status(&report, "committed"), ["unit-03", "unit-07"]);
     assert_eq!(units_done(&target).await, names(0..12, &[]));
     assert_eq!(ledger_units(&target).await, names(0..12, &[]));
+    let status = ws.migrun(&["status"]);
+    status.expect_code(0);
+    assert!(
+        !status.stdout.contains("failed in their last run"),
+        "finished since, no failure is shown: {}",
+        status.stdout
+    );
+    let status = ws.migrun(&["status", "--json"]).expect_code(0).json();
+    assert_eq!(status["failed_units"], serde_json::json!([]), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -262,12 +262,15 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         .expect_code(0)
         .expect_output("verified");
 
-    // `migrun status` sums the tenants up by their own ledgers and names the one left.
+    // `migrun status` sums the tenants up by their own ledgers and names the one that
+    // failed, with its unit and error (recorded beside the tenant's journals: a failed
+    // unit leaves no ledger row).
     let status = t.ws.migrun(&["status"]);
     status
         .expect_code(0)
-        .expect_output("4 tenants: 3 finished, 1 never ran")
-        .expect_output(&format!("{} — never ran", t.names[2]));
+        .expect_output("4 tenants: 3 finished, 1 failed")
+        .expect_output(&format!("{} — failed", t.names[2]))
+        .expect_output("1 unit(s) failed in their last run");
     let status = t.ws.migrun(&["status", "--json"]).expect_code(0).json();
     let states: Vec<&str> = status["tenants"]
         .as_array()
@@ -275,7 +278,15 @@ async fn keep_going_past_a_failed_tenant_and_rerun_only_it(dialect: Dialect) {
         .iter()
         .map(|t| t["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["finished", "finished", "never-ran", "finished"]);
+    assert_eq!(states, ["finished", "finished", "failed", "finished"]);
+    let failed = &status["tenants"][2]["failed_units"];
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{status}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("accounts")),
+        "the error names what was missing: {status}"
+    );
 
     t.seed_accounts(2).await;
     let rerun = t.migrun(&[]);

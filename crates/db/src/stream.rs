@@ -39,8 +39,11 @@ use migrun_types::value::Value;
 /// Bytes per piece queued to the writer task.
 const PIECE: usize = 1 << 20;
 /// Pieces the channel holds before a call waits for the socket: with the piece
-/// in flight, at most about 9 MiB of encoded rows per open stream.
-const QUEUED_PIECES: usize = 8;
+/// in flight, at most about 4 MiB of encoded rows per open stream. The server's
+/// ingest is the bound of a bulk copy (docs/PERFORMANCE.md): a few MiB queued keep
+/// it busy while the plugin reads and maps its next batch; more only held memory
+/// (8 pieces measured no faster, and 5 MiB more resident).
+const QUEUED_PIECES: usize = 3;
 
 /// One bulk insert's rows inside a stream.
 #[derive(Debug, Clone)]

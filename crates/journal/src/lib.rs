@@ -34,7 +34,9 @@
 #![deny(missing_docs)]
 
 pub mod binary;
+mod budget;
 pub mod frame;
+mod page_cache;
 pub mod reader;
 pub mod stats;
 pub mod verify;
@@ -46,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use migrun_types::{Access, BulkWriteKind, Dialect, Level, Value};
 
-pub use reader::JournalReader;
+pub use reader::{JournalReader, READ_AHEAD_BYTES};
 pub use writer::{IN_FLIGHT_BYTES, JournalWriter, private_dir_all};
 
 /// The format identifier written in every header.
@@ -398,35 +400,36 @@ pub enum HostCall {
     },
 }
 
-impl Entry {
-    /// Roughly the heap memory this entry holds (values, texts, rows): what the writer's
-    /// in-flight budget counts. Small fixed parts are rounded in; it need not be exact,
-    /// only proportional, so that a batch of 1,000 embeddings weighs what it holds.
+/// Roughly the heap memory of rows of values.
+fn approx_rows(rows: &[Vec<Value>]) -> usize {
+    rows.iter().map(|row| approx_values(row) + 24).sum()
+}
+
+fn approx_values(values: &[Value]) -> usize {
+    values.iter().map(Value::approx_bytes).sum()
+}
+
+impl HostCall {
+    /// Roughly the heap memory this call holds (see [`Entry::approx_bytes`]).
     pub fn approx_bytes(&self) -> usize {
-        fn rows(rows: &[Vec<Value>]) -> usize {
-            rows.iter().map(|row| values(row) + 24).sum()
-        }
-        fn values(values: &[Value]) -> usize {
-            values.iter().map(Value::approx_bytes).sum()
-        }
-        let call = |call: &HostCall| match call {
+        match self {
             HostCall::Query { sql, params, .. }
             | HostCall::Execute { sql, params, .. }
-            | HostCall::OpenCursor { sql, params, .. } => sql.len() + values(params),
-            HostCall::BulkInsert {
-                columns, rows: r, ..
-            } => columns.iter().map(|c| c.len() + 24).sum::<usize>() + rows(r),
+            | HostCall::OpenCursor { sql, params, .. } => sql.len() + approx_values(params),
+            HostCall::BulkInsert { columns, rows, .. } => {
+                columns.iter().map(|c| c.len() + 24).sum::<usize>() + approx_rows(rows)
+            }
             HostCall::BulkWrite {
                 keys,
                 columns,
-                rows: r,
+                rows,
                 ..
             } => {
                 keys.iter()
                     .chain(columns)
                     .map(|c| c.len() + 24)
                     .sum::<usize>()
-                    + rows(r)
+                    + approx_rows(rows)
             }
             HostCall::Log {
                 message, fields, ..
@@ -440,16 +443,32 @@ impl Entry {
             HostCall::CheckpointSave { state } => state.len(),
             HostCall::Check { detail, .. } => detail.len(),
             _ => 0,
-        };
-        let result = |result: &CallResult| match result {
-            CallResult::Rows { rows: r, .. } | CallResult::Batch { rows: Some(r) } => rows(r),
+        }
+    }
+}
+
+impl CallResult {
+    /// Roughly the heap memory this result holds (see [`Entry::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            CallResult::Rows { rows, .. } | CallResult::Batch { rows: Some(rows) } => {
+                approx_rows(rows)
+            }
             CallResult::Error { message, .. } => message.len(),
             CallResult::FileChunk { bytes } => bytes.len(),
             CallResult::FileNames { names } => names.iter().map(|n| n.len() + 24).sum(),
             _ => 0,
-        };
+        }
+    }
+}
+
+impl Entry {
+    /// Roughly the heap memory this entry holds (values, texts, rows): what the writer's
+    /// in-flight budget counts. Small fixed parts are rounded in; it need not be exact,
+    /// only proportional, so that a batch of 1,000 embeddings weighs what it holds.
+    pub fn approx_bytes(&self) -> usize {
         64 + match self {
-            Entry::Call { call: c, result: r } => call(c) + result(r),
+            Entry::Call { call, result } => call.approx_bytes() + result.approx_bytes(),
             Entry::Export { config, .. } => config
                 .iter()
                 .flatten()

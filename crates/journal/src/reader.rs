@@ -5,13 +5,24 @@
 //! (one zstd stream of lines), told apart by their first bytes. Of a framed
 //! journal whose writer died mid-frame, the entries of every whole frame are
 //! read and the torn tail is reported by [`JournalReader::torn_tail`].
+//!
+//! **Read-ahead.** A `/3` journal is read, checked and decoded on a thread of
+//! its own while the caller uses the entries before (a replay runs the plugin on
+//! them): the two overlap, on two cores, instead of adding up. What waits between
+//! them is bounded by bytes ([`READ_AHEAD_BYTES`], or one record when a single one
+//! is larger), and errors arrive in order, at the entry they belong to, exactly
+//! as from a reader without the thread.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::binary::{Decoder, ReaderWindow};
+use super::budget::ByteBudget;
 use super::frame::{FrameKind, FrameReader, MAGIC, MAGIC_PREFIX, MAGIC_V2, TornTail};
+use super::page_cache::ReadBehind;
 use super::writer::{chain, chain_v3};
 use super::{Entry, FORMAT, FORMAT_V1, FORMAT_V2, Header, JournalError};
 
@@ -26,8 +37,249 @@ enum Input {
     V1(Box<dyn BufRead + Send>),
     /// `migrun.journal/2`: frames of lines.
     V2(Box<FrameReader<Source>>),
-    /// `migrun.journal/3`: frames of binary records, and the value window.
-    V3(Box<FrameReader<Source>>, Box<ReaderWindow>),
+    /// `migrun.journal/3`, read on the caller's thread (its header).
+    V3(Box<Records>),
+    /// `migrun.journal/3` after its header: records read ahead on a thread.
+    Ahead(Box<ReadAhead>),
+    /// Only while the input changes hands.
+    Done,
+}
+
+/// Bytes of records read ahead and not yet taken by the caller, at most (their
+/// encoded size, which for the large values that matter is their decoded size):
+/// one batch of embeddings (~6 MB) waits alone.
+pub const READ_AHEAD_BYTES: usize = 4 << 20;
+
+/// The records of a `/3` journal, in order: frames read, chain checked, entries decoded.
+struct Records {
+    path: PathBuf,
+    frames: FrameReader<Source>,
+    window: ReaderWindow,
+    /// The hash of the last record read.
+    prev: [u8; 32],
+    /// The index of the next record.
+    index: u64,
+}
+
+/// One record, checked and decoded.
+struct Record {
+    index: u64,
+    lane: u16,
+    hash: [u8; 32],
+    entry: Entry,
+}
+
+/// What the read-ahead thread hands over, in order.
+enum Ahead {
+    /// A record, and the bytes of the budget it holds.
+    Record(Box<Record>, usize),
+    /// The end of the journal, and its torn frame if its writer died mid-frame.
+    End(Option<TornTail>),
+    /// Why the journal cannot be read further (the thread stopped).
+    Failed(JournalError),
+}
+
+/// A `/3` journal's records read on a thread of their own (see the module documentation).
+struct ReadAhead {
+    /// `None` once dropped (the thread's next send fails and it stops).
+    items: Option<Receiver<Ahead>>,
+    budget: Arc<ByteBudget>,
+    /// Set at the end: the torn frame the file ends with, if any.
+    torn: Option<TornTail>,
+    /// The end was handed over: nothing more will come.
+    done: bool,
+    /// The error the thread stopped with: returned again on every later call, as a
+    /// reader without the thread would (it would fail on the same record again).
+    failed: Option<JournalError>,
+}
+
+impl ReadAhead {
+    /// Moves `records` to a new thread that reads ahead of the caller.
+    fn start(mut records: Records) -> std::io::Result<ReadAhead> {
+        let (send, items) = channel();
+        let budget = Arc::new(ByteBudget::new(READ_AHEAD_BYTES));
+        let thread_budget = Arc::clone(&budget);
+        std::thread::Builder::new()
+            .name("migrun-journal-read".into())
+            .spawn(move || records.read_ahead(&send, &thread_budget))?;
+        Ok(ReadAhead {
+            items: Some(items),
+            budget,
+            torn: None,
+            done: false,
+            failed: None,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<Record>, JournalError> {
+        if let Some(e) = &self.failed {
+            return Err(again(e));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let item = self.items.as_ref().and_then(|items| items.recv().ok());
+        match item {
+            Some(Ahead::Record(record, bytes)) => {
+                self.budget.release(bytes);
+                Ok(Some(*record))
+            }
+            Some(Ahead::End(torn)) => {
+                self.done = true;
+                self.torn = torn;
+                Ok(None)
+            }
+            Some(Ahead::Failed(e)) => {
+                self.failed = Some(again(&e));
+                Err(e)
+            }
+            None => {
+                let e = JournalError::Io {
+                    path: String::new(),
+                    source: std::io::Error::other("the journal's read-ahead thread stopped"),
+                };
+                self.failed = Some(again(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The same error again (a `JournalError` holds an `io::Error`, which is not `Clone`).
+fn again(e: &JournalError) -> JournalError {
+    match e {
+        JournalError::Io { path, source } => JournalError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        JournalError::Malformed {
+            path,
+            index,
+            detail,
+        } => JournalError::Malformed {
+            path: path.clone(),
+            index: *index,
+            detail: detail.clone(),
+        },
+        JournalError::ChainBroken {
+            path,
+            index,
+            expected,
+            found,
+        } => JournalError::ChainBroken {
+            path: path.clone(),
+            index: *index,
+            expected: expected.clone(),
+            found: found.clone(),
+        },
+        JournalError::NoEntries { path, detail } => JournalError::NoEntries {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        JournalError::UnsupportedFormat { path, found } => JournalError::UnsupportedFormat {
+            path: path.clone(),
+            found: found.clone(),
+        },
+    }
+}
+
+impl Drop for ReadAhead {
+    /// A reader dropped before the end (a replay that diverged) stops its thread:
+    /// its next send fails, and it never waits for room again.
+    fn drop(&mut self) {
+        self.items = None;
+        self.budget.close();
+    }
+}
+
+impl Records {
+    /// The thread's loop: every record, then the end, or the first error.
+    fn read_ahead(&mut self, send: &Sender<Ahead>, budget: &ByteBudget) {
+        loop {
+            let item = match self.next(budget) {
+                Ok(Some((record, bytes))) => Ahead::Record(Box::new(record), bytes),
+                Ok(None) => Ahead::End(self.frames.torn.take()),
+                Err(e) => Ahead::Failed(e),
+            };
+            let last = !matches!(item, Ahead::Record(..));
+            if send.send(item).is_err() || last {
+                return;
+            }
+        }
+    }
+
+    /// The next record: hash checked, then decoded; with `budget`, its bytes are taken
+    /// from it first (waiting for room), and returned with it.
+    fn next(&mut self, budget: &ByteBudget) -> Result<Option<(Record, usize)>, JournalError> {
+        let index = self.index;
+        let block = match self.frames.fill_buf() {
+            Ok(block) => block,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let e = e.to_string();
+                return Err(self.malformed(index, e));
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        if block.is_empty() {
+            return Ok(None);
+        }
+        let Some((hash, payload, used)) = super::frame::split_record(block) else {
+            return Err(self.malformed(
+                index,
+                "a record cut short inside its frame: the journal was modified or damaged after it was written".into(),
+            ));
+        };
+        let expected = chain_v3(&self.prev, payload);
+        if *hash != expected {
+            return Err(JournalError::ChainBroken {
+                path: self.path.display().to_string(),
+                index,
+                expected: hex::encode(expected),
+                found: hex::encode(hash),
+            });
+        }
+        let bytes = payload.len();
+        budget.acquire(bytes);
+        let decoded = match payload {
+            [a, b, entry @ ..] => Decoder::new(entry, &mut self.window)
+                .entry()
+                .map(|e| (u16::from_le_bytes([*a, *b]), e))
+                .map_err(|e| e.to_string()),
+            _ => Err("a record shorter than its lane".to_owned()),
+        };
+        self.frames.consume(used);
+        let (lane, entry) = match decoded {
+            Ok(decoded) => decoded,
+            Err(detail) => {
+                budget.release(bytes);
+                return Err(self.malformed(index, detail));
+            }
+        };
+        self.prev = expected;
+        self.index += 1;
+        Ok(Some((
+            Record {
+                index,
+                lane,
+                hash: expected,
+                entry,
+            },
+            bytes,
+        )))
+    }
+
+    fn malformed(&self, index: u64, detail: String) -> JournalError {
+        JournalError::Malformed {
+            path: self.path.display().to_string(),
+            index,
+            detail,
+        }
+    }
 }
 
 impl Input {
@@ -35,7 +287,9 @@ impl Input {
         match self {
             Input::V1(input) => input.read_line(line),
             Input::V2(input) => input.read_line(line),
-            Input::V3(..) => unreachable!("a /3 journal has no lines"),
+            Input::V3(..) | Input::Ahead(..) | Input::Done => {
+                unreachable!("a /3 journal has no lines")
+            }
         }
     }
 }
@@ -61,7 +315,7 @@ impl JournalReader {
             source,
         };
         let file = File::open(path).map_err(io)?;
-        JournalReader::from_reader(path, file)
+        JournalReader::from_reader(path, ReadBehind::new(file))
     }
 
     /// Reads a journal from any byte stream, as written; `path` only names it
@@ -108,10 +362,13 @@ impl JournalReader {
             )
         } else if start == MAGIC {
             (
-                Input::V3(
-                    Box::new(FrameReader::new(input, FrameKind::ZstdRecords)),
-                    Box::default(),
-                ),
+                Input::V3(Box::new(Records {
+                    path: path.to_owned(),
+                    frames: FrameReader::new(input, FrameKind::ZstdRecords),
+                    window: ReaderWindow::default(),
+                    prev: [0; 32],
+                    index: 0,
+                })),
                 FORMAT,
             )
         } else if start == MAGIC_V2 {
@@ -166,6 +423,13 @@ impl JournalReader {
                 found: header.format,
             });
         }
+        // The header read, the rest of a `/3` journal is read ahead on a thread.
+        if matches!(reader.input, Input::V3(..)) {
+            let Input::V3(records) = std::mem::replace(&mut reader.input, Input::Done) else {
+                unreachable!("matched above");
+            };
+            reader.input = Input::Ahead(Box::new(ReadAhead::start(*records).map_err(io)?));
+        }
         Ok((reader, header))
     }
 
@@ -193,8 +457,19 @@ impl JournalReader {
     /// file ends with, if its writer died mid-frame (`/2` only).
     pub fn torn_tail(&self) -> Option<&TornTail> {
         match &self.input {
-            Input::V2(frames) | Input::V3(frames, _) => frames.torn.as_ref(),
-            Input::V1(_) => None,
+            Input::V2(frames) => frames.torn.as_ref(),
+            Input::V3(records) => records.frames.torn.as_ref(),
+            Input::Ahead(ahead) => ahead.torn.as_ref(),
+            Input::V1(_) | Input::Done => None,
+        }
+    }
+
+    /// The most bytes of records ever read ahead and waiting for the caller (see
+    /// [`READ_AHEAD_BYTES`]); 0 for `/1` and `/2` journals, which are read inline.
+    pub fn peak_read_ahead_bytes(&self) -> usize {
+        match &self.input {
+            Input::Ahead(ahead) => ahead.budget.peak(),
+            _ => 0,
         }
     }
 
@@ -213,7 +488,7 @@ impl JournalReader {
     /// The next entry and its index, or `None` at the end of the journal.
     pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
         loop {
-            let next = if matches!(self.input, Input::V3(..)) {
+            let next = if matches!(self.input, Input::V3(..) | Input::Ahead(..)) {
                 self.next_record()?
             } else {
                 self.next_line()?
@@ -271,56 +546,29 @@ impl JournalReader {
         Ok(Some((index, entry)))
     }
 
-    /// The next record of a `/3` journal: hash checked, then decoded.
+    /// The next record of a `/3` journal: hash checked, then decoded (here for the header,
+    /// on the read-ahead thread after it).
     fn next_record(&mut self) -> Result<Option<(u64, Entry)>, JournalError> {
-        let index = self.index;
-        let Input::V3(frames, window) = &mut self.input else {
-            unreachable!("called for /3 journals only");
-        };
-        let block = match frames.fill_buf() {
-            Ok(block) => block,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let e = e.to_string();
-                return Err(self.malformed(index, e));
-            }
-            Err(source) => {
-                return Err(JournalError::Io {
+        let record = match &mut self.input {
+            Input::V3(records) => records
+                .next(&ByteBudget::new(usize::MAX))
+                .map(|r| r.map(|(record, _)| record)),
+            Input::Ahead(ahead) => ahead.next().map_err(|e| match e {
+                JournalError::Io { path, source } if path.is_empty() => JournalError::Io {
                     path: self.path.display().to_string(),
                     source,
-                });
-            }
-        };
-        if block.is_empty() {
+                },
+                e => e,
+            }),
+            _ => unreachable!("called for /3 journals only"),
+        }?;
+        let Some(record) = record else {
             return Ok(None);
-        }
-        let Some((hash, payload, used)) = super::frame::split_record(block) else {
-            return Err(self.malformed(
-                index,
-                "a record cut short inside its frame: the journal was modified or damaged after it was written".into(),
-            ));
         };
-        let expected = chain_v3(&self.prev, payload);
-        if *hash != expected {
-            return Err(JournalError::ChainBroken {
-                path: self.path.display().to_string(),
-                index,
-                expected: hex::encode(expected),
-                found: hex::encode(hash),
-            });
-        }
-        let decoded = match payload {
-            [a, b, entry @ ..] => Decoder::new(entry, window)
-                .entry()
-                .map(|e| (u16::from_le_bytes([*a, *b]), e))
-                .map_err(|e| e.to_string()),
-            _ => Err("a record shorter than its lane".to_owned()),
-        };
-        frames.consume(used);
-        let (lane, entry) = decoded.map_err(|detail| self.malformed(index, detail))?;
-        self.prev = expected;
-        self.lane = lane;
-        self.index += 1;
-        Ok(Some((index, entry)))
+        self.prev = record.hash;
+        self.lane = record.lane;
+        self.index = record.index + 1;
+        Ok(Some((record.index, record.entry)))
     }
 
     fn malformed(&self, index: u64, detail: String) -> JournalError {

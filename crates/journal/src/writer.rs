@@ -42,15 +42,17 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
 use super::binary::{Encoder, WriterWindow};
+use super::budget::ByteBudget;
 use super::frame::{self, FrameKind};
-use super::{Entry, JournalError};
+use super::page_cache::WriteBehind;
+use super::{CallResult, Entry, HostCall, JournalError};
 
 /// zstd level: 1, the fastest of the classic levels; measured in
 /// docs/PERFORMANCE.md — binary values recorded once leave zstd little that a
@@ -78,56 +80,15 @@ pub const IN_FLIGHT_BYTES: usize = 4 << 20;
 /// small entries (log lines, progress) may queue; bytes are bounded apart.
 const IN_FLIGHT_ENTRIES: usize = 256;
 
-/// The bytes of entries handed to the writer thread and not yet encoded: the
-/// sender waits while adding an entry would pass [`IN_FLIGHT_BYTES`], the thread
-/// releases an entry's bytes once it is encoded.
-#[derive(Default)]
-struct InFlight {
-    bytes: Mutex<InFlightBytes>,
-    released: Condvar,
-}
-
-#[derive(Default)]
-struct InFlightBytes {
-    now: usize,
-    /// The most ever in flight (tests check the bound).
-    peak: usize,
-    /// Set when the thread stops: nobody will release bytes any more.
-    closed: bool,
-}
-
-impl InFlight {
-    /// Waits until `bytes` more fit the budget (or nothing is in flight), then takes them.
-    fn acquire(&self, bytes: usize) {
-        let mut state = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while !state.closed && state.now > 0 && state.now + bytes > IN_FLIGHT_BYTES {
-            state = self.released.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        state.now += bytes;
-        state.peak = state.peak.max(state.now);
-    }
-
-    /// Gives `bytes` back (an entry was encoded, or dropped).
-    fn release(&self, bytes: usize) {
-        let mut state = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        state.now = state.now.saturating_sub(bytes);
-        self.released.notify_all();
-    }
-
-    /// The thread stopped: wake and never block a sender again.
-    fn close(&self) {
-        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.released.notify_all();
-    }
-}
-
 /// A block is framed (compressed and written, not synced) once it holds this
 /// many bytes of lines: large enough for zstd to compress well, small enough
 /// that a crash between syncs loses little and memory stays bounded.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
-/// The block and compression buffers keep up to this much capacity between frames.
-const KEEP_CAPACITY: usize = 16 * BLOCK_BYTES;
+/// The block and compression buffers keep up to this much capacity between frames: a
+/// frame of ordinary entries reuses them; after a batch of embeddings (~6 MB) they are
+/// given back, so that the journal does not hold two batches' worth between batches.
+const KEEP_CAPACITY: usize = 2 * BLOCK_BYTES;
 
 /// What the writer thread is asked to do, in order.
 enum Job {
@@ -150,7 +111,7 @@ pub struct JournalWriter {
     jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<std::io::Result<[u8; 32]>>>,
     /// Bytes handed to the thread and not yet encoded.
-    in_flight: Arc<InFlight>,
+    in_flight: Arc<ByteBudget>,
     /// The first write error, kept to be returned again by later calls.
     failed: Option<String>,
     /// The chain head last known (updated by `head`, `sync` and `finish`).
@@ -171,6 +132,8 @@ struct BlockWriter {
     /// Blocks left to compress with `fast` before level 1 is tried again.
     fast_blocks: u32,
     compressed: Vec<u8>,
+    /// The written bytes' way to the disk and out of the page cache.
+    behind: WriteBehind,
     /// The folder of a journal file created since the last fsync: its entry is synced
     /// with the file's first sync, so that one sync makes both the file and its name
     /// durable (a run that commits nothing pays for none until its footer).
@@ -237,10 +200,15 @@ impl BlockWriter {
             }
         }
         frame::write(&mut self.out, FrameKind::ZstdRecords, &self.compressed)?;
+        self.behind
+            .wrote((frame::HEADER_BYTES + self.compressed.len()) as u64);
+        if self.behind.due() {
+            self.out.flush()?;
+            self.behind.step(self.out.get_ref());
+        }
         self.block.clear();
-        // A batch of embeddings (~6 MB) grows both buffers past a block; they
-        // keep that capacity for the next batch rather than reallocating per
-        // batch, and give it back only after an entry far larger than a batch.
+        // A batch of embeddings (~6 MB) grows both buffers past a block; they are
+        // given back right after its frame (see `KEEP_CAPACITY`).
         if self.block.capacity() > KEEP_CAPACITY {
             self.block = Vec::with_capacity(BLOCK_BYTES + (1 << 16));
         }
@@ -258,6 +226,7 @@ impl BlockWriter {
         if let Some(dir) = self.unsynced_dir.take() {
             sync_dir(&dir)?;
         }
+        self.behind.synced(self.out.get_ref());
         Ok(())
     }
 
@@ -273,7 +242,7 @@ impl BlockWriter {
 fn write_entries(
     mut out: BlockWriter,
     jobs: Receiver<Job>,
-    in_flight: &InFlight,
+    in_flight: &ByteBudget,
 ) -> std::io::Result<[u8; 32]> {
     let mut index = 0u64;
     for job in jobs {
@@ -281,10 +250,13 @@ fn write_entries(
             Job::Entry(lane, entry, bytes) => {
                 let pushed = out.push(lane, &entry);
                 drop(entry);
+                let framed = pushed.and_then(|()| out.frame_if_full());
+                // Released once the entry's bytes are framed, not merely encoded: a large
+                // entry, its encoded block and its compressed frame are then never all
+                // held beside the next large entry (the sender builds it only after
+                // `acquire`, see `append_call_in_lane`).
                 in_flight.release(bytes);
-                pushed
-                    .and_then(|()| out.frame_if_full())
-                    .map_err(|e| std::io::Error::other(format!("entry {index}: {e}")))?
+                framed.map_err(|e| std::io::Error::other(format!("entry {index}: {e}")))?
             }
             Job::Head(reply) => {
                 let _ = reply.send(out.prev);
@@ -307,6 +279,7 @@ fn write_entries(
     if let Some(dir) = out.unsynced_dir.take() {
         sync_dir(&dir)?;
     }
+    out.behind.synced(out.out.get_ref());
     Ok(out.prev)
 }
 
@@ -330,7 +303,7 @@ fn answer(
 
 /// The null sink's thread (benchmarks only): drops every entry, answers heads and syncs
 /// with zeros.
-fn drop_entries(jobs: Receiver<Job>, in_flight: &InFlight) -> std::io::Result<[u8; 32]> {
+fn drop_entries(jobs: Receiver<Job>, in_flight: &ByteBudget) -> std::io::Result<[u8; 32]> {
     for job in jobs {
         match job {
             Job::Entry(_, entry, bytes) => {
@@ -387,10 +360,11 @@ impl JournalWriter {
             fast: zstd::bulk::Compressor::new(ZSTD_FAST_LEVEL).map_err(io)?,
             fast_blocks: 0,
             compressed: Vec::new(),
+            behind: WriteBehind::new(frame::MAGIC.len() as u64),
             unsynced_dir: Some(dir.unwrap_or(Path::new(".")).to_owned()),
         };
         let (jobs, inbox) = sync_channel(IN_FLIGHT_ENTRIES);
-        let in_flight = Arc::new(InFlight::default());
+        let in_flight = Arc::new(ByteBudget::new(IN_FLIGHT_BYTES));
         let thread_in_flight = Arc::clone(&in_flight);
         let null = null_sink();
         if null {
@@ -516,13 +490,35 @@ impl JournalWriter {
         outcome
     }
 
+    /// Appends a call that ran live and its result, in `lane`: the call moves in, the
+    /// result (which the plugin gets) is copied — after the budget has room for both,
+    /// so that a batch's copy for the journal is not made while the writer still holds
+    /// the one before.
+    pub fn append_call_in_lane(
+        &mut self,
+        lane: u16,
+        call: HostCall,
+        result: &CallResult,
+    ) -> Result<(), JournalError> {
+        if self.failed.is_some() {
+            return Err(self.stopped());
+        }
+        let bytes = 64 + call.approx_bytes() + result.approx_bytes();
+        self.in_flight.acquire(bytes);
+        let entry = Entry::Call {
+            call,
+            result: result.clone(),
+        };
+        let outcome = self.send(Job::Entry(lane, Box::new(entry), bytes));
+        if outcome.is_err() {
+            self.in_flight.release(bytes);
+        }
+        outcome
+    }
+
     /// The most bytes of entries ever in flight to the writer thread (see [`IN_FLIGHT_BYTES`]).
     pub fn peak_in_flight_bytes(&self) -> usize {
-        self.in_flight
-            .bytes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .peak
+        self.in_flight.peak()
     }
 
     fn send(&mut self, job: Job) -> Result<(), JournalError> {

@@ -229,6 +229,21 @@ fn deleted_swapped_and_edited_records_break_the_chain_at_their_index() {
         .problem
         .expect("a changed lane is caught");
     assert_eq!(p.index, Some(8), "{}", p.message);
+    // A reader asked again after the break gets the same error, never an early end
+    // (which a replay would take for a killed run).
+    check(&deleted, false);
+    let (mut reader, _) = JournalReader::open(&edited).unwrap();
+    let first = loop {
+        match reader.next_entry() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the reader ended before the break"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    for _ in 0..2 {
+        let again = reader.next_entry().expect_err("the same error again");
+        assert_eq!(again.to_string(), first);
+    }
     // Rechained: the file alone cannot tell (the ledger's anchors can, see journal_trust).
     let v = check(&deleted, true);
     assert!(v.problem.is_none(), "{}", v.summary());
@@ -312,6 +327,64 @@ fn batches_in_flight_to_the_writer_stay_within_the_byte_budget() {
         }
     }
     assert_eq!(batches, 12, "every batch was written");
+}
+
+/// A `/3` journal is read ahead on a thread while the caller works on the entries
+/// before (a replay runs the plugin on them), within a byte budget: records are decoded
+/// before they are asked for, never more than the budget (or one record) at a time,
+/// and they come back in order, exactly as written.
+#[test]
+fn a_reader_reads_ahead_of_its_caller_within_the_byte_budget() {
+    use migrun_journal::{CallResult, HostCall, READ_AHEAD_BYTES};
+    use migrun_types::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ahead.journal");
+    let mut w = JournalWriter::create(&path).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    // ~1.8 MB each: the budget holds two.
+    let batch = |seed: u32| Entry::Call {
+        call: HostCall::NextBatch { cursor: 1 },
+        result: CallResult::Batch {
+            rows: Some(
+                (0..300u32)
+                    .map(|r| {
+                        vec![Value::Float32Array(
+                            (0..1536u32)
+                                .map(|i| (seed * 1_000_003 + r * 1536 + i) as f32)
+                                .collect(),
+                        )]
+                    })
+                    .collect(),
+            ),
+        },
+    };
+    for seed in 0..12 {
+        w.append_owned(batch(seed)).unwrap();
+    }
+    w.finish().unwrap();
+    let (mut reader, _) = JournalReader::open(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ahead = reader.peak_read_ahead_bytes();
+    assert!(
+        ahead > 1_000_000,
+        "records were decoded before they were asked for: {ahead} bytes"
+    );
+    let mut seed = 0;
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        assert_eq!(entry, batch(seed), "batch {seed} reads back in order");
+        seed += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(seed, 12);
+    let peak = reader.peak_read_ahead_bytes();
+    assert!(
+        peak <= READ_AHEAD_BYTES,
+        "{peak} bytes waited for the caller; the budget is {READ_AHEAD_BYTES}"
+    );
+    // A reader dropped half-way stops its thread (it does not wait for room forever).
+    let (mut reader, _) = JournalReader::open(&path).unwrap();
+    reader.next_entry().unwrap();
+    drop(reader);
 }
 
 /// Random floats (embeddings) do not compress: after the first such block the writer
@@ -417,4 +490,112 @@ fn journals_and_the_folders_made_for_them_are_private() {
         "an existing folder keeps the operator's mode"
     );
     assert_eq!(mode(&shared.join("run.journal")), 0o600);
+}
+
+/// A journal as large as the data it recorded does not stay in the page cache: the
+/// writer hands every few MiB to the disk and drops them (`page_cache.rs`), so a bulk
+/// copy's journal does not push the database's pages out — while it is written, and
+/// after. Linux only (elsewhere the writer gives no such advice).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_as_large_as_the_data_leaves_the_page_cache_as_it_is_written_and_read() {
+    use migrun_journal::{CallResult, HostCall};
+    use migrun_types::Value;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    // On the target's disk, not a tmpfs /tmp, whose pages cannot be dropped.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("large.journal");
+    let mut w = JournalWriter::create(&path).unwrap();
+    w.append(&Entry::Header(header())).unwrap();
+    let batches = 40; // ~1.2 MiB each: ~49 MiB of floats
+    let mut checksum = 0f64;
+    for _ in 0..batches {
+        let rows: Vec<Vec<Value>> = (0..200)
+            .map(|_| vec![Value::Float32Array((0..1536).map(|_| random()).collect())])
+            .collect();
+        checksum += rows.iter().map(|r| first_float(&r[0])).sum::<f64>();
+        w.append_owned(Entry::Call {
+            call: HostCall::NextBatch { cursor: 1 },
+            result: CallResult::Batch { rows: Some(rows) },
+        })
+        .unwrap();
+    }
+    w.head(); // every entry encoded and framed
+    let written = std::fs::metadata(&path).unwrap().len();
+    let during = resident_bytes(&path);
+    assert!(
+        written > 45 << 20 && during < 24 << 20,
+        "while it is written, at most two steps of 8 MiB and a block stay cached: {during} of {written} bytes"
+    );
+    w.finish().unwrap();
+    let after = resident_bytes(&path);
+    assert!(
+        after <= 64 << 10,
+        "once synced, only the page holding the end may stay cached: {after} bytes"
+    );
+    // Dropped from the cache, not lost: it reads back from the disk — and a reader
+    // drops what it read, even when the file was cached before.
+    let cached = std::fs::read(&path).unwrap().len() as u64;
+    assert!(
+        resident_bytes(&path) > cached / 2,
+        "read whole, the file is cached"
+    );
+    let (mut reader, _) = JournalReader::open(&path).unwrap();
+    let mut read = 0f64;
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        if let Entry::Call {
+            result: CallResult::Batch { rows: Some(rows) },
+            ..
+        } = entry
+        {
+            read += rows.iter().map(|r| first_float(&r[0])).sum::<f64>();
+        }
+    }
+    assert_eq!(read, checksum);
+    let after_reading = resident_bytes(&path);
+    assert!(
+        after_reading < 24 << 20,
+        "a reader keeps at most a step and the kernel's read-ahead cached: {after_reading} of {written} bytes"
+    );
+
+    fn first_float(v: &Value) -> f64 {
+        match v {
+            Value::Float32Array(f) => f64::from(f[0]),
+            other => panic!("not floats: {other:?}"),
+        }
+    }
+}
+
+/// Bytes of `path` in the page cache (`mincore` over a read-only mapping; maps, touches
+/// nothing).
+#[cfg(target_os = "linux")]
+fn resident_bytes(path: &Path) -> u64 {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    let page = 4096usize;
+    // SAFETY: a read-only shared mapping of a file we hold open, never dereferenced;
+    // `mincore` writes one byte per page into `pages`, sized for every page.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED, "mmap");
+        let mut pages = vec![0u8; len.div_ceil(page)];
+        let rc = libc::mincore(map, len, pages.as_mut_ptr());
+        libc::munmap(map, len);
+        assert_eq!(rc, 0, "mincore");
+        pages.iter().filter(|&&p| p & 1 == 1).count() as u64 * page as u64
+    }
 }

@@ -108,8 +108,11 @@ impl Session {
 
     /// Answers one call from the tape or runs it live (and records it), then counts writes.
     async fn perform(&mut self, call: HostCall) -> Result<CallResult, TapeError> {
-        let result = match self.tape.answer(&call)? {
-            Answer::Recorded(result) => result,
+        match self.tape.answer(&call)? {
+            Answer::Recorded(result) => {
+                self.count_written(&call, &result);
+                Ok(result)
+            }
             Answer::Live => {
                 self.before_write(&call).await;
                 // After a failed checkpoint the unit's transactions are gone on some
@@ -128,28 +131,34 @@ impl Session {
                     (None, Some(refused)) => error_result(refused),
                     (None, None) => self.run_live(&call).await,
                 };
-                self.tape.record(&call, &result)?;
+                if let Some(observer) = &mut self.observer {
+                    observer.after_call(&call, &result);
+                }
+                self.digest(&call, &result);
+                self.count_written(&call, &result);
+                // Last, so that the call moves into the journal: a bulk insert's rows
+                // are not copied once more for it.
+                self.tape.record_owned(call, &result)?;
                 // Outside a transaction the statement has committed already: its journal
                 // entry goes to disk now, as a transactional unit's go before its COMMIT.
                 if self.in_non_transactional_unit() {
                     self.tape.sync()?;
                 }
-                if let Some(observer) = &mut self.observer {
-                    observer.after_call(&call, &result);
-                }
-                self.digest(&call, &result);
-                result
+                Ok(result)
             }
-        };
-        if let CallResult::Count { n } = result {
-            match &call {
+        }
+    }
+
+    /// Counts the rows a write call reports written, per connection.
+    fn count_written(&mut self, call: &HostCall, result: &CallResult) {
+        if let CallResult::Count { n } = *result {
+            match call {
                 HostCall::Execute { conn, .. } => self.count_writes(conn, 1, 0, n),
                 HostCall::BulkInsert { conn, .. } => self.count_writes(conn, 0, 1, n),
                 HostCall::BulkWrite { conn, .. } => self.count_bulk_write(conn, n),
                 _ => {}
             }
         }
-        Ok(result)
     }
 
     /// Adds a live call on a writable connection to the segment's digests (when gated).

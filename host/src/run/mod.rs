@@ -903,6 +903,8 @@ pub async fn run(
 
     let mut report = ran?;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    // Which units failed, for `migrun status` (the ledger holds only what committed).
+    crate::unit_failures::record(&config.journal_dir, &report, options.shard);
     Ok(report)
 }
 

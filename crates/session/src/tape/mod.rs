@@ -87,6 +87,25 @@ impl Recorder {
             .inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
+    /// Appends a call that ran live and its result, in `lane` (see
+    /// [`JournalWriter::append_call_in_lane`]); fails like [`Recorder::append`].
+    pub fn append_call(
+        &mut self,
+        lane: u16,
+        call: HostCall,
+        result: &CallResult,
+    ) -> Result<(), JournalError> {
+        if let Some(message) = &self.failed {
+            return Err(JournalError::Io {
+                path: self.writer.path().display().to_string(),
+                source: std::io::Error::other(message.clone()),
+            });
+        }
+        self.writer
+            .append_call_in_lane(lane, call, result)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
     /// From now on several lanes append (`--jobs`): see [`Tape::anchor`].
     pub fn set_parallel(&mut self) {
         self.parallel = true;
@@ -134,15 +153,21 @@ impl Tape {
 
     /// Records a call that ran live with its result.
     pub fn record(&self, call: &HostCall, result: &CallResult) -> Result<(), TapeError> {
+        match self {
+            Tape::Recording(..) => self.record_owned(call.clone(), result),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a call that ran live with its result, taking the call: a bulk insert's
+    /// rows move into the journal instead of being copied (the result is still copied:
+    /// the plugin gets it).
+    pub fn record_owned(&self, call: HostCall, result: &CallResult) -> Result<(), TapeError> {
         if let Tape::Recording(recorder, lane) = self {
-            // Cloned (a memory copy) so that serialising, hashing and
+            // The result is copied (a memory copy) so that encoding, hashing and
             // compressing happen on the journal's writer thread.
-            let entry = Entry::Call {
-                call: call.clone(),
-                result: result.clone(),
-            };
             let mut recorder = lock(recorder);
-            recorder.append_owned(entry, *lane)?;
+            recorder.append_call(*lane, call, result)?;
             recorder.calls += 1;
         }
         Ok(())

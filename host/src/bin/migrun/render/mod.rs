@@ -388,14 +388,59 @@ pub fn journal_stats_text(s: &migrun::journal::stats::JournalStats) -> String {
 }
 
 /// `migrun status` as pretty JSON.
-pub fn status_json(status: &[migrun::status::TargetStatus]) -> String {
+pub fn status_json(
+    status: &[migrun::status::TargetStatus],
+    failed: &[migrun::unit_failures::FailedUnit],
+) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "schema": "migrun.status/1",
         "migrun_version": migrun::VERSION,
         "targets": status,
+        "failed_units": failed,
     }))
     .expect("status serializes")
 }
+
+/// The units that failed in their last run and have not finished since, with their
+/// errors (at most [`FAILED_UNITS_LISTED`] unless `all`); empty when there are none.
+pub fn failed_units_text(failed: &[migrun::unit_failures::FailedUnit], all: bool) -> String {
+    let mut out = String::new();
+    if failed.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "✗ {} unit(s) failed in their last run and have not finished since (a rerun runs them again):",
+        failed.len()
+    );
+    let limit = if all { usize::MAX } else { FAILED_UNITS_LISTED };
+    for f in failed.iter().take(limit) {
+        let unit = match &f.scope {
+            Some(scope) => format!("{}@{scope}", f.unit),
+            None => f.unit.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  ✗ {} {}  {}  ({}, journal {})",
+            printable(&f.plugin),
+            printable(&unit),
+            printable(f.error.lines().next().unwrap_or("")),
+            printable(&f.at),
+            printable(&f.journal)
+        );
+    }
+    if failed.len() > limit {
+        let _ = writeln!(
+            out,
+            "  … and {} more (--all lists every one, --json too)",
+            failed.len() - limit
+        );
+    }
+    out
+}
+
+/// Failed units `migrun status` lists without `--all`.
+pub const FAILED_UNITS_LISTED: usize = 20;
 
 /// `migrun status --json` over tenants: every tenant's state and ledgers.
 pub fn tenant_status_json(ledgers: &[migrun::tenants::TenantLedgers]) -> String {

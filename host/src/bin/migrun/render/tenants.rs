@@ -82,6 +82,7 @@ pub fn tenant_status_text(ledgers: &[migrun::tenants::TenantLedgers], all: bool)
     let states = [
         State::Finished,
         State::Unfinished,
+        State::Failed,
         State::NeverRan,
         State::Suspect,
         State::Unreadable,
@@ -106,7 +107,8 @@ pub fn tenant_status_text(ledgers: &[migrun::tenants::TenantLedgers], all: bool)
             printable(&tenant.tenant),
             tenant.state.as_str()
         );
-        let text = super::status_text(&tenant.targets, all);
+        let text = super::status_text(&tenant.targets, all)
+            + &super::failed_units_text(&tenant.failed_units, all);
         for line in text.lines().filter(|l| !l.starts_with("✓ finished   ◐")) {
             if !line.is_empty() {
                 let _ = writeln!(out, "  {line}");
