@@ -283,11 +283,21 @@ async fn changed_source_row(dialect: Dialect) {
     // The target: the tables the first unit created, and no row of the refused unit.
     let count = scalar(&m.target, "SELECT COUNT(*) FROM accounts").await;
     assert_eq!(count, Value::Int(0), "the refused unit was rolled back");
-    // The ledger says create-tables finished, and only that.
-    let status = m.ws.migrun(&["status", "--json"]);
-    let ledger = status.stdout.clone();
-    assert!(ledger.contains("create-tables"), "{ledger}");
-    assert!(!ledger.contains("\"copy-accounts\""), "{ledger}");
+    // The ledger says create-tables finished, and only that; `status` names the refused
+    // unit as failed in its last run.
+    let status = m.ws.migrun(&["status", "--json"]).json();
+    let finished: Vec<&str> = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["rows"].as_array().into_iter().flatten())
+        .map(|r| r["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(finished, ["create-tables"], "{status}");
+    assert_eq!(
+        status["failed_units"][0]["unit"], "copy-accounts",
+        "{status}"
+    );
 
     // The text report shows the difference per table with the row.
     m.migrun(&["--plan", &file])
