@@ -394,6 +394,56 @@ on_every_dialect!(
     shards_split_the_tenants,
 );
 
+/// On a terminal (a pseudo-terminal from util-linux `script`), many tenants get one bar
+/// over the tenants — done, failed, left — and the failed tenant its line with its error;
+/// every healthy tenant is migrated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_one_bar_over_many_tenants_sqlite() {
+    let Some(t) = Tenants::new(Dialect::Sqlite, 22, &[5]).await else {
+        return;
+    };
+    t.config_with_file();
+    let command = format!(
+        "{} {} --keep-going",
+        env!("CARGO_BIN_EXE_migrun"),
+        plugins::plugin("sql-script").display()
+    );
+    let ran = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(t.ws.path())
+        .env(migrun::runtime::cache::CACHE_DIR_ENV, t.ws.cache_dir())
+        .env_remove("MIGRUN_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = match ran {
+        Ok(output) => output,
+        Err(e) => {
+            assert!(
+                !crate::support::database::require_dbs(),
+                "util-linux `script` is needed for the terminal test: {e}"
+            );
+            eprintln!("skipped: no `script` ({e})");
+            return;
+        }
+    };
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(4), "{screen}");
+    assert!(screen.contains("  tenants ["), "{screen}");
+    assert!(
+        screen.contains("22/22 tenants done, 1 failed, 0 left"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&t.names[5]),
+        "the failed tenant is named: {screen}"
+    );
+    for i in (0..22).filter(|&i| i != 5) {
+        assert!(t.migrated(i).await, "tenant {}: {screen}", t.names[i]);
+    }
+    assert!(!t.migrated(5).await);
+}
+
 /// The tenants can come from a read-only query: here the PostgreSQL catalog's list of
 /// the test's tenant databases.
 #[tokio::test(flavor = "multi_thread")]

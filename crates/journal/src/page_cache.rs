@@ -174,29 +174,23 @@ mod advise {
     }
 
     pub(super) fn sequential(file: &File) {
-        // SAFETY: a plain syscall on an open descriptor; no memory is passed.
-        let rc =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::from_raw_os_error(rc), "journal: posix_fadvise");
-        }
+        fadvise(file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
     }
 
     pub(super) fn will_need(file: &File, offset: u64, len: u64) {
         let (start, len) = range(offset, len);
-        // SAFETY: as above.
-        let rc =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), start, len, libc::POSIX_FADV_WILLNEED) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::from_raw_os_error(rc), "journal: posix_fadvise");
-        }
+        fadvise(file, start, len, libc::POSIX_FADV_WILLNEED);
     }
 
+    /// The kernel keeps a partly covered last page.
     pub(super) fn drop_clean(file: &File, offset: u64, len: u64) {
         let (start, len) = range(offset, len);
-        // SAFETY: as above. The kernel keeps a partly covered last page.
-        let rc =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), start, len, libc::POSIX_FADV_DONTNEED) };
+        fadvise(file, start, len, libc::POSIX_FADV_DONTNEED);
+    }
+
+    fn fadvise(file: &File, start: libc::off64_t, len: libc::off64_t, advice: libc::c_int) {
+        // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), start, len, advice) };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::from_raw_os_error(rc), "journal: posix_fadvise");
         }

@@ -478,12 +478,23 @@ impl JournalWriter {
     /// run in parallel share one journal, their entries interleaved in one chain, each
     /// tagged with its lane so that a reader can tell them apart.
     pub fn append_in_lane(&mut self, lane: u16, entry: Entry) -> Result<(), JournalError> {
+        let bytes = entry.approx_bytes();
+        self.send_entry(lane, bytes, || entry)
+    }
+
+    /// Takes `bytes` from the budget (waiting for room), then builds the entry and hands
+    /// it to the writer thread; the bytes come back if it cannot be sent.
+    fn send_entry(
+        &mut self,
+        lane: u16,
+        bytes: usize,
+        build: impl FnOnce() -> Entry,
+    ) -> Result<(), JournalError> {
         if self.failed.is_some() {
             return Err(self.stopped());
         }
-        let bytes = entry.approx_bytes();
         self.in_flight.acquire(bytes);
-        let outcome = self.send(Job::Entry(lane, Box::new(entry), bytes));
+        let outcome = self.send(Job::Entry(lane, Box::new(build()), bytes));
         if outcome.is_err() {
             self.in_flight.release(bytes);
         }
@@ -500,20 +511,11 @@ impl JournalWriter {
         call: HostCall,
         result: &CallResult,
     ) -> Result<(), JournalError> {
-        if self.failed.is_some() {
-            return Err(self.stopped());
-        }
         let bytes = 64 + call.approx_bytes() + result.approx_bytes();
-        self.in_flight.acquire(bytes);
-        let entry = Entry::Call {
+        self.send_entry(lane, bytes, || Entry::Call {
             call,
             result: result.clone(),
-        };
-        let outcome = self.send(Job::Entry(lane, Box::new(entry), bytes));
-        if outcome.is_err() {
-            self.in_flight.release(bytes);
-        }
-        outcome
+        })
     }
 
     /// The most bytes of entries ever in flight to the writer thread (see [`IN_FLIGHT_BYTES`]).

@@ -76,15 +76,7 @@ impl Recorder {
     /// Appends an owned entry of `lane`, encoded on the journal's writer thread; fails
     /// like [`Recorder::append`].
     pub fn append_owned(&mut self, entry: Entry, lane: u16) -> Result<(), JournalError> {
-        if let Some(message) = &self.failed {
-            return Err(JournalError::Io {
-                path: self.writer.path().display().to_string(),
-                source: std::io::Error::other(message.clone()),
-            });
-        }
-        self.writer
-            .append_in_lane(lane, entry)
-            .inspect_err(|e| self.failed = Some(e.to_string()))
+        self.write(|writer| writer.append_in_lane(lane, entry))
     }
 
     /// Appends a call that ran live and its result, in `lane` (see
@@ -95,15 +87,21 @@ impl Recorder {
         call: HostCall,
         result: &CallResult,
     ) -> Result<(), JournalError> {
+        self.write(|writer| writer.append_call_in_lane(lane, call, result))
+    }
+
+    /// Runs one append unless an earlier one failed; a failure is kept for every later one.
+    fn write(
+        &mut self,
+        append: impl FnOnce(&mut JournalWriter) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
         if let Some(message) = &self.failed {
             return Err(JournalError::Io {
                 path: self.writer.path().display().to_string(),
                 source: std::io::Error::other(message.clone()),
             });
         }
-        self.writer
-            .append_call_in_lane(lane, call, result)
-            .inspect_err(|e| self.failed = Some(e.to_string()))
+        append(&mut self.writer).inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
     /// From now on several lanes append (`--jobs`): see [`Tape::anchor`].
