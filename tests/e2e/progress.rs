@@ -189,29 +189,10 @@ async fn a_terminal_shows_one_bar_over_many_units_sqlite() {
         return;
     };
     let plugin = plugins::plugin("work-units");
-    let command = format!(
-        "{} {} --keep-going --set fail=unit-02",
-        env!("CARGO_BIN_EXE_migrun"),
-        plugin.display()
-    );
-    let ran = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(ws.path())
-        .env(migrun::runtime::cache::CACHE_DIR_ENV, ws.cache_dir())
-        .env_remove("MIGRUN_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .output();
-    let output = match ran {
-        Ok(output) => output,
-        Err(e) => {
-            assert!(
-                !crate::support::database::require_dbs(),
-                "util-linux `script` is needed for the terminal test: {e}"
-            );
-            eprintln!("skipped: no `script` ({e})");
-            return;
-        }
+    let plugin = plugin.to_str().unwrap();
+    let Some(output) = ws.migrun_on_terminal(&[plugin, "--keep-going", "--set", "fail=unit-02"])
+    else {
+        return;
     };
     let screen = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(4), "{screen}");

@@ -403,29 +403,11 @@ async fn a_terminal_shows_one_bar_over_many_tenants_sqlite() {
         return;
     };
     t.config_with_file();
-    let command = format!(
-        "{} {} --keep-going",
-        env!("CARGO_BIN_EXE_migrun"),
-        plugins::plugin("sql-script").display()
-    );
-    let ran = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(t.ws.path())
-        .env(migrun::runtime::cache::CACHE_DIR_ENV, t.ws.cache_dir())
-        .env_remove("MIGRUN_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .output();
-    let output = match ran {
-        Ok(output) => output,
-        Err(e) => {
-            assert!(
-                !crate::support::database::require_dbs(),
-                "util-linux `script` is needed for the terminal test: {e}"
-            );
-            eprintln!("skipped: no `script` ({e})");
-            return;
-        }
+    let plugin = plugins::plugin("sql-script");
+    let Some(output) =
+        t.ws.migrun_on_terminal(&[plugin.to_str().unwrap(), "--keep-going"])
+    else {
+        return;
     };
     let screen = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(4), "{screen}");

@@ -132,6 +132,36 @@ impl Workspace {
         }
     }
 
+    /// Runs `migrun` with `args` in this folder on a pseudo-terminal (util-linux `script`),
+    /// as an operator at a terminal would; the screen is the output's stdout. `None` when
+    /// `script` is missing (skipped, or a failure under `MIGRUN_REQUIRE_DBS=1`).
+    pub fn migrun_on_terminal(&self, args: &[&str]) -> Option<std::process::Output> {
+        let mut command = env!("CARGO_BIN_EXE_migrun").to_owned();
+        for arg in args {
+            command.push(' ');
+            command.push_str(arg);
+        }
+        let ran = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env(CACHE_DIR_ENV, self.cache_dir())
+            .env_remove("MIGRUN_LOG")
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::null())
+            .output();
+        match ran {
+            Ok(output) => Some(output),
+            Err(e) => {
+                assert!(
+                    !crate::support::database::require_dbs(),
+                    "util-linux `script` is needed for the terminal tests: {e}"
+                );
+                eprintln!("skipped: no `script` ({e})");
+                None
+            }
+        }
+    }
+
     /// The compiled-component cache of this workspace's runs (its own, so
     /// that no test reads what another test or an earlier build compiled).
     pub fn cache_dir(&self) -> PathBuf {
