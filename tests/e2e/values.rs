@@ -55,7 +55,7 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Float32Array(x), Value::Float32Array(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .zip(y)
+                    .zip(y.iter())
                     .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
         }
         _ => a == b,
@@ -391,11 +391,11 @@ fn samples(dialect: Dialect) -> Vec<Sample> {
     }
     for a in float_arrays {
         let back = if pg {
-            Value::Float32Array(a.clone())
+            Value::Float32Array(a.clone().into())
         } else {
             text(&float32_array_json(&a))
         };
-        push("fa", Value::Float32Array(a), back);
+        push("fa", Value::Float32Array(a.into()), back);
     }
     let text_arrays: Vec<Vec<String>> = vec![
         vec![],
@@ -523,7 +523,7 @@ async fn postgres_bulk_insert_stores_what_text_input_stores() {
                 text(&format!("{{\"i\": {i}, \"a\": [1, 2]}}")),
                 text("ab"),
                 text("x"),
-                Value::Float32Array(vec![0.1, -0.0, f32::NAN, f32::INFINITY, 1e-45]),
+                Value::Float32Array(vec![0.1, -0.0, f32::NAN, f32::INFINITY, 1e-45].into()),
             ]
         })
         .collect();
@@ -879,8 +879,8 @@ async fn postgres_specific_types() {
     assert_eq!(
         r[4..7],
         [
-            Value::Float32Array(vec![1.5, 2.0]),
-            Value::Float32Array(vec![]),
+            Value::Float32Array(vec![1.5, 2.0].into()),
+            Value::Float32Array(vec![].into()),
             Value::Decimal("12.3400".into())
         ]
     );

@@ -191,8 +191,8 @@ async fn dimension_mismatch_and_halfvec_range_are_refused_by_name() {
     let row = |id: i64, h: Vec<f32>, v: Vec<f32>| {
         vec![
             Value::Int(id),
-            Value::Float32Array(h),
-            Value::Float32Array(v),
+            Value::Float32Array(h.into()),
+            Value::Float32Array(v.into()),
         ]
     };
     let good = row(1, vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 2.0, 3.0]);
@@ -252,14 +252,17 @@ async fn float32_array_into_halfvec_rounds_as_pgvector_does() {
     conn.bulk_insert(
         "h",
         &["id".into(), "e".into()],
-        &[vec![Value::Int(1), Value::Float32Array(floats.clone())]],
+        &[vec![
+            Value::Int(1),
+            Value::Float32Array(floats.clone().into()),
+        ]],
     )
     .await
     .unwrap();
     let rows = conn
         .query(
             "SELECT halfvec_send(e), halfvec_send($1::real[]::halfvec), e::text FROM h",
-            &[Value::Float32Array(floats)],
+            &[Value::Float32Array(floats.into())],
         )
         .await
         .unwrap();

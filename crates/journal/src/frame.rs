@@ -22,6 +22,7 @@
 //! addition, not a new container.
 
 use std::io::{BufRead, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// The first bytes of every `migrun.journal/3` file (the format new runs write).
 pub const MAGIC: &[u8] = b"migrun.journal/3\n";
@@ -241,6 +242,123 @@ impl<R: Read> FrameReader<R> {
         }
         self.pos = 0;
         Ok(true)
+    }
+}
+
+impl<R: Read + Send + 'static> FrameReader<R> {
+    /// Moves the reading and decompressing of the frames to a thread of their own,
+    /// one frame ahead of whoever reads their contents (the records of a `/3`
+    /// journal, checked and decoded on the read-ahead thread): on two cores the two
+    /// halves of reading a journal overlap. What was already decompressed and not yet
+    /// consumed is handed over first.
+    pub(crate) fn ahead(mut self) -> std::io::Result<FramesAhead> {
+        let block = std::mem::take(&mut self.block);
+        let pos = self.pos;
+        let (send, frames) = sync_channel(0);
+        let (spare, spares) = channel();
+        std::thread::Builder::new()
+            .name("migrun-journal-frames".into())
+            .spawn(move || self.decompress_ahead(&send, &spares))?;
+        Ok(FramesAhead {
+            frames: Some(frames),
+            spare,
+            block,
+            pos,
+            torn: None,
+            done: false,
+            failed: None,
+        })
+    }
+
+    /// The thread's loop: every frame's contents, then the end, or the first error.
+    /// The channel holds nothing (a rendezvous): one frame waits here, decompressed,
+    /// while the one before is read; buffers come back through `spares` for reuse.
+    fn decompress_ahead(mut self, send: &SyncSender<FrameAhead>, spares: &Receiver<Vec<u8>>) {
+        loop {
+            if let Ok(spare) = spares.try_recv() {
+                self.block = spare;
+            }
+            let item = if self.done {
+                FrameAhead::End(self.torn.take())
+            } else {
+                match self.next_frame() {
+                    Ok(true) => FrameAhead::Block(std::mem::take(&mut self.block)),
+                    Ok(false) => FrameAhead::End(self.torn.take()),
+                    Err(e) => FrameAhead::Failed(e),
+                }
+            };
+            let last = !matches!(item, FrameAhead::Block(_));
+            if send.send(item).is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+/// What the frames thread hands over, in order.
+enum FrameAhead {
+    /// One frame's decompressed contents.
+    Block(Vec<u8>),
+    /// The end of the file, and its torn frame if its writer died mid-frame.
+    End(Option<TornTail>),
+    /// Why the file cannot be read further (the thread stopped).
+    Failed(std::io::Error),
+}
+
+/// The contents of a journal's frames, read and decompressed on a thread of their
+/// own ([`FrameReader::ahead`]); the same stream as the [`FrameReader`] it came from.
+pub(crate) struct FramesAhead {
+    /// `None` once the end or an error came (or the reader is dropped, which stops
+    /// the thread: its next send fails).
+    frames: Option<Receiver<FrameAhead>>,
+    /// Consumed blocks, given back for the thread to decompress into.
+    spare: Sender<Vec<u8>>,
+    block: Vec<u8>,
+    pos: usize,
+    /// Set at the end: the torn frame the file ends with, if any.
+    pub(crate) torn: Option<TornTail>,
+    done: bool,
+    /// The error the thread stopped with, returned again on every later call.
+    failed: Option<(std::io::ErrorKind, String)>,
+}
+
+impl FramesAhead {
+    /// The contents not yet consumed of the current frame; empty at the end.
+    pub(crate) fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.block.len() && !self.done {
+            if let Some((kind, message)) = &self.failed {
+                return Err(std::io::Error::new(*kind, message.clone()));
+            }
+            let next = self.frames.as_ref().and_then(|f| f.recv().ok());
+            let used = std::mem::take(&mut self.block);
+            // The thread may be gone (the end was its last send): then the buffer is dropped.
+            let _ = self.spare.send(used);
+            self.pos = 0;
+            match next {
+                Some(FrameAhead::Block(block)) => self.block = block,
+                Some(FrameAhead::End(torn)) => {
+                    self.torn = torn;
+                    self.done = true;
+                    self.frames = None;
+                }
+                Some(FrameAhead::Failed(e)) => {
+                    self.failed = Some((e.kind(), e.to_string()));
+                    self.frames = None;
+                    return Err(e);
+                }
+                None => {
+                    let e = std::io::Error::other("the journal's frames thread stopped");
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(&self.block[self.pos..])
+    }
+
+    /// `amt` bytes of [`FramesAhead::fill_buf`]'s were used.
+    pub(crate) fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.block.len());
     }
 }
 

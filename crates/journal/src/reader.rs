@@ -6,9 +6,11 @@
 //! journal whose writer died mid-frame, the entries of every whole frame are
 //! read and the torn tail is reported by [`JournalReader::torn_tail`].
 //!
-//! **Read-ahead.** A `/3` journal is read, checked and decoded on a thread of
-//! its own while the caller uses the entries before (a replay runs the plugin on
-//! them): the two overlap, on two cores, instead of adding up. What waits between
+//! **Read-ahead.** A `/3` journal is read, checked and decoded on two threads
+//! of its own while the caller uses the entries before (a replay runs the plugin
+//! on them): one reads and decompresses frames (one frame ahead,
+//! [`FrameReader::ahead`]), the other checks the chain and decodes records; the
+//! three overlap instead of adding up. What waits between
 //! them is bounded by bytes ([`READ_AHEAD_BYTES`], or one record when a single one
 //! is larger), and errors arrive in order, at the entry they belong to, exactly
 //! as from a reader without the thread.
@@ -21,7 +23,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::binary::{Decoder, ReaderWindow};
 use super::budget::ByteBudget;
-use super::frame::{FrameKind, FrameReader, MAGIC, MAGIC_PREFIX, MAGIC_V2, TornTail};
+use super::frame::{FrameKind, FrameReader, FramesAhead, MAGIC, MAGIC_PREFIX, MAGIC_V2, TornTail};
 use super::page_cache::ReadBehind;
 use super::writer::{chain, chain_v3};
 use super::{Entry, FORMAT, FORMAT_V1, FORMAT_V2, Header, JournalError};
@@ -53,12 +55,42 @@ pub const READ_AHEAD_BYTES: usize = 4 << 20;
 /// The records of a `/3` journal, in order: frames read, chain checked, entries decoded.
 struct Records {
     path: PathBuf,
-    frames: FrameReader<Source>,
+    frames: Frames,
     window: ReaderWindow,
     /// The hash of the last record read.
     prev: [u8; 32],
     /// The index of the next record.
     index: u64,
+}
+
+/// Where the records' bytes come from: the frames read inline (the header), then
+/// read and decompressed on a thread of their own ([`FrameReader::ahead`]).
+enum Frames {
+    Inline(FrameReader<Source>),
+    Ahead(FramesAhead),
+}
+
+impl Frames {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Frames::Inline(frames) => frames.fill_buf(),
+            Frames::Ahead(frames) => frames.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        match self {
+            Frames::Inline(frames) => frames.consume(amt),
+            Frames::Ahead(frames) => frames.consume(amt),
+        }
+    }
+
+    fn torn(&mut self) -> &mut Option<TornTail> {
+        match self {
+            Frames::Inline(frames) => &mut frames.torn,
+            Frames::Ahead(frames) => &mut frames.torn,
+        }
+    }
 }
 
 /// One record, checked and decoded.
@@ -96,6 +128,9 @@ struct ReadAhead {
 impl ReadAhead {
     /// Moves `records` to a new thread that reads ahead of the caller.
     fn start(mut records: Records) -> std::io::Result<ReadAhead> {
+        if let Frames::Inline(frames) = records.frames {
+            records.frames = Frames::Ahead(frames.ahead()?);
+        }
         let (send, items) = channel();
         let budget = Arc::new(ByteBudget::new(READ_AHEAD_BYTES));
         let thread_budget = Arc::clone(&budget);
@@ -198,7 +233,7 @@ impl Records {
         loop {
             let item = match self.next(budget) {
                 Ok(Some((record, bytes))) => Ahead::Record(Box::new(record), bytes),
-                Ok(None) => Ahead::End(self.frames.torn.take()),
+                Ok(None) => Ahead::End(self.frames.torn().take()),
                 Err(e) => Ahead::Failed(e),
             };
             let last = !matches!(item, Ahead::Record(..));
@@ -364,7 +399,7 @@ impl JournalReader {
             (
                 Input::V3(Box::new(Records {
                     path: path.to_owned(),
-                    frames: FrameReader::new(input, FrameKind::ZstdRecords),
+                    frames: Frames::Inline(FrameReader::new(input, FrameKind::ZstdRecords)),
                     window: ReaderWindow::default(),
                     prev: [0; 32],
                     index: 0,
@@ -458,7 +493,10 @@ impl JournalReader {
     pub fn torn_tail(&self) -> Option<&TornTail> {
         match &self.input {
             Input::V2(frames) => frames.torn.as_ref(),
-            Input::V3(records) => records.frames.torn.as_ref(),
+            Input::V3(records) => match &records.frames {
+                Frames::Inline(frames) => frames.torn.as_ref(),
+                Frames::Ahead(frames) => frames.torn.as_ref(),
+            },
             Input::Ahead(ahead) => ahead.torn.as_ref(),
             Input::V1(_) | Input::Done => None,
         }

@@ -296,7 +296,8 @@ fn batches_in_flight_to_the_writer_stay_within_the_byte_budget() {
                             Value::Float32Array(
                                 (0..1536u32)
                                     .map(|i| (seed * 1_000_003 + r * 1536 + i) as f32)
-                                    .collect(),
+                                    .collect::<Vec<f32>>()
+                                    .into(),
                             ),
                         ]
                     })
@@ -351,7 +352,8 @@ fn a_reader_reads_ahead_of_its_caller_within_the_byte_budget() {
                         vec![Value::Float32Array(
                             (0..1536u32)
                                 .map(|i| (seed * 1_000_003 + r * 1536 + i) as f32)
-                                .collect(),
+                                .collect::<Vec<f32>>()
+                                .into(),
                         )]
                     })
                     .collect(),
@@ -412,7 +414,11 @@ fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
     let mut written = Vec::new();
     for _ in 0..8 {
         let rows: Vec<Vec<Value>> = (0..200)
-            .map(|_| vec![Value::Float32Array((0..1536).map(|_| random()).collect())])
+            .map(|_| {
+                vec![Value::Float32Array(
+                    (0..1536).map(|_| random()).collect::<Vec<f32>>().into(),
+                )]
+            })
             .collect();
         written.push(rows.clone());
         w.append_owned(batch(rows)).unwrap();
@@ -517,7 +523,11 @@ fn a_journal_as_large_as_the_data_leaves_the_page_cache_as_it_is_written_and_rea
     let mut checksum = 0f64;
     for _ in 0..batches {
         let rows: Vec<Vec<Value>> = (0..200)
-            .map(|_| vec![Value::Float32Array((0..1536).map(|_| random()).collect())])
+            .map(|_| {
+                vec![Value::Float32Array(
+                    (0..1536).map(|_| random()).collect::<Vec<f32>>().into(),
+                )]
+            })
             .collect();
         checksum += rows.iter().map(|r| first_float(&r[0])).sum::<f64>();
         w.append_owned(Entry::Call {

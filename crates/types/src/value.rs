@@ -10,6 +10,7 @@
 use crate::ValueKind;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
@@ -19,7 +20,13 @@ use uuid::Uuid;
 ///
 /// Invariant: `Decimal` holds a plain (non-exponent) decimal string as
 /// produced by [`canonical_decimal`]; `Json` holds text that parses as JSON.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Equality is identity of what would be written: floats compare by their
+/// bits (`NaN` equals the same `NaN`, `-0.0` differs from `0.0`), so a replay
+/// that compares a plugin's writes with the recorded ones (and anything else
+/// asking "the same value?") sees exactly the difference a database would
+/// store — and an array of floats compares as its bytes, at memory speed.
+#[derive(Debug, Clone)]
 pub enum Value {
     /// SQL NULL.
     Null,
@@ -48,7 +55,7 @@ pub enum Value {
     /// An exact decimal in plain notation.
     Decimal(String),
     /// A list of 32-bit floats (embeddings).
-    Float32Array(Vec<f32>),
+    Float32Array(Arc<Vec<f32>>),
     /// A list of texts.
     TextArray(Vec<String>),
     /// A value of a type the host does not model (`sparsevec`, `ltree`,
@@ -80,6 +87,53 @@ pub struct ValueParseError {
     pub text: String,
     /// The form that was expected.
     pub expected: &'static str,
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (Float(a), Float(b)) => a.to_bits() == b.to_bits(),
+            (Text(a), Text(b)) | (Json(a), Json(b)) | (Decimal(a), Decimal(b)) => a == b,
+            (Bytes(a), Bytes(b)) => a == b,
+            (Uuid(a), Uuid(b)) => a == b,
+            (Date(a), Date(b)) => a == b,
+            (Time(a), Time(b)) => a == b,
+            (Timestamp(a), Timestamp(b)) => a == b,
+            (Timestamptz(a), Timestamptz(b)) => a == b,
+            (Float32Array(a), Float32Array(b)) => same_bits(a, b),
+            (TextArray(a), TextArray(b)) => a == b,
+            (
+                Typed {
+                    type_name: a,
+                    bytes: x,
+                },
+                Typed {
+                    type_name: b,
+                    bytes: y,
+                },
+            ) => a == b && x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Bit equality is an equivalence relation (see [`Value`]'s equality).
+impl Eq for Value {}
+
+/// Whether two slices of floats hold the same bits. Chunked so that the inner
+/// fold (no early exit) vectorizes: this compares at memory speed.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.chunks(64).zip(b.chunks(64)).all(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .fold(0u32, |diff, (p, q)| diff | (p.to_bits() ^ q.to_bits()))
+                == 0
+        })
 }
 
 impl Value {
@@ -312,7 +366,7 @@ impl Value {
             Value::Bytes(b) => Some(base64::engine::general_purpose::STANDARD.encode(b)),
             Value::Float32Array(v) => {
                 let mut bytes = Vec::with_capacity(v.len() * 4);
-                for f in v {
+                for f in v.iter() {
                     bytes.extend_from_slice(&f.to_bits().to_le_bytes());
                 }
                 Some(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -339,12 +393,12 @@ impl Value {
                         bytes.len()
                     ));
                 }
-                Ok(Value::Float32Array(
+                Ok(Value::Float32Array(Arc::new(
                     bytes
                         .chunks_exact(4)
                         .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
                         .collect(),
-                ))
+                )))
             }
             _ => Value::from_kind_and_text(kind, text),
         }
@@ -381,7 +435,7 @@ impl Value {
                 for item in inner.split(',').filter(|i| !i.is_empty()) {
                     out.push(item.parse::<f32>().map_err(|e| bad(&e))?);
                 }
-                Value::Float32Array(out)
+                Value::Float32Array(Arc::new(out))
             }
             "text-array" => Value::TextArray(serde_json::from_str(text).map_err(|e| bad(&e))?),
             "typed" => {
@@ -558,6 +612,36 @@ mod tests {
     }
 
     #[test]
+    fn values_are_equal_when_their_bits_are() {
+        assert_eq!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+        assert_ne!(Value::Float(0.0), Value::Float(-0.0));
+        assert_ne!(Value::Float(1.0), Value::Int(1));
+        let embedding: Vec<f32> = (0..1536).map(|i| i as f32 / 3.0).collect();
+        let mut other = embedding.clone();
+        assert_eq!(
+            Value::Float32Array(embedding.clone().into()),
+            Value::Float32Array(other.clone().into())
+        );
+        other[1535] = f32::from_bits(other[1535].to_bits() ^ 1);
+        assert_ne!(
+            Value::Float32Array(embedding.clone().into()),
+            Value::Float32Array(other.into())
+        );
+        assert_ne!(
+            Value::Float32Array(embedding.clone().into()),
+            Value::Float32Array(embedding[..1535].to_vec().into())
+        );
+        assert_eq!(
+            Value::Float32Array(vec![f32::NAN, -0.0].into()),
+            Value::Float32Array(vec![f32::NAN, -0.0].into())
+        );
+        assert_ne!(
+            Value::Float32Array(vec![0.0].into()),
+            Value::Float32Array(vec![-0.0].into())
+        );
+    }
+
+    #[test]
     fn journal_form_round_trips_every_kind_exactly() {
         let values = vec![
             Value::Null,
@@ -575,14 +659,17 @@ mod tests {
             Value::parse_timestamp("9999-12-31T23:59:59.999999").unwrap(),
             Value::parse_timestamptz("2024-06-01T12:00:00+00:00").unwrap(),
             Value::Decimal("-123456789012345678901234567890.0100".into()),
-            Value::Float32Array(vec![
-                0.1,
-                -3.5e-38,
-                f32::INFINITY,
-                16777217.0,
-                -0.0,
-                f32::from_bits(1),
-            ]),
+            Value::Float32Array(
+                vec![
+                    0.1,
+                    -3.5e-38,
+                    f32::INFINITY,
+                    16777217.0,
+                    -0.0,
+                    f32::from_bits(1),
+                ]
+                .into(),
+            ),
             Value::Bytes(Vec::new()),
             Value::TextArray(vec!["read".into(), "write,admin".into(), String::new()]),
             Value::Typed {

@@ -243,7 +243,7 @@ fn copy_binary_value(column: CopyColumn, value: &Value, types: &TypeCache, out: 
         (_, Value::Float32Array(v)) => field(out, |out| {
             array_header(oid::FLOAT4, v.len(), out);
             out.reserve(v.len() * 8);
-            for f in v {
+            for f in v.iter() {
                 // The text format stores every NaN as the canonical one.
                 let f = if f.is_nan() { f32::NAN } else { *f };
                 out.extend_from_slice(&4i32.to_be_bytes());
@@ -461,7 +461,7 @@ mod tests {
                 Value::Bytes(vec![0, 255]),
                 Value::Bool(false),
                 Value::TextArray(vec!["x\"y".into(), "b\\s".into(), "".into()]),
-                Value::Float32Array(vec![0.1, f32::NAN, f32::NEG_INFINITY]),
+                Value::Float32Array(vec![0.1, f32::NAN, f32::NEG_INFINITY].into()),
                 Value::Float(f64::INFINITY),
             ],
             &mut out,
@@ -527,7 +527,7 @@ mod tests {
             &[
                 Value::Int(7),
                 Value::Json("{}".into()),
-                Value::Float32Array(vec![1.0]),
+                Value::Float32Array(vec![1.0].into()),
                 Value::Null,
             ],
             &TypeCache::default(),
@@ -557,7 +557,7 @@ mod tests {
             CopyColumn::Halfvec(Some(3))
         );
         assert_eq!(copy_column(1, "vector_recv", -1), CopyColumn::Vector(None));
-        let three = Value::Float32Array(vec![1.0, 2.0, 3.0]);
+        let three = Value::Float32Array(vec![1.0, 2.0, 3.0].into());
         assert_eq!(
             vector_value_error(CopyColumn::Halfvec(Some(3)), &three),
             None
@@ -566,7 +566,7 @@ mod tests {
             vector_value_error(CopyColumn::Vector(Some(4)), &three).as_deref(),
             Some("expected 4 dimensions, not 3")
         );
-        let big = Value::Float32Array(vec![1e6]);
+        let big = Value::Float32Array(vec![1e6].into());
         assert!(vector_value_error(CopyColumn::Vector(None), &big).is_none());
         assert!(
             vector_value_error(CopyColumn::Halfvec(None), &big)
@@ -585,7 +585,7 @@ mod tests {
         let mut text = Vec::new();
         copy_text_row(
             &[CopyColumn::Vector(None)],
-            &[Value::Float32Array(vec![0.1, -2.0])],
+            &[Value::Float32Array(vec![0.1, -2.0].into())],
             &mut text,
         );
         assert_eq!(String::from_utf8(text).unwrap(), "[0.1,-2]\n");

@@ -210,7 +210,8 @@ fn decode_value(kind: Read, raw: PgValueRef<'_>) -> Result<Value, String> {
             decode_array(b)?
                 .iter()
                 .map(|e| fixed::<4>(e).map(f32::from_be_bytes))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
         ),
         Read::TextArray => Value::TextArray(
             decode_array(b)?
@@ -218,8 +219,8 @@ fn decode_value(kind: Read, raw: PgValueRef<'_>) -> Result<Value, String> {
                 .map(|e| utf8(e))
                 .collect::<Result<_, _>>()?,
         ),
-        Read::Vector => Value::Float32Array(super::types::decode_vector(b)?),
-        Read::Halfvec => Value::Float32Array(super::types::decode_halfvec(b)?),
+        Read::Vector => Value::Float32Array(super::types::decode_vector(b)?.into()),
+        Read::Halfvec => Value::Float32Array(super::types::decode_halfvec(b)?.into()),
         Read::Unsupported => return Err("unsupported type".into()),
     })
 }

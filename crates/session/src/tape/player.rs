@@ -46,9 +46,11 @@ pub enum ReplayDivergence {
     },
 }
 
+/// Whether the plugin's call is the recorded one. Values compare by their bits
+/// (`migrun_types::Value`'s equality): the same `NaN` is the same call, `-0.0`
+/// where `0.0` was recorded is not — exactly what the database would be sent.
 fn same_call(a: &HostCall, b: &HostCall) -> bool {
-    // Values hold floats (NaN != NaN), so fall back to the exact journal form.
-    a == b || serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+    a == b
 }
 
 fn entry_summary(entry: &Entry) -> String {

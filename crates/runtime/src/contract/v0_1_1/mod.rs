@@ -56,7 +56,7 @@ pub fn value_from_wit(value: types::Value) -> Result<Value, DbError> {
         W::Timestamp(s) => Value::parse_timestamp(&s),
         W::Timestamptz(s) => Value::parse_timestamptz(&s),
         W::Decimal(s) => Value::parse_decimal(&s),
-        W::Float32Array(v) => Ok(Value::Float32Array(v)),
+        W::Float32Array(v) => Ok(Value::Float32Array(v.into())),
         W::TextArray(v) => Ok(Value::TextArray(v)),
     };
     parsed.map_err(|e| DbError {
@@ -84,7 +84,11 @@ pub fn value_to_wit(value: Value) -> Result<types::Value, String> {
         Value::Bytes(b) => W::Bytes(b),
         Value::Json(s) => W::Json(s),
         Value::Decimal(s) => W::Decimal(s),
-        Value::Float32Array(v) => W::Float32Array(v),
+        // Moved when the value is the only holder of its floats; copied when the
+        // journal (or its window, in a replay) shares them.
+        Value::Float32Array(v) => {
+            W::Float32Array(std::sync::Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()))
+        }
         Value::TextArray(v) => W::TextArray(v),
         other @ (Value::Uuid(_)
         | Value::Date(_)
