@@ -24,6 +24,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use migrun_types::{BulkWriteKind, Level, Value};
 
@@ -33,11 +35,14 @@ use super::{CallResult, Entry, Footer, Header, HostCall, SnapshotInfo, TableSnap
 /// about as much as a reference.
 pub const REF_MIN_BYTES: usize = 32;
 
+/// Floats converted to and from binary16 per step.
+const HALF_CHUNK: usize = 256;
+
 /// The window: referable literals are kept (by every reader) while the newest of
 /// them add up to at most this many body bytes.
 pub const WINDOW_BYTES: usize = 32 << 20;
 
-/// Value tags. `0x10..=0xFE` are free for later value kinds.
+/// Value tags. `0x11..=0xFE` are free for later value kinds.
 pub mod tag {
     /// SQL NULL.
     pub const NULL: u8 = 0x00;
@@ -72,6 +77,10 @@ pub mod tag {
     /// A value of a type the host does not model, in its database's binary form: the type
     /// name as a text body, then varint length and the bytes.
     pub const TYPED: u8 = 0x0F;
+    /// A float32 array whose every float is exactly an IEEE binary16 (an embedding read
+    /// from a pgvector `halfvec`): varint count, 2 bytes little-endian each. Decodes to
+    /// the float32 array (widening is exact); half the bytes to hash, compress and read.
+    pub const FLOAT16_ARRAY: u8 = 0x10;
     /// A reference: varint distance back in the window (1 = the newest referable literal).
     pub const REF: u8 = 0xFF;
 }
@@ -226,6 +235,9 @@ impl<'a> Encoder<'a> {
     /// One SQL value: a literal, or a reference to an equal referable literal in the window.
     pub fn value(&mut self, v: &Value) {
         let start = self.out.len();
+        // What a value counts for in the window beyond its body: a float16-array counts
+        // as the float32-array it decodes to (see `window_bytes`).
+        let mut widened = 0;
         let referable = match v {
             Value::Null => {
                 self.u8(tag::NULL);
@@ -296,6 +308,10 @@ impl<'a> Encoder<'a> {
                 self.str(s);
                 true
             }
+            Value::Float32Array(v) if self.halves(v) => {
+                widened = 2 * v.len();
+                true
+            }
             Value::Float32Array(v) => {
                 self.u8(tag::FLOAT32_ARRAY);
                 self.varint(v.len() as u64);
@@ -330,9 +346,44 @@ impl<'a> Encoder<'a> {
                     self.u8(tag::REF);
                     self.varint(distance);
                 }
-                None => self.window.add(hash, body),
+                None => self.window.add(hash, body + widened),
             }
         }
+    }
+
+    /// Writes `v` as a float16-array when every float in it is exactly a binary16 (and
+    /// it is not empty); otherwise writes nothing and says so. Converted and checked 256
+    /// floats at a time (F16C where the CPU has it): an array of arbitrary floats fails
+    /// on its first chunk, for the cost of converting that chunk.
+    fn halves(&mut self, v: &[f32]) -> bool {
+        if v.is_empty() {
+            return false;
+        }
+        let start = self.out.len();
+        self.u8(tag::FLOAT16_ARRAY);
+        self.varint(v.len() as u64);
+        let mut halves = [f16::ZERO; HALF_CHUNK];
+        let mut back = [0f32; HALF_CHUNK];
+        for chunk in v.chunks(HALF_CHUNK) {
+            let halves = &mut halves[..chunk.len()];
+            let back = &mut back[..chunk.len()];
+            halves.convert_from_f32_slice(chunk);
+            halves.convert_to_f32_slice(back);
+            let differ = chunk
+                .iter()
+                .zip(back.iter())
+                .fold(0u32, |d, (a, b)| d | (a.to_bits() ^ b.to_bits()));
+            if differ != 0 {
+                self.out.truncate(start);
+                return false;
+            }
+            let at = self.out.len();
+            self.out.resize(at + 2 * chunk.len(), 0);
+            for (out, h) in self.out[at..].chunks_exact_mut(2).zip(halves.iter()) {
+                out.copy_from_slice(&h.to_bits().to_le_bytes());
+            }
+        }
+        true
     }
 
     fn values(&mut self, v: &[Value]) {
@@ -842,6 +893,7 @@ impl<'a> Decoder<'a> {
     pub fn value(&mut self) -> Decoded<Value> {
         let start = self.pos;
         let t = self.u8()?;
+        let mut widened = 0;
         let bad = |what: &str| DecodeError {
             at: start,
             what: what.to_owned(),
@@ -908,6 +960,21 @@ impl<'a> Decoder<'a> {
                     .collect();
                 (Value::Float32Array(v.into()), true)
             }
+            tag::FLOAT16_ARRAY => {
+                let n = self.count(2)?;
+                let b = self.take(n * 2)?;
+                let mut v = vec![0f32; n];
+                let mut halves = [f16::ZERO; HALF_CHUNK];
+                for (out, bytes) in v.chunks_mut(HALF_CHUNK).zip(b.chunks(2 * HALF_CHUNK)) {
+                    let halves = &mut halves[..out.len()];
+                    for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
+                        *h = f16::from_bits(u16::from_le_bytes([c[0], c[1]]));
+                    }
+                    halves.convert_to_f32_slice(out);
+                }
+                widened = 2 * n;
+                (Value::Float32Array(v.into()), true)
+            }
             tag::TEXT_ARRAY => (Value::TextArray(self.strings()?), true),
             tag::TYPED => {
                 let type_name = self.string()?;
@@ -939,7 +1006,7 @@ impl<'a> Decoder<'a> {
         };
         let body = self.pos - start - 1;
         if referable && body >= REF_MIN_BYTES {
-            self.window.add(&value, body);
+            self.window.add(&value, body + widened);
         }
         Ok(value)
     }
@@ -1278,9 +1345,61 @@ mod tests {
                     .collect::<Vec<f32>>()
                     .into(),
             ),
+            Value::Float32Array(halfvec_floats(1536).into()),
+            Value::Float32Array(vec![65504.0, -0.0, f32::INFINITY, 5.960_464_5e-8].into()),
             Value::TextArray(vec![]),
             Value::TextArray(vec!["a".into(), String::new(), "ünï".into()]),
         ]
+    }
+
+    /// `n` floats each exactly a binary16, as a pgvector `halfvec` reads: every exponent
+    /// and sign, subnormals, ±0 and the infinities, no NaN.
+    fn halfvec_floats(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| f16::from_bits((i as u16).wrapping_mul(40503)))
+            .filter(|h| !h.is_nan())
+            .map(f16::to_f32)
+            .collect()
+    }
+
+    #[test]
+    fn halfvec_floats_are_recorded_as_binary16_and_widen_back_exactly() {
+        let floats = halfvec_floats(1536);
+        let halves = Value::Float32Array(floats.clone().into());
+        let bytes = encode_value(&halves);
+        assert_eq!(bytes[0], tag::FLOAT16_ARRAY);
+        assert!(
+            bytes.len() <= 3 + 2 * floats.len(),
+            "two bytes a float: {} bytes for {}",
+            bytes.len(),
+            floats.len()
+        );
+        assert_eq!(decode_value(&bytes).unwrap(), halves, "bit for bit");
+        // One float that binary16 cannot hold, or a NaN with a payload it would lose:
+        // the whole array is float32, exactly as before.
+        for odd in [0.1f32, f32::from_bits(0x7FC0_0001), 65520.0, 1e-8] {
+            let mut v = floats.clone();
+            v[1000] = odd;
+            let value = Value::Float32Array(v.into());
+            let bytes = encode_value(&value);
+            assert_eq!(bytes[0], tag::FLOAT32_ARRAY, "{odd:e}");
+            assert_eq!(decode_value(&bytes).unwrap(), value, "{odd:e}");
+        }
+        // In the window a binary16 array counts as the float32 array it decodes to (what
+        // a reader holds), and a repeat of it is a reference.
+        let mut writer = WriterWindow::default();
+        let mut reader = ReaderWindow::default();
+        let mut out = Vec::new();
+        Encoder::new(&mut out, &mut writer).value(&halves);
+        let decoded = Decoder::new(&out, &mut reader).value().unwrap();
+        assert_eq!(decoded, halves);
+        let float32_body = 2 + 4 * floats.len();
+        assert_eq!(writer.bytes, float32_body);
+        assert_eq!(reader.bytes, float32_body);
+        let mut again = Vec::new();
+        Encoder::new(&mut again, &mut writer).value(&halves);
+        assert_eq!(again[0], tag::REF);
+        assert_eq!(Decoder::new(&again, &mut reader).value().unwrap(), halves);
     }
 
     /// Bitwise equality (NaN equals itself, -0.0 differs from 0.0): `Value`'s own.
@@ -1299,7 +1418,13 @@ mod tests {
 
     #[test]
     fn every_entry_kind_round_trips_and_repeated_values_are_references() {
-        let big = Value::Float32Array((0..1536).map(|i| i as f32).collect::<Vec<f32>>().into());
+        // Sevenths: not binary16 floats, so recorded as float32 (the halves test is below).
+        let big = Value::Float32Array(
+            (0..1536)
+                .map(|i| i as f32 / 7.0)
+                .collect::<Vec<f32>>()
+                .into(),
+        );
         let row = vec![Value::Int(1), Value::Text("t".repeat(40)), big.clone()];
         let entries = vec![
             Entry::Export {
