@@ -1,7 +1,8 @@
 //! The plugin-languages benchmark of issue 21 (`migrun-bench --shape languages`):
 //! the accounts-merge twins — `plugins/accounts-merge` (Rust),
 //! `plugins/accounts-merge-py` (componentize-py) and `plugins/accounts-merge-js`
-//! (componentize-js) — run by the real `migrun` binary on the same SQLite
+//! (componentize-qjs, QuickJS: its `npm run build`; and, on request, componentize-js,
+//! StarlingMonkey: `npm run build:starlingmonkey`) — run by the real `migrun` binary on the same SQLite
 //! source (`migrun-fixtures auth-users`, seed 0) at two or more sizes, each run
 //! into an empty SQLite target, in its own process under `/usr/bin/time` (wall
 //! seconds, peak RSS). Every target is checked (accounts = users, identities =
@@ -11,7 +12,7 @@
 //!
 //! The components are compiled into a fresh cache before anything is timed
 //! (`migrun inspect`), so the seconds are the run, not cranelift compiling a
-//! 12 MB JavaScript engine. `scripts/bench --shape languages` builds everything.
+//! JavaScript or Python engine. `scripts/bench --shape languages` builds everything.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ pub struct LanguageArgs {
     /// `--shape languages`: the user counts to run at (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [20_000u32, 100_000])]
     users: Vec<u32>,
-    /// `--shape languages`: which twins to run (comma-separated: rust, python, js).
+    /// `--shape languages`: which twins to run (comma-separated: rust, python, js, and
+    /// js-sm for the JavaScript twin's StarlingMonkey build).
     #[arg(long, value_delimiter = ',', default_values_t = ["rust".to_owned(), "python".to_owned(), "js".to_owned()])]
     languages: Vec<String>,
     /// `--shape languages`: the twins' `batch_size` (their default is 500).
@@ -43,9 +45,12 @@ pub struct LanguageArgs {
     /// `--shape languages`: the Python twin (componentize-py).
     #[arg(long, default_value = "target/bench-guests/accounts_merge_py.wasm")]
     python_plugin: PathBuf,
-    /// `--shape languages`: the JavaScript twin (componentize-js).
+    /// `--shape languages`: the JavaScript twin (componentize-qjs, QuickJS).
     #[arg(long, default_value = "target/bench-guests/accounts_merge_js.wasm")]
     js_plugin: PathBuf,
+    /// `--shape languages`: the JavaScript twin built with componentize-js (StarlingMonkey).
+    #[arg(long, default_value = "target/bench-guests/accounts_merge_js_sm.wasm")]
+    js_sm_plugin: PathBuf,
 }
 
 /// One twin.
@@ -74,11 +79,12 @@ pub async fn run(args: &crate::Args) -> anyhow::Result<()> {
     let all = [
         ("rust", "Rust", &la.rust_plugin),
         ("python", "Python (componentize-py)", &la.python_plugin),
-        ("js", "JavaScript (componentize-js)", &la.js_plugin),
+        ("js", "JavaScript (QuickJS)", &la.js_plugin),
+        ("js-sm", "JavaScript (StarlingMonkey)", &la.js_sm_plugin),
     ];
     for wanted in &la.languages {
         if !all.iter().any(|(key, _, _)| key == wanted) {
-            bail!("unknown language {wanted:?}: expected rust, python or js");
+            bail!("unknown language {wanted:?}: expected rust, python, js or js-sm");
         }
     }
     let twins: Vec<Twin> = all
@@ -289,9 +295,14 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
     }
     if let Some(r) = rust {
         println!(
-            "\ntargets (issue 21): Python and JavaScript within 3× of Rust, and linear in the data"
+            "\ntargets (issue 21): Python and JavaScript (its default build, QuickJS) within 3× of Rust, and linear in the data"
         );
-        for (i, twin) in twins.iter().enumerate().filter(|(i, _)| *i != r) {
+        let targeted = |t: &Twin| t.key == "python" || t.key == "js";
+        for (i, twin) in twins
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| *i != r && targeted(t))
+        {
             let worst = sizes
                 .iter()
                 .filter_map(|&u| Some(seconds(u, i)? / seconds(u, r)?))

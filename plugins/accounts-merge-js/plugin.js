@@ -67,10 +67,21 @@ const presentIdentities = (conn) => `SELECT account_id FROM identities WHERE acc
 
 // --- normalisation: ASCII only, as in src/normalise.rs ------------------------
 
-// Rust's char::is_ascii_whitespace; JS's own trim() also strips Unicode spaces.
-const trimAscii = (s) => s.replace(/^[ \t\n\f\r]+|[ \t\n\f\r]+$/g, '');
-// A-Z only; toLowerCase() would also map non-ASCII letters.
-const lowerAscii = (s) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+// Rust's char::is_ascii_whitespace (space, \t, \n, \f, \r); JS's own trim() also strips
+// Unicode spaces. Two character tests for most text, where an anchored regex scans it all.
+const isAsciiSpace = (c) => c === 32 || c === 9 || c === 10 || c === 12 || c === 13;
+function trimAscii(s) {
+  let start = 0;
+  let end = s.length;
+  while (start < end && isAsciiSpace(s.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(s.charCodeAt(end - 1))) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
+}
+// A-Z only: toLowerCase() also maps non-ASCII letters, so it is used (it is native, a
+// callback per letter is not) only on text that is all ASCII.
+const NON_ASCII = /[^\x00-\x7f]/;
+const lowerAscii = (s) =>
+  NON_ASCII.test(s) ? s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32)) : s.toLowerCase();
 
 function normaliseEmail(email) {
   if (email === null) return null;
@@ -84,10 +95,12 @@ function emailDomain(email) {
   return domain === '' ? null : domain;
 }
 
+const BCRYPT_PREFIXES = ['$2a$', '$2b$', '$2y$'];
+
 function passwordKind(encrypted, salt) {
   if (encrypted === null || encrypted === '') return 'none';
   if (salt !== null && salt !== '') return 'legacy-sha';
-  if (['$2a$', '$2b$', '$2y$'].some((p) => encrypted.startsWith(p))) return 'bcrypt';
+  if (BCRYPT_PREFIXES.some((p) => encrypted.startsWith(p))) return 'bcrypt';
   return 'unknown';
 }
 

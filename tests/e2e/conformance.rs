@@ -3,7 +3,7 @@
 //! The accounts-merge plugin exists in Rust (`plugins/accounts-merge`, the
 //! reference), Python (`plugins/accounts-merge-py`, on `migrun_sdk`, componentize-py) and
 //! JavaScript (`plugins/accounts-merge-js`, the JavaScript SDK `sdk/js`, bundled with
-//! esbuild and built by componentize-js), each built from
+//! esbuild and built by componentize-qjs), each built from
 //! source. On SQLite and on PostgreSQL, the twins read one seeded
 //! `users` table and each writes into a target of its own: dry-run, run,
 //! rerun. Everything a user or auditor can observe must be the same as the

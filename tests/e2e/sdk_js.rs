@@ -1,9 +1,11 @@
 //! The JavaScript SDK (`sdk/js`, `@migrun/sdk`) end to end: its own unit tests in Node,
 //! its copy of the contract, and a guest written with it (`tests/guests/sdk-js`, bundled
-//! with esbuild and built by componentize-js) on every dialect — the copy helper and a
-//! `Backfill` stopped after a batch and resumed after it by the next run, values of
-//! every kind the dialect stores round-tripping, a database error caught with its kind
-//! and code, and an exception escaping a unit ending it as a plugin error, not a crash.
+//! with esbuild and built by componentize-qjs, the default, on every dialect, and by
+//! componentize-js on two) — the copy helper and a `Backfill` stopped after a batch and
+//! resumed after it by the next run, values of every kind the dialect stores
+//! round-tripping, a database error caught with its kind and code, an exception escaping
+//! a unit ending it as a plugin error, not a crash, and what differs between the engines
+//! (integers beyond 2^53, async units) exact on one and refused with a message on the other.
 
 use std::process::Command;
 
@@ -13,7 +15,7 @@ use migrun::value::Value;
 use crate::support::checksum::row_count;
 use crate::support::cli::Workspace;
 use crate::support::database::TestDatabase;
-use crate::support::plugins::{self, has_program, toolchain_missing, workspace_root};
+use crate::support::plugins::{self, JsEngine, has_program, toolchain_missing, workspace_root};
 
 /// Customers seeded into the source: ids 1 to 25 (the guest skips 10 and 20).
 const CUSTOMERS: i64 = 25;
@@ -42,6 +44,7 @@ fn js_sdk_unit_tests_pass_in_node() {
             "./test/register.js",
             "--test",
             "test/sdk.test.js",
+            "test/quickjs.test.js",
         ])
         .output()
         .expect("run node --test");
@@ -78,8 +81,8 @@ fn checks(report: &serde_json::Value) -> Vec<(String, bool)> {
         .collect()
 }
 
-async fn sdk_guest(dialect: Dialect) {
-    let Some(plugin) = plugins::js_plugin("tests/guests/sdk-js") else {
+async fn sdk_guest(dialect: Dialect, engine: JsEngine) {
+    let Some(plugin) = plugins::js_plugin_on("tests/guests/sdk-js", engine) else {
         return;
     };
     let plugin = plugin.to_str().unwrap();
@@ -197,19 +200,54 @@ async fn sdk_guest(dialect: Dialect) {
     let failure = out.json()["failure"]["message"].to_string();
     assert!(failure.contains("TypeError"), "{failure}");
     assert!(!failure.contains("crashed"), "{failure}");
+
+    // An async unit runs to its end under StarlingMonkey; under QuickJS, whose calls are
+    // synchronous, it is refused with a message saying so, and what it did rolled back.
+    let out = ws.migrun(&[plugin, "--json", "--only", "later"]);
+    let changed = count(
+        &target,
+        "SELECT COUNT(*) FROM people WHERE country = 'async'",
+    )
+    .await;
+    match engine {
+        JsEngine::StarlingMonkey => {
+            out.expect_code(0);
+            assert_eq!(changed, 1, "{}", out.all());
+        }
+        JsEngine::QuickJs => {
+            out.expect_code(1);
+            let failure = out.json()["failure"]["message"].to_string();
+            assert!(
+                failure.contains("cannot run in a QuickJS build"),
+                "{failure}"
+            );
+            assert_eq!(changed, 0, "{}", out.all());
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_sdk_guest_copies_backfills_resumes_and_round_trips_sqlite() {
-    sdk_guest(Dialect::Sqlite).await;
+    sdk_guest(Dialect::Sqlite, JsEngine::QuickJs).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_sdk_guest_copies_backfills_resumes_and_round_trips_postgres() {
-    sdk_guest(Dialect::Postgres).await;
+    sdk_guest(Dialect::Postgres, JsEngine::QuickJs).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_sdk_guest_copies_backfills_resumes_and_round_trips_mysql() {
-    sdk_guest(Dialect::MySql).await;
+    sdk_guest(Dialect::MySql, JsEngine::QuickJs).await;
+}
+
+// The same guest built with componentize-js: BigInts beyond 2^53 exact, async units.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_sdk_guest_on_starlingmonkey_sqlite() {
+    sdk_guest(Dialect::Sqlite, JsEngine::StarlingMonkey).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_sdk_guest_on_starlingmonkey_postgres() {
+    sdk_guest(Dialect::Postgres, JsEngine::StarlingMonkey).await;
 }

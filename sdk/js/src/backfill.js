@@ -7,8 +7,22 @@
 import { MigrunError, toMigrunError } from './errors.js';
 import { checkpoint, log, progress } from './log.js';
 import { Decimal, Json, SqlDate, Time, Uuid, decode, describe } from './values.js';
+import { QUICKJS } from './engine.js';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `pause` sleeps on a timer, which only StarlingMonkey has (and only an async unit can
+ * wait for): under QuickJS it is refused before any work, with what to do instead.
+ */
+function checkPause(pause, what) {
+  if (QUICKJS && pause > 0) {
+    throw new MigrunError(
+      `${what}: \`pause\` needs a timer, which a QuickJS build of this plugin does not have; leave it out ` +
+        '(smaller batches also leave the table to other writers sooner), or build with componentize-js (StarlingMonkey)',
+    );
+  }
+}
 
 /** `schema.table` quoted part by part. */
 const quoteTable = (conn, table) => conn.quote(table);
@@ -142,6 +156,7 @@ export class Backfill {
    * `{ rows, batches, resumedAfter }` (a promise of it when `pause` is set).
    */
   run(work) {
+    checkPause(this.pause, `backfill ${this.table}`);
     const walk = this.start();
     if (!(this.pause > 0)) {
       while (walk.step(work));
@@ -397,6 +412,7 @@ function retype(saved, sample) {
  * it resumed after (or null).
  */
 export function copy(source, target, options) {
+  checkPause(options.pause, `copy into ${options.into}`);
   const walk = startCopy(source, target, options);
   if (!(options.pause > 0)) {
     while (walk.step());

@@ -55,7 +55,9 @@ export function fail(message) {
 /** `e` as a MigrunError: a database error thrown by an import keeps its kind and code. */
 export function toMigrunError(e) {
   if (e instanceof MigrunError) return e;
-  const payload = e && typeof e === 'object' ? e.payload : undefined;
+  // StarlingMonkey wraps an import's error in an Error with a `payload`; QuickJS throws
+  // the error value itself.
+  const payload = e && typeof e === 'object' ? (e.payload ?? (e instanceof Error ? undefined : e)) : undefined;
   if (payload && typeof payload.kind === 'string' && typeof payload.message === 'string') {
     return new MigrunError(payload.message, { kind: payload.kind, code: payload.code ?? null });
   }

@@ -10,9 +10,11 @@
 // - log, progress, check, checkpoint (log.js).
 // - Backfill, copy (backfill.js): batched, checkpointed, resumable work in key order.
 // - MigrunError, fail, withContext (errors.js): errors as exceptions with a kind and code.
+// - engine (engine.js): which engine runs the plugin ('quickjs' or 'starlingmonkey').
 //
-// Build a plugin by bundling it with the SDK (esbuild), then componentize-js against
-// `wit/migrun.wit` of this package: see docs/plugins-js.md.
+// Build a plugin by bundling it with the SDK (esbuild), then componentize-qjs (QuickJS)
+// or componentize-js (StarlingMonkey) against `wit/migrun.wit` of this package: see
+// docs/plugins-js.md.
 
 export { definePlugin, readOnly, readWrite, unit, Config } from './plugin.js';
 export { connect, connectOptional, Connection, Cursor } from './db.js';
@@ -36,3 +38,4 @@ export {
 export { log, progress, check, checkpoint } from './log.js';
 export { Backfill, Batch, keyOf, copy } from './backfill.js';
 export { MigrunError, fail, withContext, DB_ERROR_KINDS } from './errors.js';
+export { engine } from './engine.js';

@@ -3,6 +3,7 @@
 import * as host from './host.js';
 import { toMigrunError } from './errors.js';
 import { describe } from './values.js';
+import { QUICKJS } from './engine.js';
 
 function fieldsOf(fields) {
   if (!fields) return [];
@@ -28,7 +29,9 @@ export const log = Object.freeze({
   error: (message, fields) => write('error', message, fields),
 });
 
+// A count as the bindings' u64: a Number under QuickJS, a BigInt under StarlingMonkey.
 const u64 = (n) => {
+  if (QUICKJS) return Math.max(0, Math.trunc(Number(n))) || 0;
   const b = typeof n === 'bigint' ? n : BigInt(Math.max(0, Math.trunc(Number(n))));
   return b < 0n ? 0n : b;
 };

@@ -2,6 +2,7 @@
 // returns the object the component exports as `plugin`.
 
 import { closeAll } from './db.js';
+import { QUICKJS } from './engine.js';
 import { MigrunError, DB_ERROR_KINDS, pluginErrorOf } from './errors.js';
 
 // ---- connections -------------------------------------------------------------
@@ -122,7 +123,10 @@ function parseConfig(name, k, text) {
 
 // ---- the export ----------------------------------------------------------------
 
-/** The error an export throws: componentize-js turns its `payload` into the `plugin-error`. */
+/**
+ * The error an export throws under StarlingMonkey: componentize-js turns its `payload`
+ * into the `plugin-error`. QuickJS takes the thrown value itself as the error.
+ */
 class PluginCallError extends Error {
   constructor(payload) {
     super(payload.tag === 'failed' ? payload.val : payload.val.message);
@@ -133,13 +137,15 @@ class PluginCallError extends Error {
 function exportError(e) {
   const payload = pluginErrorOf(e);
   if (payload.tag === 'database' && !DB_ERROR_KINDS.includes(payload.val.kind)) payload.val.kind = 'other';
-  return new PluginCallError(payload);
+  return QUICKJS ? payload : new PluginCallError(payload);
 }
 
 /**
  * Runs one export call: releases the connections and cursors it opened when it returns,
  * and turns any exception into the contract's plugin-error (never a trap). A unit may be
- * `async`: the call then ends when its promise settles.
+ * `async` under StarlingMonkey: the call then ends when its promise settles. QuickJS's
+ * synchronous runtime would return before the promise runs (the rest of the unit would
+ * silently never happen), so there a promise fails the call, which rolls back what ran.
  */
 function call(body, keep = false) {
   let result;
@@ -149,7 +155,18 @@ function call(body, keep = false) {
     closeAll();
     throw exportError(e);
   }
-  if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+  const isPromise = result !== null && typeof result === 'object' && typeof result.then === 'function';
+  if (isPromise && QUICKJS) {
+    closeAll();
+    throw exportError(
+      new MigrunError(
+        'an async function (one that returns a Promise) cannot run in a QuickJS build of this plugin, whose calls are ' +
+          'synchronous: write it as a plain function (every migrun call returns its result directly, nothing needs ' +
+          'await), or build the plugin with componentize-js (StarlingMonkey)',
+      ),
+    );
+  }
+  if (isPromise) {
     return result.then(
       (v) => {
         closeAll();

@@ -37,6 +37,9 @@
 //   a plain Date          -> timestamptz (millisecond precision)
 //   SqlDate, Json, Uuid, Time, Decimal, Float, Typed -> their own kind
 
+import { QUICKJS } from './engine.js';
+import { MigrunError } from './errors.js';
+
 const MAX_SAFE = 9007199254740991n;
 const MIN_SAFE = -9007199254740991n;
 const I64_MAX = 9223372036854775807n;
@@ -191,7 +194,9 @@ export function decode(v) {
       return null;
     case 'int': {
       const n = v.val;
-      // The bindings hand every s64 over as a BigInt; most fit a Number exactly.
+      // QuickJS hands an s64 over as a Number (rounded beyond 2^53: refused, never
+      // passed on); StarlingMonkey as a BigInt, most of which fit a Number exactly.
+      if (typeof n === 'number') return Number.isSafeInteger(n) ? n : beyondQuickJs('read', n);
       return n <= MAX_SAFE && n >= MIN_SAFE ? Number(n) : n;
     }
     case 'text':
@@ -232,7 +237,22 @@ const FALSE = Object.freeze({ tag: 'boolean', val: false });
 
 function intOfBigInt(b) {
   if (b > I64_MAX || b < I64_MIN) throw new RangeError(`${b} does not fit a 64-bit integer`);
-  return { tag: 'int', val: b };
+  if (!QUICKJS) return { tag: 'int', val: b };
+  if (b > MAX_SAFE || b < MIN_SAFE) beyondQuickJs('written', b);
+  return { tag: 'int', val: Number(b) };
+}
+
+/**
+ * The error for a 64-bit integer beyond 2^53 under QuickJS, whose bindings carry s64 as
+ * a Number: it would be rounded, so it is refused and nothing is read or written.
+ */
+function beyondQuickJs(what, n) {
+  throw new MigrunError(
+    `an integer beyond 2^53 (${what === 'read' ? 'about ' : ''}${n}) cannot be ${what} exactly by a QuickJS build of this plugin, ` +
+      'whose bindings carry 64-bit integers as Numbers; select it as text (CAST(col AS TEXT)) and bind it as text ' +
+      '(CAST($1 AS BIGINT)), or build the plugin with componentize-js (StarlingMonkey), which carries them as BigInts',
+    { kind: 'value' },
+  );
 }
 
 /** One JavaScript value as a contract value (see the table at the top). */
@@ -259,7 +279,7 @@ function intOfNumber(n) {
   if (!Number.isSafeInteger(n)) {
     throw new RangeError(`${n} is beyond 2^53 and may have been rounded: pass a BigInt (or float(${n}) for a float)`);
   }
-  return { tag: 'int', val: BigInt(n) };
+  return { tag: 'int', val: QUICKJS ? n : BigInt(n) };
 }
 
 function encodeObject(v) {
@@ -283,6 +303,17 @@ function encodeObject(v) {
   }
   if (typeof v.toSqlValue === 'function') return encode(v.toSqlValue());
   throw new TypeError(`cannot send a ${v.constructor ? v.constructor.name : 'object'} to the database`);
+}
+
+/**
+ * `encode`, with text and safe integers (most of any row) first: the same result, fewer
+ * steps per value in an interpreter.
+ */
+export function encodeCommon(v) {
+  if (typeof v === 'string') return { tag: 'text', val: v };
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return { tag: 'int', val: QUICKJS ? v : BigInt(v) };
+  if (v === null || v === undefined) return NULL;
+  return encode(v);
 }
 
 /** Encodes a list of parameters. */

@@ -10,8 +10,9 @@
 //!   `plugins/accounts-merge-py/requirements.txt`) on `PATH`, with the checkout's
 //!   `sdk/python` on its path (`-p`), against contract 0.2.0 (or another, [`python_plugin_against`]).
 //! - JavaScript guests ([`js_plugin`]): written with the SDK (`sdk/js`, `@migrun/sdk`),
-//!   bundled with esbuild and built by componentize-js (StarlingMonkey) against the SDK's
-//!   WIT (contract 0.2.0), as the folder's `npm run build` does, with the tools of the
+//!   bundled with esbuild and built by componentize-qjs (QuickJS, `--sync`) against the
+//!   SDK's WIT (contract 0.2.0), as the folder's `npm run build` does, or by
+//!   componentize-js (StarlingMonkey, [`js_plugin_on`]), with the tools of the
 //!   folder's own `node_modules` (`npm install --no-save` by `scripts/guest-toolchains`,
 //!   pinned by its `package-lock.json`). Guests written against raw bindings
 //!   ([`js_raw_plugin`], e.g. the frozen 0.1.0 twin) are built without a bundle.
@@ -247,26 +248,48 @@ fn js_tools(dir: &Path) -> PathBuf {
     }
 }
 
-/// Builds the JavaScript plugin in `folder` (relative to the workspace root; its module
-/// is `plugin.js`, importing `@migrun/sdk`) once, as its `npm run build` does: esbuild
-/// bundles the module with the SDK (the contract's imports stay external), then
-/// componentize-js builds the bundle against the SDK's WIT. A folder without a
-/// `node_modules` of its own (a test guest) uses `plugins/accounts-merge-js`'s, SDK
-/// included. `None` when Node or that `node_modules` is missing.
+/// The engine a JavaScript plugin is built on (see `sdk/js/src/engine.js`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsEngine {
+    /// componentize-qjs (QuickJS): the scaffold's and the twins' `npm run build`.
+    QuickJs,
+    /// componentize-js (StarlingMonkey): exact 64-bit integers (BigInt) and async units.
+    StarlingMonkey,
+}
+
+/// Builds the JavaScript plugin in `folder` on QuickJS, as its `npm run build` does
+/// (see [`js_plugin_on`]).
 pub fn js_plugin(folder: &str) -> Option<PathBuf> {
+    js_plugin_on(folder, JsEngine::QuickJs)
+}
+
+/// Builds the JavaScript plugin in `folder` (relative to the workspace root; its module
+/// is `plugin.js`, importing `@migrun/sdk`) once per engine: esbuild bundles the module
+/// with the SDK (the contract's imports stay external), then componentize-qjs
+/// (`--sync`) or componentize-js builds the bundle against the SDK's WIT. A folder
+/// without a `node_modules` of its own (a test guest) uses `plugins/accounts-merge-js`'s,
+/// SDK included. `None` when Node or that `node_modules` is missing.
+pub fn js_plugin_on(folder: &str, engine: JsEngine) -> Option<PathBuf> {
     let dir = workspace_root().join(folder);
-    let key = dir
+    let name = dir
         .file_name()
         .expect("a folder name")
         .to_string_lossy()
         .into_owned();
+    let key = match engine {
+        JsEngine::QuickJs => name,
+        JsEngine::StarlingMonkey => format!("{name}-starlingmonkey"),
+    };
     build_once(&key, |out| {
         if !has_program("node") {
             return toolchain_missing("Node.js is not installed");
         }
         let tools = js_tools(&dir);
         let (tool, esbuild) = (
-            componentize_js(&tools),
+            match engine {
+                JsEngine::QuickJs => tools.join("node_modules/.bin/componentize-qjs"),
+                JsEngine::StarlingMonkey => componentize_js(&tools),
+            },
             tools.join("node_modules/.bin/esbuild"),
         );
         if !tool.exists() || !esbuild.exists() {
@@ -292,21 +315,34 @@ pub fn js_plugin(folder: &str) -> Option<PathBuf> {
             ])
             .arg(format!("--outfile={}", bundle.display()));
         run_build(&format!("{folder} (esbuild)"), &mut bundling);
+        let wit = tools.join("node_modules/@migrun/sdk/wit");
         let mut cmd = Command::new(tool);
-        cmd.current_dir(&dir)
-            .arg(&bundle)
-            .arg("--wit")
-            .arg(tools.join("node_modules/@migrun/sdk/wit"))
-            .args([
-                "--world-name",
-                "migration",
-                "-d",
-                "http",
-                "fetch-event",
-                "-o",
-            ])
-            .arg(out);
-        run_build(&format!("{folder} (componentize-js)"), &mut cmd);
+        cmd.current_dir(&dir);
+        match engine {
+            JsEngine::QuickJs => {
+                cmd.arg("--wit")
+                    .arg(&wit)
+                    .args(["--world", "migration", "--sync", "--js"])
+                    .arg(&bundle)
+                    .arg("-o")
+                    .arg(out);
+            }
+            JsEngine::StarlingMonkey => {
+                cmd.arg(&bundle)
+                    .arg("--wit")
+                    .arg(&wit)
+                    .args([
+                        "--world-name",
+                        "migration",
+                        "-d",
+                        "http",
+                        "fetch-event",
+                        "-o",
+                    ])
+                    .arg(out);
+            }
+        }
+        run_build(&format!("{folder} ({engine:?})"), &mut cmd);
         let _ = std::fs::remove_file(&bundle);
         Some(())
     })

@@ -45,7 +45,7 @@ pub enum Language {
     Rust,
     /// Python, built with componentize-py.
     Python,
-    /// JavaScript, built with componentize-js (StarlingMonkey).
+    /// JavaScript, built with componentize-qjs (QuickJS).
     JavaScript,
 }
 
