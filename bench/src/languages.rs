@@ -33,6 +33,10 @@ pub struct LanguageArgs {
     /// js-sm for the JavaScript twin's StarlingMonkey build).
     #[arg(long, value_delimiter = ',', default_values_t = ["rust".to_owned(), "python".to_owned(), "js".to_owned()])]
     languages: Vec<String>,
+    /// `--shape languages`: runs of each twin at each size (alternating); the table shows
+    /// the median seconds and the largest peak RSS.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
     /// `--shape languages`: the twins' `batch_size` (their default is 500).
     #[arg(long, default_value_t = 500)]
     batch_size: u32,
@@ -138,62 +142,77 @@ pub async fn run(args: &crate::Args) -> anyhow::Result<()> {
         eprintln!("generating {users} users …");
         let summary = migrun_fixtures::seed_users(&source_url, users, 0).await?;
         let mut reference: Option<(usize, Digest)> = None;
+        let mut measured: Vec<Vec<Measure>> = twins.iter().map(|_| Vec::new()).collect();
+        // `--runs` rounds, the twins' order rotated each round (so no twin always
+        // runs first, or right after the source was written), the median kept.
+        for round in 0..la.runs.max(1) {
+            for k in 0..twins.len() {
+                let i = (k + round as usize) % twins.len();
+                let twin = &twins[i];
+                let Some(plugin) = &twin.plugin else {
+                    continue;
+                };
+                let folder = dir.join(twin.key);
+                if folder.exists() {
+                    std::fs::remove_dir_all(&folder)?;
+                }
+                std::fs::create_dir_all(&folder)?;
+                let target = folder.join("target.sqlite");
+                std::fs::write(
+                    folder.join("migrun.toml"),
+                    format!(
+                        "[connections.source]\nurl = \"{source_url}\"\naccess = \"read-only\"\n\
+                         [connections.target]\nurl = \"sqlite:{}\"\naccess = \"read-write\"\n\
+                         [config]\nbatch_size = {}\n",
+                        target.display(),
+                        la.batch_size
+                    ),
+                )?;
+                let label = format!("{} on {users} users", twin.label);
+                let measure = timed(
+                    twin.label,
+                    Command::new(&binary)
+                        .arg(plugin)
+                        .env("MIGRUN_CACHE_DIR", &cache)
+                        .current_dir(&folder),
+                )?;
+                let digest = digest(&target).await?;
+                if digest.accounts != summary.rows as i64
+                    || digest.identities != summary.neopass as i64
+                {
+                    bail!(
+                        "{label}: {} accounts and {} identities, expected {} and {}",
+                        digest.accounts,
+                        digest.identities,
+                        summary.rows,
+                        summary.neopass
+                    );
+                }
+                match &reference {
+                    Some((first, expected)) if *expected != digest => bail!(
+                        "{label}: the target differs from {}'s: {digest:?} vs {expected:?}",
+                        twins[*first].label
+                    ),
+                    Some(_) => {}
+                    None => reference = Some((i, digest)),
+                }
+                if !args.keep {
+                    std::fs::remove_dir_all(&folder).ok();
+                }
+                measured[i].push(measure);
+            }
+        }
         for (i, twin) in twins.iter().enumerate() {
-            let Some(plugin) = &twin.plugin else {
-                runs.push(Run {
-                    users,
-                    twin: i,
-                    measure: Err("not built".into()),
-                });
-                continue;
-            };
-            let folder = dir.join(twin.key);
-            std::fs::create_dir_all(&folder)?;
-            let target = folder.join("target.sqlite");
-            std::fs::write(
-                folder.join("migrun.toml"),
-                format!(
-                    "[connections.source]\nurl = \"{source_url}\"\naccess = \"read-only\"\n\
-                     [connections.target]\nurl = \"sqlite:{}\"\naccess = \"read-write\"\n\
-                     [config]\nbatch_size = {}\n",
-                    target.display(),
-                    la.batch_size
-                ),
-            )?;
-            let label = format!("{} on {users} users", twin.label);
-            let measure = timed(
-                twin.label,
-                Command::new(&binary)
-                    .arg(plugin)
-                    .env("MIGRUN_CACHE_DIR", &cache)
-                    .current_dir(&folder),
-            )?;
-            let digest = digest(&target).await?;
-            if digest.accounts != summary.rows as i64 || digest.identities != summary.neopass as i64
-            {
-                bail!(
-                    "{label}: {} accounts and {} identities, expected {} and {}",
-                    digest.accounts,
-                    digest.identities,
-                    summary.rows,
-                    summary.neopass
-                );
-            }
-            match &reference {
-                Some((first, expected)) if *expected != digest => bail!(
-                    "{label}: the target differs from {}'s: {digest:?} vs {expected:?}",
-                    twins[*first].label
-                ),
-                Some(_) => {}
-                None => reference = Some((i, digest)),
-            }
-            if !args.keep {
-                std::fs::remove_dir_all(&folder).ok();
-            }
             runs.push(Run {
                 users,
                 twin: i,
-                measure: Ok(measure),
+                measure: median(std::mem::take(&mut measured[i])).ok_or_else(|| {
+                    if twin.plugin.is_none() {
+                        "not built".to_owned()
+                    } else {
+                        "no run".to_owned()
+                    }
+                }),
             });
         }
     }
@@ -251,9 +270,10 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
     };
     let rust = twins.iter().position(|t| t.key == "rust");
     println!(
-        "\naccounts-merge twins, SQLite → SQLite, batch_size {}, every target checked \
+        "\naccounts-merge twins, SQLite → SQLite, batch_size {}, median of {} alternating runs, every target checked \
          (accounts = users, identities = NeoPass users, the same content in every language)\n",
-        la.batch_size
+        la.batch_size,
+        la.runs.max(1)
     );
     println!("| language | users | wall s | users/s | peak RSS MB | × Rust |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -316,4 +336,16 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
             }
         }
     }
+}
+
+/// The run of median seconds, with the largest peak RSS of all; `None` when there were none.
+fn median(mut runs: Vec<Measure>) -> Option<Measure> {
+    if runs.is_empty() {
+        return None;
+    }
+    let peak = runs.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut mid = runs.swap_remove(runs.len() / 2);
+    mid.peak_rss_mb = peak;
+    Some(mid)
 }

@@ -24,14 +24,24 @@
 //! 2. it was written by this module: whole files only, via a temporary file in
 //!    the same folder and an atomic rename, so a reader never sees a partial
 //!    entry written by a concurrent run;
-//! 3. its content checks out: each file starts with the sha256 of the
-//!    artifact that follows, verified before deserializing, so a truncated or
+//! 3. its content checks out: each file is the artifact followed by its
+//!    BLAKE3 hash (32 bytes), verified by reading the file through before it
+//!    is deserialized (BLAKE3 rather than sha256: a Python plugin's artifact
+//!    is ~40 MB and this check is on every start; sha256 took a third of a
+//!    cached start), so a truncated or
 //!    corrupted entry (disk error, a stray edit) is detected, logged, and
 //!    replaced by a fresh compilation — never executed, never a crash.
 //!
 //! The cache folder must be writable only by the user running migrun (the
 //! default is under the user's own cache folder); someone able to write there
 //! could plant code, as they could by replacing the migrun binary itself.
+//!
+//! A verified entry is loaded with [`Component::deserialize_file`], which maps
+//! the file instead of copying it, and maps a plugin's initial memory image
+//! copy-on-write from it: a Python or JavaScript plugin (tens of MB of
+//! snapshot) starts without copying its memory. The hash is checked on the
+//! path just before; entries are only ever replaced whole by rename with the
+//! same bytes (the compile is deterministic), never edited in place.
 //!
 //! Failures to read or write the cache are never errors of the run: the
 //! plugin is compiled as if there were no cache, with a warning.
@@ -43,6 +53,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// The layout of an entry: the artifact, then its 32-byte BLAKE3 hash.
+const ENTRY_FORMAT: &[u8] = b"\0entry: artifact + blake3";
 
 /// The environment variable naming the cache folder; `off` (or empty) disables the cache.
 pub const CACHE_DIR_ENV: &str = "MIGRUN_CACHE_DIR";
@@ -88,6 +101,9 @@ impl ComponentCache {
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         hasher.0.update(b"\0migrun ");
         hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+        // The entry's layout: a change is a different key, so an entry of the old
+        // layout is never read (not reported as corrupt either).
+        hasher.0.update(ENTRY_FORMAT);
         let digest = hasher.0.finalize();
         ComponentCache {
             dir: dir.into(),
@@ -137,8 +153,8 @@ impl ComponentCache {
     ) -> wasmtime::Result<(Component, CompileSource)> {
         let path = self.entry_path(sha256);
         let mut source = CompileSource::Compiled;
-        match std::fs::read(&path) {
-            Ok(entry) => match self.deserialize_entry(engine, &entry) {
+        match std::fs::File::open(&path) {
+            Ok(file) => match self.deserialize_entry(engine, file, &path) {
                 Ok(component) => return Ok((component, CompileSource::Cached)),
                 Err(why) => {
                     tracing::warn!(entry = %path.display(), "ignoring a bad compiled-component cache entry ({why}); compiling again");
@@ -161,23 +177,43 @@ impl ComponentCache {
         Ok((component, source))
     }
 
-    /// Checks an entry's checksum, then deserializes its artifact.
-    fn deserialize_entry(&self, engine: &Engine, entry: &[u8]) -> Result<Component, String> {
-        if entry.len() < 32 {
-            return Err(format!("{} bytes, too short", entry.len()));
+    /// Checks an entry's trailing hash (reading it through once, in blocks), then
+    /// deserializes it from its path.
+    fn deserialize_entry(
+        &self,
+        engine: &Engine,
+        mut file: std::fs::File,
+        path: &Path,
+    ) -> Result<Component, String> {
+        use std::io::Read;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        if len < 32 {
+            return Err(format!("{len} bytes, too short"));
         }
-        let (checksum, artifact) = entry.split_at(32);
-        if Sha256::digest(artifact).as_slice() != checksum {
+        let mut artifact = (&mut file).take(len - 32);
+        let mut hasher = blake3::Hasher::new();
+        let mut block = vec![0u8; 1 << 20];
+        loop {
+            let n = artifact.read(&mut block).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&block[..n]);
+        }
+        let mut trailer = [0u8; 32];
+        file.read_exact(&mut trailer).map_err(|e| e.to_string())?;
+        if hasher.finalize().as_bytes() != &trailer {
             return Err("checksum mismatch (truncated or corrupted)".into());
         }
         // SAFETY: see the module docs: the entry is keyed by the plugin's content
-        // hash and this engine's compatibility key, was written whole by
-        // `store` (temporary file + rename), and its checksum was just verified,
-        // so these are the bytes `precompile_component` produced for this plugin.
-        unsafe { Component::deserialize(engine, artifact) }.map_err(|e| format!("{e:#}"))
+        // hash and this engine's compatibility key, was written whole by `store`
+        // (temporary file + rename, never edited in place), and its hash was just
+        // verified, so these are the bytes `precompile_component` produced for this
+        // plugin (followed by the 32-byte hash, which the ELF reader ignores).
+        unsafe { Component::deserialize_file(engine, path) }.map_err(|e| format!("{e:#}"))
     }
 
-    /// Writes `artifact` (prefixed with its sha256) to `path` atomically.
+    /// Writes `artifact` (followed by its BLAKE3 hash) to `path` atomically.
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(
@@ -188,8 +224,8 @@ impl ComponentCache {
         ));
         let written = (|| {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&Sha256::digest(artifact))?;
             file.write_all(artifact)?;
+            file.write_all(blake3::hash(artifact).as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)
         })();

@@ -74,7 +74,11 @@ class _Bindings:
             t.Value_TextArray: "text-array",
             t.Value_Typed: "typed",
         }
-        # The common cases, decoded without a second lookup.
+        # `Value_Null` gets a class attribute `value = None`, so that every plain case
+        # (null, boolean, int, float, text, bytes) decodes as `v.value` inline, without a
+        # call per value (`plain_kinds`, `decode_all`); the rest go through `decoders`.
+        t.Value_Null.value = None
+        self.plain_kinds = frozenset((t.Value_Null, t.Value_Boolean, t.Value_Int, t.Value_Float, t.Value_Text, t.Value_Bytes))
         plain = lambda v: v.value  # noqa: E731
         self.decoders = {cls: plain for cls in (t.Value_Boolean, t.Value_Int, t.Value_Float, t.Value_Text, t.Value_Bytes)}
         self.decoders[t.Value_Null] = lambda v: None
@@ -84,6 +88,8 @@ class _Bindings:
                     self.decoders[cls] = lambda v: Typed(v.value.type_name, v.value.bytes)
                 else:
                     self.decoders[cls] = lambda v, kind=kind: native_of(kind, v.value)
+        # One NULL for every NULL written: the bindings only read it.
+        self.null = t.Value_Null()
         self.encoders = {
             int: lambda v: t.Value_Int(v) if -(2**63) <= v < 2**63 else self.encode_slow(v),
             str: t.Value_Text,
@@ -105,19 +111,25 @@ class _Bindings:
         return self.encode_slow(value)
 
     def encode_all(self, values):
-        encoders, slow = self.encoders, self.encode_slow
-        out = []
-        for v in values:
-            enc = encoders.get(type(v))
-            out.append(enc(v) if enc is not None else slow(v))
-        return out
+        # Text, 64-bit ints and NULL (most of any row) inline; the rest by type (`encode`).
+        text, int_, null, encode = self.types.Value_Text, self.types.Value_Int, self.null, self.encode
+        return [
+            text(v)
+            if type(v) is str
+            else int_(v)
+            if type(v) is int and -9223372036854775808 <= v <= 9223372036854775807
+            else null
+            if v is None
+            else encode(v)
+            for v in values
+        ]
 
     def decode(self, value):
         return self.decoders[type(value)](value)
 
     def decode_all(self, values):
-        decoders = self.decoders
-        return [decoders[type(v)](v) for v in values]
+        plain, decoders = self.plain_kinds, self.decoders
+        return [v.value if type(v) in plain else decoders[type(v)](v) for v in values]
 
     def kind_and_text(self, value):
         """The WIT case name of an encoded value and its payload."""

@@ -59,10 +59,13 @@ class Row(dict):
 
     __slots__ = ("_values",)
 
-    def __getitem__(self, key):
+    # A name is looked up by dict itself (no Python call per access: rows are read a
+    # column at a time in every plugin's inner loop); only a key that is not a name —
+    # a position — comes here.
+    def __missing__(self, key):
         if type(key) is int:
             return self._values[key]
-        return dict.__getitem__(self, key)
+        raise KeyError(key)
 
     def values_list(self) -> list:
         """The values in column order."""
@@ -71,10 +74,10 @@ class Row(dict):
 
 def _rows(names, wire_rows):
     b = wit()
-    decoders = b.decoders
+    plain, decoders = b.plain_kinds, b.decoders
     out = []
     for wire in wire_rows:
-        values = [decoders[type(v)](v) for v in wire]
+        values = [v.value if type(v) in plain else decoders[type(v)](v) for v in wire]
         row = Row(zip(names, values))
         row._values = values
         out.append(row)

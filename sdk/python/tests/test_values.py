@@ -137,3 +137,18 @@ def test_config_keys_and_units_are_declared_in_order():
         p.run_unit("nope")
     p.scope = lambda: "orders.price"
     assert [u.scope for u in p.units()] == ["orders.price", "orders.price"]
+
+
+def test_a_row_is_read_by_name_and_by_position():
+    from migrun_sdk.db import Row
+
+    row = Row(zip(["id", "email"], [7, "a@example.com"]))
+    row._values = [7, "a@example.com"]
+    assert row["email"] == "a@example.com"
+    assert (row[0], row[1]) == (7, "a@example.com")
+    assert row.values_list() == [7, "a@example.com"]
+    assert dict(row) == {"id": 7, "email": "a@example.com"}
+    with pytest.raises(KeyError):
+        row["missing"]
+    with pytest.raises(IndexError):
+        row[2]
