@@ -57,26 +57,63 @@ function hostCall(f) {
 /** A u64/s64 count from the host as a Number (exact up to 2^53). */
 const count = (n) => (typeof n === 'bigint' ? Number(n) : n);
 
+/**
+ * One value as JavaScript: the common kinds inline (an interpreter pays for every call),
+ * the rest in `decode`. Written out as text too, for `rowDecoder`.
+ */
+const decodeValue = (v) => {
+  const tag = v.tag;
+  return tag === 'text' || tag === 'float' || tag === 'boolean' || (tag === 'int' && typeof v.val === 'number' && Number.isSafeInteger(v.val))
+    ? v.val
+    : tag === 'null'
+      ? null
+      : decode(v);
+};
+
+const rowDecoders = new Map();
+
+/**
+ * A function turning one row of values into an object keyed by `names`, compiled once per
+ * column list: an object literal whose property names the engine resolves when it
+ * compiles it, where assigning `row[name]` looks each name up again for every row (the
+ * larger part of reading a row under QuickJS). Falls back to assigning names when the
+ * engine cannot compile code at run time, or when a name would mean something else in a
+ * literal (`__proto__`).
+ */
+function rowDecoder(names) {
+  const key = names.join('\u0000');
+  let make = rowDecoders.get(key);
+  if (make !== undefined) return make;
+  make = (values) => {
+    const row = {};
+    for (let i = 0; i < names.length; i++) {
+      const value = decodeValue(values[i]);
+      // `row.__proto__ = x` would set the prototype: a column of that name is a field.
+      if (names[i] === '__proto__') Object.defineProperty(row, names[i], { value, writable: true, enumerable: true, configurable: true });
+      else row[names[i]] = value;
+    }
+    return row;
+  };
+  if (!names.includes('__proto__')) {
+    const fields = names.map(
+      (n, i) =>
+        `${JSON.stringify(n)}: (x = v[${i}], t = x.tag, t === 'text' || t === 'float' || t === 'boolean' || (t === 'int' && typeof x.val === 'number' && Number.isSafeInteger(x.val)) ? x.val : t === 'null' ? null : d(x))`,
+    );
+    try {
+      make = new Function('d', `return (v) => { let x, t; return { ${fields.join(', ')} }; };`)(decode);
+    } catch {
+      // no run-time compilation here: the loop above
+    }
+  }
+  rowDecoders.set(key, make);
+  return make;
+}
+
 /** Decodes the host's rows into objects keyed by column name. */
 export function decodeRows(raw, names) {
-  const width = names.length;
+  const make = rowDecoder(names);
   const out = new Array(raw.length);
-  for (let r = 0; r < raw.length; r++) {
-    const values = raw[r];
-    const row = {};
-    for (let i = 0; i < width; i++) {
-      // The common kinds inline (an interpreter pays for every call); the rest in decode.
-      const v = values[i];
-      const tag = v.tag;
-      row[names[i]] =
-        tag === 'text' || tag === 'float' || tag === 'boolean' || (tag === 'int' && typeof v.val === 'number' && Number.isSafeInteger(v.val))
-          ? v.val
-          : tag === 'null'
-            ? null
-            : decode(v);
-    }
-    out[r] = row;
-  }
+  for (let r = 0; r < raw.length; r++) out[r] = make(raw[r]);
   return out;
 }
 

@@ -192,3 +192,22 @@ test('Backfill walks in key order with the Rust checkpoint format', () => {
   assert.deepEqual(seen[1], [2, [4, 5, 6], { sql: '"id" > ? AND "id" <= ?', params: [3, 6] }]);
   assert.equal(host.state, 'backfill/1\nfill items\n7\n3\nint\n7');
 });
+
+test('rows decode into objects keyed by column, whatever the names', async () => {
+  const { decodeRows } = await import('../src/db.js');
+  const raw = [[int(1), text('a'), { tag: 'null' }, { tag: 'decimal', val: '1.50' }]];
+  const [row] = decodeRows(raw, ['id', 'name', 'gone', 'price']);
+  assert.deepEqual(Object.keys(row), ['id', 'name', 'gone', 'price']);
+  assert.equal(row.id, 1);
+  assert.equal(row.name, 'a');
+  assert.equal(row.gone, null);
+  assert.ok(row.price instanceof Decimal && String(row.price) === '1.50');
+  // The same name twice: the last value, in the first place (as assigning them would).
+  assert.deepEqual(decodeRows([[int(1), int(2), text('x')]], ['a', 'b', 'a']), [{ a: 'x', b: 2 }]);
+  // Names that mean something in an object literal, or need quoting, stay plain keys.
+  const odd = decodeRows([[int(1), text('p'), text('q')]], ['__proto__', 'with space', '1']);
+  assert.equal(Object.getPrototypeOf(odd[0]), Object.prototype);
+  assert.equal(odd[0]['__proto__'], 1);
+  assert.equal(odd[0]['with space'], 'p');
+  assert.equal(odd[0]['1'], 'q');
+});
