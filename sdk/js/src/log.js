@@ -30,6 +30,38 @@ export const log = Object.freeze({
 });
 
 // A count as the bindings' u64: a Number under QuickJS, a BigInt under StarlingMonkey.
+/**
+ * A `console` over `log` (`console.log`/`info` → info, `debug`, `warn`, `error`), for an
+ * engine without one: QuickJS has no `console`, and a `console.log` left in a plugin
+ * would otherwise fail the unit with "console is not defined". Its lines go to the
+ * report and the journal like any log line.
+ */
+export function consoleOverLog(target = log) {
+  const text = (args) => args.map((a) => (typeof a === 'string' ? a : describeForConsole(a))).join(' ');
+  return Object.freeze({
+    log: (...args) => target.info(text(args)),
+    info: (...args) => target.info(text(args)),
+    debug: (...args) => target.debug(text(args)),
+    trace: (...args) => target.trace(text(args)),
+    warn: (...args) => target.warn(text(args)),
+    error: (...args) => target.error(text(args)),
+  });
+}
+
+function describeForConsole(v) {
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  if (v !== null && typeof v === 'object' && !(v instanceof Date) && typeof v.toSqlValue !== 'function') {
+    try {
+      return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
+    } catch {
+      return String(v);
+    }
+  }
+  return describe(v);
+}
+
+if (QUICKJS && typeof globalThis.console === 'undefined') globalThis.console = consoleOverLog();
+
 const u64 = (n) => {
   if (QUICKJS) return Math.max(0, Math.trunc(Number(n))) || 0;
   const b = typeof n === 'bigint' ? n : BigInt(Math.max(0, Math.trunc(Number(n))));

@@ -71,3 +71,18 @@ test('pause (a timer) is refused before any work', () => {
   assert.throws(() => sdk.copy(conn, conn, { select: 'SELECT 1', key: 'id', into: 'people', pause: 5 }), /copy into people: `pause` needs a timer/);
   assert.deepEqual(host.calls, []);
 });
+
+test('console writes log lines (QuickJS has no console of its own)', async () => {
+  const { consoleOverLog } = await import('../src/log.js');
+  const lines = [];
+  const target = Object.fromEntries(['trace', 'debug', 'info', 'warn', 'error'].map((l) => [l, (m) => lines.push([l, m])]));
+  const c = consoleOverLog(target);
+  c.log('copied', 3, 'rows', { table: 'people' });
+  c.warn(new TypeError('bad'));
+  c.error('id', 9007199254740993n);
+  assert.deepEqual(lines, [
+    ['info', 'copied 3 rows {"table":"people"}'],
+    ['warn', 'TypeError: bad'],
+    ['error', 'id 9007199254740993'],
+  ]);
+});

@@ -313,13 +313,14 @@ def _table_rows(what, table, rows, columns, keys):
             wire.append(b.encode_all(values))
         return columns, wire
     columns = list(columns)
-    width = len(keys) + len(columns)
+    names = list(keys) + columns
+    width = len(names)
     wire = []
     for i, row in enumerate(rows):
         if isinstance(row, dict):
-            values = [row[c] for c in list(keys) + columns]
+            values = [row[c] for c in names]
         else:
-            values = list(row)
+            values = row if type(row) is list or type(row) is tuple else list(row)
         if len(values) != width:
             raise Failed(f"{what} of {table}: row {i} has {len(values)} values for {len(keys)} keys and {len(columns)} columns")
         wire.append(b.encode_all(values))

@@ -105,6 +105,7 @@ export const plugin = definePlugin({
     unit('create', 'creates people', () => {
       const target = connect('target');
       target.execute(PEOPLE[target.dialect]);
+      console.log('people exists on', target.dialect);
     }),
     unit('copy', 'copies customers into people, e-mails lower-cased, every tenth skipped', ({ config }) => {
       const counts = copy(connect('source'), connect('target'), {
