@@ -327,25 +327,29 @@ pub fn js_plugin_on(folder: &str, engine: JsEngine) -> Option<PathBuf> {
                     .arg("-o")
                     .arg(out);
             }
-            JsEngine::StarlingMonkey => {
-                cmd.arg(&bundle)
-                    .arg("--wit")
-                    .arg(&wit)
-                    .args([
-                        "--world-name",
-                        "migration",
-                        "-d",
-                        "http",
-                        "fetch-event",
-                        "-o",
-                    ])
-                    .arg(out);
-            }
+            JsEngine::StarlingMonkey => starlingmonkey_build(&mut cmd, &bundle, &wit, out),
         }
         run_build(&format!("{folder} ({engine:?})"), &mut cmd);
         let _ = std::fs::remove_file(&bundle);
         Some(())
     })
+}
+
+/// componentize-js's arguments: `entry` against the world `migration` of `wit`, without
+/// StarlingMonkey's HTTP support (it would import `wasi:http`, which migrun does not grant).
+fn starlingmonkey_build(cmd: &mut Command, entry: &Path, wit: &Path, out: &Path) {
+    cmd.arg(entry)
+        .arg("--wit")
+        .arg(wit)
+        .args([
+            "--world-name",
+            "migration",
+            "-d",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(out);
 }
 
 /// Builds a JavaScript guest written against the raw bindings of contract `version`
@@ -370,23 +374,11 @@ pub fn js_raw_plugin(folder: &str, version: &str) -> Option<PathBuf> {
             ));
         }
         let mut cmd = Command::new(tool);
-        cmd.current_dir(&dir)
-            .arg("plugin.js")
-            .arg("--wit")
-            .arg(
-                workspace_root()
-                    .join("guest-sdk/wit")
-                    .join(format!("v{version}")),
-            )
-            .args([
-                "--world-name",
-                "migration",
-                "-d",
-                "http",
-                "fetch-event",
-                "-o",
-            ])
-            .arg(out);
+        cmd.current_dir(&dir);
+        let wit = workspace_root()
+            .join("guest-sdk/wit")
+            .join(format!("v{version}"));
+        starlingmonkey_build(&mut cmd, Path::new("plugin.js"), &wit, out);
         run_build(&format!("{folder} (componentize-js)"), &mut cmd);
         Some(())
     })
