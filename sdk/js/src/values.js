@@ -6,6 +6,7 @@
 //   null                  -> null
 //   boolean               -> true / false
 //   int (s64)             -> Number when it is a safe integer (|n| <= 2^53 - 1), else BigInt
+//                            (under QuickJS, whose bindings carry a Number: refused, see engine.js)
 //   float                 -> Number
 //   text                  -> string
 //   bytes                 -> Uint8Array
@@ -277,6 +278,7 @@ export function encode(v) {
 
 function intOfNumber(n) {
   if (!Number.isSafeInteger(n)) {
+    if (QUICKJS) beyondQuickJs('written', n);
     throw new RangeError(`${n} is beyond 2^53 and may have been rounded: pass a BigInt (or float(${n}) for a float)`);
   }
   return { tag: 'int', val: QUICKJS ? n : BigInt(n) };
