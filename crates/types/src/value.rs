@@ -489,14 +489,48 @@ pub fn format_float(f: f64) -> String {
 
 /// `HH:MM:SS`, with `.ffffff` when there is a sub-second part (nine digits if it is finer than microseconds).
 pub fn format_time(t: &NaiveTime) -> String {
-    let base = t.format("%H:%M:%S").to_string();
+    let mut base = String::with_capacity(18);
+    push_time(&mut base, t.hour(), t.minute(), t.second(), t.nanosecond());
     with_fraction(base, t.nanosecond())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS`, with a fraction as in [`format_time`].
+///
+/// Written field by field (this runs for every timestamp a plugin reads or writes;
+/// chrono's `format` parses its pattern on each call): the same text as
+/// `%Y-%m-%dT%H:%M:%S`, which years outside 0–9999 (signed, wider) still go through.
 pub fn format_timestamp(t: &NaiveDateTime) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    use chrono::Datelike;
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        return with_fraction(base, t.nanosecond());
+    }
+    let mut base = String::with_capacity(29);
+    push_digits(&mut base, year as u32, 4);
+    base.push('-');
+    push_digits(&mut base, t.month(), 2);
+    base.push('-');
+    push_digits(&mut base, t.day(), 2);
+    base.push('T');
+    push_time(&mut base, t.hour(), t.minute(), t.second(), t.nanosecond());
     with_fraction(base, t.nanosecond())
+}
+
+/// `HH:MM:SS`; a leap second (chrono's nanos ≥ 1e9) is second 60, as `%S` prints it.
+fn push_time(out: &mut String, hour: u32, minute: u32, second: u32, nanos: u32) {
+    push_digits(out, hour, 2);
+    out.push(':');
+    push_digits(out, minute, 2);
+    out.push(':');
+    push_digits(out, second + u32::from(nanos >= 1_000_000_000), 2);
+}
+
+/// `n` in decimal, zero-padded to `width` digits (`n` has at most `width` digits).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+    }
 }
 
 fn with_fraction(mut base: String, nanos: u32) -> String {
@@ -533,6 +567,41 @@ pub fn float32_array_json(v: &[f32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_and_times_are_written_as_chrono_formats_them() {
+        let times = [
+            NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap(),
+            NaiveTime::from_hms_nano_opt(7, 8, 9, 1).unwrap(),
+            NaiveTime::from_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap(), // leap second
+        ];
+        let days = [
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+            NaiveDate::from_ymd_opt(10000, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(-44, 3, 15).unwrap(),
+        ];
+        for t in times {
+            assert_eq!(
+                format_time(&t),
+                with_fraction(t.format("%H:%M:%S").to_string(), t.nanosecond())
+            );
+            for d in days {
+                let dt = d.and_time(t);
+                assert_eq!(
+                    format_timestamp(&dt),
+                    with_fraction(dt.format("%Y-%m-%dT%H:%M:%S").to_string(), dt.nanosecond()),
+                    "{dt:?}"
+                );
+            }
+        }
+        assert_eq!(
+            format_timestamp(&days[0].and_time(times[3])),
+            "2024-02-29T23:59:60.500000"
+        );
+    }
 
     /// Found by the `value_decoding` fuzz target: a leap second's fraction was
     /// printed from chrono's raw nanoseconds (≥ 1e9), so `60.0` became `60.1000000`.
