@@ -242,12 +242,14 @@ fn copy_binary_value(column: CopyColumn, value: &Value, types: &TypeCache, out: 
         }
         (_, Value::Float32Array(v)) => field(out, |out| {
             array_header(oid::FLOAT4, v.len(), out);
-            out.reserve(v.len() * 8);
-            for f in v.iter() {
+            // Each element is its length (4) and its bytes, written into one resize.
+            let at = out.len();
+            out.resize(at + v.len() * 8, 0);
+            for (element, f) in out[at..].chunks_exact_mut(8).zip(v.iter()) {
                 // The text format stores every NaN as the canonical one.
                 let f = if f.is_nan() { f32::NAN } else { *f };
-                out.extend_from_slice(&4i32.to_be_bytes());
-                out.extend_from_slice(&f.to_be_bytes());
+                element[..4].copy_from_slice(&4i32.to_be_bytes());
+                element[4..].copy_from_slice(&f.to_be_bytes());
             }
         }),
         (_, Value::TextArray(v)) => field(out, |out| {
