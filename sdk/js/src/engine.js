@@ -2,8 +2,8 @@
 // component hand the contract's 64-bit integers over differently, and the SDK adapts
 // here, in one place:
 //
-// - QuickJS (`jco componentize --backend qjs`, componentize-qjs; the default build of
-//   the scaffold): an `s64`/`u64` is a Number both ways, a function returning
+// - QuickJS (componentize-qjs `--sync`, the scaffold's default build; also reachable as
+//   `jco componentize --backend qjs`): an `s64`/`u64` is a Number both ways, a function returning
 //   `result<T, E>` throws its `E` value, and an export fails by throwing its `E`.
 //   Its bindings are native code, so rows cross the boundary ~3x faster than with
 //   StarlingMonkey, at a fraction of the memory. A Number holds integers exactly only

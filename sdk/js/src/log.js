@@ -29,7 +29,6 @@ export const log = Object.freeze({
   error: (message, fields) => write('error', message, fields),
 });
 
-// A count as the bindings' u64: a Number under QuickJS, a BigInt under StarlingMonkey.
 /**
  * A `console` over `log` (`console.log`/`info` → info, `debug`, `warn`, `error`), for an
  * engine without one: QuickJS has no `console`, and a `console.log` left in a plugin
@@ -50,7 +49,8 @@ export function consoleOverLog(target = log) {
 
 function describeForConsole(v) {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
-  if (v !== null && typeof v === 'object' && !(v instanceof Date) && typeof v.toSqlValue !== 'function') {
+  // Plain data as JSON; everything else (bytes, dates, the SDK's value classes) as in log fields.
+  if (Array.isArray(v) || (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype)) {
     try {
       return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
     } catch {
@@ -62,6 +62,7 @@ function describeForConsole(v) {
 
 if (QUICKJS && typeof globalThis.console === 'undefined') globalThis.console = consoleOverLog();
 
+// A count as the bindings' u64: a Number under QuickJS, a BigInt under StarlingMonkey.
 const u64 = (n) => {
   if (QUICKJS) return Math.max(0, Math.trunc(Number(n))) || 0;
   const b = typeof n === 'bigint' ? n : BigInt(Math.max(0, Math.trunc(Number(n))));

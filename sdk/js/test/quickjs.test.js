@@ -80,9 +80,11 @@ test('console writes log lines (QuickJS has no console of its own)', async () =>
   c.log('copied', 3, 'rows', { table: 'people' });
   c.warn(new TypeError('bad'));
   c.error('id', 9007199254740993n);
+  c.debug([1, 2], new Uint8Array([0, 255]));
   assert.deepEqual(lines, [
     ['info', 'copied 3 rows {"table":"people"}'],
     ['warn', 'TypeError: bad'],
     ['error', 'id 9007199254740993'],
+    ['debug', '[1,2] 00ff'],
   ]);
 });

@@ -95,7 +95,7 @@ class _Bindings:
             str: t.Value_Text,
             float: t.Value_Float,
             bool: t.Value_Boolean,
-            type(None): lambda v: t.Value_Null(),
+            type(None): lambda v: self.null,
         }
         self.error_kinds = {k: k.name.lower().replace("_", "-") for k in t.DbErrorKind}
         self.error_kind_of = {v: k for k, v in self.error_kinds.items()}

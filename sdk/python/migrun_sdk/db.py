@@ -73,11 +73,10 @@ class Row(dict):
 
 
 def _rows(names, wire_rows):
-    b = wit()
-    plain, decoders = b.plain_kinds, b.decoders
+    decode_all = wit().decode_all
     out = []
     for wire in wire_rows:
-        values = [v.value if type(v) in plain else decoders[type(v)](v) for v in wire]
+        values = decode_all(wire)
         row = Row(zip(names, values))
         row._values = values
         out.append(row)
