@@ -77,6 +77,7 @@ mod resume;
 mod sandbox;
 mod scaffold;
 mod sdk_js;
+mod sdk_python;
 mod sql_command;
 mod streaming;
 mod structured_writes;

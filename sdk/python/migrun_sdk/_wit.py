@@ -23,6 +23,45 @@ except ImportError as e:  # not inside a component build
 else:
     _MISSING = None
 
+
+class _Case(StopIteration):
+    """A case of the WIT `value` variant, built without running Python code.
+
+    componentize-py builds every SQL value a host call returns by calling the case's
+    class — `Value_Text(payload)` — from its runtime, and the generated classes are
+    dataclasses whose `__init__` is Python bytecode: one interpreter frame per value,
+    millions in a copy. StopIteration's constructor is C and keeps its first argument
+    as `.value`, which is the one attribute componentize-py (lowering a value) and this
+    SDK read. Nothing here raises one: it is a record with a fast constructor.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.value!r})"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.value == self.value
+
+    __hash__ = None
+
+
+def _fast_cases(types):
+    """Puts a `_Case` in place of every `Value_*` class of the bindings, under the same name.
+
+    Done when this module is imported, inside the app's import at build time: componentize-py
+    looks the case classes up by name after that import, so the replacements are the
+    classes it builds values with, and the classes lowering recognises values by.
+    """
+    for name, cls in list(vars(types).items()):
+        if name.startswith("Value_") and isinstance(cls, type) and not issubclass(cls, _Case):
+            fast = type(name, (_Case,), {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+            setattr(types, name, fast)
+
+
+if _MISSING is None:
+    _fast_cases(_types)
+
 _B = None
 
 
@@ -74,10 +113,9 @@ class _Bindings:
             t.Value_TextArray: "text-array",
             t.Value_Typed: "typed",
         }
-        # `Value_Null` gets a class attribute `value = None`, so that every plain case
-        # (null, boolean, int, float, text, bytes) decodes as `v.value` inline, without a
-        # call per value (`plain_kinds`, `decode_all`); the rest go through `decoders`.
-        t.Value_Null.value = None
+        # Every plain case (null, boolean, int, float, text, bytes) decodes as `v.value`
+        # inline, without a call per value (`plain_kinds`, `decode_all`): a `_Case` without a
+        # payload (`Value_Null()`) has `.value` None. The rest go through `decoders`.
         self.plain_kinds = frozenset((t.Value_Null, t.Value_Boolean, t.Value_Int, t.Value_Float, t.Value_Text, t.Value_Bytes))
         plain = lambda v: v.value  # noqa: E731
         self.decoders = {cls: plain for cls in (t.Value_Boolean, t.Value_Int, t.Value_Float, t.Value_Text, t.Value_Bytes)}
@@ -111,15 +149,19 @@ class _Bindings:
         return self.encode_slow(value)
 
     def encode_all(self, values):
-        # Text, 64-bit ints and NULL (most of any row) inline; the rest by type (`encode`).
-        text, int_, null, encode = self.types.Value_Text, self.types.Value_Int, self.null, self.encode
+        # Text, 64-bit ints, NULL and booleans (most of any row) inline, each value's type
+        # taken once; the rest by type (`encode`).
+        t = self.types
+        text, int_, boolean, null, encode = t.Value_Text, t.Value_Int, t.Value_Boolean, self.null, self.encode
         return [
             text(v)
-            if type(v) is str
+            if (k := type(v)) is str
             else int_(v)
-            if type(v) is int and -9223372036854775808 <= v <= 9223372036854775807
+            if k is int and -9223372036854775808 <= v <= 9223372036854775807
             else null
             if v is None
+            else boolean(v)
+            if k is bool
             else encode(v)
             for v in values
         ]

@@ -42,6 +42,8 @@ pub(crate) enum CopyColumn {
     Int4,
     Int8,
     Float8,
+    /// `numeric` (`numeric_recv` applies the column's precision and scale as input does).
+    Numeric,
     /// `text`, `varchar`, `bpchar` (the receive functions apply the length modifier as input does).
     Text,
     Bytea,
@@ -79,6 +81,7 @@ pub(crate) fn copy_column(type_oid: u32, receive: &str, typmod: i64) -> CopyColu
         oid::INT4 => CopyColumn::Int4,
         oid::INT8 => CopyColumn::Int8,
         oid::FLOAT8 => CopyColumn::Float8,
+        oid::NUMERIC => CopyColumn::Numeric,
         oid::TEXT | oid::VARCHAR | oid::BPCHAR => CopyColumn::Text,
         oid::BYTEA => CopyColumn::Bytea,
         oid::JSON => CopyColumn::Json,
@@ -109,6 +112,9 @@ pub(crate) fn copy_binary_supported(column: CopyColumn, value: &Value) -> bool {
         (CopyColumn::Int4, Value::Int(i)) => i32::try_from(*i).is_ok(),
         (CopyColumn::Int8, Value::Int(_)) => true,
         (CopyColumn::Float8, Value::Float(_)) => true,
+        // A decimal the binary form cannot hold (NaN, too many digits) goes as text, where
+        // the server says what is wrong with it.
+        (CopyColumn::Numeric, Value::Decimal(s)) => super::encode::encode_numeric(s).is_ok(),
         // A NUL is rejected by the text format; let the server say so.
         (CopyColumn::Text | CopyColumn::Ltree, Value::Text(s)) => !s.contains('\0'),
         (CopyColumn::Json | CopyColumn::Jsonb, Value::Json(s) | Value::Text(s)) => {
@@ -258,7 +264,10 @@ fn copy_binary_value(column: CopyColumn, value: &Value, types: &TypeCache, out: 
                 put(out, s.as_bytes());
             }
         }),
-        (_, Value::Decimal(_)) => unreachable!("decimals always use the text format"),
+        (_, Value::Decimal(s)) => put(
+            out,
+            &super::encode::encode_numeric(s).expect("checked by copy_binary_supported"),
+        ),
     }
 }
 
@@ -545,6 +554,31 @@ mod tests {
             &Value::Int(40_000)
         ));
         assert!(!copy_binary_supported(CopyColumn::Text, &Value::Int(1)));
+        // A decimal goes into a numeric column as numeric_send's form: 1 group, weight 0,
+        // positive, scale 4, then the base-10000 groups 12 and 3400.
+        assert_eq!(
+            copy_column(oid::NUMERIC, "numeric_recv", -1),
+            CopyColumn::Numeric
+        );
+        let decimal = Value::Decimal("12.3400".into());
+        assert!(copy_binary_supported(CopyColumn::Numeric, &decimal));
+        let mut numeric = Vec::new();
+        copy_binary_value(
+            CopyColumn::Numeric,
+            &decimal,
+            &TypeCache::default(),
+            &mut numeric,
+        );
+        assert_eq!(
+            numeric,
+            [0, 0, 0, 12, 0, 2, 0, 0, 0, 0, 0, 4, 0, 12, 13, 72]
+        );
+        // What the binary form cannot hold goes as text, for the server to judge.
+        assert!(!copy_binary_supported(
+            CopyColumn::Numeric,
+            &Value::Decimal("NaN".into())
+        ));
+        assert!(!copy_binary_supported(CopyColumn::Text, &decimal));
         assert!(!copy_binary_supported(
             CopyColumn::Other,
             &Value::Text("x".into())
