@@ -21,7 +21,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use sqlx::{Connection, SqliteConnection};
 
-use crate::{Measure, timed, timed_quiet};
+use crate::{Measure, median, timed, timed_quiet};
 
 /// The flags of `--shape languages` (flattened into the bench's arguments).
 #[derive(clap::Args)]
@@ -33,10 +33,6 @@ pub struct LanguageArgs {
     /// js-sm for the JavaScript twin's StarlingMonkey build).
     #[arg(long, value_delimiter = ',', default_values_t = ["rust".to_owned(), "python".to_owned(), "js".to_owned()])]
     languages: Vec<String>,
-    /// `--shape languages`: runs of each twin at each size (alternating); the table shows
-    /// the median seconds and the largest peak RSS.
-    #[arg(long, default_value_t = 3)]
-    runs: u32,
     /// `--shape languages`: the twins' `batch_size` (their default is 500).
     #[arg(long, default_value_t = 500)]
     batch_size: u32,
@@ -145,7 +141,7 @@ pub async fn run(args: &crate::Args) -> anyhow::Result<()> {
         let mut measured: Vec<Vec<Measure>> = twins.iter().map(|_| Vec::new()).collect();
         // `--runs` rounds, the twins' order rotated each round (so no twin always
         // runs first, or right after the source was written), the median kept.
-        for round in 0..la.runs.max(1) {
+        for round in 0..args.runs.max(1) {
             for k in 0..twins.len() {
                 let i = (k + round as usize) % twins.len();
                 let twin = &twins[i];
@@ -221,7 +217,7 @@ pub async fn run(args: &crate::Args) -> anyhow::Result<()> {
     } else {
         std::fs::remove_dir_all(&work).ok();
     }
-    print_table(la, &twins, &sizes, &runs);
+    print_table(la, args.runs, &twins, &sizes, &runs);
     Ok(())
 }
 
@@ -261,7 +257,7 @@ async fn digest(target: &Path) -> anyhow::Result<Digest> {
     })
 }
 
-fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
+fn print_table(la: &LanguageArgs, rounds: u32, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
     let seconds = |users: u32, twin: usize| {
         runs.iter()
             .find(|r| r.users == users && r.twin == twin)
@@ -273,7 +269,7 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
         "\naccounts-merge twins, SQLite → SQLite, batch_size {}, median of {} alternating runs, every target checked \
          (accounts = users, identities = NeoPass users, the same content in every language)\n",
         la.batch_size,
-        la.runs.max(1)
+        rounds.max(1)
     );
     println!("| language | users | wall s | users/s | peak RSS MB | × Rust |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -336,16 +332,4 @@ fn print_table(la: &LanguageArgs, twins: &[Twin], sizes: &[u32], runs: &[Run]) {
             }
         }
     }
-}
-
-/// The run of median seconds, with the largest peak RSS of all; `None` when there were none.
-fn median(mut runs: Vec<Measure>) -> Option<Measure> {
-    if runs.is_empty() {
-        return None;
-    }
-    let peak = runs.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max);
-    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let mut mid = runs.swap_remove(runs.len() / 2);
-    mid.peak_rss_mb = peak;
-    Some(mid)
 }

@@ -50,6 +50,10 @@ struct Args {
     /// The memory-copy plugin.
     #[arg(long, default_value = "target/wasm32-wasip2/release/memory_copy.wasm")]
     plugin: PathBuf,
+    /// `--shape languages` and `--shape seed001`: rounds of every path (its order
+    /// rotated each round); the table shows the median seconds and the largest peak RSS.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
     /// Keep the databases and the working folder (migrun.toml, journal) for profiling by hand.
     #[arg(long)]
     keep: bool,
@@ -366,6 +370,18 @@ fn best_of(n: usize, mut run: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Re
         best = best.min(run()?);
     }
     Ok(best)
+}
+
+/// The run of median seconds, with the largest peak RSS of all; `None` when there were none.
+pub(crate) fn median(mut runs: Vec<Measure>) -> Option<Measure> {
+    if runs.is_empty() {
+        return None;
+    }
+    let peak = runs.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut mid = runs.swap_remove(runs.len() / 2);
+    mid.peak_rss_mb = peak;
+    Some(mid)
 }
 
 /// Runs `cmd` under `/usr/bin/time -f %M` (peak RSS in KiB, children included) and times it.

@@ -29,7 +29,7 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::{Measure, best_of, timed, timed_quiet, with_user};
+use crate::{Measure, best_of, median, timed, timed_quiet, with_user};
 
 /// The data shape to benchmark.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -259,7 +259,6 @@ async fn paths(
         None => false,
     };
 
-    let mut results: Vec<PathResult> = Vec::new();
     let kinds: [(&'static str, &str); 5] = [
         (
             "native Rust, rows decoded + re-encoded, table after table",
@@ -273,83 +272,116 @@ async fn paths(
         ("migrun + seed-copy plugin", "migrun"),
         ("migrun --jobs 2", "migrun-jobs2"),
     ];
-    for (label, kind) in kinds {
-        let skipped = match kind {
-            "migrun" if migrun_built.is_none() => Some("not measured (migrun not built)"),
-            "migrun-jobs2" if migrun_built.is_none() => Some("not measured (migrun not built)"),
+    let skipped: Vec<Option<&'static str>> = kinds
+        .iter()
+        .map(|(_, kind)| match *kind {
+            "migrun" | "migrun-jobs2" if migrun_built.is_none() => {
+                Some("not measured (migrun not built)")
+            }
             "migrun-jobs2" if !has_jobs => Some("n/a (no --jobs in this build)"),
             _ => None,
-        };
-        if let Some(why) = skipped {
-            results.push(PathResult {
-                label,
-                measure: Err(why),
-            });
-            continue;
-        }
-        let db = format!("migrun_bench_s001_{}_{tag}", kind.replace('-', "_"));
-        admin_execute(base, &format!("CREATE DATABASE {db}")).await?;
-        created.push(db.clone());
-        let target = url(&db);
-        let mut t = PgConnection::connect(&target).await?;
-        generate::create_tables(&mut t, vector).await?;
-        t.close().await?;
-        let measure = match kind {
-            "native" | "native2" | "seed-etl" => timed(
-                label,
-                Command::new(&exe)
-                    .args([
-                        "--shape",
-                        "seed001",
-                        "--seed001-worker",
-                        kind,
-                        vector.name(),
-                    ])
-                    .args([&src, &target]),
-            )?,
-            _ => {
-                let (binary, plugin) = migrun_built.as_ref().expect("checked above");
-                let dir = work.join(kind);
-                std::fs::create_dir_all(&dir)?;
-                std::fs::write(
-                    dir.join("migrun.toml"),
-                    format!(
-                        "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\
-                         [connections.target]\nurl = \"{target}\"\n\
-                         [config]\nembedding = \"{}\"\nbatch_size = 1000\n",
-                        with_user(&src, reader, crate::READER_PASSWORD),
-                        embedding_mode.config_value()
-                    ),
-                )?;
-                let mut cmd = Command::new(binary);
-                if kind == "migrun-jobs2" {
-                    cmd.args(["--jobs", "2"]);
-                }
-                cmd.arg(plugin)
-                    .env("MIGRUN_CACHE_DIR", &cache)
-                    .current_dir(&dir);
-                timed(label, &mut cmd)?
+        })
+        .collect();
+    let mut measured: Vec<Vec<Measure>> = kinds.iter().map(|_| Vec::new()).collect();
+    // `--runs` rounds, the paths' order rotated each round (no path always runs right
+    // after the source was generated, or after the seed's ETL, the heaviest writer), the
+    // median kept. Before each path a CHECKPOINT: every path starts with the previous
+    // ones' writes flushed, instead of paying for them in its own time.
+    let rounds = args.runs.max(1) as usize;
+    for round in 0..rounds {
+        for k in 0..kinds.len() {
+            let i = (k + round) % kinds.len();
+            let (label, kind) = kinds[i];
+            if skipped[i].is_some() {
+                continue;
             }
-        };
-        let got = generate::digest(&target, vector).await?;
-        if got != expected {
-            let differing: Vec<&str> = got
-                .iter()
-                .zip(&expected)
-                .filter(|(g, e)| g != e)
-                .map(|(g, _)| g.0.as_str())
-                .collect();
-            bail!("{label}: the copy differs from the source in {differing:?}");
+            if rounds > 1 {
+                eprintln!("round {} of {rounds}: {label} …", round + 1);
+            }
+            let db = format!("migrun_bench_s001_{}_{tag}", kind.replace('-', "_"));
+            admin_execute(base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+            admin_execute(base, &format!("CREATE DATABASE {db}")).await?;
+            if !created.contains(&db) {
+                created.push(db.clone());
+            }
+            let target = url(&db);
+            let mut t = PgConnection::connect(&target).await?;
+            generate::create_tables(&mut t, vector).await?;
+            t.close().await?;
+            admin_execute(base, "CHECKPOINT").await?;
+            let measure = match kind {
+                "native" | "native2" | "seed-etl" => timed(
+                    label,
+                    Command::new(&exe)
+                        .args([
+                            "--shape",
+                            "seed001",
+                            "--seed001-worker",
+                            kind,
+                            vector.name(),
+                        ])
+                        .args([&src, &target]),
+                )?,
+                _ => {
+                    let (binary, plugin) = migrun_built.as_ref().expect("checked above");
+                    let dir = work.join(kind);
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir)?;
+                    }
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::write(
+                        dir.join("migrun.toml"),
+                        format!(
+                            "[connections.source]\nurl = \"{}\"\naccess = \"read-only\"\n\
+                             [connections.target]\nurl = \"{target}\"\n\
+                             [config]\nembedding = \"{}\"\nbatch_size = 1000\n",
+                            with_user(&src, reader, crate::READER_PASSWORD),
+                            embedding_mode.config_value()
+                        ),
+                    )?;
+                    let mut cmd = Command::new(binary);
+                    if kind == "migrun-jobs2" {
+                        cmd.args(["--jobs", "2"]);
+                    }
+                    cmd.arg(plugin)
+                        .env("MIGRUN_CACHE_DIR", &cache)
+                        .current_dir(&dir);
+                    timed(label, &mut cmd)?
+                }
+            };
+            let got = generate::digest(&target, vector).await?;
+            if got != expected {
+                let differing: Vec<&str> = got
+                    .iter()
+                    .zip(&expected)
+                    .filter(|(g, e)| g != e)
+                    .map(|(g, _)| g.0.as_str())
+                    .collect();
+                bail!("{label}: the copy differs from the source in {differing:?}");
+            }
+            if !args.keep {
+                admin_execute(base, &format!("DROP DATABASE {db} WITH (FORCE)")).await?;
+                created.retain(|d| d != &db);
+            }
+            eprintln!(
+                "  {label}: {:.2} s, peak RSS {:.0} MB",
+                measure.seconds, measure.peak_rss_mb
+            );
+            measured[i].push(measure);
         }
-        if !args.keep {
-            admin_execute(base, &format!("DROP DATABASE {db} WITH (FORCE)")).await?;
-            created.retain(|d| d != &db);
-        }
-        results.push(PathResult {
-            label,
-            measure: Ok(measure),
-        });
     }
+    let results: Vec<PathResult> = kinds
+        .iter()
+        .zip(skipped)
+        .zip(measured)
+        .map(|(((label, _), skipped), runs)| PathResult {
+            label,
+            measure: match skipped {
+                Some(why) => Err(why),
+                None => median(runs).ok_or("no run"),
+            },
+        })
+        .collect();
 
     // Cached plugin start: the cache was filled by the runs above.
     let cached = match &migrun_built {
@@ -413,7 +445,8 @@ fn print_table(
     println!(
         "\nseed 001 shape, --vector {} ×{}: {rows} rows in {} me_<slug>.memory tables \
          (largest {}, smallest {}; {:.0} MB on disk), embedding {}, PostgreSQL {version}; \
-         plugin embedding mode `{}`; every target verified column by column against the source\n",
+         plugin embedding mode `{}`; median of {} rounds (order rotated, a CHECKPOINT before each path); \
+         every target verified column by column against the source\n",
         vector.name(),
         args.scale,
         counts.len(),
@@ -421,7 +454,8 @@ fn print_table(
         counts.iter().min().unwrap_or(&0),
         bytes as f64 / 1e6,
         vector.column_type(),
-        embedding_mode.config_value()
+        embedding_mode.config_value(),
+        args.runs.max(1)
     );
     println!(
         "| path | wall s | rows/s | peak RSS MB | vs native per-row | vs native 2 at once | vs seed's ETL |"
