@@ -595,6 +595,105 @@ async fn postgres_bulk_insert_stores_what_text_input_stores() {
     conn.close().await;
 }
 
+/// Decimals go into `numeric` columns in `numeric_send`'s binary form (a decimal no
+/// longer sends its call as text): what is stored is what text input stores — scale
+/// kept, rounded to the column's scale, zero without a sign, exponents expanded — and
+/// what the column cannot hold fails as text input fails, with nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_bulk_insert_of_decimals_stores_what_text_input_stores() {
+    let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
+        return;
+    };
+    let mut conn = db.connect(Access::ReadWrite).await;
+    for table in ["by_insert", "by_copy"] {
+        conn.execute(
+            &format!(
+                "CREATE TABLE {table} (id int4, fixed numeric(12,4), free numeric, span interval)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    let decimals = [
+        "0",
+        "-0.00",
+        "12.3400",
+        "1.23456",
+        "-1.23455",
+        "0.0001",
+        "99999999.9999",
+        "1e5",
+        "1.50e1",
+        "-0.000000000000000000000000000001",
+        "123456789012345678901234567890.123456789",
+    ];
+    let columns: Vec<String> = ["id", "fixed", "free", "span"].map(str::to_owned).to_vec();
+    // An interval (a typed value) in the same call: it travels only in binary, which
+    // refused the call while decimals had no binary form.
+    let span = conn
+        .query("SELECT '1 day 02:03:04'::interval", &[])
+        .await
+        .unwrap()
+        .rows[0][0]
+        .clone();
+    assert!(matches!(span, Value::Typed { .. }), "{span:?}");
+    for (i, d) in decimals.iter().enumerate() {
+        let fixed = if d.len() > 20 { "1" } else { d };
+        let row = vec![
+            Value::Int(i as i64),
+            Value::Decimal(fixed.to_string()),
+            Value::Decimal(d.to_string()),
+            span.clone(),
+        ];
+        conn.execute(
+            "INSERT INTO by_insert VALUES ($1, $2::text::numeric(12,4), $3::text::numeric, '1 day 02:03:04')",
+            &[row[0].clone(), text(fixed), text(d)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            conn.bulk_insert("by_copy", &columns, std::slice::from_ref(&row))
+                .await
+                .unwrap(),
+            1,
+            "{d}"
+        );
+    }
+    let read = "SELECT id, fixed::text, free::text, span::text FROM {} ORDER BY id";
+    let by_insert = conn
+        .query(&read.replace("{}", "by_insert"), &[])
+        .await
+        .unwrap();
+    let by_copy = conn
+        .query(&read.replace("{}", "by_copy"), &[])
+        .await
+        .unwrap();
+    assert_eq!(by_insert.rows.len(), decimals.len());
+    assert_eq!(by_copy.rows, by_insert.rows);
+    assert_eq!(by_copy.rows[1][2], text("0.00"));
+    assert_eq!(by_copy.rows[3][1], text("1.2346"));
+    assert_eq!(by_copy.rows[7][2], text("100000"));
+    assert_eq!(by_copy.rows[8][2], text("15.0"));
+
+    // Too large for numeric(12,4): refused as text input refuses it, nothing written.
+    let err = conn
+        .bulk_insert(
+            "by_copy",
+            &columns[..2],
+            &[vec![Value::Int(99), Value::Decimal("100000000".into())]],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("numeric field overflow"), "{err}");
+    let count = conn
+        .query("SELECT count(*) FROM by_copy", &[])
+        .await
+        .unwrap();
+    assert_eq!(count.rows[0][0], Value::Int(decimals.len() as i64));
+    conn.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_kind_round_trips_on_every_dialect() {
     for_each_dialect(|db| async move {
