@@ -22,6 +22,7 @@
 //! that).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
 use half::f16;
@@ -100,14 +101,30 @@ pub struct DecodeError {
 
 /// The referable literals recorded so far, as the writer sees them: their
 /// hashes only (it never refers to what a reader would no longer hold).
+///
+/// Float arrays are also known by identity: an array written from an `Arc` is
+/// remembered by that allocation with its hash (weakly, so nothing is kept alive), and
+/// the same `Arc` met again — an embedding a cursor delivered, coming back in a bulk
+/// insert (the host shares the delivered allocation when the floats are bit for bit the
+/// same) — is looked up by that hash without encoding or hashing its bytes again. The
+/// reference written is the one hashing would have found: the same hash, the same
+/// lookup. Sound because an `Arc`'s contents cannot change while a `Weak` to it exists
+/// (`get_mut` refuses, `make_mut` moves them), and the `Weak` keeps its address from
+/// being reused by another allocation.
 #[derive(Default)]
 pub struct WriterWindow {
     /// Oldest first: (number, body bytes, content hash).
     order: VecDeque<(u64, usize, [u8; 32])>,
     by_hash: HashMap<[u8; 32], u64>,
+    /// Float arrays met, by allocation: the allocation and its content hash.
+    by_identity: HashMap<usize, (Weak<Vec<f32>>, [u8; 32])>,
     bytes: usize,
     next: u64,
 }
+
+/// Arrays remembered by identity, at most (then those nothing holds any more are
+/// forgotten; all of them, if that is not enough). A batch of rows holds ~1,000.
+const IDENTITIES_MAX: usize = 16_384;
 
 impl WriterWindow {
     /// A referable literal was written: number it, evict the oldest past the bound.
@@ -131,6 +148,27 @@ impl WriterWindow {
     /// The distance back to an equal literal still in the window.
     fn find(&self, hash: &[u8; 32]) -> Option<u64> {
         self.by_hash.get(hash).map(|n| self.next - n)
+    }
+
+    /// Remembers that the floats of `array` hash to `hash`.
+    fn know_array(&mut self, array: &Arc<Vec<f32>>, hash: [u8; 32]) {
+        if self.by_identity.len() >= IDENTITIES_MAX {
+            self.by_identity
+                .retain(|_, (weak, _)| weak.strong_count() > 0);
+            if self.by_identity.len() >= IDENTITIES_MAX / 2 {
+                self.by_identity.clear();
+            }
+        }
+        self.by_identity
+            .insert(Arc::as_ptr(array) as usize, (Arc::downgrade(array), hash));
+    }
+
+    /// The hash of `array`'s floats, when this very allocation (alive, so unchanged) was
+    /// met before.
+    fn known_array(&self, array: &Arc<Vec<f32>>) -> Option<[u8; 32]> {
+        let (weak, hash) = self.by_identity.get(&(Arc::as_ptr(array) as usize))?;
+        let same = weak.upgrade().is_some_and(|a| Arc::ptr_eq(&a, array));
+        same.then_some(*hash)
     }
 }
 
@@ -234,6 +272,16 @@ impl<'a> Encoder<'a> {
 
     /// One SQL value: a literal, or a reference to an equal referable literal in the window.
     pub fn value(&mut self, v: &Value) {
+        if let Value::Float32Array(array) = v
+            && let Some(distance) = self
+                .window
+                .known_array(array)
+                .and_then(|hash| self.window.find(&hash))
+        {
+            self.u8(tag::REF);
+            self.varint(distance);
+            return;
+        }
         let start = self.out.len();
         // What a value counts for in the window beyond its body: a float16-array counts
         // as the float32-array it decodes to (see `window_bytes`).
@@ -340,6 +388,9 @@ impl<'a> Encoder<'a> {
         let body = self.out.len() - start - 1;
         if referable && body >= REF_MIN_BYTES {
             let hash: [u8; 32] = blake3::hash(&self.out[start..]).into();
+            if let Value::Float32Array(array) = v {
+                self.window.know_array(array, hash);
+            }
             match self.window.find(&hash) {
                 Some(distance) => {
                     self.out.truncate(start);
@@ -1400,6 +1451,74 @@ mod tests {
         Encoder::new(&mut again, &mut writer).value(&halves);
         assert_eq!(again[0], tag::REF);
         assert_eq!(Decoder::new(&again, &mut reader).value().unwrap(), halves);
+    }
+
+    /// The same array allocation met again is found by identity, and the journal's bytes
+    /// are exactly those hashing writes: for a value equal to an earlier literal (the
+    /// same allocation or an equal copy), after a newer equal literal (the reference goes
+    /// to the newest, either way), and for one that was changed through `make_mut` (a new
+    /// allocation, so a literal again).
+    #[test]
+    fn an_array_met_again_is_referred_to_as_hashing_would() {
+        let floats = |k: f32| (0..1536).map(|i| i as f32 / 7.0 + k).collect::<Vec<f32>>();
+        let first: Arc<Vec<f32>> = Arc::new(floats(0.0));
+        let second: Arc<Vec<f32>> = Arc::new(floats(1.0));
+        let newer_equal: Arc<Vec<f32>> = Arc::new(floats(0.0));
+        let encode_all = |values: &[Value]| {
+            let mut window = WriterWindow::default();
+            let mut out = Vec::new();
+            let mut ends = Vec::new();
+            for v in values {
+                Encoder::new(&mut out, &mut window).value(v);
+                ends.push(out.len());
+            }
+            (out, ends, window)
+        };
+        let by_identity = [
+            Value::Float32Array(Arc::clone(&first)),
+            Value::Float32Array(Arc::clone(&second)),
+            Value::Float32Array(Arc::clone(&first)),
+            Value::Float32Array(Arc::clone(&newer_equal)),
+            Value::Float32Array(Arc::clone(&first)),
+        ];
+        // The same values, every one a fresh allocation: the hashing path only.
+        let by_content: Vec<Value> = by_identity
+            .iter()
+            .map(|v| match v {
+                Value::Float32Array(a) => Value::Float32Array(Arc::new(a.as_ref().clone())),
+                other => other.clone(),
+            })
+            .collect();
+        let (out, ends, window) = encode_all(&by_identity);
+        let (expected, _, _) = encode_all(&by_content);
+        assert_eq!(out, expected);
+        // literal, literal, a reference back 2, a reference back 2 (to the first's
+        // hash: equal content), a reference back 2 (still the first's hash).
+        assert_eq!(out[ends[1]], tag::REF);
+        assert_eq!(out[ends[2]], tag::REF);
+        assert_eq!(out[ends[3]], tag::REF);
+        assert_eq!(window.by_identity.len(), 3);
+        let mut reader = ReaderWindow::default();
+        let mut decoder = Decoder::new(&out, &mut reader);
+        for v in &by_identity {
+            assert_eq!(&decoder.value().unwrap(), v);
+        }
+
+        // Changed in place: `make_mut` moves the floats to a new allocation while the
+        // writer's `Weak` exists, so the change is a literal again, never a stale reference.
+        let mut window = WriterWindow::default();
+        let mut out = Vec::new();
+        let mut changed = Arc::clone(&first);
+        Encoder::new(&mut out, &mut window).value(&Value::Float32Array(Arc::clone(&first)));
+        drop(first);
+        Arc::make_mut(&mut changed)[0] = 42.0;
+        let at = out.len();
+        Encoder::new(&mut out, &mut window).value(&Value::Float32Array(Arc::clone(&changed)));
+        assert_ne!(out[at], tag::REF);
+        let mut reader = ReaderWindow::default();
+        let mut decoder = Decoder::new(&out, &mut reader);
+        decoder.value().unwrap();
+        assert_eq!(decoder.value().unwrap(), Value::Float32Array(changed));
     }
 
     /// Bitwise equality (NaN equals itself, -0.0 differs from 0.0): `Value`'s own.

@@ -12,6 +12,9 @@
 //! Database failures reach the plugin as `db-error` values; only host-side failures
 //! (a replay divergence, an unwritable journal, a stale handle) trap.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use wasmtime::component::{Resource, ResourceTable};
 
 use migrun_db::{DbError, DbErrorKind};
@@ -37,6 +40,7 @@ pub struct CursorResource {
 pub struct DatabaseCtx {
     pub(crate) table: ResourceTable,
     pub(crate) session: Session,
+    delivered: DeliveredArrays,
 }
 
 impl DatabaseCtx {
@@ -45,6 +49,7 @@ impl DatabaseCtx {
         DatabaseCtx {
             table: ResourceTable::new(),
             session,
+            delivered: DeliveredArrays::default(),
         }
     }
 
@@ -116,7 +121,10 @@ impl DatabaseCtx {
     ) -> DbAnswer<HostRows> {
         let conn = self.name_of(conn)?;
         match taped(self.session.query(conn, sql, params).await)? {
-            CallResult::Rows { columns, rows } => Ok(Ok(HostRows { columns, rows })),
+            CallResult::Rows { columns, rows } => {
+                self.delivered.remember(&rows);
+                Ok(Ok(HostRows { columns, rows }))
+            }
             other => Ok(Err(error_of(other)?)),
         }
     }
@@ -161,8 +169,9 @@ impl DatabaseCtx {
         conn: &Resource<ConnectionResource>,
         table: String,
         columns: Vec<String>,
-        rows: Vec<Vec<Value>>,
+        mut rows: Vec<Vec<Value>>,
     ) -> DbAnswer<u64> {
+        self.delivered.share(&mut rows);
         let conn = self.name_of(conn)?;
         let inserted = self.session.bulk_insert(conn, table, columns, rows).await;
         count(taped(inserted)?)
@@ -177,8 +186,9 @@ impl DatabaseCtx {
         table: String,
         keys: Vec<String>,
         columns: Vec<String>,
-        rows: Vec<Vec<Value>>,
+        mut rows: Vec<Vec<Value>>,
     ) -> DbAnswer<u64> {
+        self.delivered.share(&mut rows);
         let conn = self.name_of(conn)?;
         let written = self
             .session
@@ -200,7 +210,10 @@ impl DatabaseCtx {
         let result = taped(self.session.next_batch(id).await)?;
         let res = self.table.get_mut(cursor)?;
         match result {
-            CallResult::Batch { rows: Some(rows) } => Ok(Ok(Some(rows))),
+            CallResult::Batch { rows: Some(rows) } => {
+                self.delivered.remember(&rows);
+                Ok(Ok(Some(rows)))
+            }
             CallResult::Batch { rows: None } => {
                 res.exhausted = true;
                 Ok(Ok(None))
@@ -220,6 +233,77 @@ impl DatabaseCtx {
     ) -> wasmtime::Result<&[(String, String)]> {
         Ok(&self.table.get(cursor)?.columns)
     }
+}
+
+/// The float arrays (embeddings) of the rows last handed to the plugin, by a cheap
+/// fingerprint, so that the same floats coming back in a bulk write share the delivered
+/// allocation instead of a copy lifted from the guest.
+///
+/// Why: a copy plugin returns each embedding it read unchanged, and the journal can then
+/// tell it is a value it already hashed by its identity (`Arc` pointer) instead of
+/// encoding and hashing its bytes again (`migrun_journal::binary::WriterWindow`) — on
+/// seed 001's shape a third of the journal thread's work. Content decides, never the
+/// fingerprint: a candidate is shared only when every float has the same bits (NaN
+/// payloads included). The memo holds the arrays of the last rows delivered (one batch,
+/// at most [`DELIVERED_FLOATS_MAX`] floats) until the next rows replace them: the host
+/// held them a moment before, and the journal usually still does.
+#[derive(Default)]
+struct DeliveredArrays {
+    by_print: HashMap<u64, Arc<Vec<f32>>>,
+}
+
+/// Arrays shorter than this are not worth the lookup.
+const SHARED_ARRAY_MIN: usize = 16;
+
+/// Floats the memo holds at most (16 MB): a query's larger result is remembered in part.
+const DELIVERED_FLOATS_MAX: usize = 4 << 20;
+
+impl DeliveredArrays {
+    /// Forgets the previous rows and remembers the arrays of `rows`.
+    fn remember(&mut self, rows: &[Vec<Value>]) {
+        self.by_print.clear();
+        let mut floats = 0;
+        for value in rows.iter().flatten() {
+            if let Value::Float32Array(array) = value
+                && array.len() >= SHARED_ARRAY_MIN
+            {
+                floats += array.len();
+                if floats > DELIVERED_FLOATS_MAX {
+                    break;
+                }
+                self.by_print.insert(print(array), Arc::clone(array));
+            }
+        }
+    }
+
+    /// Replaces each array of `rows` equal (bit for bit) to a delivered one by that one.
+    fn share(&self, rows: &mut [Vec<Value>]) {
+        if self.by_print.is_empty() {
+            return;
+        }
+        for value in rows.iter_mut().flatten() {
+            if let Value::Float32Array(array) = value
+                && array.len() >= SHARED_ARRAY_MIN
+                && let Some(delivered) = self.by_print.get(&print(array)).cloned()
+                && !Arc::ptr_eq(&delivered, array)
+                && same_bits(&delivered, array)
+            {
+                *array = delivered;
+            }
+        }
+    }
+}
+
+/// The length and four floats' bits, mixed: enough to find the one candidate.
+fn print(v: &[f32]) -> u64 {
+    let n = v.len();
+    [0, 1, n / 2, n - 1].iter().fold(n as u64, |h, &i| {
+        (h.rotate_left(23) ^ u64::from(v[i].to_bits())).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    })
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 fn count(result: CallResult) -> DbAnswer<u64> {
@@ -243,5 +327,58 @@ pub(crate) fn error_of(result: CallResult) -> wasmtime::Result<DbError> {
             message,
         }),
         other => Err(unexpected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(v: &Value) -> &Arc<Vec<f32>> {
+        match v {
+            Value::Float32Array(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A bulk write's array equal bit for bit to a delivered one shares its allocation;
+    /// one that differs in a float, in a NaN's payload or in length does not, nor one
+    /// delivered before the last rows.
+    #[test]
+    fn delivered_arrays_are_shared_only_when_every_bit_is_the_same() {
+        let floats: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();
+        let delivered = vec![
+            vec![Value::Int(1), Value::Float32Array(floats.clone().into())],
+            vec![
+                Value::Int(2),
+                Value::Float32Array(vec![f32::NAN; 32].into()),
+            ],
+        ];
+        let mut memo = DeliveredArrays::default();
+        memo.remember(&delivered);
+
+        let mut changed = floats.clone();
+        changed[40] += 1.0;
+        let other_nan = f32::from_bits(f32::NAN.to_bits() | 1);
+        let mut rows = vec![
+            vec![Value::Float32Array(floats.clone().into())],
+            vec![Value::Float32Array(changed.into())],
+            vec![Value::Float32Array(vec![f32::NAN; 32].into())],
+            vec![Value::Float32Array(vec![other_nan; 32].into())],
+            vec![Value::Float32Array(floats[..63].to_vec().into())],
+        ];
+        memo.share(&mut rows);
+        assert!(Arc::ptr_eq(array(&rows[0][0]), array(&delivered[0][1])));
+        assert!(!Arc::ptr_eq(array(&rows[1][0]), array(&delivered[0][1])));
+        assert!(Arc::ptr_eq(array(&rows[2][0]), array(&delivered[1][1])));
+        assert!(!Arc::ptr_eq(array(&rows[3][0]), array(&delivered[1][1])));
+        assert_eq!(array(&rows[4][0]).len(), 63);
+
+        // The next rows replace the memo: the earlier arrays are no longer shared.
+        memo.remember(&[vec![Value::Int(3)]]);
+        let mut again = vec![vec![Value::Float32Array(floats.clone().into())]];
+        let before = Arc::as_ptr(array(&again[0][0]));
+        memo.share(&mut again);
+        assert_eq!(Arc::as_ptr(array(&again[0][0])), before);
     }
 }
