@@ -245,8 +245,9 @@ impl DatabaseCtx {
 /// seed 001's shape a third of the journal thread's work. Content decides, never the
 /// fingerprint: a candidate is shared only when every float has the same bits (NaN
 /// payloads included). The memo holds the arrays of the last rows delivered (one batch,
-/// at most [`DELIVERED_FLOATS_MAX`] floats) until the next rows replace them: the host
-/// held them a moment before, and the journal usually still does.
+/// at most [`DELIVERED_FLOATS_MAX`] floats) until the next bulk write or the next rows:
+/// while the plugin maps a batch — the host held it a moment before, and the journal
+/// usually still does.
 #[derive(Default)]
 struct DeliveredArrays {
     by_print: HashMap<u64, Arc<Vec<f32>>>,
@@ -276,8 +277,10 @@ impl DeliveredArrays {
         }
     }
 
-    /// Replaces each array of `rows` equal (bit for bit) to a delivered one by that one.
-    fn share(&self, rows: &mut [Vec<Value>]) {
+    /// Replaces each array of `rows` equal (bit for bit) to a delivered one by that one,
+    /// then forgets the delivered arrays (a copy writes a batch back once; holding them
+    /// longer would only hold memory).
+    fn share(&mut self, rows: &mut [Vec<Value>]) {
         if self.by_print.is_empty() {
             return;
         }
@@ -291,6 +294,7 @@ impl DeliveredArrays {
                 *array = delivered;
             }
         }
+        self.by_print.clear();
     }
 }
 
@@ -342,8 +346,8 @@ mod tests {
     }
 
     /// A bulk write's array equal bit for bit to a delivered one shares its allocation;
-    /// one that differs in a float, in a NaN's payload or in length does not, nor one
-    /// delivered before the last rows.
+    /// one that differs in a float, in a NaN's payload or in length does not; after
+    /// the write the delivered arrays are no longer held.
     #[test]
     fn delivered_arrays_are_shared_only_when_every_bit_is_the_same() {
         let floats: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();
@@ -374,8 +378,7 @@ mod tests {
         assert!(!Arc::ptr_eq(array(&rows[3][0]), array(&delivered[1][1])));
         assert_eq!(array(&rows[4][0]).len(), 63);
 
-        // The next rows replace the memo: the earlier arrays are no longer shared.
-        memo.remember(&[vec![Value::Int(3)]]);
+        // A bulk write ends the memo: a second one shares nothing, and nothing is held.
         let mut again = vec![vec![Value::Float32Array(floats.clone().into())]];
         let before = Arc::as_ptr(array(&again[0][0]));
         memo.share(&mut again);
