@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use migrun::db::{Access, Connection, DbErrorKind, Dialect};
+use migrun::db::{Access, Connection, DbErrorKind, Dialect, Rows};
 use migrun::value::{Value, float32_array_json};
 
 use crate::support::checksum::{database_checksums, row_count, table_checksum};
@@ -483,6 +483,17 @@ async fn check_value_table(conn: &mut Connection, table: &str, samples: &[Sample
 /// and `char(n)` columns store exactly what the same text gives through an
 /// `INSERT` (binary COPY for the forms the host encodes, text for the rest), and
 /// bad input is refused with the server's message, leaving the table unchanged.
+/// The rows of `by_insert` (written by INSERT from text) and `by_copy` (by a bulk
+/// insert), each read by `read` with `{}` standing for the table.
+async fn inserted_and_copied(conn: &mut Connection, read: &str) -> (Rows, Rows) {
+    let mut rows = Vec::new();
+    for table in ["by_insert", "by_copy"] {
+        rows.push(conn.query(&read.replace("{}", table), &[]).await.unwrap());
+    }
+    let by_copy = rows.pop().unwrap();
+    (rows.pop().unwrap(), by_copy)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_bulk_insert_stores_what_text_input_stores() {
     let Some(db) = TestDatabase::create(Dialect::Postgres).await else {
@@ -545,15 +556,11 @@ async fn postgres_bulk_insert_stores_what_text_input_stores() {
             1
         );
     }
-    let read = "SELECT id, tree::text, span::text, doc, v, c::text, e::text FROM {} ORDER BY id";
-    let by_insert = conn
-        .query(&read.replace("{}", "by_insert"), &[])
-        .await
-        .unwrap();
-    let by_copy = conn
-        .query(&read.replace("{}", "by_copy"), &[])
-        .await
-        .unwrap();
+    let (by_insert, by_copy) = inserted_and_copied(
+        &mut conn,
+        "SELECT id, tree::text, span::text, doc, v, c::text, e::text FROM {} ORDER BY id",
+    )
+    .await;
     assert_eq!(by_insert.rows.len(), spans.len());
     assert_eq!(by_copy.rows, by_insert.rows);
     assert_eq!(
@@ -660,15 +667,11 @@ async fn postgres_bulk_insert_of_decimals_stores_what_text_input_stores() {
             "{d}"
         );
     }
-    let read = "SELECT id, fixed::text, free::text, span::text FROM {} ORDER BY id";
-    let by_insert = conn
-        .query(&read.replace("{}", "by_insert"), &[])
-        .await
-        .unwrap();
-    let by_copy = conn
-        .query(&read.replace("{}", "by_copy"), &[])
-        .await
-        .unwrap();
+    let (by_insert, by_copy) = inserted_and_copied(
+        &mut conn,
+        "SELECT id, fixed::text, free::text, span::text FROM {} ORDER BY id",
+    )
+    .await;
     assert_eq!(by_insert.rows.len(), decimals.len());
     assert_eq!(by_copy.rows, by_insert.rows);
     assert_eq!(by_copy.rows[1][2], text("0.00"));
