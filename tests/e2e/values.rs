@@ -483,6 +483,15 @@ async fn check_value_table(conn: &mut Connection, table: &str, samples: &[Sample
 /// and `char(n)` columns store exactly what the same text gives through an
 /// `INSERT` (binary COPY for the forms the host encodes, text for the rest), and
 /// bad input is refused with the server's message, leaving the table unchanged.
+/// Creates `by_insert` and `by_copy` with the same `columns`.
+async fn create_inserted_and_copied(conn: &mut Connection, columns: &str) {
+    for table in ["by_insert", "by_copy"] {
+        conn.execute(&format!("CREATE TABLE {table} ({columns})"), &[])
+            .await
+            .unwrap();
+    }
+}
+
 /// The rows of `by_insert` (written by INSERT from text) and `by_copy` (by a bulk
 /// insert), each read by `read` with `{}` standing for the table.
 async fn inserted_and_copied(conn: &mut Connection, read: &str) -> (Rows, Rows) {
@@ -503,16 +512,11 @@ async fn postgres_bulk_insert_stores_what_text_input_stores() {
     conn.execute("CREATE EXTENSION IF NOT EXISTS ltree", &[])
         .await
         .unwrap();
-    for table in ["by_insert", "by_copy"] {
-        conn.execute(
-            &format!(
-                "CREATE TABLE {table} (id int4, tree ltree, span tstzrange, doc jsonb, v varchar(4), c char(3), e real[])"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    }
+    create_inserted_and_copied(
+        &mut conn,
+        "id int4, tree ltree, span tstzrange, doc jsonb, v varchar(4), c char(3), e real[]",
+    )
+    .await;
     let spans = [
         "[\"2024-01-01 00:01:00+00\",)",
         "(\"2024-01-01 05:30:00.123456+05:30\",\"2024-02-01 00:00:00+00\"]",
@@ -612,16 +616,11 @@ async fn postgres_bulk_insert_of_decimals_stores_what_text_input_stores() {
         return;
     };
     let mut conn = db.connect(Access::ReadWrite).await;
-    for table in ["by_insert", "by_copy"] {
-        conn.execute(
-            &format!(
-                "CREATE TABLE {table} (id int4, fixed numeric(12,4), free numeric, span interval)"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    }
+    create_inserted_and_copied(
+        &mut conn,
+        "id int4, fixed numeric(12,4), free numeric, span interval",
+    )
+    .await;
     let decimals = [
         "0",
         "-0.00",

@@ -114,7 +114,7 @@ class _Bindings:
             t.Value_Typed: "typed",
         }
         # Every plain case (null, boolean, int, float, text, bytes) decodes as `v.value`
-        # inline, without a call per value (`plain_kinds`, `decode_all`): a `_Case` without a
+        # inline, without a call per value (`plain_kinds`, used by `db._rows`): a `_Case` without a
         # payload (`Value_Null()`) has `.value` None. The rest go through `decoders`.
         self.plain_kinds = frozenset((t.Value_Null, t.Value_Boolean, t.Value_Int, t.Value_Float, t.Value_Text, t.Value_Bytes))
         plain = lambda v: v.value  # noqa: E731
@@ -168,10 +168,6 @@ class _Bindings:
 
     def decode(self, value):
         return self.decoders[type(value)](value)
-
-    def decode_all(self, values):
-        plain, decoders = self.plain_kinds, self.decoders
-        return [v.value if type(v) in plain else decoders[type(v)](v) for v in values]
 
     def kind_and_text(self, value):
         """The WIT case name of an encoded value and its payload."""

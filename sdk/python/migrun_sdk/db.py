@@ -73,7 +73,7 @@ class Row(dict):
 
 
 def _rows(names, wire_rows):
-    # decode_all inlined: one Python call per batch, not per row.
+    # Values decode inline (plain kinds as `.value`, the rest through `decoders`): one Python call per batch, not per row.
     b = wit()
     plain, decoders = b.plain_kinds, b.decoders
     out = []
