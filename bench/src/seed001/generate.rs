@@ -1,4 +1,4 @@
-//! Seed 001's shard, generated server-side: 34 `me_<slug>` schemas, each with
+//! Seed 001's shard, generated: 34 `me_<slug>` schemas, each with
 //! a `memory` table (uuid, text, jsonb, ltree, tstzrange, a 1536-dimension
 //! embedding as pgvector `halfvec` or `real[]`, timestamptz), 62,111 rows at
 //! ×1 spread unevenly over the engines like the seed's (one engine holds a
@@ -8,6 +8,7 @@
 use sqlx::{Connection, Executor, PgConnection, Row};
 
 use super::Vector;
+use super::native::{self, COPY_HEADER, SEND_AT};
 
 /// Engines in seed 001's shard.
 pub const ENGINES: usize = 34;
@@ -64,17 +65,21 @@ pub async fn create_tables(conn: &mut PgConnection, vector: Vector) -> anyhow::R
     Ok(())
 }
 
-/// Fills the source: 1,000 distinct embeddings (random values, deterministic
-/// seed) reused round-robin, so generation is a join, not 95 million floats
-/// computed per row. Returns the rows per engine.
+/// Fills the source with a distinct embedding in every row, as real data has
+/// (values uniform in ±0.1, the range of a normalised 1536-dimension model
+/// embedding; a deterministic generator, so every run copies the same bytes).
+/// Embeddings repeated across rows would flatter a copy that recognises values
+/// it has met before (the journal's value window); real embeddings do not
+/// repeat. The embeddings are made here and sent in binary `COPY` to a staging
+/// table, engine by engine (the server would spend minutes computing 95
+/// million `random()` values per ×1); the other columns are computed
+/// server-side. Returns the rows per engine.
 pub async fn fill(url: &str, vector: Vector, scale: u32) -> anyhow::Result<Vec<u64>> {
     let mut conn = PgConnection::connect(url).await?;
     create_tables(&mut conn, vector).await?;
     conn.execute(
         format!(
-            "SELECT setseed(0.18); CREATE TEMP TABLE pool AS SELECT p, \
-             array_agg((random() * 2 - 1)::real ORDER BY d)::{ty} AS v \
-             FROM generate_series(0, 999) p, generate_series(1, {DIM}) d GROUP BY p",
+            "CREATE TEMP TABLE pool (p bigint PRIMARY KEY, v {ty})",
             ty = vector.column_type()
         )
         .as_str(),
@@ -84,6 +89,34 @@ pub async fn fill(url: &str, vector: Vector, scale: u32) -> anyhow::Result<Vec<u
     let mut first = 0u64;
     for (i, n) in counts.iter().enumerate() {
         let s = schema(i);
+        conn.execute("TRUNCATE pool").await?;
+        let mut input = conn
+            .copy_in_raw("COPY pool (p, v) FROM STDIN (FORMAT binary)")
+            .await?;
+        let mut out: Vec<u8> = Vec::with_capacity(SEND_AT + (64 << 10));
+        out.extend_from_slice(COPY_HEADER);
+        let mut floats = vec![0f32; DIM as usize];
+        for row in first + 1..=first + n {
+            let mut state = row.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0018_0018;
+            for f in &mut floats {
+                *f = next_uniform(&mut state) * 0.2 - 0.1;
+            }
+            out.extend_from_slice(&2i16.to_be_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&(row as i64).to_be_bytes());
+            let len_at = out.len();
+            out.extend_from_slice(&0i32.to_be_bytes());
+            native::encode_embedding(&floats, vector, &mut out);
+            let len = (out.len() - len_at - 4) as i32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+            if out.len() >= SEND_AT {
+                input.send(std::mem::take(&mut out)).await?;
+                out.reserve(SEND_AT + (64 << 10));
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        input.send(out).await?;
+        input.finish().await?;
         conn.execute(
             format!(
                 "INSERT INTO {s}.memory SELECT md5('{s}' || i)::uuid, '  memory ' || i || ' of {s} ', \
@@ -92,7 +125,7 @@ pub async fn fill(url: &str, vector: Vector, scale: u32) -> anyhow::Result<Vec<u
                  CASE WHEN i % 5 = 0 THEN NULL ELSE tstzrange(timestamptz '2024-01-01' + i * interval '1 minute', NULL) END, \
                  CASE WHEN i % 1000 = 7 THEN NULL ELSE pool.v END, \
                  timestamptz '2024-01-01' + i * interval '1 second' \
-                 FROM generate_series({from}, {to}) i JOIN pool ON pool.p = i % 1000",
+                 FROM generate_series({from}, {to}) i JOIN pool ON pool.p = i",
                 from = first + 1,
                 to = first + n
             )
@@ -101,8 +134,16 @@ pub async fn fill(url: &str, vector: Vector, scale: u32) -> anyhow::Result<Vec<u
         .await?;
         first += n;
     }
-    conn.execute("ANALYZE").await?;
+    conn.execute("DROP TABLE pool; ANALYZE").await?;
     Ok(counts)
+}
+
+/// The next value of a xorshift64* generator, uniform in [0, 1).
+fn next_uniform(state: &mut u64) -> f32 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
 }
 
 /// Lets `reader` read every engine's memories (migrun's read-only source).

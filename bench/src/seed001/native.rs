@@ -17,12 +17,12 @@ use sqlx::{Connection, PgConnection, Row};
 use super::Vector;
 
 /// The binary COPY signature, flags and header extension length.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub(super) const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const COLUMNS: &str = "id, content, meta, tree, temporal, embedding, created_at";
 /// Position of the embedding among [`COLUMNS`].
 const EMBEDDING: usize = 5;
 /// Bytes buffered before a `COPY` data message is sent.
-const SEND_AT: usize = 1 << 20;
+pub(super) const SEND_AT: usize = 1 << 20;
 
 /// Copies every `me_<slug>.memory` table of `from` into `to`, over `tasks` tasks.
 pub async fn copy_tables(from: &str, to: &str, vector: Vector, tasks: usize) -> anyhow::Result<()> {
@@ -93,7 +93,7 @@ async fn copy_table(
     let mut pos = 0usize;
     let mut header_seen = false;
     let mut out: Vec<u8> = Vec::with_capacity(SEND_AT + (64 << 10));
-    out.extend_from_slice(HEADER);
+    out.extend_from_slice(COPY_HEADER);
     let mut finished = false;
     while let Some(chunk) = output.next().await {
         buf.drain(..pos);
@@ -234,7 +234,7 @@ fn decode_embedding(bytes: &[u8], vector: Vector) -> anyhow::Result<Vec<f32>> {
     }
 }
 
-fn encode_embedding(floats: &[f32], vector: Vector, out: &mut Vec<u8>) {
+pub(super) fn encode_embedding(floats: &[f32], vector: Vector, out: &mut Vec<u8>) {
     match vector {
         Vector::Halfvec => {
             out.extend_from_slice(&(floats.len() as u16).to_be_bytes());

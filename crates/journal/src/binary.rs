@@ -99,50 +99,89 @@ pub struct DecodeError {
 // ---------------------------------------------------------------------------
 // The window
 
-/// The referable literals recorded so far, as the writer sees them: their
-/// hashes only (it never refers to what a reader would no longer hold).
+/// The referable literals recorded so far, as the writer sees them: enough to
+/// find an equal value and its number, never the values themselves (it never
+/// refers to what a reader would no longer hold).
 ///
-/// Float arrays are also known by identity: an array written from an `Arc` is
-/// remembered by that allocation with its hash (weakly, so nothing is kept alive), and
-/// the same `Arc` met again — an embedding a cursor delivered, coming back in a bulk
-/// insert (the host shares the delivered allocation when the floats are bit for bit the
-/// same) — is looked up by that hash without encoding or hashing its bytes again. The
-/// reference written is the one hashing would have found: the same hash, the same
-/// lookup. Sound because an `Arc`'s contents cannot change while a `Weak` to it exists
-/// (`get_mut` refuses, `make_mut` moves them), and the `Weak` keeps its address from
-/// being reused by another allocation.
+/// Most literals are known by their content hash (BLAKE3). Float arrays — a
+/// batch of embeddings is most of a copy's journal — are known by a cheap
+/// fingerprint and a `Weak` to their allocation instead: an array is found
+/// equal only to an earlier one still alive, compared float for float (the same
+/// allocation, when the host shares a delivered embedding coming back in a bulk
+/// insert, needs no comparison: an `Arc`'s contents cannot change while a
+/// `Weak` to it exists — `get_mut` refuses, `make_mut` moves them — and the
+/// `Weak` keeps its address from being reused). Hashing every embedding read
+/// (3 KiB inputs, where BLAKE3 cannot use its wide lanes) was most of the
+/// journal's hashing; what it found beyond this — an equal array whose earlier
+/// copy nothing holds any more — real embeddings almost never are.
 #[derive(Default)]
 pub struct WriterWindow {
-    /// Oldest first: (number, body bytes, content hash).
-    order: VecDeque<(u64, usize, [u8; 32])>,
+    /// Oldest first: (number, body bytes, how it is found).
+    order: VecDeque<(u64, usize, Key)>,
     by_hash: HashMap<[u8; 32], u64>,
-    /// Float arrays met, by allocation: the allocation and its content hash.
-    by_identity: HashMap<usize, (Weak<Vec<f32>>, [u8; 32])>,
+    /// Float arrays by fingerprint: the number and the allocation of the newest.
+    by_array: HashMap<u64, (u64, Weak<Vec<f32>>)>,
     bytes: usize,
     next: u64,
 }
 
-/// Arrays remembered by identity, at most (then those nothing holds any more are
-/// forgotten; all of them, if that is not enough). A batch of rows holds ~1,000.
-const IDENTITIES_MAX: usize = 16_384;
+/// How the writer finds a literal of its window again.
+#[derive(Clone, Copy)]
+enum Key {
+    Hash([u8; 32]),
+    Array(u64),
+}
+
+/// A float array's fingerprint: its length and a few floats' bits. Only a
+/// shortcut to the one candidate compared in full, so collisions cost a
+/// literal, never a wrong reference.
+fn fingerprint(floats: &[f32]) -> u64 {
+    let n = floats.len();
+    let mut h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    if n > 0 {
+        for i in [0, 1, n / 4, n / 3, n / 2, 2 * n / 3, 3 * n / 4, n - 1] {
+            h = (h ^ u64::from(floats[i].to_bits())).wrapping_mul(0x0100_0000_01B3);
+            h ^= h >> 29;
+        }
+    }
+    h
+}
 
 impl WriterWindow {
     /// A referable literal was written: number it, evict the oldest past the bound.
-    fn add(&mut self, hash: [u8; 32], size: usize) {
+    fn add(&mut self, key: Key, size: usize) {
         let n = self.next;
         self.next += 1;
-        self.order.push_back((n, size, hash));
-        self.by_hash.insert(hash, n);
+        self.order.push_back((n, size, key));
         self.bytes += size;
         while self.bytes > WINDOW_BYTES {
-            let Some((old, size, hash)) = self.order.pop_front() else {
+            let Some((old, size, key)) = self.order.pop_front() else {
                 break;
             };
             self.bytes -= size;
-            if self.by_hash.get(&hash) == Some(&old) {
-                self.by_hash.remove(&hash);
+            match key {
+                Key::Hash(hash) => {
+                    if self.by_hash.get(&hash) == Some(&old) {
+                        self.by_hash.remove(&hash);
+                    }
+                }
+                Key::Array(fp) => {
+                    if self.by_array.get(&fp).is_some_and(|(n, _)| *n == old) {
+                        self.by_array.remove(&fp);
+                    }
+                }
             }
         }
+    }
+
+    fn add_hashed(&mut self, hash: [u8; 32], size: usize) {
+        self.by_hash.insert(hash, self.next);
+        self.add(Key::Hash(hash), size);
+    }
+
+    fn add_array(&mut self, fp: u64, array: &Arc<Vec<f32>>, size: usize) {
+        self.by_array.insert(fp, (self.next, Arc::downgrade(array)));
+        self.add(Key::Array(fp), size);
     }
 
     /// The distance back to an equal literal still in the window.
@@ -150,25 +189,13 @@ impl WriterWindow {
         self.by_hash.get(hash).map(|n| self.next - n)
     }
 
-    /// Remembers that the floats of `array` hash to `hash`.
-    fn know_array(&mut self, array: &Arc<Vec<f32>>, hash: [u8; 32]) {
-        if self.by_identity.len() >= IDENTITIES_MAX {
-            self.by_identity
-                .retain(|_, (weak, _)| weak.strong_count() > 0);
-            if self.by_identity.len() >= IDENTITIES_MAX / 2 {
-                self.by_identity.clear();
-            }
-        }
-        self.by_identity
-            .insert(Arc::as_ptr(array) as usize, (Arc::downgrade(array), hash));
-    }
-
-    /// The hash of `array`'s floats, when this very allocation (alive, so unchanged) was
-    /// met before.
-    fn known_array(&self, array: &Arc<Vec<f32>>) -> Option<[u8; 32]> {
-        let (weak, hash) = self.by_identity.get(&(Arc::as_ptr(array) as usize))?;
-        let same = weak.upgrade().is_some_and(|a| Arc::ptr_eq(&a, array));
-        same.then_some(*hash)
+    /// The distance back to a literal float array equal to `array` (bit for bit),
+    /// still in the window and still alive.
+    fn find_array(&self, fp: u64, array: &Arc<Vec<f32>>) -> Option<u64> {
+        let (n, weak) = self.by_array.get(&fp)?;
+        let earlier = weak.upgrade()?;
+        let equal = Arc::ptr_eq(&earlier, array) || migrun_types::value::same_bits(&earlier, array);
+        equal.then(|| self.next - n)
     }
 }
 
@@ -272,16 +299,18 @@ impl<'a> Encoder<'a> {
 
     /// One SQL value: a literal, or a reference to an equal referable literal in the window.
     pub fn value(&mut self, v: &Value) {
-        if let Value::Float32Array(array) = v
-            && let Some(distance) = self
-                .window
-                .known_array(array)
-                .and_then(|hash| self.window.find(&hash))
-        {
-            self.u8(tag::REF);
-            self.varint(distance);
-            return;
-        }
+        let array_key = match v {
+            Value::Float32Array(array) if array.len() * 2 >= REF_MIN_BYTES => {
+                let fp = fingerprint(array);
+                if let Some(distance) = self.window.find_array(fp, array) {
+                    self.u8(tag::REF);
+                    self.varint(distance);
+                    return;
+                }
+                Some(fp)
+            }
+            _ => None,
+        };
         let start = self.out.len();
         // What a value counts for in the window beyond its body: a float16-array counts
         // as the float32-array it decodes to (see `window_bytes`).
@@ -387,17 +416,18 @@ impl<'a> Encoder<'a> {
         };
         let body = self.out.len() - start - 1;
         if referable && body >= REF_MIN_BYTES {
-            let hash: [u8; 32] = blake3::hash(&self.out[start..]).into();
-            if let Value::Float32Array(array) = v {
-                self.window.know_array(array, hash);
+            if let (Value::Float32Array(array), Some(fp)) = (v, array_key) {
+                self.window.add_array(fp, array, body + widened);
+                return;
             }
+            let hash: [u8; 32] = blake3::hash(&self.out[start..]).into();
             match self.window.find(&hash) {
                 Some(distance) => {
                     self.out.truncate(start);
                     self.u8(tag::REF);
                     self.varint(distance);
                 }
-                None => self.window.add(hash, body + widened),
+                None => self.window.add_hashed(hash, body + widened),
             }
         }
     }
@@ -1453,13 +1483,13 @@ mod tests {
         assert_eq!(Decoder::new(&again, &mut reader).value().unwrap(), halves);
     }
 
-    /// The same array allocation met again is found by identity, and the journal's bytes
-    /// are exactly those hashing writes: for a value equal to an earlier literal (the
-    /// same allocation or an equal copy), after a newer equal literal (the reference goes
-    /// to the newest, either way), and for one that was changed through `make_mut` (a new
-    /// allocation, so a literal again).
+    /// A float array equal to an earlier literal still alive is a reference, whether it
+    /// is the same allocation or an equal copy (the bytes are the same either way), and
+    /// after a newer equal value (the reference goes to the first literal); one changed
+    /// through `make_mut` (a new allocation) is a literal again; an equal array whose
+    /// earlier copy nothing holds any more is a literal, which a reader reads the same.
     #[test]
-    fn an_array_met_again_is_referred_to_as_hashing_would() {
+    fn an_array_met_again_while_alive_is_a_reference() {
         let floats = |k: f32| (0..1536).map(|i| i as f32 / 7.0 + k).collect::<Vec<f32>>();
         let first: Arc<Vec<f32>> = Arc::new(floats(0.0));
         let second: Arc<Vec<f32>> = Arc::new(floats(1.0));
@@ -1492,12 +1522,13 @@ mod tests {
         let (out, ends, window) = encode_all(&by_identity);
         let (expected, _, _) = encode_all(&by_content);
         assert_eq!(out, expected);
-        // literal, literal, a reference back 2, a reference back 2 (to the first's
-        // hash: equal content), a reference back 2 (still the first's hash).
+        // literal, literal, a reference back 2, a reference back 2 (to the first:
+        // equal content), a reference back 2 (still the first).
         assert_eq!(out[ends[1]], tag::REF);
         assert_eq!(out[ends[2]], tag::REF);
         assert_eq!(out[ends[3]], tag::REF);
-        assert_eq!(window.by_identity.len(), 3);
+        assert_eq!(window.by_array.len(), 2);
+        assert!(window.by_hash.is_empty(), "embeddings are not hashed");
         let mut reader = ReaderWindow::default();
         let mut decoder = Decoder::new(&out, &mut reader);
         for v in &by_identity {
@@ -1519,6 +1550,22 @@ mod tests {
         let mut decoder = Decoder::new(&out, &mut reader);
         decoder.value().unwrap();
         assert_eq!(decoder.value().unwrap(), Value::Float32Array(changed));
+
+        // Equal to a literal nothing holds any more: written again, read back equal.
+        let mut window = WriterWindow::default();
+        let mut out = Vec::new();
+        Encoder::new(&mut out, &mut window).value(&Value::Float32Array(Arc::new(floats(3.0))));
+        let at = out.len();
+        Encoder::new(&mut out, &mut window).value(&Value::Float32Array(Arc::new(floats(3.0))));
+        assert_ne!(out[at], tag::REF);
+        let mut reader = ReaderWindow::default();
+        let mut decoder = Decoder::new(&out, &mut reader);
+        for _ in 0..2 {
+            assert_eq!(
+                decoder.value().unwrap(),
+                Value::Float32Array(Arc::new(floats(3.0)))
+            );
+        }
     }
 
     /// Bitwise equality (NaN equals itself, -0.0 differs from 0.0): `Value`'s own.

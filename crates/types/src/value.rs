@@ -126,7 +126,7 @@ impl Eq for Value {}
 
 /// Whether two slices of floats hold the same bits. Chunked so that the inner
 /// fold (no early exit) vectorizes: this compares at memory speed.
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len()
         && a.chunks(64).zip(b.chunks(64)).all(|(x, y)| {
             x.iter()

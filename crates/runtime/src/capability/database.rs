@@ -289,7 +289,7 @@ impl DeliveredArrays {
                 && array.len() >= SHARED_ARRAY_MIN
                 && let Some(delivered) = self.by_print.get(&print(array)).cloned()
                 && !Arc::ptr_eq(&delivered, array)
-                && same_bits(&delivered, array)
+                && migrun_types::value::same_bits(&delivered, array)
             {
                 *array = delivered;
             }
@@ -304,10 +304,6 @@ fn print(v: &[f32]) -> u64 {
     [0, 1, n / 2, n - 1].iter().fold(n as u64, |h, &i| {
         (h.rotate_left(23) ^ u64::from(v[i].to_bits())).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     })
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 fn count(result: CallResult) -> DbAnswer<u64> {
