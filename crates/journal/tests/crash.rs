@@ -389,9 +389,27 @@ fn a_reader_reads_ahead_of_its_caller_within_the_byte_budget() {
     drop(reader);
 }
 
-/// Random floats (embeddings) do not compress: after the first such block the writer
-/// stores them at zstd's fast level (raw blocks, memory speed), while text that
-/// compresses keeps being compressed; both read back exactly.
+/// The batches of a journal whose rows start with a float array, in order.
+fn float_batches(path: &Path) -> Vec<Vec<Vec<migrun_types::Value>>> {
+    use migrun_journal::CallResult;
+    let (mut reader, _) = JournalReader::open(path).unwrap();
+    let mut read = Vec::new();
+    while let Some((_, entry)) = reader.next_entry().unwrap() {
+        if let Entry::Call {
+            result: CallResult::Batch { rows: Some(rows) },
+            ..
+        } = entry
+            && matches!(rows[0][0], migrun_types::Value::Float32Array(_))
+        {
+            read.push(rows);
+        }
+    }
+    read
+}
+
+/// Random floats (embeddings) hardly compress: the writer's probe finds so and stores
+/// them as raw zstd blocks (a copy), while text that compresses keeps being
+/// compressed; all read back exactly.
 #[test]
 fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
     use migrun_journal::{CallResult, HostCall};
@@ -430,18 +448,11 @@ fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
         size > float_bytes * 97 / 100,
         "random floats are stored as they are (level 1 would shrink each block ~9%, at ~250 MB/s): {size} bytes for {float_bytes} bytes of floats"
     );
-    let (mut reader, _) = JournalReader::open(&floats).unwrap();
-    let mut read = Vec::new();
-    while let Some((_, entry)) = reader.next_entry().unwrap() {
-        if let Entry::Call {
-            result: CallResult::Batch { rows: Some(rows) },
-            ..
-        } = entry
-        {
-            read.push(rows);
-        }
-    }
-    assert_eq!(read, written, "every float reads back bit for bit");
+    assert_eq!(
+        float_batches(&floats),
+        written,
+        "every float reads back bit for bit"
+    );
 
     // A copy's blocks: each batch of binary16 embeddings (what a halfvec column
     // holds, values in ±0.1: level 1 shrinks them ~10%) after the small, compressible
@@ -478,19 +489,11 @@ fn incompressible_blocks_are_stored_fast_and_text_is_still_compressed() {
         size > half_bytes * 98 / 100,
         "binary16 embeddings are stored, not compressed by ~10% at level 1's cost: {size} bytes for {half_bytes} bytes of halves"
     );
-    let (mut reader, _) = JournalReader::open(&halves).unwrap();
-    let mut read = Vec::new();
-    while let Some((_, entry)) = reader.next_entry().unwrap() {
-        if let Entry::Call {
-            result: CallResult::Batch { rows: Some(rows) },
-            ..
-        } = entry
-            && matches!(rows[0][0], Value::Float32Array(_))
-        {
-            read.push(rows);
-        }
-    }
-    assert_eq!(read, written, "every binary16 float reads back bit for bit");
+    assert_eq!(
+        float_batches(&halves),
+        written,
+        "every binary16 float reads back bit for bit"
+    );
 
     let text = dir.path().join("text.journal");
     let mut w = JournalWriter::create(&text).unwrap();

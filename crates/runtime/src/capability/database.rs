@@ -240,9 +240,11 @@ impl DatabaseCtx {
 /// allocation instead of a copy lifted from the guest.
 ///
 /// Why: a copy plugin returns each embedding it read unchanged, and the journal can then
-/// tell it is a value it already hashed by its identity (`Arc` pointer) instead of
-/// encoding and hashing its bytes again (`migrun_journal::binary::WriterWindow`) — on
-/// seed 001's shape a third of the journal thread's work. Content decides, never the
+/// tell it is a value it already recorded by its identity (`Arc` pointer) and refer to
+/// it (`migrun_journal::binary::WriterWindow`): the journal finds an equal array only
+/// while the earlier one is alive, and the delivered batch is gone by the time a bulk
+/// write's entry is encoded — without this memo a copy's journal would hold every
+/// embedding twice. Content decides, never the
 /// fingerprint: a candidate is shared only when every float has the same bits (NaN
 /// payloads included). The memo holds the arrays of the last rows delivered (one batch,
 /// at most [`DELIVERED_FLOATS_MAX`] floats) until the next bulk write or the next rows:
