@@ -137,6 +137,33 @@ struct Measure {
     path: &'static str,
     seconds: f64,
     peak_rss_mb: f64,
+    /// The path's own CPU (user + system, children included).
+    cpu_seconds: f64,
+    /// The whole machine's busy CPU over the run (`/proc/stat`; 0 where there is
+    /// none): the path and the database servers it keeps busy. On a machine with
+    /// fewer cores than busy threads, wall time follows this.
+    machine_cpu_seconds: f64,
+}
+
+/// Busy CPU seconds of the whole machine so far (`/proc/stat`: every state but
+/// idle and iowait); `None` off Linux.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(busy as f64 / 100.0)
 }
 
 async fn bench(args: &Args, rows: u64, urls: &[String; 5], reader: &str) -> anyhow::Result<()> {
@@ -384,13 +411,14 @@ pub(crate) fn median(mut runs: Vec<Measure>) -> Option<Measure> {
     Some(mid)
 }
 
-/// Runs `cmd` under `/usr/bin/time -f %M` (peak RSS in KiB, children included) and times it.
+/// Runs `cmd` under `/usr/bin/time -f "%M %U %S"` (peak RSS in KiB, user and system CPU
+/// seconds, children included) and times it.
 fn timed(path: &'static str, cmd: &mut Command) -> anyhow::Result<Measure> {
     let rss_file = std::env::temp_dir().join(format!("migrun-bench-rss-{}", std::process::id()));
     let mut wrapped = Command::new("/usr/bin/time");
     wrapped
         .arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&rss_file)
         .arg(cmd.get_program())
@@ -405,11 +433,16 @@ fn timed(path: &'static str, cmd: &mut Command) -> anyhow::Result<Measure> {
         };
     }
     eprintln!("running {path} …");
+    let busy_before = machine_busy_seconds();
     let started = Instant::now();
     let output = wrapped
         .output()
         .with_context(|| format!("running {path}"))?;
     let seconds = started.elapsed().as_secs_f64();
+    let machine_cpu_seconds = match (busy_before, machine_busy_seconds()) {
+        (Some(before), Some(after)) => after - before,
+        _ => 0.0,
+    };
     if !output.status.success() {
         bail!(
             "{path} failed:\n{}\n{}",
@@ -417,18 +450,23 @@ fn timed(path: &'static str, cmd: &mut Command) -> anyhow::Result<Measure> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let kib: f64 = std::fs::read_to_string(&rss_file)?
+    let report = std::fs::read_to_string(&rss_file)?;
+    std::fs::remove_file(&rss_file).ok();
+    let fields: Vec<f64> = report
         .trim()
         .lines()
         .last()
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0.0);
-    std::fs::remove_file(&rss_file).ok();
+        .unwrap_or("0 0 0")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0.0);
     Ok(Measure {
         path,
         seconds,
-        peak_rss_mb: kib / 1024.0,
+        peak_rss_mb: field(0) / 1024.0,
+        cpu_seconds: field(1) + field(2),
+        machine_cpu_seconds,
     })
 }
 
