@@ -59,13 +59,15 @@ use super::{CallResult, Entry, HostCall, JournalError};
 /// higher level would find.
 pub const ZSTD_LEVEL: i32 = 1;
 
-/// A block larger than this is probed before it is compressed: level 1 on its
-/// `PROBE_BYTES`, in [`PROBE_SAMPLES`] samples spread over it. Embeddings are random floats: level 1 shrinks binary16
+/// A block larger than this is probed before it is compressed: level 1 on
+/// this many of its bytes, in [`PROBE_SAMPLES`] samples spread over it.
+/// Embeddings are random floats: level 1 shrinks binary16
 /// embeddings by ~10% (their exponents repeat), rows of them with their other
 /// columns by ~15%, at ~450 MB/s — a fifth of a bulk copy's CPU on this
 /// machine for a journal a seventh smaller. Such a block is stored instead
 /// ([`stored_zstd_frame`]: zstd's raw blocks, written at memory speed).
 const PROBE_BYTES: usize = 128 << 10;
+/// Samples of a probe (see [`PROBE_BYTES`]).
 const PROBE_SAMPLES: usize = 4;
 
 /// Compression is worth its CPU when level 1 shrinks the probe by a quarter at
