@@ -25,9 +25,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 
+use migrun_types::binary16::{self, ByteOrder};
 use migrun_types::{BulkWriteKind, Level, Value};
 
 use super::{CallResult, Entry, Footer, Header, HostCall, SnapshotInfo, TableSnapshot};
@@ -35,9 +34,6 @@ use super::{CallResult, Entry, Footer, Header, HostCall, SnapshotInfo, TableSnap
 /// A referable value's body is at least this many bytes: shorter values cost
 /// about as much as a reference.
 pub const REF_MIN_BYTES: usize = 32;
-
-/// Floats converted to and from binary16 per step.
-const HALF_CHUNK: usize = 256;
 
 /// The window: referable literals are kept (by every reader) while the newest of
 /// them add up to at most this many body bytes.
@@ -443,28 +439,11 @@ impl<'a> Encoder<'a> {
         let start = self.out.len();
         self.u8(tag::FLOAT16_ARRAY);
         self.varint(v.len() as u64);
-        let mut halves = [f16::ZERO; HALF_CHUNK];
-        let mut back = [0f32; HALF_CHUNK];
-        for chunk in v.chunks(HALF_CHUNK) {
-            let halves = &mut halves[..chunk.len()];
-            let back = &mut back[..chunk.len()];
-            halves.convert_from_f32_slice(chunk);
-            halves.convert_to_f32_slice(back);
-            let differ = chunk
-                .iter()
-                .zip(back.iter())
-                .fold(0u32, |d, (a, b)| d | (a.to_bits() ^ b.to_bits()));
-            if differ != 0 {
-                self.out.truncate(start);
-                return false;
-            }
-            let at = self.out.len();
-            self.out.resize(at + 2 * chunk.len(), 0);
-            for (out, h) in self.out[at..].chunks_exact_mut(2).zip(halves.iter()) {
-                out.copy_from_slice(&h.to_bits().to_le_bytes());
-            }
+        if binary16::narrow_exact(v, ByteOrder::Little, self.out) {
+            return true;
         }
-        true
+        self.out.truncate(start);
+        false
     }
 
     fn values(&mut self, v: &[Value]) {
@@ -1044,15 +1023,7 @@ impl<'a> Decoder<'a> {
             tag::FLOAT16_ARRAY => {
                 let n = self.count(2)?;
                 let b = self.take(n * 2)?;
-                let mut v = vec![0f32; n];
-                let mut halves = [f16::ZERO; HALF_CHUNK];
-                for (out, bytes) in v.chunks_mut(HALF_CHUNK).zip(b.chunks(2 * HALF_CHUNK)) {
-                    let halves = &mut halves[..out.len()];
-                    for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
-                        *h = f16::from_bits(u16::from_le_bytes([c[0], c[1]]));
-                    }
-                    halves.convert_to_f32_slice(out);
-                }
+                let v = binary16::widen(b, ByteOrder::Little);
                 widened = 2 * n;
                 (Value::Float32Array(v.into()), true)
             }
@@ -1370,6 +1341,7 @@ pub fn encode_value(value: &Value) -> Vec<u8> {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use half::f16;
 
     /// One value of every kind, with edge cases.
     fn every_value() -> Vec<Value> {

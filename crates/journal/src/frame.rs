@@ -54,18 +54,29 @@ pub enum FrameKind {
 
 /// Writes one frame.
 pub fn write(out: &mut impl Write, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len())
+    write_header(out, kind, payload.len(), crc32fast::hash(payload))?;
+    out.write_all(payload)
+}
+
+/// Writes the header of a frame whose payload (`len` bytes, CRC-32 `crc`) the
+/// caller writes next, in pieces.
+pub fn write_header(
+    out: &mut impl Write,
+    kind: FrameKind,
+    len: usize,
+    crc: u32,
+) -> std::io::Result<()> {
+    let len = u32::try_from(len)
         .ok()
         .filter(|&n| n <= MAX_PAYLOAD)
         .ok_or_else(|| std::io::Error::other("journal frame larger than 1 GiB"))?;
     let mut header = [0u8; HEADER_BYTES];
     header[0] = kind as u8;
     header[1..5].copy_from_slice(&len.to_le_bytes());
-    header[5..9].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header[5..9].copy_from_slice(&crc.to_le_bytes());
     let header_crc = crc32fast::hash(&header[..9]);
     header[9..13].copy_from_slice(&header_crc.to_le_bytes());
-    out.write_all(&header)?;
-    out.write_all(payload)
+    out.write_all(&header)
 }
 
 /// The end of a journal whose writer died mid-frame.

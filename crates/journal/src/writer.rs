@@ -79,31 +79,43 @@ fn shrinks_enough(raw: usize, compressed: usize) -> bool {
 /// zstd's largest block (and the window the stored frames declare): 128 KiB.
 const ZSTD_BLOCK_MAX: usize = 128 << 10;
 
-/// Appends `data` to `out` as one standard zstd frame of raw (stored) blocks:
-/// every zstd decoder reads it, and the writer spends a copy, not a compression,
-/// on a block that would not shrink. RFC 8878: the magic number; a frame header
-/// naming the 8-byte content size (not single-segment, no checksum, no
-/// dictionary) and a 128 KiB window; then blocks of at most 128 KiB, each a
-/// 3-byte header (last-block bit, type 0 = raw, size) and its bytes.
-pub(crate) fn stored_zstd_frame(data: &[u8], out: &mut Vec<u8>) {
-    out.reserve(14 + data.len() + 3 * (data.len() / ZSTD_BLOCK_MAX + 1));
-    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+/// Hands `data`, as one standard zstd frame of raw (stored) blocks, to `put`
+/// piece by piece (headers and slices of `data`, never a copy of it): every
+/// zstd decoder reads the frame, and the writer spends no compression — and,
+/// written straight to the file, no copy — on a block that would not shrink.
+/// RFC 8878: the magic number; a frame header naming the 8-byte content size
+/// (not single-segment, no checksum, no dictionary) and a 128 KiB window; then
+/// blocks of at most 128 KiB, each a 3-byte header (last-block bit, type 0 =
+/// raw, size) and its bytes.
+pub(crate) fn stored_zstd_frame(
+    data: &[u8],
+    mut put: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut head = [0u8; 14];
+    head[..4].copy_from_slice(&0xFD2F_B528u32.to_le_bytes());
     // Frame header descriptor: content-size flag 3 (8 bytes), nothing else.
-    out.push(0b1100_0000);
+    head[4] = 0b1100_0000;
     // Window descriptor: exponent 7 → 2^(10+7) = 128 KiB, mantissa 0.
-    out.push(7 << 3);
-    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    head[5] = 7 << 3;
+    head[6..].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    put(&head)?;
     let mut blocks = data.chunks(ZSTD_BLOCK_MAX).peekable();
     if blocks.peek().is_none() {
         // An empty frame still has its one (last, empty) block.
-        out.extend_from_slice(&[1, 0, 0]);
+        return put(&[1, 0, 0]);
     }
     while let Some(block) = blocks.next() {
         let last = u32::from(blocks.peek().is_none());
         let header = last | ((block.len() as u32) << 3);
-        out.extend_from_slice(&header.to_le_bytes()[..3]);
-        out.extend_from_slice(block);
+        put(&header.to_le_bytes()[..3])?;
+        put(block)?;
     }
+    Ok(())
+}
+
+/// The length of [`stored_zstd_frame`]'s frame of `len` bytes.
+fn stored_zstd_frame_len(len: usize) -> usize {
+    14 + len + 3 * len.div_ceil(ZSTD_BLOCK_MAX).max(1)
 }
 
 /// Bytes of entries handed to the writer thread and not yet encoded, at most
@@ -125,6 +137,12 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 /// frame of ordinary entries reuses them; after a batch of embeddings (~6 MB) they are
 /// given back, so that the journal does not hold two batches' worth between batches.
 const KEEP_CAPACITY: usize = 2 * BLOCK_BYTES;
+
+/// The block keeps up to this much capacity between frames: a batch of 1,000
+/// 1536-dimension embeddings with their rows (~3.3 MB) and the entries around
+/// it, without a reallocation per batch. Peak memory does not grow: the batch
+/// held this much before its frame either way.
+const KEEP_BLOCK_CAPACITY: usize = 8 * BLOCK_BYTES;
 
 /// What the writer thread is asked to do, in order.
 enum Job {
@@ -236,25 +254,39 @@ impl BlockWriter {
             }
             shrinks_enough(PROBE_BYTES, probed)
         };
-        if compress {
+        let payload = if compress {
             self.compressed
                 .reserve(zstd::zstd_safe::compress_bound(self.block.len()));
             self.compressor
                 .compress_to_buffer(&self.block, &mut self.compressed)?;
+            frame::write(&mut self.out, FrameKind::ZstdRecords, &self.compressed)?;
+            self.compressed.len()
         } else {
-            stored_zstd_frame(&self.block, &mut self.compressed);
-        }
-        frame::write(&mut self.out, FrameKind::ZstdRecords, &self.compressed)?;
-        self.behind
-            .wrote((frame::HEADER_BYTES + self.compressed.len()) as u64);
+            // Straight from the block to the file: the frame's checksum first,
+            // over the same pieces, then the pieces (a batch of embeddings is
+            // megabytes; a copy into a frame buffer was a second pass and a
+            // second buffer that size).
+            let len = stored_zstd_frame_len(self.block.len());
+            let mut crc = crc32fast::Hasher::new();
+            stored_zstd_frame(&self.block, |piece| {
+                crc.update(piece);
+                Ok(())
+            })?;
+            frame::write_header(&mut self.out, FrameKind::ZstdRecords, len, crc.finalize())?;
+            stored_zstd_frame(&self.block, |piece| self.out.write_all(piece))?;
+            len
+        };
+        self.behind.wrote((frame::HEADER_BYTES + payload) as u64);
         if self.behind.due() {
             self.out.flush()?;
             self.behind.step(self.out.get_ref());
         }
         self.block.clear();
-        // A batch of embeddings (~6 MB) grows both buffers past a block; they are
-        // given back right after its frame (see `KEEP_CAPACITY`).
-        if self.block.capacity() > KEEP_CAPACITY {
+        // A batch of embeddings (~3 MB as binary16) grows the block past
+        // BLOCK_BYTES. It keeps that capacity up to `KEEP_BLOCK_CAPACITY`, so the
+        // next batch neither reallocates nor faults fresh pages in; the
+        // compression buffer, which stored blocks never use, is given back.
+        if self.block.capacity() > KEEP_BLOCK_CAPACITY {
             self.block = Vec::with_capacity(BLOCK_BYTES + (1 << 16));
         }
         if self.compressed.capacity() > KEEP_CAPACITY {
@@ -671,7 +703,7 @@ pub(crate) fn chain(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
-    use super::{ZSTD_BLOCK_MAX, stored_zstd_frame};
+    use super::{ZSTD_BLOCK_MAX, stored_zstd_frame, stored_zstd_frame_len};
 
     /// Every size a stored frame splits differently (empty, one byte, exactly one
     /// block, one byte more, several blocks) is a frame zstd itself reads back,
@@ -688,8 +720,13 @@ mod tests {
         ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
             let mut frame = vec![0xAA];
-            stored_zstd_frame(&data, &mut frame);
+            stored_zstd_frame(&data, |piece| {
+                frame.extend_from_slice(piece);
+                Ok(())
+            })
+            .unwrap();
             let frame = &frame[1..];
+            assert_eq!(frame.len(), stored_zstd_frame_len(len));
             assert_eq!(
                 zstd::zstd_safe::get_frame_content_size(frame)
                     .ok()

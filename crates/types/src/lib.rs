@@ -16,6 +16,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "value")]
+pub mod binary16;
 mod bulk_write;
 mod dialect;
 mod error_kind;

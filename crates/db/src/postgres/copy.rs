@@ -363,8 +363,12 @@ fn parse_tstzrange(s: &str) -> Option<TstzRange> {
         if text.contains(['"', '\\', ',']) {
             return None;
         }
-        let t = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z").ok()?;
-        let t = t.naive_utc();
+        let t = match pg_timestamptz_utc(text) {
+            Some(t) => t,
+            None => DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .ok()?
+                .naive_utc(),
+        };
         if !t.nanosecond().is_multiple_of(1000) {
             return None;
         }
@@ -373,6 +377,64 @@ fn parse_tstzrange(s: &str) -> Option<TstzRange> {
     Some(TstzRange {
         bounds: Some((bound(lower, lower_inc)?, bound(upper, upper_inc)?)),
     })
+}
+
+/// PostgreSQL's own output of a `timestamptz` (`YYYY-MM-DD HH:MM:SS[.f…]±HH[:MM[:SS]]`,
+/// a four-digit year) in UTC, read without chrono's format interpreter, which
+/// was most of a range's cost: every row of a seed-001 copy has one range and
+/// each is checked, then encoded. `None` for any other spelling (a longer
+/// year, `BC`, no offset…), which then goes through chrono's parser — the one
+/// this agrees with, as the tests check (and beyond it, an offset with seconds,
+/// which PostgreSQL prints for local mean time and chrono refuses).
+fn pg_timestamptz_utc(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    let digits = |from: usize, to: usize| -> Option<u32> {
+        b.get(from..to)?.iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() < 22 || [b[4], b[7], b[10], b[13], b[16]] != *b"-- ::" {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(digits(0, 4)?).ok()?,
+        digits(5, 7)?,
+        digits(8, 10)?,
+    )?;
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    let mut at = 19;
+    let mut micros = 0;
+    if b[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        let places = at - start;
+        if places == 0 || places > 6 {
+            return None;
+        }
+        micros = digits(start, at)? * 10u32.pow((6 - places) as u32);
+    }
+    let sign: i64 = match b.get(at)? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let mut offset = i64::from(digits(at + 1, at + 3)?) * 3600;
+    at += 3;
+    for unit in [60, 1] {
+        if b.get(at) != Some(&b':') {
+            break;
+        }
+        offset += i64::from(digits(at + 1, at + 3)?) * unit;
+        at += 3;
+    }
+    if at != b.len() {
+        return None;
+    }
+    date.and_hms_micro_opt(hour, minute, second, micros)?
+        .checked_sub_signed(chrono::TimeDelta::seconds(sign * offset))
 }
 
 // ---------------------------------------------------------------------------
@@ -508,6 +570,42 @@ mod tests {
             })
         );
         assert_eq!(parse_tstzrange("empty"), Some(TstzRange { bounds: None }));
+        // PostgreSQL's spellings read without chrono's interpreter, as chrono reads them.
+        for text in [
+            "2024-01-01 00:00:00+00",
+            "2024-02-29 23:59:59.999999+00",
+            "1999-12-31 23:00:00.5-03",
+            "2024-06-30 05:30:00.123+05:30",
+            "0001-01-01 00:00:00+00",
+        ] {
+            let chrono = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .unwrap()
+                .naive_utc();
+            assert_eq!(pg_timestamptz_utc(text), Some(chrono), "{text}");
+        }
+        // An offset with seconds (a zone's local mean time before 1900), which chrono's
+        // `%#z` refuses, is read too.
+        assert_eq!(
+            pg_timestamptz_utc("1900-01-01 00:00:00+00:19:32"),
+            chrono::NaiveDate::from_ymd_opt(1899, 12, 31)
+                .unwrap()
+                .and_hms_opt(23, 40, 28)
+        );
+        // Anything else is left to chrono (or refused by both).
+        for text in [
+            "12024-01-01 00:00:00+00",
+            "2024-01-01 00:00:00",
+            "2024-01-01 00:00:00 BC",
+            "2024-02-30 00:00:00+00",
+            "2024-01-01 24:00:00+00",
+            "2024-01-01 00:00:00.+00",
+            "2024-01-01 00:00:00.1234567+00",
+            "2024-01-01 00:00:00+0",
+            "2024-01-01T00:00:00+00",
+            "2024-01-01 00:00:00+00 ",
+        ] {
+            assert_eq!(pg_timestamptz_utc(text), None, "{text}");
+        }
         for text in [
             "[,)",                              // an inclusive unbounded side
             "[\"infinity\",)",                  // infinite bound

@@ -25,10 +25,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use sqlx::postgres::PgConnection;
 
 use crate::DbError;
+use migrun_types::binary16::{self, ByteOrder};
 use migrun_types::value::Value;
 
 /// One type as the writing database knows it.
@@ -151,27 +151,10 @@ pub(crate) fn decode_vector(b: &[u8]) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-/// Halves converted per step by the slice conversions of `half` (F16C/SIMD where the
-/// CPU has it): an embedding is thousands of elements, converted one by one it costs
-/// more than the rest of its row.
-const HALF_CHUNK: usize = 256;
-
 /// `halfvec_send` → the halves, widened to f32 (exact).
 pub(crate) fn decode_halfvec(b: &[u8]) -> Result<Vec<f32>, String> {
-    let dim = vector_dim(b, 2)?;
-    let mut floats = vec![0f32; dim];
-    let mut halves = [f16::ZERO; HALF_CHUNK];
-    for (bytes, dst) in b[4..]
-        .chunks(2 * HALF_CHUNK)
-        .zip(floats.chunks_mut(HALF_CHUNK))
-    {
-        let halves = &mut halves[..dst.len()];
-        for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
-            *h = f16::from_bits(u16::from_be_bytes([c[0], c[1]]));
-        }
-        halves.convert_to_f32_slice(dst);
-    }
-    Ok(floats)
+    vector_dim(b, 2)?;
+    Ok(binary16::widen(&b[4..], ByteOrder::Big))
 }
 
 fn vector_dim(b: &[u8], element: usize) -> Result<usize, String> {
@@ -206,31 +189,15 @@ pub(crate) fn encode_halfvec(v: &[f32], out: &mut Vec<u8>) {
     out.reserve(4 + 2 * v.len());
     out.extend_from_slice(&(v.len() as i16).to_be_bytes());
     out.extend_from_slice(&0i16.to_be_bytes());
-    // One resize, then each chunk converted (F16C where the CPU has it) and stored
-    // into its place: no length check per element, as `extend_from_slice` had.
-    let at = out.len();
-    out.resize(at + 2 * v.len(), 0);
-    let mut halves = [f16::ZERO; HALF_CHUNK];
-    for (chunk, dst) in v
-        .chunks(HALF_CHUNK)
-        .zip(out[at..].chunks_mut(2 * HALF_CHUNK))
-    {
-        let halves = &mut halves[..chunk.len()];
-        halves.convert_from_f32_slice(chunk);
-        for (bytes, h) in dst.chunks_exact_mut(2).zip(halves.iter()) {
-            bytes.copy_from_slice(&h.to_bits().to_be_bytes());
-        }
-    }
+    binary16::narrow(v, ByteOrder::Big, out);
 }
 
 /// What pgvector's input would refuse in a `halfvec`: NaN, an infinity, or a
 /// float that rounds (to nearest, ties to even) beyond binary16's range.
 /// `None` when every element converts.
 pub(crate) fn halfvec_element_error(v: &[f32]) -> Option<String> {
-    // binary16's largest finite value is 65504; a float rounds to it (to nearest, ties
-    // to even) below 65520 and to infinity from there. NaN fails the comparison. A
-    // branch-free pass over the whole vector first; the slow search names the element.
-    if v.iter().fold(true, |fits, f| fits & (f.abs() < 65520.0)) {
+    // A branch-free pass over the whole vector first; the slow search names the element.
+    if binary16::all_finite_in_range(v) {
         return None;
     }
     v.iter().enumerate().find_map(|(i, f)| {
@@ -281,7 +248,7 @@ mod tests {
             .map(f16::to_f32)
             .collect();
         floats.extend([1.0e-8, 3.3333, -0.1, 65519.996, -65519.996, 1.0 / 3.0]);
-        assert!(floats.len() > 3 * HALF_CHUNK);
+        assert!(floats.len() > 3 * 256);
         let mut bulk = Vec::new();
         encode_halfvec(&floats[..1000], &mut bulk);
         let mut single = Vec::new();
