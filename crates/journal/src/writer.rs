@@ -133,14 +133,15 @@ const IN_FLIGHT_ENTRIES: usize = 256;
 /// that a crash between syncs loses little and memory stays bounded.
 pub const BLOCK_BYTES: usize = 1 << 20;
 
-/// The block and compression buffers keep up to this much capacity between frames: a
-/// frame of ordinary entries reuses them; after a batch of embeddings (~6 MB) they are
-/// given back, so that the journal does not hold two batches' worth between batches.
+/// The compression buffer keeps up to this much capacity between frames: a frame
+/// of ordinary entries reuses it; grown past it by a large compressible block, it
+/// is given back. (Stored blocks — embeddings — never use it; the block buffer
+/// has its own bound, [`KEEP_BLOCK_CAPACITY`].)
 const KEEP_CAPACITY: usize = 2 * BLOCK_BYTES;
 
 /// The block keeps up to this much capacity between frames: a batch of 1,000
-/// 1536-dimension embeddings with their rows (~3.3 MB) and the entries around
-/// it, without a reallocation per batch. Peak memory does not grow: the batch
+/// 1536-dimension embeddings with their rows (~3.3 MB as binary16, ~6.5 MB as
+/// `real[]`'s float32) and the entries around it, without a reallocation per batch. Peak memory does not grow: the batch
 /// held this much before its frame either way.
 const KEEP_BLOCK_CAPACITY: usize = 8 * BLOCK_BYTES;
 
