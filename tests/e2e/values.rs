@@ -1556,6 +1556,46 @@ fn series(dialect: Dialect, n: u32, filtered: bool) -> String {
     }
 }
 
+/// Rows of a 100,000-character text: a cursor of 1,000-row batches over them holds a
+/// few MiB a batch, not 100 MB.
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_batches_of_wide_rows_are_bounded_by_bytes_too() {
+    for_each_dialect(|db| async move {
+        let dialect = db.dialect;
+        let wide = match dialect {
+            Dialect::Postgres => "repeat('x', 100000)",
+            Dialect::MySql => "REPEAT('x', 100000)",
+            // 50,000 zero bytes in hex are 100,000 characters.
+            Dialect::Sqlite => "replace(hex(zeroblob(50000)), '00', 'xx')",
+        };
+        let select = series(dialect, 300, false).replace(
+            " AS label FROM",
+            &format!(" AS label, {wide} AS body FROM"),
+        );
+        let mut conn = db.connect(Access::ReadOnly).await;
+        conn.begin().await.unwrap();
+        let cursor = conn.open_cursor(&select, &[], 1_000).await.unwrap();
+        let mut next = 1i64;
+        let mut sizes = Vec::new();
+        while let Some(batch) = conn.next_batch(&cursor).await.unwrap() {
+            sizes.push(batch.len());
+            for row in batch {
+                assert_eq!(row[0], Value::Int(next));
+                assert!(matches!(&row[2], Value::Text(body) if body.len() == 100_000 && body.bytes().all(|b| b == b'x')));
+                next += 1;
+            }
+        }
+        assert_eq!(next, 301, "every row once, in order");
+        // About 4 MiB a batch: 42 rows of 100 kB (the first batch of a ramp-up is no
+        // larger either), then what is left.
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.iter().all(|&n| n == 42), "{sizes:?}");
+        assert!(*last >= 1 && *last <= 42, "{sizes:?}");
+        conn.rollback().await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cursors_stream_every_row_once_in_bounded_batches() {
     for_each_dialect(|db| async move {
@@ -1592,17 +1632,21 @@ async fn cursors_stream_every_row_once_in_bounded_batches() {
         );
 
         let mut next = 1i64;
-        let mut batches = 0;
+        let mut sizes = Vec::new();
         while let Some(batch) = conn.next_batch(&cursor).await.unwrap() {
-            assert!(!batch.is_empty() && batch.len() <= 1_000);
-            batches += 1;
+            sizes.push(batch.len());
             for row in batch {
                 assert_eq!(row, [Value::Int(next), text(&format!("row {next}"))]);
                 next += 1;
             }
         }
         assert_eq!(next, 50_001);
-        assert_eq!(batches, 50);
+        // Batches of 1,000 ramp up (an eighth, a quarter, a half), then stay at 1,000;
+        // the last holds what is left of the 50,000 rows.
+        let mut expected = vec![125, 250, 500];
+        expected.extend(std::iter::repeat_n(1_000, 49));
+        expected.push(125);
+        assert_eq!(sizes, expected);
         assert!(cursor.is_exhausted());
         assert_eq!(conn.next_batch(&cursor).await.unwrap(), None);
         // Free again: still inside the same read-only unit.

@@ -10,7 +10,8 @@
 //! back when its request channel closes. It reads one batch ahead of the requests (so reading overlaps the
 //! plugin's work and its writes); rows beyond that stay in the server and the
 //! socket buffers: TCP flow control (or SQLite's bounded row channel) keeps
-//! memory bounded to two batches.
+//! memory bounded to two batches — by rows and by bytes ([`BATCH_BYTES`]); the
+//! first batches of a large batch size are smaller ([`batch_rows`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -73,18 +74,37 @@ pub(crate) struct ActiveCursor {
     pub(crate) task: JoinHandle<Backend>,
 }
 
-/// Reads the next batch of at most `batch_size` rows from `stream`, with one
-/// row of look-ahead so that the batch holding the last row says so.
+/// The values a batch holds at most, roughly ([`Value::approx_bytes`]): a batch
+/// ends at its row limit or once its rows reach this, whichever comes first (it
+/// always holds at least one row).
+///
+/// Why: a batch is held several times over while it goes through the host — read
+/// ahead, delivered, lowered into the guest's memory (which never shrinks), written
+/// back, encoded for `COPY` — once per lane of `--jobs`. Counting rows bounds that
+/// memory only for narrow rows: 1,000 embeddings of 1536 floats are 6 MiB, 1,000
+/// documents of 1 MiB a gigabyte. 4 MiB keeps seed 001's `real[]` copy with two
+/// lanes under 100 MB (docs/PERFORMANCE.md, session 18) and costs narrow rows nothing.
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
+
+/// Reads the next batch of at most `batch_size` rows and about [`BATCH_BYTES`] from
+/// `stream`, with one row of look-ahead so that the batch holding the last row says so.
 async fn fetch(
     stream: &mut futures::stream::BoxStream<'_, Result<Step, DbError>>,
     lookahead: &mut Option<Vec<Value>>,
     batch_size: usize,
 ) -> Batch {
     let mut rows = Vec::with_capacity(batch_size.min(4096));
-    rows.extend(lookahead.take());
+    let mut bytes = 0;
+    if let Some(row) = lookahead.take() {
+        bytes += row_bytes(&row);
+        rows.push(row);
+    }
     let outcome = loop {
         match stream.next().await {
-            Some(Ok(Step::Row(row))) if rows.len() < batch_size => rows.push(row),
+            Some(Ok(Step::Row(row))) if rows.len() < batch_size && bytes < BATCH_BYTES => {
+                bytes += row_bytes(&row);
+                rows.push(row);
+            }
             Some(Ok(Step::Row(row))) => {
                 *lookahead = Some(row);
                 break Ok(false);
@@ -106,8 +126,38 @@ async fn fetch(
     }
 }
 
+/// What a row holds, roughly.
+fn row_bytes(row: &[Value]) -> usize {
+    row.iter().map(Value::approx_bytes).sum()
+}
+
+/// Batch sizes from which a cursor ramps up ([`batch_rows`]): below this its first
+/// batch is read in a few milliseconds anyway.
+const RAMP_FROM_ROWS: usize = 512;
+
+/// The rows of a cursor's `index`-th batch (0-based) when the plugin asked for batches
+/// of `batch_size`: from [`RAMP_FROM_ROWS`] on, an eighth of it, then a quarter, a
+/// half, then `batch_size` from the fourth batch; smaller sizes from the first batch.
+/// Fixed by `batch_size` alone, so a run, its dry-run and its replay see the same
+/// batches.
+///
+/// Why: nothing the plugin does with a batch starts before the whole batch is read, so
+/// in every unit a copy's target waits for the first batch's read and mapping — the
+/// target idle, and with it a core, while the source sends a thousand rows. A small
+/// first batch reaches the plugin (and its bulk insert the target) after an eighth of
+/// that wait, and the larger ones behind it are read ahead while the target writes.
+/// Measured on seed 001's 34 tables in docs/PERFORMANCE.md (session 18). The contract
+/// promises batches of *at most* `batch-size` rows (and the guide says the first are
+/// smaller).
+pub(crate) fn batch_rows(batch_size: usize, index: usize) -> usize {
+    if batch_size < RAMP_FROM_ROWS {
+        return batch_size;
+    }
+    batch_size >> 3usize.saturating_sub(index)
+}
+
 /// Moves `backend` into a task that runs `bound` and serves batches of at most
-/// `batch_size` rows. When the requests stop, the task drops the stream, runs
+/// `batch_size` rows, the first ones smaller ([`batch_rows`]). When the requests stop, the task drops the stream, runs
 /// `end_sql` if given (the commit of a host-opened read-only wrapper) and
 /// returns the connection.
 pub(crate) fn spawn(
@@ -126,7 +176,9 @@ pub(crate) fn spawn(
             let mut lookahead: Option<Vec<Value>> = None;
             // One batch read ahead: while the plugin works on a batch (and
             // writes it elsewhere), the next one is already on its way.
-            let mut next = Some(fetch(&mut stream, &mut lookahead, batch_size).await);
+            let mut served = 0;
+            let mut next =
+                Some(fetch(&mut stream, &mut lookahead, batch_rows(batch_size, 0)).await);
             while let Some(reply) = incoming.recv().await {
                 let batch = next.take().unwrap_or(Batch {
                     rows: Ok(Vec::new()),
@@ -134,8 +186,10 @@ pub(crate) fn spawn(
                 });
                 let finished = batch.finished;
                 let _ = reply.send(batch);
+                served += 1;
                 if !finished {
-                    next = Some(fetch(&mut stream, &mut lookahead, batch_size).await);
+                    let rows = batch_rows(batch_size, served);
+                    next = Some(fetch(&mut stream, &mut lookahead, rows).await);
                 }
             }
         }
@@ -315,5 +369,28 @@ impl Connection {
             }
             Err(e) => State::Broken(format!("the cursor task failed: {e}")),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_rows;
+
+    #[test]
+    fn a_large_batch_size_ramps_up_over_three_batches_and_a_small_one_does_not() {
+        let sizes: Vec<usize> = (0..6).map(|i| batch_rows(1000, i)).collect();
+        assert_eq!(sizes, [125, 250, 500, 1000, 1000, 1000]);
+        let sizes: Vec<usize> = (0..5).map(|i| batch_rows(512, i)).collect();
+        assert_eq!(sizes, [64, 128, 256, 512, 512]);
+        for small in [1, 2, 100, 511] {
+            assert!((0..5).all(|i| batch_rows(small, i) == small), "{small}");
+        }
+        // Never more than asked, never an empty batch.
+        for size in [1, 7, 511, 512, 513, 1000, 4096, 100_000] {
+            assert!(
+                (0..8).all(|i| (1..=size).contains(&batch_rows(size, i))),
+                "{size}"
+            );
+        }
     }
 }

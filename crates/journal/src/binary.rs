@@ -114,11 +114,44 @@ pub struct DecodeError {
 pub struct WriterWindow {
     /// Oldest first: (number, body bytes, how it is found).
     order: VecDeque<(u64, usize, Key)>,
-    by_hash: HashMap<[u8; 32], u64>,
+    by_hash: HashMap<[u8; 32], u64, KeyIsHash>,
     /// Float arrays by fingerprint: the number and the allocation of the newest.
-    by_array: HashMap<u64, (u64, Weak<Vec<f32>>)>,
+    by_array: HashMap<u64, (u64, Weak<Vec<f32>>), KeyIsHash>,
     bytes: usize,
     next: u64,
+}
+
+/// The window's maps are keyed by hashes already (BLAKE3 digests, mixed fingerprints):
+/// their first eight bytes index the table. Hashing them again with `std`'s SipHash was
+/// a measurable part of the journal thread's time on a copy (a lookup per text value).
+#[derive(Default, Clone, Copy)]
+struct KeyIsHash;
+
+impl std::hash::BuildHasher for KeyIsHash {
+    type Hasher = FirstWord;
+    fn build_hasher(&self) -> FirstWord {
+        FirstWord(0)
+    }
+}
+
+/// The [`KeyIsHash`] hasher: the key's first eight bytes (an array's length prefix,
+/// which `Hash` writes first, is skipped).
+struct FirstWord(u64);
+
+impl std::hash::Hasher for FirstWord {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+    fn write_usize(&mut self, _length_prefix: usize) {}
 }
 
 /// How the writer finds a literal of its window again.
