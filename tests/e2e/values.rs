@@ -1586,11 +1586,11 @@ async fn cursor_batches_of_wide_rows_are_bounded_by_bytes_too() {
             }
         }
         assert_eq!(next, 301, "every row once, in order");
-        // About 4 MiB a batch: 42 rows of 100 kB (the first batch of a ramp-up is no
+        // About 3 MiB a batch: 32 rows of 100 kB (the first batch of a ramp-up is no
         // larger either), then what is left.
         let (last, full) = sizes.split_last().unwrap();
-        assert!(full.iter().all(|&n| n == 42), "{sizes:?}");
-        assert!(*last >= 1 && *last <= 42, "{sizes:?}");
+        assert!(full.iter().all(|&n| n == 32), "{sizes:?}");
+        assert!(*last >= 1 && *last <= 32, "{sizes:?}");
         conn.rollback().await.unwrap();
     })
     .await;

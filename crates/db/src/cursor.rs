@@ -82,9 +82,9 @@ pub(crate) struct ActiveCursor {
 /// ahead, delivered, lowered into the guest's memory (which never shrinks), written
 /// back, encoded for `COPY` — once per lane of `--jobs`. Counting rows bounds that
 /// memory only for narrow rows: 1,000 embeddings of 1536 floats are 6 MiB, 1,000
-/// documents of 1 MiB a gigabyte. 4 MiB keeps seed 001's `real[]` copy with two
+/// documents of 1 MiB a gigabyte. 3 MiB keeps seed 001's `real[]` copy with two
 /// lanes under 100 MB (docs/PERFORMANCE.md, session 18) and costs narrow rows nothing.
-pub(crate) const BATCH_BYTES: usize = 4 << 20;
+pub(crate) const BATCH_BYTES: usize = 3 << 20;
 
 /// Reads the next batch of at most `batch_size` rows and about [`BATCH_BYTES`] from
 /// `stream`, with one row of look-ahead so that the batch holding the last row says so.
