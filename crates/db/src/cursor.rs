@@ -137,8 +137,8 @@ const RAMP_FROM_ROWS: usize = 512;
 
 /// The rows of a cursor's `index`-th batch (0-based) when the plugin asked for batches
 /// of `batch_size`: from [`RAMP_FROM_ROWS`] on, an eighth of it, then a quarter, a
-/// half, then `batch_size` from the fourth batch; smaller sizes from the first batch.
-/// Fixed by `batch_size` alone, so a run, its dry-run and its replay see the same
+/// half, then `batch_size` from the fourth batch; a smaller `batch_size` from the
+/// first batch on. Fixed by `batch_size` alone, so a run, its dry-run and its replay see the same
 /// batches.
 ///
 /// Why: nothing the plugin does with a batch starts before the whole batch is read, so
@@ -157,9 +157,9 @@ pub(crate) fn batch_rows(batch_size: usize, index: usize) -> usize {
 }
 
 /// Moves `backend` into a task that runs `bound` and serves batches of at most
-/// `batch_size` rows, the first ones smaller ([`batch_rows`]). When the requests stop, the task drops the stream, runs
-/// `end_sql` if given (the commit of a host-opened read-only wrapper) and
-/// returns the connection.
+/// `batch_size` rows, the first ones smaller ([`batch_rows`]). When the requests
+/// stop, the task drops the stream, runs `end_sql` if given (the commit of a
+/// host-opened read-only wrapper) and returns the connection.
 pub(crate) fn spawn(
     id: u64,
     shared: Arc<CursorShared>,
