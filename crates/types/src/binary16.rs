@@ -64,37 +64,34 @@ pub fn widen(bytes: &[u8], order: ByteOrder) -> Vec<f32> {
 /// Appends every float narrowed to binary16 (round to nearest, ties to even; a
 /// float beyond binary16's range becomes an infinity), in `order`.
 pub fn narrow(floats: &[f32], order: ByteOrder, out: &mut Vec<u8>) {
-    let at = out.len();
-    out.resize(at + 2 * floats.len(), 0);
-    #[cfg(target_arch = "x86_64")]
-    if x86::usable() {
-        // SAFETY: AVX and F16C are present; the destination has 2 bytes per float.
-        unsafe { x86::narrow(floats, order, &mut out[at..]) };
-        return;
-    }
-    scalar::narrow(floats, order, &mut out[at..]);
+    append_narrowed::<false>(floats, order, out);
 }
 
 /// Appends every float as binary16 in `order` when each one is exactly a
 /// binary16 (widening gives back its bits); otherwise appends nothing and
 /// returns `false`. An array of arbitrary floats fails on its first 8.
 pub fn narrow_exact(floats: &[f32], order: ByteOrder, out: &mut Vec<u8>) -> bool {
+    append_narrowed::<true>(floats, order, out)
+}
+
+/// [`narrow`] (`EXACT` false: always `true`) and [`narrow_exact`] (`EXACT` true):
+/// one kernel each, the exactness check compiled in or out.
+fn append_narrowed<const EXACT: bool>(floats: &[f32], order: ByteOrder, out: &mut Vec<u8>) -> bool {
     let at = out.len();
     out.resize(at + 2 * floats.len(), 0);
     #[cfg(target_arch = "x86_64")]
-    if x86::usable() {
+    let done = if x86::usable() {
         // SAFETY: AVX and F16C are present; the destination has 2 bytes per float.
-        let exact = unsafe { x86::narrow_exact(floats, order, &mut out[at..]) };
-        if !exact {
-            out.truncate(at);
-        }
-        return exact;
-    }
-    let exact = scalar::narrow_exact(floats, order, &mut out[at..]);
-    if !exact {
+        unsafe { x86::narrow::<EXACT>(floats, order, &mut out[at..]) }
+    } else {
+        scalar::narrow::<EXACT>(floats, order, &mut out[at..])
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = scalar::narrow::<EXACT>(floats, order, &mut out[at..]);
+    if !done {
         out.truncate(at);
     }
-    exact
+    done
 }
 
 /// Whether every float narrows to a finite binary16: no NaN, no infinity, and
@@ -122,16 +119,16 @@ mod scalar {
         );
     }
 
-    pub(super) fn narrow(floats: &[f32], order: ByteOrder, out: &mut [u8]) {
-        for (dst, f) in out.chunks_exact_mut(2).zip(floats) {
-            dst.copy_from_slice(&order.put(f16::from_f32(*f).to_bits()));
-        }
-    }
-
-    pub(super) fn narrow_exact(floats: &[f32], order: ByteOrder, out: &mut [u8]) -> bool {
+    /// Narrows `floats` into `out` (2 bytes each); with `EXACT`, stops with `false`
+    /// at the first float that does not widen back to its own bits.
+    pub(super) fn narrow<const EXACT: bool>(
+        floats: &[f32],
+        order: ByteOrder,
+        out: &mut [u8],
+    ) -> bool {
         for (dst, f) in out.chunks_exact_mut(2).zip(floats) {
             let h = f16::from_f32(*f);
-            if h.to_f32().to_bits() != f.to_bits() {
+            if EXACT && h.to_f32().to_bits() != f.to_bits() {
                 return false;
             }
             dst.copy_from_slice(&order.put(h.to_bits()));
@@ -189,46 +186,30 @@ mod x86 {
         _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
     }
 
-    /// Narrows `floats` into `out` (2 bytes each, in `order`).
+    /// Narrows `floats` into `out` (2 bytes each, in `order`); with `EXACT`, stops
+    /// with `false` at the first eight floats of which one does not widen back to
+    /// its own bits.
     ///
     /// # Safety
     /// The CPU has AVX and F16C; `out.len() == 2 * floats.len()`.
     #[target_feature(enable = "avx,f16c")]
-    pub(super) unsafe fn narrow(floats: &[f32], order: ByteOrder, out: &mut [u8]) {
+    pub(super) unsafe fn narrow<const EXACT: bool>(
+        floats: &[f32],
+        order: ByteOrder,
+        out: &mut [u8],
+    ) -> bool {
         let whole = floats.len() / 8;
         for i in 0..whole {
             // SAFETY: 8 floats at 8·i are within `floats`; 16 bytes at 16·i within `out`.
             unsafe {
-                let mut h = narrow8(_mm256_loadu_ps(floats.as_ptr().add(8 * i)));
-                if order == ByteOrder::Big {
-                    h = swap_lanes(h);
-                }
-                _mm_storeu_si128(out.as_mut_ptr().add(16 * i).cast(), h);
-            }
-        }
-        for i in 8 * whole..floats.len() {
-            let h = half::f16::from_f32(floats[i]).to_bits();
-            out[2 * i..2 * i + 2].copy_from_slice(&order.put(h));
-        }
-    }
-
-    /// [`narrow`], stopping with `false` at the first eight floats of which one
-    /// does not widen back to its own bits.
-    ///
-    /// # Safety
-    /// As for [`narrow`].
-    #[target_feature(enable = "avx,f16c")]
-    pub(super) unsafe fn narrow_exact(floats: &[f32], order: ByteOrder, out: &mut [u8]) -> bool {
-        let whole = floats.len() / 8;
-        for i in 0..whole {
-            // SAFETY: as in `narrow`.
-            unsafe {
                 let v = _mm256_loadu_ps(floats.as_ptr().add(8 * i));
                 let mut h = narrow8(v);
-                let back = _mm256_cvtph_ps(h);
-                let differ = _mm256_castps_si256(_mm256_xor_ps(v, back));
-                if _mm256_testz_si256(differ, differ) == 0 {
-                    return false;
+                if EXACT {
+                    let back = _mm256_cvtph_ps(h);
+                    let differ = _mm256_castps_si256(_mm256_xor_ps(v, back));
+                    if _mm256_testz_si256(differ, differ) == 0 {
+                        return false;
+                    }
                 }
                 if order == ByteOrder::Big {
                     h = swap_lanes(h);
@@ -238,7 +219,7 @@ mod x86 {
         }
         for i in 8 * whole..floats.len() {
             let h = half::f16::from_f32(floats[i]);
-            if h.to_f32().to_bits() != floats[i].to_bits() {
+            if EXACT && h.to_f32().to_bits() != floats[i].to_bits() {
                 return false;
             }
             out[2 * i..2 * i + 2].copy_from_slice(&order.put(h.to_bits()));
@@ -377,12 +358,16 @@ mod tests {
             let mut narrowed = Vec::new();
             narrow(&floats, order, &mut narrowed);
             let mut scalar_narrowed = vec![0; 2 * floats.len()];
-            scalar::narrow(&floats, order, &mut scalar_narrowed);
+            assert!(scalar::narrow::<false>(
+                &floats,
+                order,
+                &mut scalar_narrowed
+            ));
             assert_eq!(narrowed, scalar_narrowed);
             let mut exact = Vec::new();
             assert!(narrow_exact(&widened, order, &mut exact));
             let mut scalar_exact = vec![0; 2 * widened.len()];
-            assert!(scalar::narrow_exact(&widened, order, &mut scalar_exact));
+            assert!(scalar::narrow::<true>(&widened, order, &mut scalar_exact));
             assert_eq!(exact, scalar_exact);
             assert_eq!(exact, bytes);
         }
